@@ -1,0 +1,205 @@
+//! The `auth` section: which built-in authentication methods are on and where their data lives.
+//!
+//! Only file-based methods exist so far; ContainerSSH's webhook, Kerberos, OAuth2 and GSSAPI
+//! methods are recognised and rejected with "not supported yet" rather than "unknown key".
+
+use serde::{Deserialize, Serialize};
+
+use crate::check::Checker;
+use crate::unsupported::Present;
+
+/// `auth.publicKey.method` as written in the file.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+enum RawPublicKeyMethod {
+    #[default]
+    #[serde(rename = "")]
+    Off,
+    #[serde(rename = "authorizedKeys")]
+    AuthorizedKeys,
+    #[serde(rename = "webhook")]
+    Webhook,
+}
+
+/// `auth.password.method` as written in the file.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+enum RawPasswordMethod {
+    #[default]
+    #[serde(rename = "")]
+    Off,
+    #[serde(rename = "htpasswd")]
+    Htpasswd,
+    #[serde(rename = "webhook")]
+    Webhook,
+    #[serde(rename = "kerberos")]
+    Kerberos,
+}
+
+/// A `{file: …}` block.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FileSource {
+    /// Path of the file; empty when unset.
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+struct RawPublicKey {
+    method: RawPublicKeyMethod,
+    authorized_keys: FileSource,
+    webhook: Present,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPassword {
+    method: RawPasswordMethod,
+    htpasswd: FileSource,
+    webhook: Present,
+    kerberos: Present,
+}
+
+/// The `auth` section as written in the file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub(crate) struct RawAuth {
+    public_key: RawPublicKey,
+    password: RawPassword,
+    keyboard_interactive: Present,
+    gssapi: Present,
+    authz: Present,
+}
+
+/// How public keys are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum PublicKeyMethod {
+    /// Public-key authentication is off.
+    #[default]
+    #[serde(rename = "")]
+    Off,
+    /// Keys are read from an OpenSSH `authorized_keys` file per user.
+    #[serde(rename = "authorizedKeys")]
+    AuthorizedKeys,
+}
+
+/// How passwords are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum PasswordMethod {
+    /// Password authentication is off.
+    #[default]
+    #[serde(rename = "")]
+    Off,
+    /// Passwords are checked against an Apache htpasswd file (bcrypt, SHA-crypt, Argon2).
+    #[serde(rename = "htpasswd")]
+    Htpasswd,
+}
+
+/// `auth.publicKey`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PublicKeyAuth {
+    /// The method; `""` is off.
+    pub method: PublicKeyMethod,
+    /// `authorizedKeys.file`: the file to read, with `%u` replaced by the user name. Required
+    /// when `method` is `authorizedKeys`.
+    pub authorized_keys: FileSource,
+}
+
+/// `auth.password`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PasswordAuth {
+    /// The method; `""` is off.
+    pub method: PasswordMethod,
+    /// `htpasswd.file`: required when `method` is `htpasswd`.
+    pub htpasswd: FileSource,
+}
+
+/// Authentication settings (`auth`). At least one method is on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthConfig {
+    /// Public-key authentication.
+    pub public_key: PublicKeyAuth,
+    /// Password authentication.
+    pub password: PasswordAuth,
+}
+
+impl RawAuth {
+    pub(crate) fn resolve(self, check: &mut Checker<'_>) -> AuthConfig {
+        for (present, key) in [
+            (self.keyboard_interactive, "auth.keyboardInteractive"),
+            (self.gssapi, "auth.gssapi"),
+            (self.authz, "auth.authz"),
+            (self.public_key.webhook, "auth.publicKey.webhook"),
+            (self.password.webhook, "auth.password.webhook"),
+            (self.password.kerberos, "auth.password.kerberos"),
+        ] {
+            if present.0 {
+                check.error_at_key(key, "is not supported yet by this version of sshpod");
+            }
+        }
+
+        let public_key_method = match self.public_key.method {
+            RawPublicKeyMethod::Off => PublicKeyMethod::Off,
+            RawPublicKeyMethod::AuthorizedKeys => PublicKeyMethod::AuthorizedKeys,
+            RawPublicKeyMethod::Webhook => {
+                check.error(
+                    "auth.publicKey.method",
+                    "`webhook` is not supported yet; use `authorizedKeys`",
+                );
+                PublicKeyMethod::Off
+            }
+        };
+        if public_key_method == PublicKeyMethod::AuthorizedKeys
+            && self.public_key.authorized_keys.file.trim().is_empty()
+        {
+            check.error(
+                "auth.publicKey.authorizedKeys.file",
+                "is required when `auth.publicKey.method` is `authorizedKeys`",
+            );
+        }
+
+        let password_method = match self.password.method {
+            RawPasswordMethod::Off => PasswordMethod::Off,
+            RawPasswordMethod::Htpasswd => PasswordMethod::Htpasswd,
+            RawPasswordMethod::Webhook => unsupported_password(check, "webhook"),
+            RawPasswordMethod::Kerberos => unsupported_password(check, "kerberos"),
+        };
+        if password_method == PasswordMethod::Htpasswd
+            && self.password.htpasswd.file.trim().is_empty()
+        {
+            check.error(
+                "auth.password.htpasswd.file",
+                "is required when `auth.password.method` is `htpasswd`",
+            );
+        }
+
+        let any_requested = !matches!(self.public_key.method, RawPublicKeyMethod::Off)
+            || !matches!(self.password.method, RawPasswordMethod::Off);
+        if !any_requested {
+            check.error(
+                "auth",
+                "no authentication method is configured; set auth.publicKey or auth.password",
+            );
+        }
+
+        AuthConfig {
+            public_key: PublicKeyAuth {
+                method: public_key_method,
+                authorized_keys: self.public_key.authorized_keys,
+            },
+            password: PasswordAuth {
+                method: password_method,
+                htpasswd: self.password.htpasswd,
+            },
+        }
+    }
+}
+
+fn unsupported_password(check: &mut Checker<'_>, name: &str) -> PasswordMethod {
+    check.error(
+        "auth.password.method",
+        format!("`{name}` is not supported yet; use `htpasswd`"),
+    );
+    PasswordMethod::Off
+}

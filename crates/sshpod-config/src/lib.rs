@@ -1,0 +1,80 @@
+//! sshpod's configuration: the file schema, its defaults, loading and validation.
+//!
+//! The file format is ContainerSSH's (YAML or JSON, camelCase keys, unknown keys are errors),
+//! restricted to what sshpod implements and extended with a few OpenSSH-style limits.
+//! [`load`] reads a file and returns the validated [`Config`] plus warnings, or every problem it
+//! found with file, line, column and dotted key ([`ConfigErrors`]).
+//!
+//! This crate is the bottom of the dependency graph: it must not depend on SSH, container or
+//! HTTP libraries (russh, bollard, kube, axum, reqwest), only on serde and small helpers.
+
+mod algorithms;
+mod auth;
+mod check;
+mod container;
+mod docker;
+mod duration;
+mod error;
+mod load;
+mod log;
+mod secret;
+mod ssh;
+mod unsupported;
+
+use serde::Serialize;
+
+pub use crate::algorithms::{Cipher, Kex, Mac};
+pub use crate::auth::{
+    AuthConfig, FileSource, PasswordAuth, PasswordMethod, PublicKeyAuth, PublicKeyMethod,
+};
+pub use crate::container::{
+    ContainerConfig, HostConfig, NetworkConfig, PlatformConfig, RegistryAuth, Resources,
+    DEFAULT_IMAGE, DEFAULT_MEMORY, DEFAULT_NANO_CPUS, DEFAULT_PIDS_LIMIT, DEFAULT_SECURITY_OPT,
+};
+pub use crate::docker::{
+    DockerConfig, DockerConnection, DockerTimeouts, ExecutionConfig, ExecutionMode,
+    ImagePullPolicy, DEFAULT_AGENT_PATH, DEFAULT_DOCKER_HOST, DEFAULT_IDLE_COMMAND,
+    DEFAULT_SHELL_COMMAND,
+};
+pub use crate::error::{ConfigError, ConfigErrors};
+pub use crate::load::{load, parse_str, Format, Loaded};
+pub use crate::log::{
+    LogConfig, LogDestination, LogFormat, LogLevel, SyslogConfig, DEFAULT_LOG_FILE,
+};
+pub use crate::secret::Secret;
+pub use crate::ssh::{SshConfig, DEFAULT_LISTEN, DEFAULT_SERVER_VERSION};
+
+/// Which backend runs the containers (`backend`; only `docker` so far).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Backend {
+    /// Docker (or a Docker-compatible daemon such as Podman).
+    #[default]
+    Docker,
+}
+
+/// The validated configuration, all defaults filled in.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// SSH server settings.
+    pub ssh: SshConfig,
+    /// The backend in use.
+    pub backend: Backend,
+    /// Docker backend settings.
+    pub docker: DockerConfig,
+    /// Authentication.
+    pub auth: AuthConfig,
+    /// sshpod's own log.
+    pub log: LogConfig,
+}
+
+impl Config {
+    /// The effective configuration as YAML (for `sshpod check-config`). Loading the result
+    /// gives the same `Config`. Secrets are printed as configured: treat the output as
+    /// sensitive.
+    pub fn to_yaml(&self) -> String {
+        serde_saphyr::to_string(self)
+            .unwrap_or_else(|error| format!("# the configuration cannot be printed: {error}\n"))
+    }
+}

@@ -1,0 +1,738 @@
+//! Reading a configuration file: choosing the parser, turning parser errors into
+//! [`ConfigError`]s with positions and key paths, and running validation.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::auth::RawAuth;
+use crate::check::{Checker, Positions};
+use crate::docker::RawDocker;
+use crate::error::{unknown_message, ConfigError, ConfigErrors};
+use crate::log::RawLog;
+use crate::ssh::RawSsh;
+use crate::unsupported::{Present, UnsupportedSection, UNSUPPORTED_SECTIONS};
+use crate::{Backend, Config};
+
+/// The syntax of a configuration file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// YAML (`.yaml`, `.yml`).
+    Yaml,
+    /// JSON (`.json`).
+    Json,
+}
+
+impl Format {
+    /// The format implied by a file's extension, if any.
+    pub fn from_path(path: &Path) -> Option<Self> {
+        let extension = path.extension()?.to_str()?.to_ascii_lowercase();
+        match extension.as_str() {
+            "yaml" | "yml" => Some(Self::Yaml),
+            "json" => Some(Self::Json),
+            _ => None,
+        }
+    }
+}
+
+/// A successfully loaded configuration.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The validated configuration.
+    pub config: Config,
+    /// Things that are accepted but worth telling the operator (ignored keys and the like),
+    /// each prefixed with `FILE:LINE:COLUMN:` when known.
+    pub warnings: Vec<String>,
+}
+
+/// Reads and validates the configuration file at `path`; the extension picks YAML or JSON.
+pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
+    let origin = path.display().to_string();
+    let whole_file = |message: String| {
+        ConfigErrors(vec![ConfigError {
+            file: origin.clone(),
+            line: None,
+            column: None,
+            key: String::new(),
+            message,
+        }])
+    };
+    let Some(format) = Format::from_path(path) else {
+        return Err(whole_file(
+            "unsupported file extension; use .yaml, .yml or .json".to_string(),
+        ));
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| whole_file(format!("cannot read the file: {error}")))?;
+    parse_str(&text, format, &origin)
+}
+
+/// Parses and validates configuration text; `origin` names the file in messages.
+pub fn parse_str(text: &str, format: Format, origin: &str) -> Result<Loaded, ConfigErrors> {
+    let positions = Positions::index(text);
+    let raw = match format {
+        Format::Yaml => parse_yaml(text, origin),
+        Format::Json => parse_json(text, origin),
+    }
+    .map_err(|error| ConfigErrors(vec![error]))?;
+    let mut check = Checker::new(origin, &positions);
+    let config = raw.resolve(&mut check);
+    if check.errors.is_empty() {
+        Ok(Loaded {
+            config,
+            warnings: check.warnings,
+        })
+    } else {
+        Err(ConfigErrors(check.errors))
+    }
+}
+
+/// `backend` as written in the file.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawBackend {
+    #[default]
+    Docker,
+    Kubernetes,
+    Sshproxy,
+}
+
+/// The whole file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    ssh: RawSsh,
+    backend: RawBackend,
+    docker: RawDocker,
+    auth: RawAuth,
+    log: RawLog,
+    configserver: Present,
+    metrics: Present,
+    geoip: Present,
+    audit: Present,
+    health: Present,
+    security: Present,
+    kubernetes: Present,
+    sshproxy: Present,
+}
+
+impl RawConfig {
+    fn resolve(self, check: &mut Checker<'_>) -> Config {
+        let present = [
+            self.configserver,
+            self.metrics,
+            self.geoip,
+            self.audit,
+            self.health,
+            self.security,
+            self.kubernetes,
+            self.sshproxy,
+        ];
+        for (section, present) in UNSUPPORTED_SECTIONS.iter().zip(present) {
+            if present.0 {
+                check.error_at_key(section, UnsupportedSection(section).to_string());
+            }
+        }
+        let backend = match self.backend {
+            RawBackend::Docker => Backend::Docker,
+            RawBackend::Kubernetes | RawBackend::Sshproxy => {
+                let name = if matches!(self.backend, RawBackend::Kubernetes) {
+                    "kubernetes"
+                } else {
+                    "sshproxy"
+                };
+                check.error(
+                    "backend",
+                    format!("the `{name}` backend is not supported yet; use `docker`"),
+                );
+                Backend::Docker
+            }
+        };
+        Config {
+            ssh: self.ssh.resolve(check),
+            backend,
+            docker: self.docker.resolve(check),
+            auth: self.auth.resolve(check),
+            log: self.log.resolve(check),
+        }
+    }
+}
+
+/// A parser error reduced to what [`ConfigError`] needs.
+struct ParseFailure {
+    path: String,
+    line: Option<usize>,
+    column: Option<usize>,
+    message: String,
+}
+
+fn parse_yaml(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
+    let mut failed_path = None;
+    let result = serde_saphyr::with_deserializer_from_str(text, |deserializer| {
+        let mut track = serde_path_to_error::Track::new();
+        let tracked = serde_path_to_error::Deserializer::new(deserializer, &mut track);
+        let result = Option::<RawConfig>::deserialize(tracked);
+        if result.is_err() {
+            failed_path = Some(track.path());
+        }
+        result
+    });
+    let error = match result {
+        Ok(raw) => return Ok(raw.unwrap_or_default()),
+        Err(error) => error,
+    };
+    let path = failed_path.map(|p| clean_path(&p)).unwrap_or_default();
+    let location = error.location();
+    let plain = error.without_snippet();
+    let message = match plain {
+        serde_saphyr::Error::SerdeUnknownField {
+            field, expected, ..
+        } => Some(unknown_key(&path, field, expected)),
+        serde_saphyr::Error::SerdeUnknownVariant {
+            variant, expected, ..
+        } => Some(unknown_message("value", variant, expected)),
+        _ => None,
+    }
+    .unwrap_or_else(|| {
+        serde_saphyr::MessageFormatter::format_message(&serde_saphyr::UserMessageFormatter, plain)
+            .into_owned()
+    });
+    let failure = ParseFailure {
+        line: location
+            .and_then(|l| usize::try_from(l.line()).ok())
+            .filter(|l| *l > 0),
+        column: location
+            .and_then(|l| usize::try_from(l.column()).ok())
+            .filter(|c| *c > 0),
+        path,
+        message,
+    };
+    Err(finish(failure, origin))
+}
+
+fn parse_json(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let (path, inner) = match serde_path_to_error::deserialize::<_, RawConfig>(&mut deserializer) {
+        Ok(raw) => match deserializer.end() {
+            Ok(()) => return Ok(raw),
+            Err(error) => (String::new(), error),
+        },
+        Err(error) => (clean_path(error.path()), error.into_inner()),
+    };
+    let raw_message = strip_position(&inner.to_string());
+    let message = rewrite_unknown(&path, &raw_message).unwrap_or(raw_message);
+    let failure = ParseFailure {
+        line: Some(inner.line()).filter(|l| *l > 0),
+        column: Some(inner.column()).filter(|c| *c > 0),
+        path,
+        message,
+    };
+    Err(finish(failure, origin))
+}
+
+fn finish(failure: ParseFailure, origin: &str) -> ConfigError {
+    ConfigError {
+        file: origin.to_string(),
+        line: failure.line,
+        column: failure.column,
+        key: failure.path,
+        message: failure.message,
+    }
+}
+
+/// The message for an unknown key at `path` (which ends with the unknown key itself).
+fn unknown_key(path: &str, field: &str, expected: &[&str]) -> String {
+    let parent = path
+        .strip_suffix(field)
+        .map(|p| p.trim_end_matches('.'))
+        .unwrap_or(path);
+    if parent.is_empty() && UNSUPPORTED_SECTIONS.contains(&field) {
+        return UnsupportedSection(field).to_string();
+    }
+    unknown_message("key", field, expected)
+}
+
+/// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" (as serde_json words it).
+fn rewrite_unknown(path: &str, message: &str) -> Option<String> {
+    let (what, rest) = if let Some(rest) = message.strip_prefix("unknown field `") {
+        ("key", rest)
+    } else if let Some(rest) = message.strip_prefix("unknown variant `") {
+        ("value", rest)
+    } else {
+        return None;
+    };
+    let (given, rest) = rest.split_once('`')?;
+    let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    Some(if what == "key" {
+        unknown_key(path, given, &expected)
+    } else {
+        unknown_message(what, given, &expected)
+    })
+}
+
+/// The dotted key path, without serde_path_to_error's `.` (root) and `?` (unknown) segments.
+fn clean_path(path: &serde_path_to_error::Path) -> String {
+    let text = path.to_string();
+    text.split('.')
+        .filter(|segment| !segment.is_empty() && *segment != "?")
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+/// Drops the parser's own " at line N column M" suffix; the position is reported separately.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(index) => message[..index].to_string(),
+        None => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{
+        Cipher, ExecutionMode, ImagePullPolicy, Kex, LogLevel, PasswordMethod, PublicKeyMethod,
+        DEFAULT_IDLE_COMMAND, DEFAULT_MEMORY, DEFAULT_NANO_CPUS, DEFAULT_PIDS_LIMIT,
+    };
+
+    const MINIMAL: &str =
+        "auth:\n  password:\n    method: htpasswd\n    htpasswd:\n      file: /etc/htpasswd\n";
+
+    fn yaml(text: &str) -> Result<Loaded, ConfigErrors> {
+        parse_str(text, Format::Yaml, "test.yaml")
+    }
+
+    fn json(text: &str) -> Result<Loaded, ConfigErrors> {
+        parse_str(text, Format::Json, "test.json")
+    }
+
+    fn errors(result: Result<Loaded, ConfigErrors>) -> Vec<ConfigError> {
+        match result {
+            Ok(loaded) => panic!("expected errors, got {loaded:#?}"),
+            Err(ConfigErrors(errors)) => errors,
+        }
+    }
+
+    fn single(result: Result<Loaded, ConfigErrors>) -> ConfigError {
+        let mut all = errors(result);
+        assert_eq!(all.len(), 1, "{all:#?}");
+        all.remove(0)
+    }
+
+    #[test]
+    fn minimal_file_gets_every_default() {
+        let loaded = yaml(MINIMAL).unwrap();
+        assert!(loaded.warnings.is_empty());
+        let config = loaded.config;
+        assert_eq!(config.ssh.listen.to_string(), "0.0.0.0:2222");
+        assert_eq!(config.ssh.server_version, "SSH-2.0-sshpod");
+        assert_eq!(config.ssh.ciphers, Cipher::DEFAULT);
+        assert_eq!(config.ssh.kex, Kex::DEFAULT);
+        assert_eq!(config.ssh.client_alive_count_max, 3);
+        assert_eq!(config.ssh.login_grace_time, Duration::from_secs(120));
+        assert_eq!(config.ssh.shutdown_timeout, Duration::from_secs(20));
+        assert_eq!(config.ssh.max_startups, 100);
+        assert_eq!(config.ssh.max_auth_tries, 6);
+        assert_eq!(config.backend, Backend::Docker);
+        assert_eq!(config.auth.password.method, PasswordMethod::Htpasswd);
+        assert_eq!(config.auth.public_key.method, PublicKeyMethod::Off);
+        assert_eq!(config.log.level, LogLevel::Notice);
+        let execution = &config.docker.execution;
+        assert_eq!(execution.container.image, "sshpod-guest:latest");
+        assert_eq!(execution.mode, ExecutionMode::Connection);
+        assert_eq!(execution.image_pull_policy, ImagePullPolicy::IfNotPresent);
+        assert_eq!(execution.idle_command, DEFAULT_IDLE_COMMAND);
+        assert_eq!(execution.subsystems["sftp"], "/usr/lib/openssh/sftp-server");
+        assert_eq!(execution.host.security_opt, ["no-new-privileges"]);
+        assert!(!execution.host.privileged);
+        assert!(execution.host.cap_drop.is_empty());
+        assert_eq!(execution.host.resources.memory, Some(DEFAULT_MEMORY));
+        assert_eq!(
+            execution.host.resources.pids_limit,
+            Some(DEFAULT_PIDS_LIMIT)
+        );
+        assert_eq!(execution.host.resources.nano_cpus, Some(DEFAULT_NANO_CPUS));
+        assert_eq!(
+            config.docker.timeouts.container_start,
+            Duration::from_secs(60)
+        );
+        assert_eq!(config.docker.timeouts.http, Duration::from_secs(15));
+        assert_eq!(config.docker.connection.host, "unix:///var/run/docker.sock");
+    }
+
+    #[test]
+    fn empty_file_parses_but_needs_an_auth_method() {
+        for text in ["", "# nothing\n", "{}"] {
+            let error = single(yaml(text));
+            assert_eq!(error.key, "auth");
+            assert!(
+                error.message.contains("no authentication method"),
+                "{error}"
+            );
+        }
+        let error = single(json(""));
+        assert_eq!(error.key, "auth");
+    }
+
+    #[test]
+    fn unknown_key_suggests_and_points_at_it() {
+        let error = single(yaml(&format!("{MINIMAL}ssh:\n  lisen: 0.0.0.0:22\n")));
+        assert_eq!(error.key, "ssh.lisen");
+        assert_eq!((error.line, error.column), (Some(7), Some(3)));
+        assert!(error.message.contains("did you mean `listen`?"), "{error}");
+        assert_eq!(
+            error.to_string(),
+            "test.yaml:7:3: key `ssh.lisen`: unknown key `lisen`; did you mean `listen`?"
+        );
+    }
+
+    #[test]
+    fn unknown_key_in_json() {
+        let error = single(json("{\"auth\": {}, \"ssh\": {\"serverVersoin\": \"x\"}}"));
+        assert_eq!(error.key, "ssh.serverVersoin");
+        assert_eq!(error.line, Some(1));
+        assert!(
+            error.message.contains("did you mean `serverVersion`?"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn unknown_choice_suggests() {
+        let error = single(yaml("log:\n  level: warn\n"));
+        assert_eq!(error.key, "log.level");
+        assert_eq!((error.line, error.column), (Some(2), Some(10)));
+        assert!(error.message.contains("did you mean `warning`?"), "{error}");
+    }
+
+    #[test]
+    fn wrong_type_has_a_position() {
+        let error = single(yaml("ssh:\n  maxAuthTries: many\n"));
+        assert_eq!(error.key, "ssh.maxAuthTries");
+        assert_eq!((error.line, error.column), (Some(2), Some(17)));
+
+        let error = single(json("{\n  \"ssh\": {\"hostkeys\": \"x\"}\n}"));
+        assert_eq!(error.key, "ssh.hostkeys");
+        assert_eq!(error.line, Some(2));
+        assert!(error.message.contains("expected a sequence"), "{error}");
+    }
+
+    #[test]
+    fn bad_listen_address() {
+        let error = single(yaml(&format!("{MINIMAL}ssh:\n  listen: nowhere:22\n")));
+        assert_eq!(error.key, "ssh.listen");
+        assert_eq!((error.line, error.column), (Some(7), Some(11)));
+        assert!(error.message.contains("not a socket address"), "{error}");
+        let port_zero = yaml(&format!("{MINIMAL}ssh:\n  listen: 127.0.0.1:0\n")).unwrap();
+        assert_eq!(port_zero.config.ssh.listen.port(), 0);
+    }
+
+    #[test]
+    fn insecure_and_unknown_algorithms() {
+        let text = format!(
+            "{MINIMAL}ssh:\n  ciphers: [aes256-ctr, aes128-cbc]\n  macs:\n    - hmac-sha1\n    - hmac-sha2-265\n  kex: []\n"
+        );
+        let all = errors(yaml(&text));
+        assert_eq!(all.len(), 4, "{all:#?}");
+        assert_eq!(all[0].key, "ssh.ciphers[1]");
+        assert_eq!((all[0].line, all[0].column), (Some(7), Some(25)));
+        assert_eq!(
+            all[0].message,
+            "`aes128-cbc` is considered insecure and sshpod does not offer it"
+        );
+        assert_eq!(all[1].key, "ssh.kex");
+        assert!(all[1].message.contains("at least one"));
+        assert_eq!(all[2].key, "ssh.macs[0]");
+        assert_eq!(
+            all[2].message,
+            "`hmac-sha1` is considered insecure and sshpod does not offer it"
+        );
+        assert_eq!(all[3].key, "ssh.macs[1]");
+        assert_eq!((all[3].line, all[3].column), (Some(10), Some(7)));
+        assert!(all[3]
+            .message
+            .contains("unknown algorithm `hmac-sha2-265`; did you mean"));
+    }
+
+    #[test]
+    fn both_spellings_of_container_keys() {
+        let lower = yaml(&format!(
+            "{MINIMAL}docker:\n  execution:\n    container:\n      image: alpine\n      workingdir: /w\n"
+        ))
+        .unwrap();
+        let upper = yaml(&format!(
+            "{MINIMAL}docker:\n  execution:\n    container:\n      Image: alpine\n      WorkingDir: /w\n"
+        ))
+        .unwrap();
+        assert_eq!(lower.config, upper.config);
+        assert_eq!(lower.config.docker.execution.container.image, "alpine");
+        assert_eq!(
+            lower
+                .config
+                .docker
+                .execution
+                .container
+                .working_dir
+                .as_deref(),
+            Some("/w")
+        );
+
+        let auth = r#""auth": {"password": {"method": "htpasswd", "htpasswd": {"file": "/h"}}}"#;
+        let upper_json = json(&format!(
+            r#"{{{auth}, "docker": {{"execution": {{"container": {{"Image": "alpine", "WorkingDir": "/w"}}}}}}}}"#
+        ))
+        .unwrap();
+        let lower_json = json(&format!(
+            r#"{{{auth}, "docker": {{"execution": {{"container": {{"image": "alpine", "workingdir": "/w"}}}}}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(upper_json.config.docker, lower.config.docker);
+        assert_eq!(lower_json.config.docker, lower.config.docker);
+    }
+
+    #[test]
+    fn missing_image_is_reported_at_the_api_spelling() {
+        let all = errors(json(
+            "{\"auth\": {\"publicKey\": {\"method\": \"authorizedKeys\", \"authorizedKeys\": {\"file\": \"/k/%u\"}}},\n \"docker\": {\"execution\": {\"container\": {\"Image\": \"\"}}}}",
+        ));
+        assert_eq!(all.len(), 1, "{all:#?}");
+        assert_eq!(all[0].key, "docker.execution.container.image");
+        assert_eq!((all[0].line, all[0].column), (Some(2), Some(50)));
+    }
+
+    #[test]
+    fn json_durations_are_nanoseconds_or_strings() {
+        let text = r#"{
+  "auth": {"password": {"method": "htpasswd", "htpasswd": {"file": "/h"}}},
+  "ssh": {"clientAliveInterval": 30000000000, "loginGraceTime": "1m0s"},
+  "docker": {"timeouts": {"containerStart": 5000000000, "http": "500ms"}}
+}"#;
+        let config = json(text).unwrap().config;
+        assert_eq!(config.ssh.client_alive_interval, Duration::from_secs(30));
+        assert_eq!(config.ssh.login_grace_time, Duration::from_secs(60));
+        assert_eq!(
+            config.docker.timeouts.container_start,
+            Duration::from_secs(5)
+        );
+        assert_eq!(config.docker.timeouts.http, Duration::from_millis(500));
+
+        let config = yaml(&format!(
+            "{MINIMAL}docker:\n  timeouts:\n    signal: 1000000000\n    window: 1m30s\n"
+        ))
+        .unwrap()
+        .config;
+        assert_eq!(config.docker.timeouts.signal, Duration::from_secs(1));
+        assert_eq!(config.docker.timeouts.window, Duration::from_secs(90));
+
+        let error = single(yaml(&format!("{MINIMAL}ssh:\n  shutdownTimeout: soon\n")));
+        assert_eq!(error.key, "ssh.shutdownTimeout");
+        assert_eq!((error.line, error.column), (Some(7), Some(20)));
+    }
+
+    #[test]
+    fn unsupported_sections_and_backends() {
+        let all = errors(yaml(&format!(
+            "{MINIMAL}kubernetes:\n  pod: {{}}\nbackend: kubernetes\nmetrics:\n"
+        )));
+        let messages: Vec<String> = all.iter().map(ToString::to_string).collect();
+        assert_eq!(all.len(), 3, "{messages:#?}");
+        assert_eq!(
+            messages[0],
+            "test.yaml:9:1: key `metrics`: `metrics` is a ContainerSSH section that this version \
+             of sshpod does not support yet"
+        );
+        assert_eq!(
+            messages[1],
+            "test.yaml:6:1: key `kubernetes`: `kubernetes` is a ContainerSSH section that this \
+             version of sshpod does not support yet"
+        );
+        assert!(messages[2].contains("`kubernetes` backend is not supported yet"));
+
+        let all = errors(yaml(
+            "auth:\n  password:\n    method: webhook\n  keyboardInteractive: {}\nlog:\n  destination: syslog\n",
+        ));
+        let messages: Vec<String> = all.iter().map(ToString::to_string).collect();
+        assert!(messages
+            .iter()
+            .any(|m| m.contains("`auth.keyboardInteractive`") && m.contains("not supported yet")));
+        assert!(messages
+            .iter()
+            .any(|m| m.contains("`webhook` is not supported yet")));
+        assert!(messages
+            .iter()
+            .any(|m| m.contains("`syslog` is not supported yet")));
+    }
+
+    #[test]
+    fn several_errors_at_once() {
+        let text = "ssh:\n  listen: bad\n  serverVersion: OpenSSH\n  maxStartups: 0\n\
+                    docker:\n  connection:\n    host: ftp://x\n    cert: c\n  execution:\n    \
+                    idleCommand: []\n    container:\n      env: [NOEQUALS]\n";
+        let all = errors(yaml(text));
+        let keys: Vec<&str> = all.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "ssh.listen",
+                "ssh.serverVersion",
+                "ssh.maxStartups",
+                "docker.connection.host",
+                "docker.connection.cacert",
+                "docker.connection.key",
+                "docker.execution.container.env[0]",
+                "docker.execution.idleCommand",
+                "auth",
+            ]
+        );
+        assert!(
+            all.iter().all(|e| e.line.is_some() && e.column.is_some()),
+            "{all:#?}"
+        );
+        assert_eq!(all[7].line, Some(10));
+    }
+
+    #[test]
+    fn resources_merge_and_conflicts() {
+        let base = format!("{MINIMAL}docker:\n  execution:\n    host:\n");
+        let config = yaml(&format!(
+            "{base}      Memory: 1073741824\n      resources:\n        cpuquota: 50000\n"
+        ))
+        .unwrap()
+        .config;
+        let resources = &config.docker.execution.host.resources;
+        assert_eq!(resources.memory, Some(1 << 30));
+        assert_eq!(resources.cpu_quota, Some(50000));
+        assert_eq!(resources.nano_cpus, None);
+        assert_eq!(resources.pids_limit, Some(DEFAULT_PIDS_LIMIT));
+
+        let error = single(yaml(&format!(
+            "{base}      resources:\n        memory: 1\n      Memory: 2\n"
+        )));
+        assert_eq!(error.key, "docker.execution.host.Memory");
+        assert_eq!((error.line, error.column), (Some(11), Some(15)));
+
+        let opt_out = yaml(&format!("{base}      securityopt: []\n")).unwrap();
+        assert!(opt_out.config.docker.execution.host.security_opt.is_empty());
+    }
+
+    #[test]
+    fn agent_keys_only_warn() {
+        let loaded = yaml(&format!(
+            "{MINIMAL}docker:\n  execution:\n    agentPath: /x\n    disableAgent: true\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            loaded.warnings,
+            [
+                "test.yaml:8:5: `docker.execution.agentPath` is ignored: sshpod needs no agent \
+                 in the image",
+                "test.yaml:9:5: `docker.execution.disableAgent` is ignored: sshpod needs no agent \
+                 in the image",
+            ]
+        );
+    }
+
+    #[test]
+    fn registry_password_is_hidden_from_debug() {
+        let loaded = yaml(&format!(
+            "{MINIMAL}docker:\n  execution:\n    auth:\n      username: u\n      Password: hunter2\n"
+        ))
+        .unwrap();
+        let auth = loaded.config.docker.execution.auth.clone().unwrap();
+        assert_eq!(auth.password.expose_secret(), "hunter2");
+        assert!(!format!("{:?}", loaded.config).contains("hunter2"));
+    }
+
+    #[test]
+    fn to_yaml_round_trips() {
+        let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/config.yaml");
+        let texts = [
+            MINIMAL.to_string(),
+            std::fs::read_to_string(example).unwrap(),
+            format!(
+                "{MINIMAL}ssh:\n  listen: '[::1]:0'\n  banner: \"Welcome: 'x'\\n\"\n  \
+                 hostkeys:\n    - |\n      -----BEGIN OPENSSH PRIVATE KEY-----\n      abc\n      \
+                 -----END OPENSSH PRIVATE KEY-----\n  clientAliveInterval: 1m30s\n  \
+                 kex: [mlkem768x25519-sha256]\ndocker:\n  connection:\n    cacert: a\n    \
+                 cert: b\n    key: c\n  execution:\n    mode: session\n    agentPath: /a\n    \
+                 auth: {{username: u, password: p}}\n    network:\n      EndpointsConfig:\n        \
+                 net1: {{Aliases: [x], IPAMConfig: {{IPv4Address: 10.0.0.2}}}}\n    host:\n      \
+                 resources: {{cpuperiod: 100000, cpuquota: 50000}}\n"
+            ),
+        ];
+        for text in texts {
+            let first = yaml(&text).unwrap();
+            let printed = first.config.to_yaml();
+            let second = parse_str(&printed, Format::Yaml, "printed.yaml")
+                .unwrap_or_else(|errors| panic!("{errors}\n---\n{printed}"));
+            assert_eq!(first.config, second.config, "{printed}");
+            assert_eq!(second.config.to_yaml(), printed);
+        }
+    }
+
+    #[test]
+    fn example_file_loads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/config.yaml");
+        let loaded = load(&path).unwrap_or_else(|errors| panic!("{errors}"));
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let config = loaded.config;
+        assert_eq!(
+            config.auth.public_key.method,
+            PublicKeyMethod::AuthorizedKeys
+        );
+        assert_eq!(
+            config.auth.public_key.authorized_keys.file,
+            "/etc/sshpod/authorized_keys/%u"
+        );
+        assert_eq!(config.docker.execution.host.tmpfs["/tmp"], "rw,size=64m");
+        assert_eq!(config.docker.execution.container.labels.len(), 1);
+    }
+
+    #[test]
+    fn syntax_errors_have_positions() {
+        for text in [
+            "ssh:\n  listen: [\n",
+            "ssh:\n  listen: a\n  listen: b\n",
+            "ssh: {\n",
+            "kubernets: {}\n",
+        ] {
+            let error = single(yaml(text));
+            assert!(error.line.is_some(), "{error}");
+        }
+        for text in [
+            "{\"ssh\": ",
+            "{\"ssh\": {}} x",
+            "{\"ssh\": {}, \"ssh\": {}}",
+        ] {
+            let error = single(json(text));
+            assert!(error.line.is_some(), "{error}");
+        }
+    }
+
+    #[test]
+    fn load_by_extension() {
+        let dir = tempfile::tempdir().unwrap();
+        let json_path = dir.path().join("c.json");
+        std::fs::write(
+            &json_path,
+            r#"{"auth": {"password": {"method": "htpasswd", "htpasswd": {"file": "/h"}}}}"#,
+        )
+        .unwrap();
+        assert!(load(&json_path).is_ok());
+        let yml_path = dir.path().join("c.yml");
+        std::fs::write(&yml_path, MINIMAL).unwrap();
+        assert!(load(&yml_path).is_ok());
+        let toml_path = dir.path().join("c.toml");
+        std::fs::write(&toml_path, MINIMAL).unwrap();
+        let error = single(load(&toml_path));
+        assert!(
+            error.message.contains("unsupported file extension"),
+            "{error}"
+        );
+        let error = single(load(&dir.path().join("missing.yaml")));
+        assert!(error.message.contains("cannot read"), "{error}");
+    }
+}

@@ -1,0 +1,262 @@
+//! The `ssh` section: listener, server identity, algorithms and connection limits.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::algorithms::{Cipher, Kex, Mac, INSECURE};
+use crate::check::Checker;
+use crate::duration;
+use crate::error::unknown_message;
+
+/// Default `ssh.listen`.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 2222));
+/// Default `ssh.serverVersion`.
+pub const DEFAULT_SERVER_VERSION: &str = "SSH-2.0-sshpod";
+
+/// The `ssh` section as written in the file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub(crate) struct RawSsh {
+    listen: String,
+    server_version: String,
+    banner: String,
+    hostkeys: Vec<String>,
+    ciphers: Vec<String>,
+    kex: Vec<String>,
+    macs: Vec<String>,
+    #[serde(deserialize_with = "duration::deserialize")]
+    client_alive_interval: Duration,
+    client_alive_count_max: u32,
+    #[serde(deserialize_with = "duration::deserialize")]
+    login_grace_time: Duration,
+    max_startups: u32,
+    max_auth_tries: u32,
+    #[serde(deserialize_with = "duration::deserialize")]
+    shutdown_timeout: Duration,
+}
+
+impl Default for RawSsh {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.to_string(),
+            server_version: DEFAULT_SERVER_VERSION.to_string(),
+            banner: String::new(),
+            hostkeys: Vec::new(),
+            ciphers: Cipher::DEFAULT
+                .iter()
+                .map(|c| c.name().to_string())
+                .collect(),
+            kex: Kex::DEFAULT.iter().map(|k| k.name().to_string()).collect(),
+            macs: Mac::DEFAULT.iter().map(|m| m.name().to_string()).collect(),
+            client_alive_interval: Duration::ZERO,
+            client_alive_count_max: 3,
+            login_grace_time: Duration::from_secs(120),
+            max_startups: 100,
+            max_auth_tries: 6,
+            shutdown_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// SSH server settings (`ssh`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SshConfig {
+    /// Address to listen on (default `0.0.0.0:2222`; port 0 picks a free port). A Go-style
+    /// `:2222` means all IPv4 interfaces.
+    pub listen: SocketAddr,
+    /// Identification string sent to clients (default `SSH-2.0-sshpod`).
+    pub server_version: String,
+    /// Text shown to clients before authentication (default empty).
+    pub banner: String,
+    /// Host keys: each a file path or an inline PEM block. Empty means the server picks a
+    /// default key file.
+    pub hostkeys: Vec<String>,
+    /// Ciphers offered, in order of preference.
+    pub ciphers: Vec<Cipher>,
+    /// Key-exchange methods offered, in order of preference.
+    pub kex: Vec<Kex>,
+    /// MACs offered, in order of preference.
+    pub macs: Vec<Mac>,
+    /// Keep-alive probe interval; zero (the default) turns probes off.
+    #[serde(serialize_with = "duration::serialize")]
+    pub client_alive_interval: Duration,
+    /// Unanswered keep-alive probes before disconnecting (default 3).
+    pub client_alive_count_max: u32,
+    /// Time a client has to authenticate (default 120s).
+    #[serde(serialize_with = "duration::serialize")]
+    pub login_grace_time: Duration,
+    /// Cap on concurrent unauthenticated connections (default 100).
+    pub max_startups: u32,
+    /// Authentication attempts per connection (default 6).
+    pub max_auth_tries: u32,
+    /// How long to wait for sessions to finish after SIGTERM (default 20s).
+    #[serde(serialize_with = "duration::serialize")]
+    pub shutdown_timeout: Duration,
+}
+
+impl RawSsh {
+    pub(crate) fn resolve(self, check: &mut Checker<'_>) -> SshConfig {
+        let listen = parse_listen(&self.listen).unwrap_or_else(|message| {
+            check.error("ssh.listen", message);
+            DEFAULT_LISTEN
+        });
+        if let Err(message) = check_server_version(&self.server_version) {
+            check.error("ssh.serverVersion", message);
+        }
+        for (index, key) in self.hostkeys.iter().enumerate() {
+            if key.trim().is_empty() {
+                check.error(&format!("ssh.hostkeys[{index}]"), "must not be empty");
+            }
+        }
+        let ciphers = algorithms(
+            check,
+            "ssh.ciphers",
+            &self.ciphers,
+            Cipher::from_name,
+            &Cipher::names(),
+        );
+        let kex = algorithms(check, "ssh.kex", &self.kex, Kex::from_name, &Kex::names());
+        let macs = algorithms(check, "ssh.macs", &self.macs, Mac::from_name, &Mac::names());
+        if !self.client_alive_interval.is_zero()
+            && self.client_alive_interval < Duration::from_secs(1)
+        {
+            check.error("ssh.clientAliveInterval", "must be 0 (off) or at least 1s");
+        }
+        let at_least_one = [
+            ("ssh.clientAliveCountMax", self.client_alive_count_max),
+            ("ssh.maxStartups", self.max_startups),
+            ("ssh.maxAuthTries", self.max_auth_tries),
+        ];
+        for (key, value) in at_least_one {
+            if value < 1 {
+                check.error(key, "must be at least 1");
+            }
+        }
+        if self.login_grace_time.is_zero() {
+            check.error("ssh.loginGraceTime", "must be greater than 0");
+        }
+        SshConfig {
+            listen,
+            server_version: self.server_version,
+            banner: self.banner,
+            hostkeys: self.hostkeys,
+            ciphers,
+            kex,
+            macs,
+            client_alive_interval: self.client_alive_interval,
+            client_alive_count_max: self.client_alive_count_max,
+            login_grace_time: self.login_grace_time,
+            max_startups: self.max_startups,
+            max_auth_tries: self.max_auth_tries,
+            shutdown_timeout: self.shutdown_timeout,
+        }
+    }
+}
+
+fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    let owned;
+    let text = match text.strip_prefix(':') {
+        Some(port) => {
+            owned = format!("0.0.0.0:{port}");
+            owned.as_str()
+        }
+        None => text,
+    };
+    text.parse().map_err(|_| {
+        format!("`{text}` is not a socket address; write it like `0.0.0.0:2222` or `[::]:2222`")
+    })
+}
+
+/// The ContainerSSH rule `^SSH-2.0-[!-,.-~]+( [a-zA-Z0-9- _.]+)?$`, at most 253 characters.
+fn check_server_version(version: &str) -> Result<(), String> {
+    const HELP: &str = "must look like `SSH-2.0-software` or `SSH-2.0-software comment`";
+    if version.len() > 253 {
+        return Err(format!(
+            "is {} characters long; at most 253 are allowed",
+            version.len()
+        ));
+    }
+    let Some(rest) = version.strip_prefix("SSH-2.0-") else {
+        return Err(format!("`{version}` {HELP}"));
+    };
+    let (software, comment) = match rest.split_once(' ') {
+        Some((software, comment)) => (software, Some(comment)),
+        None => (rest, None),
+    };
+    let software_ok = !software.is_empty()
+        && software
+            .bytes()
+            .all(|b| (b'!'..=b'~').contains(&b) && b != b'-');
+    let comment_ok = comment.is_none_or(|comment| {
+        !comment.is_empty()
+            && comment
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b' ' | b'_' | b'.'))
+    });
+    if software_ok && comment_ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{version}` {HELP}: the software part uses printable ASCII without `-` or spaces, \
+             the comment letters, digits, spaces, `-`, `_` and `.`"
+        ))
+    }
+}
+
+fn algorithms<T: Copy + PartialEq>(
+    check: &mut Checker<'_>,
+    key: &str,
+    names: &[String],
+    lookup: fn(&str) -> Option<T>,
+    expected: &[&str],
+) -> Vec<T> {
+    if names.is_empty() {
+        check.error(key, "must list at least one algorithm");
+    }
+    let mut out = Vec::with_capacity(names.len());
+    for (index, name) in names.iter().enumerate() {
+        let item_key = format!("{key}[{index}]");
+        match lookup(name) {
+            Some(algorithm) if out.contains(&algorithm) => {
+                check.error(&item_key, format!("`{name}` is listed twice"));
+            }
+            Some(algorithm) => out.push(algorithm),
+            None if INSECURE.contains(&name.as_str()) => check.error(
+                &item_key,
+                format!("`{name}` is considered insecure and sshpod does not offer it"),
+            ),
+            None => check.error(&item_key, unknown_message("algorithm", name, expected)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_version_rule() {
+        assert!(check_server_version("SSH-2.0-sshpod").is_ok());
+        assert!(check_server_version("SSH-2.0-sshpod_1.0 my server-1.2").is_ok());
+        assert!(check_server_version("SSH-2.0-").is_err());
+        assert!(check_server_version("SSH-1.99-x").is_err());
+        assert!(check_server_version("SSH-2.0-a-b").is_err());
+        assert!(check_server_version("SSH-2.0-ab ").is_err());
+        assert!(check_server_version("SSH-2.0-ab c!").is_err());
+        assert!(check_server_version(&format!("SSH-2.0-{}", "a".repeat(250))).is_err());
+    }
+
+    #[test]
+    fn listen_forms() {
+        assert_eq!(parse_listen("0.0.0.0:2222"), Ok(DEFAULT_LISTEN));
+        assert_eq!(parse_listen(":2222"), Ok(DEFAULT_LISTEN));
+        assert!(parse_listen("[::1]:0").is_ok());
+        assert!(parse_listen("localhost:22").is_err());
+        assert!(parse_listen("0.0.0.0").is_err());
+    }
+}

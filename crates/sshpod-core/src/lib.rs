@@ -1,0 +1,17 @@
+//! The contracts between sshpod's SSH server and its container backends.
+//!
+//! The server knows SSH and nothing about containers; a backend knows containers and nothing
+//! about SSH. They meet here: a [`Backend`] gives each connection a [`Container`], in which the
+//! server runs [`Process`]es and dials ports. This crate must not depend on russh, bollard, kube
+//! or any other heavy library, so every backend and the server can depend on it.
+
+mod backend;
+mod ids;
+mod process;
+
+pub use backend::{Backend, BackendError, ConnectionContext, Container};
+pub use ids::ConnectionId;
+pub use process::{
+    BoxFuture, Command, ExitStatus, Process, ProcessControl, ProcessSpec, Signal, TerminalSize,
+    TtySpec,
+};

@@ -1,0 +1,146 @@
+//! The port-forwarding helper: copied into a container on first use, then run once per
+//! forwarded connection (`sshpod-agent dial HOST PORT`), so `localhost` means the container.
+
+use bollard::query_parameters::UploadToContainerOptions;
+use sshpod_core::BackendError;
+use tokio::io::AsyncReadExt;
+
+use crate::demux::demux;
+use crate::engine::Engine;
+use crate::exec::AbortOnDrop;
+use crate::stream::ExecStream;
+
+/// The helper executable, built by `build.rs` (static, no dependencies).
+static AGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sshpod-agent"));
+
+/// Where the helper lives inside the container.
+pub(crate) const AGENT_PATH: &str = "/.sshpod/sshpod-agent";
+
+/// A tar archive holding the helper at `.sshpod/sshpod-agent`, mode 0755.
+fn archive() -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut dir = tar::Header::new_gnu();
+    dir.set_entry_type(tar::EntryType::Directory);
+    dir.set_mode(0o755);
+    dir.set_size(0);
+    builder.append_data(&mut dir, ".sshpod/", std::io::empty())?;
+    let mut file = tar::Header::new_gnu();
+    file.set_mode(0o755);
+    file.set_size(AGENT.len() as u64);
+    builder.append_data(&mut file, ".sshpod/sshpod-agent", AGENT)?;
+    builder.into_inner()
+}
+
+/// Copies the helper into the container.
+pub(crate) async fn install(engine: &Engine, container_id: &str) -> Result<(), BackendError> {
+    let unsupported = |why: String| {
+        BackendError::Unsupported(format!("port forwarding is not available here: {why}"))
+    };
+    let tar = archive().map_err(|e| unsupported(e.to_string()))?;
+    let options = UploadToContainerOptions {
+        path: "/".to_owned(),
+        ..Default::default()
+    };
+    engine
+        .docker
+        .upload_to_container(
+            container_id,
+            Some(options),
+            bollard::body_full(bytes::Bytes::from(tar)),
+        )
+        .await
+        .map_err(|e| {
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "installing the forwarding helper"
+            );
+            unsupported("the helper could not be copied into the container".to_owned())
+        })
+}
+
+/// Connects to `host:port` from inside the container.
+pub(crate) async fn dial(
+    engine: &Engine,
+    container_id: &str,
+    host: &str,
+    port: u16,
+) -> Result<ExecStream, BackendError> {
+    let dial_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Dial {
+        host: host.to_owned(),
+        port,
+        source,
+    };
+    let created = engine
+        .docker
+        .create_exec(
+            container_id,
+            bollard::exec::CreateExecOptions {
+                attach_stdin: Some(true),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(vec![
+                    AGENT_PATH.to_owned(),
+                    "dial".to_owned(),
+                    host.to_owned(),
+                    port.to_string(),
+                ]),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| dial_error(Box::new(e)))?;
+    let hijacked = engine
+        .hijack(
+            &format!("/exec/{}/start", created.id),
+            r#"{"Detach":false,"Tty":false}"#,
+        )
+        .await
+        .map_err(|e| dial_error(Box::new(e)))?;
+    let (out_w, mut out_r) = tokio::io::duplex(256 * 1024);
+    let (err_w, mut err_r) = tokio::io::duplex(4 * 1024);
+    let task = AbortOnDrop(tokio::spawn(async move {
+        let _ = demux(hijacked.reader, out_w, err_w).await;
+    }));
+    // The helper writes one zero byte once connected, or explains on stderr and exits.
+    let mut ready = [0u8; 1];
+    match out_r.read(&mut ready).await {
+        Ok(1) if ready[0] == 0 => {}
+        _ => {
+            let mut why = String::new();
+            let _ = err_r.read_to_string(&mut why).await;
+            let why = why.trim().trim_start_matches("sshpod-agent: ").to_owned();
+            return Err(dial_error(why.into()));
+        }
+    }
+    Ok(ExecStream::new(out_r, hijacked.writer, task))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_archive_holds_the_executable_helper() {
+        let tar = archive().unwrap();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let entries: Vec<(String, u32, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().display().to_string(),
+                    h.mode().unwrap(),
+                    h.size().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(entries[0].0, ".sshpod/");
+        assert_eq!(
+            entries[1],
+            (".sshpod/sshpod-agent".to_owned(), 0o755, AGENT.len() as u64)
+        );
+        assert!(AGENT.starts_with(b"\x7fELF"));
+    }
+}

@@ -1,0 +1,132 @@
+//! Connection mode: one container per SSH connection, every session an exec into it.
+//!
+//! The container's main process is the idle command. With the default idle command it is a
+//! dead man's switch: it reads its stdin, which sshpod holds open through an attach stream for
+//! as long as it lives. If sshpod dies, the engine closes that stdin, the idle process exits
+//! and the engine removes the container (it is created with auto-remove). Graceful
+//! disconnects remove the container explicitly.
+
+use std::sync::Arc;
+
+use bollard::query_parameters::{RemoveContainerOptions, StartContainerOptions};
+use sshpod_core::{BackendError, Command, ConnectionContext, Process, ProcessSpec};
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::agent;
+use crate::engine::Engine;
+use crate::exec::{self, ExecRequest};
+use crate::hijack::Hijacked;
+use crate::settings::Settings;
+use crate::stream::ExecStream;
+
+/// A running container of one connection.
+pub struct ConnectionContainer {
+    engine: Engine,
+    settings: Arc<Settings>,
+    id: String,
+    /// The attach stream that keeps the idle process alive; dropped on close.
+    lifeline: Mutex<Option<Hijacked>>,
+    /// Whether the port-forwarding helper has been copied in (done once, on first use).
+    agent_installed: OnceCell<()>,
+}
+
+impl ConnectionContainer {
+    /// Creates and starts the container; removes it again if anything fails.
+    pub(crate) async fn start(
+        engine: Engine,
+        settings: Arc<Settings>,
+        ctx: &ConnectionContext,
+        instance: &str,
+    ) -> Result<Self, BackendError> {
+        crate::image::ensure(&engine, &settings).await?;
+        let body = settings.container_body(ctx, instance, settings.idle_command.clone(), None);
+        let id = crate::create::create(&engine, &settings, ctx, body).await?;
+        let started = async {
+            let lifeline = engine
+                .hijack(&format!("/containers/{id}/attach?stream=1&stdin=1"), "")
+                .await
+                .map_err(|e| settings.start_error("attaching to the container", e))?;
+            engine
+                .docker
+                .start_container(&id, None::<StartContainerOptions>)
+                .await
+                .map_err(|e| settings.start_error_engine(e))?;
+            Ok::<_, BackendError>(lifeline)
+        }
+        .await;
+        match started {
+            Ok(lifeline) => Ok(Self {
+                engine,
+                settings,
+                id,
+                lifeline: Mutex::new(Some(lifeline)),
+                agent_installed: OnceCell::new(),
+            }),
+            Err(e) => {
+                remove(&engine, &id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The engine's id of this container.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub(crate) async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
+        let argv = self.settings.argv(&spec.command)?;
+        let program_for_errors = match &spec.command {
+            Command::Shell => "your shell".to_owned(),
+            Command::Exec(c) => c.clone(),
+            Command::Subsystem(s) => format!("the {s} subsystem"),
+        };
+        exec::start(
+            &self.engine,
+            ExecRequest {
+                container_id: &self.id,
+                argv,
+                env: self.settings.process_env(&spec.env),
+                tty: spec.tty.as_ref(),
+                program_for_errors,
+                exit_timeout: self.settings.timeouts.command_start,
+            },
+        )
+        .await
+    }
+
+    pub(crate) async fn dial(&self, host: &str, port: u16) -> Result<ExecStream, BackendError> {
+        self.agent_installed
+            .get_or_try_init(|| agent::install(&self.engine, &self.id))
+            .await?;
+        agent::dial(&self.engine, &self.id, host, port).await
+    }
+
+    pub(crate) async fn close(&self) -> Result<(), BackendError> {
+        self.lifeline.lock().await.take();
+        remove(&self.engine, &self.id).await;
+        Ok(())
+    }
+}
+
+/// Removes a container, whatever its state. "Already gone" (auto-remove won the race) is
+/// success; anything else is logged, and the start-up sweep gets another chance at it.
+pub(crate) async fn remove(engine: &Engine, id: &str) {
+    let options = RemoveContainerOptions {
+        force: true,
+        v: true,
+        ..Default::default()
+    };
+    match engine.docker.remove_container(id, Some(options)).await {
+        Ok(()) => tracing::debug!(container = id, "container removed"),
+        Err(bollard::errors::Error::DockerResponseServerError {
+            status_code: 404 | 409,
+            ..
+        }) => tracing::debug!(container = id, "container already gone"),
+        Err(e) => tracing::warn!(
+            container = id,
+            error = &e as &dyn std::error::Error,
+            "could not remove container"
+        ),
+    }
+}

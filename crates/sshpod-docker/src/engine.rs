@@ -1,0 +1,41 @@
+//! One handle to the Docker engine, shared by every connection: the bollard client for
+//! ordinary API calls and the address for hijacked streams.
+
+use std::sync::Arc;
+
+use bollard::Docker;
+
+use crate::hijack::{self, EngineAddress, HijackError, Hijacked};
+
+/// A connected, version-negotiated engine handle. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Engine {
+    pub(crate) docker: Docker,
+    inner: Arc<EngineInner>,
+}
+
+struct EngineInner {
+    address: EngineAddress,
+    /// `/v1.41` and the like: the negotiated API version, for raw requests.
+    api_prefix: String,
+}
+
+impl Engine {
+    pub(crate) fn new(docker: Docker, address: EngineAddress) -> Self {
+        let v = docker.client_version();
+        let api_prefix = format!("/v{}.{}", v.major_version, v.minor_version);
+        Self {
+            docker,
+            inner: Arc::new(EngineInner {
+                address,
+                api_prefix,
+            }),
+        }
+    }
+
+    /// `POST {api}/{path}` with an upgrade; the returned stream is the process's stdio.
+    pub(crate) async fn hijack(&self, path: &str, body: &str) -> Result<Hijacked, HijackError> {
+        let full = format!("{}{}", self.inner.api_prefix, path);
+        hijack::post_upgrade(&self.inner.address, &full, body).await
+    }
+}

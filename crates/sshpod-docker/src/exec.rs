@@ -1,0 +1,378 @@
+//! Processes started with `docker exec`, and their controls.
+//!
+//! The Docker API cannot signal an exec'd process, so every process is started through a tiny
+//! `/bin/sh` wrapper that records its PID in a file and then `exec`s the program (keeping the
+//! PID). A signal is another exec running `kill` against that PID. Nothing beyond `/bin/sh`
+//! is needed in the image.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bollard::exec::{CreateExecOptions, ResizeExecOptions};
+use sshpod_core::{
+    BackendError, BoxFuture, ExitStatus, Process, ProcessControl, Signal, TerminalSize, TtySpec,
+};
+use tokio::io::{AsyncReadExt, BufReader, ReadHalf};
+use tokio::task::JoinHandle;
+
+use crate::demux::demux;
+use crate::engine::Engine;
+use crate::hijack::EngineStream;
+
+/// Pipe size between the demultiplexer and the SSH channel: enough to keep the engine busy,
+/// small enough to bound memory per session.
+const PIPE_BYTES: usize = 256 * 1024;
+
+/// A program to run, as the engine receives it.
+pub(crate) struct ExecRequest<'a> {
+    pub(crate) container_id: &'a str,
+    pub(crate) argv: Vec<String>,
+    /// `K=V` strings.
+    pub(crate) env: Vec<String>,
+    pub(crate) tty: Option<&'a TtySpec>,
+    pub(crate) program_for_errors: String,
+    pub(crate) exit_timeout: Duration,
+}
+
+/// The shell snippet that records the PID and applies terminal modes before the program.
+fn wrapper_script(pid_file: &str, stty_modes: &[String]) -> String {
+    let mut script =
+        format!("{{ echo $$ >/dev/shm/{pid_file} || echo $$ >/tmp/{pid_file}; }} 2>/dev/null; ");
+    if !stty_modes.is_empty() {
+        script.push_str("stty ");
+        script.push_str(&stty_modes.join(" "));
+        script.push_str(" 2>/dev/null; ");
+    }
+    script.push_str("exec \"$@\"");
+    script
+}
+
+/// The command that delivers `signal` to the process recorded in `pid_file`.
+fn kill_script(pid_file: &str, signal: Signal) -> String {
+    format!(
+        "pid=$(cat /dev/shm/{pid_file} 2>/dev/null || cat /tmp/{pid_file}) && kill -s {} \"$pid\"",
+        signal.name()
+    )
+}
+
+/// Wraps `argv` so the process's PID lands in `pid_file`.
+pub(crate) fn wrap_argv(argv: Vec<String>, pid_file: &str, tty: Option<&TtySpec>) -> Vec<String> {
+    let modes = tty.map(|t| t.stty_modes.as_slice()).unwrap_or(&[]);
+    let mut wrapped = vec![
+        "/bin/sh".to_owned(),
+        "-c".to_owned(),
+        wrapper_script(pid_file, modes),
+        "sh".to_owned(),
+    ];
+    wrapped.extend(argv);
+    wrapped
+}
+
+/// Maps the engine's exit code onto an SSH exit status. The engine reports a process killed
+/// by signal N as 128+N, which is indistinguishable from `exit 128+N`; it is reported as a
+/// signal only when sshpod itself delivered that signal.
+pub(crate) fn exit_status(code: i64, delivered: Option<Signal>) -> ExitStatus {
+    if let Some(sig) = delivered {
+        if code == 128 + i64::from(sig.number()) {
+            return ExitStatus::Signal(sig);
+        }
+    }
+    ExitStatus::Code(u32::try_from(code).unwrap_or(255))
+}
+
+/// Starts a process in a running container.
+pub(crate) async fn start(engine: &Engine, req: ExecRequest<'_>) -> Result<Process, BackendError> {
+    let exec_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Exec {
+        program: req.program_for_errors.clone(),
+        source,
+    };
+    let pid_file = format!(".sshpod-{}", hex::encode(rand::random::<[u8; 8]>()));
+    let tty = req.tty.is_some();
+    let mut env = req.env;
+    if let Some(t) = req.tty {
+        env.push(format!("TERM={}", t.term));
+    }
+    let created = engine
+        .docker
+        .create_exec(
+            req.container_id,
+            CreateExecOptions {
+                attach_stdin: Some(true),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                tty: Some(tty),
+                env: Some(env),
+                cmd: Some(wrap_argv(req.argv, &pid_file, req.tty)),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| exec_error(Box::new(e)))?;
+    let exec_id = created.id;
+    let body = format!(r#"{{"Detach":false,"Tty":{tty}}}"#);
+    let hijacked = engine
+        .hijack(&format!("/exec/{exec_id}/start"), &body)
+        .await
+        .map_err(|e| exec_error(Box::new(e)))?;
+
+    let control = ExecControl {
+        engine: engine.clone(),
+        container_id: req.container_id.to_owned(),
+        exec_id: exec_id.clone(),
+        pid_file,
+        delivered: Mutex::new(None),
+        exit_timeout: req.exit_timeout,
+        demux_task: None,
+    };
+    if let Some(t) = req.tty {
+        // API 1.41 has no console size at create time: size the terminal right after start.
+        control.resize_now(t.size).await?;
+    }
+    Ok(assemble(hijacked.reader, hijacked.writer, tty, control))
+}
+
+/// Builds the process's streams from a hijacked connection: raw with a TTY, demultiplexed
+/// without.
+pub(crate) fn assemble<C: ProcessControl + DemuxOwner + 'static>(
+    reader: BufReader<ReadHalf<EngineStream>>,
+    writer: tokio::io::WriteHalf<EngineStream>,
+    tty: bool,
+    mut control: C,
+) -> Process {
+    if tty {
+        return Process {
+            stdin: Box::new(writer),
+            stdout: Box::new(reader),
+            stderr: None,
+            control: Box::new(control),
+        };
+    }
+    let (out_w, out_r) = tokio::io::duplex(PIPE_BYTES);
+    let (err_w, err_r) = tokio::io::duplex(PIPE_BYTES);
+    // Owned by the control: aborted when the process handle is dropped.
+    let task = tokio::spawn(async move {
+        if let Err(e) = demux(reader, out_w, err_w).await {
+            tracing::debug!(
+                error = &e as &dyn std::error::Error,
+                "process output ended early"
+            );
+        }
+    });
+    control.set_demux_task(AbortOnDrop(task));
+    Process {
+        stdin: Box::new(writer),
+        stdout: Box::new(out_r),
+        stderr: Some(Box::new(err_r)),
+        control: Box::new(control),
+    }
+}
+
+/// A task that ends with its owner.
+pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Lets `assemble` hand the demultiplexer task to the control that outlives it.
+pub(crate) trait DemuxOwner {
+    fn set_demux_task(&mut self, task: AbortOnDrop);
+}
+
+struct ExecControl {
+    engine: Engine,
+    container_id: String,
+    exec_id: String,
+    pid_file: String,
+    delivered: Mutex<Option<Signal>>,
+    exit_timeout: Duration,
+    demux_task: Option<AbortOnDrop>,
+}
+
+impl DemuxOwner for ExecControl {
+    fn set_demux_task(&mut self, task: AbortOnDrop) {
+        self.demux_task = Some(task);
+    }
+}
+
+impl ExecControl {
+    async fn resize_now(&self, size: TerminalSize) -> Result<(), BackendError> {
+        self.engine
+            .docker
+            .resize_exec(
+                &self.exec_id,
+                ResizeExecOptions {
+                    height: size.rows,
+                    width: size.cols,
+                },
+            )
+            .await
+            .map_err(|e| BackendError::Engine(Box::new(e)))
+    }
+
+    async fn deliver(&self, signal: Signal) -> Result<(), BackendError> {
+        let argv = vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            kill_script(&self.pid_file, signal),
+        ];
+        let code =
+            run_to_completion(&self.engine, &self.container_id, argv, self.exit_timeout).await?;
+        if code != 0 {
+            return Err(BackendError::Unsupported(format!(
+                "could not deliver {} to the process",
+                signal.name()
+            )));
+        }
+        if let Ok(mut d) = self.delivered.lock() {
+            *d = Some(signal);
+        }
+        Ok(())
+    }
+
+    async fn wait_exit(&self) -> Result<ExitStatus, BackendError> {
+        let code = wait_exec_exit(&self.engine, &self.exec_id, self.exit_timeout).await?;
+        let delivered = self.delivered.lock().ok().and_then(|d| *d);
+        Ok(exit_status(code, delivered))
+    }
+}
+
+impl ProcessControl for ExecControl {
+    fn resize(&self, size: TerminalSize) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(self.resize_now(size))
+    }
+
+    fn signal(&self, signal: Signal) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(self.deliver(signal))
+    }
+
+    fn wait(&self) -> BoxFuture<'_, Result<ExitStatus, BackendError>> {
+        Box::pin(self.wait_exit())
+    }
+}
+
+/// Waits until the engine reports the exec finished and returns its exit code. The output
+/// stream has already ended when this is called, so the engine knows the answer or is about
+/// to; there is no event for it, so ask again with a growing pause, within `timeout`.
+pub(crate) async fn wait_exec_exit(
+    engine: &Engine,
+    exec_id: &str,
+    timeout: Duration,
+) -> Result<i64, BackendError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        let info = engine
+            .docker
+            .inspect_exec(exec_id)
+            .await
+            .map_err(|e| BackendError::Engine(Box::new(e)))?;
+        if info.running != Some(true) {
+            return Ok(info.exit_code.unwrap_or(255));
+        }
+        if tokio::time::Instant::now() + pause > deadline {
+            return Err(BackendError::Unsupported(
+                "the process's exit status could not be read in time".to_owned(),
+            ));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// Runs a short helper command (no stdin, output discarded) and returns its exit code.
+pub(crate) async fn run_to_completion(
+    engine: &Engine,
+    container_id: &str,
+    argv: Vec<String>,
+    timeout: Duration,
+) -> Result<i64, BackendError> {
+    let program = argv.join(" ");
+    let work = async {
+        let created = engine
+            .docker
+            .create_exec(
+                container_id,
+                CreateExecOptions {
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    cmd: Some(argv),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| BackendError::Exec {
+                program: program.clone(),
+                source: Box::new(e),
+            })?;
+        let mut hijacked = engine
+            .hijack(
+                &format!("/exec/{}/start", created.id),
+                r#"{"Detach":false,"Tty":false}"#,
+            )
+            .await
+            .map_err(|e| BackendError::Exec {
+                program: program.clone(),
+                source: Box::new(e),
+            })?;
+        let mut sink = Vec::new();
+        let _ = hijacked.reader.read_to_end(&mut sink).await;
+        wait_exec_exit(engine, &created.id, timeout).await
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(BackendError::Unsupported(format!(
+            "`{program}` did not finish in time"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrapper_keeps_arguments_apart_and_records_the_pid() {
+        let argv = wrap_argv(
+            vec!["/bin/sh".into(), "-c".into(), "echo 'a b'; exit 3".into()],
+            ".sshpod-x",
+            None,
+        );
+        assert_eq!(argv[0], "/bin/sh");
+        assert!(argv[2].contains("echo $$ >/dev/shm/.sshpod-x"));
+        assert!(argv[2].ends_with("exec \"$@\""));
+        assert_eq!(argv[3], "sh");
+        assert_eq!(&argv[4..], ["/bin/sh", "-c", "echo 'a b'; exit 3"]);
+    }
+
+    #[test]
+    fn terminal_modes_go_through_stty() {
+        let tty = TtySpec {
+            term: "xterm".into(),
+            size: TerminalSize { cols: 80, rows: 24 },
+            stty_modes: vec!["-echo".into(), "intr".into(), "^C".into()],
+        };
+        let argv = wrap_argv(vec!["bash".into()], ".sshpod-x", Some(&tty));
+        assert!(argv[2].contains("stty -echo intr ^C 2>/dev/null;"));
+    }
+
+    #[test]
+    fn exit_codes_become_signals_only_when_sshpod_sent_them() {
+        assert_eq!(exit_status(0, None), ExitStatus::Code(0));
+        assert_eq!(exit_status(143, None), ExitStatus::Code(143));
+        assert_eq!(
+            exit_status(143, Some(Signal::Term)),
+            ExitStatus::Signal(Signal::Term)
+        );
+        assert_eq!(exit_status(7, Some(Signal::Term)), ExitStatus::Code(7));
+        assert_eq!(exit_status(-1, None), ExitStatus::Code(255));
+    }
+
+    #[test]
+    fn kill_script_names_the_signal() {
+        let s = kill_script(".sshpod-x", Signal::Usr1);
+        assert!(s.contains("kill -s USR1"));
+    }
+}

@@ -1,0 +1,157 @@
+//! sshpod's Docker backend: one container per SSH connection (or per session) on a Docker
+//! engine, reached through its API over a Unix socket or TCP.
+//!
+//! Implements `sshpod_core::Backend`. Depends on bollard and the core contracts; must not
+//! depend on SSH libraries or on other backends.
+
+mod agent;
+mod container;
+mod create;
+mod demux;
+mod engine;
+mod exec;
+mod hijack;
+mod image;
+pub mod labels;
+mod orphans;
+mod session;
+mod settings;
+mod stream;
+
+use std::sync::Arc;
+
+use bollard::Docker;
+use sshpod_config::{DockerConfig, ExecutionMode};
+use sshpod_core::{Backend, BackendError, ConnectionContext, Container, Process, ProcessSpec};
+
+pub use container::ConnectionContainer;
+pub use session::SessionContainers;
+pub use stream::ExecStream;
+
+use engine::Engine;
+use hijack::EngineAddress;
+use settings::Settings;
+
+/// The Docker backend. One value serves the whole process.
+pub struct DockerBackend {
+    engine: Engine,
+    settings: Arc<Settings>,
+    /// This process's identity on the engine (the `sshpod.instance` label).
+    instance: String,
+}
+
+impl DockerBackend {
+    /// Connects to the engine named in the configuration and negotiates the API version.
+    pub async fn connect(config: &DockerConfig) -> Result<Self, BackendError> {
+        let host = config.connection.host.as_str();
+        let timeout = config.timeouts.http.as_secs().max(1);
+        let address = EngineAddress::parse(host).ok_or_else(|| {
+            BackendError::Unsupported(format!("unsupported Docker host `{host}`"))
+        })?;
+        if config.connection.uses_tls() {
+            return Err(BackendError::Unsupported(
+                "TLS connections to the Docker engine are not supported yet".to_owned(),
+            ));
+        }
+        let docker = match &address {
+            EngineAddress::Unix(path) => Docker::connect_with_unix(
+                &path.to_string_lossy(),
+                timeout,
+                bollard::API_DEFAULT_VERSION,
+            ),
+            EngineAddress::Tcp(addr) => Docker::connect_with_http(
+                &format!("http://{addr}"),
+                timeout,
+                bollard::API_DEFAULT_VERSION,
+            ),
+        }
+        .map_err(|e| BackendError::Engine(Box::new(e)))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| BackendError::Engine(Box::new(e)))?;
+        let instance = hex::encode(rand::random::<[u8; 8]>());
+        Ok(Self {
+            engine: Engine::new(docker, address),
+            settings: Arc::new(Settings::from_config(config)),
+            instance,
+        })
+    }
+
+    /// This process's instance id, as put on its containers.
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+}
+
+impl Backend for DockerBackend {
+    type Container = DockerContainer;
+
+    async fn connect(&self, ctx: &ConnectionContext) -> Result<DockerContainer, BackendError> {
+        let settings = Arc::clone(&self.settings);
+        let engine = self.engine.clone();
+        let work = async {
+            match settings.mode {
+                ExecutionMode::Connection => Ok(DockerContainer::Connection(
+                    ConnectionContainer::start(engine, Arc::clone(&settings), ctx, &self.instance)
+                        .await?,
+                )),
+                ExecutionMode::Session => Ok(DockerContainer::Session(
+                    SessionContainers::new(engine, Arc::clone(&settings), ctx, &self.instance)
+                        .await?,
+                )),
+            }
+        };
+        // The work itself cleans up on failure; a timeout drops it between engine calls, so
+        // sweep this connection's containers to be sure nothing is left.
+        match tokio::time::timeout(self.settings.timeouts.container_start, work).await {
+            Ok(r) => r,
+            Err(_) => {
+                orphans::remove_connection(&self.engine, &ctx.connection_id.to_string()).await;
+                Err(BackendError::StartTimeout {
+                    image: self.settings.image.clone(),
+                    seconds: self.settings.timeouts.container_start.as_secs(),
+                })
+            }
+        }
+    }
+
+    async fn remove_orphans(&self) -> Result<usize, BackendError> {
+        orphans::remove_orphans(&self.engine, &self.instance).await
+    }
+}
+
+/// The container(s) of one connection.
+pub enum DockerContainer {
+    /// Connection mode: one container, sessions exec into it.
+    Connection(ConnectionContainer),
+    /// Session mode: a container per session.
+    Session(SessionContainers),
+}
+
+impl Container for DockerContainer {
+    type Stream = ExecStream;
+
+    async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
+        match self {
+            DockerContainer::Connection(c) => c.exec(spec).await,
+            DockerContainer::Session(s) => s.exec(spec).await,
+        }
+    }
+
+    async fn dial(&self, host: &str, port: u16) -> Result<ExecStream, BackendError> {
+        match self {
+            DockerContainer::Connection(c) => c.dial(host, port).await,
+            DockerContainer::Session(_) => Err(BackendError::Unsupported(
+                "port forwarding is not available in session mode".to_owned(),
+            )),
+        }
+    }
+
+    async fn close(&self) -> Result<(), BackendError> {
+        match self {
+            DockerContainer::Connection(c) => c.close().await,
+            DockerContainer::Session(s) => s.close().await,
+        }
+    }
+}

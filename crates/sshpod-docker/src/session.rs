@@ -1,0 +1,196 @@
+//! Session mode: every SSH session gets a container of its own, whose main process is the
+//! requested program, connected through an attach stream.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use bollard::query_parameters::{
+    KillContainerOptions, ResizeContainerTTYOptions, StartContainerOptions, WaitContainerOptions,
+};
+use futures_util::StreamExt;
+use sshpod_core::{
+    BackendError, BoxFuture, ConnectionContext, ExitStatus, Process, ProcessControl, ProcessSpec,
+    Signal, TerminalSize,
+};
+use tokio::sync::Mutex;
+
+use crate::container::remove;
+use crate::engine::Engine;
+use crate::exec::{assemble, exit_status, AbortOnDrop, DemuxOwner};
+use crate::settings::Settings;
+
+/// The per-session containers of one connection.
+pub struct SessionContainers {
+    engine: Engine,
+    settings: Arc<Settings>,
+    ctx: ConnectionContext,
+    instance: String,
+    /// Containers still running, removed on close if their session did not end cleanly.
+    live: Arc<Mutex<HashSet<String>>>,
+}
+
+impl SessionContainers {
+    pub(crate) async fn new(
+        engine: Engine,
+        settings: Arc<Settings>,
+        ctx: &ConnectionContext,
+        instance: &str,
+    ) -> Result<Self, BackendError> {
+        crate::image::ensure(&engine, &settings).await?;
+        Ok(Self {
+            engine,
+            settings,
+            ctx: ctx.clone(),
+            instance: instance.to_owned(),
+            live: Arc::new(Mutex::new(HashSet::new())),
+        })
+    }
+
+    pub(crate) async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
+        let argv = self.settings.argv(&spec.command)?;
+        let tty = spec.tty.as_ref();
+        let mut body = self
+            .settings
+            .container_body(&self.ctx, &self.instance, argv, tty);
+        let mut env = body.env.take().unwrap_or_default();
+        env.extend(self.settings.process_env(&spec.env));
+        if let Some(t) = tty {
+            env.push(format!("TERM={}", t.term));
+        }
+        body.env = Some(env);
+        let id = crate::create::create(&self.engine, &self.settings, &self.ctx, body).await?;
+        self.live.lock().await.insert(id.clone());
+        match self.attach_and_start(&id, &spec).await {
+            Ok(p) => Ok(p),
+            Err(e) => {
+                self.live.lock().await.remove(&id);
+                remove(&self.engine, &id).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn attach_and_start(
+        &self,
+        id: &str,
+        spec: &ProcessSpec,
+    ) -> Result<Process, BackendError> {
+        let hijacked = self
+            .engine
+            .hijack(
+                &format!("/containers/{id}/attach?stream=1&stdin=1&stdout=1&stderr=1"),
+                "",
+            )
+            .await
+            .map_err(|e| self.settings.start_error("attaching to the container", e))?;
+        self.engine
+            .docker
+            .start_container(id, None::<StartContainerOptions>)
+            .await
+            .map_err(|e| self.settings.start_error_engine(e))?;
+        let control = SessionControl {
+            engine: self.engine.clone(),
+            id: id.to_owned(),
+            live: Arc::clone(&self.live),
+            delivered: std::sync::Mutex::new(None),
+            demux_task: None,
+        };
+        if let Some(t) = &spec.tty {
+            control.resize_now(t.size).await?;
+        }
+        Ok(assemble(
+            hijacked.reader,
+            hijacked.writer,
+            spec.tty.is_some(),
+            control,
+        ))
+    }
+
+    pub(crate) async fn close(&self) -> Result<(), BackendError> {
+        let ids: Vec<String> = self.live.lock().await.drain().collect();
+        for id in ids {
+            remove(&self.engine, &id).await;
+        }
+        Ok(())
+    }
+}
+
+struct SessionControl {
+    engine: Engine,
+    id: String,
+    live: Arc<Mutex<HashSet<String>>>,
+    delivered: std::sync::Mutex<Option<Signal>>,
+    demux_task: Option<AbortOnDrop>,
+}
+
+impl DemuxOwner for SessionControl {
+    fn set_demux_task(&mut self, task: AbortOnDrop) {
+        self.demux_task = Some(task);
+    }
+}
+
+impl SessionControl {
+    async fn resize_now(&self, size: TerminalSize) -> Result<(), BackendError> {
+        let options = ResizeContainerTTYOptions {
+            h: i32::from(size.rows),
+            w: i32::from(size.cols),
+        };
+        self.engine
+            .docker
+            .resize_container_tty(&self.id, options)
+            .await
+            .map_err(|e| BackendError::Engine(Box::new(e)))
+    }
+
+    async fn deliver(&self, signal: Signal) -> Result<(), BackendError> {
+        let options = KillContainerOptions {
+            signal: signal.name().to_owned(),
+        };
+        self.engine
+            .docker
+            .kill_container(&self.id, Some(options))
+            .await
+            .map_err(|e| BackendError::Engine(Box::new(e)))?;
+        if let Ok(mut d) = self.delivered.lock() {
+            *d = Some(signal);
+        }
+        Ok(())
+    }
+
+    async fn wait_exit(&self) -> Result<ExitStatus, BackendError> {
+        let options = WaitContainerOptions {
+            condition: "not-running".to_owned(),
+        };
+        let code = match self
+            .engine
+            .docker
+            .wait_container(&self.id, Some(options))
+            .next()
+            .await
+        {
+            Some(Ok(r)) => r.status_code,
+            // bollard reports a non-zero exit as an error carrying the code.
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+            Some(Err(e)) => return Err(BackendError::Engine(Box::new(e))),
+            None => 255,
+        };
+        self.live.lock().await.remove(&self.id);
+        remove(&self.engine, &self.id).await;
+        let delivered = self.delivered.lock().ok().and_then(|d| *d);
+        Ok(exit_status(code, delivered))
+    }
+}
+
+impl ProcessControl for SessionControl {
+    fn resize(&self, size: TerminalSize) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(self.resize_now(size))
+    }
+
+    fn signal(&self, signal: Signal) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(self.deliver(signal))
+    }
+
+    fn wait(&self) -> BoxFuture<'_, Result<ExitStatus, BackendError>> {
+        Box::pin(self.wait_exit())
+    }
+}

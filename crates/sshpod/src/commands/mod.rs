@@ -1,0 +1,4 @@
+//! One file per subcommand.
+
+pub(crate) mod check_config;
+pub(crate) mod run;

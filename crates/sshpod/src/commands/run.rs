@@ -1,0 +1,67 @@
+//! `sshpod run`: load the configuration, connect the backend, serve until SIGTERM/SIGINT.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use sshpod_core::Backend;
+use sshpod_docker::DockerBackend;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio_util::sync::CancellationToken;
+
+use crate::hostkeys;
+use crate::server::{self, Server};
+
+pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Result<()> {
+    let config = Arc::new(config);
+    let host_keys = hostkeys::load(&config.ssh.hostkeys, config_path)?;
+    let backend = DockerBackend::connect(&config.docker)
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to the Docker engine at {}",
+                config.docker.connection.host
+            )
+        })?;
+    tracing::info!(
+        instance = backend.instance(),
+        "connected to the Docker engine"
+    );
+    match backend.remove_orphans().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            removed = n,
+            "removed containers left by instances that died"
+        ),
+        Err(e) => tracing::warn!(
+            error = &e as &dyn std::error::Error,
+            "could not look for orphaned containers"
+        ),
+    }
+    let listener = server::bind(config.ssh.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.ssh.listen))?;
+    let addr = listener
+        .local_addr()
+        .context("reading the listening address")?;
+    let server = Server::new(Arc::clone(&config), backend, host_keys);
+
+    let shutdown = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let on_signal = shutdown.clone();
+    let signals = async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+        on_signal.cancel();
+    };
+    tracing::info!("listening on {addr}");
+    tokio::select! {
+        () = server.serve(listener, shutdown.clone()) => {}
+        () = async { signals.await; std::future::pending::<()>().await } => {}
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

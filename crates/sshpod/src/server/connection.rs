@@ -1,0 +1,125 @@
+//! One SSH connection's shared state and its lifetime: provisioning the container once,
+//! and tearing it down once, whatever way the connection ends.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use sshpod_core::{Backend, ConnectionContext, ConnectionId, Container};
+use tokio::sync::{watch, OnceCell, OwnedSemaphorePermit};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::server::Shared;
+
+/// The outcome of provisioning: the container, or the message to show the user.
+pub(crate) type Provisioned<C> = Result<Arc<C>, String>;
+
+/// State shared by the handler and the tasks of one connection.
+pub(crate) struct ConnectionState<B: Backend> {
+    pub(crate) shared: Arc<Shared<B>>,
+    pub(crate) id: ConnectionId,
+    pub(crate) peer: SocketAddr,
+    user: OnceLock<String>,
+    /// Flips to true once authenticated (ends the login grace timer).
+    authenticated: watch::Sender<bool>,
+    container: OnceCell<Provisioned<B::Container>>,
+    /// Channel and forwarding tasks; cancelled when the connection ends.
+    pub(crate) tasks: TaskTracker,
+    pub(crate) token: CancellationToken,
+    /// The MaxStartups slot, held until authentication succeeds.
+    startup_permit: Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl<B: Backend> ConnectionState<B> {
+    pub(crate) fn new(
+        shared: Arc<Shared<B>>,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+        token: CancellationToken,
+    ) -> Self {
+        Self {
+            shared,
+            id: ConnectionId::random(),
+            peer,
+            user: OnceLock::new(),
+            authenticated: watch::Sender::new(false),
+            container: OnceCell::new(),
+            tasks: TaskTracker::new(),
+            token,
+            startup_permit: Mutex::new(Some(permit)),
+        }
+    }
+
+    /// The authenticated user, once there is one.
+    pub(crate) fn user(&self) -> Option<&str> {
+        self.user.get().map(String::as_str)
+    }
+
+    /// A receiver that turns true on authentication.
+    pub(crate) fn watch_authenticated(&self) -> watch::Receiver<bool> {
+        self.authenticated.subscribe()
+    }
+
+    /// Records the login, frees the MaxStartups slot and starts provisioning the container in
+    /// the background, so it is usually ready by the time the first session asks.
+    pub(crate) fn on_authenticated(self: &Arc<Self>, user: &str) {
+        let _ = self.user.set(user.to_owned());
+        tracing::Span::current().record("user", user);
+        self.authenticated.send_replace(true);
+        if let Ok(mut permit) = self.startup_permit.lock() {
+            permit.take();
+        }
+        let me = Arc::clone(self);
+        // Not cancellable: a container being created must finish so it can be removed.
+        self.tasks.spawn(async move {
+            let _ = me.container().await;
+        });
+    }
+
+    /// The connection's container, provisioned on first call.
+    pub(crate) async fn container(&self) -> Provisioned<B::Container> {
+        self.container
+            .get_or_init(|| async {
+                let Some(user) = self.user() else {
+                    return Err("not authenticated".to_owned());
+                };
+                let ctx = ConnectionContext {
+                    connection_id: self.id,
+                    user: user.to_owned(),
+                    remote_addr: self.peer,
+                };
+                match self.shared.backend.connect(&ctx).await {
+                    Ok(c) => {
+                        tracing::info!("container ready");
+                        Ok(Arc::new(c))
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            error = &e as &dyn std::error::Error,
+                            "container failed to start"
+                        );
+                        Err(e.to_string())
+                    }
+                }
+            })
+            .await
+            .clone()
+    }
+
+    /// Ends everything the connection started: stops its channel tasks, waits for a
+    /// provisioning in flight, and removes the container.
+    pub(crate) async fn teardown(&self) {
+        self.token.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        if let Some(Ok(container)) = self.container.get() {
+            match container.close().await {
+                Ok(()) => tracing::info!("container removed"),
+                Err(e) => tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "removing the container"
+                ),
+            }
+        }
+    }
+}

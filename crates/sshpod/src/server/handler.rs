@@ -1,0 +1,440 @@
+//! The russh handler: turns SSH requests into work on the connection's container.
+//!
+//! Callbacks run on the connection's loop, so they never wait on the container: anything
+//! slow (starting a process, dialling, resizing, signalling) runs as a task on the
+//! connection's tracker, and client data is moved into per-channel queues at once.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use russh::keys::ssh_key::Certificate;
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, ChannelWriteHalf, Pty, Sig};
+use sshpod_core::{Backend, Command, ProcessSpec, TerminalSize, TtySpec};
+
+use crate::server::connection::ConnectionState;
+use crate::server::input::{self, InputReceiver, InputSender, Stalled};
+use crate::server::session::{from_ssh_signal, ControlSlot, SessionTask};
+use crate::server::{forward, pty};
+
+/// Why a connection's handler gave up.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HandlerError {
+    #[error(transparent)]
+    Ssh(#[from] russh::Error),
+    #[error(transparent)]
+    Stalled(#[from] Stalled),
+}
+
+/// A session channel before and after its process starts.
+struct SessionChannel {
+    writer: Option<ChannelWriteHalf<Msg>>,
+    input: Option<InputSender>,
+    pending_input: Option<InputReceiver>,
+    tty: Option<TtySpec>,
+    env: Vec<(String, String)>,
+    control: ControlSlot,
+}
+
+/// Per-connection handler state.
+pub(crate) struct ConnectionHandler<B: Backend> {
+    conn: Arc<ConnectionState<B>>,
+    sessions: HashMap<ChannelId, SessionChannel>,
+    /// Input queues of forwarding channels.
+    forwards: HashMap<ChannelId, InputSender>,
+}
+
+impl<B: Backend> ConnectionHandler<B> {
+    pub(crate) fn new(conn: Arc<ConnectionState<B>>) -> Self {
+        Self {
+            conn,
+            sessions: HashMap::new(),
+            forwards: HashMap::new(),
+        }
+    }
+
+    fn authenticated(&self) -> bool {
+        self.conn.user().is_some()
+    }
+
+    /// Starts the channel's process (shell, exec or subsystem) on a task.
+    fn start(&mut self, channel: ChannelId, command: Command, session: &mut Session) {
+        let Some(state) = self.sessions.get_mut(&channel) else {
+            let _ = session.channel_failure(channel);
+            return;
+        };
+        let (Some(writer), Some(input)) = (state.writer.take(), state.pending_input.take()) else {
+            // A second shell/exec on the same channel.
+            let _ = session.channel_failure(channel);
+            return;
+        };
+        if let Command::Subsystem(name) = &command {
+            if !self.conn.shared.subsystems.contains(name) {
+                tracing::info!(subsystem = name, "unknown subsystem requested");
+                let _ = session.channel_failure(channel);
+                return;
+            }
+        }
+        tracing::debug!(?command, tty = state.tty.is_some(), "starting process");
+        let task = SessionTask {
+            conn: Arc::clone(&self.conn),
+            channel,
+            writer,
+            handle: session.handle(),
+            spec: ProcessSpec {
+                command,
+                env: std::mem::take(&mut state.env),
+                tty: state.tty.clone(),
+            },
+            input,
+            control: Arc::clone(&state.control),
+        };
+        self.conn.tasks.spawn(task.run());
+        let _ = session.channel_success(channel);
+    }
+
+    async fn push_input(&self, channel: ChannelId, data: &[u8]) -> Result<(), HandlerError> {
+        let sender = self
+            .sessions
+            .get(&channel)
+            .and_then(|s| s.input.as_ref())
+            .or_else(|| self.forwards.get(&channel));
+        if let Some(sender) = sender {
+            input::push(sender, Bytes::copy_from_slice(data)).await?;
+        }
+        Ok(())
+    }
+}
+
+impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
+    type Error = HandlerError;
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        // Answer "this key would do" only for keys that would; the signature comes next.
+        if self
+            .conn
+            .shared
+            .auth
+            .public_key(user, offer.public_key)
+            .await
+        {
+            Ok(Auth::Accept)
+        } else {
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        if self.conn.shared.auth.public_key(user, key.public_key).await {
+            tracing::info!(user, method = "publickey", "login accepted");
+            self.conn.on_authenticated(user);
+            Ok(Auth::Accept)
+        } else {
+            tracing::info!(user, method = "publickey", "login refused");
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn auth_openssh_certificate(
+        &mut self,
+        user: &str,
+        _certificate: &Certificate,
+    ) -> Result<Auth, Self::Error> {
+        tracing::info!(
+            user,
+            method = "certificate",
+            "login refused: certificates are not trusted"
+        );
+        Ok(Auth::reject())
+    }
+
+    async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        if self.conn.shared.auth.password(user, password).await {
+            tracing::info!(user, method = "password", "login accepted");
+            self.conn.on_authenticated(user);
+            Ok(Auth::Accept)
+        } else {
+            tracing::info!(user, method = "password", "login refused");
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
+        let banner = &self.conn.shared.config.ssh.banner;
+        Ok((!banner.is_empty()).then(|| banner.clone()))
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if !self.authenticated() {
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        let id = channel.id();
+        // The read half is dropped: russh then never queues data for it (see `input`).
+        let (_, writer) = channel.split();
+        let (sender, receiver) = input::queue();
+        self.sessions.insert(
+            id,
+            SessionChannel {
+                writer: Some(writer),
+                input: Some(sender),
+                pending_input: Some(receiver),
+                tty: None,
+                env: Vec::new(),
+                control: ControlSlot::default(),
+            },
+        );
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host_to_connect: &str,
+        port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Ok(port) = u16::try_from(port_to_connect) else {
+            reply.reject(russh::ChannelOpenFailure::ConnectFailed).await;
+            return Ok(());
+        };
+        if !self.authenticated() {
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        tracing::debug!(host = host_to_connect, port, "forwarding requested");
+        let id = channel.id();
+        let (_, writer) = channel.split();
+        let (sender, receiver) = input::queue();
+        self.forwards.insert(id, sender);
+        self.conn.tasks.spawn(forward::run(
+            Arc::clone(&self.conn),
+            reply,
+            writer,
+            receiver,
+            host_to_connect.to_owned(),
+            port,
+        ));
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.push_input(channel, data).await
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // Dropping the sender is EOF for the pump, which passes it on to the process.
+        if let Some(s) = self.sessions.get_mut(&channel) {
+            s.input = None;
+        }
+        self.forwards.remove(&channel);
+        Ok(())
+    }
+
+    async fn channel_close(
+        &mut self,
+        channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.sessions.remove(&channel);
+        self.forwards.remove(&channel);
+        Ok(())
+    }
+
+    async fn pty_request(
+        &mut self,
+        channel: ChannelId,
+        term: &str,
+        col_width: u32,
+        row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        modes: &[(Pty, u32)],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match self.sessions.get_mut(&channel) {
+            Some(s) if s.writer.is_some() => {
+                s.tty = Some(TtySpec {
+                    term: term.to_owned(),
+                    size: terminal_size(col_width, row_height),
+                    stty_modes: pty::stty_args(modes),
+                });
+                session.channel_success(channel)?;
+            }
+            _ => session.channel_failure(channel)?,
+        }
+        Ok(())
+    }
+
+    async fn env_request(
+        &mut self,
+        channel: ChannelId,
+        variable_name: &str,
+        variable_value: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match self.sessions.get_mut(&channel) {
+            Some(s) if s.writer.is_some() && valid_env_name(variable_name) => {
+                s.env
+                    .push((variable_name.to_owned(), variable_value.to_owned()));
+                session.channel_success(channel)?;
+            }
+            _ => session.channel_failure(channel)?,
+        }
+        Ok(())
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.start(channel, Command::Shell, session);
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let line = String::from_utf8_lossy(data).into_owned();
+        self.start(channel, Command::Exec(line), session);
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.start(channel, Command::Subsystem(name.to_owned()), session);
+        Ok(())
+    }
+
+    async fn window_change_request(
+        &mut self,
+        channel: ChannelId,
+        col_width: u32,
+        row_height: u32,
+        _pix_width: u32,
+        _pix_height: u32,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(control) = self
+            .sessions
+            .get(&channel)
+            .and_then(|s| s.control.get().cloned())
+        else {
+            return Ok(());
+        };
+        let size = terminal_size(col_width, row_height);
+        self.conn.tasks.spawn(async move {
+            if let Err(e) = control.resize(size).await {
+                tracing::debug!(error = &e as &dyn std::error::Error, "resize failed");
+            }
+        });
+        Ok(())
+    }
+
+    async fn signal(
+        &mut self,
+        channel: ChannelId,
+        signal: Sig,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(signal) = from_ssh_signal(&signal) else {
+            tracing::info!(?signal, "unknown signal ignored");
+            return Ok(());
+        };
+        let Some(control) = self
+            .sessions
+            .get(&channel)
+            .and_then(|s| s.control.get().cloned())
+        else {
+            return Ok(());
+        };
+        self.conn.tasks.spawn(async move {
+            match control.signal(signal).await {
+                Ok(()) => tracing::debug!(signal = signal.name(), "signal delivered"),
+                Err(e) => {
+                    tracing::info!(error = &e as &dyn std::error::Error, "signal not delivered")
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+fn terminal_size(cols: u32, rows: u32) -> TerminalSize {
+    TerminalSize {
+        cols: u16::try_from(cols).unwrap_or(u16::MAX),
+        rows: u16::try_from(rows).unwrap_or(u16::MAX),
+    }
+}
+
+/// A portable environment variable name.
+fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names_must_be_portable() {
+        assert!(valid_env_name("LC_ALL"));
+        assert!(valid_env_name("_x1"));
+        assert!(!valid_env_name("1X"));
+        assert!(!valid_env_name("A-B"));
+        assert!(!valid_env_name(""));
+        assert!(!valid_env_name("A=B"));
+    }
+
+    #[test]
+    fn huge_sizes_are_clamped() {
+        assert_eq!(
+            terminal_size(100_000, 50),
+            TerminalSize {
+                cols: u16::MAX,
+                rows: 50
+            }
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! A socket that can be cut from outside. russh runs each session on its own task and offers
+//! no abort, so sshpod hands it a stream that fails every read and write once the
+//! connection's token is cancelled: the session loop ends, and everything it owned is dropped.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+/// A stream that errors once `token` is cancelled.
+pub(crate) struct KillableStream<S> {
+    inner: S,
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl<S> KillableStream<S> {
+    pub(crate) fn new(inner: S, token: CancellationToken) -> Self {
+        Self {
+            inner,
+            cancelled: Box::pin(token.cancelled_owned()),
+        }
+    }
+
+    fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        match self.cancelled.as_mut().poll(cx) {
+            Poll::Ready(()) => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "connection closed by sshpod",
+            )),
+            Poll::Pending => Ok(()),
+        }
+    }
+}
+
+use std::future::Future;
+
+impl<S: AsyncRead + Unpin> AsyncRead for KillableStream<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check(cx)?;
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for KillableStream<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        this.check(cx)?;
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.check(cx)?;
+        Pin::new(&mut this.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn a_blocked_read_fails_once_cancelled() {
+        let (a, _b) = tokio::io::duplex(64);
+        let token = CancellationToken::new();
+        let mut s = KillableStream::new(a, token.clone());
+        let reader = tokio::spawn(async move {
+            let mut buf = [0u8; 8];
+            s.read(&mut buf).await
+        });
+        token.cancel();
+        let err = reader.await.unwrap().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionAborted);
+    }
+
+    #[tokio::test]
+    async fn passes_data_until_cancelled() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let token = CancellationToken::new();
+        let mut s = KillableStream::new(a, token.clone());
+        s.write_all(b"hi").await.unwrap();
+        let mut buf = [0u8; 2];
+        b.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"hi");
+        token.cancel();
+        assert!(s.write_all(b"x").await.is_err());
+    }
+}

@@ -1,0 +1,176 @@
+//! The SSH server: accept loop, connection limits, login grace time and graceful shutdown.
+//!
+//! Knows SSH and the backend contract; never how a container is made.
+
+mod auth;
+mod connection;
+mod forward;
+mod handler;
+mod input;
+mod killable;
+mod pty;
+mod russh_config;
+mod session;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use russh::keys::PrivateKey;
+use sshpod_config::Config;
+use sshpod_core::Backend;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{field, Instrument};
+
+pub(crate) use auth::Authenticator;
+use connection::ConnectionState;
+use handler::ConnectionHandler;
+use killable::KillableStream;
+
+/// What every connection shares.
+pub(crate) struct Shared<B: Backend> {
+    pub(crate) backend: B,
+    pub(crate) auth: Authenticator,
+    pub(crate) config: Arc<Config>,
+    /// Subsystem names the backend can run, to refuse unknown ones at request time.
+    pub(crate) subsystems: BTreeSet<String>,
+}
+
+/// A configured server, ready to serve a bound listener.
+pub(crate) struct Server<B: Backend> {
+    shared: Arc<Shared<B>>,
+    russh: Arc<russh::server::Config>,
+    startups: Arc<Semaphore>,
+}
+
+impl<B: Backend> Server<B> {
+    pub(crate) fn new(config: Arc<Config>, backend: B, host_keys: Vec<PrivateKey>) -> Self {
+        let auth = Authenticator::from_config(&config.auth);
+        let russh = Arc::new(russh_config::build(&config, host_keys, auth.methods()));
+        let subsystems = config.docker.execution.subsystems.keys().cloned().collect();
+        let startups = Arc::new(Semaphore::new(config.ssh.max_startups as usize));
+        Self {
+            shared: Arc::new(Shared {
+                backend,
+                auth,
+                config,
+                subsystems,
+            }),
+            russh,
+            startups,
+        }
+    }
+
+    /// Serves until `shutdown` is cancelled, then disconnects every client, removes their
+    /// containers and returns, waiting at most `ssh.shutdownTimeout` for that.
+    pub(crate) async fn serve(&self, listener: TcpListener, shutdown: CancellationToken) {
+        let tracker = TaskTracker::new();
+        loop {
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => break,
+                a = listener.accept() => a,
+            };
+            let (socket, peer) = match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving the others.
+                    tracing::warn!(error = &e as &dyn std::error::Error, "accept failed");
+                    continue;
+                }
+            };
+            let Ok(permit) = Arc::clone(&self.startups).try_acquire_owned() else {
+                tracing::warn!(%peer, "too many unauthenticated connections (maxStartups): dropped");
+                continue;
+            };
+            let conn = Arc::new(ConnectionState::new(
+                Arc::clone(&self.shared),
+                peer,
+                permit,
+                shutdown.child_token(),
+            ));
+            let span = tracing::info_span!("conn", id = %conn.id, %peer, user = field::Empty);
+            tracker.spawn(self.handle(socket, conn).instrument(span));
+        }
+        drop(listener);
+        tracker.close();
+        let grace = self.shared.config.ssh.shutdown_timeout;
+        tracing::info!(connections = tracker.len(), "shutting down");
+        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+            tracing::warn!("shutdown deadline passed with connections still closing");
+        }
+    }
+
+    /// Runs one connection from handshake to teardown.
+    fn handle(
+        &self,
+        socket: TcpStream,
+        conn: Arc<ConnectionState<B>>,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let russh = Arc::clone(&self.russh);
+        let grace = self.shared.config.ssh.login_grace_time;
+        async move {
+            tracing::debug!("connection accepted");
+            let _ = socket.set_nodelay(true);
+            let kill = CancellationToken::new();
+            let stream = KillableStream::new(socket, kill.clone());
+            let handler = ConnectionHandler::new(Arc::clone(&conn));
+            let mut authenticated = conn.watch_authenticated();
+            let grace_over = async {
+                let _ = tokio::time::timeout(grace, authenticated.wait_for(|a| *a)).await;
+                if !*authenticated.borrow() {
+                    tracing::info!("login grace time over");
+                    return;
+                }
+                std::future::pending::<()>().await;
+            };
+            let session = async {
+                match russh::server::run_stream(russh, stream, handler).await {
+                    Ok(running) => {
+                        let handle = running.handle();
+                        tokio::select! {
+                            r = running => log_end(r.map_err(|e| e.to_string())),
+                            () = conn.token.cancelled() => {
+                                let _ = handle
+                                    .disconnect(
+                                        russh::Disconnect::ByApplication,
+                                        "the server is shutting down".to_owned(),
+                                        String::new(),
+                                    )
+                                    .await;
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "handshake failed"),
+                }
+            };
+            tokio::select! {
+                () = session => {}
+                () = grace_over => {}
+            }
+            kill.cancel();
+            conn.teardown().await;
+            tracing::info!("connection closed");
+        }
+    }
+}
+
+fn log_end(result: Result<(), String>) {
+    match result {
+        Ok(()) => tracing::debug!("session ended"),
+        Err(e) => tracing::info!(reason = %e, "session ended"),
+    }
+}
+
+/// Binds the listener from the configuration.
+pub(crate) async fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match listen {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(listen)?;
+    socket.listen(1024)
+}

@@ -1,0 +1,166 @@
+//! Running one session channel's process: start it in the container, move bytes both ways,
+//! and report how it ended.
+
+use std::sync::{Arc, OnceLock};
+
+use russh::server::{Handle, Msg};
+use russh::{ChannelId, ChannelWriteHalf, Sig};
+use sshpod_core::{Backend, Container, ExitStatus, ProcessControl, ProcessSpec, Signal};
+use tokio::io::{AsyncRead, AsyncWrite};
+
+use crate::server::connection::ConnectionState;
+use crate::server::input::{self, InputReceiver};
+
+/// Where the handler finds a running process's controls (resize, signal).
+pub(crate) type ControlSlot = Arc<OnceLock<Arc<dyn ProcessControl>>>;
+
+/// Everything a session task needs.
+pub(crate) struct SessionTask<B: Backend> {
+    pub(crate) conn: Arc<ConnectionState<B>>,
+    pub(crate) channel: ChannelId,
+    pub(crate) writer: ChannelWriteHalf<Msg>,
+    pub(crate) handle: Handle,
+    pub(crate) spec: ProcessSpec,
+    pub(crate) input: InputReceiver,
+    pub(crate) control: ControlSlot,
+}
+
+impl<B: Backend> SessionTask<B> {
+    /// Runs until the process ends or the connection goes away.
+    pub(crate) async fn run(self) {
+        let token = self.conn.token.clone();
+        let channel = self.channel;
+        let handle = self.handle.clone();
+        tokio::select! {
+            () = token.cancelled() => {}
+            status = self.run_process() => {
+                match status {
+                    Ok(status) => report(&handle, channel, status).await,
+                    Err(message) => {
+                        let _ = handle
+                            .extended_data(channel, 1, format!("sshpod: {message}\r\n").into_bytes())
+                            .await;
+                        let _ = handle.exit_status_request(channel, 1).await;
+                    }
+                }
+                let _ = handle.eof(channel).await;
+                let _ = handle.close(channel).await;
+            }
+        }
+    }
+
+    async fn run_process(self) -> Result<ExitStatus, String> {
+        let container = self.conn.container().await?;
+        let process = container.exec(self.spec).await.map_err(|e| {
+            tracing::warn!(error = &e as &dyn std::error::Error, "starting a process");
+            e.to_string()
+        })?;
+        let control: Arc<dyn ProcessControl> = Arc::from(process.control);
+        let _ = self.control.set(Arc::clone(&control));
+
+        let feed = input::pump(self.input, process.stdin);
+        let out = copy_to_channel(process.stdout, self.writer.make_writer());
+        let err = async {
+            if let Some(stderr) = process.stderr {
+                copy_to_channel(stderr, self.writer.make_writer_ext(Some(1))).await;
+            }
+        };
+        // Output decides when the session is over; input is abandoned at that point.
+        let outputs = async { tokio::join!(out, err) };
+        tokio::pin!(feed, outputs);
+        tokio::select! {
+            _ = &mut outputs => {}
+            () = &mut feed => { outputs.await; }
+        }
+        control.wait().await.map_err(|e| {
+            tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "reading the exit status"
+            );
+            e.to_string()
+        })
+    }
+}
+
+/// Copies process output to the channel. The channel writer waits for the client's window,
+/// so a slow client slows the process down instead of filling memory.
+async fn copy_to_channel<R, W>(mut from: R, mut to: W)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    if let Err(e) = tokio::io::copy(&mut from, &mut to).await {
+        tracing::debug!(error = &e as &dyn std::error::Error, "output copy ended");
+    }
+}
+
+/// Sends exit-status or exit-signal.
+async fn report(handle: &Handle, channel: russh::ChannelId, status: ExitStatus) {
+    match status {
+        ExitStatus::Code(code) => {
+            let _ = handle.exit_status_request(channel, code).await;
+        }
+        ExitStatus::Signal(signal) => {
+            let _ = handle
+                .exit_signal_request(
+                    channel,
+                    to_ssh_signal(signal),
+                    false,
+                    String::new(),
+                    String::new(),
+                )
+                .await;
+        }
+    }
+}
+
+/// SSH's name for a signal.
+pub(crate) fn to_ssh_signal(signal: Signal) -> Sig {
+    match signal {
+        Signal::Abrt => Sig::ABRT,
+        Signal::Alrm => Sig::ALRM,
+        Signal::Fpe => Sig::FPE,
+        Signal::Hup => Sig::HUP,
+        Signal::Ill => Sig::ILL,
+        Signal::Int => Sig::INT,
+        Signal::Kill => Sig::KILL,
+        Signal::Pipe => Sig::PIPE,
+        Signal::Quit => Sig::QUIT,
+        Signal::Segv => Sig::SEGV,
+        Signal::Term => Sig::TERM,
+        Signal::Usr1 => Sig::USR1,
+        Signal::Usr2 => Sig::Custom("USR2".to_owned()),
+    }
+}
+
+/// The signal a client asked for, if sshpod knows it.
+pub(crate) fn from_ssh_signal(sig: &Sig) -> Option<Signal> {
+    Some(match sig {
+        Sig::ABRT => Signal::Abrt,
+        Sig::ALRM => Signal::Alrm,
+        Sig::FPE => Signal::Fpe,
+        Sig::HUP => Signal::Hup,
+        Sig::ILL => Signal::Ill,
+        Sig::INT => Signal::Int,
+        Sig::KILL => Signal::Kill,
+        Sig::PIPE => Signal::Pipe,
+        Sig::QUIT => Signal::Quit,
+        Sig::SEGV => Signal::Segv,
+        Sig::TERM => Signal::Term,
+        Sig::USR1 => Signal::Usr1,
+        Sig::Custom(name) => return Signal::from_name(name),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_signal_survives_the_round_trip() {
+        for s in Signal::ALL {
+            assert_eq!(from_ssh_signal(&to_ssh_signal(s)), Some(s));
+        }
+        assert_eq!(from_ssh_signal(&Sig::Custom("WINCH".into())), None);
+    }
+}

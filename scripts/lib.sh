@@ -1,0 +1,131 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/run.sh, scripts/test.sh and images/guest/build.sh.
+# Source it; it defines functions only (plus REPO_ROOT and WORK_DIR).
+#
+# Everything here must work on a fresh Debian 12 machine where neither Docker
+# nor the test tools are installed, and be a cheap no-op when they are.
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+WORK_DIR="$REPO_ROOT/.work"
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Debian packages the scripts and the end-to-end suite need on the host.
+# busybox-static: a statically linked busybox for the "only /bin/sh" image test.
+# sshpass: type passwords into OpenSSH in the password tests.
+HOST_PACKAGES=(
+  docker.io debootstrap openssh-client openssh-server openssh-sftp-server
+  python3 python3-venv tmux busybox-static sshpass openssl ca-certificates
+)
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+package_installed() {
+  [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
+}
+
+# Install whatever is missing from HOST_PACKAGES; apt-get update at most once per run.
+ensure_packages() {
+  local missing=() p
+  for p in "${HOST_PACKAGES[@]}"; do
+    package_installed "$p" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    return 0
+  fi
+  log "installing Debian packages: ${missing[*]}"
+  if [ -z "${SSHPOD_APT_UPDATED:-}" ]; then
+    as_root apt-get update -qq
+    export SSHPOD_APT_UPDATED=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# The Debian mirror this machine already uses (never hard-coded): the first URI
+# serving the main suite in debian.sources (deb822) or sources.list.
+debian_mirror() {
+  local f uri=""
+  f=/etc/apt/sources.list.d/debian.sources
+  if [ -r "$f" ]; then
+    uri=$(awk '
+      BEGIN { RS=""; FS="\n" }
+      {
+        u=""; s=""
+        for (i = 1; i <= NF; i++) {
+          if ($i ~ /^URIs:/)   { sub(/^URIs:[ \t]*/, "", $i); split($i, a, /[ \t]+/); u=a[1] }
+          if ($i ~ /^Suites:/) { s=$i }
+        }
+        if (u != "" && s !~ /-security/ && u !~ /security/) { print u; exit }
+      }' "$f")
+  fi
+  if [ -z "$uri" ] && [ -r /etc/apt/sources.list ]; then
+    uri=$(awk '$1 == "deb" && $0 !~ /security/ {
+                 for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/) { print $i; exit }
+               }' /etc/apt/sources.list)
+  fi
+  if [ -z "$uri" ]; then
+    for f in /etc/apt/sources.list.d/*.list; do
+      [ -r "$f" ] || continue
+      uri=$(awk '$1 == "deb" && $0 !~ /security/ {
+                   for (i = 2; i <= NF; i++) if ($i !~ /^\[/ && $i !~ /\]$/) { print $i; exit }
+                 }' "$f")
+      [ -n "$uri" ] && break
+    done
+  fi
+  [ -n "$uri" ] || die "cannot find a Debian mirror in /etc/apt/sources.list.d/debian.sources or /etc/apt/sources.list"
+  printf '%s\n' "${uri%/}"
+}
+
+# Make sure a Docker engine answers. Starts dockerd in the background if needed.
+ensure_dockerd() {
+  if docker info >/dev/null 2>&1; then
+    return 0
+  fi
+  command -v dockerd >/dev/null 2>&1 || die "dockerd is not installed (run ensure_packages)"
+  mkdir -p "$WORK_DIR"
+  local dlog="$WORK_DIR/dockerd.log"
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1 \
+     && as_root systemctl start docker >/dev/null 2>&1; then
+    log "started docker.service"
+  else
+    log "starting dockerd in the background (log: $dlog)"
+    as_root setsid nohup dockerd >"$dlog" 2>&1 </dev/null &
+  fi
+  local deadline=$((SECONDS + 60))
+  until docker info >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      [ -f "$dlog" ] && tail -n 30 "$dlog" >&2
+      die "the Docker engine did not become ready within 60 s"
+    fi
+    sleep 0.2
+  done
+  log "Docker engine is ready"
+}
+
+ensure_guest_image() {
+  "$REPO_ROOT/images/guest/build.sh"
+}
+
+# The Python interpreter for the venv: Debian's, where python3-venv applies.
+venv_python() {
+  if [ -x /usr/bin/python3 ]; then echo /usr/bin/python3; else command -v python3; fi
+}
+
+# .venv with requirements-test.txt installed; reinstalls only when the file changes.
+ensure_venv() {
+  local venv="$REPO_ROOT/.venv" req="$REPO_ROOT/requirements-test.txt"
+  local stamp="$venv/.requirements-test.sha256" want
+  if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv"
+    "$(venv_python)" -m venv "$venv"
+  fi
+  want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    log "installing $req into .venv"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
+    echo "$want" >"$stamp"
+  fi
+}

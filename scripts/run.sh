@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Quick start: install what is missing, start Docker, build the guest image and sshpod, create a
+# demo configuration under .work/demo/ (once; reused afterwards) and run the server.
+#
+#   scripts/run.sh                 # listens on 0.0.0.0:2222
+#   SSHPOD_PORT=2200 scripts/run.sh
+set -euo pipefail
+
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$REPO_ROOT"
+
+PORT="${SSHPOD_PORT:-2222}"
+DEMO="$WORK_DIR/demo"
+
+ensure_packages
+ensure_dockerd
+ensure_guest_image
+log "building sshpod (release)"
+cargo build --release -p sshpod
+
+mkdir -p "$DEMO/authorized_keys"
+chmod 700 "$DEMO"
+
+if [ ! -f "$DEMO/id_ed25519" ]; then
+  ssh-keygen -q -t ed25519 -N '' -C demo@sshpod -f "$DEMO/id_ed25519"
+fi
+cp "$DEMO/id_ed25519.pub" "$DEMO/authorized_keys/demo"
+
+password_note="(unchanged; printed on the first run)"
+if [ ! -f "$DEMO/htpasswd" ]; then
+  password=$(openssl rand -base64 18 | tr -d '/+=' | cut -c1-16)
+  printf 'demo:%s\n' "$(printf '%s' "$password" | openssl passwd -6 -stdin)" >"$DEMO/htpasswd"
+  chmod 600 "$DEMO/htpasswd"
+  password_note="$password"
+fi
+
+# Rewritten on every run so the port follows SSHPOD_PORT.
+cat >"$DEMO/config.yaml" <<EOF
+# sshpod demo configuration, written by scripts/run.sh.
+ssh:
+  listen: 0.0.0.0:$PORT
+  hostkeys:
+    - $DEMO/ssh_host_ed25519_key
+log:
+  level: info
+  format: text
+auth:
+  publicKey:
+    method: authorizedKeys
+    authorizedKeys:
+      file: $DEMO/authorized_keys/%u
+  password:
+    method: htpasswd
+    htpasswd:
+      file: $DEMO/htpasswd
+docker:
+  execution:
+    container:
+      image: sshpod-guest:latest
+EOF
+
+rel_key=".work/demo/id_ed25519"
+cat <<EOF
+
+sshpod demo
+  config:    .work/demo/config.yaml
+  user:      demo
+  key login: ssh -i $rel_key -p $PORT demo@localhost
+  password:  ssh -o PubkeyAuthentication=no -p $PORT demo@localhost   (password: $password_note)
+  files:     scp -i $rel_key -P $PORT FILE demo@localhost:   |   sftp -i $rel_key -P $PORT demo@localhost
+Every login gets a fresh container from sshpod-guest:latest, removed when you log out.
+Stop the server with Ctrl-C.
+
+EOF
+
+exec "$REPO_ROOT/target/release/sshpod" --config "$DEMO/config.yaml"

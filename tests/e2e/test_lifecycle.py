@@ -1,0 +1,113 @@
+"""Container lifecycle: whatever ends a connection (logout, a killed client, a dead network, the
+server stopping or crashing, a container that cannot start), nothing is left behind and other
+users keep working. The scenario fixture also checks after every test that the run's containers
+are gone."""
+
+from __future__ import annotations
+
+import signal
+
+import harness as h
+
+
+def start_sleeper(scn, client: h.Client):
+    """`sleep 1000` in a session; returns once the command runs inside the container."""
+    proc = scn.track(client.popen("echo started; exec sleep 1000"))
+    line = h.read_line(proc.stdout, h.CONTAINER_TIMEOUT)
+    assert line == b"started\n", line
+    return proc
+
+
+def test_logout_removes_the_container(scn):
+    gw = scn.start()
+    client = scn.client(gw)
+    proc = start_sleeper(scn, client)
+    h.wait_containers(scn.run_id, 1)
+    # A second connection has its own container.
+    other = start_sleeper(scn, client)
+    h.wait_containers(scn.run_id, 2)
+    proc.kill()
+    proc.wait()
+    h.wait_containers(scn.run_id, 1)
+    other.kill()
+    other.wait()
+    h.wait_no_containers(scn.run_id)
+
+
+def test_killed_client_container_is_removed(scn):
+    gw = scn.start()
+    proc = start_sleeper(scn, scn.client(gw))
+    h.wait_containers(scn.run_id, 1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    h.wait_no_containers(scn.run_id, 30)
+
+
+def test_dead_network_is_detected_by_client_alive_checks(scn):
+    gw = scn.start({"ssh": {"clientAliveInterval": "1s", "clientAliveCountMax": 2}})
+    proxy = scn.proxy(gw.port)
+    proc = start_sleeper(scn, scn.client(proxy.port))
+    h.wait_containers(scn.run_id, 1)
+    proxy.freeze()
+    h.wait_no_containers(scn.run_id, 60)
+    assert proc.poll() is None, "the client should not have noticed anything: only the server checks"
+
+
+def test_sigterm_ends_sessions_removes_containers_and_exits_cleanly(scn):
+    shutdown_timeout = 5
+    gw = scn.start({"ssh": {"shutdownTimeout": f"{shutdown_timeout}s"}})
+    proc = start_sleeper(scn, scn.client(gw))
+    h.wait_containers(scn.run_id, 1)
+    gw.signal(signal.SIGTERM)
+    deadline = shutdown_timeout + 30
+    try:
+        proc.wait(deadline)
+    except Exception:
+        raise AssertionError(f"the ssh client still runs {deadline} s after SIGTERM to sshpod") from None
+    status = gw.wait_exit(deadline)
+    assert status == 0, gw.log
+    assert h.containers(scn.run_id) == [], "sshpod exited but left its containers behind"
+
+
+def test_restart_after_sigkill_removes_orphans_of_its_own_only(scn):
+    run_a = scn.run_id
+    run_b = scn.new_run_id()
+    gw_a = scn.start(name="A")
+    gw_b = scn.start(run_id=run_b, name="B")
+
+    proc_a = start_sleeper(scn, scn.client(gw_a))
+    client_b = scn.client(gw_b)
+    cm_b = h.control_options(scn.control_path(client_b, "cm-b"))
+    result = client_b.ssh("echo started", opts=cm_b)
+    assert result.returncode == 0, result
+    (container_a,) = h.wait_containers(run_a, 1)
+    (container_b,) = h.wait_containers(run_b, 1)
+
+    gw_a.signal(signal.SIGKILL)
+    gw_a.wait_exit(30)
+    proc_a.wait(60)
+    assert h.containers(run_a) == [container_a], "nobody is left to remove A's container yet"
+
+    scn.start(config_path=gw_a.config_path, name="C")
+    h.wait_no_containers(run_a, 60)
+
+    assert h.containers(run_b, running_only=True) == [container_b], "B's container must survive"
+    result = client_b.ssh("echo still-alive", opts=cm_b)
+    assert (result.returncode, result.stdout) == (0, "still-alive\n"), result
+
+
+def test_container_that_cannot_start_is_reported_and_the_server_keeps_serving(scn):
+    image = f"sshpod-missing-{scn.run_id}:none"
+    gw = scn.start({"docker": {"execution": {"container": {"image": image}, "imagePullPolicy": "Never"}}})
+    client = scn.client(gw)
+
+    failed = client.ssh("echo hello", timeout=120)
+    assert failed.returncode != 0, failed
+    assert "cannot start" in failed.stderr, failed
+    assert image in failed.stderr, failed
+
+    # Same server, now with the image present: the next login works.
+    h.docker("tag", h.GUEST_IMAGE, image)
+    scn.finalizers.append(lambda: h.docker("rmi", image, check=False))
+    result = client.ssh("echo hello")
+    assert (result.returncode, result.stdout) == (0, "hello\n"), result

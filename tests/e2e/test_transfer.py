@@ -1,0 +1,104 @@
+"""Moving data: sftp, scp (SFTP and legacy protocol), large streams through a command (also with
+rekeying) and local port forwarding to a server inside the container."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import harness as h
+
+MiB = 1024 * 1024
+
+
+def random_file(path: Path, size: int) -> Path:
+    with open(path, "wb") as f:
+        remaining = size
+        while remaining:
+            chunk = min(remaining, MiB)
+            f.write(os.urandom(chunk))
+            remaining -= chunk
+    return path
+
+
+def same_content(a: Path, b: Path) -> bool:
+    return subprocess.run(["cmp", "-s", str(a), str(b)]).returncode == 0
+
+
+def test_sftp_put_and_get(scn):
+    gw = scn.start()
+    client = scn.client(gw)
+    src = random_file(scn.tmp / "src.bin", 5 * MiB)
+    dst = scn.tmp / "dst.bin"
+    batch = scn.tmp / "batch"
+    batch.write_text(f"put {src} /tmp/up.bin\nls -l /tmp/up.bin\nget /tmp/up.bin {dst}\n")
+    result = client.run_args(client.sftp_args(opts=["-b", str(batch)]), timeout=120)
+    assert result.returncode == 0, result
+    assert dst.exists(), result
+    assert same_content(src, dst), "the file came back different"
+
+
+@pytest.mark.parametrize("protocol", ["sftp", "legacy"])
+def test_scp_both_directions(scn, protocol):
+    gw = scn.start()
+    client = scn.client(gw)
+    # Both copies go through one connection (one container) via a control master.
+    opts = h.control_options(scn.control_path(client)) + (["-O"] if protocol == "legacy" else [])
+    src = random_file(scn.tmp / "src.bin", 5 * MiB)
+    dst = scn.tmp / "dst.bin"
+    up = client.run_args(client.scp_args(str(src), client.remote("/tmp/up.bin"), opts=opts), timeout=120)
+    assert up.returncode == 0, up
+    down = client.run_args(client.scp_args(client.remote("/tmp/up.bin"), str(dst), opts=opts), timeout=120)
+    assert down.returncode == 0, down
+    assert same_content(src, dst), "the file came back different"
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("rekey", [False, True], ids=["plain", "rekey-1M"])
+def test_large_stream_through_cat(scn, rekey):
+    gw = scn.start()
+    client = scn.client(gw)
+    src = random_file(scn.tmp / "src.bin", 50 * MiB)
+    dst = scn.tmp / "dst.bin"
+    opts = ["-o", "RekeyLimit=1M"] if rekey else []
+    result = client.ssh("cat", opts=opts, stdin_path=src, stdout_path=dst, timeout=280)
+    assert result.returncode == 0, result
+    assert dst.stat().st_size == src.stat().st_size, result
+    assert same_content(src, dst), "the data came back different"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port: int, path: str) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+        data = h.read_until_eof(s, 10)
+    return data
+
+
+def test_local_port_forwarding(scn):
+    gw = scn.start({"security": {"forwarding": {"forwardingMode": "enable"}}})
+    client = scn.client(gw)
+    local = free_port()
+    serve = ("mkdir -p /tmp/www && echo hello-through-the-tunnel > /tmp/www/index.html && "
+             "exec busybox httpd -f -p 127.0.0.1:8080 -h /tmp/www")
+    proc = scn.track(client.popen(serve, opts=["-L", f"127.0.0.1:{local}:127.0.0.1:8080",
+                                               "-o", "ExitOnForwardFailure=yes"]))
+
+    def fetch() -> bytes:
+        if proc.poll() is not None:
+            raise AssertionError(f"ssh exited with {proc.returncode}: {proc.stderr.read()!r}")
+        response = http_get(local, "/index.html")
+        return response if response.startswith(b"HTTP/1.") else b""
+
+    response = h.wait_until(fetch, 60, "an HTTP answer through the forwarded port")
+    assert b" 200 " in response.split(b"\r\n", 1)[0], response
+    assert b"hello-through-the-tunnel" in response, response
