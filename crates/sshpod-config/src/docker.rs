@@ -12,11 +12,14 @@ use crate::container::{
 use crate::duration;
 use crate::secret::Secret;
 
-/// Default `docker.execution.idleCommand`: keeps the container alive until it is stopped.
+/// Default `docker.execution.idleCommand`: keeps the container alive while sshpod lives.
 pub const DEFAULT_IDLE_COMMAND: &[&str] = &[
     "/bin/sh",
     "-c",
-    "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done",
+    // A dead man's switch that needs nothing but a shell: sshpod holds this process's stdin
+    // open for as long as it lives; when sshpod goes away, stdin closes and the container
+    // ends (and the engine removes it).
+    "while read -r _; do :; done",
 ];
 
 /// Default `docker.execution.shellCommand`: a login shell, bash when the image has it.

@@ -9,6 +9,7 @@ use tokio::sync::{watch, OnceCell, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::server::flow::FlowGate;
 use crate::server::Shared;
 
 /// The outcome of provisioning: the container, or the message to show the user.
@@ -26,6 +27,8 @@ pub(crate) struct ConnectionState<B: Backend> {
     /// Channel and forwarding tasks; cancelled when the connection ends.
     pub(crate) tasks: TaskTracker,
     pub(crate) token: CancellationToken,
+    /// Bounds the client data the connection holds (see `flow`).
+    pub(crate) gate: Arc<FlowGate>,
     /// The MaxStartups slot, held until authentication succeeds.
     startup_permit: Mutex<Option<OwnedSemaphorePermit>>,
 }
@@ -46,6 +49,7 @@ impl<B: Backend> ConnectionState<B> {
             container: OnceCell::new(),
             tasks: TaskTracker::new(),
             token,
+            gate: Arc::default(),
             startup_permit: Mutex::new(Some(permit)),
         }
     }

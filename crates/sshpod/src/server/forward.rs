@@ -8,6 +8,7 @@ use sshpod_core::{Backend, Container};
 
 use crate::server::connection::ConnectionState;
 use crate::server::input::{self, InputReceiver};
+use crate::server::session::copy_to_channel;
 
 /// Dials the target, then accepts or rejects the channel accordingly and relays bytes.
 pub(crate) async fn run<B: Backend>(
@@ -46,9 +47,8 @@ pub(crate) async fn run<B: Backend>(
     let relay = async {
         let upstream = input::pump(input, to_container);
         let downstream = async {
-            let mut to_client = writer.make_writer();
-            let _ = tokio::io::copy(&mut from_container, &mut to_client).await;
-            let _ = tokio::io::AsyncWriteExt::shutdown(&mut to_client).await;
+            copy_to_channel(&mut from_container, &writer, None, &conn.gate).await;
+            let _ = writer.eof().await;
         };
         tokio::join!(upstream, downstream);
     };

@@ -14,7 +14,7 @@ use russh::{Channel, ChannelId, ChannelWriteHalf, Pty, Sig};
 use sshpod_core::{Backend, Command, ProcessSpec, TerminalSize, TtySpec};
 
 use crate::server::connection::ConnectionState;
-use crate::server::input::{self, InputReceiver, InputSender, Stalled};
+use crate::server::input::{self, InputReceiver, InputSender};
 use crate::server::session::{from_ssh_signal, ControlSlot, SessionTask};
 use crate::server::{forward, pty};
 
@@ -23,8 +23,6 @@ use crate::server::{forward, pty};
 pub(crate) enum HandlerError {
     #[error(transparent)]
     Ssh(#[from] russh::Error),
-    #[error(transparent)]
-    Stalled(#[from] Stalled),
 }
 
 /// A session channel before and after its process starts.
@@ -94,16 +92,15 @@ impl<B: Backend> ConnectionHandler<B> {
         let _ = session.channel_success(channel);
     }
 
-    async fn push_input(&self, channel: ChannelId, data: &[u8]) -> Result<(), HandlerError> {
+    fn push_input(&self, channel: ChannelId, data: &[u8]) {
         let sender = self
             .sessions
             .get(&channel)
             .and_then(|s| s.input.as_ref())
             .or_else(|| self.forwards.get(&channel));
         if let Some(sender) = sender {
-            input::push(sender, Bytes::copy_from_slice(data)).await?;
+            sender.push(Bytes::copy_from_slice(data));
         }
-        Ok(())
     }
 }
 
@@ -188,7 +185,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         let id = channel.id();
         // The read half is dropped: russh then never queues data for it (see `input`).
         let (_, writer) = channel.split();
-        let (sender, receiver) = input::queue();
+        let (sender, receiver) = input::queue(&self.conn.gate);
         self.sessions.insert(
             id,
             SessionChannel {
@@ -227,7 +224,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         tracing::debug!(host = host_to_connect, port, "forwarding requested");
         let id = channel.id();
         let (_, writer) = channel.split();
-        let (sender, receiver) = input::queue();
+        let (sender, receiver) = input::queue(&self.conn.gate);
         self.forwards.insert(id, sender);
         self.conn.tasks.spawn(forward::run(
             Arc::clone(&self.conn),
@@ -246,7 +243,8 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         data: &[u8],
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        self.push_input(channel, data).await
+        self.push_input(channel, data);
+        Ok(())
     }
 
     async fn channel_eof(

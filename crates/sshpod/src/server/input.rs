@@ -1,63 +1,83 @@
-//! Client-to-process data, drained from the SSH connection at once.
+//! Client-to-process data, taken off the SSH connection at once.
 //!
-//! russh refills a channel's window when data arrives, not when it is consumed, and stops the
-//! whole connection while one channel's queue is full (see the dependency notes). So sshpod
-//! never lets russh queue: the handler moves each packet into this per-channel queue straight
-//! away, and a pump feeds the process from it. The queue is bounded; when a process stops
-//! reading for longer than [`STALL_LIMIT`] while its queue is full, the connection is torn
-//! down instead of freezing.
+//! The handler moves each packet into its channel's queue straight away, so russh never has
+//! to queue (and never stops its loop); a pump feeds the process from the queue. The queues
+//! do not bound memory themselves: the connection's [`FlowGate`] does, by pausing the socket
+//! (see `flow`).
 
-use std::time::Duration;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-/// Packets a channel may hold before the sender waits (at most 32 KiB each: 16 MiB).
-pub(crate) const QUEUE_PACKETS: usize = 512;
-
-/// How long the connection may wait for a process to take its input before it is declared
-/// stuck.
-pub(crate) const STALL_LIMIT: Duration = Duration::from_secs(60);
+use crate::server::flow::FlowGate;
 
 /// The sending side, kept by the handler. Dropping it is EOF.
-pub(crate) type InputSender = mpsc::Sender<Bytes>;
-/// The receiving side, consumed by the pump.
-pub(crate) type InputReceiver = mpsc::Receiver<Bytes>;
-
-/// A fresh queue.
-pub(crate) fn queue() -> (InputSender, InputReceiver) {
-    mpsc::channel(QUEUE_PACKETS)
+pub(crate) struct InputSender {
+    sender: mpsc::UnboundedSender<Bytes>,
+    gate: Arc<FlowGate>,
 }
 
-/// The process stopped taking input for [`STALL_LIMIT`].
-#[derive(Debug, thiserror::Error)]
-#[error("a process did not read its input for {} s", STALL_LIMIT.as_secs())]
-pub(crate) struct Stalled;
+/// The receiving side, consumed by the pump. Whatever it still holds when dropped is
+/// released from the connection's budget.
+pub(crate) struct InputReceiver {
+    receiver: mpsc::UnboundedReceiver<Bytes>,
+    gate: Arc<FlowGate>,
+}
 
-/// Queues one packet: immediately when there is room, else waits up to [`STALL_LIMIT`]. A
-/// queue whose pump has gone (the process ended) drops the data, as a closed pipe would.
-pub(crate) async fn push(sender: &InputSender, data: Bytes) -> Result<(), Stalled> {
-    match sender.try_send(data) {
-        Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => Ok(()),
-        Err(mpsc::error::TrySendError::Full(data)) => {
-            match tokio::time::timeout(STALL_LIMIT, sender.send(data)).await {
-                Ok(_) => Ok(()),
-                Err(_) => Err(Stalled),
-            }
+/// A fresh queue accounted against `gate`.
+pub(crate) fn queue(gate: &Arc<FlowGate>) -> (InputSender, InputReceiver) {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    (
+        InputSender {
+            sender,
+            gate: Arc::clone(gate),
+        },
+        InputReceiver {
+            receiver,
+            gate: Arc::clone(gate),
+        },
+    )
+}
+
+impl InputSender {
+    /// Queues one packet. Data for a process that has ended is dropped, as a closed pipe
+    /// would drop it.
+    pub(crate) fn push(&self, data: Bytes) {
+        let len = data.len();
+        if self.sender.send(data).is_ok() {
+            self.gate.queued(len);
         }
     }
 }
 
-/// Feeds `sink` from the queue until EOF (all senders dropped), then shuts the sink down so
+impl InputReceiver {
+    async fn recv(&mut self) -> Option<Bytes> {
+        self.receiver.recv().await
+    }
+}
+
+impl Drop for InputReceiver {
+    fn drop(&mut self) {
+        self.receiver.close();
+        while let Ok(data) = self.receiver.try_recv() {
+            self.gate.consumed(data.len());
+        }
+    }
+}
+
+/// Feeds `sink` from the queue until EOF (the sender dropped), then shuts the sink down so
 /// the process sees EOF too.
 pub(crate) async fn pump<W: AsyncWrite + Unpin>(mut queue: InputReceiver, mut sink: W) {
     while let Some(data) = queue.recv().await {
-        if sink.write_all(&data).await.is_err() {
+        let written = sink.write_all(&data).await;
+        queue.gate.consumed(data.len());
+        if written.is_err() {
             return;
         }
         // Interactive input must not sit in a buffer.
-        if queue.is_empty() && sink.flush().await.is_err() {
+        if queue.receiver.is_empty() && sink.flush().await.is_err() {
             return;
         }
     }
@@ -71,11 +91,12 @@ mod tests {
 
     #[tokio::test]
     async fn pumps_in_order_and_forwards_eof() {
-        let (tx, rx) = queue();
+        let gate = Arc::new(FlowGate::default());
+        let (tx, rx) = queue(&gate);
         let (w, mut r) = tokio::io::duplex(1024);
         let pumping = tokio::spawn(pump(rx, w));
-        push(&tx, Bytes::from_static(b"ab")).await.unwrap();
-        push(&tx, Bytes::from_static(b"cd")).await.unwrap();
+        tx.push(Bytes::from_static(b"ab"));
+        tx.push(Bytes::from_static(b"cd"));
         drop(tx);
         let mut out = Vec::new();
         r.read_to_end(&mut out).await.unwrap();
@@ -83,20 +104,21 @@ mod tests {
         pumping.await.unwrap();
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_full_queue_that_never_drains_is_reported_as_stalled() {
-        let (tx, _rx) = queue();
-        for _ in 0..QUEUE_PACKETS {
-            push(&tx, Bytes::from_static(b"x")).await.unwrap();
-        }
-        let r = push(&tx, Bytes::from_static(b"x")).await;
-        assert!(r.is_err());
+    #[tokio::test]
+    async fn unread_data_is_released_when_the_process_goes_away() {
+        let gate = Arc::new(FlowGate::default());
+        let (tx, rx) = queue(&gate);
+        tx.push(Bytes::from(vec![0u8; flow_budget()]));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(!gate.poll_open(&mut cx), "over budget");
+        drop(rx);
+        assert!(gate.poll_open(&mut cx), "released");
+        tx.push(Bytes::from_static(b"late"));
+        assert!(gate.poll_open(&mut cx), "late data is not counted");
     }
 
-    #[tokio::test]
-    async fn data_for_a_finished_process_is_dropped() {
-        let (tx, rx) = queue();
-        drop(rx);
-        push(&tx, Bytes::from_static(b"late")).await.unwrap();
+    fn flow_budget() -> usize {
+        crate::server::flow::INPUT_BUDGET
     }
 }

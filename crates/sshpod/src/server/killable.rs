@@ -1,25 +1,56 @@
-//! A socket that can be cut from outside. russh runs each session on its own task and offers
-//! no abort, so sshpod hands it a stream that fails every read and write once the
-//! connection's token is cancelled: the session loop ends, and everything it owned is dropped.
+//! The client socket as russh sees it: it can be cut from outside, and its reading pauses
+//! while the connection's flow gate is closed (see `flow`).
+//!
+//! russh runs each session on its own task and offers no abort, so sshpod hands it a stream
+//! that fails every read and write once the connection's token is cancelled: the session loop
+//! ends, and everything it owned is dropped.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-/// A stream that errors once `token` is cancelled.
+use crate::server::flow::{FlowGate, STALL_LIMIT};
+
+/// A stream that errors once `token` is cancelled and reads only while `gate` is open.
 pub(crate) struct KillableStream<S> {
     inner: S,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    gate: Arc<FlowGate>,
+    /// Running while reading is paused; a pause this long means the processes are stuck.
+    stall: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> KillableStream<S> {
-    pub(crate) fn new(inner: S, token: CancellationToken) -> Self {
+    pub(crate) fn new(inner: S, token: CancellationToken, gate: Arc<FlowGate>) -> Self {
         Self {
             inner,
             cancelled: Box::pin(token.cancelled_owned()),
+            gate,
+            stall: None,
+        }
+    }
+
+    /// Whether reading may go on; an error once the pause has lasted too long.
+    fn poll_gate(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.gate.poll_open(cx) {
+            self.stall = None;
+            return Poll::Ready(Ok(()));
+        }
+        let stall = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(STALL_LIMIT)));
+        match stall.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the session's processes stopped reading their input",
+            ))),
+            Poll::Pending => Poll::Pending,
         }
     }
 
@@ -34,8 +65,6 @@ impl<S> KillableStream<S> {
     }
 }
 
-use std::future::Future;
-
 impl<S: AsyncRead + Unpin> AsyncRead for KillableStream<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -44,7 +73,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for KillableStream<S> {
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         this.check(cx)?;
-        Pin::new(&mut this.inner).poll_read(cx, buf)
+        match this.poll_gate(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_read(cx, buf),
+            other => other,
+        }
     }
 }
 
@@ -79,7 +111,7 @@ mod tests {
     async fn a_blocked_read_fails_once_cancelled() {
         let (a, _b) = tokio::io::duplex(64);
         let token = CancellationToken::new();
-        let mut s = KillableStream::new(a, token.clone());
+        let mut s = KillableStream::new(a, token.clone(), Arc::default());
         let reader = tokio::spawn(async move {
             let mut buf = [0u8; 8];
             s.read(&mut buf).await
@@ -93,7 +125,7 @@ mod tests {
     async fn passes_data_until_cancelled() {
         let (a, mut b) = tokio::io::duplex(64);
         let token = CancellationToken::new();
-        let mut s = KillableStream::new(a, token.clone());
+        let mut s = KillableStream::new(a, token.clone(), Arc::default());
         s.write_all(b"hi").await.unwrap();
         let mut buf = [0u8; 2];
         b.read_exact(&mut buf).await.unwrap();

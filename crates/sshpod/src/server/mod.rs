@@ -4,6 +4,7 @@
 
 mod auth;
 mod connection;
+mod flow;
 mod forward;
 mod handler;
 mod input;
@@ -115,7 +116,7 @@ impl<B: Backend> Server<B> {
             tracing::debug!("connection accepted");
             let _ = socket.set_nodelay(true);
             let kill = CancellationToken::new();
-            let stream = KillableStream::new(socket, kill.clone());
+            let stream = KillableStream::new(socket, kill.clone(), Arc::clone(&conn.gate));
             let handler = ConnectionHandler::new(Arc::clone(&conn));
             let mut authenticated = conn.watch_authenticated();
             let grace_over = async {

@@ -6,9 +6,10 @@ use std::sync::{Arc, OnceLock};
 use russh::server::{Handle, Msg};
 use russh::{ChannelId, ChannelWriteHalf, Sig};
 use sshpod_core::{Backend, Container, ExitStatus, ProcessControl, ProcessSpec, Signal};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::server::connection::ConnectionState;
+use crate::server::flow::FlowGate;
 use crate::server::input::{self, InputReceiver};
 
 /// Where the handler finds a running process's controls (resize, signal).
@@ -58,11 +59,12 @@ impl<B: Backend> SessionTask<B> {
         let control: Arc<dyn ProcessControl> = Arc::from(process.control);
         let _ = self.control.set(Arc::clone(&control));
 
+        let gate = &self.conn.gate;
         let feed = input::pump(self.input, process.stdin);
-        let out = copy_to_channel(process.stdout, self.writer.make_writer());
+        let out = copy_to_channel(process.stdout, &self.writer, None, gate);
         let err = async {
             if let Some(stderr) = process.stderr {
-                copy_to_channel(stderr, self.writer.make_writer_ext(Some(1))).await;
+                copy_to_channel(stderr, &self.writer, Some(1), gate).await;
             }
         };
         // Output decides when the session is over; input is abandoned at that point.
@@ -82,17 +84,39 @@ impl<B: Backend> SessionTask<B> {
     }
 }
 
-/// Copies process output to the channel. The channel writer waits for the client's window,
-/// so a slow client slows the process down instead of filling memory.
-async fn copy_to_channel<R, W>(mut from: R, mut to: W)
-where
+/// Copies process output to the channel (`ext` 1 is stderr). The channel writer waits for
+/// the client's window, so a slow client slows the process down instead of filling memory;
+/// while it waits, the flow gate lets the client's window adjusts in.
+pub(crate) async fn copy_to_channel<R>(
+    mut from: R,
+    channel: &ChannelWriteHalf<Msg>,
+    ext: Option<u32>,
+    gate: &FlowGate,
+) where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
 {
-    if let Err(e) = tokio::io::copy(&mut from, &mut to).await {
-        tracing::debug!(error = &e as &dyn std::error::Error, "output copy ended");
+    let mut to = channel.make_writer_ext(ext);
+    let mut buf = vec![0u8; OUTPUT_CHUNK];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                tracing::debug!(error = &e as &dyn std::error::Error, "output ended");
+                break;
+            }
+        };
+        let waiting = (channel.writable_packet_size().await < n).then(|| gate.output_waiting());
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        drop(waiting);
     }
+    let _ = to.flush().await;
 }
+
+/// Output is read and sent in pieces of this size (one SSH packet's worth).
+const OUTPUT_CHUNK: usize = 32 * 1024;
 
 /// Sends exit-status or exit-signal.
 async fn report(handle: &Handle, channel: russh::ChannelId, status: ExitStatus) {
