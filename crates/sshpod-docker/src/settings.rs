@@ -265,13 +265,13 @@ mod tests {
     }
 
     fn settings(mode: ExecutionMode) -> Settings {
-        let mut config = DockerConfig::default();
+        let text = "auth: {password: {method: htpasswd, htpasswd: {file: /x}}}\n\
+                    docker: {execution: {container: {labels: {team: a}}}}\n";
+        let mut config = sshpod_config::parse_str(text, sshpod_config::Format::Yaml, "t.yaml")
+            .unwrap()
+            .config
+            .docker;
         config.execution.mode = mode;
-        config
-            .execution
-            .container
-            .labels
-            .insert("team".into(), "a".into());
         Settings::from_config(&config)
     }
 
