@@ -105,6 +105,12 @@ ensure_dockerd() {
   log "Docker engine is ready"
 }
 
+# Rust is not a Debian package we can use (bookworm's is too old): it comes from rustup.
+ensure_cargo() {
+  command -v cargo >/dev/null 2>&1 \
+    || die "cargo not found: install Rust 1.85 or newer (rustup, with the rustfmt and clippy components)"
+}
+
 ensure_guest_image() {
   "$REPO_ROOT/images/guest/build.sh"
 }

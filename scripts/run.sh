@@ -6,12 +6,14 @@
 #   SSHPOD_PORT=2200 scripts/run.sh
 set -euo pipefail
 
+# shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 PORT="${SSHPOD_PORT:-2222}"
 DEMO="$WORK_DIR/demo"
 
+ensure_cargo
 ensure_packages
 ensure_dockerd
 ensure_guest_image
@@ -26,7 +28,7 @@ if [ ! -f "$DEMO/id_ed25519" ]; then
 fi
 cp "$DEMO/id_ed25519.pub" "$DEMO/authorized_keys/demo"
 
-password_note="(unchanged; printed on the first run)"
+password_note="printed on the first run; delete .work/demo/htpasswd for a new one"
 if [ ! -f "$DEMO/htpasswd" ]; then
   password=$(openssl rand -base64 18 | tr -d '/+=' | cut -c1-16)
   printf 'demo:%s\n' "$(printf '%s' "$password" | openssl passwd -6 -stdin)" >"$DEMO/htpasswd"

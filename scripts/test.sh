@@ -7,9 +7,11 @@
 #   SSHPOD_BIN=target/release/sshpod scripts/test.sh
 set -euo pipefail
 
+# shellcheck source=scripts/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
+ensure_cargo
 log "cargo fmt --check"
 cargo fmt --all -- --check
 log "cargo clippy"

@@ -10,7 +10,7 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=../../scripts/lib.sh
+# shellcheck source=scripts/lib.sh
 source "$here/../../scripts/lib.sh"
 
 IMAGE="${SSHPOD_GUEST_IMAGE:-sshpod-guest:latest}"

@@ -388,7 +388,7 @@ class Client:
         return subprocess.Popen(self.ssh_args(*remote, opts=opts), env=self._env(kw.pop("env", None)), **kw)
 
 
-def control_options(path: Path, master: str = "auto", persist: str = "60") -> list[str]:
+def control_options(path: Path, master: str = "auto", persist: str = "300") -> list[str]:
     return ["-o", f"ControlMaster={master}", "-o", f"ControlPath={path}", "-o", f"ControlPersist={persist}"]
 
 

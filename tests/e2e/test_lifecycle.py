@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import signal
 
+import pytest
+
 import harness as h
 
 
@@ -69,6 +71,7 @@ def test_sigterm_ends_sessions_removes_containers_and_exits_cleanly(scn):
     assert h.containers(scn.run_id) == [], "sshpod exited but left its containers behind"
 
 
+@pytest.mark.timeout(240)
 def test_restart_after_sigkill_removes_orphans_of_its_own_only(scn):
     run_a = scn.run_id
     run_b = scn.new_run_id()
@@ -96,6 +99,7 @@ def test_restart_after_sigkill_removes_orphans_of_its_own_only(scn):
     assert (result.returncode, result.stdout) == (0, "still-alive\n"), result
 
 
+@pytest.mark.timeout(240)
 def test_container_that_cannot_start_is_reported_and_the_server_keeps_serving(scn):
     image = f"sshpod-missing-{scn.run_id}:none"
     gw = scn.start({"docker": {"execution": {"container": {"image": image}, "imagePullPolicy": "Never"}}})

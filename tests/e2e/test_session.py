@@ -1,5 +1,6 @@
 """Sessions: interactive shells with a terminal, commands, exit codes, environment, streams,
-ControlMaster multiplexing in both execution modes, and images that have nothing but /bin/sh."""
+signals, ControlMaster multiplexing in both execution modes, and images that have nothing but
+/bin/sh."""
 
 from __future__ import annotations
 

@@ -85,7 +85,7 @@ def http_get(port: int, path: str) -> bytes:
 
 
 def test_local_port_forwarding(scn):
-    gw = scn.start({"security": {"forwarding": {"forwardingMode": "enable"}}})
+    gw = scn.start()
     client = scn.client(gw)
     local = free_port()
     serve = ("mkdir -p /tmp/www && echo hello-through-the-tunnel > /tmp/www/index.html && "

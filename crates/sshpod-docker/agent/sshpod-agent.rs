@@ -3,7 +3,7 @@
 //! in any Linux image, whatever its C library.
 //!
 //! `sshpod-agent dial HOST PORT`: connects to HOST:PORT from inside the container and copies
-//! stdin to the socket and the socket to stdout, until both directions end. Once connected it
+//! stdin to the socket and the socket to stdout, until the service closes the connection. Once connected it
 //! writes one zero byte to stdout, so sshpod can accept or refuse the SSH channel truthfully;
 //! on failure it writes the reason to stderr and exits with status 2.
 
@@ -44,14 +44,15 @@ fn dial(host: &str, port: u16) -> ExitCode {
         Err(e) => return fail(&format!("socket: {e}")),
     };
     // stdin -> socket on its own thread; EOF on stdin half-closes the socket.
-    let writer = std::thread::spawn(move || {
+    std::thread::spawn(move || {
         let mut upstream = upstream;
         let _ = copy(&mut std::io::stdin().lock(), &mut upstream);
         let _ = upstream.shutdown(Shutdown::Write);
     });
     let mut socket = socket;
     let _ = copy(&mut socket, &mut std::io::stdout().lock());
-    let _ = writer.join();
+    // The service closed its side: end now, so the client sees the connection close (the
+    // stdin thread may be blocked on a client that is waiting for exactly that).
     ExitCode::SUCCESS
 }
 
