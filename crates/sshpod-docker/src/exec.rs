@@ -126,7 +126,13 @@ pub(crate) async fn start(engine: &Engine, req: ExecRequest<'_>) -> Result<Proce
     };
     if let Some(t) = req.tty {
         // API 1.41 has no console size at create time: size the terminal right after start.
-        control.resize_now(t.size).await?;
+        // A process that already ended has no terminal left to size; that is no error.
+        if let Err(e) = control.resize_now(t.size).await {
+            tracing::debug!(
+                error = &e as &dyn std::error::Error,
+                "initial terminal size"
+            );
+        }
     }
     Ok(assemble(hijacked.reader, hijacked.writer, tty, control))
 }

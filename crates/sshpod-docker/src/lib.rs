@@ -117,7 +117,12 @@ impl Backend for DockerBackend {
     }
 
     async fn remove_orphans(&self) -> Result<usize, BackendError> {
-        orphans::remove_orphans(&self.engine, &self.instance).await
+        orphans::remove_orphans(
+            &self.engine,
+            &self.instance,
+            self.settings.timeouts.container_start * 2,
+        )
+        .await
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use bollard::models::ContainerSummaryStateEnum as State;
 use bollard::query_parameters::ListContainersOptions;
 use sshpod_core::BackendError;
 
@@ -15,7 +16,15 @@ use crate::engine::Engine;
 use crate::labels;
 
 /// Removes the orphans and returns how many there were.
-pub(crate) async fn remove_orphans(engine: &Engine, instance: &str) -> Result<usize, BackendError> {
+///
+/// `settle` is how long another instance may take to start a container it just created; a
+/// container still in the created state younger than that is left alone.
+pub(crate) async fn remove_orphans(
+    engine: &Engine,
+    instance: &str,
+    settle: std::time::Duration,
+) -> Result<usize, BackendError> {
+    let settle = settle.as_secs() as i64;
     let options = ListContainersOptions {
         all: true,
         filters: Some(HashMap::from([(
@@ -29,6 +38,10 @@ pub(crate) async fn remove_orphans(engine: &Engine, instance: &str) -> Result<us
         .list_containers(Some(options))
         .await
         .map_err(|e| BackendError::Engine(Box::new(e)))?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
     let mut removed = 0;
     for c in containers {
         let owner = c
@@ -36,8 +49,8 @@ pub(crate) async fn remove_orphans(engine: &Engine, instance: &str) -> Result<us
             .as_ref()
             .and_then(|l| l.get(labels::INSTANCE))
             .map(String::as_str);
-        let running = c.state.as_ref().map(|s| s.to_string()) == Some("running".to_owned());
-        if owner == Some(instance) || running {
+        let age = now - c.created.unwrap_or(now);
+        if owner == Some(instance) || !is_orphan(c.state, age, settle) {
             continue;
         }
         if let Some(id) = c.id.as_deref() {
@@ -51,6 +64,16 @@ pub(crate) async fn remove_orphans(engine: &Engine, instance: &str) -> Result<us
         }
     }
     Ok(removed)
+}
+
+/// Whether a container of another instance is an orphan: it stopped, or it was created and
+/// never started within `settle` seconds. Running containers belong to live instances.
+fn is_orphan(state: Option<State>, age_seconds: i64, settle: i64) -> bool {
+    match state {
+        Some(State::CREATED) => age_seconds > settle,
+        Some(State::EXITED | State::DEAD) => true,
+        _ => false,
+    }
 }
 
 /// Removes every container of one connection (used when starting it was abandoned midway).
@@ -67,5 +90,24 @@ pub(crate) async fn remove_connection(engine: &Engine, connection_id: &str) {
         for id in containers.iter().filter_map(|c| c.id.as_deref()) {
             remove(engine, id).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_stopped_or_abandoned_containers_are_orphans() {
+        assert!(!is_orphan(Some(State::RUNNING), 1000, 60));
+        assert!(!is_orphan(Some(State::RESTARTING), 1000, 60));
+        assert!(!is_orphan(Some(State::PAUSED), 1000, 60));
+        assert!(is_orphan(Some(State::EXITED), 0, 60));
+        assert!(is_orphan(Some(State::DEAD), 0, 60));
+        assert!(
+            !is_orphan(Some(State::CREATED), 5, 60),
+            "another instance is starting it"
+        );
+        assert!(is_orphan(Some(State::CREATED), 120, 60));
     }
 }

@@ -96,7 +96,13 @@ impl SessionContainers {
             demux_task: None,
         };
         if let Some(t) = &spec.tty {
-            control.resize_now(t.size).await?;
+            // A program that already ended has no terminal left to size; that is no error.
+            if let Err(e) = control.resize_now(t.size).await {
+                tracing::debug!(
+                    error = &e as &dyn std::error::Error,
+                    "initial terminal size"
+                );
+            }
         }
         Ok(assemble(
             hijacked.reader,

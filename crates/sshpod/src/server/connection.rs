@@ -8,6 +8,7 @@ use sshpod_core::{Backend, ConnectionContext, ConnectionId, Container};
 use tokio::sync::{watch, OnceCell, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 use crate::server::flow::FlowGate;
 use crate::server::Shared;
@@ -25,8 +26,10 @@ pub(crate) struct ConnectionState<B: Backend> {
     authenticated: watch::Sender<bool>,
     container: OnceCell<Provisioned<B::Container>>,
     /// Channel and forwarding tasks; cancelled when the connection ends.
-    pub(crate) tasks: TaskTracker,
+    tasks: TaskTracker,
     pub(crate) token: CancellationToken,
+    /// The connection's span (id, peer, user), for work that runs outside its task.
+    pub(crate) span: tracing::Span,
     /// Bounds the client data the connection holds (see `flow`).
     pub(crate) gate: Arc<FlowGate>,
     /// The MaxStartups slot, held until authentication succeeds.
@@ -40,15 +43,18 @@ impl<B: Backend> ConnectionState<B> {
         permit: OwnedSemaphorePermit,
         token: CancellationToken,
     ) -> Self {
+        let id = ConnectionId::random();
+        let span = tracing::info_span!("conn", id = %id, %peer, user = tracing::field::Empty);
         Self {
             shared,
-            id: ConnectionId::random(),
+            id,
             peer,
             user: OnceLock::new(),
             authenticated: watch::Sender::new(false),
             container: OnceCell::new(),
             tasks: TaskTracker::new(),
             token,
+            span,
             gate: Arc::default(),
             startup_permit: Mutex::new(Some(permit)),
         }
@@ -68,16 +74,24 @@ impl<B: Backend> ConnectionState<B> {
     /// the background, so it is usually ready by the time the first session asks.
     pub(crate) fn on_authenticated(self: &Arc<Self>, user: &str) {
         let _ = self.user.set(user.to_owned());
-        tracing::Span::current().record("user", user);
+        self.span.record("user", user);
         self.authenticated.send_replace(true);
         if let Ok(mut permit) = self.startup_permit.lock() {
             permit.take();
         }
         let me = Arc::clone(self);
         // Not cancellable: a container being created must finish so it can be removed.
-        self.tasks.spawn(async move {
+        self.spawn(async move {
             let _ = me.container().await;
         });
+    }
+
+    /// Runs `work` as part of this connection: in its span, awaited by its teardown.
+    pub(crate) fn spawn<F>(&self, work: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(work.instrument(self.span.clone()));
     }
 
     /// The connection's container, provisioned on first call.

@@ -69,12 +69,16 @@ impl<B: Backend> ConnectionHandler<B> {
         };
         if let Command::Subsystem(name) = &command {
             if !self.conn.shared.subsystems.contains(name) {
-                tracing::info!(subsystem = name, "unknown subsystem requested");
+                self.conn
+                    .span
+                    .in_scope(|| tracing::info!(subsystem = name, "unknown subsystem requested"));
                 let _ = session.channel_failure(channel);
                 return;
             }
         }
-        tracing::debug!(?command, tty = state.tty.is_some(), "starting process");
+        self.conn
+            .span
+            .in_scope(|| tracing::debug!(?command, tty = state.tty.is_some(), "starting process"));
         let task = SessionTask {
             conn: Arc::clone(&self.conn),
             channel,
@@ -88,7 +92,7 @@ impl<B: Backend> ConnectionHandler<B> {
             input,
             control: Arc::clone(&state.control),
         };
-        self.conn.tasks.spawn(task.run());
+        self.conn.spawn(task.run());
         let _ = session.channel_success(channel);
     }
 
@@ -132,11 +136,15 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         if self.conn.shared.auth.public_key(user, key.public_key).await {
-            tracing::info!(user, method = "publickey", "login accepted");
+            self.conn
+                .span
+                .in_scope(|| tracing::info!(user, method = "publickey", "login accepted"));
             self.conn.on_authenticated(user);
             Ok(Auth::Accept)
         } else {
-            tracing::info!(user, method = "publickey", "login refused");
+            self.conn
+                .span
+                .in_scope(|| tracing::info!(user, method = "publickey", "login refused"));
             Ok(Auth::reject())
         }
     }
@@ -146,21 +154,27 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         user: &str,
         _certificate: &Certificate,
     ) -> Result<Auth, Self::Error> {
-        tracing::info!(
-            user,
-            method = "certificate",
-            "login refused: certificates are not trusted"
-        );
+        self.conn.span.in_scope(|| {
+            tracing::info!(
+                user,
+                method = "certificate",
+                "login refused: certificates are not trusted"
+            )
+        });
         Ok(Auth::reject())
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
         if self.conn.shared.auth.password(user, password).await {
-            tracing::info!(user, method = "password", "login accepted");
+            self.conn
+                .span
+                .in_scope(|| tracing::info!(user, method = "password", "login accepted"));
             self.conn.on_authenticated(user);
             Ok(Auth::Accept)
         } else {
-            tracing::info!(user, method = "password", "login refused");
+            self.conn
+                .span
+                .in_scope(|| tracing::info!(user, method = "password", "login refused"));
             Ok(Auth::reject())
         }
     }
@@ -221,12 +235,14 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
                 .await;
             return Ok(());
         }
-        tracing::debug!(host = host_to_connect, port, "forwarding requested");
+        self.conn
+            .span
+            .in_scope(|| tracing::debug!(host = host_to_connect, port, "forwarding requested"));
         let id = channel.id();
         let (_, writer) = channel.split();
         let (sender, receiver) = input::queue(&self.conn.gate);
         self.forwards.insert(id, sender);
-        self.conn.tasks.spawn(forward::run(
+        self.conn.spawn(forward::run(
             Arc::clone(&self.conn),
             reply,
             writer,
@@ -360,7 +376,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             return Ok(());
         };
         let size = terminal_size(col_width, row_height);
-        self.conn.tasks.spawn(async move {
+        self.conn.spawn(async move {
             if let Err(e) = control.resize(size).await {
                 tracing::debug!(error = &e as &dyn std::error::Error, "resize failed");
             }
@@ -375,7 +391,9 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         let Some(signal) = from_ssh_signal(&signal) else {
-            tracing::info!(?signal, "unknown signal ignored");
+            self.conn
+                .span
+                .in_scope(|| tracing::info!(?signal, "unknown signal ignored"));
             return Ok(());
         };
         let Some(control) = self
@@ -385,7 +403,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         else {
             return Ok(());
         };
-        self.conn.tasks.spawn(async move {
+        self.conn.spawn(async move {
             match control.signal(signal).await {
                 Ok(()) => tracing::debug!(signal = signal.name(), "signal delivered"),
                 Err(e) => {

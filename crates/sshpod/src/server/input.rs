@@ -67,9 +67,23 @@ impl Drop for InputReceiver {
     }
 }
 
-/// Feeds `sink` from the queue until EOF (the sender dropped), then shuts the sink down so
-/// the process sees EOF too.
-pub(crate) async fn pump<W: AsyncWrite + Unpin>(mut queue: InputReceiver, mut sink: W) {
+/// What the client's EOF means for the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OnEof {
+    /// Close the process's stdin (a pipe).
+    Close,
+    /// Leave it open: with a terminal, input and output are one device, and closing it
+    /// would cut the output too (OpenSSH's sshd does the same).
+    KeepOpen,
+}
+
+/// Feeds `sink` from the queue until EOF (the sender dropped), then closes the sink if
+/// `on_eof` says so.
+pub(crate) async fn pump<W: AsyncWrite + Unpin>(
+    mut queue: InputReceiver,
+    mut sink: W,
+    on_eof: OnEof,
+) {
     while let Some(data) = queue.recv().await {
         let written = sink.write_all(&data).await;
         queue.gate.consumed(data.len());
@@ -81,7 +95,16 @@ pub(crate) async fn pump<W: AsyncWrite + Unpin>(mut queue: InputReceiver, mut si
             return;
         }
     }
-    let _ = sink.shutdown().await;
+    match on_eof {
+        OnEof::Close => {
+            let _ = sink.shutdown().await;
+        }
+        OnEof::KeepOpen => {
+            let _ = sink.flush().await;
+            // Hold the sink: dropping it would close the process's input all the same.
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -94,7 +117,7 @@ mod tests {
         let gate = Arc::new(FlowGate::default());
         let (tx, rx) = queue(&gate);
         let (w, mut r) = tokio::io::duplex(1024);
-        let pumping = tokio::spawn(pump(rx, w));
+        let pumping = tokio::spawn(pump(rx, w, OnEof::Close));
         tx.push(Bytes::from_static(b"ab"));
         tx.push(Bytes::from_static(b"cd"));
         drop(tx);

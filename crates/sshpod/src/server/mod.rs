@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{field, Instrument};
+use tracing::Instrument;
 
 pub(crate) use auth::Authenticator;
 use connection::ConnectionState;
@@ -92,7 +92,7 @@ impl<B: Backend> Server<B> {
                 permit,
                 shutdown.child_token(),
             ));
-            let span = tracing::info_span!("conn", id = %conn.id, %peer, user = field::Empty);
+            let span = conn.span.clone();
             tracker.spawn(self.handle(socket, conn).instrument(span));
         }
         drop(listener);

@@ -10,7 +10,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::server::connection::ConnectionState;
 use crate::server::flow::FlowGate;
-use crate::server::input::{self, InputReceiver};
+use crate::server::input::{self, InputReceiver, OnEof};
 
 /// Where the handler finds a running process's controls (resize, signal).
 pub(crate) type ControlSlot = Arc<OnceLock<Arc<dyn ProcessControl>>>;
@@ -52,6 +52,7 @@ impl<B: Backend> SessionTask<B> {
 
     async fn run_process(self) -> Result<ExitStatus, String> {
         let container = self.conn.container().await?;
+        let spec_has_tty = self.spec.tty.is_some();
         let process = container.exec(self.spec).await.map_err(|e| {
             tracing::warn!(error = &e as &dyn std::error::Error, "starting a process");
             e.to_string()
@@ -60,7 +61,12 @@ impl<B: Backend> SessionTask<B> {
         let _ = self.control.set(Arc::clone(&control));
 
         let gate = &self.conn.gate;
-        let feed = input::pump(self.input, process.stdin);
+        let on_eof = if spec_has_tty {
+            OnEof::KeepOpen
+        } else {
+            OnEof::Close
+        };
+        let feed = input::pump(self.input, process.stdin, on_eof);
         let out = copy_to_channel(process.stdout, &self.writer, None, gate);
         let err = async {
             if let Some(stderr) = process.stderr {
