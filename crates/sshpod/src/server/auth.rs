@@ -46,18 +46,7 @@ impl Authenticator {
             return false;
         };
         let key = key.clone();
-        let checked = tokio::task::spawn_blocking(move || keys.is_authorized(&user, &key)).await;
-        match checked {
-            Ok(Ok(ok)) => ok,
-            Ok(Err(e)) => {
-                tracing::warn!(
-                    error = &e as &dyn std::error::Error,
-                    "public key check failed"
-                );
-                false
-            }
-            Err(_) => false,
-        }
+        run_check("public key", move || keys.is_authorized(&user, &key)).await
     }
 
     /// Whether `password` is `user`'s password.
@@ -69,17 +58,26 @@ impl Authenticator {
             return false;
         };
         let password = Password::new(password);
-        let checked = tokio::task::spawn_blocking(move || passwords.verify(&user, &password)).await;
-        match checked {
-            Ok(Ok(ok)) => ok,
-            Ok(Err(e)) => {
-                tracing::warn!(
-                    error = &e as &dyn std::error::Error,
-                    "password check failed"
-                );
-                false
-            }
-            Err(_) => false,
+        run_check("password", move || passwords.verify(&user, &password)).await
+    }
+}
+
+/// Runs a blocking credential check off the async threads. An error (an unreadable file)
+/// refuses the login and is logged; it never reveals more to the client than a refusal.
+async fn run_check<F>(what: &'static str, check: F) -> bool
+where
+    F: FnOnce() -> Result<bool, sshpod_auth::Error> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(check).await {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(e)) => {
+            tracing::warn!(
+                check = what,
+                error = &e as &dyn std::error::Error,
+                "credential check failed"
+            );
+            false
         }
+        Err(_) => false,
     }
 }

@@ -96,6 +96,22 @@ impl<B: Backend> ConnectionHandler<B> {
         let _ = session.channel_success(channel);
     }
 
+    /// Records an authentication decision (logged before it takes effect) and acts on it.
+    fn decide(&self, user: &str, method: &str, accepted: bool) -> Auth {
+        if accepted {
+            self.conn
+                .span
+                .in_scope(|| tracing::info!(user, method, "login accepted"));
+            self.conn.on_authenticated(user);
+            Auth::Accept
+        } else {
+            self.conn
+                .span
+                .in_scope(|| tracing::info!(user, method, "login refused"));
+            Auth::reject()
+        }
+    }
+
     fn push_input(&self, channel: ChannelId, data: &[u8]) {
         let sender = self
             .sessions
@@ -135,18 +151,8 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        if self.conn.shared.auth.public_key(user, key.public_key).await {
-            self.conn
-                .span
-                .in_scope(|| tracing::info!(user, method = "publickey", "login accepted"));
-            self.conn.on_authenticated(user);
-            Ok(Auth::Accept)
-        } else {
-            self.conn
-                .span
-                .in_scope(|| tracing::info!(user, method = "publickey", "login refused"));
-            Ok(Auth::reject())
-        }
+        let accepted = self.conn.shared.auth.public_key(user, key.public_key).await;
+        Ok(self.decide(user, "publickey", accepted))
     }
 
     async fn auth_openssh_certificate(
@@ -165,18 +171,8 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        if self.conn.shared.auth.password(user, password).await {
-            self.conn
-                .span
-                .in_scope(|| tracing::info!(user, method = "password", "login accepted"));
-            self.conn.on_authenticated(user);
-            Ok(Auth::Accept)
-        } else {
-            self.conn
-                .span
-                .in_scope(|| tracing::info!(user, method = "password", "login refused"));
-            Ok(Auth::reject())
-        }
+        let accepted = self.conn.shared.auth.password(user, password).await;
+        Ok(self.decide(user, "password", accepted))
     }
 
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
