@@ -91,6 +91,17 @@ ensure_dockerd() {
      && as_root systemctl start docker >/dev/null 2>&1; then
     log "started docker.service"
   else
+    # A stale pid file (an engine that was killed, or is still shutting down) stops dockerd
+    # from starting: wait for that process to go, then remove the file.
+    local pidfile=/var/run/docker.pid
+    if [ -f "$pidfile" ]; then
+      local old_pid deadline_old=$((SECONDS + 30))
+      old_pid=$(cat "$pidfile" 2>/dev/null || true)
+      while [ -n "$old_pid" ] && kill -0 "$old_pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline_old" ]; do
+        sleep 0.2
+      done
+      as_root rm -f "$pidfile"
+    fi
     log "starting dockerd in the background (log: $dlog)"
     as_root setsid nohup dockerd >"$dlog" 2>&1 </dev/null &
   fi
