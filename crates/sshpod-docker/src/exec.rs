@@ -270,11 +270,18 @@ pub(crate) async fn wait_exec_exit(
     let deadline = tokio::time::Instant::now() + timeout;
     let mut pause = Duration::from_millis(2);
     loop {
-        let info = engine
-            .docker
-            .inspect_exec(exec_id)
-            .await
-            .map_err(|e| BackendError::Engine(Box::new(e)))?;
+        let info = match engine.docker.inspect_exec(exec_id).await {
+            Ok(info) => info,
+            // The exec is gone with its container: say that, not "engine unavailable".
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => {
+                return Err(BackendError::Unsupported(
+                    "your container stopped while the command ran".to_owned(),
+                ))
+            }
+            Err(e) => return Err(BackendError::Engine(Box::new(e))),
+        };
         if info.running != Some(true) {
             return Ok(info.exit_code.unwrap_or(255));
         }
