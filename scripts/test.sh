@@ -28,5 +28,5 @@ log "cargo test --workspace"
 cargo test --workspace
 
 log "end-to-end suite"
-export SSHPOD_BIN="${SSHPOD_BIN:-$REPO_ROOT/target/debug/sshpod}"
+export SSHPOD_BIN="${SSHPOD_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/sshpod}"
 "$REPO_ROOT/.venv/bin/pytest" tests/e2e -v "$@"
