@@ -14,9 +14,10 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # Debian packages the scripts and the end-to-end suite need on the host.
 # busybox-static: a statically linked busybox for the "only /bin/sh" image test.
 # sshpass: type passwords into OpenSSH in the password tests.
+# socat: a TLS-verifying front for the Docker socket in the engine-over-TLS tests.
 HOST_PACKAGES=(
   docker.io debootstrap openssh-client openssh-server openssh-sftp-server
-  python3 python3-venv tmux busybox-static sshpass openssl ca-certificates
+  python3 python3-venv tmux busybox-static sshpass openssl ca-certificates socat
 )
 
 as_root() {

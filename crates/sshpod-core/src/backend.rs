@@ -102,6 +102,15 @@ pub enum BackendError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The backend's own settings cannot be used (an unreadable certificate, say). Reported at
+    /// start-up, never to SSH users.
+    #[error("{setting}: {reason}")]
+    Settings {
+        /// The configuration key, such as `docker.connection.cacert`.
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The request is not possible in this configuration (for example, port forwarding in
     /// session mode, or an unknown subsystem).
     #[error("{0}")]

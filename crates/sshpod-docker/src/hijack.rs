@@ -12,31 +12,39 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::client::TlsStream;
+
+use crate::tls::EngineTls;
 
 /// Where the engine listens, for raw connections.
 #[derive(Debug, Clone)]
 pub(crate) enum EngineAddress {
     Unix(PathBuf),
+    /// `host:port`, plain.
     Tcp(String),
+    /// `host:port`, with TLS.
+    Tls(String, EngineTls),
 }
 
 impl EngineAddress {
-    /// Parses `unix:///path`, `tcp://host:port` or `http://host:port`.
+    /// Parses `unix:///path`, or `tcp://`, `http://` or `https://` followed by `host:port`.
+    /// TCP addresses come back plain: TLS is chosen by the TLS settings.
     pub(crate) fn parse(host: &str) -> Option<Self> {
         if let Some(path) = host.strip_prefix("unix://") {
             return Some(Self::Unix(PathBuf::from(path)));
         }
-        let rest = host
-            .strip_prefix("tcp://")
-            .or_else(|| host.strip_prefix("http://"))?;
+        let rest = ["tcp://", "http://", "https://"]
+            .iter()
+            .find_map(|scheme| host.strip_prefix(scheme))?;
         Some(Self::Tcp(rest.trim_end_matches('/').to_owned()))
     }
 }
 
-/// One raw connection to the engine: a Unix or TCP socket.
+/// One raw connection to the engine: a Unix or TCP socket, or TLS over TCP.
 pub(crate) enum EngineStream {
     Unix(UnixStream),
     Tcp(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
 }
 
 impl AsyncRead for EngineStream {
@@ -48,6 +56,7 @@ impl AsyncRead for EngineStream {
         match self.get_mut() {
             EngineStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
             EngineStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            EngineStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -61,6 +70,7 @@ impl AsyncWrite for EngineStream {
         match self.get_mut() {
             EngineStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
             EngineStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            EngineStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
@@ -68,14 +78,17 @@ impl AsyncWrite for EngineStream {
         match self.get_mut() {
             EngineStream::Unix(s) => Pin::new(s).poll_flush(cx),
             EngineStream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            EngineStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
-    /// Half-closes the socket: the engine turns this into EOF on the process's stdin.
+    /// Half-closes the socket (with TLS: sends close_notify, then half-closes): the engine
+    /// turns this into EOF on the process's stdin.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             EngineStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
             EngineStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            EngineStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -110,14 +123,12 @@ pub(crate) async fn post_upgrade(
         EngineAddress::Unix(p) => {
             EngineStream::Unix(UnixStream::connect(p).await.map_err(HijackError::Connect)?)
         }
-        EngineAddress::Tcp(a) => {
-            let s = TcpStream::connect(a.as_str())
+        EngineAddress::Tcp(a) => EngineStream::Tcp(tcp_connect(a).await?),
+        EngineAddress::Tls(a, tls) => EngineStream::Tls(Box::new(
+            tls.connect(tcp_connect(a).await?)
                 .await
-                .map_err(HijackError::Connect)?;
-            // Interactive keystrokes must not wait for Nagle.
-            s.set_nodelay(true).map_err(HijackError::Connect)?;
-            EngineStream::Tcp(s)
-        }
+                .map_err(HijackError::Connect)?,
+        )),
     };
     let (read, mut writer) = tokio::io::split(stream);
     let request = format!(
@@ -171,6 +182,15 @@ pub(crate) async fn post_upgrade(
     })
 }
 
+async fn tcp_connect(authority: &str) -> Result<TcpStream, HijackError> {
+    let s = TcpStream::connect(authority)
+        .await
+        .map_err(HijackError::Connect)?;
+    // Interactive keystrokes must not wait for Nagle.
+    s.set_nodelay(true).map_err(HijackError::Connect)?;
+    Ok(s)
+}
+
 fn parse_status(line: &str) -> Option<u16> {
     let mut parts = line.split_whitespace();
     let version = parts.next()?;
@@ -201,6 +221,10 @@ mod tests {
         assert!(matches!(
             EngineAddress::parse("tcp://127.0.0.1:2375"),
             Some(EngineAddress::Tcp(a)) if a == "127.0.0.1:2375"
+        ));
+        assert!(matches!(
+            EngineAddress::parse("https://docker.example:2376/"),
+            Some(EngineAddress::Tcp(a)) if a == "docker.example:2376"
         ));
         assert!(EngineAddress::parse("npipe:////./pipe/docker_engine").is_none());
     }

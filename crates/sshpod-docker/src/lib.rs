@@ -17,6 +17,7 @@ mod orphans;
 mod session;
 mod settings;
 mod stream;
+mod tls;
 
 use std::sync::Arc;
 
@@ -48,11 +49,19 @@ impl DockerBackend {
         let address = EngineAddress::parse(host).ok_or_else(|| {
             BackendError::Unsupported(format!("unsupported Docker host `{host}`"))
         })?;
-        if config.connection.uses_tls() {
-            return Err(BackendError::Unsupported(
-                "TLS connections to the Docker engine are not supported yet".to_owned(),
-            ));
-        }
+        let address = match address {
+            EngineAddress::Tcp(authority) if config.connection.uses_tls() => {
+                let tls = tls::EngineTls::new(&config.connection, &authority)?;
+                EngineAddress::Tls(authority, tls)
+            }
+            EngineAddress::Tcp(_) if host.starts_with("https://") => {
+                return Err(BackendError::Settings {
+                    setting: "docker.connection.host",
+                    reason: "https:// needs `cacert`, `cert` and `key`".to_owned(),
+                })
+            }
+            other => other,
+        };
         let docker = match &address {
             EngineAddress::Unix(path) => Docker::connect_with_unix(
                 &path.to_string_lossy(),
@@ -64,6 +73,7 @@ impl DockerBackend {
                 timeout,
                 bollard::API_DEFAULT_VERSION,
             ),
+            EngineAddress::Tls(authority, tls) => tls.docker_client(authority, timeout),
         }
         .map_err(|e| BackendError::Engine(Box::new(e)))?;
         let docker = docker
