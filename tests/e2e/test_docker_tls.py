@@ -5,7 +5,6 @@ front of the real engine's socket."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 from pathlib import Path
 
@@ -49,17 +48,11 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return directory
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def tls_engine(pki: Path):
     """`tcp://127.0.0.1:PORT`: the real engine behind a TLS listener that demands a client
     certificate from `engine-ca`."""
-    port = free_port()
+    port = h.free_port()
     # -t: after one direction ends (stdin EOF), keep relaying the other for a while.
     proc = subprocess.Popen(
         ["socat", "-t", "30",
@@ -71,11 +64,7 @@ def tls_engine(pki: Path):
     def listening() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"socat exited: {proc.stderr.read().decode(errors='replace')}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return True
-        except OSError:
-            return False
+        return h.port_open(port)
 
     h.wait_until(listening, 30, "the TLS front of the Docker engine to listen")
     yield f"tcp://127.0.0.1:{port}"

@@ -6,6 +6,7 @@ are gone."""
 from __future__ import annotations
 
 import signal
+import subprocess
 
 import pytest
 
@@ -115,3 +116,34 @@ def test_container_that_cannot_start_is_reported_and_the_server_keeps_serving(sc
     scn.finalizers.append(lambda: h.docker("rmi", image, check=False))
     result = client.ssh("echo hello")
     assert (result.returncode, result.stdout) == (0, "hello\n"), result
+
+
+def test_engine_that_goes_away_is_reported_and_serving_resumes_when_it_is_back(scn):
+    """The engine vanishes while sshpod runs (here: the TCP front sshpod reaches it through is
+    stopped). A login in that window gets a short, true message; sshpod keeps running and the
+    next login after the engine returns works."""
+    port = h.free_port()
+
+    def start_front() -> subprocess.Popen:
+        proc = subprocess.Popen(["socat", f"TCP-LISTEN:{port},bind=127.0.0.1,reuseaddr,fork",
+                                 "UNIX-CONNECT:/var/run/docker.sock"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        scn.finalizers.append(lambda: (proc.kill(), proc.wait()))
+        h.wait_until(lambda: h.port_open(port), 30, "the engine's TCP front to listen")
+        return proc
+
+    front = start_front()
+    gw = scn.start({"docker": {"connection": {"host": f"tcp://127.0.0.1:{port}"}}})
+    client = scn.client(gw)
+    assert client.ssh("echo up").stdout == "up\n"
+
+    front.kill()
+    front.wait()
+    failed = client.ssh("echo hello", timeout=120)
+    assert failed.returncode != 0, failed
+    assert "the container engine is unavailable" in failed.stderr, failed
+    assert gw.proc.poll() is None, "sshpod must keep running"
+
+    start_front()
+    result = client.ssh("echo back")
+    assert (result.returncode, result.stdout) == (0, "back\n"), result
