@@ -6,7 +6,8 @@
 //! found with file, line, column and dotted key ([`ConfigErrors`]).
 //!
 //! This crate is the bottom of the dependency graph: it must not depend on SSH, container or
-//! HTTP libraries (russh, bollard, kube, axum, reqwest), only on serde and small helpers.
+//! HTTP libraries (russh, bollard, kube, axum, reqwest), only on serde, small helpers and
+//! k8s-openapi's plain data types (for `kubernetes.pod`).
 
 mod algorithms;
 mod auth;
@@ -15,6 +16,7 @@ mod container;
 mod docker;
 mod duration;
 mod error;
+mod kubernetes;
 mod load;
 mod log;
 mod secret;
@@ -37,6 +39,11 @@ pub use crate::docker::{
     DEFAULT_SHELL_COMMAND,
 };
 pub use crate::error::{ConfigError, ConfigErrors};
+pub use crate::kubernetes::{
+    KubernetesConfig, KubernetesConnection, KubernetesTimeouts, PodConfig, PodMode,
+    DEFAULT_CONTAINER_NAME, DEFAULT_GENERATE_NAME, DEFAULT_KUBERNETES_HOST, DEFAULT_NAMESPACE,
+    DEFAULT_POD_CPU, DEFAULT_POD_MEMORY, DEFAULT_RUN_AS_USER,
+};
 pub use crate::load::{load, parse_str, Format, Loaded};
 pub use crate::log::{
     LogConfig, LogDestination, LogFormat, LogLevel, SyslogConfig, DEFAULT_LOG_FILE,
@@ -44,7 +51,7 @@ pub use crate::log::{
 pub use crate::secret::Secret;
 pub use crate::ssh::{SshConfig, DEFAULT_LISTEN, DEFAULT_SERVER_VERSION};
 
-/// Which backend runs the containers (`backend`; only `docker` so far).
+/// Which backend runs the containers (`backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 #[non_exhaustive]
@@ -52,6 +59,8 @@ pub enum Backend {
     /// Docker (or a Docker-compatible daemon such as Podman).
     #[default]
     Docker,
+    /// Kubernetes: a pod per login.
+    Kubernetes,
 }
 
 /// The validated configuration, all defaults filled in.
@@ -63,6 +72,8 @@ pub struct Config {
     pub backend: Backend,
     /// Docker backend settings.
     pub docker: DockerConfig,
+    /// Kubernetes backend settings.
+    pub kubernetes: KubernetesConfig,
     /// Authentication.
     pub auth: AuthConfig,
     /// sshpod's own log.

@@ -9,6 +9,7 @@ use crate::auth::RawAuth;
 use crate::check::{Checker, Positions};
 use crate::docker::RawDocker;
 use crate::error::{unknown_message, ConfigError, ConfigErrors};
+use crate::kubernetes::RawKubernetes;
 use crate::log::RawLog;
 use crate::ssh::RawSsh;
 use crate::unsupported::{Present, UnsupportedSection, UNSUPPORTED_SECTIONS};
@@ -112,7 +113,7 @@ struct RawConfig {
     audit: Present,
     health: Present,
     security: Present,
-    kubernetes: Present,
+    kubernetes: RawKubernetes,
     sshproxy: Present,
 }
 
@@ -125,7 +126,6 @@ impl RawConfig {
             self.audit,
             self.health,
             self.security,
-            self.kubernetes,
             self.sshproxy,
         ];
         for (section, present) in UNSUPPORTED_SECTIONS.iter().zip(present) {
@@ -135,15 +135,11 @@ impl RawConfig {
         }
         let backend = match self.backend {
             RawBackend::Docker => Backend::Docker,
-            RawBackend::Kubernetes | RawBackend::Sshproxy => {
-                let name = if matches!(self.backend, RawBackend::Kubernetes) {
-                    "kubernetes"
-                } else {
-                    "sshproxy"
-                };
+            RawBackend::Kubernetes => Backend::Kubernetes,
+            RawBackend::Sshproxy => {
                 check.error(
                     "backend",
-                    format!("the `{name}` backend is not supported yet; use `docker`"),
+                    "the `sshproxy` backend is not supported yet; use `docker` or `kubernetes`",
                 );
                 Backend::Docker
             }
@@ -152,6 +148,7 @@ impl RawConfig {
             ssh: self.ssh.resolve(check),
             backend,
             docker: self.docker.resolve(check),
+            kubernetes: self.kubernetes.resolve(check),
             auth: self.auth.resolve(check),
             log: self.log.resolve(check),
         }
@@ -535,7 +532,7 @@ mod tests {
     #[test]
     fn unsupported_sections_and_backends() {
         let all = errors(yaml(&format!(
-            "{MINIMAL}kubernetes:\n  pod: {{}}\nbackend: kubernetes\nmetrics:\n"
+            "{MINIMAL}sshproxy:\n  server: x\nbackend: sshproxy\nmetrics:\n"
         )));
         let messages: Vec<String> = all.iter().map(ToString::to_string).collect();
         assert_eq!(all.len(), 3, "{messages:#?}");
@@ -546,10 +543,10 @@ mod tests {
         );
         assert_eq!(
             messages[1],
-            "test.yaml:6:1: key `kubernetes`: `kubernetes` is a ContainerSSH section that this \
+            "test.yaml:6:1: key `sshproxy`: `sshproxy` is a ContainerSSH section that this \
              version of sshpod does not support yet"
         );
-        assert!(messages[2].contains("`kubernetes` backend is not supported yet"));
+        assert!(messages[2].contains("`sshproxy` backend is not supported yet"));
 
         let all = errors(yaml(
             "auth:\n  password:\n    method: webhook\n  keyboardInteractive: {}\nlog:\n  destination: syslog\n",
@@ -734,5 +731,80 @@ mod tests {
         );
         let error = single(load(&dir.path().join("missing.yaml")));
         assert!(error.message.contains("cannot read"), "{error}");
+    }
+
+    #[test]
+    fn kubernetes_defaults_are_containerssh_s_with_secure_pods() {
+        let loaded = yaml(&format!("{MINIMAL}backend: kubernetes\n")).unwrap();
+        let kube = &loaded.config.kubernetes;
+        assert_eq!(loaded.config.backend, Backend::Kubernetes);
+        assert_eq!(kube.connection.host, "kubernetes.default.svc");
+        assert_eq!((kube.connection.qps, kube.connection.burst), (5.0, 10));
+        assert_eq!(kube.pod.namespace(), "default");
+        assert_eq!(kube.pod.metadata.generate_name.as_deref(), Some("sshpod-"));
+        let container = &kube.pod.spec.containers[0];
+        assert_eq!(container.image.as_deref(), Some("sshpod-guest:latest"));
+        let limits = container
+            .resources
+            .as_ref()
+            .unwrap()
+            .limits
+            .as_ref()
+            .unwrap();
+        assert_eq!(limits["memory"].0, "512Mi");
+        let pod_security = kube.pod.spec.security_context.as_ref().unwrap();
+        assert_eq!(pod_security.run_as_non_root, Some(true));
+        assert_eq!(kube.timeouts.pod_start, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn kubernetes_pod_spec_typos_and_bad_values_are_located() {
+        let all = errors(yaml(&format!(
+            "{MINIMAL}backend: kubernetes\nkubernetes:\n  pod:\n    consoleContainerNumber: 1\n    spec:\n      containers:\n        - name: shell\n          imagee: x\n          image: busybox\n      hostNetwork: maybe\n"
+        )));
+        let messages: Vec<String> = all.iter().map(ToString::to_string).collect();
+        assert!(
+            messages.iter().any(|m| m.starts_with(
+                "test.yaml:15:20: key `kubernetes.pod.spec.hostNetwork`: invalid type"
+            )),
+            "{messages:#?}"
+        );
+        let all = errors(yaml(&format!(
+            "{MINIMAL}backend: kubernetes\nkubernetes:\n  pod:\n    consoleContainerNumber: 1\n    spec:\n      containers:\n        - name: shell\n          imagee: x\n          image: busybox\n"
+        )));
+        let messages: Vec<String> = all.iter().map(ToString::to_string).collect();
+        assert_eq!(all.len(), 2, "{messages:#?}");
+        assert_eq!(
+            messages[0],
+            "test.yaml:13:11: key `kubernetes.pod.spec.containers[0].imagee`: unknown key `imagee` in a Kubernetes object"
+        );
+        assert!(
+            messages[1].contains("consoleContainerNumber"),
+            "{messages:#?}"
+        );
+    }
+
+    #[test]
+    fn kubernetes_connection_settings_are_checked_together() {
+        let all = errors(yaml(&format!(
+            "{MINIMAL}kubernetes:\n  connection:\n    cert: x\n    username: u\n    bearerToken: t\n    bearerTokenFile: /nonexistent/token\n    qps: 0\n"
+        )));
+        let keys: Vec<&str> = all.iter().map(|e| e.key.as_str()).collect();
+        for key in [
+            "kubernetes.connection.key",
+            "kubernetes.connection.password",
+            "kubernetes.connection.bearerTokenFile",
+            "kubernetes.connection.qps",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from {keys:?}");
+        }
+        let loaded = yaml(&format!(
+            "{MINIMAL}kubernetes:\n  connection:\n    insecure: true\n"
+        ))
+        .unwrap();
+        assert!(loaded
+            .warnings
+            .iter()
+            .any(|w| w.to_string().contains("NOT verified")));
     }
 }

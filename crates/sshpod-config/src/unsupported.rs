@@ -26,7 +26,6 @@ pub(crate) const UNSUPPORTED_SECTIONS: &[&str] = &[
     "audit",
     "health",
     "security",
-    "kubernetes",
     "sshproxy",
 ];
 

@@ -13,6 +13,11 @@ use crate::hostkeys;
 use crate::server::{self, Server};
 
 pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Result<()> {
+    if config.backend != sshpod_config::Backend::Docker {
+        // The configuration is understood (check-config validates it), but this build does not
+        // run pods yet: refuse rather than silently start Docker containers instead.
+        anyhow::bail!("backend `kubernetes`: this build of sshpod runs the Docker backend only");
+    }
     let config = Arc::new(config);
     let host_keys = hostkeys::load(&config.ssh.hostkeys, config_path)?;
     let backend = DockerBackend::connect(&config.docker)
