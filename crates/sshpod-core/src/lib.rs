@@ -8,6 +8,7 @@
 mod backend;
 mod ids;
 mod process;
+pub mod wrapper;
 
 pub use backend::{Backend, BackendError, ConnectionContext, Container};
 pub use ids::ConnectionId;

@@ -1,14 +1,13 @@
 //! Processes started with `docker exec`, and their controls.
 //!
-//! The Docker API cannot signal an exec'd process, so every process is started through a tiny
-//! `/bin/sh` wrapper that records its PID in a file and then `exec`s the program (keeping the
-//! PID). A signal is another exec running `kill` against that PID. Nothing beyond `/bin/sh`
-//! is needed in the image.
+//! The Docker API cannot signal an exec'd process, so every process is started through the
+//! `/bin/sh` wrapper of [`sshpod_core::wrapper`], and a signal is another exec running `kill`.
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 use bollard::exec::{CreateExecOptions, ResizeExecOptions};
+use sshpod_core::wrapper::{exit_status, kill_argv, pid_file_name, wrap_argv};
 use sshpod_core::{
     BackendError, BoxFuture, ExitStatus, Process, ProcessControl, Signal, TerminalSize, TtySpec,
 };
@@ -34,59 +33,13 @@ pub(crate) struct ExecRequest<'a> {
     pub(crate) exit_timeout: Duration,
 }
 
-/// The shell snippet that records the PID and applies terminal modes before the program.
-fn wrapper_script(pid_file: &str, stty_modes: &[String]) -> String {
-    let mut script =
-        format!("{{ echo $$ >/dev/shm/{pid_file} || echo $$ >/tmp/{pid_file}; }} 2>/dev/null; ");
-    if !stty_modes.is_empty() {
-        script.push_str("stty ");
-        script.push_str(&stty_modes.join(" "));
-        script.push_str(" 2>/dev/null; ");
-    }
-    script.push_str("exec \"$@\"");
-    script
-}
-
-/// The command that delivers `signal` to the process recorded in `pid_file`.
-fn kill_script(pid_file: &str, signal: Signal) -> String {
-    format!(
-        "pid=$(cat /dev/shm/{pid_file} 2>/dev/null || cat /tmp/{pid_file}) && kill -s {} \"$pid\"",
-        signal.name()
-    )
-}
-
-/// Wraps `argv` so the process's PID lands in `pid_file`.
-pub(crate) fn wrap_argv(argv: Vec<String>, pid_file: &str, tty: Option<&TtySpec>) -> Vec<String> {
-    let modes = tty.map(|t| t.stty_modes.as_slice()).unwrap_or(&[]);
-    let mut wrapped = vec![
-        "/bin/sh".to_owned(),
-        "-c".to_owned(),
-        wrapper_script(pid_file, modes),
-        "sh".to_owned(),
-    ];
-    wrapped.extend(argv);
-    wrapped
-}
-
-/// Maps the engine's exit code onto an SSH exit status. The engine reports a process killed
-/// by signal N as 128+N, which is indistinguishable from `exit 128+N`; it is reported as a
-/// signal only when sshpod itself delivered that signal.
-pub(crate) fn exit_status(code: i64, delivered: Option<Signal>) -> ExitStatus {
-    if let Some(sig) = delivered {
-        if code == 128 + i64::from(sig.number()) {
-            return ExitStatus::Signal(sig);
-        }
-    }
-    ExitStatus::Code(u32::try_from(code).unwrap_or(255))
-}
-
 /// Starts a process in a running container.
 pub(crate) async fn start(engine: &Engine, req: ExecRequest<'_>) -> Result<Process, BackendError> {
     let exec_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Exec {
         program: req.program_for_errors.clone(),
         source,
     };
-    let pid_file = format!(".sshpod-{}", hex::encode(rand::random::<[u8; 8]>()));
+    let pid_file = pid_file_name(rand::random());
     let tty = req.tty.is_some();
     let mut env = req.env;
     if let Some(t) = req.tty {
@@ -102,7 +55,7 @@ pub(crate) async fn start(engine: &Engine, req: ExecRequest<'_>) -> Result<Proce
                 attach_stderr: Some(true),
                 tty: Some(tty),
                 env: Some(env),
-                cmd: Some(wrap_argv(req.argv, &pid_file, req.tty)),
+                cmd: Some(wrap_argv(req.argv, &pid_file, &[], req.tty)),
                 ..Default::default()
             },
         )
@@ -219,11 +172,7 @@ impl ExecControl {
     }
 
     async fn deliver(&self, signal: Signal) -> Result<(), BackendError> {
-        let argv = vec![
-            "/bin/sh".to_owned(),
-            "-c".to_owned(),
-            kill_script(&self.pid_file, signal),
-        ];
+        let argv = kill_argv(&self.pid_file, signal);
         let code =
             run_to_completion(&self.engine, &self.container_id, argv, self.exit_timeout).await?;
         if code != 0 {
@@ -339,53 +288,5 @@ pub(crate) async fn run_to_completion(
         Err(_) => Err(BackendError::Unsupported(format!(
             "`{program}` did not finish in time"
         ))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn wrapper_keeps_arguments_apart_and_records_the_pid() {
-        let argv = wrap_argv(
-            vec!["/bin/sh".into(), "-c".into(), "echo 'a b'; exit 3".into()],
-            ".sshpod-x",
-            None,
-        );
-        assert_eq!(argv[0], "/bin/sh");
-        assert!(argv[2].contains("echo $$ >/dev/shm/.sshpod-x"));
-        assert!(argv[2].ends_with("exec \"$@\""));
-        assert_eq!(argv[3], "sh");
-        assert_eq!(&argv[4..], ["/bin/sh", "-c", "echo 'a b'; exit 3"]);
-    }
-
-    #[test]
-    fn terminal_modes_go_through_stty() {
-        let tty = TtySpec {
-            term: "xterm".into(),
-            size: TerminalSize { cols: 80, rows: 24 },
-            stty_modes: vec!["-echo".into(), "intr".into(), "^C".into()],
-        };
-        let argv = wrap_argv(vec!["bash".into()], ".sshpod-x", Some(&tty));
-        assert!(argv[2].contains("stty -echo intr ^C 2>/dev/null;"));
-    }
-
-    #[test]
-    fn exit_codes_become_signals_only_when_sshpod_sent_them() {
-        assert_eq!(exit_status(0, None), ExitStatus::Code(0));
-        assert_eq!(exit_status(143, None), ExitStatus::Code(143));
-        assert_eq!(
-            exit_status(143, Some(Signal::Term)),
-            ExitStatus::Signal(Signal::Term)
-        );
-        assert_eq!(exit_status(7, Some(Signal::Term)), ExitStatus::Code(7));
-        assert_eq!(exit_status(-1, None), ExitStatus::Code(255));
-    }
-
-    #[test]
-    fn kill_script_names_the_signal() {
-        let s = kill_script(".sshpod-x", Signal::Usr1);
-        assert!(s.contains("kill -s USR1"));
     }
 }

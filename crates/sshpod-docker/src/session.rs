@@ -16,8 +16,9 @@ use tokio::sync::Mutex;
 
 use crate::container::remove;
 use crate::engine::Engine;
-use crate::exec::{assemble, exit_status, AbortOnDrop, DemuxOwner};
+use crate::exec::{assemble, AbortOnDrop, DemuxOwner};
 use crate::settings::Settings;
+use sshpod_core::wrapper::exit_status;
 
 /// The per-session containers of one connection.
 pub struct SessionContainers {

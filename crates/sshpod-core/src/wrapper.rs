@@ -1,0 +1,152 @@
+//! The `/bin/sh` wrapper every process is started through.
+//!
+//! Container APIs (Docker exec, Kubernetes exec) cannot signal an exec'd process, and the
+//! Kubernetes one cannot set its environment either. So each process starts as a tiny shell
+//! script that records its PID in a file, exports the environment it was given, applies
+//! terminal modes, and then `exec`s the program (keeping the PID). A signal is another exec
+//! running [`kill_argv`] against that PID. Nothing beyond `/bin/sh` is needed in the image.
+
+use crate::{ExitStatus, Signal, TtySpec};
+
+/// A fresh, unguessable PID file name for one process.
+pub fn pid_file_name(random: [u8; 8]) -> String {
+    let mut name = String::from(".sshpod-");
+    for byte in random {
+        name.push_str(&format!("{byte:02x}"));
+    }
+    name
+}
+
+/// Wraps `argv` so that the process's PID lands in `pid_file` (in /dev/shm, or /tmp where
+/// /dev/shm is not writable), `env` is exported, and the terminal modes of `tty` are applied.
+pub fn wrap_argv(
+    argv: Vec<String>,
+    pid_file: &str,
+    env: &[(String, String)],
+    tty: Option<&TtySpec>,
+) -> Vec<String> {
+    let mut script =
+        format!("{{ echo $$ >/dev/shm/{pid_file} || echo $$ >/tmp/{pid_file}; }} 2>/dev/null; ");
+    for (name, value) in env {
+        // Names are checked by the caller; a name that is not a shell identifier is skipped
+        // rather than given to the shell.
+        if is_env_name(name) {
+            script.push_str(&format!("export {name}={}; ", quote(value)));
+        }
+    }
+    if let Some(tty) = tty.filter(|t| !t.stty_modes.is_empty()) {
+        script.push_str("stty ");
+        script.push_str(&tty.stty_modes.join(" "));
+        script.push_str(" 2>/dev/null; ");
+    }
+    script.push_str("exec \"$@\"");
+    let mut wrapped = vec![
+        "/bin/sh".to_owned(),
+        "-c".to_owned(),
+        script,
+        "sh".to_owned(),
+    ];
+    wrapped.extend(argv);
+    wrapped
+}
+
+/// The command that delivers `signal` to the process recorded in `pid_file`.
+pub fn kill_argv(pid_file: &str, signal: Signal) -> Vec<String> {
+    vec![
+        "/bin/sh".to_owned(),
+        "-c".to_owned(),
+        format!(
+            "pid=$(cat /dev/shm/{pid_file} 2>/dev/null || cat /tmp/{pid_file}) && kill -s {} \"$pid\"",
+            signal.name()
+        ),
+    ]
+}
+
+/// Maps an exit code reported by a container API onto an SSH exit status. Both Docker and
+/// Kubernetes report a process killed by signal N as 128+N, which cannot be told from
+/// `exit 128+N`; it is reported as a signal only when sshpod itself delivered that signal.
+pub fn exit_status(code: i64, delivered: Option<Signal>) -> ExitStatus {
+    if let Some(sig) = delivered {
+        if code == 128 + i64::from(sig.number()) {
+            return ExitStatus::Signal(sig);
+        }
+    }
+    ExitStatus::Code(u32::try_from(code).unwrap_or(255))
+}
+
+/// True for names a POSIX shell accepts in `export NAME=...`.
+pub fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Single-quotes `value` for the shell.
+fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TerminalSize;
+
+    #[test]
+    fn wrapper_keeps_arguments_apart_and_records_the_pid() {
+        let argv = wrap_argv(
+            vec!["/bin/sh".into(), "-c".into(), "echo 'a b'; exit 3".into()],
+            ".sshpod-x",
+            &[],
+            None,
+        );
+        assert_eq!(argv[0], "/bin/sh");
+        assert!(argv[2].contains("echo $$ >/dev/shm/.sshpod-x"));
+        assert!(argv[2].ends_with("exec \"$@\""));
+        assert_eq!(argv[3], "sh");
+        assert_eq!(&argv[4..], ["/bin/sh", "-c", "echo 'a b'; exit 3"]);
+    }
+
+    #[test]
+    fn environment_is_exported_quoted_and_bad_names_are_dropped() {
+        let env = [
+            ("LANG".to_owned(), "C.UTF-8".to_owned()),
+            ("TRICKY".to_owned(), "it's $(not) run".to_owned()),
+            ("BAD;NAME".to_owned(), "x".to_owned()),
+        ];
+        let argv = wrap_argv(vec!["env".into()], ".sshpod-x", &env, None);
+        assert!(argv[2].contains("export LANG='C.UTF-8'; "));
+        assert!(argv[2].contains(r#"export TRICKY='it'\''s $(not) run'; "#));
+        assert!(!argv[2].contains("BAD"));
+    }
+
+    #[test]
+    fn terminal_modes_go_through_stty() {
+        let tty = TtySpec {
+            term: "xterm".into(),
+            size: TerminalSize { cols: 80, rows: 24 },
+            stty_modes: vec!["-echo".into(), "intr".into(), "^C".into()],
+        };
+        let argv = wrap_argv(vec!["bash".into()], ".sshpod-x", &[], Some(&tty));
+        assert!(argv[2].contains("stty -echo intr ^C 2>/dev/null;"));
+    }
+
+    #[test]
+    fn exit_codes_become_signals_only_when_sshpod_sent_them() {
+        assert_eq!(exit_status(0, None), ExitStatus::Code(0));
+        assert_eq!(exit_status(143, None), ExitStatus::Code(143));
+        assert_eq!(
+            exit_status(143, Some(Signal::Term)),
+            ExitStatus::Signal(Signal::Term)
+        );
+        assert_eq!(exit_status(7, Some(Signal::Term)), ExitStatus::Code(7));
+        assert_eq!(exit_status(-1, None), ExitStatus::Code(255));
+    }
+
+    #[test]
+    fn kill_names_the_signal_and_pid_files_are_random_hex() {
+        assert!(kill_argv(".sshpod-x", Signal::Usr1)[2].contains("kill -s USR1"));
+        assert_eq!(pid_file_name([0xab; 8]), ".sshpod-abababababababab");
+    }
+}
