@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use sshpod_core::Backend;
 use sshpod_docker::DockerBackend;
+use sshpod_kube::KubeBackend;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
@@ -13,25 +14,45 @@ use crate::hostkeys;
 use crate::server::{self, Server};
 
 pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Result<()> {
-    if config.backend != sshpod_config::Backend::Docker {
-        // The configuration is understood (check-config validates it), but this build does not
-        // run pods yet: refuse rather than silently start Docker containers instead.
-        anyhow::bail!("backend `kubernetes`: this build of sshpod runs the Docker backend only");
-    }
     let config = Arc::new(config);
     let host_keys = hostkeys::load(&config.ssh.hostkeys, config_path)?;
-    let backend = DockerBackend::connect(&config.docker)
-        .await
-        .with_context(|| {
-            format!(
-                "connecting to the Docker engine at {}",
-                config.docker.connection.host
-            )
-        })?;
-    tracing::info!(
-        instance = backend.instance(),
-        "connected to the Docker engine"
-    );
+    match config.backend {
+        sshpod_config::Backend::Docker => {
+            let backend = DockerBackend::connect(&config.docker)
+                .await
+                .with_context(|| {
+                    format!(
+                        "connecting to the Docker engine at {}",
+                        config.docker.connection.host
+                    )
+                })?;
+            tracing::info!(
+                instance = backend.instance(),
+                "connected to the Docker engine"
+            );
+            serve(config, backend, host_keys).await
+        }
+        sshpod_config::Backend::Kubernetes => {
+            let backend = KubeBackend::connect(&config.kubernetes)
+                .await
+                .context("connecting to the Kubernetes API server")?;
+            tracing::info!(
+                instance = backend.instance(),
+                namespace = config.kubernetes.pod.namespace(),
+                "connected to the Kubernetes API server"
+            );
+            serve(config, backend, host_keys).await
+        }
+        other => anyhow::bail!("backend `{other:?}` is not available in this build"),
+    }
+}
+
+/// Sweeps orphans, then serves SSH until SIGTERM or SIGINT.
+async fn serve<B: Backend>(
+    config: Arc<sshpod_config::Config>,
+    backend: B,
+    host_keys: Vec<russh::keys::PrivateKey>,
+) -> Result<()> {
     match backend.remove_orphans().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(

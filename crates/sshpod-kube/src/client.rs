@@ -1,0 +1,210 @@
+//! The one Kubernetes client of the process, built from `kubernetes.connection`.
+//!
+//! Sources, in order: `kubeconfig` (with an optional context) when set; in-cluster
+//! configuration when running in a pod and the connection names no credentials; otherwise the
+//! ContainerSSH keys (host, CA, client certificate, bearer token, basic auth). Every request
+//! of the process goes through one `qps`/`burst` token bucket.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::Client;
+use secrecy::SecretString;
+use sshpod_config::{KubernetesConnection, DEFAULT_KUBERNETES_HOST};
+use sshpod_core::BackendError;
+
+use crate::limiter::{RateLimitLayer, TokenBucket};
+
+/// Builds the client. Reads files named in the configuration; talks to nobody yet.
+pub(crate) async fn build(
+    conn: &KubernetesConnection,
+    request_timeout: Duration,
+) -> Result<Client, BackendError> {
+    let mut config = client_config(conn).await?;
+    config.connect_timeout = Some(request_timeout);
+    config.write_timeout = Some(request_timeout);
+    let bucket = Arc::new(TokenBucket::new(conn.qps, conn.burst));
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| setting("kubernetes.connection", format!("{e}")))?;
+    Ok(builder.with_layer(&RateLimitLayer::new(bucket)).build())
+}
+
+async fn client_config(conn: &KubernetesConnection) -> Result<kube::Config, BackendError> {
+    if let Some(path) = &conn.kubeconfig {
+        let kubeconfig = Kubeconfig::read_from(path).map_err(|e| {
+            setting(
+                "kubernetes.connection.kubeconfig",
+                format!("cannot read `{path}`: {e}"),
+            )
+        })?;
+        let options = KubeConfigOptions {
+            context: conn.context.clone(),
+            ..KubeConfigOptions::default()
+        };
+        return kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|e| setting("kubernetes.connection.kubeconfig", format!("{path}: {e}")));
+    }
+    if names_no_credentials(conn) && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some() {
+        return kube::Config::incluster().map_err(|e| {
+            setting(
+                "kubernetes.connection",
+                format!("in-cluster configuration: {e}"),
+            )
+        });
+    }
+    explicit_config(conn)
+}
+
+/// True when the connection is ContainerSSH's default: no host of its own and no credentials.
+fn names_no_credentials(conn: &KubernetesConnection) -> bool {
+    conn.host == DEFAULT_KUBERNETES_HOST
+        && conn.cacert.is_none()
+        && conn.cacert_file.is_none()
+        && conn.cert.is_none()
+        && conn.cert_file.is_none()
+        && conn.bearer_token.is_none()
+        && conn.bearer_token_file.is_none()
+        && conn.username.is_none()
+}
+
+fn explicit_config(conn: &KubernetesConnection) -> Result<kube::Config, BackendError> {
+    let url = cluster_url(&conn.host, &conn.path);
+    let uri = url.parse::<http::Uri>().map_err(|e| {
+        setting(
+            "kubernetes.connection.host",
+            format!("`{url}` is not a valid URL: {e}"),
+        )
+    })?;
+    let mut config = kube::Config::new(uri);
+    if let Some(pem) = &conn.cacert {
+        config.root_cert = Some(pem_certificates(
+            "kubernetes.connection.cacert",
+            pem.as_bytes(),
+        )?);
+    } else if let Some(path) = &conn.cacert_file {
+        let pem = std::fs::read(path).map_err(|e| {
+            setting(
+                "kubernetes.connection.cacertFile",
+                format!("cannot read `{path}`: {e}"),
+            )
+        })?;
+        config.root_cert = Some(pem_certificates("kubernetes.connection.cacertFile", &pem)?);
+    }
+    let auth = &mut config.auth_info;
+    auth.username.clone_from(&conn.username);
+    auth.password = conn
+        .password
+        .as_ref()
+        .map(|p| SecretString::from(p.expose_secret().clone()));
+    auth.token = conn
+        .bearer_token
+        .as_ref()
+        .map(|t| SecretString::from(t.expose_secret().trim().to_owned()));
+    // kube re-reads a token file when it changes (projected tokens rotate).
+    auth.token_file.clone_from(&conn.bearer_token_file);
+    let engine = base64::engine::general_purpose::STANDARD;
+    auth.client_certificate.clone_from(&conn.cert_file);
+    auth.client_certificate_data = conn.cert.as_ref().map(|pem| engine.encode(pem));
+    auth.client_key.clone_from(&conn.key_file);
+    auth.client_key_data = conn
+        .key
+        .as_ref()
+        .map(|pem| SecretString::from(engine.encode(pem.expose_secret())));
+    config.tls_server_name.clone_from(&conn.server_name);
+    config.accept_invalid_certs = conn.insecure;
+    Ok(config)
+}
+
+/// The cluster URL from ContainerSSH's `host` (a name, `name:port` or a URL) and `path` (the
+/// core API path, `/api` unless the API server sits under a prefix).
+pub(crate) fn cluster_url(host: &str, path: &str) -> String {
+    let base = if host.contains("://") {
+        host.trim_end_matches('/').to_owned()
+    } else {
+        format!("https://{host}")
+    };
+    let prefix = path.trim_end_matches('/');
+    let prefix = prefix.strip_suffix("/api").unwrap_or(prefix);
+    format!("{base}{prefix}")
+}
+
+fn pem_certificates(setting_name: &'static str, pem: &[u8]) -> Result<Vec<Vec<u8>>, BackendError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .map(|c| c.map(|c| c.to_vec()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| setting(setting_name, format!("not valid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(setting(
+            setting_name,
+            "contains no PEM certificate".to_owned(),
+        ));
+    }
+    Ok(certs)
+}
+
+fn setting(setting: &'static str, reason: String) -> BackendError {
+    BackendError::Settings { setting, reason }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls_follow_containerssh_host_and_path() {
+        assert_eq!(
+            cluster_url("kubernetes.default.svc", "/api"),
+            "https://kubernetes.default.svc"
+        );
+        assert_eq!(
+            cluster_url("10.0.0.1:6443", "/api"),
+            "https://10.0.0.1:6443"
+        );
+        assert_eq!(
+            cluster_url("https://k8s.example/", "/proxy/api"),
+            "https://k8s.example/proxy"
+        );
+        assert_eq!(
+            cluster_url("http://127.0.0.1:8001", ""),
+            "http://127.0.0.1:8001"
+        );
+    }
+
+    #[test]
+    fn explicit_settings_reach_the_client_configuration() {
+        let conn = KubernetesConnection {
+            host: "127.0.0.1:6443".into(),
+            bearer_token: Some(sshpod_config::Secret::new("abc\n".into())),
+            server_name: Some("kubernetes".into()),
+            ..KubernetesConnection::default()
+        };
+        let config = explicit_config(&conn).unwrap();
+        assert_eq!(config.cluster_url.to_string(), "https://127.0.0.1:6443/");
+        assert_eq!(config.tls_server_name.as_deref(), Some("kubernetes"));
+        use secrecy::ExposeSecret;
+        assert_eq!(
+            config.auth_info.token.as_ref().unwrap().expose_secret(),
+            "abc"
+        );
+        assert!(!config.accept_invalid_certs);
+    }
+
+    #[test]
+    fn a_ca_without_certificates_is_refused() {
+        let conn = KubernetesConnection {
+            host: "127.0.0.1:6443".into(),
+            cacert: Some("not pem".into()),
+            ..KubernetesConnection::default()
+        };
+        let err = explicit_config(&conn).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "kubernetes.connection.cacert: contains no PEM certificate"
+        );
+    }
+}

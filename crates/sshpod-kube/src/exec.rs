@@ -1,0 +1,233 @@
+//! Processes started with the pods/exec API (WebSocket v5), and their controls.
+//!
+//! The exec API has no environment and no signals: every process goes through
+//! [`sshpod_core::wrapper`], which exports the environment and records the PID; a signal is
+//! another exec running `kill`.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_util::SinkExt as _;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{AttachParams, AttachedProcess, TerminalSize as KubeTerminalSize};
+use kube::Api;
+use sshpod_core::wrapper::{exit_status, kill_argv, pid_file_name, wrap_argv};
+use sshpod_core::{
+    BackendError, BoxFuture, ExitStatus, Process, ProcessControl, Signal, TerminalSize, TtySpec,
+};
+use tokio::io::AsyncReadExt as _;
+
+use crate::pod::exit_code;
+
+/// Buffer between kube's WebSocket loop and the SSH channel, per stream. kube's default
+/// (1 KiB) throttles bulk transfers.
+const PIPE_BYTES: usize = 256 * 1024;
+
+/// Where to run a process.
+pub(crate) struct Target<'a> {
+    pub(crate) pods: &'a Api<Pod>,
+    pub(crate) pod: &'a str,
+    pub(crate) container: &'a str,
+}
+
+/// Starts `argv` in the target container.
+pub(crate) async fn start(
+    target: &Target<'_>,
+    argv: Vec<String>,
+    env: &[(String, String)],
+    tty: Option<&TtySpec>,
+    program_for_errors: String,
+    signal_timeout: Duration,
+) -> Result<Process, BackendError> {
+    let pid_file = pid_file_name(rand::random());
+    let mut env = env.to_vec();
+    if let Some(t) = tty {
+        env.push(("TERM".to_owned(), t.term.clone()));
+    }
+    let params = AttachParams {
+        container: Some(target.container.to_owned()),
+        stdin: true,
+        stdout: true,
+        stderr: tty.is_none(),
+        tty: tty.is_some(),
+        max_stdin_buf_size: Some(PIPE_BYTES),
+        max_stdout_buf_size: Some(PIPE_BYTES),
+        max_stderr_buf_size: Some(PIPE_BYTES),
+    };
+    let mut attached = target
+        .pods
+        .exec(target.pod, wrap_argv(argv, &pid_file, &env, tty), &params)
+        .await
+        .map_err(|e| BackendError::Exec {
+            program: program_for_errors.clone(),
+            source: Box::new(e),
+        })?;
+    let stdin = attached.stdin().ok_or_else(|| missing("stdin"))?;
+    let stdout = attached.stdout().ok_or_else(|| missing("stdout"))?;
+    let stderr = attached.stderr();
+    let mut resize = attached.terminal_size();
+    if let (Some(t), Some(sender)) = (tty, resize.as_mut()) {
+        // The first size goes out before any output is read, so the shell starts sized.
+        let _ = sender.send(kube_size(t.size)).await;
+    }
+    let status = attached.take_status();
+    let control = ExecControl {
+        pods: target.pods.clone(),
+        pod: target.pod.to_owned(),
+        container: target.container.to_owned(),
+        pid_file,
+        delivered: Mutex::new(None),
+        signal_timeout,
+        resize: tokio::sync::Mutex::new(resize),
+        status: tokio::sync::Mutex::new(status.map(|f| Box::pin(f) as StatusFuture)),
+        _attached: attached,
+    };
+    Ok(Process {
+        stdin: Box::new(stdin),
+        stdout: Box::new(stdout),
+        stderr: stderr.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+        control: Box::new(control),
+    })
+}
+
+fn missing(stream: &str) -> BackendError {
+    BackendError::Unsupported(format!("the exec returned no {stream} stream"))
+}
+
+fn kube_size(size: TerminalSize) -> KubeTerminalSize {
+    KubeTerminalSize {
+        width: size.cols,
+        height: size.rows,
+    }
+}
+
+type StatusFuture = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>,
+            > + Send,
+    >,
+>;
+
+struct ExecControl {
+    pods: Api<Pod>,
+    pod: String,
+    container: String,
+    pid_file: String,
+    delivered: Mutex<Option<Signal>>,
+    signal_timeout: Duration,
+    resize: tokio::sync::Mutex<Option<futures_channel::mpsc::Sender<KubeTerminalSize>>>,
+    status: tokio::sync::Mutex<Option<StatusFuture>>,
+    /// Keeps the WebSocket task alive; dropping it ends the exec.
+    _attached: AttachedProcess,
+}
+
+impl ExecControl {
+    async fn resize_now(&self, size: TerminalSize) -> Result<(), BackendError> {
+        if let Some(sender) = self.resize.lock().await.as_mut() {
+            // A process that ended has no terminal left to size: no error.
+            let _ = sender.send(kube_size(size)).await;
+        }
+        Ok(())
+    }
+
+    async fn deliver(&self, signal: Signal) -> Result<(), BackendError> {
+        let target = Target {
+            pods: &self.pods,
+            pod: &self.pod,
+            container: &self.container,
+        };
+        let code = tokio::time::timeout(
+            self.signal_timeout,
+            run_to_completion(&target, kill_argv(&self.pid_file, signal)),
+        )
+        .await
+        .map_err(|_| {
+            BackendError::Unsupported(format!("delivering {} timed out", signal.name()))
+        })??;
+        if code != 0 {
+            return Err(BackendError::Unsupported(format!(
+                "could not deliver {} to the process",
+                signal.name()
+            )));
+        }
+        if let Ok(mut d) = self.delivered.lock() {
+            *d = Some(signal);
+        }
+        Ok(())
+    }
+
+    async fn wait_exit(&self) -> Result<ExitStatus, BackendError> {
+        let future = self.status.lock().await.take();
+        let status = match future {
+            Some(f) => f.await,
+            None => None,
+        };
+        let delivered = self.delivered.lock().ok().and_then(|d| *d);
+        match status.as_ref().and_then(exit_code) {
+            Some(code) => Ok(exit_status(code, delivered)),
+            None => Err(BackendError::Unsupported(match status {
+                Some(s) => format!(
+                    "the command ended without an exit status: {}",
+                    s.message.unwrap_or_default()
+                ),
+                None => "your pod stopped while the command ran".to_owned(),
+            })),
+        }
+    }
+}
+
+impl ProcessControl for ExecControl {
+    fn resize(&self, size: TerminalSize) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(self.resize_now(size))
+    }
+
+    fn signal(&self, signal: Signal) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(self.deliver(signal))
+    }
+
+    fn wait(&self) -> BoxFuture<'_, Result<ExitStatus, BackendError>> {
+        Box::pin(self.wait_exit())
+    }
+}
+
+/// Runs a helper command with no input and returns its exit code (its output is discarded).
+pub(crate) async fn run_to_completion(
+    target: &Target<'_>,
+    argv: Vec<String>,
+) -> Result<i64, BackendError> {
+    let params = AttachParams {
+        container: Some(target.container.to_owned()),
+        stdin: false,
+        stdout: true,
+        stderr: true,
+        tty: false,
+        ..AttachParams::default()
+    };
+    let program = argv.first().cloned().unwrap_or_default();
+    let mut attached = target
+        .pods
+        .exec(target.pod, argv, &params)
+        .await
+        .map_err(|e| BackendError::Exec {
+            program: program.clone(),
+            source: Box::new(e),
+        })?;
+    let drain = |reader: Option<tokio::io::ReadHalf<tokio::io::SimplexStream>>| async move {
+        if let Some(mut reader) = reader {
+            let mut sink = Vec::new();
+            let _ = reader.read_to_end(&mut sink).await;
+        }
+    };
+    let status = attached.take_status();
+    let (stdout, stderr) = (attached.stdout(), attached.stderr());
+    let (_, _, status) = tokio::join!(drain(stdout), drain(stderr), async {
+        match status {
+            Some(f) => f.await,
+            None => None,
+        }
+    });
+    status.as_ref().and_then(exit_code).ok_or_else(|| {
+        BackendError::Unsupported(format!("`{program}` ended without an exit status"))
+    })
+}

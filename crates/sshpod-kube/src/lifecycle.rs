@@ -1,0 +1,120 @@
+//! Creating a guest pod, waiting until it runs, and deleting it.
+
+use std::time::Duration;
+
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, PostParams, WatchEvent, WatchParams};
+use kube::Api;
+use sshpod_core::BackendError;
+
+use crate::pod::{progress, Progress};
+
+/// Creates `pod` and waits, by watching it, until its console container runs. On failure or
+/// timeout the pod is deleted before the error is returned.
+pub(crate) async fn create_and_wait(
+    pods: &Api<Pod>,
+    pod: &Pod,
+    console: &str,
+    image: &str,
+    timeout: Duration,
+) -> Result<String, BackendError> {
+    let created = pods
+        .create(&PostParams::default(), pod)
+        .await
+        .map_err(|e| start_error(image, format!("the pod was refused: {}", api_message(&e))))?;
+    let name = created.metadata.name.clone().unwrap_or_default();
+    let waited = tokio::time::timeout(timeout, wait_running(pods, &created, console)).await;
+    let failure = match waited {
+        Ok(Ok(())) => return Ok(name),
+        Ok(Err(reason)) => start_error(image, reason),
+        Err(_) => BackendError::StartTimeout {
+            image: image.to_owned(),
+            seconds: timeout.as_secs(),
+        },
+    };
+    delete(pods, &name).await;
+    Err(failure)
+}
+
+/// Watches one pod from the version `created` has until it runs or cannot start.
+async fn wait_running(pods: &Api<Pod>, created: &Pod, console: &str) -> Result<(), String> {
+    match progress(created, console) {
+        Progress::Running => return Ok(()),
+        Progress::Failed(reason) => return Err(reason),
+        Progress::Starting => {}
+    }
+    let name = created.metadata.name.clone().unwrap_or_default();
+    let mut version = created
+        .metadata
+        .resource_version
+        .clone()
+        .unwrap_or_else(|| "0".to_owned());
+    loop {
+        let params = WatchParams::default()
+            .fields(&format!("metadata.name={name}"))
+            .timeout(290);
+        let stream = pods
+            .watch(&params, &version)
+            .await
+            .map_err(|e| format!("watching the pod failed: {}", api_message(&e)))?;
+        let mut stream = stream.boxed();
+        while let Some(event) = stream
+            .try_next()
+            .await
+            .map_err(|e| format!("watching the pod failed: {}", api_message(&e)))?
+        {
+            match event {
+                WatchEvent::Added(pod) | WatchEvent::Modified(pod) => {
+                    if let Some(v) = &pod.metadata.resource_version {
+                        version.clone_from(v);
+                    }
+                    match progress(&pod, console) {
+                        Progress::Running => return Ok(()),
+                        Progress::Failed(reason) => return Err(reason),
+                        Progress::Starting => {}
+                    }
+                }
+                WatchEvent::Deleted(_) => return Err("the pod was deleted".to_owned()),
+                WatchEvent::Bookmark(b) => version = b.metadata.resource_version,
+                WatchEvent::Error(e) => {
+                    return Err(format!("watching the pod failed: {}", e.message))
+                }
+            }
+        }
+        // The server ended the watch (its timeout); go on from the last version seen.
+    }
+}
+
+/// Deletes a pod, without waiting for it to go. A pod that is already gone is no error.
+pub(crate) async fn delete(pods: &Api<Pod>, name: &str) {
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        ..DeleteParams::default()
+    };
+    match pods.delete(name, &params).await {
+        Ok(_) => tracing::debug!(pod = name, "pod deleted"),
+        Err(kube::Error::Api(e)) if e.code == 404 => {}
+        Err(e) => tracing::warn!(
+            pod = name,
+            error = &e as &dyn std::error::Error,
+            "could not delete the pod"
+        ),
+    }
+}
+
+fn start_error(image: &str, reason: String) -> BackendError {
+    BackendError::StartContainer {
+        image: image.to_owned(),
+        reason,
+        source: None,
+    }
+}
+
+/// The API server's own message for an API error, else the error.
+pub(crate) fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}

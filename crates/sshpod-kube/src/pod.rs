@@ -1,0 +1,286 @@
+//! The guest pod: how it is described for a connection, and how its status reads. Pure
+//! functions, no I/O.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use sshpod_config::PodConfig;
+use sshpod_core::ConnectionContext;
+
+/// Label: the sshpod process that made the pod.
+pub const LABEL_INSTANCE: &str = "sshpod.instance";
+/// Label: the SSH connection the pod serves.
+pub const LABEL_CONNECTION: &str = "sshpod.connection";
+/// Label: the (sanitised) SSH user name.
+pub const LABEL_USER: &str = "sshpod.user";
+
+/// The pod to create for one connection: the configured metadata and spec, with sshpod's
+/// labels, a name of its own, and the console container running the idle command with a
+/// stdin that sshpod holds open (see `KubeContainer`'s lifeline).
+pub(crate) fn connection_pod(config: &PodConfig, ctx: &ConnectionContext, instance: &str) -> Pod {
+    let mut metadata = config.metadata.clone();
+    let connection = ctx.connection_id.to_string();
+    let prefix = metadata
+        .generate_name
+        .take()
+        .unwrap_or_else(|| sshpod_config::DEFAULT_GENERATE_NAME.to_owned());
+    // A name of our own (not generateName) lets a timed-out start be cleaned up by name.
+    metadata.name = Some(pod_name(&prefix, &ctx.user, &connection));
+    let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(LABEL_INSTANCE.to_owned(), instance.to_owned());
+    labels.insert(LABEL_CONNECTION.to_owned(), connection);
+    labels.insert(LABEL_USER.to_owned(), label_value(&ctx.user));
+    let mut spec = config.spec.clone();
+    spec.restart_policy
+        .get_or_insert_with(|| "Never".to_owned());
+    if let Some(console) = spec.containers.get_mut(config.console_container_number) {
+        console.command = Some(config.idle_command.clone());
+        console.args = None;
+        console.stdin = Some(true);
+        console.stdin_once = Some(true);
+        console.tty = Some(false);
+    }
+    Pod {
+        metadata,
+        spec: Some(spec),
+        status: None,
+    }
+}
+
+/// `PREFIX` + user + `-` + the first 12 characters of the connection id, as a DNS-1123 label
+/// (lower case, digits and `-`, at most 63 characters, alphanumeric at both ends).
+pub(crate) fn pod_name(prefix: &str, user: &str, connection: &str) -> String {
+    let id: String = connection.chars().take(12).collect();
+    let mut name = String::new();
+    for c in format!("{prefix}{user}").chars() {
+        let c = c.to_ascii_lowercase();
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            name.push(c);
+        } else if !name.ends_with('-') {
+            name.push('-');
+        }
+    }
+    let name = name.trim_matches('-');
+    let room = 63 - id.len() - 1;
+    let head: String = name.chars().take(room).collect();
+    let head = head.trim_end_matches('-');
+    if head.is_empty() {
+        format!("sshpod-{id}")
+    } else {
+        format!("{head}-{id}")
+    }
+}
+
+/// A label value: at most 63 characters of `[A-Za-z0-9._-]`, alphanumeric at both ends
+/// (others become `_`; an empty result is allowed by Kubernetes).
+pub(crate) fn label_value(value: &str) -> String {
+    let mapped: String = value
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(63)
+        .collect();
+    mapped
+        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned()
+}
+
+/// Where a starting pod stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Progress {
+    /// Still being scheduled, pulled or started.
+    Starting,
+    /// The console container runs.
+    Running,
+    /// It will not start; the reason is for the user.
+    Failed(String),
+}
+
+/// Reads a pod's status. Waiting reasons that do not resolve by themselves end the wait at
+/// once, with Kubernetes' own words.
+pub(crate) fn progress(pod: &Pod, console: &str) -> Progress {
+    let Some(status) = &pod.status else {
+        return Progress::Starting;
+    };
+    if pod.metadata.deletion_timestamp.is_some() {
+        return Progress::Failed("the pod is being deleted".to_owned());
+    }
+    for condition in status.conditions.iter().flatten() {
+        if condition.type_ == "PodScheduled"
+            && condition.status == "False"
+            && condition.reason.as_deref() == Some("Unschedulable")
+        {
+            return Progress::Failed(format!(
+                "the pod cannot be scheduled: {}",
+                condition.message.as_deref().unwrap_or("no node fits")
+            ));
+        }
+    }
+    let statuses = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .chain(status.init_container_statuses.iter().flatten());
+    for container in statuses {
+        let Some(state) = &container.state else {
+            continue;
+        };
+        if let Some(waiting) = &state.waiting {
+            let reason = waiting.reason.as_deref().unwrap_or("");
+            if matches!(
+                reason,
+                "ErrImagePull"
+                    | "ImagePullBackOff"
+                    | "InvalidImageName"
+                    | "ErrImageNeverPull"
+                    | "CreateContainerConfigError"
+                    | "CreateContainerError"
+                    | "CrashLoopBackOff"
+                    | "RunContainerError"
+            ) {
+                let message = waiting.message.as_deref().unwrap_or("").trim();
+                return Progress::Failed(if message.is_empty() {
+                    format!("container `{}`: {reason}", container.name)
+                } else {
+                    format!("container `{}`: {reason}: {message}", container.name)
+                });
+            }
+        }
+        if let Some(terminated) = &state.terminated {
+            if container.name == console {
+                return Progress::Failed(format!(
+                    "container `{}` exited with code {}{}",
+                    container.name,
+                    terminated.exit_code,
+                    terminated
+                        .reason
+                        .as_deref()
+                        .map(|r| format!(" ({r})"))
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        if container.name == console && state.running.is_some() {
+            return Progress::Running;
+        }
+    }
+    match status.phase.as_deref() {
+        Some("Failed") | Some("Succeeded") => Progress::Failed(format!(
+            "the pod ended ({}){}",
+            status.phase.as_deref().unwrap_or(""),
+            status
+                .message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        )),
+        _ => Progress::Starting,
+    }
+}
+
+/// The exit code in the Status an exec ends with: `Success` is 0; `NonZeroExitCode` carries
+/// the code as the `ExitCode` cause. Anything else (the exec failed as such) is `None`.
+pub(crate) fn exit_code(status: &Status) -> Option<i64> {
+    if status.status.as_deref() == Some("Success") {
+        return Some(0);
+    }
+    if status.reason.as_deref() != Some("NonZeroExitCode") {
+        return None;
+    }
+    status
+        .details
+        .as_ref()?
+        .causes
+        .iter()
+        .flatten()
+        .find(|c| c.reason.as_deref() == Some("ExitCode"))?
+        .message
+        .as_deref()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn pod_names_are_dns_labels() {
+        assert_eq!(
+            pod_name(
+                "sshpod-",
+                "Alice.Smith@example",
+                "0123456789abcdef0123456789abcdef"
+            ),
+            "sshpod-alice-smith-example-0123456789ab"
+        );
+        let long = "x".repeat(100);
+        let name = pod_name("sshpod-", &long, "0123456789abcdef");
+        assert_eq!(name.len(), 63);
+        assert!(name.ends_with("-0123456789ab"));
+        assert_eq!(pod_name("", "__", "0123456789ab"), "sshpod-0123456789ab");
+    }
+
+    #[test]
+    fn label_values_are_sanitised() {
+        assert_eq!(label_value("alice"), "alice");
+        assert_eq!(label_value("al ice@x"), "al_ice_x");
+        assert_eq!(label_value("-bob-"), "bob");
+        assert_eq!(label_value(&"a".repeat(80)).len(), 63);
+    }
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "status": status})).unwrap()
+    }
+
+    #[test]
+    fn progress_reads_running_and_failures() {
+        let running = pod(json!({"phase": "Running", "containerStatuses": [
+            {"name": "shell", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+             "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]}));
+        assert_eq!(progress(&running, "shell"), Progress::Running);
+        let pulling = pod(json!({"phase": "Pending", "containerStatuses": [
+            {"name": "shell", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"nope\""}}}]}));
+        assert_eq!(
+            progress(&pulling, "shell"),
+            Progress::Failed(
+                "container `shell`: ImagePullBackOff: Back-off pulling image \"nope\"".into()
+            )
+        );
+        let creating = pod(json!({"phase": "Pending", "containerStatuses": [
+            {"name": "shell", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+             "state": {"waiting": {"reason": "ContainerCreating"}}}]}));
+        assert_eq!(progress(&creating, "shell"), Progress::Starting);
+        let unschedulable = pod(json!({"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "message": "0/3 nodes are available"}]}));
+        assert!(
+            matches!(progress(&unschedulable, "shell"), Progress::Failed(m) if m.contains("0/3 nodes"))
+        );
+    }
+
+    #[test]
+    fn exit_codes_come_from_the_status() {
+        let ok: Status = serde_json::from_value(json!({"status": "Success"})).unwrap();
+        assert_eq!(exit_code(&ok), Some(0));
+        let three: Status = serde_json::from_value(json!({
+            "status": "Failure", "reason": "NonZeroExitCode",
+            "details": {"causes": [{"reason": "ExitCode", "message": "3"}]}
+        }))
+        .unwrap();
+        assert_eq!(exit_code(&three), Some(3));
+        let other: Status =
+            serde_json::from_value(json!({"status": "Failure", "reason": "InternalError"}))
+                .unwrap();
+        assert_eq!(exit_code(&other), None);
+    }
+}
