@@ -15,6 +15,7 @@ mod container;
 mod docker;
 mod duration;
 mod error;
+mod key_trust;
 mod load;
 mod log;
 mod secret;
@@ -37,6 +38,7 @@ pub use crate::docker::{
     DEFAULT_SHELL_COMMAND,
 };
 pub use crate::error::{ConfigError, ConfigErrors};
+pub use crate::key_trust::KeyTrust;
 pub use crate::load::{load, parse_str, Format, Loaded};
 pub use crate::log::{
     LogConfig, LogDestination, LogFormat, LogLevel, SyslogConfig, DEFAULT_LOG_FILE,

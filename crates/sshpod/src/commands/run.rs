@@ -15,6 +15,7 @@ use crate::server::{self, Server};
 pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Result<()> {
     let config = Arc::new(config);
     let host_keys = hostkeys::load(&config.ssh.hostkeys, config_path)?;
+    let host_certificates = hostkeys::load_certificates(&config.ssh.host_certificates, &host_keys)?;
     let backend = DockerBackend::connect(&config.docker)
         .await
         .with_context(|| {
@@ -44,7 +45,7 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
-    let server = Server::new(Arc::clone(&config), backend, host_keys);
+    let server = Server::new(Arc::clone(&config), backend, host_keys, host_certificates);
 
     let shutdown = CancellationToken::new();
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
