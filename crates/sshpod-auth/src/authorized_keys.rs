@@ -4,20 +4,25 @@
 //! line, optionally preceded by comma-separated options, followed by an optional comment. Only
 //! the key material (algorithm and key data) is compared, never the comment.
 //!
-//! Options that decide *whether* a key may log in and that this crate cannot check (`from=`,
-//! `expiry-time=`, `cert-authority`, `principals=`, `verify-required`) make the line refuse the
-//! key, with a warning: failing closed is safer than silently dropping a restriction. Options
-//! that restrict the *session* (`command=`, `no-pty`, `restrict`, ...) are returned in
-//! [`KeyOptions`] for the caller to enforce. Unknown options make the line malformed, as in
-//! OpenSSH.
+//! `from=` is checked against the client's address, and `cert-authority` lines (with
+//! `principals=`) are found by [`AuthorizedKeys::authority_options`] for certificates. Options
+//! that decide *whether* a key may log in and that this crate cannot check (`expiry-time=`,
+//! `verify-required`) make the line refuse the key, with a warning: failing closed is safer than
+//! silently dropping a restriction. Options that restrict the *session* (`command=`, `no-pty`,
+//! `restrict`, ...) are returned in [`KeyOptions`] for the caller to enforce (see
+//! [`crate::Restrictions`]). Unknown options make the line malformed, as in OpenSSH.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
+use russh::keys::ssh_key::public::KeyData;
 use russh::keys::ssh_key::{self, PublicKey};
-use tracing::warn;
+use tracing::{info, warn};
 
+use crate::address;
 use crate::file::{self, Line};
+use crate::restrictions::PermitOpen;
 use crate::{Error, UserName};
 
 /// Public-key authentication from OpenSSH `authorized_keys` files, one file per user.
@@ -58,6 +63,13 @@ pub struct KeyOptions {
     pub permit_open: Vec<String>,
     /// `permitlisten="[host:]port"` entries, in file order.
     pub permit_listen: Vec<String>,
+    /// `from="pattern-list"`: the client addresses the line accepts.
+    pub from: Option<String>,
+    /// The line is a `cert-authority`: its key signs certificates instead of logging in.
+    pub cert_authority: bool,
+    /// `principals="a,b"` of a `cert-authority` line: the certificate principals it accepts
+    /// (without it, the login name).
+    pub principals: Option<String>,
 }
 
 impl AuthorizedKeys {
@@ -85,32 +97,93 @@ impl AuthorizedKeys {
         expand_pattern(&self.pattern, user.as_str())
     }
 
-    /// `Ok(true)` when `key` is listed for `user` on a line without options this crate cannot
-    /// check. A missing file is `Ok(false)`: the user has no keys.
+    /// `Ok(true)` when `key` may log in as `user` from `peer` by a line of the file. A missing
+    /// file is `Ok(false)`: the user has no keys.
     ///
     /// This ignores session restrictions such as `command=` and `no-pty`; a server that honours
     /// them calls [`AuthorizedKeys::authorized_options`] instead. Blocking: file I/O.
-    pub fn is_authorized(&self, user: &UserName, key: &PublicKey) -> Result<bool, Error> {
-        Ok(self.authorized_options(user, key)?.is_some())
+    pub fn is_authorized(
+        &self,
+        user: &UserName,
+        key: &PublicKey,
+        peer: IpAddr,
+    ) -> Result<bool, Error> {
+        Ok(self.authorized_options(user, key, peer)?.is_some())
     }
 
-    /// The options of the first usable line that lists `key` for `user`, or `Ok(None)` when
-    /// there is none (including when the file does not exist). Blocking: file I/O.
+    /// The options of the first usable line that lists `key` (not as a `cert-authority`) for
+    /// `user` and whose `from=`, if any, allows `peer`; `Ok(None)` when there is none
+    /// (including when the file does not exist). Blocking: file I/O.
     pub fn authorized_options(
         &self,
         user: &UserName,
         key: &PublicKey,
+        peer: IpAddr,
+    ) -> Result<Option<KeyOptions>, Error> {
+        self.find(user, peer, |entry| {
+            !entry.options.cert_authority && entry.key.key_data() == key.key_data()
+        })
+    }
+
+    /// The options of the first usable `cert-authority` line for `ca` whose `from=` allows
+    /// `peer` and whose `principals=` (or, without it, the login name) is among
+    /// `cert_principals`. Blocking: file I/O.
+    pub fn authority_options(
+        &self,
+        user: &UserName,
+        ca: &KeyData,
+        cert_principals: &[String],
+        peer: IpAddr,
+    ) -> Result<Option<KeyOptions>, Error> {
+        self.find(user, peer, |entry| {
+            entry.options.cert_authority
+                && entry.key.key_data() == ca
+                && match &entry.options.principals {
+                    Some(list) => list
+                        .split(',')
+                        .any(|p| cert_principals.iter().any(|c| c == p)),
+                    None => cert_principals.iter().any(|c| c == user.as_str()),
+                }
+        })
+    }
+
+    /// Whether `user`'s file has any `cert-authority` line (so a key offered by a client may
+    /// turn out to be a certificate's key). Blocking: file I/O.
+    pub fn has_authorities(&self, user: &UserName) -> Result<bool, Error> {
+        let path = self.path_for(user)?;
+        let Some(contents) = file::read_optional(&path)? else {
+            return Ok(false);
+        };
+        let found = file::lines(&contents).any(|Line { text, .. }| {
+            text.ok()
+                .and_then(|t| parse_line(t).ok())
+                .is_some_and(|e| e.options.cert_authority)
+        });
+        Ok(found)
+    }
+
+    fn find(
+        &self,
+        user: &UserName,
+        peer: IpAddr,
+        wanted: impl FnMut(&Entry) -> bool,
     ) -> Result<Option<KeyOptions>, Error> {
         let path = self.path_for(user)?;
         let Some(contents) = file::read_optional(&path)? else {
             return Ok(None);
         };
-        Ok(find_key(&path, &contents, key))
+        Ok(find_line(&path, &contents, peer, wanted))
     }
 }
 
-/// Scans file contents for `key`; logs and skips lines it cannot use.
-fn find_key(path: &Path, contents: &[u8], key: &PublicKey) -> Option<KeyOptions> {
+/// Scans file contents for the first line `wanted` picks that is usable from `peer`; logs and
+/// skips lines it cannot use.
+fn find_line(
+    path: &Path,
+    contents: &[u8],
+    peer: IpAddr,
+    mut wanted: impl FnMut(&Entry) -> bool,
+) -> Option<KeyOptions> {
     for Line { number, text } in file::lines(contents) {
         let entry = text.map_err(|_| LineError::NotUtf8).and_then(parse_line);
         let entry = match entry {
@@ -125,7 +198,7 @@ fn find_key(path: &Path, contents: &[u8], key: &PublicKey) -> Option<KeyOptions>
                 continue;
             }
         };
-        if entry.key.key_data() != key.key_data() {
+        if !wanted(&entry) {
             continue;
         }
         if let Some(option) = entry.refused_by {
@@ -137,13 +210,24 @@ fn find_key(path: &Path, contents: &[u8], key: &PublicKey) -> Option<KeyOptions>
             );
             continue;
         }
+        if let Some(from) = &entry.options.from {
+            if !address::from_pattern_allows(from, peer) {
+                info!(
+                    file = %path.display(),
+                    line = number,
+                    %peer,
+                    "authorized_keys line matches but its from= does not allow this address"
+                );
+                continue;
+            }
+        }
         return Some(entry.options);
     }
     None
 }
 
 /// Substitutes `%u` and `%%` in `pattern`.
-fn expand_pattern(pattern: &str, user: &str) -> Result<PathBuf, Error> {
+pub(crate) fn expand_pattern(pattern: &str, user: &str) -> Result<PathBuf, Error> {
     let mut path = String::with_capacity(pattern.len() + user.len());
     let mut chars = pattern.char_indices();
     while let Some((position, c)) = chars.next() {
@@ -167,7 +251,7 @@ fn expand_pattern(pattern: &str, user: &str) -> Result<PathBuf, Error> {
 
 /// One usable line of an `authorized_keys` file.
 #[derive(Debug)]
-struct Entry {
+pub(crate) struct Entry {
     key: PublicKey,
     options: KeyOptions,
     /// An option that makes this line refuse the key (the first one, for the log).
@@ -176,7 +260,7 @@ struct Entry {
 
 /// Why a line was skipped. Kept short: it ends up in a log line.
 #[derive(Debug, PartialEq)]
-enum LineError {
+pub(crate) enum LineError {
     NotUtf8,
     MissingKey,
     BadKey(ssh_key::Error),
@@ -234,7 +318,7 @@ fn is_known_algorithm(word: &str) -> bool {
 }
 
 /// Parses `keytype base64 [comment]`, with any amount of blanks between fields.
-fn parse_key(text: &str) -> Result<PublicKey, LineError> {
+pub(crate) fn parse_key(text: &str) -> Result<PublicKey, LineError> {
     let mut fields = text.split_ascii_whitespace();
     let (Some(algorithm), Some(data)) = (fields.next(), fields.next()) else {
         return Err(LineError::MissingKey);
@@ -266,8 +350,11 @@ fn split_options(text: &str) -> Result<(&str, &str), LineError> {
     })
 }
 
-/// Parses `name[="value"][,name[="value"]]...`.
-fn parse_options(mut rest: &str) -> Result<(KeyOptions, Option<&'static str>), LineError> {
+/// Parses `name[="value"][,name[="value"]]...`. Returns the options and, when one of them
+/// makes the line refuse any key, its name.
+pub(crate) fn parse_options(
+    mut rest: &str,
+) -> Result<(KeyOptions, Option<&'static str>), LineError> {
     let mut options = KeyOptions::default();
     let mut refused_by = None;
     loop {
@@ -371,21 +458,35 @@ fn apply_option(
                 _ => return Err(LineError::BadOptionValue("environment")),
             }
         }
-        "permitopen" => options
-            .permit_open
-            .push(value.ok_or(LineError::BadOptionValue("permitopen"))?),
+        "permitopen" => {
+            let entry = value.ok_or(LineError::BadOptionValue("permitopen"))?;
+            if PermitOpen::parse(&entry).is_none() {
+                return Err(LineError::BadOptionValue("permitopen"));
+            }
+            options.permit_open.push(entry);
+        }
         "permitlisten" => options
             .permit_listen
             .push(value.ok_or(LineError::BadOptionValue("permitlisten"))?),
         // Selects a tun device for tunnel forwarding; nothing to enforce for logins.
         "tunnel" => drop(value.ok_or(LineError::BadOptionValue("tunnel"))?),
-        "from" => return refuse(value, "from"),
-        "expiry-time" => return refuse(value, "expiry-time"),
-        "principals" => return refuse(value, "principals"),
+        "from" => {
+            let patterns = value.ok_or(LineError::BadOptionValue("from"))?;
+            if patterns.trim().is_empty() || options.from.replace(patterns).is_some() {
+                return Err(LineError::BadOptionValue("from"));
+            }
+        }
+        "principals" => {
+            let principals = value.ok_or(LineError::BadOptionValue("principals"))?;
+            if principals.trim().is_empty() || options.principals.replace(principals).is_some() {
+                return Err(LineError::BadOptionValue("principals"));
+            }
+        }
         "cert-authority" => {
             flag(&value, "cert-authority")?;
-            return Ok(Some("cert-authority"));
+            options.cert_authority = true;
         }
+        "expiry-time" => return refuse(value, "expiry-time"),
         "verify-required" => {
             flag(&value, "verify-required")?;
             return Ok(Some("verify-required"));
@@ -409,6 +510,8 @@ mod tests {
     use russh::keys::ssh_key::PrivateKey;
 
     use super::*;
+
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
     /// A deterministic Ed25519 public key; different seeds give different keys.
     fn key(seed: u8) -> PublicKey {
@@ -453,25 +556,31 @@ mod tests {
         let (_dir, keys) = setup(&contents);
         let alice = user("alice");
 
-        assert!(keys.is_authorized(&alice, &key(1)).unwrap());
+        assert!(keys.is_authorized(&alice, &key(1), PEER).unwrap());
         assert_eq!(
-            keys.authorized_options(&alice, &key(1)).unwrap(),
+            keys.authorized_options(&alice, &key(1), PEER).unwrap(),
             Some(KeyOptions::default())
         );
 
-        let restricted = keys.authorized_options(&alice, &key(2)).unwrap().unwrap();
+        let restricted = keys
+            .authorized_options(&alice, &key(2), PEER)
+            .unwrap()
+            .unwrap();
         assert!(restricted.restrict && restricted.no_pty && restricted.no_port_forwarding);
         assert_eq!(restricted.command.as_deref(), Some("echo \"hi, there\""));
 
-        let spaced = keys.authorized_options(&alice, &key(3)).unwrap().unwrap();
+        let spaced = keys
+            .authorized_options(&alice, &key(3), PEER)
+            .unwrap()
+            .unwrap();
         assert!(spaced.no_pty && !spaced.restrict && !spaced.no_port_forwarding);
         assert_eq!(spaced.environment, ["A=b c"]);
         assert_eq!(spaced.permit_open, ["db:5432"]);
 
         // A line with an unknown option is malformed, as in OpenSSH.
-        assert!(!keys.is_authorized(&alice, &key(4)).unwrap());
+        assert!(!keys.is_authorized(&alice, &key(4), PEER).unwrap());
         // A key that is not listed at all.
-        assert!(!keys.is_authorized(&alice, &key(5)).unwrap());
+        assert!(!keys.is_authorized(&alice, &key(5), PEER).unwrap());
     }
 
     #[test]
@@ -479,14 +588,16 @@ mod tests {
         let (_dir, keys) = setup(&format!("{} someone-else@elsewhere\n", line(1)));
         let mut presented = key(1);
         presented.set_comment("alice@laptop");
-        assert!(keys.is_authorized(&user("alice"), &presented).unwrap());
+        assert!(keys
+            .is_authorized(&user("alice"), &presented, PEER)
+            .unwrap());
     }
 
     #[test]
     fn restrict_then_pty_reenables_pty() {
         let (_dir, keys) = setup(&format!("restrict,pty {}\n", line(1)));
         let options = keys
-            .authorized_options(&user("alice"), &key(1))
+            .authorized_options(&user("alice"), &key(1), PEER)
             .unwrap()
             .unwrap();
         assert!(options.restrict && !options.no_pty && options.no_port_forwarding);
@@ -495,23 +606,92 @@ mod tests {
     #[test]
     fn refuses_lines_with_options_it_cannot_enforce() {
         let contents = format!(
-            "from=\"10.0.0.0/8\" {}\ncert-authority {}\nexpiry-time=\"20990101\" {}\n",
+            "expiry-time=\"20990101\" {}\nverify-required {}\n",
             line(1),
-            line(2),
-            line(3)
+            line(2)
         );
         let (_dir, keys) = setup(&contents);
-        for seed in 1..=3 {
-            assert!(!keys.is_authorized(&user("alice"), &key(seed)).unwrap());
+        for seed in 1..=2 {
+            assert!(!keys
+                .is_authorized(&user("alice"), &key(seed), PEER)
+                .unwrap());
         }
+    }
+
+    #[test]
+    fn from_is_checked_against_the_client_address() {
+        let contents = format!(
+            "from=\"10.0.0.0/8,!10.9.9.9\" {}\nfrom=\"192.0.2.*\" {}\n",
+            line(1),
+            line(2)
+        );
+        let (_dir, keys) = setup(&contents);
+        let alice = user("alice");
+        let at = |ip: &str| ip.parse::<IpAddr>().unwrap();
+        assert!(keys.is_authorized(&alice, &key(1), at("10.1.2.3")).unwrap());
+        assert!(!keys.is_authorized(&alice, &key(1), at("10.9.9.9")).unwrap());
+        assert!(!keys
+            .is_authorized(&alice, &key(1), at("192.0.2.1"))
+            .unwrap());
+        assert!(keys
+            .is_authorized(&alice, &key(2), at("192.0.2.1"))
+            .unwrap());
+        let options = keys
+            .authorized_options(&alice, &key(2), at("192.0.2.200"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(options.from.as_deref(), Some("192.0.2.*"));
+    }
+
+    #[test]
+    fn cert_authority_lines_are_for_certificates_only() {
+        let contents = format!(
+            "cert-authority,no-pty {}\ncert-authority,principals=\"ops,admins\" {}\n",
+            line(1),
+            line(2)
+        );
+        let (_dir, keys) = setup(&contents);
+        let alice = user("alice");
+        assert!(!keys.is_authorized(&alice, &key(1), PEER).unwrap());
+        assert!(keys.has_authorities(&alice).unwrap());
+        assert!(!keys.has_authorities(&user("bob")).unwrap());
+
+        let principals = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let ca1 = key(1).key_data().clone();
+        let options = keys
+            .authority_options(&alice, &ca1, &principals(&["alice"]), PEER)
+            .unwrap()
+            .unwrap();
+        assert!(options.cert_authority && options.no_pty);
+        assert!(keys
+            .authority_options(&alice, &ca1, &principals(&["bob"]), PEER)
+            .unwrap()
+            .is_none());
+
+        let ca2 = key(2).key_data().clone();
+        assert!(keys
+            .authority_options(&alice, &ca2, &principals(&["alice"]), PEER)
+            .unwrap()
+            .is_none());
+        assert!(keys
+            .authority_options(&alice, &ca2, &principals(&["x", "admins"]), PEER)
+            .unwrap()
+            .is_some());
+        // A key that is not a CA of this file.
+        let ca3 = key(3).key_data().clone();
+        assert!(keys
+            .authority_options(&alice, &ca3, &principals(&["alice"]), PEER)
+            .unwrap()
+            .is_none());
     }
 
     #[test]
     fn a_later_usable_line_still_matches() {
         let contents = format!("from=\"10.0.0.0/8\" {k}\nno-pty {k}\n", k = line(1));
+        // PEER is 127.0.0.1: the first line does not allow it, the second does.
         let (_dir, keys) = setup(&contents);
         let options = keys
-            .authorized_options(&user("alice"), &key(1))
+            .authorized_options(&user("alice"), &key(1), PEER)
             .unwrap()
             .unwrap();
         assert!(options.no_pty);
@@ -520,7 +700,7 @@ mod tests {
     #[test]
     fn missing_file_means_no_keys() {
         let (_dir, keys) = setup(&line(1));
-        assert!(!keys.is_authorized(&user("bob"), &key(1)).unwrap());
+        assert!(!keys.is_authorized(&user("bob"), &key(1), PEER).unwrap());
     }
 
     #[test]
@@ -528,7 +708,9 @@ mod tests {
         // The user's "file" is a directory.
         let (dir, keys) = setup(&line(1));
         fs::create_dir(dir.path().join("carol")).unwrap();
-        let err = keys.is_authorized(&user("carol"), &key(1)).unwrap_err();
+        let err = keys
+            .is_authorized(&user("carol"), &key(1), PEER)
+            .unwrap_err();
         assert!(matches!(err, Error::ReadFile { .. }), "{err:?}");
         assert!(err.to_string().contains("carol"), "{err}");
     }
@@ -537,8 +719,8 @@ mod tests {
     fn other_users_keys_do_not_count() {
         let (dir, keys) = setup(&line(1));
         fs::write(dir.path().join("bob"), line(2)).unwrap();
-        assert!(!keys.is_authorized(&user("bob"), &key(1)).unwrap());
-        assert!(keys.is_authorized(&user("bob"), &key(2)).unwrap());
+        assert!(!keys.is_authorized(&user("bob"), &key(1), PEER).unwrap());
+        assert!(keys.is_authorized(&user("bob"), &key(2), PEER).unwrap());
     }
 
     #[test]

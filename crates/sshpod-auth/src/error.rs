@@ -27,6 +27,15 @@ pub enum Error {
         /// The limit, in bytes.
         limit: u64,
     },
+    /// A file whose content must be understood completely (a revocation list, a list of
+    /// trusted CA keys) is not.
+    #[error("{}: {reason}", path.display())]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The authorized keys path pattern has a `%` that is not followed by `u` or `%`.
     #[error("authorized keys path pattern {pattern:?} has an unknown %-token at byte {position}")]
     InvalidPattern {

@@ -4,9 +4,14 @@
 //!   per user found through a path pattern such as `/etc/sshpod/authorized_keys/%u`.
 //! - [`Htpasswd`]: password authentication from an Apache-style `htpasswd` file with bcrypt,
 //!   SHA-512-crypt or Argon2id hashes.
+//! - [`KeyPolicy`]: the whole built-in public-key decision, as sshd makes it: authorized keys,
+//!   user certificates from trusted CAs ([`TrustedCaKeys`], [`AuthorizedPrincipals`]),
+//!   `cert-authority` lines, and revoked keys ([`RevokedKeys`]: KRL or key list).
+//! - [`Restrictions`]: what a login may do afterwards (forced command, pty, forwarding), from
+//!   key options and certificate options alike, for the server to enforce.
 //!
-//! Both re-read their file on every attempt, so operators can edit the files while the server
-//! runs and there is no cache to invalidate. Every check is **blocking** (file I/O, and password
+//! The authenticators re-read their files on every attempt (the revoked keys file when it changes), so operators can edit the files while the server
+//! runs. Every check is **blocking** (file I/O, and password
 //! hashing is deliberately CPU-heavy): call them from `tokio::task::spawn_blocking`, never
 //! directly on an async worker thread.
 //!
@@ -18,13 +23,23 @@
 
 #![warn(missing_docs, unreachable_pub)]
 
+mod address;
 mod authorized_keys;
+mod certificate;
 mod credentials;
 mod error;
 mod file;
 mod htpasswd;
+mod krl;
+mod policy;
+mod restrictions;
+mod revoked;
 
 pub use crate::authorized_keys::{AuthorizedKeys, KeyOptions};
+pub use crate::certificate::{AuthorizedPrincipals, CertificateInfo, TrustedCaKeys};
 pub use crate::credentials::{Password, UserName, UserNameError};
 pub use crate::error::Error;
 pub use crate::htpasswd::Htpasswd;
+pub use crate::policy::{Decision, Grant, KeyPolicy, Refusal, Via};
+pub use crate::restrictions::{CommandConflict, PermitOpen, Restrictions};
+pub use crate::revoked::{Revocation, RevokedKeys};

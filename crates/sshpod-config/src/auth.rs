@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::check::Checker;
+use crate::key_trust::KeyTrust;
 use crate::unsupported::Present;
 
 /// `auth.publicKey.method` as written in the file.
@@ -48,6 +49,10 @@ struct RawPublicKey {
     method: RawPublicKeyMethod,
     authorized_keys: FileSource,
     webhook: Present,
+    #[serde(rename = "trustedUserCAKeys")]
+    trusted_user_ca_keys: String,
+    authorized_principals_file: String,
+    revoked_keys: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -103,6 +108,9 @@ pub struct PublicKeyAuth {
     /// `authorizedKeys.file`: the file to read, with `%u` replaced by the user name. Required
     /// when `method` is `authorizedKeys`.
     pub authorized_keys: FileSource,
+    /// Trusted user CAs, principals files and revoked keys; they apply whatever `method` is.
+    #[serde(flatten)]
+    pub trust: KeyTrust,
 }
 
 /// `auth.password`.
@@ -174,8 +182,16 @@ impl RawAuth {
             );
         }
 
+        let trust = KeyTrust {
+            trusted_user_ca_keys: self.public_key.trusted_user_ca_keys,
+            authorized_principals_file: self.public_key.authorized_principals_file,
+            revoked_keys: self.public_key.revoked_keys,
+        }
+        .resolve(check);
+
         let any_requested = !matches!(self.public_key.method, RawPublicKeyMethod::Off)
-            || !matches!(self.password.method, RawPasswordMethod::Off);
+            || !matches!(self.password.method, RawPasswordMethod::Off)
+            || trust.trusts_certificates();
         if !any_requested {
             check.error(
                 "auth",
@@ -187,6 +203,7 @@ impl RawAuth {
             public_key: PublicKeyAuth {
                 method: public_key_method,
                 authorized_keys: self.public_key.authorized_keys,
+                trust,
             },
             password: PasswordAuth {
                 method: password_method,

@@ -16,6 +16,7 @@ mod container;
 mod docker;
 mod duration;
 mod error;
+mod key_trust;
 mod kubernetes;
 mod load;
 mod log;
@@ -39,6 +40,7 @@ pub use crate::docker::{
     DEFAULT_SHELL_COMMAND,
 };
 pub use crate::error::{ConfigError, ConfigErrors};
+pub use crate::key_trust::KeyTrust;
 pub use crate::kubernetes::{
     KubernetesConfig, KubernetesConnection, KubernetesTimeouts, PodConfig, PodMode,
     DEFAULT_CONTAINER_NAME, DEFAULT_GENERATE_NAME, DEFAULT_KUBERNETES_HOST, DEFAULT_NAMESPACE,

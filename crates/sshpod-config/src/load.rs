@@ -375,6 +375,54 @@ mod tests {
     }
 
     #[test]
+    fn certificates_and_revoked_keys() {
+        let text =
+            "ssh:\n  hostCertificates: [/etc/sshpod/host-cert.pub]\nauth:\n  publicKey:\n    \
+                    trustedUserCAKeys: /etc/sshpod/ca.pub\n    \
+                    authorizedPrincipalsFile: /etc/sshpod/principals/%u\n    \
+                    revokedKeys: /etc/sshpod/revoked.krl\n";
+        let config = yaml(text).unwrap().config;
+        assert_eq!(config.ssh.host_certificates, ["/etc/sshpod/host-cert.pub"]);
+        let trust = &config.auth.public_key.trust;
+        assert_eq!(trust.trusted_user_ca_keys, "/etc/sshpod/ca.pub");
+        assert_eq!(
+            trust.authorized_principals_file,
+            "/etc/sshpod/principals/%u"
+        );
+        assert_eq!(trust.revoked_keys, "/etc/sshpod/revoked.krl");
+        // Certificates alone are an authentication method.
+        assert_eq!(config.auth.public_key.method, PublicKeyMethod::Off);
+        // And the effective configuration reads back the same.
+        let again = yaml(&config.to_yaml()).unwrap().config;
+        assert_eq!(again, config);
+
+        let all = errors(yaml(&format!(
+            "{MINIMAL}  publicKey:\n    authorizedPrincipalsFile: /p/%h\n"
+        )));
+        assert_eq!(all.len(), 2, "{all:#?}");
+        for error in &all {
+            assert_eq!(error.key, "auth.publicKey.authorizedPrincipalsFile");
+            assert_eq!(error.line, Some(7));
+        }
+        assert!(all[0]
+            .message
+            .contains("without `auth.publicKey.trustedUserCAKeys`"));
+        assert!(all[1].message.contains("unknown %-token"));
+        let messages: Vec<String> = errors(yaml(&format!(
+            "{MINIMAL}  publicKey:\n    authorizedPrincipalsFile: /p/%h\n    trustedUserCaKeys: x\n"
+        )))
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("unknown key `trustedUserCaKeys`")),
+            "{messages:#?}"
+        );
+    }
+
+    #[test]
     fn unknown_key_suggests_and_points_at_it() {
         let error = single(yaml(&format!("{MINIMAL}ssh:\n  lisen: 0.0.0.0:22\n")));
         assert_eq!(error.key, "ssh.lisen");

@@ -24,6 +24,7 @@ pub(crate) struct RawSsh {
     server_version: String,
     banner: String,
     hostkeys: Vec<String>,
+    host_certificates: Vec<String>,
     ciphers: Vec<String>,
     kex: Vec<String>,
     macs: Vec<String>,
@@ -45,6 +46,7 @@ impl Default for RawSsh {
             server_version: DEFAULT_SERVER_VERSION.to_string(),
             banner: String::new(),
             hostkeys: Vec::new(),
+            host_certificates: Vec::new(),
             ciphers: Cipher::DEFAULT
                 .iter()
                 .map(|c| c.name().to_string())
@@ -75,6 +77,9 @@ pub struct SshConfig {
     /// Host keys: each a file path or an inline PEM block. Empty means the server picks a
     /// default key file.
     pub hostkeys: Vec<String>,
+    /// Host certificate files (OpenSSH `HostCertificate`): each certifies one of the host keys,
+    /// so clients that trust the CA (`@cert-authority` in known_hosts) need no host-key prompt.
+    pub host_certificates: Vec<String>,
     /// Ciphers offered, in order of preference.
     pub ciphers: Vec<Cipher>,
     /// Key-exchange methods offered, in order of preference.
@@ -112,6 +117,14 @@ impl RawSsh {
                 check.error(&format!("ssh.hostkeys[{index}]"), "must not be empty");
             }
         }
+        for (index, path) in self.host_certificates.iter().enumerate() {
+            if path.trim().is_empty() {
+                check.error(
+                    &format!("ssh.hostCertificates[{index}]"),
+                    "must not be empty",
+                );
+            }
+        }
         let ciphers = algorithms(
             check,
             "ssh.ciphers",
@@ -144,6 +157,7 @@ impl RawSsh {
             server_version: self.server_version,
             banner: self.banner,
             hostkeys: self.hostkeys,
+            host_certificates: self.host_certificates,
             ciphers,
             kex,
             macs,

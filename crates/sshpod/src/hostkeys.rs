@@ -1,6 +1,7 @@
 //! Host keys: loaded from files or inline PEM; a missing key file is created as a fresh
 //! Ed25519 key (mode 0600) and its fingerprint logged. The configuration file is never
-//! rewritten.
+//! rewritten. Host certificates (`ssh.hostCertificates`) are loaded beside them and must each
+//! certify one of the host keys.
 
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -8,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use russh::keys::ssh_key::private::Ed25519Keypair;
-use russh::keys::ssh_key::LineEnding;
+use russh::keys::ssh_key::{Certificate, LineEnding};
 use russh::keys::{HashAlg, PrivateKey};
 
 /// The key file used when `ssh.hostkeys` is empty: beside the configuration file.
@@ -41,6 +42,49 @@ pub(crate) fn load(entries: &[String], config_path: &Path) -> Result<Vec<Private
                 "host key"
             );
             Ok(key)
+        })
+        .collect()
+}
+
+/// Loads the host certificates. Each must be a host certificate for one of `keys`: anything
+/// else is a configuration mistake, reported at start-up rather than at the first client.
+pub(crate) fn load_certificates(paths: &[String], keys: &[PrivateKey]) -> Result<Vec<Certificate>> {
+    paths
+        .iter()
+        .map(|path| {
+            let certificate = Certificate::read_file(Path::new(path))
+                .with_context(|| format!("reading host certificate {path}"))?;
+            if !certificate.cert_type().is_host() {
+                bail!(
+                    "{path} is a user certificate; a host certificate is made with `ssh-keygen -h`"
+                );
+            }
+            if !keys
+                .iter()
+                .any(|k| k.public_key().key_data() == certificate.public_key())
+            {
+                bail!(
+                    "host certificate {path} does not certify any of the host keys (ssh.hostkeys)"
+                );
+            }
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if now < certificate.valid_after() || now >= certificate.valid_before() {
+                tracing::warn!(
+                    path,
+                    "host certificate is outside its validity period; clients will reject it"
+                );
+            }
+            tracing::info!(
+                path,
+                key_id = certificate.key_id(),
+                serial = certificate.serial(),
+                principals = ?certificate.valid_principals(),
+                ca = %certificate.signature_key().fingerprint(HashAlg::Sha256),
+                "host certificate"
+            );
+            Ok(certificate)
         })
         .collect()
 }

@@ -16,6 +16,7 @@ use crate::server::{self, Server};
 pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Result<()> {
     let config = Arc::new(config);
     let host_keys = hostkeys::load(&config.ssh.hostkeys, config_path)?;
+    let host_certificates = hostkeys::load_certificates(&config.ssh.host_certificates, &host_keys)?;
     match config.backend {
         sshpod_config::Backend::Docker => {
             let backend = DockerBackend::connect(&config.docker)
@@ -30,7 +31,7 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
                 instance = backend.instance(),
                 "connected to the Docker engine"
             );
-            serve(config, backend, host_keys).await
+            serve(config, backend, host_keys, host_certificates).await
         }
         sshpod_config::Backend::Kubernetes => {
             let backend = KubeBackend::connect(&config.kubernetes)
@@ -41,7 +42,7 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
                 namespace = config.kubernetes.pod.namespace(),
                 "connected to the Kubernetes API server"
             );
-            serve(config, backend, host_keys).await
+            serve(config, backend, host_keys, host_certificates).await
         }
         other => anyhow::bail!("backend `{other:?}` is not available in this build"),
     }
@@ -52,6 +53,7 @@ async fn serve<B: Backend>(
     config: Arc<sshpod_config::Config>,
     backend: B,
     host_keys: Vec<russh::keys::PrivateKey>,
+    host_certificates: Vec<russh::keys::Certificate>,
 ) -> Result<()> {
     match backend.remove_orphans().await {
         Ok(0) => {}
@@ -70,7 +72,7 @@ async fn serve<B: Backend>(
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
-    let server = Server::new(Arc::clone(&config), backend, host_keys);
+    let server = Server::new(Arc::clone(&config), backend, host_keys, host_certificates);
 
     let shutdown = CancellationToken::new();
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

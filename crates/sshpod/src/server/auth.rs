@@ -1,26 +1,29 @@
-//! Built-in authentication: authorized keys files and htpasswd files, run off the async
-//! threads because hashing is slow on purpose.
+//! Built-in authentication: authorized keys files, user certificates, revoked keys and
+//! htpasswd files, run off the async threads because file reads block and hashing is slow on
+//! purpose.
 
+use std::net::IpAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use russh::keys::ssh_key::Certificate;
 use russh::keys::PublicKey;
 use russh::MethodSet;
-use sshpod_auth::{AuthorizedKeys, Htpasswd, Password, UserName};
+use sshpod_auth::{
+    AuthorizedKeys, AuthorizedPrincipals, Decision, Grant, Htpasswd, KeyPolicy, Password,
+    RevokedKeys, TrustedCaKeys, UserName,
+};
 use sshpod_config::{AuthConfig, PasswordMethod, PublicKeyMethod};
 
 /// Decides logins. An unknown user and a wrong credential give the same answer.
 #[derive(Debug, Clone)]
 pub(crate) struct Authenticator {
-    keys: Option<AuthorizedKeys>,
+    keys: Option<KeyPolicy>,
     passwords: Option<Htpasswd>,
 }
 
 impl Authenticator {
     pub(crate) fn from_config(config: &AuthConfig) -> Self {
-        let keys = match config.public_key.method {
-            PublicKeyMethod::AuthorizedKeys => Some(AuthorizedKeys::new(
-                config.public_key.authorized_keys.file.clone(),
-            )),
-            _ => None,
-        };
+        let keys = key_policy(config);
         let passwords = match config.password.method {
             PasswordMethod::Htpasswd => Some(Htpasswd::new(config.password.htpasswd.file.clone())),
             _ => None,
@@ -40,13 +43,53 @@ impl Authenticator {
         methods
     }
 
-    /// Whether `key` may log in as `user`.
-    pub(crate) async fn public_key(&self, user: &str, key: &PublicKey) -> bool {
+    /// Whether to tell a client that `key` would do, before it signs (see
+    /// [`KeyPolicy::may_accept`]).
+    pub(crate) async fn public_key_offered(
+        &self,
+        user: &str,
+        key: &PublicKey,
+        peer: IpAddr,
+    ) -> bool {
         let (Some(keys), Ok(user)) = (self.keys.clone(), UserName::try_from(user)) else {
             return false;
         };
         let key = key.clone();
-        run_check("public key", move || keys.is_authorized(&user, &key)).await
+        run_check("public key", move || keys.may_accept(&user, &key, peer)).await
+    }
+
+    /// Whether `key` may log in as `user` from `peer`, and with what restrictions.
+    pub(crate) async fn public_key(
+        &self,
+        user: &str,
+        key: &PublicKey,
+        peer: IpAddr,
+    ) -> Option<Grant> {
+        let (Some(keys), Ok(user)) = (self.keys.clone(), UserName::try_from(user)) else {
+            return None;
+        };
+        let key = key.clone();
+        run_decision("public key", move || keys.check_key(&user, &key, peer)).await
+    }
+
+    /// Whether `certificate` may log in as `user` from `peer`, and with what restrictions.
+    pub(crate) async fn certificate(
+        &self,
+        user: &str,
+        certificate: &Certificate,
+        peer: IpAddr,
+    ) -> Option<Grant> {
+        let (Some(keys), Ok(user)) = (self.keys.clone(), UserName::try_from(user)) else {
+            return None;
+        };
+        let certificate = certificate.clone();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        run_decision("certificate", move || {
+            keys.check_certificate(&user, &certificate, peer, now)
+        })
+        .await
     }
 
     /// Whether `password` is `user`'s password.
@@ -59,6 +102,53 @@ impl Authenticator {
         };
         let password = Password::new(password);
         run_check("password", move || passwords.verify(&user, &password)).await
+    }
+}
+
+/// The built-in public-key policy, if any source of keys is configured.
+fn key_policy(config: &AuthConfig) -> Option<KeyPolicy> {
+    let public_key = &config.public_key;
+    let mut policy = KeyPolicy::new();
+    if public_key.method == PublicKeyMethod::AuthorizedKeys {
+        policy = policy
+            .with_authorized_keys(AuthorizedKeys::new(public_key.authorized_keys.file.clone()));
+    }
+    let trust = &public_key.trust;
+    if trust.trusts_certificates() {
+        policy = policy.with_trusted_user_ca_keys(TrustedCaKeys::new(&trust.trusted_user_ca_keys));
+        if !trust.authorized_principals_file.is_empty() {
+            policy = policy.with_authorized_principals(AuthorizedPrincipals::new(
+                trust.authorized_principals_file.clone(),
+            ));
+        }
+    }
+    if !trust.revoked_keys.is_empty() {
+        policy = policy.with_revoked_keys(RevokedKeys::new(&trust.revoked_keys));
+    }
+    policy.accepts_keys().then_some(policy)
+}
+
+/// Runs a blocking key check off the async threads. A refusal is logged with its reason (for
+/// the operator; the client learns nothing more than "no"); an error refuses too.
+async fn run_decision<F>(what: &'static str, check: F) -> Option<Grant>
+where
+    F: FnOnce() -> Result<Decision, sshpod_auth::Error> + Send + 'static,
+{
+    match tokio::task::spawn_blocking(check).await {
+        Ok(Ok(Decision::Accept(grant))) => Some(grant),
+        Ok(Ok(Decision::Refuse(reason))) => {
+            tracing::info!(check = what, %reason, "key refused");
+            None
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(
+                check = what,
+                error = &e as &dyn std::error::Error,
+                "credential check failed"
+            );
+            None
+        }
+        Err(_) => None,
     }
 }
 

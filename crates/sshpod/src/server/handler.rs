@@ -11,12 +11,14 @@ use bytes::Bytes;
 use russh::keys::ssh_key::Certificate;
 use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelWriteHalf, Pty, Sig};
+use sshpod_auth::{Grant, Restrictions};
 use sshpod_core::{Backend, Command, ProcessSpec, TerminalSize, TtySpec};
+use tracing::Instrument;
 
 use crate::server::connection::ConnectionState;
 use crate::server::input::{self, InputReceiver, InputSender};
 use crate::server::session::{from_ssh_signal, ControlSlot, SessionTask};
-use crate::server::{forward, pty};
+use crate::server::{forward, pty, restrict};
 
 /// Why a connection's handler gave up.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,9 @@ pub(crate) struct ConnectionHandler<B: Backend> {
     sessions: HashMap<ChannelId, SessionChannel>,
     /// Input queues of forwarding channels.
     forwards: HashMap<ChannelId, InputSender>,
+    /// What the login may do (key options, certificate options); nothing restricted until a
+    /// key or certificate says otherwise.
+    restrictions: Restrictions,
 }
 
 impl<B: Backend> ConnectionHandler<B> {
@@ -49,6 +54,7 @@ impl<B: Backend> ConnectionHandler<B> {
             conn,
             sessions: HashMap::new(),
             forwards: HashMap::new(),
+            restrictions: Restrictions::default(),
         }
     }
 
@@ -76,6 +82,13 @@ impl<B: Backend> ConnectionHandler<B> {
                 return;
             }
         }
+        let mut env = std::mem::take(&mut state.env);
+        let command = restrict::command_for(
+            &self.restrictions,
+            command,
+            &mut env,
+            &self.conn.shared.config.docker.execution.subsystems,
+        );
         self.conn
             .span
             .in_scope(|| tracing::debug!(?command, tty = state.tty.is_some(), "starting process"));
@@ -86,7 +99,7 @@ impl<B: Backend> ConnectionHandler<B> {
             handle: session.handle(),
             spec: ProcessSpec {
                 command,
-                env: std::mem::take(&mut state.env),
+                env,
                 tty: state.tty.clone(),
             },
             input,
@@ -110,6 +123,29 @@ impl<B: Backend> ConnectionHandler<B> {
                 .in_scope(|| tracing::info!(user, method, "login refused"));
             Auth::reject()
         }
+    }
+
+    /// Accepts or refuses a key or certificate login; an accepted one brings its restrictions.
+    fn decide_key(&mut self, user: &str, method: &str, grant: Option<Grant>) -> Auth {
+        let Some(grant) = grant else {
+            return self.decide(user, method, false);
+        };
+        self.conn.span.in_scope(|| {
+            if let Some(cert) = &grant.certificate {
+                tracing::info!(
+                    key_id = cert.key_id,
+                    serial = cert.serial,
+                    ca = %cert.ca_fingerprint,
+                    via = %grant.via,
+                    "certificate accepted"
+                );
+            }
+            if !grant.restrictions.is_unrestricted() {
+                tracing::info!(restrictions = %grant.restrictions, "login restricted");
+            }
+        });
+        self.restrictions = grant.restrictions;
+        self.decide(user, method, true)
     }
 
     fn push_input(&self, channel: ChannelId, data: &[u8]) {
@@ -137,7 +173,8 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             .conn
             .shared
             .auth
-            .public_key(user, offer.public_key)
+            .public_key_offered(user, offer.public_key, self.conn.peer.ip())
+            .instrument(self.conn.span.clone())
             .await
         {
             Ok(Auth::Accept)
@@ -151,23 +188,29 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let accepted = self.conn.shared.auth.public_key(user, key.public_key).await;
-        Ok(self.decide(user, "publickey", accepted))
+        let grant = self
+            .conn
+            .shared
+            .auth
+            .public_key(user, key.public_key, self.conn.peer.ip())
+            .instrument(self.conn.span.clone())
+            .await;
+        Ok(self.decide_key(user, "publickey", grant))
     }
 
     async fn auth_openssh_certificate(
         &mut self,
         user: &str,
-        _certificate: &Certificate,
+        certificate: &Certificate,
     ) -> Result<Auth, Self::Error> {
-        self.conn.span.in_scope(|| {
-            tracing::info!(
-                user,
-                method = "certificate",
-                "login refused: certificates are not trusted"
-            )
-        });
-        Ok(Auth::reject())
+        let grant = self
+            .conn
+            .shared
+            .auth
+            .certificate(user, certificate, self.conn.peer.ip())
+            .instrument(self.conn.span.clone())
+            .await;
+        Ok(self.decide_key(user, "certificate", grant))
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
@@ -226,6 +269,19 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             return Ok(());
         };
         if !self.authenticated() {
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        if !self.restrictions.may_open(host_to_connect, port) {
+            self.conn.span.in_scope(|| {
+                tracing::info!(
+                    host = host_to_connect,
+                    port,
+                    "forwarding refused: not permitted for this login"
+                )
+            });
             reply
                 .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -293,6 +349,13 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         modes: &[(Pty, u32)],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if !self.restrictions.pty {
+            self.conn
+                .span
+                .in_scope(|| tracing::info!("pty refused: not permitted for this login"));
+            session.channel_failure(channel)?;
+            return Ok(());
+        }
         match self.sessions.get_mut(&channel) {
             Some(s) if s.writer.is_some() => {
                 s.tty = Some(TtySpec {
@@ -305,6 +368,36 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             _ => session.channel_failure(channel)?,
         }
         Ok(())
+    }
+
+    async fn x11_request(
+        &mut self,
+        channel: ChannelId,
+        _single_connection: bool,
+        _x11_auth_protocol: &str,
+        _x11_auth_cookie: &str,
+        _x11_screen_number: u32,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        // sshpod offers no X11 forwarding, whatever the key or certificate permits. The
+        // answer must be sent: russh's default leaves the request unanswered.
+        self.conn
+            .span
+            .in_scope(|| tracing::info!("X11 forwarding refused: not offered"));
+        session.channel_failure(channel)?;
+        Ok(())
+    }
+
+    async fn agent_request(
+        &mut self,
+        _channel: ChannelId,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        // No agent forwarding either, whatever the key or certificate permits.
+        self.conn
+            .span
+            .in_scope(|| tracing::info!("agent forwarding refused: not offered"));
+        Ok(false)
     }
 
     async fn env_request(

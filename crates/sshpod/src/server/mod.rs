@@ -10,6 +10,7 @@ mod handler;
 mod input;
 mod killable;
 mod pty;
+mod restrict;
 mod russh_config;
 mod session;
 
@@ -17,6 +18,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use russh::keys::ssh_key::Certificate;
 use russh::keys::PrivateKey;
 use sshpod_config::Config;
 use sshpod_core::Backend;
@@ -48,9 +50,19 @@ pub(crate) struct Server<B: Backend> {
 }
 
 impl<B: Backend> Server<B> {
-    pub(crate) fn new(config: Arc<Config>, backend: B, host_keys: Vec<PrivateKey>) -> Self {
+    pub(crate) fn new(
+        config: Arc<Config>,
+        backend: B,
+        host_keys: Vec<PrivateKey>,
+        host_certificates: Vec<Certificate>,
+    ) -> Self {
         let auth = Authenticator::from_config(&config.auth);
-        let russh = Arc::new(russh_config::build(&config, host_keys, auth.methods()));
+        let russh = Arc::new(russh_config::build(
+            &config,
+            host_keys,
+            host_certificates,
+            auth.methods(),
+        ));
         let subsystems = config.docker.execution.subsystems.keys().cloned().collect();
         let startups = Arc::new(Semaphore::new(config.ssh.max_startups as usize));
         Self {

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use russh::keys::ssh_key::Certificate;
 use russh::keys::{Algorithm, HashAlg, PrivateKey};
 use russh::server::Config as RusshConfig;
 use russh::{cipher, kex, mac, MethodSet, Preferred, SshId};
@@ -14,7 +15,12 @@ const AUTH_REJECTION_DELAY: Duration = Duration::from_millis(500);
 /// The client-facing packet size; 32 KiB is what OpenSSH uses.
 const MAX_PACKET: u32 = 32 * 1024;
 
-pub(crate) fn build(config: &Config, keys: Vec<PrivateKey>, methods: MethodSet) -> RusshConfig {
+pub(crate) fn build(
+    config: &Config,
+    keys: Vec<PrivateKey>,
+    certificates: Vec<Certificate>,
+    methods: MethodSet,
+) -> RusshConfig {
     let ssh = &config.ssh;
     let mut kexes: Vec<kex::Name> = ssh.kex.iter().filter_map(|k| kex_name(k.name())).collect();
     // Extension negotiation and strict key exchange (Terrapin) are always on.
@@ -58,6 +64,8 @@ pub(crate) fn build(config: &Config, keys: Vec<PrivateKey>, methods: MethodSet) 
         // OpenSSH probes with "none" first; that is no guess and needs no delay.
         auth_rejection_time_initial: Some(Duration::ZERO),
         keys,
+        // Offered as `*-cert-v01@openssh.com` host key algorithms, ahead of the plain keys.
+        certificates,
         preferred,
         max_auth_attempts: ssh.max_auth_tries as usize,
         // Idle shells are legitimate; dead peers are found by keepalives.
