@@ -49,6 +49,13 @@ rm -rf "$rootfs"/var/cache/apt/archives/*.deb \
        "$rootfs"/var/log/* \
        "$rootfs"/debootstrap \
        "$rootfs"/tmp/* "$rootfs"/var/tmp/*
+# A non-root user with uid 1000, the uid sshpod's Kubernetes backend runs pods as by default:
+# programs such as sftp-server refuse to run for a uid without a passwd entry, and a login
+# wants a home directory.
+echo 'guest:x:1000:1000:sshpod guest:/home/guest:/bin/bash' >>"$rootfs/etc/passwd"
+echo 'guest:x:1000:' >>"$rootfs/etc/group"
+echo 'guest:*:20000:0:99999:7:::' >>"$rootfs/etc/shadow"
+install -d -m 0755 -o 1000 -g 1000 "$rootfs/home/guest"
 # Docker provides these at run time.
 : >"$rootfs/etc/hostname"
 : >"$rootfs/etc/resolv.conf"
