@@ -18,7 +18,7 @@ pub fn pid_file_name(random: [u8; 8]) -> String {
 }
 
 /// Wraps `argv` so that the process's PID lands in `pid_file` (in /dev/shm, or /tmp where
-/// /dev/shm is not writable), `env` is exported, and the terminal modes of `tty` are applied.
+/// /dev/shm is not writable), `env` is exported, and the size and modes of `tty` are applied.
 pub fn wrap_argv(
     argv: Vec<String>,
     pid_file: &str,
@@ -34,9 +34,17 @@ pub fn wrap_argv(
             script.push_str(&format!("export {name}={}; ", quote(value)));
         }
     }
-    if let Some(tty) = tty.filter(|t| !t.stty_modes.is_empty()) {
-        script.push_str("stty ");
-        script.push_str(&tty.stty_modes.join(" "));
+    if let Some(tty) = tty {
+        // The size goes in here too: a resize sent by the API races with the program's first
+        // look at its terminal.
+        script.push_str(&format!(
+            "stty rows {} cols {}",
+            tty.size.rows, tty.size.cols
+        ));
+        for mode in &tty.stty_modes {
+            script.push(' ');
+            script.push_str(mode);
+        }
         script.push_str(" 2>/dev/null; ");
     }
     script.push_str("exec \"$@\"");
@@ -129,7 +137,7 @@ mod tests {
             stty_modes: vec!["-echo".into(), "intr".into(), "^C".into()],
         };
         let argv = wrap_argv(vec!["bash".into()], ".sshpod-x", &[], Some(&tty));
-        assert!(argv[2].contains("stty -echo intr ^C 2>/dev/null;"));
+        assert!(argv[2].contains("stty rows 24 cols 80 -echo intr ^C 2>/dev/null;"));
     }
 
     #[test]
