@@ -208,19 +208,21 @@ pub enum PodMode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub(crate) struct RawPod {
-    metadata: Option<serde_json::Value>,
-    spec: Option<serde_json::Value>,
-    console_container_number: usize,
-    mode: PodMode,
-    create_missing_pods: bool,
-    idle_command: Vec<String>,
-    shell_command: Vec<String>,
-    agent_path: Option<String>,
-    disable_agent: Option<bool>,
-    subsystems: BTreeMap<String, String>,
-    expose_auth_metadata_as_env: BTreeMap<String, String>,
-    expose_auth_metadata_as_labels: BTreeMap<String, String>,
-    expose_auth_metadata_as_annotations: BTreeMap<String, String>,
+    pub(crate) metadata: Option<serde_json::Value>,
+    pub(crate) spec: Option<serde_json::Value>,
+    pub(crate) console_container_number: usize,
+    pub(crate) mode: PodMode,
+    pub(crate) create_missing_pods: bool,
+    pub(crate) idle_command: Vec<String>,
+    pub(crate) shell_command: Vec<String>,
+    pub(crate) agent_path: Option<String>,
+    pub(crate) disable_agent: Option<bool>,
+    pub(crate) subsystems: BTreeMap<String, String>,
+    #[serde(skip)]
+    pub(crate) disable_command: bool,
+    pub(crate) expose_auth_metadata_as_env: BTreeMap<String, String>,
+    pub(crate) expose_auth_metadata_as_labels: BTreeMap<String, String>,
+    pub(crate) expose_auth_metadata_as_annotations: BTreeMap<String, String>,
 }
 
 impl Default for RawPod {
@@ -239,6 +241,7 @@ impl Default for RawPod {
                 "sftp".to_owned(),
                 "/usr/lib/openssh/sftp-server".to_owned(),
             )]),
+            disable_command: false,
             expose_auth_metadata_as_env: BTreeMap::new(),
             expose_auth_metadata_as_labels: BTreeMap::new(),
             expose_auth_metadata_as_annotations: BTreeMap::new(),
@@ -270,6 +273,10 @@ pub struct PodConfig {
     pub shell_command: Vec<String>,
     /// Subsystem name to the program that serves it.
     pub subsystems: BTreeMap<String, String>,
+    /// Refuse `exec` requests (commands); shells and subsystems still work. Legacy `kuberun`
+    /// only.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub disable_command: bool,
     /// Authentication metadata key to environment variable name.
     pub expose_auth_metadata_as_env: BTreeMap<String, String>,
     /// Authentication metadata key to pod label name.
@@ -289,7 +296,9 @@ impl PodConfig {
 }
 
 impl RawPod {
-    fn resolve(self, check: &mut Checker<'_>, key: &str) -> PodConfig {
+    /// `key` is where the pod section is (`kubernetes.pod`), `spec_key` the name of its spec
+    /// key (`spec`, or `podSpec` in the legacy `kuberun` section).
+    fn resolve(self, check: &mut Checker<'_>, key: &str, spec_key: &str) -> PodConfig {
         let at = |name: &str| join(key, name);
         const NO_AGENT: &str = "is ignored: sshpod needs no agent in the image";
         if self.agent_path.is_some() {
@@ -314,7 +323,7 @@ impl RawPod {
         };
         let mut spec_is_valid = true;
         let mut spec = match self.spec {
-            Some(value) => typed::<PodSpec>(check, &at("spec"), value).unwrap_or_else(|| {
+            Some(value) => typed::<PodSpec>(check, &at(spec_key), value).unwrap_or_else(|| {
                 // Reported already; checking the placeholder would only add noise.
                 spec_is_valid = false;
                 PodSpec::default()
@@ -338,6 +347,7 @@ impl RawPod {
             idle_command: self.idle_command,
             shell_command: self.shell_command,
             subsystems: self.subsystems,
+            disable_command: self.disable_command,
             expose_auth_metadata_as_env: self.expose_auth_metadata_as_env,
             expose_auth_metadata_as_labels: self.expose_auth_metadata_as_labels,
             expose_auth_metadata_as_annotations: self.expose_auth_metadata_as_annotations,
@@ -625,9 +635,9 @@ impl KubernetesTimeouts {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct RawKubernetes {
-    connection: KubernetesConnection,
-    pod: RawPod,
-    timeouts: KubernetesTimeouts,
+    pub(crate) connection: KubernetesConnection,
+    pub(crate) pod: RawPod,
+    pub(crate) timeouts: KubernetesTimeouts,
 }
 
 /// Kubernetes backend settings (`kubernetes`, or the legacy `kuberun`).
@@ -643,11 +653,21 @@ pub struct KubernetesConfig {
 
 impl RawKubernetes {
     pub(crate) fn resolve(self, check: &mut Checker<'_>) -> KubernetesConfig {
-        self.connection.check(check, "kubernetes.connection");
-        self.timeouts.check(check, "kubernetes.timeouts");
+        self.resolve_at(check, "kubernetes", "spec")
+    }
+
+    /// Resolves a section found at `key` (`kubernetes`, or `kuberun` mapped onto this shape).
+    pub(crate) fn resolve_at(
+        self,
+        check: &mut Checker<'_>,
+        key: &str,
+        spec_key: &str,
+    ) -> KubernetesConfig {
+        self.connection.check(check, &join(key, "connection"));
+        self.timeouts.check(check, &join(key, "timeouts"));
         KubernetesConfig {
             connection: self.connection,
-            pod: self.pod.resolve(check, "kubernetes.pod"),
+            pod: self.pod.resolve(check, &join(key, "pod"), spec_key),
             timeouts: self.timeouts,
         }
     }

@@ -18,6 +18,7 @@ mod duration;
 mod error;
 mod key_trust;
 mod kubernetes;
+mod kuberun;
 mod load;
 mod log;
 mod secret;

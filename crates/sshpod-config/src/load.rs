@@ -10,6 +10,7 @@ use crate::check::{Checker, Positions};
 use crate::docker::RawDocker;
 use crate::error::{unknown_message, ConfigError, ConfigErrors};
 use crate::kubernetes::RawKubernetes;
+use crate::kuberun::RawKuberun;
 use crate::log::RawLog;
 use crate::ssh::RawSsh;
 use crate::unsupported::{Present, UnsupportedSection, UNSUPPORTED_SECTIONS};
@@ -95,6 +96,7 @@ enum RawBackend {
     #[default]
     Docker,
     Kubernetes,
+    Kuberun,
     Sshproxy,
 }
 
@@ -113,7 +115,8 @@ struct RawConfig {
     audit: Present,
     health: Present,
     security: Present,
-    kubernetes: RawKubernetes,
+    kubernetes: Option<RawKubernetes>,
+    kuberun: Option<RawKuberun>,
     sshproxy: Present,
 }
 
@@ -135,7 +138,7 @@ impl RawConfig {
         }
         let backend = match self.backend {
             RawBackend::Docker => Backend::Docker,
-            RawBackend::Kubernetes => Backend::Kubernetes,
+            RawBackend::Kubernetes | RawBackend::Kuberun => Backend::Kubernetes,
             RawBackend::Sshproxy => {
                 check.error(
                     "backend",
@@ -148,7 +151,17 @@ impl RawConfig {
             ssh: self.ssh.resolve(check),
             backend,
             docker: self.docker.resolve(check),
-            kubernetes: self.kubernetes.resolve(check),
+            kubernetes: match (self.kubernetes, self.kuberun) {
+                (Some(_), Some(kuberun)) => {
+                    check.error_at_key(
+                        "kuberun",
+                        "write either `kubernetes` or the legacy `kuberun`, not both",
+                    );
+                    kuberun.resolve(check)
+                }
+                (None, Some(kuberun)) => kuberun.resolve(check),
+                (kubernetes, None) => kubernetes.unwrap_or_default().resolve(check),
+            },
             auth: self.auth.resolve(check),
             log: self.log.resolve(check),
         }
@@ -854,5 +867,49 @@ mod tests {
             .warnings
             .iter()
             .any(|w| w.to_string().contains("NOT verified")));
+    }
+
+    #[test]
+    fn legacy_kuberun_maps_onto_kubernetes() {
+        let loaded = yaml(&format!(
+            "{MINIMAL}backend: kuberun\nkuberun:\n  connection:\n    host: 10.0.0.1:6443\n    bearerToken: t\n    timeout: 30s\n    qps: 20\n  pod:\n    namespace: guests\n    consoleContainerNumber: 1\n    disableCommand: true\n    enableAgent: false\n    podSpec:\n      containers:\n        - name: a\n          image: busybox\n        - name: b\n          image: sshpod-guest:latest\n"
+        ))
+        .unwrap();
+        let kube = &loaded.config.kubernetes;
+        assert_eq!(loaded.config.backend, Backend::Kubernetes);
+        assert_eq!(kube.connection.host, "10.0.0.1:6443");
+        assert_eq!(kube.connection.qps, 20.0);
+        assert_eq!(kube.timeouts.pod_start, Duration::from_secs(30));
+        assert_eq!(kube.pod.namespace(), "guests");
+        assert_eq!(kube.pod.console_container_number, 1);
+        assert!(kube.pod.disable_command);
+        assert_eq!(kube.pod.spec.containers[1].name, "b");
+        let warnings: Vec<String> = loaded.warnings.iter().map(ToString::to_string).collect();
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("`kuberun` is deprecated")),
+            "{warnings:?}"
+        );
+
+        let all = errors(yaml(&format!(
+            "{MINIMAL}kuberun:\n  pod:\n    podspec: {{}}\n"
+        )));
+        assert!(
+            all[0].to_string().contains("key `kuberun.pod.podspec`"),
+            "{all:?}"
+        );
+        let all = errors(yaml(&format!(
+            "{MINIMAL}kuberun:\n  pod:\n    podSpec:\n      containers: [{{name: a, image: b, imagee: c}}]\n"
+        )));
+        let messages: Vec<String> = all.iter().map(ToString::to_string).collect();
+        assert!(
+            messages
+                .iter()
+                .any(|m| m.contains("key `kuberun.pod.podSpec.containers[0].imagee`")),
+            "{messages:#?}"
+        );
+        let all = errors(yaml(&format!("{MINIMAL}kuberun: {{}}\nkubernetes: {{}}\n")));
+        assert!(all[0].to_string().contains("not both"), "{all:?}");
     }
 }

@@ -241,6 +241,9 @@ impl KubeContainer {
         let pod = &self.config.pod;
         match command {
             Command::Shell => Ok(pod.shell_command.clone()),
+            Command::Exec(_) if pod.disable_command => Err(BackendError::Unsupported(
+                "running commands is disabled on this server; log in for a shell".to_owned(),
+            )),
             Command::Exec(line) => Ok(vec!["/bin/sh".to_owned(), "-c".to_owned(), line.clone()]),
             Command::Subsystem(name) => match pod.subsystems.get(name) {
                 Some(program) => Ok(vec![program.clone()]),

@@ -4,7 +4,7 @@
 //! certify one of the host keys.
 
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -89,11 +89,20 @@ pub(crate) fn load_certificates(paths: &[String], keys: &[PrivateKey]) -> Result
         .collect()
 }
 
+/// This process's user id (the owner of `/proc/self`).
+fn own_uid() -> Option<u32> {
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
 fn load_or_generate(path: &Path) -> Result<PrivateKey> {
     match std::fs::read_to_string(path) {
         Ok(text) => {
-            let mode = std::fs::metadata(path)?.permissions().mode();
-            if mode & 0o077 != 0 {
+            let meta = std::fs::metadata(path)?;
+            let mode = meta.permissions().mode();
+            // OpenSSH's rule: a key of our own must not be readable by others. A key owned by
+            // another user (a Kubernetes Secret mounted with fsGroup is root's, mode 0440) can
+            // only be shared as its owner decided.
+            if mode & 0o077 != 0 && Some(meta.uid()) == own_uid() {
                 bail!(
                     "host key {} is readable by others (mode {:o}); run chmod 600 on it",
                     path.display(),
