@@ -1,0 +1,235 @@
+"""The Kubernetes backend, end to end: the real sshpod binary and OpenSSH client against
+kube-sim (the Kubernetes API emulator in this repository, which runs pods as Docker
+containers). One kube-sim serves the module; every test checks that the pods of its
+connections are gone afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import signal
+import sys
+import urllib.request
+from pathlib import Path
+
+import asyncssh
+import pytest
+import yaml
+
+import harness as h
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kube_sim"))
+import kubesim  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ks(tmp_path_factory: pytest.TempPathFactory):
+    if not kubesim.kube_sim_bin().is_file():
+        pytest.fail(f"kube-sim not found at {kubesim.kube_sim_bin()}: run `cargo build -p kube-sim`",
+                    pytrace=False)
+    sim = kubesim.KubeSim(tmp_path_factory.mktemp("kube-sim"))
+    yield sim
+    status = sim.stop()
+    left = kubesim.docker_ids("container", sim.instance)
+    assert status == 0 and not left, (status, left, sim.logs())
+
+
+def pods(ks, selector: str = "sshpod.instance") -> list[dict]:
+    out = ks.kubectl("get", "pods", "-n", "default", "-l", selector, "-o", "yaml").stdout
+    return yaml.safe_load(out)["items"]
+
+
+def wait_no_pods(ks, selector: str = "sshpod.instance", timeout: float = h.CLEANUP_TIMEOUT) -> None:
+    h.wait_until(lambda: not pods(ks, selector), timeout, f"pods matching {selector} to be deleted")
+
+
+def kube_config(ks, **pod: object) -> dict:
+    kubernetes: dict = {"connection": {"kubeconfig": str(ks.kubeconfig)}}
+    if pod:
+        kubernetes["pod"] = pod
+    return {"backend": "kubernetes", "kubernetes": kubernetes}
+
+
+@pytest.fixture
+def kube(scn, ks):
+    """Starts gateways on the Kubernetes backend; afterwards no pod of theirs may be left."""
+    def start(overrides: dict | None = None, **kw):
+        return scn.start(h.deep_merge(kube_config(ks), overrides or {}), **kw)
+
+    yield start
+    alive = any(gw.proc.poll() is None for gw in scn.gateways)
+    if alive:
+        wait_no_pods(ks)
+
+
+def test_commands_run_in_a_pod_as_non_root_and_the_pod_goes_at_logout(kube, scn, ks):
+    gw = kube()
+    client = scn.client(gw)
+    result = client.ssh("cat; echo err >&2; id -u; echo \"$GREETING\"; exit 3", input=b"in\n",
+                        opts=["-o", "SetEnv=GREETING=\"hello pod\""])
+    assert result.returncode == 3, result
+    assert result.stdout == "in\n1000\nhello pod\n", result
+    assert result.stderr == "err\n", result
+    wait_no_pods(ks)
+
+
+def test_terminal_sessions_get_a_pty_with_term(kube, scn):
+    gw = kube()
+    result = scn.client(gw).ssh("tty; echo $TERM", opts=["-tt", "-o", "SetEnv=TERM=xterm-256color"])
+    assert result.returncode == 0, result
+    lines = result.stdout.replace("\r", "").splitlines()
+    assert lines[0].startswith("/dev/pts/"), result
+    assert lines[1] == "xterm-256color", result
+
+
+def test_scp_and_sftp_in_one_connection(kube, scn, tmp_path):
+    gw = kube()
+    client = scn.client(gw)
+    master = scn.control_path(client)
+    opts = h.control_options(master)
+    payload = tmp_path / "payload"
+    payload.write_bytes(bytes(range(256)) * 4096)
+    up = client.run_args(client.scp_args(str(payload), client.remote("/tmp/payload"), opts=opts))
+    assert up.returncode == 0, up
+    back = tmp_path / "back"
+    down = client.run_args(client.sftp_args(opts=opts), input=f"get /tmp/payload {back}\n")
+    assert down.returncode == 0, down
+    assert back.read_bytes() == payload.read_bytes()
+
+
+def test_local_port_forwarding_reaches_a_server_in_the_pod(kube, scn):
+    gw = kube()
+    client = scn.client(gw)
+    port = h.free_port()
+    server = scn.track(client.popen(
+        "mkdir -p /tmp/www && echo from-the-pod > /tmp/www/index.html && echo ready && "
+        "exec busybox httpd -f -p 127.0.0.1:8080 -h /tmp/www",
+        opts=["-L", f"127.0.0.1:{port}:localhost:8080"]))
+    assert h.read_line(server.stdout, h.CONTAINER_TIMEOUT) == b"ready\n"
+
+    def fetch():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5) as r:
+                return r.read()
+        except OSError:
+            return None
+
+    assert h.wait_until(fetch, 60, "the forwarded port to answer") == b"from-the-pod\n"
+
+
+def test_signals_reach_the_process(kube, scn):
+    gw = kube()
+
+    async def scenario():
+        async with asyncssh.connect("127.0.0.1", gw.port, username="alice", client_keys=[str(scn.keys["alice"])],
+                                    known_hosts=None, agent_path=None, config=None) as conn:
+            proc = await conn.create_process("trap 'echo got TERM; exit 7' TERM; echo ready; "
+                                             "while :; do sleep 0.1; done")
+            assert await asyncio.wait_for(proc.stdout.readline(), 60) == "ready\n"
+            proc.send_signal("TERM")
+            output = await asyncio.wait_for(proc.stdout.read(), 60)
+            return output, await asyncio.wait_for(proc.wait(), 60)
+
+    output, result = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert "got TERM" in output and result.exit_status == 7, (output, result)
+
+
+def test_pod_that_cannot_start_is_reported_at_once_and_deleted(kube, scn, ks):
+    image = f"sshpod-missing-{scn.run_id}:none"
+    gw = kube({"kubernetes": {"pod": {"spec": {"containers": [{"name": "shell", "image": image}]}}}})
+    failed = scn.client(gw).ssh("true", timeout=120)
+    assert failed.returncode != 0, failed
+    assert "ErrImagePull" in failed.stderr or "ImagePullBackOff" in failed.stderr, failed
+    assert image in failed.stderr, failed
+    wait_no_pods(ks)
+    assert gw.proc.poll() is None
+
+
+def test_killed_sshpod_leaves_pods_that_end_and_the_next_start_removes_only_those(kube, scn, ks):
+    first = kube(name="first")
+    other = kube(name="other")
+    holder = scn.track(scn.client(other).popen("echo started; exec sleep 1000"))
+    assert h.read_line(holder.stdout, h.CONTAINER_TIMEOUT) == b"started\n"
+    victim = scn.track(scn.client(first).popen("echo started; exec sleep 1000"))
+    assert h.read_line(victim.stdout, h.CONTAINER_TIMEOUT) == b"started\n"
+    assert len(pods(ks)) == 2
+
+    first.signal(signal.SIGKILL)
+    first.wait_exit(30)
+
+    def ended() -> bool:
+        return any(p["status"].get("phase") in ("Succeeded", "Failed") for p in pods(ks))
+
+    h.wait_until(ended, 60, "the pod of the killed instance to end (its lifeline closed)")
+    kube(name="restarted").wait_for_log("removed containers left by instances that died", 60)
+    remaining = pods(ks)
+    assert len(remaining) == 1, remaining
+    assert remaining[0]["status"]["phase"] == "Running", "the other instance's pod is untouched"
+    holder.kill()
+
+
+def test_persistent_mode_shares_one_pod_and_keeps_it(kube, scn, ks):
+    name = f"persistent-{scn.run_id}"
+    gw = kube({"kubernetes": {"pod": {
+        "mode": "persistent", "createMissingPods": True,
+        "metadata": {"name": name, "namespace": "default", "labels": {"test": scn.run_id}},
+    }}})
+    client = scn.client(gw)
+    assert client.ssh("echo kept > /tmp/mark").returncode == 0
+    again = client.ssh("cat /tmp/mark")
+    assert again.stdout == "kept\n", again
+    assert [p["metadata"]["name"] for p in pods(ks, f"test={scn.run_id}")] == [name]
+    ks.kubectl("delete", "pod", name, "--wait=true")
+
+
+def test_legacy_kuberun_with_a_bearer_token_and_inline_ca(scn, ks):
+    config = yaml.safe_load(ks.kubeconfig.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
+    gw = scn.start({"backend": "kuberun", "kuberun": {
+        "connection": {"host": cluster["server"], "cacert": ca, "bearerToken": ks.admin_token},
+        "pod": {"namespace": "default", "disableCommand": True},
+    }})
+    assert "`kuberun` is deprecated" in gw.log
+    refused = scn.client(gw).ssh("echo hi")
+    assert refused.returncode != 0 and "disabled" in refused.stderr, refused
+    shell = scn.client(gw).ssh(input=b"echo from-a-shell\nexit\n", opts=["-T"])
+    assert "from-a-shell" in shell.stdout, shell
+    wait_no_pods(ks)
+
+
+def test_wrong_credentials_stop_start_up(scn, ks):
+    config = yaml.safe_load(ks.kubeconfig.read_text())
+    cluster = config["clusters"][0]["cluster"]
+    ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
+    gw = scn.start({"backend": "kubernetes", "kubernetes": {
+        "connection": {"host": cluster["server"], "cacert": ca, "bearerToken": "not-a-token"}}}, wait=False)
+    assert gw.wait_exit(60) != 0
+    assert "connecting to the Kubernetes API server" in gw.log, gw.log
+
+
+def test_deploy_artefacts_grant_exactly_what_sshpod_needs_and_carry_a_valid_config(scn):
+    deploy = h.REPO_ROOT / "deploy" / "kubernetes"
+    docs = [d for f in sorted(deploy.glob("*.yaml")) if f.name != "kustomization.yaml"
+            for d in yaml.safe_load_all(f.read_text()) if d]
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    role = by_kind["Role"][0]
+    assert role["metadata"]["namespace"] == "sshpod-guests"
+    rules = {tuple(r["resources"]): sorted(r["verbs"]) for r in role["rules"]}
+    assert rules == {
+        ("pods",): sorted(["create", "get", "list", "watch", "delete"]),
+        ("pods/exec", "pods/attach", "pods/portforward"): ["create", "get"],
+    }
+    binding = by_kind["RoleBinding"][0]
+    assert binding["subjects"][0] == {"kind": "ServiceAccount", "name": "sshpod", "namespace": "sshpod"}
+    assert by_kind["NetworkPolicy"][0]["metadata"]["namespace"] == "sshpod-guests"
+    config_text = by_kind["ConfigMap"][0]["data"]["config.yaml"]
+    path = scn.tmp / "deployed-config.yaml"
+    path.write_text(config_text)
+    checked = h.run_sshpod(["check-config", "--config", str(path)])
+    assert checked.returncode == 0, checked.stderr
+    assert yaml.safe_load(config_text)["kubernetes"]["pod"]["metadata"]["namespace"] == "sshpod-guests"
+    kustomized = yaml.safe_load((deploy / "kustomization.yaml").read_text())["resources"]
+    assert sorted(kustomized) == sorted(f.name for f in deploy.glob("*.yaml") if f.name != "kustomization.yaml")
