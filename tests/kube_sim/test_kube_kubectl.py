@@ -66,12 +66,3 @@ def test_create_f_multi_container_pod_shares_localhost(ks, name, tmp_path):
 
 def test_client_certificate_user(ks):
     assert "NAME" in ks.kubectl("--context", "kube-sim-cert", "get", "namespaces").stdout
-
-
-def test_tty_exec_passes_bytes_untouched(ks, name):
-    ks.kubectl("run", name, f"--image={kubesim.GUEST_IMAGE}", "--restart=Never", "--", "sleep", "300")
-    ks.kubectl("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=60s")
-    # Output starting with 0x00-0x02 must not be mistaken for the engine's stream headers.
-    out = ks.kubectl("exec", name, "--", "sh", "-c", r"printf '\001\002abc'").stdout
-    assert out == "\x01\x02abc"
-    ks.kubectl("delete", "pod", name, "--grace-period=0", "--force")

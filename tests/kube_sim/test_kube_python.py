@@ -101,3 +101,17 @@ def test_exec_v4_frames(ks, name):
     assert status["reason"] == "NonZeroExitCode"
     assert status["details"]["causes"][0] == {"reason": "ExitCode", "message": "7"}
     api.delete_namespaced_pod(name, "default", grace_period_seconds=0)
+
+
+def test_tty_exec_passes_low_bytes_untouched(ks, name):
+    api = ks.client()
+    api.create_namespaced_pod("default", kubesim.pod(name, ["sleep", "300"]))
+    kubesim.wait_for_pod(api, "default", name, kubesim.running)
+    # TTY output starting with 0x00-0x02 must not be mistaken for the engine's stream headers.
+    resp = stream(api.connect_get_namespaced_pod_exec, name, "default",
+                  command=["sh", "-c", r"printf '\001\002abc'; exit 5"],
+                  stdin=False, stdout=True, stderr=False, tty=True, _preload_content=False)
+    resp.run_forever(timeout=30)
+    assert resp.read_stdout() == "\x01\x02abc"
+    assert resp.returncode == 5
+    api.delete_namespaced_pod(name, "default", grace_period_seconds=0)
