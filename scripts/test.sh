@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: lints, Rust tests, then the end-to-end suite (tests/e2e) against the real
-# binary, real OpenSSH clients and a real Docker engine. Installs and starts what is missing.
+# binary, real OpenSSH clients and a real Docker engine, and the kube-sim suite (tests/kube_sim)
+# against kube-sim with kubectl and the official Python client. Installs and starts what is missing.
 #
 #   scripts/test.sh                       # everything
 #   scripts/test.sh -k transfer -x        # extra arguments go to pytest
@@ -22,11 +23,13 @@ ensure_dockerd
 ensure_guest_image
 ensure_venv
 
-log "cargo build -p sshpod"
-cargo build -p sshpod
+log "cargo build -p sshpod -p kube-sim"
+cargo build -p sshpod -p kube-sim
 log "cargo test --workspace"
 cargo test --workspace
 
-log "end-to-end suite"
+log "end-to-end and kube-sim suites"
 export SSHPOD_BIN="${SSHPOD_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/sshpod}"
-"$REPO_ROOT/.venv/bin/pytest" tests/e2e -v "$@"
+export KUBE_SIM_BIN="${KUBE_SIM_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/kube-sim}"
+# One invocation; both directories share the e2e settings (timeouts, no cache).
+"$REPO_ROOT/.venv/bin/pytest" -c tests/e2e/pytest.ini --rootdir tests tests/e2e tests/kube_sim -v "$@"

@@ -1,0 +1,126 @@
+//! Discovery: `/version` (minor "32", which the kubectl dispatcher picks its binary by),
+//! legacy `/api`, `/apis`, `/api/v1`, and the minimal `/openapi/v3` that lets
+//! `kubectl create -f` validate on the server.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::status::{json_response, ApiError};
+
+pub async fn version() -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "major": "1",
+            "minor": "32",
+            "gitVersion": "v1.32.4-kube-sim",
+            "gitCommit": "0000000000000000000000000000000000000000",
+            "gitTreeState": "clean",
+            "buildDate": "2025-04-22T00:00:00Z",
+            "goVersion": "go1.23.6",
+            "compiler": "gc",
+            "platform": "linux/amd64",
+        }),
+    )
+}
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub async fn api() -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
+        }),
+    )
+}
+
+pub async fn apis() -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
+    )
+}
+
+fn resource(
+    name: &str,
+    singular: &str,
+    kind: &str,
+    namespaced: bool,
+    verbs: &[&str],
+    short: &[&str],
+) -> Value {
+    let mut r = json!({
+        "name": name,
+        "singularName": singular,
+        "namespaced": namespaced,
+        "kind": kind,
+        "verbs": verbs,
+    });
+    if !short.is_empty() {
+        r["shortNames"] = json!(short);
+    }
+    r
+}
+
+pub async fn api_v1() -> Response {
+    let crud = ["create", "delete", "get", "list", "watch"];
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "kind": "APIResourceList",
+            "groupVersion": "v1",
+            "resources": [
+                resource("pods", "pod", "Pod", true, &crud, &["po"]),
+                resource("pods/attach", "", "PodAttachOptions", true, &["create", "get"], &[]),
+                resource("pods/exec", "", "PodExecOptions", true, &["create", "get"], &[]),
+                resource("pods/log", "", "Pod", true, &["get"], &[]),
+                resource("pods/portforward", "", "PodPortForwardOptions", true, &["create", "get"], &[]),
+                resource("persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, &crud, &["pvc"]),
+                resource("namespaces", "namespace", "Namespace", false, &crud, &["ns"]),
+            ],
+        }),
+    )
+}
+
+pub async fn openapi_v3() -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=4B1D0C0FFEE0CAFE"}}}),
+    )
+}
+
+fn object_path(kind: &str) -> Value {
+    json!({
+        "patch": {
+            "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": kind},
+            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
+            "responses": {"200": {"description": "OK"}},
+        }
+    })
+}
+
+pub async fn openapi_v3_api_v1() -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.32.4"},
+            "paths": {
+                "/api/v1/namespaces/{namespace}/pods/{name}": object_path("Pod"),
+                "/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}": object_path("PersistentVolumeClaim"),
+                "/api/v1/namespaces/{name}": object_path("Namespace"),
+            },
+            "components": {"schemas": {}},
+        }),
+    )
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NoRoute
+}

@@ -1,0 +1,162 @@
+//! PersistentVolumeClaims, each backed by a Docker named volume: data outlives the pods that
+//! mount it. Bound at once (there is one implicit storage class).
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::list::{get_one, list_or_watch};
+use super::meta::{parse_body, prepare};
+use super::pods::require_namespace;
+use super::status::{json_response, ApiError};
+use crate::app::App;
+use crate::query::Params;
+use crate::store::{Key, Kind};
+
+pub async fn list_all(
+    State(app): State<App>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    list_or_watch(
+        &app,
+        Kind::PersistentVolumeClaim,
+        None,
+        &Params::parse(q.as_deref()),
+        &headers,
+    )
+}
+
+pub async fn list(
+    State(app): State<App>,
+    Path(ns): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    list_or_watch(
+        &app,
+        Kind::PersistentVolumeClaim,
+        Some(ns),
+        &Params::parse(q.as_deref()),
+        &headers,
+    )
+}
+
+pub async fn get(
+    State(app): State<App>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let pvc = app
+        .store
+        .get(&Key::new(Kind::PersistentVolumeClaim, &ns, &name))
+        .ok_or_else(|| ApiError::not_found("persistentvolumeclaims", &name))?;
+    Ok(get_one(
+        pvc,
+        Kind::PersistentVolumeClaim,
+        app.store.rv(),
+        &headers,
+    ))
+}
+
+fn bind(pvc: &mut Value) {
+    let uid = pvc["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let access = pvc["spec"]["accessModes"].clone();
+    let storage = pvc["spec"]["resources"]["requests"]["storage"].clone();
+    let spec = &mut pvc["spec"];
+    if !spec.is_object() {
+        *spec = json!({});
+    }
+    spec["volumeMode"] = spec
+        .get("volumeMode")
+        .cloned()
+        .unwrap_or(json!("Filesystem"));
+    spec["storageClassName"] = spec
+        .get("storageClassName")
+        .cloned()
+        .unwrap_or(json!("standard"));
+    spec["volumeName"] = json!(format!("pvc-{uid}"));
+    pvc["status"] =
+        json!({"phase": "Bound", "accessModes": access, "capacity": {"storage": storage}});
+}
+
+pub async fn create(
+    State(app): State<App>,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let mut pvc = parse_body(&body, "PersistentVolumeClaim")?;
+    require_namespace(&app, &ns)?;
+    let name = prepare(&mut pvc, "PersistentVolumeClaim", Some(&ns), true)?;
+    if pvc["spec"]["resources"]["requests"]["storage"]
+        .as_str()
+        .is_none()
+    {
+        return Err(ApiError::invalid(
+            "PersistentVolumeClaim",
+            &name,
+            "spec.resources[storage]",
+            "Required value",
+        ));
+    }
+    if pvc["spec"]["accessModes"]
+        .as_array()
+        .is_none_or(Vec::is_empty)
+    {
+        return Err(ApiError::invalid(
+            "PersistentVolumeClaim",
+            &name,
+            "spec.accessModes",
+            "Required value: at least 1 access mode is required",
+        ));
+    }
+    if let Some(map) = pvc["metadata"].as_object_mut() {
+        map.insert(
+            "finalizers".to_owned(),
+            json!(["kubernetes.io/pvc-protection"]),
+        );
+    }
+    bind(&mut pvc);
+    let key = Key::new(Kind::PersistentVolumeClaim, &ns, &name);
+    if app.store.get(&key).is_some() {
+        return Err(ApiError::AlreadyExists {
+            resource: "persistentvolumeclaims".to_owned(),
+            name,
+        });
+    }
+    app.kubelet
+        .create_pvc_volume(&ns, &name)
+        .await
+        .map_err(ApiError::internal)?;
+    let stored = app
+        .store
+        .create(key, pvc)
+        .ok_or_else(|| ApiError::AlreadyExists {
+            resource: "persistentvolumeclaims".to_owned(),
+            name: name.clone(),
+        })?;
+    Ok(json_response(StatusCode::CREATED, &stored))
+}
+
+/// Removes a PVC and (now or once unused) its volume.
+pub async fn delete_pvc(app: &App, ns: &str, name: &str) -> Result<Value, ApiError> {
+    let last = app
+        .store
+        .remove(&Key::new(Kind::PersistentVolumeClaim, ns, name))
+        .ok_or_else(|| ApiError::not_found("persistentvolumeclaims", name))?;
+    app.kubelet.remove_pvc_volume(ns, name).await;
+    Ok(last)
+}
+
+pub async fn delete(
+    State(app): State<App>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let last = delete_pvc(&app, &ns, &name).await?;
+    Ok(json_response(StatusCode::OK, &last))
+}

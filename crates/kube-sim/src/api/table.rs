@@ -1,0 +1,123 @@
+//! `meta.k8s.io/v1` Tables for `kubectl get pods` (the usual columns, IP and node with -o wide).
+
+use serde_json::{json, Value};
+
+/// Whether the client asked for a Table.
+pub fn wants_table(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("as=Table"))
+}
+
+/// "5s", "3m", "2h", "4d" like kubectl's HumanDuration (coarsely).
+pub fn age(created: &str, now: chrono::DateTime<chrono::Utc>) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(created) else {
+        return "<unknown>".to_owned();
+    };
+    let secs = (now - t.with_timezone(&chrono::Utc)).num_seconds().max(0);
+    match secs {
+        s if s < 120 => format!("{s}s"),
+        s if s < 3600 * 2 => format!("{}m", s / 60),
+        s if s < 86400 * 2 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+/// The STATUS column: Terminating, a waiting/terminated reason, or the phase.
+pub fn pod_reason(pod: &Value) -> String {
+    if pod["metadata"]["deletionTimestamp"].is_string() {
+        return "Terminating".to_owned();
+    }
+    let statuses = pod["status"]["containerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut reason = pod["status"]["phase"]
+        .as_str()
+        .unwrap_or("Pending")
+        .to_owned();
+    for s in &statuses {
+        if let Some(r) = s["state"]["waiting"]["reason"].as_str() {
+            return r.to_owned();
+        }
+        if let Some(r) = s["state"]["terminated"]["reason"].as_str() {
+            reason = r.to_owned();
+        }
+    }
+    if statuses.iter().any(|s| s["state"]["running"].is_object()) {
+        return "Running".to_owned();
+    }
+    reason
+}
+
+/// A Table of pods.
+pub fn pods(items: &[Value], rv: u64) -> Value {
+    let now = chrono::Utc::now();
+    let column = |name: &str, format: &str, priority: u8| json!({"name": name, "type": "string", "format": format, "description": "", "priority": priority});
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|pod| {
+            let statuses = pod["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+            let total = pod["spec"]["containers"].as_array().map_or(0, Vec::len);
+            let ready = statuses.iter().filter(|s| s["ready"] == true).count();
+            let restarts: i64 = statuses.iter().filter_map(|s| s["restartCount"].as_i64()).sum();
+            let meta = &pod["metadata"];
+            json!({
+                "cells": [
+                    meta["name"],
+                    format!("{ready}/{total}"),
+                    pod_reason(pod),
+                    restarts.to_string(),
+                    age(meta["creationTimestamp"].as_str().unwrap_or(""), now),
+                    pod["status"]["podIP"].as_str().unwrap_or("<none>"),
+                    pod["spec"]["nodeName"].as_str().unwrap_or("<none>"),
+                    "<none>",
+                    "<none>",
+                ],
+                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta},
+            })
+        })
+        .collect();
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": rv.to_string()},
+        "columnDefinitions": [
+            column("Name", "name", 0),
+            column("Ready", "", 0),
+            column("Status", "", 0),
+            column("Restarts", "", 0),
+            column("Age", "", 0),
+            column("IP", "", 1),
+            column("Node", "", 1),
+            column("Nominated Node", "", 1),
+            column("Readiness Gates", "", 1),
+        ],
+        "rows": rows,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages() {
+        let now = chrono::DateTime::parse_from_rfc3339("2024-01-01T01:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        assert_eq!(age("2024-01-01T00:59:55Z", now), "5s");
+        assert_eq!(age("2024-01-01T00:30:00Z", now), "30m");
+        assert_eq!(age("bad", now), "<unknown>");
+    }
+
+    #[test]
+    fn status_column() {
+        let pod = json!({"status": {"phase": "Pending", "containerStatuses": [
+            {"state": {"waiting": {"reason": "ImagePullBackOff"}}}]}});
+        assert_eq!(pod_reason(&pod), "ImagePullBackOff");
+        let pod = json!({"metadata": {"deletionTimestamp": "x"}, "status": {"phase": "Running"}});
+        assert_eq!(pod_reason(&pod), "Terminating");
+        let pod = json!({"status": {"phase": "Succeeded", "containerStatuses": [
+            {"state": {"terminated": {"reason": "Completed"}}}]}});
+        assert_eq!(pod_reason(&pod), "Completed");
+    }
+}

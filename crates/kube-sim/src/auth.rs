@@ -1,0 +1,226 @@
+//! Who is calling (bearer token or client certificate) and what they may do: admins may do
+//! anything; a namespace-restricted user only what lies in its namespace (plus discovery).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::api::status::ApiError;
+use crate::query::Params;
+
+/// What an identity may touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    Cluster,
+    Namespace(String),
+}
+
+/// An authenticated user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub user: String,
+    pub groups: Vec<String>,
+    pub scope: Scope,
+}
+
+/// The identity the TLS layer established for a connection (a client certificate), if any.
+#[derive(Debug, Clone, Default)]
+pub struct PeerIdentity(pub Option<Identity>);
+
+/// Static bearer tokens.
+#[derive(Debug, Default)]
+pub struct Authenticator {
+    tokens: HashMap<String, Identity>,
+}
+
+impl Authenticator {
+    pub fn add_token(&mut self, token: String, identity: Identity) {
+        self.tokens.insert(token, identity);
+    }
+
+    fn by_token(&self, header: &str) -> Option<Identity> {
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))?;
+        self.tokens.get(token.trim()).cloned()
+    }
+}
+
+/// Paths the apiserver lets anyone read (`system:public-info-viewer`).
+fn is_public(path: &str) -> bool {
+    matches!(path, "/version" | "/healthz" | "/readyz" | "/livez")
+}
+
+fn is_discovery(path: &str) -> bool {
+    matches!(path, "/api" | "/apis" | "/api/v1" | "/version") || path.starts_with("/openapi/")
+}
+
+/// The request as RBAC sees it.
+#[derive(Debug, PartialEq)]
+struct Attributes<'a> {
+    verb: &'static str,
+    resource: String,
+    namespace: Option<&'a str>,
+    name: Option<&'a str>,
+}
+
+fn attributes<'a>(method: &Method, path: &'a str, watch: bool) -> Option<Attributes<'a>> {
+    let rest = path.strip_prefix("/api/v1/")?;
+    let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
+    let (namespace, tail): (Option<&str>, &[&str]) = match parts.as_slice() {
+        ["namespaces", ns, tail @ ..] if !tail.is_empty() => (Some(*ns), tail),
+        ["namespaces", ns] => (None, &["namespaces", ns][..]),
+        _ => (None, parts.as_slice()),
+    };
+    let (resource, name, sub) = match tail {
+        ["namespaces", ns] => ("namespaces".to_owned(), Some(*ns), None),
+        [r] => ((*r).to_owned(), None, None),
+        [r, n] => ((*r).to_owned(), Some(*n), None),
+        [r, n, s, ..] => ((*r).to_owned(), Some(*n), Some(*s)),
+        [] => return None,
+    };
+    let resource = match sub {
+        Some(s) => format!("{resource}/{s}"),
+        None => resource,
+    };
+    let verb = match (method.as_str(), name.is_some()) {
+        ("GET", _) if watch => "watch",
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => "get",
+    };
+    Some(Attributes {
+        verb,
+        resource,
+        namespace,
+        name,
+    })
+}
+
+fn forbidden(identity: &Identity, a: &Attributes<'_>) -> ApiError {
+    let subject = match a.name {
+        Some(n) => format!("{} \"{n}\"", a.resource),
+        None => a.resource.clone(),
+    };
+    let place = match a.namespace {
+        Some(ns) => format!("in the namespace \"{ns}\""),
+        None => "at the cluster scope".to_owned(),
+    };
+    ApiError::Forbidden(format!(
+        "{subject} is forbidden: User \"{}\" cannot {} resource \"{}\" in API group \"\" {place}",
+        identity.user, a.verb, a.resource
+    ))
+}
+
+/// May `identity` make this request?
+pub fn authorize(
+    identity: &Identity,
+    method: &Method,
+    path: &str,
+    watch: bool,
+) -> Result<(), ApiError> {
+    if identity.scope == Scope::Cluster || is_discovery(path) {
+        return Ok(());
+    }
+    let Scope::Namespace(own) = &identity.scope else {
+        return Ok(());
+    };
+    match attributes(method, path, watch) {
+        Some(a) if a.namespace == Some(own.as_str()) => Ok(()),
+        Some(a)
+            if a.resource == "namespaces" && a.name == Some(own.as_str()) && a.verb == "get" =>
+        {
+            Ok(())
+        }
+        Some(a) => Err(forbidden(identity, &a)),
+        None => Err(ApiError::Forbidden(format!(
+            "forbidden: User \"{}\" cannot get path \"{path}\"",
+            identity.user
+        ))),
+    }
+}
+
+/// Middleware: authenticate (401 when nobody), authorize (403), then pass the identity on.
+pub async fn middleware(
+    State(auth): State<Arc<Authenticator>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    let by_token = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|h| auth.by_token(h));
+    let identity = by_token.or_else(|| {
+        request
+            .extensions()
+            .get::<PeerIdentity>()
+            .and_then(|p| p.0.clone())
+    });
+    let Some(identity) = identity else {
+        if is_public(&path) {
+            return next.run(request).await;
+        }
+        return ApiError::Unauthorized.into_response();
+    };
+    let watch = Params::parse(request.uri().query()).flag("watch");
+    if let Err(e) = authorize(&identity, request.method(), &path, watch) {
+        return e.into_response();
+    }
+    request.extensions_mut().insert(identity);
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn restricted() -> Identity {
+        Identity {
+            user: "dev".into(),
+            groups: vec![],
+            scope: Scope::Namespace("team-a".into()),
+        }
+    }
+
+    #[test]
+    fn restricted_user_stays_in_its_namespace() {
+        let id = restricted();
+        assert!(authorize(&id, &Method::GET, "/api/v1/namespaces/team-a/pods", false).is_ok());
+        assert!(authorize(&id, &Method::POST, "/api/v1/namespaces/team-a/pods", false).is_ok());
+        assert!(authorize(&id, &Method::GET, "/api/v1/namespaces/team-a", false).is_ok());
+        assert!(authorize(&id, &Method::GET, "/api/v1", false).is_ok());
+        let e = authorize(&id, &Method::GET, "/api/v1/namespaces/default/pods", false).unwrap_err();
+        assert_eq!(e.code(), 403);
+        assert_eq!(
+            e.body()["message"],
+            "pods is forbidden: User \"dev\" cannot list resource \"pods\" in API group \"\" in the namespace \"default\""
+        );
+        let e = authorize(&id, &Method::GET, "/api/v1/pods", true).unwrap_err();
+        assert!(e
+            .to_string()
+            .contains("cannot watch resource \"pods\" in API group \"\" at the cluster scope"));
+        let e = authorize(&id, &Method::DELETE, "/api/v1/namespaces/team-a", false).unwrap_err();
+        assert!(e
+            .to_string()
+            .starts_with("namespaces \"team-a\" is forbidden"));
+    }
+
+    #[test]
+    fn subresources_are_named() {
+        let a = attributes(&Method::GET, "/api/v1/namespaces/x/pods/p/exec", false).unwrap();
+        assert_eq!(a.resource, "pods/exec");
+        assert_eq!(a.namespace, Some("x"));
+        assert_eq!(a.name, Some("p"));
+    }
+}

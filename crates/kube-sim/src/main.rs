@@ -1,0 +1,207 @@
+//! kube-sim: a Kubernetes API emulator backed by Docker. It serves the part of core/v1 that
+//! sshpod and everyday clients (kubectl, the Python client, kube-rs) use, and runs pods as real
+//! containers. It is test infrastructure, not a Kubernetes. Depends on no sshpod crate.
+
+mod api;
+mod app;
+mod auth;
+mod docker;
+mod kubeconfig;
+mod kubelet;
+mod names;
+mod quantity;
+mod query;
+mod selectors;
+mod server;
+mod store;
+mod tls;
+mod ws;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::{Authenticator, Identity, Scope};
+use crate::store::{Key, Kind, Store};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kube-sim",
+    version,
+    about = "A Kubernetes API emulator backed by Docker (not a Kubernetes)"
+)]
+struct Cli {
+    /// Address to serve HTTPS on (port 0 picks a free port; the ready line names it).
+    #[arg(long, default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Where to write the kubeconfig (admin token, client-certificate user, restricted user).
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    /// The namespace the restricted user may use (created at start-up).
+    #[arg(long, default_value = "restricted")]
+    restricted_namespace: String,
+    /// How many changes watches can resume from before answering 410 Expired.
+    #[arg(long, default_value_t = 1000)]
+    watch_history: usize,
+    /// Seconds between watch bookmarks (when the client allows them).
+    #[arg(long, default_value_t = 60)]
+    bookmark_interval: u64,
+}
+
+fn token() -> String {
+    hex::encode(rand::random::<[u8; 24]>())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KUBE_SIM_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kube-sim: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kube-sim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let instance = hex::encode(rand::random::<[u8; 6]>());
+    let engine = Arc::new(
+        docker::Engine::connect(instance.clone())
+            .await
+            .context("connecting to Docker")?,
+    );
+    docker::sandbox::ensure_image(&engine)
+        .await
+        .context("preparing the pause image")?;
+
+    let listener = TcpListener::bind(cli.listen)
+        .await
+        .with_context(|| format!("listening on {}", cli.listen))?;
+    let address = listener.local_addr()?;
+    let mut pki = tls::Pki::generate(address.ip()).context("generating certificates")?;
+    let admin = Identity {
+        user: "admin".into(),
+        groups: vec!["system:masters".into()],
+        scope: Scope::Cluster,
+    };
+    let client_cert = pki
+        .issue_client(admin.clone())
+        .context("issuing the client certificate")?;
+    let (admin_token, restricted_token) = (token(), token());
+    let mut authenticator = Authenticator::default();
+    authenticator.add_token(admin_token.clone(), admin);
+    authenticator.add_token(
+        restricted_token.clone(),
+        Identity {
+            user: "restricted".into(),
+            groups: vec!["system:authenticated".into()],
+            scope: Scope::Namespace(cli.restricted_namespace.clone()),
+        },
+    );
+
+    let store = Store::new(cli.watch_history);
+    for ns in [
+        "default",
+        "kube-system",
+        "kube-public",
+        "kube-node-lease",
+        cli.restricted_namespace.as_str(),
+    ] {
+        let object =
+            api::namespaces::make(ns).map_err(|e| anyhow::anyhow!("namespace {ns}: {e}"))?;
+        store.create(Key::new(Kind::Namespace, "", ns), object);
+    }
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let kubelet = Arc::new(kubelet::Kubelet::new(
+        engine.clone(),
+        store.clone(),
+        tracker.clone(),
+    ));
+    tracker.spawn(kubelet.clone().follow_engine(shutdown.clone()));
+    let app = app::App {
+        store,
+        kubelet,
+        engine: engine.clone(),
+        tracker: tracker.clone(),
+        shutdown: shutdown.clone(),
+        bookmark_interval: Duration::from_secs(cli.bookmark_interval.max(1)),
+    };
+    let router = api::router(app, Arc::new(authenticator));
+
+    let host = match address.ip() {
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip if ip.is_unspecified() => "127.0.0.1".to_owned(),
+        ip => ip.to_string(),
+    };
+    let server_url = format!("https://{host}:{}", address.port());
+    let kubeconfig = kubeconfig::render(&kubeconfig::KubeconfigData {
+        server: &server_url,
+        ca_pem: &pki.ca_pem,
+        admin_token: &admin_token,
+        cert_pem: &client_cert.cert_pem,
+        key_pem: &client_cert.key_pem,
+        restricted_token: &restricted_token,
+        restricted_namespace: &cli.restricted_namespace,
+    });
+    std::fs::write(&cli.kubeconfig, kubeconfig)
+        .with_context(|| format!("writing {}", cli.kubeconfig.display()))?;
+
+    let serving = tracker.spawn(server::serve(
+        listener,
+        pki.server_config.clone(),
+        Arc::new(pki.client_identities.clone()),
+        router,
+        shutdown.clone(),
+        tracker.clone(),
+    ));
+    println!(
+        "kube-sim ready: {server_url} instance={instance} kubeconfig={}",
+        cli.kubeconfig.display()
+    );
+
+    wait_for_signal().await?;
+    tracing::info!("shutting down: removing containers and volumes");
+    shutdown.cancel();
+    let _ = serving.await;
+    tracker.close();
+    let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
+    let left = engine.remove_everything().await;
+    if left > 0 {
+        anyhow::bail!("{left} volumes could not be removed");
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
