@@ -81,6 +81,9 @@ class Scenario:
         self.masters: list[tuple[h.Client, Path]] = []
         self.proxies: list[h.TcpProxy] = []
         self.finalizers: list[Any] = []
+        # Callables that raise h.WaitTimeout when something of the run is left behind; they
+        # run after the clients ended, while the gateways still run.
+        self.leak_checks: list[Any] = []
         # Unix socket paths are short: keep control sockets out of the long pytest tmp path.
         self.sock_dir = Path(tempfile.mkdtemp(prefix="sshpod-cm."))
         (tmp / "authorized_keys").mkdir()
@@ -190,6 +193,12 @@ class Scenario:
                 h.wait_no_containers(run_id, h.CLEANUP_TIMEOUT if alive else 0)
             except h.WaitTimeout as exc:
                 problems.append(f"containers left behind after the clients ended: {exc}")
+        if alive:
+            for check in self.leak_checks:
+                try:
+                    check()
+                except h.WaitTimeout as exc:
+                    problems.append(f"left behind after the clients ended: {exc}")
         for gateway in self.gateways:
             gateway.stop()
         for run_id in self.run_ids:

@@ -56,10 +56,8 @@ def kube(scn, ks):
     def start(overrides: dict | None = None, **kw):
         return scn.start(h.deep_merge(kube_config(ks), overrides or {}), **kw)
 
-    yield start
-    alive = any(gw.proc.poll() is None for gw in scn.gateways)
-    if alive:
-        wait_no_pods(ks)
+    scn.leak_checks.append(lambda: wait_no_pods(ks))
+    return start
 
 
 def test_commands_run_in_a_pod_as_non_root_and_the_pod_goes_at_logout(kube, scn, ks):

@@ -53,11 +53,11 @@ impl KubeBackend {
             });
         }
         let client = client::build(&config.connection, config.timeouts.http).await?;
-        client
-            .apiserver_version()
+        let pods: Api<Pod> = Api::namespaced(client, config.pod.namespace());
+        // `/version` answers anyone; listing pods proves the credentials and the rights.
+        pods.list_metadata(&kube::api::ListParams::default().limit(1))
             .await
             .map_err(|e| BackendError::Engine(Box::new(e)))?;
-        let pods = Api::namespaced(client, config.pod.namespace());
         Ok(Self {
             pods,
             config: Arc::new(config.clone()),
@@ -168,7 +168,7 @@ impl KubeBackend {
                     s.containers
                         .get_mut(self.config.pod.console_container_number)
                 }) {
-                    console.command = Some(self.config.pod.idle_command.clone());
+                    console.command = Some(persistent_idle_command(&self.config.pod.idle_command));
                     console.args = None;
                 }
                 lifecycle::create_and_wait(
@@ -216,6 +216,21 @@ impl Backend for KubeBackend {
             self.config.timeouts.pod_start * 2,
         )
         .await
+    }
+}
+
+/// The main process of a persistent pod. The default idle command ends when its stdin closes
+/// (the lifeline of connection pods); a persistent pod has no lifeline, so it gets a loop that
+/// waits for ever and ends at once on SIGTERM instead.
+fn persistent_idle_command(configured: &[String]) -> Vec<String> {
+    if configured == sshpod_config::DEFAULT_IDLE_COMMAND {
+        vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done".to_owned(),
+        ]
+    } else {
+        configured.to_vec()
     }
 }
 
