@@ -15,11 +15,14 @@ mod container;
 mod docker;
 mod duration;
 mod error;
+mod http;
 mod load;
 mod log;
+mod merge;
 mod secret;
 mod ssh;
 mod unsupported;
+mod webhook_auth;
 
 use serde::Serialize;
 
@@ -37,12 +40,15 @@ pub use crate::docker::{
     DEFAULT_SHELL_COMMAND,
 };
 pub use crate::error::{ConfigError, ConfigErrors};
+pub use crate::http::{ConfigServerConfig, HttpClientConfig, TlsVersion, WebhookConfig};
 pub use crate::load::{load, parse_str, Format, Loaded};
 pub use crate::log::{
     LogConfig, LogDestination, LogFormat, LogLevel, SyslogConfig, DEFAULT_LOG_FILE,
 };
+pub use crate::merge::{merge_answer, MergeError};
 pub use crate::secret::Secret;
 pub use crate::ssh::{SshConfig, DEFAULT_LISTEN, DEFAULT_SERVER_VERSION};
+pub use crate::webhook_auth::{WebhookAuth, WebhookMethod};
 
 /// Which backend runs the containers (`backend`; only `docker` so far).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -67,6 +73,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// sshpod's own log.
     pub log: LogConfig,
+    /// The configuration webhook, when `configserver.url` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub configserver: Option<ConfigServerConfig>,
 }
 
 impl Config {

@@ -20,7 +20,6 @@ impl<'de> Deserialize<'de> for Present {
 
 /// ContainerSSH top-level sections that sshpod does not support yet.
 pub(crate) const UNSUPPORTED_SECTIONS: &[&str] = &[
-    "configserver",
     "metrics",
     "geoip",
     "audit",
