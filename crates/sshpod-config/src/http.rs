@@ -335,7 +335,7 @@ fn resolve_client(
         check.error(&format!("{key}.timeout"), "must be at least 100ms");
     }
     let has_key = !raw.key.expose_secret().trim().is_empty();
-    if raw.cert.trim().is_empty() != !has_key {
+    if raw.cert.trim().is_empty() == has_key {
         let missing = if has_key { "cert" } else { "key" };
         check.error(
             &format!("{key}.{missing}"),
