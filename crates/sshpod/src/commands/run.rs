@@ -44,7 +44,7 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
-    let server = Server::new(Arc::clone(&config), backend, host_keys);
+    let server = Server::new(Arc::clone(&config), backend, host_keys)?;
 
     let shutdown = CancellationToken::new();
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
