@@ -164,6 +164,34 @@ def test_config_server_chooses_image_environment_and_files(scn, hooks, sh_only_i
     assert "token-for-alice" not in gw.log
 
 
+def test_metadata_labels_and_files_in_session_mode(scn, hooks):
+    note = base64.b64encode(b"per-session note\n").decode()
+    users = {"carol": {
+        "password": PASSWORD,
+        "metadata": {"TEAM": entry("blue"), "TOKEN": entry("s3cret", sensitive=True)},
+        "files": {"/srv/notes/carol.txt": entry(note)},
+        "config": {"docker": {"execution": {
+            "mode": "session",
+            "exposeAuthMetadataAsLabels": {"TEAM": "lab.team", "TOKEN": "lab.token"},
+            "exposeAuthMetadataAsEnv": True}}},
+    }}
+    server = hooks(users)
+    config = password_only(server.url)
+    config["configserver"] = {"url": server.url + "/config"}
+    gw = scn.start(config)
+    client = scn.password_client(gw, user="carol", password=PASSWORD)
+    session = scn.track(client.popen('cat /srv/notes/carol.txt; echo "$TEAM"; exec cat',
+                                     stdin=subprocess.PIPE))
+    [container] = h.wait_containers(scn.run_id)
+    labels = h.container_labels(container)
+    assert labels.get("lab.team") == "blue", labels
+    assert "lab.token" not in labels, "sensitive metadata never becomes a label"
+    session.stdin.close()
+    out, err = session.stdout.read(), session.stderr.read()
+    assert session.wait(60) == 0, err
+    assert out.decode() == "per-session note\nblue\n", (out, err)
+
+
 def test_bad_config_server_answer_refuses_the_login_with_a_reason(scn, hooks):
     users = {"alice": {"password": PASSWORD,
                        "config": {"docker": {"execution": {"container": {"imagee": "x"}}}}}}

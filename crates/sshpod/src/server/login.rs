@@ -585,7 +585,8 @@ fn bad_config<B: Backend>(
 }
 
 /// What provisioning needs from the metadata: environment (plus metadata as environment when
-/// `exposeAuthMetadataAsEnv` is on) and decoded files.
+/// `exposeAuthMetadataAsEnv` is on), labels (`exposeAuthMetadataAsLabels`, never from
+/// sensitive entries) and decoded files.
 fn outcome(
     metadata: &Metadata,
     config: &Config,
@@ -620,10 +621,23 @@ fn outcome(
             content,
         });
     }
+    let labels = config
+        .docker
+        .execution
+        .expose_auth_metadata_as_labels
+        .iter()
+        .filter_map(|(key, label)| {
+            metadata
+                .metadata
+                .get(key)
+                .filter(|v| !v.sensitive)
+                .map(|v| (label.clone(), v.value.clone()))
+        })
+        .collect();
     Ok(Outcome {
         environment,
         files,
-        labels: BTreeMap::new(),
+        labels,
         config: per_connection,
     })
 }
@@ -644,7 +658,8 @@ mod tests {
     fn config(expose: bool) -> Config {
         let text = format!(
             "auth: {{password: {{method: htpasswd, htpasswd: {{file: /h}}}}}}\n\
-             docker: {{execution: {{exposeAuthMetadataAsEnv: {expose}}}}}\n"
+             docker: {{execution: {{exposeAuthMetadataAsEnv: {expose}, \
+             exposeAuthMetadataAsLabels: {{TEAM: lab.team, SECRET: lab.secret}}}}}}\n"
         );
         sshpod_config::parse_str(&text, sshpod_config::Format::Yaml, "t.yaml")
             .unwrap()
@@ -657,6 +672,7 @@ mod tests {
         metadata
             .metadata
             .insert("TEAM".into(), value("blue", false));
+        metadata.metadata.insert("SECRET".into(), value("x", true));
         metadata
             .environment
             .insert("TEAM".into(), value("red", false));
@@ -670,10 +686,13 @@ mod tests {
         assert_eq!(
             out.environment,
             [
+                ("SECRET".to_owned(), "x".to_owned()),
                 ("TEAM".to_owned(), "red".to_owned()),
                 ("TOKEN".to_owned(), "s3cret".to_owned())
             ]
         );
+        assert_eq!(out.labels.len(), 1);
+        assert_eq!(out.labels["lab.team"], "blue");
         assert_eq!(out.files[0].content, b"hello");
         let out = outcome(&metadata, &config(false), None).unwrap();
         assert_eq!(out.environment.len(), 2);
