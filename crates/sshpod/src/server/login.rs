@@ -186,20 +186,21 @@ impl LoginState {
     pub(crate) fn outcome(&self) -> Option<&Outcome> {
         self.outcome.get()
     }
+}
 
-    /// Ends the connection with `reason` shown to the client, after the current reply.
-    fn disconnect(&self, reason: &'static str) {
-        if let Some(handle) = self.handle.get().cloned() {
-            tokio::spawn(async move {
-                let _ = handle
-                    .disconnect(
-                        russh::Disconnect::ServiceNotAvailable,
-                        format!("sshpod: {reason}"),
-                        String::new(),
-                    )
-                    .await;
-            });
-        }
+/// Ends the connection with `reason` shown to the client, after the current reply (russh
+/// handles the request once the authentication callback has returned).
+fn disconnect<B: Backend>(conn: &ConnectionState<B>, reason: &'static str) {
+    if let Some(handle) = conn.login.handle.get().cloned() {
+        conn.spawn(async move {
+            let _ = handle
+                .disconnect(
+                    russh::Disconnect::ServiceNotAvailable,
+                    format!("sshpod: {reason}"),
+                    String::new(),
+                )
+                .await;
+        });
     }
 }
 
@@ -466,7 +467,7 @@ pub(crate) async fn finish<B: Backend>(
                     "login refused: authentication unavailable"
                 )
             });
-            conn.login.disconnect(UNAVAILABLE);
+            disconnect(conn, UNAVAILABLE);
             return Auth::reject();
         }
         Step::Accepted { username, metadata } => (username, metadata),
@@ -562,7 +563,7 @@ fn unavailable<B: Backend>(
             "login refused: authentication unavailable"
         )
     });
-    conn.login.disconnect(UNAVAILABLE);
+    disconnect(conn, UNAVAILABLE);
     Auth::reject()
 }
 
@@ -580,7 +581,7 @@ fn bad_config<B: Backend>(
             "login refused: the config server's answer is not valid"
         )
     });
-    conn.login.disconnect(BAD_CONFIG);
+    disconnect(conn, BAD_CONFIG);
     Auth::reject()
 }
 
