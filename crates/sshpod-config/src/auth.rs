@@ -6,8 +6,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::check::Checker;
+use crate::http::{RawWebhook, WebhookConfig};
 use crate::key_trust::KeyTrust;
 use crate::unsupported::Present;
+use crate::webhook_auth::{RawAuthz, RawKeyboardInteractive, WebhookAuth};
 
 /// `auth.publicKey.method` as written in the file.
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
@@ -48,7 +50,7 @@ pub struct FileSource {
 struct RawPublicKey {
     method: RawPublicKeyMethod,
     authorized_keys: FileSource,
-    webhook: Present,
+    webhook: RawWebhook,
     #[serde(rename = "trustedUserCAKeys")]
     trusted_user_ca_keys: String,
     authorized_principals_file: String,
@@ -60,7 +62,7 @@ struct RawPublicKey {
 struct RawPassword {
     method: RawPasswordMethod,
     htpasswd: FileSource,
-    webhook: Present,
+    webhook: RawWebhook,
     kerberos: Present,
 }
 
@@ -70,9 +72,9 @@ struct RawPassword {
 pub(crate) struct RawAuth {
     public_key: RawPublicKey,
     password: RawPassword,
-    keyboard_interactive: Present,
+    keyboard_interactive: RawKeyboardInteractive,
     gssapi: Present,
-    authz: Present,
+    authz: RawAuthz,
 }
 
 /// How public keys are checked.
@@ -85,6 +87,9 @@ pub enum PublicKeyMethod {
     /// Keys are read from an OpenSSH `authorized_keys` file per user.
     #[serde(rename = "authorizedKeys")]
     AuthorizedKeys,
+    /// Keys are checked by the `/pubkey` webhook.
+    #[serde(rename = "webhook")]
+    Webhook,
 }
 
 /// How passwords are checked.
@@ -97,6 +102,9 @@ pub enum PasswordMethod {
     /// Passwords are checked against an Apache htpasswd file (bcrypt, SHA-crypt, Argon2).
     #[serde(rename = "htpasswd")]
     Htpasswd,
+    /// Passwords are checked by the `/password` webhook.
+    #[serde(rename = "webhook")]
+    Webhook,
 }
 
 /// `auth.publicKey`.
@@ -111,6 +119,9 @@ pub struct PublicKeyAuth {
     /// Trusted user CAs, principals files and revoked keys; they apply whatever `method` is.
     #[serde(flatten)]
     pub trust: KeyTrust,
+    /// The webhook; present exactly when `method` is `webhook`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookConfig>,
 }
 
 /// `auth.password`.
@@ -120,6 +131,9 @@ pub struct PasswordAuth {
     pub method: PasswordMethod,
     /// `htpasswd.file`: required when `method` is `htpasswd`.
     pub htpasswd: FileSource,
+    /// The webhook; present exactly when `method` is `webhook`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookConfig>,
 }
 
 /// Authentication settings (`auth`). At least one method is on.
@@ -130,16 +144,16 @@ pub struct AuthConfig {
     pub public_key: PublicKeyAuth,
     /// Password authentication.
     pub password: PasswordAuth,
+    /// Keyboard-interactive authentication (sshpod's webhook extension).
+    pub keyboard_interactive: WebhookAuth,
+    /// The authorization webhook, called after every successful authentication.
+    pub authz: WebhookAuth,
 }
 
 impl RawAuth {
     pub(crate) fn resolve(self, check: &mut Checker<'_>) -> AuthConfig {
         for (present, key) in [
-            (self.keyboard_interactive, "auth.keyboardInteractive"),
             (self.gssapi, "auth.gssapi"),
-            (self.authz, "auth.authz"),
-            (self.public_key.webhook, "auth.publicKey.webhook"),
-            (self.password.webhook, "auth.password.webhook"),
             (self.password.kerberos, "auth.password.kerberos"),
         ] {
             if present.0 {
@@ -150,14 +164,13 @@ impl RawAuth {
         let public_key_method = match self.public_key.method {
             RawPublicKeyMethod::Off => PublicKeyMethod::Off,
             RawPublicKeyMethod::AuthorizedKeys => PublicKeyMethod::AuthorizedKeys,
-            RawPublicKeyMethod::Webhook => {
-                check.error(
-                    "auth.publicKey.method",
-                    "`webhook` is not supported yet; use `authorizedKeys`",
-                );
-                PublicKeyMethod::Off
-            }
+            RawPublicKeyMethod::Webhook => PublicKeyMethod::Webhook,
         };
+        let public_key_webhook = (public_key_method == PublicKeyMethod::Webhook).then(|| {
+            self.public_key
+                .webhook
+                .resolve(check, "auth.publicKey.webhook")
+        });
         if public_key_method == PublicKeyMethod::AuthorizedKeys
             && self.public_key.authorized_keys.file.trim().is_empty()
         {
@@ -170,7 +183,7 @@ impl RawAuth {
         let password_method = match self.password.method {
             RawPasswordMethod::Off => PasswordMethod::Off,
             RawPasswordMethod::Htpasswd => PasswordMethod::Htpasswd,
-            RawPasswordMethod::Webhook => unsupported_password(check, "webhook"),
+            RawPasswordMethod::Webhook => PasswordMethod::Webhook,
             RawPasswordMethod::Kerberos => unsupported_password(check, "kerberos"),
         };
         if password_method == PasswordMethod::Htpasswd
@@ -189,13 +202,21 @@ impl RawAuth {
         }
         .resolve(check);
 
+        let password_webhook = (password_method == PasswordMethod::Webhook).then(|| {
+            self.password
+                .webhook
+                .resolve(check, "auth.password.webhook")
+        });
+
         let any_requested = !matches!(self.public_key.method, RawPublicKeyMethod::Off)
             || !matches!(self.password.method, RawPasswordMethod::Off)
-            || trust.trusts_certificates();
+            || trust.trusts_certificates()
+            || self.keyboard_interactive.requested();
         if !any_requested {
             check.error(
                 "auth",
-                "no authentication method is configured; set auth.publicKey or auth.password",
+                "no authentication method is configured; set auth.publicKey, auth.password \
+                 or auth.keyboardInteractive",
             );
         }
 
@@ -204,11 +225,15 @@ impl RawAuth {
                 method: public_key_method,
                 authorized_keys: self.public_key.authorized_keys,
                 trust,
+                webhook: public_key_webhook,
             },
             password: PasswordAuth {
                 method: password_method,
                 htpasswd: self.password.htpasswd,
+                webhook: password_webhook,
             },
+            keyboard_interactive: self.keyboard_interactive.resolve(check),
+            authz: self.authz.resolve(check),
         }
     }
 }
@@ -216,7 +241,7 @@ impl RawAuth {
 fn unsupported_password(check: &mut Checker<'_>, name: &str) -> PasswordMethod {
     check.error(
         "auth.password.method",
-        format!("`{name}` is not supported yet; use `htpasswd`"),
+        format!("`{name}` is not supported yet; use `htpasswd` or `webhook`"),
     );
     PasswordMethod::Off
 }

@@ -151,6 +151,7 @@ pub(crate) struct RawExecution {
     subsystems: BTreeMap<String, String>,
     image_pull_policy: ImagePullPolicy,
     expose_auth_metadata_as_env: bool,
+    expose_auth_metadata_as_labels: BTreeMap<String, String>,
 }
 
 impl Default for RawExecution {
@@ -170,6 +171,7 @@ impl Default for RawExecution {
             subsystems: default_subsystems(),
             image_pull_policy: ImagePullPolicy::default(),
             expose_auth_metadata_as_env: false,
+            expose_auth_metadata_as_labels: BTreeMap::new(),
         }
     }
 }
@@ -217,6 +219,10 @@ pub struct ExecutionConfig {
     pub image_pull_policy: ImagePullPolicy,
     /// Expose authentication metadata as environment variables.
     pub expose_auth_metadata_as_env: bool,
+    /// Metadata key to container label name (sshpod extension, like ContainerSSH's Kubernetes
+    /// `exposeAuthMetadataAsLabels`); sensitive metadata never becomes a label.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub expose_auth_metadata_as_labels: BTreeMap<String, String>,
 }
 
 impl RawExecution {
@@ -246,6 +252,14 @@ impl RawExecution {
                 }
             }
         }
+        for (key, label) in &self.expose_auth_metadata_as_labels {
+            if label.trim().is_empty() || label.starts_with("sshpod.") {
+                check.error(
+                    &format!("docker.execution.exposeAuthMetadataAsLabels.{key}"),
+                    "must name a label (not empty, not starting with `sshpod.`)",
+                );
+            }
+        }
         for (name, path) in &self.subsystems {
             if path.trim().is_empty() {
                 check.error(
@@ -271,6 +285,7 @@ impl RawExecution {
             subsystems: self.subsystems,
             image_pull_policy: self.image_pull_policy,
             expose_auth_metadata_as_env: self.expose_auth_metadata_as_env,
+            expose_auth_metadata_as_labels: self.expose_auth_metadata_as_labels,
         }
     }
 }

@@ -16,14 +16,17 @@ mod container;
 mod docker;
 mod duration;
 mod error;
+mod http;
 mod key_trust;
 mod kubernetes;
 mod kuberun;
 mod load;
 mod log;
+mod merge;
 mod secret;
 mod ssh;
 mod unsupported;
+mod webhook_auth;
 
 use serde::Serialize;
 
@@ -41,6 +44,7 @@ pub use crate::docker::{
     DEFAULT_SHELL_COMMAND,
 };
 pub use crate::error::{ConfigError, ConfigErrors};
+pub use crate::http::{ConfigServerConfig, HttpClientConfig, TlsVersion, WebhookConfig};
 pub use crate::key_trust::KeyTrust;
 pub use crate::kubernetes::{
     KubernetesConfig, KubernetesConnection, KubernetesTimeouts, PodConfig, PodMode,
@@ -51,8 +55,10 @@ pub use crate::load::{load, parse_str, Format, Loaded};
 pub use crate::log::{
     LogConfig, LogDestination, LogFormat, LogLevel, SyslogConfig, DEFAULT_LOG_FILE,
 };
+pub use crate::merge::{merge_answer, MergeError};
 pub use crate::secret::Secret;
 pub use crate::ssh::{SshConfig, DEFAULT_LISTEN, DEFAULT_SERVER_VERSION};
+pub use crate::webhook_auth::{WebhookAuth, WebhookMethod};
 
 /// Which backend runs the containers (`backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -81,6 +87,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// sshpod's own log.
     pub log: LogConfig,
+    /// The configuration webhook, when `configserver.url` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub configserver: Option<ConfigServerConfig>,
 }
 
 impl Config {

@@ -9,6 +9,7 @@ use crate::auth::RawAuth;
 use crate::check::{Checker, Positions};
 use crate::docker::RawDocker;
 use crate::error::{unknown_message, ConfigError, ConfigErrors};
+use crate::http::RawConfigServer;
 use crate::kubernetes::RawKubernetes;
 use crate::kuberun::RawKuberun;
 use crate::log::RawLog;
@@ -109,7 +110,7 @@ struct RawConfig {
     docker: RawDocker,
     auth: RawAuth,
     log: RawLog,
-    configserver: Present,
+    configserver: RawConfigServer,
     metrics: Present,
     geoip: Present,
     audit: Present,
@@ -123,7 +124,6 @@ struct RawConfig {
 impl RawConfig {
     fn resolve(self, check: &mut Checker<'_>) -> Config {
         let present = [
-            self.configserver,
             self.metrics,
             self.geoip,
             self.audit,
@@ -164,6 +164,7 @@ impl RawConfig {
             },
             auth: self.auth.resolve(check),
             log: self.log.resolve(check),
+            configserver: self.configserver.resolve(check),
         }
     }
 }
@@ -218,6 +219,12 @@ fn parse_yaml(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
         message,
     };
     Err(finish(failure, origin))
+}
+
+/// Checks that JSON text has the configuration's shape (known keys, right types), without
+/// validating values.
+pub(crate) fn parse_raw_json(text: &str, origin: &str) -> Result<(), ConfigError> {
+    parse_json(text, origin).map(|_| ())
 }
 
 fn parse_json(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
@@ -610,18 +617,99 @@ mod tests {
         assert!(messages[2].contains("`sshproxy` backend is not supported yet"));
 
         let all = errors(yaml(
-            "auth:\n  password:\n    method: webhook\n  keyboardInteractive: {}\nlog:\n  destination: syslog\n",
+            "auth:\n  password:\n    method: kerberos\n  keyboardInteractive: {method: oauth2}\nlog:\n  destination: syslog\n",
         ));
         let messages: Vec<String> = all.iter().map(ToString::to_string).collect();
         assert!(messages
             .iter()
-            .any(|m| m.contains("`auth.keyboardInteractive`") && m.contains("not supported yet")));
+            .any(|m| m.contains("`oauth2` is not supported yet")));
         assert!(messages
             .iter()
-            .any(|m| m.contains("`webhook` is not supported yet")));
+            .any(|m| m.contains("`kerberos` is not supported yet")));
         assert!(messages
             .iter()
             .any(|m| m.contains("`syslog` is not supported yet")));
+    }
+
+    #[test]
+    fn webhooks_as_containerssh_writes_them() {
+        let text = "auth:\n  password:\n    method: webhook\n    webhook:\n      \
+                    url: http://127.0.0.1:8080\n      timeout: 1s\n      authTimeout: 5s\n  \
+                    publicKey:\n    method: webhook\n    webhook:\n      \
+                    url: https://auth.example\n      cacert: /etc/ca.pem\n      cert: /c.pem\n      \
+                    key: /k.pem\n      tlsVersion: \"1.2\"\n      \
+                    cipher: ECDHE-RSA-AES128-GCM-SHA256:TLS_AES_128_GCM_SHA256\n      \
+                    curves: [X25519]\n  authz:\n    method: webhook\n    webhook:\n      \
+                    url: http://authz\n  keyboardInteractive:\n    method: webhook\n    \
+                    webhook: {url: http://kbd}\nconfigserver:\n  url: http://cfg/config\n  \
+                    transmitSensitiveMetadata: true\n";
+        let config = yaml(text).unwrap().config;
+        let password = config.auth.password.webhook.as_ref().unwrap();
+        assert_eq!(config.auth.password.method, PasswordMethod::Webhook);
+        assert_eq!(password.client.url, "http://127.0.0.1:8080");
+        assert_eq!(password.client.timeout, Duration::from_secs(1));
+        assert_eq!(password.auth_timeout, Duration::from_secs(5));
+        assert_eq!(password.client.tls_version, crate::TlsVersion::Tls13);
+        assert_eq!(password.client.curves.len(), 4);
+        let key = config.auth.public_key.webhook.as_ref().unwrap();
+        assert_eq!(key.client.tls_version, crate::TlsVersion::Tls12);
+        assert_eq!(key.auth_timeout, Duration::from_secs(60));
+        assert_eq!(key.client.timeout, Duration::from_secs(2));
+        assert_eq!(
+            key.client.cipher,
+            [
+                "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+                "TLS_AES_128_GCM_SHA256"
+            ]
+        );
+        assert_eq!(key.client.curves, ["x25519"]);
+        assert!(config.auth.authz.enabled().is_some());
+        assert!(config.auth.keyboard_interactive.enabled().is_some());
+        let server = config.configserver.as_ref().unwrap();
+        assert_eq!(server.client.url, "http://cfg/config");
+        assert!(server.transmit_sensitive_metadata);
+        assert!(!format!("{config:?}").contains("/k.pem"));
+
+        let printed = config.to_yaml();
+        let again = parse_str(&printed, Format::Yaml, "printed.yaml")
+            .unwrap_or_else(|errors| panic!("{errors}\n---\n{printed}"));
+        assert_eq!(again.config, config);
+    }
+
+    #[test]
+    fn webhook_mistakes_have_positions() {
+        let all = errors(yaml(
+            "auth:\n  password:\n    method: webhook\n    webhook:\n      timeout: 10ms\n      \
+             cert: /c\n      tlsVersion: \"1.1\"\n      cipher: [TLS_RSA_WITH_AES_128_CBC_SHA]\n\
+             configserver:\n  url: ftp://x\n  authTimeout: 1s\n",
+        ));
+        let messages: Vec<String> = all.iter().map(ToString::to_string).collect();
+        assert_eq!(messages.len(), 1, "{messages:#?}");
+        assert!(
+            messages[0].contains("configserver.authTimeout"),
+            "{messages:#?}"
+        );
+
+        let all = errors(yaml(
+            "auth:\n  password:\n    method: webhook\n    webhook:\n      timeout: 10ms\n      \
+             cert: /c\n      tlsVersion: \"1.1\"\n      cipher: [TLS_RSA_WITH_AES_128_CBC_SHA]\n\
+             configserver:\n  url: ftp://x\n",
+        ));
+        let messages: Vec<String> = all.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            [
+                "test.yaml:5:7: key `auth.password.webhook.url`: is required",
+                "test.yaml:5:16: key `auth.password.webhook.timeout`: must be at least 100ms",
+                "test.yaml:5:7: key `auth.password.webhook.key`: `cert` and `key` go together: \
+                 give both for a client certificate, or neither",
+                "test.yaml:7:19: key `auth.password.webhook.tlsVersion`: unknown TLS version \
+                 `1.1`; expected `1.2` or `1.3`",
+                "test.yaml:8:16: key `auth.password.webhook.cipher[0]`: \
+                 `TLS_RSA_WITH_AES_128_CBC_SHA` is considered insecure and sshpod does not offer it",
+                "test.yaml:10:8: key `configserver.url`: `ftp://x` is not an http:// or https:// URL",
+            ]
+        );
     }
 
     #[test]

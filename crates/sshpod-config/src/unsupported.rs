@@ -20,13 +20,7 @@ impl<'de> Deserialize<'de> for Present {
 
 /// ContainerSSH top-level sections that sshpod does not support yet.
 pub(crate) const UNSUPPORTED_SECTIONS: &[&str] = &[
-    "configserver",
-    "metrics",
-    "geoip",
-    "audit",
-    "health",
-    "security",
-    "sshproxy",
+    "metrics", "geoip", "audit", "health", "security", "sshproxy",
 ];
 
 /// The message for an unsupported top-level section.

@@ -1,7 +1,10 @@
 //! The backend contract: "a container for this connection".
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -16,6 +19,48 @@ pub struct ConnectionContext {
     pub user: String,
     /// The client's address.
     pub remote_addr: SocketAddr,
+    /// Environment for the container and all its processes (from the webhooks).
+    pub environment: Vec<(String, String)>,
+    /// Labels to add to the container (webhook metadata, where the configuration asks).
+    pub labels: BTreeMap<String, String>,
+    /// Files to write into the container once it runs (from the webhooks).
+    pub files: Vec<ContainerFile>,
+    /// This connection's configuration, when a config server changed the file's; `None` means
+    /// the backend's own.
+    pub config: Option<Arc<sshpod_config::Config>>,
+}
+
+impl ConnectionContext {
+    /// A context with nothing from webhooks.
+    pub fn new(connection_id: ConnectionId, user: String, remote_addr: SocketAddr) -> Self {
+        Self {
+            connection_id,
+            user,
+            remote_addr,
+            environment: Vec::new(),
+            labels: BTreeMap::new(),
+            files: Vec::new(),
+            config: None,
+        }
+    }
+}
+
+/// A file to write into the container.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ContainerFile {
+    /// Absolute path inside the container.
+    pub path: String,
+    /// The content.
+    pub content: Vec<u8>,
+}
+
+impl fmt::Debug for ContainerFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ContainerFile")
+            .field("path", &self.path)
+            .field("bytes", &self.content.len())
+            .finish()
+    }
 }
 
 /// Makes containers. One value serves the whole process; it is shared by every connection.

@@ -3,14 +3,15 @@
 //! The server knows SSH and nothing about containers; a backend knows containers and nothing
 //! about SSH. They meet here: a [`Backend`] gives each connection a [`Container`], in which the
 //! server runs [`Process`]es and dials ports. This crate must not depend on russh, bollard, kube
-//! or any other heavy library, so every backend and the server can depend on it.
+//! or any other heavy library, so every backend and the server can depend on it; it depends only
+//! on the configuration types (a connection may carry its own configuration).
 
 mod backend;
 mod ids;
 mod process;
 pub mod wrapper;
 
-pub use backend::{Backend, BackendError, ConnectionContext, Container};
+pub use backend::{Backend, BackendError, ConnectionContext, Container, ContainerFile};
 pub use ids::ConnectionId;
 pub use process::{
     BoxFuture, Command, ExitStatus, Process, ProcessControl, ProcessSpec, Signal, TerminalSize,

@@ -54,6 +54,15 @@ impl ConnectionContainer {
             Ok::<_, BackendError>(lifeline)
         }
         .await;
+        let started = match started {
+            Ok(lifeline) => {
+                let timeout = settings.timeouts.command_start;
+                crate::files::write_all(&engine, &id, &ctx.files, timeout)
+                    .await
+                    .map(|()| lifeline)
+            }
+            Err(e) => Err(e),
+        };
         match started {
             Ok(lifeline) => Ok(Self {
                 engine,

@@ -10,6 +10,7 @@ mod create;
 mod demux;
 mod engine;
 mod exec;
+mod files;
 mod hijack;
 mod image;
 pub mod labels;
@@ -98,7 +99,11 @@ impl Backend for DockerBackend {
     type Container = DockerContainer;
 
     async fn connect(&self, ctx: &ConnectionContext) -> Result<DockerContainer, BackendError> {
-        let settings = Arc::clone(&self.settings);
+        // A config server may have chosen other settings for this connection.
+        let settings = match &ctx.config {
+            Some(config) => Arc::new(Settings::from_config(&config.docker)),
+            None => Arc::clone(&self.settings),
+        };
         let engine = self.engine.clone();
         let work = async {
             match settings.mode {
@@ -114,13 +119,13 @@ impl Backend for DockerBackend {
         };
         // The work itself cleans up on failure; a timeout drops it between engine calls, so
         // sweep this connection's containers to be sure nothing is left.
-        match tokio::time::timeout(self.settings.timeouts.container_start, work).await {
+        match tokio::time::timeout(settings.timeouts.container_start, work).await {
             Ok(r) => r,
             Err(_) => {
                 orphans::remove_connection(&self.engine, &ctx.connection_id.to_string()).await;
                 Err(BackendError::StartTimeout {
-                    image: self.settings.image.clone(),
-                    seconds: self.settings.timeouts.container_start.as_secs(),
+                    image: settings.image.clone(),
+                    seconds: settings.timeouts.container_start.as_secs(),
                 })
             }
         }

@@ -84,6 +84,7 @@ impl SessionContainers {
             )
             .await
             .map_err(|e| self.settings.start_error("attaching to the container", e))?;
+        crate::files::upload_before_start(&self.engine, id, &self.ctx.files).await?;
         self.engine
             .docker
             .start_container(id, None::<StartContainerOptions>)

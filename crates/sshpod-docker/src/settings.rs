@@ -135,6 +135,13 @@ impl Settings {
         labels.insert(labels::INSTANCE.to_owned(), instance.to_owned());
         labels.insert(labels::CONNECTION.to_owned(), ctx.connection_id.to_string());
         labels.insert(labels::USER.to_owned(), ctx.user.clone());
+        for (key, value) in &ctx.labels {
+            labels.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+        if !ctx.environment.is_empty() {
+            let env = body.env.get_or_insert_with(Vec::new);
+            env.extend(ctx.environment.iter().map(|(k, v)| format!("{k}={v}")));
+        }
         body.cmd = Some(cmd);
         body.open_stdin = Some(true);
         body.stdin_once = Some(true);
@@ -257,11 +264,11 @@ mod tests {
     use sshpod_core::ConnectionId;
 
     fn ctx() -> ConnectionContext {
-        ConnectionContext {
-            connection_id: ConnectionId::random(),
-            user: "al/ice".into(),
-            remote_addr: "127.0.0.1:1".parse().unwrap(),
-        }
+        ConnectionContext::new(
+            ConnectionId::random(),
+            "al/ice".into(),
+            "127.0.0.1:1".parse().unwrap(),
+        )
     }
 
     fn settings(mode: ExecutionMode) -> Settings {
@@ -273,6 +280,22 @@ mod tests {
             .docker;
         config.execution.mode = mode;
         Settings::from_config(&config)
+    }
+
+    #[test]
+    fn webhook_environment_and_labels_reach_the_container() {
+        let s = settings(ExecutionMode::Connection);
+        let mut ctx = ctx();
+        ctx.environment.push(("COURSE".into(), "os".into()));
+        ctx.labels.insert("team".into(), "overridden?".into());
+        ctx.labels.insert("course".into(), "os".into());
+        ctx.labels.insert(labels::USER.into(), "mallory".into());
+        let body = s.container_body(&ctx, "inst", vec!["idle".into()], None);
+        assert!(body.env.unwrap().contains(&"COURSE=os".to_owned()));
+        let labels = body.labels.unwrap();
+        assert_eq!(labels["course"], "os");
+        assert_eq!(labels["team"], "a", "configured labels win");
+        assert_eq!(labels[labels::USER], "al/ice", "sshpod's labels win");
     }
 
     #[test]

@@ -19,6 +19,8 @@ use sshpod_config::{AuthConfig, PasswordMethod, PublicKeyMethod};
 pub(crate) struct Authenticator {
     keys: Option<KeyPolicy>,
     passwords: Option<Htpasswd>,
+    /// `revokedKeys`, also for keys and certificates that webhooks decide on.
+    revoked: Option<RevokedKeys>,
 }
 
 impl Authenticator {
@@ -28,7 +30,47 @@ impl Authenticator {
             PasswordMethod::Htpasswd => Some(Htpasswd::new(config.password.htpasswd.file.clone())),
             _ => None,
         };
-        Self { keys, passwords }
+        let revoked = (!config.public_key.trust.revoked_keys.is_empty())
+            .then(|| RevokedKeys::new(&config.public_key.trust.revoked_keys));
+        Self {
+            keys,
+            passwords,
+            revoked,
+        }
+    }
+
+    /// Whether `key` (or, for a certificate, it, its key or its CA) is revoked. An unreadable
+    /// revocation list revokes everything, as for built-in keys.
+    pub(crate) async fn is_revoked(
+        &self,
+        key: &russh::keys::ssh_key::public::KeyData,
+        certificate: Option<&Certificate>,
+    ) -> bool {
+        let Some(revoked) = self.revoked.clone() else {
+            return false;
+        };
+        let key = key.clone();
+        let certificate = certificate.cloned();
+        let verdict = tokio::task::spawn_blocking(move || match &certificate {
+            Some(c) => revoked.check_certificate(c),
+            None => revoked.check_key(&key),
+        })
+        .await;
+        match verdict {
+            Ok(Ok(None)) => false,
+            Ok(Ok(Some(revocation))) => {
+                tracing::info!(?revocation, "login refused: the key is revoked");
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "revoked keys cannot be read; refusing the key"
+                );
+                true
+            }
+            Err(_) => true,
+        }
     }
 
     /// The methods to offer clients.

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::server::flow::FlowGate;
+use crate::server::login::LoginState;
 use crate::server::Shared;
 
 /// The outcome of provisioning: the container, or the message to show the user.
@@ -34,6 +35,8 @@ pub(crate) struct ConnectionState<B: Backend> {
     pub(crate) gate: Arc<FlowGate>,
     /// The MaxStartups slot, held until authentication succeeds.
     startup_permit: Mutex<Option<OwnedSemaphorePermit>>,
+    /// Webhook state: client version, answers so far, what the login brought.
+    pub(crate) login: LoginState,
 }
 
 impl<B: Backend> ConnectionState<B> {
@@ -57,6 +60,7 @@ impl<B: Backend> ConnectionState<B> {
             span,
             gate: Arc::default(),
             startup_permit: Mutex::new(Some(permit)),
+            login: LoginState::default(),
         }
     }
 
@@ -101,11 +105,10 @@ impl<B: Backend> ConnectionState<B> {
                 let Some(user) = self.user() else {
                     return Err("not authenticated".to_owned());
                 };
-                let ctx = ConnectionContext {
-                    connection_id: self.id,
-                    user: user.to_owned(),
-                    remote_addr: self.peer,
-                };
+                let mut ctx = ConnectionContext::new(self.id, user.to_owned(), self.peer);
+                if let Some(outcome) = self.login.outcome() {
+                    outcome.apply(&mut ctx);
+                }
                 match self.shared.backend.connect(&ctx).await {
                     Ok(c) => {
                         tracing::info!("container ready");

@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use russh::keys::ssh_key::Certificate;
-use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::server::{
+    Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey,
+};
 use russh::{Channel, ChannelId, ChannelWriteHalf, Pty, Sig};
 use sshpod_auth::{Grant, Restrictions};
 use sshpod_core::{Backend, Command, ProcessSpec, TerminalSize, TtySpec};
@@ -17,6 +19,7 @@ use tracing::Instrument;
 
 use crate::server::connection::ConnectionState;
 use crate::server::input::{self, InputReceiver, InputSender};
+use crate::server::login::{self, Step};
 use crate::server::session::{from_ssh_signal, ControlSlot, SessionTask};
 use crate::server::{forward, pty, restrict};
 
@@ -109,26 +112,24 @@ impl<B: Backend> ConnectionHandler<B> {
         let _ = session.channel_success(channel);
     }
 
-    /// Records an authentication decision (logged before it takes effect) and acts on it.
-    fn decide(&self, user: &str, method: &str, accepted: bool) -> Auth {
-        if accepted {
-            self.conn
-                .span
-                .in_scope(|| tracing::info!(user, method, "login accepted"));
-            self.conn.on_authenticated(user);
-            Auth::Accept
+    /// Records an authentication decision (logged before it takes effect) and acts on it;
+    /// an accepted login still goes through the authorization webhook and the config server.
+    async fn decide(&self, user: &str, method: &str, accepted: bool) -> Auth {
+        let step = if accepted {
+            Step::Accepted {
+                username: user.to_owned(),
+                metadata: Default::default(),
+            }
         } else {
-            self.conn
-                .span
-                .in_scope(|| tracing::info!(user, method, "login refused"));
-            Auth::reject()
-        }
+            Step::Rejected
+        };
+        login::finish(&self.conn, user, method, step).await
     }
 
     /// Accepts or refuses a key or certificate login; an accepted one brings its restrictions.
-    fn decide_key(&mut self, user: &str, method: &str, grant: Option<Grant>) -> Auth {
+    async fn decide_key(&mut self, user: &str, method: &str, grant: Option<Grant>) -> Auth {
         let Some(grant) = grant else {
-            return self.decide(user, method, false);
+            return self.decide(user, method, false).await;
         };
         self.conn.span.in_scope(|| {
             if let Some(cert) = &grant.certificate {
@@ -145,7 +146,7 @@ impl<B: Backend> ConnectionHandler<B> {
             }
         });
         self.restrictions = grant.restrictions;
-        self.decide(user, method, true)
+        self.decide(user, method, true).await
     }
 
     fn push_input(&self, channel: ChannelId, data: &[u8]) {
@@ -168,6 +169,11 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        if self.conn.shared.webhooks.has_public_key() {
+            // The webhook decides after the signature, when it can also be told whether the
+            // key came in a certificate (an offer does not say).
+            return Ok(Auth::Accept);
+        }
         // Answer "this key would do" only for keys that would; the signature comes next.
         if self
             .conn
@@ -195,7 +201,20 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             .public_key(user, key.public_key, self.conn.peer.ip())
             .instrument(self.conn.span.clone())
             .await;
-        Ok(self.decide_key(user, "publickey", grant))
+        // Built-in keys first; a key they do not know goes to the webhook, if there is one.
+        if grant.is_none() && self.conn.shared.webhooks.has_public_key() {
+            let auth = &self.conn.shared.auth;
+            if auth
+                .is_revoked(key.public_key.key_data(), None)
+                .instrument(self.conn.span.clone())
+                .await
+            {
+                return Ok(self.decide(user, "publickey", false).await);
+            }
+            let step = login::public_key(&self.conn, user, key.public_key).await;
+            return Ok(login::finish(&self.conn, user, "publickey", step).await);
+        }
+        Ok(self.decide_key(user, "publickey", grant).await)
     }
 
     async fn auth_openssh_certificate(
@@ -210,12 +229,45 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             .certificate(user, certificate, self.conn.peer.ip())
             .instrument(self.conn.span.clone())
             .await;
-        Ok(self.decide_key(user, "certificate", grant))
+        // Trusted CAs first; a certificate they do not accept goes to the webhook, if any.
+        if grant.is_none() && self.conn.shared.webhooks.has_public_key() {
+            let auth = &self.conn.shared.auth;
+            if auth
+                .is_revoked(certificate.public_key(), Some(certificate))
+                .instrument(self.conn.span.clone())
+                .await
+            {
+                return Ok(self.decide(user, "certificate", false).await);
+            }
+            let step = login::certificate(&self.conn, user, certificate).await;
+            return Ok(login::finish(&self.conn, user, "certificate", step).await);
+        }
+        Ok(self.decide_key(user, "certificate", grant).await)
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        if self.conn.shared.webhooks.has_password() {
+            let step = login::password(&self.conn, user, password).await;
+            return Ok(login::finish(&self.conn, user, "password", step).await);
+        }
         let accepted = self.conn.shared.auth.password(user, password).await;
-        Ok(self.decide(user, "password", accepted))
+        Ok(self.decide(user, "password", accepted).await)
+    }
+
+    async fn auth_keyboard_interactive<'a>(
+        &'a mut self,
+        user: &str,
+        _submethods: &str,
+        response: Option<Response<'a>>,
+    ) -> Result<Auth, Self::Error> {
+        let answers = response.map(|r| {
+            r.map(|b| String::from_utf8_lossy(&b).into_owned())
+                .collect::<Vec<_>>()
+        });
+        match login::keyboard_interactive(&self.conn, user, answers).await {
+            Ok(prompts) => Ok(prompts),
+            Err(step) => Ok(login::finish(&self.conn, user, "keyboard-interactive", step).await),
+        }
     }
 
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {

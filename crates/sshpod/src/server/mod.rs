@@ -3,12 +3,14 @@
 //! Knows SSH and the backend contract; never how a container is made.
 
 mod auth;
+mod client_version;
 mod connection;
 mod flow;
 mod forward;
 mod handler;
 mod input;
 mod killable;
+mod login;
 mod pty;
 mod restrict;
 mod russh_config;
@@ -32,11 +34,13 @@ pub(crate) use auth::Authenticator;
 use connection::ConnectionState;
 use handler::ConnectionHandler;
 use killable::KillableStream;
+use login::Webhooks;
 
 /// What every connection shares.
 pub(crate) struct Shared<B: Backend> {
     pub(crate) backend: B,
     pub(crate) auth: Authenticator,
+    pub(crate) webhooks: Webhooks,
     pub(crate) config: Arc<Config>,
     /// Subsystem names the backend can run, to refuse unknown ones at request time.
     pub(crate) subsystems: BTreeSet<String>,
@@ -55,26 +59,30 @@ impl<B: Backend> Server<B> {
         backend: B,
         host_keys: Vec<PrivateKey>,
         host_certificates: Vec<Certificate>,
-    ) -> Self {
+    ) -> anyhow::Result<Self> {
         let auth = Authenticator::from_config(&config.auth);
+        let webhooks = Webhooks::from_config(&config)?;
+        let mut methods = auth.methods();
+        webhooks.add_methods(&mut methods);
         let russh = Arc::new(russh_config::build(
             &config,
             host_keys,
             host_certificates,
-            auth.methods(),
+            methods,
         ));
         let subsystems = config.docker.execution.subsystems.keys().cloned().collect();
         let startups = Arc::new(Semaphore::new(config.ssh.max_startups as usize));
-        Self {
+        Ok(Self {
             shared: Arc::new(Shared {
                 backend,
                 auth,
+                webhooks,
                 config,
                 subsystems,
             }),
             russh,
             startups,
-        }
+        })
     }
 
     /// Serves until `shutdown` is cancelled, then disconnects every client, removes their
@@ -127,6 +135,8 @@ impl<B: Backend> Server<B> {
         async move {
             tracing::debug!("connection accepted");
             let _ = socket.set_nodelay(true);
+            let socket =
+                client_version::VersionSniffer::new(socket, Arc::clone(&conn.login.client_version));
             let kill = CancellationToken::new();
             let stream = KillableStream::new(socket, kill.clone(), Arc::clone(&conn.gate));
             let handler = ConnectionHandler::new(Arc::clone(&conn));
@@ -143,6 +153,7 @@ impl<B: Backend> Server<B> {
                 match russh::server::run_stream(russh, stream, handler).await {
                     Ok(running) => {
                         let handle = running.handle();
+                        conn.login.set_handle(handle.clone());
                         tokio::select! {
                             r = running => log_end(r.map_err(|e| e.to_string())),
                             () = conn.token.cancelled() => {

@@ -1,0 +1,335 @@
+//! Merging a config server's answer into the file configuration, as ContainerSSH does.
+//!
+//! ContainerSSH deep-merges the answer over a copy of the file configuration with Go's mergo in
+//! override mode: a non-zero value in the answer wins, maps merge key by key, lists are replaced
+//! whole, and zero values (`false`, `""`, `0`, `null`, empty lists and maps) change nothing.
+//! That last rule matters: a config server written in Go marshals a whole configuration struct
+//! with every unset field as a zero value, and those must not wipe the file's settings.
+//!
+//! The merge works on JSON trees. The base is the validated file [`Config`] serialised (it loads
+//! back to the same value), the answer is normalised to the same spelling (Docker keys
+//! lower-cased, flat resource limits moved under `resources`), and the result is loaded and
+//! validated like a file. Only the sections that apply per connection are taken from the answer
+//! (`backend`, `docker`, `kubernetes`, `security`); the others are reported and ignored.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use crate::error::ConfigError;
+use crate::load::{parse_raw_json, parse_str, Format};
+use crate::Config;
+
+/// Sections of an answer that apply to one connection. `security` is here so that an answer
+/// using it is refused ("not supported yet") rather than silently ignored.
+const PER_CONNECTION: &[&str] = &["backend", "docker", "kubernetes", "security"];
+
+/// Docker structs (below `docker.execution`) whose keys have two spellings (`Image`, `image`).
+const DOCKER_STRUCTS: &[&[&str]] = &[
+    &["container"],
+    &["host"],
+    &["host", "resources"],
+    &["network"],
+    &["platform"],
+    &["auth"],
+];
+
+/// Resource limits that Docker's API writes flat in the host config.
+const FLAT_RESOURCES: &[&str] = &[
+    "memory",
+    "memoryswap",
+    "nanocpus",
+    "cpushares",
+    "cpuquota",
+    "cpuperiod",
+    "cpusetcpus",
+    "pidslimit",
+];
+
+/// Why a config server's answer cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergeError {
+    /// The problems, with key paths in the merged configuration.
+    pub errors: Vec<ConfigError>,
+}
+
+impl fmt::Display for MergeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .errors
+            .iter()
+            .map(|e| {
+                if e.key.is_empty() {
+                    e.message.clone()
+                } else {
+                    format!("key `{}`: {}", e.key, e.message)
+                }
+            })
+            .collect();
+        f.write_str(&parts.join("; "))
+    }
+}
+
+impl std::error::Error for MergeError {}
+
+/// The configuration for one connection: `answer` (the `config` object of a config server's
+/// response) merged over `base`, then validated. Returns the configuration and the answer's
+/// sections that were ignored.
+pub fn merge_answer(base: &Config, answer: &Value) -> Result<(Config, Vec<String>), MergeError> {
+    let whole = |message: String| MergeError {
+        errors: vec![ConfigError {
+            file: ORIGIN.to_owned(),
+            line: None,
+            column: None,
+            key: String::new(),
+            message,
+        }],
+    };
+    let answer = match answer {
+        Value::Null => Value::Object(Map::new()),
+        Value::Object(_) => answer.clone(),
+        _ => return Err(whole("`config` must be an object".to_owned())),
+    };
+    let mut answer = answer;
+    normalise(&mut answer);
+    let answer = strip_zero(answer).unwrap_or_else(|| Value::Object(Map::new()));
+    // Unknown keys and wrong types, reported against the answer as sent.
+    parse_raw_json(&answer.to_string(), ORIGIN).map_err(|error| MergeError {
+        errors: vec![without_position(error)],
+    })?;
+
+    let mut ignored = Vec::new();
+    let mut taken = Map::new();
+    if let Value::Object(sections) = answer {
+        for (name, value) in sections {
+            if PER_CONNECTION.contains(&name.as_str()) {
+                taken.insert(name, value);
+            } else {
+                ignored.push(name);
+            }
+        }
+    }
+
+    let mut merged = serde_json::to_value(base).map_err(|e| whole(e.to_string()))?;
+    normalise(&mut merged);
+    merge(&mut merged, Value::Object(taken));
+    match parse_str(&merged.to_string(), Format::Json, ORIGIN) {
+        Ok(loaded) => Ok((loaded.config, ignored)),
+        Err(errors) => Err(MergeError {
+            errors: errors.0.into_iter().map(without_position).collect(),
+        }),
+    }
+}
+
+/// How errors name the merged configuration.
+const ORIGIN: &str = "config server answer";
+
+/// Positions in generated JSON mean nothing to an operator; the key path does.
+fn without_position(mut error: ConfigError) -> ConfigError {
+    error.line = None;
+    error.column = None;
+    error
+}
+
+/// Override-merges `answer` into `base`: objects merge key by key, anything else replaces.
+fn merge(base: &mut Value, answer: Value) {
+    match (base, answer) {
+        (Value::Object(base), Value::Object(answer)) => {
+            for (key, value) in answer {
+                match base.get_mut(&key) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, answer) => *base = answer,
+    }
+}
+
+/// Removes Go zero values (recursively); `None` when nothing is left.
+fn strip_zero(value: Value) -> Option<Value> {
+    match value {
+        Value::Null => None,
+        Value::Bool(b) => b.then_some(Value::Bool(true)),
+        Value::Number(n) => {
+            let zero = n.as_f64() == Some(0.0);
+            (!zero).then_some(Value::Number(n))
+        }
+        Value::String(s) => (!s.is_empty()).then_some(Value::String(s)),
+        Value::Array(items) => (!items.is_empty()).then_some(Value::Array(items)),
+        Value::Object(map) => {
+            let kept: Map<String, Value> = map
+                .into_iter()
+                .filter_map(|(k, v)| strip_zero(v).map(|v| (k, v)))
+                .collect();
+            (!kept.is_empty()).then_some(Value::Object(kept))
+        }
+    }
+}
+
+/// Brings Docker keys to one spelling: struct keys lower-cased (`Image` -> `image`) and flat
+/// resource limits (`Memory`) moved to `host.resources`.
+fn normalise(config: &mut Value) {
+    let Some(execution) = config
+        .get_mut("docker")
+        .and_then(|d| d.get_mut("execution"))
+    else {
+        return;
+    };
+    for path in DOCKER_STRUCTS {
+        let mut node = Some(&mut *execution);
+        for segment in *path {
+            node = node.and_then(|n| n.get_mut(*segment));
+        }
+        if let Some(Value::Object(map)) = node {
+            let entries = std::mem::take(map);
+            for (key, value) in entries {
+                let lower = key.to_ascii_lowercase();
+                match map.get_mut(&lower) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        map.insert(lower, value);
+                    }
+                }
+            }
+        }
+        if *path == ["host"] {
+            if let Some(Value::Object(host)) = execution.get_mut("host") {
+                let flat: Vec<(String, Value)> = FLAT_RESOURCES
+                    .iter()
+                    .filter_map(|name| host.remove(*name).map(|v| ((*name).to_owned(), v)))
+                    .collect();
+                if !flat.is_empty() {
+                    let resources = host
+                        .entry("resources")
+                        .or_insert_with(|| Value::Object(Map::new()));
+                    merge(resources, Value::Object(flat.into_iter().collect()));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::load::parse_str;
+
+    fn base() -> Config {
+        let text = "auth:\n  password:\n    method: htpasswd\n    htpasswd: {file: /h}\n\
+                    docker:\n  execution:\n    container:\n      image: base:1\n      \
+                    env: [A=1]\n      labels: {team: red}\n    host:\n      resources:\n        \
+                    memory: 1000000000\n";
+        parse_str(text, Format::Yaml, "base.yaml").unwrap().config
+    }
+
+    #[test]
+    fn answer_overrides_and_keeps_the_rest() {
+        let answer = json!({
+            "docker": {"execution": {"container": {"Image": "other:2", "Labels": {"course": "os"}},
+                                     "host": {"Memory": 2000000000_i64, "PidsLimit": 64}},
+                       "timeouts": {"containerStart": 5_000_000_000_i64}}
+        });
+        let (config, ignored) = merge_answer(&base(), &answer).unwrap();
+        assert!(ignored.is_empty());
+        let exec = &config.docker.execution;
+        assert_eq!(exec.container.image, "other:2");
+        assert_eq!(exec.container.env, ["A=1"]);
+        assert_eq!(exec.container.labels["team"], "red");
+        assert_eq!(exec.container.labels["course"], "os");
+        assert_eq!(exec.host.resources.memory, Some(2_000_000_000));
+        assert_eq!(exec.host.resources.pids_limit, Some(64));
+        assert_eq!(
+            config.docker.timeouts.container_start,
+            Duration::from_secs(5)
+        );
+        assert_eq!(config.auth, base().auth);
+    }
+
+    #[test]
+    fn zero_values_change_nothing_and_lists_are_replaced() {
+        // What a Go config server sends for a struct with only `env` set.
+        let answer = json!({
+            "ssh": {"listen": "", "hostkeys": null},
+            "backend": "",
+            "docker": {"execution": {"container": {"Image": "", "Env": ["B=2"], "Cmd": null,
+                                                   "Tty": false, "StopTimeout": null},
+                                     "host": {"Privileged": false, "Memory": 0}}},
+            "log": {"level": ""}
+        });
+        let (config, ignored) = merge_answer(&base(), &answer).unwrap();
+        assert!(ignored.is_empty(), "{ignored:?}");
+        let exec = &config.docker.execution;
+        assert_eq!(exec.container.image, "base:1");
+        assert_eq!(exec.container.env, ["B=2"]);
+        assert_eq!(exec.host.resources.memory, Some(1_000_000_000));
+    }
+
+    #[test]
+    fn other_sections_are_ignored_and_reported() {
+        let answer = json!({"ssh": {"banner": "hi"}, "log": {"level": "debug"}});
+        let (config, ignored) = merge_answer(&base(), &answer).unwrap();
+        assert_eq!(ignored, ["log", "ssh"]);
+        assert_eq!(config, base());
+    }
+
+    #[test]
+    fn bad_answers_name_the_key() {
+        let error = merge_answer(
+            &base(),
+            &json!({"docker": {"execution": {"container": {"imagee": "x"}}}}),
+        )
+        .unwrap_err();
+        assert_eq!(error.errors.len(), 1);
+        assert!(
+            error.to_string().contains("did you mean `image`"),
+            "{error}"
+        );
+        assert_eq!(error.errors[0].line, None);
+
+        let error = merge_answer(&base(), &json!({"backend": "sshproxy"})).unwrap_err();
+        assert!(error.to_string().contains("not supported yet"), "{error}");
+        let (merged, _) = merge_answer(
+            &base(),
+            &json!({"kubernetes": {"pod": {"metadata": {"namespace": "course-os"}}}}),
+        )
+        .unwrap();
+        assert_eq!(merged.kubernetes.pod.namespace(), "course-os");
+
+        let error = merge_answer(
+            &base(),
+            &json!({"docker": {"execution": {"mode": "sometimes"}}}),
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("docker.execution.mode"),
+            "{error}"
+        );
+
+        let error = merge_answer(
+            &base(),
+            &json!({"docker": {"execution": {"container": {"env": ["NOEQUALS"]}}}}),
+        )
+        .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("docker.execution.container.env[0]"),
+            "{error}"
+        );
+
+        assert!(merge_answer(&base(), &json!([1])).is_err());
+    }
+
+    #[test]
+    fn null_answer_is_the_base() {
+        let (config, _) = merge_answer(&base(), &Value::Null).unwrap();
+        assert_eq!(config, base());
+    }
+}
