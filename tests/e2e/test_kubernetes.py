@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import signal
 import sys
 import urllib.request
@@ -231,3 +232,59 @@ def test_deploy_artefacts_grant_exactly_what_sshpod_needs_and_carry_a_valid_conf
     assert yaml.safe_load(config_text)["kubernetes"]["pod"]["metadata"]["namespace"] == "sshpod-guests"
     kustomized = yaml.safe_load((deploy / "kustomization.yaml").read_text())["resources"]
     assert sorted(kustomized) == sorted(f.name for f in deploy.glob("*.yaml") if f.name != "kustomization.yaml")
+
+
+def test_session_mode_gives_every_session_its_own_pod(kube, scn, ks):
+    gw = kube({"kubernetes": {"pod": {"mode": "session"}}})
+    client = scn.client(gw)
+    master = scn.control_path(client)
+    opts = h.control_options(master)
+    first = client.ssh("cat; hostname; exit 5", input=b"to the first\n", opts=opts)
+    assert first.returncode == 5, first
+    second = client.ssh("hostname", opts=opts)
+    assert second.returncode == 0, second
+    lines = first.stdout.splitlines()
+    assert lines[0] == "to the first", first
+    assert lines[1] != second.stdout.strip(), "each session runs in a pod of its own"
+    tty = client.ssh("tty", opts=[*opts, "-tt"])
+    assert tty.stdout.startswith("/dev/pts/"), tty
+    # Session pods are deleted as their sessions end, not only at logout.
+    h.wait_until(lambda: len(pods(ks)) == 0, h.CLEANUP_TIMEOUT, "session pods to be deleted")
+
+
+def test_a_login_costs_five_api_requests(kube, scn):
+    gw = kube()
+    assert scn.client(gw).ssh("true").returncode == 0
+    match = gw.wait_for_log(re.compile(r"Kubernetes API requests for this connection api_requests=(\d+)"), 30)
+    # create, watch, attach (the lifeline), exec, delete
+    assert match.group(1) == "5", match.group(0)
+
+
+def test_config_server_answers_shape_the_pod(kube, scn, ks):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webhook_server"))
+    from containerssh_webhooks import WebhookServer, entry
+
+    token = base64.b64encode(b"kube-token\n").decode()
+    server = WebhookServer({
+        "alice": {
+            "password": "pod pass",
+            "environment": {"FROM_AUTH": entry("auth")},
+            "files": {"/tmp/sshpod/token": entry(token, sensitive=True)},
+            "config": {"kubernetes": {"pod": {"metadata": {"labels": {"course": "os"}}}}},
+        },
+    })
+    scn.finalizers.append(server.close)
+    gw = kube({
+        "auth": {"password": {"method": "webhook", "webhook": {"url": server.url}},
+                 "publicKey": {"method": ""}},
+        "configserver": {"url": server.url + "/config"},
+    })
+    client = scn.password_client(gw, password="pod pass")
+    proc = scn.track(client.popen('echo "$FROM_AUTH"; cat /tmp/sshpod/token; stat -c %a /tmp/sshpod/token; '
+                                  'echo done; exec sleep 1000'))
+    out = b"".join(h.read_line(proc.stdout, h.CONTAINER_TIMEOUT) for _ in range(4))
+    assert out == b"auth\nkube-token\n600\ndone\n", out
+    labelled = pods(ks, "course=os")
+    assert len(labelled) == 1, "the config server's labels reach the pod"
+    proc.kill()
+    assert "kube-token" not in gw.log

@@ -93,6 +93,14 @@ pub struct Config {
 }
 
 impl Config {
+    /// Subsystem name to program, for the backend in use.
+    pub fn subsystems(&self) -> &std::collections::BTreeMap<String, String> {
+        match self.backend {
+            Backend::Kubernetes => &self.kubernetes.pod.subsystems,
+            Backend::Docker => &self.docker.execution.subsystems,
+        }
+    }
+
     /// The effective configuration as YAML (for `sshpod check-config`). Loading the result
     /// gives the same `Config`. Secrets are printed as configured: treat the output as
     /// sensitive.

@@ -23,6 +23,9 @@ pub struct ConnectionContext {
     pub environment: Vec<(String, String)>,
     /// Labels to add to the container (webhook metadata, where the configuration asks).
     pub labels: BTreeMap<String, String>,
+    /// Annotations to add to the pod (Kubernetes; webhook metadata, where the configuration
+    /// asks).
+    pub annotations: BTreeMap<String, String>,
     /// Files to write into the container once it runs (from the webhooks).
     pub files: Vec<ContainerFile>,
     /// This connection's configuration, when a config server changed the file's; `None` means
@@ -39,6 +42,7 @@ impl ConnectionContext {
             remote_addr,
             environment: Vec::new(),
             labels: BTreeMap::new(),
+            annotations: BTreeMap::new(),
             files: Vec::new(),
             config: None,
         }

@@ -18,6 +18,7 @@ use sshpod_core::{
 use tokio::io::AsyncReadExt as _;
 
 use crate::pod::exit_code;
+use crate::requests::Requests;
 
 /// Buffer between kube's WebSocket loop and the SSH channel, per stream. kube's default
 /// (1 KiB) throttles bulk transfers.
@@ -28,6 +29,8 @@ pub(crate) struct Target<'a> {
     pub(crate) pods: &'a Api<Pod>,
     pub(crate) pod: &'a str,
     pub(crate) container: &'a str,
+    /// Counts this connection's API requests.
+    pub(crate) requests: &'a Requests,
 }
 
 /// Starts `argv` in the target container.
@@ -54,6 +57,7 @@ pub(crate) async fn start(
         max_stdout_buf_size: Some(PIPE_BYTES),
         max_stderr_buf_size: Some(PIPE_BYTES),
     };
+    target.requests.add(1);
     let mut attached = target
         .pods
         .exec(target.pod, wrap_argv(argv, &pid_file, &env, tty), &params)
@@ -72,6 +76,7 @@ pub(crate) async fn start(
     }
     let status = attached.take_status();
     let control = ExecControl {
+        requests: target.requests.clone(),
         pods: target.pods.clone(),
         pod: target.pod.to_owned(),
         container: target.container.to_owned(),
@@ -110,6 +115,7 @@ type StatusFuture = std::pin::Pin<
 >;
 
 struct ExecControl {
+    requests: Requests,
     pods: Api<Pod>,
     pod: String,
     container: String,
@@ -136,6 +142,7 @@ impl ExecControl {
             pods: &self.pods,
             pod: &self.pod,
             container: &self.container,
+            requests: &self.requests,
         };
         let code = tokio::time::timeout(
             self.signal_timeout,
@@ -205,6 +212,7 @@ pub(crate) async fn run_to_completion(
         ..AttachParams::default()
     };
     let program = argv.first().cloned().unwrap_or_default();
+    target.requests.add(1);
     let mut attached = target
         .pods
         .exec(target.pod, argv, &params)

@@ -5,7 +5,8 @@
 //! configuration; must not depend on SSH libraries or on other backends.
 //!
 //! A login costs these API requests: create, watch (until the pod runs), attach (the
-//! lifeline, below), one exec per session, delete.
+//! lifeline, below), one exec per session, delete. The count is logged at debug level when
+//! the connection ends.
 //!
 //! The lifeline: the console container runs the idle command (which reads its stdin) with
 //! `stdin` and `stdinOnce`, and sshpod keeps an attach to that stdin open for as long as the
@@ -15,17 +16,20 @@
 
 mod client;
 mod exec;
+mod files;
 mod forward;
 mod lifecycle;
 mod limiter;
 mod orphans;
 pub mod pod;
+mod requests;
+mod session;
 
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, AttachedProcess};
-use kube::Api;
+use kube::{Api, Client};
 use sshpod_config::{KubernetesConfig, PodMode};
 use sshpod_core::{
     Backend, BackendError, Command, ConnectionContext, Container, Process, ProcessSpec,
@@ -33,33 +37,27 @@ use sshpod_core::{
 use tokio::sync::Mutex;
 
 pub use forward::ForwardStream;
+use requests::Requests;
+use session::SessionPods;
 
 /// The Kubernetes backend. One value serves the whole process.
 pub struct KubeBackend {
-    pods: Api<Pod>,
+    client: Client,
     config: Arc<KubernetesConfig>,
     instance: String,
 }
 
 impl KubeBackend {
-    /// Builds the shared client and checks that the API server answers.
+    /// Builds the shared client and checks that the credentials work in the namespace.
     pub async fn connect(config: &KubernetesConfig) -> Result<Self, BackendError> {
-        if config.pod.mode == PodMode::Session {
-            return Err(BackendError::Settings {
-                setting: "kubernetes.pod.mode",
-                reason: "`session` mode is not available in the Kubernetes backend yet; use \
-                         `connection` or `persistent`"
-                    .to_owned(),
-            });
-        }
         let client = client::build(&config.connection, config.timeouts.http).await?;
-        let pods: Api<Pod> = Api::namespaced(client, config.pod.namespace());
+        let pods: Api<Pod> = Api::namespaced(client.clone(), config.pod.namespace());
         // `/version` answers anyone; listing pods proves the credentials and the rights.
         pods.list_metadata(&kube::api::ListParams::default().limit(1))
             .await
             .map_err(|e| BackendError::Engine(Box::new(e)))?;
         Ok(Self {
-            pods,
+            client,
             config: Arc::new(config.clone()),
             instance: hex::encode(rand::random::<[u8; 8]>()),
         })
@@ -70,81 +68,60 @@ impl KubeBackend {
         &self.instance
     }
 
-    fn console(&self) -> (String, String) {
-        let container = self
-            .config
-            .pod
-            .spec
-            .containers
-            .get(self.config.pod.console_container_number);
-        (
-            container.map(|c| c.name.clone()).unwrap_or_default(),
-            container.and_then(|c| c.image.clone()).unwrap_or_default(),
-        )
+    /// The settings for one connection: the file's, or what a config server chose.
+    fn config_for(&self, ctx: &ConnectionContext) -> Arc<KubernetesConfig> {
+        match &ctx.config {
+            Some(config) => Arc::new(config.kubernetes.clone()),
+            None => Arc::clone(&self.config),
+        }
     }
 
     async fn start_connection_pod(
         &self,
+        pods: Api<Pod>,
+        config: Arc<KubernetesConfig>,
         ctx: &ConnectionContext,
-    ) -> Result<KubeContainer, BackendError> {
-        let (console, image) = self.console();
-        let pod = pod::connection_pod(&self.config.pod, ctx, &self.instance);
-        let name = lifecycle::create_and_wait(
-            &self.pods,
-            &pod,
-            &console,
-            &image,
-            self.config.timeouts.pod_start,
-        )
-        .await?;
-        let lifeline = match self.hold_lifeline(&name, &console).await {
-            Ok(l) => l,
-            Err(e) => {
-                lifecycle::delete(&self.pods, &name).await;
-                return Err(e);
-            }
-        };
-        tracing::debug!(pod = %name, "pod running");
-        Ok(KubeContainer {
-            pods: self.pods.clone(),
+        requests: Requests,
+    ) -> Result<PodHandle, BackendError> {
+        let (console, image) = pod::console_of(&config.pod);
+        let spec = pod::connection_pod(&config.pod, ctx, &self.instance);
+        requests.add(2); // create, watch
+        let name =
+            lifecycle::create_and_wait(&pods, &spec, &console, &image, config.timeouts.pod_start)
+                .await?;
+        let handle = PodHandle {
+            pods,
             name,
             console,
-            config: Arc::clone(&self.config),
-            lifeline: Mutex::new(Some(lifeline)),
+            config,
+            environment: ctx.environment.clone(),
+            lifeline: Mutex::new(None),
             owned: true,
-        })
-    }
-
-    async fn hold_lifeline(&self, name: &str, console: &str) -> Result<Lifeline, BackendError> {
-        let params = AttachParams {
-            container: Some(console.to_owned()),
-            stdin: true,
-            stdout: false,
-            stderr: false,
-            tty: false,
-            ..AttachParams::default()
+            requests,
         };
-        let mut attached =
-            self.pods
-                .attach(name, &params)
-                .await
-                .map_err(|e| BackendError::StartContainer {
-                    image: self.console().1,
-                    reason: format!("cannot attach to the pod: {}", lifecycle::api_message(&e)),
-                    source: None,
-                })?;
-        let stdin = attached.stdin();
-        Ok(Lifeline {
-            _stdin: stdin,
-            _attached: attached,
-        })
+        let ready = async {
+            handle.hold_lifeline(&image).await?;
+            files::write_all(&handle.target(), &ctx.files, &handle.requests).await
+        };
+        if let Err(e) = ready.await {
+            handle.close().await;
+            return Err(e);
+        }
+        tracing::debug!(pod = %handle.name, "pod running");
+        Ok(handle)
     }
 
-    async fn persistent_pod(&self) -> Result<KubeContainer, BackendError> {
-        let (console, image) = self.console();
-        let name = self.config.pod.metadata.name.clone().unwrap_or_default();
-        let found = self
-            .pods
+    async fn persistent_pod(
+        &self,
+        pods: Api<Pod>,
+        config: Arc<KubernetesConfig>,
+        ctx: &ConnectionContext,
+        requests: Requests,
+    ) -> Result<PodHandle, BackendError> {
+        let (console, image) = pod::console_of(&config.pod);
+        let name = config.pod.metadata.name.clone().unwrap_or_default();
+        requests.add(1);
+        let found = pods
             .get_opt(&name)
             .await
             .map_err(|e| BackendError::Engine(Box::new(e)))?;
@@ -158,25 +135,27 @@ impl KubeBackend {
                     });
                 }
             }
-            None if self.config.pod.create_missing_pods => {
-                let mut pod = Pod {
-                    metadata: self.config.pod.metadata.clone(),
-                    spec: Some(self.config.pod.spec.clone()),
+            None if config.pod.create_missing_pods => {
+                let mut spec = Pod {
+                    metadata: config.pod.metadata.clone(),
+                    spec: Some(config.pod.spec.clone()),
                     status: None,
                 };
-                if let Some(console) = pod.spec.as_mut().and_then(|s| {
-                    s.containers
-                        .get_mut(self.config.pod.console_container_number)
-                }) {
-                    console.command = Some(persistent_idle_command(&self.config.pod.idle_command));
+                if let Some(console) = spec
+                    .spec
+                    .as_mut()
+                    .and_then(|s| s.containers.get_mut(config.pod.console_container_number))
+                {
+                    console.command = Some(persistent_idle_command(&config.pod.idle_command));
                     console.args = None;
                 }
+                requests.add(2);
                 lifecycle::create_and_wait(
-                    &self.pods,
-                    &pod,
+                    &pods,
+                    &spec,
                     &console,
                     &image,
-                    self.config.timeouts.pod_start,
+                    config.timeouts.pod_start,
                 )
                 .await?;
             }
@@ -188,14 +167,18 @@ impl KubeBackend {
                 })
             }
         }
-        Ok(KubeContainer {
-            pods: self.pods.clone(),
+        let handle = PodHandle {
+            pods,
             name,
             console,
-            config: Arc::clone(&self.config),
+            config,
+            environment: ctx.environment.clone(),
             lifeline: Mutex::new(None),
             owned: false,
-        })
+            requests,
+        };
+        files::write_all(&handle.target(), &ctx.files, &handle.requests).await?;
+        Ok(handle)
     }
 }
 
@@ -203,19 +186,32 @@ impl Backend for KubeBackend {
     type Container = KubeContainer;
 
     async fn connect(&self, ctx: &ConnectionContext) -> Result<KubeContainer, BackendError> {
-        match self.config.pod.mode {
-            PodMode::Persistent => self.persistent_pod().await,
-            PodMode::Connection | PodMode::Session => self.start_connection_pod(ctx).await,
-        }
+        let config = self.config_for(ctx);
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), config.pod.namespace());
+        let requests = Requests::default();
+        let kind = match config.pod.mode {
+            PodMode::Connection => Kind::Pod(
+                self.start_connection_pod(pods, config, ctx, requests.clone())
+                    .await?,
+            ),
+            PodMode::Persistent => Kind::Pod(
+                self.persistent_pod(pods, config, ctx, requests.clone())
+                    .await?,
+            ),
+            PodMode::Session => Kind::Sessions(SessionPods::new(
+                pods,
+                config,
+                ctx,
+                &self.instance,
+                requests.clone(),
+            )),
+        };
+        Ok(KubeContainer { kind, requests })
     }
 
     async fn remove_orphans(&self) -> Result<usize, BackendError> {
-        orphans::remove_orphans(
-            &self.pods,
-            &self.instance,
-            self.config.timeouts.pod_start * 2,
-        )
-        .await
+        let pods = Api::namespaced(self.client.clone(), self.config.pod.namespace());
+        orphans::remove_orphans(&pods, &self.instance, self.config.timeouts.pod_start * 2).await
     }
 }
 
@@ -234,63 +230,111 @@ fn persistent_idle_command(configured: &[String]) -> Vec<String> {
     }
 }
 
+/// The argv for a session's command.
+fn argv(config: &KubernetesConfig, command: &Command) -> Result<Vec<String>, BackendError> {
+    let pod = &config.pod;
+    match command {
+        Command::Shell => Ok(pod.shell_command.clone()),
+        Command::Exec(_) if pod.disable_command => Err(BackendError::Unsupported(
+            "running commands is disabled on this server; log in for a shell".to_owned(),
+        )),
+        Command::Exec(line) => Ok(vec!["/bin/sh".to_owned(), "-c".to_owned(), line.clone()]),
+        Command::Subsystem(name) => match pod.subsystems.get(name) {
+            Some(program) => Ok(vec![program.clone()]),
+            None => Err(BackendError::Unsupported(format!(
+                "the `{name}` subsystem is not available"
+            ))),
+        },
+    }
+}
+
+fn describe(command: &Command) -> String {
+    match command {
+        Command::Shell => "your shell".to_owned(),
+        Command::Exec(line) => line.clone(),
+        Command::Subsystem(s) => format!("the {s} subsystem"),
+    }
+}
+
 /// The attach that keeps a connection's pod alive (see the crate docs).
 struct Lifeline {
     _stdin: Option<tokio::io::WriteHalf<tokio::io::SimplexStream>>,
     _attached: AttachedProcess,
 }
 
-/// The pod of one connection.
+/// The pod(s) of one connection.
 pub struct KubeContainer {
+    kind: Kind,
+    requests: Requests,
+}
+
+enum Kind {
+    /// `connection` and `persistent` modes: one pod, sessions exec into it.
+    Pod(PodHandle),
+    /// `session` mode: a pod per session.
+    Sessions(SessionPods),
+}
+
+/// One pod that sessions exec into.
+struct PodHandle {
     pods: Api<Pod>,
     name: String,
     console: String,
     config: Arc<KubernetesConfig>,
+    /// From the webhooks: every process gets it.
+    environment: Vec<(String, String)>,
     lifeline: Mutex<Option<Lifeline>>,
     /// False for a persistent pod, which sshpod never deletes.
     owned: bool,
+    requests: Requests,
 }
 
-impl KubeContainer {
-    fn argv(&self, command: &Command) -> Result<Vec<String>, BackendError> {
-        let pod = &self.config.pod;
-        match command {
-            Command::Shell => Ok(pod.shell_command.clone()),
-            Command::Exec(_) if pod.disable_command => Err(BackendError::Unsupported(
-                "running commands is disabled on this server; log in for a shell".to_owned(),
-            )),
-            Command::Exec(line) => Ok(vec!["/bin/sh".to_owned(), "-c".to_owned(), line.clone()]),
-            Command::Subsystem(name) => match pod.subsystems.get(name) {
-                Some(program) => Ok(vec![program.clone()]),
-                None => Err(BackendError::Unsupported(format!(
-                    "the `{name}` subsystem is not available"
-                ))),
-            },
-        }
-    }
-}
-
-impl Container for KubeContainer {
-    type Stream = ForwardStream;
-
-    async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
-        let argv = self.argv(&spec.command)?;
-        let program = match &spec.command {
-            Command::Shell => "your shell".to_owned(),
-            Command::Exec(line) => line.clone(),
-            Command::Subsystem(s) => format!("the {s} subsystem"),
-        };
-        let target = exec::Target {
+impl PodHandle {
+    fn target(&self) -> exec::Target<'_> {
+        exec::Target {
             pods: &self.pods,
             pod: &self.name,
             container: &self.console,
+            requests: &self.requests,
+        }
+    }
+
+    async fn hold_lifeline(&self, image: &str) -> Result<(), BackendError> {
+        let params = AttachParams {
+            container: Some(self.console.clone()),
+            stdin: true,
+            stdout: false,
+            stderr: false,
+            tty: false,
+            ..AttachParams::default()
         };
+        self.requests.add(1);
+        let mut attached = self.pods.attach(&self.name, &params).await.map_err(|e| {
+            BackendError::StartContainer {
+                image: image.to_owned(),
+                reason: format!("cannot attach to the pod: {}", lifecycle::api_message(&e)),
+                source: None,
+            }
+        })?;
+        let stdin = attached.stdin();
+        *self.lifeline.lock().await = Some(Lifeline {
+            _stdin: stdin,
+            _attached: attached,
+        });
+        Ok(())
+    }
+
+    async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
+        let argv = argv(&self.config, &spec.command)?;
+        let program = describe(&spec.command);
+        let mut env = self.environment.clone();
+        env.extend(spec.env);
         tokio::time::timeout(
             self.config.timeouts.command_start,
             exec::start(
-                &target,
+                &self.target(),
                 argv,
-                &spec.env,
+                &env,
                 spec.tty.as_ref(),
                 program.clone(),
                 self.config.timeouts.signal,
@@ -314,6 +358,7 @@ impl Container for KubeContainer {
             port,
             source,
         };
+        self.requests.add(1);
         let forwarder = self
             .pods
             .portforward(&self.name, &[port])
@@ -322,12 +367,44 @@ impl Container for KubeContainer {
         ForwardStream::new(forwarder, port).ok_or_else(|| dial_error("no stream".into()))
     }
 
-    async fn close(&self) -> Result<(), BackendError> {
+    async fn close(&self) {
         // Ending the lifeline first lets the pod end even if the delete below fails.
         drop(self.lifeline.lock().await.take());
         if self.owned {
+            self.requests.add(1);
             lifecycle::delete(&self.pods, &self.name).await;
         }
+    }
+}
+
+impl Container for KubeContainer {
+    type Stream = ForwardStream;
+
+    async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
+        match &self.kind {
+            Kind::Pod(pod) => pod.exec(spec).await,
+            Kind::Sessions(sessions) => sessions.exec(spec).await,
+        }
+    }
+
+    async fn dial(&self, host: &str, port: u16) -> Result<ForwardStream, BackendError> {
+        match &self.kind {
+            Kind::Pod(pod) => pod.dial(host, port).await,
+            Kind::Sessions(_) => Err(BackendError::Unsupported(
+                "port forwarding is not available in session mode".to_owned(),
+            )),
+        }
+    }
+
+    async fn close(&self) -> Result<(), BackendError> {
+        match &self.kind {
+            Kind::Pod(pod) => pod.close().await,
+            Kind::Sessions(sessions) => sessions.close().await,
+        }
+        tracing::debug!(
+            api_requests = self.requests.total(),
+            "Kubernetes API requests for this connection"
+        );
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{EnvVar, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use sshpod_config::PodConfig;
 use sshpod_core::ConnectionContext;
@@ -17,8 +17,39 @@ pub const LABEL_USER: &str = "sshpod.user";
 
 /// The pod to create for one connection: the configured metadata and spec, with sshpod's
 /// labels, a name of its own, and the console container running the idle command with a
-/// stdin that sshpod holds open (see `KubeContainer`'s lifeline).
+/// stdin that sshpod holds open (see the crate docs: the lifeline).
 pub(crate) fn connection_pod(config: &PodConfig, ctx: &ConnectionContext, instance: &str) -> Pod {
+    guest_pod(
+        config,
+        ctx,
+        instance,
+        None,
+        config.idle_command.clone(),
+        false,
+    )
+}
+
+/// The pod for session `number` of a connection in `session` mode: `command` is the console
+/// container's main process.
+pub(crate) fn session_pod(
+    config: &PodConfig,
+    ctx: &ConnectionContext,
+    instance: &str,
+    number: usize,
+    command: Vec<String>,
+    tty: bool,
+) -> Pod {
+    guest_pod(config, ctx, instance, Some(number), command, tty)
+}
+
+fn guest_pod(
+    config: &PodConfig,
+    ctx: &ConnectionContext,
+    instance: &str,
+    session: Option<usize>,
+    command: Vec<String>,
+    tty: bool,
+) -> Pod {
     let mut metadata = config.metadata.clone();
     let connection = ctx.connection_id.to_string();
     let prefix = metadata
@@ -26,20 +57,45 @@ pub(crate) fn connection_pod(config: &PodConfig, ctx: &ConnectionContext, instan
         .take()
         .unwrap_or_else(|| sshpod_config::DEFAULT_GENERATE_NAME.to_owned());
     // A name of our own (not generateName) lets a timed-out start be cleaned up by name.
-    metadata.name = Some(pod_name(&prefix, &ctx.user, &connection));
+    let short = &connection[..connection.len().min(12)];
+    let id = match session {
+        Some(n) => format!("{short}-{n}"),
+        None => short.to_owned(),
+    };
+    metadata.name = Some(pod_name(&prefix, &ctx.user, &id));
     let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
+    for (key, value) in &ctx.labels {
+        labels.insert(key.clone(), label_value(value));
+    }
     labels.insert(LABEL_INSTANCE.to_owned(), instance.to_owned());
     labels.insert(LABEL_CONNECTION.to_owned(), connection);
+    if !ctx.annotations.is_empty() {
+        metadata
+            .annotations
+            .get_or_insert_with(BTreeMap::new)
+            .extend(ctx.annotations.clone());
+    }
     labels.insert(LABEL_USER.to_owned(), label_value(&ctx.user));
     let mut spec = config.spec.clone();
     spec.restart_policy
         .get_or_insert_with(|| "Never".to_owned());
     if let Some(console) = spec.containers.get_mut(config.console_container_number) {
-        console.command = Some(config.idle_command.clone());
+        console.command = Some(command);
         console.args = None;
         console.stdin = Some(true);
         console.stdin_once = Some(true);
-        console.tty = Some(false);
+        console.tty = Some(tty);
+        if !ctx.environment.is_empty() {
+            let env = console.env.get_or_insert_with(Vec::new);
+            for (name, value) in &ctx.environment {
+                env.retain(|e| &e.name != name);
+                env.push(EnvVar {
+                    name: name.clone(),
+                    value: Some(value.clone()),
+                    value_from: None,
+                });
+            }
+        }
     }
     Pod {
         metadata,
@@ -48,10 +104,31 @@ pub(crate) fn connection_pod(config: &PodConfig, ctx: &ConnectionContext, instan
     }
 }
 
-/// `PREFIX` + user + `-` + the first 12 characters of the connection id, as a DNS-1123 label
-/// (lower case, digits and `-`, at most 63 characters, alphanumeric at both ends).
-pub(crate) fn pod_name(prefix: &str, user: &str, connection: &str) -> String {
-    let id: String = connection.chars().take(12).collect();
+/// The console container's name and image.
+pub(crate) fn console_of(config: &PodConfig) -> (String, String) {
+    let container = config.spec.containers.get(config.console_container_number);
+    (
+        container.map(|c| c.name.clone()).unwrap_or_default(),
+        container.and_then(|c| c.image.clone()).unwrap_or_default(),
+    )
+}
+
+/// The console container's exit code, once it has terminated.
+pub(crate) fn console_exit_code(pod: &Pod, console: &str) -> Option<i64> {
+    let status = pod.status.as_ref()?;
+    let container = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == console)?;
+    let terminated = container.state.as_ref()?.terminated.as_ref()?;
+    Some(i64::from(terminated.exit_code))
+}
+
+/// `PREFIX` + user + `-` + `id` (a short connection id, maybe with a session number), as a
+/// DNS-1123 label (lower case, digits and `-`, at most 63 characters, alphanumeric at both
+/// ends).
+pub(crate) fn pod_name(prefix: &str, user: &str, id: &str) -> String {
     let mut name = String::new();
     for c in format!("{prefix}{user}").chars() {
         let c = c.to_ascii_lowercase();
@@ -215,15 +292,11 @@ mod tests {
     #[test]
     fn pod_names_are_dns_labels() {
         assert_eq!(
-            pod_name(
-                "sshpod-",
-                "Alice.Smith@example",
-                "0123456789abcdef0123456789abcdef"
-            ),
+            pod_name("sshpod-", "Alice.Smith@example", "0123456789ab"),
             "sshpod-alice-smith-example-0123456789ab"
         );
         let long = "x".repeat(100);
-        let name = pod_name("sshpod-", &long, "0123456789abcdef");
+        let name = pod_name("sshpod-", &long, "0123456789ab");
         assert_eq!(name.len(), 63);
         assert!(name.ends_with("-0123456789ab"));
         assert_eq!(pod_name("", "__", "0123456789ab"), "sshpod-0123456789ab");

@@ -90,7 +90,7 @@ impl<B: Backend> ConnectionHandler<B> {
             &self.restrictions,
             command,
             &mut env,
-            &self.conn.shared.config.docker.execution.subsystems,
+            self.conn.shared.config.subsystems(),
         );
         self.conn
             .span

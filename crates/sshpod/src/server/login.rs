@@ -151,6 +151,7 @@ pub(crate) struct Outcome {
     environment: Vec<(String, String)>,
     files: Vec<ContainerFile>,
     labels: BTreeMap<String, String>,
+    annotations: BTreeMap<String, String>,
     config: Option<Arc<Config>>,
 }
 
@@ -160,6 +161,7 @@ impl Outcome {
         ctx.environment = self.environment.clone();
         ctx.files = self.files.clone();
         ctx.labels = self.labels.clone();
+        ctx.annotations = self.annotations.clone();
         ctx.config = self.config.clone();
     }
 }
@@ -604,7 +606,23 @@ fn outcome(
     per_connection: Option<Arc<Config>>,
 ) -> Result<Outcome, String> {
     let mut environment: Vec<(String, String)> = Vec::new();
-    if config.docker.execution.expose_auth_metadata_as_env {
+    let kubernetes = config.backend == sshpod_config::Backend::Kubernetes;
+    if kubernetes {
+        // Kubernetes names each exposed entry (metadata key to variable name).
+        environment.extend(
+            config
+                .kubernetes
+                .pod
+                .expose_auth_metadata_as_env
+                .iter()
+                .filter_map(|(key, name)| {
+                    metadata
+                        .metadata
+                        .get(key)
+                        .map(|v| (name.clone(), v.value.clone()))
+                }),
+        );
+    } else if config.docker.execution.expose_auth_metadata_as_env {
         environment.extend(
             metadata
                 .metadata
@@ -632,23 +650,35 @@ fn outcome(
             content,
         });
     }
-    let labels = config
-        .docker
-        .execution
-        .expose_auth_metadata_as_labels
-        .iter()
-        .filter_map(|(key, label)| {
-            metadata
-                .metadata
-                .get(key)
-                .filter(|v| !v.sensitive)
-                .map(|v| (label.clone(), v.value.clone()))
-        })
-        .collect();
+    // Metadata key to label (or annotation) name; sensitive entries never.
+    let exposed = |map: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        map.iter()
+            .filter_map(|(key, name)| {
+                metadata
+                    .metadata
+                    .get(key)
+                    .filter(|v| !v.sensitive)
+                    .map(|v| (name.clone(), v.value.clone()))
+            })
+            .collect()
+    };
+    let (labels, annotations) = if kubernetes {
+        let pod = &config.kubernetes.pod;
+        (
+            exposed(&pod.expose_auth_metadata_as_labels),
+            exposed(&pod.expose_auth_metadata_as_annotations),
+        )
+    } else {
+        (
+            exposed(&config.docker.execution.expose_auth_metadata_as_labels),
+            BTreeMap::new(),
+        )
+    };
     Ok(Outcome {
         environment,
         files,
         labels,
+        annotations,
         config: per_connection,
     })
 }

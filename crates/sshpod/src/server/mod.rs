@@ -70,7 +70,7 @@ impl<B: Backend> Server<B> {
             host_certificates,
             methods,
         ));
-        let subsystems = config.docker.execution.subsystems.keys().cloned().collect();
+        let subsystems = config.subsystems().keys().cloned().collect();
         let startups = Arc::new(Semaphore::new(config.ssh.max_startups as usize));
         Ok(Self {
             shared: Arc::new(Shared {

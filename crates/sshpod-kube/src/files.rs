@@ -1,0 +1,81 @@
+//! Writing the files a webhook asked for into a running pod: each through an exec of
+//! `/bin/sh` that creates the parent directory and copies its stdin to the path (mode 0600),
+//! so it belongs to the pod's user and lands wherever the user's processes look.
+
+use sshpod_core::{BackendError, ContainerFile};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::exec::Target;
+use crate::pod::exit_code;
+use crate::requests::Requests;
+
+const SCRIPT: &str = r#"umask 077; mkdir -p "$(dirname "$1")" && cat > "$1""#;
+
+/// Writes every file, in order; the first failure stops and is returned.
+pub(crate) async fn write_all(
+    target: &Target<'_>,
+    files: &[ContainerFile],
+    requests: &Requests,
+) -> Result<(), BackendError> {
+    for file in files {
+        write_one(target, file, requests).await?;
+    }
+    Ok(())
+}
+
+async fn write_one(
+    target: &Target<'_>,
+    file: &ContainerFile,
+    requests: &Requests,
+) -> Result<(), BackendError> {
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Exec {
+        program: format!("writing {}", file.path),
+        source,
+    };
+    let params = kube::api::AttachParams {
+        container: Some(target.container.to_owned()),
+        stdin: true,
+        stdout: true,
+        stderr: true,
+        tty: false,
+        ..kube::api::AttachParams::default()
+    };
+    requests.add(1);
+    let mut attached = target
+        .pods
+        .exec(
+            target.pod,
+            ["/bin/sh", "-c", SCRIPT, "sh", file.path.as_str()],
+            &params,
+        )
+        .await
+        .map_err(|e| failed(Box::new(e)))?;
+    let mut stdin = attached.stdin().ok_or_else(|| failed("no stdin".into()))?;
+    let status = attached.take_status();
+    let (mut stdout, mut stderr) = (attached.stdout(), attached.stderr());
+    let write = async {
+        stdin.write_all(&file.content).await?;
+        stdin.shutdown().await
+    };
+    let mut message = Vec::new();
+    let drain = async {
+        if let Some(out) = stdout.as_mut() {
+            let _ = out.read_to_end(&mut Vec::new()).await;
+        }
+        if let Some(err) = stderr.as_mut() {
+            let _ = err.read_to_end(&mut message).await;
+        }
+    };
+    let (written, ()) = tokio::join!(write, drain);
+    written.map_err(|e| failed(Box::new(e)))?;
+    let status = match status {
+        Some(f) => f.await,
+        None => None,
+    };
+    match status.as_ref().and_then(exit_code) {
+        Some(0) => Ok(()),
+        _ => Err(failed(
+            String::from_utf8_lossy(&message).trim().to_owned().into(),
+        )),
+    }
+}

@@ -1,0 +1,337 @@
+//! `session` mode: a pod per SSH session, running the session's program as the console
+//! container's main process, reached by attach.
+//!
+//! The program waits for a first line on its stdin before it starts, and sshpod sends that
+//! line once it is attached: nothing the program prints early is lost. The exit status is the
+//! console container's, read from the pod once the attach ends; then the pod is deleted.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::{SinkExt as _, StreamExt as _, TryStreamExt as _};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{
+    AttachParams, AttachedProcess, TerminalSize as KubeTerminalSize, WatchEvent, WatchParams,
+};
+use kube::Api;
+use sshpod_config::KubernetesConfig;
+use sshpod_core::wrapper::{exit_status, kill_argv, pid_file_name, wrap_argv};
+use sshpod_core::{
+    BackendError, BoxFuture, ConnectionContext, ExitStatus, Process, ProcessControl, ProcessSpec,
+    Signal, TerminalSize, TtySpec,
+};
+use tokio::io::AsyncWriteExt as _;
+
+use crate::exec::{run_to_completion, Target};
+use crate::lifecycle::{self, api_message};
+use crate::pod;
+use crate::requests::Requests;
+
+/// Buffer between kube's WebSocket loop and the SSH channel, per stream.
+const PIPE_BYTES: usize = 256 * 1024;
+
+/// The session pods of one connection.
+pub(crate) struct SessionPods {
+    pods: Api<Pod>,
+    config: Arc<KubernetesConfig>,
+    ctx: ConnectionContext,
+    instance: String,
+    requests: Requests,
+    next: AtomicUsize,
+    /// Pods not deleted yet, by name.
+    live: Arc<Mutex<Vec<String>>>,
+}
+
+impl SessionPods {
+    pub(crate) fn new(
+        pods: Api<Pod>,
+        config: Arc<KubernetesConfig>,
+        ctx: &ConnectionContext,
+        instance: &str,
+        requests: Requests,
+    ) -> Self {
+        Self {
+            pods,
+            config,
+            ctx: ctx.clone(),
+            instance: instance.to_owned(),
+            requests,
+            next: AtomicUsize::new(1),
+            live: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    /// Runs a session's command as the main process of a new pod, attached.
+    pub(crate) async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
+        let argv = crate::argv(&self.config, &spec.command)?;
+        let mut env = self.ctx.environment.clone();
+        env.extend(spec.env);
+        self.start(argv, &env, spec.tty.as_ref()).await
+    }
+
+    /// Starts `argv` as the main process of a new pod and attaches to it.
+    async fn start(
+        &self,
+        argv: Vec<String>,
+        env: &[(String, String)],
+        tty: Option<&TtySpec>,
+    ) -> Result<Process, BackendError> {
+        let number = self.next.fetch_add(1, Ordering::Relaxed);
+        let pid_file = pid_file_name(rand::random());
+        let mut env = env.to_vec();
+        if let Some(t) = tty {
+            env.push(("TERM".to_owned(), t.term.clone()));
+        }
+        let mut command = vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            // Wait for sshpod's go-ahead (sent once attached), then become the program. On a
+            // terminal the go-ahead must not echo.
+            "[ -t 0 ] && stty -echo 2>/dev/null; read -r _ || exit 0; \
+             [ -t 0 ] && stty echo 2>/dev/null; exec \"$@\""
+                .to_owned(),
+            "sh".to_owned(),
+        ];
+        command.extend(wrap_argv(argv, &pid_file, &env, tty));
+        let spec = pod::session_pod(
+            &self.config.pod,
+            &self.ctx,
+            &self.instance,
+            number,
+            command,
+            tty.is_some(),
+        );
+        let (console, image) = pod::console_of(&self.config.pod);
+        self.requests.add(2); // create, watch
+        let name = lifecycle::create_and_wait(
+            &self.pods,
+            &spec,
+            &console,
+            &image,
+            self.config.timeouts.pod_start,
+        )
+        .await?;
+        if let Ok(mut live) = self.live.lock() {
+            live.push(name.clone());
+        }
+        let target = Target {
+            pods: &self.pods,
+            pod: &name,
+            container: &console,
+            requests: &self.requests,
+        };
+        if let Err(e) = crate::files::write_all(&target, &self.ctx.files, &self.requests).await {
+            self.forget(&name);
+            lifecycle::delete(&self.pods, &name).await;
+            return Err(e);
+        }
+        match self.attach(&name, &console, tty, pid_file).await {
+            Ok(process) => Ok(process),
+            Err(e) => {
+                self.forget(&name);
+                lifecycle::delete(&self.pods, &name).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn attach(
+        &self,
+        name: &str,
+        console: &str,
+        tty: Option<&TtySpec>,
+        pid_file: String,
+    ) -> Result<Process, BackendError> {
+        let params = AttachParams {
+            container: Some(console.to_owned()),
+            stdin: true,
+            stdout: true,
+            stderr: tty.is_none(),
+            tty: tty.is_some(),
+            max_stdin_buf_size: Some(PIPE_BYTES),
+            max_stdout_buf_size: Some(PIPE_BYTES),
+            max_stderr_buf_size: Some(PIPE_BYTES),
+        };
+        self.requests.add(1);
+        let mut attached =
+            self.pods
+                .attach(name, &params)
+                .await
+                .map_err(|e| BackendError::Exec {
+                    program: "your session".to_owned(),
+                    source: api_message(&e).into(),
+                })?;
+        let mut stdin = attached.stdin().ok_or_else(|| missing("stdin"))?;
+        let stdout = attached.stdout().ok_or_else(|| missing("stdout"))?;
+        let stderr = attached.stderr();
+        let mut resize = attached.terminal_size();
+        if let (Some(t), Some(sender)) = (tty, resize.as_mut()) {
+            let _ = sender
+                .send(KubeTerminalSize {
+                    width: t.size.cols,
+                    height: t.size.rows,
+                })
+                .await;
+        }
+        stdin
+            .write_all(b"\n")
+            .await
+            .map_err(|e| BackendError::Exec {
+                program: "your session".to_owned(),
+                source: Box::new(e),
+            })?;
+        let control = SessionControl {
+            pods: self.pods.clone(),
+            name: name.to_owned(),
+            console: console.to_owned(),
+            pid_file,
+            delivered: Mutex::new(None),
+            requests: self.requests.clone(),
+            live: Arc::clone(&self.live),
+            resize: tokio::sync::Mutex::new(resize),
+            attached: tokio::sync::Mutex::new(Some(attached)),
+        };
+        Ok(Process {
+            stdin: Box::new(stdin),
+            stdout: Box::new(stdout),
+            stderr: stderr.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
+            control: Box::new(control),
+        })
+    }
+
+    fn forget(&self, name: &str) {
+        if let Ok(mut live) = self.live.lock() {
+            live.retain(|n| n != name);
+        }
+    }
+
+    /// Deletes every session pod still there.
+    pub(crate) async fn close(&self) {
+        let names = self
+            .live
+            .lock()
+            .map(|mut live| std::mem::take(&mut *live))
+            .unwrap_or_default();
+        for name in names {
+            self.requests.add(1);
+            lifecycle::delete(&self.pods, &name).await;
+        }
+    }
+}
+
+fn missing(stream: &str) -> BackendError {
+    BackendError::Unsupported(format!("the attach returned no {stream} stream"))
+}
+
+struct SessionControl {
+    pods: Api<Pod>,
+    name: String,
+    console: String,
+    pid_file: String,
+    delivered: Mutex<Option<Signal>>,
+    requests: Requests,
+    live: Arc<Mutex<Vec<String>>>,
+    resize: tokio::sync::Mutex<Option<futures_channel::mpsc::Sender<KubeTerminalSize>>>,
+    attached: tokio::sync::Mutex<Option<AttachedProcess>>,
+}
+
+impl SessionControl {
+    async fn wait_exit(&self) -> Result<ExitStatus, BackendError> {
+        // The attach ends when the program does (or the pod goes).
+        if let Some(attached) = self.attached.lock().await.take() {
+            let _ = attached.join().await;
+        }
+        self.requests.add(1);
+        let code = terminated_exit_code(&self.pods, &self.name, &self.console).await;
+        if let Ok(mut live) = self.live.lock() {
+            live.retain(|n| n != &self.name);
+        }
+        self.requests.add(1);
+        lifecycle::delete(&self.pods, &self.name).await;
+        let delivered = self.delivered.lock().ok().and_then(|d| *d);
+        code.map(|c| exit_status(c, delivered))
+    }
+
+    async fn deliver(&self, signal: Signal) -> Result<(), BackendError> {
+        let target = Target {
+            pods: &self.pods,
+            pod: &self.name,
+            container: &self.console,
+            requests: &self.requests,
+        };
+        let code = run_to_completion(&target, kill_argv(&self.pid_file, signal)).await?;
+        if code != 0 {
+            return Err(BackendError::Unsupported(format!(
+                "could not deliver {} to the process",
+                signal.name()
+            )));
+        }
+        if let Ok(mut d) = self.delivered.lock() {
+            *d = Some(signal);
+        }
+        Ok(())
+    }
+}
+
+impl ProcessControl for SessionControl {
+    fn resize(&self, size: TerminalSize) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(async move {
+            if let Some(sender) = self.resize.lock().await.as_mut() {
+                let _ = sender
+                    .send(KubeTerminalSize {
+                        width: size.cols,
+                        height: size.rows,
+                    })
+                    .await;
+            }
+            Ok(())
+        })
+    }
+
+    fn signal(&self, signal: Signal) -> BoxFuture<'_, Result<(), BackendError>> {
+        Box::pin(self.deliver(signal))
+    }
+
+    fn wait(&self) -> BoxFuture<'_, Result<ExitStatus, BackendError>> {
+        Box::pin(self.wait_exit())
+    }
+}
+
+/// Watches the pod until its console container has terminated and returns the exit code.
+async fn terminated_exit_code(
+    pods: &Api<Pod>,
+    name: &str,
+    console: &str,
+) -> Result<i64, BackendError> {
+    let gone = || BackendError::Unsupported("your pod went away while the command ran".to_owned());
+    let params = WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(60);
+    let stream = pods
+        .watch(&params, "0")
+        .await
+        .map_err(|e| BackendError::Engine(Box::new(e)))?;
+    let mut stream = stream.boxed();
+    while let Some(event) = stream
+        .try_next()
+        .await
+        .map_err(|e| BackendError::Engine(Box::new(e)))?
+    {
+        match event {
+            WatchEvent::Added(p) | WatchEvent::Modified(p) => {
+                if let Some(code) = pod::console_exit_code(&p, console) {
+                    return Ok(code);
+                }
+            }
+            WatchEvent::Deleted(_) => return Err(gone()),
+            WatchEvent::Bookmark(_) => {}
+            WatchEvent::Error(e) => {
+                return Err(BackendError::Unsupported(format!(
+                    "watching your pod failed: {}",
+                    e.message
+                )))
+            }
+        }
+    }
+    Err(gone())
+}
