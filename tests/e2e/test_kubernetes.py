@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import re
 import signal
 import sys
@@ -288,3 +289,62 @@ def test_config_server_answers_shape_the_pod(kube, scn, ks):
     assert len(labelled) == 1, "the config server's labels reach the pod"
     proc.kill()
     assert "kube-token" not in gw.log
+
+
+def cluster_and_users(ks) -> tuple[dict, dict]:
+    config = yaml.safe_load(ks.kubeconfig.read_text())
+    return config["clusters"][0]["cluster"], {u["name"]: u["user"] for u in config["users"]}
+
+
+@pytest.mark.parametrize("method", [
+    "client certificate inline", "client certificate and CA files", "bearer token file",
+    "server name for SNI", "insecure",
+])
+def test_connection_methods(scn, ks, method):
+    cluster, users = cluster_and_users(ks)
+    ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
+    cert = base64.b64decode(users["admin-cert"]["client-certificate-data"]).decode()
+    key = base64.b64decode(users["admin-cert"]["client-key-data"]).decode()
+    connection: dict = {"host": cluster["server"], "cacert": ca}
+    if method == "client certificate inline":
+        connection.update(cert=cert, key=key)
+    elif method == "client certificate and CA files":
+        for name, text in (("ca.pem", ca), ("cert.pem", cert), ("key.pem", key)):
+            (scn.tmp / name).write_text(text)
+        del connection["cacert"]
+        connection.update(cacertFile=str(scn.tmp / "ca.pem"), certFile=str(scn.tmp / "cert.pem"),
+                          keyFile=str(scn.tmp / "key.pem"))
+    elif method == "bearer token file":
+        (scn.tmp / "token").write_text(ks.admin_token + "\n")
+        connection["bearerTokenFile"] = str(scn.tmp / "token")
+    elif method == "server name for SNI":
+        # The address is an IP; the name the certificate is checked against is `localhost`.
+        connection.update(bearerToken=ks.admin_token, serverName="localhost")
+    else:
+        del connection["cacert"]
+        connection.update(bearerToken=ks.admin_token, insecure=True)
+    gw = scn.start({"backend": "kubernetes", "kubernetes": {"connection": connection}})
+    if method == "insecure":
+        assert "NOT verified" in gw.log, gw.log
+    result = scn.client(gw).ssh("echo connected")
+    assert (result.returncode, result.stdout) == (0, "connected\n"), result
+    wait_no_pods(ks)
+    if method == "bearer token file":
+        # Rotation: the file now holds a token without rights in this namespace; the next
+        # login uses it (and is refused by the API server), without a restart.
+        token = scn.tmp / "token"
+        token.write_text(ks.restricted_token + "\n")
+        stat = token.stat()
+        os.utime(token, (stat.st_atime, stat.st_mtime + 5))
+        refused = scn.client(gw).ssh("echo connected")
+        assert refused.returncode != 0 and "pod was refused" in refused.stderr, refused
+
+
+def test_server_name_that_the_certificate_does_not_carry_stops_start_up(scn, ks):
+    cluster, _ = cluster_and_users(ks)
+    ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
+    gw = scn.start({"backend": "kubernetes", "kubernetes": {"connection": {
+        "host": cluster["server"], "cacert": ca, "bearerToken": ks.admin_token,
+        "serverName": "not-the-api-server.example"}}}, wait=False)
+    assert gw.wait_exit(60) != 0
+    assert "connecting to the Kubernetes API server" in gw.log, gw.log

@@ -16,6 +16,7 @@ use sshpod_config::{KubernetesConnection, DEFAULT_KUBERNETES_HOST};
 use sshpod_core::BackendError;
 
 use crate::limiter::{RateLimitLayer, TokenBucket};
+use crate::token_file::{TokenFile, TokenFileLayer};
 
 /// Builds the client. Reads files named in the configuration; talks to nobody yet.
 pub(crate) async fn build(
@@ -27,8 +28,21 @@ pub(crate) async fn build(
     config.write_timeout = Some(request_timeout);
     let bucket = Arc::new(TokenBucket::new(conn.qps, conn.burst));
     let builder = kube::client::ClientBuilder::try_from(config)
-        .map_err(|e| setting("kubernetes.connection", format!("{e}")))?;
-    Ok(builder.with_layer(&RateLimitLayer::new(bucket)).build())
+        .map_err(|e| setting("kubernetes.connection", format!("{e}")))?
+        .with_layer(&RateLimitLayer::new(bucket));
+    match (&conn.kubeconfig, &conn.bearer_token_file) {
+        (None, Some(path)) => {
+            let file = Arc::new(TokenFile::new(path));
+            file.header().map_err(|e| {
+                setting(
+                    "kubernetes.connection.bearerTokenFile",
+                    format!("cannot read `{path}`: {e}"),
+                )
+            })?;
+            Ok(builder.with_layer(&TokenFileLayer(file)).build())
+        }
+        _ => Ok(builder.build()),
+    }
 }
 
 async fn client_config(conn: &KubernetesConnection) -> Result<kube::Config, BackendError> {
@@ -103,8 +117,7 @@ fn explicit_config(conn: &KubernetesConnection) -> Result<kube::Config, BackendE
         .bearer_token
         .as_ref()
         .map(|t| SecretString::from(t.expose_secret().trim().to_owned()));
-    // kube re-reads a token file when it changes (projected tokens rotate).
-    auth.token_file.clone_from(&conn.bearer_token_file);
+    // `bearerTokenFile` is applied by `TokenFileLayer`, which trims and follows rotation.
     let engine = base64::engine::general_purpose::STANDARD;
     auth.client_certificate.clone_from(&conn.cert_file);
     auth.client_certificate_data = conn.cert.as_ref().map(|pem| engine.encode(pem));

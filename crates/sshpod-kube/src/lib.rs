@@ -24,6 +24,7 @@ mod orphans;
 pub mod pod;
 mod requests;
 mod session;
+mod token_file;
 
 use std::sync::Arc;
 
