@@ -348,3 +348,48 @@ def test_server_name_that_the_certificate_does_not_carry_stops_start_up(scn, ks)
         "serverName": "not-the-api-server.example"}}}, wait=False)
     assert gw.wait_exit(60) != 0
     assert "connecting to the Kubernetes API server" in gw.log, gw.log
+
+
+def test_sigterm_ends_sessions_and_deletes_their_pods(kube, scn, ks):
+    gw = kube()
+    proc = scn.track(scn.client(gw).popen("echo started; exec sleep 1000"))
+    assert h.read_line(proc.stdout, h.CONTAINER_TIMEOUT) == b"started\n"
+    assert len(pods(ks)) == 1
+    gw.signal(signal.SIGTERM)
+    assert gw.wait_exit(60) == 0, gw.log
+    wait_no_pods(ks)
+
+
+def test_in_cluster_configuration_from_the_service_account(scn, ks):
+    """sshpod in a pod: no connection settings, the service account's token and CA mounted
+    where Kubernetes mounts them, and the API server named by KUBERNETES_SERVICE_HOST/PORT.
+    Run here as a container on the host network with those mounts."""
+    cluster, _ = cluster_and_users(ks)
+    host, port = cluster["server"].removeprefix("https://").rsplit(":", 1)
+    account = scn.tmp / "serviceaccount"
+    account.mkdir()
+    (account / "token").write_text(ks.admin_token)
+    (account / "ca.crt").write_bytes(base64.b64decode(cluster["certificate-authority-data"]))
+    (account / "namespace").write_text("default")
+    listen_port = h.free_port()
+    config = scn.config({
+        "ssh": {"listen": f"127.0.0.1:{listen_port}", "hostkeys": ["/work/ssh_host_ed25519_key"]},
+        "auth": {"publicKey": {"authorizedKeys": {"file": "/work/authorized_keys/%u"}},
+                 "password": {"method": ""}},
+        "backend": "kubernetes",
+    })
+    scn.write_config(config, "in-cluster.yaml")
+    name = f"sshpod-in-cluster-{scn.run_id}"
+    scn.finalizers.append(lambda: h.docker("rm", "-f", name, check=False))
+    h.docker("run", "-d", "--name", name, "--network", "host",
+             "--label", f"{h.TEST_LABEL}={scn.run_id}-runner",
+             "-e", f"KUBERNETES_SERVICE_HOST={host}", "-e", f"KUBERNETES_SERVICE_PORT={port}",
+             "-v", f"{h.sshpod_bin()}:/usr/local/bin/sshpod:ro",
+             "-v", f"{scn.tmp}:/work",
+             "-v", f"{account}:/var/run/secrets/kubernetes.io/serviceaccount:ro",
+             h.GUEST_IMAGE, "sshpod", "--config", "/work/in-cluster.yaml")
+    h.wait_until(lambda: h.port_open(listen_port), 60, "sshpod in its container to listen")
+    result = scn.client(listen_port).ssh("echo in-cluster")
+    assert (result.returncode, result.stdout) == (0, "in-cluster\n"), (
+        result, h.docker("logs", name, check=False).stderr)
+    wait_no_pods(ks)

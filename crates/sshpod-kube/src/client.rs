@@ -208,6 +208,25 @@ mod tests {
     }
 
     #[test]
+    fn basic_auth_reaches_the_client_configuration() {
+        // Kubernetes 1.19 removed basic authentication from the API server (kube-sim follows
+        // it), so this is checked here rather than end to end.
+        let conn = KubernetesConnection {
+            host: "127.0.0.1:6443".into(),
+            username: Some("admin".into()),
+            password: Some(sshpod_config::Secret::new("pw".into())),
+            ..KubernetesConnection::default()
+        };
+        let config = explicit_config(&conn).unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(config.auth_info.username.as_deref(), Some("admin"));
+        assert_eq!(
+            config.auth_info.password.as_ref().unwrap().expose_secret(),
+            "pw"
+        );
+    }
+
+    #[test]
     fn a_ca_without_certificates_is_refused() {
         let conn = KubernetesConnection {
             host: "127.0.0.1:6443".into(),

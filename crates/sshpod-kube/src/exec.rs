@@ -76,14 +76,8 @@ pub(crate) async fn start(
     }
     let status = attached.take_status();
     let control = ExecControl {
-        requests: target.requests.clone(),
-        pods: target.pods.clone(),
-        pod: target.pod.to_owned(),
-        container: target.container.to_owned(),
-        pid_file,
-        delivered: Mutex::new(None),
-        signal_timeout,
-        resize: tokio::sync::Mutex::new(resize),
+        terminal: Terminal::new(resize),
+        signaller: Signaller::new(target, pid_file, signal_timeout),
         status: tokio::sync::Mutex::new(status.map(|f| Box::pin(f) as StatusFuture)),
         _attached: attached,
     };
@@ -99,7 +93,7 @@ fn missing(stream: &str) -> BackendError {
     BackendError::Unsupported(format!("the exec returned no {stream} stream"))
 }
 
-fn kube_size(size: TerminalSize) -> KubeTerminalSize {
+pub(crate) fn kube_size(size: TerminalSize) -> KubeTerminalSize {
     KubeTerminalSize {
         width: size.cols,
         height: size.rows,
@@ -114,30 +108,51 @@ type StatusFuture = std::pin::Pin<
     >,
 >;
 
-struct ExecControl {
-    requests: Requests,
-    pods: Api<Pod>,
-    pod: String,
-    container: String,
-    pid_file: String,
-    delivered: Mutex<Option<Signal>>,
-    signal_timeout: Duration,
-    resize: tokio::sync::Mutex<Option<futures_channel::mpsc::Sender<KubeTerminalSize>>>,
-    status: tokio::sync::Mutex<Option<StatusFuture>>,
-    /// Keeps the WebSocket task alive; dropping it ends the exec.
-    _attached: AttachedProcess,
-}
+/// Sends terminal sizes to a process with a TTY.
+pub(crate) struct Terminal(
+    tokio::sync::Mutex<Option<futures_channel::mpsc::Sender<KubeTerminalSize>>>,
+);
 
-impl ExecControl {
-    async fn resize_now(&self, size: TerminalSize) -> Result<(), BackendError> {
-        if let Some(sender) = self.resize.lock().await.as_mut() {
+impl Terminal {
+    pub(crate) fn new(sender: Option<futures_channel::mpsc::Sender<KubeTerminalSize>>) -> Self {
+        Self(tokio::sync::Mutex::new(sender))
+    }
+
+    pub(crate) async fn resize(&self, size: TerminalSize) -> Result<(), BackendError> {
+        if let Some(sender) = self.0.lock().await.as_mut() {
             // A process that ended has no terminal left to size: no error.
             let _ = sender.send(kube_size(size)).await;
         }
         Ok(())
     }
+}
 
-    async fn deliver(&self, signal: Signal) -> Result<(), BackendError> {
+/// Delivers signals to a process started through the wrapper (by its PID file), and
+/// remembers the last one delivered so its exit can be reported as that signal.
+pub(crate) struct Signaller {
+    pub(crate) pods: Api<Pod>,
+    pub(crate) pod: String,
+    pub(crate) container: String,
+    pub(crate) pid_file: String,
+    pub(crate) requests: Requests,
+    pub(crate) timeout: Duration,
+    delivered: Mutex<Option<Signal>>,
+}
+
+impl Signaller {
+    pub(crate) fn new(target: &Target<'_>, pid_file: String, timeout: Duration) -> Self {
+        Self {
+            pods: target.pods.clone(),
+            pod: target.pod.to_owned(),
+            container: target.container.to_owned(),
+            pid_file,
+            requests: target.requests.clone(),
+            timeout,
+            delivered: Mutex::new(None),
+        }
+    }
+
+    pub(crate) async fn deliver(&self, signal: Signal) -> Result<(), BackendError> {
         let target = Target {
             pods: &self.pods,
             pod: &self.pod,
@@ -145,7 +160,7 @@ impl ExecControl {
             requests: &self.requests,
         };
         let code = tokio::time::timeout(
-            self.signal_timeout,
+            self.timeout,
             run_to_completion(&target, kill_argv(&self.pid_file, signal)),
         )
         .await
@@ -164,15 +179,29 @@ impl ExecControl {
         Ok(())
     }
 
+    /// The exit status for `code`, as a signal where sshpod delivered that signal.
+    pub(crate) fn exit_status(&self, code: i64) -> ExitStatus {
+        exit_status(code, self.delivered.lock().ok().and_then(|d| *d))
+    }
+}
+
+struct ExecControl {
+    terminal: Terminal,
+    signaller: Signaller,
+    status: tokio::sync::Mutex<Option<StatusFuture>>,
+    /// Keeps the WebSocket task alive; dropping it ends the exec.
+    _attached: AttachedProcess,
+}
+
+impl ExecControl {
     async fn wait_exit(&self) -> Result<ExitStatus, BackendError> {
         let future = self.status.lock().await.take();
         let status = match future {
             Some(f) => f.await,
             None => None,
         };
-        let delivered = self.delivered.lock().ok().and_then(|d| *d);
         match status.as_ref().and_then(exit_code) {
-            Some(code) => Ok(exit_status(code, delivered)),
+            Some(code) => Ok(self.signaller.exit_status(code)),
             None => Err(BackendError::Unsupported(match status {
                 Some(s) => format!(
                     "the command ended without an exit status: {}",
@@ -186,11 +215,11 @@ impl ExecControl {
 
 impl ProcessControl for ExecControl {
     fn resize(&self, size: TerminalSize) -> BoxFuture<'_, Result<(), BackendError>> {
-        Box::pin(self.resize_now(size))
+        Box::pin(self.terminal.resize(size))
     }
 
     fn signal(&self, signal: Signal) -> BoxFuture<'_, Result<(), BackendError>> {
-        Box::pin(self.deliver(signal))
+        Box::pin(self.signaller.deliver(signal))
     }
 
     fn wait(&self) -> BoxFuture<'_, Result<ExitStatus, BackendError>> {

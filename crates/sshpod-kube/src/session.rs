@@ -10,19 +10,17 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::{SinkExt as _, StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{
-    AttachParams, AttachedProcess, TerminalSize as KubeTerminalSize, WatchEvent, WatchParams,
-};
+use kube::api::{AttachParams, AttachedProcess, WatchEvent, WatchParams};
 use kube::Api;
 use sshpod_config::KubernetesConfig;
-use sshpod_core::wrapper::{exit_status, kill_argv, pid_file_name, wrap_argv};
+use sshpod_core::wrapper::{pid_file_name, wrap_argv};
 use sshpod_core::{
     BackendError, BoxFuture, ConnectionContext, ExitStatus, Process, ProcessControl, ProcessSpec,
     Signal, TerminalSize, TtySpec,
 };
 use tokio::io::AsyncWriteExt as _;
 
-use crate::exec::{run_to_completion, Target};
+use crate::exec::{kube_size, Signaller, Target, Terminal};
 use crate::lifecycle::{self, api_message};
 use crate::pod;
 use crate::requests::Requests;
@@ -166,12 +164,7 @@ impl SessionPods {
         let stderr = attached.stderr();
         let mut resize = attached.terminal_size();
         if let (Some(t), Some(sender)) = (tty, resize.as_mut()) {
-            let _ = sender
-                .send(KubeTerminalSize {
-                    width: t.size.cols,
-                    height: t.size.rows,
-                })
-                .await;
+            let _ = sender.send(kube_size(t.size)).await;
         }
         stdin
             .write_all(b"\n")
@@ -180,15 +173,17 @@ impl SessionPods {
                 program: "your session".to_owned(),
                 source: Box::new(e),
             })?;
+        let target = Target {
+            pods: &self.pods,
+            pod: name,
+            container: console,
+            requests: &self.requests,
+        };
         let control = SessionControl {
-            pods: self.pods.clone(),
-            name: name.to_owned(),
-            console: console.to_owned(),
-            pid_file,
-            delivered: Mutex::new(None),
-            requests: self.requests.clone(),
+            terminal: Terminal::new(resize),
+            // Signals go by exec into the session's pod, like for any process.
+            signaller: Signaller::new(&target, pid_file, self.config.timeouts.signal),
             live: Arc::clone(&self.live),
-            resize: tokio::sync::Mutex::new(resize),
             attached: tokio::sync::Mutex::new(Some(attached)),
         };
         Ok(Process {
@@ -224,14 +219,9 @@ fn missing(stream: &str) -> BackendError {
 }
 
 struct SessionControl {
-    pods: Api<Pod>,
-    name: String,
-    console: String,
-    pid_file: String,
-    delivered: Mutex<Option<Signal>>,
-    requests: Requests,
+    terminal: Terminal,
+    signaller: Signaller,
     live: Arc<Mutex<Vec<String>>>,
-    resize: tokio::sync::Mutex<Option<futures_channel::mpsc::Sender<KubeTerminalSize>>>,
     attached: tokio::sync::Mutex<Option<AttachedProcess>>,
 }
 
@@ -241,55 +231,25 @@ impl SessionControl {
         if let Some(attached) = self.attached.lock().await.take() {
             let _ = attached.join().await;
         }
-        self.requests.add(1);
-        let code = terminated_exit_code(&self.pods, &self.name, &self.console).await;
+        let s = &self.signaller;
+        s.requests.add(1);
+        let code = terminated_exit_code(&s.pods, &s.pod, &s.container).await;
         if let Ok(mut live) = self.live.lock() {
-            live.retain(|n| n != &self.name);
+            live.retain(|n| n != &s.pod);
         }
-        self.requests.add(1);
-        lifecycle::delete(&self.pods, &self.name).await;
-        let delivered = self.delivered.lock().ok().and_then(|d| *d);
-        code.map(|c| exit_status(c, delivered))
-    }
-
-    async fn deliver(&self, signal: Signal) -> Result<(), BackendError> {
-        let target = Target {
-            pods: &self.pods,
-            pod: &self.name,
-            container: &self.console,
-            requests: &self.requests,
-        };
-        let code = run_to_completion(&target, kill_argv(&self.pid_file, signal)).await?;
-        if code != 0 {
-            return Err(BackendError::Unsupported(format!(
-                "could not deliver {} to the process",
-                signal.name()
-            )));
-        }
-        if let Ok(mut d) = self.delivered.lock() {
-            *d = Some(signal);
-        }
-        Ok(())
+        s.requests.add(1);
+        lifecycle::delete(&s.pods, &s.pod).await;
+        code.map(|c| s.exit_status(c))
     }
 }
 
 impl ProcessControl for SessionControl {
     fn resize(&self, size: TerminalSize) -> BoxFuture<'_, Result<(), BackendError>> {
-        Box::pin(async move {
-            if let Some(sender) = self.resize.lock().await.as_mut() {
-                let _ = sender
-                    .send(KubeTerminalSize {
-                        width: size.cols,
-                        height: size.rows,
-                    })
-                    .await;
-            }
-            Ok(())
-        })
+        Box::pin(self.terminal.resize(size))
     }
 
     fn signal(&self, signal: Signal) -> BoxFuture<'_, Result<(), BackendError>> {
-        Box::pin(self.deliver(signal))
+        Box::pin(self.signaller.deliver(signal))
     }
 
     fn wait(&self) -> BoxFuture<'_, Result<ExitStatus, BackendError>> {
