@@ -377,3 +377,35 @@ def test_example_webhook_server(scn):
     assert (result.returncode, result.stdout) == (0, "intro-to-unix\n"), result
     denied = scn.password_client(gw, user="student1", password="wrong").ssh("true")
     assert denied.returncode == 255, denied
+
+
+def test_certificates_keys_and_the_webhook_combine_in_the_documented_order(scn, hooks):
+    """Trusted CAs decide certificates without the webhook; plain keys go to the webhook;
+    a revoked key is refused before the webhook is asked."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_certificates import Pki
+
+    pki = Pki(scn.tmp / "pki")
+    certified = pki.certified("student")
+    revoked = pki.key("revoked")
+    (scn.tmp / "revoked_keys").write_text(revoked.with_suffix(".pub").read_text())
+    server = hooks({"alice": {"keys": [key_line(scn.keys["alice"]), key_line(revoked)]}})
+    gw = scn.start({"auth": {
+        "publicKey": {"method": "webhook", "webhook": webhook(server.url),
+                      "trustedUserCAKeys": str(pki.trusted), "revokedKeys": str(scn.tmp / "revoked_keys")},
+        "password": {"method": ""}}})
+
+    by_certificate = scn.client(gw, key=certified).ssh("echo cert")
+    assert (by_certificate.returncode, by_certificate.stdout) == (0, "cert\n"), by_certificate
+    # (OpenSSH may offer the bare key first; that goes to the webhook, which does not know it.)
+    asked = [r["publicKey"] for r in server.seen("/pubkey")]
+    assert not any("-cert-" in k for k in asked), "a certificate from a trusted CA needs no webhook"
+
+    by_key = scn.client(gw).ssh("echo key")
+    assert (by_key.returncode, by_key.stdout) == (0, "key\n"), by_key
+    assert key_line(scn.keys["alice"]) in [r["publicKey"] for r in server.seen("/pubkey")]
+
+    refused = scn.client(gw, key=revoked).ssh("true")
+    assert refused.returncode == 255, refused
+    asked = [r["publicKey"] for r in server.seen("/pubkey")]
+    assert key_line(revoked) not in asked, "a revoked key never reaches the webhook"
