@@ -11,18 +11,18 @@
 //! unavailable"; a config server answer that is not valid ends it with its own message. Each
 //! connection waits only for its own calls.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use base64::Engine as _;
 use russh::keys::ssh_key::Certificate;
-use russh::keys::{HashAlg, PublicKey};
+use russh::keys::PublicKey;
 use russh::server::Auth;
 use russh::{MethodKind, MethodSet};
 use sshpod_config::{Config, WebhookConfig};
-use sshpod_core::{Backend, ConnectionContext, ContainerFile};
+use sshpod_core::Backend;
 use sshpod_webhook::protocol::{
     AuthResponse, CertificateInfo, ConfigResponse, ConnectionMetadata, KeyboardInteractiveRequest,
     KeyboardInteractiveResponse, Metadata, PasswordRequest, PublicKeyRequest,
@@ -30,6 +30,13 @@ use sshpod_webhook::protocol::{
 use sshpod_webhook::{WebhookClient, WebhookError};
 
 use crate::server::connection::ConnectionState;
+
+mod certificate_info;
+mod outcome;
+
+use certificate_info::certificate_info;
+use outcome::outcome;
+pub(crate) use outcome::Outcome;
 
 /// What the user is told when a webhook cannot answer.
 const UNAVAILABLE: &str = "authentication unavailable, please try again later";
@@ -145,27 +152,6 @@ struct Conversation {
     state: String,
 }
 
-/// What a successful login hands to provisioning.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Outcome {
-    environment: Vec<(String, String)>,
-    files: Vec<ContainerFile>,
-    labels: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
-    config: Option<Arc<Config>>,
-}
-
-impl Outcome {
-    /// Fills the webhook parts of a backend context.
-    pub(crate) fn apply(&self, ctx: &mut ConnectionContext) {
-        ctx.environment = self.environment.clone();
-        ctx.files = self.files.clone();
-        ctx.labels = self.labels.clone();
-        ctx.annotations = self.annotations.clone();
-        ctx.config = self.config.clone();
-    }
-}
-
 /// Per-connection webhook state.
 #[derive(Default)]
 pub(crate) struct LoginState {
@@ -244,7 +230,7 @@ pub(crate) async fn password<B: Backend>(
 }
 
 /// The authorized_keys form of a key, without its comment.
-fn key_line(openssh: &str) -> String {
+pub(super) fn key_line(openssh: &str) -> String {
     openssh
         .split_whitespace()
         .take(2)
@@ -316,63 +302,6 @@ async fn ask_public_key<B: Backend>(
         }
     }
     step
-}
-
-/// What the certificate says, for the webhook.
-fn certificate_info(certificate: &Certificate) -> CertificateInfo {
-    let ca = PublicKey::from(certificate.signature_key().clone());
-    let to_map = |map: &russh::keys::ssh_key::certificate::OptionsMap| {
-        map.iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect::<BTreeMap<_, _>>()
-    };
-    let certified = PublicKey::from(certificate.public_key().clone());
-    CertificateInfo {
-        cert_type: if certificate.cert_type().is_host() {
-            "host".to_owned()
-        } else {
-            "user".to_owned()
-        },
-        key_id: certificate.key_id().to_owned(),
-        serial: certificate.serial(),
-        principals: certificate.valid_principals().to_vec(),
-        ca_fingerprint: ca.fingerprint(HashAlg::Sha256).to_string(),
-        ca_key: ca.to_openssh().map(|l| key_line(&l)).unwrap_or_default(),
-        valid_after: rfc3339(certificate.valid_after()),
-        valid_before: if certificate.valid_before() == u64::MAX {
-            "forever".to_owned()
-        } else {
-            rfc3339(certificate.valid_before())
-        },
-        critical_options: to_map(certificate.critical_options()),
-        extensions: to_map(certificate.extensions()),
-        public_key: certified
-            .to_openssh()
-            .map(|l| key_line(&l))
-            .unwrap_or_default(),
-    }
-}
-
-/// Seconds since the epoch as an RFC 3339 UTC time.
-fn rfc3339(seconds: u64) -> String {
-    let days = i64::try_from(seconds / 86_400).unwrap_or(i64::MAX / 2);
-    let rest = seconds % 86_400;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
 }
 
 /// One step of a keyboard-interactive conversation. `answers` is `None` when the client starts
@@ -597,164 +526,9 @@ fn bad_config<B: Backend>(
     Auth::reject()
 }
 
-/// What provisioning needs from the metadata: environment (plus metadata as environment when
-/// `exposeAuthMetadataAsEnv` is on), labels (`exposeAuthMetadataAsLabels`, never from
-/// sensitive entries) and decoded files.
-fn outcome(
-    metadata: &Metadata,
-    config: &Config,
-    per_connection: Option<Arc<Config>>,
-) -> Result<Outcome, String> {
-    let mut environment: Vec<(String, String)> = Vec::new();
-    let kubernetes = config.backend == sshpod_config::Backend::Kubernetes;
-    if kubernetes {
-        // Kubernetes names each exposed entry (metadata key to variable name).
-        environment.extend(
-            config
-                .kubernetes
-                .pod
-                .expose_auth_metadata_as_env
-                .iter()
-                .filter_map(|(key, name)| {
-                    metadata
-                        .metadata
-                        .get(key)
-                        .map(|v| (name.clone(), v.value.clone()))
-                }),
-        );
-    } else if config.docker.execution.expose_auth_metadata_as_env {
-        environment.extend(
-            metadata
-                .metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), v.value.clone())),
-        );
-    }
-    for (name, value) in &metadata.environment {
-        if name.is_empty() || name.contains('=') || name.contains('\0') {
-            return Err(format!("invalid environment variable name `{name}`"));
-        }
-        environment.retain(|(k, _)| k != name);
-        environment.push((name.clone(), value.value.clone()));
-    }
-    let mut files = Vec::new();
-    for (path, value) in &metadata.files {
-        if !path.starts_with('/') || path.contains('\0') {
-            return Err(format!("file path `{path}` is not absolute"));
-        }
-        let content = base64::engine::general_purpose::STANDARD
-            .decode(value.value.trim())
-            .map_err(|_| format!("the content of file `{path}` is not base64"))?;
-        files.push(ContainerFile {
-            path: path.clone(),
-            content,
-        });
-    }
-    // Metadata key to label (or annotation) name; sensitive entries never.
-    let exposed = |map: &BTreeMap<String, String>| -> BTreeMap<String, String> {
-        map.iter()
-            .filter_map(|(key, name)| {
-                metadata
-                    .metadata
-                    .get(key)
-                    .filter(|v| !v.sensitive)
-                    .map(|v| (name.clone(), v.value.clone()))
-            })
-            .collect()
-    };
-    let (labels, annotations) = if kubernetes {
-        let pod = &config.kubernetes.pod;
-        (
-            exposed(&pod.expose_auth_metadata_as_labels),
-            exposed(&pod.expose_auth_metadata_as_annotations),
-        )
-    } else {
-        (
-            exposed(&config.docker.execution.expose_auth_metadata_as_labels),
-            BTreeMap::new(),
-        )
-    };
-    Ok(Outcome {
-        environment,
-        files,
-        labels,
-        annotations,
-        config: per_connection,
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use sshpod_webhook::protocol::MetadataValue;
-
     use super::*;
-
-    fn value(v: &str, sensitive: bool) -> MetadataValue {
-        MetadataValue {
-            value: v.to_owned(),
-            sensitive,
-        }
-    }
-
-    fn config(expose: bool) -> Config {
-        let text = format!(
-            "auth: {{password: {{method: htpasswd, htpasswd: {{file: /h}}}}}}\n\
-             docker: {{execution: {{exposeAuthMetadataAsEnv: {expose}, \
-             exposeAuthMetadataAsLabels: {{TEAM: lab.team, SECRET: lab.secret}}}}}}\n"
-        );
-        sshpod_config::parse_str(&text, sshpod_config::Format::Yaml, "t.yaml")
-            .unwrap()
-            .config
-    }
-
-    #[test]
-    fn environment_files_and_metadata_as_env() {
-        let mut metadata = Metadata::default();
-        metadata
-            .metadata
-            .insert("TEAM".into(), value("blue", false));
-        metadata.metadata.insert("SECRET".into(), value("x", true));
-        metadata
-            .environment
-            .insert("TEAM".into(), value("red", false));
-        metadata
-            .environment
-            .insert("TOKEN".into(), value("s3cret", true));
-        metadata
-            .files
-            .insert("/home/u/.token".into(), value("aGVsbG8=", true));
-        let out = outcome(&metadata, &config(true), None).unwrap();
-        assert_eq!(
-            out.environment,
-            [
-                ("SECRET".to_owned(), "x".to_owned()),
-                ("TEAM".to_owned(), "red".to_owned()),
-                ("TOKEN".to_owned(), "s3cret".to_owned())
-            ]
-        );
-        assert_eq!(out.labels.len(), 1);
-        assert_eq!(out.labels["lab.team"], "blue");
-        assert_eq!(out.files[0].content, b"hello");
-        let out = outcome(&metadata, &config(false), None).unwrap();
-        assert_eq!(out.environment.len(), 2);
-
-        metadata.files.insert("relative".into(), value("", false));
-        assert!(outcome(&metadata, &config(false), None).is_err());
-        metadata.files.clear();
-        metadata
-            .files
-            .insert("/x".into(), value("not base64!", false));
-        assert!(outcome(&metadata, &config(false), None)
-            .unwrap_err()
-            .contains("base64"));
-    }
-
-    #[test]
-    fn times_are_rfc3339() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
-    }
 
     #[test]
     fn key_lines_drop_the_comment() {
