@@ -34,11 +34,18 @@ def write_typo_config(scn):
 
 
 def test_check_config_prints_the_effective_configuration(scn):
-    path = scn.write_config(scn.config())
+    path = scn.write_config(scn.config({"kubernetes": {"connection": {"bearerToken": "tok-3141"}}}))
     result = h.run_sshpod(["check-config", "--config", str(path)])
     assert result.returncode == 0, result
     assert "listen" in result.stdout, result
     assert "127.0.0.1:0" in result.stdout, result
+    assert "tok-3141" not in result.stdout and "<secret>" in result.stdout, result.stdout
+    shown = h.run_sshpod(["check-config", "--show-secrets", "--config", str(path)])
+    assert "tok-3141" in shown.stdout, shown
+    # What --show-secrets prints is a configuration that loads again.
+    again = scn.tmp / "printed.yaml"
+    again.write_text(shown.stdout)
+    assert h.run_sshpod(["check-config", "--config", str(again)]).returncode == 0
 
 
 def test_check_config_points_at_an_unknown_key(scn):

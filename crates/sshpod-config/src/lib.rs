@@ -56,7 +56,7 @@ pub use crate::log::{
     LogConfig, LogDestination, LogFormat, LogLevel, SyslogConfig, DEFAULT_LOG_FILE,
 };
 pub use crate::merge::{merge_answer, MergeError};
-pub use crate::secret::Secret;
+pub use crate::secret::{Secret, REDACTED};
 pub use crate::ssh::{SshConfig, DEFAULT_LISTEN, DEFAULT_SERVER_VERSION};
 pub use crate::webhook_auth::{WebhookAuth, WebhookMethod};
 
@@ -99,6 +99,12 @@ impl Config {
             Backend::Kubernetes => &self.kubernetes.pod.subsystems,
             Backend::Docker => &self.docker.execution.subsystems,
         }
+    }
+
+    /// The effective configuration as YAML with every secret (keys, passwords, tokens) shown
+    /// as `<secret>`: what `sshpod check-config` prints unless asked otherwise.
+    pub fn to_yaml_redacted(&self) -> String {
+        crate::secret::redacted(|| self.to_yaml())
     }
 
     /// The effective configuration as YAML (for `sshpod check-config`). Loading the result

@@ -25,5 +25,9 @@ pub(crate) enum Command {
     /// Run the server (the default).
     Run,
     /// Validate the configuration and print the effective settings.
-    CheckConfig,
+    CheckConfig {
+        /// Print keys, passwords and tokens too (they are shown as `<secret>` otherwise).
+        #[arg(long)]
+        show_secrets: bool,
+    },
 }

@@ -19,7 +19,9 @@ use commands::check_config::EXIT_BAD_CONFIG;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command.unwrap_or(Command::Run) {
-        Command::CheckConfig => commands::check_config::run(&cli.config),
+        Command::CheckConfig { show_secrets } => {
+            commands::check_config::run(&cli.config, show_secrets)
+        }
         Command::Run => {
             let loaded = match sshpod_config::load(&cli.config) {
                 Ok(l) => l,
