@@ -46,7 +46,15 @@ impl DockerBackend {
     /// Connects to the engine named in the configuration and negotiates the API version.
     pub async fn connect(config: &DockerConfig) -> Result<Self, BackendError> {
         let host = config.connection.host.as_str();
-        let timeout = config.timeouts.http.as_secs().max(1);
+        // One timeout covers every request of the client, container creation included. An
+        // engine busy starting many containers answers a create slowly, and that must not fail
+        // a login that is still within `containerStart` (which bounds the whole start).
+        let timeout = config
+            .timeouts
+            .http
+            .max(config.timeouts.container_start)
+            .as_secs()
+            .max(1);
         let address = EngineAddress::parse(host).ok_or_else(|| {
             BackendError::Unsupported(format!("unsupported Docker host `{host}`"))
         })?;
