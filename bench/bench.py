@@ -124,16 +124,22 @@ def docker_cleanup(run_id: str) -> None:
         subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
 
 
-def wait_no_containers(label_filter: str, keep: str = "", timeout: float = 180) -> None:
-    """Wait until the containers of finished sessions are gone (all but `keep`)."""
+def wait_no_containers(label_filter: str, keep: str = "", timeout: float = 60) -> int:
+    """Wait until the containers of finished sessions are gone (all but `keep`); remove what is
+    left after `timeout` and return how many that were."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while True:
         out = subprocess.run(["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={label_filter}"],
                              capture_output=True, text=True).stdout.split()
-        if not [c for c in out if c != keep]:
-            return
+        left = [c for c in out if c != keep]
+        if not left:
+            return 0
+        if time.monotonic() >= deadline:
+            log(f"  {len(left)} container(s) labelled {label_filter} still there {timeout:g} s after the "
+                f"clients ended: removing them")
+            subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
+            return len(left)
         time.sleep(0.5)
-    log(f"warning: containers labelled {label_filter} still there after {timeout} s")
 
 
 # --------------------------------------------------------------------------------------------
@@ -575,11 +581,15 @@ def memory(subj: SshSubject, n: int, parallel: int) -> dict:
         return p.stdout.readline().strip() == b"ready"
 
     opened = 0
+    leftovers: list[int] = []
     try:
         with ThreadPoolExecutor(max_workers=parallel) as ex:
             opened = sum(ex.map(open_one, range(n)))
         time.sleep(2)
         during = measure_memory(subj, pid)
+        # what the sessions run on the host (OpenSSH alone: `sleep`), which outlives the
+        # clients: sshd signals nothing to a session without a terminal
+        leftovers = [d for d in descendants(pid) if comm(d) != "sshd"] if isinstance(subj, OpenSsh) else []
     finally:
         for p in clients:
             p.terminate()
@@ -588,6 +598,13 @@ def memory(subj: SshSubject, n: int, parallel: int) -> dict:
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 p.kill()
+    time.sleep(1)
+    for d in leftovers:
+        if comm(d) in ("sleep", "bash", "sh"):
+            try:
+                os.kill(d, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     out = {"sessions_requested": n, "sessions_open": opened, "idle": before, "loaded": during}
     if opened:
         for key in before:
@@ -725,8 +742,9 @@ def report(res: dict) -> tuple[str, dict]:
 
     if M:
         out.append(f"\n### Memory with idle sessions (`ssh host 'exec sleep ...'` held open)\n")
-        out.append("| subject | sessions | server at 0 | server at N | per session | measured |")
-        out.append("|---|---:|---:|---:|---:|---|")
+        out.append("| subject | sessions | server at 0 | server at N | per session | measured | containers left 20-60 s "
+                   "after the clients ended |")
+        out.append("|---|---:|---:|---:|---:|---|---:|")
         for s in S:
             r = M.get(s)
             if not r:
@@ -735,14 +753,14 @@ def report(res: dict) -> tuple[str, dict]:
                 out.append(f"| {s} | {r['sessions_open']}/{r['sessions_requested']} | "
                            f"{fmt(r['idle']['rss_kib'] / 1024, 1, ' MiB')} | {fmt(r['loaded']['rss_kib'] / 1024, 1, ' MiB')} | "
                            f"{fmt(r.get('per_session_rss_kib'), 1, ' KiB')} | sshpod RSS (VmRSS); Pss per session "
-                           f"{fmt(r.get('per_session_pss_kib'), 1, ' KiB')} |")
+                           f"{fmt(r.get('per_session_pss_kib'), 1, ' KiB')} | {r.get('containers_left_after_logout', 'n/a')} |")
             else:
                 out.append(f"| {s} | {r['sessions_open']}/{r['sessions_requested']} | "
                            f"{fmt(r['idle']['sshd_pss_kib'] / 1024, 1, ' MiB')} | "
                            f"{fmt(r['loaded']['sshd_pss_kib'] / 1024, 1, ' MiB')} | "
                            f"{fmt(r.get('per_session_sshd_pss_kib'), 1, ' KiB')} | Pss of the per-session sshd "
                            f"processes; with what they run (shell, docker CLI): "
-                           f"{fmt(r.get('per_session_all_pss_kib'), 1, ' KiB')} |")
+                           f"{fmt(r.get('per_session_all_pss_kib'), 1, ' KiB')} | {r.get('containers_left_after_logout', 'n/a')} |")
 
     if K:
         out.append(f"\n### Kubernetes API requests per login (sshpod-kube against kube-sim)\n")
@@ -886,12 +904,13 @@ def main() -> int:
                  "negotiated": {}, "scenarios": {}}
     exec_cid = lambda: next((s.cid for s in subjects if isinstance(s, DockerExec)), "")  # noqa: E731
 
-    def settle(s: Subject) -> None:
-        """Let the containers of the scenario that just ended go before the next one starts."""
+    def settle(s: Subject) -> int:
+        """Let the containers of the scenario that just ended go before the next one starts;
+        returns how many were still there after a while (and were removed)."""
         if isinstance(s, Sshpod) and s.backend == "kubernetes":
-            wait_no_containers(f"kube-sim.instance={kube.instance}", keep="")
-        else:
-            wait_no_containers(f"{LABEL}={bench.run_id}", keep=exec_cid())
+            return wait_no_containers(f"kube-sim.instance={kube.instance}", timeout=60)
+        return wait_no_containers(f"{LABEL}={bench.run_id}", keep=exec_cid(),
+                                  timeout=60 if isinstance(s, Sshpod) else 20)
 
     try:
         if any(isinstance(s, Sshpod) and s.backend == "kubernetes" for s in subjects):
@@ -914,7 +933,7 @@ def main() -> int:
                 log(f"memory: {s.name}, {params['memory_sessions']} idle sessions")
                 res["scenarios"]["memory"][s.name] = memory(s, params["memory_sessions"], parallel=10)
                 log(f"  {res['scenarios']['memory'][s.name]}")
-                settle(s)
+                res["scenarios"]["memory"][s.name]["containers_left_after_logout"] = settle(s)
             # restart the sshpod servers so kube API counts and later figures start clean
             for s in subjects:
                 if isinstance(s, Sshpod):
@@ -974,7 +993,7 @@ def main() -> int:
                 res["scenarios"]["concurrency"][s.name] = r
                 log(f"  failures {r['failures']}, p50 {fmt(r['p50_ms'])} ms, p99 {fmt(r['p99_ms'])} ms, "
                     f"total {fmt(r['total_s'], 1)} s {r['errors'] or ''}")
-                settle(s)
+                r["containers_left_after_logout"] = settle(s)
     finally:
         log("cleaning up")
         for s in subjects:
