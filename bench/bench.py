@@ -1,0 +1,1050 @@
+#!/usr/bin/env python3
+"""sshpod benchmarks: every scenario against every subject, in one run.
+
+Started by bench/run.sh, which builds the release binaries and ensures Docker, the guest image
+and the venv first. Standard library only.
+
+Subjects (see BENCHMARKS.md): sshpod on Docker (`connection` mode), sshpod on Kubernetes
+(kube-sim), OpenSSH sshd alone, OpenSSH sshd with a `docker run` ForceCommand, raw `docker run`
+and raw `docker exec`. Every SSH subject is driven by the same OpenSSH client with the same key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+IMAGE = os.environ.get("SSHPOD_GUEST_IMAGE", "sshpod-guest:latest")
+LABEL = "sshpod-bench"
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+# --------------------------------------------------------------------------------------------
+# helpers
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def median(xs: list[float]) -> float | None:
+    return statistics.median(xs) if xs else None
+
+
+def pct(xs: list[float], p: float) -> float | None:
+    """Nearest-rank percentile."""
+    if not xs:
+        return None
+    s = sorted(xs)
+    k = max(0, min(len(s) - 1, int(-(-p * len(s) // 100)) - 1))
+    return s[k]
+
+
+def proc_status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def pss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        pass
+    return 0
+
+
+def descendants(pid: int) -> list[int]:
+    """All descendant processes of pid (from /proc/*/stat)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def docker_cleanup(run_id: str) -> None:
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={LABEL}={run_id}"],
+                         capture_output=True, text=True).stdout.split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], capture_output=True)
+
+
+def wait_no_containers(label_filter: str, keep: str = "", timeout: float = 60) -> int:
+    """Wait until the containers of finished sessions are gone (all but `keep`); remove what is
+    left after `timeout` and return how many that were."""
+    deadline = time.monotonic() + timeout
+    while True:
+        out = subprocess.run(["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={label_filter}"],
+                             capture_output=True, text=True).stdout.split()
+        left = [c for c in out if c != keep]
+        if not left:
+            return 0
+        if time.monotonic() >= deadline:
+            log(f"  {len(left)} container(s) labelled {label_filter} still there {timeout:g} s after the "
+                f"clients ended: removing them")
+            subprocess.run(["docker", "rm", "-f", *left], capture_output=True)
+            return len(left)
+        time.sleep(0.5)
+
+
+# --------------------------------------------------------------------------------------------
+# subjects
+
+
+class Subject:
+    name = ""
+    title = ""
+    ssh = True            # reached with the OpenSSH client
+    sftp = True
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+    # command line that runs `remote` (a shell command line) in the subject
+    def argv(self, remote: str, stdin: bool = False) -> list[str]:
+        raise NotImplementedError
+
+    def server_pid(self) -> int | None:
+        return None
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = Path(tempfile.mkdtemp(prefix="sshpod-bench."))
+        os.chmod(self.tmp, 0o700)
+        self.run_id = f"{os.getpid()}-{int(time.time())}"
+        self.key = self.tmp / "id_ed25519"
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "bench", "-f", str(self.key)],
+                       check=True)
+        self.pub = (self.tmp / "id_ed25519.pub").read_text()
+
+    def ssh_options(self, port: int) -> list[str]:
+        return ["-F", "/dev/null", "-o", "ControlMaster=no", "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "GlobalKnownHostsFile=/dev/null",
+                "-o", "LogLevel=ERROR", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                "-o", "IdentityAgent=none", "-o", "PreferredAuthentications=publickey",
+                "-o", "ConnectTimeout=60", "-i", str(self.key), "-p", str(port)]
+
+
+class SshSubject(Subject):
+    user = "bench"
+    port = 0
+
+    def __init__(self, bench: Bench):
+        self.bench = bench
+
+    def argv(self, remote: str, stdin: bool = False) -> list[str]:
+        return ["ssh", *self.bench.ssh_options(self.port), f"{self.user}@127.0.0.1", remote]
+
+    def sftp_argv(self, batch: str) -> list[str]:
+        opts = [o if o != "-p" else "-P" for o in self.bench.ssh_options(self.port)]
+        return ["sftp", *opts, "-b", batch, f"{self.user}@127.0.0.1"]
+
+    def negotiated(self) -> dict:
+        out = subprocess.run(["ssh", "-v", *self.bench.ssh_options(self.port), f"{self.user}@127.0.0.1", "true"],
+                             capture_output=True, text=True, timeout=120).stderr
+        info = {}
+        if m := re.search(r"kex: algorithm: (\S+)", out):
+            info["kex"] = m.group(1)
+        if m := re.search(r"kex: server->client cipher: (\S+) MAC: (\S+)", out):
+            info["cipher"] = m.group(1)
+            info["mac"] = m.group(2)
+        if m := re.search(r"Remote protocol version [^,]+, remote software version (\S+)", out):
+            info["server"] = m.group(1)
+        return info
+
+
+class Sshpod(SshSubject):
+    def __init__(self, bench: Bench, backend: str, kubeconfig: Path | None = None):
+        super().__init__(bench)
+        self.backend = backend
+        self.kubeconfig = kubeconfig
+        self.name = "sshpod-docker" if backend == "docker" else "sshpod-kube"
+        self.title = ("sshpod, Docker backend (connection mode)" if backend == "docker"
+                      else "sshpod, Kubernetes backend (kube-sim)")
+        self.dir = bench.tmp / self.name
+        (self.dir / "authorized_keys").mkdir(parents=True)
+        (self.dir / "authorized_keys" / self.user).write_text(bench.pub)
+        self.proc: subprocess.Popen | None = None
+        self.log_path = self.dir / "sshpod.log"
+
+    def config(self) -> dict:
+        cfg = {
+            "ssh": {"listen": f"127.0.0.1:{self.port}", "hostkeys": [str(self.dir / "host_ed25519_key")],
+                    # 200 logins at once: above the default 100 concurrent unauthenticated connections
+                    "maxStartups": 256},
+            "log": {"level": "info", "format": "text"},
+            "auth": {"publicKey": {"method": "authorizedKeys",
+                                   "authorizedKeys": {"file": str(self.dir / "authorized_keys" / "%u")}},
+                     "password": {"method": ""}},
+        }
+        if self.backend == "docker":
+            # 200 logins at once keep dockerd busy for tens of seconds: the default 15 s per
+            # engine request fails most of them with "the container engine is unavailable"
+            cfg["docker"] = {"execution": {"mode": "connection",
+                                           "container": {"image": IMAGE,
+                                                         "labels": {LABEL: self.bench.run_id}}},
+                             "timeouts": {"http": "120s", "containerStart": "180s"}}
+        else:
+            cfg["backend"] = "kubernetes"
+            # one client for the whole process: 200 logins at once need more than 5 requests/s
+            cfg["kubernetes"] = {"connection": {"kubeconfig": str(self.kubeconfig), "qps": 1000, "burst": 1000},
+                                 "pod": {"mode": "connection"},
+                                 # kube-sim starts 200 pods through one dockerd: over the default 60 s
+                                 "timeouts": {"podStart": "180s", "http": "120s"}}
+        return cfg
+
+    def start(self) -> None:
+        self.port = free_port()
+        path = self.dir / "config.json"
+        path.write_text(json.dumps(self.config(), indent=2))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SSHPOD_") and k != "RUST_LOG"}
+        env["NO_COLOR"] = "1"
+        # the per-connection count of Kubernetes API requests is logged at debug level
+        if self.backend == "kubernetes":
+            env["SSHPOD_LOG"] = "info,sshpod_kube=debug"
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([str(self.bench.args.sshpod), "--config", str(path)], stdin=subprocess.DEVNULL,
+                                     stdout=self.logf, stderr=subprocess.STDOUT, env=env, cwd=self.dir)
+        try:
+            wait_port(self.port, 60)
+        except RuntimeError:
+            raise RuntimeError(f"{self.name} did not start: {self.log_path.read_text()[-3000:]}") from None
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if getattr(self, "logf", None):
+            self.logf.close()
+
+    def server_pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def api_requests(self) -> list[int]:
+        text = self.log_path.read_text(errors="replace")
+        return [int(n) for n in re.findall(r"Kubernetes API requests for this connection api_requests=(\d+)", text)]
+
+
+class OpenSsh(SshSubject):
+    user = "root"
+
+    def __init__(self, bench: Bench, force_command: bool):
+        super().__init__(bench)
+        self.force_command = force_command
+        self.name = "openssh-docker-run" if force_command else "openssh"
+        self.title = ("OpenSSH sshd, ForceCommand docker run --rm -i" if force_command
+                      else "OpenSSH sshd alone (no container)")
+        self.dir = bench.tmp / self.name
+        self.dir.mkdir()
+        os.chmod(self.dir, 0o700)
+        (self.dir / "authorized_keys").write_text(bench.pub)
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.dir / "host_ed25519_key")],
+                       check=True)
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.port = free_port()
+        lines = [
+            f"Port {self.port}",
+            "ListenAddress 127.0.0.1",
+            f"HostKey {self.dir / 'host_ed25519_key'}",
+            f"PidFile {self.dir / 'sshd.pid'}",
+            "UsePAM no",
+            "PubkeyAuthentication yes",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password",
+            f"AuthorizedKeysFile {self.dir / 'authorized_keys'}",
+            "StrictModes no",  # the key file lives under /tmp
+            "UseDNS no",
+            "PrintMotd no",
+            "PrintLastLog no",
+            # 200 logins at once: above the default 10:30:100
+            "MaxStartups 256",
+            "LogLevel ERROR",
+            "Subsystem sftp /usr/lib/openssh/sftp-server",
+        ]
+        if self.force_command:
+            lines.append(f'ForceCommand docker run --rm -i --label {LABEL}={self.bench.run_id} {IMAGE} '
+                         f'sh -c "$SSH_ORIGINAL_COMMAND"')
+        (self.dir / "sshd_config").write_text("\n".join(lines) + "\n")
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        self.logf = open(self.dir / "sshd.log", "ab")
+        self.proc = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(self.dir / "sshd_config")],
+                                     stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT)
+        wait_port(self.port, 30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            # the listener, then every session it forked (they are in other process groups)
+            pids = descendants(self.proc.pid)
+            self.proc.terminate()
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        if getattr(self, "logf", None):
+            self.logf.close()
+
+    def server_pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+
+class DockerRun(Subject):
+    name = "docker-run"
+    title = "docker run --rm (engine floor)"
+    ssh = False
+    sftp = False
+
+    def __init__(self, bench: Bench):
+        self.bench = bench
+
+    def argv(self, remote: str, stdin: bool = False) -> list[str]:
+        return ["docker", "run", "--rm", *(["-i"] if stdin else []), "--label", f"{LABEL}={self.bench.run_id}",
+                IMAGE, "sh", "-c", remote]
+
+
+class DockerExec(Subject):
+    name = "docker-exec"
+    title = "docker exec into a running container"
+    ssh = False
+    sftp = False
+
+    def __init__(self, bench: Bench):
+        self.bench = bench
+        self.cid = ""
+
+    def start(self) -> None:
+        self.cid = subprocess.run(["docker", "run", "-d", "--rm", "--label", f"{LABEL}={self.bench.run_id}",
+                                   IMAGE, "sleep", "infinity"], capture_output=True, text=True,
+                                  check=True).stdout.strip()
+
+    def stop(self) -> None:
+        if self.cid:
+            subprocess.run(["docker", "rm", "-f", self.cid], capture_output=True)
+            self.cid = ""
+
+    def argv(self, remote: str, stdin: bool = False) -> list[str]:
+        return ["docker", "exec", *(["-i"] if stdin else []), self.cid, "sh", "-c", remote]
+
+
+class KubeSim:
+    def __init__(self, bench: Bench):
+        self.bench = bench
+        self.dir = bench.tmp / "kube-sim"
+        self.dir.mkdir()
+        self.kubeconfig = self.dir / "kubeconfig"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.logf = open(self.dir / "kube-sim.log", "ab")
+        self.proc = subprocess.Popen([str(self.bench.args.kube_sim), "--listen", "127.0.0.1:0",
+                                      "--kubeconfig", str(self.kubeconfig)],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.logf)
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("kube-sim ready: "):
+            raise RuntimeError(f"kube-sim did not start: {line!r} {(self.dir / 'kube-sim.log').read_text()[-2000:]}")
+        self.instance = dict(f.split("=", 1) for f in line.split()[3:])["instance"]
+        threading.Thread(target=lambda: self.proc.stdout.read(), daemon=True).start()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(120)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+# --------------------------------------------------------------------------------------------
+# scenarios
+
+
+def run_timed(argv: list[str], timeout: float = 600, stdin=subprocess.DEVNULL) -> tuple[float, int, bytes]:
+    t0 = time.perf_counter()
+    p = subprocess.run(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    return time.perf_counter() - t0, p.returncode, p.stdout + p.stderr
+
+
+def login_latency(subj: Subject, runs: int) -> dict:
+    argv = subj.argv("true")
+    run_timed(argv)  # warm-up (caches, first connection)
+    times, failures = [], 0
+    for _ in range(runs):
+        t, rc, out = run_timed(argv)
+        if rc != 0:
+            failures += 1
+            log(f"  {subj.name}: login failed ({rc}): {out[-300:]!r}")
+        else:
+            times.append(t * 1000)
+    return {"runs": runs, "failures": failures, "median_ms": median(times), "p99_ms": pct(times, 99),
+            "min_ms": min(times) if times else None, "samples_ms": [round(t, 2) for t in times]}
+
+
+def stream_down(subj: Subject, size: int) -> dict:
+    """`head -c SIZE /dev/zero` in the container, read by us from the client's stdout."""
+    argv = subj.argv(f"head -c {size} /dev/zero")
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    t0 = time.perf_counter()
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         bufsize=0)
+    fd = p.stdout.fileno()
+    got, first = 0, None
+    while True:
+        n = os.readv(fd, [view])
+        if n == 0:
+            break
+        if first is None:
+            first = time.perf_counter()
+        got += n
+    end = time.perf_counter()
+    rc = p.wait()
+    return {"bytes": got, "ok": rc == 0 and got == size, "wall_s": end - t0,
+            "data_s": end - (first or end), "rc": rc}
+
+
+def stream_up(subj: Subject, size: int) -> dict:
+    """`cat > /dev/null` in the container, fed by us through the client's stdin once it runs."""
+    argv = subj.argv("echo go; exec cat >/dev/null", stdin=True)
+    chunk = bytes(1 << 20)
+    t0 = time.perf_counter()
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         bufsize=0)
+    ready = p.stdout.readline()
+    first = time.perf_counter()
+    sent = 0
+    try:
+        while sent < size:
+            n = min(len(chunk), size - sent)
+            p.stdin.write(chunk[:n] if n < len(chunk) else chunk)
+            sent += n
+    except BrokenPipeError:
+        pass
+    p.stdin.close()
+    p.stdout.read()
+    rc = p.wait()
+    end = time.perf_counter()
+    return {"bytes": sent, "ok": rc == 0 and sent == size and ready.strip() == b"go", "wall_s": end - t0,
+            "data_s": end - first, "rc": rc}
+
+
+def throughput(subj: Subject, direction: str, size: int, runs: int) -> dict:
+    fn = stream_down if direction == "down" else stream_up
+    results = [fn(subj, size) for _ in range(runs)]
+    ok = [r for r in results if r["ok"]]
+    if len(ok) < len(results):
+        log(f"  {subj.name} {direction}: {len(results) - len(ok)} failed run(s): {results}")
+    walls = [r["wall_s"] for r in ok]
+    datas = [r["data_s"] for r in ok]
+    return {"size": size, "runs": runs, "failures": len(results) - len(ok),
+            "wall_s": median(walls), "data_s": median(datas),
+            "mb_s": size / 1e6 / median(datas) if datas else None,
+            "wall_mb_s": size / 1e6 / median(walls) if walls else None,
+            "samples": results}
+
+
+def sftp_both_ways(subj: SshSubject, local: Path, size: int, runs: int) -> dict:
+    """One `sftp -b` session per run: put, then get back; local `!date` commands time each step
+    (the login is not included)."""
+    back = local.with_suffix(".back")
+    batch = local.with_suffix(".batch")
+    remote = f"/tmp/sshpod-bench-{os.getpid()}.bin"
+    batch.write_text(f"!date +%s.%N\nput {local} {remote}\n!date +%s.%N\nget {remote} {back}\n"
+                     f"!date +%s.%N\nrm {remote}\n")
+    puts, gets, fails = [], [], 0
+    for _ in range(runs):
+        back.unlink(missing_ok=True)
+        t, rc, out = run_timed(subj.sftp_argv(str(batch)))
+        stamps = [float(x) for x in re.findall(rb"^(\d{9,}\.\d+)$", out, re.M)]
+        if rc != 0 or len(stamps) != 3 or not back.exists() or back.stat().st_size != size:
+            fails += 1
+            log(f"  {subj.name} sftp failed ({rc}): {out[-500:]!r}")
+            continue
+        puts.append(stamps[1] - stamps[0])
+        gets.append(stamps[2] - stamps[1])
+    back.unlink(missing_ok=True)
+    return {"size": size, "runs": runs, "failures": fails,
+            "put_s": median(puts), "get_s": median(gets),
+            "put_mb_s": size / 1e6 / median(puts) if puts else None,
+            "get_mb_s": size / 1e6 / median(gets) if gets else None,
+            "put_samples_s": puts, "get_samples_s": gets}
+
+
+def concurrency(subj: Subject, n: int) -> dict:
+    argv = subj.argv("echo ok")
+    barrier = threading.Barrier(n)
+
+    def one(_):
+        barrier.wait()
+        t0 = time.perf_counter()
+        try:
+            p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=600)
+            ok = p.returncode == 0 and p.stdout.strip() == b"ok"
+            err = "" if ok else (p.stderr.decode(errors="replace").strip()[-200:] or f"rc={p.returncode}")
+        except subprocess.TimeoutExpired:
+            ok, err = False, "timeout"
+        return time.perf_counter() - t0, ok, err, t0
+
+    with ThreadPoolExecutor(max_workers=n) as ex:
+        results = list(ex.map(one, range(n)))
+    start = min(r[3] for r in results)
+    total = max(r[3] + r[0] for r in results) - start
+    good = [r[0] * 1000 for r in results if r[1]]
+    errors: dict[str, int] = {}
+    for r in results:
+        if not r[1]:
+            errors[r[2]] = errors.get(r[2], 0) + 1
+    return {"logins": n, "failures": n - len(good), "p50_ms": median(good), "p99_ms": pct(good, 99),
+            "total_s": total, "errors": errors}
+
+
+def memory(subj: SshSubject, n: int, parallel: int) -> dict:
+    """Server memory with 0 and with n idle logged-in sessions (`exec sleep`)."""
+    pid = subj.server_pid()
+    time.sleep(1)
+    before = measure_memory(subj, pid)
+    clients: list[subprocess.Popen] = []
+    lock = threading.Lock()
+
+    def open_one(_):
+        p = subprocess.Popen(subj.argv("echo ready; exec sleep 100000"), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        with lock:
+            clients.append(p)
+        return p.stdout.readline().strip() == b"ready"
+
+    opened = 0
+    leftovers: list[int] = []
+    try:
+        with ThreadPoolExecutor(max_workers=parallel) as ex:
+            opened = sum(ex.map(open_one, range(n)))
+        time.sleep(2)
+        during = measure_memory(subj, pid)
+        # what the sessions run on the host (OpenSSH alone: `sleep`), which outlives the
+        # clients: sshd signals nothing to a session without a terminal
+        leftovers = [d for d in descendants(pid) if comm(d) != "sshd"] if isinstance(subj, OpenSsh) else []
+    finally:
+        for p in clients:
+            p.terminate()
+        for p in clients:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    time.sleep(1)
+    for d in leftovers:
+        if comm(d) in ("sleep", "bash", "sh"):
+            try:
+                os.kill(d, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    out = {"sessions_requested": n, "sessions_open": opened, "idle": before, "loaded": during}
+    if opened:
+        for key in before:
+            out[f"per_session_{key}"] = (during[key] - before[key]) / opened
+    return out
+
+
+def measure_memory(subj: SshSubject, pid: int) -> dict:
+    if isinstance(subj, Sshpod):
+        return {"rss_kib": proc_status_kib(pid, "VmRSS"), "pss_kib": pss_kib(pid)}
+    # OpenSSH: the listener is not per session; sum its descendants. sshd processes are the
+    # server; the rest (bash, sleep, docker CLI) are what the session runs.
+    sshd, others = 0, 0
+    for d in descendants(pid):
+        kib = pss_kib(d)
+        if comm(d) == "sshd":
+            sshd += kib
+        else:
+            others += kib
+    return {"sshd_pss_kib": sshd, "all_pss_kib": sshd + others}
+
+
+# --------------------------------------------------------------------------------------------
+# machine, report
+
+
+def machine() -> dict:
+    cpu = "?"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem_kib = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kib = int(line.split()[1])
+    docker_v = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True,
+                              text=True).stdout.strip()
+    ssh_v = subprocess.run(["ssh", "-V"], capture_output=True, text=True).stderr.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "ram_gib": round(mem_kib / 1024 / 1024, 1),
+            "kernel": platform.release(), "os": _os_release(), "docker": docker_v, "openssh": ssh_v,
+            "python": platform.python_version()}
+
+
+def _os_release() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return "?"
+
+
+def fmt(x, digits=0, unit=""):
+    if x is None:
+        return "n/a"
+    return f"{x:,.{digits}f}{unit}"
+
+
+def ratio(a, b):
+    if a is None or b is None or b == 0:
+        return "n/a"
+    return f"{a / b:.2f}x"
+
+
+def report(res: dict) -> tuple[str, dict]:
+    """The tables (markdown) and the targets' verdicts."""
+    S = res["subjects"]
+    L = res["scenarios"].get("login", {})
+    T = res["scenarios"].get("throughput", {})
+    F = res["scenarios"].get("sftp", {})
+    C = res["scenarios"].get("concurrency", {})
+    M = res["scenarios"].get("memory", {})
+    K = res["scenarios"].get("kube_api", {})
+    out = []
+
+    out.append(f"### Login latency (`ssh host true`; `docker run --rm IMAGE true`; `docker exec C true`), "
+               f"{res['params']['login_runs']} runs each\n")
+    out.append("| subject | median | p99 | failures | vs docker run | vs OpenSSH+ForceCommand |")
+    out.append("|---|---:|---:|---:|---:|---:|")
+    for s in S:
+        r = L.get(s)
+        if not r:
+            continue
+        out.append(f"| {s} | {fmt(r['median_ms'], 1, ' ms')} | {fmt(r['p99_ms'], 1, ' ms')} | {r['failures']} | "
+                   f"{ratio(r['median_ms'], L.get('docker-run', {}).get('median_ms'))} | "
+                   f"{ratio(r['median_ms'], L.get('openssh-docker-run', {}).get('median_ms'))} |")
+
+    size = res["params"]["stream_bytes"]
+    out.append(f"\n### Throughput, {size // MiB} MiB through the client's stdout/stdin, "
+               f"median of {res['params']['stream_runs']}\n")
+    out.append("MB/s is measured from the first byte to the end (login excluded); wall is the whole command.\n")
+    out.append("| subject | down MB/s | down wall | up MB/s | up wall | down vs docker exec | down vs ForceCommand "
+               "| up vs docker exec | up vs ForceCommand |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for s in S:
+        d, u = T.get(s, {}).get("down"), T.get(s, {}).get("up")
+        if not d:
+            continue
+        rd = lambda k, x: T.get(k, {}).get(x, {}).get("mb_s")  # noqa: E731
+        out.append(f"| {s} | {fmt(d['mb_s'])} | {fmt(d['wall_s'], 2, ' s')} | {fmt(u['mb_s'])} | "
+                   f"{fmt(u['wall_s'], 2, ' s')} | {ratio(d['mb_s'], rd('docker-exec', 'down'))} | "
+                   f"{ratio(d['mb_s'], rd('openssh-docker-run', 'down'))} | "
+                   f"{ratio(u['mb_s'], rd('docker-exec', 'up'))} | {ratio(u['mb_s'], rd('openssh-docker-run', 'up'))} |")
+
+    if F:
+        fsize = res["params"]["sftp_bytes"]
+        out.append(f"\n### sftp, {fsize // MiB} MiB put then get in one `sftp -b` session, "
+                   f"median of {res['params']['sftp_runs']}\n")
+        out.append("| subject | put MB/s | get MB/s | failures | put vs ForceCommand | get vs ForceCommand |")
+        out.append("|---|---:|---:|---:|---:|---:|")
+        for s in S:
+            r = F.get(s)
+            if not r:
+                continue
+            ref = F.get("openssh-docker-run", {})
+            out.append(f"| {s} | {fmt(r['put_mb_s'])} | {fmt(r['get_mb_s'])} | {r['failures']} | "
+                       f"{ratio(r['put_mb_s'], ref.get('put_mb_s'))} | {ratio(r['get_mb_s'], ref.get('get_mb_s'))} |")
+
+    if C:
+        out.append(f"\n### Concurrency: {res['params']['concurrency']} logins at once, each `echo ok`\n")
+        out.append("| subject | failures | p50 | p99 | total |")
+        out.append("|---|---:|---:|---:|---:|")
+        for s in S:
+            r = C.get(s)
+            if not r:
+                continue
+            out.append(f"| {s} | {r['failures']} | {fmt(r['p50_ms'], 0, ' ms')} | {fmt(r['p99_ms'], 0, ' ms')} | "
+                       f"{fmt(r['total_s'], 1, ' s')} |")
+        errs = {s: r["errors"] for s, r in C.items() if r.get("errors")}
+        if errs:
+            out.append("\nErrors seen: " + "; ".join(f"{s}: " + ", ".join(f"{k!r} x{v}" for k, v in e.items())
+                                                    for s, e in errs.items()))
+
+    if M:
+        out.append(f"\n### Memory with idle sessions (`ssh host 'exec sleep ...'` held open)\n")
+        out.append("| subject | sessions | server at 0 | server at N | per session | measured | containers left 20-60 s "
+                   "after the clients ended |")
+        out.append("|---|---:|---:|---:|---:|---|---:|")
+        for s in S:
+            r = M.get(s)
+            if not r:
+                continue
+            if s.startswith("sshpod"):
+                out.append(f"| {s} | {r['sessions_open']}/{r['sessions_requested']} | "
+                           f"{fmt(r['idle']['rss_kib'] / 1024, 1, ' MiB')} | {fmt(r['loaded']['rss_kib'] / 1024, 1, ' MiB')} | "
+                           f"{fmt(r.get('per_session_rss_kib'), 1, ' KiB')} | sshpod RSS (VmRSS); Pss per session "
+                           f"{fmt(r.get('per_session_pss_kib'), 1, ' KiB')} | {r.get('containers_left_after_logout', 'n/a')} |")
+            else:
+                out.append(f"| {s} | {r['sessions_open']}/{r['sessions_requested']} | "
+                           f"{fmt(r['idle']['sshd_pss_kib'] / 1024, 1, ' MiB')} | "
+                           f"{fmt(r['loaded']['sshd_pss_kib'] / 1024, 1, ' MiB')} | "
+                           f"{fmt(r.get('per_session_sshd_pss_kib'), 1, ' KiB')} | Pss of the per-session sshd "
+                           f"processes; with what they run (shell, docker CLI): "
+                           f"{fmt(r.get('per_session_all_pss_kib'), 1, ' KiB')} | {r.get('containers_left_after_logout', 'n/a')} |")
+
+    if K:
+        out.append(f"\n### Kubernetes API requests per login (sshpod-kube against kube-sim)\n")
+        out.append(f"Over {K['connections']} connections: median {fmt(K['median'])}, max {fmt(K['max'])}, "
+                   f"min {fmt(K['min'])}.")
+
+    # targets
+    t = {}
+
+    def verdict(ok):
+        return None if ok is None else bool(ok)
+
+    sd, dr, fc, de = (L.get("sshpod-docker", {}).get("median_ms"), L.get("docker-run", {}).get("median_ms"),
+                      L.get("openssh-docker-run", {}).get("median_ms"), L.get("docker-exec", {}).get("median_ms"))
+    t["login: sshpod-docker median <= docker run + 50 ms"] = (
+        verdict(sd is not None and dr is not None and sd <= dr + 50) if sd and dr else None,
+        f"{fmt(sd, 1)} ms vs {fmt(dr, 1)} + 50 ms")
+    t["login: sshpod-docker median <= 0.6x OpenSSH+ForceCommand"] = (
+        verdict(sd <= 0.6 * fc) if sd and fc else None, f"{ratio(sd, fc)}")
+    for direction in ("down", "up"):
+        s = T.get("sshpod-docker", {}).get(direction, {}).get("mb_s")
+        e = T.get("docker-exec", {}).get(direction, {}).get("mb_s")
+        f = T.get("openssh-docker-run", {}).get(direction, {}).get("mb_s")
+        t[f"throughput {direction}: sshpod-docker >= 1.0x docker exec"] = (
+            verdict(s >= e) if s and e else None, ratio(s, e))
+        t[f"throughput {direction}: sshpod-docker >= 2x OpenSSH+ForceCommand"] = (
+            verdict(s >= 2 * f) if s and f else None, ratio(s, f))
+    s_d = T.get("sshpod-docker", {}).get("down", {}).get("mb_s")
+    s_u = T.get("sshpod-docker", {}).get("up", {}).get("mb_s")
+    o_d = T.get("openssh", {}).get("down", {}).get("mb_s")
+    o_u = T.get("openssh", {}).get("up", {}).get("mb_s")
+    if s_d and s_u and o_d and o_u:
+        # flow control bounds only client->container data: its rate relative to the other
+        # direction must not be worse than OpenSSH's own
+        t["throughput: no slowdown from flow control (sshpod up/down >= OpenSSH up/down)"] = (
+            (s_u / s_d) >= 0.95 * (o_u / o_d), f"sshpod {s_u / s_d:.2f}, OpenSSH {o_u / o_d:.2f}")
+    m = M.get("sshpod-docker", {}).get("per_session_rss_kib")
+    t["memory: sshpod <= 100 KiB per idle session"] = (verdict(m <= 100) if m is not None else None,
+                                                       f"{fmt(m, 1)} KiB (RSS)")
+    for s in ("sshpod-docker", "sshpod-kube"):
+        if s in C:
+            t[f"concurrency: zero failed logins at {res['params']['concurrency']} in parallel ({s})"] = (
+                C[s]["failures"] == 0, f"{C[s]['failures']} failed")
+    if K:
+        t["Kubernetes: at most 4 API requests per login"] = (K["max"] <= 4, f"max {K['max']}, median {K['median']}")
+    return "\n".join(out), t
+
+
+def targets_md(t: dict) -> str:
+    lines = ["| target | result | figure |", "|---|---|---|"]
+    for name, (ok, fig) in t.items():
+        word = "n/a" if ok is None else ("**met**" if ok else "**missed**")
+        lines.append(f"| {name} | {word} | {fig} |")
+    return "\n".join(lines)
+
+
+def write_benchmarks_md(res: dict, tables: str, t: dict) -> None:
+    m = res["machine"]
+    notes = REPO / "bench" / "notes.md"
+    neg = "\n".join(f"- {s}: {json.dumps(v)}" for s, v in res.get("negotiated", {}).items())
+    text = f"""# Benchmarks
+
+sshpod against OpenSSH and raw Docker, side by side in one run. Generated by `bench/run.sh`
+(do not edit by hand: the analysis comes from `bench/notes.md`); raw figures in
+`bench/results.json`.
+
+- **Date:** {res['date']}
+- **Machine:** {m['cpu']}, {m['cores']} cores, {m['ram_gib']} GiB RAM, Linux {m['kernel']} ({m['os']});
+  Docker {m['docker']}; {m['openssh']}. Clients and servers share the same cores.
+- **Reproduce:** `{res['command']}` (about {res['runtime_s'] / 60:.0f} minutes{', quick mode' if res['params']['quick'] else ''})
+- **Subjects:**
+{chr(10).join(f'  - `{s}`: {title}' for s, title in res['subject_titles'].items())}
+- **Client:** the same OpenSSH client for every SSH subject (`ssh -F /dev/null -o ControlMaster=no`, one
+  Ed25519 key), default algorithm negotiation. Negotiated:
+{chr(10).join('  ' + line for line in neg.splitlines())}
+- **Settings changed from the defaults (and why):** sshpod `ssh.maxStartups: 256` and sshd
+  `MaxStartups 256` (200 logins at once; the defaults, 100 and 10:30:100, drop connections by
+  design); sshpod-docker `docker.timeouts.http: 120s` and `containerStart: 180s` (with the default
+  15 s per engine request, 124 of 200 simultaneous logins failed with "the container engine is
+  unavailable" in a first run: dockerd answered create/start/remove later than that);
+  sshpod-kube `kubernetes.connection.qps: 1000`, `burst: 1000` (the default 5/10 requests
+  per second for the whole process would queue 200 logins for minutes),
+  `kubernetes.timeouts.podStart: 180s` and `http: 120s` (19 of 200 pods took longer than the
+  default 60 s in a first run), and
+  `SSHPOD_LOG=info,sshpod_kube=debug` (for the per-connection API request count).
+
+## Targets (issue 6)
+
+{targets_md(t)}
+
+## Figures
+
+{tables}
+
+{notes.read_text() if notes.exists() else ''}"""
+    (REPO / "BENCHMARKS.md").write_text(text.rstrip() + "\n")
+
+
+# --------------------------------------------------------------------------------------------
+# main
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="few iterations, small sizes (for iterating)")
+    ap.add_argument("--sshpod", type=Path)
+    ap.add_argument("--kube-sim", type=Path)
+    ap.add_argument("--only", default="", help="comma-separated scenarios: login,throughput,sftp,concurrency,memory")
+    ap.add_argument("--subjects", default="", help="comma-separated subject names (default: all)")
+    ap.add_argument("--command", default="bench/run.sh", help="how this run was started (for BENCHMARKS.md)")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave results.json and BENCHMARKS.md")
+    ap.add_argument("--from-results", action="store_true",
+                    help="run nothing: print the tables of bench/results.json and rewrite BENCHMARKS.md from it "
+                         "(after editing bench/notes.md)")
+    args = ap.parse_args()
+    if args.from_results:
+        res = json.loads((REPO / "bench" / "results.json").read_text())
+        tables, t = report(res)
+        print(tables)
+        print(targets_md(t))
+        write_benchmarks_md(res, tables, t)
+        return 0
+
+    q = args.quick
+    params = {
+        "quick": q,
+        "login_runs": 5 if q else 30,
+        "stream_bytes": 64 * MiB if q else GiB,
+        "stream_runs": 1 if q else 3,
+        "sftp_bytes": 32 * MiB if q else 256 * MiB,
+        "sftp_runs": 1 if q else 3,
+        "concurrency": 20 if q else 200,
+        "memory_sessions": 10 if q else 200,
+    }
+    scenarios = set(filter(None, args.only.split(","))) or {"login", "throughput", "sftp", "concurrency", "memory"}
+
+    # SIGTERM/SIGHUP end the run the way Ctrl-C does: through the finally below
+    def interrupted(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGHUP, interrupted)
+
+    bench = Bench(args)
+    started = time.monotonic()
+    kube = KubeSim(bench)
+    subjects: list[Subject] = [Sshpod(bench, "docker"), None, OpenSsh(bench, False), OpenSsh(bench, True),
+                               DockerRun(bench), DockerExec(bench)]
+    subjects[1] = Sshpod(bench, "kubernetes", kube.kubeconfig)
+    if args.subjects:
+        wanted = set(args.subjects.split(","))
+        subjects = [s for s in subjects if s.name in wanted]
+    res: dict = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                 "command": args.command, "params": params, "machine": machine(),
+                 "subjects": [s.name for s in subjects],
+                 "subject_titles": {s.name: s.title for s in subjects},
+                 "negotiated": {}, "scenarios": {}}
+    exec_cid = lambda: next((s.cid for s in subjects if isinstance(s, DockerExec)), "")  # noqa: E731
+
+    def settle(s: Subject) -> int:
+        """Let the containers of the scenario that just ended go before the next one starts;
+        returns how many were still there after a while (and were removed)."""
+        if isinstance(s, Sshpod) and s.backend == "kubernetes":
+            return wait_no_containers(f"kube-sim.instance={kube.instance}", timeout=60)
+        return wait_no_containers(f"{LABEL}={bench.run_id}", keep=exec_cid(),
+                                  timeout=60 if isinstance(s, Sshpod) else 20)
+
+    try:
+        if any(isinstance(s, Sshpod) and s.backend == "kubernetes" for s in subjects):
+            log("starting kube-sim")
+            kube.start()
+        for s in subjects:
+            log(f"starting {s.name}")
+            s.start()
+        for s in subjects:
+            if isinstance(s, SshSubject):
+                res["negotiated"][s.name] = s.negotiated()
+        log(f"negotiated: {res['negotiated']}")
+
+        if "memory" in scenarios:
+            # first, on fresh servers: nothing allocated by earlier scenarios yet
+            res["scenarios"]["memory"] = {}
+            for s in subjects:
+                if not isinstance(s, SshSubject):
+                    continue
+                log(f"memory: {s.name}, {params['memory_sessions']} idle sessions")
+                res["scenarios"]["memory"][s.name] = memory(s, params["memory_sessions"], parallel=10)
+                log(f"  {res['scenarios']['memory'][s.name]}")
+                res["scenarios"]["memory"][s.name]["containers_left_after_logout"] = settle(s)
+            # restart the sshpod servers so kube API counts and later figures start clean
+            for s in subjects:
+                if isinstance(s, Sshpod):
+                    s.stop()
+                    s.log_path.write_text("")
+                    s.start()
+            # the docker-exec container is not touched by this
+
+        if "login" in scenarios:
+            res["scenarios"]["login"] = {}
+            for s in subjects:
+                log(f"login latency: {s.name}")
+                r = login_latency(s, params["login_runs"])
+                res["scenarios"]["login"][s.name] = r
+                log(f"  median {fmt(r['median_ms'], 1)} ms, p99 {fmt(r['p99_ms'], 1)} ms, failures {r['failures']}")
+            for s in subjects:
+                if isinstance(s, Sshpod) and s.backend == "kubernetes":
+                    time.sleep(2)
+                    counts = s.api_requests()
+                    if counts:
+                        res["scenarios"]["kube_api"] = {"connections": len(counts), "median": median(counts),
+                                                        "max": max(counts), "min": min(counts), "samples": counts}
+                        log(f"kube API requests per login: {res['scenarios']['kube_api']}")
+
+        if "throughput" in scenarios:
+            res["scenarios"]["throughput"] = {}
+            for s in subjects:
+                r = {}
+                for direction in ("down", "up"):
+                    log(f"throughput {direction}: {s.name}")
+                    r[direction] = throughput(s, direction, params["stream_bytes"], params["stream_runs"])
+                    log(f"  {fmt(r[direction]['mb_s'])} MB/s (wall {fmt(r[direction]['wall_s'], 2)} s)")
+                res["scenarios"]["throughput"][s.name] = r
+
+        if "sftp" in scenarios:
+            res["scenarios"]["sftp"] = {}
+            local = bench.tmp / "sftp.bin"
+            with open(local, "wb") as f:
+                left = params["sftp_bytes"]
+                while left:
+                    n = min(left, 4 * MiB)
+                    f.write(os.urandom(n))
+                    left -= n
+            for s in subjects:
+                if not s.sftp:
+                    continue
+                log(f"sftp: {s.name}")
+                r = sftp_both_ways(s, local, params["sftp_bytes"], params["sftp_runs"])
+                res["scenarios"]["sftp"][s.name] = r
+                log(f"  put {fmt(r['put_mb_s'])} MB/s, get {fmt(r['get_mb_s'])} MB/s")
+
+        if "concurrency" in scenarios:
+            res["scenarios"]["concurrency"] = {}
+            for s in subjects:
+                log(f"concurrency: {s.name}, {params['concurrency']} logins")
+                r = concurrency(s, params["concurrency"])
+                res["scenarios"]["concurrency"][s.name] = r
+                log(f"  failures {r['failures']}, p50 {fmt(r['p50_ms'])} ms, p99 {fmt(r['p99_ms'])} ms, "
+                    f"total {fmt(r['total_s'], 1)} s {r['errors'] or ''}")
+                r["containers_left_after_logout"] = settle(s)
+    finally:
+        log("cleaning up")
+        for s in subjects:
+            try:
+                s.stop()
+            except Exception as e:  # noqa: BLE001
+                log(f"stopping {s.name}: {e}")
+        try:
+            kube.stop()
+        except Exception as e:  # noqa: BLE001
+            log(f"stopping kube-sim: {e}")
+        docker_cleanup(bench.run_id)
+        if os.environ.get("SSHPOD_BENCH_KEEP"):
+            log(f"kept {bench.tmp}")
+        else:
+            shutil.rmtree(bench.tmp, ignore_errors=True)
+
+    res["runtime_s"] = time.monotonic() - started
+    tables, t = report(res)
+    print()
+    print(tables)
+    print("\n### Targets\n")
+    print(targets_md(t))
+    print(f"\nruntime: {res['runtime_s'] / 60:.1f} min")
+    if not args.no_write:
+        res["targets"] = {k: {"met": v[0], "figure": v[1]} for k, v in t.items()}
+        (REPO / "bench" / "results.json").write_text(json.dumps(res, indent=1) + "\n")
+        write_benchmarks_md(res, tables, t)
+        log("wrote bench/results.json and BENCHMARKS.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
