@@ -104,7 +104,18 @@ impl KubeBackend {
             handle.hold_lifeline(&image).await?;
             files::write_all(&handle.target(), &ctx.files, &handle.requests).await
         };
-        if let Err(e) = ready.await {
+        // An API server that accepts the attach or the file execs but never answers must not
+        // hold the login (and its pod) for ever.
+        let ready = tokio::time::timeout(handle.config.timeouts.command_start, ready)
+            .await
+            .unwrap_or_else(|_| {
+                Err(BackendError::StartContainer {
+                    image: image.clone(),
+                    reason: "the pod ran but could not be prepared in time".to_owned(),
+                    source: None,
+                })
+            });
+        if let Err(e) = ready {
             handle.close().await;
             return Err(e);
         }
