@@ -235,12 +235,12 @@ class Sshpod(SshSubject):
                      "password": {"method": ""}},
         }
         if self.backend == "docker":
-            # 200 logins at once keep dockerd busy for tens of seconds: the default 15 s per
-            # engine request fails most of them with "the container engine is unavailable"
+            # sshpod's default timeouts and start cap: 200 logins at once must pass with them
             cfg["docker"] = {"execution": {"mode": "connection",
                                            "container": {"image": IMAGE,
-                                                         "labels": {LABEL: self.bench.run_id}}},
-                             "timeouts": {"http": "120s", "containerStart": "180s"}}
+                                                         "labels": {LABEL: self.bench.run_id}}}}
+            if os.environ.get("MPS"):
+                cfg["docker"]["connection"] = {"maxParallelStarts": int(os.environ["MPS"])}
         else:
             cfg["backend"] = "kubernetes"
             # one client for the whole process: 200 logins at once need more than 5 requests/s

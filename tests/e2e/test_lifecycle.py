@@ -118,6 +118,22 @@ def test_container_that_cannot_start_is_reported_and_the_server_keeps_serving(sc
     assert (result.returncode, result.stdout) == (0, "hello\n"), result
 
 
+@pytest.mark.timeout(240)
+def test_image_that_cannot_be_pulled_is_reported_and_nothing_is_left(scn):
+    """With the default pull policy a missing image is pulled on the first login; a registry
+    that cannot be reached (a closed local port) gives a short, true message."""
+    closed = h.free_port()
+    image = f"127.0.0.1:{closed}/sshpod-missing-{scn.run_id}:none"
+    gw = scn.start({"docker": {"execution": {"container": {"image": image}}}})
+    client = scn.client(gw)
+
+    failed = client.ssh("echo hello", timeout=120)
+    assert failed.returncode != 0, failed
+    assert f"image `{image}` is not available on this server" in failed.stderr, failed
+    assert h.containers(scn.run_id) == []
+    assert gw.proc.poll() is None, "the server must keep serving"
+
+
 def test_engine_that_goes_away_is_reported_and_serving_resumes_when_it_is_back(scn):
     """The engine vanishes while sshpod runs (here: the TCP front sshpod reaches it through is
     stopped). A login in that window gets a short, true message; sshpod keeps running and the

@@ -32,6 +32,9 @@ pub const DEFAULT_SHELL_COMMAND: &[&str] = &[
 /// Default `docker.connection.host`.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
+/// Default `docker.connection.maxParallelStarts`.
+pub const DEFAULT_MAX_PARALLEL_STARTS: u32 = 8;
+
 /// Default `docker.execution.agentPath` (ContainerSSH's agent; sshpod does not use it).
 pub const DEFAULT_AGENT_PATH: &str = "/usr/bin/containerssh-agent";
 
@@ -51,6 +54,12 @@ pub struct DockerConnection {
     /// Client private key (inline PEM or file path).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<Secret<String>>,
+    /// Container starts (create, attach, start) sshpod asks of the engine at once; further
+    /// logins wait their turn within `timeouts.containerStart` (sshpod extension, default 8).
+    /// An engine handed hundreds of starts at once answers each of them late, so a burst
+    /// of logins finishes sooner queued than all at once.
+    #[serde(rename = "maxParallelStarts")]
+    pub max_parallel_starts: u32,
 }
 
 impl Default for DockerConnection {
@@ -60,6 +69,7 @@ impl Default for DockerConnection {
             cacert: None,
             cert: None,
             key: None,
+            max_parallel_starts: DEFAULT_MAX_PARALLEL_STARTS,
         }
     }
 }
@@ -82,6 +92,12 @@ impl DockerConnection {
                     self.host
                 ),
             ),
+        }
+        if self.max_parallel_starts == 0 {
+            check.error(
+                "docker.connection.maxParallelStarts",
+                "must be at least 1",
+            );
         }
         let given = [
             ("cacert", self.cacert.is_some()),

@@ -715,7 +715,8 @@ mod tests {
     #[test]
     fn several_errors_at_once() {
         let text = "ssh:\n  listen: bad\n  serverVersion: OpenSSH\n  maxStartups: 0\n\
-                    docker:\n  connection:\n    host: ftp://x\n    cert: c\n  execution:\n    \
+                    docker:\n  connection:\n    host: ftp://x\n    cert: c\n    \
+                    maxParallelStarts: 0\n  execution:\n    \
                     idleCommand: []\n    container:\n      env: [NOEQUALS]\n";
         let all = errors(yaml(text));
         let keys: Vec<&str> = all.iter().map(|e| e.key.as_str()).collect();
@@ -726,6 +727,7 @@ mod tests {
                 "ssh.serverVersion",
                 "ssh.maxStartups",
                 "docker.connection.host",
+                "docker.connection.maxParallelStarts",
                 "docker.connection.cacert",
                 "docker.connection.key",
                 "docker.execution.container.env[0]",
@@ -737,7 +739,7 @@ mod tests {
             all.iter().all(|e| e.line.is_some() && e.column.is_some()),
             "{all:#?}"
         );
-        assert_eq!(all[7].line, Some(10));
+        assert_eq!(all[8].line, Some(11));
     }
 
     #[test]

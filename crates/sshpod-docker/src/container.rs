@@ -38,8 +38,8 @@ impl ConnectionContainer {
         ctx: &ConnectionContext,
         instance: &str,
     ) -> Result<Self, BackendError> {
-        crate::image::ensure(&engine, &settings).await?;
         let body = settings.container_body(ctx, instance, settings.idle_command.clone(), None);
+        let permit = engine.start_permit().await;
         let id = crate::create::create(&engine, &settings, ctx, body).await?;
         let started = async {
             let lifeline = engine
@@ -54,6 +54,7 @@ impl ConnectionContainer {
             Ok::<_, BackendError>(lifeline)
         }
         .await;
+        drop(permit);
         let started = match started {
             Ok(lifeline) => {
                 let timeout = settings.timeouts.command_start;

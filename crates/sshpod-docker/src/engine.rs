@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use bollard::Docker;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::hijack::{self, EngineAddress, HijackError, Hijacked};
 
@@ -18,10 +19,13 @@ struct EngineInner {
     address: EngineAddress,
     /// `/v1.41` and the like: the negotiated API version, for raw requests.
     api_prefix: String,
+    /// Container starts in flight (`docker.connection.maxParallelStarts`). Waiters are served
+    /// in arrival order.
+    starts: Semaphore,
 }
 
 impl Engine {
-    pub(crate) fn new(docker: Docker, address: EngineAddress) -> Self {
+    pub(crate) fn new(docker: Docker, address: EngineAddress, max_parallel_starts: u32) -> Self {
         let v = docker.client_version();
         let api_prefix = format!("/v{}.{}", v.major_version, v.minor_version);
         Self {
@@ -29,8 +33,18 @@ impl Engine {
             inner: Arc::new(EngineInner {
                 address,
                 api_prefix,
+                starts: Semaphore::new(max_parallel_starts.max(1) as usize),
             }),
         }
+    }
+
+    /// Waits for a turn to start a container; hold the permit until it runs.
+    pub(crate) async fn start_permit(&self) -> SemaphorePermit<'_> {
+        self.inner
+            .starts
+            .acquire()
+            .await
+            .expect("the start semaphore is never closed")
     }
 
     /// `POST {api}/{path}` with an upgrade; the returned stream is the process's stdio.

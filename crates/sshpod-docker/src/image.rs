@@ -1,49 +1,43 @@
-//! Making sure the configured image is on the engine, as `imagePullPolicy` says.
+//! Getting the configured image onto the engine, as `imagePullPolicy` says.
+//!
+//! With `IfNotPresent` (the default) the image is not looked up before each login: the
+//! create request itself says whether it is missing, which saves an engine round trip on
+//! every login, and only then is it pulled.
 
 use bollard::query_parameters::CreateImageOptions;
 use futures_util::TryStreamExt;
 use sshpod_core::BackendError;
 
 use crate::engine::Engine;
-use crate::settings::{PullPolicy, Settings};
+use crate::settings::Settings;
 
-fn is_not_found(e: &bollard::errors::Error) -> bool {
+/// True for the engine's answer to creating a container from an image it does not have.
+pub(crate) fn is_missing_image(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
         bollard::errors::Error::DockerResponseServerError {
             status_code: 404,
-            ..
-        }
+            message,
+        } if message.contains("image")
     )
 }
 
-/// Returns once the image is present, pulling it if the policy allows; the pull is bounded
-/// by `timeouts.containerStart`.
-pub(crate) async fn ensure(engine: &Engine, settings: &Settings) -> Result<(), BackendError> {
+/// The error for an image that is missing and may not be pulled.
+pub(crate) fn missing_and_not_pulled(settings: &Settings) -> BackendError {
+    BackendError::ImageUnavailable {
+        image: settings.image.clone(),
+        source: "the image is not on the engine and imagePullPolicy is Never".into(),
+    }
+}
+
+/// Pulls the image; bounded by `timeouts.containerStart`.
+pub(crate) async fn pull(engine: &Engine, settings: &Settings) -> Result<(), BackendError> {
     let image = settings.image.as_str();
     let unavailable =
         |source: Box<dyn std::error::Error + Send + Sync>| BackendError::ImageUnavailable {
             image: image.to_owned(),
             source,
         };
-    let present = match engine.docker.inspect_image(image).await {
-        Ok(_) => true,
-        Err(e) if is_not_found(&e) => false,
-        Err(e) => return Err(BackendError::Engine(Box::new(e))),
-    };
-    let pull = match settings.pull_policy {
-        PullPolicy::Always => true,
-        PullPolicy::IfNotPresent => !present,
-        PullPolicy::Never if present => false,
-        PullPolicy::Never => {
-            return Err(unavailable(
-                "the image is not on the engine and imagePullPolicy is Never".into(),
-            ))
-        }
-    };
-    if !pull {
-        return Ok(());
-    }
     tracing::info!(image, "pulling image");
     let options = CreateImageOptions {
         from_image: Some(image.to_owned()),

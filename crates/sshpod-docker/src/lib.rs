@@ -91,7 +91,7 @@ impl DockerBackend {
             .map_err(|e| BackendError::Engine(Box::new(e)))?;
         let instance = hex::encode(rand::random::<[u8; 8]>());
         Ok(Self {
-            engine: Engine::new(docker, address),
+            engine: Engine::new(docker, address, config.connection.max_parallel_starts),
             settings: Arc::new(Settings::from_config(config)),
             instance,
         })

@@ -37,7 +37,6 @@ impl SessionContainers {
         ctx: &ConnectionContext,
         instance: &str,
     ) -> Result<Self, BackendError> {
-        crate::image::ensure(&engine, &settings).await?;
         Ok(Self {
             engine,
             settings,
@@ -59,9 +58,12 @@ impl SessionContainers {
             env.push(format!("TERM={}", t.term));
         }
         body.env = Some(env);
+        let permit = self.engine.start_permit().await;
         let id = crate::create::create(&self.engine, &self.settings, &self.ctx, body).await?;
         self.live.lock().await.insert(id.clone());
-        match self.attach_and_start(&id, &spec).await {
+        let started = self.attach_and_start(&id, &spec).await;
+        drop(permit);
+        match started {
             Ok(p) => Ok(p),
             Err(e) => {
                 self.live.lock().await.remove(&id);
