@@ -239,8 +239,6 @@ class Sshpod(SshSubject):
             cfg["docker"] = {"execution": {"mode": "connection",
                                            "container": {"image": IMAGE,
                                                          "labels": {LABEL: self.bench.run_id}}}}
-            if os.environ.get("MPS"):
-                cfg["docker"]["connection"] = {"maxParallelStarts": int(os.environ["MPS"])}
         else:
             cfg["backend"] = "kubernetes"
             # one client for the whole process: 200 logins at once need more than 5 requests/s

@@ -94,10 +94,7 @@ impl DockerConnection {
             ),
         }
         if self.max_parallel_starts == 0 {
-            check.error(
-                "docker.connection.maxParallelStarts",
-                "must be at least 1",
-            );
+            check.error("docker.connection.maxParallelStarts", "must be at least 1");
         }
         let given = [
             ("cacert", self.cacert.is_some()),

@@ -9,6 +9,7 @@
 mod backend;
 mod ids;
 mod process;
+mod read_buffer;
 pub mod wrapper;
 
 pub use backend::{Backend, BackendError, ConnectionContext, Container, ContainerFile};
@@ -17,3 +18,4 @@ pub use process::{
     BoxFuture, Command, ExitStatus, Process, ProcessControl, ProcessSpec, Signal, TerminalSize,
     TtySpec,
 };
+pub use read_buffer::{ReadBuffer, INITIAL_READ_BUFFER};

@@ -39,7 +39,7 @@ impl ConnectionContainer {
         instance: &str,
     ) -> Result<Self, BackendError> {
         let body = settings.container_body(ctx, instance, settings.idle_command.clone(), None);
-        let permit = engine.start_permit().await;
+        let permit = engine.start_permit().await?;
         let id = crate::create::create(&engine, &settings, ctx, body).await?;
         let started = async {
             let lifeline = engine

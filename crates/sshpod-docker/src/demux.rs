@@ -6,7 +6,11 @@
 
 use std::io;
 
+use sshpod_core::ReadBuffer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Payload is passed on in pieces of up to this size.
+const PAYLOAD_CHUNK: usize = 32 * 1024;
 
 /// Which stream a frame belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +41,7 @@ where
     W2: AsyncWrite + Unpin,
 {
     let mut header = [0u8; 8];
-    let mut buf = vec![0u8; 32 * 1024];
+    let mut buf = ReadBuffer::new(PAYLOAD_CHUNK);
     let (mut stdout_open, mut stderr_open) = (true, true);
     let result = loop {
         match input.read_exact(&mut header).await {
@@ -47,10 +51,9 @@ where
         }
         let (id, mut remaining) = parse_header(&header);
         while remaining > 0 {
-            let want = remaining.min(buf.len());
-            input.read_exact(&mut buf[..want]).await?;
-            remaining -= want;
-            let chunk = &buf[..want];
+            let want = remaining.min(buf.capacity());
+            input.read_exact(&mut buf.space()[..want]).await?;
+            let chunk = buf.filled(want);
             match id {
                 StreamId::Stdout if stdout_open => {
                     stdout_open = stdout.write_all(chunk).await.is_ok();
@@ -60,6 +63,9 @@ where
                 }
                 StreamId::Stdout | StreamId::Stderr => {}
             }
+            // A frame larger than the buffer: more is waiting, so grow.
+            buf.record(remaining);
+            remaining -= want;
         }
     };
     let _ = stdout.shutdown().await;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use bollard::Docker;
+use sshpod_core::BackendError;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::hijack::{self, EngineAddress, HijackError, Hijacked};
@@ -39,12 +40,13 @@ impl Engine {
     }
 
     /// Waits for a turn to start a container; hold the permit until it runs.
-    pub(crate) async fn start_permit(&self) -> SemaphorePermit<'_> {
+    pub(crate) async fn start_permit(&self) -> Result<SemaphorePermit<'_>, BackendError> {
+        // The semaphore is never closed, so this cannot fail in practice.
         self.inner
             .starts
             .acquire()
             .await
-            .expect("the start semaphore is never closed")
+            .map_err(|e| BackendError::Engine(Box::new(e)))
     }
 
     /// `POST {api}/{path}` with an upgrade; the returned stream is the process's stdio.

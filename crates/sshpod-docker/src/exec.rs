@@ -11,12 +11,12 @@ use sshpod_core::wrapper::{exit_status, kill_argv, pid_file_name, wrap_argv};
 use sshpod_core::{
     BackendError, BoxFuture, ExitStatus, Process, ProcessControl, Signal, TerminalSize, TtySpec,
 };
-use tokio::io::{AsyncReadExt, BufReader, ReadHalf};
+use tokio::io::AsyncReadExt;
 use tokio::task::JoinHandle;
 
 use crate::demux::demux;
 use crate::engine::Engine;
-use crate::hijack::EngineStream;
+use crate::hijack::{EngineReader, EngineStream};
 
 /// Pipe size between the demultiplexer and the SSH channel: enough to keep the engine busy,
 /// small enough to bound memory per session.
@@ -93,7 +93,7 @@ pub(crate) async fn start(engine: &Engine, req: ExecRequest<'_>) -> Result<Proce
 /// Builds the process's streams from a hijacked connection: raw with a TTY, demultiplexed
 /// without.
 pub(crate) fn assemble<C: ProcessControl + DemuxOwner + 'static>(
-    reader: BufReader<ReadHalf<EngineStream>>,
+    reader: EngineReader,
     writer: tokio::io::WriteHalf<EngineStream>,
     tty: bool,
     mut control: C,

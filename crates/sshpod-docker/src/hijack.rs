@@ -93,10 +93,44 @@ impl AsyncWrite for EngineStream {
     }
 }
 
-/// The two halves of an upgraded connection. The read half keeps whatever the response
-/// head's reader had buffered beyond the head.
+/// The read half of an upgraded connection: first whatever was read beyond the response
+/// head, then the socket itself. It holds no buffer of its own, so a stream that stays quiet
+/// (an idle session, a lifeline attach) costs no memory; readers bring their own buffers.
+pub(crate) struct EngineReader {
+    /// Bytes read past the response head, not yet handed out; emptied (and freed) once read.
+    head: Vec<u8>,
+    consumed: usize,
+    inner: tokio::io::ReadHalf<EngineStream>,
+}
+
+impl AsyncRead for EngineReader {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.consumed < this.head.len() {
+            let rest = &this.head[this.consumed..];
+            let n = rest.len().min(buf.remaining());
+            buf.put_slice(&rest[..n]);
+            this.consumed += n;
+            if this.consumed == this.head.len() {
+                this.head = Vec::new();
+                this.consumed = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+/// Size of the reader for the response head; freed once the head is read.
+const HEAD_BUFFER: usize = 4 * 1024;
+
+/// The two halves of an upgraded connection.
 pub(crate) struct Hijacked {
-    pub(crate) reader: BufReader<tokio::io::ReadHalf<EngineStream>>,
+    pub(crate) reader: EngineReader,
     pub(crate) writer: tokio::io::WriteHalf<EngineStream>,
 }
 
@@ -143,7 +177,7 @@ pub(crate) async fn post_upgrade(
         .map_err(HijackError::Io)?;
     writer.flush().await.map_err(HijackError::Io)?;
 
-    let mut reader = BufReader::with_capacity(64 * 1024, read);
+    let mut reader = BufReader::with_capacity(HEAD_BUFFER, read);
     let mut status_line = String::new();
     reader
         .read_line(&mut status_line)
@@ -168,6 +202,12 @@ pub(crate) async fn post_upgrade(
         }
     }
     if status == 101 || status == 200 {
+        let head = reader.buffer().to_vec();
+        let reader = EngineReader {
+            head,
+            consumed: 0,
+            inner: reader.into_inner(),
+        };
         return Ok(Hijacked { reader, writer });
     }
     // An error answer carries `{"message": "..."}`; read it for the log.

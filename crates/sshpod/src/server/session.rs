@@ -5,7 +5,9 @@ use std::sync::{Arc, OnceLock};
 
 use russh::server::{Handle, Msg};
 use russh::{ChannelId, ChannelWriteHalf, Sig};
-use sshpod_core::{Backend, Container, ExitStatus, ProcessControl, ProcessSpec, Signal};
+use sshpod_core::{
+    Backend, Container, ExitStatus, ProcessControl, ProcessSpec, ReadBuffer, Signal,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::server::connection::ConnectionState;
@@ -102,9 +104,9 @@ pub(crate) async fn copy_to_channel<R>(
     R: AsyncRead + Unpin,
 {
     let mut to = channel.make_writer_ext(ext);
-    let mut buf = vec![0u8; OUTPUT_CHUNK];
+    let mut buf = ReadBuffer::new(OUTPUT_CHUNK);
     loop {
-        let n = match from.read(&mut buf).await {
+        let n = match from.read(buf.space()).await {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
@@ -113,15 +115,16 @@ pub(crate) async fn copy_to_channel<R>(
             }
         };
         let waiting = (channel.writable_packet_size().await < n).then(|| gate.output_waiting());
-        if to.write_all(&buf[..n]).await.is_err() {
+        if to.write_all(buf.filled(n)).await.is_err() {
             break;
         }
         drop(waiting);
+        buf.record(n);
     }
     let _ = to.flush().await;
 }
 
-/// Output is read and sent in pieces of this size (one SSH packet's worth).
+/// Output is read and sent in pieces of up to this size (one SSH packet's worth).
 const OUTPUT_CHUNK: usize = 32 * 1024;
 
 /// Sends exit-status or exit-signal.
