@@ -10,6 +10,7 @@ import base64
 import os
 import re
 import signal
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -259,6 +260,29 @@ def test_a_login_costs_five_api_requests(kube, scn):
     match = gw.wait_for_log(re.compile(r"Kubernetes API requests for this connection api_requests=(\d+)"), 30)
     # create, watch, attach (the lifeline), exec, delete
     assert match.group(1) == "5", match.group(0)
+
+
+def test_without_the_lifeline_a_login_costs_four_api_requests(kube, scn, ks):
+    """`pod.lifeline: false` trades the pod's self-removal after a killed sshpod for one API
+    request and one open stream less per connection; sessions and logout work the same."""
+    gw = kube({"kubernetes": {"pod": {"lifeline": False}}})
+    client = scn.client(gw)
+    proc = scn.track(client.popen("echo ready; exec cat", stdin=subprocess.PIPE))
+    assert h.read_line(proc.stdout, h.CONTAINER_TIMEOUT) == b"ready\n"
+    found = pods(ks)
+    assert len(found) == 1, found
+    pod = found[0]
+    command = pod["spec"]["containers"][0]["command"]
+    assert "while read" not in " ".join(command), "the idle command must not wait on stdin"
+    proc.stdin.write(b"still here\n")
+    proc.stdin.flush()
+    assert h.read_line(proc.stdout, h.CONTAINER_TIMEOUT) == b"still here\n"
+    proc.stdin.close()
+    assert proc.wait(h.CONTAINER_TIMEOUT) == 0
+    match = gw.wait_for_log(re.compile(r"Kubernetes API requests for this connection api_requests=(\d+)"), 30)
+    # create, watch, exec, delete
+    assert match.group(1) == "4", match.group(0)
+    wait_no_pods(ks)
 
 
 def test_config_server_answers_shape_the_pod(kube, scn, ks):

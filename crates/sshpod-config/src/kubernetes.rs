@@ -213,6 +213,7 @@ pub(crate) struct RawPod {
     pub(crate) console_container_number: usize,
     pub(crate) mode: PodMode,
     pub(crate) create_missing_pods: bool,
+    pub(crate) lifeline: bool,
     pub(crate) idle_command: Vec<String>,
     pub(crate) shell_command: Vec<String>,
     pub(crate) agent_path: Option<String>,
@@ -233,6 +234,7 @@ impl Default for RawPod {
             console_container_number: 0,
             mode: PodMode::default(),
             create_missing_pods: false,
+            lifeline: true,
             idle_command: strings(DEFAULT_IDLE_COMMAND),
             shell_command: strings(DEFAULT_SHELL_COMMAND),
             agent_path: None,
@@ -267,6 +269,10 @@ pub struct PodConfig {
     pub mode: PodMode,
     /// Persistent mode: create the pod when it does not exist.
     pub create_missing_pods: bool,
+    /// Connection mode: hold an attach to the idle command's stdin for as long as the
+    /// connection lives, so the pod ends by itself if sshpod is killed (sshpod extension,
+    /// default true). It costs one API request and one open stream per connection.
+    pub lifeline: bool,
     /// Command that keeps a connection-mode pod alive.
     pub idle_command: Vec<String>,
     /// Command run for a shell request.
@@ -344,6 +350,7 @@ impl RawPod {
             console_container_number: self.console_container_number,
             mode: self.mode,
             create_missing_pods: self.create_missing_pods,
+            lifeline: self.lifeline,
             idle_command: self.idle_command,
             shell_command: self.shell_command,
             subsystems: self.subsystems,

@@ -152,6 +152,7 @@ impl RawKuberun {
             console_container_number: p.console_container_number,
             mode: p.mode,
             create_missing_pods: false,
+            lifeline: defaults.lifeline,
             idle_command: p.idle_command.unwrap_or(defaults.idle_command),
             shell_command: p.shell_command.unwrap_or(defaults.shell_command),
             agent_path: p.agent_path,

@@ -893,6 +893,7 @@ mod tests {
         assert_eq!((kube.connection.qps, kube.connection.burst), (5.0, 10));
         assert_eq!(kube.pod.namespace(), "default");
         assert_eq!(kube.pod.metadata.generate_name.as_deref(), Some("sshpod-"));
+        assert!(kube.pod.lifeline, "pods end by themselves when sshpod dies");
         let container = &kube.pod.spec.containers[0];
         assert_eq!(container.image.as_deref(), Some("sshpod-guest:latest"));
         let limits = container

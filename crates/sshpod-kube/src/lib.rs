@@ -5,8 +5,8 @@
 //! configuration; must not depend on SSH libraries or on other backends.
 //!
 //! A login costs these API requests: create, watch (until the pod runs), attach (the
-//! lifeline, below), one exec per session, delete. The count is logged at debug level when
-//! the connection ends.
+//! lifeline, below; not with `pod.lifeline: false`), one exec per session, delete. The count
+//! is logged at debug level when the connection ends.
 //!
 //! The lifeline: the console container runs the idle command (which reads its stdin) with
 //! `stdin` and `stdinOnce`, and sshpod keeps an attach to that stdin open for as long as the
@@ -101,7 +101,9 @@ impl KubeBackend {
             requests,
         };
         let ready = async {
-            handle.hold_lifeline(&image).await?;
+            if handle.config.pod.lifeline {
+                handle.hold_lifeline(&image).await?;
+            }
             files::write_all(&handle.target(), &ctx.files, &handle.requests).await
         };
         // An API server that accepts the attach or the file execs but never answers must not
@@ -158,7 +160,8 @@ impl KubeBackend {
                     .as_mut()
                     .and_then(|s| s.containers.get_mut(config.pod.console_container_number))
                 {
-                    console.command = Some(persistent_idle_command(&config.pod.idle_command));
+                    console.command =
+                        Some(pod::idle_command_without_lifeline(&config.pod.idle_command));
                     console.args = None;
                 }
                 requests.add(2);
@@ -224,21 +227,6 @@ impl Backend for KubeBackend {
     async fn remove_orphans(&self) -> Result<usize, BackendError> {
         let pods = Api::namespaced(self.client.clone(), self.config.pod.namespace());
         orphans::remove_orphans(&pods, &self.instance, self.config.timeouts.pod_start * 2).await
-    }
-}
-
-/// The main process of a persistent pod. The default idle command ends when its stdin closes
-/// (the lifeline of connection pods); a persistent pod has no lifeline, so it gets a loop that
-/// waits for ever and ends at once on SIGTERM instead.
-fn persistent_idle_command(configured: &[String]) -> Vec<String> {
-    if configured == sshpod_config::DEFAULT_IDLE_COMMAND {
-        vec![
-            "/bin/sh".to_owned(),
-            "-c".to_owned(),
-            "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done".to_owned(),
-        ]
-    } else {
-        configured.to_vec()
     }
 }
 

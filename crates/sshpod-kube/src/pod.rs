@@ -17,16 +17,31 @@ pub const LABEL_USER: &str = "sshpod.user";
 
 /// The pod to create for one connection: the configured metadata and spec, with sshpod's
 /// labels, a name of its own, and the console container running the idle command with a
-/// stdin that sshpod holds open (see the crate docs: the lifeline).
+/// stdin that sshpod holds open (see the crate docs: the lifeline), unless the lifeline is
+/// turned off.
 pub(crate) fn connection_pod(config: &PodConfig, ctx: &ConnectionContext, instance: &str) -> Pod {
-    guest_pod(
-        config,
-        ctx,
-        instance,
-        None,
-        config.idle_command.clone(),
-        false,
-    )
+    let idle = if config.lifeline {
+        config.idle_command.clone()
+    } else {
+        idle_command_without_lifeline(&config.idle_command)
+    };
+    guest_pod(config, ctx, instance, None, idle, false)
+}
+
+/// The main process of a pod nobody holds a lifeline to (a persistent pod, or a connection
+/// pod with `lifeline: false`). The default idle command ends when its stdin closes, so it
+/// is replaced by a loop that waits for ever and ends at once on SIGTERM; a configured one is
+/// kept as it is.
+pub(crate) fn idle_command_without_lifeline(configured: &[String]) -> Vec<String> {
+    if configured == sshpod_config::DEFAULT_IDLE_COMMAND {
+        vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done".to_owned(),
+        ]
+    } else {
+        configured.to_vec()
+    }
 }
 
 /// The pod for session `number` of a connection in `session` mode: `command` is the console
