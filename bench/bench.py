@@ -34,6 +34,10 @@ IMAGE = os.environ.get("SSHPOD_GUEST_IMAGE", "sshpod-guest:latest")
 LABEL = "sshpod-bench"
 MiB = 1024 * 1024
 GiB = 1024 * MiB
+# The `ciphers` scenario: the client picks the cipher, and OpenSSH's picks chacha20-poly1305 unless
+# told otherwise; these subjects are streamed again with this one chosen (`ssh -c`).
+CIPHER = "aes128-gcm@openssh.com"
+CIPHER_SUBJECTS = ("sshpod-docker", "openssh")
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -155,8 +159,9 @@ class Subject:
     def start(self) -> None: ...
     def stop(self) -> None: ...
 
-    # command line that runs `remote` (a shell command line) in the subject
-    def argv(self, remote: str, stdin: bool = False) -> list[str]:
+    # command line that runs `remote` (a shell command line) in the subject; ssh_opts are extra
+    # OpenSSH client options, for SSH subjects only
+    def argv(self, remote: str, stdin: bool = False, ssh_opts: tuple[str, ...] = ()) -> list[str]:
         raise NotImplementedError
 
     def server_pid(self) -> int | None:
@@ -189,16 +194,16 @@ class SshSubject(Subject):
     def __init__(self, bench: Bench):
         self.bench = bench
 
-    def argv(self, remote: str, stdin: bool = False) -> list[str]:
-        return ["ssh", *self.bench.ssh_options(self.port), f"{self.user}@127.0.0.1", remote]
+    def argv(self, remote: str, stdin: bool = False, ssh_opts: tuple[str, ...] = ()) -> list[str]:
+        return ["ssh", *self.bench.ssh_options(self.port), *ssh_opts, f"{self.user}@127.0.0.1", remote]
 
     def sftp_argv(self, batch: str) -> list[str]:
         opts = [o if o != "-p" else "-P" for o in self.bench.ssh_options(self.port)]
         return ["sftp", *opts, "-b", batch, f"{self.user}@127.0.0.1"]
 
-    def negotiated(self) -> dict:
-        out = subprocess.run(["ssh", "-v", *self.bench.ssh_options(self.port), f"{self.user}@127.0.0.1", "true"],
-                             capture_output=True, text=True, timeout=120).stderr
+    def negotiated(self, ssh_opts: tuple[str, ...] = ()) -> dict:
+        out = subprocess.run(["ssh", "-v", *self.bench.ssh_options(self.port), *ssh_opts, f"{self.user}@127.0.0.1",
+                              "true"], capture_output=True, text=True, timeout=120).stderr
         info = {}
         if m := re.search(r"kex: algorithm: (\S+)", out):
             info["kex"] = m.group(1)
@@ -366,7 +371,8 @@ class DockerRun(Subject):
     def __init__(self, bench: Bench):
         self.bench = bench
 
-    def argv(self, remote: str, stdin: bool = False) -> list[str]:
+    def argv(self, remote: str, stdin: bool = False, ssh_opts: tuple[str, ...] = ()) -> list[str]:
+        assert not ssh_opts, "no SSH client here"
         return ["docker", "run", "--rm", *(["-i"] if stdin else []), "--label", f"{LABEL}={self.bench.run_id}",
                 IMAGE, "sh", "-c", remote]
 
@@ -391,7 +397,8 @@ class DockerExec(Subject):
             subprocess.run(["docker", "rm", "-f", self.cid], capture_output=True)
             self.cid = ""
 
-    def argv(self, remote: str, stdin: bool = False) -> list[str]:
+    def argv(self, remote: str, stdin: bool = False, ssh_opts: tuple[str, ...] = ()) -> list[str]:
+        assert not ssh_opts, "no SSH client here"
         return ["docker", "exec", *(["-i"] if stdin else []), self.cid, "sh", "-c", remote]
 
 
@@ -450,9 +457,9 @@ def login_latency(subj: Subject, runs: int) -> dict:
             "min_ms": min(times) if times else None, "samples_ms": [round(t, 2) for t in times]}
 
 
-def stream_down(subj: Subject, size: int) -> dict:
+def stream_down(subj: Subject, size: int, ssh_opts: tuple[str, ...] = ()) -> dict:
     """`head -c SIZE /dev/zero` in the container, read by us from the client's stdout."""
-    argv = subj.argv(f"head -c {size} /dev/zero")
+    argv = subj.argv(f"head -c {size} /dev/zero", ssh_opts=ssh_opts)
     buf = bytearray(1 << 20)
     view = memoryview(buf)
     t0 = time.perf_counter()
@@ -473,9 +480,9 @@ def stream_down(subj: Subject, size: int) -> dict:
             "data_s": end - (first or end), "rc": rc}
 
 
-def stream_up(subj: Subject, size: int) -> dict:
+def stream_up(subj: Subject, size: int, ssh_opts: tuple[str, ...] = ()) -> dict:
     """`cat > /dev/null` in the container, fed by us through the client's stdin once it runs."""
-    argv = subj.argv("echo go; exec cat >/dev/null", stdin=True)
+    argv = subj.argv("echo go; exec cat >/dev/null", stdin=True, ssh_opts=ssh_opts)
     chunk = bytes(1 << 20)
     t0 = time.perf_counter()
     p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -498,9 +505,9 @@ def stream_up(subj: Subject, size: int) -> dict:
             "data_s": end - first, "rc": rc}
 
 
-def throughput(subj: Subject, direction: str, size: int, runs: int) -> dict:
+def throughput(subj: Subject, direction: str, size: int, runs: int, ssh_opts: tuple[str, ...] = ()) -> dict:
     fn = stream_down if direction == "down" else stream_up
-    results = [fn(subj, size) for _ in range(runs)]
+    results = [fn(subj, size, ssh_opts) for _ in range(runs)]
     ok = [r for r in results if r["ok"]]
     if len(ok) < len(results):
         log(f"  {subj.name} {direction}: {len(results) - len(ok)} failed run(s): {results}")
@@ -679,6 +686,7 @@ def report(res: dict) -> tuple[str, dict]:
     S = res["subjects"]
     L = res["scenarios"].get("login", {})
     T = res["scenarios"].get("throughput", {})
+    X = res["scenarios"].get("ciphers", {})  # absent from results older than the scenario
     F = res["scenarios"].get("sftp", {})
     C = res["scenarios"].get("concurrency", {})
     M = res["scenarios"].get("memory", {})
@@ -713,6 +721,23 @@ def report(res: dict) -> tuple[str, dict]:
                    f"{fmt(u['wall_s'], 2, ' s')} | {ratio(d['mb_s'], rd('docker-exec', 'down'))} | "
                    f"{ratio(d['mb_s'], rd('openssh-docker-run', 'down'))} | "
                    f"{ratio(u['mb_s'], rd('docker-exec', 'up'))} | {ratio(u['mb_s'], rd('openssh-docker-run', 'up'))} |")
+
+    if X:
+        cipher = res["params"].get("cipher", CIPHER)
+        out.append(f"\n### Throughput with the client choosing {cipher} (`ssh -c {cipher}`), {size // MiB} MiB, "
+                   f"median of {res['params']['stream_runs']}\n")
+        out.append("Same streams as above; the cipher column is what `ssh -v` reported with that option, "
+                   "not what was asked for.\n")
+        out.append("| subject | cipher | down MB/s | up MB/s | down vs docker exec | up vs docker exec |")
+        out.append("|---|---|---:|---:|---:|---:|")
+        for s in S:
+            r = X.get(s)
+            if not r:
+                continue
+            d, u = r["down"]["mb_s"], r["up"]["mb_s"]
+            e = T.get("docker-exec", {})
+            out.append(f"| {s} | {r['negotiated'].get('cipher', 'n/a')} | {fmt(d)} | {fmt(u)} | "
+                       f"{ratio(d, e.get('down', {}).get('mb_s'))} | {ratio(u, e.get('up', {}).get('mb_s'))} |")
 
     if F:
         fsize = res["params"]["sftp_bytes"]
@@ -824,6 +849,7 @@ def write_benchmarks_md(res: dict, tables: str, t: dict) -> None:
     m = res["machine"]
     notes = REPO / "bench" / "notes.md"
     neg = "\n".join(f"- {s}: {json.dumps(v)}" for s, v in res.get("negotiated", {}).items())
+    cipher_note = " (except in the table that passes `-c`)" if res["scenarios"].get("ciphers") else ""
     text = f"""# Benchmarks
 
 sshpod against OpenSSH and raw Docker, side by side in one run. Generated by `bench/run.sh`
@@ -837,7 +863,7 @@ sshpod against OpenSSH and raw Docker, side by side in one run. Generated by `be
 - **Subjects:**
 {chr(10).join(f'  - `{s}`: {title}' for s, title in res['subject_titles'].items())}
 - **Client:** the same OpenSSH client for every SSH subject (`ssh -F /dev/null -o ControlMaster=no`, one
-  Ed25519 key), default algorithm negotiation. Negotiated:
+  Ed25519 key), default algorithm negotiation{cipher_note}. Negotiated:
 {chr(10).join('  ' + line for line in neg.splitlines())}
 - **Settings changed from the defaults (and why):** sshpod `ssh.maxStartups: 256` and sshd
   `MaxStartups 256` (200 logins at once; the defaults, 100 and 10:30:100, drop connections by
@@ -871,7 +897,8 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="few iterations, small sizes (for iterating)")
     ap.add_argument("--sshpod", type=Path)
     ap.add_argument("--kube-sim", type=Path)
-    ap.add_argument("--only", default="", help="comma-separated scenarios: login,throughput,sftp,concurrency,memory")
+    ap.add_argument("--only", default="",
+                    help="comma-separated scenarios: login,throughput,ciphers,sftp,concurrency,memory")
     ap.add_argument("--subjects", default="", help="comma-separated subject names (default: all)")
     ap.add_argument("--command", default="bench/run.sh", help="how this run was started (for BENCHMARKS.md)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave results.json and BENCHMARKS.md")
@@ -893,12 +920,14 @@ def main() -> int:
         "login_runs": 5 if q else 30,
         "stream_bytes": 64 * MiB if q else GiB,
         "stream_runs": 1 if q else 3,
+        "cipher": CIPHER,  # the `ciphers` scenario streams stream_bytes, stream_runs times, with it
         "sftp_bytes": 32 * MiB if q else 256 * MiB,
         "sftp_runs": 1 if q else 3,
         "concurrency": 20 if q else 200,
         "memory_sessions": 10 if q else 200,
     }
-    scenarios = set(filter(None, args.only.split(","))) or {"login", "throughput", "sftp", "concurrency", "memory"}
+    scenarios = (set(filter(None, args.only.split(",")))
+                 or {"login", "throughput", "ciphers", "sftp", "concurrency", "memory"})
 
     # SIGTERM/SIGHUP end the run the way Ctrl-C does: through the finally below
     def interrupted(signum, _frame):
@@ -985,6 +1014,24 @@ def main() -> int:
                     r[direction] = throughput(s, direction, params["stream_bytes"], params["stream_runs"])
                     log(f"  {fmt(r[direction]['mb_s'])} MB/s (wall {fmt(r[direction]['wall_s'], 2)} s)")
                 res["scenarios"]["throughput"][s.name] = r
+
+        if "ciphers" in scenarios:
+            # the same streams with the client choosing the cipher; the negotiation is read back
+            # with `ssh -v` so the table shows what was used, not what was asked for
+            res["scenarios"]["ciphers"] = {}
+            opts = ("-c", CIPHER)
+            for s in subjects:
+                if s.name not in CIPHER_SUBJECTS:
+                    continue
+                r = {"ssh_opts": list(opts), "negotiated": s.negotiated(opts)}
+                got = r["negotiated"].get("cipher")
+                log(f"ciphers: {s.name} with {' '.join(opts)}: negotiated {got}"
+                    + ("" if got == CIPHER else f" (NOT {CIPHER})"))
+                for direction in ("down", "up"):
+                    log(f"throughput {direction}: {s.name} {' '.join(opts)}")
+                    r[direction] = throughput(s, direction, params["stream_bytes"], params["stream_runs"], opts)
+                    log(f"  {fmt(r[direction]['mb_s'])} MB/s (wall {fmt(r[direction]['wall_s'], 2)} s)")
+                res["scenarios"]["ciphers"][s.name] = r
 
         if "sftp" in scenarios:
             res["scenarios"]["sftp"] = {}
