@@ -39,8 +39,8 @@ impl ConnectionContainer {
         instance: &str,
     ) -> Result<Self, BackendError> {
         let body = settings.container_body(ctx, instance, settings.idle_command.clone(), None);
-        let permit = engine.start_permit().await?;
-        let id = crate::create::create(&engine, &settings, ctx, body).await?;
+        let crate::create::Created { id, slot } =
+            crate::create::create(&engine, &settings, ctx, body).await?;
         let started = async {
             let lifeline = engine
                 .hijack(&format!("/containers/{id}/attach?stream=1&stdin=1"), "")
@@ -54,7 +54,7 @@ impl ConnectionContainer {
             Ok::<_, BackendError>(lifeline)
         }
         .await;
-        drop(permit);
+        drop(slot);
         let started = match started {
             Ok(lifeline) => {
                 let timeout = settings.timeouts.command_start;

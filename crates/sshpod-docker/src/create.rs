@@ -1,40 +1,72 @@
-//! Creating a container from the prepared body, with errors a user can read.
+//! Creating a container from the prepared body, with errors a user can read, in turn with
+//! the other starts (`docker.connection.maxParallelStarts`).
 
 use bollard::models::{ContainerCreateBody, ContainerCreateResponse};
 use bollard::query_parameters::CreateContainerOptions;
 use sshpod_core::{BackendError, ConnectionContext};
+use tokio::sync::SemaphorePermit;
 
 use crate::engine::Engine;
 use crate::image;
 use crate::settings::{PullPolicy, Settings};
 
-/// Creates the container and returns its id, pulling the image first or on demand as the
-/// pull policy says. Nothing exists on error.
-pub(crate) async fn create(
-    engine: &Engine,
+/// A created container and the start slot it holds: keep the slot until the container runs.
+pub(crate) struct Created<'a> {
+    pub(crate) id: String,
+    pub(crate) slot: SemaphorePermit<'a>,
+}
+
+/// Waits for a start slot and creates the container, pulling the image first or on demand as
+/// the pull policy says. Pulls happen without a slot: a slow registry must not hold up the
+/// starts of images that are already there. Nothing exists on error.
+pub(crate) async fn create<'a>(
+    engine: &'a Engine,
     settings: &Settings,
     ctx: &ConnectionContext,
     body: ContainerCreateBody,
-) -> Result<String, BackendError> {
+) -> Result<Created<'a>, BackendError> {
     let name = settings.container_name(ctx);
     if settings.pull_policy == PullPolicy::Always {
         image::pull(engine, settings).await?;
     }
-    let created = match create_once(engine, &name, body.clone()).await {
+    let slot = start_slot(engine, settings).await?;
+    let (created, slot) = match create_once(engine, &name, body.clone()).await {
         Err(e) if image::is_missing_image(&e) => match settings.pull_policy {
             PullPolicy::Never => return Err(image::missing_and_not_pulled(settings)),
             PullPolicy::IfNotPresent | PullPolicy::Always => {
+                drop(slot);
                 image::pull(engine, settings).await?;
-                create_once(engine, &name, body).await
+                let slot = start_slot(engine, settings).await?;
+                (create_once(engine, &name, body).await, slot)
             }
         },
-        other => other,
-    }
-    .map_err(|e| settings.start_error_engine(e))?;
+        other => (other, slot),
+    };
+    let created = created.map_err(|e| settings.start_error_engine(e))?;
     for warning in created.warnings {
         tracing::warn!(container = %created.id, warning, "engine warning");
     }
-    Ok(created.id)
+    Ok(Created {
+        id: created.id,
+        slot,
+    })
+}
+
+/// A start slot, waited for at most `containerStart` (in connection mode the whole start is
+/// bounded by it too; in session mode this is what bounds the wait).
+async fn start_slot<'a>(
+    engine: &'a Engine,
+    settings: &Settings,
+) -> Result<SemaphorePermit<'a>, BackendError> {
+    let limit = settings.timeouts.container_start;
+    tokio::time::timeout(limit, engine.start_permit())
+        .await
+        .unwrap_or_else(|_| {
+            Err(BackendError::StartTimeout {
+                image: settings.image.clone(),
+                seconds: limit.as_secs(),
+            })
+        })
 }
 
 async fn create_once(

@@ -11,14 +11,15 @@ use sshpod_core::BackendError;
 use crate::engine::Engine;
 use crate::settings::Settings;
 
-/// True for the engine's answer to creating a container from an image it does not have.
+/// True for the engine's answer to creating a container from an image it does not have
+/// ("No such image: ..."); other 404s of a create (a missing network, say) are not.
 pub(crate) fn is_missing_image(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
         bollard::errors::Error::DockerResponseServerError {
             status_code: 404,
             message,
-        } if message.contains("image")
+        } if message.to_ascii_lowercase().contains("no such image")
     )
 }
 

@@ -58,11 +58,11 @@ impl SessionContainers {
             env.push(format!("TERM={}", t.term));
         }
         body.env = Some(env);
-        let permit = self.engine.start_permit().await?;
-        let id = crate::create::create(&self.engine, &self.settings, &self.ctx, body).await?;
+        let crate::create::Created { id, slot } =
+            crate::create::create(&self.engine, &self.settings, &self.ctx, body).await?;
         self.live.lock().await.insert(id.clone());
         let started = self.attach_and_start(&id, &spec).await;
-        drop(permit);
+        drop(slot);
         match started {
             Ok(p) => Ok(p),
             Err(e) => {
