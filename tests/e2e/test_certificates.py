@@ -354,6 +354,21 @@ def test_authorized_keys_no_pty(scn):
     assert (result.returncode, result.stdout.strip()) == (1, "not a tty"), result
 
 
+def test_clients_gone_while_their_containers_start_leave_nothing(scn):
+    """`ssh -tt` refused its terminal gives up right after login, while the container is still
+    being created: every creation finishes and is removed, none is abandoned half-way (the
+    teardown's leak check fails the test otherwise)."""
+    write_authorized_keys(scn, f"no-pty {alice_key_line(scn)}")
+    gw = scn.start()
+    client = scn.client(gw)
+    procs = [client.popen("tty", opts=["-tt"]) for _ in range(20)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=h.CONTAINER_TIMEOUT)
+        assert "PTY allocation request failed" in err.decode(), err
+    h.wait_no_containers(scn.run_id)
+    assert "already in use" not in gw.log, "a container was created twice for one connection"
+
+
 def test_authorized_keys_restrict_then_pty(scn):
     write_authorized_keys(scn, f"restrict,pty {alice_key_line(scn)}")
     gw = scn.start()

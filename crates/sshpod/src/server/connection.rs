@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use sshpod_core::{Backend, ConnectionContext, ConnectionId, Container};
-use tokio::sync::{watch, OnceCell, OwnedSemaphorePermit};
+use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -25,7 +25,8 @@ pub(crate) struct ConnectionState<B: Backend> {
     user: OnceLock<String>,
     /// Flips to true once authenticated (ends the login grace timer).
     authenticated: watch::Sender<bool>,
-    container: OnceCell<Provisioned<B::Container>>,
+    /// Set once, by the provisioning task started at authentication.
+    container: watch::Sender<Option<Provisioned<B::Container>>>,
     /// Channel and forwarding tasks; cancelled when the connection ends.
     tasks: TaskTracker,
     pub(crate) token: CancellationToken,
@@ -54,7 +55,7 @@ impl<B: Backend> ConnectionState<B> {
             peer,
             user: OnceLock::new(),
             authenticated: watch::Sender::new(false),
-            container: OnceCell::new(),
+            container: watch::Sender::new(None),
             tasks: TaskTracker::new(),
             token,
             span,
@@ -77,16 +78,21 @@ impl<B: Backend> ConnectionState<B> {
     /// Records the login, frees the MaxStartups slot and starts provisioning the container in
     /// the background, so it is usually ready by the time the first session asks.
     pub(crate) fn on_authenticated(self: &Arc<Self>, user: &str) {
-        let _ = self.user.set(user.to_owned());
+        if self.user.set(user.to_owned()).is_err() {
+            return; // provisioning has started already
+        }
         self.span.record("user", user);
         self.authenticated.send_replace(true);
         if let Ok(mut permit) = self.startup_permit.lock() {
             permit.take();
         }
         let me = Arc::clone(self);
-        // Not cancellable: a container being created must finish so it can be removed.
+        // The one place a container is made, in a task nothing cancels: a creation in flight
+        // always finishes, so teardown knows what to remove. (Provisioning inside a session's
+        // task would be dropped with the session, abandoning a half-made container.)
         self.spawn(async move {
-            let _ = me.container().await;
+            let outcome = me.provision().await;
+            me.container.send_replace(Some(outcome));
         });
     }
 
@@ -98,33 +104,40 @@ impl<B: Backend> ConnectionState<B> {
         self.tasks.spawn(work.instrument(self.span.clone()));
     }
 
-    /// The connection's container, provisioned on first call.
+    /// The connection's container, once provisioning (started at authentication) is done.
     pub(crate) async fn container(&self) -> Provisioned<B::Container> {
-        self.container
-            .get_or_init(|| async {
-                let Some(user) = self.user() else {
-                    return Err("not authenticated".to_owned());
-                };
-                let mut ctx = ConnectionContext::new(self.id, user.to_owned(), self.peer);
-                if let Some(outcome) = self.login.outcome() {
-                    outcome.apply(&mut ctx);
-                }
-                match self.shared.backend.connect(&ctx).await {
-                    Ok(c) => {
-                        tracing::info!("container ready");
-                        Ok(Arc::new(c))
-                    }
-                    Err(e) => {
-                        tracing::warn!(
-                            error = &e as &dyn std::error::Error,
-                            "container failed to start"
-                        );
-                        Err(e.to_string())
-                    }
-                }
-            })
-            .await
-            .clone()
+        if self.user().is_none() {
+            return Err("not authenticated".to_owned());
+        }
+        let mut ready = self.container.subscribe();
+        let outcome = match ready.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            Err(_) => None,
+        };
+        outcome.unwrap_or_else(|| Err("the connection is closing".to_owned()))
+    }
+
+    async fn provision(&self) -> Provisioned<B::Container> {
+        let Some(user) = self.user() else {
+            return Err("not authenticated".to_owned());
+        };
+        let mut ctx = ConnectionContext::new(self.id, user.to_owned(), self.peer);
+        if let Some(outcome) = self.login.outcome() {
+            outcome.apply(&mut ctx);
+        }
+        match self.shared.backend.connect(&ctx).await {
+            Ok(c) => {
+                tracing::info!("container ready");
+                Ok(Arc::new(c))
+            }
+            Err(e) => {
+                tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "container failed to start"
+                );
+                Err(e.to_string())
+            }
+        }
     }
 
     /// Ends everything the connection started: stops its channel tasks, waits for a
@@ -133,7 +146,8 @@ impl<B: Backend> ConnectionState<B> {
         self.token.cancel();
         self.tasks.close();
         self.tasks.wait().await;
-        if let Some(Ok(container)) = self.container.get() {
+        let provisioned = self.container.borrow().clone();
+        if let Some(Ok(container)) = provisioned {
             match container.close().await {
                 Ok(()) => tracing::info!("container removed"),
                 Err(e) => tracing::warn!(
