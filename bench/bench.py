@@ -96,6 +96,17 @@ def pss_kib(pid: int) -> int:
     return 0
 
 
+def end_process(proc: subprocess.Popen | None, timeout: float) -> None:
+    """SIGTERM, and SIGKILL if it has not ended within `timeout` seconds."""
+    if proc and proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def descendants(pid: int) -> list[int]:
     """All descendant processes of pid (from /proc/*/stat)."""
     children: dict[int, list[int]] = {}
@@ -190,11 +201,25 @@ class Bench:
 
 
 class SshSubject(Subject):
+    """A server process of ours, logging to `logf`."""
     user = "bench"
     port = 0
+    proc: subprocess.Popen | None = None
+    logf = None
+    stop_timeout = 60
 
     def __init__(self, bench: Bench):
         self.bench = bench
+
+    def stop(self) -> None:
+        end_process(self.proc, self.stop_timeout)
+        self.proc = None
+        if self.logf:
+            self.logf.close()
+            self.logf = None
+
+    def server_pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
 
     def argv(self, remote: str, stdin: bool = False, ssh_opts: tuple[str, ...] = ()) -> list[str]:
         return ["ssh", *self.bench.ssh_options(self.port), *ssh_opts, f"{self.user}@127.0.0.1", remote]
@@ -231,7 +256,6 @@ class Sshpod(SshSubject):
         self.dir = bench.tmp / self.name
         (self.dir / "authorized_keys").mkdir(parents=True)
         (self.dir / "authorized_keys" / self.user).write_text(bench.pub)
-        self.proc: subprocess.Popen | None = None
         self.log_path = self.dir / "sshpod.log"
 
     def config(self) -> dict:
@@ -275,21 +299,6 @@ class Sshpod(SshSubject):
         except RuntimeError:
             raise RuntimeError(f"{self.name} did not start: {self.log_path.read_text()[-3000:]}") from None
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        if getattr(self, "logf", None):
-            self.logf.close()
-
-    def server_pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
     def api_requests(self) -> list[int]:
         text = self.log_path.read_text(errors="replace")
         return [int(n) for n in re.findall(r"Kubernetes API requests for this connection api_requests=(\d+)", text)]
@@ -310,7 +319,6 @@ class OpenSsh(SshSubject):
         (self.dir / "authorized_keys").write_text(bench.pub)
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.dir / "host_ed25519_key")],
                        check=True)
-        self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.port = free_port()
@@ -344,27 +352,16 @@ class OpenSsh(SshSubject):
                                      stdin=subprocess.DEVNULL, stdout=self.logf, stderr=subprocess.STDOUT)
         wait_port(self.port, 30)
 
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            # the listener, then every session it forked (they are in other process groups)
-            pids = descendants(self.proc.pid)
-            self.proc.terminate()
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-        if getattr(self, "logf", None):
-            self.logf.close()
+    stop_timeout = 30
 
-    def server_pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
+    def stop(self) -> None:
+        # every session the listener forked (they are in other process groups), then the listener
+        for pid in descendants(self.proc.pid) if self.proc and self.proc.poll() is None else []:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        super().stop()
 
 
 class DockerRun(Subject):
@@ -427,13 +424,7 @@ class KubeSim:
         threading.Thread(target=lambda: self.proc.stdout.read(), daemon=True).start()
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(120)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        end_process(self.proc, 120)
         self.proc = None
 
 
