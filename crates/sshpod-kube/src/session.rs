@@ -100,17 +100,24 @@ impl SessionPods {
             tty.is_some(),
         );
         let (console, image) = pod::console_of(&self.config.pod);
+        // Known before it is created: a session cancelled while its pod starts (the client
+        // left) leaves the name here, and `close` deletes the pod.
+        let name = spec.metadata.name.clone().unwrap_or_default();
+        if let Ok(mut live) = self.live.lock() {
+            live.push(name.clone());
+        }
         self.requests.add(2); // create, watch
-        let name = lifecycle::create_and_wait(
+        let created = lifecycle::create_and_wait(
             &self.pods,
             &spec,
             &console,
             &image,
             self.config.timeouts.pod_start,
         )
-        .await?;
-        if let Ok(mut live) = self.live.lock() {
-            live.push(name.clone());
+        .await;
+        if let Err(e) = created {
+            self.forget(&name); // create_and_wait deleted what it made
+            return Err(e);
         }
         let target = Target {
             pods: &self.pods,
@@ -119,18 +126,23 @@ impl SessionPods {
             requests: &self.requests,
         };
         if let Err(e) = crate::files::write_all(&target, &self.ctx.files, &self.requests).await {
-            self.forget(&name);
-            lifecycle::delete(&self.pods, &name).await;
+            self.discard(&name).await;
             return Err(e);
         }
         match self.attach(&name, &console, tty, pid_file).await {
             Ok(process) => Ok(process),
             Err(e) => {
-                self.forget(&name);
-                lifecycle::delete(&self.pods, &name).await;
+                self.discard(&name).await;
                 Err(e)
             }
         }
+    }
+
+    /// Forgets a session's pod and deletes it.
+    async fn discard(&self, name: &str) {
+        self.forget(name);
+        self.requests.add(1);
+        lifecycle::delete(&self.pods, name).await;
     }
 
     async fn attach(
