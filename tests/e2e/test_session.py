@@ -133,6 +133,19 @@ def test_controlmaster_sessions_are_isolated_in_session_mode(scn):
     assert lines[1] != first.stdout.strip(), (first, second)
 
 
+def test_concurrent_sessions_of_one_connection_each_get_a_container_in_session_mode(scn):
+    """A shell open while sftp or a second command runs (ControlMaster, VS Code): in session
+    mode every session is a container of its own, at the same time."""
+    gw = scn.start(SESSION_MODE)
+    client = scn.client(gw)
+    cm = h.control_options(scn.control_path(client))
+    holder = scn.track(client.popen("echo first; exec sleep 1000", opts=cm))
+    assert h.read_line(holder.stdout, h.CONTAINER_TIMEOUT) == b"first\n"
+    second = client.ssh("echo second", opts=cm)
+    assert (second.returncode, second.stdout) == (0, "second\n"), second
+    holder.kill()
+
+
 def test_session_mode_runs_commands_and_returns_exit_code(scn):
     gw = scn.start(SESSION_MODE)
     result = scn.client(gw).ssh("echo out; echo err >&2; exit 4")

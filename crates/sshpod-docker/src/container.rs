@@ -40,7 +40,7 @@ impl ConnectionContainer {
     ) -> Result<Self, BackendError> {
         let body = settings.container_body(ctx, instance, settings.idle_command.clone(), None);
         let crate::create::Created { id, slot } =
-            crate::create::create(&engine, &settings, ctx, body).await?;
+            crate::create::create(&engine, &settings, settings.container_name(ctx), body).await?;
         let started = async {
             let lifeline = engine
                 .hijack(&format!("/containers/{id}/attach?stream=1&stdin=1"), "")

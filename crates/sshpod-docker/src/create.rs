@@ -3,7 +3,7 @@
 
 use bollard::models::{ContainerCreateBody, ContainerCreateResponse};
 use bollard::query_parameters::CreateContainerOptions;
-use sshpod_core::{BackendError, ConnectionContext};
+use sshpod_core::BackendError;
 use tokio::sync::SemaphorePermit;
 
 use crate::engine::Engine;
@@ -16,16 +16,15 @@ pub(crate) struct Created<'a> {
     pub(crate) slot: SemaphorePermit<'a>,
 }
 
-/// Waits for a start slot and creates the container, pulling the image first or on demand as
+/// Waits for a start slot and creates the container `name`, pulling the image first or on demand as
 /// the pull policy says. Pulls happen without a slot: a slow registry must not hold up the
 /// starts of images that are already there. Nothing exists on error.
 pub(crate) async fn create<'a>(
     engine: &'a Engine,
     settings: &Settings,
-    ctx: &ConnectionContext,
+    name: String,
     body: ContainerCreateBody,
 ) -> Result<Created<'a>, BackendError> {
-    let name = settings.container_name(ctx);
     if settings.pull_policy == PullPolicy::Always {
         image::pull(engine, settings).await?;
     }

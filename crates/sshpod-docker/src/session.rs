@@ -2,6 +2,7 @@
 //! requested program, connected through an attach stream.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bollard::query_parameters::{
@@ -28,6 +29,8 @@ pub struct SessionContainers {
     instance: String,
     /// Containers still running, removed on close if their session did not end cleanly.
     live: Arc<Mutex<HashSet<String>>>,
+    /// Numbers the sessions, so that sessions open at the same time get distinct names.
+    next: AtomicUsize,
 }
 
 impl SessionContainers {
@@ -43,6 +46,7 @@ impl SessionContainers {
             ctx: ctx.clone(),
             instance: instance.to_owned(),
             live: Arc::new(Mutex::new(HashSet::new())),
+            next: AtomicUsize::new(0),
         })
     }
 
@@ -58,8 +62,10 @@ impl SessionContainers {
             env.push(format!("TERM={}", t.term));
         }
         body.env = Some(env);
+        let number = self.next.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{}-{number}", self.settings.container_name(&self.ctx));
         let crate::create::Created { id, slot } =
-            crate::create::create(&self.engine, &self.settings, &self.ctx, body).await?;
+            crate::create::create(&self.engine, &self.settings, name, body).await?;
         self.live.lock().await.insert(id.clone());
         let started = self.attach_and_start(&id, &spec).await;
         drop(slot);
@@ -121,6 +127,9 @@ impl SessionContainers {
         for id in ids {
             remove(&self.engine, &id).await;
         }
+        // A session cancelled while its container was being created (the client left) never
+        // learnt the id: sweep by the connection's label too.
+        crate::orphans::remove_connection(&self.engine, &self.ctx.connection_id.to_string()).await;
         Ok(())
     }
 }
