@@ -151,6 +151,15 @@ pub enum BackendError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A file the login brought (webhook `files`) could not be put into the container.
+    #[error("cannot write {path} in your container")]
+    WriteFile {
+        /// Where the file was to go (several, comma-separated, when written at once).
+        path: String,
+        /// What the engine said.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The backend's own settings cannot be used (an unreadable certificate, say). Reported at
     /// start-up, never to SSH users.
     #[error("{setting}: {reason}")]

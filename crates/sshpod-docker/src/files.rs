@@ -42,8 +42,8 @@ async fn write_one(
     file: &ContainerFile,
     timeout: Duration,
 ) -> Result<(), BackendError> {
-    let failed = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Exec {
-        program: format!("writing {}", file.path),
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::WriteFile {
+        path: file.path.clone(),
         source,
     };
     let created = engine
@@ -103,8 +103,12 @@ pub(crate) async fn upload_before_start(
     if files.is_empty() {
         return Ok(());
     }
-    let failed = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Exec {
-        program: "copying files into the container".to_owned(),
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::WriteFile {
+        path: files
+            .iter()
+            .map(|f| f.path.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
         source,
     };
     let tar = archive(files).map_err(|e| failed(Box::new(e)))?;

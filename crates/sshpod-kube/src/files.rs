@@ -28,8 +28,8 @@ async fn write_one(
     file: &ContainerFile,
     requests: &Requests,
 ) -> Result<(), BackendError> {
-    let failed = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Exec {
-        program: format!("writing {}", file.path),
+    let failed = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::WriteFile {
+        path: file.path.clone(),
         source,
     };
     let params = kube::api::AttachParams {
