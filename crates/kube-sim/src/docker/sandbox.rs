@@ -108,10 +108,14 @@ pub async fn start(
         .create_container(Some(options), body)
         .await
         .map_err(|e| SandboxError::Create(super::message_of(&e)))?;
-    engine
+    if let Err(e) = engine
         .docker
         .start_container(&created.id, None::<StartContainerOptions>)
         .await
-        .map_err(|e| SandboxError::Create(super::message_of(&e)))?;
+    {
+        // Nobody else knows its id yet: remove it here or it stays behind.
+        engine.remove_container(&created.id).await;
+        return Err(SandboxError::Create(super::message_of(&e)));
+    }
     Ok(created.id)
 }
