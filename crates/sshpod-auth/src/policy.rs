@@ -151,11 +151,6 @@ impl KeyPolicy {
         self.authorized_keys.is_some() || self.trusted_cas.is_some()
     }
 
-    /// The revoked keys file, for other key checks (webhooks) to honour too.
-    pub fn revoked_keys(&self) -> Option<&RevokedKeys> {
-        self.revoked.as_ref()
-    }
-
     /// Whether answering "this key would do" to a client's probe is right. russh gives a
     /// probe for a certificate only the certificate's key, so while certificates can be
     /// accepted at all, every key that is not revoked gets "yes"; the signed attempt that

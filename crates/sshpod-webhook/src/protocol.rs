@@ -56,6 +56,19 @@ impl Metadata {
         self.files.extend(other.files);
     }
 
+    /// Moves the three maps of an answer out (absent ones are empty).
+    fn taken(
+        metadata: &mut Option<MetadataMap>,
+        environment: &mut Option<MetadataMap>,
+        files: &mut Option<MetadataMap>,
+    ) -> Metadata {
+        Metadata {
+            metadata: metadata.take().unwrap_or_default(),
+            environment: environment.take().unwrap_or_default(),
+            files: files.take().unwrap_or_default(),
+        }
+    }
+
     /// The entries that may be sent to a webhook: the sensitive ones are left out.
     pub fn shareable(&self) -> Metadata {
         fn keep(map: &MetadataMap) -> MetadataMap {
@@ -172,12 +185,6 @@ pub struct CertificateInfo {
     pub public_key: String,
 }
 
-/// `POST <url>/authz`: the shared fields, with `authenticatedUsername`.
-pub type AuthzRequest = ConnectionMetadata;
-
-/// `POST <configserver.url>`: the shared fields, with `authenticatedUsername`.
-pub type ConfigRequest = ConnectionMetadata;
-
 /// The answer of `/password`, `/pubkey` and `/authz`.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -209,11 +216,7 @@ pub struct AuthResponse {
 impl AuthResponse {
     /// The metadata, environment and files of the answer.
     pub fn take_metadata(&mut self) -> Metadata {
-        Metadata {
-            metadata: self.metadata.take().unwrap_or_default(),
-            environment: self.environment.take().unwrap_or_default(),
-            files: self.files.take().unwrap_or_default(),
-        }
+        Metadata::taken(&mut self.metadata, &mut self.environment, &mut self.files)
     }
 }
 
@@ -249,11 +252,7 @@ pub struct ConfigResponse {
 impl ConfigResponse {
     /// The metadata, environment and files of the answer.
     pub fn take_metadata(&mut self) -> Metadata {
-        Metadata {
-            metadata: self.metadata.take().unwrap_or_default(),
-            environment: self.environment.take().unwrap_or_default(),
-            files: self.files.take().unwrap_or_default(),
-        }
+        Metadata::taken(&mut self.metadata, &mut self.environment, &mut self.files)
     }
 }
 
@@ -330,11 +329,7 @@ pub struct KeyboardInteractiveResponse {
 impl KeyboardInteractiveResponse {
     /// The metadata, environment and files of the answer.
     pub fn take_metadata(&mut self) -> Metadata {
-        Metadata {
-            metadata: self.metadata.take().unwrap_or_default(),
-            environment: self.environment.take().unwrap_or_default(),
-            files: self.files.take().unwrap_or_default(),
-        }
+        Metadata::taken(&mut self.metadata, &mut self.environment, &mut self.files)
     }
 }
 

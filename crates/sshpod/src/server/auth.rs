@@ -25,13 +25,14 @@ pub(crate) struct Authenticator {
 
 impl Authenticator {
     pub(crate) fn from_config(config: &AuthConfig) -> Self {
-        let keys = key_policy(config);
+        // One value for both checks: clones share the parsed file.
+        let revoked = (!config.public_key.trust.revoked_keys.is_empty())
+            .then(|| RevokedKeys::new(&config.public_key.trust.revoked_keys));
+        let keys = key_policy(config, revoked.clone());
         let passwords = match config.password.method {
             PasswordMethod::Htpasswd => Some(Htpasswd::new(config.password.htpasswd.file.clone())),
             _ => None,
         };
-        let revoked = (!config.public_key.trust.revoked_keys.is_empty())
-            .then(|| RevokedKeys::new(&config.public_key.trust.revoked_keys));
         Self {
             keys,
             passwords,
@@ -148,7 +149,7 @@ impl Authenticator {
 }
 
 /// The built-in public-key policy, if any source of keys is configured.
-fn key_policy(config: &AuthConfig) -> Option<KeyPolicy> {
+fn key_policy(config: &AuthConfig, revoked: Option<RevokedKeys>) -> Option<KeyPolicy> {
     let public_key = &config.public_key;
     let mut policy = KeyPolicy::new();
     if public_key.method == PublicKeyMethod::AuthorizedKeys {
@@ -164,8 +165,8 @@ fn key_policy(config: &AuthConfig) -> Option<KeyPolicy> {
             ));
         }
     }
-    if !trust.revoked_keys.is_empty() {
-        policy = policy.with_revoked_keys(RevokedKeys::new(&trust.revoked_keys));
+    if let Some(revoked) = revoked {
+        policy = policy.with_revoked_keys(revoked);
     }
     policy.accepts_keys().then_some(policy)
 }

@@ -482,7 +482,12 @@ pub(crate) async fn finish<B: Backend>(
             user,
             method,
             authenticated = name,
-            metadata = ?metadata.shareable().metadata.keys().collect::<Vec<_>>(),
+            metadata = ?metadata
+                .metadata
+                .iter()
+                .filter(|(_, v)| !v.sensitive)
+                .map(|(k, _)| k)
+                .collect::<Vec<_>>(),
             "login accepted"
         )
     });

@@ -73,8 +73,14 @@ pub(super) fn outcome(
     }
     let mut files = Vec::new();
     for (path, value) in &metadata.files {
-        if !path.starts_with('/') || path.contains('\0') {
+        if !path.starts_with('/') {
             return Err(format!("file path `{path}` is not absolute"));
+        }
+        if path.contains('\0') {
+            return Err(format!(
+                "file path `{}` contains a NUL byte",
+                path.escape_debug()
+            ));
         }
         let content = base64::engine::general_purpose::STANDARD
             .decode(value.value.trim())
