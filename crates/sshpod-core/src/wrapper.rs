@@ -6,7 +6,40 @@
 //! terminal modes, and then `exec`s the program (keeping the PID). A signal is another exec
 //! running [`kill_argv`] against that PID. Nothing beyond `/bin/sh` is needed in the image.
 
-use crate::{ExitStatus, Signal, TtySpec};
+use std::sync::Mutex;
+
+use crate::{BackendError, ExitStatus, Signal, TtySpec};
+
+/// The signal sshpod last delivered to a process, so that its end is reported as that
+/// signal rather than as the shell's 128+N exit code (see [`exit_status`]).
+#[derive(Debug, Default)]
+pub struct DeliveredSignal(Mutex<Option<Signal>>);
+
+impl DeliveredSignal {
+    /// Records `signal` as delivered.
+    pub fn mark(&self, signal: Signal) {
+        if let Ok(mut d) = self.0.lock() {
+            *d = Some(signal);
+        }
+    }
+
+    /// Takes the exit code of [`kill_argv`] run for `signal`: 0 means delivered.
+    pub fn record_kill(&self, kill_code: i64, signal: Signal) -> Result<(), BackendError> {
+        if kill_code != 0 {
+            return Err(BackendError::Unsupported(format!(
+                "could not deliver {} to the process",
+                signal.name()
+            )));
+        }
+        self.mark(signal);
+        Ok(())
+    }
+
+    /// The exit status for the process's exit `code`.
+    pub fn exit_status(&self, code: i64) -> ExitStatus {
+        exit_status(code, self.0.lock().ok().and_then(|d| *d))
+    }
+}
 
 /// A fresh, unguessable PID file name for one process.
 pub fn pid_file_name(random: [u8; 8]) -> String {

@@ -3,11 +3,10 @@
 //! The Docker API cannot signal an exec'd process, so every process is started through the
 //! `/bin/sh` wrapper of [`sshpod_core::wrapper`], and a signal is another exec running `kill`.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use bollard::exec::{CreateExecOptions, ResizeExecOptions};
-use sshpod_core::wrapper::{exit_status, kill_argv, pid_file_name, wrap_argv};
+use sshpod_core::wrapper::{kill_argv, pid_file_name, wrap_argv, DeliveredSignal};
 use sshpod_core::{
     BackendError, BoxFuture, ExitStatus, Process, ProcessControl, Signal, TerminalSize, TtySpec,
 };
@@ -73,7 +72,7 @@ pub(crate) async fn start(engine: &Engine, req: ExecRequest<'_>) -> Result<Proce
         container_id: req.container_id.to_owned(),
         exec_id: exec_id.clone(),
         pid_file,
-        delivered: Mutex::new(None),
+        delivered: DeliveredSignal::default(),
         exit_timeout: req.exit_timeout,
         demux_task: None,
     };
@@ -145,7 +144,7 @@ struct ExecControl {
     container_id: String,
     exec_id: String,
     pid_file: String,
-    delivered: Mutex<Option<Signal>>,
+    delivered: DeliveredSignal,
     exit_timeout: Duration,
     demux_task: Option<AbortOnDrop>,
 }
@@ -175,22 +174,12 @@ impl ExecControl {
         let argv = kill_argv(&self.pid_file, signal);
         let code =
             run_to_completion(&self.engine, &self.container_id, argv, self.exit_timeout).await?;
-        if code != 0 {
-            return Err(BackendError::Unsupported(format!(
-                "could not deliver {} to the process",
-                signal.name()
-            )));
-        }
-        if let Ok(mut d) = self.delivered.lock() {
-            *d = Some(signal);
-        }
-        Ok(())
+        self.delivered.record_kill(code, signal)
     }
 
     async fn wait_exit(&self) -> Result<ExitStatus, BackendError> {
         let code = wait_exec_exit(&self.engine, &self.exec_id, self.exit_timeout).await?;
-        let delivered = self.delivered.lock().ok().and_then(|d| *d);
-        Ok(exit_status(code, delivered))
+        Ok(self.delivered.exit_status(code))
     }
 }
 

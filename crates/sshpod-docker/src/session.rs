@@ -19,7 +19,7 @@ use crate::container::remove;
 use crate::engine::Engine;
 use crate::exec::{assemble, AbortOnDrop, DemuxOwner};
 use crate::settings::Settings;
-use sshpod_core::wrapper::exit_status;
+use sshpod_core::wrapper::DeliveredSignal;
 
 /// The per-session containers of one connection.
 pub struct SessionContainers {
@@ -102,7 +102,7 @@ impl SessionContainers {
             engine: self.engine.clone(),
             id: id.to_owned(),
             live: Arc::clone(&self.live),
-            delivered: std::sync::Mutex::new(None),
+            delivered: DeliveredSignal::default(),
             demux_task: None,
         };
         if let Some(t) = &spec.tty {
@@ -138,7 +138,7 @@ struct SessionControl {
     engine: Engine,
     id: String,
     live: Arc<Mutex<HashSet<String>>>,
-    delivered: std::sync::Mutex<Option<Signal>>,
+    delivered: DeliveredSignal,
     demux_task: Option<AbortOnDrop>,
 }
 
@@ -170,9 +170,7 @@ impl SessionControl {
             .kill_container(&self.id, Some(options))
             .await
             .map_err(|e| BackendError::Engine(Box::new(e)))?;
-        if let Ok(mut d) = self.delivered.lock() {
-            *d = Some(signal);
-        }
+        self.delivered.mark(signal);
         Ok(())
     }
 
@@ -195,8 +193,7 @@ impl SessionControl {
         };
         self.live.lock().await.remove(&self.id);
         remove(&self.engine, &self.id).await;
-        let delivered = self.delivered.lock().ok().and_then(|d| *d);
-        Ok(exit_status(code, delivered))
+        Ok(self.delivered.exit_status(code))
     }
 }
 

@@ -4,14 +4,13 @@
 //! [`sshpod_core::wrapper`], which exports the environment and records the PID; a signal is
 //! another exec running `kill`.
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use futures_util::SinkExt as _;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, AttachedProcess, TerminalSize as KubeTerminalSize};
 use kube::Api;
-use sshpod_core::wrapper::{exit_status, kill_argv, pid_file_name, wrap_argv};
+use sshpod_core::wrapper::{kill_argv, pid_file_name, wrap_argv, DeliveredSignal};
 use sshpod_core::{
     BackendError, BoxFuture, ExitStatus, Process, ProcessControl, Signal, TerminalSize, TtySpec,
 };
@@ -136,7 +135,7 @@ pub(crate) struct Signaller {
     pub(crate) pid_file: String,
     pub(crate) requests: Requests,
     pub(crate) timeout: Duration,
-    delivered: Mutex<Option<Signal>>,
+    delivered: DeliveredSignal,
 }
 
 impl Signaller {
@@ -148,7 +147,7 @@ impl Signaller {
             pid_file,
             requests: target.requests.clone(),
             timeout,
-            delivered: Mutex::new(None),
+            delivered: DeliveredSignal::default(),
         }
     }
 
@@ -167,21 +166,12 @@ impl Signaller {
         .map_err(|_| {
             BackendError::Unsupported(format!("delivering {} timed out", signal.name()))
         })??;
-        if code != 0 {
-            return Err(BackendError::Unsupported(format!(
-                "could not deliver {} to the process",
-                signal.name()
-            )));
-        }
-        if let Ok(mut d) = self.delivered.lock() {
-            *d = Some(signal);
-        }
-        Ok(())
+        self.delivered.record_kill(code, signal)
     }
 
     /// The exit status for `code`, as a signal where sshpod delivered that signal.
     pub(crate) fn exit_status(&self, code: i64) -> ExitStatus {
-        exit_status(code, self.delivered.lock().ok().and_then(|d| *d))
+        self.delivered.exit_status(code)
     }
 }
 
