@@ -11,7 +11,6 @@
 //! unavailable"; a config server answer that is not valid ends it with its own message. Each
 //! connection waits only for its own calls.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -159,8 +158,6 @@ pub(crate) struct LoginState {
     pub(crate) client_version: Arc<OnceLock<String>>,
     /// The session handle, to disconnect with a reason.
     handle: OnceLock<russh::server::Handle>,
-    /// `/pubkey` answers by key, so the offer and the signed request make one call.
-    keys: Mutex<HashMap<String, Step>>,
     conversation: Mutex<Option<Conversation>>,
     outcome: OnceLock<Outcome>,
 }
@@ -277,31 +274,15 @@ async fn ask_public_key<B: Backend>(
     let Some(client) = &conn.shared.webhooks.public_key else {
         return Step::Rejected;
     };
-    let cache_key = format!("{user}\n{line}");
-    if let Some(step) = conn
-        .login
-        .keys
-        .lock()
-        .ok()
-        .and_then(|keys| keys.get(&cache_key).cloned())
-    {
-        return step;
-    }
     let request = PublicKeyRequest {
         connection: connection_metadata(conn, user, None, &Metadata::default()),
         public_key: line,
         certificate,
     };
-    let step = match client.call::<_, AuthResponse>("/pubkey", &request).await {
+    match client.call::<_, AuthResponse>("/pubkey", &request).await {
         Ok(response) => Step::from_response(user, response),
         Err(e) => Step::from_error(&e),
-    };
-    if !matches!(step, Step::Unavailable(_)) {
-        if let Ok(mut keys) = conn.login.keys.lock() {
-            keys.insert(cache_key, step.clone());
-        }
     }
-    step
 }
 
 /// One step of a keyboard-interactive conversation. `answers` is `None` when the client starts
