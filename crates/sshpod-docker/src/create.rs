@@ -57,15 +57,9 @@ async fn start_slot<'a>(
     engine: &'a Engine,
     settings: &Settings,
 ) -> Result<SemaphorePermit<'a>, BackendError> {
-    let limit = settings.timeouts.container_start;
-    tokio::time::timeout(limit, engine.start_permit())
+    tokio::time::timeout(settings.timeouts.container_start, engine.start_permit())
         .await
-        .unwrap_or_else(|_| {
-            Err(BackendError::StartTimeout {
-                image: settings.image.clone(),
-                seconds: limit.as_secs(),
-            })
-        })
+        .unwrap_or_else(|_| Err(settings.start_timeout()))
 }
 
 async fn create_once(

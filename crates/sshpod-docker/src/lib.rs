@@ -112,29 +112,27 @@ impl Backend for DockerBackend {
             Some(config) => Arc::new(Settings::from_config(&config.docker)),
             None => Arc::clone(&self.settings),
         };
-        let engine = self.engine.clone();
-        let work = async {
-            match settings.mode {
-                ExecutionMode::Connection => Ok(DockerContainer::Connection(
-                    ConnectionContainer::start(engine, Arc::clone(&settings), ctx, &self.instance)
-                        .await?,
-                )),
-                ExecutionMode::Session => Ok(DockerContainer::Session(
-                    SessionContainers::new(engine, Arc::clone(&settings), ctx, &self.instance)
-                        .await?,
-                )),
-            }
-        };
-        // The work itself cleans up on failure; a timeout drops it between engine calls, so
-        // sweep this connection's containers to be sure nothing is left.
-        match tokio::time::timeout(settings.timeouts.container_start, work).await {
-            Ok(r) => r,
+        let limit = settings.timeouts.container_start;
+        // On a task of its own, so that giving up on it here does not drop an engine request
+        // half-way: a create the engine completes after we stopped waiting would leave a
+        // container nobody knows about.
+        let mut work = tokio::spawn(start_within(
+            limit * 2,
+            self.engine.clone(),
+            Arc::clone(&settings),
+            ctx.clone(),
+            self.instance.clone(),
+        ));
+        match tokio::time::timeout(limit, &mut work).await {
+            Ok(joined) => joined.map_err(|e| BackendError::Engine(Box::new(e)))?,
             Err(_) => {
-                orphans::remove_connection(&self.engine, &ctx.connection_id.to_string()).await;
-                Err(BackendError::StartTimeout {
-                    image: settings.image.clone(),
-                    seconds: settings.timeouts.container_start.as_secs(),
-                })
+                // Failed work cleans up after itself; work that succeeds late is closed.
+                tokio::spawn(async move {
+                    if let Ok(Ok(late)) = work.await {
+                        let _ = late.close().await;
+                    }
+                });
+                Err(settings.start_timeout())
             }
         }
     }
@@ -146,6 +144,36 @@ impl Backend for DockerBackend {
             self.settings.timeouts.container_start * 2,
         )
         .await
+    }
+}
+
+/// Starts a connection's container(s), giving up after `deadline` (an engine that never
+/// answers): then the work is dropped and the connection's containers are swept by label.
+async fn start_within(
+    deadline: std::time::Duration,
+    engine: Engine,
+    settings: Arc<Settings>,
+    ctx: ConnectionContext,
+    instance: String,
+) -> Result<DockerContainer, BackendError> {
+    let start = async {
+        Ok(match settings.mode {
+            ExecutionMode::Connection => DockerContainer::Connection(
+                ConnectionContainer::start(engine.clone(), Arc::clone(&settings), &ctx, &instance)
+                    .await?,
+            ),
+            ExecutionMode::Session => DockerContainer::Session(
+                SessionContainers::new(engine.clone(), Arc::clone(&settings), &ctx, &instance)
+                    .await?,
+            ),
+        })
+    };
+    match tokio::time::timeout(deadline, start).await {
+        Ok(started) => started,
+        Err(_) => {
+            orphans::remove_connection(&engine, &ctx.connection_id.to_string()).await;
+            Err(settings.start_timeout())
+        }
     }
 }
 

@@ -207,6 +207,14 @@ impl Settings {
         }
     }
 
+    /// The container did not start within `timeouts.containerStart`.
+    pub(crate) fn start_timeout(&self) -> BackendError {
+        BackendError::StartTimeout {
+            image: self.image.clone(),
+            seconds: self.timeouts.container_start.as_secs(),
+        }
+    }
+
     /// A start failure reported by the engine: its message is the reason.
     pub(crate) fn start_error_engine(&self, e: bollard::errors::Error) -> BackendError {
         match e {
