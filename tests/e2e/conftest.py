@@ -92,6 +92,8 @@ class Scenario:
                                 capture_output=True, check=True).stdout.strip()
         (tmp / "htpasswd").write_text(f"alice:{hashed}\n")
         self.host_key = tmp / "ssh_host_ed25519_key"
+        # The FIFOs of processes without a terminal live here (one directory per connection).
+        self.stream_dir = tmp / "streams"
         self.test_name = test_name
 
     @staticmethod
@@ -119,6 +121,7 @@ class Scenario:
                 "password": {"method": "htpasswd", "htpasswd": {"file": str(self.tmp / "htpasswd")}},
             },
             "docker": {
+                "connection": {"streamDirectory": str(self.stream_dir)},
                 "execution": {
                     "container": {"image": h.GUEST_IMAGE, "labels": {h.TEST_LABEL: run_id or self.run_id}},
                     "mode": "connection",
@@ -136,12 +139,13 @@ class Scenario:
         return path
 
     def start(self, overrides: dict | None = None, *, run_id: str | None = None, name: str | None = None,
-              config_path: Path | None = None, wait: bool = True) -> h.Gateway:
-        """Start a gateway (by default from `config(overrides)`) and wait for it to listen."""
+              config_path: Path | None = None, wait: bool = True, wrapper: list[str] | None = None) -> h.Gateway:
+        """Start a gateway (by default from `config(overrides)`) and wait for it to listen.
+        `wrapper` is a command line that runs sshpod (given as its last arguments)."""
         name = name or f"gw{len(self.gateways) + 1}"
         if config_path is None:
             config_path = self.write_config(self.config(overrides, run_id), f"{name}.yaml")
-        gateway = h.Gateway(name, config_path)
+        gateway = h.Gateway(name, config_path, wrapper=wrapper)
         self.gateways.append(gateway)
         if wait:
             gateway.wait_ready()
@@ -193,6 +197,12 @@ class Scenario:
                 h.wait_no_containers(run_id, h.CLEANUP_TIMEOUT if alive else 0)
             except h.WaitTimeout as exc:
                 problems.append(f"containers left behind after the clients ended: {exc}")
+        if alive and self.stream_dir.is_dir():
+            try:
+                h.wait_until(lambda: not h.connection_stream_dirs(self.stream_dir), h.CLEANUP_TIMEOUT,
+                             f"no connection's stream directory left in {self.stream_dir}")
+            except h.WaitTimeout as exc:
+                problems.append(f"left behind after the clients ended: {exc}")
         if alive:
             for check in self.leak_checks:
                 try:

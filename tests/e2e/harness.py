@@ -136,10 +136,11 @@ def _scalar(value: Any) -> str:
 class Gateway:
     """One running sshpod process."""
 
-    def __init__(self, name: str, config_path: Path, args: Sequence[str] | None = None):
+    def __init__(self, name: str, config_path: Path, args: Sequence[str] | None = None,
+                 wrapper: Sequence[str] | None = None):
         self.name = name
         self.config_path = config_path
-        cmd = [str(sshpod_bin()), *(args if args is not None else ["--config", str(config_path)])]
+        cmd = [*(wrapper or []), str(sshpod_bin()), *(args if args is not None else ["--config", str(config_path)])]
         self._lines: list[str] = []
         self._cond = threading.Condition()
         self._open_streams = 2
@@ -439,6 +440,11 @@ def wait_containers(run_id: str, count: int = 1, timeout: float = CONTAINER_TIME
 def wait_no_containers(run_id: str, timeout: float = CLEANUP_TIMEOUT) -> None:
     wait_until(lambda: not containers(run_id), timeout,
                f"no containers labelled {TEST_LABEL}={run_id}", interval=0.2)
+
+
+def connection_stream_dirs(stream_dir: Path) -> list[Path]:
+    """The connection directories under a stream directory (`sshpod-INSTANCE/CONNECTION`)."""
+    return [conn for instance in stream_dir.iterdir() if instance.is_dir() for conn in instance.iterdir()]
 
 
 def is_static_executable(path: Path) -> bool:

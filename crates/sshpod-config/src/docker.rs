@@ -35,6 +35,9 @@ pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 /// Default `docker.connection.maxParallelStarts`.
 pub const DEFAULT_MAX_PARALLEL_STARTS: u32 = 8;
 
+/// Default `docker.connection.streamDirectory`.
+pub const DEFAULT_STREAM_DIRECTORY: &str = "/run/sshpod/streams";
+
 /// Default `docker.execution.agentPath` (ContainerSSH's agent; sshpod does not use it).
 pub const DEFAULT_AGENT_PATH: &str = "/usr/bin/containerssh-agent";
 
@@ -60,6 +63,14 @@ pub struct DockerConnection {
     /// of logins finishes sooner queued than all at once.
     #[serde(rename = "maxParallelStarts")]
     pub max_parallel_starts: u32,
+    /// With an engine on a `unix://` socket, the stdin and stdout of processes without a
+    /// terminal pass through FIFOs in this directory, bind-mounted read-only into each
+    /// connection container, instead of through the engine (sshpod extension, default
+    /// `/run/sshpod/streams`; `""` turns it off). The engine must see the directory at the
+    /// same path; when it does not, sshpod notices on the first process and goes through
+    /// the engine instead.
+    #[serde(rename = "streamDirectory")]
+    pub stream_directory: String,
 }
 
 impl Default for DockerConnection {
@@ -70,6 +81,7 @@ impl Default for DockerConnection {
             cert: None,
             key: None,
             max_parallel_starts: DEFAULT_MAX_PARALLEL_STARTS,
+            stream_directory: DEFAULT_STREAM_DIRECTORY.to_owned(),
         }
     }
 }
@@ -95,6 +107,12 @@ impl DockerConnection {
         }
         if self.max_parallel_starts == 0 {
             check.error("docker.connection.maxParallelStarts", "must be at least 1");
+        }
+        if !self.stream_directory.is_empty() && !self.stream_directory.starts_with('/') {
+            check.error(
+                "docker.connection.streamDirectory",
+                "must be an absolute path (the engine sees it at the same path), or \"\" to turn it off",
+            );
         }
         let given = [
             ("cacert", self.cacert.is_some()),

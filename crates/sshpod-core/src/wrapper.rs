@@ -91,6 +91,21 @@ pub fn wrap_argv(
     wrapped
 }
 
+/// Like [`wrap_argv`], with `prelude` (shell code ending in `; `) run first, before anything
+/// else the wrapper does.
+pub fn wrap_argv_after(
+    prelude: &str,
+    argv: Vec<String>,
+    pid_file: &str,
+    env: &[(String, String)],
+    tty: Option<&TtySpec>,
+) -> Vec<String> {
+    let mut wrapped = wrap_argv(argv, pid_file, env, tty);
+    // [/bin/sh, -c, SCRIPT, sh, argv...]
+    wrapped[2].insert_str(0, prelude);
+    wrapped
+}
+
 /// The command that delivers `signal` to the process recorded in `pid_file`.
 pub fn kill_argv(pid_file: &str, signal: Signal) -> Vec<String> {
     vec![
@@ -147,6 +162,13 @@ mod tests {
         assert!(argv[2].ends_with("exec \"$@\""));
         assert_eq!(argv[3], "sh");
         assert_eq!(&argv[4..], ["/bin/sh", "-c", "echo 'a b'; exit 3"]);
+    }
+
+    #[test]
+    fn a_prelude_runs_before_the_pid_is_recorded() {
+        let argv = wrap_argv_after("exec </x; ", vec!["cat".into()], ".sshpod-x", &[], None);
+        assert!(argv[2].starts_with("exec </x; { echo $$ >/dev/shm/.sshpod-x"));
+        assert_eq!(&argv[4..], ["cat"]);
     }
 
     #[test]

@@ -16,6 +16,7 @@ use crate::agent;
 use crate::engine::Engine;
 use crate::exec::{self, ExecRequest};
 use crate::hijack::Hijacked;
+use crate::local_streams::ConnectionDir;
 use crate::settings::Settings;
 use crate::stream::ExecStream;
 
@@ -28,6 +29,9 @@ pub struct ConnectionContainer {
     lifeline: Mutex<Option<Hijacked>>,
     /// Whether the port-forwarding helper has been copied in (done once, on first use).
     agent_installed: OnceCell<()>,
+    /// The FIFO directory mounted into the container, when streams bypass the engine.
+    /// Declared after `lifeline` so that it is removed after the container is let go.
+    streams: Option<ConnectionDir>,
 }
 
 impl ConnectionContainer {
@@ -38,7 +42,13 @@ impl ConnectionContainer {
         ctx: &ConnectionContext,
         instance: &str,
     ) -> Result<Self, BackendError> {
-        let body = settings.container_body(ctx, instance, settings.idle_command.clone(), None);
+        let mut body = settings.container_body(ctx, instance, settings.idle_command.clone(), None);
+        let streams = engine
+            .local_streams()
+            .and_then(|root| root.for_connection(&ctx.connection_id.to_string()));
+        if let Some(dir) = &streams {
+            dir.mount_into(&mut body);
+        }
         let crate::create::Created { id, slot } =
             crate::create::create(&engine, &settings, settings.container_name(ctx), body).await?;
         let started = async {
@@ -71,6 +81,7 @@ impl ConnectionContainer {
                 id,
                 lifeline: Mutex::new(Some(lifeline)),
                 agent_installed: OnceCell::new(),
+                streams,
             }),
             Err(e) => {
                 remove(&engine, &id).await;
@@ -101,6 +112,7 @@ impl ConnectionContainer {
                 program_for_errors,
                 exit_timeout: self.settings.timeouts.command_start,
             },
+            self.streams.as_ref(),
         )
         .await
     }

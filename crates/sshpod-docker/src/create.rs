@@ -8,6 +8,7 @@ use tokio::sync::SemaphorePermit;
 
 use crate::engine::Engine;
 use crate::image;
+use crate::local_streams;
 use crate::settings::{PullPolicy, Settings};
 
 /// A created container and the start slot it holds: keep the slot until the container runs.
@@ -18,7 +19,8 @@ pub(crate) struct Created<'a> {
 
 /// Waits for a start slot and creates the container `name`, pulling the image first or on demand as
 /// the pull policy says. Pulls happen without a slot: a slow registry must not hold up the
-/// starts of images that are already there. Nothing exists on error.
+/// starts of images that are already there. An engine that does not see the stream directory
+/// gets the container without it. Nothing exists on error.
 pub(crate) async fn create<'a>(
     engine: &'a Engine,
     settings: &Settings,
@@ -29,14 +31,15 @@ pub(crate) async fn create<'a>(
         image::pull(engine, settings).await?;
     }
     let slot = start_slot(engine, settings).await?;
-    let (created, slot) = match create_once(engine, &name, body.clone()).await {
+    let mut body = body;
+    let (created, slot) = match create_once(engine, &name, &mut body).await {
         Err(e) if image::is_missing_image(&e) => match settings.pull_policy {
             PullPolicy::Never => return Err(image::missing_and_not_pulled(settings)),
             PullPolicy::IfNotPresent | PullPolicy::Always => {
                 drop(slot);
                 image::pull(engine, settings).await?;
                 let slot = start_slot(engine, settings).await?;
-                (create_once(engine, &name, body).await, slot)
+                (create_once(engine, &name, &mut body).await, slot)
             }
         },
         other => (other, slot),
@@ -62,14 +65,32 @@ async fn start_slot<'a>(
         .unwrap_or_else(|_| Err(settings.start_timeout()))
 }
 
+/// One create request. An engine that does not see the stream directory refuses the
+/// container; it is asked again without the directory, and local streams are off from then on.
 async fn create_once(
     engine: &Engine,
     name: &str,
-    body: ContainerCreateBody,
+    body: &mut ContainerCreateBody,
 ) -> Result<ContainerCreateResponse, bollard::errors::Error> {
     let options = CreateContainerOptions {
         name: Some(name.to_owned()),
         ..Default::default()
     };
-    engine.docker.create_container(Some(options), body).await
+    match engine
+        .docker
+        .create_container(Some(options.clone()), body.clone())
+        .await
+    {
+        Err(e) if local_streams::is_unseen_mount(&e, body) => {
+            if let Some(root) = engine.local_streams() {
+                root.mark_not_visible();
+            }
+            local_streams::unmount(body);
+            engine
+                .docker
+                .create_container(Some(options), body.clone())
+                .await
+        }
+        other => other,
+    }
 }

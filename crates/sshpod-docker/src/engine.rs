@@ -8,6 +8,7 @@ use sshpod_core::BackendError;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::hijack::{self, EngineAddress, HijackError, Hijacked};
+use crate::local_streams::StreamRoot;
 
 /// A connected, version-negotiated engine handle. Cheap to clone.
 #[derive(Clone)]
@@ -23,10 +24,17 @@ struct EngineInner {
     /// Container starts in flight (`docker.connection.maxParallelStarts`). Waiters are served
     /// in arrival order.
     starts: Semaphore,
+    /// Where process streams bypass the engine; `None` for an engine on another machine.
+    local_streams: Option<StreamRoot>,
 }
 
 impl Engine {
-    pub(crate) fn new(docker: Docker, address: EngineAddress, max_parallel_starts: u32) -> Self {
+    pub(crate) fn new(
+        docker: Docker,
+        address: EngineAddress,
+        max_parallel_starts: u32,
+        local_streams: Option<StreamRoot>,
+    ) -> Self {
         let v = docker.client_version();
         let api_prefix = format!("/v{}.{}", v.major_version, v.minor_version);
         Self {
@@ -35,6 +43,7 @@ impl Engine {
                 address,
                 api_prefix,
                 starts: Semaphore::new(max_parallel_starts.max(1) as usize),
+                local_streams,
             }),
         }
     }
@@ -47,6 +56,14 @@ impl Engine {
             .acquire()
             .await
             .map_err(|e| BackendError::Engine(Box::new(e)))
+    }
+
+    /// The directory for process streams that bypass the engine, while the engine sees it.
+    pub(crate) fn local_streams(&self) -> Option<&StreamRoot> {
+        self.inner
+            .local_streams
+            .as_ref()
+            .filter(|root| root.usable())
     }
 
     /// `POST {api}/{path}` with an upgrade; the returned stream is the process's stdio.

@@ -2,20 +2,23 @@
 //!
 //! The Docker API cannot signal an exec'd process, so every process is started through the
 //! `/bin/sh` wrapper of [`sshpod_core::wrapper`], and a signal is another exec running `kill`.
+//! Processes without a terminal may have their stdin and stdout on FIFOs instead of the
+//! engine's stream (see `local_streams`).
 
 use std::time::Duration;
 
 use bollard::exec::{CreateExecOptions, ResizeExecOptions};
-use sshpod_core::wrapper::{kill_argv, pid_file_name, wrap_argv, DeliveredSignal};
+use sshpod_core::wrapper::{kill_argv, pid_file_name, wrap_argv_after, DeliveredSignal};
 use sshpod_core::{
     BackendError, BoxFuture, ExitStatus, Process, ProcessControl, Signal, TerminalSize, TtySpec,
 };
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::task::JoinHandle;
 
 use crate::demux::demux;
 use crate::engine::Engine;
-use crate::hijack::{EngineReader, EngineStream};
+use crate::hijack::{EngineReader, EngineStream, Hijacked};
+use crate::local_streams::{ConnectionDir, Fifos, NOT_VISIBLE};
 
 /// Pipe size between the demultiplexer and the SSH channel: enough to keep the engine busy,
 /// small enough to bound memory per session.
@@ -32,50 +35,37 @@ pub(crate) struct ExecRequest<'a> {
     pub(crate) exit_timeout: Duration,
 }
 
-/// Starts a process in a running container.
-pub(crate) async fn start(engine: &Engine, req: ExecRequest<'_>) -> Result<Process, BackendError> {
-    let exec_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Exec {
-        program: req.program_for_errors.clone(),
-        source,
-    };
-    let pid_file = pid_file_name(rand::random());
-    let tty = req.tty.is_some();
-    let mut env = req.env;
-    if let Some(t) = req.tty {
-        env.push(format!("TERM={}", t.term));
+/// Starts a process in a running container. Without a terminal, and with `streams` (a
+/// connection directory the engine sees), its stdin and stdout bypass the engine.
+pub(crate) async fn start(
+    engine: &Engine,
+    req: ExecRequest<'_>,
+    streams: Option<&ConnectionDir>,
+) -> Result<Process, BackendError> {
+    if let (None, Some(dir), Some(root)) = (req.tty, streams, engine.local_streams()) {
+        match dir.fifos() {
+            Ok(fifos) => {
+                if let Some(process) = start_local(engine, &req, fifos).await? {
+                    return Ok(process);
+                }
+                root.mark_not_visible();
+            }
+            Err(e) => tracing::warn!(
+                error = &e as &dyn std::error::Error,
+                "cannot make FIFOs; this process's streams go through the engine"
+            ),
+        }
     }
-    let created = engine
-        .docker
-        .create_exec(
-            req.container_id,
-            CreateExecOptions {
-                attach_stdin: Some(true),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                tty: Some(tty),
-                env: Some(env),
-                cmd: Some(wrap_argv(req.argv, &pid_file, &[], req.tty)),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| exec_error(Box::new(e)))?;
-    let exec_id = created.id;
-    let body = format!(r#"{{"Detach":false,"Tty":{tty}}}"#);
-    let hijacked = engine
-        .hijack(&format!("/exec/{exec_id}/start"), &body)
-        .await
-        .map_err(|e| exec_error(Box::new(e)))?;
+    start_through_engine(engine, req).await
+}
 
-    let control = ExecControl {
-        engine: engine.clone(),
-        container_id: req.container_id.to_owned(),
-        exec_id: exec_id.clone(),
-        pid_file,
-        delivered: DeliveredSignal::default(),
-        exit_timeout: req.exit_timeout,
-        demux_task: None,
-    };
+/// A process whose every stream goes through the engine.
+async fn start_through_engine(
+    engine: &Engine,
+    req: ExecRequest<'_>,
+) -> Result<Process, BackendError> {
+    let tty = req.tty.is_some();
+    let (control, hijacked) = launch(engine, &req, "").await?;
     if let Some(t) = req.tty {
         // API 1.41 has no console size at create time: size the terminal right after start.
         // A process that already ended has no terminal left to size; that is no error.
@@ -87,6 +77,120 @@ pub(crate) async fn start(engine: &Engine, req: ExecRequest<'_>) -> Result<Proce
         }
     }
     Ok(assemble(hijacked.reader, hijacked.writer, tty, control))
+}
+
+/// A process whose stdin and stdout are `fifos`; the engine carries its stderr. `None` when
+/// the process's shell could not open them: the engine does not see the directory, and
+/// nothing ran.
+async fn start_local(
+    engine: &Engine,
+    req: &ExecRequest<'_>,
+    mut fifos: Fifos,
+) -> Result<Option<Process>, BackendError> {
+    let (mut control, hijacked) = launch(engine, req, &fifos.shell_prelude()).await?;
+    let (err_w, err_r) = tokio::io::duplex(PIPE_BYTES);
+    let mut output = AbortOnDrop(tokio::spawn(async move {
+        if let Err(e) = demux(hijacked.reader, tokio::io::sink(), err_w).await {
+            tracing::debug!(
+                error = &e as &dyn std::error::Error,
+                "process output ended early"
+            );
+        }
+    }));
+    let handshake = async {
+        tokio::select! {
+            biased;
+            marker = fifos.marker() => Some(marker),
+            _ = &mut output.0 => None,
+        }
+    };
+    let marker = tokio::time::timeout(req.exit_timeout, handshake)
+        .await
+        .map_err(|_| BackendError::Exec {
+            program: req.program_for_errors.clone(),
+            source: "the process did not start in time".into(),
+        })?;
+    control.demux_task = Some(output);
+    let exec_error = |e: std::io::Error| BackendError::Exec {
+        program: req.program_for_errors.clone(),
+        source: Box::new(e),
+    };
+    let (stdin, stdout): (
+        Box<dyn AsyncWrite + Send + Unpin>,
+        Box<dyn AsyncRead + Send + Unpin>,
+    ) = match marker {
+        Some(marker) => {
+            marker.map_err(exec_error)?;
+            let ends = fifos.connect().map_err(exec_error)?;
+            (Box::new(ends.stdin), Box::new(ends.stdout))
+        }
+        // Ended before the marker: either the FIFOs are not visible, or the shell itself
+        // could not run; the latter is reported like any process's end.
+        None => {
+            if control.wait_exit_code().await? == NOT_VISIBLE {
+                return Ok(None);
+            }
+            (Box::new(tokio::io::sink()), Box::new(tokio::io::empty()))
+        }
+    };
+    Ok(Some(Process {
+        stdin,
+        stdout,
+        stderr: Some(Box::new(err_r)),
+        control: Box::new(control),
+    }))
+}
+
+/// Creates the exec for `req` (its wrapper script starting with `prelude`) and starts it.
+/// With a prelude, the process's stdin is not the engine's.
+async fn launch(
+    engine: &Engine,
+    req: &ExecRequest<'_>,
+    prelude: &str,
+) -> Result<(ExecControl, Hijacked), BackendError> {
+    let exec_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Exec {
+        program: req.program_for_errors.clone(),
+        source,
+    };
+    let pid_file = pid_file_name(rand::random());
+    let tty = req.tty.is_some();
+    let mut env = req.env.clone();
+    if let Some(t) = req.tty {
+        env.push(format!("TERM={}", t.term));
+    }
+    let cmd = wrap_argv_after(prelude, req.argv.clone(), &pid_file, &[], req.tty);
+    let created = engine
+        .docker
+        .create_exec(
+            req.container_id,
+            CreateExecOptions {
+                attach_stdin: Some(prelude.is_empty()),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                tty: Some(tty),
+                env: Some(env),
+                cmd: Some(cmd),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| exec_error(Box::new(e)))?;
+    let exec_id = created.id;
+    let body = format!(r#"{{"Detach":false,"Tty":{tty}}}"#);
+    let hijacked = engine
+        .hijack(&format!("/exec/{exec_id}/start"), &body)
+        .await
+        .map_err(|e| exec_error(Box::new(e)))?;
+    let control = ExecControl {
+        engine: engine.clone(),
+        container_id: req.container_id.to_owned(),
+        exec_id,
+        pid_file,
+        delivered: DeliveredSignal::default(),
+        exit_timeout: req.exit_timeout,
+        demux_task: None,
+    };
+    Ok((control, hijacked))
 }
 
 /// Builds the process's streams from a hijacked connection: raw with a TTY, demultiplexed
@@ -177,8 +281,12 @@ impl ExecControl {
         self.delivered.record_kill(code, signal)
     }
 
+    async fn wait_exit_code(&self) -> Result<i64, BackendError> {
+        wait_exec_exit(&self.engine, &self.exec_id, self.exit_timeout).await
+    }
+
     async fn wait_exit(&self) -> Result<ExitStatus, BackendError> {
-        let code = wait_exec_exit(&self.engine, &self.exec_id, self.exit_timeout).await?;
+        let code = self.wait_exit_code().await?;
         Ok(self.delivered.exit_status(code))
     }
 }

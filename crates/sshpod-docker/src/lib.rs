@@ -14,6 +14,7 @@ mod files;
 mod hijack;
 mod image;
 pub mod labels;
+mod local_streams;
 mod orphans;
 mod session;
 mod settings;
@@ -90,8 +91,17 @@ impl DockerBackend {
             .await
             .map_err(|e| BackendError::Engine(Box::new(e)))?;
         let instance = hex::encode(rand::random::<[u8; 8]>());
+        let local_streams = match &address {
+            EngineAddress::Unix(_) => local_streams(&config.connection.stream_directory, &instance),
+            EngineAddress::Tcp(_) | EngineAddress::Tls(..) => None,
+        };
         Ok(Self {
-            engine: Engine::new(docker, address, config.connection.max_parallel_starts),
+            engine: Engine::new(
+                docker,
+                address,
+                config.connection.max_parallel_starts,
+                local_streams,
+            ),
             settings: Arc::new(Settings::from_config(config)),
             instance,
         })
@@ -144,6 +154,25 @@ impl Backend for DockerBackend {
             self.settings.timeouts.container_start * 2,
         )
         .await
+    }
+}
+
+/// The stream directory for an engine on this machine, unless turned off or unusable (then
+/// streams go through the engine, as they do for a remote engine).
+fn local_streams(directory: &str, instance: &str) -> Option<local_streams::StreamRoot> {
+    if directory.is_empty() {
+        return None;
+    }
+    match local_streams::StreamRoot::prepare(std::path::Path::new(directory), instance) {
+        Ok(root) => Some(root),
+        Err(e) => {
+            tracing::warn!(
+                directory,
+                error = &e as &dyn std::error::Error,
+                "cannot use `docker.connection.streamDirectory`; process streams go through the engine"
+            );
+            None
+        }
     }
 }
 

@@ -1,0 +1,489 @@
+//! Process streams that bypass the engine, for an engine on this machine.
+//!
+//! Through `docker exec`, every byte a process reads or writes is copied by the engine and by
+//! the container's shim, and those copies cost more CPU than everything sshpod does with the
+//! same bytes. When the engine listens on a local socket, sshpod instead bind-mounts a
+//! directory of its own into each connection container (read-only) and, for each process
+//! without a terminal, makes two FIFOs there which the process's shell opens as its stdin and
+//! stdout before it `exec`s the program. The exec still goes through the engine and carries
+//! stderr, the exit code and signals; only the bulk streams take the short path.
+//!
+//! The handshake: sshpod opens both FIFOs first and holds a writer on each, so neither of the
+//! shell's opens blocks and sshpod's reader cannot see an early end. The shell redirects and
+//! writes one marker byte to its new stdout; sshpod then swaps its holds for the real ends
+//! and unlinks both files. When the engine cannot see the directory (sshpod runs in a
+//! container of its own, or the socket leads to another machine), the shell exits with
+//! [`NOT_VISIBLE`] before running anything; sshpod then turns local streams off for good and
+//! runs the program through the engine.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use nix::fcntl::{Flock, FlockArg, OFlag};
+use nix::sys::stat::Mode;
+use tokio::io::AsyncReadExt;
+use tokio::net::unix::pipe;
+
+/// Where a connection's directory appears inside its container.
+pub(crate) const MOUNT_POINT: &str = "/.sshpod/io";
+
+/// The shell's exit code when it cannot open the FIFOs: nothing of the program ran.
+pub(crate) const NOT_VISIBLE: i64 = 97;
+
+/// This instance's directory of connection directories (`ROOT/sshpod-INSTANCE`), locked
+/// while the instance lives, and whether the engine sees it. Removed when dropped.
+#[derive(Debug)]
+pub(crate) struct StreamRoot {
+    path: PathBuf,
+    usable: AtomicBool,
+    /// An exclusive lock on the directory: the sign, to other instances sharing `ROOT`, that
+    /// this one is alive. The kernel drops it when the process ends, however it ends.
+    _alive: Flock<File>,
+}
+
+impl StreamRoot {
+    /// Creates this instance's directory under `root`, after removing those of instances
+    /// that died. Directories are mode 0711: containers and other users may open a FIFO
+    /// whose name they were given, but not list or guess them.
+    pub(crate) fn prepare(root: &Path, instance: &str) -> io::Result<Self> {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(root)?;
+        let swept = sweep_dead_instances(root);
+        if swept > 0 {
+            tracing::info!(
+                directories = swept,
+                "removed stream directories of instances that died"
+            );
+        }
+        let path = root.join(format!("{INSTANCE_PREFIX}{instance}"));
+        make_private_dir(&path)?;
+        let alive = Flock::lock(File::open(&path)?, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, errno)| io::Error::from(errno))?;
+        Ok(Self {
+            path,
+            usable: AtomicBool::new(true),
+            _alive: alive,
+        })
+    }
+
+    /// False once a container showed that the engine does not see this directory.
+    pub(crate) fn usable(&self) -> bool {
+        self.usable.load(Ordering::Relaxed)
+    }
+
+    /// Turns local streams off for every later process.
+    pub(crate) fn mark_not_visible(&self) {
+        if self.usable.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                directory = %self.path.display(),
+                "the Docker engine does not see this directory (is sshpod in a container, or \
+                 the engine on another machine?); process streams go through the engine from \
+                 now on. Set `docker.connection.streamDirectory` to a directory both share, or \
+                 to \"\" to silence this"
+            );
+        }
+    }
+
+    /// A fresh directory for one connection, or `None` when local streams are off.
+    pub(crate) fn for_connection(&self, connection_id: &str) -> Option<ConnectionDir> {
+        if !self.usable() {
+            return None;
+        }
+        let path = self.path.join(connection_id);
+        match make_private_dir(&path) {
+            Ok(()) => Some(ConnectionDir { path }),
+            Err(e) => {
+                tracing::warn!(
+                    directory = %path.display(),
+                    error = &e as &dyn std::error::Error,
+                    "cannot make a stream directory; this connection's streams go through the engine"
+                );
+                let _ = std::fs::remove_dir_all(&path);
+                None
+            }
+        }
+    }
+}
+
+impl Drop for StreamRoot {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Instance directories are named `sshpod-` and the instance id; nothing else in the root is
+/// touched.
+const INSTANCE_PREFIX: &str = "sshpod-";
+
+/// Removes the directories of instances that died: those nobody holds a lock on.
+fn sweep_dead_instances(root: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let is_instance = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(INSTANCE_PREFIX))
+            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !is_instance || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let Ok(dir) = File::open(entry.path()) else {
+            continue;
+        };
+        if let Ok(_dead) = Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
+            if std::fs::remove_dir_all(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+/// Creates `path` with mode 0711, whatever the umask.
+fn make_private_dir(path: &Path) -> io::Result<()> {
+    std::fs::create_dir(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o711))
+}
+
+/// True when the engine refused a container because it has no such directory as the stream
+/// directory mounted into it: the engine does not see sshpod's files.
+pub(crate) fn is_unseen_mount(error: &bollard::errors::Error, body: &ContainerCreateBody) -> bool {
+    let bollard::errors::Error::DockerResponseServerError {
+        status_code: 400,
+        message,
+    } = error
+    else {
+        return false;
+    };
+    message.contains("bind source path does not exist")
+        && stream_mount(body).is_some_and(|source| message.contains(source))
+}
+
+/// Takes the stream directory's mount out of a create body.
+pub(crate) fn unmount(body: &mut ContainerCreateBody) {
+    if let Some(mounts) = body.host_config.as_mut().and_then(|h| h.mounts.as_mut()) {
+        mounts.retain(|m| m.target.as_deref() != Some(MOUNT_POINT));
+    }
+}
+
+/// The source of the stream directory's mount in a create body.
+fn stream_mount(body: &ContainerCreateBody) -> Option<&str> {
+    body.host_config
+        .as_ref()?
+        .mounts
+        .as_ref()?
+        .iter()
+        .find(|m| m.target.as_deref() == Some(MOUNT_POINT))?
+        .source
+        .as_deref()
+}
+
+/// One connection's directory, mounted at [`MOUNT_POINT`] in its container. Removed when
+/// dropped.
+#[derive(Debug)]
+pub(crate) struct ConnectionDir {
+    path: PathBuf,
+}
+
+impl ConnectionDir {
+    /// Adds the read-only bind mount to a container's create body. Read-only: a process
+    /// can still open a FIFO there for writing, but nothing in the container can fill the
+    /// host's directory. A mount rather than a bind: the engine must not create a missing
+    /// source on its side (it would stay there); it refuses the container instead, see
+    /// [`is_unseen_mount`].
+    pub(crate) fn mount_into(&self, body: &mut ContainerCreateBody) {
+        let host = body.host_config.get_or_insert_with(HostConfig::default);
+        host.mounts.get_or_insert_with(Vec::new).push(Mount {
+            target: Some(MOUNT_POINT.to_owned()),
+            source: Some(self.path.display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+
+    /// Makes and opens the FIFOs for one process.
+    pub(crate) fn fifos(&self) -> io::Result<Fifos> {
+        let name = hex::encode(rand::random::<[u8; 12]>());
+        let stdin_path = self.path.join(format!("{name}.in"));
+        let stdout_path = self.path.join(format!("{name}.out"));
+        let mut fifos = Fifos {
+            name,
+            stdin_path,
+            stdout_path,
+            opened: None,
+        };
+        // Others may read stdin and write stdout: the container's user is any uid.
+        make_fifo(&fifos.stdin_path, 0o644)?;
+        make_fifo(&fifos.stdout_path, 0o622)?;
+        let stdin_hold = open_fifo(&fifos.stdin_path, true, true)?;
+        let stdout = pipe::Receiver::from_file(open_fifo(&fifos.stdout_path, true, false)?)?;
+        let stdout_hold = open_fifo(&fifos.stdout_path, false, true)?;
+        fifos.opened = Some(Opened {
+            stdin_hold,
+            stdout,
+            stdout_hold,
+        });
+        Ok(fifos)
+    }
+}
+
+impl Drop for ConnectionDir {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(
+                    directory = %self.path.display(),
+                    error = &e as &dyn std::error::Error,
+                    "could not remove a stream directory"
+                );
+            }
+        }
+    }
+}
+
+/// The two FIFOs of one process, before and during the handshake. The files are unlinked
+/// when this is dropped; open ends live on.
+#[derive(Debug)]
+pub(crate) struct Fifos {
+    name: String,
+    stdin_path: PathBuf,
+    stdout_path: PathBuf,
+    opened: Option<Opened>,
+}
+
+#[derive(Debug)]
+struct Opened {
+    /// Read-write, so the shell's open for reading does not wait for a writer.
+    stdin_hold: File,
+    stdout: pipe::Receiver,
+    /// Keeps the reader from seeing EOF before the shell has opened its end.
+    stdout_hold: File,
+}
+
+/// The process's ends, as sshpod uses them after the handshake.
+pub(crate) struct Connected {
+    pub(crate) stdin: pipe::Sender,
+    pub(crate) stdout: pipe::Receiver,
+}
+
+impl Fifos {
+    /// Shell code that makes the FIFOs the process's stdin and stdout and announces it, or
+    /// exits with [`NOT_VISIBLE`].
+    pub(crate) fn shell_prelude(&self) -> String {
+        let n = &self.name;
+        format!(
+            "{{ command exec <{MOUNT_POINT}/{n}.in >{MOUNT_POINT}/{n}.out; }} 2>/dev/null \
+             || exit {NOT_VISIBLE}; printf .; "
+        )
+    }
+
+    /// Waits for the shell's marker byte. Cancel-safe until it returns.
+    pub(crate) async fn marker(&mut self) -> io::Result<()> {
+        let opened = self.opened.as_mut().ok_or_else(already_connected)?;
+        let mut marker = [0u8; 1];
+        opened.stdout.read_exact(&mut marker).await?;
+        Ok(())
+    }
+
+    /// After the marker: the real ends. sshpod's hold on stdin is a reader too, so the open
+    /// succeeds even when the process has already ended; writes then fail with a broken
+    /// pipe, as they would to any ended process.
+    pub(crate) fn connect(mut self) -> io::Result<Connected> {
+        let opened = self.opened.take().ok_or_else(already_connected)?;
+        let stdin = pipe::Sender::from_file(open_fifo(&self.stdin_path, false, true)?)?;
+        drop(opened.stdin_hold);
+        drop(opened.stdout_hold);
+        Ok(Connected {
+            stdin,
+            stdout: opened.stdout,
+        })
+    }
+}
+
+impl Drop for Fifos {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.stdin_path);
+        let _ = std::fs::remove_file(&self.stdout_path);
+    }
+}
+
+fn already_connected() -> io::Error {
+    io::Error::other("the FIFOs were already handed over")
+}
+
+fn make_fifo(path: &Path, mode: u32) -> io::Result<()> {
+    nix::unistd::mkfifo(path, Mode::from_bits_truncate(mode))?;
+    // mkfifo applies the umask.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+/// Opens a FIFO without blocking and without following a symbolic link.
+fn open_fifo(path: &Path, read: bool, write: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .read(read)
+        .write(write)
+        .custom_flags((OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW).bits())
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+
+    /// Plays the container's part on the host: the shell's opens, the marker, the program.
+    fn container_side(dir: &Path, name: &str) -> (std::fs::File, std::fs::File) {
+        let stdin = File::open(dir.join(format!("{name}.in"))).unwrap();
+        let mut stdout = OpenOptions::new()
+            .write(true)
+            .open(dir.join(format!("{name}.out")))
+            .unwrap();
+        std::io::Write::write_all(&mut stdout, b".").unwrap();
+        (stdin, stdout)
+    }
+
+    #[tokio::test]
+    async fn bytes_flow_both_ways_and_ends_are_seen() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StreamRoot::prepare(&tmp.path().join("streams"), "a1").unwrap();
+        let dir = root.for_connection("c1").unwrap();
+        let mut fifos = dir.fifos().unwrap();
+        assert!(fifos
+            .shell_prelude()
+            .contains(&format!("{MOUNT_POINT}/{}.in", fifos.name)));
+        let (mut their_stdin, their_stdout) = container_side(&dir.path, &fifos.name);
+        fifos.marker().await.unwrap();
+        let name = fifos.name.clone();
+        let mut ends = fifos.connect().unwrap();
+        assert!(
+            !dir.path.join(format!("{name}.in")).exists(),
+            "files are unlinked once connected"
+        );
+
+        ends.stdin.write_all(b"input").await.unwrap();
+        ends.stdin.shutdown().await.unwrap();
+        drop(ends.stdin);
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut their_stdin, &mut got).unwrap();
+        assert_eq!(got, b"input", "the process sees its input, then EOF");
+
+        let mut w = their_stdout;
+        std::io::Write::write_all(&mut w, b"output").unwrap();
+        drop(w);
+        let mut out = Vec::new();
+        ends.stdout.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, b"output", "sshpod sees the output, then EOF");
+    }
+
+    #[tokio::test]
+    async fn the_reader_waits_for_a_shell_that_has_not_opened_yet() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
+        let dir = root.for_connection("c1").unwrap();
+        let mut fifos = dir.fifos().unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(50), fifos.marker()).await;
+        assert!(waited.is_err(), "no early EOF while the shell is starting");
+    }
+
+    #[tokio::test]
+    async fn input_to_a_process_that_ended_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
+        let dir = root.for_connection("c1").unwrap();
+        let mut fifos = dir.fifos().unwrap();
+        let (their_stdin, their_stdout) = container_side(&dir.path, &fifos.name);
+        fifos.marker().await.unwrap();
+        drop((their_stdin, their_stdout));
+        let mut ends = fifos.connect().unwrap();
+        let late = ends.stdin.write_all(b"late").await;
+        assert_eq!(late.unwrap_err().kind(), io::ErrorKind::BrokenPipe);
+        let mut out = Vec::new();
+        ends.stdout.read_to_end(&mut out).await.unwrap();
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn directories_go_with_their_connection_and_their_instance() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
+        let dir = root.for_connection("gone").unwrap();
+        let path = dir.path.clone();
+        drop(dir);
+        assert!(!path.exists(), "removed with its connection");
+        let own = root.path.clone();
+        assert!(own.is_dir());
+        drop(root);
+        assert!(!own.exists(), "removed with its instance");
+    }
+
+    #[test]
+    fn start_up_removes_what_dead_instances_left_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let live = StreamRoot::prepare(tmp.path(), "11").unwrap();
+        let live_connection = live.for_connection("c1").unwrap();
+        std::fs::create_dir_all(tmp.path().join("sshpod-22/c2")).unwrap();
+        std::fs::create_dir(tmp.path().join("sshpod-not-an-id")).unwrap();
+        std::fs::create_dir(tmp.path().join("operator-files")).unwrap();
+
+        let _new = StreamRoot::prepare(tmp.path(), "33").unwrap();
+        assert!(
+            !tmp.path().join("sshpod-22").exists(),
+            "unlocked: its instance died"
+        );
+        assert!(
+            live_connection.path.is_dir(),
+            "a live instance keeps its directories"
+        );
+        assert!(tmp.path().join("sshpod-not-an-id").is_dir());
+        assert!(tmp.path().join("operator-files").is_dir());
+    }
+
+    #[test]
+    fn a_refused_mount_is_recognised_and_taken_out() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
+        let dir = root.for_connection("c1").unwrap();
+        let mut body = ContainerCreateBody::default();
+        dir.mount_into(&mut body);
+        let source = dir.path.display().to_string();
+        let refused = bollard::errors::Error::DockerResponseServerError {
+            status_code: 400,
+            message: format!(
+                "invalid mount config for type \"bind\": bind source path does not exist: {source}"
+            ),
+        };
+        assert!(is_unseen_mount(&refused, &body));
+        let other = bollard::errors::Error::DockerResponseServerError {
+            status_code: 400,
+            message:
+                "invalid mount config for type \"bind\": bind source path does not exist: /home/x"
+                    .into(),
+        };
+        assert!(
+            !is_unseen_mount(&other, &body),
+            "an operator's own mount is their error"
+        );
+        unmount(&mut body);
+        assert!(body.host_config.unwrap().mounts.unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_root_the_engine_does_not_see_gives_no_more_directories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
+        root.mark_not_visible();
+        assert!(!root.usable());
+        assert!(root.for_connection("c1").is_none());
+    }
+}
