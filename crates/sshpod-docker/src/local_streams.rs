@@ -226,7 +226,10 @@ impl ConnectionDir {
         make_fifo(&fifos.stdin_path, 0o644)?;
         make_fifo(&fifos.stdout_path, 0o622)?;
         let stdin_hold = open_fifo(&fifos.stdin_path, true, true)?;
-        let stdout = pipe::Receiver::from_file(open_fifo(&fifos.stdout_path, true, false)?)?;
+        grow_pipe(&stdin_hold);
+        let stdout_file = open_fifo(&fifos.stdout_path, true, false)?;
+        grow_pipe(&stdout_file);
+        let stdout = pipe::Receiver::from_file(stdout_file)?;
         let stdout_hold = open_fifo(&fifos.stdout_path, false, true)?;
         fifos.opened = Some(Opened {
             stdin_hold,
@@ -319,6 +322,17 @@ impl Drop for Fifos {
 
 fn already_connected() -> io::Error {
     io::Error::other("the FIFOs were already handed over")
+}
+
+/// Pipe capacity for a process's streams: larger than the default 64 KiB, so that sshpod and
+/// the process hand over data in fewer, larger turns. Pages are only used while data waits.
+const PIPE_CAPACITY: i32 = 1024 * 1024;
+
+/// Best effort: a smaller pipe (the system's limit, or a user over its pipe budget) still works.
+fn grow_pipe(file: &File) {
+    if let Err(e) = nix::fcntl::fcntl(file, nix::fcntl::FcntlArg::F_SETPIPE_SZ(PIPE_CAPACITY)) {
+        tracing::debug!(error = %e, "pipe size unchanged");
+    }
 }
 
 fn make_fifo(path: &Path, mode: u32) -> io::Result<()> {
