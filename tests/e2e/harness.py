@@ -525,7 +525,9 @@ def read_banner(sock: socket.socket, timeout: float = 30) -> bytes:
 
 class TcpProxy:
     """A loopback TCP proxy to `target_port`. `freeze()` stops forwarding in both directions
-    while keeping every socket open, as when the network between client and server dies."""
+    while keeping every socket open, as when the network between client and server dies;
+    `cut()` closes every connection and refuses new ones until `resume()`, as when the server
+    goes down."""
 
     def __init__(self, target_port: int):
         self.target_port = target_port
@@ -534,6 +536,7 @@ class TcpProxy:
         self._flowing = threading.Event()
         self._flowing.set()
         self._closed = False
+        self._refusing = False
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
         self.connections = 0
@@ -545,6 +548,11 @@ class TcpProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
+            with self._lock:
+                refusing = self._refusing
+            if refusing:
+                client.close()
+                continue
             try:
                 upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=30)
                 upstream.settimeout(None)
@@ -584,18 +592,32 @@ class TcpProxy:
     def freeze(self) -> None:
         self._flowing.clear()
 
-    def close(self) -> None:
+    def cut(self) -> None:
         with self._lock:
-            self._closed = True
-            sockets = list(self._sockets)
-        self._flowing.set()
-        self._listener.close()
+            self._refusing = True
+            sockets, self._sockets = self._sockets, []
+        self._shut(sockets)
+
+    def resume(self) -> None:
+        with self._lock:
+            self._refusing = False
+
+    @staticmethod
+    def _shut(sockets: list[socket.socket]) -> None:
         for sock in sockets:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
             sock.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            sockets = list(self._sockets)
+        self._flowing.set()
+        self._listener.close()
+        self._shut(sockets)
 
 
 def read_line(stream, timeout: float) -> bytes:

@@ -364,6 +364,27 @@ def test_connection_methods(scn, ks, method):
         assert refused.returncode != 0 and "pod was refused" in refused.stderr, refused
 
 
+def test_a_pod_whose_deletion_fails_is_deleted_once_the_api_server_answers_again(scn, ks):
+    cluster, _ = cluster_and_users(ks)
+    ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
+    proxy = scn.proxy(int(cluster["server"].rsplit(":", 1)[1]))
+    gw = scn.start({"backend": "kubernetes", "kubernetes": {"connection": {
+        "host": f"https://127.0.0.1:{proxy.port}", "cacert": ca, "bearerToken": ks.admin_token,
+        "serverName": "localhost"}}})
+    scn.leak_checks.append(lambda: wait_no_pods(ks))
+    client = scn.client(gw)
+    session = scn.track(client.popen("echo started; exec sleep 600"))
+    assert h.read_line(session.stdout, h.CONTAINER_TIMEOUT) == b"started\n"
+    assert len(pods(ks)) == 1
+
+    proxy.cut()  # the API server is gone for sshpod (kubectl still reaches it)
+    session.kill()
+    gw.wait_for_log(re.compile(r"could not delete the pod.*retry=true"), 60)
+    assert len(pods(ks)) == 1, "the deletion failed"
+    proxy.resume()
+    wait_no_pods(ks)
+
+
 def test_server_name_that_the_certificate_does_not_carry_stops_start_up(scn, ks):
     cluster, _ = cluster_and_users(ks)
     ca = base64.b64decode(cluster["certificate-authority-data"]).decode()

@@ -87,9 +87,15 @@ impl KubeBackend {
         let (console, image) = pod::console_of(&config.pod);
         let spec = pod::connection_pod(&config.pod, ctx, &self.instance);
         requests.add(2); // create, watch
-        let name =
-            lifecycle::create_and_wait(&pods, &spec, &console, &image, config.timeouts.pod_start)
-                .await?;
+        let name = lifecycle::create_and_wait(
+            &pods,
+            &spec,
+            &console,
+            &image,
+            config.timeouts.pod_start,
+            config.timeouts.pod_stop,
+        )
+        .await?;
         let handle = PodHandle {
             pods,
             name,
@@ -171,6 +177,7 @@ impl KubeBackend {
                     &console,
                     &image,
                     config.timeouts.pod_start,
+                    config.timeouts.pod_stop,
                 )
                 .await?;
             }
@@ -226,7 +233,14 @@ impl Backend for KubeBackend {
 
     async fn remove_orphans(&self) -> Result<usize, BackendError> {
         let pods = Api::namespaced(self.client.clone(), self.config.pod.namespace());
-        orphans::remove_orphans(&pods, &self.instance, self.config.timeouts.pod_start * 2).await
+        let timeouts = &self.config.timeouts;
+        orphans::remove_orphans(
+            &pods,
+            &self.instance,
+            timeouts.pod_start * 2,
+            timeouts.pod_stop,
+        )
+        .await
     }
 }
 
@@ -371,8 +385,9 @@ impl PodHandle {
         // Ending the lifeline first lets the pod end even if the delete below fails.
         drop(self.lifeline.lock().await.take());
         if self.owned {
-            self.requests.add(1);
-            lifecycle::delete(&self.pods, &self.name).await;
+            let stop = self.config.timeouts.pod_stop;
+            self.requests
+                .add(lifecycle::delete(&self.pods, &self.name, stop).await);
         }
     }
 }

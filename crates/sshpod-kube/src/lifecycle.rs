@@ -18,6 +18,7 @@ pub(crate) async fn create_and_wait(
     console: &str,
     image: &str,
     timeout: Duration,
+    stop: Duration,
 ) -> Result<String, BackendError> {
     let created = pods
         .create(&PostParams::default(), pod)
@@ -33,7 +34,7 @@ pub(crate) async fn create_and_wait(
             seconds: timeout.as_secs(),
         },
     };
-    delete(pods, &name).await;
+    delete(pods, &name, stop).await;
     Err(failure)
 }
 
@@ -86,20 +87,48 @@ async fn wait_running(pods: &Api<Pod>, created: &Pod, console: &str) -> Result<(
     }
 }
 
-/// Deletes a pod, without waiting for it to go. A pod that is already gone is no error.
-pub(crate) async fn delete(pods: &Api<Pod>, name: &str) {
+/// Deletes a pod, without waiting for it to go, and returns how many requests that took. A
+/// pod that is already gone is no error. An API server that fails (unreachable, overloaded,
+/// 5xx) is asked again with a growing pause, up to 10 s, for as long as `within`
+/// (`timeouts.podStop`) allows; a refusal (403, ...) is final.
+pub(crate) async fn delete(pods: &Api<Pod>, name: &str, within: Duration) -> usize {
     let params = DeleteParams {
         grace_period_seconds: Some(0),
         ..DeleteParams::default()
     };
-    match pods.delete(name, &params).await {
-        Ok(_) => tracing::debug!(pod = name, "pod deleted"),
-        Err(kube::Error::Api(e)) if e.code == 404 => {}
-        Err(e) => tracing::warn!(
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = Duration::from_millis(500);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let error = match pods.delete(name, &params).await {
+            Ok(_) => {
+                tracing::debug!(pod = name, "pod deleted");
+                return attempts;
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => return attempts,
+            Err(e) => e,
+        };
+        let retry = is_transient(&error) && tokio::time::Instant::now() + pause <= deadline;
+        tracing::warn!(
             pod = name,
-            error = &e as &dyn std::error::Error,
+            error = &error as &dyn std::error::Error,
+            retry,
             "could not delete the pod"
-        ),
+        );
+        if !retry {
+            return attempts;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// Failures worth another try: the API server was not reached, or was not able to answer.
+fn is_transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => status.code == 429 || status.code >= 500,
+        _ => true,
     }
 }
 

@@ -16,6 +16,7 @@ pub(crate) async fn remove_orphans(
     pods: &Api<Pod>,
     instance: &str,
     stuck_after: Duration,
+    stop: Duration,
 ) -> Result<usize, BackendError> {
     let params =
         ListParams::default().labels(&format!("{LABEL_INSTANCE},{LABEL_INSTANCE}!={instance}"));
@@ -37,7 +38,7 @@ pub(crate) async fn remove_orphans(
                     now.duration_since(t.0).as_secs_f64() > stuck_after.as_secs_f64()
                 });
         if ended || stuck {
-            delete(pods, name).await;
+            delete(pods, name, stop).await;
             removed += 1;
         }
     }

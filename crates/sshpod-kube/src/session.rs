@@ -113,6 +113,7 @@ impl SessionPods {
             &console,
             &image,
             self.config.timeouts.pod_start,
+            self.config.timeouts.pod_stop,
         )
         .await;
         if let Err(e) = created {
@@ -141,8 +142,9 @@ impl SessionPods {
     /// Forgets a session's pod and deletes it.
     async fn discard(&self, name: &str) {
         self.forget(name);
-        self.requests.add(1);
-        lifecycle::delete(&self.pods, name).await;
+        let stop = self.config.timeouts.pod_stop;
+        self.requests
+            .add(lifecycle::delete(&self.pods, name, stop).await);
     }
 
     async fn attach(
@@ -197,6 +199,7 @@ impl SessionPods {
             signaller: Signaller::new(&target, pid_file, self.config.timeouts.signal),
             live: Arc::clone(&self.live),
             attached: tokio::sync::Mutex::new(Some(attached)),
+            pod_stop: self.config.timeouts.pod_stop,
         };
         Ok(Process {
             stdin: Box::new(stdin),
@@ -219,9 +222,10 @@ impl SessionPods {
             .lock()
             .map(|mut live| std::mem::take(&mut *live))
             .unwrap_or_default();
+        let stop = self.config.timeouts.pod_stop;
         for name in names {
-            self.requests.add(1);
-            lifecycle::delete(&self.pods, &name).await;
+            self.requests
+                .add(lifecycle::delete(&self.pods, &name, stop).await);
         }
     }
 }
@@ -235,6 +239,8 @@ struct SessionControl {
     signaller: Signaller,
     live: Arc<Mutex<Vec<String>>>,
     attached: tokio::sync::Mutex<Option<AttachedProcess>>,
+    /// `timeouts.podStop`: how long the pod's deletion is retried.
+    pod_stop: std::time::Duration,
 }
 
 impl SessionControl {
@@ -249,8 +255,8 @@ impl SessionControl {
         if let Ok(mut live) = self.live.lock() {
             live.retain(|n| n != &s.pod);
         }
-        s.requests.add(1);
-        lifecycle::delete(&s.pods, &s.pod).await;
+        s.requests
+            .add(lifecycle::delete(&s.pods, &s.pod, self.pod_stop).await);
         code.map(|c| s.exit_status(c))
     }
 }
