@@ -126,11 +126,22 @@ impl SessionPods {
             container: &console,
             requests: &self.requests,
         };
-        if let Err(e) = crate::files::write_all(&target, &self.ctx.files, &self.requests).await {
-            self.discard(&name).await;
-            return Err(e);
-        }
-        match self.attach(&name, &console, tty, pid_file).await {
+        let ready = async {
+            crate::files::write_all(&target, &self.ctx.files, &self.requests).await?;
+            self.attach(&name, &console, tty, pid_file).await
+        };
+        // An API server that accepts the file execs or the attach but never answers must not
+        // hold the session (and its pod) for ever; the connection mode has the same bound.
+        let ready = tokio::time::timeout(self.config.timeouts.command_start, ready)
+            .await
+            .unwrap_or_else(|_| {
+                Err(BackendError::StartContainer {
+                    image: image.clone(),
+                    reason: "the pod ran but could not be prepared in time".to_owned(),
+                    source: None,
+                })
+            });
+        match ready {
             Ok(process) => Ok(process),
             Err(e) => {
                 self.discard(&name).await;
