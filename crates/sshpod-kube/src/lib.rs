@@ -87,15 +87,8 @@ impl KubeBackend {
         let (console, image) = pod::console_of(&config.pod);
         let spec = pod::connection_pod(&config.pod, ctx, &self.instance);
         requests.add(2); // create, watch
-        let name = lifecycle::create_and_wait(
-            &pods,
-            &spec,
-            &console,
-            &image,
-            config.timeouts.pod_start,
-            config.timeouts.pod_stop,
-        )
-        .await?;
+        let name =
+            lifecycle::create_and_wait(&pods, &spec, &console, &image, &config.timeouts).await?;
         let handle = PodHandle {
             pods,
             name,
@@ -112,17 +105,8 @@ impl KubeBackend {
             }
             files::write_all(&handle.target(), &ctx.files, &handle.requests).await
         };
-        // An API server that accepts the attach or the file execs but never answers must not
-        // hold the login (and its pod) for ever.
-        let ready = tokio::time::timeout(handle.config.timeouts.command_start, ready)
-            .await
-            .unwrap_or_else(|_| {
-                Err(BackendError::StartContainer {
-                    image: image.clone(),
-                    reason: "the pod ran but could not be prepared in time".to_owned(),
-                    source: None,
-                })
-            });
+        let ready =
+            lifecycle::prepared_within(handle.config.timeouts.command_start, &image, ready).await;
         if let Err(e) = ready {
             handle.close().await;
             return Err(e);
@@ -171,15 +155,8 @@ impl KubeBackend {
                     console.args = None;
                 }
                 requests.add(2);
-                lifecycle::create_and_wait(
-                    &pods,
-                    &spec,
-                    &console,
-                    &image,
-                    config.timeouts.pod_start,
-                    config.timeouts.pod_stop,
-                )
-                .await?;
+                lifecycle::create_and_wait(&pods, &spec, &console, &image, &config.timeouts)
+                    .await?;
             }
             None => {
                 return Err(BackendError::StartContainer {

@@ -6,6 +6,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, PostParams, WatchEvent, WatchParams};
 use kube::Api;
+use sshpod_config::KubernetesTimeouts;
 use sshpod_core::BackendError;
 
 use crate::pod::{progress, Progress};
@@ -17,9 +18,9 @@ pub(crate) async fn create_and_wait(
     pod: &Pod,
     console: &str,
     image: &str,
-    timeout: Duration,
-    stop: Duration,
+    timeouts: &KubernetesTimeouts,
 ) -> Result<String, BackendError> {
+    let timeout = timeouts.pod_start;
     let created = pods
         .create(&PostParams::default(), pod)
         .await
@@ -34,7 +35,7 @@ pub(crate) async fn create_and_wait(
             seconds: timeout.as_secs(),
         },
     };
-    delete(pods, &name, stop).await;
+    delete(pods, &name, timeouts.pod_stop).await;
     Err(failure)
 }
 
@@ -85,6 +86,24 @@ async fn wait_running(pods: &Api<Pod>, created: &Pod, console: &str) -> Result<(
         }
         // The server ended the watch (its timeout); go on from the last version seen.
     }
+}
+
+/// Runs `prepare` (the attach and file writes after a pod runs) within `limit`
+/// (`timeouts.commandStart`): an API server that accepts them but never answers must not hold
+/// a login or a session, and its pod, for ever.
+pub(crate) async fn prepared_within<T>(
+    limit: Duration,
+    image: &str,
+    prepare: impl std::future::Future<Output = Result<T, BackendError>>,
+) -> Result<T, BackendError> {
+    tokio::time::timeout(limit, prepare)
+        .await
+        .unwrap_or_else(|_| {
+            Err(start_error(
+                image,
+                "the pod ran but could not be prepared in time".to_owned(),
+            ))
+        })
 }
 
 /// Deletes a pod, without waiting for it to go, and returns how many requests that took. A

@@ -107,15 +107,9 @@ impl SessionPods {
             live.push(name.clone());
         }
         self.requests.add(2); // create, watch
-        let created = lifecycle::create_and_wait(
-            &self.pods,
-            &spec,
-            &console,
-            &image,
-            self.config.timeouts.pod_start,
-            self.config.timeouts.pod_stop,
-        )
-        .await;
+        let created =
+            lifecycle::create_and_wait(&self.pods, &spec, &console, &image, &self.config.timeouts)
+                .await;
         if let Err(e) = created {
             self.forget(&name); // create_and_wait deleted what it made
             return Err(e);
@@ -130,17 +124,8 @@ impl SessionPods {
             crate::files::write_all(&target, &self.ctx.files, &self.requests).await?;
             self.attach(&name, &console, tty, pid_file).await
         };
-        // An API server that accepts the file execs or the attach but never answers must not
-        // hold the session (and its pod) for ever; the connection mode has the same bound.
-        let ready = tokio::time::timeout(self.config.timeouts.command_start, ready)
-            .await
-            .unwrap_or_else(|_| {
-                Err(BackendError::StartContainer {
-                    image: image.clone(),
-                    reason: "the pod ran but could not be prepared in time".to_owned(),
-                    source: None,
-                })
-            });
+        let ready =
+            lifecycle::prepared_within(self.config.timeouts.command_start, &image, ready).await;
         match ready {
             Ok(process) => Ok(process),
             Err(e) => {
