@@ -24,7 +24,7 @@ import harness as h
 
 ALICE_PASSWORD = "correct horse battery staple"
 
-REQUIRED_TOOLS = ["docker", "ssh", "scp", "sftp", "ssh-keygen", "sshpass", "openssl", "tar", "ldd", "cmp"]
+REQUIRED_TOOLS = ["docker", "ssh", "scp", "sftp", "ssh-keygen", "sshpass", "openssl", "tar", "ldd", "cmp", "unshare", "nsenter"]
 
 
 @pytest.fixture(scope="session", autouse=True)
