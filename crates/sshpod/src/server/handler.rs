@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use russh::keys::ssh_key::Certificate;
 use russh::server::{
     Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey,
@@ -148,14 +149,14 @@ impl<B: Backend> ConnectionHandler<B> {
         self.decide(user, method, true).await
     }
 
-    fn push_input(&mut self, channel: ChannelId, data: &[u8]) {
+    fn push_input(&self, channel: ChannelId, data: &[u8]) {
         let sender = self
             .sessions
-            .get_mut(&channel)
-            .and_then(|s| s.input.as_mut())
-            .or_else(|| self.forwards.get_mut(&channel));
+            .get(&channel)
+            .and_then(|s| s.input.as_ref())
+            .or_else(|| self.forwards.get(&channel));
         if let Some(sender) = sender {
-            sender.push(data);
+            sender.push(Bytes::copy_from_slice(data));
         }
     }
 }

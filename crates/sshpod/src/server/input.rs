@@ -7,22 +7,16 @@
 
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::server::flow::FlowGate;
 
-/// Packets are copied into blocks of this size; a block is reused once the pump has written
-/// all of its packets, so a transfer does not allocate (and fault in) memory per packet.
-const BLOCK_BYTES: usize = 256 * 1024;
-
 /// The sending side, kept by the handler. Dropping it is EOF.
 pub(crate) struct InputSender {
     sender: mpsc::UnboundedSender<Bytes>,
     gate: Arc<FlowGate>,
-    /// Where the next packets are copied to; empty until the first packet.
-    block: BytesMut,
 }
 
 /// The receiving side, consumed by the pump. Whatever it still holds when dropped is
@@ -39,7 +33,6 @@ pub(crate) fn queue(gate: &Arc<FlowGate>) -> (InputSender, InputReceiver) {
         InputSender {
             sender,
             gate: Arc::clone(gate),
-            block: BytesMut::new(),
         },
         InputReceiver {
             receiver,
@@ -49,21 +42,11 @@ pub(crate) fn queue(gate: &Arc<FlowGate>) -> (InputSender, InputReceiver) {
 }
 
 impl InputSender {
-    /// Queues a copy of one packet. Data for a process that has ended is dropped, as a
-    /// closed pipe would drop it.
-    pub(crate) fn push(&mut self, data: &[u8]) {
-        if self.sender.is_closed() {
-            return;
-        }
-        if self.block.capacity() < data.len() {
-            // Takes the block back when every packet in it has been written; a new one
-            // otherwise.
-            self.block.reserve(BLOCK_BYTES.max(data.len()));
-        }
-        self.block.extend_from_slice(data);
-        let packet = self.block.split().freeze();
-        let len = packet.len();
-        if self.sender.send(packet).is_ok() {
+    /// Queues one packet. Data for a process that has ended is dropped, as a closed pipe
+    /// would drop it.
+    pub(crate) fn push(&self, data: Bytes) {
+        let len = data.len();
+        if self.sender.send(data).is_ok() {
             self.gate.queued(len);
         }
     }
@@ -132,11 +115,11 @@ mod tests {
     #[tokio::test]
     async fn pumps_in_order_and_forwards_eof() {
         let gate = Arc::new(FlowGate::default());
-        let (mut tx, rx) = queue(&gate);
+        let (tx, rx) = queue(&gate);
         let (w, mut r) = tokio::io::duplex(1024);
         let pumping = tokio::spawn(pump(rx, w, OnEof::Close));
-        tx.push(b"ab");
-        tx.push(b"cd");
+        tx.push(Bytes::from_static(b"ab"));
+        tx.push(Bytes::from_static(b"cd"));
         drop(tx);
         let mut out = Vec::new();
         r.read_to_end(&mut out).await.unwrap();
@@ -145,37 +128,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn blocks_are_reused_once_their_packets_are_written() {
-        let gate = Arc::new(FlowGate::default());
-        let (mut tx, mut rx) = queue(&gate);
-        tx.push(b"first");
-        let first = rx.recv().await.unwrap();
-        let block = first.as_ptr();
-        drop(first);
-        tx.push(&[7u8; BLOCK_BYTES]);
-        let second = rx.recv().await.unwrap();
-        assert_eq!(second.as_ptr(), block, "the written block is taken back");
-        tx.push(b"third");
-        let third = rx.recv().await.unwrap();
-        assert_ne!(
-            third.as_ptr(),
-            block,
-            "a block still in use is not overwritten"
-        );
-        assert_eq!((&second[..3], &third[..]), (&[7u8; 3][..], &b"third"[..]));
-    }
-
-    #[tokio::test]
     async fn unread_data_is_released_when_the_process_goes_away() {
         let gate = Arc::new(FlowGate::default());
-        let (mut tx, rx) = queue(&gate);
-        tx.push(&vec![0u8; flow_budget()]);
+        let (tx, rx) = queue(&gate);
+        tx.push(Bytes::from(vec![0u8; flow_budget()]));
         let waker = futures_util::task::noop_waker();
         let mut cx = std::task::Context::from_waker(&waker);
         assert!(!gate.poll_open(&mut cx), "over budget");
         drop(rx);
         assert!(gate.poll_open(&mut cx), "released");
-        tx.push(b"late");
+        tx.push(Bytes::from_static(b"late"));
         assert!(gate.poll_open(&mut cx), "late data is not counted");
     }
 
