@@ -41,6 +41,16 @@ def test_a_stopped_server_leaves_no_stream_directory(scn):
     assert list(scn.stream_dir.iterdir()) == [], "an instance removes its directory when it stops"
 
 
+def test_opening_dev_stdin_works_before_and_after_the_input_ends(scn):
+    gw = scn.start()
+    client = scn.client(gw)
+    early = client.ssh("cat /dev/stdin", input=b"piped\n")
+    assert (early.returncode, early.stdout) == (0, "piped\n"), early
+    # `ssh -n`: the input ends at once; a FIFO opened by name would wait for a writer for ever.
+    late = client.ssh("sleep 1; cat /dev/stdin; echo done", opts=["-n"], timeout=60)
+    assert (late.returncode, late.stdout) == (0, "done\n"), late
+
+
 def test_input_for_a_command_that_stopped_reading_is_dropped(scn):
     gw = scn.start()
     client = scn.client(gw)
@@ -72,7 +82,7 @@ def test_an_engine_that_does_not_see_the_directory_carries_the_streams_itself(sc
     # if it ran in a container of its own: the engine sees a different (here: no) directory.
     scn.stream_dir.mkdir()
     wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-               f'mount -t tmpfs sshpod-streams "{scn.stream_dir}" && exec "$@"', "sh"]
+               f'mount -t tmpfs -o mode=0755 sshpod-streams "{scn.stream_dir}" && exec "$@"', "sh"]
     gw = scn.start(wrapper=wrapper)
     client = scn.client(gw)
     for attempt in range(2):

@@ -46,9 +46,10 @@ pub(crate) async fn start(
         match dir.fifos() {
             Ok(fifos) => {
                 if let Some(process) = start_local(engine, &req, fifos).await? {
+                    root.mark_proven();
                     return Ok(process);
                 }
-                root.mark_not_visible();
+                root.fifos_unreachable();
             }
             Err(e) => tracing::warn!(
                 error = &e as &dyn std::error::Error,

@@ -18,9 +18,11 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use nix::fcntl::{Flock, FlockArg, OFlag};
@@ -34,12 +36,19 @@ pub(crate) const MOUNT_POINT: &str = "/.sshpod/io";
 /// The shell's exit code when it cannot open the FIFOs: nothing of the program ran.
 pub(crate) const NOT_VISIBLE: i64 = 97;
 
+/// What the shell writes to its new stdout once both FIFOs are open (`printf .`).
+const MARKER: &[u8; 1] = b".";
+
 /// This instance's directory of connection directories (`ROOT/sshpod-INSTANCE`), locked
 /// while the instance lives, and whether the engine sees it. Removed when dropped.
 #[derive(Debug)]
 pub(crate) struct StreamRoot {
     path: PathBuf,
     usable: AtomicBool,
+    /// Set once a process got its streams here: the engine sees the directory, so a later
+    /// process whose shell cannot open its FIFOs says something about its own container
+    /// (a replaced `/bin/sh`, say), not about the engine.
+    proven: AtomicBool,
     /// An exclusive lock on the directory: the sign, to other instances sharing `ROOT`, that
     /// this one is alive. The kernel drops it when the process ends, however it ends.
     _alive: Flock<File>,
@@ -47,8 +56,9 @@ pub(crate) struct StreamRoot {
 
 impl StreamRoot {
     /// Creates this instance's directory under `root`, after removing those of instances
-    /// that died. Directories are mode 0711: containers and other users may open a FIFO
-    /// whose name they were given, but not list or guess them.
+    /// that died. The instance directory is mode 0700: the engine (root) resolves the mount
+    /// source, containers see only their own connection's directory (0711), and other users
+    /// of this machine cannot reach any FIFO.
     pub(crate) fn prepare(root: &Path, instance: &str) -> io::Result<Self> {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -61,20 +71,55 @@ impl StreamRoot {
                 "removed stream directories of instances that died"
             );
         }
-        let path = root.join(format!("{INSTANCE_PREFIX}{instance}"));
-        make_private_dir(&path)?;
-        let alive = Flock::lock(File::open(&path)?, FlockArg::LockExclusiveNonblock)
-            .map_err(|(_, errno)| io::Error::from(errno))?;
-        Ok(Self {
-            path,
-            usable: AtomicBool::new(true),
-            _alive: alive,
-        })
+        // Made and locked under a name the sweep ignores, then put in place: another instance
+        // starting at the same moment never sees it unlocked.
+        let name = format!("{INSTANCE_PREFIX}{instance}");
+        let staging = root.join(format!(".{name}.new"));
+        make_dir(&staging, 0o700)?;
+        let locked = Flock::lock(open_dir(&staging)?, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, errno)| io::Error::from(errno));
+        let path = root.join(&name);
+        let placed = locked.and_then(|alive| {
+            check_root_owner(root, &staging)?;
+            std::fs::rename(&staging, &path)?;
+            Ok(alive)
+        });
+        match placed {
+            Ok(alive) => Ok(Self {
+                path,
+                usable: AtomicBool::new(true),
+                proven: AtomicBool::new(false),
+                _alive: alive,
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&staging);
+                Err(e)
+            }
+        }
     }
 
     /// False once a container showed that the engine does not see this directory.
     pub(crate) fn usable(&self) -> bool {
         self.usable.load(Ordering::Relaxed)
+    }
+
+    /// Records that a process got its streams through this directory.
+    pub(crate) fn mark_proven(&self) {
+        self.proven.store(true, Ordering::Relaxed);
+    }
+
+    /// A process's shell could not open its FIFOs. Before any process has, that means the
+    /// engine does not see the directory: local streams are turned off for every later
+    /// process. After, it is that container's own doing, and only its process is affected.
+    pub(crate) fn fifos_unreachable(&self) {
+        if self.proven.load(Ordering::Relaxed) {
+            tracing::warn!(
+                "a process's shell could not open its FIFOs although earlier ones could; it \
+                 runs with its streams through the engine"
+            );
+        } else {
+            self.mark_not_visible();
+        }
     }
 
     /// Turns local streams off for every later process.
@@ -96,7 +141,7 @@ impl StreamRoot {
             return None;
         }
         let path = self.path.join(connection_id);
-        match make_private_dir(&path) {
+        match make_dir(&path, 0o711) {
             Ok(()) => Some(ConnectionDir { path }),
             Err(e) => {
                 tracing::warn!(
@@ -133,10 +178,11 @@ fn sweep_dead_instances(root: &Path) -> usize {
             .to_str()
             .and_then(|n| n.strip_prefix(INSTANCE_PREFIX))
             .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()));
-        if !is_instance || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+        if !is_instance {
             continue;
         }
-        let Ok(dir) = File::open(entry.path()) else {
+        // Not a directory (or swapped for something else since the listing): the open fails.
+        let Ok(dir) = open_dir(&entry.path()) else {
             continue;
         };
         if let Ok(_dead) = Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
@@ -148,10 +194,36 @@ fn sweep_dead_instances(root: &Path) -> usize {
     removed
 }
 
-/// Creates `path` with mode 0711, whatever the umask.
-fn make_private_dir(path: &Path) -> io::Result<()> {
+/// Opens a directory itself: never a symbolic link, never anything that could block.
+fn open_dir(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK).bits())
+        .open(path)
+}
+
+/// The root must belong to sshpod's user and be writable by nobody else: whoever can rename
+/// entries there could have the engine mount another directory into a container.
+fn check_root_owner(root: &Path, ours: &Path) -> io::Result<()> {
+    let root_meta = std::fs::symlink_metadata(root)?;
+    let our_uid = std::fs::metadata(ours)?.uid();
+    let writable_by_others = root_meta.mode() & 0o022 != 0;
+    if root_meta.uid() != our_uid || writable_by_others || !root_meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{} must be a directory owned by sshpod's user and writable by nobody else",
+                root.display()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates `path` with `mode`, whatever the umask.
+fn make_dir(path: &Path, mode: u32) -> io::Result<()> {
     std::fs::create_dir(path)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o711))
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 /// True when the engine refused a container because it has no such directory as the stream
@@ -275,8 +347,77 @@ struct Opened {
 
 /// The process's ends, as sshpod uses them after the handshake.
 pub(crate) struct Connected {
-    pub(crate) stdin: pipe::Sender,
+    pub(crate) stdin: Stdin,
     pub(crate) stdout: pipe::Receiver,
+}
+
+/// A process's stdin FIFO, as sshpod writes it. Dropping it is EOF for the process.
+///
+/// After that, a program that opens `/dev/stdin` by path would wait for a writer for ever:
+/// opening a named FIFO for reading blocks while it has no writer, where an anonymous pipe
+/// (what `docker exec` gives) returns at once. So, until the process's last reader is gone,
+/// sshpod opens and closes a writer now and then: each such late open then completes and
+/// reads EOF, as it would on a pipe.
+pub(crate) struct Stdin {
+    sender: pipe::Sender,
+    /// The FIFO itself (`O_PATH`), to open writers on once its name is gone.
+    fifo: Option<File>,
+}
+
+/// How often late opens of `/dev/stdin` are answered: soon after EOF, then less often.
+const FIRST_ANSWER: Duration = Duration::from_millis(10);
+const ANSWER_EVERY: Duration = Duration::from_millis(200);
+
+impl Drop for Stdin {
+    fn drop(&mut self) {
+        let (Some(fifo), Ok(runtime)) = (self.fifo.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        runtime.spawn(async move {
+            let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
+            let mut pause = FIRST_ANSWER;
+            // Opening fails (ENXIO) once no reader is left: the process and its children
+            // are done with their input.
+            while answer_late_opens(&path).is_ok() {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(ANSWER_EVERY);
+            }
+        });
+    }
+}
+
+/// Opens and closes a writer on the FIFO behind `/proc/self/fd/N` (a link to follow, unlike
+/// the FIFO's own name): readers waiting in `open` go on.
+fn answer_late_opens(path: &str) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(OFlag::O_NONBLOCK.bits())
+        .open(path)
+}
+
+impl tokio::io::AsyncWrite for Stdin {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        std::pin::Pin::new(&mut self.sender).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.sender).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.sender).poll_shutdown(cx)
+    }
 }
 
 impl Fifos {
@@ -290,11 +431,18 @@ impl Fifos {
         )
     }
 
-    /// Waits for the shell's marker byte. Cancel-safe until it returns.
+    /// Waits for the shell's marker byte. Cancel-safe until it returns. Anything but the
+    /// marker means someone else wrote to the FIFO: the streams are not the process's.
     pub(crate) async fn marker(&mut self) -> io::Result<()> {
         let opened = self.opened.as_mut().ok_or_else(already_connected)?;
         let mut marker = [0u8; 1];
         opened.stdout.read_exact(&mut marker).await?;
+        if marker != *MARKER {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the process's output FIFO held something before the process wrote to it",
+            ));
+        }
         Ok(())
     }
 
@@ -303,11 +451,18 @@ impl Fifos {
     /// pipe, as they would to any ended process.
     pub(crate) fn connect(mut self) -> io::Result<Connected> {
         let opened = self.opened.take().ok_or_else(already_connected)?;
-        let stdin = pipe::Sender::from_file(open_fifo(&self.stdin_path, false, true)?)?;
+        let sender = pipe::Sender::from_file(open_fifo(&self.stdin_path, false, true)?)?;
+        let fifo = OpenOptions::new()
+            .read(true)
+            .custom_flags((OFlag::O_PATH | OFlag::O_NOFOLLOW).bits())
+            .open(&self.stdin_path)?;
         drop(opened.stdin_hold);
         drop(opened.stdout_hold);
         Ok(Connected {
-            stdin,
+            stdin: Stdin {
+                sender,
+                fifo: Some(fifo),
+            },
             stdout: opened.stdout,
         })
     }
@@ -490,6 +645,86 @@ mod tests {
         );
         unmount(&mut body);
         assert!(body.host_config.unwrap().mounts.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_late_open_of_dev_stdin_after_eof_reads_eof_instead_of_waiting() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
+        let dir = root.for_connection("c1").unwrap();
+        let mut fifos = dir.fifos().unwrap();
+        let (their_stdin, _their_stdout) = container_side(&dir.path, &fifos.name);
+        fifos.marker().await.unwrap();
+        let ends = fifos.connect().unwrap();
+        drop(ends.stdin); // the client's input ended
+                          // What `cat /dev/stdin` does in the process.
+        let reopen = format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&their_stdin)
+        );
+        let path = reopen.clone();
+        let mut late = tokio::task::spawn_blocking(move || {
+            let mut data = Vec::new();
+            File::open(path).and_then(|mut f| std::io::Read::read_to_end(&mut f, &mut data))
+        });
+        let read = tokio::time::timeout(Duration::from_secs(10), &mut late).await;
+        if read.is_err() {
+            // Release the stuck open, so that the test fails instead of hanging.
+            drop(answer_late_opens(&reopen));
+        }
+        assert_eq!(read.expect("the open completes").unwrap().unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_foreign_first_byte_is_not_taken_for_the_marker() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
+        let dir = root.for_connection("c1").unwrap();
+        let mut fifos = dir.fifos().unwrap();
+        let mut intruder = OpenOptions::new()
+            .write(true)
+            .open(dir.path.join(format!("{}.out", fifos.name)))
+            .unwrap();
+        std::io::Write::write_all(&mut intruder, b"x").unwrap();
+        let err = fifos.marker().await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn only_sshpod_can_reach_an_instance_and_a_shared_root_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
+        let mode = std::fs::metadata(&root.path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        let dir = root.for_connection("c1").unwrap();
+        let mode = std::fs::metadata(&dir.path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o711, "the container's user may pass through");
+
+        let shared = tmp.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let refused = StreamRoot::prepare(&shared, "b2").unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            std::fs::read_dir(&shared).unwrap().count(),
+            0,
+            "nothing left there"
+        );
+    }
+
+    #[test]
+    fn one_container_cannot_turn_local_streams_off_once_they_worked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
+        root.mark_proven();
+        root.fifos_unreachable();
+        assert!(root.usable());
+        let fresh = StreamRoot::prepare(&tmp.path().join("other"), "a2").unwrap();
+        fresh.fifos_unreachable();
+        assert!(
+            !fresh.usable(),
+            "before any process worked: the engine does not see it"
+        );
     }
 
     #[test]
