@@ -511,6 +511,15 @@ mod tests {
     use std::time::Duration;
     use tokio::io::AsyncWriteExt;
 
+    /// An instance directory in a fresh temporary root, and one connection's directory in it
+    /// (drop them in this order: the root outlives the connection).
+    fn connection_dir() -> (tempfile::TempDir, StreamRoot, ConnectionDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
+        let dir = root.for_connection("c1").unwrap();
+        (tmp, root, dir)
+    }
+
     /// Plays the container's part on the host: the shell's opens, the marker, the program.
     fn container_side(dir: &Path, name: &str) -> (std::fs::File, std::fs::File) {
         let stdin = File::open(dir.join(format!("{name}.in"))).unwrap();
@@ -524,9 +533,7 @@ mod tests {
 
     #[tokio::test]
     async fn bytes_flow_both_ways_and_ends_are_seen() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = StreamRoot::prepare(&tmp.path().join("streams"), "a1").unwrap();
-        let dir = root.for_connection("c1").unwrap();
+        let (_tmp, _root, dir) = connection_dir();
         let mut fifos = dir.fifos().unwrap();
         assert!(fifos
             .shell_prelude()
@@ -557,9 +564,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_reader_waits_for_a_shell_that_has_not_opened_yet() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
-        let dir = root.for_connection("c1").unwrap();
+        let (_tmp, _root, dir) = connection_dir();
         let mut fifos = dir.fifos().unwrap();
         let waited = tokio::time::timeout(Duration::from_millis(50), fifos.marker()).await;
         assert!(waited.is_err(), "no early EOF while the shell is starting");
@@ -567,9 +572,7 @@ mod tests {
 
     #[tokio::test]
     async fn input_to_a_process_that_ended_is_refused() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
-        let dir = root.for_connection("c1").unwrap();
+        let (_tmp, _root, dir) = connection_dir();
         let mut fifos = dir.fifos().unwrap();
         let (their_stdin, their_stdout) = container_side(&dir.path, &fifos.name);
         fifos.marker().await.unwrap();
@@ -649,9 +652,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_late_open_of_dev_stdin_after_eof_reads_eof_instead_of_waiting() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
-        let dir = root.for_connection("c1").unwrap();
+        let (_tmp, _root, dir) = connection_dir();
         let mut fifos = dir.fifos().unwrap();
         let (their_stdin, _their_stdout) = container_side(&dir.path, &fifos.name);
         fifos.marker().await.unwrap();
@@ -677,9 +678,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_foreign_first_byte_is_not_taken_for_the_marker() {
-        let tmp = tempfile::tempdir().unwrap();
-        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
-        let dir = root.for_connection("c1").unwrap();
+        let (_tmp, _root, dir) = connection_dir();
         let mut fifos = dir.fifos().unwrap();
         let mut intruder = OpenOptions::new()
             .write(true)
