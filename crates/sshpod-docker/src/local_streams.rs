@@ -13,8 +13,9 @@
 //! writes one marker byte to its new stdout; sshpod then swaps its holds for the real ends
 //! and unlinks both files. When the engine cannot see the directory (sshpod runs in a
 //! container of its own, or the socket leads to another machine), the shell exits with
-//! [`NOT_VISIBLE`] before running anything; sshpod then turns local streams off for good and
-//! runs the program through the engine.
+//! [`NOT_VISIBLE`] before running anything, and sshpod runs the program through the engine;
+//! if no process has used the directory yet, that means the engine does not see it, and local
+//! streams are off from then on (see [`StreamRoot::fifos_unreachable`]).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -288,27 +289,27 @@ impl ConnectionDir {
         let name = hex::encode(rand::random::<[u8; 12]>());
         let stdin_path = self.path.join(format!("{name}.in"));
         let stdout_path = self.path.join(format!("{name}.out"));
-        let mut fifos = Fifos {
-            name,
+        // Removed again if anything below fails.
+        let files = FifoFiles {
             stdin_path,
             stdout_path,
-            opened: None,
         };
         // Others may read stdin and write stdout: the container's user is any uid.
-        make_fifo(&fifos.stdin_path, 0o644)?;
-        make_fifo(&fifos.stdout_path, 0o622)?;
-        let stdin_hold = open_fifo(&fifos.stdin_path, true, true)?;
+        make_fifo(&files.stdin_path, 0o644)?;
+        make_fifo(&files.stdout_path, 0o622)?;
+        let stdin_hold = open_fifo(&files.stdin_path, true, true)?;
         grow_pipe(&stdin_hold);
-        let stdout_file = open_fifo(&fifos.stdout_path, true, false)?;
+        let stdout_file = open_fifo(&files.stdout_path, true, false)?;
         grow_pipe(&stdout_file);
         let stdout = pipe::Receiver::from_file(stdout_file)?;
-        let stdout_hold = open_fifo(&fifos.stdout_path, false, true)?;
-        fifos.opened = Some(Opened {
-            stdin_hold,
+        let stdout_hold = open_fifo(&files.stdout_path, false, true)?;
+        Ok(Fifos {
+            name,
+            files,
+            _stdin_hold: stdin_hold,
             stdout,
-            stdout_hold,
-        });
-        Ok(fifos)
+            _stdout_hold: stdout_hold,
+        })
     }
 }
 
@@ -331,18 +332,26 @@ impl Drop for ConnectionDir {
 #[derive(Debug)]
 pub(crate) struct Fifos {
     name: String,
-    stdin_path: PathBuf,
-    stdout_path: PathBuf,
-    opened: Option<Opened>,
-}
-
-#[derive(Debug)]
-struct Opened {
+    files: FifoFiles,
     /// Read-write, so the shell's open for reading does not wait for a writer.
-    stdin_hold: File,
+    _stdin_hold: File,
     stdout: pipe::Receiver,
     /// Keeps the reader from seeing EOF before the shell has opened its end.
-    stdout_hold: File,
+    _stdout_hold: File,
+}
+
+/// The FIFOs' names, unlinked when dropped.
+#[derive(Debug)]
+struct FifoFiles {
+    stdin_path: PathBuf,
+    stdout_path: PathBuf,
+}
+
+impl Drop for FifoFiles {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.stdin_path);
+        let _ = std::fs::remove_file(&self.stdout_path);
+    }
 }
 
 /// The process's ends, as sshpod uses them after the handshake.
@@ -434,9 +443,8 @@ impl Fifos {
     /// Waits for the shell's marker byte. Cancel-safe until it returns. Anything but the
     /// marker means someone else wrote to the FIFO: the streams are not the process's.
     pub(crate) async fn marker(&mut self) -> io::Result<()> {
-        let opened = self.opened.as_mut().ok_or_else(already_connected)?;
         let mut marker = [0u8; 1];
-        opened.stdout.read_exact(&mut marker).await?;
+        self.stdout.read_exact(&mut marker).await?;
         if marker != *MARKER {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -449,34 +457,22 @@ impl Fifos {
     /// After the marker: the real ends. sshpod's hold on stdin is a reader too, so the open
     /// succeeds even when the process has already ended; writes then fail with a broken
     /// pipe, as they would to any ended process.
-    pub(crate) fn connect(mut self) -> io::Result<Connected> {
-        let opened = self.opened.take().ok_or_else(already_connected)?;
-        let sender = pipe::Sender::from_file(open_fifo(&self.stdin_path, false, true)?)?;
+    pub(crate) fn connect(self) -> io::Result<Connected> {
+        let stdin_path = &self.files.stdin_path;
+        let sender = pipe::Sender::from_file(open_fifo(stdin_path, false, true)?)?;
         let fifo = OpenOptions::new()
             .read(true)
             .custom_flags((OFlag::O_PATH | OFlag::O_NOFOLLOW).bits())
-            .open(&self.stdin_path)?;
-        drop(opened.stdin_hold);
-        drop(opened.stdout_hold);
+            .open(stdin_path)?;
+        // The holds and the names go here; the real ends live on.
         Ok(Connected {
             stdin: Stdin {
                 sender,
                 fifo: Some(fifo),
             },
-            stdout: opened.stdout,
+            stdout: self.stdout,
         })
     }
-}
-
-impl Drop for Fifos {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.stdin_path);
-        let _ = std::fs::remove_file(&self.stdout_path);
-    }
-}
-
-fn already_connected() -> io::Error {
-    io::Error::other("the FIFOs were already handed over")
 }
 
 /// Pipe capacity for a process's streams: larger than the default 64 KiB, so that sshpod and
