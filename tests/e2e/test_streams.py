@@ -46,9 +46,11 @@ def test_opening_dev_stdin_works_before_and_after_the_input_ends(scn):
     client = scn.client(gw)
     early = client.ssh("cat /dev/stdin", input=b"piped\n")
     assert (early.returncode, early.stdout) == (0, "piped\n"), early
-    # `ssh -n`: the input ends at once; a FIFO opened by name would wait for a writer for ever.
-    late = client.ssh("sleep 1; cat /dev/stdin; echo done", opts=["-n"], timeout=60)
-    assert (late.returncode, late.stdout) == (0, "done\n"), late
+    # The first `cat` returns once the input has ended; only then is /dev/stdin opened by
+    # name, which on a FIFO without a writer would wait for ever.
+    for opts, data in (["-n"], None), ([], b"read first\n"):
+        late = client.ssh("cat >/dev/null; cat /dev/stdin; echo done", opts=opts, input=data, timeout=60)
+        assert (late.returncode, late.stdout) == (0, "done\n"), late
 
 
 def test_input_for_a_command_that_stopped_reading_is_dropped(scn):
