@@ -66,7 +66,7 @@ async fn start_through_engine(
     req: ExecRequest<'_>,
 ) -> Result<Process, BackendError> {
     let tty = req.tty.is_some();
-    let (control, hijacked) = launch(engine, &req, "").await?;
+    let (control, hijacked) = launch(engine, &req, None).await?;
     if let Some(t) = req.tty {
         // API 1.41 has no console size at create time: size the terminal right after start.
         // A process that already ended has no terminal left to size; that is no error.
@@ -88,7 +88,7 @@ async fn start_local(
     req: &ExecRequest<'_>,
     mut fifos: Fifos,
 ) -> Result<Option<Process>, BackendError> {
-    let (mut control, hijacked) = launch(engine, req, &fifos.shell_prelude()).await?;
+    let (mut control, hijacked) = launch(engine, req, Some(&fifos.shell_prelude())).await?;
     let (err_w, err_r) = tokio::io::duplex(PIPE_BYTES);
     let mut output = AbortOnDrop(tokio::spawn(async move {
         if let Err(e) = demux(hijacked.reader, tokio::io::sink(), err_w).await {
@@ -142,12 +142,12 @@ async fn start_local(
     }))
 }
 
-/// Creates the exec for `req` (its wrapper script starting with `prelude`) and starts it.
-/// With a prelude, the process's stdin is not the engine's.
+/// Creates the exec for `req` and starts it. `fifo_prelude` is the shell code that puts the
+/// process's stdin and stdout on FIFOs; without it, the engine carries them.
 async fn launch(
     engine: &Engine,
     req: &ExecRequest<'_>,
-    prelude: &str,
+    fifo_prelude: Option<&str>,
 ) -> Result<(ExecControl, Hijacked), BackendError> {
     let exec_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Exec {
         program: req.program_for_errors.clone(),
@@ -159,13 +159,19 @@ async fn launch(
     if let Some(t) = req.tty {
         env.push(format!("TERM={}", t.term));
     }
-    let cmd = wrap_argv_after(prelude, req.argv.clone(), &pid_file, &[], req.tty);
+    let cmd = wrap_argv_after(
+        fifo_prelude.unwrap_or(""),
+        req.argv.clone(),
+        &pid_file,
+        &[],
+        req.tty,
+    );
     let created = engine
         .docker
         .create_exec(
             req.container_id,
             CreateExecOptions {
-                attach_stdin: Some(prelude.is_empty()),
+                attach_stdin: Some(fifo_prelude.is_none()),
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
                 tty: Some(tty),
