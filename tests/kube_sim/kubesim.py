@@ -103,9 +103,18 @@ class KubeSim:
                                  f"{result.stdout}\n{result.stderr}")
         return result
 
+    def api_client(self, context: str = "kube-sim"):
+        from kubernetes import config
+        return config.new_client_from_config(str(self.kubeconfig), context=context)
+
     def client(self, context: str = "kube-sim"):
-        from kubernetes import client, config
-        return client.CoreV1Api(config.new_client_from_config(str(self.kubeconfig), context=context))
+        from kubernetes import client
+        return client.CoreV1Api(self.api_client(context))
+
+    def leases(self, context: str = "kube-sim"):
+        """The Python client's `coordination.k8s.io/v1` API."""
+        from kubernetes import client
+        return client.CoordinationV1Api(self.api_client(context))
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))

@@ -9,7 +9,7 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::api::status::ApiError;
+use crate::api::status::{ApiError, GroupResource};
 use crate::query::Params;
 
 /// What an identity may touch.
@@ -25,6 +25,29 @@ pub struct Identity {
     pub user: String,
     pub groups: Vec<String>,
     pub scope: Scope,
+    /// The rules of the Role bound to a namespace-restricted user; None grants everything in
+    /// its namespace.
+    pub rules: Option<Vec<PolicyRule>>,
+}
+
+/// One rule of an RBAC Role (`rbac.authorization.k8s.io/v1`), `*` matching anything.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicyRule {
+    #[serde(default)]
+    pub api_groups: Vec<String>,
+    #[serde(default)]
+    pub resources: Vec<String>,
+    pub verbs: Vec<String>,
+}
+
+impl PolicyRule {
+    fn allows(&self, a: &Attributes<'_>) -> bool {
+        let any = |list: &[String], value: &str| list.iter().any(|v| v == "*" || v == value);
+        any(&self.api_groups, a.group)
+            && any(&self.resources, &a.resource)
+            && any(&self.verbs, a.verb)
+    }
 }
 
 /// The identity the TLS layer established for a connection (a client certificate), if any.
@@ -56,20 +79,41 @@ fn is_public(path: &str) -> bool {
 }
 
 fn is_discovery(path: &str) -> bool {
-    matches!(path, "/api" | "/apis" | "/api/v1" | "/version") || path.starts_with("/openapi/")
+    let path = path.trim_end_matches('/');
+    // `/apis/<group>` and `/apis/<group>/<version>`
+    let group_discovery = || {
+        path.strip_prefix("/apis/")
+            .is_some_and(|rest| rest.split('/').count() <= 2)
+    };
+    matches!(path, "/api" | "/apis" | "/api/v1" | "/version")
+        || path.starts_with("/openapi/")
+        || group_discovery()
 }
 
 /// The request as RBAC sees it.
 #[derive(Debug, PartialEq)]
 struct Attributes<'a> {
     verb: &'static str,
+    /// The API group; empty for the core group.
+    group: &'a str,
     resource: String,
     namespace: Option<&'a str>,
     name: Option<&'a str>,
 }
 
+/// The API group and the path after `/api/v1/` or `/apis/<group>/<version>/`.
+fn group_and_rest(path: &str) -> Option<(&str, &str)> {
+    if let Some(rest) = path.strip_prefix("/api/v1/") {
+        return Some(("", rest));
+    }
+    let mut parts = path.strip_prefix("/apis/")?.splitn(3, '/');
+    let group = parts.next()?;
+    let _version = parts.next()?;
+    Some((group, parts.next()?))
+}
+
 fn attributes<'a>(method: &Method, path: &'a str, watch: bool) -> Option<Attributes<'a>> {
-    let rest = path.strip_prefix("/api/v1/")?;
+    let (group, rest) = group_and_rest(path)?;
     let parts: Vec<&str> = rest.split('/').filter(|p| !p.is_empty()).collect();
     let (namespace, tail): (Option<&str>, &[&str]) = match parts.as_slice() {
         ["namespaces", ns, tail @ ..] if !tail.is_empty() => (Some(*ns), tail),
@@ -100,6 +144,7 @@ fn attributes<'a>(method: &Method, path: &'a str, watch: bool) -> Option<Attribu
     };
     Some(Attributes {
         verb,
+        group,
         resource,
         namespace,
         name,
@@ -107,17 +152,18 @@ fn attributes<'a>(method: &Method, path: &'a str, watch: bool) -> Option<Attribu
 }
 
 fn forbidden(identity: &Identity, a: &Attributes<'_>) -> ApiError {
+    let qualified = GroupResource::new(a.group, &a.resource);
     let subject = match a.name {
-        Some(n) => format!("{} \"{n}\"", a.resource),
-        None => a.resource.clone(),
+        Some(n) => format!("{qualified} \"{n}\""),
+        None => qualified.to_string(),
     };
     let place = match a.namespace {
         Some(ns) => format!("in the namespace \"{ns}\""),
         None => "at the cluster scope".to_owned(),
     };
     ApiError::Forbidden(format!(
-        "{subject} is forbidden: User \"{}\" cannot {} resource \"{}\" in API group \"\" {place}",
-        identity.user, a.verb, a.resource
+        "{subject} is forbidden: User \"{}\" cannot {} resource \"{}\" in API group \"{}\" {place}",
+        identity.user, a.verb, a.resource, a.group
     ))
 }
 
@@ -135,7 +181,10 @@ pub fn authorize(
         return Ok(());
     };
     match attributes(method, path, watch) {
-        Some(a) if a.namespace == Some(own.as_str()) => Ok(()),
+        Some(a) if a.namespace == Some(own.as_str()) => match &identity.rules {
+            Some(rules) if !rules.iter().any(|r| r.allows(&a)) => Err(forbidden(identity, &a)),
+            _ => Ok(()),
+        },
         Some(a)
             if a.resource == "namespaces" && a.name == Some(own.as_str()) && a.verb == "get" =>
         {
@@ -190,7 +239,36 @@ mod tests {
             user: "dev".into(),
             groups: vec![],
             scope: Scope::Namespace("team-a".into()),
+            rules: None,
         }
+    }
+
+    #[test]
+    fn a_role_grants_only_its_rules() {
+        let rules: Vec<PolicyRule> = serde_json::from_str(
+            r#"[{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "create"]},
+                {"apiGroups": ["coordination.k8s.io"], "resources": ["*"], "verbs": ["list"]}]"#,
+        )
+        .unwrap();
+        let id = Identity {
+            rules: Some(rules),
+            ..restricted()
+        };
+        let pods = "/api/v1/namespaces/team-a/pods";
+        assert!(authorize(&id, &Method::POST, pods, false).is_ok());
+        assert!(authorize(&id, &Method::GET, &format!("{pods}/p"), false).is_ok());
+        let e = authorize(&id, &Method::DELETE, &format!("{pods}/p"), false).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "pods \"p\" is forbidden: User \"dev\" cannot delete resource \"pods\" in API group \"\" \
+             in the namespace \"team-a\""
+        );
+        assert!(authorize(&id, &Method::GET, &format!("{pods}/p/exec"), false).is_err());
+        let leases = "/apis/coordination.k8s.io/v1/namespaces/team-a/leases";
+        assert!(authorize(&id, &Method::GET, leases, false).is_ok());
+        assert!(authorize(&id, &Method::POST, leases, false).is_err());
+        // Outside its namespace the rules do not matter.
+        assert!(authorize(&id, &Method::GET, "/api/v1/namespaces/b/pods", false).is_err());
     }
 
     #[test]
@@ -214,6 +292,47 @@ mod tests {
         assert!(e
             .to_string()
             .starts_with("namespaces \"team-a\" is forbidden"));
+    }
+
+    #[test]
+    fn grouped_resources_in_the_namespace_and_outside() {
+        let id = restricted();
+        let leases = "/apis/coordination.k8s.io/v1/namespaces/team-a/leases";
+        assert!(authorize(&id, &Method::POST, leases, false).is_ok());
+        assert!(authorize(&id, &Method::PUT, &format!("{leases}/l"), false).is_ok());
+        assert!(authorize(&id, &Method::GET, "/apis/coordination.k8s.io/v1", false).is_ok());
+        assert!(authorize(&id, &Method::GET, "/apis/coordination.k8s.io/", false).is_ok());
+        assert!(authorize(&id, &Method::GET, "/apis/", false).is_ok());
+        let e = authorize(
+            &id,
+            &Method::GET,
+            "/apis/coordination.k8s.io/v1/namespaces/default/leases",
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "leases.coordination.k8s.io is forbidden: User \"dev\" cannot list resource \"leases\" \
+             in API group \"coordination.k8s.io\" in the namespace \"default\""
+        );
+        let e = authorize(
+            &id,
+            &Method::PUT,
+            "/apis/coordination.k8s.io/v1/namespaces/x/leases/l",
+            false,
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with(
+            "leases.coordination.k8s.io \"l\" is forbidden: User \"dev\" cannot update"
+        ));
+        let e = authorize(
+            &id,
+            &Method::GET,
+            "/apis/coordination.k8s.io/v1/leases",
+            true,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("cannot watch resource \"leases\" in API group \"coordination.k8s.io\" at the cluster scope"));
     }
 
     #[test]

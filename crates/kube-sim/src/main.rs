@@ -1,6 +1,7 @@
-//! kube-sim: a Kubernetes API emulator backed by Docker. It serves the part of core/v1 that
-//! sshpod and everyday clients (kubectl, the Python client, kube-rs) use, and runs pods as real
-//! containers. It is test infrastructure, not a Kubernetes. Depends on no sshpod crate.
+//! kube-sim: a Kubernetes API emulator backed by Docker. It serves the part of core/v1 (and
+//! `coordination.k8s.io/v1` leases) that sshpod and everyday clients (kubectl, the Python
+//! client, kube-rs) use, and runs pods as real containers. It is test infrastructure, not a
+//! Kubernetes. Depends on no sshpod crate.
 
 mod api;
 mod app;
@@ -8,6 +9,7 @@ mod auth;
 mod docker;
 mod kubeconfig;
 mod kubelet;
+mod microtime;
 mod names;
 mod quantity;
 mod query;
@@ -48,6 +50,10 @@ struct Cli {
     /// The namespace the restricted user may use (created at start-up).
     #[arg(long, default_value = "restricted")]
     restricted_namespace: String,
+    /// A JSON file with the `rules` of the Role bound to the restricted user (a list of
+    /// `{apiGroups, resources, verbs}`); without it the user may do anything in its namespace.
+    #[arg(long)]
+    restricted_rules: Option<PathBuf>,
     /// How many changes watches can resume from before answering 410 Expired.
     #[arg(long, default_value_t = 1000)]
     watch_history: usize,
@@ -105,6 +111,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         user: "admin".into(),
         groups: vec!["system:masters".into()],
         scope: Scope::Cluster,
+        rules: None,
+    };
+    let restricted_rules = match &cli.restricted_rules {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not a list of RBAC rules", path.display()))?,
+            )
+        }
+        None => None,
     };
     let client_cert = pki
         .issue_client(admin.clone())
@@ -118,6 +136,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             user: "restricted".into(),
             groups: vec!["system:authenticated".into()],
             scope: Scope::Namespace(cli.restricted_namespace.clone()),
+            rules: restricted_rules,
         },
     );
 

@@ -1,5 +1,5 @@
-//! The object store: every pod, PVC and namespace as JSON, one global resourceVersion counter
-//! bumped on every write, and a bounded history of changes that watches replay from.
+//! The object store: every pod, PVC, namespace and lease as JSON, one global resourceVersion
+//! counter bumped on every write, and a bounded history of changes that watches replay from.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,6 +13,8 @@ pub enum Kind {
     Pod,
     PersistentVolumeClaim,
     Namespace,
+    /// `coordination.k8s.io/v1` Lease.
+    Lease,
 }
 
 impl Kind {
@@ -21,6 +23,33 @@ impl Kind {
             Self::Pod => "Pod",
             Self::PersistentVolumeClaim => "PersistentVolumeClaim",
             Self::Namespace => "Namespace",
+            Self::Lease => "Lease",
+        }
+    }
+
+    /// The API group; empty for the core group.
+    pub fn group(self) -> &'static str {
+        match self {
+            Self::Pod | Self::PersistentVolumeClaim | Self::Namespace => "",
+            Self::Lease => "coordination.k8s.io",
+        }
+    }
+
+    /// The `apiVersion` objects of this kind carry.
+    pub fn api_version(self) -> &'static str {
+        match self {
+            Self::Pod | Self::PersistentVolumeClaim | Self::Namespace => "v1",
+            Self::Lease => "coordination.k8s.io/v1",
+        }
+    }
+
+    /// The resource name in URLs and errors (plural, lower case).
+    pub fn resource(self) -> &'static str {
+        match self {
+            Self::Pod => "pods",
+            Self::PersistentVolumeClaim => "persistentvolumeclaims",
+            Self::Namespace => "namespaces",
+            Self::Lease => "leases",
         }
     }
 }
@@ -68,6 +97,15 @@ pub struct Event {
     pub kind: EventType,
     pub old: Option<Value>,
     pub new: Value,
+}
+
+/// What [`Store::write`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    Created,
+    Modified,
+    /// The new object equals the stored one: nothing written, the resourceVersion unchanged.
+    Unchanged,
 }
 
 /// Live changes, as they are written.
@@ -190,10 +228,69 @@ impl Store {
         Some(new)
     }
 
+    /// Creates or replaces one object in a single step: `decide` sees the stored object (None
+    /// when absent) and returns the object to store, or an error that leaves the store as it
+    /// was. This is where checks such as "the client's resourceVersion is the stored one" go,
+    /// so no other write can slip in between check and write. `decide` runs under the store's
+    /// lock and must not call the store.
+    pub fn write<E>(
+        &self,
+        key: &Key,
+        decide: impl FnOnce(Option<&Value>) -> Result<Value, E>,
+    ) -> Result<(Value, Written), E> {
+        let mut inner = self.lock();
+        let old = inner.objects.get(key).cloned();
+        let mut new = decide(old.as_ref())?;
+        if let Some(old) = &old {
+            if let Some(meta) = new.get_mut("metadata").and_then(Value::as_object_mut) {
+                meta.insert(
+                    "resourceVersion".to_owned(),
+                    old["metadata"]["resourceVersion"].clone(),
+                );
+            }
+            if new == *old {
+                return Ok((new, Written::Unchanged));
+            }
+        }
+        inner.rv += 1;
+        let rv = inner.rv;
+        set_rv(&mut new, rv);
+        inner.objects.insert(key.clone(), new.clone());
+        let (kind, written) = match old {
+            None => (EventType::Added, Written::Created),
+            Some(_) => (EventType::Modified, Written::Modified),
+        };
+        inner.record(Event {
+            key: key.clone(),
+            rv,
+            kind,
+            old,
+            new: new.clone(),
+        });
+        Ok((new, written))
+    }
+
     /// Removes an object; returns its last state (with the deletion's RV).
     pub fn remove(&self, key: &Key) -> Option<Value> {
+        self.remove_if(key, |_| Ok::<(), std::convert::Infallible>(()))
+            .unwrap_or_else(|never| match never {})
+    }
+
+    /// Removes an object if `check` (run under the lock, on the stored object) allows it.
+    /// Ok(None) if there is no such object.
+    pub fn remove_if<E>(
+        &self,
+        key: &Key,
+        check: impl FnOnce(&Value) -> Result<(), E>,
+    ) -> Result<Option<Value>, E> {
         let mut inner = self.lock();
-        let old = inner.objects.remove(key)?;
+        let Some(stored) = inner.objects.get(key) else {
+            return Ok(None);
+        };
+        check(stored)?;
+        let Some(old) = inner.objects.remove(key) else {
+            return Ok(None);
+        };
         inner.rv += 1;
         let rv = inner.rv;
         let mut last = old.clone();
@@ -205,7 +302,7 @@ impl Store {
             old: Some(old),
             new: last.clone(),
         });
-        Some(last)
+        Ok(Some(last))
     }
 
     /// Starts a watch after `since`: the changes already in history, and a receiver for the
@@ -279,6 +376,66 @@ mod tests {
         let gone = store.remove(&key).unwrap();
         assert_eq!(gone["metadata"]["resourceVersion"], "4");
         assert_eq!(store.rv(), 4);
+    }
+
+    #[test]
+    fn write_checks_and_writes_in_one_step() {
+        let store = Store::new(10);
+        let key = Key::new(Kind::Lease, "default", "l");
+        let (created, how) = store
+            .write(&key, |old| {
+                assert!(old.is_none());
+                Ok::<_, ()>(pod("l"))
+            })
+            .unwrap();
+        assert_eq!(
+            (how, created["metadata"]["resourceVersion"].as_str()),
+            (Written::Created, Some("2"))
+        );
+        // Same content (whatever resourceVersion the caller left in it): no write.
+        let (same, how) = store
+            .write(&key, |old| {
+                let mut o = old.cloned().unwrap();
+                o["metadata"]["resourceVersion"] = json!("999");
+                Ok::<_, ()>(o)
+            })
+            .unwrap();
+        assert_eq!(
+            (how, same["metadata"]["resourceVersion"].as_str()),
+            (Written::Unchanged, Some("2"))
+        );
+        assert_eq!(store.write(&key, |_| Err("refused")), Err("refused"));
+        assert_eq!(store.rv(), 2);
+        let (changed, how) = store
+            .write(&key, |old| {
+                let mut o = old.cloned().unwrap();
+                o["spec"] = json!({"holderIdentity": "a"});
+                Ok::<_, ()>(o)
+            })
+            .unwrap();
+        assert_eq!(
+            (how, changed["metadata"]["resourceVersion"].as_str()),
+            (Written::Modified, Some("3"))
+        );
+        let (past, _rx) = store.watch_from(1).unwrap();
+        let kinds: Vec<_> = past.iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec![EventType::Added, EventType::Modified]);
+        assert_eq!(
+            past[1].old.as_ref().unwrap()["metadata"]["resourceVersion"],
+            "2"
+        );
+    }
+
+    #[test]
+    fn remove_if_leaves_the_object_when_refused() {
+        let store = Store::new(10);
+        let key = Key::new(Kind::Lease, "default", "l");
+        store.create(key.clone(), pod("l"));
+        assert_eq!(store.remove_if(&key, |_| Err("no")), Err("no"));
+        assert!(store.get(&key).is_some());
+        let last = store.remove_if(&key, |_| Ok::<_, ()>(())).unwrap().unwrap();
+        assert_eq!(last["metadata"]["resourceVersion"], "3");
+        assert_eq!(store.remove_if(&key, |_| Ok::<_, ()>(())), Ok(None));
     }
 
     #[test]

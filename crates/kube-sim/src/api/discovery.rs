@@ -1,12 +1,14 @@
 //! Discovery: `/version` (minor "32", which the kubectl dispatcher picks its binary by),
-//! legacy `/api`, `/apis`, `/api/v1`, and the minimal `/openapi/v3` that lets
-//! `kubectl create -f` validate on the server.
+//! legacy (unaggregated) `/api`, `/api/v1`, `/apis` with the one group kube-sim serves
+//! (`coordination.k8s.io`), `/apis/coordination.k8s.io[/v1]`, and the minimal `/openapi/v3`
+//! that lets `kubectl create -f` validate on the server.
 
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::status::{json_response, ApiError};
+use crate::store::Kind;
 
 pub async fn version() -> Response {
     json_response(
@@ -40,10 +42,41 @@ pub async fn api() -> Response {
     )
 }
 
+/// The `coordination.k8s.io` group: its one version, which is also the preferred one.
+fn coordination() -> Value {
+    let version = json!({"groupVersion": Kind::Lease.api_version(), "version": "v1"});
+    json!({
+        "name": Kind::Lease.group(),
+        "versions": [version],
+        "preferredVersion": version,
+    })
+}
+
 pub async fn apis() -> Response {
     json_response(
         StatusCode::OK,
-        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []}),
+        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [coordination()]}),
+    )
+}
+
+pub async fn coordination_group() -> Response {
+    let mut group = coordination();
+    group["kind"] = json!("APIGroup");
+    group["apiVersion"] = json!("v1");
+    json_response(StatusCode::OK, &group)
+}
+
+pub async fn coordination_v1() -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": Kind::Lease.api_version(),
+            "resources": [
+                resource("leases", "lease", "Lease", true, &["create", "delete", "get", "list", "update", "watch"], &[]),
+            ],
+        }),
     )
 }
 
@@ -91,14 +124,19 @@ pub async fn api_v1() -> Response {
 pub async fn openapi_v3() -> Response {
     json_response(
         StatusCode::OK,
-        &json!({"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=4B1D0C0FFEE0CAFE"}}}),
+        &json!({"paths": {
+            "api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=4B1D0C0FFEE0CAFE"},
+            "apis/coordination.k8s.io/v1": {"serverRelativeURL": "/openapi/v3/apis/coordination.k8s.io/v1?hash=1EA5E0C0FFEE0001"},
+        }}),
     )
 }
 
-fn object_path(kind: &str) -> Value {
+/// An object path whose `patch` names its kind and takes `fieldValidation`: what kubectl
+/// looks for before it asks the server to validate.
+fn object_path(kind: Kind) -> Value {
     json!({
         "patch": {
-            "x-kubernetes-group-version-kind": {"group": "", "version": "v1", "kind": kind},
+            "x-kubernetes-group-version-kind": {"group": kind.group(), "version": "v1", "kind": kind.kind()},
             "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
             "responses": {"200": {"description": "OK"}},
         }
@@ -112,9 +150,23 @@ pub async fn openapi_v3_api_v1() -> Response {
             "openapi": "3.0.0",
             "info": {"title": "Kubernetes", "version": "v1.32.4"},
             "paths": {
-                "/api/v1/namespaces/{namespace}/pods/{name}": object_path("Pod"),
-                "/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}": object_path("PersistentVolumeClaim"),
-                "/api/v1/namespaces/{name}": object_path("Namespace"),
+                "/api/v1/namespaces/{namespace}/pods/{name}": object_path(Kind::Pod),
+                "/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}": object_path(Kind::PersistentVolumeClaim),
+                "/api/v1/namespaces/{name}": object_path(Kind::Namespace),
+            },
+            "components": {"schemas": {}},
+        }),
+    )
+}
+
+pub async fn openapi_v3_coordination_v1() -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.32.4"},
+            "paths": {
+                "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}": object_path(Kind::Lease),
             },
             "components": {"schemas": {}},
         }),

@@ -1,7 +1,9 @@
 //! List and watch of any stored kind, with label and field selectors.
 
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
+use axum::routing::{get, MethodRouter};
 use serde_json::{json, Value};
 
 use super::status::{json_response, ApiError};
@@ -9,7 +11,7 @@ use super::{table, watch};
 use crate::app::App;
 use crate::query::Params;
 use crate::selectors::{labels_of, FieldSelector, LabelSelector};
-use crate::store::Kind;
+use crate::store::{Key, Kind};
 
 /// Which objects a list or watch returns.
 #[derive(Debug, Clone)]
@@ -42,12 +44,19 @@ fn supported_fields(kind: Kind) -> &'static [&'static str] {
             "status.podIP",
             "status.nominatedNodeName",
         ],
-        Kind::PersistentVolumeClaim => &["metadata.name", "metadata.namespace"],
+        Kind::PersistentVolumeClaim | Kind::Lease => &["metadata.name", "metadata.namespace"],
         Kind::Namespace => &["metadata.name", "status.phase"],
     }
 }
 
-/// GET on a collection: a list, a Table (pods), or a watch.
+fn wants_table(headers: &HeaderMap) -> bool {
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|a| a.to_str().ok());
+    table::wants_table(accept)
+}
+
+/// GET on a collection: a list, a Table (pods, leases), or a watch.
 pub fn list_or_watch(
     app: &App,
     kind: Kind,
@@ -73,30 +82,64 @@ pub fn list_or_watch(
     }
     let (items, rv) = app.store.list(kind, filter.namespace.as_deref());
     let items: Vec<Value> = items.into_iter().filter(|i| filter.matches(i)).collect();
-    let accept = headers
-        .get(axum::http::header::ACCEPT)
-        .and_then(|a| a.to_str().ok());
-    if kind == Kind::Pod && table::wants_table(accept) {
-        return Ok(json_response(StatusCode::OK, &table::pods(&items, rv)));
+    if wants_table(headers) {
+        if let Some(t) = table::of(kind, &items, rv) {
+            return Ok(json_response(StatusCode::OK, &t));
+        }
     }
     Ok(json_response(
         StatusCode::OK,
         &json!({
             "kind": format!("{}List", kind.kind()),
-            "apiVersion": "v1",
+            "apiVersion": kind.api_version(),
             "metadata": {"resourceVersion": rv.to_string()},
             "items": items,
         }),
     ))
 }
 
-/// GET of one object, as a Table for pods when asked.
+/// GET of one object, as a Table when asked (for the kinds that have one).
 pub fn get_one(object: Value, kind: Kind, rv: u64, headers: &HeaderMap) -> Response {
-    let accept = headers
-        .get(axum::http::header::ACCEPT)
-        .and_then(|a| a.to_str().ok());
-    if kind == Kind::Pod && table::wants_table(accept) {
-        return json_response(StatusCode::OK, &table::pods(&[object], rv));
+    if wants_table(headers) {
+        if let Some(t) = table::of(kind, std::slice::from_ref(&object), rv) {
+            return json_response(StatusCode::OK, &t);
+        }
     }
     json_response(StatusCode::OK, &object)
+}
+
+/// `GET /.../KIND` across every namespace: list or watch.
+pub fn across_namespaces(kind: Kind) -> MethodRouter<App> {
+    get(
+        move |State(app): State<App>, RawQuery(q): RawQuery, headers: HeaderMap| async move {
+            list_or_watch(&app, kind, None, &Params::parse(q.as_deref()), &headers)
+        },
+    )
+}
+
+/// `GET /.../namespaces/{ns}/KIND`: list or watch in one namespace.
+pub fn in_namespace(kind: Kind) -> MethodRouter<App> {
+    get(
+        move |State(app): State<App>,
+              Path(ns): Path<String>,
+              RawQuery(q): RawQuery,
+              headers: HeaderMap| async move {
+            list_or_watch(&app, kind, Some(ns), &Params::parse(q.as_deref()), &headers)
+        },
+    )
+}
+
+/// `GET /.../namespaces/{ns}/KIND/{name}`: one object, or 404.
+pub fn named(kind: Kind) -> MethodRouter<App> {
+    get(
+        move |State(app): State<App>,
+              Path((ns, name)): Path<(String, String)>,
+              headers: HeaderMap| async move {
+            let object = app
+                .store
+                .get(&Key::new(kind, &ns, &name))
+                .ok_or_else(|| ApiError::not_found(kind, &name))?;
+            Ok::<_, ApiError>(get_one(object, kind, app.store.rv(), &headers))
+        },
+    )
 }

@@ -1,6 +1,8 @@
 //! The HTTP API: the routes kube-sim serves, behind authentication and authorization.
 
 pub mod discovery;
+pub mod lease_spec;
+pub mod leases;
 pub mod list;
 pub mod logs;
 pub mod meta;
@@ -8,6 +10,7 @@ pub mod namespaces;
 pub mod pod_spec;
 pub mod pods;
 pub mod pvcs;
+pub mod replace;
 pub mod status;
 pub mod table;
 pub mod watch;
@@ -19,6 +22,7 @@ use axum::Router;
 
 use crate::app::App;
 use crate::auth::{self, Authenticator};
+use crate::store::Kind;
 use crate::ws;
 
 /// Every route, wrapped in the auth middleware.
@@ -28,11 +32,35 @@ pub fn router(app: App, auth: Arc<Authenticator>) -> Router {
         .route("/healthz", get(discovery::healthz))
         .route("/readyz", get(discovery::healthz))
         .route("/livez", get(discovery::healthz))
+        // Discovery answers with or without the trailing slash (the Python client sends it).
         .route("/api", get(discovery::api))
+        .route("/api/", get(discovery::api))
         .route("/apis", get(discovery::apis))
+        .route("/apis/", get(discovery::apis))
         .route("/api/v1", get(discovery::api_v1))
+        .route("/api/v1/", get(discovery::api_v1))
         .route("/openapi/v3", get(discovery::openapi_v3))
         .route("/openapi/v3/api/v1", get(discovery::openapi_v3_api_v1))
+        .route(
+            "/openapi/v3/apis/coordination.k8s.io/v1",
+            get(discovery::openapi_v3_coordination_v1),
+        )
+        .route(
+            "/apis/coordination.k8s.io",
+            get(discovery::coordination_group),
+        )
+        .route(
+            "/apis/coordination.k8s.io/",
+            get(discovery::coordination_group),
+        )
+        .route(
+            "/apis/coordination.k8s.io/v1",
+            get(discovery::coordination_v1),
+        )
+        .route(
+            "/apis/coordination.k8s.io/v1/",
+            get(discovery::coordination_v1),
+        )
         .route(
             "/api/v1/namespaces",
             get(namespaces::list).post(namespaces::create),
@@ -41,15 +69,18 @@ pub fn router(app: App, auth: Arc<Authenticator>) -> Router {
             "/api/v1/namespaces/{name}",
             get(namespaces::get).delete(namespaces::delete),
         )
-        .route("/api/v1/pods", get(pods::list_all))
-        .route("/api/v1/persistentvolumeclaims", get(pvcs::list_all))
+        .route("/api/v1/pods", list::across_namespaces(Kind::Pod))
+        .route(
+            "/api/v1/persistentvolumeclaims",
+            list::across_namespaces(Kind::PersistentVolumeClaim),
+        )
         .route(
             "/api/v1/namespaces/{ns}/pods",
-            get(pods::list).post(pods::create),
+            list::in_namespace(Kind::Pod).post(pods::create),
         )
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}",
-            get(pods::get).delete(pods::delete),
+            list::named(Kind::Pod).delete(pods::delete),
         )
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}/exec",
@@ -66,11 +97,25 @@ pub fn router(app: App, auth: Arc<Authenticator>) -> Router {
         .route("/api/v1/namespaces/{ns}/pods/{name}/log", get(logs::logs))
         .route(
             "/api/v1/namespaces/{ns}/persistentvolumeclaims",
-            get(pvcs::list).post(pvcs::create),
+            list::in_namespace(Kind::PersistentVolumeClaim).post(pvcs::create),
         )
         .route(
             "/api/v1/namespaces/{ns}/persistentvolumeclaims/{name}",
-            get(pvcs::get).delete(pvcs::delete),
+            list::named(Kind::PersistentVolumeClaim).delete(pvcs::delete),
+        )
+        .route(
+            "/apis/coordination.k8s.io/v1/leases",
+            list::across_namespaces(Kind::Lease),
+        )
+        .route(
+            "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases",
+            list::in_namespace(Kind::Lease).post(leases::create),
+        )
+        .route(
+            "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/{name}",
+            list::named(Kind::Lease)
+                .put(leases::replace)
+                .delete(leases::delete),
         )
         .fallback(discovery::not_found)
         .method_not_allowed_fallback(|| async { status::ApiError::MethodNotAllowed })

@@ -1,4 +1,4 @@
-//! Namespaces: create, get, list/watch, delete (which deletes the pods and PVCs inside).
+//! Namespaces: create, get, list/watch, delete (which deletes the pods, PVCs and leases inside).
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -16,7 +16,7 @@ use crate::store::{Key, Kind};
 /// A namespace object as the apiserver stores it.
 pub fn make(name: &str) -> Result<Value, ApiError> {
     let mut ns = json!({"metadata": {"name": name}});
-    prepare(&mut ns, "Namespace", None, false)?;
+    prepare(&mut ns, Kind::Namespace, None, false)?;
     finish(&mut ns, name);
     Ok(ns)
 }
@@ -55,15 +55,12 @@ pub async fn get(
 
 pub async fn create(State(app): State<App>, body: Bytes) -> Result<Response, ApiError> {
     let mut ns = parse_body(&body, "Namespace")?;
-    let name = prepare(&mut ns, "Namespace", None, false)?;
+    let name = prepare(&mut ns, Kind::Namespace, None, false)?;
     finish(&mut ns, &name);
     let stored = app
         .store
         .create(Key::new(Kind::Namespace, "", &name), ns)
-        .ok_or_else(|| ApiError::AlreadyExists {
-            resource: "namespaces".to_owned(),
-            name: name.clone(),
-        })?;
+        .ok_or_else(|| ApiError::already_exists(Kind::Namespace, &name))?;
     Ok(json_response(StatusCode::CREATED, &stored))
 }
 
@@ -90,6 +87,12 @@ pub async fn delete(
     for pvc in pvcs {
         if let Some(p) = pvc["metadata"]["name"].as_str() {
             let _ = super::pvcs::delete_pvc(&app, &name, p).await;
+        }
+    }
+    let (leases, _) = app.store.list(Kind::Lease, Some(&name));
+    for lease in leases {
+        if let Some(l) = lease["metadata"]["name"].as_str() {
+            app.store.remove(&Key::new(Kind::Lease, &name, l));
         }
     }
     let mut last = app

@@ -91,17 +91,7 @@ pub fn validate(pod: &Value) -> Vec<(String, String)> {
             ));
         }
     }
-    for (k, v) in pod["metadata"]["labels"].as_object().into_iter().flatten() {
-        if let Some(why) = v.as_str().and_then(names::label_value) {
-            causes.push((
-                "metadata.labels".to_owned(),
-                format!(
-                    "Invalid value: \"{}\": {why} (key {k})",
-                    v.as_str().unwrap_or("")
-                ),
-            ));
-        }
-    }
+    causes.extend(super::meta::label_causes(pod));
     causes
 }
 

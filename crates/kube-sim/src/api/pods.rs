@@ -3,11 +3,10 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::list::{get_one, list_or_watch};
 use super::meta::{parse_body, prepare};
 use super::pod_spec::{apply_defaults, validate};
 use super::status::{json_response, ApiError};
@@ -30,44 +29,6 @@ pub fn get_pod(app: &App, ns: &str, name: &str) -> Result<Value, ApiError> {
         .ok_or_else(|| ApiError::not_found("pods", name))
 }
 
-pub async fn list_all(
-    State(app): State<App>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    list_or_watch(
-        &app,
-        Kind::Pod,
-        None,
-        &Params::parse(q.as_deref()),
-        &headers,
-    )
-}
-
-pub async fn list(
-    State(app): State<App>,
-    Path(ns): Path<String>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    list_or_watch(
-        &app,
-        Kind::Pod,
-        Some(ns),
-        &Params::parse(q.as_deref()),
-        &headers,
-    )
-}
-
-pub async fn get(
-    State(app): State<App>,
-    Path((ns, name)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let pod = get_pod(&app, &ns, &name)?;
-    Ok(get_one(pod, Kind::Pod, app.store.rv(), &headers))
-}
-
 pub async fn create(
     State(app): State<App>,
     Path(ns): Path<String>,
@@ -76,14 +37,10 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let mut pod = parse_body(&body, "Pod")?;
     require_namespace(&app, &ns)?;
-    let name = prepare(&mut pod, "Pod", Some(&ns), true)?;
+    let name = prepare(&mut pod, Kind::Pod, Some(&ns), true)?;
     let causes = validate(&pod);
     if !causes.is_empty() {
-        return Err(ApiError::Invalid {
-            kind: "Pod".to_owned(),
-            name,
-            causes,
-        });
+        return Err(ApiError::invalid_causes(Kind::Pod, &name, causes));
     }
     apply_defaults(&mut pod, &app.kubelet.node_name);
     if Params::parse(q.as_deref()).get("dryRun").is_some() {
@@ -93,10 +50,7 @@ pub async fn create(
     let stored = app
         .store
         .create(key.clone(), pod)
-        .ok_or_else(|| ApiError::AlreadyExists {
-            resource: "pods".to_owned(),
-            name: name.clone(),
-        })?;
+        .ok_or_else(|| ApiError::already_exists(Kind::Pod, &name))?;
     app.kubelet.start(key, stored.clone());
     Ok(json_response(StatusCode::CREATED, &stored))
 }

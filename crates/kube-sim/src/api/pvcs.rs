@@ -2,64 +2,16 @@
 //! mount it. Bound at once (there is one implicit storage class).
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::list::{get_one, list_or_watch};
 use super::meta::{parse_body, prepare};
 use super::pods::require_namespace;
 use super::status::{json_response, ApiError};
 use crate::app::App;
-use crate::query::Params;
 use crate::store::{Key, Kind};
-
-pub async fn list_all(
-    State(app): State<App>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    list_or_watch(
-        &app,
-        Kind::PersistentVolumeClaim,
-        None,
-        &Params::parse(q.as_deref()),
-        &headers,
-    )
-}
-
-pub async fn list(
-    State(app): State<App>,
-    Path(ns): Path<String>,
-    RawQuery(q): RawQuery,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    list_or_watch(
-        &app,
-        Kind::PersistentVolumeClaim,
-        Some(ns),
-        &Params::parse(q.as_deref()),
-        &headers,
-    )
-}
-
-pub async fn get(
-    State(app): State<App>,
-    Path((ns, name)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let pvc = app
-        .store
-        .get(&Key::new(Kind::PersistentVolumeClaim, &ns, &name))
-        .ok_or_else(|| ApiError::not_found("persistentvolumeclaims", &name))?;
-    Ok(get_one(
-        pvc,
-        Kind::PersistentVolumeClaim,
-        app.store.rv(),
-        &headers,
-    ))
-}
 
 fn bind(pvc: &mut Value) {
     let uid = pvc["metadata"]["uid"]
@@ -92,13 +44,13 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let mut pvc = parse_body(&body, "PersistentVolumeClaim")?;
     require_namespace(&app, &ns)?;
-    let name = prepare(&mut pvc, "PersistentVolumeClaim", Some(&ns), true)?;
+    let name = prepare(&mut pvc, Kind::PersistentVolumeClaim, Some(&ns), true)?;
     if pvc["spec"]["resources"]["requests"]["storage"]
         .as_str()
         .is_none()
     {
         return Err(ApiError::invalid(
-            "PersistentVolumeClaim",
+            Kind::PersistentVolumeClaim,
             &name,
             "spec.resources[storage]",
             "Required value",
@@ -109,7 +61,7 @@ pub async fn create(
         .is_none_or(Vec::is_empty)
     {
         return Err(ApiError::invalid(
-            "PersistentVolumeClaim",
+            Kind::PersistentVolumeClaim,
             &name,
             "spec.accessModes",
             "Required value: at least 1 access mode is required",
@@ -124,10 +76,7 @@ pub async fn create(
     bind(&mut pvc);
     let key = Key::new(Kind::PersistentVolumeClaim, &ns, &name);
     if app.store.get(&key).is_some() {
-        return Err(ApiError::AlreadyExists {
-            resource: "persistentvolumeclaims".to_owned(),
-            name,
-        });
+        return Err(ApiError::already_exists(Kind::PersistentVolumeClaim, &name));
     }
     app.kubelet
         .create_pvc_volume(&ns, &name)
@@ -136,10 +85,7 @@ pub async fn create(
     let stored = app
         .store
         .create(key, pvc)
-        .ok_or_else(|| ApiError::AlreadyExists {
-            resource: "persistentvolumeclaims".to_owned(),
-            name: name.clone(),
-        })?;
+        .ok_or_else(|| ApiError::already_exists(Kind::PersistentVolumeClaim, &name))?;
     Ok(json_response(StatusCode::CREATED, &stored))
 }
 

@@ -1,6 +1,40 @@
-//! `meta.k8s.io/v1` Tables for `kubectl get pods` (the usual columns, IP and node with -o wide).
+//! `meta.k8s.io/v1` Tables for `kubectl get`: pods (the usual columns, IP and node with
+//! -o wide) and leases (name, holder, age), as the apiserver's printers make them.
 
 use serde_json::{json, Value};
+
+use crate::store::Kind;
+
+/// The Table of `items` of `kind`, if kube-sim prints that kind (else the client gets a list).
+pub fn of(kind: Kind, items: &[Value], rv: u64) -> Option<Value> {
+    match kind {
+        Kind::Pod => Some(pods(items, rv)),
+        Kind::Lease => Some(leases(items, rv)),
+        Kind::PersistentVolumeClaim | Kind::Namespace => None,
+    }
+}
+
+fn column(name: &str, format: &str, priority: u8) -> Value {
+    json!({"name": name, "type": "string", "format": format, "description": "", "priority": priority})
+}
+
+/// A row: its cells, and the object's metadata (kubectl reads namespace and labels there).
+fn row(cells: Value, object: &Value) -> Value {
+    json!({
+        "cells": cells,
+        "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": object["metadata"]},
+    })
+}
+
+fn table(columns: Vec<Value>, rows: Vec<Value>, rv: u64) -> Value {
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": rv.to_string()},
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
 
 /// Whether the client asked for a Table.
 pub fn wants_table(accept: Option<&str>) -> bool {
@@ -51,17 +85,22 @@ pub fn pod_reason(pod: &Value) -> String {
 /// A Table of pods.
 pub fn pods(items: &[Value], rv: u64) -> Value {
     let now = chrono::Utc::now();
-    let column = |name: &str, format: &str, priority: u8| json!({"name": name, "type": "string", "format": format, "description": "", "priority": priority});
     let rows: Vec<Value> = items
         .iter()
         .map(|pod| {
-            let statuses = pod["status"]["containerStatuses"].as_array().cloned().unwrap_or_default();
+            let statuses = pod["status"]["containerStatuses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let total = pod["spec"]["containers"].as_array().map_or(0, Vec::len);
             let ready = statuses.iter().filter(|s| s["ready"] == true).count();
-            let restarts: i64 = statuses.iter().filter_map(|s| s["restartCount"].as_i64()).sum();
+            let restarts: i64 = statuses
+                .iter()
+                .filter_map(|s| s["restartCount"].as_i64())
+                .sum();
             let meta = &pod["metadata"];
-            json!({
-                "cells": [
+            row(
+                json!([
                     meta["name"],
                     format!("{ready}/{total}"),
                     pod_reason(pod),
@@ -71,16 +110,13 @@ pub fn pods(items: &[Value], rv: u64) -> Value {
                     pod["spec"]["nodeName"].as_str().unwrap_or("<none>"),
                     "<none>",
                     "<none>",
-                ],
-                "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta},
-            })
+                ]),
+                pod,
+            )
         })
         .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "metadata": {"resourceVersion": rv.to_string()},
-        "columnDefinitions": [
+    table(
+        vec![
             column("Name", "name", 0),
             column("Ready", "", 0),
             column("Status", "", 0),
@@ -91,8 +127,37 @@ pub fn pods(items: &[Value], rv: u64) -> Value {
             column("Nominated Node", "", 1),
             column("Readiness Gates", "", 1),
         ],
-        "rows": rows,
-    })
+        rows,
+        rv,
+    )
+}
+
+/// A Table of leases: Name, Holder (empty when nobody holds it), Age.
+pub fn leases(items: &[Value], rv: u64) -> Value {
+    let now = chrono::Utc::now();
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|lease| {
+            let meta = &lease["metadata"];
+            row(
+                json!([
+                    meta["name"],
+                    lease["spec"]["holderIdentity"].as_str().unwrap_or(""),
+                    age(meta["creationTimestamp"].as_str().unwrap_or(""), now),
+                ]),
+                lease,
+            )
+        })
+        .collect();
+    table(
+        vec![
+            column("Name", "name", 0),
+            column("Holder", "", 0),
+            column("Age", "", 0),
+        ],
+        rows,
+        rv,
+    )
 }
 
 #[cfg(test)]
@@ -107,6 +172,27 @@ mod tests {
         assert_eq!(age("2024-01-01T00:59:55Z", now), "5s");
         assert_eq!(age("2024-01-01T00:30:00Z", now), "30m");
         assert_eq!(age("bad", now), "<unknown>");
+    }
+
+    #[test]
+    fn lease_rows() {
+        let held = json!({"metadata": {"name": "sshpod-a", "namespace": "ns", "creationTimestamp": "2024-01-01T00:00:00Z"},
+                          "spec": {"holderIdentity": "replica-a"}});
+        let free = json!({"metadata": {"name": "free"}, "spec": {}});
+        let t = of(Kind::Lease, &[held, free], 9).unwrap();
+        let names: Vec<&str> = t["columnDefinitions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["name"].as_str())
+            .collect();
+        assert_eq!(names, ["Name", "Holder", "Age"]);
+        assert_eq!(t["rows"][0]["cells"][0], "sshpod-a");
+        assert_eq!(t["rows"][0]["cells"][1], "replica-a");
+        assert_eq!(t["rows"][0]["object"]["metadata"]["namespace"], "ns");
+        assert_eq!(t["rows"][1]["cells"][1], "");
+        assert_eq!(t["metadata"]["resourceVersion"], "9");
+        assert!(of(Kind::Namespace, &[], 1).is_none());
     }
 
     #[test]

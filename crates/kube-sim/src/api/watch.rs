@@ -31,7 +31,7 @@ fn bookmark(kind: Kind, rv: u64, initial_end: bool) -> Bytes {
     }
     line(
         "BOOKMARK",
-        &json!({"kind": kind.kind(), "apiVersion": "v1", "metadata": meta}),
+        &json!({"kind": kind.kind(), "apiVersion": kind.api_version(), "metadata": meta}),
     )
 }
 
