@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 import re
 import signal
@@ -146,14 +147,71 @@ def test_pod_that_cannot_start_is_reported_at_once_and_deleted(kube, scn, ks):
     assert gw.proc.poll() is None
 
 
-def test_killed_sshpod_leaves_pods_that_end_and_the_next_start_removes_only_those(kube, scn, ks):
-    first = kube(name="first")
-    other = kube(name="other")
-    holder = scn.track(scn.client(other).popen("echo started; exec sleep 1000"))
+def instance_of(gw: h.Gateway) -> str:
+    return gw.wait_for_log(re.compile(r'instance="?([0-9a-f]{16})'), 30).group(1)
+
+
+def leases(ks) -> dict[str, dict]:
+    out = ks.kubectl("get", "leases", "-n", "default", "-l", "sshpod.instance", "-o", "yaml").stdout
+    return {lease["metadata"]["name"]: lease for lease in yaml.safe_load(out)["items"]}
+
+
+def api_requests(gw: h.Gateway) -> str:
+    pattern = re.compile(r"Kubernetes API requests for this connection api_requests=(\d+)")
+    return gw.wait_for_log(pattern, 30).group(1)
+
+
+SHORT_LEASE = {"kubernetes": {"timeouts": {"instanceLease": "3s"}}}
+
+
+def test_a_killed_instances_pods_go_once_its_lease_expires_and_live_instances_keep_theirs(kube, scn, ks):
+    """Replicas share a namespace: one is killed; another, still serving, deletes the killed
+    one's running pod and Lease once that Lease is no longer renewed, and never touches its
+    own pod or a live replica's."""
+    survivor = kube(SHORT_LEASE, name="survivor")
+    holder = scn.track(scn.client(survivor).popen("echo started; exec sleep 1000"))
     assert h.read_line(holder.stdout, h.CONTAINER_TIMEOUT) == b"started\n"
+    victim_gw = kube(SHORT_LEASE, name="victim")
+    dead = f"sshpod-{instance_of(victim_gw)}"
+    live = f"sshpod-{instance_of(survivor)}"
+    victim = scn.track(scn.client(victim_gw).popen("echo started; exec sleep 1000"))
+    assert h.read_line(victim.stdout, h.CONTAINER_TIMEOUT) == b"started\n"
+    assert sorted(p["metadata"]["labels"]["sshpod.lease"] for p in pods(ks)) == sorted([dead, live])
+
+    victim_gw.signal(signal.SIGKILL)
+    victim_gw.wait_exit(30)
+    survivor.wait_for_log("removed pods left by instances that died", 60)
+    remaining = pods(ks)
+    assert [p["metadata"]["labels"]["sshpod.lease"] for p in remaining] == [live], remaining
+    assert remaining[0]["status"]["phase"] == "Running"
+    h.wait_until(lambda: dead not in leases(ks), 30, "the dead instance's lease to be deleted")
+    assert live in leases(ks), "a live instance's lease stays"
+    # The survivor's own session went on throughout.
+    assert holder.poll() is None
+    holder.kill()
+
+
+def test_an_instance_whose_lease_was_deleted_holds_a_new_one(kube, scn, ks):
+    """Another replica that took this one for dead (its API server was out of reach for a
+    while) deletes its Lease; the instance, alive after all, takes a new one at once."""
+    gw = kube(SHORT_LEASE)
+    lease = f"sshpod-{instance_of(gw)}"
+    uid = leases(ks)[lease]["metadata"]["uid"]
+    ks.kubectl("delete", "lease", lease, "-n", "default")
+    h.wait_until(lambda: lease in leases(ks), 30, "the instance to hold a new lease")
+    assert leases(ks)[lease]["metadata"]["uid"] != uid
+    assert scn.client(gw).ssh("true").returncode == 0
+
+
+def test_with_the_lifeline_a_killed_sshpods_pod_ends_by_itself(kube, scn, ks):
+    """`pod.lifeline: true`: one attach more per login (five requests), and the pod ends as
+    soon as sshpod dies, even if no sshpod ever runs again; the next one deletes it."""
+    first = kube(h.deep_merge(SHORT_LEASE, {"kubernetes": {"pod": {"lifeline": True}}}), name="first")
+    assert scn.client(first).ssh("true").returncode == 0
+    # create, watch, attach (the lifeline), exec, delete
+    assert api_requests(first) == "5"
     victim = scn.track(scn.client(first).popen("echo started; exec sleep 1000"))
     assert h.read_line(victim.stdout, h.CONTAINER_TIMEOUT) == b"started\n"
-    assert len(pods(ks)) == 2
 
     first.signal(signal.SIGKILL)
     first.wait_exit(30)
@@ -162,11 +220,8 @@ def test_killed_sshpod_leaves_pods_that_end_and_the_next_start_removes_only_thos
         return any(p["status"].get("phase") in ("Succeeded", "Failed") for p in pods(ks))
 
     h.wait_until(ended, 60, "the pod of the killed instance to end (its lifeline closed)")
-    kube(name="restarted").wait_for_log("removed containers left by instances that died", 60)
-    remaining = pods(ks)
-    assert len(remaining) == 1, remaining
-    assert remaining[0]["status"]["phase"] == "Running", "the other instance's pod is untouched"
-    holder.kill()
+    kube(SHORT_LEASE, name="restarted").wait_for_log("removed pods left by instances that died", 60)
+    assert pods(ks) == []
 
 
 def test_persistent_mode_shares_one_pod_and_keeps_it(kube, scn, ks):
@@ -218,10 +273,11 @@ def test_deploy_artefacts_grant_exactly_what_sshpod_needs_and_carry_a_valid_conf
         by_kind.setdefault(d["kind"], []).append(d)
     role = by_kind["Role"][0]
     assert role["metadata"]["namespace"] == "sshpod-guests"
-    rules = {tuple(r["resources"]): sorted(r["verbs"]) for r in role["rules"]}
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): sorted(r["verbs"]) for r in role["rules"]}
     assert rules == {
-        ("pods",): sorted(["create", "get", "list", "watch", "delete"]),
-        ("pods/exec", "pods/attach", "pods/portforward"): ["create", "get"],
+        (("",), ("pods",)): sorted(["create", "get", "list", "watch", "delete"]),
+        (("",), ("pods/exec", "pods/attach", "pods/portforward")): ["create", "get"],
+        (("coordination.k8s.io",), ("leases",)): sorted(["create", "get", "update", "list", "delete"]),
     }
     binding = by_kind["RoleBinding"][0]
     assert binding["subjects"][0] == {"kind": "ServiceAccount", "name": "sshpod", "namespace": "sshpod"}
@@ -234,6 +290,52 @@ def test_deploy_artefacts_grant_exactly_what_sshpod_needs_and_carry_a_valid_conf
     assert yaml.safe_load(config_text)["kubernetes"]["pod"]["metadata"]["namespace"] == "sshpod-guests"
     kustomized = yaml.safe_load((deploy / "kustomization.yaml").read_text())["resources"]
     assert sorted(kustomized) == sorted(f.name for f in deploy.glob("*.yaml") if f.name != "kustomization.yaml")
+
+
+def deploy_role_rules() -> list[dict]:
+    docs = yaml.safe_load_all((h.REPO_ROOT / "deploy" / "kubernetes" / "rbac.yaml").read_text())
+    return next(d for d in docs if d and d["kind"] == "Role")["rules"]
+
+
+@pytest.mark.parametrize("leases", [True, False], ids=["deploy role", "deploy role without leases"])
+def test_the_deploy_role_is_all_sshpod_needs_and_without_leases_logins_get_a_lifeline(scn, leases):
+    """sshpod with exactly the rights of deploy/kubernetes/rbac.yaml's Role (kube-sim enforces
+    them): logins, the start-up sweep and the instance Lease work without a refusal. With an
+    older Role that grants nothing on leases, sshpod says so at start and ties every pod to
+    itself with a lifeline: one request more per login, nothing else lost."""
+    rules = deploy_role_rules()
+    if not leases:
+        rules = [r for r in rules if "leases" not in r["resources"]]
+    (scn.tmp / "rules.json").write_text(json.dumps(rules))
+    (scn.tmp / "sim").mkdir()
+    namespace = "sshpod-guests"
+    sim = kubesim.KubeSim(scn.tmp / "sim", "--restricted-namespace", namespace,
+                          "--restricted-rules", str(scn.tmp / "rules.json"))
+
+    def stop_sim() -> None:
+        status = sim.stop()
+        left = kubesim.docker_ids("container", sim.instance)
+        assert status == 0 and not left, (status, left, sim.logs())
+
+    scn.finalizers.append(stop_sim)
+    gw = scn.start({"backend": "kubernetes", "kubernetes": {
+        "connection": {"host": sim.url, "cacertFile": str(sim.ca_file), "bearerToken": sim.restricted_token},
+        "pod": {"metadata": {"namespace": namespace, "generateName": "sshpod-"}}}})
+    result = scn.client(gw).ssh("echo hello")
+    assert (result.returncode, result.stdout) == (0, "hello\n"), result
+    held = sim.kubectl("get", "leases", "-n", namespace, "-o", "name").stdout.split()
+    if leases:
+        assert api_requests(gw) == "4"
+        assert held == [f"lease.coordination.k8s.io/sshpod-{instance_of(gw)}"]
+        assert "forbidden" not in gw.log, gw.log
+    else:
+        # create, watch, attach (the lifeline), exec, delete
+        assert api_requests(gw) == "5"
+        assert held == []
+        assert "cannot hold an instance lease" in gw.log, gw.log
+    h.wait_until(lambda: not sim.kubectl("get", "pods", "-n", namespace, "-o", "name").stdout.strip(),
+                 h.CLEANUP_TIMEOUT, "the login's pod to be deleted")
+    assert gw.stop() == 0
 
 
 def test_session_mode_gives_every_session_its_own_pod(kube, scn, ks):
@@ -254,24 +356,21 @@ def test_session_mode_gives_every_session_its_own_pod(kube, scn, ks):
     h.wait_until(lambda: len(pods(ks)) == 0, h.CLEANUP_TIMEOUT, "session pods to be deleted")
 
 
-def test_a_login_costs_five_api_requests(kube, scn):
+def test_a_login_costs_four_api_requests_and_its_pod_names_the_instance_lease(kube, scn, ks):
+    """create, watch, exec, delete: what removes the pods of a killed sshpod is the
+    instance's Lease, renewed for the whole process, not a stream per login."""
     gw = kube()
-    assert scn.client(gw).ssh("true").returncode == 0
-    match = gw.wait_for_log(re.compile(r"Kubernetes API requests for this connection api_requests=(\d+)"), 30)
-    # create, watch, attach (the lifeline), exec, delete
-    assert match.group(1) == "5", match.group(0)
-
-
-def test_without_the_lifeline_a_login_costs_four_api_requests(kube, scn, ks):
-    """`pod.lifeline: false` trades the pod's self-removal after a killed sshpod for one API
-    request and one open stream less per connection; sessions and logout work the same."""
-    gw = kube({"kubernetes": {"pod": {"lifeline": False}}})
+    instance = instance_of(gw)
+    held = leases(ks)[f"sshpod-{instance}"]
+    assert held["spec"]["holderIdentity"] == instance
+    assert held["spec"]["leaseDurationSeconds"] == 60
     client = scn.client(gw)
     proc = scn.track(client.popen("echo ready; exec cat", stdin=subprocess.PIPE))
     assert h.read_line(proc.stdout, h.CONTAINER_TIMEOUT) == b"ready\n"
     found = pods(ks)
     assert len(found) == 1, found
     pod = found[0]
+    assert pod["metadata"]["labels"]["sshpod.lease"] == f"sshpod-{instance}"
     command = pod["spec"]["containers"][0]["command"]
     assert "while read" not in " ".join(command), "the idle command must not wait on stdin"
     proc.stdin.write(b"still here\n")
@@ -279,9 +378,7 @@ def test_without_the_lifeline_a_login_costs_four_api_requests(kube, scn, ks):
     assert h.read_line(proc.stdout, h.CONTAINER_TIMEOUT) == b"still here\n"
     proc.stdin.close()
     assert proc.wait(h.CONTAINER_TIMEOUT) == 0
-    match = gw.wait_for_log(re.compile(r"Kubernetes API requests for this connection api_requests=(\d+)"), 30)
-    # create, watch, exec, delete
-    assert match.group(1) == "4", match.group(0)
+    assert api_requests(gw) == "4"
     wait_no_pods(ks)
 
 
@@ -400,9 +497,12 @@ def test_sigterm_ends_sessions_and_deletes_their_pods(kube, scn, ks):
     proc = scn.track(scn.client(gw).popen("echo started; exec sleep 1000"))
     assert h.read_line(proc.stdout, h.CONTAINER_TIMEOUT) == b"started\n"
     assert len(pods(ks)) == 1
+    lease = f"sshpod-{instance_of(gw)}"
+    assert lease in leases(ks)
     gw.signal(signal.SIGTERM)
     assert gw.wait_exit(60) == 0, gw.log
     wait_no_pods(ks)
+    assert lease not in leases(ks), "a stopped instance gives its lease up"
 
 
 def test_in_cluster_configuration_from_the_service_account(scn, ks):

@@ -234,7 +234,7 @@ impl Default for RawPod {
             console_container_number: 0,
             mode: PodMode::default(),
             create_missing_pods: false,
-            lifeline: true,
+            lifeline: false,
             idle_command: strings(DEFAULT_IDLE_COMMAND),
             shell_command: strings(DEFAULT_SHELL_COMMAND),
             agent_path: None,
@@ -270,8 +270,9 @@ pub struct PodConfig {
     /// Persistent mode: create the pod when it does not exist.
     pub create_missing_pods: bool,
     /// Connection mode: hold an attach to the idle command's stdin for as long as the
-    /// connection lives, so the pod ends by itself if sshpod is killed (sshpod extension,
-    /// default true). It costs one API request and one open stream per connection.
+    /// connection lives, so the pod ends by itself if sshpod is killed, even when no sshpod
+    /// runs any more (sshpod extension, default false: the instance Lease covers a killed
+    /// sshpod). It costs one API request and one open stream per connection.
     pub lifeline: bool,
     /// Command that keeps a connection-mode pod alive.
     pub idle_command: Vec<String>,
@@ -605,6 +606,11 @@ pub struct KubernetesTimeouts {
     /// Any other API request (default 15s).
     #[serde(with = "duration")]
     pub http: Duration,
+    /// How long this instance's Lease lasts without renewal before other instances treat
+    /// the instance as dead and delete its pods (sshpod extension, default 60s). It is
+    /// renewed every third of that.
+    #[serde(with = "duration")]
+    pub instance_lease: Duration,
 }
 
 impl Default for KubernetesTimeouts {
@@ -617,6 +623,7 @@ impl Default for KubernetesTimeouts {
             signal: minute,
             window: minute,
             http: Duration::from_secs(15),
+            instance_lease: minute,
         }
     }
 }
@@ -634,6 +641,13 @@ impl KubernetesTimeouts {
             if value.is_zero() {
                 check.error(&join(key, name), "must be greater than 0");
             }
+        }
+        // A Lease counts in whole seconds, and a renewal every third of it must fit.
+        if self.instance_lease < Duration::from_secs(3) {
+            check.error(
+                &join(key, "instanceLease"),
+                "must be at least 3s (the Lease is renewed every third of it)",
+            );
         }
     }
 }

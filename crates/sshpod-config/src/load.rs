@@ -598,6 +598,25 @@ mod tests {
     }
 
     #[test]
+    fn an_instance_lease_too_short_to_renew_is_refused_where_it_is_written() {
+        let config = yaml(&format!(
+            "{MINIMAL}backend: kubernetes\nkubernetes:\n  timeouts:\n    instanceLease: 90s\n"
+        ))
+        .unwrap()
+        .config;
+        assert_eq!(
+            config.kubernetes.timeouts.instance_lease,
+            Duration::from_secs(90)
+        );
+        let error = single(yaml(&format!(
+            "{MINIMAL}backend: kubernetes\nkubernetes:\n  timeouts:\n    instanceLease: 2s\n"
+        )));
+        assert_eq!(error.key, "kubernetes.timeouts.instanceLease");
+        assert_eq!(error.line, Some(9));
+        assert!(error.message.contains("at least 3s"), "{error}");
+    }
+
+    #[test]
     fn unsupported_sections_and_backends() {
         let all = errors(yaml(&format!(
             "{MINIMAL}sshproxy:\n  server: x\nbackend: sshproxy\nmetrics:\n"
@@ -893,7 +912,11 @@ mod tests {
         assert_eq!((kube.connection.qps, kube.connection.burst), (5.0, 10));
         assert_eq!(kube.pod.namespace(), "default");
         assert_eq!(kube.pod.metadata.generate_name.as_deref(), Some("sshpod-"));
-        assert!(kube.pod.lifeline, "pods end by themselves when sshpod dies");
+        assert!(
+            !kube.pod.lifeline,
+            "the instance Lease, not an attach, covers a killed sshpod"
+        );
+        assert_eq!(kube.timeouts.instance_lease, Duration::from_secs(60));
         let container = &kube.pod.spec.containers[0];
         assert_eq!(container.image.as_deref(), Some("sshpod-guest:latest"));
         let limits = container

@@ -82,6 +82,12 @@ pub trait Backend: Send + Sync + 'static {
     /// Removes containers left behind by instances that died without cleaning up, and only
     /// those. Called once at start-up.
     fn remove_orphans(&self) -> impl Future<Output = Result<usize, BackendError>> + Send;
+
+    /// Gives up what the backend holds for the whole process. Called once, after every
+    /// connection has been closed at shutdown.
+    fn shutdown(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// The container (or, in session mode, the factory of per-session containers) of one

@@ -4,20 +4,23 @@
 //! Implements `sshpod_core::Backend` on kube-rs. Depends on the core contracts and the
 //! configuration; must not depend on SSH libraries or on other backends.
 //!
-//! A login costs these API requests: create, watch (until the pod runs), attach (the
-//! lifeline, below; not with `pod.lifeline: false`), one exec per session, delete. The count
-//! is logged at debug level when the connection ends.
+//! A login costs these API requests: create, watch (until the pod runs), one exec per
+//! session, delete. The count is logged at debug level when the connection ends.
 //!
-//! The lifeline: the console container runs the idle command (which reads its stdin) with
-//! `stdin` and `stdinOnce`, and sshpod keeps an attach to that stdin open for as long as the
-//! connection lives. If sshpod dies, the attach closes, the idle command sees end of input and
-//! the pod ends; the next start of any sshpod deletes ended pods of other instances. Running
-//! pods of other instances are never touched.
+//! What happens to pods when sshpod is killed: every instance holds a Lease (see `lease`)
+//! and labels its pods with it; the other instances, and the next start, delete the pods of
+//! an instance whose Lease is no longer renewed (see `orphans`). An instance that cannot hold
+//! a Lease (no rights on leases), or a connection configured with `pod.lifeline`, ties each
+//! pod to itself instead: the console container runs the idle command (which reads its
+//! stdin) and sshpod keeps an attach to that stdin open for as long as the connection lives,
+//! one API request more. If sshpod dies, the attach closes, the idle command sees end of
+//! input and the pod ends by itself. Running pods of live instances are never touched.
 
 mod client;
 mod exec;
 mod files;
 mod forward;
+mod lease;
 mod lifecycle;
 mod limiter;
 mod orphans;
@@ -28,6 +31,7 @@ mod token_file;
 
 use std::sync::Arc;
 
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, AttachedProcess};
 use kube::{Api, Client};
@@ -38,6 +42,9 @@ use sshpod_core::{
 use tokio::sync::Mutex;
 
 pub use forward::ForwardStream;
+use lease::HeldLease;
+use orphans::Sweeper;
+use pod::Owner;
 use requests::Requests;
 use session::SessionPods;
 
@@ -45,28 +52,65 @@ use session::SessionPods;
 pub struct KubeBackend {
     client: Client,
     config: Arc<KubernetesConfig>,
-    instance: String,
+    owner: Owner,
+    sweeper: Sweeper,
+    /// None when the instance could not create its Lease: every pod then gets a lifeline.
+    lease: Option<HeldLease>,
 }
 
 impl KubeBackend {
-    /// Builds the shared client and checks that the credentials work in the namespace.
+    /// Builds the shared client, checks that the credentials work in the namespace and takes
+    /// this instance's Lease there.
     pub async fn connect(config: &KubernetesConfig) -> Result<Self, BackendError> {
         let client = client::build(&config.connection, config.timeouts.http).await?;
-        let pods: Api<Pod> = Api::namespaced(client.clone(), config.pod.namespace());
+        let namespace = config.pod.namespace();
+        let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
         // `/version` answers anyone; listing pods proves the credentials and the rights.
         pods.list_metadata(&kube::api::ListParams::default().limit(1))
             .await
             .map_err(|e| BackendError::Engine(Box::new(e)))?;
+        let instance = hex::encode(rand::random::<[u8; 8]>());
+        let timeouts = &config.timeouts;
+        let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
+        let sweeper = Sweeper::new(
+            pods,
+            leases.clone(),
+            &instance,
+            timeouts.pod_start * 2,
+            timeouts.pod_stop,
+        );
+        let lease =
+            match HeldLease::acquire(leases, &instance, timeouts.instance_lease, sweeper.clone())
+                .await
+            {
+                Ok(lease) => Some(lease),
+                Err(e) => {
+                    tracing::warn!(
+                        namespace,
+                        error = %lifecycle::api_message(&e),
+                        "cannot hold an instance lease (sshpod needs create, get, update, list \
+                         and delete on leases.coordination.k8s.io); every pod is tied to this \
+                         instance with a lifeline attach instead, one API request more per login"
+                    );
+                    None
+                }
+            };
+        let owner = Owner {
+            instance,
+            lease: lease.as_ref().map(|l| l.name().to_owned()),
+        };
         Ok(Self {
             client,
             config: Arc::new(config.clone()),
-            instance: hex::encode(rand::random::<[u8; 8]>()),
+            owner,
+            sweeper,
+            lease,
         })
     }
 
     /// This process's instance id, as put on its pods.
     pub fn instance(&self) -> &str {
-        &self.instance
+        &self.owner.instance
     }
 
     /// The settings for one connection: the file's, or what a config server chose.
@@ -85,7 +129,8 @@ impl KubeBackend {
         requests: Requests,
     ) -> Result<PodHandle, BackendError> {
         let (console, image) = pod::console_of(&config.pod);
-        let spec = pod::connection_pod(&config.pod, ctx, &self.instance);
+        let lifeline = config.pod.lifeline || self.owner.lease.is_none();
+        let spec = pod::connection_pod(&config.pod, ctx, &self.owner, lifeline);
         requests.add(2); // create, watch
         let name =
             lifecycle::create_and_wait(&pods, &spec, &console, &image, &config.timeouts).await?;
@@ -100,7 +145,7 @@ impl KubeBackend {
             requests,
         };
         let ready = async {
-            if handle.config.pod.lifeline {
+            if lifeline {
                 handle.hold_lifeline(&image).await?;
             }
             files::write_all(&handle.target(), &ctx.files, &handle.requests).await
@@ -201,7 +246,7 @@ impl Backend for KubeBackend {
                 pods,
                 config,
                 ctx,
-                &self.instance,
+                &self.owner,
                 requests.clone(),
             )),
         };
@@ -209,15 +254,13 @@ impl Backend for KubeBackend {
     }
 
     async fn remove_orphans(&self) -> Result<usize, BackendError> {
-        let pods = Api::namespaced(self.client.clone(), self.config.pod.namespace());
-        let timeouts = &self.config.timeouts;
-        orphans::remove_orphans(
-            &pods,
-            &self.instance,
-            timeouts.pod_start * 2,
-            timeouts.pod_stop,
-        )
-        .await
+        self.sweeper.sweep().await
+    }
+
+    async fn shutdown(&self) {
+        if let Some(lease) = &self.lease {
+            lease.release().await;
+        }
     }
 }
 

@@ -14,22 +14,36 @@ pub const LABEL_INSTANCE: &str = "sshpod.instance";
 pub const LABEL_CONNECTION: &str = "sshpod.connection";
 /// Label: the (sanitised) SSH user name.
 pub const LABEL_USER: &str = "sshpod.user";
+/// Label: the Lease that tells whether the instance that made the pod still lives.
+pub const LABEL_LEASE: &str = "sshpod.lease";
+
+/// Who makes pods: an sshpod instance, and the Lease that tells others it lives (None when
+/// it holds none and ties each pod to itself with a lifeline instead).
+#[derive(Debug, Clone)]
+pub(crate) struct Owner {
+    pub(crate) instance: String,
+    pub(crate) lease: Option<String>,
+}
 
 /// The pod to create for one connection: the configured metadata and spec, with sshpod's
-/// labels, a name of its own, and the console container running the idle command with a
-/// stdin that sshpod holds open (see the crate docs: the lifeline), unless the lifeline is
-/// turned off.
-pub(crate) fn connection_pod(config: &PodConfig, ctx: &ConnectionContext, instance: &str) -> Pod {
-    let idle = if config.lifeline {
+/// labels, a name of its own, and the console container running the idle command; with a
+/// `lifeline`, its stdin is what sshpod holds open (see the crate docs).
+pub(crate) fn connection_pod(
+    config: &PodConfig,
+    ctx: &ConnectionContext,
+    owner: &Owner,
+    lifeline: bool,
+) -> Pod {
+    let idle = if lifeline {
         config.idle_command.clone()
     } else {
         idle_command_without_lifeline(&config.idle_command)
     };
-    guest_pod(config, ctx, instance, None, idle, false)
+    guest_pod(config, ctx, owner, None, idle, false)
 }
 
 /// The main process of a pod nobody holds a lifeline to (a persistent pod, or a connection
-/// pod with `lifeline: false`). The default idle command ends when its stdin closes, so it
+/// pod of an instance that holds a Lease). The default idle command ends when its stdin closes, so it
 /// is replaced by a loop that waits for ever and ends at once on SIGTERM; a configured one is
 /// kept as it is.
 pub(crate) fn idle_command_without_lifeline(configured: &[String]) -> Vec<String> {
@@ -49,18 +63,18 @@ pub(crate) fn idle_command_without_lifeline(configured: &[String]) -> Vec<String
 pub(crate) fn session_pod(
     config: &PodConfig,
     ctx: &ConnectionContext,
-    instance: &str,
+    owner: &Owner,
     number: usize,
     command: Vec<String>,
     tty: bool,
 ) -> Pod {
-    guest_pod(config, ctx, instance, Some(number), command, tty)
+    guest_pod(config, ctx, owner, Some(number), command, tty)
 }
 
 fn guest_pod(
     config: &PodConfig,
     ctx: &ConnectionContext,
-    instance: &str,
+    owner: &Owner,
     session: Option<usize>,
     command: Vec<String>,
     tty: bool,
@@ -82,7 +96,10 @@ fn guest_pod(
     for (key, value) in &ctx.labels {
         labels.insert(key.clone(), label_value(value));
     }
-    labels.insert(LABEL_INSTANCE.to_owned(), instance.to_owned());
+    labels.insert(LABEL_INSTANCE.to_owned(), owner.instance.clone());
+    if let Some(lease) = &owner.lease {
+        labels.insert(LABEL_LEASE.to_owned(), lease.clone());
+    }
     labels.insert(LABEL_CONNECTION.to_owned(), connection);
     if !ctx.annotations.is_empty() {
         metadata

@@ -33,7 +33,7 @@ pub(crate) struct SessionPods {
     pods: Api<Pod>,
     config: Arc<KubernetesConfig>,
     ctx: ConnectionContext,
-    instance: String,
+    owner: pod::Owner,
     requests: Requests,
     next: AtomicUsize,
     /// Pods not deleted yet, by name.
@@ -45,14 +45,14 @@ impl SessionPods {
         pods: Api<Pod>,
         config: Arc<KubernetesConfig>,
         ctx: &ConnectionContext,
-        instance: &str,
+        owner: &pod::Owner,
         requests: Requests,
     ) -> Self {
         Self {
             pods,
             config,
             ctx: ctx.clone(),
-            instance: instance.to_owned(),
+            owner: owner.clone(),
             requests,
             next: AtomicUsize::new(1),
             live: Arc::new(Mutex::new(Vec::new())),
@@ -94,7 +94,7 @@ impl SessionPods {
         let spec = pod::session_pod(
             &self.config.pod,
             &self.ctx,
-            &self.instance,
+            &self.owner,
             number,
             command,
             tty.is_some(),

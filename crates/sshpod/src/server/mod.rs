@@ -122,6 +122,7 @@ impl<B: Backend> Server<B> {
         if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
             tracing::warn!("shutdown deadline passed with connections still closing");
         }
+        self.shared.backend.shutdown().await;
     }
 
     /// Runs one connection from handshake to teardown.
