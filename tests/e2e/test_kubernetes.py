@@ -164,31 +164,38 @@ def api_requests(gw: h.Gateway) -> str:
 SHORT_LEASE = {"kubernetes": {"timeouts": {"instanceLease": "3s"}}}
 
 
+def sweeps(gw: h.Gateway) -> int:
+    return gw.log.count("swept for orphans")
+
+
 def test_a_killed_instances_pods_go_once_its_lease_expires_and_live_instances_keep_theirs(kube, scn, ks):
     """Replicas share a namespace: one is killed; another, still serving, deletes the killed
-    one's running pod and Lease once that Lease is no longer renewed, and never touches its
-    own pod or a live replica's."""
+    one's running pod and Lease once that Lease is no longer renewed, and never the pod of a
+    live replica whose Lease lasts longer than the sweeper's own."""
     survivor = kube(SHORT_LEASE, name="survivor")
-    holder = scn.track(scn.client(survivor).popen("echo started; exec sleep 1000"))
-    assert h.read_line(holder.stdout, h.CONTAINER_TIMEOUT) == b"started\n"
+    bystander = kube({"kubernetes": {"timeouts": {"instanceLease": "9s"}}}, name="bystander")
     victim_gw = kube(SHORT_LEASE, name="victim")
+    sessions = {}
+    for gw in (bystander, victim_gw):
+        sessions[gw.name] = scn.track(scn.client(gw).popen("echo started; exec sleep 1000"))
+        assert h.read_line(sessions[gw.name].stdout, h.CONTAINER_TIMEOUT) == b"started\n"
     dead = f"sshpod-{instance_of(victim_gw)}"
-    live = f"sshpod-{instance_of(survivor)}"
-    victim = scn.track(scn.client(victim_gw).popen("echo started; exec sleep 1000"))
-    assert h.read_line(victim.stdout, h.CONTAINER_TIMEOUT) == b"started\n"
+    live = f"sshpod-{instance_of(bystander)}"
     assert sorted(p["metadata"]["labels"]["sshpod.lease"] for p in pods(ks)) == sorted([dead, live])
 
     victim_gw.signal(signal.SIGKILL)
     victim_gw.wait_exit(30)
     survivor.wait_for_log("removed pods left by instances that died", 60)
+    h.wait_until(lambda: dead not in leases(ks), 30, "the dead instance's lease to be deleted")
+    # Four more sweeps, over more than the bystander's 9 s: its pod and Lease stay.
+    seen = sweeps(survivor)
+    h.wait_until(lambda: sweeps(survivor) >= seen + 4, 60, "four more sweeps by the survivor")
     remaining = pods(ks)
     assert [p["metadata"]["labels"]["sshpod.lease"] for p in remaining] == [live], remaining
     assert remaining[0]["status"]["phase"] == "Running"
-    h.wait_until(lambda: dead not in leases(ks), 30, "the dead instance's lease to be deleted")
-    assert live in leases(ks), "a live instance's lease stays"
-    # The survivor's own session went on throughout.
-    assert holder.poll() is None
-    holder.kill()
+    assert live in leases(ks)
+    assert sessions["bystander"].poll() is None, "the live replica's session went on"
+    sessions["bystander"].kill()
 
 
 def test_an_instance_whose_lease_was_deleted_holds_a_new_one(kube, scn, ks):
@@ -297,19 +304,19 @@ def deploy_role_rules() -> list[dict]:
     return next(d for d in docs if d and d["kind"] == "Role")["rules"]
 
 
-@pytest.mark.parametrize("leases", [True, False], ids=["deploy role", "deploy role without leases"])
-def test_the_deploy_role_is_all_sshpod_needs_and_without_leases_logins_get_a_lifeline(scn, leases):
-    """sshpod with exactly the rights of deploy/kubernetes/rbac.yaml's Role (kube-sim enforces
-    them): logins, the start-up sweep and the instance Lease work without a refusal. With an
-    older Role that grants nothing on leases, sshpod says so at start and ties every pod to
-    itself with a lifeline: one request more per login, nothing else lost."""
+GUESTS = "sshpod-guests"
+
+
+def sim_with_deploy_role(scn, leases: bool) -> tuple[kubesim.KubeSim, dict]:
+    """A kube-sim of its own whose restricted token has exactly the rights of
+    deploy/kubernetes/rbac.yaml's Role (without its leases rule unless `leases`), and a
+    configuration that uses that token."""
     rules = deploy_role_rules()
     if not leases:
         rules = [r for r in rules if "leases" not in r["resources"]]
     (scn.tmp / "rules.json").write_text(json.dumps(rules))
     (scn.tmp / "sim").mkdir()
-    namespace = "sshpod-guests"
-    sim = kubesim.KubeSim(scn.tmp / "sim", "--restricted-namespace", namespace,
+    sim = kubesim.KubeSim(scn.tmp / "sim", "--restricted-namespace", GUESTS,
                           "--restricted-rules", str(scn.tmp / "rules.json"))
 
     def stop_sim() -> None:
@@ -318,24 +325,61 @@ def test_the_deploy_role_is_all_sshpod_needs_and_without_leases_logins_get_a_lif
         assert status == 0 and not left, (status, left, sim.logs())
 
     scn.finalizers.append(stop_sim)
-    gw = scn.start({"backend": "kubernetes", "kubernetes": {
+    config = {"backend": "kubernetes", "kubernetes": {
         "connection": {"host": sim.url, "cacertFile": str(sim.ca_file), "bearerToken": sim.restricted_token},
-        "pod": {"metadata": {"namespace": namespace, "generateName": "sshpod-"}}}})
+        "pod": {"metadata": {"namespace": GUESTS, "generateName": "sshpod-"}}}}
+    return sim, config
+
+
+def guest_pods(sim: kubesim.KubeSim) -> list[dict]:
+    return yaml.safe_load(sim.kubectl("get", "pods", "-n", GUESTS, "-o", "yaml").stdout)["items"]
+
+
+def guest_leases(sim: kubesim.KubeSim) -> list[str]:
+    return sim.kubectl("get", "leases", "-n", GUESTS, "-o", "name").stdout.split()
+
+
+def test_the_deploy_role_is_all_sshpod_needs(scn):
+    """sshpod with exactly the rights of the deploy Role (kube-sim enforces them): logins, the
+    Lease's creation, renewals and deletion, and the sweeps all go through without a refusal."""
+    sim, config = sim_with_deploy_role(scn, leases=True)
+    gw = scn.start(h.deep_merge(config, SHORT_LEASE))
     result = scn.client(gw).ssh("echo hello")
     assert (result.returncode, result.stdout) == (0, "hello\n"), result
-    held = sim.kubectl("get", "leases", "-n", namespace, "-o", "name").stdout.split()
-    if leases:
-        assert api_requests(gw) == "4"
-        assert held == [f"lease.coordination.k8s.io/sshpod-{instance_of(gw)}"]
-        assert "forbidden" not in gw.log, gw.log
-    else:
-        # create, watch, attach (the lifeline), exec, delete
-        assert api_requests(gw) == "5"
-        assert held == []
-        assert "cannot hold an instance lease" in gw.log, gw.log
-    h.wait_until(lambda: not sim.kubectl("get", "pods", "-n", namespace, "-o", "name").stdout.strip(),
-                 h.CLEANUP_TIMEOUT, "the login's pod to be deleted")
+    assert api_requests(gw) == "4"
+    assert guest_leases(sim) == [f"lease.coordination.k8s.io/sshpod-{instance_of(gw)}"]
+    h.wait_until(lambda: sweeps(gw) >= 2 and re.search(r"instance API requests=1 lease=", gw.log), 30,
+                 "a renewal and two sweeps")
+    h.wait_until(lambda: not guest_pods(sim), h.CLEANUP_TIMEOUT, "the login's pod to be deleted")
     assert gw.stop() == 0
+    assert guest_leases(sim) == [], "the lease is given up at shutdown"
+    assert "forbidden" not in gw.log.lower(), gw.log
+
+
+def test_with_an_older_role_without_leases_pods_get_a_lifeline_and_still_go_when_sshpod_is_killed(scn):
+    """A Role from before the instance Lease grants nothing on leases: sshpod says so at start
+    and ties every pod to itself with a lifeline, one request more per login. Killed, its pod
+    ends by itself, and the next start deletes it."""
+    sim, config = sim_with_deploy_role(scn, leases=False)
+    gw = scn.start(config)
+    assert "cannot hold an instance lease" in gw.log, gw.log
+    assert scn.client(gw).ssh("true").returncode == 0
+    # create, watch, attach (the lifeline), exec, delete
+    assert api_requests(gw) == "5"
+    assert guest_leases(sim) == []
+    session = scn.track(scn.client(gw).popen("echo started; exec sleep 1000"))
+    assert h.read_line(session.stdout, h.CONTAINER_TIMEOUT) == b"started\n"
+    [pod] = guest_pods(sim)
+    assert "sshpod.lease" not in pod["metadata"]["labels"]
+
+    gw.signal(signal.SIGKILL)
+    gw.wait_exit(30)
+    h.wait_until(lambda: all(p["status"].get("phase") in ("Succeeded", "Failed") for p in guest_pods(sim)),
+                 60, "the pod of the killed instance to end (its lifeline closed)")
+    restarted = scn.start(config, name="restarted")
+    restarted.wait_for_log("removed containers left by instances that died", 30)
+    h.wait_until(lambda: not guest_pods(sim), h.CLEANUP_TIMEOUT, "the ended pod to be deleted")
+    assert restarted.stop() == 0
 
 
 def test_session_mode_gives_every_session_its_own_pod(kube, scn, ks):

@@ -3,7 +3,7 @@
 //! Sources, in order: `kubeconfig` (with an optional context) when set; in-cluster
 //! configuration when running in a pod and the connection names no credentials; otherwise the
 //! ContainerSSH keys (host, CA, client certificate, bearer token, basic auth). Every request
-//! of the process goes through one `qps`/`burst` token bucket.
+//! of the connections goes through one `qps`/`burst` token bucket.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,15 +18,26 @@ use sshpod_core::BackendError;
 use crate::limiter::{RateLimitLayer, TokenBucket};
 use crate::token_file::{TokenFile, TokenFileLayer};
 
-/// Builds the client. Reads files named in the configuration; talks to nobody yet.
+/// Whether a client's requests wait their turn in the process's `qps`/`burst` bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rate {
+    /// The connections' requests.
+    Limited,
+    /// The instance Lease's few requests a minute, which must not queue behind a burst of
+    /// logins: a renewal that comes too late costs the instance its pods.
+    Unlimited,
+}
+
+/// Builds a client. Reads files named in the configuration; talks to nobody yet.
 pub(crate) async fn build(
     conn: &KubernetesConnection,
     request_timeout: Duration,
+    rate: Rate,
 ) -> Result<Client, BackendError> {
     let mut config = client_config(conn).await?;
     config.connect_timeout = Some(request_timeout);
     config.write_timeout = Some(request_timeout);
-    let bucket = Arc::new(TokenBucket::new(conn.qps, conn.burst));
+    let bucket = (rate == Rate::Limited).then(|| Arc::new(TokenBucket::new(conn.qps, conn.burst)));
     let builder = kube::client::ClientBuilder::try_from(config)
         .map_err(|e| setting("kubernetes.connection", format!("{e}")))?
         .with_layer(&RateLimitLayer::new(bucket));

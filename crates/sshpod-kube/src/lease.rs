@@ -3,25 +3,34 @@
 //! without ever touching a live one's.
 //!
 //! The Lease is named `sshpod-INSTANCE`, created at start, renewed every third of
-//! `timeouts.instanceLease` and deleted at shutdown. It costs a few requests a minute for the
-//! whole process, none per login. Whether another instance's Lease is still renewed is judged
-//! by the observer's own clock (see `orphans`), so clocks need not agree.
+//! `timeouts.instanceLease` (and every second while renewals fail) and deleted at shutdown.
+//! It costs a few requests a minute for the whole process, none per login, on a client of its
+//! own that does not queue behind the connections' requests. Whether another instance's Lease
+//! is still renewed is judged by the observer's own clock (see `orphans`).
 
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::Api;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::orphans::Sweeper;
 use crate::pod::LABEL_INSTANCE;
 
+/// How soon a failed renewal is tried again (or a third of the lease, if shorter).
+const RETRY: Duration = Duration::from_secs(1);
+/// How long shutdown waits for the Lease's deletion; if it fails, other instances remove the
+/// Lease once it expires.
+const RELEASE_LIMIT: Duration = Duration::from_secs(5);
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
 /// The name of an instance's Lease.
-pub(crate) fn lease_name(instance: &str) -> String {
+fn lease_name(instance: &str) -> String {
     format!("sshpod-{instance}")
 }
 
@@ -48,7 +57,16 @@ fn seconds(duration: Duration) -> i32 {
     i32::try_from(duration.as_secs()).unwrap_or(i32::MAX).max(1)
 }
 
-/// A Lease this instance holds, kept renewed (and other instances' pods swept) by a task of
+/// `lease` with a new renew time, written if its resourceVersion is still the stored one.
+async fn write_renewed(leases: &Api<Lease>, mut lease: Lease) -> Result<Lease, kube::Error> {
+    if let Some(spec) = lease.spec.as_mut() {
+        spec.renew_time = Some(MicroTime(k8s_openapi::jiff::Timestamp::now()));
+    }
+    let name = lease.metadata.name.clone().unwrap_or_default();
+    leases.replace(&name, &PostParams::default(), &lease).await
+}
+
+/// A Lease this instance holds, kept renewed (and other instances' pods swept) by tasks of
 /// its own until [`HeldLease::release`].
 pub(crate) struct HeldLease {
     leases: Api<Lease>,
@@ -58,7 +76,8 @@ pub(crate) struct HeldLease {
 }
 
 impl HeldLease {
-    /// Creates the Lease. An error means the instance cannot hold one (no rights on leases,
+    /// Creates the Lease and proves, by renewing it and listing Leases once, that the
+    /// instance may do what holding it takes. An error means it cannot (no rights on leases,
     /// an API server without them); the caller falls back to lifelines.
     pub(crate) async fn acquire(
         leases: Api<Lease>,
@@ -70,17 +89,31 @@ impl HeldLease {
             .create(&PostParams::default(), &describe(instance, duration))
             .await?;
         let name = lease_name(instance);
+        let proven = async {
+            let renewed = write_renewed(&leases, created).await?;
+            leases.list(&ListParams::default().limit(1)).await?;
+            Ok(renewed)
+        };
+        let current = match proven.await {
+            Ok(current) => current,
+            Err(e) => {
+                let _ = leases.delete(&name, &DeleteParams::default()).await;
+                return Err(e);
+            }
+        };
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let keeper = Keeper {
+        let renewer = Renewer {
             leases: leases.clone(),
             instance: instance.to_owned(),
             duration,
-            current: created,
+            current,
             renewed: Instant::now(),
-            warned: false,
+            failing: false,
+            stale_reported: false,
         };
-        tasks.spawn(keeper.run(sweeper, stop.clone()));
+        tasks.spawn(renewer.run(stop.clone()));
+        tasks.spawn(sweeper.run_every(duration, stop.clone()));
         tasks.close();
         Ok(Self {
             leases,
@@ -96,21 +129,27 @@ impl HeldLease {
     }
 
     /// Stops renewing and deletes the Lease, so other instances may sweep at once whatever
-    /// this one could not delete itself.
+    /// this one could not delete itself. Takes at most a few seconds.
     pub(crate) async fn release(&self) {
         self.stop.cancel();
         self.tasks.wait().await;
-        match self
-            .leases
-            .delete(&self.name, &DeleteParams::default())
-            .await
-        {
-            Ok(_) => tracing::debug!(lease = %self.name, "instance lease released"),
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => tracing::warn!(
+        let deleted = tokio::time::timeout(
+            RELEASE_LIMIT,
+            self.leases.delete(&self.name, &DeleteParams::default()),
+        )
+        .await;
+        match deleted {
+            Ok(Ok(_)) => tracing::debug!(lease = %self.name, "instance lease released"),
+            Ok(Err(kube::Error::Api(e))) if e.code == 404 => {}
+            Ok(Err(e)) => tracing::warn!(
                 lease = %self.name,
                 error = &e as &dyn std::error::Error,
                 "could not delete the instance lease; other instances remove it once it expires"
+            ),
+            Err(_) => tracing::warn!(
+                lease = %self.name,
+                "the instance lease was not deleted in time; other instances remove it once it \
+                 expires"
             ),
         }
     }
@@ -122,61 +161,58 @@ impl Drop for HeldLease {
     }
 }
 
-/// The task behind a [`HeldLease`]: renews it, and sweeps other instances' orphans once per
-/// lease duration.
-struct Keeper {
+/// The task that renews a [`HeldLease`].
+struct Renewer {
     leases: Api<Lease>,
     instance: String,
     duration: Duration,
     /// The Lease as last written, with the resourceVersion the next renewal must match.
     current: Lease,
     renewed: Instant,
-    /// Whether the "others may take this instance for dead" error was logged since the last
-    /// renewal that worked.
-    warned: bool,
+    /// Whether the last renewal failed (its warning is logged once per run of failures).
+    failing: bool,
+    /// Whether the "others may take this instance for dead" error was logged in this run.
+    stale_reported: bool,
 }
 
-impl Keeper {
-    /// Writes `lease` with a new renew time, if its resourceVersion is still the stored one.
-    async fn write(&self, name: &str, mut lease: Lease) -> Result<Lease, kube::Error> {
-        if let Some(spec) = lease.spec.as_mut() {
-            spec.renew_time = Some(MicroTime(k8s_openapi::jiff::Timestamp::now()));
-        }
-        self.leases
-            .replace(name, &PostParams::default(), &lease)
-            .await
-    }
-
-    async fn run(mut self, sweeper: Sweeper, stop: CancellationToken) {
-        let mut renew = tokio::time::interval(self.duration / 3);
-        let mut sweep = tokio::time::interval(self.duration);
-        // A slow API server delays the next renewal; it must not cause a burst of them.
-        renew.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        // Both fire at once first: the Lease was just written, and start-up swept already.
-        renew.tick().await;
-        sweep.tick().await;
+impl Renewer {
+    async fn run(mut self, stop: CancellationToken) {
+        let period = self.duration / 3;
+        let mut next = Instant::now() + period;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
-                _ = renew.tick() => self.renew().await,
-                _ = sweep.tick() => sweeper.sweep_logged().await,
+                () = tokio::time::sleep_until(next) => {}
             }
+            // A renewal that hangs must not outlast the next one's turn.
+            let outcome = tokio::select! {
+                () = stop.cancelled() => return,
+                outcome = tokio::time::timeout(period, self.renew()) => {
+                    outcome.unwrap_or_else(|_| Err("no answer in time".into()))
+                }
+            };
+            let ok = outcome.is_ok();
+            self.report(outcome);
+            next = Instant::now() + if ok { period } else { RETRY.min(period) };
         }
     }
 
-    async fn renew(&mut self) {
+    async fn renew(&mut self) -> Result<(), Error> {
         let name = lease_name(&self.instance);
         let mut requests = 1;
-        let written = match self.write(&name, self.current.clone()).await {
-            // Someone changed it, or deleted it (an instance that took this one for dead; the
-            // stored uid then fails as a precondition, 409, rather than 404): renew what is
-            // there now, or hold a new one.
+        let written = match write_renewed(&self.leases, self.current.clone()).await {
+            // Someone changed it, or deleted it (the stored uid then fails as a precondition,
+            // 409, rather than 404): renew what is there now, or hold a new one.
             Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
                 requests += 2;
-                match self.leases.get_opt(&name).await {
-                    Ok(Some(latest)) => self.write(&name, latest).await,
-                    Ok(None) => {
+                match self.leases.get_opt(&name).await? {
+                    Some(latest) => write_renewed(&self.leases, latest).await,
+                    None => {
+                        tracing::warn!(
+                            lease = %name,
+                            "the instance lease had been deleted (another instance took this \
+                             one for dead and may have deleted its pods); holding a new one"
+                        );
                         self.leases
                             .create(
                                 &PostParams::default(),
@@ -184,36 +220,47 @@ impl Keeper {
                             )
                             .await
                     }
-                    Err(e) => Err(e),
                 }
             }
             other => other,
         };
         tracing::debug!(requests, lease = %name, "instance API");
-        match written {
-            Ok(lease) => {
-                self.current = lease;
+        self.current = written?;
+        Ok(())
+    }
+
+    fn report(&mut self, outcome: Result<(), Error>) {
+        let name = lease_name(&self.instance);
+        match outcome {
+            Ok(()) => {
+                if self.failing {
+                    tracing::info!(lease = %name, "the instance lease is renewed again");
+                }
                 self.renewed = Instant::now();
-                self.warned = false;
+                self.failing = false;
+                self.stale_reported = false;
             }
             Err(e) => {
                 let stale = self.renewed.elapsed();
-                if stale >= self.duration && !self.warned {
-                    self.warned = true;
+                if stale >= self.duration && !self.stale_reported {
+                    self.stale_reported = true;
                     tracing::error!(
                         lease = %name,
-                        error = &e as &dyn std::error::Error,
+                        error = %e,
                         seconds = stale.as_secs(),
                         "the instance lease has not been renewed for as long as it lasts: \
                          other sshpod instances may now delete this instance's pods"
                     );
-                } else {
+                } else if !self.failing {
                     tracing::warn!(
                         lease = %name,
-                        error = &e as &dyn std::error::Error,
-                        "could not renew the instance lease; trying again"
+                        error = %e,
+                        "could not renew the instance lease; trying again every second"
                     );
+                } else {
+                    tracing::debug!(lease = %name, error = %e, "instance lease renewal failed");
                 }
+                self.failing = true;
             }
         }
     }

@@ -41,6 +41,7 @@ use sshpod_core::{
 };
 use tokio::sync::Mutex;
 
+use client::Rate;
 pub use forward::ForwardStream;
 use lease::HeldLease;
 use orphans::Sweeper;
@@ -62,7 +63,7 @@ impl KubeBackend {
     /// Builds the shared client, checks that the credentials work in the namespace and takes
     /// this instance's Lease there.
     pub async fn connect(config: &KubernetesConfig) -> Result<Self, BackendError> {
-        let client = client::build(&config.connection, config.timeouts.http).await?;
+        let client = client::build(&config.connection, config.timeouts.http, Rate::Limited).await?;
         let namespace = config.pod.namespace();
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
         // `/version` answers anyone; listing pods proves the credentials and the rights.
@@ -71,7 +72,9 @@ impl KubeBackend {
             .map_err(|e| BackendError::Engine(Box::new(e)))?;
         let instance = hex::encode(rand::random::<[u8; 8]>());
         let timeouts = &config.timeouts;
-        let leases: Api<Lease> = Api::namespaced(client.clone(), namespace);
+        let lease_client =
+            client::build(&config.connection, config.timeouts.http, Rate::Unlimited).await?;
+        let leases: Api<Lease> = Api::namespaced(lease_client, namespace);
         let sweeper = Sweeper::new(
             pods,
             leases.clone(),
@@ -113,6 +116,17 @@ impl KubeBackend {
         &self.owner.instance
     }
 
+    /// Who makes one connection's pods. The Lease vouches only for pods in its own namespace:
+    /// in another one (a config server's choice), other deployments sweep by their own Leases,
+    /// so such pods get a lifeline instead.
+    fn owner_for(&self, config: &KubernetesConfig) -> Owner {
+        let home = config.pod.namespace() == self.config.pod.namespace();
+        Owner {
+            instance: self.owner.instance.clone(),
+            lease: self.owner.lease.clone().filter(|_| home),
+        }
+    }
+
     /// The settings for one connection: the file's, or what a config server chose.
     fn config_for(&self, ctx: &ConnectionContext) -> Arc<KubernetesConfig> {
         match &ctx.config {
@@ -125,12 +139,13 @@ impl KubeBackend {
         &self,
         pods: Api<Pod>,
         config: Arc<KubernetesConfig>,
+        owner: &Owner,
         ctx: &ConnectionContext,
         requests: Requests,
     ) -> Result<PodHandle, BackendError> {
         let (console, image) = pod::console_of(&config.pod);
-        let lifeline = config.pod.lifeline || self.owner.lease.is_none();
-        let spec = pod::connection_pod(&config.pod, ctx, &self.owner, lifeline);
+        let lifeline = config.pod.lifeline || owner.lease.is_none();
+        let spec = pod::connection_pod(&config.pod, ctx, owner, lifeline);
         requests.add(2); // create, watch
         let name =
             lifecycle::create_and_wait(&pods, &spec, &console, &image, &config.timeouts).await?;
@@ -232,10 +247,11 @@ impl Backend for KubeBackend {
     async fn connect(&self, ctx: &ConnectionContext) -> Result<KubeContainer, BackendError> {
         let config = self.config_for(ctx);
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), config.pod.namespace());
+        let owner = self.owner_for(&config);
         let requests = Requests::default();
         let kind = match config.pod.mode {
             PodMode::Connection => Kind::Pod(
-                self.start_connection_pod(pods, config, ctx, requests.clone())
+                self.start_connection_pod(pods, config, &owner, ctx, requests.clone())
                     .await?,
             ),
             PodMode::Persistent => Kind::Pod(
@@ -246,7 +262,7 @@ impl Backend for KubeBackend {
                 pods,
                 config,
                 ctx,
-                &self.owner,
+                &owner,
                 requests.clone(),
             )),
         };

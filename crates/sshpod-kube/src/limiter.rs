@@ -56,14 +56,15 @@ impl TokenBucket {
     }
 }
 
-/// The layer that puts every request through a shared [`TokenBucket`].
+/// The layer that puts every request through a shared [`TokenBucket`], or (None) lets it go
+/// at once.
 #[derive(Debug, Clone)]
 pub(crate) struct RateLimitLayer {
-    bucket: Arc<TokenBucket>,
+    bucket: Option<Arc<TokenBucket>>,
 }
 
 impl RateLimitLayer {
-    pub(crate) fn new(bucket: Arc<TokenBucket>) -> Self {
+    pub(crate) fn new(bucket: Option<Arc<TokenBucket>>) -> Self {
         Self { bucket }
     }
 }
@@ -74,7 +75,7 @@ impl<S> Layer<S> for RateLimitLayer {
     fn layer(&self, inner: S) -> Self::Service {
         RateLimited {
             inner,
-            bucket: Arc::clone(&self.bucket),
+            bucket: self.bucket.clone(),
             pending: None,
             has_token: false,
         }
@@ -85,7 +86,7 @@ impl<S> Layer<S> for RateLimitLayer {
 /// service stays usable behind kube's request buffer (which is what makes it shared).
 pub(crate) struct RateLimited<S> {
     inner: S,
-    bucket: Arc<TokenBucket>,
+    bucket: Option<Arc<TokenBucket>>,
     /// A token being waited for.
     pending: Option<BoxFuture<'static, ()>>,
     /// A token taken and not yet spent on a call.
@@ -101,8 +102,7 @@ where
     type Future = S::Future;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if !self.has_token {
-            let bucket = &self.bucket;
+        if let (false, Some(bucket)) = (self.has_token, &self.bucket) {
             let pending = self.pending.get_or_insert_with(|| {
                 let bucket = Arc::clone(bucket);
                 Box::pin(async move { bucket.acquire().await })

@@ -10,6 +10,7 @@
 //! pods.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,7 +19,8 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::Api;
 use sshpod_core::BackendError;
-use tokio::time::Instant;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
 use crate::lifecycle::delete;
 use crate::pod::{LABEL_INSTANCE, LABEL_LEASE};
@@ -36,6 +38,8 @@ struct Inner {
     stuck_after: Duration,
     stop: Duration,
     observed: Mutex<Observed>,
+    /// Whether listing Leases was refused already (warned about once).
+    lease_list_refused: AtomicBool,
 }
 
 impl Sweeper {
@@ -56,6 +60,7 @@ impl Sweeper {
                 stuck_after,
                 stop,
                 observed: Mutex::new(Observed::default()),
+                lease_list_refused: AtomicBool::new(false),
             }),
         }
     }
@@ -67,32 +72,72 @@ impl Sweeper {
             "{LABEL_INSTANCE},{LABEL_INSTANCE}!={}",
             inner.instance
         ));
+        // Pods first: a pod listed here names a Lease that existed before it (an instance
+        // takes its Lease before it makes pods), so a Lease missing from the later list is
+        // gone, not yet to come.
         let pods = inner
             .pods
             .list(&others)
             .await
             .map_err(|e| BackendError::Engine(Box::new(e)))?;
+        let asked = Instant::now();
+        let mut requests = 2;
         // Without the Leases nothing can be said of pods that name one; the others can still
         // be judged by their phase.
-        let leases = match inner.leases.list(&others).await {
-            Ok(list) => Some(list.items),
+        let mut liveness = match inner.leases.list(&others).await {
+            Ok(list) => {
+                let mut observed = inner
+                    .observed
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                Some(observed.update(&list.items, asked, Instant::now()))
+            }
             Err(e) => {
-                tracing::warn!(
-                    error = &e as &dyn std::error::Error,
-                    "cannot list sshpod instance leases; pods that name one are left alone"
-                );
+                let first = !inner.lease_list_refused.swap(true, Ordering::Relaxed);
+                let error = &e as &dyn std::error::Error;
+                if first {
+                    tracing::warn!(
+                        error,
+                        "cannot list sshpod instance leases; pods that name one are left alone"
+                    );
+                } else {
+                    tracing::debug!(error, "cannot list sshpod instance leases");
+                }
                 None
             }
         };
-        let liveness = leases.map(|leases| {
-            let mut observed = inner
-                .observed
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            observed.update(&leases, Instant::now())
-        });
+        // A dead Lease goes before its pods, and only in the version judged dead: if its
+        // holder renewed it meanwhile, the delete fails and the pods stay.
+        for (lease, version) in liveness
+            .as_mut()
+            .map(|l| std::mem::take(&mut l.dead))
+            .into_iter()
+            .flatten()
+        {
+            requests += 1;
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    resource_version: Some(version),
+                    uid: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match inner.leases.delete(&lease, &params).await {
+                Ok(_) => tracing::info!(lease, "deleted the lease of an sshpod instance that died"),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => {
+                    tracing::debug!(
+                        lease,
+                        error = &e as &dyn std::error::Error,
+                        "a dead instance's lease could not be deleted; its pods stay for now"
+                    );
+                    if let Some(l) = liveness.as_mut() {
+                        l.live.insert(lease);
+                    }
+                }
+            }
+        }
         let now = k8s_openapi::jiff::Timestamp::now();
-        let mut requests = 2;
         let mut removed = 0;
         for pod in &pods.items {
             let Some(name) = pod.metadata.name.as_deref() else {
@@ -104,38 +149,32 @@ impl Sweeper {
                 removed += 1;
             }
         }
-        for (lease, version) in liveness.iter().flat_map(|l| &l.dead) {
-            // Only the version judged dead: one renewed since then stays.
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    resource_version: Some(version.clone()),
-                    uid: None,
-                }),
-                ..DeleteParams::default()
-            };
-            requests += 1;
-            match inner.leases.delete(lease, &params).await {
-                Ok(_) => tracing::info!(lease, "deleted the lease of an sshpod instance that died"),
-                Err(e) => tracing::debug!(
-                    lease,
-                    error = &e as &dyn std::error::Error,
-                    "could not delete a dead instance's lease"
-                ),
-            }
-        }
-        tracing::debug!(requests, "instance API");
+        tracing::debug!(requests, "swept for orphans");
         Ok(removed)
     }
 
-    /// A sweep whose outcome goes to the log: for the periodic sweeps, which nobody awaits.
-    pub(crate) async fn sweep_logged(&self) {
-        match self.sweep().await {
-            Ok(0) => {}
-            Ok(removed) => tracing::info!(removed, "removed pods left by instances that died"),
-            Err(e) => tracing::warn!(
-                error = &e as &dyn std::error::Error,
-                "could not look for pods left by instances that died"
-            ),
+    /// Sweeps every `period` until `stop`; the first sweep is start-up's, done already.
+    pub(crate) async fn run_every(self, period: Duration, stop: CancellationToken) {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            let outcome = tokio::select! {
+                () = stop.cancelled() => return,
+                outcome = self.sweep() => outcome,
+            };
+            match outcome {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "removed pods left by instances that died"),
+                Err(e) => tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "could not look for pods left by instances that died"
+                ),
+            }
         }
     }
 }
@@ -163,7 +202,10 @@ struct Seen {
 }
 
 impl Observed {
-    fn update(&mut self, leases: &[Lease], now: Instant) -> Liveness {
+    /// `leases` was asked for at `asked` and answered at `received`. A version is taken to be
+    /// new when the answer came, and to be unchanged until the question went: the interval
+    /// judged is never longer than the one the holder really missed.
+    fn update(&mut self, leases: &[Lease], asked: Instant, received: Instant) -> Liveness {
         let mut liveness = Liveness::default();
         let mut still_there = HashMap::new();
         for lease in leases {
@@ -177,7 +219,7 @@ impl Observed {
                 Some(seen) if seen.version == version => seen,
                 _ => Seen {
                     version: version.clone(),
-                    since: now,
+                    since: received,
                 },
             };
             let lasts = lease
@@ -186,7 +228,7 @@ impl Observed {
                 .and_then(|s| s.lease_duration_seconds)
                 .and_then(|s| u64::try_from(s).ok())
                 .map_or(Duration::ZERO, Duration::from_secs);
-            if lasts.is_zero() || now.duration_since(seen.since) < lasts {
+            if lasts.is_zero() || asked.saturating_duration_since(seen.since) < lasts {
                 liveness.live.insert(name.clone());
             } else {
                 liveness.dead.push((name.clone(), version));
@@ -270,27 +312,44 @@ mod tests {
         let start = Instant::now();
         let at = |s: u64| start + Duration::from_secs(s);
         // First seen: alive, whatever its renew time says (other clocks are not trusted).
-        let first = observed.update(&[lease("a", "1", 30), lease("b", "7", 30)], at(0));
+        let first = observed.update(&[lease("a", "1", 30), lease("b", "7", 30)], at(0), at(0));
         assert_eq!(first.live, HashSet::from(["a".to_owned(), "b".to_owned()]));
         // `a` is renewed, `b` is not; at 29 s both are still alive.
-        let later = observed.update(&[lease("a", "2", 30), lease("b", "7", 30)], at(29));
+        let later = observed.update(&[lease("a", "2", 30), lease("b", "7", 30)], at(29), at(29));
         assert!(later.dead.is_empty());
         // At 30 s `b` has gone its whole duration unchanged; `a` changed at 29 s.
-        let dead = observed.update(&[lease("a", "2", 30), lease("b", "7", 30)], at(30));
+        let dead = observed.update(&[lease("a", "2", 30), lease("b", "7", 30)], at(30), at(30));
         assert_eq!(dead.live, HashSet::from(["a".to_owned()]));
         assert_eq!(dead.dead, vec![("b".to_owned(), "7".to_owned())]);
         // A renewal brings it back, and the clock starts again.
-        let back = observed.update(&[lease("a", "2", 30), lease("b", "8", 30)], at(31));
+        let back = observed.update(&[lease("a", "2", 30), lease("b", "8", 30)], at(31), at(31));
         assert!(back.dead.is_empty() && back.live.contains("b"));
         // Leases that went are forgotten.
-        observed.update(&[], at(32));
+        observed.update(&[], at(32), at(32));
         assert!(observed.leases.is_empty());
+    }
+
+    #[test]
+    fn the_time_a_list_took_never_counts_against_a_lease() {
+        let mut observed = Observed::default();
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        // First seen in an answer that took 5 s: unchanged only from then on.
+        observed.update(&[lease("a", "1", 30)], at(0), at(5));
+        let asked_at_30 = observed.update(&[lease("a", "1", 30)], at(30), at(40));
+        assert!(
+            asked_at_30.live.contains("a"),
+            "25 s between answer and question"
+        );
+        let asked_at_35 = observed.update(&[lease("a", "1", 30)], at(35), at(35));
+        assert_eq!(asked_at_35.dead, vec![("a".to_owned(), "1".to_owned())]);
     }
 
     #[test]
     fn pods_naming_a_lease_are_judged_by_it_and_only_by_it() {
         let mut observed = Observed::default();
-        let liveness = observed.update(&[lease("live", "1", 30)], Instant::now());
+        let now = Instant::now();
+        let liveness = observed.update(&[lease("live", "1", 30)], now, now);
         let stuck = Duration::from_secs(120);
         let now = Timestamp::now();
         // A live instance's pods stay, even ended or long pending (it deals with them).
