@@ -143,34 +143,32 @@ fn object_path(kind: Kind) -> Value {
     })
 }
 
-pub async fn openapi_v3_api_v1() -> Response {
+/// An OpenAPI v3 document of one group version: just the paths `kubectl create -f` looks up
+/// to learn that the server validates fields.
+fn openapi_document(paths: Value) -> Response {
     json_response(
         StatusCode::OK,
         &json!({
             "openapi": "3.0.0",
             "info": {"title": "Kubernetes", "version": "v1.32.4"},
-            "paths": {
-                "/api/v1/namespaces/{namespace}/pods/{name}": object_path(Kind::Pod),
-                "/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}": object_path(Kind::PersistentVolumeClaim),
-                "/api/v1/namespaces/{name}": object_path(Kind::Namespace),
-            },
+            "paths": paths,
             "components": {"schemas": {}},
         }),
     )
 }
 
+pub async fn openapi_v3_api_v1() -> Response {
+    openapi_document(json!({
+        "/api/v1/namespaces/{namespace}/pods/{name}": object_path(Kind::Pod),
+        "/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}": object_path(Kind::PersistentVolumeClaim),
+        "/api/v1/namespaces/{name}": object_path(Kind::Namespace),
+    }))
+}
+
 pub async fn openapi_v3_coordination_v1() -> Response {
-    json_response(
-        StatusCode::OK,
-        &json!({
-            "openapi": "3.0.0",
-            "info": {"title": "Kubernetes", "version": "v1.32.4"},
-            "paths": {
-                "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}": object_path(Kind::Lease),
-            },
-            "components": {"schemas": {}},
-        }),
-    )
+    openapi_document(json!({
+        "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}": object_path(Kind::Lease),
+    }))
 }
 
 pub async fn not_found() -> ApiError {
