@@ -168,13 +168,15 @@ def sweeps(gw: h.Gateway) -> int:
     return gw.log.count("swept for orphans")
 
 
-def test_a_killed_instances_pods_go_once_its_lease_expires_and_live_instances_keep_theirs(kube, scn, ks):
+@pytest.mark.parametrize("mode", ["connection", "session"])
+def test_a_killed_instances_pods_go_once_its_lease_expires_and_live_instances_keep_theirs(kube, scn, ks, mode):
     """Replicas share a namespace: one is killed; another, still serving, deletes the killed
     one's running pod and Lease once that Lease is no longer renewed, and never the pod of a
-    live replica whose Lease lasts longer than the sweeper's own."""
+    live replica whose Lease lasts longer than the sweeper's own. In session mode the pod runs
+    the session's program, which here ignores the end of its input and would run on."""
     survivor = kube(SHORT_LEASE, name="survivor")
     bystander = kube({"kubernetes": {"timeouts": {"instanceLease": "9s"}}}, name="bystander")
-    victim_gw = kube(SHORT_LEASE, name="victim")
+    victim_gw = kube(h.deep_merge(SHORT_LEASE, {"kubernetes": {"pod": {"mode": mode}}}), name="victim")
     sessions = {}
     for gw in (bystander, victim_gw):
         sessions[gw.name] = scn.track(scn.client(gw).popen("echo started; exec sleep 1000"))
