@@ -265,3 +265,178 @@ impl Renewer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{Method, Request, Response, StatusCode};
+    use kube::client::Body;
+    use serde_json::json;
+    use tower_test::mock::{self, Handle};
+
+    use super::*;
+
+    type Server = Handle<Request<Body>, Response<Body>>;
+
+    fn renewer(server_side: &mut Option<Server>) -> Renewer {
+        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+        *server_side = Some(handle);
+        let mut current = describe("abc", Duration::from_secs(30));
+        current.metadata.resource_version = Some("5".to_owned());
+        current.metadata.uid = Some("old".to_owned());
+        Renewer {
+            leases: Api::namespaced(kube::Client::new(service, "ns"), "ns"),
+            instance: "abc".to_owned(),
+            duration: Duration::from_secs(30),
+            current,
+            renewed: Instant::now(),
+            failing: false,
+            stale_reported: false,
+        }
+    }
+
+    fn lease_json(version: &str, uid: &str) -> serde_json::Value {
+        let mut lease = serde_json::to_value(describe("abc", Duration::from_secs(30))).unwrap();
+        lease["metadata"]["resourceVersion"] = json!(version);
+        lease["metadata"]["uid"] = json!(uid);
+        lease
+    }
+
+    fn status(code: u16, reason: &str) -> serde_json::Value {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+               "message": reason, "reason": reason, "code": code})
+    }
+
+    /// Answers the next request, after checking its method, and returns its body.
+    async fn answer(
+        server: &mut Server,
+        method: Method,
+        code: StatusCode,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let (request, respond) = server.next_request().await.expect("a request");
+        assert_eq!(request.method(), method, "{}", request.uri());
+        assert!(request
+            .uri()
+            .path()
+            .starts_with("/apis/coordination.k8s.io/v1/namespaces/ns/leases"));
+        let sent = request.into_body().collect_bytes().await.unwrap();
+        let response = Response::builder()
+            .status(code)
+            .body(Body::from(serde_json::to_vec(&body).unwrap()))
+            .unwrap();
+        respond.send_response(response);
+        serde_json::from_slice(&sent).unwrap_or(serde_json::Value::Null)
+    }
+
+    #[tokio::test]
+    async fn a_renewal_writes_a_new_renew_time_over_the_version_it_holds() {
+        let mut server = None;
+        let mut renewer = renewer(&mut server);
+        let mut server = server.unwrap();
+        let api = tokio::spawn(async move {
+            let sent = answer(
+                &mut server,
+                Method::PUT,
+                StatusCode::OK,
+                lease_json("6", "old"),
+            )
+            .await;
+            assert_eq!(sent["metadata"]["resourceVersion"], "5");
+            assert_eq!(sent["metadata"]["uid"], "old");
+        });
+        renewer.renew().await.unwrap();
+        api.await.unwrap();
+        assert_eq!(
+            renewer.current.metadata.resource_version.as_deref(),
+            Some("6")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_someone_deleted_is_held_anew() {
+        let mut server = None;
+        let mut renewer = renewer(&mut server);
+        let mut server = server.unwrap();
+        let api = tokio::spawn(async move {
+            // The stored uid fails as a precondition: 409, not 404.
+            answer(
+                &mut server,
+                Method::PUT,
+                StatusCode::CONFLICT,
+                status(409, "Conflict"),
+            )
+            .await;
+            answer(
+                &mut server,
+                Method::GET,
+                StatusCode::NOT_FOUND,
+                status(404, "NotFound"),
+            )
+            .await;
+            let sent = answer(
+                &mut server,
+                Method::POST,
+                StatusCode::CREATED,
+                lease_json("9", "new"),
+            )
+            .await;
+            assert_eq!(sent["spec"]["holderIdentity"], "abc");
+        });
+        renewer.renew().await.unwrap();
+        api.await.unwrap();
+        assert_eq!(renewer.current.metadata.uid.as_deref(), Some("new"));
+    }
+
+    #[tokio::test]
+    async fn a_lease_someone_changed_is_renewed_in_its_new_version() {
+        let mut server = None;
+        let mut renewer = renewer(&mut server);
+        let mut server = server.unwrap();
+        let api = tokio::spawn(async move {
+            answer(
+                &mut server,
+                Method::PUT,
+                StatusCode::CONFLICT,
+                status(409, "Conflict"),
+            )
+            .await;
+            answer(
+                &mut server,
+                Method::GET,
+                StatusCode::OK,
+                lease_json("7", "old"),
+            )
+            .await;
+            let sent = answer(
+                &mut server,
+                Method::PUT,
+                StatusCode::OK,
+                lease_json("8", "old"),
+            )
+            .await;
+            assert_eq!(sent["metadata"]["resourceVersion"], "7");
+        });
+        renewer.renew().await.unwrap();
+        api.await.unwrap();
+        assert_eq!(
+            renewer.current.metadata.resource_version.as_deref(),
+            Some("8")
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_are_reported_once_and_staleness_once() {
+        let mut server = None;
+        let mut renewer = renewer(&mut server);
+        renewer.report(Err("down".into()));
+        assert!(renewer.failing && !renewer.stale_reported);
+        renewer.renewed = Instant::now() - Duration::from_secs(31);
+        renewer.report(Err("down".into()));
+        assert!(
+            renewer.stale_reported,
+            "a whole lease without renewal is reported"
+        );
+        renewer.report(Ok(()));
+        assert!(!renewer.failing && !renewer.stale_reported);
+    }
+}
