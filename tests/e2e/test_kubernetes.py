@@ -538,6 +538,22 @@ def test_server_name_that_the_certificate_does_not_carry_stops_start_up(scn, ks)
     assert "connecting to the Kubernetes API server" in gw.log, gw.log
 
 
+def test_a_taken_port_stops_start_up_before_anything_is_made(scn, ks):
+    """The port is taken before the backend connects: sshpod names the address and exits,
+    and holds no instance Lease that would linger."""
+    import socket
+    taken = socket.create_server(("127.0.0.1", 0))
+    scn.finalizers.append(taken.close)
+    before = set(leases(ks))
+    gw = scn.start(h.deep_merge(kube_config(ks), {"ssh": {"listen": f"127.0.0.1:{taken.getsockname()[1]}"}}),
+                   wait=False)
+    assert gw.wait_exit(60) != 0
+    gw.wait_drained()
+    assert f"listening on 127.0.0.1:{taken.getsockname()[1]}" in gw.log, gw.log
+    assert "connected to the Kubernetes API server" not in gw.log, gw.log
+    assert set(leases(ks)) == before
+
+
 def test_sigterm_ends_sessions_and_deletes_their_pods(kube, scn, ks):
     gw = kube()
     proc = scn.track(scn.client(gw).popen("echo started; exec sleep 1000"))

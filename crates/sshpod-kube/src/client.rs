@@ -1,4 +1,5 @@
-//! The one Kubernetes client of the process, built from `kubernetes.connection`.
+//! The Kubernetes clients of the process, built from `kubernetes.connection`: one for the
+//! connections, one for the instance Lease.
 //!
 //! Sources, in order: `kubeconfig` (with an optional context) when set; in-cluster
 //! configuration when running in a pod and the connection names no credentials; otherwise the

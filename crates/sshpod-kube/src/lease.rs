@@ -8,6 +8,8 @@
 //! own that does not queue behind the connections' requests. Whether another instance's Lease
 //! is still renewed is judged by the observer's own clock (see `orphans`).
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
@@ -21,7 +23,8 @@ use tokio_util::task::TaskTracker;
 use crate::orphans::Sweeper;
 use crate::pod::LABEL_INSTANCE;
 
-/// How soon a failed renewal is tried again (or a third of the lease, if shorter).
+/// How soon a failed renewal is tried again first; the pause doubles while renewals fail, up
+/// to a third of the lease.
 const RETRY: Duration = Duration::from_secs(1);
 /// How long shutdown waits for the Lease's deletion; if it fails, other instances remove the
 /// Lease once it expires.
@@ -53,8 +56,11 @@ fn describe(instance: &str, duration: Duration) -> Lease {
     }
 }
 
+/// Whole seconds, rounded up: others must never judge the Lease by less than its holder's
+/// duration.
 fn seconds(duration: Duration) -> i32 {
-    i32::try_from(duration.as_secs()).unwrap_or(i32::MAX).max(1)
+    let whole = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    i32::try_from(whole).unwrap_or(i32::MAX).max(1)
 }
 
 /// `lease` with a new renew time, written if its resourceVersion is still the stored one.
@@ -71,13 +77,16 @@ async fn write_renewed(leases: &Api<Lease>, mut lease: Lease) -> Result<Lease, k
 pub(crate) struct HeldLease {
     leases: Api<Lease>,
     name: String,
+    /// False while the Lease has gone unrenewed for its whole duration: others may take this
+    /// instance for dead, so new pods must not rely on it.
+    fresh: Arc<AtomicBool>,
     stop: CancellationToken,
     tasks: TaskTracker,
 }
 
 impl HeldLease {
-    /// Creates the Lease and proves, by renewing it and listing Leases once, that the
-    /// instance may do what holding it takes. An error means it cannot (no rights on leases,
+    /// Creates the Lease and proves, by renewing, reading and listing once, that the instance
+    /// may do what holding it takes. An error means it cannot (no rights on leases,
     /// an API server without them); the caller falls back to lifelines.
     pub(crate) async fn acquire(
         leases: Api<Lease>,
@@ -90,9 +99,9 @@ impl HeldLease {
             .await?;
         let name = lease_name(instance);
         let proven = async {
-            let renewed = write_renewed(&leases, created).await?;
+            write_renewed(&leases, created).await?;
             leases.list(&ListParams::default().limit(1)).await?;
-            Ok(renewed)
+            leases.get(&name).await
         };
         let current = match proven.await {
             Ok(current) => current,
@@ -103,6 +112,7 @@ impl HeldLease {
         };
         let stop = CancellationToken::new();
         let tasks = TaskTracker::new();
+        let fresh = Arc::new(AtomicBool::new(true));
         let renewer = Renewer {
             leases: leases.clone(),
             instance: instance.to_owned(),
@@ -111,6 +121,7 @@ impl HeldLease {
             renewed: Instant::now(),
             failing: false,
             stale_reported: false,
+            fresh: Arc::clone(&fresh),
         };
         tasks.spawn(renewer.run(stop.clone()));
         tasks.spawn(sweeper.run_every(duration, stop.clone()));
@@ -118,14 +129,17 @@ impl HeldLease {
         Ok(Self {
             leases,
             name,
+            fresh,
             stop,
             tasks,
         })
     }
 
-    /// The Lease's name, as put on this instance's pods.
-    pub(crate) fn name(&self) -> &str {
-        &self.name
+    /// The Lease's name, to put on a new pod; None while it is not renewed (see `fresh`).
+    pub(crate) fn vouching_name(&self) -> Option<&str> {
+        self.fresh
+            .load(Ordering::Relaxed)
+            .then_some(self.name.as_str())
     }
 
     /// Stops renewing and deletes the Lease, so other instances may sweep at once whatever
@@ -173,12 +187,15 @@ struct Renewer {
     failing: bool,
     /// Whether the "others may take this instance for dead" error was logged in this run.
     stale_reported: bool,
+    /// Shared with the [`HeldLease`]: false while `stale_reported`.
+    fresh: Arc<AtomicBool>,
 }
 
 impl Renewer {
     async fn run(mut self, stop: CancellationToken) {
         let period = self.duration / 3;
         let mut next = Instant::now() + period;
+        let mut retry = RETRY;
         loop {
             tokio::select! {
                 () = stop.cancelled() => return,
@@ -191,9 +208,17 @@ impl Renewer {
                     outcome.unwrap_or_else(|_| Err("no answer in time".into()))
                 }
             };
-            let ok = outcome.is_ok();
+            let pause = if outcome.is_ok() {
+                retry = RETRY;
+                period
+            } else {
+                // An API server that refuses at once (429) must not be asked every second.
+                let pause = retry.min(period);
+                retry = retry.saturating_mul(2);
+                pause
+            };
             self.report(outcome);
-            next = Instant::now() + if ok { period } else { RETRY.min(period) };
+            next = Instant::now() + pause;
         }
     }
 
@@ -239,17 +264,20 @@ impl Renewer {
                 self.renewed = Instant::now();
                 self.failing = false;
                 self.stale_reported = false;
+                self.fresh.store(true, Ordering::Relaxed);
             }
             Err(e) => {
                 let stale = self.renewed.elapsed();
                 if stale >= self.duration && !self.stale_reported {
                     self.stale_reported = true;
+                    self.fresh.store(false, Ordering::Relaxed);
                     tracing::error!(
                         lease = %name,
                         error = %e,
                         seconds = stale.as_secs(),
                         "the instance lease has not been renewed for as long as it lasts: \
-                         other sshpod instances may now delete this instance's pods"
+                         other sshpod instances may now delete this instance's pods; new pods \
+                         get a lifeline until it is renewed"
                     );
                 } else if !self.failing {
                     tracing::warn!(
@@ -291,6 +319,7 @@ mod tests {
             renewed: Instant::now(),
             failing: false,
             stale_reported: false,
+            fresh: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -436,7 +465,18 @@ mod tests {
             renewer.stale_reported,
             "a whole lease without renewal is reported"
         );
+        assert!(
+            !renewer.fresh.load(Ordering::Relaxed),
+            "new pods no longer rely on it"
+        );
         renewer.report(Ok(()));
         assert!(!renewer.failing && !renewer.stale_reported);
+        assert!(renewer.fresh.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_lease_never_says_it_lasts_less_than_configured() {
+        assert_eq!(seconds(Duration::from_secs(60)), 60);
+        assert_eq!(seconds(Duration::from_millis(3900)), 4);
     }
 }

@@ -53,7 +53,7 @@ use session::SessionPods;
 pub struct KubeBackend {
     client: Client,
     config: Arc<KubernetesConfig>,
-    owner: Owner,
+    instance: String,
     sweeper: Sweeper,
     /// None when the instance could not create its Lease: every pod then gets a lifeline.
     lease: Option<HeldLease>,
@@ -98,14 +98,10 @@ impl KubeBackend {
                     None
                 }
             };
-        let owner = Owner {
-            instance,
-            lease: lease.as_ref().map(|l| l.name().to_owned()),
-        };
         Ok(Self {
             client,
             config: Arc::new(config.clone()),
-            owner,
+            instance,
             sweeper,
             lease,
         })
@@ -113,17 +109,22 @@ impl KubeBackend {
 
     /// This process's instance id, as put on its pods.
     pub fn instance(&self) -> &str {
-        &self.owner.instance
+        &self.instance
     }
 
-    /// Who makes one connection's pods. The Lease vouches only for pods in its own namespace:
-    /// in another one (a config server's choice), other deployments sweep by their own Leases,
-    /// so such pods get a lifeline instead.
+    /// Who makes one connection's pods. The Lease vouches only for pods in its own namespace
+    /// (in another one, a config server's choice, other deployments sweep by their own
+    /// Leases) and only while it is renewed; other pods get a lifeline instead.
     fn owner_for(&self, config: &KubernetesConfig) -> Owner {
         let home = config.pod.namespace() == self.config.pod.namespace();
         Owner {
-            instance: self.owner.instance.clone(),
-            lease: self.owner.lease.clone().filter(|_| home),
+            instance: self.instance.clone(),
+            lease: self
+                .lease
+                .as_ref()
+                .and_then(HeldLease::vouching_name)
+                .filter(|_| home)
+                .map(str::to_owned),
         }
     }
 

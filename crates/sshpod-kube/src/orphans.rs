@@ -6,8 +6,8 @@
 //!   closed when the instance died), or it has been stuck before running for longer than any
 //!   start could take.
 //!
-//! Pods of live instances are never touched. Dead instances' Leases are deleted with their
-//! pods.
+//! Pods of live instances are never touched. A dead instance's Lease is deleted first, and
+//! its pods only once that worked.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -40,6 +40,8 @@ struct Inner {
     observed: Mutex<Observed>,
     /// Whether listing Leases was refused already (warned about once).
     lease_list_refused: AtomicBool,
+    /// Whether deleting a dead Lease was refused already (warned about once).
+    lease_delete_refused: AtomicBool,
 }
 
 impl Sweeper {
@@ -61,6 +63,7 @@ impl Sweeper {
                 stop,
                 observed: Mutex::new(Observed::default()),
                 lease_list_refused: AtomicBool::new(false),
+                lease_delete_refused: AtomicBool::new(false),
             }),
         }
     }
@@ -126,11 +129,22 @@ impl Sweeper {
                 Ok(_) => tracing::info!(lease, "deleted the lease of an sshpod instance that died"),
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 Err(e) => {
-                    tracing::debug!(
-                        lease,
-                        error = &e as &dyn std::error::Error,
-                        "a dead instance's lease could not be deleted; its pods stay for now"
-                    );
+                    let refused = matches!(&e, kube::Error::Api(a) if a.code == 403);
+                    let error = &e as &dyn std::error::Error;
+                    if refused && !inner.lease_delete_refused.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            lease,
+                            error,
+                            "cannot delete the leases of dead sshpod instances, so their pods \
+                             stay: sshpod needs delete on leases.coordination.k8s.io"
+                        );
+                    } else {
+                        tracing::debug!(
+                            lease,
+                            error,
+                            "a dead instance's lease could not be deleted; its pods stay for now"
+                        );
+                    }
                     if let Some(l) = liveness.as_mut() {
                         l.live.insert(lease);
                     }

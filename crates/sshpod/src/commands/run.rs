@@ -18,9 +18,8 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
     let host_keys = hostkeys::load(&config.ssh.hostkeys, config_path)?;
     let host_certificates = hostkeys::load_certificates(&config.ssh.host_certificates, &host_keys)?;
     // Before the backend: a port that is taken must not leave anything behind (such as the
-    // Kubernetes backend's instance Lease).
-    let listener = server::bind(config.ssh.listen)
-        .await
+    // Kubernetes backend's instance Lease). Listening waits until the backend is ready.
+    let socket = server::bind(config.ssh.listen)
         .with_context(|| format!("listening on {}", config.ssh.listen))?;
     match config.backend {
         sshpod_config::Backend::Docker => {
@@ -36,7 +35,7 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
                 instance = backend.instance(),
                 "connected to the Docker engine"
             );
-            serve(config, listener, backend, host_keys, host_certificates).await
+            serve(config, socket, backend, host_keys, host_certificates).await
         }
         sshpod_config::Backend::Kubernetes => {
             let backend = KubeBackend::connect(&config.kubernetes)
@@ -47,7 +46,7 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
                 namespace = config.kubernetes.pod.namespace(),
                 "connected to the Kubernetes API server"
             );
-            serve(config, listener, backend, host_keys, host_certificates).await
+            serve(config, socket, backend, host_keys, host_certificates).await
         }
         other => anyhow::bail!("backend `{other:?}` is not available in this build"),
     }
@@ -56,7 +55,7 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
 /// Sweeps orphans, then serves SSH until SIGTERM or SIGINT.
 async fn serve<B: Backend>(
     config: Arc<sshpod_config::Config>,
-    listener: tokio::net::TcpListener,
+    socket: tokio::net::TcpSocket,
     backend: B,
     host_keys: Vec<russh::keys::PrivateKey>,
     host_certificates: Vec<russh::keys::Certificate>,
@@ -72,6 +71,8 @@ async fn serve<B: Backend>(
             "could not look for orphaned containers"
         ),
     }
+    let listener =
+        server::listen(socket).with_context(|| format!("listening on {}", config.ssh.listen))?;
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;

@@ -24,7 +24,7 @@ use russh::keys::ssh_key::Certificate;
 use russh::keys::PrivateKey;
 use sshpod_config::Config;
 use sshpod_core::Backend;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -189,13 +189,19 @@ fn log_end(result: Result<(), String>) {
     }
 }
 
-/// Binds the listener from the configuration.
-pub(crate) async fn bind(listen: SocketAddr) -> std::io::Result<TcpListener> {
+/// Takes the configured address without listening on it yet: a port that is taken shows up
+/// here, while clients (and readiness probes) are answered only once [`listen`] runs.
+pub(crate) fn bind(listen: SocketAddr) -> std::io::Result<TcpSocket> {
     let socket = match listen {
-        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
     };
     socket.set_reuseaddr(true)?;
     socket.bind(listen)?;
+    Ok(socket)
+}
+
+/// Starts accepting connections on a socket from [`bind`].
+pub(crate) fn listen(socket: TcpSocket) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }
