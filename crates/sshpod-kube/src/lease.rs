@@ -298,20 +298,23 @@ impl Renewer {
 mod tests {
     use http::{Method, Request, Response, StatusCode};
     use kube::client::Body;
-    use serde_json::json;
+    use serde_json::{json, Value};
     use tower_test::mock::{self, Handle};
 
     use super::*;
 
     type Server = Handle<Request<Body>, Response<Body>>;
 
-    fn renewer(server_side: &mut Option<Server>) -> Renewer {
-        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        *server_side = Some(handle);
+    /// A renewer holding version 5 (uid `old`) of `sshpod-abc`, and the API server it talks to.
+    fn renewer() -> (Renewer, Server) {
+        let (service, server) = mock::pair::<Request<Body>, Response<Body>>();
         let mut current = describe("abc", Duration::from_secs(30));
         current.metadata.resource_version = Some("5".to_owned());
         current.metadata.uid = Some("old".to_owned());
-        Renewer {
+        if let Some(spec) = current.spec.as_mut() {
+            spec.renew_time = Some(MicroTime("2026-01-01T00:00:00Z".parse().unwrap()));
+        }
+        let renewer = Renewer {
             leases: Api::namespaced(kube::Client::new(service, "ns"), "ns"),
             instance: "abc".to_owned(),
             duration: Duration::from_secs(30),
@@ -320,143 +323,86 @@ mod tests {
             failing: false,
             stale_reported: false,
             fresh: Arc::new(AtomicBool::new(true)),
-        }
+        };
+        (renewer, server)
     }
 
-    fn lease_json(version: &str, uid: &str) -> serde_json::Value {
+    fn lease_json(version: &str, uid: &str) -> Value {
         let mut lease = serde_json::to_value(describe("abc", Duration::from_secs(30))).unwrap();
         lease["metadata"]["resourceVersion"] = json!(version);
         lease["metadata"]["uid"] = json!(uid);
         lease
     }
 
-    fn status(code: u16, reason: &str) -> serde_json::Value {
+    fn status(code: u16, reason: &str) -> Value {
         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                "message": reason, "reason": reason, "code": code})
     }
 
-    /// Answers the next request, after checking its method, and returns its body.
-    async fn answer(
-        server: &mut Server,
-        method: Method,
-        code: StatusCode,
-        body: serde_json::Value,
-    ) -> serde_json::Value {
-        let (request, respond) = server.next_request().await.expect("a request");
-        assert_eq!(request.method(), method, "{}", request.uri());
-        assert!(request
-            .uri()
-            .path()
-            .starts_with("/apis/coordination.k8s.io/v1/namespaces/ns/leases"));
-        let sent = request.into_body().collect_bytes().await.unwrap();
-        let response = Response::builder()
-            .status(code)
-            .body(Body::from(serde_json::to_vec(&body).unwrap()))
-            .unwrap();
-        respond.send_response(response);
-        serde_json::from_slice(&sent).unwrap_or(serde_json::Value::Null)
+    /// One renewal against an API server that expects `script`'s requests in order (method)
+    /// and gives its answers; returns the renewer and the bodies it sent.
+    async fn renew_against(script: Vec<(Method, StatusCode, Value)>) -> (Renewer, Vec<Value>) {
+        let (mut renewer, mut server) = renewer();
+        let api = tokio::spawn(async move {
+            let mut sent = Vec::new();
+            for (method, code, answer) in script {
+                let (request, respond) = server.next_request().await.expect("a request");
+                assert_eq!(request.method(), method, "{}", request.uri());
+                assert!(request
+                    .uri()
+                    .path()
+                    .starts_with("/apis/coordination.k8s.io/v1/namespaces/ns/leases"));
+                let body = request.into_body().collect_bytes().await.unwrap();
+                sent.push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                let body = Body::from(serde_json::to_vec(&answer).unwrap());
+                respond.send_response(Response::builder().status(code).body(body).unwrap());
+            }
+            sent
+        });
+        renewer.renew().await.unwrap();
+        (renewer, api.await.unwrap())
     }
 
     #[tokio::test]
     async fn a_renewal_writes_a_new_renew_time_over_the_version_it_holds() {
-        let mut server = None;
-        let mut renewer = renewer(&mut server);
-        let mut server = server.unwrap();
-        let api = tokio::spawn(async move {
-            let sent = answer(
-                &mut server,
-                Method::PUT,
-                StatusCode::OK,
-                lease_json("6", "old"),
-            )
-            .await;
-            assert_eq!(sent["metadata"]["resourceVersion"], "5");
-            assert_eq!(sent["metadata"]["uid"], "old");
-        });
-        renewer.renew().await.unwrap();
-        api.await.unwrap();
-        assert_eq!(
-            renewer.current.metadata.resource_version.as_deref(),
-            Some("6")
-        );
+        let (renewer, sent) =
+            renew_against(vec![(Method::PUT, StatusCode::OK, lease_json("6", "old"))]).await;
+        assert_eq!(sent[0]["metadata"]["resourceVersion"], "5");
+        assert_eq!(sent[0]["metadata"]["uid"], "old");
+        assert_ne!(sent[0]["spec"]["renewTime"], "2026-01-01T00:00:00.000000Z");
+        let version = renewer.current.metadata.resource_version;
+        assert_eq!(version.as_deref(), Some("6"));
     }
 
     #[tokio::test]
     async fn a_lease_someone_deleted_is_held_anew() {
-        let mut server = None;
-        let mut renewer = renewer(&mut server);
-        let mut server = server.unwrap();
-        let api = tokio::spawn(async move {
+        let (renewer, sent) = renew_against(vec![
             // The stored uid fails as a precondition: 409, not 404.
-            answer(
-                &mut server,
-                Method::PUT,
-                StatusCode::CONFLICT,
-                status(409, "Conflict"),
-            )
-            .await;
-            answer(
-                &mut server,
-                Method::GET,
-                StatusCode::NOT_FOUND,
-                status(404, "NotFound"),
-            )
-            .await;
-            let sent = answer(
-                &mut server,
-                Method::POST,
-                StatusCode::CREATED,
-                lease_json("9", "new"),
-            )
-            .await;
-            assert_eq!(sent["spec"]["holderIdentity"], "abc");
-        });
-        renewer.renew().await.unwrap();
-        api.await.unwrap();
+            (Method::PUT, StatusCode::CONFLICT, status(409, "Conflict")),
+            (Method::GET, StatusCode::NOT_FOUND, status(404, "NotFound")),
+            (Method::POST, StatusCode::CREATED, lease_json("9", "new")),
+        ])
+        .await;
+        assert_eq!(sent[2]["spec"]["holderIdentity"], "abc");
         assert_eq!(renewer.current.metadata.uid.as_deref(), Some("new"));
     }
 
     #[tokio::test]
     async fn a_lease_someone_changed_is_renewed_in_its_new_version() {
-        let mut server = None;
-        let mut renewer = renewer(&mut server);
-        let mut server = server.unwrap();
-        let api = tokio::spawn(async move {
-            answer(
-                &mut server,
-                Method::PUT,
-                StatusCode::CONFLICT,
-                status(409, "Conflict"),
-            )
-            .await;
-            answer(
-                &mut server,
-                Method::GET,
-                StatusCode::OK,
-                lease_json("7", "old"),
-            )
-            .await;
-            let sent = answer(
-                &mut server,
-                Method::PUT,
-                StatusCode::OK,
-                lease_json("8", "old"),
-            )
-            .await;
-            assert_eq!(sent["metadata"]["resourceVersion"], "7");
-        });
-        renewer.renew().await.unwrap();
-        api.await.unwrap();
-        assert_eq!(
-            renewer.current.metadata.resource_version.as_deref(),
-            Some("8")
-        );
+        let (renewer, sent) = renew_against(vec![
+            (Method::PUT, StatusCode::CONFLICT, status(409, "Conflict")),
+            (Method::GET, StatusCode::OK, lease_json("7", "old")),
+            (Method::PUT, StatusCode::OK, lease_json("8", "old")),
+        ])
+        .await;
+        assert_eq!(sent[2]["metadata"]["resourceVersion"], "7");
+        let version = renewer.current.metadata.resource_version;
+        assert_eq!(version.as_deref(), Some("8"));
     }
 
     #[tokio::test]
     async fn failures_are_reported_once_and_staleness_once() {
-        let mut server = None;
-        let mut renewer = renewer(&mut server);
+        let (mut renewer, _server) = renewer();
         renewer.report(Err("down".into()));
         assert!(renewer.failing && !renewer.stale_reported);
         renewer.renewed = Instant::now() - Duration::from_secs(31);
