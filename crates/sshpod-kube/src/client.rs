@@ -3,8 +3,7 @@
 //!
 //! Sources, in order: `kubeconfig` (with an optional context) when set; in-cluster
 //! configuration when running in a pod and the connection names no credentials; otherwise the
-//! ContainerSSH keys (host, CA, client certificate, bearer token, basic auth). Every request
-//! of the connections goes through one `qps`/`burst` token bucket.
+//! ContainerSSH keys (host, CA, client certificate, bearer token, basic auth).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,30 +18,24 @@ use sshpod_core::BackendError;
 use crate::limiter::{RateLimitLayer, TokenBucket};
 use crate::token_file::{TokenFile, TokenFileLayer};
 
-/// Whether a client's requests wait their turn in the process's `qps`/`burst` bucket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Rate {
-    /// The connections' requests.
-    Limited,
-    /// The instance Lease's few requests a minute, which must not queue behind a burst of
-    /// logins: a renewal that comes too late costs the instance its pods.
-    Unlimited,
+/// The process's two clients, from one reading of the configuration.
+pub(crate) struct Clients {
+    /// For the connections' requests, which wait their turn in one `qps`/`burst` bucket.
+    pub(crate) connections: Client,
+    /// For the instance Lease's few requests a minute, outside the bucket: a renewal queued
+    /// behind a burst of logins could come too late and cost the instance its pods.
+    pub(crate) lease: Client,
 }
 
-/// Builds a client. Reads files named in the configuration; talks to nobody yet.
+/// Builds the clients. Reads files named in the configuration; talks to nobody yet.
 pub(crate) async fn build(
     conn: &KubernetesConnection,
     request_timeout: Duration,
-    rate: Rate,
-) -> Result<Client, BackendError> {
+) -> Result<Clients, BackendError> {
     let mut config = client_config(conn).await?;
     config.connect_timeout = Some(request_timeout);
     config.write_timeout = Some(request_timeout);
-    let bucket = (rate == Rate::Limited).then(|| Arc::new(TokenBucket::new(conn.qps, conn.burst)));
-    let builder = kube::client::ClientBuilder::try_from(config)
-        .map_err(|e| setting("kubernetes.connection", format!("{e}")))?
-        .with_layer(&RateLimitLayer::new(bucket));
-    match (&conn.kubeconfig, &conn.bearer_token_file) {
+    let token_file = match (&conn.kubeconfig, &conn.bearer_token_file) {
         (None, Some(path)) => {
             let file = Arc::new(TokenFile::new(path));
             file.header().map_err(|e| {
@@ -51,10 +44,29 @@ pub(crate) async fn build(
                     format!("cannot read `{path}`: {e}"),
                 )
             })?;
-            Ok(builder.with_layer(&TokenFileLayer(file)).build())
+            Some(file)
         }
-        _ => Ok(builder.build()),
-    }
+        _ => None,
+    };
+    let bucket = Arc::new(TokenBucket::new(conn.qps, conn.burst));
+    Ok(Clients {
+        connections: client(config.clone(), Some(bucket), token_file.clone())?,
+        lease: client(config, None, token_file)?,
+    })
+}
+
+fn client(
+    config: kube::Config,
+    bucket: Option<Arc<TokenBucket>>,
+    token_file: Option<Arc<TokenFile>>,
+) -> Result<Client, BackendError> {
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| setting("kubernetes.connection", format!("{e}")))?
+        .with_layer(&RateLimitLayer::new(bucket));
+    Ok(match token_file {
+        Some(file) => builder.with_layer(&TokenFileLayer(file)).build(),
+        None => builder.build(),
+    })
 }
 
 async fn client_config(conn: &KubernetesConnection) -> Result<kube::Config, BackendError> {

@@ -41,7 +41,6 @@ use sshpod_core::{
 };
 use tokio::sync::Mutex;
 
-use client::Rate;
 pub use forward::ForwardStream;
 use lease::HeldLease;
 use orphans::Sweeper;
@@ -63,7 +62,9 @@ impl KubeBackend {
     /// Builds the shared client, checks that the credentials work in the namespace and takes
     /// this instance's Lease there.
     pub async fn connect(config: &KubernetesConfig) -> Result<Self, BackendError> {
-        let client = client::build(&config.connection, config.timeouts.http, Rate::Limited).await?;
+        let timeouts = &config.timeouts;
+        let clients = client::build(&config.connection, timeouts.http).await?;
+        let client = clients.connections;
         let namespace = config.pod.namespace();
         let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
         // `/version` answers anyone; listing pods proves the credentials and the rights.
@@ -71,10 +72,7 @@ impl KubeBackend {
             .await
             .map_err(|e| BackendError::Engine(Box::new(e)))?;
         let instance = hex::encode(rand::random::<[u8; 8]>());
-        let timeouts = &config.timeouts;
-        let lease_client =
-            client::build(&config.connection, config.timeouts.http, Rate::Unlimited).await?;
-        let leases: Api<Lease> = Api::namespaced(lease_client, namespace);
+        let leases: Api<Lease> = Api::namespaced(clients.lease, namespace);
         let sweeper = Sweeper::new(
             pods,
             leases.clone(),
