@@ -3,7 +3,7 @@
 //! without ever touching a live one's.
 //!
 //! The Lease is named `sshpod-INSTANCE`, created at start, renewed every third of
-//! `timeouts.instanceLease` (and every second while renewals fail) and deleted at shutdown.
+//! `timeouts.instanceLease` (sooner again while renewals fail) and deleted at shutdown.
 //! It costs a few requests a minute for the whole process, none per login, on a client of its
 //! own that does not queue behind the connections' requests. Whether another instance's Lease
 //! is still renewed is judged by the observer's own clock (see `orphans`).
@@ -120,7 +120,6 @@ impl HeldLease {
             current,
             renewed: Instant::now(),
             failing: false,
-            stale_reported: false,
             fresh: Arc::clone(&fresh),
         };
         tasks.spawn(renewer.run(stop.clone()));
@@ -185,9 +184,8 @@ struct Renewer {
     renewed: Instant,
     /// Whether the last renewal failed (its warning is logged once per run of failures).
     failing: bool,
-    /// Whether the "others may take this instance for dead" error was logged in this run.
-    stale_reported: bool,
-    /// Shared with the [`HeldLease`]: false while `stale_reported`.
+    /// Shared with the [`HeldLease`]: false once the Lease has gone unrenewed for its whole
+    /// duration (said once, as an error), true again at the next renewal.
     fresh: Arc<AtomicBool>,
 }
 
@@ -263,13 +261,12 @@ impl Renewer {
                 }
                 self.renewed = Instant::now();
                 self.failing = false;
-                self.stale_reported = false;
                 self.fresh.store(true, Ordering::Relaxed);
             }
             Err(e) => {
                 let stale = self.renewed.elapsed();
-                if stale >= self.duration && !self.stale_reported {
-                    self.stale_reported = true;
+                let fresh = self.fresh.load(Ordering::Relaxed);
+                if stale >= self.duration && fresh {
                     self.fresh.store(false, Ordering::Relaxed);
                     tracing::error!(
                         lease = %name,
@@ -283,7 +280,7 @@ impl Renewer {
                     tracing::warn!(
                         lease = %name,
                         error = %e,
-                        "could not renew the instance lease; trying again every second"
+                        "could not renew the instance lease; trying again shortly"
                     );
                 } else {
                     tracing::debug!(lease = %name, error = %e, "instance lease renewal failed");
@@ -321,7 +318,6 @@ mod tests {
             current,
             renewed: Instant::now(),
             failing: false,
-            stale_reported: false,
             fresh: Arc::new(AtomicBool::new(true)),
         };
         (renewer, server)
@@ -403,21 +399,17 @@ mod tests {
     #[tokio::test]
     async fn failures_are_reported_once_and_staleness_once() {
         let (mut renewer, _server) = renewer();
+        let fresh = |renewer: &Renewer| renewer.fresh.load(Ordering::Relaxed);
         renewer.report(Err("down".into()));
-        assert!(renewer.failing && !renewer.stale_reported);
+        assert!(renewer.failing && fresh(&renewer));
         renewer.renewed = Instant::now() - Duration::from_secs(31);
         renewer.report(Err("down".into()));
         assert!(
-            renewer.stale_reported,
-            "a whole lease without renewal is reported"
-        );
-        assert!(
-            !renewer.fresh.load(Ordering::Relaxed),
-            "new pods no longer rely on it"
+            !fresh(&renewer),
+            "after a whole lease without renewal, new pods no longer rely on it"
         );
         renewer.report(Ok(()));
-        assert!(!renewer.failing && !renewer.stale_reported);
-        assert!(renewer.fresh.load(Ordering::Relaxed));
+        assert!(!renewer.failing && fresh(&renewer));
     }
 
     #[test]

@@ -96,60 +96,16 @@ impl Sweeper {
                 Some(observed.update(&list.items, asked, Instant::now()))
             }
             Err(e) => {
-                let first = !inner.lease_list_refused.swap(true, Ordering::Relaxed);
-                let error = &e as &dyn std::error::Error;
-                if first {
-                    tracing::warn!(
-                        error,
-                        "cannot list sshpod instance leases; pods that name one are left alone"
-                    );
-                } else {
-                    tracing::debug!(error, "cannot list sshpod instance leases");
-                }
+                warn_once(
+                    &inner.lease_list_refused,
+                    &e,
+                    "cannot list sshpod instance leases; pods that name one are left alone",
+                );
                 None
             }
         };
-        // A dead Lease goes before its pods, and only in the version judged dead: if its
-        // holder renewed it meanwhile, the delete fails and the pods stay.
-        for (lease, version) in liveness
-            .as_mut()
-            .map(|l| std::mem::take(&mut l.dead))
-            .into_iter()
-            .flatten()
-        {
-            requests += 1;
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    resource_version: Some(version),
-                    uid: None,
-                }),
-                ..DeleteParams::default()
-            };
-            match inner.leases.delete(&lease, &params).await {
-                Ok(_) => tracing::info!(lease, "deleted the lease of an sshpod instance that died"),
-                Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => {
-                    let refused = matches!(&e, kube::Error::Api(a) if a.code == 403);
-                    let error = &e as &dyn std::error::Error;
-                    if refused && !inner.lease_delete_refused.swap(true, Ordering::Relaxed) {
-                        tracing::warn!(
-                            lease,
-                            error,
-                            "cannot delete the leases of dead sshpod instances, so their pods \
-                             stay: sshpod needs delete on leases.coordination.k8s.io"
-                        );
-                    } else {
-                        tracing::debug!(
-                            lease,
-                            error,
-                            "a dead instance's lease could not be deleted; its pods stay for now"
-                        );
-                    }
-                    if let Some(l) = liveness.as_mut() {
-                        l.live.insert(lease);
-                    }
-                }
-            }
+        if let Some(liveness) = liveness.as_mut() {
+            requests += self.delete_dead_leases(liveness).await;
         }
         let now = k8s_openapi::jiff::Timestamp::now();
         let mut removed = 0;
@@ -165,6 +121,46 @@ impl Sweeper {
         }
         tracing::debug!(requests, "swept for orphans");
         Ok(removed)
+    }
+
+    /// Deletes the Leases `liveness` judged dead, each only in the version judged dead: one its
+    /// holder renewed meanwhile stays, and so do its pods (it moves to `live`). Returns the
+    /// requests made.
+    async fn delete_dead_leases(&self, liveness: &mut Liveness) -> usize {
+        let inner = &self.inner;
+        let dead = std::mem::take(&mut liveness.dead);
+        let requests = dead.len();
+        for (lease, version) in dead {
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    resource_version: Some(version),
+                    uid: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match inner.leases.delete(&lease, &params).await {
+                Ok(_) => tracing::info!(lease, "deleted the lease of an sshpod instance that died"),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => {
+                    if matches!(&e, kube::Error::Api(a) if a.code == 403) {
+                        warn_once(
+                            &inner.lease_delete_refused,
+                            &e,
+                            "cannot delete the leases of dead sshpod instances, so their pods \
+                             stay: sshpod needs delete on leases.coordination.k8s.io",
+                        );
+                    } else {
+                        tracing::debug!(
+                            lease,
+                            error = &e as &dyn std::error::Error,
+                            "a dead instance's lease could not be deleted; its pods stay for now"
+                        );
+                    }
+                    liveness.live.insert(lease);
+                }
+            }
+        }
+        requests
     }
 
     /// Sweeps every `period` until `stop`; the first sweep is start-up's, done already.
@@ -190,6 +186,17 @@ impl Sweeper {
                 ),
             }
         }
+    }
+}
+
+/// Logs a refusal that every sweep would meet again: as a warning the first time `said` is
+/// raised, at debug level after that.
+fn warn_once(said: &AtomicBool, error: &kube::Error, message: &str) {
+    let error = error as &dyn std::error::Error;
+    if said.swap(true, Ordering::Relaxed) {
+        tracing::debug!(error, "{message}");
+    } else {
+        tracing::warn!(error, "{message}");
     }
 }
 

@@ -43,9 +43,9 @@ pub(crate) fn connection_pod(
 }
 
 /// The main process of a pod nobody holds a lifeline to (a persistent pod, or a connection
-/// pod of an instance that holds a Lease). The default idle command ends when its stdin closes, so it
-/// is replaced by a loop that waits for ever and ends at once on SIGTERM; a configured one is
-/// kept as it is.
+/// pod that its instance's Lease vouches for). The default idle command ends when its stdin
+/// closes, so it is replaced by a loop that waits for ever and ends at once on SIGTERM; a
+/// configured one is kept as it is.
 pub(crate) fn idle_command_without_lifeline(configured: &[String]) -> Vec<String> {
     if configured == sshpod_config::DEFAULT_IDLE_COMMAND {
         vec![
