@@ -37,6 +37,7 @@ pub(crate) struct RawSsh {
     max_auth_tries: u32,
     #[serde(deserialize_with = "duration::deserialize")]
     shutdown_timeout: Duration,
+    rekey_limit: String,
 }
 
 impl Default for RawSsh {
@@ -59,6 +60,7 @@ impl Default for RawSsh {
             max_startups: 100,
             max_auth_tries: 6,
             shutdown_timeout: Duration::from_secs(20),
+            rekey_limit: RekeyLimit::DEFAULT.to_string(),
         }
     }
 }
@@ -101,6 +103,108 @@ pub struct SshConfig {
     /// How long to wait for sessions to finish after SIGTERM (default 20s).
     #[serde(serialize_with = "duration::serialize")]
     pub shutdown_timeout: Duration,
+    /// When the server starts a new key exchange (OpenSSH's `RekeyLimit`).
+    #[serde(serialize_with = "serialize_display")]
+    pub rekey_limit: RekeyLimit,
+}
+
+/// Data and time after which the server renews the session keys, written as OpenSSH's
+/// `RekeyLimit`: `1G 1h`, `512M`, `default none`. The client may rekey sooner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RekeyLimit {
+    /// Bytes sent or received (each direction counted apart).
+    pub bytes: u64,
+    /// Time since the last exchange; None means no time limit.
+    pub interval: Option<Duration>,
+}
+
+impl RekeyLimit {
+    /// The most the SSH library allows, and what it uses by default: 1 GiB, one hour.
+    pub const MAX_BYTES: u64 = 1 << 30;
+    /// The smallest amount accepted: rekeying more often only costs.
+    pub const MIN_BYTES: u64 = 16 * 1024;
+    pub const DEFAULT: RekeyLimit = RekeyLimit {
+        bytes: Self::MAX_BYTES,
+        interval: Some(Duration::from_secs(3600)),
+    };
+
+    fn parse(text: &str) -> Result<RekeyLimit, String> {
+        let mut words = text.split_whitespace();
+        let amount = words
+            .next()
+            .ok_or("must give an amount of data, like `1G`")?;
+        let bytes = if amount == "default" {
+            Self::MAX_BYTES
+        } else {
+            parse_bytes(amount)?
+        };
+        if !(Self::MIN_BYTES..=Self::MAX_BYTES).contains(&bytes) {
+            return Err(format!(
+                "`{amount}` is out of range: between 16K and 1G (bytes, or with a K, M or G suffix)"
+            ));
+        }
+        let interval = match words.next() {
+            None => Self::DEFAULT.interval,
+            Some("none") => None,
+            Some(time) => Some(
+                humantime::parse_duration(time)
+                    .ok()
+                    .filter(|d| *d >= Duration::from_secs(1))
+                    .ok_or_else(|| format!("`{time}` is not a time of at least 1s, or `none`"))?,
+            ),
+        };
+        if let Some(extra) = words.next() {
+            return Err(format!(
+                "unexpected `{extra}`: write `AMOUNT [TIME]`, like `1G 1h`"
+            ));
+        }
+        Ok(RekeyLimit { bytes, interval })
+    }
+}
+
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let (digits, unit) = match text.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&text[..i], Some(c.to_ascii_uppercase())),
+        _ => (text, None),
+    };
+    let multiplier = match unit {
+        None => 1,
+        Some('K') => 1 << 10,
+        Some('M') => 1 << 20,
+        Some('G') => 1 << 30,
+        Some(_) => return Err(format!("`{text}`: the suffix must be K, M or G")),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(multiplier))
+        .ok_or_else(|| format!("`{text}` is not an amount of data like `512M`"))
+}
+
+impl std::fmt::Display for RekeyLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bytes = self.bytes;
+        if bytes % (1 << 30) == 0 {
+            write!(f, "{}G", bytes >> 30)?;
+        } else if bytes % (1 << 20) == 0 {
+            write!(f, "{}M", bytes >> 20)?;
+        } else if bytes % (1 << 10) == 0 {
+            write!(f, "{}K", bytes >> 10)?;
+        } else {
+            write!(f, "{bytes}")?;
+        }
+        match self.interval {
+            None => write!(f, " none"),
+            Some(d) => write!(f, " {}", humantime::format_duration(d)),
+        }
+    }
+}
+
+fn serialize_display<S: serde::Serializer, T: std::fmt::Display>(
+    value: &T,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_str(value)
 }
 
 impl RawSsh {
@@ -152,6 +256,10 @@ impl RawSsh {
         if self.login_grace_time.is_zero() {
             check.error("ssh.loginGraceTime", "must be greater than 0");
         }
+        let rekey_limit = RekeyLimit::parse(&self.rekey_limit).unwrap_or_else(|message| {
+            check.error("ssh.rekeyLimit", message);
+            RekeyLimit::DEFAULT
+        });
         SshConfig {
             listen,
             server_version: self.server_version,
@@ -167,6 +275,7 @@ impl RawSsh {
             max_startups: self.max_startups,
             max_auth_tries: self.max_auth_tries,
             shutdown_timeout: self.shutdown_timeout,
+            rekey_limit,
         }
     }
 }
@@ -263,6 +372,30 @@ mod tests {
         assert!(check_server_version("SSH-2.0-ab ").is_err());
         assert!(check_server_version("SSH-2.0-ab c!").is_err());
         assert!(check_server_version(&format!("SSH-2.0-{}", "a".repeat(250))).is_err());
+    }
+
+    #[test]
+    fn rekey_limits_as_openssh_writes_them() {
+        let parse = RekeyLimit::parse;
+        assert_eq!(parse("default none").map(|r| r.interval), Ok(None));
+        assert_eq!(parse("default"), Ok(RekeyLimit::DEFAULT));
+        assert_eq!(
+            parse("1M 30m"),
+            Ok(RekeyLimit {
+                bytes: 1 << 20,
+                interval: Some(Duration::from_secs(1800))
+            })
+        );
+        assert_eq!(parse("512k").map(|r| r.bytes), Ok(512 << 10));
+        assert!(parse("2G").is_err(), "over what the library allows");
+        assert!(parse("1000").is_err(), "too small");
+        assert!(parse("1X").is_err());
+        assert!(parse("1G soon").is_err());
+        assert!(parse("1G 1h extra").is_err());
+        assert!(parse("").is_err());
+        for text in ["1G 1h", "16K none", "3M 10s"] {
+            assert_eq!(parse(text).map(|r| r.to_string()).as_deref(), Ok(text));
+        }
     }
 
     #[test]

@@ -1,51 +1,78 @@
-//! Flow control for client-to-container data.
+//! Flow control for client-to-container data: when sshpod stops reading the client's socket.
 //!
-//! russh refills a channel's window when data arrives, not when it is consumed, and a full
-//! russh channel queue stops the whole connection loop: no window adjusts, no rekey, no
-//! keepalives (see the dependency notes). sshpod therefore takes every packet off russh at
-//! once (`input`), and bounds what it holds another way: while a connection holds more than
-//! [`INPUT_BUDGET`] bytes that its processes have not yet read, the socket is not read, so
-//! the client's window stops being refilled and the client waits. The one exception: while
-//! an output stream is waiting for the client's window, reading goes on, because the
-//! client's window adjust may be queued behind its data (without this, `cat` moving data
-//! both ways would deadlock). If a connection stays paused for [`STALL_LIMIT`], its
-//! processes are stuck and the connection is torn down.
+//! The SSH library refills a channel's window when data arrives, not when it is consumed, and
+//! a full library channel queue stops the whole connection loop: no window adjusts, no rekey,
+//! no keepalives (see the dependency notes). So sshpod takes every packet off the library at
+//! once and holds it per channel (`input`: a little in memory, the rest spooled to disk), and
+//! the socket is the one lever left: pausing it pauses every channel of the connection. It
+//! is pulled only when the connection holds [`HELD_LIMIT`] bytes that its processes have not
+//! read, and then not while an output stream cannot get its data out: output waits for the
+//! client's window adjust or for a key exchange to finish, and both arrive on the socket, so
+//! holding the socket then would stop the very thing that lets the processes read again (this
+//! cycle stalled two-way streams under load). Past [`HELD_HARD_LIMIT`] the socket pauses
+//! regardless: only a client that neither reads its output nor stops sending gets there.
+//! Nothing here closes a connection: a process may leave its input unread as long as it likes.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Context;
-use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 
-/// Unread client data a connection may hold before sshpod stops reading its socket.
-pub(crate) const INPUT_BUDGET: usize = 8 * 1024 * 1024;
+/// Unread client data (memory and spool) a connection may hold before sshpod stops reading
+/// its socket, unless output is waiting on the client.
+pub(crate) const HELD_LIMIT: usize = 64 * 1024 * 1024;
 
-/// How long a connection may stay paused with no data consumed before it is torn down.
-pub(crate) const STALL_LIMIT: Duration = Duration::from_secs(120);
+/// Unread client data past which the socket is paused even while output waits.
+pub(crate) const HELD_HARD_LIMIT: usize = 4 * HELD_LIMIT;
 
 /// Per-connection accounting shared by the input queues, the output pumps and the socket.
 #[derive(Debug, Default)]
 pub(crate) struct FlowGate {
-    queued: AtomicUsize,
+    /// Client data not yet handed to a process, wherever it is held.
+    held: AtomicUsize,
+    /// The part of `held` kept in memory.
+    in_memory: AtomicUsize,
+    /// Output streams whose last write has not gone out yet.
     output_waiting: AtomicUsize,
     reader: AtomicWaker,
 }
 
 impl FlowGate {
-    /// Client data was queued for a process.
-    pub(crate) fn queued(&self, bytes: usize) {
-        self.queued.fetch_add(bytes, Ordering::AcqRel);
+    /// Client data was queued for a process (`in_memory`, or spooled).
+    pub(crate) fn held(&self, bytes: usize, in_memory: bool) {
+        self.held.fetch_add(bytes, Ordering::AcqRel);
+        if in_memory {
+            self.in_memory.fetch_add(bytes, Ordering::AcqRel);
+        }
     }
 
     /// A process took (or will never take) queued data.
-    pub(crate) fn consumed(&self, bytes: usize) {
-        let before = self.queued.fetch_sub(bytes, Ordering::AcqRel);
-        if before >= INPUT_BUDGET && before - bytes < INPUT_BUDGET {
+    pub(crate) fn released(&self, bytes: usize, in_memory: bool) {
+        if bytes == 0 {
+            return;
+        }
+        if in_memory {
+            self.in_memory.fetch_sub(bytes, Ordering::AcqRel);
+        }
+        let before = self.held.fetch_sub(bytes, Ordering::AcqRel);
+        let after = before - bytes;
+        let crossed = |limit| before >= limit && after < limit;
+        if crossed(HELD_LIMIT) || crossed(HELD_HARD_LIMIT) {
             self.reader.wake();
         }
     }
 
-    /// Marks an output stream as waiting for the client's window until the guard drops.
+    /// Whether `bytes` more may be kept in memory under the connection's `limit`.
+    pub(crate) fn may_hold_in_memory(&self, bytes: usize, limit: usize) -> bool {
+        self.in_memory.load(Ordering::Acquire) + bytes <= limit
+    }
+
+    /// Client data held now, in memory and spooled.
+    pub(crate) fn held_bytes(&self) -> usize {
+        self.held.load(Ordering::Acquire)
+    }
+
+    /// Marks an output stream as waiting on the client until the guard drops.
     pub(crate) fn output_waiting(&self) -> OutputWaiting<'_> {
         self.output_waiting.fetch_add(1, Ordering::AcqRel);
         self.reader.wake();
@@ -63,8 +90,9 @@ impl FlowGate {
     }
 
     fn is_open(&self) -> bool {
-        self.queued.load(Ordering::Acquire) < INPUT_BUDGET
-            || self.output_waiting.load(Ordering::Acquire) > 0
+        let held = self.held.load(Ordering::Acquire);
+        held < HELD_LIMIT
+            || (held < HELD_HARD_LIMIT && self.output_waiting.load(Ordering::Acquire) > 0)
     }
 }
 
@@ -90,15 +118,19 @@ mod tests {
         }
     }
 
+    fn flagged_context(flag: &Arc<Flag>) -> std::task::Waker {
+        std::task::Waker::from(Arc::clone(flag))
+    }
+
     #[test]
-    fn closes_over_budget_and_reopens_when_consumed_or_output_waits() {
+    fn closes_at_the_limit_and_reopens_when_read_or_while_output_waits() {
         let gate = FlowGate::default();
         let flag = Arc::new(Flag(false.into()));
-        let waker = std::task::Waker::from(Arc::clone(&flag));
+        let waker = flagged_context(&flag);
         let mut cx = Context::from_waker(&waker);
-        gate.queued(INPUT_BUDGET - 1);
+        gate.held(HELD_LIMIT - 1, false);
         assert!(gate.poll_open(&mut cx));
-        gate.queued(10);
+        gate.held(10, true);
         assert!(!gate.poll_open(&mut cx));
         {
             let _waiting = gate.output_waiting();
@@ -109,11 +141,38 @@ mod tests {
             assert!(gate.poll_open(&mut cx));
         }
         assert!(!gate.poll_open(&mut cx));
-        gate.consumed(10);
+        gate.released(10, true);
         assert!(
             flag.0.load(Ordering::SeqCst),
-            "woken when back under budget"
+            "woken when back under the limit"
         );
         assert!(gate.poll_open(&mut cx));
+    }
+
+    #[test]
+    fn past_the_hard_limit_waiting_output_does_not_reopen() {
+        let gate = FlowGate::default();
+        let flag = Arc::new(Flag(false.into()));
+        let waker = flagged_context(&flag);
+        let mut cx = Context::from_waker(&waker);
+        let _waiting = gate.output_waiting();
+        gate.held(HELD_HARD_LIMIT, false);
+        assert!(!gate.poll_open(&mut cx));
+        flag.0.store(false, Ordering::SeqCst);
+        gate.released(1, false);
+        assert!(flag.0.load(Ordering::SeqCst), "woken under the hard limit");
+        assert!(gate.poll_open(&mut cx), "output waits, so reading goes on");
+    }
+
+    #[test]
+    fn memory_is_counted_apart_from_the_spool() {
+        let gate = FlowGate::default();
+        gate.held(100, false);
+        gate.held(50, true);
+        assert!(gate.may_hold_in_memory(50, 100));
+        assert!(!gate.may_hold_in_memory(51, 100));
+        gate.released(50, true);
+        assert!(gate.may_hold_in_memory(100, 100));
+        assert_eq!(gate.held_bytes(), 100);
     }
 }

@@ -1,5 +1,5 @@
 //! The client socket as russh sees it: it can be cut from outside, and its reading pauses
-//! while the connection's flow gate is closed (see `flow`).
+//! while the connection's flow gate is closed (see `flow`), for as long as the gate says.
 //!
 //! russh runs each session on its own task and offers no abort, so sshpod hands it a stream
 //! that fails every read and write once the connection's token is cancelled: the session loop
@@ -12,18 +12,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::server::flow::{FlowGate, STALL_LIMIT};
+use crate::server::flow::FlowGate;
 
 /// A stream that errors once `token` is cancelled and reads only while `gate` is open.
 pub(crate) struct KillableStream<S> {
     inner: S,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
     gate: Arc<FlowGate>,
-    /// Running while reading is paused; a pause this long means the processes are stuck.
-    stall: Option<Pin<Box<Sleep>>>,
+    /// Whether reading is paused now (logged when it starts and ends).
+    paused: bool,
 }
 
 impl<S> KillableStream<S> {
@@ -32,25 +31,30 @@ impl<S> KillableStream<S> {
             inner,
             cancelled: Box::pin(token.cancelled_owned()),
             gate,
-            stall: None,
+            paused: false,
         }
     }
 
-    /// Whether reading may go on; an error once the pause has lasted too long.
-    fn poll_gate(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.gate.poll_open(cx) {
-            self.stall = None;
-            return Poll::Ready(Ok(()));
+    /// Whether reading may go on. A pause lasts as long as the processes take: the client is
+    /// still there, and closing its connection would end every session on it.
+    fn poll_gate(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let open = self.gate.poll_open(cx);
+        if open == self.paused {
+            self.paused = !open;
+            let held_mib = self.gate.held_bytes() / (1024 * 1024);
+            if self.paused {
+                tracing::info!(
+                    held_mib,
+                    "reading from the client paused: its processes have not read the input they were sent"
+                );
+            } else {
+                tracing::info!(held_mib, "reading from the client resumed");
+            }
         }
-        let stall = self
-            .stall
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(STALL_LIMIT)));
-        match stall.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the session's processes stopped reading their input",
-            ))),
-            Poll::Pending => Poll::Pending,
+        if open {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
         }
     }
 
@@ -74,8 +78,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for KillableStream<S> {
         let this = self.get_mut();
         this.check(cx)?;
         match this.poll_gate(cx) {
-            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_read(cx, buf),
-            other => other,
+            Poll::Ready(()) => Pin::new(&mut this.inner).poll_read(cx, buf),
+            Poll::Pending => Poll::Pending,
         }
     }
 }

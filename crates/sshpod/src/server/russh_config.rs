@@ -15,6 +15,17 @@ const AUTH_REJECTION_DELAY: Duration = Duration::from_millis(500);
 /// The client-facing packet size; 32 KiB is what OpenSSH uses.
 const MAX_PACKET: u32 = 32 * 1024;
 
+/// The library's limits from `ssh.rekeyLimit` (checked at load to be within its bounds).
+fn rekey_limits(limit: sshpod_config::RekeyLimit) -> russh::Limits {
+    let bytes =
+        usize::try_from(limit.bytes.min(sshpod_config::RekeyLimit::MAX_BYTES)).unwrap_or(1 << 30);
+    // "No time limit": longer than any connection lives.
+    let interval = limit
+        .interval
+        .unwrap_or(Duration::from_secs(10 * 365 * 24 * 3600));
+    russh::Limits::new(bytes, bytes, interval)
+}
+
 pub(crate) fn build(
     config: &Config,
     keys: Vec<PrivateKey>,
@@ -74,6 +85,7 @@ pub(crate) fn build(
         keepalive_max: ssh.client_alive_count_max as usize,
         nodelay: true,
         maximum_packet_size: MAX_PACKET,
+        limits: rekey_limits(ssh.rekey_limit),
         ..RusshConfig::default()
     }
 }

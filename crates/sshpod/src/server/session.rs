@@ -2,13 +2,16 @@
 //! and report how it ended.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures_util::FutureExt;
 
 use russh::server::{Handle, Msg};
 use russh::{ChannelId, ChannelWriteHalf, Sig};
 use sshpod_core::{
     Backend, Container, ExitStatus, ProcessControl, ProcessSpec, ReadBuffer, Signal,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::server::connection::ConnectionState;
 use crate::server::flow::FlowGate;
@@ -93,8 +96,10 @@ impl<B: Backend> SessionTask<B> {
 }
 
 /// Copies process output to the channel (`ext` 1 is stderr). The channel writer waits for
-/// the client's window, so a slow client slows the process down instead of filling memory;
-/// while it waits, the flow gate lets the client's window adjusts in.
+/// the client's window (and, during a key exchange, for the exchange to end), so a slow
+/// client slows the process down instead of filling memory; while a write waits, for
+/// whatever reason, the flow gate keeps the client's socket read, because what it waits for
+/// arrives there.
 pub(crate) async fn copy_to_channel<R>(
     mut from: R,
     channel: &ChannelWriteHalf<Msg>,
@@ -114,15 +119,47 @@ pub(crate) async fn copy_to_channel<R>(
                 break;
             }
         };
-        let waiting = (channel.writable_packet_size().await < n).then(|| gate.output_waiting());
-        if to.write_all(buf.filled(n)).await.is_err() {
+        if write_noting_waits(&mut to, buf.filled(n), gate)
+            .await
+            .is_err()
+        {
             break;
         }
-        drop(waiting);
         buf.record(n);
     }
     let _ = to.flush().await;
 }
+
+/// Writes `data` to the channel. A write that cannot finish at once is marked as waiting on
+/// the client for the flow gate, and one that waits long is mentioned in the log: then it is
+/// the client, not the process, that is not taking data.
+async fn write_noting_waits<W: AsyncWrite + Unpin>(
+    to: &mut W,
+    data: &[u8],
+    gate: &FlowGate,
+) -> std::io::Result<()> {
+    let write = to.write_all(data);
+    tokio::pin!(write);
+    if let Some(result) = (&mut write).now_or_never() {
+        return result;
+    }
+    let _waiting = gate.output_waiting();
+    match tokio::time::timeout(SLOW_CLIENT_NOTICE, &mut write).await {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::info!(
+                "the client has not taken this session's output for {}s; the process waits for it",
+                SLOW_CLIENT_NOTICE.as_secs()
+            );
+            let result = write.await;
+            tracing::info!("the client takes output again");
+            result
+        }
+    }
+}
+
+/// A write to the client that waits this long is mentioned in the log.
+const SLOW_CLIENT_NOTICE: Duration = Duration::from_secs(30);
 
 /// Output is read and sent in pieces of up to this size (one SSH packet's worth).
 const OUTPUT_CHUNK: usize = 32 * 1024;
