@@ -57,7 +57,9 @@ pub use crate::log::{
 };
 pub use crate::merge::{merge_answer, MergeError};
 pub use crate::secret::{Secret, REDACTED};
-pub use crate::ssh::{RekeyLimit, SshConfig, DEFAULT_LISTEN, DEFAULT_SERVER_VERSION};
+pub use crate::ssh::{
+    RekeyLimit, SshConfig, DEFAULT_ACCEPT_ENV, DEFAULT_LISTEN, DEFAULT_SERVER_VERSION,
+};
 pub use crate::webhook_auth::{WebhookAuth, WebhookMethod};
 
 /// Which backend runs the containers (`backend`).

@@ -38,6 +38,8 @@ pub(crate) struct RawSsh {
     #[serde(deserialize_with = "duration::deserialize")]
     shutdown_timeout: Duration,
     rekey_limit: String,
+    accept_env: Vec<String>,
+    max_sessions: u32,
 }
 
 impl Default for RawSsh {
@@ -61,6 +63,8 @@ impl Default for RawSsh {
             max_auth_tries: 6,
             shutdown_timeout: Duration::from_secs(20),
             rekey_limit: RekeyLimit::DEFAULT.to_string(),
+            accept_env: DEFAULT_ACCEPT_ENV.iter().map(|p| p.to_string()).collect(),
+            max_sessions: 10,
         }
     }
 }
@@ -106,7 +110,16 @@ pub struct SshConfig {
     /// When the server starts a new key exchange (OpenSSH's `RekeyLimit`).
     #[serde(serialize_with = "serialize_display")]
     pub rekey_limit: RekeyLimit,
+    /// Environment variables a client may set (OpenSSH's `AcceptEnv`): names with `*` and `?`
+    /// wildcards (default `LANG`, `LC_*`).
+    pub accept_env: Vec<String>,
+    /// Sessions (shells, commands, subsystems) open at once on one connection (OpenSSH's
+    /// `MaxSessions`, default 10).
+    pub max_sessions: u32,
 }
+
+/// Default `ssh.acceptEnv`, as Debian's sshd ships.
+pub const DEFAULT_ACCEPT_ENV: &[&str] = &["LANG", "LC_*"];
 
 /// Data and time after which the server renews the session keys, written as OpenSSH's
 /// `RekeyLimit`: `1G 1h`, `512M`, `default none`. The client may rekey sooner.
@@ -247,6 +260,7 @@ impl RawSsh {
             ("ssh.clientAliveCountMax", self.client_alive_count_max),
             ("ssh.maxStartups", self.max_startups),
             ("ssh.maxAuthTries", self.max_auth_tries),
+            ("ssh.maxSessions", self.max_sessions),
         ];
         for (key, value) in at_least_one {
             if value < 1 {
@@ -255,6 +269,18 @@ impl RawSsh {
         }
         if self.login_grace_time.is_zero() {
             check.error("ssh.loginGraceTime", "must be greater than 0");
+        }
+        for (index, pattern) in self.accept_env.iter().enumerate() {
+            let valid = !pattern.is_empty()
+                && pattern
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'*' | b'?'));
+            if !valid {
+                check.error(
+                    &format!("ssh.acceptEnv[{index}]"),
+                    format!("`{pattern}` is not a variable name pattern (letters, digits, `_`, and the wildcards `*` and `?`)"),
+                );
+            }
         }
         let rekey_limit = RekeyLimit::parse(&self.rekey_limit).unwrap_or_else(|message| {
             check.error("ssh.rekeyLimit", message);
@@ -276,6 +302,8 @@ impl RawSsh {
             max_auth_tries: self.max_auth_tries,
             shutdown_timeout: self.shutdown_timeout,
             rekey_limit,
+            accept_env: self.accept_env,
+            max_sessions: self.max_sessions,
         }
     }
 }

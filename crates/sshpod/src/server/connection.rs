@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use crate::server::controls::{self, CallSlots};
 use crate::server::flow::FlowGate;
 use crate::server::login::LoginState;
 use crate::server::Shared;
@@ -34,6 +35,8 @@ pub(crate) struct ConnectionState<B: Backend> {
     pub(crate) span: tracing::Span,
     /// Bounds the client data the connection holds (see `flow`).
     pub(crate) gate: Arc<FlowGate>,
+    /// Bounds the engine calls (resize, signal) the connection makes at once.
+    pub(crate) calls: CallSlots,
     /// The MaxStartups slot, held until authentication succeeds.
     startup_permit: Mutex<Option<OwnedSemaphorePermit>>,
     /// Webhook state: client version, answers so far, what the login brought.
@@ -60,6 +63,7 @@ impl<B: Backend> ConnectionState<B> {
             token,
             span,
             gate: Arc::default(),
+            calls: controls::call_slots(),
             startup_permit: Mutex::new(Some(permit)),
             login: LoginState::default(),
         }

@@ -18,6 +18,7 @@ use sshpod_core::{Backend, Command, ProcessSpec, TerminalSize, TtySpec};
 use tracing::Instrument;
 
 use crate::server::connection::ConnectionState;
+use crate::server::env::{Refused, SessionEnv};
 use crate::server::input::{self, InputReceiver, InputSender};
 use crate::server::login::{self, Step};
 use crate::server::session::{from_ssh_signal, ControlSlot, SessionTask};
@@ -36,7 +37,7 @@ struct SessionChannel {
     input: Option<InputSender>,
     pending_input: Option<InputReceiver>,
     tty: Option<TtySpec>,
-    env: Vec<(String, String)>,
+    env: SessionEnv,
     control: ControlSlot,
 }
 
@@ -85,7 +86,8 @@ impl<B: Backend> ConnectionHandler<B> {
                 return;
             }
         }
-        let mut env = std::mem::take(&mut state.env);
+        let mut env =
+            std::mem::take(&mut state.env).into_vars(self.restrictions.force_command.is_some());
         let command = restrict::command_for(
             &self.restrictions,
             command,
@@ -287,6 +289,16 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
                 .await;
             return Ok(());
         }
+        let max_sessions = self.conn.shared.config.ssh.max_sessions as usize;
+        if self.sessions.len() >= max_sessions {
+            self.conn.span.in_scope(|| {
+                tracing::info!(max_sessions, "session refused: ssh.maxSessions are open")
+            });
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
         let id = channel.id();
         // The read half is dropped: russh then never queues data for it (see `input`).
         let (_, writer) = channel.split();
@@ -298,7 +310,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
                 input: Some(sender),
                 pending_input: Some(receiver),
                 tty: None,
-                env: Vec::new(),
+                env: SessionEnv::default(),
                 control: ControlSlot::default(),
             },
         );
@@ -459,13 +471,29 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         variable_value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        match self.sessions.get_mut(&channel) {
-            Some(s) if s.writer.is_some() && valid_env_name(variable_name) => {
-                s.env
-                    .push((variable_name.to_owned(), variable_value.to_owned()));
-                session.channel_success(channel)?;
+        let accept = &self.conn.shared.config.ssh.accept_env;
+        let taken = match self.sessions.get_mut(&channel) {
+            Some(s) if s.writer.is_some() => s.env.offer(accept, variable_name, variable_value),
+            _ => {
+                session.channel_failure(channel)?;
+                return Ok(());
             }
-            _ => session.channel_failure(channel)?,
+        };
+        match taken {
+            Ok(()) => session.channel_success(channel)?,
+            Err(refused) => {
+                self.conn.span.in_scope(|| match refused {
+                    Refused::TooMany => tracing::info!(
+                        name = variable_name,
+                        "environment variable refused: the session has as many as it may"
+                    ),
+                    Refused::NotAccepted | Refused::BadName => tracing::debug!(
+                        name = variable_name,
+                        "environment variable refused: not in ssh.acceptEnv"
+                    ),
+                });
+                session.channel_failure(channel)?;
+            }
         }
         Ok(())
     }
@@ -509,19 +537,9 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         _pix_height: u32,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(control) = self
-            .sessions
-            .get(&channel)
-            .and_then(|s| s.control.get().cloned())
-        else {
-            return Ok(());
-        };
-        let size = terminal_size(col_width, row_height);
-        self.conn.spawn(async move {
-            if let Err(e) = control.resize(size).await {
-                tracing::debug!(error = &e as &dyn std::error::Error, "resize failed");
-            }
-        });
+        if let Some(controls) = self.sessions.get(&channel).and_then(|s| s.control.get()) {
+            controls.resize(terminal_size(col_width, row_height));
+        }
         Ok(())
     }
 
@@ -534,24 +552,12 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         let Some(signal) = from_ssh_signal(&signal) else {
             self.conn
                 .span
-                .in_scope(|| tracing::info!(?signal, "unknown signal ignored"));
+                .in_scope(|| tracing::debug!(?signal, "unknown signal ignored"));
             return Ok(());
         };
-        let Some(control) = self
-            .sessions
-            .get(&channel)
-            .and_then(|s| s.control.get().cloned())
-        else {
-            return Ok(());
-        };
-        self.conn.spawn(async move {
-            match control.signal(signal).await {
-                Ok(()) => tracing::debug!(signal = signal.name(), "signal delivered"),
-                Err(e) => {
-                    tracing::info!(error = &e as &dyn std::error::Error, "signal not delivered")
-                }
-            }
-        });
+        if let Some(controls) = self.sessions.get(&channel).and_then(|s| s.control.get()) {
+            controls.signal(signal);
+        }
         Ok(())
     }
 }
@@ -563,26 +569,9 @@ fn terminal_size(cols: u32, rows: u32) -> TerminalSize {
     }
 }
 
-/// A portable environment variable name.
-fn valid_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn env_names_must_be_portable() {
-        assert!(valid_env_name("LC_ALL"));
-        assert!(valid_env_name("_x1"));
-        assert!(!valid_env_name("1X"));
-        assert!(!valid_env_name("A-B"));
-        assert!(!valid_env_name(""));
-        assert!(!valid_env_name("A=B"));
-    }
 
     #[test]
     fn huge_sizes_are_clamped() {

@@ -5,6 +5,8 @@
 mod auth;
 mod client_version;
 mod connection;
+mod controls;
+mod env;
 mod flow;
 mod forward;
 mod handler;

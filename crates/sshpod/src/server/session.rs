@@ -14,11 +14,12 @@ use sshpod_core::{
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::server::connection::ConnectionState;
+use crate::server::controls::Controls;
 use crate::server::flow::FlowGate;
 use crate::server::input::{self, InputReceiver, OnEof};
 
 /// Where the handler finds a running process's controls (resize, signal).
-pub(crate) type ControlSlot = Arc<OnceLock<Arc<dyn ProcessControl>>>;
+pub(crate) type ControlSlot = Arc<OnceLock<Controls>>;
 
 /// Everything a session task needs.
 pub(crate) struct SessionTask<B: Backend> {
@@ -63,7 +64,16 @@ impl<B: Backend> SessionTask<B> {
             e.to_string()
         })?;
         let control: Arc<dyn ProcessControl> = Arc::from(process.control);
-        let _ = self.control.set(Arc::clone(&control));
+        let (controls, worker) =
+            Controls::start(Arc::clone(&control), Arc::clone(&self.conn.calls));
+        let token = self.conn.token.clone();
+        self.conn.spawn(async move {
+            tokio::select! {
+                () = token.cancelled() => {}
+                () = worker => {}
+            }
+        });
+        let _ = self.control.set(controls);
 
         let gate = &self.conn.gate;
         let on_eof = if spec_has_tty {

@@ -1,0 +1,154 @@
+"""Adversarial clients: what one user sends must not hurt another user, and a forced command
+must stay the command that runs.
+
+Each test is a hostile client bounded in count and time, on loopback only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+
+import asyncssh
+import pytest
+
+import harness as h
+
+
+def run_async(coro, timeout: float = 200):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def asyncssh_connect(scn, gw, **kw):
+    return asyncssh.connect("127.0.0.1", gw.port, username="alice", client_keys=[str(scn.keys["alice"])],
+                            known_hosts=None, agent_path=None, config=None, preferred_auth="publickey", **kw)
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+class PeakSampler:
+    """Samples sshpod's open descriptors until stopped; keeps the highest."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = open_fds(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, open_fds(self.pid))
+
+    def __enter__(self) -> "PeakSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+@pytest.mark.timeout(300)
+def test_a_flood_of_resizes_and_signals_costs_others_nothing(scn):
+    """20,000 window changes and 3,000 signals from one channel: sshpod makes a handful of engine
+    calls instead of one each (it used to hold 13,000 descriptors and fail other logins), another
+    user logs in meanwhile, and the terminal ends up at the last size asked for."""
+    gw = scn.start()
+    baseline = open_fds(gw.proc.pid)
+    other = scn.client(gw)
+
+    async def scenario():
+        async with asyncssh_connect(scn, gw) as conn:
+            proc = await conn.create_process(
+                "trap '' USR1; echo ready; while read -r line; do stty size; done",
+                term_type="xterm", term_size=(80, 24))
+            assert await asyncio.wait_for(proc.stdout.readline(), 60) == "ready\r\n"
+            with PeakSampler(gw.proc.pid) as sampler:
+                for i in range(20_000):
+                    proc.change_terminal_size(40 + i % 200, 10 + i % 50)
+                    if i < 3_000:
+                        proc.send_signal("USR1")
+                proc.change_terminal_size(132, 43)
+                # Another user's login while the flood is being worked off.
+                loop = asyncio.get_running_loop()
+                login = await loop.run_in_executor(None, lambda: other.ssh("echo other user", timeout=60))
+                assert login.returncode == 0 and login.stdout == "other user\n", login
+
+                async def final_size():
+                    while True:
+                        proc.stdin.write("size?\n")
+                        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+                        if line.strip() == "43 132":
+                            return
+                        await asyncio.sleep(0.2)
+
+                await asyncio.wait_for(final_size(), 60)
+            proc.stdin.write_eof()
+            proc.close()
+            return sampler.peak
+
+    peak = run_async(scenario())
+    print(f"descriptors: {baseline} before, {peak} at the peak of the flood")
+    assert peak < baseline + 100, f"sshpod went from {baseline} to {peak} open descriptors"
+    # The signals did reach the process without killing it (it ignores USR1) and nothing else.
+    assert "signal not delivered" not in gw.log
+
+
+@pytest.mark.timeout(120)
+def test_a_forced_command_cannot_be_escaped_through_the_environment(scn):
+    """Even where an operator accepts every variable, a forced command is not given the ones
+    that make a shell run the client's code first (BASH_ENV, ENV, SHELLOPTS with PS4, LD_*)."""
+    key = scn.keys["alice"].with_suffix(".pub").read_text().strip()
+    (scn.tmp / "authorized_keys" / "alice").write_text(f'command="bash -c \'echo forced\'" {key}\n')
+    gw = scn.start({"ssh": {"acceptEnv": ["*"]}})
+    client = scn.client(gw)
+    hostile = ["-o", "SetEnv=BASH_ENV='$(echo PWNED-BASH_ENV >&2)' SHELLOPTS=xtrace PS4='$(echo PWNED-PS4 >&2)'",
+               "-o", "SetEnv=LD_PRELOAD=/nonexistent.so LANG=C.UTF-8"]
+    result = client.ssh("anything", opts=hostile)
+    assert result.returncode == 0 and result.stdout == "forced\n", result
+    assert "PWNED" not in result.stderr and "nonexistent" not in result.stderr, result
+
+
+@pytest.mark.timeout(120)
+def test_only_accepted_variables_reach_a_session(scn):
+    gw = scn.start()
+    client = scn.client(gw)
+    result = client.ssh('echo "[$LANG] [$LC_TIME] [$BASH_ENV] [$FOO]"',
+                        opts=["-o", "SetEnv=LANG=C.UTF-8 LC_TIME=C BASH_ENV=/tmp/x FOO=bar"])
+    assert result.returncode == 0 and result.stdout == "[C.UTF-8] [C] [] []\n", result
+
+    # At most 128 variables, however many a client sends.
+    gw2 = scn.start({"ssh": {"acceptEnv": ["V*"]}})
+
+    async def scenario():
+        async with asyncssh_connect(scn, gw2) as conn:
+            env = {f"V{i}": "x" * 10 for i in range(1000)}
+            return await conn.run("env | grep -c '^V'", env=env)
+
+    counted = run_async(scenario())
+    assert counted.stdout.strip() == "128", counted
+
+
+@pytest.mark.timeout(180)
+def test_sessions_per_connection_are_capped(scn):
+    """ssh.maxSessions (default 10) sessions at once on one connection; the next is refused
+    and the connection carries on."""
+    gw = scn.start({"ssh": {"maxSessions": 3}})
+
+    async def scenario():
+        async with asyncssh_connect(scn, gw) as conn:
+            held = [await conn.create_process("echo up; exec sleep 60") for _ in range(3)]
+            for proc in held:
+                assert await asyncio.wait_for(proc.stdout.readline(), 60) == "up\n"
+            with pytest.raises(asyncssh.ChannelOpenError):
+                await conn.create_process("echo too many")
+            held[0].close()
+            await held[0].wait_closed()
+            return await conn.run("echo again")
+
+    result = run_async(scenario())
+    assert result.stdout == "again\n", result
+    assert "session refused: ssh.maxSessions" in gw.log
