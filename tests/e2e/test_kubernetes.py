@@ -65,7 +65,7 @@ def kube(scn, ks):
 
 
 def test_commands_run_in_a_pod_as_non_root_and_the_pod_goes_at_logout(kube, scn, ks):
-    gw = kube()
+    gw = kube({"ssh": {"acceptEnv": ["GREETING"]}})
     client = scn.client(gw)
     result = client.ssh("cat; echo err >&2; id -u; echo \"$GREETING\"; exit 3", input=b"in\n",
                         opts=["-o", "SetEnv=GREETING=\"hello pod\""])
@@ -77,7 +77,7 @@ def test_commands_run_in_a_pod_as_non_root_and_the_pod_goes_at_logout(kube, scn,
 
 def test_terminal_sessions_get_a_pty_with_term(kube, scn):
     gw = kube()
-    result = scn.client(gw).ssh("tty; echo $TERM", opts=["-tt", "-o", "SetEnv=TERM=xterm-256color"])
+    result = scn.client(gw).ssh("tty; echo $TERM", opts=["-tt"], env={"TERM": "xterm-256color"})
     assert result.returncode == 0, result
     lines = result.stdout.replace("\r", "").splitlines()
     assert lines[0].startswith("/dev/pts/"), result

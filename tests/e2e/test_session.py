@@ -87,10 +87,10 @@ def test_end_of_input_reaches_the_command(scn):
 
 
 def test_setenv_reaches_the_command(scn):
-    gw = scn.start()
-    result = scn.client(gw).ssh('echo "FOO=$FOO"', opts=["-o", "SetEnv=FOO=bar"])
+    gw = scn.start({"ssh": {"acceptEnv": ["FOO"]}})
+    result = scn.client(gw).ssh('echo "FOO=$FOO BAR=$BAR"', opts=["-o", "SetEnv=FOO=bar BAR=baz"])
     assert result.returncode == 0, result
-    assert result.stdout == "FOO=bar\n", result
+    assert result.stdout == "FOO=bar BAR=\n", result
 
 
 def test_sendenv_reaches_the_command(scn):
@@ -153,7 +153,7 @@ def test_session_mode_runs_commands_and_returns_exit_code(scn):
 
 
 def test_image_with_only_bin_sh(scn, sh_only_image):
-    gw = scn.start({"docker": {"execution": {"container": {"image": sh_only_image}}}})
+    gw = scn.start({"docker": {"execution": {"container": {"image": sh_only_image}}}, "ssh": {"acceptEnv": ["FOO"]}})
     client = scn.client(gw)
 
     result = client.ssh("echo hello from sh")

@@ -236,6 +236,30 @@ pub(crate) fn from_ssh_signal(sig: &Sig) -> Option<Signal> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn an_output_write_that_waits_keeps_the_socket_read() {
+        let gate = FlowGate::default();
+        gate.held(crate::server::flow::HELD_LIMIT, false);
+        let waker = futures_util::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        assert!(!gate.poll_open(&mut cx), "input at its limit");
+        // A client that takes 16 bytes and then nothing (a closed window, a key exchange).
+        let (mut to_client, mut client) = tokio::io::duplex(16);
+        let data = [7u8; 64];
+        let write = write_noting_waits(&mut to_client, &data, &gate);
+        tokio::pin!(write);
+        assert!((&mut write).now_or_never().is_none(), "the write waits");
+        assert!(gate.poll_open(&mut cx), "so the socket is read");
+        let mut got = vec![0u8; 64];
+        let (written, read) = tokio::join!(write, client.read_exact(&mut got));
+        written.unwrap();
+        read.unwrap();
+        assert!(
+            !gate.poll_open(&mut cx),
+            "done waiting: the limit holds again"
+        );
+    }
+
     #[test]
     fn every_signal_survives_the_round_trip() {
         for s in Signal::ALL {
