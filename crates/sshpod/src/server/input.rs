@@ -70,12 +70,18 @@ struct Queue {
 struct State {
     /// Data before the spool's, in order.
     memory: VecDeque<Bytes>,
+    /// Data after the spool's: what came once the disk refused more while the spool still
+    /// had data to give back.
+    after_spool: VecDeque<Bytes>,
+    /// Bytes in `memory` and `after_spool`.
     memory_bytes: usize,
     spool: Option<Spool>,
     /// The client sent EOF (or the channel went away).
     eof: bool,
     /// The process went away: new data is dropped, as a closed pipe would drop it.
     closed: bool,
+    /// The disk refused the spool once: the channel keeps its input in memory from then on.
+    spool_refused: bool,
     /// Taken by the pump but not yet handed to the process, by where it was held.
     taken_from_memory: usize,
     taken_from_spool: usize,
@@ -111,24 +117,55 @@ impl InputSender {
         if state.closed || len == 0 {
             return;
         }
-        let spooling = state.spool.as_ref().is_some_and(|s| s.unread() > 0)
-            || state.memory_bytes + len > CHANNEL_MEMORY
+        let spool_unread = state.spool.as_ref().is_some_and(|s| s.unread() > 0);
+        let spilling = state.memory_bytes + len > CHANNEL_MEMORY
             || !queue.gate.may_hold_in_memory(len, CONNECTION_MEMORY);
-        if spooling && spool_write(&mut state, &data) {
-            queue.gate.held(len, false);
+        let place = if !state.after_spool.is_empty() {
+            Place::AfterSpool
+        } else if (spool_unread || spilling)
+            && !state.spool_refused
+            && spool_write(&mut state, &data)
+        {
+            Place::Spool
+        } else if spool_unread {
+            // The disk refused more while older data waits in the spool: keep the order.
+            Place::AfterSpool
         } else {
+            Place::Memory
+        };
+        queue.gate.held(len, place != Place::Spool);
+        match place {
+            Place::Spool => {}
+            Place::Memory => state.memory.push_back(data),
+            Place::AfterSpool => state.after_spool.push_back(data),
+        }
+        if place != Place::Spool {
             state.memory_bytes += len;
-            state.memory.push_back(data);
-            queue.gate.held(len, true);
         }
         drop(state);
         queue.ready.notify_one();
     }
 }
 
-/// Appends to the channel's spool, creating it on first use. False when the disk refuses:
-/// the data then stays in memory, still bounded by the gate's pause.
+/// Where a packet waits: the three are delivered in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Memory,
+    Spool,
+    AfterSpool,
+}
+
+/// Appends to the channel's spool, creating it on first use. False when the disk refuses
+/// (said once per channel): the data then stays in memory, still bounded by the gate's pause.
 fn spool_write(state: &mut State, data: &[u8]) -> bool {
+    let written = spool_append(state, data);
+    if !written {
+        state.spool_refused = true;
+    }
+    written
+}
+
+fn spool_append(state: &mut State, data: &[u8]) -> bool {
     if state.spool.is_none() {
         match tempfile::tempfile() {
             Ok(file) => {
@@ -139,7 +176,11 @@ fn spool_write(state: &mut State, data: &[u8]) -> bool {
                 })
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot create a spool file for client input; holding it in memory");
+                tracing::warn!(
+                    error = %e,
+                    dir = %std::env::temp_dir().display(),
+                    "cannot create a spool file for client input (set TMPDIR to a writable directory); holding it in memory"
+                );
                 return false;
             }
         }
@@ -237,6 +278,11 @@ impl InputReceiver {
             spool.read += len as u64;
             state.taken_from_spool += len;
             return Some(next);
+        }
+        if let Some(data) = state.after_spool.pop_front() {
+            state.memory_bytes -= data.len();
+            state.taken_from_memory += data.len();
+            return Some(Next::Data(data));
         }
         state.eof.then_some(Next::Eof)
     }
@@ -351,7 +397,7 @@ async fn write_noting_slow_reader<W: AsyncWrite + Unpin>(
 impl InputReceiver {
     fn is_empty(&self) -> bool {
         let state = self.queue.lock();
-        state.memory.is_empty() && state.spool.as_ref().is_none_or(|s| s.unread() == 0)
+        state.memory_bytes == 0 && state.spool.as_ref().is_none_or(|s| s.unread() == 0)
     }
 
     fn held_bytes(&self) -> u64 {
@@ -409,6 +455,39 @@ mod tests {
         let tail = pattern(100_000, 7);
         sent.extend_from_slice(&tail);
         tx.push(tail);
+        drop(tx);
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await.unwrap();
+        assert!(
+            out == sent,
+            "{} bytes in, {} out, or out of order",
+            sent.len(),
+            out.len()
+        );
+        pumping.await.unwrap();
+        assert_eq!(gate.held_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn when_the_disk_refuses_more_input_keeps_its_order_in_memory() {
+        let gate = Arc::new(FlowGate::default());
+        let (tx, rx) = queue(&gate);
+        let mut sent = Vec::new();
+        for i in 0..3u8 {
+            let packet = pattern(CHANNEL_MEMORY, i);
+            sent.extend_from_slice(&packet);
+            tx.push(packet);
+        }
+        // The disk fills up while two packets wait in the spool.
+        tx.queue.lock().spool_refused = true;
+        for i in 3..5u8 {
+            let packet = pattern(CHANNEL_MEMORY / 2, i);
+            sent.extend_from_slice(&packet);
+            tx.push(packet);
+        }
+        assert_eq!(gate.held_bytes(), sent.len());
+        let (w, mut r) = tokio::io::duplex(64 * 1024);
+        let pumping = tokio::spawn(pump(rx, w, OnEof::Close));
         drop(tx);
         let mut out = Vec::new();
         r.read_to_end(&mut out).await.unwrap();
