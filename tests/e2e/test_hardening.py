@@ -140,6 +140,10 @@ def test_sessions_per_connection_are_capped(scn):
 
     async def scenario():
         async with asyncssh_connect(scn, gw) as conn:
+            # Commands that have ended do not count, however many ran before.
+            for i in range(7):
+                done = await conn.run(f"echo {i}")
+                assert done.stdout == f"{i}\n", done
             held = [await conn.create_process("echo up; exec sleep 60") for _ in range(3)]
             for proc in held:
                 assert await asyncio.wait_for(proc.stdout.readline(), 60) == "up\n"

@@ -409,3 +409,26 @@ def test_certificates_keys_and_the_webhook_combine_in_the_documented_order(scn, 
     assert refused.returncode == 255, refused
     asked = [r["publicKey"] for r in server.seen("/pubkey")]
     assert key_line(revoked) not in asked, "a revoked key never reaches the webhook"
+
+
+def test_credentials_in_a_webhook_url_never_reach_the_log_or_check_config(scn, hooks):
+    """`http://user:TOKEN@host` is how many auth servers take a token: it is sent (as basic
+    authentication) but shown as `<secret>` in every log line and in check-config."""
+    server = hooks({"alice": {"password": PASSWORD}})
+    server.actions["/password"] = ["malformed"]
+    token = "tok-3f9a1c"
+    url = server.url.replace("http://", f"http://hook:{token}@")
+    config = scn.config(password_only(url))
+    path = scn.write_config(config, "with-token.yaml")
+    shown = h.run_sshpod(["check-config", "--config", str(path)])
+    assert shown.returncode == 0 and token not in shown.stdout + shown.stderr, shown
+    assert "http://<secret>@127.0.0.1" in shown.stdout, shown.stdout
+    revealed = h.run_sshpod(["check-config", "--show-secrets", "--config", str(path)])
+    assert token in revealed.stdout
+
+    gw = scn.start(config_path=path)
+    status, output = refused_login(gw, PASSWORD)
+    assert status == 255 and "authentication unavailable" in output, output
+    gw.wait_for_log(r"http://<secret>@127\.0\.0\.1:\d+/password gave a malformed answer", 10)
+    assert token not in gw.log
+    assert len(server.seen("/password")) == 1, "the request still went out"

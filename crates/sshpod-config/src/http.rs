@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::Checker;
 use crate::duration;
 use crate::error::unknown_message;
-use crate::secret::Secret;
+use crate::secret::{redact_url, Secret, ServiceUrl};
 
 /// Shortest accepted `timeout` and `authTimeout` (ContainerSSH's minimum).
 const MIN_TIMEOUT: Duration = Duration::from_millis(100);
@@ -146,8 +146,8 @@ fn default_auth_timeout() -> Duration {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HttpClientConfig {
-    /// Base URL (`http://` or `https://`).
-    pub url: String,
+    /// Base URL (`http://` or `https://`); credentials in it never show in logs.
+    pub url: ServiceUrl,
     /// Whether redirects are followed (default false).
     pub allow_redirects: bool,
     /// Per-request timeout (default 2s).
@@ -368,7 +368,7 @@ fn resolve_client(
         curve_name,
     );
     HttpClientConfig {
-        url,
+        url: ServiceUrl::new(url),
         allow_redirects: raw.allow_redirects,
         timeout: raw.timeout,
         cacert: raw.cacert.trim().to_owned(),
@@ -435,13 +435,14 @@ fn curve_name(name: &str) -> Result<&'static str, String> {
 
 /// Checks that `url` is an absolute http(s) URL with a host.
 fn check_url(url: &str) -> Result<(), String> {
+    let shown = redact_url(url);
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
-        .ok_or_else(|| format!("`{url}` is not an http:// or https:// URL"))?;
+        .ok_or_else(|| format!("`{shown}` is not an http:// or https:// URL"))?;
     let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
     if host.is_empty() || host.contains(char::is_whitespace) {
-        return Err(format!("`{url}` has no valid host"));
+        return Err(format!("`{shown}` has no valid host"));
     }
     Ok(())
 }

@@ -56,7 +56,7 @@ pub use crate::log::{
     LogConfig, LogDestination, LogFormat, LogLevel, SyslogConfig, DEFAULT_LOG_FILE,
 };
 pub use crate::merge::{merge_answer, MergeError};
-pub use crate::secret::{Secret, REDACTED};
+pub use crate::secret::{redact_url, Secret, ServiceUrl, REDACTED};
 pub use crate::ssh::{
     RekeyLimit, SshConfig, DEFAULT_ACCEPT_ENV, DEFAULT_LISTEN, DEFAULT_SERVER_VERSION,
 };

@@ -665,7 +665,7 @@ mod tests {
         let config = yaml(text).unwrap().config;
         let password = config.auth.password.webhook.as_ref().unwrap();
         assert_eq!(config.auth.password.method, PasswordMethod::Webhook);
-        assert_eq!(password.client.url, "http://127.0.0.1:8080");
+        assert_eq!(password.client.url.expose_secret(), "http://127.0.0.1:8080");
         assert_eq!(password.client.timeout, Duration::from_secs(1));
         assert_eq!(password.auth_timeout, Duration::from_secs(5));
         assert_eq!(password.client.tls_version, crate::TlsVersion::Tls13);
@@ -685,7 +685,7 @@ mod tests {
         assert!(config.auth.authz.enabled().is_some());
         assert!(config.auth.keyboard_interactive.enabled().is_some());
         let server = config.configserver.as_ref().unwrap();
-        assert_eq!(server.client.url, "http://cfg/config");
+        assert_eq!(server.client.url.expose_secret(), "http://cfg/config");
         assert!(server.transmit_sensitive_metadata);
         assert!(!format!("{config:?}").contains("/k.pem"));
 

@@ -57,9 +57,86 @@ impl<T> fmt::Debug for Secret<T> {
     }
 }
 
+/// An http(s) URL that may carry credentials in its user-info (`https://user:TOKEN@host/`).
+/// `Display` and `Debug` print it with the user-info as `<secret>`, so it can go into logs and
+/// error messages; requests use [`ServiceUrl::expose_secret`]. Serialises like [`Secret`].
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct ServiceUrl(String);
+
+impl ServiceUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    /// The URL as written, credentials included.
+    pub fn expose_secret(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL with any user-info replaced by `<secret>`.
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+/// `url` with any user-info (`user:password@`) replaced by `<secret>`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{REDACTED}{}", &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
+impl fmt::Display for ServiceUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Debug for ServiceUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.redacted())
+    }
+}
+
+impl Serialize for ServiceUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if REDACT.with(Cell::get) {
+            self.redacted().serialize(serializer)
+        } else {
+            self.0.serialize(serializer)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_never_show_their_credentials() {
+        let url = ServiceUrl::new("https://hook:s3cr3t@auth.example:8443/path?q=a@b");
+        assert_eq!(
+            url.to_string(),
+            "https://<secret>@auth.example:8443/path?q=a@b"
+        );
+        assert!(!format!("{url:?}").contains("s3cr3t"));
+        assert_eq!(
+            url.expose_secret(),
+            "https://hook:s3cr3t@auth.example:8443/path?q=a@b"
+        );
+        let printed = redacted(|| serde_json::to_string(&url).unwrap());
+        assert!(!printed.contains("s3cr3t"), "{printed}");
+        assert!(serde_json::to_string(&url).unwrap().contains("s3cr3t"));
+        assert_eq!(redact_url("http://TOKEN@h/"), "http://<secret>@h/");
+        assert_eq!(redact_url("http://h/a@b"), "http://h/a@b");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
 
     #[test]
     fn serialises_transparently_unless_redacted() {

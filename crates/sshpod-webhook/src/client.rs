@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use sshpod_config::HttpClientConfig;
+use sshpod_config::{HttpClientConfig, ServiceUrl};
 use tokio::time::Instant;
 
 use crate::retry::{retry_status, Backoff};
@@ -18,7 +18,7 @@ const MAX_BODY: usize = 16 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct WebhookClient {
     http: reqwest::Client,
-    url: String,
+    url: ServiceUrl,
     timeout: Duration,
     deadline: Duration,
     backoff: Backoff,
@@ -57,8 +57,8 @@ impl WebhookClient {
         self
     }
 
-    /// The base URL.
-    pub fn url(&self) -> &str {
+    /// The base URL (prints without its credentials).
+    pub fn url(&self) -> &ServiceUrl {
         &self.url
     }
 
@@ -70,6 +70,8 @@ impl WebhookClient {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
+        // Credentials in the URL go into the request, never into a message.
+        let target = format!("{}{}", self.url.expose_secret(), path);
         let url = format!("{}{}", self.url, path);
         let body = serde_json::to_vec(body).map_err(|e| WebhookError::Malformed {
             url: url.clone(),
@@ -81,7 +83,7 @@ impl WebhookClient {
         loop {
             attempt += 1;
             let remaining = end.saturating_duration_since(Instant::now());
-            let failure = match self.attempt(&url, &body, remaining).await {
+            let failure = match self.attempt(&target, &url, &body, remaining).await {
                 Attempt::Done(bytes) => {
                     return serde_json::from_slice(&bytes).map_err(|e| WebhookError::Malformed {
                         url,
@@ -115,14 +117,15 @@ impl WebhookClient {
         }
     }
 
-    async fn attempt(&self, url: &str, body: &[u8], remaining: Duration) -> Attempt {
+    /// One POST to `target`; `url` is how it is named in errors.
+    async fn attempt(&self, target: &str, url: &str, body: &[u8], remaining: Duration) -> Attempt {
         if remaining.is_zero() {
             return Attempt::Retry("the deadline passed".to_owned());
         }
         let timeout = self.timeout.min(remaining);
         let sent = self
             .http
-            .post(url)
+            .post(target)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::ACCEPT, "application/json")
             .timeout(timeout)
@@ -254,7 +257,7 @@ mod tests {
 
     fn config(url: &str) -> HttpClientConfig {
         HttpClientConfig {
-            url: url.to_owned(),
+            url: ServiceUrl::new(url),
             allow_redirects: false,
             timeout: Duration::from_millis(500),
             cacert: String::new(),

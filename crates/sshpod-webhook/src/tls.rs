@@ -156,7 +156,7 @@ mod tests {
 
     fn base() -> HttpClientConfig {
         HttpClientConfig {
-            url: "https://x".into(),
+            url: sshpod_config::ServiceUrl::new("https://x"),
             allow_redirects: false,
             timeout: std::time::Duration::from_secs(2),
             cacert: String::new(),

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use russh::ChannelId;
 use sshpod_core::{Backend, ConnectionContext, ConnectionId, Container};
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
@@ -37,6 +38,9 @@ pub(crate) struct ConnectionState<B: Backend> {
     pub(crate) gate: Arc<FlowGate>,
     /// Bounds the engine calls (resize, signal) the connection makes at once.
     pub(crate) calls: CallSlots,
+    /// Channels whose work has ended, for the handler to forget (the SSH library does not
+    /// report the client's answer to a close that sshpod started).
+    finished_channels: Mutex<Vec<ChannelId>>,
     /// The MaxStartups slot, held until authentication succeeds.
     startup_permit: Mutex<Option<OwnedSemaphorePermit>>,
     /// Webhook state: client version, answers so far, what the login brought.
@@ -64,9 +68,20 @@ impl<B: Backend> ConnectionState<B> {
             span,
             gate: Arc::default(),
             calls: controls::call_slots(),
+            finished_channels: Mutex::default(),
             startup_permit: Mutex::new(Some(permit)),
             login: LoginState::default(),
         }
+    }
+
+    /// Records that `channel`'s task has ended.
+    pub(crate) fn channel_finished(&self, channel: ChannelId) {
+        lock(&self.finished_channels).push(channel);
+    }
+
+    /// The channels that ended since the last call.
+    pub(crate) fn take_finished_channels(&self) -> Vec<ChannelId> {
+        std::mem::take(&mut *lock(&self.finished_channels))
     }
 
     /// The authenticated user, once there is one.
@@ -161,4 +176,9 @@ impl<B: Backend> ConnectionState<B> {
             }
         }
     }
+}
+
+/// A lock whose data stays consistent even if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -31,6 +31,7 @@ pub(crate) async fn run<B: Backend>(
             e.to_string()
         })
     };
+    let channel = writer.id();
     let stream = tokio::select! {
         () = conn.token.cancelled() => return,
         r = dialled => r,
@@ -39,6 +40,7 @@ pub(crate) async fn run<B: Backend>(
         Ok(s) => s,
         Err(_) => {
             reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            conn.channel_finished(channel);
             return;
         }
     };
@@ -57,4 +59,5 @@ pub(crate) async fn run<B: Backend>(
         () = relay => {}
     }
     let _ = writer.close().await;
+    conn.channel_finished(channel);
 }

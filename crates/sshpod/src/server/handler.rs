@@ -62,6 +62,14 @@ impl<B: Backend> ConnectionHandler<B> {
         }
     }
 
+    /// Forgets channels whose work has ended.
+    fn forget_finished(&mut self) {
+        for channel in self.conn.take_finished_channels() {
+            self.sessions.remove(&channel);
+            self.forwards.remove(&channel);
+        }
+    }
+
     fn authenticated(&self) -> bool {
         self.conn.user().is_some()
     }
@@ -289,6 +297,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
                 .await;
             return Ok(());
         }
+        self.forget_finished();
         let max_sessions = self.conn.shared.config.ssh.max_sessions as usize;
         if self.sessions.len() >= max_sessions {
             self.conn.span.in_scope(|| {
@@ -354,6 +363,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         self.conn
             .span
             .in_scope(|| tracing::debug!(host = host_to_connect, port, "forwarding requested"));
+        self.forget_finished();
         let id = channel.id();
         let (_, writer) = channel.split();
         let (sender, receiver) = input::queue(&self.conn.gate);

@@ -16,13 +16,19 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::server::flow::FlowGate;
 
+/// At most one "paused" line per connection per this long.
+const PAUSE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A stream that errors once `token` is cancelled and reads only while `gate` is open.
 pub(crate) struct KillableStream<S> {
     inner: S,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
     gate: Arc<FlowGate>,
-    /// Whether reading is paused now (logged when it starts and ends).
+    /// Whether reading is paused now.
     paused: bool,
+    /// When a pause was last logged: a connection that hovers at the limit pauses and resumes
+    /// many times a second, and one line a minute says all there is to say.
+    pause_logged: Option<tokio::time::Instant>,
 }
 
 impl<S> KillableStream<S> {
@@ -32,6 +38,7 @@ impl<S> KillableStream<S> {
             cancelled: Box::pin(token.cancelled_owned()),
             gate,
             paused: false,
+            pause_logged: None,
         }
     }
 
@@ -41,14 +48,16 @@ impl<S> KillableStream<S> {
         let open = self.gate.poll_open(cx);
         if open == self.paused {
             self.paused = !open;
-            let held_mib = self.gate.held_bytes() / (1024 * 1024);
-            if self.paused {
+            let now = tokio::time::Instant::now();
+            let quiet = self
+                .pause_logged
+                .is_some_and(|at| now.duration_since(at) < PAUSE_LOG_INTERVAL);
+            if self.paused && !quiet {
+                self.pause_logged = Some(now);
                 tracing::info!(
-                    held_mib,
+                    held_mib = self.gate.held_bytes() / (1024 * 1024),
                     "reading from the client paused: its processes have not read the input they were sent"
                 );
-            } else {
-                tracing::info!(held_mib, "reading from the client resumed");
             }
         }
         if open {

@@ -35,6 +35,7 @@ pub(crate) struct SessionTask<B: Backend> {
 impl<B: Backend> SessionTask<B> {
     /// Runs until the process ends or the connection goes away.
     pub(crate) async fn run(self) {
+        let conn = Arc::clone(&self.conn);
         let token = self.conn.token.clone();
         let channel = self.channel;
         let handle = self.handle.clone();
@@ -54,6 +55,7 @@ impl<B: Backend> SessionTask<B> {
                 let _ = handle.close(channel).await;
             }
         }
+        conn.channel_finished(channel);
     }
 
     async fn run_process(self) -> Result<ExitStatus, String> {
