@@ -156,3 +156,25 @@ def test_sessions_per_connection_are_capped(scn):
     result = run_async(scenario())
     assert result.stdout == "again\n", result
     assert "session refused: ssh.maxSessions" in gw.log
+
+
+@pytest.mark.timeout(120)
+def test_a_mistyped_password_can_be_typed_again(scn):
+    """As with OpenSSH: a wrong password is asked for again (three prompts by default)."""
+    import pexpect
+
+    from conftest import ALICE_PASSWORD
+
+    gw = scn.start()
+    child = pexpect.spawn("ssh", [*h.COMMON_SSH_OPTIONS, "-o", "PreferredAuthentications=password",
+                                  "-o", "PubkeyAuthentication=no", "-p", str(gw.port), "alice@127.0.0.1",
+                                  "echo logged in"], timeout=60, encoding="utf-8",
+                          env={k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"})
+    answers = ["wrong one", "wrong two", ALICE_PASSWORD]
+    prompts = 0
+    while child.expect(["assword: ", pexpect.EOF]) == 0:
+        child.sendline(answers[min(prompts, 2)])
+        prompts += 1
+    output = child.before
+    child.close()
+    assert prompts == 3 and "logged in" in output, (prompts, output)

@@ -256,12 +256,25 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        if self.conn.shared.webhooks.has_password() {
+        let auth = if self.conn.shared.webhooks.has_password() {
             let step = login::password(&self.conn, user, password).await;
-            return Ok(login::finish(&self.conn, user, "password", step).await);
-        }
-        let accepted = self.conn.shared.auth.password(user, password).await;
-        Ok(self.decide(user, "password", accepted).await)
+            login::finish(&self.conn, user, "password", step).await
+        } else {
+            let accepted = self.conn.shared.auth.password(user, password).await;
+            self.decide(user, "password", accepted).await
+        };
+        // The library takes password off the methods after a refusal unless told otherwise;
+        // a mistyped password may be typed again, up to ssh.maxAuthTries, as with OpenSSH.
+        Ok(match auth {
+            Auth::Reject {
+                proceed_with_methods: None,
+                partial_success,
+            } => Auth::Reject {
+                proceed_with_methods: Some(self.conn.shared.methods.clone()),
+                partial_success,
+            },
+            other => other,
+        })
     }
 
     async fn auth_keyboard_interactive<'a>(

@@ -46,6 +46,8 @@ pub(crate) struct Shared<B: Backend> {
     pub(crate) config: Arc<Config>,
     /// Subsystem names the backend can run, to refuse unknown ones at request time.
     pub(crate) subsystems: BTreeSet<String>,
+    /// The authentication methods offered, to offer again after a failed attempt.
+    pub(crate) methods: russh::MethodSet,
 }
 
 /// A configured server, ready to serve a bound listener.
@@ -70,7 +72,7 @@ impl<B: Backend> Server<B> {
             &config,
             host_keys,
             host_certificates,
-            methods,
+            methods.clone(),
         ));
         let subsystems = config.subsystems().keys().cloned().collect();
         let startups = Arc::new(Semaphore::new(config.ssh.max_startups as usize));
@@ -81,6 +83,7 @@ impl<B: Backend> Server<B> {
                 webhooks,
                 config,
                 subsystems,
+                methods,
             }),
             russh,
             startups,
