@@ -261,8 +261,9 @@ class Sshpod(SshSubject):
     def config(self) -> dict:
         cfg = {
             "ssh": {"listen": f"127.0.0.1:{self.port}", "hostkeys": [str(self.dir / "host_ed25519_key")],
-                    # 200 logins at once: above the default 100 concurrent unauthenticated connections
-                    "maxStartups": 256},
+                    # 200 logins at once, all from 127.0.0.1: above the default 100 concurrent
+                    # unauthenticated connections, and 20 from one address
+                    "maxStartups": 256, "perSourceMaxStartups": "none"},
             "log": {"level": "info", "format": "text"},
             "auth": {"publicKey": {"method": "authorizedKeys",
                                    "authorizedKeys": {"file": str(self.dir / "authorized_keys" / "%u")}},

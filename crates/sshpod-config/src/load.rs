@@ -351,7 +351,8 @@ mod tests {
         assert_eq!(config.ssh.client_alive_count_max, 3);
         assert_eq!(config.ssh.login_grace_time, Duration::from_secs(120));
         assert_eq!(config.ssh.shutdown_timeout, Duration::from_secs(20));
-        assert_eq!(config.ssh.max_startups, 100);
+        assert_eq!(config.ssh.max_startups, crate::MaxStartups::fixed(100));
+        assert_eq!(config.ssh.per_source_max_startups, Some(20));
         assert_eq!(config.ssh.max_auth_tries, 6);
         assert_eq!(config.backend, Backend::Docker);
         assert_eq!(config.auth.password.method, PasswordMethod::Htpasswd);

@@ -33,7 +33,14 @@ pub(crate) struct RawSsh {
     client_alive_count_max: u32,
     #[serde(deserialize_with = "duration::deserialize")]
     login_grace_time: Duration,
-    max_startups: u32,
+    #[serde(deserialize_with = "text_or_number")]
+    max_startups: String,
+    #[serde(deserialize_with = "text_or_number")]
+    per_source_max_startups: String,
+    #[serde(deserialize_with = "text_or_number")]
+    per_source_net_block_size: String,
+    #[serde(deserialize_with = "duration::deserialize")]
+    handshake_timeout: Duration,
     max_auth_tries: u32,
     #[serde(deserialize_with = "duration::deserialize")]
     shutdown_timeout: Duration,
@@ -59,7 +66,10 @@ impl Default for RawSsh {
             client_alive_interval: Duration::ZERO,
             client_alive_count_max: 3,
             login_grace_time: Duration::from_secs(120),
-            max_startups: 100,
+            max_startups: "100".to_owned(),
+            per_source_max_startups: DEFAULT_PER_SOURCE_MAX_STARTUPS.to_string(),
+            per_source_net_block_size: NetBlockSize::DEFAULT.to_string(),
+            handshake_timeout: Duration::from_secs(15),
             max_auth_tries: 6,
             shutdown_timeout: Duration::from_secs(20),
             rekey_limit: RekeyLimit::DEFAULT.to_string(),
@@ -100,8 +110,20 @@ pub struct SshConfig {
     /// Time a client has to authenticate (default 120s).
     #[serde(serialize_with = "duration::serialize")]
     pub login_grace_time: Duration,
-    /// Cap on concurrent unauthenticated connections (default 100).
-    pub max_startups: u32,
+    /// Cap on concurrent unauthenticated connections (default 100), with random early drop
+    /// when written as OpenSSH's `start:rate:full`.
+    #[serde(serialize_with = "serialize_display")]
+    pub max_startups: MaxStartups,
+    /// Cap on unauthenticated connections from one source network (default 20); None: no cap.
+    #[serde(serialize_with = "serialize_per_source")]
+    pub per_source_max_startups: Option<u32>,
+    /// The prefix lengths that make one source network (default `32:128`).
+    #[serde(serialize_with = "serialize_display")]
+    pub per_source_net_block_size: NetBlockSize,
+    /// Time from connect until the key exchange is done and the first login request arrives
+    /// (default 15s); separate from, and shorter than, `loginGraceTime`.
+    #[serde(serialize_with = "duration::serialize")]
+    pub handshake_timeout: Duration,
     /// Authentication attempts per connection (default 6).
     pub max_auth_tries: u32,
     /// How long to wait for sessions to finish after SIGTERM (default 20s).
@@ -116,6 +138,138 @@ pub struct SshConfig {
     /// Sessions (shells, commands, subsystems) open at once on one connection (OpenSSH's
     /// `MaxSessions`, default 10).
     pub max_sessions: u32,
+}
+
+/// Default `ssh.perSourceMaxStartups`.
+pub const DEFAULT_PER_SOURCE_MAX_STARTUPS: u32 = 20;
+
+/// OpenSSH's `MaxStartups start:rate:full`: from `start` unauthenticated connections on, new
+/// ones are refused with `rate` percent probability, rising linearly to all at `full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxStartups {
+    pub start: u32,
+    pub rate: u32,
+    pub full: u32,
+}
+
+impl MaxStartups {
+    /// A plain cap: no early drop.
+    pub fn fixed(full: u32) -> Self {
+        Self {
+            start: full,
+            rate: 100,
+            full,
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self, String> {
+        let numbers: Result<Vec<u32>, _> = text.trim().split(':').map(str::parse).collect();
+        let parsed = match numbers.as_deref() {
+            Ok([full]) => Self::fixed(*full),
+            Ok([start, rate, full]) => Self {
+                start: *start,
+                rate: *rate,
+                full: *full,
+            },
+            _ => {
+                return Err(format!(
+                    "`{text}` is neither a number nor `start:rate:full` (like `10:30:100`)"
+                ))
+            }
+        };
+        if parsed.full < 1 || parsed.start < 1 || parsed.start > parsed.full || parsed.rate > 100 {
+            return Err(format!(
+                "`{text}`: need 1 <= start <= full and a rate of at most 100 (percent)"
+            ));
+        }
+        Ok(parsed)
+    }
+}
+
+impl std::fmt::Display for MaxStartups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.start == self.full {
+            write!(f, "{}", self.full)
+        } else {
+            write!(f, "{}:{}:{}", self.start, self.rate, self.full)
+        }
+    }
+}
+
+/// OpenSSH's `PerSourceNetBlockSize v4:v6`: the prefix lengths that group addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetBlockSize {
+    pub v4: u8,
+    pub v6: u8,
+}
+
+impl NetBlockSize {
+    pub const DEFAULT: NetBlockSize = NetBlockSize { v4: 32, v6: 128 };
+
+    fn parse(text: &str) -> Result<Self, String> {
+        let invalid =
+            || format!("`{text}` is not `v4:v6` prefix lengths (0-32 and 0-128), like `32:128`");
+        let mut parts = text.trim().split(':');
+        let v4: u8 = parts
+            .next()
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(invalid)?;
+        let v6: u8 = match parts.next() {
+            Some(p) => p.parse().map_err(|_| invalid())?,
+            None => Self::DEFAULT.v6,
+        };
+        if v4 > 32 || v6 > 128 || parts.next().is_some() {
+            return Err(invalid());
+        }
+        Ok(Self { v4, v6 })
+    }
+}
+
+impl std::fmt::Display for NetBlockSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.v4, self.v6)
+    }
+}
+
+fn parse_per_source(text: &str) -> Result<Option<u32>, String> {
+    match text.trim() {
+        "none" => Ok(None),
+        n => match n.parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(Some(n)),
+            _ => Err(format!("`{text}` is not a number of at least 1, or `none`")),
+        },
+    }
+}
+
+fn serialize_per_source<S: serde::Serializer>(
+    value: &Option<u32>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(n) => serializer.serialize_u32(*n),
+        None => serializer.serialize_str("none"),
+    }
+}
+
+/// A setting written as a number or as text (`100` or `10:30:100`).
+fn text_or_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    struct TextOrNumber;
+    impl serde::de::Visitor<'_> for TextOrNumber {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a number or a string")
+        }
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<String, E> {
+            Ok(n.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<String, E> {
+            Ok(n.to_string())
+        }
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<String, E> {
+            Ok(text.to_owned())
+        }
+    }
+    deserializer.deserialize_any(TextOrNumber)
 }
 
 /// Default `ssh.acceptEnv`, as Debian's sshd ships.
@@ -258,7 +412,6 @@ impl RawSsh {
         }
         let at_least_one = [
             ("ssh.clientAliveCountMax", self.client_alive_count_max),
-            ("ssh.maxStartups", self.max_startups),
             ("ssh.maxAuthTries", self.max_auth_tries),
             ("ssh.maxSessions", self.max_sessions),
         ];
@@ -282,6 +435,23 @@ impl RawSsh {
                 );
             }
         }
+        let max_startups = MaxStartups::parse(&self.max_startups).unwrap_or_else(|message| {
+            check.error("ssh.maxStartups", message);
+            MaxStartups::fixed(100)
+        });
+        let per_source_max_startups = parse_per_source(&self.per_source_max_startups)
+            .unwrap_or_else(|message| {
+                check.error("ssh.perSourceMaxStartups", message);
+                None
+            });
+        let per_source_net_block_size = NetBlockSize::parse(&self.per_source_net_block_size)
+            .unwrap_or_else(|message| {
+                check.error("ssh.perSourceNetBlockSize", message);
+                NetBlockSize::DEFAULT
+            });
+        if self.handshake_timeout.is_zero() {
+            check.error("ssh.handshakeTimeout", "must be greater than 0");
+        }
         let rekey_limit = RekeyLimit::parse(&self.rekey_limit).unwrap_or_else(|message| {
             check.error("ssh.rekeyLimit", message);
             RekeyLimit::DEFAULT
@@ -298,7 +468,10 @@ impl RawSsh {
             client_alive_interval: self.client_alive_interval,
             client_alive_count_max: self.client_alive_count_max,
             login_grace_time: self.login_grace_time,
-            max_startups: self.max_startups,
+            max_startups,
+            per_source_max_startups,
+            per_source_net_block_size,
+            handshake_timeout: self.handshake_timeout,
             max_auth_tries: self.max_auth_tries,
             shutdown_timeout: self.shutdown_timeout,
             rekey_limit,
@@ -424,6 +597,38 @@ mod tests {
         for text in ["1G 1h", "16K none", "3M 10s"] {
             assert_eq!(parse(text).map(|r| r.to_string()).as_deref(), Ok(text));
         }
+    }
+
+    #[test]
+    fn startup_limits_as_openssh_writes_them() {
+        assert_eq!(MaxStartups::parse("100"), Ok(MaxStartups::fixed(100)));
+        assert_eq!(
+            MaxStartups::parse("10:30:100"),
+            Ok(MaxStartups {
+                start: 10,
+                rate: 30,
+                full: 100
+            })
+        );
+        for bad in ["0", "10:30", "20:30:10", "10:101:100", "x", ""] {
+            assert!(MaxStartups::parse(bad).is_err(), "{bad}");
+        }
+        for text in ["100", "10:30:60"] {
+            assert_eq!(MaxStartups::parse(text).unwrap().to_string(), text);
+        }
+        assert_eq!(parse_per_source("none"), Ok(None));
+        assert_eq!(parse_per_source("5"), Ok(Some(5)));
+        assert!(parse_per_source("0").is_err());
+        assert_eq!(
+            NetBlockSize::parse("24:64"),
+            Ok(NetBlockSize { v4: 24, v6: 64 })
+        );
+        assert_eq!(
+            NetBlockSize::parse("24"),
+            Ok(NetBlockSize { v4: 24, v6: 128 })
+        );
+        assert!(NetBlockSize::parse("33:128").is_err());
+        assert!(NetBlockSize::parse("32:129").is_err());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use russh::ChannelId;
 use sshpod_core::{Backend, ConnectionContext, ConnectionId, Container};
-use tokio::sync::{watch, OwnedSemaphorePermit};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -14,6 +14,7 @@ use tracing::Instrument;
 use crate::server::controls::{self, CallSlots};
 use crate::server::flow::FlowGate;
 use crate::server::login::LoginState;
+use crate::server::startups::Startup;
 use crate::server::Shared;
 
 /// The outcome of provisioning: the container, or the message to show the user.
@@ -27,6 +28,9 @@ pub(crate) struct ConnectionState<B: Backend> {
     user: OnceLock<String>,
     /// Flips to true once authenticated (ends the login grace timer).
     authenticated: watch::Sender<bool>,
+    /// Flips to true at the first login request: the key exchange is done (ends the
+    /// handshake timer).
+    handshaken: watch::Sender<bool>,
     /// Set once, by the provisioning task started at authentication.
     container: watch::Sender<Option<Provisioned<B::Container>>>,
     /// Channel and forwarding tasks; cancelled when the connection ends.
@@ -42,7 +46,7 @@ pub(crate) struct ConnectionState<B: Backend> {
     /// report the client's answer to a close that sshpod started).
     finished_channels: Mutex<Vec<ChannelId>>,
     /// The MaxStartups slot, held until authentication succeeds.
-    startup_permit: Mutex<Option<OwnedSemaphorePermit>>,
+    startup_permit: Mutex<Option<Startup>>,
     /// Webhook state: client version, answers so far, what the login brought.
     pub(crate) login: LoginState,
 }
@@ -51,7 +55,7 @@ impl<B: Backend> ConnectionState<B> {
     pub(crate) fn new(
         shared: Arc<Shared<B>>,
         peer: SocketAddr,
-        permit: OwnedSemaphorePermit,
+        permit: Startup,
         token: CancellationToken,
     ) -> Self {
         let id = ConnectionId::random();
@@ -62,6 +66,7 @@ impl<B: Backend> ConnectionState<B> {
             peer,
             user: OnceLock::new(),
             authenticated: watch::Sender::new(false),
+            handshaken: watch::Sender::new(false),
             container: watch::Sender::new(None),
             tasks: TaskTracker::new(),
             token,
@@ -87,6 +92,17 @@ impl<B: Backend> ConnectionState<B> {
     /// The authenticated user, once there is one.
     pub(crate) fn user(&self) -> Option<&str> {
         self.user.get().map(String::as_str)
+    }
+
+    /// A receiver that turns true at the first login request.
+    pub(crate) fn watch_handshake(&self) -> watch::Receiver<bool> {
+        self.handshaken.subscribe()
+    }
+
+    /// The client has made a login request, so the key exchange is done.
+    pub(crate) fn on_login_request(&self) {
+        self.handshaken
+            .send_if_modified(|done| !std::mem::replace(done, true));
     }
 
     /// A receiver that turns true on authentication.

@@ -179,6 +179,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
+        self.conn.on_login_request();
         if self.conn.shared.webhooks.has_public_key() {
             // The webhook decides after the signature, when it can also be told whether the
             // key came in a certificate (an offer does not say).
@@ -204,6 +205,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
+        self.conn.on_login_request();
         let grant = self
             .conn
             .shared
@@ -232,6 +234,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         user: &str,
         certificate: &Certificate,
     ) -> Result<Auth, Self::Error> {
+        self.conn.on_login_request();
         let grant = self
             .conn
             .shared
@@ -256,6 +259,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
+        self.conn.on_login_request();
         let auth = if self.conn.shared.webhooks.has_password() {
             let step = login::password(&self.conn, user, password).await;
             login::finish(&self.conn, user, "password", step).await
@@ -283,6 +287,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         _submethods: &str,
         response: Option<Response<'a>>,
     ) -> Result<Auth, Self::Error> {
+        self.conn.on_login_request();
         let answers = response.map(|r| {
             r.map(|b| String::from_utf8_lossy(&b).into_owned())
                 .collect::<Vec<_>>()
@@ -293,7 +298,13 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         }
     }
 
+    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
+        self.conn.on_login_request();
+        Ok(Auth::reject())
+    }
+
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
+        self.conn.on_login_request();
         let banner = &self.conn.shared.config.ssh.banner;
         Ok((!banner.is_empty()).then(|| banner.clone()))
     }

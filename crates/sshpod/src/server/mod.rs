@@ -17,6 +17,7 @@ mod pty;
 mod restrict;
 mod russh_config;
 mod session;
+mod startups;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -27,7 +28,6 @@ use russh::keys::PrivateKey;
 use sshpod_config::Config;
 use sshpod_core::Backend;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -37,6 +37,7 @@ use connection::ConnectionState;
 use handler::ConnectionHandler;
 use killable::KillableStream;
 use login::Webhooks;
+use startups::Startups;
 
 /// What every connection shares.
 pub(crate) struct Shared<B: Backend> {
@@ -54,7 +55,9 @@ pub(crate) struct Shared<B: Backend> {
 pub(crate) struct Server<B: Backend> {
     shared: Arc<Shared<B>>,
     russh: Arc<russh::server::Config>,
-    startups: Arc<Semaphore>,
+    startups: Arc<Startups>,
+    /// When a refused connection was last logged.
+    refusal_logged: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl<B: Backend> Server<B> {
@@ -75,7 +78,7 @@ impl<B: Backend> Server<B> {
             methods.clone(),
         ));
         let subsystems = config.subsystems().keys().cloned().collect();
-        let startups = Arc::new(Semaphore::new(config.ssh.max_startups as usize));
+        let startups = Startups::new(&config.ssh);
         Ok(Self {
             shared: Arc::new(Shared {
                 backend,
@@ -87,6 +90,7 @@ impl<B: Backend> Server<B> {
             }),
             russh,
             startups,
+            refusal_logged: std::sync::Mutex::new(None),
         })
     }
 
@@ -107,9 +111,12 @@ impl<B: Backend> Server<B> {
                     continue;
                 }
             };
-            let Ok(permit) = Arc::clone(&self.startups).try_acquire_owned() else {
-                tracing::warn!(%peer, "too many unauthenticated connections (maxStartups): dropped");
-                continue;
+            let permit = match self.startups.admit(peer.ip()) {
+                Ok(permit) => permit,
+                Err(refused) => {
+                    self.log_refused(peer, refused);
+                    continue;
+                }
             };
             let conn = Arc::new(ConnectionState::new(
                 Arc::clone(&self.shared),
@@ -130,6 +137,31 @@ impl<B: Backend> Server<B> {
         self.shared.backend.shutdown().await;
     }
 
+    /// One line per refused connection would let a flood fill the log: one a second is enough.
+    fn log_refused(&self, peer: SocketAddr, refused: startups::Refused) {
+        let now = tokio::time::Instant::now();
+        let mut last = self
+            .refusal_logged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|at| now.duration_since(at) < std::time::Duration::from_secs(1)) {
+            return;
+        }
+        *last = Some(now);
+        match refused {
+            startups::Refused::Full { unauthenticated } => tracing::warn!(
+                %peer,
+                unauthenticated,
+                "connection dropped: too many unauthenticated connections (ssh.maxStartups)"
+            ),
+            startups::Refused::Source { unauthenticated } => tracing::warn!(
+                %peer,
+                unauthenticated,
+                "connection dropped: too many unauthenticated connections from its network (ssh.perSourceMaxStartups)"
+            ),
+        }
+    }
+
     /// Runs one connection from handshake to teardown.
     fn handle(
         &self,
@@ -138,6 +170,7 @@ impl<B: Backend> Server<B> {
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let russh = Arc::clone(&self.russh);
         let grace = self.shared.config.ssh.login_grace_time;
+        let handshake = self.shared.config.ssh.handshake_timeout;
         async move {
             tracing::debug!("connection accepted");
             let _ = socket.set_nodelay(true);
@@ -147,6 +180,17 @@ impl<B: Backend> Server<B> {
             let stream = KillableStream::new(socket, kill.clone(), Arc::clone(&conn.gate));
             let handler = ConnectionHandler::new(Arc::clone(&conn));
             let mut authenticated = conn.watch_authenticated();
+            let mut handshaken = conn.watch_handshake();
+            let handshake_over = async {
+                if tokio::time::timeout(handshake, handshaken.wait_for(|done| *done))
+                    .await
+                    .is_err()
+                {
+                    tracing::info!("no key exchange and login request in ssh.handshakeTimeout");
+                    return;
+                }
+                std::future::pending::<()>().await;
+            };
             let grace_over = async {
                 let _ = tokio::time::timeout(grace, authenticated.wait_for(|a| *a)).await;
                 if !*authenticated.borrow() {
@@ -179,6 +223,7 @@ impl<B: Backend> Server<B> {
             tokio::select! {
                 () = session => {}
                 () = grace_over => {}
+                () = handshake_over => {}
             }
             kill.cancel();
             conn.teardown().await;
