@@ -178,3 +178,51 @@ def test_a_mistyped_password_can_be_typed_again(scn):
     output = child.before
     child.close()
     assert prompts == 3 and "logged in" in output, (prompts, output)
+
+
+def guess_passwords(gw, source: str, connections: int) -> tuple[int, int]:
+    """Connections from `source` that each try wrong passwords until refused; returns how many
+    connections got to try and how many were turned away before they could."""
+
+    async def one() -> bool:
+        try:
+            conn = await asyncio.wait_for(asyncssh.connect(
+                "127.0.0.1", gw.port, local_addr=(source, 0), username="alice", password="wrong",
+                known_hosts=None, agent_path=None, config=None, client_keys=None,
+                preferred_auth="password"), 30)
+        except asyncssh.PermissionDenied:
+            return True
+        except (OSError, asyncssh.Error, asyncio.TimeoutError):
+            return False
+        conn.close()
+        raise AssertionError("a wrong password was accepted")
+
+    async def all_of_them():
+        tried = 0
+        for _ in range(connections):
+            tried += await one()
+        return tried
+
+    tried = run_async(all_of_them())
+    return tried, connections - tried
+
+
+@pytest.mark.timeout(180)
+def test_password_guessers_are_slowed_to_a_few_tries_and_others_log_in(scn):
+    """20 connections of wrong passwords from one address: after three (15 s of penalty, the
+    minimum; a fourth may be accepted while the third is still closing) the address is refused
+    at once, while a user from another address logs in."""
+    gw = scn.start()
+    tried, turned_away = guess_passwords(gw, "127.0.0.2", 20)
+    print(f"guesser: {tried} connections got to try, {turned_away} turned away")
+    assert 3 <= tried <= 4 and tried + turned_away == 20, (tried, turned_away)
+    assert "ssh.perSourcePenalties" in gw.log
+    result = scn.password_client(gw).ssh("echo ok", timeout=60)
+    assert (result.returncode, result.stdout) == (0, "ok\n"), result
+
+
+@pytest.mark.timeout(180)
+def test_exempt_networks_are_never_penalised(scn):
+    gw = scn.start({"ssh": {"perSourcePenaltyExemptList": ["127.0.0.0/24"]}})
+    tried, turned_away = guess_passwords(gw, "127.0.0.2", 6)
+    assert (tried, turned_away) == (6, 0)

@@ -11,14 +11,14 @@ use std::str::FromStr;
 /// An address with a prefix length: `10.0.0.0/8`, `2001:db8::/32`; a bare address is a
 /// single host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Cidr {
+pub struct Cidr {
     network: IpAddr,
     prefix: u8,
 }
 
 /// Why a CIDR entry was not accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CidrError {
+pub enum CidrError {
     /// Not an address at all (it may still be a wildcard pattern).
     NotAnAddress,
     /// An address with a prefix that is out of range, or with host bits set after the prefix.
@@ -74,7 +74,7 @@ impl Cidr {
 
     /// Whether `ip` is inside this network. IPv4 and IPv6 never match each other, except
     /// IPv4-mapped IPv6 addresses, which count as IPv4.
-    pub(crate) fn contains(&self, ip: IpAddr) -> bool {
+    pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         if ip.is_ipv4() != self.network.is_ipv4() {
             return false;

@@ -35,6 +35,7 @@ mod policy;
 mod restrictions;
 mod revoked;
 
+pub use crate::address::{Cidr, CidrError};
 pub use crate::authorized_keys::{AuthorizedKeys, KeyOptions};
 pub use crate::certificate::{AuthorizedPrincipals, CertificateInfo, TrustedCaKeys};
 pub use crate::credentials::{Password, UserName, UserNameError};

@@ -58,8 +58,8 @@ pub use crate::log::{
 pub use crate::merge::{merge_answer, MergeError};
 pub use crate::secret::{redact_url, Secret, ServiceUrl, REDACTED};
 pub use crate::ssh::{
-    MaxStartups, NetBlockSize, RekeyLimit, SshConfig, DEFAULT_ACCEPT_ENV, DEFAULT_LISTEN,
-    DEFAULT_PER_SOURCE_MAX_STARTUPS, DEFAULT_SERVER_VERSION,
+    MaxStartups, NetBlockSize, Penalties, RekeyLimit, SshConfig, DEFAULT_ACCEPT_ENV,
+    DEFAULT_LISTEN, DEFAULT_PER_SOURCE_MAX_STARTUPS, DEFAULT_SERVER_VERSION,
 };
 pub use crate::webhook_auth::{WebhookAuth, WebhookMethod};
 

@@ -41,6 +41,8 @@ pub(crate) struct RawSsh {
     per_source_net_block_size: String,
     #[serde(deserialize_with = "duration::deserialize")]
     handshake_timeout: Duration,
+    per_source_penalties: String,
+    per_source_penalty_exempt_list: Vec<String>,
     max_auth_tries: u32,
     #[serde(deserialize_with = "duration::deserialize")]
     shutdown_timeout: Duration,
@@ -70,6 +72,8 @@ impl Default for RawSsh {
             per_source_max_startups: DEFAULT_PER_SOURCE_MAX_STARTUPS.to_string(),
             per_source_net_block_size: NetBlockSize::DEFAULT.to_string(),
             handshake_timeout: Duration::from_secs(15),
+            per_source_penalties: "yes".to_owned(),
+            per_source_penalty_exempt_list: Vec::new(),
             max_auth_tries: 6,
             shutdown_timeout: Duration::from_secs(20),
             rekey_limit: RekeyLimit::DEFAULT.to_string(),
@@ -124,6 +128,11 @@ pub struct SshConfig {
     /// (default 15s); separate from, and shorter than, `loginGraceTime`.
     #[serde(serialize_with = "duration::serialize")]
     pub handshake_timeout: Duration,
+    /// Penalties for sources that fail to log in (OpenSSH's `PerSourcePenalties`); None: off.
+    #[serde(serialize_with = "serialize_penalties")]
+    pub per_source_penalties: Option<Penalties>,
+    /// Addresses and networks never penalised (OpenSSH's `PerSourcePenaltyExemptList`).
+    pub per_source_penalty_exempt_list: Vec<String>,
     /// Authentication attempts per connection (default 6).
     pub max_auth_tries: u32,
     /// How long to wait for sessions to finish after SIGTERM (default 20s).
@@ -138,6 +147,125 @@ pub struct SshConfig {
     /// Sessions (shells, commands, subsystems) open at once on one connection (OpenSSH's
     /// `MaxSessions`, default 10).
     pub max_sessions: u32,
+}
+
+/// OpenSSH's `PerSourcePenalties`: how long a source network is penalised when one of its
+/// connections ends a given way. Penalties add up (to at most `max`); once a source has `min`
+/// or more, its new connections are refused until the penalty has run down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Penalties {
+    /// A connection that failed to authenticate and ended without logging in.
+    pub authfail: Duration,
+    /// A connection that ended without trying to log in at all.
+    pub noauth: Duration,
+    /// A connection closed by `loginGraceTime` or `handshakeTimeout`.
+    pub grace_exceeded: Duration,
+    pub max: Duration,
+    pub min: Duration,
+    /// Sources tracked at most; more are not penalised (OpenSSH's `overflow:permissive`).
+    pub max_sources: u32,
+}
+
+impl Penalties {
+    /// OpenSSH 9.8's defaults.
+    pub const DEFAULT: Penalties = Penalties {
+        authfail: Duration::from_secs(5),
+        noauth: Duration::from_secs(1),
+        grace_exceeded: Duration::from_secs(10),
+        max: Duration::from_secs(600),
+        min: Duration::from_secs(15),
+        max_sources: 65536,
+    };
+
+    fn parse(text: &str) -> Result<Option<Penalties>, String> {
+        match text.trim() {
+            "no" => return Ok(None),
+            "yes" | "" => return Ok(Some(Self::DEFAULT)),
+            _ => {}
+        }
+        let mut p = Self::DEFAULT;
+        for word in text.split_whitespace() {
+            let (key, value) = word.split_once(':').ok_or_else(|| {
+                format!("`{word}`: write `name:value`, like `authfail:5s`, or `yes`/`no`")
+            })?;
+            let duration = || {
+                humantime::parse_duration(value)
+                    .or_else(|_| value.parse::<u64>().map(Duration::from_secs))
+                    .map_err(|_| format!("`{word}`: `{value}` is not a time like `5s`"))
+            };
+            match key {
+                "authfail" => p.authfail = duration()?,
+                "noauth" => p.noauth = duration()?,
+                "grace-exceeded" => p.grace_exceeded = duration()?,
+                "max" => p.max = duration()?,
+                "min" => p.min = duration()?,
+                "max-sources" | "max-sources4" | "max-sources6" => {
+                    p.max_sources = value
+                        .parse()
+                        .map_err(|_| format!("`{word}`: `{value}` is not a number"))?
+                }
+                _ => {
+                    return Err(format!(
+                        "`{key}` is not a penalty; known: authfail, noauth, grace-exceeded, max, min, max-sources"
+                    ))
+                }
+            }
+        }
+        Ok(Some(p))
+    }
+}
+
+impl std::fmt::Display for Penalties {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        write!(
+            f,
+            "authfail:{} noauth:{} grace-exceeded:{} max:{} min:{} max-sources:{}",
+            d(self.authfail),
+            d(self.noauth),
+            d(self.grace_exceeded),
+            d(self.max),
+            d(self.min),
+            self.max_sources
+        )
+    }
+}
+
+fn serialize_penalties<S: serde::Serializer>(
+    value: &Option<Penalties>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(p) => serializer.collect_str(p),
+        None => serializer.serialize_str("no"),
+    }
+}
+
+/// `address` or `address/prefix`, IPv4 or IPv6.
+fn check_network(text: &str) -> Result<(), String> {
+    let (address, prefix) = match text.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (text, None),
+    };
+    let address: std::net::IpAddr = address
+        .parse()
+        .map_err(|_| format!("`{text}` is not an address or network like `10.0.0.0/8`"))?;
+    let (bits, max) = match address {
+        std::net::IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32u32),
+        std::net::IpAddr::V6(v6) => (u128::from(v6), 128),
+    };
+    let prefix = match prefix.map(str::parse::<u32>) {
+        None => return Ok(()),
+        Some(Ok(p)) if p <= max => p,
+        Some(_) => return Err(format!("`{text}`: the prefix length must be 0 to {max}")),
+    };
+    let host_bits = u128::MAX.checked_shr(128 - (max - prefix)).unwrap_or(0);
+    if bits & host_bits != 0 {
+        return Err(format!(
+            "`{text}` has bits set after the prefix; did you mean the network it is in?"
+        ));
+    }
+    Ok(())
 }
 
 /// Default `ssh.perSourceMaxStartups`.
@@ -449,6 +577,16 @@ impl RawSsh {
                 check.error("ssh.perSourceNetBlockSize", message);
                 NetBlockSize::DEFAULT
             });
+        let per_source_penalties =
+            Penalties::parse(&self.per_source_penalties).unwrap_or_else(|message| {
+                check.error("ssh.perSourcePenalties", message);
+                None
+            });
+        for (index, network) in self.per_source_penalty_exempt_list.iter().enumerate() {
+            if let Err(message) = check_network(network.trim()) {
+                check.error(&format!("ssh.perSourcePenaltyExemptList[{index}]"), message);
+            }
+        }
         if self.handshake_timeout.is_zero() {
             check.error("ssh.handshakeTimeout", "must be greater than 0");
         }
@@ -472,6 +610,12 @@ impl RawSsh {
             per_source_max_startups,
             per_source_net_block_size,
             handshake_timeout: self.handshake_timeout,
+            per_source_penalties,
+            per_source_penalty_exempt_list: self
+                .per_source_penalty_exempt_list
+                .iter()
+                .map(|n| n.trim().to_owned())
+                .collect(),
             max_auth_tries: self.max_auth_tries,
             shutdown_timeout: self.shutdown_timeout,
             rekey_limit,
@@ -629,6 +773,32 @@ mod tests {
         );
         assert!(NetBlockSize::parse("33:128").is_err());
         assert!(NetBlockSize::parse("32:129").is_err());
+    }
+
+    #[test]
+    fn penalties_as_openssh_writes_them() {
+        assert_eq!(Penalties::parse("yes"), Ok(Some(Penalties::DEFAULT)));
+        assert_eq!(Penalties::parse("no"), Ok(None));
+        let p = Penalties::parse("authfail:30s min:1m max-sources:10")
+            .unwrap()
+            .unwrap();
+        assert_eq!(p.authfail, Duration::from_secs(30));
+        assert_eq!(p.min, Duration::from_secs(60));
+        assert_eq!(p.max_sources, 10);
+        assert_eq!(p.noauth, Penalties::DEFAULT.noauth);
+        assert!(Penalties::parse("crash").is_err());
+        assert!(Penalties::parse("bogus:5s").is_err());
+        assert!(Penalties::parse("authfail:soon").is_err());
+        let printed = Penalties::DEFAULT.to_string();
+        assert_eq!(Penalties::parse(&printed), Ok(Some(Penalties::DEFAULT)));
+        assert!(check_network("10.0.0.0/8").is_ok());
+        assert!(check_network("2001:db8::/32").is_ok());
+        assert!(check_network("127.0.0.1").is_ok());
+        assert!(check_network("10.0.0.0/33").is_err());
+        assert!(check_network("10.0.0.1/8").is_err());
+        assert!(check_network("10.0.0.1/32").is_ok());
+        assert!(check_network("0.0.0.0/0").is_ok());
+        assert!(check_network("example.com").is_err());
     }
 
     #[test]

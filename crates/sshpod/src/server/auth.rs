@@ -3,6 +3,7 @@
 //! purpose.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use russh::keys::ssh_key::Certificate;
@@ -13,6 +14,7 @@ use sshpod_auth::{
     RevokedKeys, TrustedCaKeys, UserName,
 };
 use sshpod_config::{AuthConfig, PasswordMethod, PublicKeyMethod};
+use tokio::sync::Semaphore;
 
 /// Decides logins. An unknown user and a wrong credential give the same answer.
 #[derive(Debug, Clone)]
@@ -21,6 +23,9 @@ pub(crate) struct Authenticator {
     passwords: Option<Htpasswd>,
     /// `revokedKeys`, also for keys and certificates that webhooks decide on.
     revoked: Option<RevokedKeys>,
+    /// Password hashing is slow on purpose: at most one verification per CPU runs at once, so a
+    /// crowd of guessers queues behind itself instead of taking every blocking thread.
+    hashing: Arc<Semaphore>,
 }
 
 impl Authenticator {
@@ -33,10 +38,12 @@ impl Authenticator {
             PasswordMethod::Htpasswd => Some(Htpasswd::new(config.password.htpasswd.file.clone())),
             _ => None,
         };
+        let cpus = std::thread::available_parallelism().map_or(1, usize::from);
         Self {
             keys,
             passwords,
             revoked,
+            hashing: Arc::new(Semaphore::new(cpus)),
         }
     }
 
@@ -144,7 +151,15 @@ impl Authenticator {
             return false;
         };
         let password = Password::new(password);
-        run_check("password", move || passwords.verify(&user, &password)).await
+        let Ok(slot) = Arc::clone(&self.hashing).acquire_owned().await else {
+            return false;
+        };
+        // The slot goes with the verification: a client that leaves does not free it early.
+        run_check("password", move || {
+            let _slot = slot;
+            passwords.verify(&user, &password)
+        })
+        .await
     }
 }
 

@@ -28,6 +28,8 @@ pub(crate) struct ConnectionState<B: Backend> {
     user: OnceLock<String>,
     /// Flips to true once authenticated (ends the login grace timer).
     authenticated: watch::Sender<bool>,
+    /// Login attempts refused so far (for the source's penalty if it never logs in).
+    failed_attempts: std::sync::atomic::AtomicU32,
     /// Flips to true at the first login request: the key exchange is done (ends the
     /// handshake timer).
     handshaken: watch::Sender<bool>,
@@ -67,6 +69,7 @@ impl<B: Backend> ConnectionState<B> {
             user: OnceLock::new(),
             authenticated: watch::Sender::new(false),
             handshaken: watch::Sender::new(false),
+            failed_attempts: std::sync::atomic::AtomicU32::new(0),
             container: watch::Sender::new(None),
             tasks: TaskTracker::new(),
             token,
@@ -103,6 +106,19 @@ impl<B: Backend> ConnectionState<B> {
     pub(crate) fn on_login_request(&self) {
         self.handshaken
             .send_if_modified(|done| !std::mem::replace(done, true));
+    }
+
+    /// A login attempt was refused.
+    pub(crate) fn on_login_refused(&self) {
+        self.failed_attempts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether any login attempt was refused.
+    pub(crate) fn had_refused_login(&self) -> bool {
+        self.failed_attempts
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
     }
 
     /// A receiver that turns true on authentication.

@@ -62,6 +62,14 @@ impl<B: Backend> ConnectionHandler<B> {
         }
     }
 
+    /// Counts a refused attempt (for the source's penalty) and passes the answer on.
+    fn noted(&self, auth: Auth) -> Auth {
+        if matches!(auth, Auth::Reject { .. }) {
+            self.conn.on_login_refused();
+        }
+        auth
+    }
+
     /// Forgets channels whose work has ended.
     fn forget_finished(&mut self) {
         for channel in self.conn.take_finished_channels() {
@@ -221,12 +229,13 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
                 .instrument(self.conn.span.clone())
                 .await
             {
-                return Ok(self.decide(user, "publickey", false).await);
+                return Ok(self.noted(self.decide(user, "publickey", false).await));
             }
             let step = login::public_key(&self.conn, user, key.public_key).await;
-            return Ok(login::finish(&self.conn, user, "publickey", step).await);
+            return Ok(self.noted(login::finish(&self.conn, user, "publickey", step).await));
         }
-        Ok(self.decide_key(user, "publickey", grant).await)
+        let auth = self.decide_key(user, "publickey", grant).await;
+        Ok(self.noted(auth))
     }
 
     async fn auth_openssh_certificate(
@@ -250,12 +259,13 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
                 .instrument(self.conn.span.clone())
                 .await
             {
-                return Ok(self.decide(user, "certificate", false).await);
+                return Ok(self.noted(self.decide(user, "certificate", false).await));
             }
             let step = login::certificate(&self.conn, user, certificate).await;
-            return Ok(login::finish(&self.conn, user, "certificate", step).await);
+            return Ok(self.noted(login::finish(&self.conn, user, "certificate", step).await));
         }
-        Ok(self.decide_key(user, "certificate", grant).await)
+        let auth = self.decide_key(user, "certificate", grant).await;
+        Ok(self.noted(auth))
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
@@ -269,7 +279,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         };
         // The library takes password off the methods after a refusal unless told otherwise;
         // a mistyped password may be typed again, up to ssh.maxAuthTries, as with OpenSSH.
-        Ok(match auth {
+        Ok(match self.noted(auth) {
             Auth::Reject {
                 proceed_with_methods: None,
                 partial_success,
@@ -294,7 +304,9 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         });
         match login::keyboard_interactive(&self.conn, user, answers).await {
             Ok(prompts) => Ok(prompts),
-            Err(step) => Ok(login::finish(&self.conn, user, "keyboard-interactive", step).await),
+            Err(step) => {
+                Ok(self.noted(login::finish(&self.conn, user, "keyboard-interactive", step).await))
+            }
         }
     }
 

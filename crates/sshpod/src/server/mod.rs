@@ -13,6 +13,7 @@ mod handler;
 mod input;
 mod killable;
 mod login;
+mod penalties;
 mod pty;
 mod restrict;
 mod russh_config;
@@ -37,7 +38,14 @@ use connection::ConnectionState;
 use handler::ConnectionHandler;
 use killable::KillableStream;
 use login::Webhooks;
+use penalties::{Ending, Penalties};
 use startups::Startups;
+
+/// Why the accept loop turned a connection away.
+enum Refusal {
+    Penalised { left: std::time::Duration },
+    Startups(startups::Refused),
+}
 
 /// What every connection shares.
 pub(crate) struct Shared<B: Backend> {
@@ -56,6 +64,7 @@ pub(crate) struct Server<B: Backend> {
     shared: Arc<Shared<B>>,
     russh: Arc<russh::server::Config>,
     startups: Arc<Startups>,
+    penalties: Arc<Penalties>,
     /// When a refused connection was last logged.
     refusal_logged: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
@@ -79,6 +88,7 @@ impl<B: Backend> Server<B> {
         ));
         let subsystems = config.subsystems().keys().cloned().collect();
         let startups = Startups::new(&config.ssh);
+        let penalties = Penalties::new(&config.ssh);
         Ok(Self {
             shared: Arc::new(Shared {
                 backend,
@@ -90,6 +100,7 @@ impl<B: Backend> Server<B> {
             }),
             russh,
             startups,
+            penalties,
             refusal_logged: std::sync::Mutex::new(None),
         })
     }
@@ -111,10 +122,14 @@ impl<B: Backend> Server<B> {
                     continue;
                 }
             };
+            if let Some(left) = self.penalties.refused(peer.ip()) {
+                self.log_refused(peer, Refusal::Penalised { left });
+                continue;
+            }
             let permit = match self.startups.admit(peer.ip()) {
                 Ok(permit) => permit,
                 Err(refused) => {
-                    self.log_refused(peer, refused);
+                    self.log_refused(peer, Refusal::Startups(refused));
                     continue;
                 }
             };
@@ -138,7 +153,7 @@ impl<B: Backend> Server<B> {
     }
 
     /// One line per refused connection would let a flood fill the log: one a second is enough.
-    fn log_refused(&self, peer: SocketAddr, refused: startups::Refused) {
+    fn log_refused(&self, peer: SocketAddr, refused: Refusal) {
         let now = tokio::time::Instant::now();
         let mut last = self
             .refusal_logged
@@ -149,12 +164,17 @@ impl<B: Backend> Server<B> {
         }
         *last = Some(now);
         match refused {
-            startups::Refused::Full { unauthenticated } => tracing::warn!(
+            Refusal::Penalised { left } => tracing::warn!(
+                %peer,
+                refused_for_secs = left.as_secs(),
+                "connection dropped: its network failed to log in too often (ssh.perSourcePenalties)"
+            ),
+            Refusal::Startups(startups::Refused::Full { unauthenticated }) => tracing::warn!(
                 %peer,
                 unauthenticated,
                 "connection dropped: too many unauthenticated connections (ssh.maxStartups)"
             ),
-            startups::Refused::Source { unauthenticated } => tracing::warn!(
+            Refusal::Startups(startups::Refused::Source { unauthenticated }) => tracing::warn!(
                 %peer,
                 unauthenticated,
                 "connection dropped: too many unauthenticated connections from its network (ssh.perSourceMaxStartups)"
@@ -171,6 +191,7 @@ impl<B: Backend> Server<B> {
         let russh = Arc::clone(&self.russh);
         let grace = self.shared.config.ssh.login_grace_time;
         let handshake = self.shared.config.ssh.handshake_timeout;
+        let penalties = Arc::clone(&self.penalties);
         async move {
             tracing::debug!("connection accepted");
             let _ = socket.set_nodelay(true);
@@ -220,10 +241,20 @@ impl<B: Backend> Server<B> {
                     Err(e) => tracing::debug!(error = %e, "handshake failed"),
                 }
             };
-            tokio::select! {
-                () = session => {}
-                () = grace_over => {}
-                () = handshake_over => {}
+            let timed_out = tokio::select! {
+                () = session => false,
+                () = grace_over => true,
+                () = handshake_over => true,
+            };
+            if conn.user().is_none() {
+                let ending = if conn.had_refused_login() {
+                    Ending::AuthFailed
+                } else if timed_out {
+                    Ending::GraceExceeded
+                } else {
+                    Ending::NoAuth
+                };
+                penalties.penalise(conn.peer.ip(), ending);
             }
             kill.cancel();
             conn.teardown().await;

@@ -29,8 +29,7 @@ pub(crate) struct Startups {
     full: u32,
     per_source: Option<u32>,
     /// Prefix lengths that make a "source" of an address.
-    v4_prefix: u8,
-    v6_prefix: u8,
+    blocks: NetBlockSize,
     counts: Mutex<Counts>,
 }
 
@@ -62,8 +61,7 @@ impl Startups {
             rate: max.rate,
             full: max.full,
             per_source,
-            v4_prefix: blocks.v4,
-            v6_prefix: blocks.v6,
+            blocks,
             counts: Mutex::default(),
         })
     }
@@ -101,25 +99,29 @@ impl Startups {
     }
 
     fn source_of(&self, peer: IpAddr) -> IpAddr {
-        match peer {
-            IpAddr::V4(v4) => {
-                let bits = u32::from(v4);
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.v4_prefix))
-                    .unwrap_or(0);
-                IpAddr::V4((bits & mask).into())
-            }
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => self.source_of(IpAddr::V4(v4)),
-                None => {
-                    let bits = u128::from(v6);
-                    let mask = u128::MAX
-                        .checked_shl(128 - u32::from(self.v6_prefix))
-                        .unwrap_or(0);
-                    IpAddr::V6((bits & mask).into())
-                }
-            },
+        network_of(peer, self.blocks)
+    }
+}
+
+/// The source network `peer` belongs to: its address with the bits after the prefix cleared
+/// (an IPv4-mapped IPv6 address counts as IPv4).
+pub(crate) fn network_of(peer: IpAddr, blocks: NetBlockSize) -> IpAddr {
+    match peer {
+        IpAddr::V4(v4) => {
+            let bits = u32::from(v4);
+            let mask = u32::MAX.checked_shl(32 - u32::from(blocks.v4)).unwrap_or(0);
+            IpAddr::V4((bits & mask).into())
         }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => network_of(IpAddr::V4(v4), blocks),
+            None => {
+                let bits = u128::from(v6);
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(blocks.v6))
+                    .unwrap_or(0);
+                IpAddr::V6((bits & mask).into())
+            }
+        },
     }
 }
 
