@@ -7,10 +7,13 @@ Each test is a hostile client bounded in count and time, on loopback only.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
 import threading
 
 import asyncssh
+import pexpect
 import pytest
 
 import harness as h
@@ -161,16 +164,13 @@ def test_sessions_per_connection_are_capped(scn):
 @pytest.mark.timeout(120)
 def test_a_mistyped_password_can_be_typed_again(scn):
     """As with OpenSSH: a wrong password is asked for again (three prompts by default)."""
-    import pexpect
-
-    from conftest import ALICE_PASSWORD
-
     gw = scn.start()
+    password = scn.password_client(gw).password
     child = pexpect.spawn("ssh", [*h.COMMON_SSH_OPTIONS, "-o", "PreferredAuthentications=password",
                                   "-o", "PubkeyAuthentication=no", "-p", str(gw.port), "alice@127.0.0.1",
                                   "echo logged in"], timeout=60, encoding="utf-8",
                           env={k: v for k, v in os.environ.items() if k != "SSH_AUTH_SOCK"})
-    answers = ["wrong one", "wrong two", ALICE_PASSWORD]
+    answers = ["wrong one", "wrong two", password]
     prompts = 0
     while child.expect(["assword: ", pexpect.EOF]) == 0:
         child.sendline(answers[min(prompts, 2)])
@@ -226,3 +226,28 @@ def test_exempt_networks_are_never_penalised(scn):
     gw = scn.start({"ssh": {"perSourcePenaltyExemptList": ["127.0.0.0/24"]}})
     tried, turned_away = guess_passwords(gw, "127.0.0.2", 6)
     assert (tried, turned_away) == (6, 0)
+
+
+@pytest.mark.timeout(120)
+def test_ssh_audit_finds_no_failures_in_the_defaults(scn):
+    """ssh-audit's policy check of the default algorithms: nothing it calls a failure (the NIST
+    curves and MAC-then-encrypt were), the post-quantum hybrid offered first, strict key
+    exchange on. Its remaining warnings are printed for the record."""
+    gw = scn.start()
+    audit = subprocess.run([str(h.REPO_ROOT / ".venv" / "bin" / "ssh-audit"), "-j", "-p", str(gw.port),
+                            "127.0.0.1"], capture_output=True, text=True, timeout=90)
+    report = json.loads(audit.stdout)
+    failures, warnings = [], []
+    for section in ("kex", "key", "enc", "mac"):
+        for entry in report.get(section, []):
+            notes = entry.get("notes", {})
+            failures += [f"{section} {entry['algorithm']}: {n}" for n in notes.get("fail", [])]
+            warnings += [f"{section} {entry['algorithm']}: {n}" for n in notes.get("warn", [])]
+    print("ssh-audit warnings:", *warnings, sep="\n  ")
+    assert not failures, failures
+    assert not report.get("cves"), report.get("cves")
+    kex = [entry["algorithm"] for entry in report["kex"]]
+    assert kex[0] == "mlkem768x25519-sha256", kex
+    assert "kex-strict-s-v00@openssh.com" in kex, kex
+    assert not any(name.startswith("ecdh-sha2-nistp") for name in kex), kex
+    assert all(entry["algorithm"].endswith("-etm@openssh.com") for entry in report["mac"]), report["mac"]

@@ -89,7 +89,11 @@ impl Htpasswd {
 }
 
 /// The hash on the first line for `user`, with its line number.
-fn find_user<'a>(path: &Path, contents: &'a [u8], user: &UserName) -> Option<(usize, &'a str)> {
+pub(crate) fn find_user<'a>(
+    path: &Path,
+    contents: &'a [u8],
+    user: &UserName,
+) -> Option<(usize, &'a str)> {
     for Line { number, text } in file::lines(contents) {
         let Ok(text) = text else {
             warn!(file = %path.display(), line = number, "skipping htpasswd line that is not valid UTF-8");
@@ -171,7 +175,7 @@ fn spend_dummy_verification(password: &Password, contents: &[u8]) {
 }
 
 /// The first hash of a supported scheme in `contents`, else [`DUMMY_BCRYPT_HASH`].
-fn stand_in_hash(contents: &[u8]) -> &str {
+pub(crate) fn stand_in_hash(contents: &[u8]) -> &str {
     file::lines(contents)
         .filter_map(|Line { text, .. }| text.ok())
         .filter_map(|text| text.split_once(':').map(|(_, hash)| hash.trim()))

@@ -32,6 +32,8 @@ mod file;
 mod htpasswd;
 mod krl;
 mod policy;
+#[cfg(test)]
+mod properties;
 mod restrictions;
 mod revoked;
 

@@ -122,19 +122,19 @@ impl Cipher {
 }
 
 impl Kex {
-    /// The default list, in order of preference.
+    /// The default list, in order of preference: the post-quantum hybrid first (OpenSSH 10's
+    /// default), then X25519. The NIST curves stay selectable but are not offered by default.
     pub const DEFAULT: &'static [Kex] = &[
+        Kex::Mlkem768X25519Sha256,
         Kex::Curve25519Sha256,
         Kex::Curve25519Sha256Libssh,
-        Kex::EcdhSha2Nistp521,
-        Kex::EcdhSha2Nistp384,
-        Kex::EcdhSha2Nistp256,
     ];
 }
 
 impl Mac {
-    /// The default list, in order of preference.
-    pub const DEFAULT: &'static [Mac] = Mac::ALL;
+    /// The default list, in order of preference: encrypt-then-MAC only (the others MAC the
+    /// plaintext, which ssh-audit rightly flags); they stay selectable.
+    pub const DEFAULT: &'static [Mac] = &[Mac::HmacSha256Etm, Mac::HmacSha512Etm];
 }
 
 #[cfg(test)]

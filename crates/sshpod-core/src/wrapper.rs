@@ -213,3 +213,41 @@ mod tests {
         assert_eq!(pid_file_name([0xab; 8]), ".sshpod-abababababababab");
     }
 }
+
+/// Property tests: whatever a client sends as an environment value comes out of the shell as
+/// exactly that value, never as code.
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        #[test]
+        fn any_value_survives_the_shell_exactly(value in "[^\u{0}]{0,64}") {
+            let script = format!("printf %s {}", quote(&value));
+            let out = std::process::Command::new("/bin/sh").args(["-c", &script]).output().unwrap();
+            prop_assert!(out.status.success());
+            prop_assert_eq!(String::from_utf8(out.stdout).unwrap(), value);
+        }
+
+        #[test]
+        fn shell_metacharacters_stay_data(value in "[$`\\\\'\"();&|<>*?~ \n\t a-z]{0,32}") {
+            let wrapped = wrap_argv(
+                vec!["printenv".into(), "V".into()],
+                "",
+                &[("V".to_owned(), value.clone())],
+                None,
+            );
+            // Drop the PID-file step (a host path) and run the rest as the container would.
+            let script = wrapped[2].split_once("2>/dev/null; ").map(|(_, rest)| rest).unwrap().to_owned();
+            let out = std::process::Command::new("/bin/sh")
+                .args(["-c", &script, "sh", "printenv", "V"])
+                .env_clear()
+                .output()
+                .unwrap();
+            prop_assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{value}\n"));
+        }
+    }
+}

@@ -220,3 +220,55 @@ mod tests {
         assert_eq!(env.into_vars(false).len(), 1);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The plain recursive definition of a wildcard match, to hold the fast one against.
+    fn reference(p: &[u8], n: &[u8]) -> bool {
+        match (p.first(), n.first()) {
+            (None, _) => n.is_empty(),
+            (Some(b'*'), _) => reference(&p[1..], n) || (!n.is_empty() && reference(p, &n[1..])),
+            (Some(_), None) => false,
+            (Some(&c), Some(&d)) => (c == b'?' || c == d) && reference(&p[1..], &n[1..]),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn wildcards_agree_with_their_definition(pattern in "[AB_*?]{0,8}", name in "[AB_]{0,10}") {
+            prop_assert_eq!(matches(&pattern, &name), reference(pattern.as_bytes(), name.as_bytes()));
+        }
+
+        #[test]
+        fn no_client_gets_past_the_caps(
+            offers in proptest::collection::vec(
+                (
+                    "[A-Z_][A-Z0-9_]{0,6}|.{0,8}",
+                    prop_oneof![
+                        "[a-z$()]{0,4}",
+                        (1000usize..3000).prop_map(|n| "x".repeat(n))
+                    ],
+                ),
+                0..300,
+            )
+        ) {
+            let all = vec!["*".to_owned()];
+            let mut env = SessionEnv::default();
+            for (name, value) in &offers {
+                let _ = env.offer(&all, name, value);
+            }
+            let vars = env.into_vars(true);
+            prop_assert!(vars.len() <= MAX_VARIABLES);
+            prop_assert!(vars.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>() <= MAX_BYTES);
+            for (name, _) in &vars {
+                prop_assert!(portable_name(name));
+                prop_assert!(!NEVER_WHEN_FORCED.iter().any(|p| matches(p, name)), "{} reached a forced command", name);
+            }
+        }
+    }
+}

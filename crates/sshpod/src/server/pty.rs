@@ -60,3 +60,23 @@ mod tests {
         assert_eq!(stty_args(&modes), ["-echo", "icanon"]);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_modes_give_only_known_stty_words(modes in proptest::collection::vec((any::<u8>(), any::<u32>()), 0..64)) {
+            let modes: Vec<(Pty, u32)> = modes
+                .into_iter()
+                .filter_map(|(op, value)| Pty::from_u8(op).map(|p| (p, value)))
+                .collect();
+            for word in stty_args(&modes) {
+                let name = word.strip_prefix('-').unwrap_or(&word);
+                prop_assert!(FLAGS.iter().any(|(_, known)| *known == name), "{}", word);
+            }
+        }
+    }
+}
