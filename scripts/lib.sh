@@ -127,6 +127,17 @@ ensure_guest_image() {
   "$REPO_ROOT/images/guest/build.sh"
 }
 
+# The network sshpod's containers join by default in new installations: a bridge of its own
+# on which containers cannot reach each other (inter-container traffic off).
+SSHPOD_NETWORK=sshpod
+ensure_isolated_network() {
+  if ! docker network inspect "$SSHPOD_NETWORK" >/dev/null 2>&1; then
+    log "creating Docker network $SSHPOD_NETWORK (containers cannot reach each other)"
+    docker network create --driver bridge \
+      -o com.docker.network.bridge.enable_icc=false "$SSHPOD_NETWORK" >/dev/null
+  fi
+}
+
 # The Python interpreter for the venv: Debian's, where python3-venv applies.
 venv_python() {
   if [ -x /usr/bin/python3 ]; then echo /usr/bin/python3; else command -v python3; fi

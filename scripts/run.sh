@@ -17,6 +17,7 @@ ensure_cargo
 ensure_packages
 ensure_dockerd
 ensure_guest_image
+ensure_isolated_network
 log "building sshpod (release)"
 cargo build --release -p sshpod
 
@@ -57,8 +58,15 @@ auth:
       file: $DEMO/htpasswd
 docker:
   execution:
+    # Isolation for strangers (README, "Security model"): the guest's unprivileged user, no
+    # capabilities (so no raw sockets either), and a network on which containers cannot
+    # reach each other.
     container:
       image: sshpod-guest:latest
+      user: guest
+    host:
+      networkmode: $SSHPOD_NETWORK
+      capdrop: [ALL]
 EOF
 
 rel_key=".work/demo/id_ed25519"

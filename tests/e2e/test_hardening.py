@@ -251,3 +251,59 @@ def test_ssh_audit_finds_no_failures_in_the_defaults(scn):
     assert "kex-strict-s-v00@openssh.com" in kex, kex
     assert not any(name.startswith("ecdh-sha2-nistp") for name in kex), kex
     assert all(entry["algorithm"].endswith("-etm@openssh.com") for entry in report["mac"]), report["mac"]
+
+
+@pytest.fixture
+def isolated_network(scn):
+    """A network set up as scripts/run.sh sets up `sshpod`: inter-container traffic off."""
+    name = f"sshpod-test-{scn.run_id}"
+    h.docker("network", "create", "--driver", "bridge", "-o", "com.docker.network.bridge.enable_icc=false", name)
+    yield name
+    h.docker("network", "rm", name, check=False)
+
+
+def hardened(network: str) -> dict:
+    """The isolation settings of scripts/run.sh and examples/config.yaml."""
+    return {"docker": {"execution": {"container": {"user": "guest"},
+                                     "host": {"networkmode": network, "capdrop": ["ALL"]}}}}
+
+
+@pytest.mark.timeout(240)
+def test_with_the_shipped_isolation_one_users_container_cannot_reach_anothers(scn, isolated_network):
+    gw = scn.start(hardened(isolated_network))
+    client = scn.client(gw)
+    control = scn.tmp / "cm"
+    server = client.popen("echo listening; exec busybox nc -l -p 8080", opts=h.control_options(control))
+    scn.procs.append(server)
+    h.wait_until(lambda: server.stdout.readline().strip() == b"listening", 60, "the listener")
+    [first] = h.wait_containers(scn.run_id, 1)
+    target = json.loads(h.docker("inspect", first).stdout)[0]["NetworkSettings"]["Networks"][isolated_network]["IPAddress"]
+
+    # Another connection (another container) of the same user, as another user would be.
+    other = client.ssh(f"busybox nc -w 3 {target} 8080 </dev/null && echo reached || echo refused",
+                       timeout=60)
+    assert other.stdout.strip() == "refused", other
+    # Inside, the user is the guest with no capabilities at all (no NET_RAW, no raw sockets).
+    who = client.ssh("id -un; grep CapBnd /proc/self/status", timeout=60)
+    assert who.stdout.split() == ["guest", "CapBnd:", "0000000000000000"], who
+    # The listener is still up: the check did not pass by finding nothing there.
+    loopback = client.ssh("busybox nc -w 3 127.0.0.1 8080 </dev/null; echo rc=$?", opts=h.control_options(control),
+                          timeout=60)
+    assert loopback.stdout.strip().endswith("rc=0"), loopback
+    h.close_control_master(client, control)
+
+
+def test_the_shipped_network_policy_isolates_guest_pods_from_each_other():
+    """No cluster runs here, so the Kubernetes manifest is read: every pod in the guests'
+    namespace takes no ingress at all (so no pod reaches another), and egress is DNS only."""
+    import yaml  # from the kubernetes client's dependencies
+
+    documents = list(yaml.safe_load_all((h.REPO_ROOT / "deploy/kubernetes/networkpolicy.yaml").read_text()))
+    [policy] = [d for d in documents if d and d.get("kind") == "NetworkPolicy"]
+    spec = policy["spec"]
+    assert policy["metadata"]["namespace"] == "sshpod-guests"
+    assert spec["podSelector"] == {}, "every guest pod"
+    assert set(spec["policyTypes"]) == {"Ingress", "Egress"}
+    assert spec.get("ingress", []) == [], "no ingress from anywhere, other guest pods included"
+    ports = {(p["protocol"], p["port"]) for rule in spec["egress"] for p in rule.get("ports", [])}
+    assert ports == {("UDP", 53), ("TCP", 53)}, ports
