@@ -58,6 +58,28 @@ class CpuLoad:
             proc.wait(10)
 
 
+def stream_in_parallel(client: h.Client, command: str, opts: list[str], src: Path, streams: int,
+                       out_dir: Path, timeout: float) -> None:
+    """Runs `command` `streams` times at once with `src` as input; each output must equal it."""
+    results: list[h.Result | BaseException] = [RuntimeError("not run")] * streams
+
+    def stream(i: int) -> None:
+        try:
+            results[i] = client.ssh(command, opts=opts, stdin_path=src,
+                                    stdout_path=out_dir / f"dst{i}.bin", timeout=timeout)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            results[i] = exc
+
+    threads = [threading.Thread(target=stream, args=(i,)) for i in range(streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, result in enumerate(results):
+        assert isinstance(result, h.Result) and result.returncode == 0, (i, result)
+        assert same_content(src, out_dir / f"dst{i}.bin"), f"stream {i} came back different"
+
+
 @pytest.mark.timeout(900)
 def test_two_way_streams_on_one_connection_never_stall_under_load(scn):
     """1 GiB both ways through `cat`: four streams of 256 MiB on one connection, both CPUs busy,
@@ -70,25 +92,8 @@ def test_two_way_streams_on_one_connection_never_stall_under_load(scn):
     master_opts = [*h.control_options(control), "-o", "RekeyLimit=1M"]
     assert client.ssh("true", opts=master_opts).returncode == 0
     src = random_file(scn.tmp / "src.bin", 256 * MiB)
-    streams = 4
-    results: list[h.Result | BaseException] = [RuntimeError("not run")] * streams
-
-    def stream(i: int) -> None:
-        try:
-            results[i] = client.ssh("cat", opts=master_opts, stdin_path=src,
-                                    stdout_path=scn.tmp / f"dst{i}.bin", timeout=800)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            results[i] = exc
-
     with CpuLoad():
-        threads = [threading.Thread(target=stream, args=(i,)) for i in range(streams)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    for i, result in enumerate(results):
-        assert isinstance(result, h.Result) and result.returncode == 0, (i, result)
-        assert same_content(src, scn.tmp / f"dst{i}.bin"), f"stream {i} came back different"
+        stream_in_parallel(client, "cat", master_opts, src, 4, scn.tmp, timeout=800)
     h.close_control_master(client, control)
 
 
@@ -112,26 +117,8 @@ def test_slow_readers_moving_data_both_ways_survive_rekeying(scn):
     opts = [*h.control_options(control), "-o", "RekeyLimit=1M"]
     assert client.ssh("true", opts=opts).returncode == 0
     src = random_file(scn.tmp / "src.bin", 32 * MiB)
-    # Each channel's window lets the client have 2 MiB on the way; with six, more is on the
-    # way than sshpod kept unread before pausing its socket.
-    streams = 6
-    results: list[h.Result | BaseException] = [RuntimeError("not run")] * streams
-
-    def stream(i: int) -> None:
-        try:
-            results[i] = client.ssh(THROTTLED_CAT, opts=opts, stdin_path=src,
-                                    stdout_path=scn.tmp / f"dst{i}.bin", timeout=400)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            results[i] = exc
-
-    threads = [threading.Thread(target=stream, args=(i,)) for i in range(streams)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for i, result in enumerate(results):
-        assert isinstance(result, h.Result) and result.returncode == 0, (i, result)
-        assert same_content(src, scn.tmp / f"dst{i}.bin"), f"stream {i} came back different"
+    # Six slow readers keep much input unread while keys are renewed.
+    stream_in_parallel(client, THROTTLED_CAT, opts, src, 6, scn.tmp, timeout=400)
     h.close_control_master(client, control)
 
 

@@ -13,8 +13,10 @@
 //! regardless: only a client that neither reads its output nor stops sending gets there.
 //! Nothing here closes a connection: a process may leave its input unread as long as it likes.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Context;
+use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
 
@@ -93,6 +95,26 @@ impl FlowGate {
         let held = self.held.load(Ordering::Acquire);
         held < HELD_LIMIT
             || (held < HELD_HARD_LIMIT && self.output_waiting.load(Ordering::Acquire) > 0)
+    }
+}
+
+/// Awaits `work`; if it takes longer than `notice`, calls `slow` (to say in the log which
+/// side is not reading) and, once it is done, `resumed`.
+pub(crate) async fn noting_a_long_wait<F: Future>(
+    work: F,
+    notice: Duration,
+    slow: impl FnOnce(),
+    resumed: impl FnOnce(),
+) -> F::Output {
+    tokio::pin!(work);
+    match tokio::time::timeout(notice, &mut work).await {
+        Ok(output) => output,
+        Err(_) => {
+            slow();
+            let output = work.await;
+            resumed();
+            output
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
-use crate::server::flow::FlowGate;
+use crate::server::flow::{noting_a_long_wait, FlowGate};
 
 /// Client data one channel keeps in memory; more goes to its spool file.
 pub(crate) const CHANNEL_MEMORY: usize = 1024 * 1024;
@@ -377,21 +377,19 @@ async fn write_noting_slow_reader<W: AsyncWrite + Unpin>(
     data: &[u8],
     queue: &InputReceiver,
 ) -> std::io::Result<()> {
-    let write = sink.write_all(data);
-    tokio::pin!(write);
-    match tokio::time::timeout(SLOW_READER_NOTICE, &mut write).await {
-        Ok(result) => result,
-        Err(_) => {
+    noting_a_long_wait(
+        sink.write_all(data),
+        SLOW_READER_NOTICE,
+        || {
             tracing::info!(
                 waiting_bytes = queue.held_bytes() + data.len() as u64,
                 "the process has not read its input for {}s; the client is not held back, its data waits on disk",
                 SLOW_READER_NOTICE.as_secs()
-            );
-            let result = write.await;
-            tracing::info!("the process reads its input again");
-            result
-        }
-    }
+            )
+        },
+        || tracing::info!("the process reads its input again"),
+    )
+    .await
 }
 
 impl InputReceiver {
@@ -449,13 +447,23 @@ mod tests {
             gate.may_hold_in_memory(CONNECTION_MEMORY - CHANNEL_MEMORY, CONNECTION_MEMORY),
             "no more than the channel's share is in memory"
         );
-        let (w, mut r) = tokio::io::duplex(64 * 1024);
-        let pumping = tokio::spawn(pump(rx, w, OnEof::Close));
-        // More while the pump is reading the spool back: it joins the end of the line.
+        // More while the pump reads the spool back: it joins the end of the line.
         let tail = pattern(100_000, 7);
         sent.extend_from_slice(&tail);
-        tx.push(tail);
-        drop(tx);
+        assert_pumped_in_order(&gate, rx, sent, move || tx.push(tail)).await;
+    }
+
+    /// Pumps `rx` to the end (after `then` has run and the sender is gone) and checks that
+    /// exactly `sent` came out, in order, and that nothing is left on the gate's account.
+    async fn assert_pumped_in_order(
+        gate: &FlowGate,
+        rx: InputReceiver,
+        sent: Vec<u8>,
+        then: impl FnOnce(),
+    ) {
+        let (w, mut r) = tokio::io::duplex(64 * 1024);
+        let pumping = tokio::spawn(pump(rx, w, OnEof::Close));
+        then();
         let mut out = Vec::new();
         r.read_to_end(&mut out).await.unwrap();
         assert!(
@@ -486,19 +494,7 @@ mod tests {
             tx.push(packet);
         }
         assert_eq!(gate.held_bytes(), sent.len());
-        let (w, mut r) = tokio::io::duplex(64 * 1024);
-        let pumping = tokio::spawn(pump(rx, w, OnEof::Close));
-        drop(tx);
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).await.unwrap();
-        assert!(
-            out == sent,
-            "{} bytes in, {} out, or out of order",
-            sent.len(),
-            out.len()
-        );
-        pumping.await.unwrap();
-        assert_eq!(gate.held_bytes(), 0);
+        assert_pumped_in_order(&gate, rx, sent, move || drop(tx)).await;
     }
 
     #[tokio::test]

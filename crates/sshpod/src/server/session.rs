@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::server::connection::ConnectionState;
 use crate::server::controls::Controls;
-use crate::server::flow::FlowGate;
+use crate::server::flow::{noting_a_long_wait, FlowGate};
 use crate::server::input::{self, InputReceiver, OnEof};
 
 /// Where the handler finds a running process's controls (resize, signal).
@@ -156,18 +156,18 @@ async fn write_noting_waits<W: AsyncWrite + Unpin>(
         return result;
     }
     let _waiting = gate.output_waiting();
-    match tokio::time::timeout(SLOW_CLIENT_NOTICE, &mut write).await {
-        Ok(result) => result,
-        Err(_) => {
+    noting_a_long_wait(
+        write,
+        SLOW_CLIENT_NOTICE,
+        || {
             tracing::info!(
                 "the client has not taken this session's output for {}s; the process waits for it",
                 SLOW_CLIENT_NOTICE.as_secs()
-            );
-            let result = write.await;
-            tracing::info!("the client takes output again");
-            result
-        }
-    }
+            )
+        },
+        || tracing::info!("the client takes output again"),
+    )
+    .await
 }
 
 /// A write to the client that waits this long is mentioned in the log.
