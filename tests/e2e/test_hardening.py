@@ -314,23 +314,11 @@ def test_the_shipped_network_policy_isolates_guest_pods_from_each_other():
 def test_forwarding_and_file_transfer_work_with_the_shipped_isolation(scn, isolated_network):
     """The non-root user without capabilities still gets `ssh -L` (the helper sshpod copies
     in must be runnable by it) and sftp."""
-    from test_transfer import http_get
+    from test_transfer import serve_through_forward
 
     gw = scn.start(hardened(isolated_network))
     client = scn.client(gw)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        local = s.getsockname()[1]
-    serve = "mkdir -p /tmp/www && echo isolated > /tmp/www/index.html && exec busybox httpd -f -p 127.0.0.1:8080 -h /tmp/www"
-    proc = scn.track(client.popen(serve, opts=["-L", f"127.0.0.1:{local}:127.0.0.1:8080",
-                                               "-o", "ExitOnForwardFailure=yes"]))
-
-    def fetch() -> bytes:
-        if proc.poll() is not None:
-            raise AssertionError(f"ssh exited with {proc.returncode}: {proc.stderr.read()!r}")
-        response = http_get(local, "/index.html")
-        return response if response.startswith(b"HTTP/1.") else b""
-
+    fetch = serve_through_forward(scn, client, "isolated")
     assert b"isolated" in h.wait_until(fetch, 60, "an HTTP answer through the forwarded port")
     listing = client.run_args(client.sftp_args(), input=b"pwd\nls /\n", timeout=60)
     assert listing.returncode == 0 and "home" in listing.stdout, listing

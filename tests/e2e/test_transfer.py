@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -84,11 +85,11 @@ def http_get(port: int, path: str) -> bytes:
     return data
 
 
-def test_local_port_forwarding(scn):
-    gw = scn.start()
-    client = scn.client(gw)
+def serve_through_forward(scn, client: h.Client, text: str) -> Callable[[], bytes]:
+    """Serves `text` over HTTP inside the container, forwarded with `ssh -L` on one
+    connection; returns a fetch of it (empty until it answers)."""
     local = free_port()
-    serve = ("mkdir -p /tmp/www && echo hello-through-the-tunnel > /tmp/www/index.html && "
+    serve = (f"mkdir -p /tmp/www && echo {text} > /tmp/www/index.html && "
              "exec busybox httpd -f -p 127.0.0.1:8080 -h /tmp/www")
     proc = scn.track(client.popen(serve, opts=["-L", f"127.0.0.1:{local}:127.0.0.1:8080",
                                                "-o", "ExitOnForwardFailure=yes"]))
@@ -98,6 +99,14 @@ def test_local_port_forwarding(scn):
             raise AssertionError(f"ssh exited with {proc.returncode}: {proc.stderr.read()!r}")
         response = http_get(local, "/index.html")
         return response if response.startswith(b"HTTP/1.") else b""
+
+    return fetch
+
+
+def test_local_port_forwarding(scn):
+    gw = scn.start()
+    client = scn.client(gw)
+    fetch = serve_through_forward(scn, client, "hello-through-the-tunnel")
 
     response = h.wait_until(fetch, 60, "an HTTP answer through the forwarded port")
     assert b" 200 " in response.split(b"\r\n", 1)[0], response
