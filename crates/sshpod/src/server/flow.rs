@@ -77,7 +77,10 @@ impl FlowGate {
     /// Marks an output stream as waiting on the client until the guard drops.
     pub(crate) fn output_waiting(&self) -> OutputWaiting<'_> {
         self.output_waiting.fetch_add(1, Ordering::AcqRel);
-        self.reader.wake();
+        // Only a paused reader needs waking; below the limit it is reading anyway.
+        if self.held.load(Ordering::Acquire) >= HELD_LIMIT {
+            self.reader.wake();
+        }
         OutputWaiting(self)
     }
 
