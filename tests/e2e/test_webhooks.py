@@ -432,3 +432,18 @@ def test_credentials_in_a_webhook_url_never_reach_the_log_or_check_config(scn, h
     gw.wait_for_log(r"http://<secret>@127\.0\.0\.1:\d+/password gave a malformed answer", 10)
     assert token not in gw.log
     assert len(server.seen("/password")) == 1, "the request still went out"
+
+
+def test_an_auth_server_outage_does_not_lock_users_out_afterwards(scn, hooks):
+    """Logins refused because the webhook was down are not the users' failures: once it is back,
+    the same address logs in at once (no ssh.perSourcePenalties for an outage)."""
+    server = hooks({"alice": {"password": PASSWORD}})
+    server.hang_users.add("alice")
+    gw = scn.start(password_only(server.url, timeout="300ms", authTimeout="1s"))
+    for _ in range(4):
+        status, output = refused_login(gw, PASSWORD)
+        assert status == 255 and "authentication unavailable" in output, output
+    server.hang_users.discard("alice")
+    result = scn.password_client(gw, password=PASSWORD).ssh("echo back")
+    assert (result.returncode, result.stdout) == (0, "back\n"), result
+    assert "ssh.perSourcePenalties" not in gw.log

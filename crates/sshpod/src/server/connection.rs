@@ -30,7 +30,7 @@ pub(crate) struct ConnectionState<B: Backend> {
     authenticated: watch::Sender<bool>,
     /// Login attempts refused so far (for the source's penalty if it never logs in).
     failed_attempts: std::sync::atomic::AtomicU32,
-    /// Flips to true at the first login request: the key exchange is done (ends the
+    /// Flips to true when the client asks to log in: the key exchange is done (ends the
     /// handshake timer).
     handshaken: watch::Sender<bool>,
     /// Set once, by the provisioning task started at authentication.
@@ -97,12 +97,12 @@ impl<B: Backend> ConnectionState<B> {
         self.user.get().map(String::as_str)
     }
 
-    /// A receiver that turns true at the first login request.
+    /// A receiver that turns true once the client asks to log in.
     pub(crate) fn watch_handshake(&self) -> watch::Receiver<bool> {
         self.handshaken.subscribe()
     }
 
-    /// The client has made a login request, so the key exchange is done.
+    /// The client has asked for the login service, so the key exchange is done.
     pub(crate) fn on_login_request(&self) {
         self.handshaken
             .send_if_modified(|done| !std::mem::replace(done, true));

@@ -62,14 +62,6 @@ impl<B: Backend> ConnectionHandler<B> {
         }
     }
 
-    /// Counts a refused attempt (for the source's penalty) and passes the answer on.
-    fn noted(&self, auth: Auth) -> Auth {
-        if matches!(auth, Auth::Reject { .. }) {
-            self.conn.on_login_refused();
-        }
-        auth
-    }
-
     /// Forgets channels whose work has ended.
     fn forget_finished(&mut self) {
         for channel in self.conn.take_finished_channels() {
@@ -187,7 +179,6 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        self.conn.on_login_request();
         if self.conn.shared.webhooks.has_public_key() {
             // The webhook decides after the signature, when it can also be told whether the
             // key came in a certificate (an offer does not say).
@@ -213,7 +204,6 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        self.conn.on_login_request();
         let grant = self
             .conn
             .shared
@@ -229,13 +219,12 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
                 .instrument(self.conn.span.clone())
                 .await
             {
-                return Ok(self.noted(self.decide(user, "publickey", false).await));
+                return Ok(self.decide(user, "publickey", false).await);
             }
             let step = login::public_key(&self.conn, user, key.public_key).await;
-            return Ok(self.noted(login::finish(&self.conn, user, "publickey", step).await));
+            return Ok(login::finish(&self.conn, user, "publickey", step).await);
         }
-        let auth = self.decide_key(user, "publickey", grant).await;
-        Ok(self.noted(auth))
+        Ok(self.decide_key(user, "publickey", grant).await)
     }
 
     async fn auth_openssh_certificate(
@@ -243,7 +232,6 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         user: &str,
         certificate: &Certificate,
     ) -> Result<Auth, Self::Error> {
-        self.conn.on_login_request();
         let grant = self
             .conn
             .shared
@@ -259,17 +247,15 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
                 .instrument(self.conn.span.clone())
                 .await
             {
-                return Ok(self.noted(self.decide(user, "certificate", false).await));
+                return Ok(self.decide(user, "certificate", false).await);
             }
             let step = login::certificate(&self.conn, user, certificate).await;
-            return Ok(self.noted(login::finish(&self.conn, user, "certificate", step).await));
+            return Ok(login::finish(&self.conn, user, "certificate", step).await);
         }
-        let auth = self.decide_key(user, "certificate", grant).await;
-        Ok(self.noted(auth))
+        Ok(self.decide_key(user, "certificate", grant).await)
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        self.conn.on_login_request();
         let auth = if self.conn.shared.webhooks.has_password() {
             let step = login::password(&self.conn, user, password).await;
             login::finish(&self.conn, user, "password", step).await
@@ -279,7 +265,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         };
         // The library takes password off the methods after a refusal unless told otherwise;
         // a mistyped password may be typed again, up to ssh.maxAuthTries, as with OpenSSH.
-        Ok(match self.noted(auth) {
+        Ok(match auth {
             Auth::Reject {
                 proceed_with_methods: None,
                 partial_success,
@@ -297,25 +283,18 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         _submethods: &str,
         response: Option<Response<'a>>,
     ) -> Result<Auth, Self::Error> {
-        self.conn.on_login_request();
         let answers = response.map(|r| {
             r.map(|b| String::from_utf8_lossy(&b).into_owned())
                 .collect::<Vec<_>>()
         });
         match login::keyboard_interactive(&self.conn, user, answers).await {
             Ok(prompts) => Ok(prompts),
-            Err(step) => {
-                Ok(self.noted(login::finish(&self.conn, user, "keyboard-interactive", step).await))
-            }
+            Err(step) => Ok(login::finish(&self.conn, user, "keyboard-interactive", step).await),
         }
     }
 
-    async fn auth_none(&mut self, _user: &str) -> Result<Auth, Self::Error> {
-        self.conn.on_login_request();
-        Ok(Auth::reject())
-    }
-
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
+        // Asked once, when the client requests the login service: the key exchange is done.
         self.conn.on_login_request();
         let banner = &self.conn.shared.config.ssh.banner;
         Ok((!banner.is_empty()).then(|| banner.clone()))

@@ -361,7 +361,10 @@ pub(crate) async fn finish<B: Backend>(
     method: &str,
     step: Step,
 ) -> Auth {
+    // A refusal of the credentials (not an outage of a webhook or config server) counts
+    // against the source if the connection never logs in (`ssh.perSourcePenalties`).
     let log_refused = |reason: &str| {
+        conn.on_login_refused();
         conn.span
             .in_scope(|| tracing::info!(user, method, reason, "login refused"));
     };
