@@ -19,6 +19,7 @@ use std::task::Context;
 use std::time::Duration;
 
 use futures_util::task::AtomicWaker;
+use futures_util::FutureExt;
 
 /// Unread client data (memory and spool) a connection may hold before sshpod stops reading
 /// its socket, unless output is waiting on the client.
@@ -102,7 +103,8 @@ impl FlowGate {
 }
 
 /// Awaits `work`; if it takes longer than `notice`, calls `slow` (to say in the log which
-/// side is not reading) and, once it is done, `resumed`.
+/// side is not reading) and, once it is done, `resumed`. Work that is done at once (most
+/// writes of a stream) sets no timer.
 pub(crate) async fn noting_a_long_wait<F: Future>(
     work: F,
     notice: Duration,
@@ -110,6 +112,9 @@ pub(crate) async fn noting_a_long_wait<F: Future>(
     resumed: impl FnOnce(),
 ) -> F::Output {
     tokio::pin!(work);
+    if let Some(output) = (&mut work).now_or_never() {
+        return output;
+    }
     match tokio::time::timeout(notice, &mut work).await {
         Ok(output) => output,
         Err(_) => {

@@ -301,6 +301,17 @@ impl InputReceiver {
         }
     }
 
+    /// Whether nothing waits, in memory or spooled.
+    fn is_empty(&self) -> bool {
+        self.held_bytes() == 0
+    }
+
+    /// Bytes waiting, in memory and spooled (not counting a piece the pump holds).
+    fn held_bytes(&self) -> u64 {
+        let state = self.queue.lock();
+        state.memory_bytes as u64 + state.spool.as_ref().map_or(0, Spool::unread)
+    }
+
     /// Data the pump took has been handed to the process (or dropped with it).
     fn released(&self, len: usize, held_in: HeldIn) {
         let mut state = self.queue.lock();
@@ -318,6 +329,7 @@ impl Drop for InputReceiver {
         let mut state = self.queue.lock();
         state.closed = true;
         state.memory.clear();
+        state.after_spool.clear();
         let memory =
             std::mem::take(&mut state.memory_bytes) + std::mem::take(&mut state.taken_from_memory);
         let spooled = state.spool.take().map_or(0, |s| s.unread())
@@ -390,18 +402,6 @@ async fn write_noting_slow_reader<W: AsyncWrite + Unpin>(
         || tracing::info!("the process reads its input again"),
     )
     .await
-}
-
-impl InputReceiver {
-    fn is_empty(&self) -> bool {
-        let state = self.queue.lock();
-        state.memory_bytes == 0 && state.spool.as_ref().is_none_or(|s| s.unread() == 0)
-    }
-
-    fn held_bytes(&self) -> u64 {
-        let state = self.queue.lock();
-        state.memory_bytes as u64 + state.spool.as_ref().map_or(0, Spool::unread)
-    }
 }
 
 #[cfg(test)]

@@ -68,7 +68,7 @@ impl Startups {
 
     /// Admits a connection from `peer`, or says why not.
     pub(crate) fn admit(self: &Arc<Self>, peer: IpAddr) -> Result<Startup, Refused> {
-        let source = self.source_of(peer);
+        let source = network_of(peer, self.blocks);
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         let total = counts.total;
         if total >= self.full || (total >= self.start && self.drop_early(total)) {
@@ -96,10 +96,6 @@ impl Startups {
         let over = total - self.start;
         let percent = self.rate + (100 - self.rate.min(100)) * over / span;
         rand::thread_rng().gen_range(0..100) < percent
-    }
-
-    fn source_of(&self, peer: IpAddr) -> IpAddr {
-        network_of(peer, self.blocks)
     }
 }
 
