@@ -4,7 +4,6 @@ and the cap on unauthenticated connections (maxStartups)."""
 from __future__ import annotations
 
 import socket
-import time
 
 import harness as h
 
@@ -75,11 +74,10 @@ def test_a_silent_connection_is_closed_after_the_handshake_timeout(scn):
     """A connection that never completes the key exchange is closed after ssh.handshakeTimeout,
     long before loginGraceTime."""
     gw = scn.start({"ssh": {"handshakeTimeout": "1s", "loginGraceTime": "120s"}})
-    started = time.monotonic()
     with h.connect_raw(gw.port) as sock:
         received = h.read_until_eof(sock, 30)
     assert received == b"" or received.startswith(b"SSH-2.0-"), received
-    assert time.monotonic() - started < 20
+    # Closed by the handshake deadline (the login grace time is two minutes away).
     gw.wait_for_log("ssh.handshakeTimeout", 10)
     # A real client is well within it.
     result = scn.client(gw).ssh("echo ok")
