@@ -80,20 +80,27 @@ def stream_in_parallel(client: h.Client, command: str, opts: list[str], src: Pat
         assert same_content(src, out_dir / f"dst{i}.bin"), f"stream {i} came back different"
 
 
+def rekeying_every_mib(scn) -> tuple[h.Client, Path, list[str]]:
+    """A gateway and a ControlMaster connection to it on which both sides renew their keys
+    every MiB; returns the client, the control path and the options that use it."""
+    gw = scn.start({"ssh": {"rekeyLimit": "1M"}})
+    client = scn.client(gw)
+    control = scn.tmp / "cm"
+    opts = [*h.control_options(control), "-o", "RekeyLimit=1M"]
+    assert client.ssh("true", opts=opts).returncode == 0
+    return client, control, opts
+
+
 @pytest.mark.timeout(900)
 def test_two_way_streams_on_one_connection_never_stall_under_load(scn):
     """1 GiB both ways through `cat`: four streams of 256 MiB on one connection, both CPUs busy,
     and both sides rekeying every MiB. This stalled in 5 of 18 single-stream tries: during a
     rekey the SSH library takes no output, the processes stop reading while their output
     waits, and sshpod stopped reading the socket that carried the rest of the key exchange."""
-    gw = scn.start({"ssh": {"rekeyLimit": "1M"}})
-    client = scn.client(gw)
-    control = scn.tmp / "cm"
-    master_opts = [*h.control_options(control), "-o", "RekeyLimit=1M"]
-    assert client.ssh("true", opts=master_opts).returncode == 0
+    client, control, opts = rekeying_every_mib(scn)
     src = random_file(scn.tmp / "src.bin", 256 * MiB)
     with CpuLoad():
-        stream_in_parallel(client, "cat", master_opts, src, 4, scn.tmp, timeout=800)
+        stream_in_parallel(client, "cat", opts, src, 4, scn.tmp, timeout=800)
     h.close_control_master(client, control)
 
 
@@ -111,11 +118,7 @@ def test_slow_readers_moving_data_both_ways_survive_rekeying(scn):
     sshpod and the client rekey every MiB: unread input is often at its limit when a key
     exchange begins, the library holds the output until the exchange ends, and the processes
     stop reading while their output waits. sshpod must go on reading the exchange."""
-    gw = scn.start({"ssh": {"rekeyLimit": "1M"}})
-    client = scn.client(gw)
-    control = scn.tmp / "cm"
-    opts = [*h.control_options(control), "-o", "RekeyLimit=1M"]
-    assert client.ssh("true", opts=opts).returncode == 0
+    client, control, opts = rekeying_every_mib(scn)
     src = random_file(scn.tmp / "src.bin", 32 * MiB)
     # Six slow readers keep much input unread while keys are renewed.
     stream_in_parallel(client, THROTTLED_CAT, opts, src, 6, scn.tmp, timeout=400)
