@@ -7,7 +7,6 @@ mod cli;
 mod commands;
 mod hostkeys;
 mod logging;
-mod server;
 
 use std::process::ExitCode;
 

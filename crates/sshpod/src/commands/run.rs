@@ -11,7 +11,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio_util::sync::CancellationToken;
 
 use crate::hostkeys;
-use crate::server::{self, Server};
+use sshpod::server::{self, Server};
 
 pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Result<()> {
     let config = Arc::new(config);

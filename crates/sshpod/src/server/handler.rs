@@ -17,12 +17,12 @@ use sshpod_auth::{Grant, Restrictions};
 use sshpod_core::{Backend, Command, ProcessSpec, TerminalSize, TtySpec};
 use tracing::Instrument;
 
+use crate::server::auth::{self as login, Step};
+use crate::server::channel::env::{Refused, SessionEnv};
+use crate::server::channel::session::{from_ssh_signal, ControlSlot, SessionTask};
+use crate::server::channel::{direct_tcpip as forward, pty, restrict};
 use crate::server::connection::ConnectionState;
-use crate::server::env::{Refused, SessionEnv};
-use crate::server::input::{self, InputReceiver, InputSender};
-use crate::server::login::{self, Step};
-use crate::server::session::{from_ssh_signal, ControlSlot, SessionTask};
-use crate::server::{forward, pty, restrict};
+use crate::server::io::input::{self, InputReceiver, InputSender};
 
 /// Why a connection's handler gave up.
 #[derive(Debug, thiserror::Error)]

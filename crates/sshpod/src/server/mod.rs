@@ -2,23 +2,13 @@
 //!
 //! Knows SSH and the backend contract; never how a container is made.
 
+mod admission;
 mod auth;
-mod client_version;
+mod channel;
 mod connection;
-mod controls;
-mod env;
-mod flow;
-mod forward;
 mod handler;
-mod input;
-mod killable;
-mod login;
-mod penalties;
-mod pty;
-mod restrict;
-mod russh_config;
-mod session;
-mod startups;
+mod io;
+mod transport;
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -33,13 +23,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use admission::penalties::{Ending, Penalties};
+use admission::startups::{self, Startups};
 pub(crate) use auth::Authenticator;
+use auth::Webhooks;
 use connection::ConnectionState;
 use handler::ConnectionHandler;
-use killable::KillableStream;
-use login::Webhooks;
-use penalties::{Ending, Penalties};
-use startups::Startups;
+use transport::killable::KillableStream;
+use transport::{client_version, russh_config};
 
 /// Why the accept loop turned a connection away.
 enum Refusal {
@@ -60,7 +51,7 @@ pub(crate) struct Shared<B: Backend> {
 }
 
 /// A configured server, ready to serve a bound listener.
-pub(crate) struct Server<B: Backend> {
+pub struct Server<B: Backend> {
     shared: Arc<Shared<B>>,
     russh: Arc<russh::server::Config>,
     startups: Arc<Startups>,
@@ -70,7 +61,7 @@ pub(crate) struct Server<B: Backend> {
 }
 
 impl<B: Backend> Server<B> {
-    pub(crate) fn new(
+    pub fn new(
         config: Arc<Config>,
         backend: B,
         host_keys: Vec<PrivateKey>,
@@ -107,7 +98,7 @@ impl<B: Backend> Server<B> {
 
     /// Serves until `shutdown` is cancelled, then disconnects every client, removes their
     /// containers and returns, waiting at most `ssh.shutdownTimeout` for that.
-    pub(crate) async fn serve(&self, listener: TcpListener, shutdown: CancellationToken) {
+    pub async fn serve(&self, listener: TcpListener, shutdown: CancellationToken) {
         let tracker = TaskTracker::new();
         loop {
             let accepted = tokio::select! {
@@ -272,7 +263,7 @@ fn log_end(result: Result<(), String>) {
 
 /// Takes the configured address without listening on it yet: a port that is taken shows up
 /// here, while clients (and readiness probes) are answered only once [`listen`] runs.
-pub(crate) fn bind(listen: SocketAddr) -> std::io::Result<TcpSocket> {
+pub fn bind(listen: SocketAddr) -> std::io::Result<TcpSocket> {
     let socket = match listen {
         SocketAddr::V4(_) => TcpSocket::new_v4()?,
         SocketAddr::V6(_) => TcpSocket::new_v6()?,
@@ -283,6 +274,6 @@ pub(crate) fn bind(listen: SocketAddr) -> std::io::Result<TcpSocket> {
 }
 
 /// Starts accepting connections on a socket from [`bind`].
-pub(crate) fn listen(socket: TcpSocket) -> std::io::Result<TcpListener> {
+pub fn listen(socket: TcpSocket) -> std::io::Result<TcpListener> {
     socket.listen(1024)
 }

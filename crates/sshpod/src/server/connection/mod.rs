@@ -11,10 +11,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use crate::server::controls::{self, CallSlots};
-use crate::server::flow::FlowGate;
-use crate::server::login::LoginState;
-use crate::server::startups::Startup;
+use crate::server::admission::startups::Startup;
+use crate::server::auth::LoginState;
+use crate::server::channel::controls::{self, CallSlots};
+use crate::server::io::flow::FlowGate;
 use crate::server::Shared;
 
 /// The outcome of provisioning: the container, or the message to show the user.

@@ -30,9 +30,11 @@ use sshpod_webhook::{WebhookClient, WebhookError};
 
 use crate::server::connection::ConnectionState;
 
+mod builtin;
 mod certificate_info;
 mod outcome;
 
+pub(crate) use builtin::Authenticator;
 use certificate_info::certificate_info;
 use outcome::outcome;
 pub(crate) use outcome::Outcome;

@@ -14,7 +14,7 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::server::flow::FlowGate;
+use crate::server::io::flow::FlowGate;
 
 /// At most one "paused" line per connection per this long.
 const PAUSE_LOG_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);

@@ -7,8 +7,8 @@ use russh::{ChannelOpenFailure, ChannelWriteHalf};
 use sshpod_core::{Backend, Container};
 
 use crate::server::connection::ConnectionState;
-use crate::server::input::{self, InputReceiver};
-use crate::server::session::copy_to_channel;
+use crate::server::io::copy::copy_to_channel;
+use crate::server::io::input::{self, InputReceiver};
 
 /// Dials the target, then accepts or rejects the channel accordingly and relays bytes.
 pub(crate) async fn run<B: Backend>(

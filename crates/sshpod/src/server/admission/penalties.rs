@@ -15,7 +15,7 @@ use sshpod_auth::Cidr;
 use sshpod_config::{NetBlockSize, Penalties as Policy, SshConfig};
 use tokio::time::Instant;
 
-use crate::server::startups::network_of;
+use crate::server::admission::startups::network_of;
 
 /// How a connection that did not log in ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

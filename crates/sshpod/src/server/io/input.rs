@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
-use crate::server::flow::{noting_a_long_wait, FlowGate};
+use crate::server::io::flow::{noting_a_long_wait, FlowGate};
 
 /// Client data one channel keeps in memory; more goes to its spool file.
 pub(crate) const CHANNEL_MEMORY: usize = 1024 * 1024;

@@ -1,0 +1,9 @@
+//! sshpod's SSH server as a library: the binary (`main.rs`) runs it with a real backend, and
+//! the in-process test gateway (`sshpod-test-support`) runs it with a fake one.
+//!
+//! The path of one login, by folder: `server/admission` lets the connection in,
+//! `server/transport` wraps its socket, `server/handler.rs` turns SSH requests into work,
+//! `server/auth` decides the login, `server/connection` provisions the container and tears
+//! it down, `server/channel` runs each channel, and `server/io` moves the bytes.
+
+pub mod server;

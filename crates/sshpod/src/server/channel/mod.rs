@@ -1,0 +1,9 @@
+//! One file per kind of channel, and what a session channel is set up with before its
+//! process starts (pty, environment, the login's restrictions) and controlled with after.
+
+pub(crate) mod controls;
+pub(crate) mod direct_tcpip;
+pub(crate) mod env;
+pub(crate) mod pty;
+pub(crate) mod restrict;
+pub(crate) mod session;
