@@ -214,6 +214,12 @@ pub struct AuthResponse {
 }
 
 impl AuthResponse {
+    /// The name the answer gives the user, taken out of it. ContainerSSH's rule: a
+    /// non-empty `authenticatedUsername` replaces the name so far; an empty one does not.
+    pub fn authenticated_as(&mut self) -> Option<String> {
+        self.authenticated_username.take().filter(|n| !n.is_empty())
+    }
+
     /// The metadata, environment and files of the answer.
     pub fn take_metadata(&mut self) -> Metadata {
         Metadata::taken(&mut self.metadata, &mut self.environment, &mut self.files)
@@ -250,6 +256,12 @@ pub struct ConfigResponse {
 }
 
 impl ConfigResponse {
+    /// The name the answer gives the user, taken out of it. ContainerSSH's rule: a
+    /// non-empty `authenticatedUsername` replaces the name so far; an empty one does not.
+    pub fn authenticated_as(&mut self) -> Option<String> {
+        self.authenticated_username.take().filter(|n| !n.is_empty())
+    }
+
     /// The metadata, environment and files of the answer.
     pub fn take_metadata(&mut self) -> Metadata {
         Metadata::taken(&mut self.metadata, &mut self.environment, &mut self.files)
@@ -327,6 +339,12 @@ pub struct KeyboardInteractiveResponse {
 }
 
 impl KeyboardInteractiveResponse {
+    /// The name the answer gives the user, taken out of it. ContainerSSH's rule: a
+    /// non-empty `authenticatedUsername` replaces the name so far; an empty one does not.
+    pub fn authenticated_as(&mut self) -> Option<String> {
+        self.authenticated_username.take().filter(|n| !n.is_empty())
+    }
+
     /// The metadata, environment and files of the answer.
     pub fn take_metadata(&mut self) -> Metadata {
         Metadata::taken(&mut self.metadata, &mut self.environment, &mut self.files)
@@ -366,6 +384,18 @@ mod tests {
             })
         );
         assert!(!format!("{request:?}").contains("c2VjcmV0"));
+    }
+
+    #[test]
+    fn only_a_non_empty_authenticated_username_renames_the_user() {
+        let mut answer: AuthResponse =
+            serde_json::from_value(json!({"success": true, "authenticatedUsername": ""})).unwrap();
+        assert_eq!(answer.authenticated_as(), None);
+        let mut answer: AuthResponse =
+            serde_json::from_value(json!({"success": true, "authenticatedUsername": "bob"}))
+                .unwrap();
+        assert_eq!(answer.authenticated_as().as_deref(), Some("bob"));
+        assert_eq!(answer.authenticated_as(), None, "taken once");
     }
 
     #[test]

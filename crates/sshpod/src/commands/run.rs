@@ -76,7 +76,13 @@ async fn serve<B: Backend>(
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
-    let server = Server::new(Arc::clone(&config), backend, host_keys, host_certificates)?;
+    let server = Server::new(
+        Arc::clone(&config),
+        backend,
+        host_keys,
+        host_certificates,
+        vec![Arc::new(server::LogEvents)],
+    )?;
 
     let shutdown = CancellationToken::new();
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

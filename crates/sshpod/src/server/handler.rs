@@ -13,15 +13,19 @@ use russh::server::{
     Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey,
 };
 use russh::{Channel, ChannelId, ChannelWriteHalf, Pty, Sig};
-use sshpod_auth::{Grant, Restrictions};
-use sshpod_core::{Backend, Command, ProcessSpec, TerminalSize, TtySpec};
+use sshpod_auth::Restrictions;
+use sshpod_core::{
+    Backend, ChannelKind, ChannelRefusal, Command, EventKind, ProcessSpec, RequestRefusal,
+    TapRecord, TerminalSize, TtySpec,
+};
 use tracing::Instrument;
 
-use crate::server::auth::{self as login, Step};
+use crate::server::auth::{self, Decided};
 use crate::server::channel::env::{Refused, SessionEnv};
 use crate::server::channel::session::{from_ssh_signal, ControlSlot, SessionTask};
-use crate::server::channel::{direct_tcpip as forward, pty, restrict};
+use crate::server::channel::{direct_tcpip, pty, restrict};
 use crate::server::connection::ConnectionState;
+use crate::server::events::{tap, Taps};
 use crate::server::io::input::{self, InputReceiver, InputSender};
 
 /// Why a connection's handler gave up.
@@ -39,14 +43,22 @@ struct SessionChannel {
     tty: Option<TtySpec>,
     env: SessionEnv,
     control: ControlSlot,
+    /// The subscribers' taps, if any wants this channel's bytes.
+    taps: Option<Taps>,
+}
+
+/// A forwarding channel: its input queue and taps.
+struct ForwardChannel {
+    input: InputSender,
+    taps: Option<Taps>,
 }
 
 /// Per-connection handler state.
 pub(crate) struct ConnectionHandler<B: Backend> {
     conn: Arc<ConnectionState<B>>,
     sessions: HashMap<ChannelId, SessionChannel>,
-    /// Input queues of forwarding channels.
-    forwards: HashMap<ChannelId, InputSender>,
+    /// Forwarding channels.
+    forwards: HashMap<ChannelId, ForwardChannel>,
     /// What the login may do (key options, certificate options); nothing restricted until a
     /// key or certificate says otherwise.
     restrictions: Restrictions,
@@ -71,7 +83,15 @@ impl<B: Backend> ConnectionHandler<B> {
     }
 
     fn authenticated(&self) -> bool {
-        self.conn.user().is_some()
+        self.conn.is_logged_in()
+    }
+
+    /// Takes an authentication answer; an accepted login keeps its key's restrictions.
+    fn decided(&mut self, decided: Decided) -> Auth {
+        if matches!(decided.auth, Auth::Accept) {
+            self.restrictions = decided.restrictions.unwrap_or_default();
+        }
+        decided.auth
     }
 
     /// Starts the channel's process (shell, exec or subsystem) on a task.
@@ -87,9 +107,12 @@ impl<B: Backend> ConnectionHandler<B> {
         };
         if let Command::Subsystem(name) = &command {
             if !self.conn.shared.subsystems.contains(name) {
-                self.conn
-                    .span
-                    .in_scope(|| tracing::info!(subsystem = name, "unknown subsystem requested"));
+                self.conn.events.emit_on(
+                    Some(channel),
+                    EventKind::RequestRefused {
+                        reason: RequestRefusal::UnknownSubsystem(name.clone()),
+                    },
+                );
                 let _ = session.channel_failure(channel);
                 return;
             }
@@ -102,9 +125,13 @@ impl<B: Backend> ConnectionHandler<B> {
             &mut env,
             self.conn.shared.config.subsystems(),
         );
-        self.conn
-            .span
-            .in_scope(|| tracing::debug!(?command, tty = state.tty.is_some(), "starting process"));
+        self.conn.events.emit_on(
+            Some(channel),
+            EventKind::ProcessStarting {
+                command: command.clone(),
+                tty: state.tty.is_some(),
+            },
+        );
         let task = SessionTask {
             conn: Arc::clone(&self.conn),
             channel,
@@ -117,57 +144,31 @@ impl<B: Backend> ConnectionHandler<B> {
             },
             input,
             control: Arc::clone(&state.control),
+            taps: state.taps.clone(),
         };
         self.conn.spawn(task.run());
         let _ = session.channel_success(channel);
     }
 
-    /// Records an authentication decision (logged before it takes effect) and acts on it;
-    /// an accepted login still goes through the authorization webhook and the config server.
-    async fn decide(&self, user: &str, method: &str, accepted: bool) -> Auth {
-        let step = if accepted {
-            Step::Accepted {
-                username: user.to_owned(),
-                metadata: Default::default(),
-            }
-        } else {
-            Step::Rejected
-        };
-        login::finish(&self.conn, user, method, step).await
-    }
-
-    /// Accepts or refuses a key or certificate login; an accepted one brings its restrictions.
-    async fn decide_key(&mut self, user: &str, method: &str, grant: Option<Grant>) -> Auth {
-        let Some(grant) = grant else {
-            return self.decide(user, method, false).await;
-        };
-        self.conn.span.in_scope(|| {
-            if let Some(cert) = &grant.certificate {
-                tracing::info!(
-                    key_id = cert.key_id,
-                    serial = cert.serial,
-                    ca = %cert.ca_fingerprint,
-                    via = %grant.via,
-                    "certificate accepted"
-                );
-            }
-            if !grant.restrictions.is_unrestricted() {
-                tracing::info!(restrictions = %grant.restrictions, "login restricted");
-            }
-        });
-        self.restrictions = grant.restrictions;
-        self.decide(user, method, true).await
-    }
-
     fn push_input(&self, channel: ChannelId, data: &[u8]) {
-        let sender = self
-            .sessions
-            .get(&channel)
-            .and_then(|s| s.input.as_ref())
-            .or_else(|| self.forwards.get(&channel));
-        if let Some(sender) = sender {
-            sender.push(Bytes::copy_from_slice(data));
+        let target = match self.sessions.get(&channel) {
+            Some(s) => s.input.as_ref().map(|i| (i, s.taps.as_ref())),
+            None => self
+                .forwards
+                .get(&channel)
+                .map(|f| (&f.input, f.taps.as_ref())),
+        };
+        if let Some((input, taps)) = target {
+            tap(taps, TapRecord::Input(data));
+            input.push(Bytes::copy_from_slice(data));
         }
+    }
+
+    /// Tells the subscribers about a refused request on `channel`.
+    fn refused(&self, channel: ChannelId, reason: RequestRefusal) {
+        self.conn
+            .events
+            .emit_on(Some(channel), EventKind::RequestRefused { reason });
     }
 }
 
@@ -179,24 +180,11 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        if self.conn.shared.webhooks.has_public_key() {
-            // The webhook decides after the signature, when it can also be told whether the
-            // key came in a certificate (an offer does not say).
-            return Ok(Auth::Accept);
-        }
         // Answer "this key would do" only for keys that would; the signature comes next.
-        if self
-            .conn
-            .shared
-            .auth
-            .public_key_offered(user, offer.public_key, self.conn.peer.ip())
+        let would = auth::public_key_offered(&self.conn, user, offer.public_key)
             .instrument(self.conn.span.clone())
-            .await
-        {
-            Ok(Auth::Accept)
-        } else {
-            Ok(Auth::reject())
-        }
+            .await;
+        Ok(if would { Auth::Accept } else { Auth::reject() })
     }
 
     async fn auth_publickey(
@@ -204,27 +192,10 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let grant = self
-            .conn
-            .shared
-            .auth
-            .public_key(user, key.public_key, self.conn.peer.ip())
+        let decided = auth::public_key(&self.conn, user, key.public_key)
             .instrument(self.conn.span.clone())
             .await;
-        // Built-in keys first; a key they do not know goes to the webhook, if there is one.
-        if grant.is_none() && self.conn.shared.webhooks.has_public_key() {
-            let auth = &self.conn.shared.auth;
-            if auth
-                .is_revoked(key.public_key.key_data(), None)
-                .instrument(self.conn.span.clone())
-                .await
-            {
-                return Ok(self.decide(user, "publickey", false).await);
-            }
-            let step = login::public_key(&self.conn, user, key.public_key).await;
-            return Ok(login::finish(&self.conn, user, "publickey", step).await);
-        }
-        Ok(self.decide_key(user, "publickey", grant).await)
+        Ok(self.decided(decided))
     }
 
     async fn auth_openssh_certificate(
@@ -232,49 +203,17 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         user: &str,
         certificate: &Certificate,
     ) -> Result<Auth, Self::Error> {
-        let grant = self
-            .conn
-            .shared
-            .auth
-            .certificate(user, certificate, self.conn.peer.ip())
+        let decided = auth::certificate(&self.conn, user, certificate)
             .instrument(self.conn.span.clone())
             .await;
-        // Trusted CAs first; a certificate they do not accept goes to the webhook, if any.
-        if grant.is_none() && self.conn.shared.webhooks.has_public_key() {
-            let auth = &self.conn.shared.auth;
-            if auth
-                .is_revoked(certificate.public_key(), Some(certificate))
-                .instrument(self.conn.span.clone())
-                .await
-            {
-                return Ok(self.decide(user, "certificate", false).await);
-            }
-            let step = login::certificate(&self.conn, user, certificate).await;
-            return Ok(login::finish(&self.conn, user, "certificate", step).await);
-        }
-        Ok(self.decide_key(user, "certificate", grant).await)
+        Ok(self.decided(decided))
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        let auth = if self.conn.shared.webhooks.has_password() {
-            let step = login::password(&self.conn, user, password).await;
-            login::finish(&self.conn, user, "password", step).await
-        } else {
-            let accepted = self.conn.shared.auth.password(user, password).await;
-            self.decide(user, "password", accepted).await
-        };
-        // The library takes password off the methods after a refusal unless told otherwise;
-        // a mistyped password may be typed again, up to ssh.maxAuthTries, as with OpenSSH.
-        Ok(match auth {
-            Auth::Reject {
-                proceed_with_methods: None,
-                partial_success,
-            } => Auth::Reject {
-                proceed_with_methods: Some(self.conn.shared.methods.clone()),
-                partial_success,
-            },
-            other => other,
-        })
+        let auth = auth::password(&self.conn, user, password)
+            .instrument(self.conn.span.clone())
+            .await;
+        Ok(self.decided(auth.into()))
     }
 
     async fn auth_keyboard_interactive<'a>(
@@ -287,10 +226,10 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             r.map(|b| String::from_utf8_lossy(&b).into_owned())
                 .collect::<Vec<_>>()
         });
-        match login::keyboard_interactive(&self.conn, user, answers).await {
-            Ok(prompts) => Ok(prompts),
-            Err(step) => Ok(login::finish(&self.conn, user, "keyboard-interactive", step).await),
-        }
+        let auth = auth::keyboard_interactive(&self.conn, user, answers)
+            .instrument(self.conn.span.clone())
+            .await;
+        Ok(self.decided(auth.into()))
     }
 
     async fn authentication_banner(&mut self) -> Result<Option<String>, Self::Error> {
@@ -315,9 +254,13 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         self.forget_finished();
         let max_sessions = self.conn.shared.config.ssh.max_sessions as usize;
         if self.sessions.len() >= max_sessions {
-            self.conn.span.in_scope(|| {
-                tracing::info!(max_sessions, "session refused: ssh.maxSessions are open")
-            });
+            self.conn.events.emit_on(
+                Some(channel.id()),
+                EventKind::ChannelRefused {
+                    kind: ChannelKind::Session,
+                    reason: ChannelRefusal::MaxSessions(self.conn.shared.config.ssh.max_sessions),
+                },
+            );
             reply
                 .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
@@ -327,6 +270,11 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         // The read half is dropped: russh then never queues data for it (see `input`).
         let (_, writer) = channel.split();
         let (sender, receiver) = input::queue(&self.conn.gate);
+        let kind = ChannelKind::Session;
+        let taps = self.conn.events.taps(id, &kind);
+        self.conn
+            .events
+            .emit_on(Some(id), EventKind::ChannelOpened { kind });
         self.sessions.insert(
             id,
             SessionChannel {
@@ -336,6 +284,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
                 tty: None,
                 env: SessionEnv::default(),
                 control: ControlSlot::default(),
+                taps,
             },
         );
         reply.accept().await;
@@ -362,32 +311,44 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
                 .await;
             return Ok(());
         }
+        let kind = ChannelKind::DirectTcpip {
+            host: host_to_connect.to_owned(),
+            port,
+        };
         if !self.restrictions.may_open(host_to_connect, port) {
-            self.conn.span.in_scope(|| {
-                tracing::info!(
-                    host = host_to_connect,
-                    port,
-                    "forwarding refused: not permitted for this login"
-                )
-            });
+            self.conn.events.emit_on(
+                Some(channel.id()),
+                EventKind::ChannelRefused {
+                    kind,
+                    reason: ChannelRefusal::NotPermitted,
+                },
+            );
             reply
                 .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
                 .await;
             return Ok(());
         }
-        self.conn
-            .span
-            .in_scope(|| tracing::debug!(host = host_to_connect, port, "forwarding requested"));
         self.forget_finished();
         let id = channel.id();
+        let taps = self.conn.events.taps(id, &kind);
+        self.conn
+            .events
+            .emit_on(Some(id), EventKind::ChannelOpened { kind });
         let (_, writer) = channel.split();
         let (sender, receiver) = input::queue(&self.conn.gate);
-        self.forwards.insert(id, sender);
-        self.conn.spawn(forward::run(
+        self.forwards.insert(
+            id,
+            ForwardChannel {
+                input: sender,
+                taps: taps.clone(),
+            },
+        );
+        self.conn.spawn(direct_tcpip::run(
             Arc::clone(&self.conn),
             reply,
             writer,
             receiver,
+            taps,
             host_to_connect.to_owned(),
             port,
         ));
@@ -439,9 +400,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         if !self.restrictions.pty {
-            self.conn
-                .span
-                .in_scope(|| tracing::info!("pty refused: not permitted for this login"));
+            self.refused(channel, RequestRefusal::PtyNotPermitted);
             session.channel_failure(channel)?;
             return Ok(());
         }
@@ -470,22 +429,18 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
     ) -> Result<(), Self::Error> {
         // sshpod offers no X11 forwarding, whatever the key or certificate permits. The
         // answer must be sent: russh's default leaves the request unanswered.
-        self.conn
-            .span
-            .in_scope(|| tracing::info!("X11 forwarding refused: not offered"));
+        self.refused(channel, RequestRefusal::X11NotOffered);
         session.channel_failure(channel)?;
         Ok(())
     }
 
     async fn agent_request(
         &mut self,
-        _channel: ChannelId,
+        channel: ChannelId,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
         // No agent forwarding either, whatever the key or certificate permits.
-        self.conn
-            .span
-            .in_scope(|| tracing::info!("agent forwarding refused: not offered"));
+        self.refused(channel, RequestRefusal::AgentNotOffered);
         Ok(false)
     }
 
@@ -507,16 +462,16 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         match taken {
             Ok(()) => session.channel_success(channel)?,
             Err(refused) => {
-                self.conn.span.in_scope(|| match refused {
-                    Refused::TooMany => tracing::info!(
-                        name = variable_name,
-                        "environment variable refused: the session has as many as it may"
-                    ),
-                    Refused::NotAccepted | Refused::BadName => tracing::debug!(
-                        name = variable_name,
-                        "environment variable refused: not in ssh.acceptEnv"
-                    ),
-                });
+                let name = variable_name.to_owned();
+                self.refused(
+                    channel,
+                    match refused {
+                        Refused::TooMany => RequestRefusal::EnvTooMany(name),
+                        Refused::NotAccepted | Refused::BadName => {
+                            RequestRefusal::EnvNotAccepted(name)
+                        }
+                    },
+                );
                 session.channel_failure(channel)?;
             }
         }
@@ -562,8 +517,12 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         _pix_height: u32,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        if let Some(controls) = self.sessions.get(&channel).and_then(|s| s.control.get()) {
-            controls.resize(terminal_size(col_width, row_height));
+        if let Some(state) = self.sessions.get(&channel) {
+            let size = terminal_size(col_width, row_height);
+            tap(state.taps.as_ref(), TapRecord::Resize(size));
+            if let Some(controls) = state.control.get() {
+                controls.resize(size);
+            }
         }
         Ok(())
     }
@@ -575,13 +534,17 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
         let Some(signal) = from_ssh_signal(&signal) else {
-            self.conn
-                .span
-                .in_scope(|| tracing::debug!(?signal, "unknown signal ignored"));
+            self.refused(
+                channel,
+                RequestRefusal::UnknownSignal(format!("{signal:?}")),
+            );
             return Ok(());
         };
-        if let Some(controls) = self.sessions.get(&channel).and_then(|s| s.control.get()) {
-            controls.signal(signal);
+        if let Some(state) = self.sessions.get(&channel) {
+            tap(state.taps.as_ref(), TapRecord::Signal(signal));
+            if let Some(controls) = state.control.get() {
+                controls.signal(signal);
+            }
         }
         Ok(())
     }

@@ -6,6 +6,7 @@ mod admission;
 mod auth;
 mod channel;
 mod connection;
+mod events;
 mod handler;
 mod io;
 mod transport;
@@ -17,20 +18,20 @@ use std::sync::Arc;
 use russh::keys::ssh_key::Certificate;
 use russh::keys::PrivateKey;
 use sshpod_config::Config;
-use sshpod_core::Backend;
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use sshpod_core::{Backend, EventSink};
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use admission::penalties::{Ending, Penalties};
+use admission::penalties::Penalties;
 use admission::startups::{self, Startups};
 pub(crate) use auth::Authenticator;
 use auth::Webhooks;
 use connection::ConnectionState;
-use handler::ConnectionHandler;
-use transport::killable::KillableStream;
-use transport::{client_version, russh_config};
+pub use events::LogEvents;
+use events::Subscribers;
+use transport::russh_config;
 
 /// Why the accept loop turned a connection away.
 enum Refusal {
@@ -48,6 +49,8 @@ pub(crate) struct Shared<B: Backend> {
     pub(crate) subsystems: BTreeSet<String>,
     /// The authentication methods offered, to offer again after a failed attempt.
     pub(crate) methods: russh::MethodSet,
+    /// Who is told about each connection's events.
+    pub(crate) subscribers: Subscribers,
 }
 
 /// A configured server, ready to serve a bound listener.
@@ -61,11 +64,14 @@ pub struct Server<B: Backend> {
 }
 
 impl<B: Backend> Server<B> {
+    /// A server for `backend`, telling `subscribers` (usually [`LogEvents`] at least) what
+    /// happens on each connection.
     pub fn new(
         config: Arc<Config>,
         backend: B,
         host_keys: Vec<PrivateKey>,
         host_certificates: Vec<Certificate>,
+        subscribers: Vec<Arc<dyn EventSink>>,
     ) -> anyhow::Result<Self> {
         let auth = Authenticator::from_config(&config.auth);
         let webhooks = Webhooks::from_config(&config)?;
@@ -88,6 +94,7 @@ impl<B: Backend> Server<B> {
                 config,
                 subsystems,
                 methods,
+                subscribers: subscribers.into(),
             }),
             russh,
             startups,
@@ -131,7 +138,9 @@ impl<B: Backend> Server<B> {
                 shutdown.child_token(),
             ));
             let span = conn.span.clone();
-            tracker.spawn(self.handle(socket, conn).instrument(span));
+            let russh = Arc::clone(&self.russh);
+            let penalties = Arc::clone(&self.penalties);
+            tracker.spawn(conn.run(socket, russh, penalties).instrument(span));
         }
         drop(listener);
         tracker.close();
@@ -171,93 +180,6 @@ impl<B: Backend> Server<B> {
                 "connection dropped: too many unauthenticated connections from its network (ssh.perSourceMaxStartups)"
             ),
         }
-    }
-
-    /// Runs one connection from handshake to teardown.
-    fn handle(
-        &self,
-        socket: TcpStream,
-        conn: Arc<ConnectionState<B>>,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let russh = Arc::clone(&self.russh);
-        let grace = self.shared.config.ssh.login_grace_time;
-        let handshake = self.shared.config.ssh.handshake_timeout;
-        let penalties = Arc::clone(&self.penalties);
-        async move {
-            tracing::debug!("connection accepted");
-            let _ = socket.set_nodelay(true);
-            let socket =
-                client_version::VersionSniffer::new(socket, Arc::clone(&conn.login.client_version));
-            let kill = CancellationToken::new();
-            let stream = KillableStream::new(socket, kill.clone(), Arc::clone(&conn.gate));
-            let handler = ConnectionHandler::new(Arc::clone(&conn));
-            let mut authenticated = conn.watch_authenticated();
-            let mut handshaken = conn.watch_handshake();
-            let handshake_over = async {
-                if tokio::time::timeout(handshake, handshaken.wait_for(|done| *done))
-                    .await
-                    .is_err()
-                {
-                    tracing::info!("no key exchange and login request in ssh.handshakeTimeout");
-                    return;
-                }
-                std::future::pending::<()>().await;
-            };
-            let grace_over = async {
-                let _ = tokio::time::timeout(grace, authenticated.wait_for(|a| *a)).await;
-                if !*authenticated.borrow() {
-                    tracing::info!("login grace time over");
-                    return;
-                }
-                std::future::pending::<()>().await;
-            };
-            let session = async {
-                match russh::server::run_stream(russh, stream, handler).await {
-                    Ok(running) => {
-                        let handle = running.handle();
-                        conn.login.set_handle(handle.clone());
-                        tokio::select! {
-                            r = running => log_end(r.map_err(|e| e.to_string())),
-                            () = conn.token.cancelled() => {
-                                let _ = handle
-                                    .disconnect(
-                                        russh::Disconnect::ByApplication,
-                                        "the server is shutting down".to_owned(),
-                                        String::new(),
-                                    )
-                                    .await;
-                            }
-                        }
-                    }
-                    Err(e) => tracing::debug!(error = %e, "handshake failed"),
-                }
-            };
-            let timed_out = tokio::select! {
-                () = session => false,
-                () = grace_over => true,
-                () = handshake_over => true,
-            };
-            if conn.user().is_none() {
-                let ending = if conn.had_refused_login() {
-                    Ending::AuthFailed
-                } else if timed_out {
-                    Ending::GraceExceeded
-                } else {
-                    Ending::NoAuth
-                };
-                penalties.penalise(conn.peer.ip(), ending);
-            }
-            kill.cancel();
-            conn.teardown().await;
-            tracing::info!("connection closed");
-        }
-    }
-}
-
-fn log_end(result: Result<(), String>) {
-    match result {
-        Ok(()) => tracing::debug!("session ended"),
-        Err(e) => tracing::info!(reason = %e, "session ended"),
     }
 }
 

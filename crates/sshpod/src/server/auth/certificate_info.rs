@@ -7,7 +7,7 @@ use russh::keys::ssh_key::Certificate;
 use russh::keys::{HashAlg, PublicKey};
 use sshpod_webhook::protocol::CertificateInfo;
 
-use super::key_line;
+use super::webhook::key_line;
 
 /// What the certificate says, for the webhook.
 pub(super) fn certificate_info(certificate: &Certificate) -> CertificateInfo {

@@ -31,6 +31,19 @@ impl Outcome {
     }
 }
 
+/// Why the webhooks' answers cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum BadAnswer {
+    #[error("invalid environment variable name `{0}`")]
+    EnvName(String),
+    #[error("file path `{0}` is not absolute")]
+    RelativePath(String),
+    #[error("file path `{0}` contains a NUL byte")]
+    NulInPath(String),
+    #[error("the content of file `{0}` is not base64")]
+    NotBase64(String),
+}
+
 /// What provisioning needs from the metadata: environment (plus metadata as environment when
 /// `exposeAuthMetadataAsEnv` is on), labels (`exposeAuthMetadataAsLabels`, never from
 /// sensitive entries) and decoded files.
@@ -38,7 +51,7 @@ pub(super) fn outcome(
     metadata: &Metadata,
     config: &Config,
     per_connection: Option<Arc<Config>>,
-) -> Result<Outcome, String> {
+) -> Result<Outcome, BadAnswer> {
     let mut environment: Vec<(String, String)> = Vec::new();
     let kubernetes = config.backend == sshpod_config::Backend::Kubernetes;
     if kubernetes {
@@ -66,7 +79,7 @@ pub(super) fn outcome(
     }
     for (name, value) in &metadata.environment {
         if name.is_empty() || name.contains('=') || name.contains('\0') {
-            return Err(format!("invalid environment variable name `{name}`"));
+            return Err(BadAnswer::EnvName(name.clone()));
         }
         environment.retain(|(k, _)| k != name);
         environment.push((name.clone(), value.value.clone()));
@@ -74,17 +87,14 @@ pub(super) fn outcome(
     let mut files = Vec::new();
     for (path, value) in &metadata.files {
         if !path.starts_with('/') {
-            return Err(format!("file path `{path}` is not absolute"));
+            return Err(BadAnswer::RelativePath(path.clone()));
         }
         if path.contains('\0') {
-            return Err(format!(
-                "file path `{}` contains a NUL byte",
-                path.escape_debug()
-            ));
+            return Err(BadAnswer::NulInPath(path.escape_debug().to_string()));
         }
         let content = base64::engine::general_purpose::STANDARD
             .decode(value.value.trim())
-            .map_err(|_| format!("the content of file `{path}` is not base64"))?;
+            .map_err(|_| BadAnswer::NotBase64(path.clone()))?;
         files.push(ContainerFile {
             path: path.clone(),
             content,
@@ -184,8 +194,9 @@ mod tests {
         metadata
             .files
             .insert("/x".into(), value("not base64!", false));
-        assert!(outcome(&metadata, &config(false), None)
-            .unwrap_err()
-            .contains("base64"));
+        assert_eq!(
+            outcome(&metadata, &config(false), None).unwrap_err(),
+            BadAnswer::NotBase64("/x".into())
+        );
     }
 }

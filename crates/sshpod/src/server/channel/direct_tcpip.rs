@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use russh::server::{ChannelOpenHandle, Msg};
 use russh::{ChannelOpenFailure, ChannelWriteHalf};
-use sshpod_core::{Backend, Container};
+use sshpod_core::{Backend, Container, EventKind};
 
 use crate::server::connection::ConnectionState;
+use crate::server::events::Taps;
 use crate::server::io::copy::copy_to_channel;
 use crate::server::io::input::{self, InputReceiver};
 
@@ -16,29 +17,35 @@ pub(crate) async fn run<B: Backend>(
     reply: ChannelOpenHandle,
     writer: ChannelWriteHalf<Msg>,
     input: InputReceiver,
+    taps: Option<Taps>,
     host: String,
     port: u16,
 ) {
-    let dialled = async {
-        let container = conn.container().await?;
-        container.dial(&host, port).await.map_err(|e| {
-            tracing::info!(
-                host,
-                port,
-                error = &e as &dyn std::error::Error,
-                "forwarding refused"
-            );
-            e.to_string()
-        })
-    };
     let channel = writer.id();
+    let dialled = async {
+        let container = conn.container().await.ok()?;
+        match container.dial(&host, port).await {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                conn.events.emit_on(
+                    Some(channel),
+                    EventKind::ForwardFailed {
+                        host: host.clone(),
+                        port,
+                        error: Arc::new(e),
+                    },
+                );
+                None
+            }
+        }
+    };
     let stream = tokio::select! {
         () = conn.token.cancelled() => return,
         r = dialled => r,
     };
     let stream = match stream {
-        Ok(s) => s,
-        Err(_) => {
+        Some(s) => s,
+        None => {
             reply.reject(ChannelOpenFailure::ConnectFailed).await;
             conn.channel_finished(channel);
             return;
@@ -49,7 +56,14 @@ pub(crate) async fn run<B: Backend>(
     let relay = async {
         let upstream = input::pump(input, to_container, input::OnEof::Close);
         let downstream = async {
-            copy_to_channel(&mut from_container, &writer, None, &conn.gate).await;
+            copy_to_channel(
+                &mut from_container,
+                &writer,
+                None,
+                &conn.gate,
+                taps.as_ref(),
+            )
+            .await;
             let _ = writer.eof().await;
         };
         tokio::join!(upstream, downstream);

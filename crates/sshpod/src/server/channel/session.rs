@@ -5,10 +5,14 @@ use std::sync::{Arc, OnceLock};
 
 use russh::server::{Handle, Msg};
 use russh::{ChannelId, ChannelWriteHalf, Sig};
-use sshpod_core::{Backend, Container, ExitStatus, ProcessControl, ProcessSpec, Signal};
+use sshpod_core::{
+    Backend, BackendError, Container, EventKind, ExitStatus, ProcessControl, ProcessSpec, Signal,
+    TapRecord,
+};
 
 use crate::server::channel::controls::Controls;
-use crate::server::connection::ConnectionState;
+use crate::server::connection::{ConnectionState, NoContainer};
+use crate::server::events::{tap, Taps};
 use crate::server::io::copy::copy_to_channel;
 use crate::server::io::input::{self, InputReceiver, OnEof};
 
@@ -24,6 +28,18 @@ pub(crate) struct SessionTask<B: Backend> {
     pub(crate) spec: ProcessSpec,
     pub(crate) input: InputReceiver,
     pub(crate) control: ControlSlot,
+    pub(crate) taps: Option<Taps>,
+}
+
+/// Why a session's process did not run to its end. `Display` is what the user is shown.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error(transparent)]
+    NoContainer(#[from] NoContainer),
+    #[error(transparent)]
+    Start(Arc<BackendError>),
+    #[error(transparent)]
+    Wait(Arc<BackendError>),
 }
 
 impl<B: Backend> SessionTask<B> {
@@ -33,11 +49,16 @@ impl<B: Backend> SessionTask<B> {
         let token = self.conn.token.clone();
         let channel = self.channel;
         let handle = self.handle.clone();
+        let taps = self.taps.clone();
         tokio::select! {
             () = token.cancelled() => {}
             status = self.run_process() => {
                 match status {
-                    Ok(status) => report(&handle, channel, status).await,
+                    Ok(status) => {
+                        tap(taps.as_ref(), TapRecord::Exit(status));
+                        conn.events.emit_on(Some(channel), EventKind::ProcessExited { status });
+                        report(&handle, channel, status).await;
+                    }
                     Err(message) => {
                         let _ = handle
                             .extended_data(channel, 1, format!("sshpod: {message}\r\n").into_bytes())
@@ -52,12 +73,18 @@ impl<B: Backend> SessionTask<B> {
         conn.channel_finished(channel);
     }
 
-    async fn run_process(self) -> Result<ExitStatus, String> {
+    async fn run_process(self) -> Result<ExitStatus, SessionError> {
         let container = self.conn.container().await?;
         let spec_has_tty = self.spec.tty.is_some();
         let process = container.exec(self.spec).await.map_err(|e| {
-            tracing::warn!(error = &e as &dyn std::error::Error, "starting a process");
-            e.to_string()
+            let error = Arc::new(e);
+            self.conn.events.emit_on(
+                Some(self.channel),
+                EventKind::ProcessFailed {
+                    error: Arc::clone(&error),
+                },
+            );
+            SessionError::Start(error)
         })?;
         let control: Arc<dyn ProcessControl> = Arc::from(process.control);
         let (controls, worker) =
@@ -78,10 +105,11 @@ impl<B: Backend> SessionTask<B> {
             OnEof::Close
         };
         let feed = input::pump(self.input, process.stdin, on_eof);
-        let out = copy_to_channel(process.stdout, &self.writer, None, gate);
+        let taps = self.taps.as_ref();
+        let out = copy_to_channel(process.stdout, &self.writer, None, gate, taps);
         let err = async {
             if let Some(stderr) = process.stderr {
-                copy_to_channel(stderr, &self.writer, Some(1), gate).await;
+                copy_to_channel(stderr, &self.writer, Some(1), gate, taps).await;
             }
         };
         // Output decides when the session is over; input is abandoned at that point.
@@ -92,11 +120,14 @@ impl<B: Backend> SessionTask<B> {
             () = &mut feed => { outputs.await; }
         }
         control.wait().await.map_err(|e| {
-            tracing::warn!(
-                error = &e as &dyn std::error::Error,
-                "reading the exit status"
+            let error = Arc::new(e);
+            self.conn.events.emit_on(
+                Some(self.channel),
+                EventKind::ExitStatusUnknown {
+                    error: Arc::clone(&error),
+                },
             );
-            e.to_string()
+            SessionError::Wait(error)
         })
     }
 }

@@ -1,55 +1,79 @@
-//! One SSH connection's shared state and its lifetime: provisioning the container once,
-//! and tearing it down once, whatever way the connection ends.
+//! One SSH connection: its state, its phases, and the task that drives it from handshake to
+//! teardown. The container is provisioned once and torn down once, whatever way the
+//! connection ends.
+
+mod phase;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use russh::ChannelId;
-use sshpod_core::{Backend, ConnectionContext, ConnectionId, Container};
+use sshpod_core::{Backend, BackendError, ConnectionContext, ConnectionId, Container, EventKind};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+pub(crate) use phase::Login;
+use phase::Phase;
+
+use crate::server::admission::penalties::{Ending, Penalties};
 use crate::server::admission::startups::Startup;
 use crate::server::auth::LoginState;
 use crate::server::channel::controls::{self, CallSlots};
+use crate::server::events::ConnectionEvents;
+use crate::server::handler::ConnectionHandler;
 use crate::server::io::flow::FlowGate;
+use crate::server::transport::client_version::VersionSniffer;
+use crate::server::transport::killable::KillableStream;
 use crate::server::Shared;
 
-/// The outcome of provisioning: the container, or the message to show the user.
-pub(crate) type Provisioned<C> = Result<Arc<C>, String>;
+/// Why a channel cannot have the connection's container.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum NoContainer {
+    /// Starting it failed; the error is what the user is shown.
+    #[error(transparent)]
+    Failed(Arc<BackendError>),
+    /// The connection is ending.
+    #[error("the connection is closing")]
+    Closing,
+    /// Nobody has logged in (the handler refuses channels before that; kept for safety).
+    #[error("not authenticated")]
+    NotAuthenticated,
+}
 
 /// State shared by the handler and the tasks of one connection.
 pub(crate) struct ConnectionState<B: Backend> {
     pub(crate) shared: Arc<Shared<B>>,
     pub(crate) id: ConnectionId,
     pub(crate) peer: SocketAddr,
-    user: OnceLock<String>,
-    /// Flips to true once authenticated (ends the login grace timer).
-    authenticated: watch::Sender<bool>,
+    /// Where the connection is in its life; every change goes through `phase.rs`.
+    phase: watch::Sender<Phase<B::Container>>,
     /// Login attempts refused so far (for the source's penalty if it never logs in).
-    failed_attempts: std::sync::atomic::AtomicU32,
-    /// Flips to true when the client asks to log in: the key exchange is done (ends the
-    /// handshake timer).
-    handshaken: watch::Sender<bool>,
-    /// Set once, by the provisioning task started at authentication.
-    container: watch::Sender<Option<Provisioned<B::Container>>>,
+    failed_attempts: AtomicU32,
     /// Channel and forwarding tasks; cancelled when the connection ends.
     tasks: TaskTracker,
     pub(crate) token: CancellationToken,
     /// The connection's span (id, peer, user), for work that runs outside its task.
     pub(crate) span: tracing::Span,
-    /// Bounds the client data the connection holds (see `flow`).
+    /// What happens on the connection, for the subscribers (the log among them).
+    pub(crate) events: ConnectionEvents,
+    /// Bounds the client data the connection holds (see `io::flow`).
     pub(crate) gate: Arc<FlowGate>,
     /// Bounds the engine calls (resize, signal) the connection makes at once.
     pub(crate) calls: CallSlots,
     /// Channels whose work has ended, for the handler to forget (the SSH library does not
     /// report the client's answer to a close that sshpod started).
     finished_channels: Mutex<Vec<ChannelId>>,
-    /// The MaxStartups slot, held until authentication succeeds.
+    /// The MaxStartups slot, held until the login is accepted.
     startup_permit: Mutex<Option<Startup>>,
-    /// Webhook state: client version, answers so far, what the login brought.
+    /// The client's version line, recorded as it arrives (webhooks are told it).
+    pub(crate) client_version: Arc<OnceLock<String>>,
+    /// The SSH session's handle, to disconnect with a reason.
+    handle: OnceLock<russh::server::Handle>,
+    /// A keyboard-interactive conversation in progress.
     pub(crate) login: LoginState,
 }
 
@@ -62,23 +86,273 @@ impl<B: Backend> ConnectionState<B> {
     ) -> Self {
         let id = ConnectionId::random();
         let span = tracing::info_span!("conn", id = %id, %peer, user = tracing::field::Empty);
+        let events = ConnectionEvents::new(shared.subscribers.clone(), id, peer, span.clone());
         Self {
             shared,
             id,
             peer,
-            user: OnceLock::new(),
-            authenticated: watch::Sender::new(false),
-            handshaken: watch::Sender::new(false),
-            failed_attempts: std::sync::atomic::AtomicU32::new(0),
-            container: watch::Sender::new(None),
+            phase: watch::Sender::new(Phase::Authenticating {
+                login_requested: false,
+            }),
+            failed_attempts: AtomicU32::new(0),
             tasks: TaskTracker::new(),
             token,
             span,
+            events,
             gate: Arc::default(),
             calls: controls::call_slots(),
             finished_channels: Mutex::default(),
             startup_permit: Mutex::new(Some(permit)),
+            client_version: Arc::default(),
+            handle: OnceLock::new(),
             login: LoginState::default(),
+        }
+    }
+
+    /// Runs the connection from handshake to teardown: the SSH session, the handshake and
+    /// login deadlines, provisioning once logged in, then draining.
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        socket: TcpStream,
+        russh: Arc<russh::server::Config>,
+        penalties: Arc<Penalties>,
+    ) {
+        self.events.emit(EventKind::Connected);
+        let _ = socket.set_nodelay(true);
+        let socket = VersionSniffer::new(socket, Arc::clone(&self.client_version));
+        let kill = CancellationToken::new();
+        let stream = KillableStream::new(socket, kill.clone(), Arc::clone(&self.gate));
+        let handler = ConnectionHandler::new(Arc::clone(&self));
+
+        let session = async {
+            match russh::server::run_stream(russh, stream, handler).await {
+                Ok(running) => {
+                    let handle = running.handle();
+                    let _ = self.handle.set(handle.clone());
+                    tokio::select! {
+                        r = running => self.events.emit(EventKind::SessionEnded {
+                            reason: r.err().map(|e| e.to_string()),
+                        }),
+                        () = self.token.cancelled() => {
+                            let _ = handle
+                                .disconnect(
+                                    russh::Disconnect::ByApplication,
+                                    "the server is shutting down".to_owned(),
+                                    String::new(),
+                                )
+                                .await;
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "handshake failed"),
+            }
+        };
+        let lifecycle = self.authenticate_then_provision();
+        tokio::pin!(session, lifecycle);
+        let mut provisioned = false;
+        let timed_out = loop {
+            tokio::select! {
+                () = &mut session => {
+                    // A container in the making is waited for, so that it is removed.
+                    if !provisioned && self.phase.borrow().login().is_some() {
+                        let _ = (&mut lifecycle).await;
+                    }
+                    break false;
+                }
+                ended = &mut lifecycle, if !provisioned => match ended {
+                    Lifecycle::TimedOut => break true,
+                    Lifecycle::Provisioned => provisioned = true,
+                },
+            }
+        };
+        if !self.phase.borrow().logged_in() {
+            let ending = if self.had_refused_login() {
+                Ending::AuthFailed
+            } else if timed_out {
+                Ending::GraceExceeded
+            } else {
+                Ending::NoAuth
+            };
+            penalties.penalise(self.peer.ip(), ending);
+        }
+        kill.cancel();
+        self.teardown().await;
+        self.events.emit(EventKind::Closed);
+    }
+
+    /// Waits for the handshake and the login within their deadlines, then makes the
+    /// container.
+    async fn authenticate_then_provision(&self) -> Lifecycle {
+        let config = &self.shared.config.ssh;
+        // Both deadlines run from the connection's start.
+        let started = tokio::time::Instant::now();
+        let mut phase = self.phase.subscribe();
+        let requested = phase.wait_for(|p| {
+            !matches!(
+                p,
+                Phase::Authenticating {
+                    login_requested: false
+                }
+            )
+        });
+        if tokio::time::timeout_at(started + config.handshake_timeout, requested)
+            .await
+            .is_err()
+        {
+            self.events.emit(EventKind::HandshakeTimedOut);
+            return Lifecycle::TimedOut;
+        }
+        let logged_in = phase.wait_for(|p| !matches!(p, Phase::Authenticating { .. }));
+        let login =
+            match tokio::time::timeout_at(started + config.login_grace_time, logged_in).await {
+                Ok(Ok(p)) => p.login().cloned(),
+                Ok(Err(_)) => None,
+                Err(_) => {
+                    self.events.emit(EventKind::LoginGraceOver);
+                    return Lifecycle::TimedOut;
+                }
+            };
+        if let Some(login) = login {
+            self.provision(&login).await;
+        }
+        Lifecycle::Provisioned
+    }
+
+    /// Makes the container. Runs in the connection's task, which nothing cancels while a
+    /// creation is in flight: it always finishes, so teardown knows what to remove.
+    async fn provision(&self, login: &Login) {
+        let mut ctx = ConnectionContext::new(self.id, login.user.to_string(), self.peer);
+        login.outcome.apply(&mut ctx);
+        let result = match self.shared.backend.connect(&ctx).await {
+            Ok(c) => {
+                self.events.emit(EventKind::ContainerReady);
+                Ok(Arc::new(c))
+            }
+            Err(e) => {
+                let error = Arc::new(e);
+                self.events.emit(EventKind::ContainerFailed {
+                    error: Arc::clone(&error),
+                });
+                Err(error)
+            }
+        };
+        self.move_phase(|p| p.provisioned(result));
+    }
+
+    /// Ends everything the connection started: stops its channel tasks and removes the
+    /// container.
+    async fn teardown(&self) {
+        self.token.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        let mut container = None;
+        self.phase.send_modify(|p| container = p.drain());
+        if let Some(container) = container {
+            match container.close().await {
+                Ok(()) => self.events.emit(EventKind::ContainerRemoved),
+                Err(e) => self
+                    .events
+                    .emit(EventKind::ContainerRemovalFailed { error: Arc::new(e) }),
+            }
+        }
+    }
+
+    /// Applies a phase move; a move the phase refuses is a bug, logged and not acted on.
+    fn move_phase<T>(
+        &self,
+        change: impl FnOnce(&mut Phase<B::Container>) -> Result<T, phase::InvalidMove>,
+    ) -> Option<T> {
+        let mut outcome = None;
+        self.phase.send_if_modified(|p| match change(p) {
+            Ok(value) => {
+                outcome = Some(value);
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "connection phase");
+                false
+            }
+        });
+        outcome
+    }
+
+    /// The client asked for the login service, so the key exchange is done.
+    pub(crate) fn on_login_request(&self) {
+        self.phase.send_if_modified(Phase::login_requested);
+    }
+
+    /// A login attempt was refused.
+    pub(crate) fn on_login_refused(&self) {
+        self.failed_attempts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether any login attempt was refused.
+    fn had_refused_login(&self) -> bool {
+        self.failed_attempts.load(Ordering::Relaxed) > 0
+    }
+
+    /// Accepts the login: records the user, frees the MaxStartups slot and moves to
+    /// provisioning, which the connection's task starts at once, so the container is usually
+    /// ready by the time the first session asks. False if the connection had logged in already
+    /// or is ending.
+    pub(crate) fn on_logged_in(&self, login: Login) -> bool {
+        let user = Arc::clone(&login.user);
+        if self.move_phase(|p| p.logged_in_as(login)).is_none() {
+            return false;
+        }
+        self.span.record("user", &*user);
+        self.events.set_user(user);
+        if let Ok(mut permit) = self.startup_permit.lock() {
+            permit.take();
+        }
+        true
+    }
+
+    /// Whether a login was accepted.
+    pub(crate) fn is_logged_in(&self) -> bool {
+        self.phase.borrow().logged_in()
+    }
+
+    /// Runs `work` as part of this connection: in its span, awaited by its teardown.
+    pub(crate) fn spawn<F>(&self, work: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(work.instrument(self.span.clone()));
+    }
+
+    /// The connection's container, once provisioning is over.
+    pub(crate) async fn container(&self) -> Result<Arc<B::Container>, NoContainer> {
+        let mut phase = self.phase.subscribe();
+        let Ok(phase) = phase
+            .wait_for(|p| !matches!(p, Phase::Provisioning { .. }))
+            .await
+        else {
+            return Err(NoContainer::Closing);
+        };
+        match &*phase {
+            Phase::Ready { container, .. } => Ok(Arc::clone(container)),
+            Phase::Failed { error, .. } => Err(NoContainer::Failed(Arc::clone(error))),
+            Phase::Draining { .. } => Err(NoContainer::Closing),
+            Phase::Authenticating { .. } | Phase::Provisioning { .. } => {
+                Err(NoContainer::NotAuthenticated)
+            }
+        }
+    }
+
+    /// Ends the connection with `reason` shown to the client, after the current reply (russh
+    /// handles the request once the authentication callback has returned).
+    pub(crate) fn disconnect(&self, reason: &'static str) {
+        if let Some(handle) = self.handle.get().cloned() {
+            self.spawn(async move {
+                let _ = handle
+                    .disconnect(
+                        russh::Disconnect::ServiceNotAvailable,
+                        format!("sshpod: {reason}"),
+                        String::new(),
+                    )
+                    .await;
+            });
         }
     }
 
@@ -91,123 +365,14 @@ impl<B: Backend> ConnectionState<B> {
     pub(crate) fn take_finished_channels(&self) -> Vec<ChannelId> {
         std::mem::take(&mut *lock(&self.finished_channels))
     }
+}
 
-    /// The authenticated user, once there is one.
-    pub(crate) fn user(&self) -> Option<&str> {
-        self.user.get().map(String::as_str)
-    }
-
-    /// A receiver that turns true once the client asks to log in.
-    pub(crate) fn watch_handshake(&self) -> watch::Receiver<bool> {
-        self.handshaken.subscribe()
-    }
-
-    /// The client has asked for the login service, so the key exchange is done.
-    pub(crate) fn on_login_request(&self) {
-        self.handshaken
-            .send_if_modified(|done| !std::mem::replace(done, true));
-    }
-
-    /// A login attempt was refused.
-    pub(crate) fn on_login_refused(&self) {
-        self.failed_attempts
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    /// Whether any login attempt was refused.
-    pub(crate) fn had_refused_login(&self) -> bool {
-        self.failed_attempts
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-    }
-
-    /// A receiver that turns true on authentication.
-    pub(crate) fn watch_authenticated(&self) -> watch::Receiver<bool> {
-        self.authenticated.subscribe()
-    }
-
-    /// Records the login, frees the MaxStartups slot and starts provisioning the container in
-    /// the background, so it is usually ready by the time the first session asks.
-    pub(crate) fn on_authenticated(self: &Arc<Self>, user: &str) {
-        if self.user.set(user.to_owned()).is_err() {
-            return; // provisioning has started already
-        }
-        self.span.record("user", user);
-        self.authenticated.send_replace(true);
-        if let Ok(mut permit) = self.startup_permit.lock() {
-            permit.take();
-        }
-        let me = Arc::clone(self);
-        // The one place a container is made, in a task nothing cancels: a creation in flight
-        // always finishes, so teardown knows what to remove. (Provisioning inside a session's
-        // task would be dropped with the session, abandoning a half-made container.)
-        self.spawn(async move {
-            let outcome = me.provision().await;
-            me.container.send_replace(Some(outcome));
-        });
-    }
-
-    /// Runs `work` as part of this connection: in its span, awaited by its teardown.
-    pub(crate) fn spawn<F>(&self, work: F)
-    where
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
-        self.tasks.spawn(work.instrument(self.span.clone()));
-    }
-
-    /// The connection's container, once provisioning (started at authentication) is done.
-    pub(crate) async fn container(&self) -> Provisioned<B::Container> {
-        if self.user().is_none() {
-            return Err("not authenticated".to_owned());
-        }
-        let mut ready = self.container.subscribe();
-        let outcome = match ready.wait_for(Option::is_some).await {
-            Ok(outcome) => outcome.clone(),
-            Err(_) => None,
-        };
-        outcome.unwrap_or_else(|| Err("the connection is closing".to_owned()))
-    }
-
-    async fn provision(&self) -> Provisioned<B::Container> {
-        let Some(user) = self.user() else {
-            return Err("not authenticated".to_owned());
-        };
-        let mut ctx = ConnectionContext::new(self.id, user.to_owned(), self.peer);
-        if let Some(outcome) = self.login.outcome() {
-            outcome.apply(&mut ctx);
-        }
-        match self.shared.backend.connect(&ctx).await {
-            Ok(c) => {
-                tracing::info!("container ready");
-                Ok(Arc::new(c))
-            }
-            Err(e) => {
-                tracing::warn!(
-                    error = &e as &dyn std::error::Error,
-                    "container failed to start"
-                );
-                Err(e.to_string())
-            }
-        }
-    }
-
-    /// Ends everything the connection started: stops its channel tasks, waits for a
-    /// provisioning in flight, and removes the container.
-    pub(crate) async fn teardown(&self) {
-        self.token.cancel();
-        self.tasks.close();
-        self.tasks.wait().await;
-        let provisioned = self.container.borrow().clone();
-        if let Some(Ok(container)) = provisioned {
-            match container.close().await {
-                Ok(()) => tracing::info!("container removed"),
-                Err(e) => tracing::warn!(
-                    error = &e as &dyn std::error::Error,
-                    "removing the container"
-                ),
-            }
-        }
-    }
+/// How the authentication-and-provisioning part of a connection ended.
+enum Lifecycle {
+    /// The handshake or the login took too long.
+    TimedOut,
+    /// The login was accepted and provisioning is over (or the session ended first).
+    Provisioned,
 }
 
 /// A lock whose data stays consistent even if a holder panicked.

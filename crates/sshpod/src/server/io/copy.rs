@@ -6,9 +6,10 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use russh::server::Msg;
 use russh::ChannelWriteHalf;
-use sshpod_core::ReadBuffer;
+use sshpod_core::{ReadBuffer, TapRecord};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::server::events::{tap, Taps};
 use crate::server::io::flow::{noting_a_long_wait, FlowGate};
 
 /// Copies process output to the channel (`ext` 1 is stderr). The channel writer waits for
@@ -21,6 +22,7 @@ pub(crate) async fn copy_to_channel<R>(
     channel: &ChannelWriteHalf<Msg>,
     ext: Option<u32>,
     gate: &FlowGate,
+    taps: Option<&Taps>,
 ) where
     R: AsyncRead + Unpin,
 {
@@ -35,10 +37,15 @@ pub(crate) async fn copy_to_channel<R>(
                 break;
             }
         };
-        if write_noting_waits(&mut to, buf.filled(n), gate)
-            .await
-            .is_err()
-        {
+        let data = buf.filled(n);
+        if taps.is_some() {
+            let record = match ext {
+                None => TapRecord::Output(data),
+                Some(_) => TapRecord::ErrorOutput(data),
+            };
+            tap(taps, record);
+        }
+        if write_noting_waits(&mut to, data, gate).await.is_err() {
             break;
         }
         buf.record(n);

@@ -1,0 +1,286 @@
+//! What happens on a connection, as typed values in order: every decision (login attempts and
+//! their outcome, the config server's answer, the container) and every SSH-level event
+//! (channels, requests, processes, forwards, the end).
+//!
+//! The server emits them; subscribers ([`EventSink`]) turn them into log lines, audit records,
+//! metrics or a live view. Events carry no I/O and cost nothing when nobody subscribes. Within
+//! one connection, `seq` counts from 0 and every subscriber sees events in that order.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::tap::{ChannelInfo, ChannelTap};
+use crate::{BackendError, Command, ConnectionId, ExitStatus};
+
+/// A cause kept for the log, of any error type.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+/// One thing that happened on a connection.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// Position within the connection, from 0, without gaps.
+    pub seq: u64,
+    /// Wall-clock time of the event.
+    pub at: SystemTime,
+    /// The connection.
+    pub connection: ConnectionId,
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// The authenticated user, from the login's acceptance on.
+    pub user: Option<Arc<str>>,
+    /// The SSH channel the event belongs to, if any.
+    pub channel: Option<u32>,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The connection was accepted.
+    Connected,
+    /// The client did not finish the key exchange and ask to log in within
+    /// `ssh.handshakeTimeout`.
+    HandshakeTimedOut,
+    /// The client did not log in within `ssh.loginGraceTime`.
+    LoginGraceOver,
+    /// An authentication attempt was refused.
+    LoginRefused {
+        /// The name the client asked for.
+        user: String,
+        /// How it tried.
+        method: AuthMethod,
+        /// Why it was refused.
+        reason: LoginRefusal,
+    },
+    /// A webhook could not answer: the connection is closed with "authentication unavailable".
+    LoginUnavailable {
+        /// The name the client asked for.
+        user: String,
+        /// How it tried.
+        method: AuthMethod,
+        /// What went wrong.
+        cause: Cause,
+    },
+    /// The config server's answer cannot be used: the connection is closed.
+    ConfigAnswerRejected {
+        /// The name the client asked for.
+        user: String,
+        /// How it logged in.
+        method: AuthMethod,
+        /// What is wrong with the answer.
+        reason: String,
+    },
+    /// The config server's answer had sections that do not apply to one connection.
+    ConfigSectionsIgnored {
+        /// The sections' names.
+        sections: Vec<String>,
+    },
+    /// A user certificate was accepted.
+    CertificateAccepted {
+        /// The certificate's key id.
+        key_id: String,
+        /// Its serial number.
+        serial: u64,
+        /// The signing CA's fingerprint.
+        ca: String,
+        /// Which trust setting accepted it.
+        via: String,
+    },
+    /// The accepted key or certificate restricts what the login may do.
+    LoginRestricted {
+        /// The restrictions, as `authorized_keys` options.
+        restrictions: String,
+    },
+    /// The login was accepted; the container is made next.
+    LoginAccepted {
+        /// The name the client asked for.
+        user: String,
+        /// How it logged in.
+        method: AuthMethod,
+        /// The name it is known by from now on (a webhook may change it).
+        authenticated: String,
+        /// Names of the metadata the login brought (never the sensitive ones, never values).
+        metadata: Vec<String>,
+    },
+    /// The connection's container is ready.
+    ContainerReady,
+    /// The connection's container could not be made.
+    ContainerFailed {
+        /// Why.
+        error: Arc<BackendError>,
+    },
+    /// The connection's container was removed.
+    ContainerRemoved,
+    /// Removing the connection's container failed.
+    ContainerRemovalFailed {
+        /// Why.
+        error: Arc<BackendError>,
+    },
+    /// A channel was opened.
+    ChannelOpened {
+        /// Its kind.
+        kind: ChannelKind,
+    },
+    /// A channel open was refused.
+    ChannelRefused {
+        /// The kind asked for.
+        kind: ChannelKind,
+        /// Why.
+        reason: ChannelRefusal,
+    },
+    /// A request on a channel was refused.
+    RequestRefused {
+        /// Why.
+        reason: RequestRefusal,
+    },
+    /// A process is being started for a session channel.
+    ProcessStarting {
+        /// What runs (after the login's forced command, if any).
+        command: Command,
+        /// Whether it has a terminal.
+        tty: bool,
+    },
+    /// The process could not be started.
+    ProcessFailed {
+        /// Why.
+        error: Arc<BackendError>,
+    },
+    /// The process ended.
+    ProcessExited {
+        /// How.
+        status: ExitStatus,
+    },
+    /// How the process ended could not be read.
+    ExitStatusUnknown {
+        /// Why.
+        error: Arc<BackendError>,
+    },
+    /// A forward could not be dialled inside the container.
+    ForwardFailed {
+        /// The host asked for.
+        host: String,
+        /// The port asked for.
+        port: u16,
+        /// Why.
+        error: Arc<BackendError>,
+    },
+    /// The SSH session ended; `reason` says why when it was not the client's orderly
+    /// disconnect.
+    SessionEnded {
+        /// The SSH library's reason, if the session failed.
+        reason: Option<String>,
+    },
+    /// Everything the connection started is gone; nothing follows.
+    Closed,
+}
+
+/// An authentication method, as SSH names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMethod {
+    /// `password`.
+    Password,
+    /// `publickey` with a plain key.
+    PublicKey,
+    /// `publickey` with a certificate.
+    Certificate,
+    /// `keyboard-interactive`.
+    KeyboardInteractive,
+}
+
+impl AuthMethod {
+    /// The name used in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Password => "password",
+            AuthMethod::PublicKey => "publickey",
+            AuthMethod::Certificate => "certificate",
+            AuthMethod::KeyboardInteractive => "keyboard-interactive",
+        }
+    }
+}
+
+impl fmt::Display for AuthMethod {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a login attempt was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginRefusal {
+    /// The credentials were not accepted (or the user is unknown: the two look the same).
+    NotAccepted,
+    /// The authorization webhook said no.
+    NotAuthorized,
+}
+
+impl LoginRefusal {
+    /// The reason as logged.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoginRefusal::NotAccepted => "not accepted",
+            LoginRefusal::NotAuthorized => "the authorization webhook said no",
+        }
+    }
+}
+
+/// The kind of an SSH channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelKind {
+    /// A session (shell, exec or subsystem).
+    Session,
+    /// `direct-tcpip` (`ssh -L`) to `host:port` inside the container.
+    DirectTcpip {
+        /// The host asked for.
+        host: String,
+        /// The port asked for.
+        port: u16,
+    },
+}
+
+/// Why a channel open was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelRefusal {
+    /// `ssh.maxSessions` sessions are open.
+    MaxSessions(u32),
+    /// The login's key or certificate does not permit it.
+    NotPermitted,
+}
+
+/// Why a channel request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RequestRefusal {
+    /// A terminal, which the login's key or certificate does not permit.
+    PtyNotPermitted,
+    /// X11 forwarding, which sshpod does not offer.
+    X11NotOffered,
+    /// Agent forwarding, which sshpod does not offer.
+    AgentNotOffered,
+    /// A subsystem the backend does not have.
+    UnknownSubsystem(String),
+    /// A signal sshpod does not know.
+    UnknownSignal(String),
+    /// An environment variable not in `ssh.acceptEnv` (or not a valid name).
+    EnvNotAccepted(String),
+    /// An environment variable over the session's limit.
+    EnvTooMany(String),
+}
+
+/// A subscriber to connection events. `event` runs on the connection's tasks, in order, so it
+/// must not block: a subscriber that writes somewhere slow queues the event and returns.
+pub trait EventSink: Send + Sync + 'static {
+    /// Called for every event of every connection.
+    fn event(&self, event: &Event);
+
+    /// The subscriber's tap for a channel's bytes, or `None` (the default) if it does not want
+    /// them. Called when the channel opens.
+    fn tap(&self, channel: &ChannelInfo) -> Option<Box<dyn ChannelTap>> {
+        let _ = channel;
+        None
+    }
+}

@@ -1,0 +1,51 @@
+//! Channel taps: the bytes and controls of a channel, in the order they happened.
+//!
+//! A subscriber that wants a channel's data (a session recorder, a byte counter) returns a
+//! [`ChannelTap`] from [`EventSink::tap`](crate::EventSink::tap) when the channel opens. The
+//! server then passes every record of that channel through it: input as it arrives from the
+//! client, output as it is sent to the client, each resize and signal as the client asks, and
+//! the exit. Records of one channel are delivered one at a time, so a resize is ordered
+//! against the output around it. A channel nobody taps costs one branch per chunk.
+
+use std::net::SocketAddr;
+
+use crate::{ConnectionId, ExitStatus, Signal, TerminalSize};
+
+/// The channel a tap is asked for.
+#[derive(Debug, Clone)]
+pub struct ChannelInfo {
+    /// The connection.
+    pub connection: ConnectionId,
+    /// The client's address.
+    pub remote: SocketAddr,
+    /// The authenticated user.
+    pub user: std::sync::Arc<str>,
+    /// The SSH channel number.
+    pub channel: u32,
+    /// What kind of channel.
+    pub kind: crate::ChannelKind,
+}
+
+/// One record of a channel. For a forwarded channel, `Input` is what the client sends to the
+/// target and `Output` what the target sends back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TapRecord<'a> {
+    /// Data from the client (the process's stdin).
+    Input(&'a [u8]),
+    /// Data to the client (the process's stdout, or its terminal).
+    Output(&'a [u8]),
+    /// Data to the client on the error stream (stderr, without a terminal).
+    ErrorOutput(&'a [u8]),
+    /// The client's terminal changed size.
+    Resize(TerminalSize),
+    /// The client sent a signal.
+    Signal(Signal),
+    /// The process ended.
+    Exit(ExitStatus),
+}
+
+/// Receives one channel's records. Runs on the connection's tasks: it must not block.
+pub trait ChannelTap: Send + 'static {
+    /// One record, in order.
+    fn record(&mut self, record: TapRecord<'_>);
+}
