@@ -9,6 +9,7 @@ use tokio_util::task::TaskTracker;
 use crate::docker::Engine;
 use crate::kubelet::Kubelet;
 use crate::store::Store;
+use crate::tasks::Tasks;
 
 #[derive(Clone)]
 pub struct App {
@@ -19,4 +20,11 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// How often a watch that allows bookmarks gets one.
     pub bookmark_interval: Duration,
+}
+
+impl App {
+    /// Where a request's streaming helpers run: tracked, and dropped at shutdown.
+    pub fn tasks(&self) -> Tasks {
+        Tasks::new(self.tracker.clone(), self.shutdown.clone())
+    }
 }

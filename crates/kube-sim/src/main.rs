@@ -16,6 +16,7 @@ mod query;
 mod selectors;
 mod server;
 mod store;
+mod tasks;
 mod tls;
 mod ws;
 
@@ -93,10 +94,15 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let instance = hex::encode(rand::random::<[u8; 6]>());
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
     let engine = Arc::new(
-        docker::Engine::connect(instance.clone())
-            .await
-            .context("connecting to Docker")?,
+        docker::Engine::connect(
+            instance.clone(),
+            tasks::Tasks::new(tracker.clone(), shutdown.clone()),
+        )
+        .await
+        .context("connecting to Docker")?,
     );
     docker::sandbox::ensure_image(&engine)
         .await
@@ -152,8 +158,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             api::namespaces::make(ns).map_err(|e| anyhow::anyhow!("namespace {ns}: {e}"))?;
         store.create(Key::new(Kind::Namespace, "", ns), object);
     }
-    let shutdown = CancellationToken::new();
-    let tracker = TaskTracker::new();
     let kubelet = Arc::new(kubelet::Kubelet::new(
         engine.clone(),
         store.clone(),

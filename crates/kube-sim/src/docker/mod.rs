@@ -15,6 +15,8 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 
+use crate::tasks::Tasks;
+
 pub use raw::RawClient;
 
 pub const INSTANCE_LABEL: &str = "kube-sim.instance";
@@ -48,7 +50,8 @@ fn socket_path() -> Result<PathBuf, EngineError> {
 }
 
 impl Engine {
-    pub async fn connect(instance: String) -> Result<Self, EngineError> {
+    /// `tasks` runs the connections of the raw client.
+    pub async fn connect(instance: String, tasks: Tasks) -> Result<Self, EngineError> {
         let socket = socket_path()?;
         let docker =
             Docker::connect_with_unix(&socket.to_string_lossy(), 120, bollard::API_DEFAULT_VERSION)
@@ -57,7 +60,8 @@ impl Engine {
                 .await
                 .map_err(EngineError::Connect)?;
         let v = docker.client_version();
-        let raw = RawClient::new(&socket, &format!("{}.{}", v.major_version, v.minor_version));
+        let version = format!("{}.{}", v.major_version, v.minor_version);
+        let raw = RawClient::new(&socket, &version, tasks);
         Ok(Self {
             docker,
             raw,

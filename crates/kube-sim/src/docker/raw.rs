@@ -13,6 +13,8 @@ use hyper::{Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::UnixStream;
 
+use crate::tasks::Tasks;
+
 /// A hijacked, bidirectional stream to a process's stdio.
 pub type Hijacked = TokioIo<hyper::upgrade::Upgraded>;
 
@@ -36,13 +38,16 @@ pub enum RawError {
 pub struct RawClient {
     socket: PathBuf,
     version: String,
+    /// Drives each request's connection (past the upgrade, or while a body streams).
+    tasks: Tasks,
 }
 
 impl RawClient {
-    pub fn new(socket: &Path, version: &str) -> Self {
+    pub fn new(socket: &Path, version: &str, tasks: Tasks) -> Self {
         Self {
             socket: socket.to_owned(),
             version: version.to_owned(),
+            tasks,
         }
     }
 
@@ -58,7 +63,7 @@ impl RawClient {
                     source,
                 })?;
         let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let _ = connection.with_upgrades().await;
         });
         Ok(sender.send_request(request).await?)

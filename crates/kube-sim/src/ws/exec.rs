@@ -136,7 +136,7 @@ pub async fn exec(
         let engine = app.engine.clone();
         match stdio::exec(&engine, &target.docker_id, command, streams).await {
             Err(e) => {
-                let (writer, _incoming, task) = session::split(socket);
+                let (writer, _incoming, task) = session::split(socket, &app.tasks());
                 writer.finish(&exec_internal(&e.message())).await;
                 drop(writer);
                 let _ = task.await;
@@ -147,6 +147,7 @@ pub async fn exec(
                     streams,
                     terminal: Terminal::Exec(exec_id.clone()),
                     engine: engine.clone(),
+                    tasks: app.tasks(),
                 };
                 session::run(socket, bridge, io, || async move {
                     match stdio::exec_exit_code(&engine, &exec_id).await {
@@ -188,7 +189,7 @@ pub async fn attach(
         let engine = app.engine.clone();
         match stdio::attach(&engine, &target.docker_id, streams).await {
             Err(e) => {
-                let (writer, _incoming, task) = session::split(socket);
+                let (writer, _incoming, task) = session::split(socket, &app.tasks());
                 writer.finish(&exec_internal(&e.message())).await;
                 drop(writer);
                 let _ = task.await;
@@ -200,6 +201,7 @@ pub async fn attach(
                     streams,
                     terminal,
                     engine,
+                    tasks: app.tasks(),
                 };
                 session::run(socket, bridge, io, || async { exec_success() }).await;
             }

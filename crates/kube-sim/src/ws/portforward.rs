@@ -86,7 +86,8 @@ pub async fn portforward(
         Err(e) => return e.into_response(),
     };
     ws.on_upgrade(move |socket| async move {
-        let (writer, mut incoming, writer_task) = session::split(socket);
+        let tasks = app.tasks();
+        let (writer, mut incoming, writer_task) = session::split(socket, &tasks);
         let writer = Arc::new(writer);
         let mut stdins: Vec<Arc<Mutex<Option<WriteHalf<Hijacked>>>>> = Vec::new();
         let mut readers = Vec::new();
@@ -113,12 +114,12 @@ pub async fn portforward(
                 Ok((_, io)) => {
                     let (read, write) = tokio::io::split(io);
                     stdins.push(Arc::new(Mutex::new(Some(write))));
-                    readers.push(tokio::spawn(relay(read, writer.clone(), data, prefix)));
+                    readers.push(tasks.spawn(relay(read, writer.clone(), data, prefix)));
                 }
             }
         }
         let inputs = stdins.clone();
-        let input = tokio::spawn(async move {
+        let input = tasks.spawn(async move {
             while let Some(Ok(message)) = incoming.next().await {
                 let bytes = match &message {
                     Message::Binary(b) => b.to_vec(),

@@ -18,6 +18,7 @@ use crate::docker::frames::{Demuxer, Stream};
 use crate::docker::raw::Hijacked;
 use crate::docker::stdio::{self, Streams, Terminal};
 use crate::docker::Engine;
+use crate::tasks::Tasks;
 
 /// What the session is bridging.
 pub struct Bridge {
@@ -25,6 +26,8 @@ pub struct Bridge {
     pub streams: Streams,
     pub terminal: Terminal,
     pub engine: Arc<Engine>,
+    /// Runs the session's writer and input tasks.
+    pub tasks: Tasks,
 }
 
 /// Writes channel messages; owns the sending half of the socket.
@@ -69,9 +72,10 @@ impl Writer {
     }
 }
 
-/// Splits a socket into a writer task and the reading half.
+/// Splits a socket into a writer task (spawned on `tasks`) and the reading half.
 pub fn split(
     socket: WebSocket,
+    tasks: &Tasks,
 ) -> (
     Writer,
     futures_util::stream::SplitStream<WebSocket>,
@@ -79,7 +83,7 @@ pub fn split(
 ) {
     let (mut sink, stream) = socket.split();
     let (tx, mut rx) = mpsc::channel::<Message>(64);
-    let writer = tokio::spawn(async move {
+    let writer = tasks.spawn(async move {
         while let Some(message) = rx.recv().await {
             let closing = matches!(message, Message::Close(_));
             if sink.send(message).await.is_err() || closing {
@@ -96,13 +100,14 @@ pub async fn run<F>(socket: WebSocket, bridge: Bridge, io: Hijacked, status: imp
 where
     F: Future<Output = Value>,
 {
-    let (writer, mut incoming, writer_task) = split(socket);
     let Bridge {
         protocol,
         streams,
         terminal,
         engine,
+        tasks,
     } = bridge;
+    let (writer, mut incoming, writer_task) = split(socket, &tasks);
     let first = if streams.stdout {
         channel::STDOUT
     } else if streams.stderr {
@@ -117,7 +122,7 @@ where
     let input_engine = engine.clone();
     let input_ended = tokio_util::sync::CancellationToken::new();
     let ended = input_ended.clone();
-    let input = tokio::spawn(async move {
+    let input = tasks.spawn(async move {
         let _ended = ended.drop_guard();
         let mut resize = ResizeDecoder::default();
         let mut stdin_open = streams.stdin;
