@@ -10,6 +10,8 @@
 //! Used only by tests (`publish = false`). Depends on the core contracts and russh; must not
 //! depend on the server or on a real backend, so that any of them can use it in their tests.
 
+pub mod client;
 pub mod fake;
 
+pub use client::{ed25519_key, ExitOutcome, Output, Session, TestClient};
 pub use fake::{FakeBackend, FakeBackendBuilder, FakeContainer, OnConnect, Record, WaitTimedOut};
