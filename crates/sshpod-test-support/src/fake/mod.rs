@@ -48,6 +48,8 @@ mod container;
 mod process;
 mod programs;
 mod record;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeSet;
 use std::fmt;
