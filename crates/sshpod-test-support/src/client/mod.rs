@@ -5,6 +5,8 @@
 //! `tokio::time::timeout` where a test must not hang on a broken server.
 
 mod session;
+#[cfg(test)]
+mod tests;
 
 use std::sync::{Arc, Mutex, PoisonError};
 

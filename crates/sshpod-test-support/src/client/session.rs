@@ -124,8 +124,10 @@ impl Session {
         self.channel.signal(signal).await
     }
 
-    /// Closes the channel from this side; the server's close still arrives in the reads.
-    pub async fn close(&self) -> Result<(), russh::Error> {
+    /// Closes the channel from this side. Reads end at once afterwards: russh forgets a
+    /// channel it closed, so the server's answering close never arrives.
+    pub async fn close(&mut self) -> Result<(), russh::Error> {
+        self.closed = true;
         self.channel.close().await
     }
 
