@@ -6,6 +6,9 @@
 //!   server asked of it, and a test can script how `connect` behaves.
 //! - [`TestClient`] is a thin russh client with the calls tests make: log in, run a command,
 //!   drive an interactive session, forward a port.
+//! - [`TestGateway`] runs the real SSH server in-process on a free loopback port, with a
+//!   [`Recorder`] among its event subscribers, so tests can wait on and inspect every event and
+//!   every tapped byte.
 //!
 //! # Example
 //!
@@ -36,14 +39,19 @@
 //! # }
 //! ```
 //!
-//! Used only by tests (`publish = false`). Depends on the core contracts and russh; must not
-//! depend on the server or on a real backend, so that any of them can use it in their tests.
+//! Used only by tests (`publish = false`). The fake and the client depend on the core
+//! contracts and russh only; the gateway also on the server library (the server's own tests
+//! in `crates/sshpod/tests` use it as a dev-dependency).
 
 pub mod client;
 pub mod fake;
+pub mod gateway;
+pub mod recorder;
 
 pub use client::{ed25519_key, ExitOutcome, Output, Session, TestClient, TestClientHandler};
 pub use fake::{
     DialRecord, ExecRecord, FakeBackend, FakeBackendBuilder, FakeContainer, OnConnect, Record,
     WaitTimedOut,
 };
+pub use gateway::{TestGateway, PASSWORD};
+pub use recorder::{Recorded, Recorder};

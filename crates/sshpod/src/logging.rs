@@ -20,11 +20,10 @@ fn directive(level: LogLevel) -> &'static str {
 /// Installs the global subscriber. `SSHPOD_LOG` (EnvFilter syntax) overrides the level.
 pub(crate) fn init(config: &LogConfig) -> Result<()> {
     let filter = EnvFilter::try_from_env("SSHPOD_LOG").unwrap_or_else(|_| {
-        // Our crates at the configured level; dependencies only when they warn.
+        // Our crates at the configured level (a target matches by prefix, so `sshpod` covers
+        // every `sshpod_*` crate); dependencies only when they warn.
         let level = directive(config.level);
-        EnvFilter::new(format!(
-            "warn,sshpod={level},sshpod_docker={level},sshpod_auth={level},sshpod_core={level}"
-        ))
+        EnvFilter::new(format!("warn,sshpod={level}"))
     });
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     let result = match (config.destination, config.format) {

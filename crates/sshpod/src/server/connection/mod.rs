@@ -134,13 +134,17 @@ impl<B: Backend> ConnectionState<B> {
                             reason: r.err().map(|e| e.to_string()),
                         }),
                         () = self.token.cancelled() => {
+                            let reason = "the server is shutting down";
                             let _ = handle
                                 .disconnect(
                                     russh::Disconnect::ByApplication,
-                                    "the server is shutting down".to_owned(),
+                                    reason.to_owned(),
                                     String::new(),
                                 )
                                 .await;
+                            self.events.emit(EventKind::SessionEnded {
+                                reason: Some(reason.to_owned()),
+                            });
                         }
                     }
                 }
@@ -184,34 +188,46 @@ impl<B: Backend> ConnectionState<B> {
     /// container.
     async fn authenticate_then_provision(&self) -> Lifecycle {
         let config = &self.shared.config.ssh;
-        // Both deadlines run from the connection's start.
+        // Both deadlines run from the connection's start, side by side.
         let started = tokio::time::Instant::now();
-        let mut phase = self.phase.subscribe();
-        let requested = phase.wait_for(|p| {
-            !matches!(
-                p,
-                Phase::Authenticating {
-                    login_requested: false
-                }
-            )
-        });
-        if tokio::time::timeout_at(started + config.handshake_timeout, requested)
-            .await
-            .is_err()
-        {
-            self.events.emit(EventKind::HandshakeTimedOut);
-            return Lifecycle::TimedOut;
-        }
-        let logged_in = phase.wait_for(|p| !matches!(p, Phase::Authenticating { .. }));
-        let login =
-            match tokio::time::timeout_at(started + config.login_grace_time, logged_in).await {
-                Ok(Ok(p)) => p.login().cloned(),
-                Ok(Err(_)) => None,
-                Err(_) => {
-                    self.events.emit(EventKind::LoginGraceOver);
-                    return Lifecycle::TimedOut;
-                }
-            };
+        let mut requested = self.phase.subscribe();
+        let handshake = async {
+            let done = requested.wait_for(|p| {
+                !matches!(
+                    p,
+                    Phase::Authenticating {
+                        login_requested: false
+                    }
+                )
+            });
+            if tokio::time::timeout_at(started + config.handshake_timeout, done)
+                .await
+                .is_err()
+            {
+                return EventKind::HandshakeTimedOut;
+            }
+            std::future::pending().await
+        };
+        let mut logged_in = self.phase.subscribe();
+        let login = async {
+            let done = logged_in.wait_for(|p| !matches!(p, Phase::Authenticating { .. }));
+            match tokio::time::timeout_at(started + config.login_grace_time, done).await {
+                Ok(Ok(p)) => Ok(p.login().cloned()),
+                Ok(Err(_)) => Ok(None),
+                Err(_) => Err(EventKind::LoginGraceOver),
+            }
+        };
+        let login = tokio::select! {
+            timed_out = handshake => Err(timed_out),
+            login = login => login,
+        };
+        let login = match login {
+            Ok(login) => login,
+            Err(timed_out) => {
+                self.events.emit(timed_out);
+                return Lifecycle::TimedOut;
+            }
+        };
         if let Some(login) = login {
             self.provision(&login).await;
         }

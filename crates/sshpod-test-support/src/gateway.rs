@@ -1,0 +1,116 @@
+//! The SSH server in-process, on a free loopback port, with any backend (usually the
+//! [`FakeBackend`](crate::FakeBackend)) and a [`Recorder`] among its subscribers.
+//!
+//! Logins: the user `alice` with [`TestGateway::client_key`] (in `authorized_keys`) or the
+//! password [`PASSWORD`] (in an htpasswd file). A test changes the rest of the configuration
+//! in code, with [`TestGateway::start_with`].
+
+// Test support: a set-up that fails is a failed test, said loudly where it happens.
+#![allow(clippy::expect_used, clippy::panic)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use russh::keys::PrivateKey;
+use sshpod::server::{self, LogEvents, Server};
+use sshpod_core::{Backend, EventSink};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{ed25519_key, Recorder};
+
+/// `alice`'s password.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A running server.
+pub struct TestGateway {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Every event and tapped record.
+    pub recorder: Recorder,
+    client_key: PrivateKey,
+    shutdown: CancellationToken,
+    served: JoinHandle<()>,
+    _files: tempfile::TempDir,
+}
+
+impl TestGateway {
+    /// Starts a server for `backend` with the default test configuration.
+    pub async fn start<B: Backend>(backend: B) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// Starts a server for `backend`, with the test configuration as `configure` changes it.
+    pub async fn start_with<B: Backend>(
+        backend: B,
+        configure: impl FnOnce(&mut sshpod_config::Config),
+    ) -> Self {
+        let files = tempfile::tempdir().expect("a temporary directory");
+        let client_key = ed25519_key();
+        let authorized = files.path().join("alice");
+        std::fs::write(
+            &authorized,
+            client_key
+                .public_key()
+                .to_openssh()
+                .expect("an OpenSSH key"),
+        )
+        .expect("writing authorized_keys");
+        let htpasswd = files.path().join("htpasswd");
+        let hash = bcrypt::hash(PASSWORD, 4).expect("hashing");
+        std::fs::write(&htpasswd, format!("alice:{hash}\n")).expect("writing htpasswd");
+        let mut config = config(files.path(), &htpasswd);
+        configure(&mut config);
+        let host_key = ed25519_key();
+        let recorder = Recorder::default();
+        let subscribers: Vec<Arc<dyn EventSink>> =
+            vec![Arc::new(LogEvents), Arc::new(recorder.clone())];
+        let server = Server::new(
+            Arc::new(config),
+            backend,
+            vec![host_key],
+            Vec::new(),
+            subscribers,
+        )
+        .expect("a server");
+        let socket = server::bind("127.0.0.1:0".parse().expect("an address")).expect("binding");
+        let listener = server::listen(socket).expect("listening");
+        let addr = listener.local_addr().expect("an address");
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let served = tokio::spawn(async move { server.serve(listener, token).await });
+        Self {
+            addr,
+            recorder,
+            client_key,
+            shutdown,
+            served,
+            _files: files,
+        }
+    }
+
+    /// The key `alice` may log in with.
+    pub fn client_key(&self) -> &PrivateKey {
+        &self.client_key
+    }
+
+    /// Shuts the server down as SIGTERM would, and waits until it has.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.served.await;
+    }
+}
+
+/// The test configuration.
+fn config(dir: &Path, htpasswd: &Path) -> sshpod_config::Config {
+    let base = format!(
+        "ssh:\n  listen: 127.0.0.1:0\nauth:\n  publicKey:\n    method: authorizedKeys\n    authorizedKeys:\n      file: {}/%u\n  password:\n    method: htpasswd\n    htpasswd:\n      file: {}\n",
+        dir.display(),
+        htpasswd.display()
+    );
+    match sshpod_config::parse_str(&base, sshpod_config::Format::Yaml, "test configuration") {
+        Ok(loaded) => loaded.config,
+        Err(errors) => panic!("the test configuration is not valid:\n{errors}\n{base}"),
+    }
+}

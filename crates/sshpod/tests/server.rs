@@ -1,0 +1,473 @@
+//! The SSH server in-process, with a fake backend and a real SSH client (russh): login
+//! decisions, the phases of a connection, teardown, taps and the order of events. No
+//! container engine; each test takes milliseconds.
+
+// A test binary: its helpers unwrap as its tests do, a failure is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use sshpod_core::{
+    AuthMethod, ChannelKind, ChannelRefusal, Event, EventKind, ExitStatus, LoginRefusal,
+    RequestRefusal, Signal, TerminalSize,
+};
+use sshpod_test_support::{
+    ExitOutcome, FakeBackend, OnConnect, Recorded, TestClient, TestGateway, PASSWORD,
+};
+
+/// Generous: on a loaded machine, a login takes a few hundred milliseconds at worst.
+const DEADLINE: Duration = Duration::from_secs(20);
+
+/// The events' names, in order, for comparing sequences.
+fn names(events: &[Event]) -> Vec<&'static str> {
+    events.iter().map(|e| name(&e.kind)).collect()
+}
+
+fn name(kind: &EventKind) -> &'static str {
+    match kind {
+        EventKind::Connected => "connected",
+        EventKind::HandshakeTimedOut => "handshake timed out",
+        EventKind::LoginGraceOver => "login grace over",
+        EventKind::LoginRefused { .. } => "login refused",
+        EventKind::LoginUnavailable { .. } => "login unavailable",
+        EventKind::ConfigAnswerRejected { .. } => "config answer rejected",
+        EventKind::ConfigSectionsIgnored { .. } => "config sections ignored",
+        EventKind::CertificateAccepted { .. } => "certificate accepted",
+        EventKind::LoginRestricted { .. } => "login restricted",
+        EventKind::LoginAccepted { .. } => "login accepted",
+        EventKind::ContainerReady => "container ready",
+        EventKind::ContainerFailed { .. } => "container failed",
+        EventKind::ContainerRemoved => "container removed",
+        EventKind::ContainerRemovalFailed { .. } => "container removal failed",
+        EventKind::ChannelOpened { .. } => "channel opened",
+        EventKind::ChannelRefused { .. } => "channel refused",
+        EventKind::RequestRefused { .. } => "request refused",
+        EventKind::ProcessStarting { .. } => "process starting",
+        EventKind::ProcessFailed { .. } => "process failed",
+        EventKind::ProcessExited { .. } => "process exited",
+        EventKind::ExitStatusUnknown { .. } => "exit status unknown",
+        EventKind::ForwardFailed { .. } => "forward failed",
+        EventKind::SessionEnded { .. } => "session ended",
+        EventKind::Closed => "closed",
+        _ => "other",
+    }
+}
+
+async fn logged_in(gw: &TestGateway) -> TestClient {
+    let mut client = TestClient::connect(gw.addr, "alice").await.unwrap();
+    assert!(client.auth_publickey(gw.client_key()).await.unwrap());
+    client
+}
+
+/// Waits for the connection's last event and returns all of its events.
+async fn until_closed(gw: &TestGateway) -> Vec<Event> {
+    gw.recorder
+        .wait_for_events(DEADLINE, "the connection's end", |events| {
+            events.iter().any(|e| matches!(e.kind, EventKind::Closed))
+        })
+        .await
+}
+
+#[tokio::test]
+async fn a_key_login_runs_a_command_and_removes_its_container_once() {
+    let fake = FakeBackend::new();
+    let gw = TestGateway::start(fake.clone()).await;
+    let client = logged_in(&gw).await;
+    let output = client.exec("echo hello").await.unwrap();
+    assert_eq!(output.stdout_text(), "hello\n");
+    assert_eq!(output.exit, Some(ExitOutcome::Code(0)));
+    client.disconnect().await.unwrap();
+
+    let events = until_closed(&gw).await;
+    assert_eq!(
+        names(&events),
+        [
+            "connected",
+            "login accepted",
+            "container ready",
+            "channel opened",
+            "process starting",
+            "process exited",
+            "session ended",
+            "container removed",
+            "closed"
+        ]
+    );
+    let connection = events[0].connection;
+    for (i, event) in events.iter().enumerate() {
+        assert_eq!(event.seq, i as u64, "numbered from 0 without gaps");
+        assert_eq!(event.connection, connection);
+    }
+    assert_eq!(events[0].user, None, "no user before the login");
+    assert!(events[2..]
+        .iter()
+        .all(|e| e.user.as_deref() == Some("alice")));
+    assert!(matches!(
+        &events[1].kind,
+        EventKind::LoginAccepted { method: AuthMethod::PublicKey, authenticated, .. }
+            if authenticated == "alice"
+    ));
+    let channel = events[3]
+        .channel
+        .expect("a channel event names its channel");
+    assert!(events[3..6].iter().all(|e| e.channel == Some(channel)));
+    assert!(matches!(
+        events[5].kind,
+        EventKind::ProcessExited {
+            status: ExitStatus::Code(0)
+        }
+    ));
+    fake.wait_until_no_containers(DEADLINE).await.unwrap();
+    assert_eq!(fake.closes(connection), 1);
+    assert_eq!(fake.connects()[0].user, "alice");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_refused_and_makes_no_container() {
+    let fake = FakeBackend::new();
+    let gw = TestGateway::start(fake.clone()).await;
+    let mut client = TestClient::connect(gw.addr, "alice").await.unwrap();
+    assert!(!client.auth_password("wrong").await.unwrap());
+    let refused = gw
+        .recorder
+        .wait_for_event(DEADLINE, "a refusal", |k| {
+            matches!(k, EventKind::LoginRefused { .. })
+        })
+        .await;
+    assert!(matches!(
+        refused.kind,
+        EventKind::LoginRefused {
+            method: AuthMethod::Password,
+            reason: LoginRefusal::NotAccepted,
+            ..
+        }
+    ));
+    // A mistyped password may be typed again on the same connection.
+    assert!(client.auth_password(PASSWORD).await.unwrap());
+    client.disconnect().await.unwrap();
+    let events = until_closed(&gw).await;
+    assert_eq!(
+        names(&events),
+        [
+            "connected",
+            "login refused",
+            "login accepted",
+            "container ready",
+            "session ended",
+            "container removed",
+            "closed"
+        ]
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_user_is_refused_like_a_wrong_key() {
+    let fake = FakeBackend::new();
+    let gw = TestGateway::start(fake.clone()).await;
+    let mut client = TestClient::connect(gw.addr, "mallory").await.unwrap();
+    assert!(!client.auth_publickey(gw.client_key()).await.unwrap());
+    assert!(!client.auth_password(PASSWORD).await.unwrap());
+    client.disconnect().await.unwrap();
+    let events = until_closed(&gw).await;
+    assert!(!events
+        .iter()
+        .any(|e| matches!(e.kind, EventKind::LoginAccepted { .. })));
+    assert!(
+        fake.connects().is_empty(),
+        "no container for a refused login"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_container_that_fails_to_start_is_reported_to_each_session() {
+    let fake = FakeBackend::builder()
+        .on_connect(OnConnect::start_failure("no space left"))
+        .build();
+    let gw = TestGateway::start(fake.clone()).await;
+    let client = logged_in(&gw).await;
+    let output = client.exec("echo never").await.unwrap();
+    assert_eq!(output.stdout_text(), "");
+    assert!(
+        output
+            .stderr_text()
+            .starts_with("sshpod: cannot start your container"),
+        "{output:?}"
+    );
+    assert_eq!(output.exit, Some(ExitOutcome::Code(1)));
+    client.disconnect().await.unwrap();
+    let events = until_closed(&gw).await;
+    assert!(names(&events).contains(&"container failed"));
+    assert!(
+        !names(&events).contains(&"container removed"),
+        "nothing was made, so nothing is removed"
+    );
+    assert!(fake.record().closes.is_empty());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_while_its_container_is_made_still_gets_it_removed() {
+    let fake = FakeBackend::builder().on_connect(OnConnect::Hold).build();
+    let gw = TestGateway::start(fake.clone()).await;
+    let client = logged_in(&gw).await;
+    fake.wait_for_held_connects(1, DEADLINE).await.unwrap();
+    client.disconnect().await.unwrap();
+    gw.recorder
+        .wait_for_event(DEADLINE, "the session's end", |k| {
+            matches!(k, EventKind::SessionEnded { .. })
+        })
+        .await;
+    // The creation in flight is not abandoned: it finishes, then the container is removed.
+    fake.release();
+    let events = until_closed(&gw).await;
+    assert_eq!(
+        names(&events)[2..],
+        [
+            "session ended",
+            "container ready",
+            "container removed",
+            "closed"
+        ]
+    );
+    fake.wait_until_no_containers(DEADLINE).await.unwrap();
+    assert_eq!(fake.closes(events[0].connection), 1);
+    assert_eq!(fake.record().abandoned_connects, 0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn shutting_down_during_provisioning_waits_for_the_container_and_removes_it() {
+    let fake = FakeBackend::builder().on_connect(OnConnect::Hold).build();
+    let gw = TestGateway::start(fake.clone()).await;
+    let client = logged_in(&gw).await;
+    fake.wait_for_held_connects(1, DEADLINE).await.unwrap();
+    let recorder = gw.recorder.clone();
+    let stopping = tokio::spawn(gw.stop());
+    recorder
+        .wait_for_event(DEADLINE, "the session's end", |k| {
+            matches!(k, EventKind::SessionEnded { .. })
+        })
+        .await;
+    fake.release();
+    stopping.await.unwrap();
+    assert!(client.is_closed() || client.disconnect_reason().is_some());
+    fake.wait_until_no_containers(DEADLINE).await.unwrap();
+    let events = recorder.events();
+    assert_eq!(names(&events).last(), Some(&"closed"));
+    assert_eq!(fake.closes(events[0].connection), 1);
+}
+
+#[tokio::test]
+async fn taps_see_a_sessions_bytes_resizes_and_exit_in_order() {
+    let fake = FakeBackend::new();
+    let gw = TestGateway::start(fake.clone()).await;
+    let client = logged_in(&gw).await;
+    let mut session = client.open_session().await.unwrap();
+    assert!(session.request_pty("xterm", 80, 24).await.unwrap());
+    assert!(session.exec("tty").await.unwrap());
+    assert!(session.read_until_stdout_contains("cols=80").await.unwrap());
+    session.window_change(100, 30).await.unwrap();
+    assert!(session
+        .read_until_stdout_contains("resize 100x30")
+        .await
+        .unwrap());
+    session.signal(russh::Sig::TERM).await.unwrap();
+    let output = session.read_to_end().await.unwrap();
+    assert_eq!(output.exit, Some(ExitOutcome::Signal("TERM".into())));
+
+    let events = gw.recorder.events();
+    let opened = events
+        .iter()
+        .find(|e| matches!(e.kind, EventKind::ChannelOpened { .. }))
+        .unwrap();
+    let (connection, channel) = (opened.connection, opened.channel.unwrap());
+    let records = gw
+        .recorder
+        .wait_for_records(DEADLINE, connection, channel, |r| {
+            matches!(r.last(), Some(Recorded::Exit(_)))
+        })
+        .await;
+    let resize = records
+        .iter()
+        .position(|r| {
+            *r == Recorded::Resize(TerminalSize {
+                cols: 100,
+                rows: 30,
+            })
+        })
+        .expect("the resize is recorded");
+    let shown = |r: &Recorded, text: &str| match r {
+        Recorded::Output(d) => String::from_utf8_lossy(d).contains(text),
+        _ => false,
+    };
+    let first = records.iter().position(|r| shown(r, "cols=80")).unwrap();
+    let after = records
+        .iter()
+        .position(|r| shown(r, "resize 100x30"))
+        .unwrap();
+    assert!(first < resize && resize < after, "{records:?}");
+    let signal = records
+        .iter()
+        .position(|r| *r == Recorded::Signal(Signal::Term))
+        .unwrap();
+    assert!(after < signal);
+    assert_eq!(
+        records.last(),
+        Some(&Recorded::Exit(ExitStatus::Signal(Signal::Term)))
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn taps_see_input_and_stderr_of_a_session_without_a_terminal() {
+    let fake = FakeBackend::new();
+    let gw = TestGateway::start(fake.clone()).await;
+    let client = logged_in(&gw).await;
+    let mut session = client.open_session().await.unwrap();
+    assert!(session.exec("cat").await.unwrap());
+    session.write(b"typed").await.unwrap();
+    session.eof().await.unwrap();
+    let output = session.read_to_end().await.unwrap();
+    assert_eq!(output.stdout_text(), "typed");
+    let output = client.exec("stderr oops").await.unwrap();
+    assert_eq!(output.stderr_text(), "oops\n");
+
+    let events = gw.recorder.events();
+    let channels: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::ChannelOpened { .. }))
+        .map(|e| (e.connection, e.channel.unwrap()))
+        .collect();
+    let cat = gw
+        .recorder
+        .wait_for_records(DEADLINE, channels[0].0, channels[0].1, |r| {
+            matches!(r.last(), Some(Recorded::Exit(_)))
+        })
+        .await;
+    assert_eq!(
+        cat,
+        [
+            Recorded::Input(b"typed".to_vec()),
+            Recorded::Output(b"typed".to_vec()),
+            Recorded::Exit(ExitStatus::Code(0))
+        ]
+    );
+    let stderr = gw
+        .recorder
+        .wait_for_records(DEADLINE, channels[1].0, channels[1].1, |r| {
+            matches!(r.last(), Some(Recorded::Exit(_)))
+        })
+        .await;
+    assert_eq!(
+        stderr,
+        [
+            Recorded::ErrorOutput(b"oops\n".to_vec()),
+            Recorded::Exit(ExitStatus::Code(0))
+        ]
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_forwarded_channel_is_tapped_both_ways() {
+    let fake = FakeBackend::new();
+    let gw = TestGateway::start(fake.clone()).await;
+    let client = logged_in(&gw).await;
+    let mut stream = client.direct_tcpip("localhost", 8080).await.unwrap();
+    stream.write_all(b"ping").await.unwrap();
+    let mut echoed = [0u8; 4];
+    stream.read_exact(&mut echoed).await.unwrap();
+    assert_eq!(&echoed, b"ping");
+
+    let opened = gw
+        .recorder
+        .wait_for_event(DEADLINE, "the forward", |k| {
+            matches!(
+                k,
+                EventKind::ChannelOpened {
+                    kind: ChannelKind::DirectTcpip { .. }
+                }
+            )
+        })
+        .await;
+    let id = opened.channel.expect("a channel event names its channel");
+    let records = gw
+        .recorder
+        .wait_for_records(DEADLINE, opened.connection, id, |r| r.len() >= 2)
+        .await;
+    assert_eq!(
+        records,
+        [
+            Recorded::Input(b"ping".to_vec()),
+            Recorded::Output(b"ping".to_vec())
+        ]
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn sessions_over_max_sessions_are_refused() {
+    let fake = FakeBackend::new();
+    let gw = TestGateway::start_with(fake.clone(), |c| c.ssh.max_sessions = 1).await;
+    let client = logged_in(&gw).await;
+    let mut first = client.open_session().await.unwrap();
+    assert!(first.exec("cat").await.unwrap());
+    assert!(client.open_session().await.is_err(), "a second session");
+    let refused = gw
+        .recorder
+        .wait_for_event(DEADLINE, "the refusal", |k| {
+            matches!(k, EventKind::ChannelRefused { .. })
+        })
+        .await;
+    assert!(matches!(
+        refused.kind,
+        EventKind::ChannelRefused {
+            kind: ChannelKind::Session,
+            reason: ChannelRefusal::MaxSessions(1)
+        }
+    ));
+    first.eof().await.unwrap();
+    first.read_to_end().await.unwrap();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_subsystems_and_unoffered_forwarding_are_refused_as_events() {
+    let fake = FakeBackend::new();
+    let gw = TestGateway::start(fake.clone()).await;
+    let client = logged_in(&gw).await;
+    let mut session = client.open_session().await.unwrap();
+    assert!(!session.subsystem("nonesuch").await.unwrap());
+    gw.recorder
+        .wait_for_event(DEADLINE, "the refusal", |k| {
+            matches!(
+                k,
+                EventKind::RequestRefused {
+                    reason: RequestRefusal::UnknownSubsystem(name)
+                } if name == "nonesuch"
+            )
+        })
+        .await;
+    assert!(fake.execs().is_empty(), "nothing ran");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_logs_in_is_dropped_at_the_login_grace_time() {
+    let fake = FakeBackend::new();
+    let gw = TestGateway::start_with(fake.clone(), |c| {
+        c.ssh.login_grace_time = Duration::from_millis(300);
+    })
+    .await;
+    let client = TestClient::connect(gw.addr, "alice").await.unwrap();
+    let events = until_closed(&gw).await;
+    assert_eq!(names(&events), ["connected", "login grace over", "closed"]);
+    assert!(fake.connects().is_empty());
+    drop(client);
+    gw.stop().await;
+}
