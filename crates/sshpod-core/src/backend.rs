@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::{ConnectionId, Process, ProcessSpec};
+use crate::{BackendError, ConnectionId, Process, ProcessSpec};
 
 /// What a backend knows about the connection it serves.
 #[derive(Debug, Clone)]
@@ -110,84 +110,4 @@ pub trait Container: Send + Sync + 'static {
 
     /// Tears the container down. Called once, when the connection ends.
     fn close(&self) -> impl Future<Output = Result<(), BackendError>> + Send;
-}
-
-/// Why a backend operation failed. `Display` is short and safe to show to the SSH user;
-/// the cause (for the log) is in `source()`.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BackendError {
-    /// The image is not on the engine and could not be pulled.
-    #[error("cannot start your container: image `{image}` is not available on this server")]
-    ImageUnavailable {
-        /// The image reference from the configuration.
-        image: String,
-        /// What the engine said.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// The container could not be created or started.
-    #[error("cannot start your container (image `{image}`): {reason}")]
-    StartContainer {
-        /// The image reference from the configuration.
-        image: String,
-        /// A short reason fit for the user.
-        reason: String,
-        /// What the engine said.
-        #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
-    },
-    /// The container did not become ready within the configured time.
-    #[error("cannot start your container (image `{image}`): it did not start within {seconds} s")]
-    StartTimeout {
-        /// The image reference from the configuration.
-        image: String,
-        /// The configured limit.
-        seconds: u64,
-    },
-    /// The container engine could not be reached or answered with an error.
-    #[error("the container engine is unavailable")]
-    Engine(#[source] Box<dyn std::error::Error + Send + Sync>),
-    /// A process could not be started.
-    #[error("cannot run `{program}` in your container")]
-    Exec {
-        /// The program that was asked for.
-        program: String,
-        /// What the engine said.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// A file the login brought (webhook `files`) could not be put into the container.
-    #[error("cannot write {path} in your container")]
-    WriteFile {
-        /// Where the file was to go (several, comma-separated, when written at once).
-        path: String,
-        /// What the engine said.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
-    /// The backend's own settings cannot be used (an unreadable certificate, say). Reported at
-    /// start-up, never to SSH users.
-    #[error("{setting}: {reason}")]
-    Settings {
-        /// The configuration key, such as `docker.connection.cacert`.
-        setting: &'static str,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The request is not possible in this configuration (for example, port forwarding in
-    /// session mode, or an unknown subsystem).
-    #[error("{0}")]
-    Unsupported(String),
-    /// Dialling a port inside the container failed.
-    #[error("cannot connect to {host}:{port} inside your container")]
-    Dial {
-        /// The host asked for.
-        host: String,
-        /// The port asked for.
-        port: u16,
-        /// The cause.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
 }

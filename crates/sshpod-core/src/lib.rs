@@ -7,22 +7,34 @@
 //! subscribers as [`Event`]s, and the bytes of its channels pass their [`ChannelTap`]s. This
 //! crate must not depend on russh, bollard, kube or any other heavy library, so every backend
 //! and the server can depend on it; it depends only on the configuration types (a connection
-//! may carry its own configuration).
+//! may carry its own configuration) and on tokio and tokio-util for the [`Lifecycle`] every
+//! long-lived part runs on.
+//!
+//! Helpers the backends share live here too, one copy each: [`labels`], the
+//! [`CommandTable`] that turns a session's [`Command`] into argv, [`is_env_name`], and the
+//! [`wrapper`] every process starts through.
 
 mod backend;
+mod command;
+mod error;
 pub mod event;
 mod ids;
+pub mod labels;
+mod lifecycle;
 mod process;
 mod read_buffer;
 pub mod tap;
 pub mod wrapper;
 
-pub use backend::{Backend, BackendError, ConnectionContext, Container, ContainerFile};
+pub use backend::{Backend, ConnectionContext, Container, ContainerFile};
+pub use command::{is_env_name, CommandPolicy, CommandTable};
+pub use error::{BackendError, Deadline, NotPossible, Vanished};
 pub use event::{
     AuthMethod, ChannelKind, ChannelRefusal, Event, EventKind, EventSink, LoginRefusal,
     RequestRefusal,
 };
 pub use ids::ConnectionId;
+pub use lifecycle::Lifecycle;
 pub use process::{
     BoxFuture, Command, ExitStatus, Process, ProcessControl, ProcessSpec, Signal, TerminalSize,
     TtySpec,

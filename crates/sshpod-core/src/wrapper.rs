@@ -8,7 +8,7 @@
 
 use std::sync::Mutex;
 
-use crate::{BackendError, ExitStatus, Signal, TtySpec};
+use crate::{is_env_name, BackendError, ExitStatus, Signal, TtySpec};
 
 /// The signal sshpod last delivered to a process, so that its end is reported as that
 /// signal rather than as the shell's 128+N exit code (see [`exit_status`]).
@@ -26,10 +26,10 @@ impl DeliveredSignal {
     /// Takes the exit code of [`kill_argv`] run for `signal`: 0 means delivered.
     pub fn record_kill(&self, kill_code: i64, signal: Signal) -> Result<(), BackendError> {
         if kill_code != 0 {
-            return Err(BackendError::Unsupported(format!(
-                "could not deliver {} to the process",
-                signal.name()
-            )));
+            return Err(BackendError::SignalNotDelivered {
+                signal,
+                kill_exit_code: kill_code,
+            });
         }
         self.mark(signal);
         Ok(())
@@ -128,15 +128,6 @@ pub fn exit_status(code: i64, delivered: Option<Signal>) -> ExitStatus {
         }
     }
     ExitStatus::Code(u32::try_from(code).unwrap_or(255))
-}
-
-/// True for names a POSIX shell accepts in `export NAME=...`.
-pub fn is_env_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Single-quotes `value` for the shell.

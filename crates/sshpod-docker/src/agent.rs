@@ -33,10 +33,11 @@ fn archive() -> std::io::Result<Vec<u8>> {
 
 /// Copies the helper into the container.
 pub(crate) async fn install(engine: &Engine, container_id: &str) -> Result<(), BackendError> {
-    let unsupported = |why: String| {
-        BackendError::Unsupported(format!("port forwarding is not available here: {why}"))
+    let refused = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Refused {
+        what: "installing the port forwarding helper",
+        source,
     };
-    let tar = archive().map_err(|e| unsupported(e.to_string()))?;
+    let tar = archive().map_err(|e| refused(Box::new(e)))?;
     let options = UploadToContainerOptions {
         path: "/".to_owned(),
         ..Default::default()
@@ -54,7 +55,7 @@ pub(crate) async fn install(engine: &Engine, container_id: &str) -> Result<(), B
                 error = &e as &dyn std::error::Error,
                 "installing the forwarding helper"
             );
-            unsupported("the helper could not be copied into the container".to_owned())
+            refused(Box::new(e))
         })
 }
 

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use bollard::query_parameters::{RemoveContainerOptions, StartContainerOptions};
-use sshpod_core::{BackendError, Command, ConnectionContext, Process, ProcessSpec};
+use sshpod_core::{BackendError, ConnectionContext, Process, ProcessSpec};
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::agent;
@@ -90,18 +90,9 @@ impl ConnectionContainer {
         }
     }
 
-    /// The engine's id of this container.
-    pub fn id(&self) -> &str {
-        &self.id
-    }
-
     pub(crate) async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
         let argv = self.settings.argv(&spec.command)?;
-        let program_for_errors = match &spec.command {
-            Command::Shell => "your shell".to_owned(),
-            Command::Exec(c) => c.clone(),
-            Command::Subsystem(s) => format!("the {s} subsystem"),
-        };
+        let program_for_errors = spec.command.describe();
         exec::start(
             &self.engine,
             ExecRequest {

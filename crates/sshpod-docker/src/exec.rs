@@ -10,7 +10,8 @@ use std::time::Duration;
 use bollard::exec::{CreateExecOptions, ResizeExecOptions};
 use sshpod_core::wrapper::{kill_argv, pid_file_name, wrap_argv_after, DeliveredSignal};
 use sshpod_core::{
-    BackendError, BoxFuture, ExitStatus, Process, ProcessControl, Signal, TerminalSize, TtySpec,
+    BackendError, BoxFuture, Deadline, ExitStatus, Process, ProcessControl, Signal, TerminalSize,
+    TtySpec, Vanished,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::task::JoinHandle;
@@ -329,9 +330,9 @@ pub(crate) async fn wait_exec_exit(
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
             }) => {
-                return Err(BackendError::Unsupported(
-                    "your container stopped while the command ran".to_owned(),
-                ))
+                return Err(BackendError::Gone {
+                    what: Vanished::ContainerStopped,
+                })
             }
             Err(e) => return Err(BackendError::Engine(Box::new(e))),
         };
@@ -339,9 +340,10 @@ pub(crate) async fn wait_exec_exit(
             return Ok(info.exit_code.unwrap_or(255));
         }
         if tokio::time::Instant::now() + pause > deadline {
-            return Err(BackendError::Unsupported(
-                "the process's exit status could not be read in time".to_owned(),
-            ));
+            return Err(BackendError::Timeout {
+                what: Deadline::ExitStatus,
+                after: timeout,
+            });
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(200));
@@ -389,8 +391,9 @@ pub(crate) async fn run_to_completion(
     };
     match tokio::time::timeout(timeout, work).await {
         Ok(r) => r,
-        Err(_) => Err(BackendError::Unsupported(format!(
-            "`{program}` did not finish in time"
-        ))),
+        Err(_) => Err(BackendError::Timeout {
+            what: Deadline::Command { program },
+            after: timeout,
+        }),
     }
 }

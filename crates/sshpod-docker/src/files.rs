@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use bollard::exec::CreateExecOptions;
-use sshpod_core::{BackendError, ContainerFile};
+use sshpod_core::{BackendError, ContainerFile, Deadline};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::engine::Engine;
@@ -26,10 +26,12 @@ pub(crate) async fn write_all(
         match tokio::time::timeout(timeout, write_one(engine, container_id, file, timeout)).await {
             Ok(result) => result?,
             Err(_) => {
-                return Err(BackendError::Unsupported(format!(
-                    "the file {} could not be written in time",
-                    file.path
-                )))
+                return Err(BackendError::Timeout {
+                    what: Deadline::WriteFile {
+                        path: file.path.clone(),
+                    },
+                    after: timeout,
+                })
             }
         }
     }
@@ -85,10 +87,7 @@ async fn write_one(
     fed.map_err(|e| failed(Box::new(e)))?;
     match wait_exec_exit(engine, &created.id, timeout).await? {
         0 => Ok(()),
-        code => Err(BackendError::Unsupported(format!(
-            "the file {} could not be written (exit status {code})",
-            file.path
-        ))),
+        code => Err(failed(Box::new(HelperExit(code)))),
     }
 }
 
@@ -139,3 +138,9 @@ fn archive(files: &[ContainerFile]) -> std::io::Result<Vec<u8>> {
     }
     builder.into_inner()
 }
+
+/// The file-writing helper ran but failed (no space, a read-only path, ...): its exit
+/// status, as the cause of a [`BackendError::WriteFile`].
+#[derive(Debug, thiserror::Error)]
+#[error("the helper writing the file exited with status {0}")]
+struct HelperExit(i64);

@@ -2,7 +2,9 @@
 //! engine, reached through its API over a Unix socket or TCP.
 //!
 //! Implements `sshpod_core::Backend`. Depends on bollard and the core contracts; must not
-//! depend on SSH libraries or on other backends.
+//! depend on SSH libraries or on other backends. Its background work (closing a container
+//! that started too late, answering late opens of a FIFO) runs on a child of the process's
+//! [`Lifecycle`], which [`Backend::shutdown`] waits for.
 
 mod agent;
 mod container;
@@ -13,7 +15,6 @@ mod exec;
 mod files;
 mod hijack;
 mod image;
-pub mod labels;
 mod local_streams;
 mod orphans;
 mod session;
@@ -25,11 +26,15 @@ use std::sync::Arc;
 
 use bollard::Docker;
 use sshpod_config::{DockerConfig, ExecutionMode};
-use sshpod_core::{Backend, BackendError, ConnectionContext, Container, Process, ProcessSpec};
+use sshpod_core::{
+    Backend, BackendError, ConnectionContext, Container, Lifecycle, NotPossible, Process,
+    ProcessSpec,
+};
 
-pub use container::ConnectionContainer;
-pub use session::SessionContainers;
 pub use stream::ExecStream;
+
+use container::ConnectionContainer;
+use session::SessionContainers;
 
 use engine::Engine;
 use hijack::EngineAddress;
@@ -41,11 +46,18 @@ pub struct DockerBackend {
     settings: Arc<Settings>,
     /// This process's identity on the engine (the `sshpod.instance` label).
     instance: String,
+    /// Where the backend's background work runs (a child of the process's).
+    lifecycle: Lifecycle,
 }
 
 impl DockerBackend {
     /// Connects to the engine named in the configuration and negotiates the API version.
-    pub async fn connect(config: &DockerConfig) -> Result<Self, BackendError> {
+    /// Background work runs on a child of `lifecycle`.
+    pub async fn connect(
+        config: &DockerConfig,
+        lifecycle: &Lifecycle,
+    ) -> Result<Self, BackendError> {
+        let lifecycle = lifecycle.child();
         let host = config.connection.host.as_str();
         // One timeout covers every request of the client, container creation included. An
         // engine busy starting many containers answers a create slowly, and that must not fail
@@ -56,8 +68,9 @@ impl DockerBackend {
             .max(config.timeouts.container_start)
             .as_secs()
             .max(1);
-        let address = EngineAddress::parse(host).ok_or_else(|| {
-            BackendError::Unsupported(format!("unsupported Docker host `{host}`"))
+        let address = EngineAddress::parse(host).ok_or_else(|| BackendError::Settings {
+            setting: "docker.connection.host",
+            reason: format!("unsupported Docker host `{host}`"),
         })?;
         let address = match address {
             EngineAddress::Tcp(authority) if config.connection.uses_tls() => {
@@ -92,7 +105,11 @@ impl DockerBackend {
             .map_err(|e| BackendError::Engine(Box::new(e)))?;
         let instance = hex::encode(rand::random::<[u8; 8]>());
         let local_streams = match &address {
-            EngineAddress::Unix(_) => local_streams(&config.connection.stream_directory, &instance),
+            EngineAddress::Unix(_) => local_streams(
+                &config.connection.stream_directory,
+                &instance,
+                lifecycle.clone(),
+            ),
             EngineAddress::Tcp(_) | EngineAddress::Tls(..) => None,
         };
         Ok(Self {
@@ -104,6 +121,7 @@ impl DockerBackend {
             ),
             settings: Arc::new(Settings::from_config(config)),
             instance,
+            lifecycle,
         })
     }
 
@@ -126,7 +144,7 @@ impl Backend for DockerBackend {
         // On a task of its own, so that giving up on it here does not drop an engine request
         // half-way: a create the engine completes after we stopped waiting would leave a
         // container nobody knows about.
-        let mut work = tokio::spawn(start_within(
+        let mut work = self.lifecycle.spawn(start_within(
             limit * 2,
             self.engine.clone(),
             Arc::clone(&settings),
@@ -137,7 +155,8 @@ impl Backend for DockerBackend {
             Ok(joined) => joined.map_err(|e| BackendError::Engine(Box::new(e)))?,
             Err(_) => {
                 // Failed work cleans up after itself; work that succeeds late is closed.
-                tokio::spawn(async move {
+                // Not cancelled at shutdown, which waits for it: the container must go.
+                self.lifecycle.spawn(async move {
                     if let Ok(Ok(late)) = work.await {
                         let _ = late.close().await;
                     }
@@ -155,15 +174,27 @@ impl Backend for DockerBackend {
         )
         .await
     }
+
+    /// Stops what waits on processes that have ended, then waits for every task of the
+    /// backend: a late start's cleanup runs to its end (bounded by twice
+    /// `timeouts.containerStart`), so no container is left behind.
+    async fn shutdown(&self) {
+        self.lifecycle.cancel();
+        self.lifecycle.wait().await;
+    }
 }
 
 /// The stream directory for an engine on this machine, unless turned off or unusable (then
 /// streams go through the engine, as they do for a remote engine).
-fn local_streams(directory: &str, instance: &str) -> Option<local_streams::StreamRoot> {
+fn local_streams(
+    directory: &str,
+    instance: &str,
+    lifecycle: Lifecycle,
+) -> Option<local_streams::StreamRoot> {
     if directory.is_empty() {
         return None;
     }
-    match local_streams::StreamRoot::prepare(std::path::Path::new(directory), instance) {
+    match local_streams::StreamRoot::prepare(std::path::Path::new(directory), instance, lifecycle) {
         Ok(root) => Some(root),
         Err(e) => {
             tracing::warn!(
@@ -186,16 +217,16 @@ async fn start_within(
     instance: String,
 ) -> Result<DockerContainer, BackendError> {
     let start = async {
-        Ok(match settings.mode {
-            ExecutionMode::Connection => DockerContainer::Connection(
+        Ok(DockerContainer(match settings.mode {
+            ExecutionMode::Connection => Mode::Connection(
                 ConnectionContainer::start(engine.clone(), Arc::clone(&settings), &ctx, &instance)
                     .await?,
             ),
-            ExecutionMode::Session => DockerContainer::Session(
+            ExecutionMode::Session => Mode::Session(
                 SessionContainers::new(engine.clone(), Arc::clone(&settings), &ctx, &instance)
                     .await?,
             ),
-        })
+        }))
     };
     match tokio::time::timeout(deadline, start).await {
         Ok(started) => started,
@@ -207,7 +238,10 @@ async fn start_within(
 }
 
 /// The container(s) of one connection.
-pub enum DockerContainer {
+pub struct DockerContainer(Mode);
+
+/// The container(s) of one connection, by execution mode.
+enum Mode {
     /// Connection mode: one container, sessions exec into it.
     Connection(ConnectionContainer),
     /// Session mode: a container per session.
@@ -218,25 +252,23 @@ impl Container for DockerContainer {
     type Stream = ExecStream;
 
     async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
-        match self {
-            DockerContainer::Connection(c) => c.exec(spec).await,
-            DockerContainer::Session(s) => s.exec(spec).await,
+        match &self.0 {
+            Mode::Connection(c) => c.exec(spec).await,
+            Mode::Session(s) => s.exec(spec).await,
         }
     }
 
     async fn dial(&self, host: &str, port: u16) -> Result<ExecStream, BackendError> {
-        match self {
-            DockerContainer::Connection(c) => c.dial(host, port).await,
-            DockerContainer::Session(_) => Err(BackendError::Unsupported(
-                "port forwarding is not available in session mode".to_owned(),
-            )),
+        match &self.0 {
+            Mode::Connection(c) => c.dial(host, port).await,
+            Mode::Session(_) => Err(NotPossible::ForwardingInSessionMode.into()),
         }
     }
 
     async fn close(&self) -> Result<(), BackendError> {
-        match self {
-            DockerContainer::Connection(c) => c.close().await,
-            DockerContainer::Session(s) => s.close().await,
+        match &self.0 {
+            Mode::Connection(c) => c.close().await,
+            Mode::Session(s) => s.close().await,
         }
     }
 }

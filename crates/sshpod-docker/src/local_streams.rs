@@ -28,6 +28,7 @@ use std::time::Duration;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use nix::fcntl::{Flock, FlockArg, OFlag};
 use nix::sys::stat::Mode;
+use sshpod_core::Lifecycle;
 use tokio::io::AsyncReadExt;
 use tokio::net::unix::pipe;
 
@@ -53,6 +54,8 @@ pub(crate) struct StreamRoot {
     /// An exclusive lock on the directory: the sign, to other instances sharing `ROOT`, that
     /// this one is alive. The kernel drops it when the process ends, however it ends.
     _alive: Flock<File>,
+    /// Where the tasks that outlive a process's [`Stdin`] run.
+    lifecycle: Lifecycle,
 }
 
 impl StreamRoot {
@@ -60,7 +63,7 @@ impl StreamRoot {
     /// that died. The instance directory is mode 0700: the engine (root) resolves the mount
     /// source, containers see only their own connection's directory (0711), and other users
     /// of this machine cannot reach any FIFO.
-    pub(crate) fn prepare(root: &Path, instance: &str) -> io::Result<Self> {
+    pub(crate) fn prepare(root: &Path, instance: &str, lifecycle: Lifecycle) -> io::Result<Self> {
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o711)
@@ -91,6 +94,7 @@ impl StreamRoot {
                 usable: AtomicBool::new(true),
                 proven: AtomicBool::new(false),
                 _alive: alive,
+                lifecycle,
             }),
             Err(e) => {
                 let _ = std::fs::remove_dir(&staging);
@@ -143,7 +147,10 @@ impl StreamRoot {
         }
         let path = self.path.join(connection_id);
         match make_dir(&path, 0o711) {
-            Ok(()) => Some(ConnectionDir { path }),
+            Ok(()) => Some(ConnectionDir {
+                path,
+                lifecycle: self.lifecycle.clone(),
+            }),
             Err(e) => {
                 tracing::warn!(
                     directory = %path.display(),
@@ -265,6 +272,7 @@ fn stream_mount(body: &ContainerCreateBody) -> Option<&str> {
 #[derive(Debug)]
 pub(crate) struct ConnectionDir {
     path: PathBuf,
+    lifecycle: Lifecycle,
 }
 
 impl ConnectionDir {
@@ -309,6 +317,7 @@ impl ConnectionDir {
             _stdin_hold: stdin_hold,
             stdout,
             _stdout_hold: stdout_hold,
+            lifecycle: self.lifecycle.clone(),
         })
     }
 }
@@ -338,6 +347,7 @@ pub(crate) struct Fifos {
     stdout: pipe::Receiver,
     /// Keeps the reader from seeing EOF before the shell has opened its end.
     _stdout_hold: File,
+    lifecycle: Lifecycle,
 }
 
 /// The FIFOs' names, unlinked when dropped.
@@ -371,6 +381,8 @@ pub(crate) struct Stdin {
     sender: pipe::Sender,
     /// The FIFO itself (`O_PATH`), to open writers on once its name is gone.
     fifo: Option<File>,
+    /// Where the answering of late opens runs, and what stops it at shutdown.
+    lifecycle: Lifecycle,
 }
 
 /// How often late opens of `/dev/stdin` are answered: soon after EOF, then less often.
@@ -379,17 +391,21 @@ const ANSWER_EVERY: Duration = Duration::from_millis(200);
 
 impl Drop for Stdin {
     fn drop(&mut self) {
-        let (Some(fifo), Ok(runtime)) = (self.fifo.take(), tokio::runtime::Handle::try_current())
+        let (Some(fifo), Ok(_runtime)) = (self.fifo.take(), tokio::runtime::Handle::try_current())
         else {
             return;
         };
-        runtime.spawn(async move {
+        let stop = self.lifecycle.token().clone();
+        self.lifecycle.spawn(async move {
             let path = format!("/proc/self/fd/{}", fifo.as_raw_fd());
             let mut pause = FIRST_ANSWER;
             // Opening fails (ENXIO) once no reader is left: the process and its children
-            // are done with their input.
+            // are done with their input. At shutdown the containers are gone anyway.
             while answer_late_opens(&path).is_ok() {
-                tokio::time::sleep(pause).await;
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(pause) => {}
+                }
                 pause = (pause * 2).min(ANSWER_EVERY);
             }
         });
@@ -469,6 +485,7 @@ impl Fifos {
             stdin: Stdin {
                 sender,
                 fifo: Some(fifo),
+                lifecycle: self.lifecycle,
             },
             stdout: self.stdout,
         })
@@ -511,7 +528,7 @@ mod tests {
     /// (drop them in this order: the root outlives the connection).
     fn connection_dir() -> (tempfile::TempDir, StreamRoot, ConnectionDir) {
         let tmp = tempfile::tempdir().unwrap();
-        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
+        let root = StreamRoot::prepare(tmp.path(), "a1", Lifecycle::new()).unwrap();
         let dir = root.for_connection("c1").unwrap();
         (tmp, root, dir)
     }
@@ -584,7 +601,7 @@ mod tests {
     #[test]
     fn directories_go_with_their_connection_and_their_instance() {
         let tmp = tempfile::tempdir().unwrap();
-        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
+        let root = StreamRoot::prepare(tmp.path(), "a1", Lifecycle::new()).unwrap();
         let dir = root.for_connection("gone").unwrap();
         let path = dir.path.clone();
         drop(dir);
@@ -598,13 +615,13 @@ mod tests {
     #[test]
     fn start_up_removes_what_dead_instances_left_and_nothing_else() {
         let tmp = tempfile::tempdir().unwrap();
-        let live = StreamRoot::prepare(tmp.path(), "11").unwrap();
+        let live = StreamRoot::prepare(tmp.path(), "11", Lifecycle::new()).unwrap();
         let live_connection = live.for_connection("c1").unwrap();
         std::fs::create_dir_all(tmp.path().join("sshpod-22/c2")).unwrap();
         std::fs::create_dir(tmp.path().join("sshpod-not-an-id")).unwrap();
         std::fs::create_dir(tmp.path().join("operator-files")).unwrap();
 
-        let _new = StreamRoot::prepare(tmp.path(), "33").unwrap();
+        let _new = StreamRoot::prepare(tmp.path(), "33", Lifecycle::new()).unwrap();
         assert!(
             !tmp.path().join("sshpod-22").exists(),
             "unlocked: its instance died"
@@ -620,7 +637,7 @@ mod tests {
     #[test]
     fn a_refused_mount_is_recognised_and_taken_out() {
         let tmp = tempfile::tempdir().unwrap();
-        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
+        let root = StreamRoot::prepare(tmp.path(), "a1", Lifecycle::new()).unwrap();
         let dir = root.for_connection("c1").unwrap();
         let mut body = ContainerCreateBody::default();
         dir.mount_into(&mut body);
@@ -688,7 +705,7 @@ mod tests {
     #[test]
     fn only_sshpod_can_reach_an_instance_and_a_shared_root_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
-        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
+        let root = StreamRoot::prepare(tmp.path(), "a1", Lifecycle::new()).unwrap();
         let mode = std::fs::metadata(&root.path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
         let dir = root.for_connection("c1").unwrap();
@@ -698,7 +715,7 @@ mod tests {
         let shared = tmp.path().join("shared");
         std::fs::create_dir(&shared).unwrap();
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
-        let refused = StreamRoot::prepare(&shared, "b2").unwrap_err();
+        let refused = StreamRoot::prepare(&shared, "b2", Lifecycle::new()).unwrap_err();
         assert_eq!(refused.kind(), io::ErrorKind::PermissionDenied);
         assert_eq!(
             std::fs::read_dir(&shared).unwrap().count(),
@@ -710,11 +727,11 @@ mod tests {
     #[test]
     fn one_container_cannot_turn_local_streams_off_once_they_worked() {
         let tmp = tempfile::tempdir().unwrap();
-        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
+        let root = StreamRoot::prepare(tmp.path(), "a1", Lifecycle::new()).unwrap();
         root.mark_proven();
         root.fifos_unreachable();
         assert!(root.usable());
-        let fresh = StreamRoot::prepare(&tmp.path().join("other"), "a2").unwrap();
+        let fresh = StreamRoot::prepare(&tmp.path().join("other"), "a2", Lifecycle::new()).unwrap();
         fresh.fifos_unreachable();
         assert!(
             !fresh.usable(),
@@ -725,7 +742,7 @@ mod tests {
     #[test]
     fn a_root_the_engine_does_not_see_gives_no_more_directories() {
         let tmp = tempfile::tempdir().unwrap();
-        let root = StreamRoot::prepare(tmp.path(), "a1").unwrap();
+        let root = StreamRoot::prepare(tmp.path(), "a1", Lifecycle::new()).unwrap();
         root.mark_not_visible();
         assert!(!root.usable());
         assert!(root.for_connection("c1").is_none());

@@ -13,7 +13,7 @@ use sshpod_core::BackendError;
 
 use crate::container::remove;
 use crate::engine::Engine;
-use crate::labels;
+use sshpod_core::labels;
 
 /// Removes the orphans and returns how many there were.
 ///

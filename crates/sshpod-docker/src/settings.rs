@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
 use sshpod_config::{DockerConfig, ExecutionMode, ImagePullPolicy};
-use sshpod_core::{BackendError, Command, ConnectionContext, TtySpec};
-
-use crate::labels;
+use sshpod_core::{
+    labels, BackendError, Command, CommandPolicy, CommandTable, ConnectionContext, TtySpec,
+};
 
 pub(crate) use sshpod_config::ImagePullPolicy as PullPolicy;
 
@@ -169,7 +169,8 @@ impl Settings {
     pub(crate) fn container_name(&self, ctx: &ConnectionContext) -> String {
         if self.container_name.is_empty() {
             let id = ctx.connection_id.to_string();
-            format!("sshpod-{}-{}", sanitize(&ctx.user), &id[..12])
+            let short = id.get(..12).unwrap_or(&id);
+            labels::container_name("sshpod-", &ctx.user, short)
         } else {
             self.container_name.clone()
         }
@@ -177,16 +178,12 @@ impl Settings {
 
     /// The program and arguments for a session's command.
     pub(crate) fn argv(&self, command: &Command) -> Result<Vec<String>, BackendError> {
-        match command {
-            Command::Shell => Ok(self.shell_command.clone()),
-            Command::Exec(line) => Ok(vec!["/bin/sh".to_owned(), "-c".to_owned(), line.clone()]),
-            Command::Subsystem(name) => match self.subsystems.get(name) {
-                Some(path) => Ok(vec![path.clone()]),
-                None => Err(BackendError::Unsupported(format!(
-                    "the subsystem `{name}` is not available"
-                ))),
-            },
+        CommandTable {
+            shell: &self.shell_command,
+            subsystems: &self.subsystems,
+            policy: CommandPolicy::Any,
         }
+        .argv(command)
     }
 
     /// The `K=V` environment of a process from the client's env requests.
@@ -239,20 +236,6 @@ impl Settings {
 
 fn non_empty(items: &[String]) -> Option<Vec<String>> {
     (!items.is_empty()).then(|| items.to_vec())
-}
-
-/// Keeps a container name valid: `[a-zA-Z0-9_.-]`.
-fn sanitize(user: &str) -> String {
-    user.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(32)
-        .collect()
 }
 
 /// The engine's message, trimmed of the runtime's long preamble so the user sees the point.
@@ -343,8 +326,8 @@ mod tests {
     fn names_say_whose_container_it_is_and_stay_valid() {
         let s = settings(ExecutionMode::Connection);
         let name = s.container_name(&ctx());
-        assert!(name.starts_with("sshpod-al_ice-"), "{name}");
-        assert_eq!(name.len(), "sshpod-al_ice-".len() + 12);
+        assert!(name.starts_with("sshpod-al-ice-"), "{name}");
+        assert_eq!(name.len(), "sshpod-al-ice-".len() + 12);
     }
 
     #[test]

@@ -12,12 +12,12 @@ use kube::api::{AttachParams, AttachedProcess, TerminalSize as KubeTerminalSize}
 use kube::Api;
 use sshpod_core::wrapper::{kill_argv, pid_file_name, wrap_argv, DeliveredSignal};
 use sshpod_core::{
-    BackendError, BoxFuture, ExitStatus, Process, ProcessControl, Signal, TerminalSize, TtySpec,
+    BackendError, BoxFuture, Deadline, ExitStatus, Process, ProcessControl, Signal, TerminalSize,
+    TtySpec, Vanished,
 };
 use tokio::io::AsyncReadExt as _;
 
 use crate::pod::exit_code;
-use crate::requests::Requests;
 
 /// Buffer between kube's WebSocket loop and the SSH channel, per stream. kube's default
 /// (1 KiB) throttles bulk transfers.
@@ -28,8 +28,6 @@ pub(crate) struct Target<'a> {
     pub(crate) pods: &'a Api<Pod>,
     pub(crate) pod: &'a str,
     pub(crate) container: &'a str,
-    /// Counts this connection's API requests.
-    pub(crate) requests: &'a Requests,
 }
 
 /// Starts `argv` in the target container.
@@ -56,7 +54,6 @@ pub(crate) async fn start(
         max_stdout_buf_size: Some(PIPE_BYTES),
         max_stderr_buf_size: Some(PIPE_BYTES),
     };
-    target.requests.add(1);
     let mut attached = target
         .pods
         .exec(target.pod, wrap_argv(argv, &pid_file, &env, tty), &params)
@@ -65,8 +62,12 @@ pub(crate) async fn start(
             program: program_for_errors.clone(),
             source: Box::new(e),
         })?;
-    let stdin = attached.stdin().ok_or_else(|| missing("stdin"))?;
-    let stdout = attached.stdout().ok_or_else(|| missing("stdout"))?;
+    let stdin = attached
+        .stdin()
+        .ok_or_else(|| missing(&program_for_errors, "stdin"))?;
+    let stdout = attached
+        .stdout()
+        .ok_or_else(|| missing(&program_for_errors, "stdout"))?;
     let stderr = attached.stderr();
     let mut resize = attached.terminal_size();
     if let (Some(t), Some(sender)) = (tty, resize.as_mut()) {
@@ -88,8 +89,12 @@ pub(crate) async fn start(
     })
 }
 
-fn missing(stream: &str) -> BackendError {
-    BackendError::Unsupported(format!("the exec returned no {stream} stream"))
+/// The exec was accepted but came without a stream it was asked for.
+pub(crate) fn missing(program: &str, stream: &'static str) -> BackendError {
+    BackendError::Exec {
+        program: program.to_owned(),
+        source: format!("the API server's answer has no {stream} stream").into(),
+    }
 }
 
 pub(crate) fn kube_size(size: TerminalSize) -> KubeTerminalSize {
@@ -133,7 +138,6 @@ pub(crate) struct Signaller {
     pub(crate) pod: String,
     pub(crate) container: String,
     pub(crate) pid_file: String,
-    pub(crate) requests: Requests,
     pub(crate) timeout: Duration,
     delivered: DeliveredSignal,
 }
@@ -145,7 +149,6 @@ impl Signaller {
             pod: target.pod.to_owned(),
             container: target.container.to_owned(),
             pid_file,
-            requests: target.requests.clone(),
             timeout,
             delivered: DeliveredSignal::default(),
         }
@@ -156,15 +159,15 @@ impl Signaller {
             pods: &self.pods,
             pod: &self.pod,
             container: &self.container,
-            requests: &self.requests,
         };
         let code = tokio::time::timeout(
             self.timeout,
             run_to_completion(&target, kill_argv(&self.pid_file, signal)),
         )
         .await
-        .map_err(|_| {
-            BackendError::Unsupported(format!("delivering {} timed out", signal.name()))
+        .map_err(|_| BackendError::Timeout {
+            what: Deadline::DeliverSignal(signal),
+            after: self.timeout,
         })??;
         self.delivered.record_kill(code, signal)
     }
@@ -192,13 +195,15 @@ impl ExecControl {
         };
         match status.as_ref().and_then(exit_code) {
             Some(code) => Ok(self.signaller.exit_status(code)),
-            None => Err(BackendError::Unsupported(match status {
-                Some(s) => format!(
-                    "the command ended without an exit status: {}",
-                    s.message.unwrap_or_default()
-                ),
-                None => "your pod stopped while the command ran".to_owned(),
-            })),
+            None => Err(match status {
+                Some(s) => BackendError::NoExitStatus {
+                    what: "the command".to_owned(),
+                    source: s.message.map(Into::into),
+                },
+                None => BackendError::Gone {
+                    what: Vanished::PodStopped,
+                },
+            }),
         }
     }
 }
@@ -231,7 +236,6 @@ pub(crate) async fn run_to_completion(
         ..AttachParams::default()
     };
     let program = argv.first().cloned().unwrap_or_default();
-    target.requests.add(1);
     let mut attached = target
         .pods
         .exec(target.pod, argv, &params)
@@ -254,7 +258,11 @@ pub(crate) async fn run_to_completion(
             None => None,
         }
     });
-    status.as_ref().and_then(exit_code).ok_or_else(|| {
-        BackendError::Unsupported(format!("`{program}` ended without an exit status"))
-    })
+    status
+        .as_ref()
+        .and_then(exit_code)
+        .ok_or_else(|| BackendError::NoExitStatus {
+            what: format!("`{program}`"),
+            source: None,
+        })
 }

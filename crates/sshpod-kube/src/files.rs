@@ -7,7 +7,6 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::exec::Target;
 use crate::pod::exit_code;
-use crate::requests::Requests;
 
 const SCRIPT: &str = r#"umask 077; mkdir -p "$(dirname "$1")" && cat > "$1""#;
 
@@ -15,19 +14,14 @@ const SCRIPT: &str = r#"umask 077; mkdir -p "$(dirname "$1")" && cat > "$1""#;
 pub(crate) async fn write_all(
     target: &Target<'_>,
     files: &[ContainerFile],
-    requests: &Requests,
 ) -> Result<(), BackendError> {
     for file in files {
-        write_one(target, file, requests).await?;
+        write_one(target, file).await?;
     }
     Ok(())
 }
 
-async fn write_one(
-    target: &Target<'_>,
-    file: &ContainerFile,
-    requests: &Requests,
-) -> Result<(), BackendError> {
+async fn write_one(target: &Target<'_>, file: &ContainerFile) -> Result<(), BackendError> {
     let failed = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::WriteFile {
         path: file.path.clone(),
         source,
@@ -40,7 +34,6 @@ async fn write_one(
         tty: false,
         ..kube::api::AttachParams::default()
     };
-    requests.add(1);
     let mut attached = target
         .pods
         .exec(

@@ -16,9 +16,9 @@ use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::Api;
+use sshpod_core::Lifecycle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::orphans::Sweeper;
 use crate::pod::LABEL_INSTANCE;
@@ -30,7 +30,16 @@ const RETRY: Duration = Duration::from_secs(1);
 /// Lease once it expires.
 const RELEASE_LIMIT: Duration = Duration::from_secs(5);
 
-type Error = Box<dyn std::error::Error + Send + Sync>;
+/// Why a renewal failed. Logged, and retried; never shown to users.
+#[derive(Debug, thiserror::Error)]
+enum RenewError {
+    /// The API server refused or failed a request of the renewal.
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    /// The renewal took longer than a renewal period.
+    #[error("no answer in time")]
+    NoAnswer,
+}
 
 /// The name of an instance's Lease.
 fn lease_name(instance: &str) -> String {
@@ -80,8 +89,8 @@ pub(crate) struct HeldLease {
     /// False while the Lease has gone unrenewed for its whole duration: others may take this
     /// instance for dead, so new pods must not rely on it.
     fresh: Arc<AtomicBool>,
-    stop: CancellationToken,
-    tasks: TaskTracker,
+    /// The renewer's and the sweeper's: a child of the process's.
+    lifecycle: Lifecycle,
 }
 
 impl HeldLease {
@@ -93,6 +102,7 @@ impl HeldLease {
         instance: &str,
         duration: Duration,
         sweeper: Sweeper,
+        lifecycle: &Lifecycle,
     ) -> Result<Self, kube::Error> {
         let created = leases
             .create(&PostParams::default(), &describe(instance, duration))
@@ -110,8 +120,7 @@ impl HeldLease {
                 return Err(e);
             }
         };
-        let stop = CancellationToken::new();
-        let tasks = TaskTracker::new();
+        let lifecycle = lifecycle.child();
         let fresh = Arc::new(AtomicBool::new(true));
         let renewer = Renewer {
             leases: leases.clone(),
@@ -122,15 +131,13 @@ impl HeldLease {
             failing: false,
             fresh: Arc::clone(&fresh),
         };
-        tasks.spawn(renewer.run(stop.clone()));
-        tasks.spawn(sweeper.run_every(duration, stop.clone()));
-        tasks.close();
+        lifecycle.spawn(renewer.run(lifecycle.token().clone()));
+        lifecycle.spawn(sweeper.run_every(duration, lifecycle.token().clone()));
         Ok(Self {
             leases,
             name,
             fresh,
-            stop,
-            tasks,
+            lifecycle,
         })
     }
 
@@ -144,8 +151,8 @@ impl HeldLease {
     /// Stops renewing and deletes the Lease, so other instances may sweep at once whatever
     /// this one could not delete itself. Takes at most a few seconds.
     pub(crate) async fn release(&self) {
-        self.stop.cancel();
-        self.tasks.wait().await;
+        self.lifecycle.cancel();
+        self.lifecycle.wait().await;
         let deleted = tokio::time::timeout(
             RELEASE_LIMIT,
             self.leases.delete(&self.name, &DeleteParams::default()),
@@ -170,7 +177,7 @@ impl HeldLease {
 
 impl Drop for HeldLease {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.lifecycle.cancel();
     }
 }
 
@@ -203,7 +210,7 @@ impl Renewer {
             let outcome = tokio::select! {
                 () = stop.cancelled() => return,
                 outcome = tokio::time::timeout(period, self.renew()) => {
-                    outcome.unwrap_or_else(|_| Err("no answer in time".into()))
+                    outcome.unwrap_or(Err(RenewError::NoAnswer))
                 }
             };
             let pause = if outcome.is_ok() {
@@ -220,7 +227,7 @@ impl Renewer {
         }
     }
 
-    async fn renew(&mut self) -> Result<(), Error> {
+    async fn renew(&mut self) -> Result<(), RenewError> {
         let name = lease_name(&self.instance);
         let mut requests = 1;
         let written = match write_renewed(&self.leases, self.current.clone()).await {
@@ -252,7 +259,7 @@ impl Renewer {
         Ok(())
     }
 
-    fn report(&mut self, outcome: Result<(), Error>) {
+    fn report(&mut self, outcome: Result<(), RenewError>) {
         let name = lease_name(&self.instance);
         match outcome {
             Ok(()) => {
@@ -400,10 +407,10 @@ mod tests {
     async fn failures_are_reported_once_and_staleness_once() {
         let (mut renewer, _server) = renewer();
         let fresh = |renewer: &Renewer| renewer.fresh.load(Ordering::Relaxed);
-        renewer.report(Err("down".into()));
+        renewer.report(Err(RenewError::NoAnswer));
         assert!(renewer.failing && fresh(&renewer));
         renewer.renewed = Instant::now() - Duration::from_secs(31);
-        renewer.report(Err("down".into()));
+        renewer.report(Err(RenewError::NoAnswer));
         assert!(
             !fresh(&renewer),
             "after a whole lease without renewal, new pods no longer rely on it"

@@ -5,7 +5,12 @@
 //! configuration; must not depend on SSH libraries or on other backends.
 //!
 //! A login costs these API requests: create, watch (until the pod runs), one exec per
-//! session, delete. The count is logged at debug level when the connection ends.
+//! session, delete. Each connection's client counts them (see `requests`); the count is
+//! logged at debug level when the connection ends.
+//!
+//! Modules: `connection`, `persistent` and `session` are the three pod modes; `handle` is
+//! the pod sessions exec into; `lease` and `orphans` keep pods from outliving their
+//! instance; `client` builds the process's clients.
 //!
 //! What happens to pods when sshpod is killed: every instance holds a Lease (see `lease`)
 //! and labels its pods with it; the other instances, and the next start, delete the pods of
@@ -17,14 +22,17 @@
 //! input and the pod ends by itself. Running pods of live instances are never touched.
 
 mod client;
+mod connection;
 mod exec;
 mod files;
 mod forward;
+mod handle;
 mod lease;
 mod lifecycle;
 mod limiter;
 mod orphans;
-pub mod pod;
+mod persistent;
+mod pod;
 mod requests;
 mod session;
 mod token_file;
@@ -33,15 +41,15 @@ use std::sync::Arc;
 
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{AttachParams, AttachedProcess};
 use kube::{Api, Client};
 use sshpod_config::{KubernetesConfig, PodMode};
 use sshpod_core::{
-    Backend, BackendError, Command, ConnectionContext, Container, Process, ProcessSpec,
+    Backend, BackendError, ConnectionContext, Container, Lifecycle, NotPossible, Process,
+    ProcessSpec,
 };
-use tokio::sync::Mutex;
 
 pub use forward::ForwardStream;
+use handle::PodHandle;
 use lease::HeldLease;
 use orphans::Sweeper;
 use pod::Owner;
@@ -60,8 +68,12 @@ pub struct KubeBackend {
 
 impl KubeBackend {
     /// Builds the shared client, checks that the credentials work in the namespace and takes
-    /// this instance's Lease there.
-    pub async fn connect(config: &KubernetesConfig) -> Result<Self, BackendError> {
+    /// this instance's Lease there. The Lease's renewals and sweeps run on a child of
+    /// `lifecycle`.
+    pub async fn connect(
+        config: &KubernetesConfig,
+        lifecycle: &Lifecycle,
+    ) -> Result<Self, BackendError> {
         let timeouts = &config.timeouts;
         let clients = client::build(&config.connection, timeouts.http).await?;
         let client = clients.connections;
@@ -80,22 +92,27 @@ impl KubeBackend {
             timeouts.pod_start * 2,
             timeouts.pod_stop,
         );
-        let lease =
-            match HeldLease::acquire(leases, &instance, timeouts.instance_lease, sweeper.clone())
-                .await
-            {
-                Ok(lease) => Some(lease),
-                Err(e) => {
-                    tracing::warn!(
-                        namespace,
-                        error = %lifecycle::api_message(&e),
-                        "cannot hold an instance lease (sshpod needs create, get, update, list \
-                         and delete on leases.coordination.k8s.io); every pod is tied to this \
-                         instance with a lifeline attach instead, one API request more per login"
-                    );
-                    None
-                }
-            };
+        let lease = match HeldLease::acquire(
+            leases,
+            &instance,
+            timeouts.instance_lease,
+            sweeper.clone(),
+            lifecycle,
+        )
+        .await
+        {
+            Ok(lease) => Some(lease),
+            Err(e) => {
+                tracing::warn!(
+                    namespace,
+                    error = %lifecycle::api_message(&e),
+                    "cannot hold an instance lease (sshpod needs create, get, update, list \
+                     and delete on leases.coordination.k8s.io); every pod is tied to this \
+                     instance with a lifeline attach instead, one API request more per login"
+                );
+                None
+            }
+        };
         Ok(Self {
             client,
             config: Arc::new(config.clone()),
@@ -133,111 +150,6 @@ impl KubeBackend {
             None => Arc::clone(&self.config),
         }
     }
-
-    async fn start_connection_pod(
-        &self,
-        pods: Api<Pod>,
-        config: Arc<KubernetesConfig>,
-        owner: &Owner,
-        ctx: &ConnectionContext,
-        requests: Requests,
-    ) -> Result<PodHandle, BackendError> {
-        let (console, image) = pod::console_of(&config.pod);
-        let lifeline = config.pod.lifeline || owner.lease.is_none();
-        let spec = pod::connection_pod(&config.pod, ctx, owner, lifeline);
-        requests.add(2); // create, watch
-        let name =
-            lifecycle::create_and_wait(&pods, &spec, &console, &image, &config.timeouts).await?;
-        let handle = PodHandle {
-            pods,
-            name,
-            console,
-            config,
-            environment: ctx.environment.clone(),
-            lifeline: Mutex::new(None),
-            owned: true,
-            requests,
-        };
-        let ready = async {
-            if lifeline {
-                handle.hold_lifeline(&image).await?;
-            }
-            files::write_all(&handle.target(), &ctx.files, &handle.requests).await
-        };
-        let ready =
-            lifecycle::prepared_within(handle.config.timeouts.command_start, &image, ready).await;
-        if let Err(e) = ready {
-            handle.close().await;
-            return Err(e);
-        }
-        tracing::debug!(pod = %handle.name, "pod running");
-        Ok(handle)
-    }
-
-    async fn persistent_pod(
-        &self,
-        pods: Api<Pod>,
-        config: Arc<KubernetesConfig>,
-        ctx: &ConnectionContext,
-        requests: Requests,
-    ) -> Result<PodHandle, BackendError> {
-        let (console, image) = pod::console_of(&config.pod);
-        let name = config.pod.metadata.name.clone().unwrap_or_default();
-        requests.add(1);
-        let found = pods
-            .get_opt(&name)
-            .await
-            .map_err(|e| BackendError::Engine(Box::new(e)))?;
-        match found {
-            Some(existing) => {
-                if let pod::Progress::Failed(reason) = pod::progress(&existing, &console) {
-                    return Err(BackendError::StartContainer {
-                        image,
-                        reason,
-                        source: None,
-                    });
-                }
-            }
-            None if config.pod.create_missing_pods => {
-                let mut spec = Pod {
-                    metadata: config.pod.metadata.clone(),
-                    spec: Some(config.pod.spec.clone()),
-                    status: None,
-                };
-                if let Some(console) = spec
-                    .spec
-                    .as_mut()
-                    .and_then(|s| s.containers.get_mut(config.pod.console_container_number))
-                {
-                    console.command =
-                        Some(pod::idle_command_without_lifeline(&config.pod.idle_command));
-                    console.args = None;
-                }
-                requests.add(2);
-                lifecycle::create_and_wait(&pods, &spec, &console, &image, &config.timeouts)
-                    .await?;
-            }
-            None => {
-                return Err(BackendError::StartContainer {
-                    image,
-                    reason: format!("the pod `{name}` does not exist"),
-                    source: None,
-                })
-            }
-        }
-        let handle = PodHandle {
-            pods,
-            name,
-            console,
-            config,
-            environment: ctx.environment.clone(),
-            lifeline: Mutex::new(None),
-            owned: false,
-            requests,
-        };
-        files::write_all(&handle.target(), &ctx.files, &handle.requests).await?;
-        Ok(handle)
-    }
 }
 
 impl Backend for KubeBackend {
@@ -245,25 +157,15 @@ impl Backend for KubeBackend {
 
     async fn connect(&self, ctx: &ConnectionContext) -> Result<KubeContainer, BackendError> {
         let config = self.config_for(ctx);
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), config.pod.namespace());
-        let owner = self.owner_for(&config);
+        // The connection's own client: what goes through it is this connection's count.
         let requests = Requests::default();
+        let client = requests::counted_client(&self.client, requests.clone());
+        let pods: Api<Pod> = Api::namespaced(client, config.pod.namespace());
+        let owner = self.owner_for(&config);
         let kind = match config.pod.mode {
-            PodMode::Connection => Kind::Pod(
-                self.start_connection_pod(pods, config, &owner, ctx, requests.clone())
-                    .await?,
-            ),
-            PodMode::Persistent => Kind::Pod(
-                self.persistent_pod(pods, config, ctx, requests.clone())
-                    .await?,
-            ),
-            PodMode::Session => Kind::Sessions(SessionPods::new(
-                pods,
-                config,
-                ctx,
-                &owner,
-                requests.clone(),
-            )),
+            PodMode::Connection => Kind::Pod(connection::start(pods, config, &owner, ctx).await?),
+            PodMode::Persistent => Kind::Pod(persistent::claim(pods, config, ctx).await?),
+            PodMode::Session => Kind::Sessions(SessionPods::new(pods, config, ctx, &owner)),
         };
         Ok(KubeContainer { kind, requests })
     }
@@ -279,41 +181,10 @@ impl Backend for KubeBackend {
     }
 }
 
-/// The argv for a session's command.
-fn argv(config: &KubernetesConfig, command: &Command) -> Result<Vec<String>, BackendError> {
-    let pod = &config.pod;
-    match command {
-        Command::Shell => Ok(pod.shell_command.clone()),
-        Command::Exec(_) if pod.disable_command => Err(BackendError::Unsupported(
-            "running commands is disabled on this server; log in for a shell".to_owned(),
-        )),
-        Command::Exec(line) => Ok(vec!["/bin/sh".to_owned(), "-c".to_owned(), line.clone()]),
-        Command::Subsystem(name) => match pod.subsystems.get(name) {
-            Some(program) => Ok(vec![program.clone()]),
-            None => Err(BackendError::Unsupported(format!(
-                "the `{name}` subsystem is not available"
-            ))),
-        },
-    }
-}
-
-fn describe(command: &Command) -> String {
-    match command {
-        Command::Shell => "your shell".to_owned(),
-        Command::Exec(line) => line.clone(),
-        Command::Subsystem(s) => format!("the {s} subsystem"),
-    }
-}
-
-/// The attach that keeps a connection's pod alive (see the crate docs).
-struct Lifeline {
-    _stdin: Option<tokio::io::WriteHalf<tokio::io::SimplexStream>>,
-    _attached: AttachedProcess,
-}
-
 /// The pod(s) of one connection.
 pub struct KubeContainer {
     kind: Kind,
+    /// Every API request made for the connection.
     requests: Requests,
 }
 
@@ -322,109 +193,6 @@ enum Kind {
     Pod(PodHandle),
     /// `session` mode: a pod per session.
     Sessions(SessionPods),
-}
-
-/// One pod that sessions exec into.
-struct PodHandle {
-    pods: Api<Pod>,
-    name: String,
-    console: String,
-    config: Arc<KubernetesConfig>,
-    /// From the webhooks: every process gets it.
-    environment: Vec<(String, String)>,
-    lifeline: Mutex<Option<Lifeline>>,
-    /// False for a persistent pod, which sshpod never deletes.
-    owned: bool,
-    requests: Requests,
-}
-
-impl PodHandle {
-    fn target(&self) -> exec::Target<'_> {
-        exec::Target {
-            pods: &self.pods,
-            pod: &self.name,
-            container: &self.console,
-            requests: &self.requests,
-        }
-    }
-
-    async fn hold_lifeline(&self, image: &str) -> Result<(), BackendError> {
-        let params = AttachParams {
-            container: Some(self.console.clone()),
-            stdin: true,
-            stdout: false,
-            stderr: false,
-            tty: false,
-            ..AttachParams::default()
-        };
-        self.requests.add(1);
-        let mut attached = self.pods.attach(&self.name, &params).await.map_err(|e| {
-            BackendError::StartContainer {
-                image: image.to_owned(),
-                reason: format!("cannot attach to the pod: {}", lifecycle::api_message(&e)),
-                source: None,
-            }
-        })?;
-        let stdin = attached.stdin();
-        *self.lifeline.lock().await = Some(Lifeline {
-            _stdin: stdin,
-            _attached: attached,
-        });
-        Ok(())
-    }
-
-    async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
-        let argv = argv(&self.config, &spec.command)?;
-        let program = describe(&spec.command);
-        let mut env = self.environment.clone();
-        env.extend(spec.env);
-        tokio::time::timeout(
-            self.config.timeouts.command_start,
-            exec::start(
-                &self.target(),
-                argv,
-                &env,
-                spec.tty.as_ref(),
-                program.clone(),
-                self.config.timeouts.signal,
-            ),
-        )
-        .await
-        .map_err(|_| BackendError::Exec {
-            program,
-            source: "the command did not start in time".into(),
-        })?
-    }
-
-    async fn dial(&self, host: &str, port: u16) -> Result<ForwardStream, BackendError> {
-        if !matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]") {
-            return Err(BackendError::Unsupported(format!(
-                "only ports on the pod's own localhost can be forwarded, not {host}"
-            )));
-        }
-        let dial_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Dial {
-            host: host.to_owned(),
-            port,
-            source,
-        };
-        self.requests.add(1);
-        let forwarder = self
-            .pods
-            .portforward(&self.name, &[port])
-            .await
-            .map_err(|e| dial_error(Box::new(e)))?;
-        ForwardStream::new(forwarder, port).ok_or_else(|| dial_error("no stream".into()))
-    }
-
-    async fn close(&self) {
-        // Ending the lifeline first lets the pod end even if the delete below fails.
-        drop(self.lifeline.lock().await.take());
-        if self.owned {
-            let stop = self.config.timeouts.pod_stop;
-            self.requests
-                .add(lifecycle::delete(&self.pods, &self.name, stop).await);
-        }
-    }
 }
 
 impl Container for KubeContainer {
@@ -440,9 +208,7 @@ impl Container for KubeContainer {
     async fn dial(&self, host: &str, port: u16) -> Result<ForwardStream, BackendError> {
         match &self.kind {
             Kind::Pod(pod) => pod.dial(host, port).await,
-            Kind::Sessions(_) => Err(BackendError::Unsupported(
-                "port forwarding is not available in session mode".to_owned(),
-            )),
+            Kind::Sessions(_) => Err(NotPossible::ForwardingInSessionMode.into()),
         }
     }
 

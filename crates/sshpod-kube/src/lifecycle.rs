@@ -24,12 +24,23 @@ pub(crate) async fn create_and_wait(
     let created = pods
         .create(&PostParams::default(), pod)
         .await
-        .map_err(|e| start_error(image, format!("the pod was refused: {}", api_message(&e))))?;
+        .map_err(|e| start_error(image, "the pod was refused", Some(Box::new(e))))?;
     let name = created.metadata.name.clone().unwrap_or_default();
     let waited = tokio::time::timeout(timeout, wait_running(pods, &created, console)).await;
     let failure = match waited {
         Ok(Ok(())) => return Ok(name),
-        Ok(Err(reason)) => start_error(image, reason),
+        Ok(Err(NotRunning::Failed(reason))) => BackendError::StartContainer {
+            image: image.to_owned(),
+            reason,
+            source: None,
+        },
+        Ok(Err(NotRunning::Deleted)) => start_error(image, "the pod was deleted", None),
+        Ok(Err(NotRunning::Watch(e))) => {
+            start_error(image, "watching the pod failed", Some(Box::new(e)))
+        }
+        Ok(Err(NotRunning::WatchEvent(e))) => {
+            start_error(image, "watching the pod failed", Some(e))
+        }
         Err(_) => BackendError::StartTimeout {
             image: image.to_owned(),
             seconds: timeout.as_secs(),
@@ -39,11 +50,26 @@ pub(crate) async fn create_and_wait(
     Err(failure)
 }
 
+/// Why a pod that was created did not come to run (each becomes a
+/// [`BackendError::StartContainer`], with the API server's answer as the cause).
+#[derive(Debug)]
+enum NotRunning {
+    /// The pod's status says it cannot start (an image that cannot be pulled, say); the
+    /// reason is the status's, fit for the user.
+    Failed(String),
+    /// Someone deleted the pod while it started.
+    Deleted,
+    /// The watch request failed.
+    Watch(kube::Error),
+    /// The watch reported an error event.
+    WatchEvent(Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// Watches one pod from the version `created` has until it runs or cannot start.
-async fn wait_running(pods: &Api<Pod>, created: &Pod, console: &str) -> Result<(), String> {
+async fn wait_running(pods: &Api<Pod>, created: &Pod, console: &str) -> Result<(), NotRunning> {
     match progress(created, console) {
         Progress::Running => return Ok(()),
-        Progress::Failed(reason) => return Err(reason),
+        Progress::Failed(reason) => return Err(NotRunning::Failed(reason)),
         Progress::Starting => {}
     }
     let name = created.metadata.name.clone().unwrap_or_default();
@@ -59,13 +85,9 @@ async fn wait_running(pods: &Api<Pod>, created: &Pod, console: &str) -> Result<(
         let stream = pods
             .watch(&params, &version)
             .await
-            .map_err(|e| format!("watching the pod failed: {}", api_message(&e)))?;
+            .map_err(NotRunning::Watch)?;
         let mut stream = stream.boxed();
-        while let Some(event) = stream
-            .try_next()
-            .await
-            .map_err(|e| format!("watching the pod failed: {}", api_message(&e)))?
-        {
+        while let Some(event) = stream.try_next().await.map_err(NotRunning::Watch)? {
             match event {
                 WatchEvent::Added(pod) | WatchEvent::Modified(pod) => {
                     if let Some(v) = &pod.metadata.resource_version {
@@ -73,15 +95,13 @@ async fn wait_running(pods: &Api<Pod>, created: &Pod, console: &str) -> Result<(
                     }
                     match progress(&pod, console) {
                         Progress::Running => return Ok(()),
-                        Progress::Failed(reason) => return Err(reason),
+                        Progress::Failed(reason) => return Err(NotRunning::Failed(reason)),
                         Progress::Starting => {}
                     }
                 }
-                WatchEvent::Deleted(_) => return Err("the pod was deleted".to_owned()),
+                WatchEvent::Deleted(_) => return Err(NotRunning::Deleted),
                 WatchEvent::Bookmark(b) => version = b.metadata.resource_version,
-                WatchEvent::Error(e) => {
-                    return Err(format!("watching the pod failed: {}", e.message))
-                }
+                WatchEvent::Error(e) => return Err(NotRunning::WatchEvent(e.message.into())),
             }
         }
         // The server ended the watch (its timeout); go on from the last version seen.
@@ -101,7 +121,8 @@ pub(crate) async fn prepared_within<T>(
         .unwrap_or_else(|_| {
             Err(start_error(
                 image,
-                "the pod ran but could not be prepared in time".to_owned(),
+                "the pod ran but could not be prepared in time",
+                None,
             ))
         })
 }
@@ -151,11 +172,16 @@ fn is_transient(error: &kube::Error) -> bool {
     }
 }
 
-fn start_error(image: &str, reason: String) -> BackendError {
+/// A start failure: `reason` for the user, the API server's answer (if any) as the cause.
+pub(crate) fn start_error(
+    image: &str,
+    reason: &str,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
+) -> BackendError {
     BackendError::StartContainer {
         image: image.to_owned(),
-        reason,
-        source: None,
+        reason: reason.to_owned(),
+        source,
     }
 }
 

@@ -8,14 +8,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use sshpod_config::PodConfig;
 use sshpod_core::ConnectionContext;
 
-/// Label: the sshpod process that made the pod.
-pub const LABEL_INSTANCE: &str = "sshpod.instance";
-/// Label: the SSH connection the pod serves.
-pub const LABEL_CONNECTION: &str = "sshpod.connection";
-/// Label: the (sanitised) SSH user name.
-pub const LABEL_USER: &str = "sshpod.user";
+pub(crate) use sshpod_core::labels::{
+    label_value, CONNECTION as LABEL_CONNECTION, INSTANCE as LABEL_INSTANCE, USER as LABEL_USER,
+};
+
 /// Label: the Lease that tells whether the instance that made the pod still lives.
-pub const LABEL_LEASE: &str = "sshpod.lease";
+pub(crate) const LABEL_LEASE: &str = "sshpod.lease";
 
 /// Who makes pods: an sshpod instance, and the Lease that tells others it lives (None when
 /// it holds none and ties each pod to itself with a lifeline instead).
@@ -91,7 +89,7 @@ fn guest_pod(
         Some(n) => format!("{short}-{n}"),
         None => short.to_owned(),
     };
-    metadata.name = Some(pod_name(&prefix, &ctx.user, &id));
+    metadata.name = Some(sshpod_core::labels::container_name(&prefix, &ctx.user, &id));
     let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
     for (key, value) in &ctx.labels {
         labels.insert(key.clone(), label_value(value));
@@ -155,49 +153,6 @@ pub(crate) fn console_exit_code(pod: &Pod, console: &str) -> Option<i64> {
         .find(|c| c.name == console)?;
     let terminated = container.state.as_ref()?.terminated.as_ref()?;
     Some(i64::from(terminated.exit_code))
-}
-
-/// `PREFIX` + user + `-` + `id` (a short connection id, maybe with a session number), as a
-/// DNS-1123 label (lower case, digits and `-`, at most 63 characters, alphanumeric at both
-/// ends).
-pub(crate) fn pod_name(prefix: &str, user: &str, id: &str) -> String {
-    let mut name = String::new();
-    for c in format!("{prefix}{user}").chars() {
-        let c = c.to_ascii_lowercase();
-        if c.is_ascii_lowercase() || c.is_ascii_digit() {
-            name.push(c);
-        } else if !name.ends_with('-') {
-            name.push('-');
-        }
-    }
-    let name = name.trim_matches('-');
-    let room = 63 - id.len() - 1;
-    let head: String = name.chars().take(room).collect();
-    let head = head.trim_end_matches('-');
-    if head.is_empty() {
-        format!("sshpod-{id}")
-    } else {
-        format!("{head}-{id}")
-    }
-}
-
-/// A label value: at most 63 characters of `[A-Za-z0-9._-]`, alphanumeric at both ends
-/// (others become `_`; an empty result is allowed by Kubernetes).
-pub(crate) fn label_value(value: &str) -> String {
-    let mapped: String = value
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(63)
-        .collect();
-    mapped
-        .trim_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_owned()
 }
 
 /// Where a starting pod stands.
@@ -320,27 +275,6 @@ pub(crate) fn exit_code(status: &Status) -> Option<i64> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn pod_names_are_dns_labels() {
-        assert_eq!(
-            pod_name("sshpod-", "Alice.Smith@example", "0123456789ab"),
-            "sshpod-alice-smith-example-0123456789ab"
-        );
-        let long = "x".repeat(100);
-        let name = pod_name("sshpod-", &long, "0123456789ab");
-        assert_eq!(name.len(), 63);
-        assert!(name.ends_with("-0123456789ab"));
-        assert_eq!(pod_name("", "__", "0123456789ab"), "sshpod-0123456789ab");
-    }
-
-    #[test]
-    fn label_values_are_sanitised() {
-        assert_eq!(label_value("alice"), "alice");
-        assert_eq!(label_value("al ice@x"), "al_ice_x");
-        assert_eq!(label_value("-bob-"), "bob");
-        assert_eq!(label_value(&"a".repeat(80)).len(), 63);
-    }
 
     fn pod(status: serde_json::Value) -> Pod {
         serde_json::from_value(json!({"metadata": {"name": "p"}, "status": status})).unwrap()

@@ -16,14 +16,13 @@ use sshpod_config::KubernetesConfig;
 use sshpod_core::wrapper::{pid_file_name, wrap_argv};
 use sshpod_core::{
     BackendError, BoxFuture, ConnectionContext, ExitStatus, Process, ProcessControl, ProcessSpec,
-    Signal, TerminalSize, TtySpec,
+    Signal, TerminalSize, TtySpec, Vanished,
 };
 use tokio::io::AsyncWriteExt as _;
 
-use crate::exec::{kube_size, Signaller, Target, Terminal};
-use crate::lifecycle::{self, api_message};
+use crate::exec::{kube_size, missing, Signaller, Target, Terminal};
+use crate::lifecycle;
 use crate::pod;
-use crate::requests::Requests;
 
 /// Buffer between kube's WebSocket loop and the SSH channel, per stream.
 const PIPE_BYTES: usize = 256 * 1024;
@@ -34,7 +33,6 @@ pub(crate) struct SessionPods {
     config: Arc<KubernetesConfig>,
     ctx: ConnectionContext,
     owner: pod::Owner,
-    requests: Requests,
     next: AtomicUsize,
     /// Pods not deleted yet, by name.
     live: Arc<Mutex<Vec<String>>>,
@@ -46,14 +44,12 @@ impl SessionPods {
         config: Arc<KubernetesConfig>,
         ctx: &ConnectionContext,
         owner: &pod::Owner,
-        requests: Requests,
     ) -> Self {
         Self {
             pods,
             config,
             ctx: ctx.clone(),
             owner: owner.clone(),
-            requests,
             next: AtomicUsize::new(1),
             live: Arc::new(Mutex::new(Vec::new())),
         }
@@ -61,7 +57,7 @@ impl SessionPods {
 
     /// Runs a session's command as the main process of a new pod, attached.
     pub(crate) async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
-        let argv = crate::argv(&self.config, &spec.command)?;
+        let argv = crate::handle::command_table(&self.config).argv(&spec.command)?;
         let mut env = self.ctx.environment.clone();
         env.extend(spec.env);
         self.start(argv, &env, spec.tty.as_ref()).await
@@ -106,7 +102,6 @@ impl SessionPods {
         if let Ok(mut live) = self.live.lock() {
             live.push(name.clone());
         }
-        self.requests.add(2); // create, watch
         let created =
             lifecycle::create_and_wait(&self.pods, &spec, &console, &image, &self.config.timeouts)
                 .await;
@@ -118,10 +113,9 @@ impl SessionPods {
             pods: &self.pods,
             pod: &name,
             container: &console,
-            requests: &self.requests,
         };
         let ready = async {
-            crate::files::write_all(&target, &self.ctx.files, &self.requests).await?;
+            crate::files::write_all(&target, &self.ctx.files).await?;
             self.attach(&name, &console, tty, pid_file).await
         };
         let ready =
@@ -139,8 +133,7 @@ impl SessionPods {
     async fn discard(&self, name: &str) {
         self.forget(name);
         let stop = self.config.timeouts.pod_stop;
-        self.requests
-            .add(lifecycle::delete(&self.pods, name, stop).await);
+        lifecycle::delete(&self.pods, name, stop).await;
     }
 
     async fn attach(
@@ -160,17 +153,20 @@ impl SessionPods {
             max_stdout_buf_size: Some(PIPE_BYTES),
             max_stderr_buf_size: Some(PIPE_BYTES),
         };
-        self.requests.add(1);
         let mut attached =
             self.pods
                 .attach(name, &params)
                 .await
                 .map_err(|e| BackendError::Exec {
                     program: "your session".to_owned(),
-                    source: api_message(&e).into(),
+                    source: Box::new(e),
                 })?;
-        let mut stdin = attached.stdin().ok_or_else(|| missing("stdin"))?;
-        let stdout = attached.stdout().ok_or_else(|| missing("stdout"))?;
+        let mut stdin = attached
+            .stdin()
+            .ok_or_else(|| missing("your session", "stdin"))?;
+        let stdout = attached
+            .stdout()
+            .ok_or_else(|| missing("your session", "stdout"))?;
         let stderr = attached.stderr();
         let mut resize = attached.terminal_size();
         if let (Some(t), Some(sender)) = (tty, resize.as_mut()) {
@@ -187,7 +183,6 @@ impl SessionPods {
             pods: &self.pods,
             pod: name,
             container: console,
-            requests: &self.requests,
         };
         let control = SessionControl {
             terminal: Terminal::new(resize),
@@ -220,14 +215,9 @@ impl SessionPods {
             .unwrap_or_default();
         let stop = self.config.timeouts.pod_stop;
         for name in names {
-            self.requests
-                .add(lifecycle::delete(&self.pods, &name, stop).await);
+            lifecycle::delete(&self.pods, &name, stop).await;
         }
     }
-}
-
-fn missing(stream: &str) -> BackendError {
-    BackendError::Unsupported(format!("the attach returned no {stream} stream"))
 }
 
 struct SessionControl {
@@ -246,13 +236,11 @@ impl SessionControl {
             let _ = attached.join().await;
         }
         let s = &self.signaller;
-        s.requests.add(1);
         let code = terminated_exit_code(&s.pods, &s.pod, &s.container).await;
         if let Ok(mut live) = self.live.lock() {
             live.retain(|n| n != &s.pod);
         }
-        s.requests
-            .add(lifecycle::delete(&s.pods, &s.pod, self.pod_stop).await);
+        lifecycle::delete(&s.pods, &s.pod, self.pod_stop).await;
         code.map(|c| s.exit_status(c))
     }
 }
@@ -277,7 +265,9 @@ async fn terminated_exit_code(
     name: &str,
     console: &str,
 ) -> Result<i64, BackendError> {
-    let gone = || BackendError::Unsupported("your pod went away while the command ran".to_owned());
+    let gone = || BackendError::Gone {
+        what: Vanished::PodDeleted,
+    };
     let params = WatchParams::default()
         .fields(&format!("metadata.name={name}"))
         .timeout(60);
@@ -300,10 +290,10 @@ async fn terminated_exit_code(
             WatchEvent::Deleted(_) => return Err(gone()),
             WatchEvent::Bookmark(_) => {}
             WatchEvent::Error(e) => {
-                return Err(BackendError::Unsupported(format!(
-                    "watching your pod failed: {}",
-                    e.message
-                )))
+                return Err(BackendError::Refused {
+                    what: "watching your pod",
+                    source: e.message.into(),
+                })
             }
         }
     }

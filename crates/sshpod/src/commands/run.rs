@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use sshpod_core::Backend;
+use sshpod_core::{Backend, Lifecycle};
 use sshpod_docker::DockerBackend;
 use sshpod_kube::KubeBackend;
 use tokio::signal::unix::{signal, SignalKind};
@@ -21,9 +21,11 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
     // Kubernetes backend's instance Lease). Listening waits until the backend is ready.
     let socket = server::bind(config.ssh.listen)
         .with_context(|| format!("listening on {}", config.ssh.listen))?;
+    // The root of the process's background work: backends run theirs on children of it.
+    let lifecycle = Lifecycle::new();
     match config.backend {
         sshpod_config::Backend::Docker => {
-            let backend = DockerBackend::connect(&config.docker)
+            let backend = DockerBackend::connect(&config.docker, &lifecycle)
                 .await
                 .with_context(|| {
                     format!(
@@ -38,7 +40,7 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
             serve(config, socket, backend, host_keys, host_certificates).await
         }
         sshpod_config::Backend::Kubernetes => {
-            let backend = KubeBackend::connect(&config.kubernetes)
+            let backend = KubeBackend::connect(&config.kubernetes, &lifecycle)
                 .await
                 .context("connecting to the Kubernetes API server")?;
             tracing::info!(

@@ -1,0 +1,48 @@
+//! `connection` mode: a pod of its own for each SSH connection, deleted at logout.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use sshpod_config::KubernetesConfig;
+use sshpod_core::{BackendError, ConnectionContext};
+
+use crate::handle::{Ownership, PodHandle};
+use crate::pod::{self, Owner};
+use crate::{files, lifecycle};
+
+/// Creates the connection's pod, waits until it runs, holds its lifeline where it needs one
+/// and writes the login's files. On error the pod is deleted again.
+pub(crate) async fn start(
+    pods: Api<Pod>,
+    config: Arc<KubernetesConfig>,
+    owner: &Owner,
+    ctx: &ConnectionContext,
+) -> Result<PodHandle, BackendError> {
+    let (console, image) = pod::console_of(&config.pod);
+    let lifeline = config.pod.lifeline || owner.lease.is_none();
+    let spec = pod::connection_pod(&config.pod, ctx, owner, lifeline);
+    let name = lifecycle::create_and_wait(&pods, &spec, &console, &image, &config.timeouts).await?;
+    let handle = PodHandle::new(
+        pods,
+        name,
+        console,
+        config,
+        ctx.environment.clone(),
+        Ownership::Owned,
+    );
+    let ready = async {
+        if lifeline {
+            handle.hold_lifeline(&image).await?;
+        }
+        files::write_all(&handle.target(), &ctx.files).await
+    };
+    let ready =
+        lifecycle::prepared_within(handle.config().timeouts.command_start, &image, ready).await;
+    if let Err(e) = ready {
+        handle.close().await;
+        return Err(e);
+    }
+    tracing::debug!(pod = %handle.name(), "pod running");
+    Ok(handle)
+}

@@ -1,0 +1,167 @@
+//! One pod that sessions exec into (`connection` and `persistent` modes): running processes,
+//! forwarding ports and, for a pod sshpod made, deleting it at logout.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{AttachParams, AttachedProcess};
+use kube::Api;
+use sshpod_config::KubernetesConfig;
+use sshpod_core::{BackendError, CommandPolicy, CommandTable, NotPossible, Process, ProcessSpec};
+use tokio::sync::Mutex;
+
+use crate::exec;
+use crate::forward::ForwardStream;
+use crate::lifecycle;
+
+/// What a session's command runs, from `pod.shellCommand`, `pod.subsystems` and
+/// `pod.disableCommand`.
+pub(crate) fn command_table(config: &KubernetesConfig) -> CommandTable<'_> {
+    let pod = &config.pod;
+    CommandTable {
+        shell: &pod.shell_command,
+        subsystems: &pod.subsystems,
+        policy: if pod.disable_command {
+            CommandPolicy::ShellOnly
+        } else {
+            CommandPolicy::Any
+        },
+    }
+}
+
+/// Whether sshpod deletes the pod at logout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ownership {
+    /// sshpod made the pod for this connection and deletes it.
+    Owned,
+    /// A persistent pod, shared and kept.
+    Borrowed,
+}
+
+/// The attach that keeps a connection's pod alive (see the crate docs).
+struct Lifeline {
+    _stdin: Option<tokio::io::WriteHalf<tokio::io::SimplexStream>>,
+    _attached: AttachedProcess,
+}
+
+/// One pod that sessions exec into.
+pub(crate) struct PodHandle {
+    pods: Api<Pod>,
+    name: String,
+    console: String,
+    config: Arc<KubernetesConfig>,
+    /// From the webhooks: every process gets it.
+    environment: Vec<(String, String)>,
+    lifeline: Mutex<Option<Lifeline>>,
+    ownership: Ownership,
+}
+
+impl PodHandle {
+    pub(crate) fn new(
+        pods: Api<Pod>,
+        name: String,
+        console: String,
+        config: Arc<KubernetesConfig>,
+        environment: Vec<(String, String)>,
+        ownership: Ownership,
+    ) -> Self {
+        Self {
+            pods,
+            name,
+            console,
+            config,
+            environment,
+            lifeline: Mutex::new(None),
+            ownership,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn config(&self) -> &KubernetesConfig {
+        &self.config
+    }
+
+    pub(crate) fn target(&self) -> exec::Target<'_> {
+        exec::Target {
+            pods: &self.pods,
+            pod: &self.name,
+            container: &self.console,
+        }
+    }
+
+    /// Opens the lifeline attach to the console's stdin.
+    pub(crate) async fn hold_lifeline(&self, image: &str) -> Result<(), BackendError> {
+        let params = AttachParams {
+            container: Some(self.console.clone()),
+            stdin: true,
+            stdout: false,
+            stderr: false,
+            tty: false,
+            ..AttachParams::default()
+        };
+        let mut attached = self.pods.attach(&self.name, &params).await.map_err(|e| {
+            lifecycle::start_error(image, "cannot attach to the pod", Some(Box::new(e)))
+        })?;
+        let stdin = attached.stdin();
+        *self.lifeline.lock().await = Some(Lifeline {
+            _stdin: stdin,
+            _attached: attached,
+        });
+        Ok(())
+    }
+
+    pub(crate) async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
+        let argv = command_table(&self.config).argv(&spec.command)?;
+        let program = spec.command.describe();
+        let mut env = self.environment.clone();
+        env.extend(spec.env);
+        tokio::time::timeout(
+            self.config.timeouts.command_start,
+            exec::start(
+                &self.target(),
+                argv,
+                &env,
+                spec.tty.as_ref(),
+                program.clone(),
+                self.config.timeouts.signal,
+            ),
+        )
+        .await
+        .map_err(|_| BackendError::Exec {
+            program,
+            source: "the command did not start in time".into(),
+        })?
+    }
+
+    pub(crate) async fn dial(&self, host: &str, port: u16) -> Result<ForwardStream, BackendError> {
+        if !matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]") {
+            return Err(NotPossible::ForwardingBeyondLocalhost {
+                host: host.to_owned(),
+            }
+            .into());
+        }
+        let dial_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Dial {
+            host: host.to_owned(),
+            port,
+            source,
+        };
+        let forwarder = self
+            .pods
+            .portforward(&self.name, &[port])
+            .await
+            .map_err(|e| dial_error(Box::new(e)))?;
+        ForwardStream::new(forwarder, port).ok_or_else(|| dial_error("no stream".into()))
+    }
+
+    pub(crate) async fn close(&self) {
+        // Ending the lifeline first lets the pod end even if the delete below fails.
+        drop(self.lifeline.lock().await.take());
+        if self.ownership == Ownership::Owned {
+            let stop = self.config.timeouts.pod_stop;
+            lifecycle::delete(&self.pods, &self.name, stop).await;
+        }
+    }
+}
