@@ -30,6 +30,7 @@ pub struct TestGateway {
     /// Every event and tapped record.
     pub recorder: Recorder,
     client_key: PrivateKey,
+    authorized_keys: std::path::PathBuf,
     shutdown: CancellationToken,
     served: JoinHandle<()>,
     _files: tempfile::TempDir,
@@ -49,14 +50,11 @@ impl TestGateway {
         let files = tempfile::tempdir().expect("a temporary directory");
         let client_key = ed25519_key();
         let authorized = files.path().join("alice");
-        std::fs::write(
-            &authorized,
-            client_key
-                .public_key()
-                .to_openssh()
-                .expect("an OpenSSH key"),
-        )
-        .expect("writing authorized_keys");
+        let key_line = client_key
+            .public_key()
+            .to_openssh()
+            .expect("an OpenSSH key");
+        std::fs::write(&authorized, &key_line).expect("writing authorized_keys");
         let htpasswd = files.path().join("htpasswd");
         let hash = bcrypt::hash(PASSWORD, 4).expect("hashing");
         std::fs::write(&htpasswd, format!("alice:{hash}\n")).expect("writing htpasswd");
@@ -84,6 +82,7 @@ impl TestGateway {
             addr,
             recorder,
             client_key,
+            authorized_keys: authorized,
             shutdown,
             served,
             _files: files,
@@ -93,6 +92,18 @@ impl TestGateway {
     /// The key `alice` may log in with.
     pub fn client_key(&self) -> &PrivateKey {
         &self.client_key
+    }
+
+    /// Gives `alice`'s key these `authorized_keys` options (such as `no-pty` or
+    /// `command="..."`); the file is read at each login.
+    pub fn set_key_options(&self, options: &str) {
+        let line = self
+            .client_key
+            .public_key()
+            .to_openssh()
+            .expect("an OpenSSH key");
+        std::fs::write(&self.authorized_keys, format!("{options} {line}\n"))
+            .expect("writing authorized_keys");
     }
 
     /// Shuts the server down as SIGTERM would, and waits until it has.

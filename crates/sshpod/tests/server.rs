@@ -471,3 +471,44 @@ async fn a_client_that_never_logs_in_is_dropped_at_the_login_grace_time() {
     drop(client);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_restricted_key_gets_no_terminal_and_its_forced_command_whatever_the_client_asks() {
+    let fake = FakeBackend::new();
+    let gw = TestGateway::start(fake.clone()).await;
+    gw.set_key_options(r#"no-pty,command="echo forced""#);
+    let client = logged_in(&gw).await;
+    gw.recorder
+        .wait_for_event(DEADLINE, "the restriction", |k| {
+            matches!(k, EventKind::LoginRestricted { restrictions } if restrictions.contains("no-pty"))
+        })
+        .await;
+
+    let mut session = client.open_session().await.unwrap();
+    assert!(
+        !session.request_pty("xterm", 80, 24).await.unwrap(),
+        "no pty"
+    );
+    // Variables that would change what a shell runs first are not passed to a forced command.
+    session.set_env("BASH_ENV", "/tmp/evil").await.unwrap();
+    assert!(session.exec("echo mine").await.unwrap());
+    let output = session.read_to_end().await.unwrap();
+    assert_eq!(output.stdout_text(), "forced\n");
+    gw.recorder
+        .wait_for_event(DEADLINE, "the pty refusal", |k| {
+            matches!(
+                k,
+                EventKind::RequestRefused {
+                    reason: RequestRefusal::PtyNotPermitted
+                }
+            )
+        })
+        .await;
+    let ran = fake.execs();
+    assert_eq!(ran.len(), 1);
+    assert!(
+        ran[0].env.iter().all(|(name, _)| name != "BASH_ENV"),
+        "{ran:?}"
+    );
+    gw.stop().await;
+}
