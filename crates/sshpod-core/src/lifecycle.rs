@@ -62,6 +62,16 @@ impl Lifecycle {
         }
     }
 
+    /// How many tasks run here, counting each child's tasks too.
+    pub fn len(&self) -> usize {
+        self.tracker.len()
+    }
+
+    /// True when no task runs here or in a child.
+    pub fn is_empty(&self) -> bool {
+        self.tracker.is_empty()
+    }
+
     /// Cancels the token (and so every child's).
     pub fn cancel(&self) {
         self.token.cancel();

@@ -14,9 +14,8 @@ use std::sync::Arc;
 
 use russh::keys::PrivateKey;
 use sshpod::server::{self, LogEvents, Server};
-use sshpod_core::{Backend, EventSink};
+use sshpod_core::{Backend, EventSink, Lifecycle};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::{ed25519_key, Recorder};
 
@@ -31,7 +30,7 @@ pub struct TestGateway {
     pub recorder: Recorder,
     client_key: PrivateKey,
     authorized_keys: std::path::PathBuf,
-    shutdown: CancellationToken,
+    lifecycle: Lifecycle,
     served: JoinHandle<()>,
     _files: tempfile::TempDir,
 }
@@ -75,15 +74,15 @@ impl TestGateway {
         let socket = server::bind("127.0.0.1:0".parse().expect("an address")).expect("binding");
         let listener = server::listen(socket).expect("listening");
         let addr = listener.local_addr().expect("an address");
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let served = tokio::spawn(async move { server.serve(listener, token).await });
+        let lifecycle = Lifecycle::new();
+        let root = lifecycle.clone();
+        let served = lifecycle.spawn(async move { server.serve(listener, &root).await });
         Self {
             addr,
             recorder,
             client_key,
             authorized_keys: authorized,
-            shutdown,
+            lifecycle,
             served,
             _files: files,
         }
@@ -108,8 +107,9 @@ impl TestGateway {
 
     /// Shuts the server down as SIGTERM would, and waits until it has.
     pub async fn stop(self) {
-        self.shutdown.cancel();
+        self.lifecycle.cancel();
         let _ = self.served.await;
+        self.lifecycle.wait().await;
     }
 }
 

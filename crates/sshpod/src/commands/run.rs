@@ -8,7 +8,6 @@ use sshpod_core::{Backend, Lifecycle};
 use sshpod_docker::DockerBackend;
 use sshpod_kube::KubeBackend;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio_util::sync::CancellationToken;
 
 use crate::hostkeys;
 use sshpod::server::{self, Server};
@@ -37,7 +36,15 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
                 instance = backend.instance(),
                 "connected to the Docker engine"
             );
-            serve(config, socket, backend, host_keys, host_certificates).await
+            serve(
+                config,
+                socket,
+                backend,
+                host_keys,
+                host_certificates,
+                &lifecycle,
+            )
+            .await
         }
         sshpod_config::Backend::Kubernetes => {
             let backend = KubeBackend::connect(&config.kubernetes, &lifecycle)
@@ -48,7 +55,15 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
                 namespace = config.kubernetes.pod.namespace(),
                 "connected to the Kubernetes API server"
             );
-            serve(config, socket, backend, host_keys, host_certificates).await
+            serve(
+                config,
+                socket,
+                backend,
+                host_keys,
+                host_certificates,
+                &lifecycle,
+            )
+            .await
         }
         other => anyhow::bail!("backend `{other:?}` is not available in this build"),
     }
@@ -61,6 +76,7 @@ async fn serve<B: Backend>(
     backend: B,
     host_keys: Vec<russh::keys::PrivateKey>,
     host_certificates: Vec<russh::keys::Certificate>,
+    lifecycle: &Lifecycle,
 ) -> Result<()> {
     match backend.remove_orphans().await {
         Ok(0) => {}
@@ -86,21 +102,28 @@ async fn serve<B: Backend>(
         vec![Arc::new(server::LogEvents)],
     )?;
 
-    let shutdown = CancellationToken::new();
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let on_signal = shutdown.clone();
-    let signals = async move {
+    let on_signal = lifecycle.clone();
+    lifecycle.spawn(async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received"),
             _ = int.recv() => tracing::info!("SIGINT received"),
+            // Stopped for another reason: nothing to wait for.
+            () = on_signal.token().cancelled() => return,
         }
         on_signal.cancel();
-    };
+    });
     tracing::info!("listening on {addr}");
-    tokio::select! {
-        () = server.serve(listener, shutdown.clone()) => {}
-        () = async { signals.await; std::future::pending::<()>().await } => {}
+    server.serve(listener, lifecycle).await;
+    // The server and the backend have stopped their own work; whatever else runs on the root
+    // (the signal watcher) ends here.
+    lifecycle.cancel();
+    if tokio::time::timeout(config.ssh.shutdown_timeout, lifecycle.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown deadline passed with background work still running");
     }
     tracing::info!("stopped");
     Ok(())

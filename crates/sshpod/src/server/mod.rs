@@ -18,10 +18,8 @@ use std::sync::Arc;
 use russh::keys::ssh_key::Certificate;
 use russh::keys::PrivateKey;
 use sshpod_config::Config;
-use sshpod_core::{Backend, EventSink};
+use sshpod_core::{Backend, EventSink, Lifecycle};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use admission::penalties::Penalties;
@@ -103,10 +101,12 @@ impl<B: Backend> Server<B> {
         })
     }
 
-    /// Serves until `shutdown` is cancelled, then disconnects every client, removes their
-    /// containers and returns, waiting at most `ssh.shutdownTimeout` for that.
-    pub async fn serve(&self, listener: TcpListener, shutdown: CancellationToken) {
-        let tracker = TaskTracker::new();
+    /// Serves until `lifecycle` is cancelled, then disconnects every client, removes their
+    /// containers and shuts the backend down, waiting at most `ssh.shutdownTimeout` for the
+    /// connections. Connections run on a child of `lifecycle`.
+    pub async fn serve(&self, listener: TcpListener, lifecycle: &Lifecycle) {
+        let connections = lifecycle.child();
+        let shutdown = connections.token().clone();
         loop {
             let accepted = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -140,13 +140,15 @@ impl<B: Backend> Server<B> {
             let span = conn.span.clone();
             let russh = Arc::clone(&self.russh);
             let penalties = Arc::clone(&self.penalties);
-            tracker.spawn(conn.run(socket, russh, penalties).instrument(span));
+            connections.spawn(conn.run(socket, russh, penalties).instrument(span));
         }
         drop(listener);
-        tracker.close();
         let grace = self.shared.config.ssh.shutdown_timeout;
-        tracing::info!(connections = tracker.len(), "shutting down");
-        if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::info!(connections = connections.len(), "shutting down");
+        if tokio::time::timeout(grace, connections.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!("shutdown deadline passed with connections still closing");
         }
         self.shared.backend.shutdown().await;

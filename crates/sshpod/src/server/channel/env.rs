@@ -57,7 +57,7 @@ impl SessionEnv {
         name: &str,
         value: &str,
     ) -> Result<(), Refused> {
-        if !portable_name(name) {
+        if !sshpod_core::is_env_name(name) {
             return Err(Refused::BadName);
         }
         if !accept.iter().any(|pattern| matches(pattern, name)) {
@@ -89,13 +89,6 @@ impl SessionEnv {
         }
         vars
     }
-}
-
-/// A portable environment variable name.
-fn portable_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// OpenSSH's wildcard match: `*` any run of characters, `?` any one.
@@ -266,7 +259,7 @@ mod properties {
             prop_assert!(vars.len() <= MAX_VARIABLES);
             prop_assert!(vars.iter().map(|(n, v)| n.len() + v.len()).sum::<usize>() <= MAX_BYTES);
             for (name, _) in &vars {
-                prop_assert!(portable_name(name));
+                prop_assert!(sshpod_core::is_env_name(name));
                 prop_assert!(!NEVER_WHEN_FORCED.iter().any(|p| matches(p, name)), "{} reached a forced command", name);
             }
         }
