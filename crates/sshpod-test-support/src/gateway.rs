@@ -32,7 +32,7 @@ pub struct TestGateway {
     authorized_keys: std::path::PathBuf,
     lifecycle: Lifecycle,
     served: JoinHandle<()>,
-    _files: tempfile::TempDir,
+    files: tempfile::TempDir,
 }
 
 impl TestGateway {
@@ -46,6 +46,20 @@ impl TestGateway {
         backend: B,
         configure: impl FnOnce(&mut sshpod_config::Config),
     ) -> Self {
+        Self::start_inner(backend, None, configure).await
+    }
+
+    /// Starts a server for `backend` whose `auth` section is `auth` (YAML, indented as under
+    /// `auth:`), with `{dir}` standing for the gateway's directory ([`TestGateway::path`]).
+    pub async fn start_with_auth<B: Backend>(backend: B, auth: &str) -> Self {
+        Self::start_inner(backend, Some(auth), |_| {}).await
+    }
+
+    async fn start_inner<B: Backend>(
+        backend: B,
+        auth: Option<&str>,
+        configure: impl FnOnce(&mut sshpod_config::Config),
+    ) -> Self {
         let files = tempfile::tempdir().expect("a temporary directory");
         let client_key = ed25519_key();
         let authorized = files.path().join("alice");
@@ -57,7 +71,7 @@ impl TestGateway {
         let htpasswd = files.path().join("htpasswd");
         let hash = bcrypt::hash(PASSWORD, 4).expect("hashing");
         std::fs::write(&htpasswd, format!("alice:{hash}\n")).expect("writing htpasswd");
-        let mut config = config(files.path(), &htpasswd);
+        let mut config = config(files.path(), &htpasswd, auth);
         configure(&mut config);
         let host_key = ed25519_key();
         let recorder = Recorder::default();
@@ -84,7 +98,7 @@ impl TestGateway {
             authorized_keys: authorized,
             lifecycle,
             served,
-            _files: files,
+            files,
         }
     }
 
@@ -105,6 +119,11 @@ impl TestGateway {
             .expect("writing authorized_keys");
     }
 
+    /// A file in the gateway's directory (`{dir}` in [`TestGateway::start_with_auth`]).
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.files.path().join(name)
+    }
+
     /// Shuts the server down as SIGTERM would, and waits until it has.
     pub async fn stop(self) {
         self.lifecycle.cancel();
@@ -113,13 +132,17 @@ impl TestGateway {
     }
 }
 
-/// The test configuration.
-fn config(dir: &Path, htpasswd: &Path) -> sshpod_config::Config {
-    let base = format!(
-        "ssh:\n  listen: 127.0.0.1:0\nauth:\n  publicKey:\n    method: authorizedKeys\n    authorizedKeys:\n      file: {}/%u\n  password:\n    method: htpasswd\n    htpasswd:\n      file: {}\n",
-        dir.display(),
-        htpasswd.display()
-    );
+/// The test configuration, with `auth` as its `auth` section if given.
+fn config(dir: &Path, htpasswd: &Path, auth: Option<&str>) -> sshpod_config::Config {
+    let auth = match auth {
+        Some(auth) => auth.replace("{dir}", &dir.display().to_string()),
+        None => format!(
+            "  publicKey:\n    method: authorizedKeys\n    authorizedKeys:\n      file: {}/%u\n  password:\n    method: htpasswd\n    htpasswd:\n      file: {}\n",
+            dir.display(),
+            htpasswd.display()
+        ),
+    };
+    let base = format!("ssh:\n  listen: 127.0.0.1:0\nauth:\n{auth}");
     match sshpod_config::parse_str(&base, sshpod_config::Format::Yaml, "test configuration") {
         Ok(loaded) => loaded.config,
         Err(errors) => panic!("the test configuration is not valid:\n{errors}\n{base}"),

@@ -512,3 +512,92 @@ async fn a_restricted_key_gets_no_terminal_and_its_forced_command_whatever_the_c
     );
     gw.stop().await;
 }
+
+/// A public-key webhook that accepts every key, and how many times it was asked.
+async fn accepting_webhook() -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let asked = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = asked.clone();
+    let app = axum::Router::new().route(
+        "/pubkey",
+        axum::routing::post(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    r#"{"success": true}"#,
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (addr, asked, served)
+}
+
+#[tokio::test]
+async fn a_revoked_key_is_refused_before_the_webhook_is_asked() {
+    use std::sync::atomic::Ordering;
+    let (webhook, asked, served) = accepting_webhook().await;
+    let fake = FakeBackend::new();
+    let auth = format!(
+        "  publicKey:\n    method: webhook\n    webhook:\n      url: http://{webhook}\n    revokedKeys: {{dir}}/revoked\n"
+    );
+    let gw = TestGateway::start_with_auth(fake.clone(), &auth).await;
+    let revoked = sshpod_test_support::ed25519_key();
+    std::fs::write(
+        gw.path("revoked"),
+        revoked.public_key().to_openssh().unwrap(),
+    )
+    .unwrap();
+
+    // A key the built-in checks do not know goes to the webhook, which accepts it.
+    let mut client = TestClient::connect(gw.addr, "alice").await.unwrap();
+    assert!(client.auth_publickey(gw.client_key()).await.unwrap());
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    client.disconnect().await.unwrap();
+
+    // A revoked key never reaches it.
+    let mut client = TestClient::connect(gw.addr, "alice").await.unwrap();
+    assert!(!client.auth_publickey(&revoked).await.unwrap());
+    let refused = gw
+        .recorder
+        .wait_for_event(DEADLINE, "the refusal", |k| {
+            matches!(k, EventKind::LoginRefused { .. })
+        })
+        .await;
+    assert!(matches!(
+        refused.kind,
+        EventKind::LoginRefused {
+            method: AuthMethod::PublicKey,
+            reason: LoginRefusal::NotAccepted,
+            ..
+        }
+    ));
+    assert_eq!(asked.load(Ordering::SeqCst), 1, "the webhook was not asked");
+    gw.stop().await;
+    served.abort();
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_the_key_exchange_is_dropped_at_the_handshake_timeout() {
+    let fake = FakeBackend::new();
+    let gw = TestGateway::start_with(fake.clone(), |c| {
+        c.ssh.handshake_timeout = Duration::from_millis(300);
+    })
+    .await;
+    // A client that connects and says nothing, not even its version.
+    let mut silent = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let events = until_closed(&gw).await;
+    assert_eq!(names(&events), ["connected", "handshake timed out", "closed"]);
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(DEADLINE, silent.read_to_end(&mut rest)).await;
+    gw.stop().await;
+}
