@@ -11,6 +11,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 use crate::error::ConfigError;
+use crate::Backend;
 
 /// A 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,6 +203,10 @@ pub(crate) struct Checker<'a> {
     positions: &'a Positions,
     pub(crate) errors: Vec<ConfigError>,
     pub(crate) warnings: Vec<String>,
+    /// The backend the file selects, once known (see [`Checker::backend_section`]).
+    selected: Option<Backend>,
+    /// Inside a section the configuration does not use.
+    unselected: bool,
 }
 
 impl<'a> Checker<'a> {
@@ -211,23 +216,67 @@ impl<'a> Checker<'a> {
             positions,
             errors: Vec::new(),
             warnings: Vec::new(),
+            selected: None,
+            unselected: false,
         }
+    }
+
+    /// Records the backend the file selects, for [`Checker::backend_section`].
+    pub(crate) fn select_backend(&mut self, backend: Backend) {
+        self.selected = Some(backend);
+    }
+
+    /// Runs `resolve` for the section of `backend`. When the file selects another backend,
+    /// sshpod reports, like ContainerSSH, only what makes the section unreadable (unknown
+    /// keys, values of the wrong type: [`Checker::shape_error`]), not its invalid values nor
+    /// its warnings: a `docker` file keeps working with a `kubernetes` section it never uses,
+    /// such as the one ContainerSSH writes into every file it saves.
+    pub(crate) fn backend_section<R>(
+        &mut self,
+        backend: Backend,
+        resolve: impl FnOnce(&mut Self) -> R,
+    ) -> R {
+        if self.selected.is_none_or(|selected| selected == backend) {
+            return resolve(self);
+        }
+        let outer = std::mem::replace(&mut self.unselected, true);
+        let result = resolve(self);
+        self.unselected = outer;
+        result
     }
 
     /// Reports a bad value at `key`.
     pub(crate) fn error(&mut self, key: &str, message: impl Into<String>) {
-        let position = self.positions.value(key);
-        self.push(key, position, message.into());
+        if !self.unselected {
+            self.shape_error(key, message);
+        }
     }
 
     /// Reports a key that should not be there at all (points at the key, not its value).
     pub(crate) fn error_at_key(&mut self, key: &str, message: impl Into<String>) {
+        if !self.unselected {
+            self.shape_error_at_key(key, message);
+        }
+    }
+
+    /// Reports a value the section's type cannot hold at `key`, even in an unselected section.
+    pub(crate) fn shape_error(&mut self, key: &str, message: impl Into<String>) {
+        let position = self.positions.value(key);
+        self.push(key, position, message.into());
+    }
+
+    /// Reports an unknown key (at the key), even in an unselected section.
+    pub(crate) fn shape_error_at_key(&mut self, key: &str, message: impl Into<String>) {
         let position = self.positions.key(key);
         self.push(key, position, message.into());
     }
 
-    /// Records a warning, prefixed with the position of `key` when known.
+    /// Records a warning, prefixed with the position of `key` when known; none in an
+    /// unselected section.
     pub(crate) fn warn(&mut self, key: &str, message: impl fmt::Display) {
+        if self.unselected {
+            return;
+        }
         let warning = match self.positions.key(key) {
             Some(at) => format!("{}:{}:{}: {message}", self.file, at.line, at.column),
             None => format!("{}: {message}", self.file),

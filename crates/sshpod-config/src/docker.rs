@@ -10,6 +10,7 @@ use crate::container::{
     ContainerConfig, HostConfig, NetworkConfig, PlatformConfig, RawHostConfig, RegistryAuth,
 };
 use crate::duration;
+use crate::Backend;
 use crate::secret::Secret;
 
 /// Default `docker.execution.idleCommand`: keeps the container alive while sshpod lives.
@@ -398,12 +399,14 @@ pub struct DockerConfig {
 
 impl RawDocker {
     pub(crate) fn resolve(self, check: &mut Checker<'_>) -> DockerConfig {
-        self.connection.check(check);
-        self.timeouts.check(check);
-        DockerConfig {
-            connection: self.connection,
-            execution: self.execution.resolve(check),
-            timeouts: self.timeouts,
-        }
+        check.backend_section(Backend::Docker, |check| {
+            self.connection.check(check);
+            self.timeouts.check(check);
+            DockerConfig {
+                connection: self.connection,
+                execution: self.execution.resolve(check),
+                timeouts: self.timeouts,
+            }
+        })
     }
 }

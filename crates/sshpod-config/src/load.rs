@@ -147,6 +147,8 @@ impl RawConfig {
                 Backend::Docker
             }
         };
+        // Only the selected backend's section is validated (see `Checker::backend_section`).
+        check.select_backend(backend);
         Config {
             ssh: self.ssh.resolve(check),
             backend,
@@ -963,7 +965,7 @@ mod tests {
     #[test]
     fn kubernetes_connection_settings_are_checked_together() {
         let all = errors(yaml(&format!(
-            "{MINIMAL}kubernetes:\n  connection:\n    cert: x\n    username: u\n    bearerToken: t\n    bearerTokenFile: /nonexistent/token\n    qps: 0\n"
+            "{MINIMAL}backend: kubernetes\nkubernetes:\n  connection:\n    cert: x\n    username: u\n    bearerToken: t\n    bearerTokenFile: /nonexistent/token\n    qps: 0\n"
         )));
         let keys: Vec<&str> = all.iter().map(|e| e.key.as_str()).collect();
         for key in [
@@ -975,7 +977,7 @@ mod tests {
             assert!(keys.contains(&key), "{key} missing from {keys:?}");
         }
         let loaded = yaml(&format!(
-            "{MINIMAL}kubernetes:\n  connection:\n    insecure: true\n"
+            "{MINIMAL}backend: kubernetes\nkubernetes:\n  connection:\n    insecure: true\n"
         ))
         .unwrap();
         assert!(loaded

@@ -14,6 +14,7 @@ mod timeouts;
 use serde::{Deserialize, Serialize};
 
 use crate::check::{join, Checker};
+use crate::Backend;
 
 pub use self::connection::{KubernetesConnection, DEFAULT_KUBERNETES_HOST};
 pub(crate) use self::pod::RawPod;
@@ -55,12 +56,14 @@ impl RawKubernetes {
         key: &str,
         spec_key: &str,
     ) -> KubernetesConfig {
-        self.connection.check(check, &join(key, "connection"));
-        self.timeouts.check(check, &join(key, "timeouts"));
-        KubernetesConfig {
-            connection: self.connection,
-            pod: self.pod.resolve(check, &join(key, "pod"), spec_key),
-            timeouts: self.timeouts,
-        }
+        check.backend_section(Backend::Kubernetes, |check| {
+            self.connection.check(check, &join(key, "connection"));
+            self.timeouts.check(check, &join(key, "timeouts"));
+            KubernetesConfig {
+                connection: self.connection,
+                pod: self.pod.resolve(check, &join(key, "pod"), spec_key),
+                timeouts: self.timeouts,
+            }
+        })
     }
 }

@@ -21,13 +21,13 @@ where
             } else {
                 join(key, &path)
             };
-            check.error(&at, inner.to_string());
+            check.shape_error(&at, inner.to_string());
             return None;
         }
     };
     let kept = serde_json::to_value(&parsed).unwrap_or(serde_json::Value::Null);
     for unknown in unknown_fields(&value, &kept, "") {
-        check.error_at_key(
+        check.shape_error_at_key(
             &join(key, &unknown),
             format!(
                 "unknown key `{}` in a Kubernetes object",

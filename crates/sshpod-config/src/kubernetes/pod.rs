@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
 use super::object::typed;
 use super::secure_defaults::apply_secure_defaults;
@@ -149,29 +150,29 @@ impl RawPod {
                 format_args!("`{}` {NO_AGENT}", at("disableAgent")),
             );
         }
+        // ContainerSSH fills in its defaults before it reads the file, so what the file gives is
+        // merged over the default metadata and the default pod spec: a spec with only
+        // `securityContext` or `nodeName` keeps the default console container.
         let metadata = match self.metadata {
-            Some(value) => typed::<ObjectMeta>(check, &at("metadata"), value).unwrap_or_default(),
-            None => ObjectMeta {
-                namespace: Some(DEFAULT_NAMESPACE.to_owned()),
-                generate_name: Some(DEFAULT_GENERATE_NAME.to_owned()),
-                ..ObjectMeta::default()
-            },
+            Some(value) => typed::<ObjectMeta>(
+                check,
+                &at("metadata"),
+                over_defaults(default_metadata(), value),
+            )
+            .unwrap_or_default(),
+            None => serde_json::from_value(default_metadata()).unwrap_or_default(),
         };
         let mut spec_is_valid = true;
         let mut spec = match self.spec {
-            Some(value) => typed::<PodSpec>(check, &at(spec_key), value).unwrap_or_else(|| {
-                // Reported already; checking the placeholder would only add noise.
-                spec_is_valid = false;
-                PodSpec::default()
-            }),
-            None => PodSpec {
-                containers: vec![Container {
-                    name: DEFAULT_CONTAINER_NAME.to_owned(),
-                    image: Some(DEFAULT_IMAGE.to_owned()),
-                    ..Container::default()
-                }],
-                ..PodSpec::default()
-            },
+            Some(value) => {
+                typed::<PodSpec>(check, &at(spec_key), over_defaults(default_spec(), value))
+                    .unwrap_or_else(|| {
+                        // Reported already; checking the placeholder would only add noise.
+                        spec_is_valid = false;
+                        PodSpec::default()
+                    })
+            }
+            None => serde_json::from_value(default_spec()).unwrap_or_default(),
         };
         apply_secure_defaults(&mut spec);
         let pod = PodConfig {
@@ -193,6 +194,48 @@ impl RawPod {
             pod.check(check, key);
         }
         pod
+    }
+}
+
+/// ContainerSSH's default `pod.metadata`, with sshpod's name prefix.
+fn default_metadata() -> Value {
+    json!({"namespace": DEFAULT_NAMESPACE, "generateName": DEFAULT_GENERATE_NAME})
+}
+
+/// ContainerSSH's default `pod.spec`, with sshpod's guest image: one console container.
+fn default_spec() -> Value {
+    json!({"containers": [{"name": DEFAULT_CONTAINER_NAME, "image": DEFAULT_IMAGE}]})
+}
+
+/// `written` decoded over `defaults` the way Go's JSON decoder (which ContainerSSH's
+/// Kubernetes YAML reader uses) fills an already initialised struct: objects merge field by
+/// field, the items of a list are decoded over the default items at the same index and the
+/// list takes the written length, anything else replaces. `null` empties a list and leaves
+/// anything else as it was.
+fn over_defaults(defaults: Value, written: Value) -> Value {
+    match (defaults, written) {
+        (Value::Object(mut defaults), Value::Object(written)) => {
+            for (name, value) in written {
+                let default = defaults.remove(&name).unwrap_or(Value::Null);
+                defaults.insert(name, over_defaults(default, value));
+            }
+            Value::Object(defaults)
+        }
+        (Value::Array(defaults), Value::Array(written)) => {
+            let mut defaults = defaults.into_iter();
+            Value::Array(
+                written
+                    .into_iter()
+                    .map(|item| match defaults.next() {
+                        Some(default) => over_defaults(default, item),
+                        None => item,
+                    })
+                    .collect(),
+            )
+        }
+        (Value::Array(_), Value::Null) => Value::Null,
+        (defaults, Value::Null) => defaults,
+        (_, written) => written,
     }
 }
 
