@@ -3,13 +3,21 @@
 //!
 //! ContainerSSH embeds Docker SDK types here, so YAML files use the Go field names lower-cased
 //! (`image`, `workingdir`) while JSON files use the Docker API names (`Image`, `WorkingDir`).
-//! Every field accepts both spellings and prints the lower-cased one.
+//! Every field of Docker's API is accepted in any case ([`crate::docker_api`] checks them).
+//! The fields sshpod itself reads or gives a default get a typed field here; every other one is
+//! kept in `other` under its API name and handed to the engine as written. Printed, the typed
+//! fields use the lower-cased spelling and `other` the lower-cased API name.
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
 
-use crate::check::Checker;
+use crate::check::{join, Checker};
+use crate::docker_api::{
+    normalise, CONTAINER_CONFIG, HOST_CONFIG, NETWORKING_CONFIG, PLATFORM, RESOURCES,
+};
 use crate::secret::Secret;
 
 /// Default `docker.execution.container.image`.
@@ -23,124 +31,118 @@ pub const DEFAULT_NANO_CPUS: i64 = 1_000_000_000;
 /// Security option added when `securityopt` is not given.
 pub const DEFAULT_SECURITY_OPT: &str = "no-new-privileges";
 
-fn default_image() -> String {
-    DEFAULT_IMAGE.to_string()
+/// Prints `other` flat into the enclosing map, keys lower-cased like the typed fields.
+fn lower_keys<S: Serializer>(
+    other: &BTreeMap<String, Value>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_map(
+        other
+            .iter()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value)),
+    )
 }
 
-/// The container create body (`docker.execution.container`, Docker's `container.Config`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A checked API object at `key`, from which the typed fields are taken one by one; what is
+/// left over is `other`.
+struct Fields<'k> {
+    key: &'k str,
+    api: Map<String, Value>,
+}
+
+impl Fields<'_> {
+    /// Takes the field `name` (an API name) as a `T`.
+    fn take<T: DeserializeOwned>(&mut self, check: &mut Checker<'_>, name: &str) -> Option<T> {
+        let value = self.api.remove(name)?;
+        match serde_json::from_value(value) {
+            Ok(typed) => Some(typed),
+            Err(error) => {
+                check.shape_error(&join(self.key, name), error.to_string());
+                None
+            }
+        }
+    }
+
+    fn rest(self) -> BTreeMap<String, Value> {
+        self.api.into_iter().collect()
+    }
+}
+
+/// Puts `value` into `api` as `name`, unless it is `None`.
+fn put<T: Serialize>(api: &mut Map<String, Value>, name: &str, value: T) {
+    match serde_json::to_value(value) {
+        Ok(Value::Null) | Err(_) => {}
+        Ok(value) => {
+            api.insert(name.to_owned(), value);
+        }
+    }
+}
+
+/// The container create body (`docker.execution.container`, Docker's `ContainerConfig`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContainerConfig {
     /// Image to run (default `sshpod-guest:latest`); required.
-    #[serde(rename = "image", alias = "Image", default = "default_image")]
     pub image: String,
     /// Environment, as `KEY=value` entries.
-    #[serde(
-        rename = "env",
-        alias = "Env",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<String>,
     /// Command (overridden by sshpod in connection mode).
-    #[serde(
-        rename = "cmd",
-        alias = "Cmd",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cmd: Option<Vec<String>>,
     /// Entrypoint.
-    #[serde(
-        rename = "entrypoint",
-        alias = "Entrypoint",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub entrypoint: Option<Vec<String>>,
     /// User inside the container.
-    #[serde(
-        rename = "user",
-        alias = "User",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// Working directory.
-    #[serde(
-        rename = "workingdir",
-        alias = "WorkingDir",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "workingdir", skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<String>,
     /// Host name.
-    #[serde(
-        rename = "hostname",
-        alias = "Hostname",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hostname: Option<String>,
     /// Domain name.
-    #[serde(
-        rename = "domainname",
-        alias = "Domainname",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub domainname: Option<String>,
     /// Labels (sshpod adds its own on top).
-    #[serde(
-        rename = "labels",
-        alias = "Labels",
-        default,
-        skip_serializing_if = "BTreeMap::is_empty"
-    )]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
     /// Disable networking.
-    #[serde(rename = "networkdisabled", alias = "NetworkDisabled", default)]
+    #[serde(rename = "networkdisabled")]
     pub network_disabled: bool,
     /// Signal used to stop the container.
-    #[serde(
-        rename = "stopsignal",
-        alias = "StopSignal",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "stopsignal", skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
     /// Seconds to wait after the stop signal before killing.
-    #[serde(
-        rename = "stoptimeout",
-        alias = "StopTimeout",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "stoptimeout", skip_serializing_if = "Option::is_none")]
     pub stop_timeout: Option<i64>,
     /// Allocate a TTY (accepted; the backend decides per session).
-    #[serde(rename = "tty", alias = "Tty", default)]
     pub tty: bool,
     /// Keep stdin open (accepted; the backend decides per session).
-    #[serde(rename = "openstdin", alias = "OpenStdin", default)]
+    #[serde(rename = "openstdin")]
     pub open_stdin: bool,
-    /// Attach stdin (accepted, ignored by the backend).
-    #[serde(rename = "attachstdin", alias = "AttachStdin", default)]
+    /// Attach stdin (accepted; the backend decides).
+    #[serde(rename = "attachstdin")]
     pub attach_stdin: bool,
-    /// Attach stdout (accepted, ignored by the backend).
-    #[serde(rename = "attachstdout", alias = "AttachStdout", default)]
+    /// Attach stdout (accepted; the backend decides).
+    #[serde(rename = "attachstdout")]
     pub attach_stdout: bool,
-    /// Attach stderr (accepted, ignored by the backend).
-    #[serde(rename = "attachstderr", alias = "AttachStderr", default)]
+    /// Attach stderr (accepted; the backend decides).
+    #[serde(rename = "attachstderr")]
     pub attach_stderr: bool,
-    /// Close stdin after the first client detaches (accepted, ignored by the backend).
-    #[serde(rename = "stdinonce", alias = "StdinOnce", default)]
+    /// Close stdin after the first client detaches (accepted; the backend decides).
+    #[serde(rename = "stdinonce")]
     pub stdin_once: bool,
+    /// Every other field of Docker's `ContainerConfig` that was given (`Healthcheck`,
+    /// `ExposedPorts`, `Shell`…), under its API name and in the API's form, for the engine.
+    #[serde(flatten, serialize_with = "lower_keys")]
+    pub other: BTreeMap<String, Value>,
 }
 
 impl Default for ContainerConfig {
     fn default() -> Self {
         Self {
-            image: default_image(),
+            image: DEFAULT_IMAGE.to_owned(),
             env: Vec::new(),
             cmd: None,
             entrypoint: None,
@@ -158,12 +160,54 @@ impl Default for ContainerConfig {
             attach_stdout: false,
             attach_stderr: false,
             stdin_once: false,
+            other: BTreeMap::new(),
         }
     }
 }
 
 impl ContainerConfig {
-    pub(crate) fn check(&self, check: &mut Checker<'_>, key: &str) {
+    /// Resolves `container` as written at `key` (absent or `null`: the defaults).
+    pub(crate) fn resolve(check: &mut Checker<'_>, key: &str, written: Option<Value>) -> Self {
+        let api = normalise(
+            check,
+            key,
+            &CONTAINER_CONFIG,
+            written.unwrap_or(Value::Null),
+        );
+        let mut f = Fields { key, api };
+        let c = check;
+        let config = Self {
+            image: f
+                .take(c, "Image")
+                .unwrap_or_else(|| DEFAULT_IMAGE.to_owned()),
+            env: f.take(c, "Env").unwrap_or_default(),
+            cmd: f.take(c, "Cmd"),
+            entrypoint: f.take(c, "Entrypoint"),
+            user: f.take(c, "User"),
+            working_dir: f.take(c, "WorkingDir"),
+            hostname: f.take(c, "Hostname"),
+            domainname: f.take(c, "Domainname"),
+            labels: f.take(c, "Labels").unwrap_or_default(),
+            network_disabled: f.take(c, "NetworkDisabled").unwrap_or_default(),
+            stop_signal: f.take(c, "StopSignal"),
+            stop_timeout: f.take(c, "StopTimeout"),
+            tty: f.take(c, "Tty").unwrap_or_default(),
+            open_stdin: f.take(c, "OpenStdin").unwrap_or_default(),
+            attach_stdin: f.take(c, "AttachStdin").unwrap_or_default(),
+            attach_stdout: f.take(c, "AttachStdout").unwrap_or_default(),
+            attach_stderr: f.take(c, "AttachStderr").unwrap_or_default(),
+            stdin_once: f.take(c, "StdinOnce").unwrap_or_default(),
+            other: BTreeMap::new(),
+        };
+        let config = Self {
+            other: f.rest(),
+            ..config
+        };
+        config.check(c, key);
+        config
+    }
+
+    fn check(&self, check: &mut Checker<'_>, key: &str) {
         if self.image.trim().is_empty() {
             check.error(&format!("{key}.image"), "is required");
         }
@@ -179,133 +223,66 @@ impl ContainerConfig {
             }
         }
     }
+
+    /// The whole `ContainerConfig` as Docker's API spells it (JSON, API names), for the engine.
+    pub fn to_api(&self) -> Map<String, Value> {
+        let mut api: Map<String, Value> = self.other.clone().into_iter().collect();
+        put(&mut api, "Image", &self.image);
+        if !self.env.is_empty() {
+            put(&mut api, "Env", &self.env);
+        }
+        put(&mut api, "Cmd", &self.cmd);
+        put(&mut api, "Entrypoint", &self.entrypoint);
+        put(&mut api, "User", &self.user);
+        put(&mut api, "WorkingDir", &self.working_dir);
+        put(&mut api, "Hostname", &self.hostname);
+        put(&mut api, "Domainname", &self.domainname);
+        put(&mut api, "Labels", &self.labels);
+        put(&mut api, "NetworkDisabled", self.network_disabled);
+        put(&mut api, "StopSignal", &self.stop_signal);
+        put(&mut api, "StopTimeout", self.stop_timeout);
+        put(&mut api, "Tty", self.tty);
+        put(&mut api, "OpenStdin", self.open_stdin);
+        put(&mut api, "AttachStdin", self.attach_stdin);
+        put(&mut api, "AttachStdout", self.attach_stdout);
+        put(&mut api, "AttachStderr", self.attach_stderr);
+        put(&mut api, "StdinOnce", self.stdin_once);
+        api
+    }
 }
 
-/// Resource limits as written in `host.resources` (YAML form) or flat on `host` (API form).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The resource limits sshpod gives a default or checks (`host.resources`, or flat on `host`
+/// as in Docker's API). The other resource fields (`memoryreservation`, `blkioweight`…) are
+/// in [`HostConfig::other`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Resources {
     /// Memory limit in bytes; default 512 MiB; 0 means unlimited.
-    #[serde(
-        rename = "memory",
-        alias = "Memory",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub memory: Option<i64>,
     /// Memory plus swap in bytes; -1 means unlimited swap.
-    #[serde(
-        rename = "memoryswap",
-        alias = "MemorySwap",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "memoryswap", skip_serializing_if = "Option::is_none")]
     pub memory_swap: Option<i64>,
     /// CPU limit in 1e-9 CPUs; default one CPU unless `cpuquota`/`cpuperiod` is given.
-    #[serde(
-        rename = "nanocpus",
-        alias = "NanoCpus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "nanocpus", skip_serializing_if = "Option::is_none")]
     pub nano_cpus: Option<i64>,
     /// Relative CPU weight.
-    #[serde(
-        rename = "cpushares",
-        alias = "CpuShares",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "cpushares", skip_serializing_if = "Option::is_none")]
     pub cpu_shares: Option<i64>,
     /// CFS quota in microseconds.
-    #[serde(
-        rename = "cpuquota",
-        alias = "CpuQuota",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "cpuquota", skip_serializing_if = "Option::is_none")]
     pub cpu_quota: Option<i64>,
     /// CFS period in microseconds.
-    #[serde(
-        rename = "cpuperiod",
-        alias = "CpuPeriod",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "cpuperiod", skip_serializing_if = "Option::is_none")]
     pub cpu_period: Option<i64>,
     /// CPUs the container may run on, e.g. `0-3`.
-    #[serde(
-        rename = "cpusetcpus",
-        alias = "CpusetCpus",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "cpusetcpus", skip_serializing_if = "Option::is_none")]
     pub cpuset_cpus: Option<String>,
     /// Maximum number of processes; default 1024; 0 or -1 means unlimited.
-    #[serde(
-        rename = "pidslimit",
-        alias = "PidsLimit",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "pidslimit", skip_serializing_if = "Option::is_none")]
     pub pids_limit: Option<i64>,
 }
 
-/// `docker.execution.host` as written in the file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct RawHostConfig {
-    #[serde(rename = "binds", alias = "Binds", default)]
-    binds: Vec<String>,
-    #[serde(rename = "networkmode", alias = "NetworkMode", default)]
-    network_mode: Option<String>,
-    #[serde(rename = "privileged", alias = "Privileged", default)]
-    privileged: bool,
-    #[serde(rename = "readonlyrootfs", alias = "ReadonlyRootfs", default)]
-    readonly_rootfs: bool,
-    #[serde(rename = "capadd", alias = "CapAdd", default)]
-    cap_add: Vec<String>,
-    #[serde(rename = "capdrop", alias = "CapDrop", default)]
-    cap_drop: Vec<String>,
-    #[serde(rename = "securityopt", alias = "SecurityOpt", default)]
-    security_opt: Option<Vec<String>>,
-    #[serde(rename = "tmpfs", alias = "Tmpfs", default)]
-    tmpfs: BTreeMap<String, String>,
-    #[serde(rename = "dns", alias = "Dns", default)]
-    dns: Vec<String>,
-    #[serde(rename = "extrahosts", alias = "ExtraHosts", default)]
-    extra_hosts: Vec<String>,
-    #[serde(rename = "init", alias = "Init", default)]
-    init: Option<bool>,
-    #[serde(rename = "shmsize", alias = "ShmSize", default)]
-    shm_size: Option<i64>,
-    #[serde(rename = "usernsmode", alias = "UsernsMode", default)]
-    userns_mode: Option<String>,
-    #[serde(rename = "autoremove", alias = "AutoRemove", default)]
-    auto_remove: bool,
-    #[serde(rename = "runtime", alias = "Runtime", default)]
-    runtime: Option<String>,
-    #[serde(default)]
-    resources: Resources,
-    #[serde(rename = "Memory", default)]
-    memory: Option<i64>,
-    #[serde(rename = "MemorySwap", default)]
-    memory_swap: Option<i64>,
-    #[serde(rename = "NanoCpus", default)]
-    nano_cpus: Option<i64>,
-    #[serde(rename = "CpuShares", default)]
-    cpu_shares: Option<i64>,
-    #[serde(rename = "CpuQuota", default)]
-    cpu_quota: Option<i64>,
-    #[serde(rename = "CpuPeriod", default)]
-    cpu_period: Option<i64>,
-    #[serde(rename = "CpusetCpus", default)]
-    cpuset_cpus: Option<String>,
-    #[serde(rename = "PidsLimit", default)]
-    pids_limit: Option<i64>,
-}
-
-/// Docker `HostConfig` subset (`docker.execution.host`).
+/// Docker `HostConfig` (`docker.execution.host`).
 ///
 /// Secure defaults apply when the file says nothing: `privileged` false, `securityopt`
 /// `[no-new-privileges]` (only when no `securityopt` is given; `securityopt: []` opts out),
@@ -356,41 +333,47 @@ pub struct HostConfig {
     pub runtime: Option<String>,
     /// Resource limits, merged from `resources` and the flat API names, defaults applied.
     pub resources: Resources,
+    /// Every other field of Docker's `HostConfig` that was given (`Mounts`, `OomScoreAdj`,
+    /// `StorageOpt`, `RestartPolicy`…), resource limits included, under its API name and in
+    /// the API's form (resource limits flat), for the engine.
+    #[serde(flatten, serialize_with = "lower_keys")]
+    pub other: BTreeMap<String, Value>,
 }
 
-macro_rules! merge_resources {
-    ($check:expr, $nested:expr, $raw:expr, $($field:ident => $flat:literal),+ $(,)?) => {
-        Resources {
-            $($field: match ($nested.$field, $raw.$field) {
-                (Some(_), Some(flat)) => {
-                    $check.error(
-                        concat!("docker.execution.host.", $flat),
-                        "is also given in `docker.execution.host.resources`; set it only once",
+impl HostConfig {
+    /// Resolves `host` as written at `key` (absent or `null`: the secure defaults).
+    pub(crate) fn resolve(check: &mut Checker<'_>, key: &str, written: Option<Value>) -> Self {
+        let mut api = normalise(check, key, &HOST_CONFIG, written.unwrap_or(Value::Null));
+        // `resources` (YAML, Go's embedded struct) and the flat API names are one set of fields.
+        if let Some(nested) = api.remove("Resources") {
+            let nested = normalise(check, &join(key, "resources"), &RESOURCES, nested);
+            for (name, value) in nested {
+                if api.contains_key(&name) {
+                    check.error(
+                        &join(key, &name),
+                        format!("is also given in `{key}.resources`; set it only once"),
                     );
-                    Some(flat)
                 }
-                (nested, flat) => nested.or(flat),
-            },)+
+                api.insert(name, value);
+            }
         }
-    };
-}
-
-impl RawHostConfig {
-    pub(crate) fn resolve(self, check: &mut Checker<'_>) -> HostConfig {
-        let mut resources = merge_resources!(check, self.resources, self,
-            memory => "Memory",
-            memory_swap => "MemorySwap",
-            nano_cpus => "NanoCpus",
-            cpu_shares => "CpuShares",
-            cpu_quota => "CpuQuota",
-            cpu_period => "CpuPeriod",
-            cpuset_cpus => "CpusetCpus",
-            pids_limit => "PidsLimit",
-        );
+        let mut f = Fields { key, api };
+        let c = check;
+        let mut resources = Resources {
+            memory: f.take(c, "Memory"),
+            memory_swap: f.take(c, "MemorySwap"),
+            nano_cpus: f.take(c, "NanoCpus"),
+            cpu_shares: f.take(c, "CpuShares"),
+            cpu_quota: f.take(c, "CpuQuota"),
+            cpu_period: f.take(c, "CpuPeriod"),
+            cpuset_cpus: f.take(c, "CpusetCpus"),
+            pids_limit: f.take(c, "PidsLimit"),
+        };
         let cfs_given = resources.cpu_quota.is_some() || resources.cpu_period.is_some();
-        if cfs_given && resources.nano_cpus.is_some() {
-            check.error(
-                "docker.execution.host.resources.nanocpus",
+        // 0 is Docker's "not set" (what a saved ContainerSSH file holds), not a limit.
+        if cfs_given && resources.nano_cpus.is_some_and(|n| n != 0) {
+            c.error(
+                &join(key, "resources.nanocpus"),
                 "cannot be combined with `cpuquota`/`cpuperiod` (Docker refuses both)",
             );
         }
@@ -399,58 +382,167 @@ impl RawHostConfig {
         if !cfs_given {
             resources.nano_cpus.get_or_insert(DEFAULT_NANO_CPUS);
         }
-        HostConfig {
-            binds: self.binds,
-            network_mode: self.network_mode,
-            privileged: self.privileged,
-            readonly_rootfs: self.readonly_rootfs,
-            cap_add: self.cap_add,
-            cap_drop: self.cap_drop,
-            security_opt: self
-                .security_opt
-                .unwrap_or_else(|| vec![DEFAULT_SECURITY_OPT.to_string()]),
-            tmpfs: self.tmpfs,
-            dns: self.dns,
-            extra_hosts: self.extra_hosts,
-            init: self.init,
-            shm_size: self.shm_size,
-            userns_mode: self.userns_mode,
-            auto_remove: self.auto_remove,
-            runtime: self.runtime,
+        let host = Self {
+            binds: f.take(c, "Binds").unwrap_or_default(),
+            network_mode: f.take(c, "NetworkMode"),
+            privileged: f.take(c, "Privileged").unwrap_or_default(),
+            readonly_rootfs: f.take(c, "ReadonlyRootfs").unwrap_or_default(),
+            cap_add: f.take(c, "CapAdd").unwrap_or_default(),
+            cap_drop: f.take(c, "CapDrop").unwrap_or_default(),
+            security_opt: f
+                .take(c, "SecurityOpt")
+                .unwrap_or_else(|| vec![DEFAULT_SECURITY_OPT.to_owned()]),
+            tmpfs: f.take(c, "Tmpfs").unwrap_or_default(),
+            dns: f.take(c, "Dns").unwrap_or_default(),
+            extra_hosts: f.take(c, "ExtraHosts").unwrap_or_default(),
+            init: f.take(c, "Init"),
+            shm_size: f.take(c, "ShmSize"),
+            userns_mode: f.take(c, "UsernsMode"),
+            auto_remove: f.take(c, "AutoRemove").unwrap_or_default(),
+            runtime: f.take(c, "Runtime"),
             resources,
+            other: BTreeMap::new(),
+        };
+        Self {
+            other: f.rest(),
+            ..host
         }
+    }
+
+    /// The whole `HostConfig` as Docker's API spells it (JSON, API names, resource limits
+    /// flat), for the engine.
+    pub fn to_api(&self) -> Map<String, Value> {
+        let mut api: Map<String, Value> = self.other.clone().into_iter().collect();
+        let non_empty = |items: &Vec<String>| (!items.is_empty()).then(|| items.clone());
+        put(&mut api, "Binds", non_empty(&self.binds));
+        put(&mut api, "NetworkMode", &self.network_mode);
+        put(&mut api, "Privileged", self.privileged);
+        put(&mut api, "ReadonlyRootfs", self.readonly_rootfs);
+        put(&mut api, "CapAdd", non_empty(&self.cap_add));
+        put(&mut api, "CapDrop", non_empty(&self.cap_drop));
+        put(&mut api, "SecurityOpt", non_empty(&self.security_opt));
+        put(
+            &mut api,
+            "Tmpfs",
+            (!self.tmpfs.is_empty()).then_some(&self.tmpfs),
+        );
+        put(&mut api, "Dns", non_empty(&self.dns));
+        put(&mut api, "ExtraHosts", non_empty(&self.extra_hosts));
+        put(&mut api, "Init", self.init);
+        put(&mut api, "ShmSize", self.shm_size);
+        put(&mut api, "UsernsMode", &self.userns_mode);
+        put(&mut api, "AutoRemove", self.auto_remove);
+        put(&mut api, "Runtime", &self.runtime);
+        let r = &self.resources;
+        put(&mut api, "Memory", r.memory);
+        put(&mut api, "MemorySwap", r.memory_swap);
+        put(&mut api, "NanoCpus", r.nano_cpus);
+        put(&mut api, "CpuShares", r.cpu_shares);
+        put(&mut api, "CpuQuota", r.cpu_quota);
+        put(&mut api, "CpuPeriod", r.cpu_period);
+        put(&mut api, "CpusetCpus", &r.cpuset_cpus);
+        put(&mut api, "PidsLimit", r.pids_limit);
+        api
     }
 }
 
 /// `docker.execution.network` (Docker `NetworkingConfig`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct NetworkConfig {
-    /// Network name to endpoint settings, passed to Docker as given.
-    #[serde(rename = "endpointsconfig", alias = "EndpointsConfig", default)]
-    pub endpoints_config: BTreeMap<String, serde_json::Value>,
+    /// Network name to endpoint settings (Docker's `EndpointSettings`, API names), passed
+    /// to Docker as given.
+    #[serde(rename = "endpointsconfig")]
+    pub endpoints_config: BTreeMap<String, Value>,
 }
 
-/// `docker.execution.platform` (OCI platform).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+impl NetworkConfig {
+    /// Resolves `network` as written at `key`.
+    pub(crate) fn resolve(check: &mut Checker<'_>, key: &str, written: Option<Value>) -> Self {
+        let api = normalise(
+            check,
+            key,
+            &NETWORKING_CONFIG,
+            written.unwrap_or(Value::Null),
+        );
+        let mut f = Fields { key, api };
+        Self {
+            endpoints_config: f.take(check, "EndpointsConfig").unwrap_or_default(),
+        }
+    }
+
+    /// The `NetworkingConfig` as Docker's API spells it.
+    pub fn to_api(&self) -> Map<String, Value> {
+        let mut api = Map::new();
+        if !self.endpoints_config.is_empty() {
+            put(&mut api, "EndpointsConfig", &self.endpoints_config);
+        }
+        api
+    }
+}
+
+/// `docker.execution.platform` (OCI platform): the platform of the image to run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PlatformConfig {
     /// CPU architecture, e.g. `amd64`.
-    #[serde(
-        rename = "architecture",
-        alias = "Architecture",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub architecture: Option<String>,
     /// Operating system, e.g. `linux`.
-    #[serde(
-        rename = "os",
-        alias = "OS",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub os: Option<String>,
+    /// CPU variant, e.g. `v8`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl PlatformConfig {
+    /// Resolves `platform` as written at `key`. Docker's create call takes the platform as
+    /// `os/architecture/variant`; `os.version` and `os.features` have no place in it and are
+    /// dropped with a warning.
+    pub(crate) fn resolve(check: &mut Checker<'_>, key: &str, written: Option<Value>) -> Self {
+        let api = normalise(check, key, &PLATFORM, written.unwrap_or(Value::Null));
+        let mut f = Fields { key, api };
+        let platform = Self {
+            architecture: f.take(check, "architecture"),
+            os: f.take(check, "os"),
+            variant: f.take(check, "variant"),
+        };
+        let set = |value: &Value| {
+            !matches!(value, Value::String(s) if s.is_empty())
+                && !matches!(value, Value::Array(items) if items.is_empty())
+        };
+        for (name, _) in f.rest().iter().filter(|(_, value)| set(value)) {
+            let at = join(key, name);
+            check.warn(
+                &at,
+                format_args!(
+                    "`{at}` is ignored: Docker's create call takes only os, architecture and variant"
+                ),
+            );
+        }
+        platform
+    }
+
+    /// The platform as Docker's create call takes it (`linux/arm64/v8`); empty when none is
+    /// set. An architecture without an operating system means Linux.
+    pub fn to_api(&self) -> String {
+        let given = |part: &Option<String>| part.clone().filter(|p| !p.is_empty());
+        let (os, architecture, variant) = (
+            given(&self.os),
+            given(&self.architecture),
+            given(&self.variant),
+        );
+        match (os, architecture) {
+            (None, None) => String::new(),
+            (Some(os), None) => os,
+            (os, Some(architecture)) => {
+                let os = os.unwrap_or_else(|| "linux".to_owned());
+                match variant {
+                    Some(variant) => format!("{os}/{architecture}/{variant}"),
+                    None => format!("{os}/{architecture}"),
+                }
+            }
+        }
+    }
 }
 
 /// `docker.execution.auth`: registry credentials for pulling the image.

@@ -6,12 +6,11 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::check::Checker;
-use crate::container::{
-    ContainerConfig, HostConfig, NetworkConfig, PlatformConfig, RawHostConfig, RegistryAuth,
-};
+use crate::container::{ContainerConfig, HostConfig, NetworkConfig, PlatformConfig, RegistryAuth};
 use crate::duration;
 use crate::Backend;
 use crate::secret::Secret;
+use crate::Backend;
 
 /// Default `docker.execution.idleCommand`: keeps the container alive while sshpod lives.
 pub const DEFAULT_IDLE_COMMAND: &[&str] = &[
@@ -169,10 +168,12 @@ fn default_subsystems() -> BTreeMap<String, String> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub(crate) struct RawExecution {
-    container: ContainerConfig,
-    host: RawHostConfig,
-    network: NetworkConfig,
-    platform: PlatformConfig,
+    // Docker's own types, checked against Docker's API in `resolve` (see `docker_api`);
+    // `null` is the same as leaving them out.
+    container: Option<serde_json::Value>,
+    host: Option<serde_json::Value>,
+    network: Option<serde_json::Value>,
+    platform: Option<serde_json::Value>,
     containername: String,
     auth: Option<RegistryAuth>,
     mode: ExecutionMode,
@@ -189,10 +190,10 @@ pub(crate) struct RawExecution {
 impl Default for RawExecution {
     fn default() -> Self {
         Self {
-            container: ContainerConfig::default(),
-            host: RawHostConfig::default(),
-            network: NetworkConfig::default(),
-            platform: PlatformConfig::default(),
+            container: None,
+            host: None,
+            network: None,
+            platform: None,
             containername: String::new(),
             auth: None,
             mode: ExecutionMode::default(),
@@ -272,8 +273,11 @@ impl RawExecution {
                 format_args!("`docker.execution.disableAgent` {NO_AGENT}"),
             );
         }
-        self.container.check(check, "docker.execution.container");
-        let host = self.host.resolve(check);
+        const AT: &str = "docker.execution";
+        let container = ContainerConfig::resolve(check, &format!("{AT}.container"), self.container);
+        let host = HostConfig::resolve(check, &format!("{AT}.host"), self.host);
+        let network = NetworkConfig::resolve(check, &format!("{AT}.network"), self.network);
+        let platform = PlatformConfig::resolve(check, &format!("{AT}.platform"), self.platform);
         if self.mode == ExecutionMode::Connection {
             for (key, command) in [
                 ("docker.execution.idleCommand", &self.idle_command),
@@ -301,10 +305,10 @@ impl RawExecution {
             }
         }
         ExecutionConfig {
-            container: self.container,
+            container,
             host,
-            network: self.network,
-            platform: self.platform,
+            network,
+            platform,
             containername: self.containername,
             auth: self.auth,
             mode: self.mode,

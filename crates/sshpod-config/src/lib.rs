@@ -14,6 +14,7 @@ mod auth;
 mod check;
 mod container;
 mod docker;
+mod docker_api;
 mod duration;
 mod error;
 mod http;
@@ -62,6 +63,18 @@ pub use crate::ssh::{
     DEFAULT_LISTEN, DEFAULT_PER_SOURCE_MAX_STARTUPS, DEFAULT_SERVER_VERSION,
 };
 pub use crate::webhook_auth::{WebhookAuth, WebhookMethod};
+
+/// The fields `docker.execution` accepts for the Docker API object `type_name` (`HostConfig`,
+/// `Mount`, `EndpointSettings`…), under their API names; `None` for a type it does not
+/// describe. `HostConfig` lists its resource limits flat, as Docker's API does, plus
+/// `Resources`, the nested form ContainerSSH's YAML files use. The Docker backend's tests
+/// compare these lists with the types it sends to the engine.
+pub fn docker_api_fields(type_name: &str) -> Option<Vec<&'static str>> {
+    crate::docker_api::ALL
+        .iter()
+        .find(|object| object.name == type_name)
+        .map(|object| object.fields().map(|field| field.name).collect())
+}
 
 /// Which backend runs the containers (`backend`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
