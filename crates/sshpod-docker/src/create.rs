@@ -32,14 +32,14 @@ pub(crate) async fn create<'a>(
     }
     let slot = start_slot(engine, settings).await?;
     let mut body = body;
-    let (created, slot) = match create_once(engine, &name, &mut body).await {
+    let (created, slot) = match create_once(engine, settings, &name, &mut body).await {
         Err(e) if image::is_missing_image(&e) => match settings.pull_policy {
             PullPolicy::Never => return Err(image::missing_and_not_pulled(settings)),
             PullPolicy::IfNotPresent | PullPolicy::Always => {
                 drop(slot);
                 image::pull(engine, settings).await?;
                 let slot = start_slot(engine, settings).await?;
-                (create_once(engine, &name, &mut body).await, slot)
+                (create_once(engine, settings, &name, &mut body).await, slot)
             }
         },
         other => (other, slot),
@@ -69,12 +69,13 @@ async fn start_slot<'a>(
 /// container; it is asked again without the directory, and local streams are off from then on.
 async fn create_once(
     engine: &Engine,
+    settings: &Settings,
     name: &str,
     body: &mut ContainerCreateBody,
 ) -> Result<ContainerCreateResponse, bollard::errors::Error> {
     let options = CreateContainerOptions {
         name: Some(name.to_owned()),
-        ..Default::default()
+        platform: settings.platform.clone(),
     };
     match engine
         .docker

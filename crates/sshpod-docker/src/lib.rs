@@ -119,7 +119,7 @@ impl DockerBackend {
                 config.connection.max_parallel_starts,
                 local_streams,
             ),
-            settings: Arc::new(Settings::from_config(config)),
+            settings: Arc::new(Settings::from_config(config)?),
             instance,
             lifecycle,
         })
@@ -137,7 +137,7 @@ impl Backend for DockerBackend {
     async fn connect(&self, ctx: &ConnectionContext) -> Result<DockerContainer, BackendError> {
         // A config server may have chosen other settings for this connection.
         let settings = match &ctx.config {
-            Some(config) => Arc::new(Settings::from_config(&config.docker)),
+            Some(config) => Arc::new(Settings::from_config(&config.docker)?),
             None => Arc::clone(&self.settings),
         };
         let limit = settings.timeouts.container_start;

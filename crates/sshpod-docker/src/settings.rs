@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
+use bollard::models::{ContainerCreateBody, HostConfig};
+use serde_json::Value;
 use sshpod_config::{DockerConfig, ExecutionMode, ImagePullPolicy};
 use sshpod_core::{
     labels, BackendError, Command, CommandPolicy, CommandTable, ConnectionContext, TtySpec,
@@ -31,81 +32,32 @@ pub(crate) struct Settings {
     pub(crate) subsystems: BTreeMap<String, String>,
     pub(crate) timeouts: Timeouts,
     container_name: String,
+    /// The image platform for the create call (`linux/arm64`), empty for the engine's own.
+    pub(crate) platform: String,
     /// The create body before per-connection parts (command, labels, I/O flags).
     template: ContainerCreateBody,
 }
 
 impl Settings {
-    pub(crate) fn from_config(config: &DockerConfig) -> Self {
+    /// The settings for `config`. Every field of `docker.execution.container`, `host` and
+    /// `network` reaches the create body (the configuration has already checked them against
+    /// Docker's API and spelled them as it does); sshpod's own parts (command, labels, I/O
+    /// flags, auto-removal) are set over them per container in [`Settings::container_body`].
+    pub(crate) fn from_config(config: &DockerConfig) -> Result<Self, BackendError> {
         let exec = &config.execution;
         let c = &exec.container;
-        let h = &exec.host;
-        let r = &h.resources;
-        let host_config = HostConfig {
-            binds: non_empty(&h.binds),
-            network_mode: h.network_mode.clone(),
-            privileged: Some(h.privileged),
-            readonly_rootfs: Some(h.readonly_rootfs),
-            cap_add: non_empty(&h.cap_add),
-            cap_drop: non_empty(&h.cap_drop),
-            security_opt: non_empty(&h.security_opt),
-            tmpfs: (!h.tmpfs.is_empty()).then(|| {
-                h.tmpfs
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect()
-            }),
-            dns: non_empty(&h.dns),
-            extra_hosts: non_empty(&h.extra_hosts),
-            init: h.init,
-            shm_size: h.shm_size,
-            userns_mode: h.userns_mode.clone(),
-            runtime: h.runtime.clone(),
-            memory: r.memory,
-            memory_swap: r.memory_swap,
-            nano_cpus: r.nano_cpus,
-            cpu_shares: r.cpu_shares,
-            cpu_quota: r.cpu_quota,
-            cpu_period: r.cpu_period,
-            cpuset_cpus: r.cpuset_cpus.clone(),
-            pids_limit: r.pids_limit,
-            ..Default::default()
-        };
-        let networking = (!exec.network.endpoints_config.is_empty()).then(|| NetworkingConfig {
-            endpoints_config: Some(
-                exec.network
-                    .endpoints_config
-                    .iter()
-                    .filter_map(|(name, v)| {
-                        serde_json::from_value::<EndpointSettings>(v.clone())
-                            .ok()
-                            .map(|s| (name.clone(), s))
-                    })
-                    .collect::<HashMap<_, _>>(),
-            ),
-        });
-        let template = ContainerCreateBody {
-            image: Some(c.image.clone()),
-            env: non_empty(&c.env),
-            entrypoint: c.entrypoint.clone(),
-            user: c.user.clone(),
-            working_dir: c.working_dir.clone(),
-            hostname: c.hostname.clone(),
-            domainname: c.domainname.clone(),
-            network_disabled: Some(c.network_disabled),
-            stop_signal: c.stop_signal.clone(),
-            stop_timeout: c.stop_timeout,
-            labels: Some(
-                c.labels
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect(),
-            ),
-            host_config: Some(host_config),
-            networking_config: networking,
-            ..Default::default()
-        };
-        Self {
+        let mut body = c.to_api();
+        body.insert("HostConfig".to_owned(), Value::Object(exec.host.to_api()));
+        let network = exec.network.to_api();
+        if !network.is_empty() {
+            body.insert("NetworkingConfig".to_owned(), Value::Object(network));
+        }
+        let template: ContainerCreateBody =
+            serde_json::from_value(Value::Object(body)).map_err(|e| BackendError::Settings {
+                setting: "docker.execution",
+                reason: format!("Docker's API cannot take it: {e}"),
+            })?;
+        Ok(Self {
             image: c.image.clone(),
             pull_policy: exec.image_pull_policy,
             mode: exec.mode,
@@ -117,8 +69,9 @@ impl Settings {
                 command_start: config.timeouts.command_start,
             },
             container_name: exec.containername.clone(),
+            platform: exec.platform.to_api(),
             template,
-        }
+        })
     }
 
     /// The create body for one container. `tty` is set in session mode, where the session's
@@ -234,10 +187,6 @@ impl Settings {
     }
 }
 
-fn non_empty(items: &[String]) -> Option<Vec<String>> {
-    (!items.is_empty()).then(|| items.to_vec())
-}
-
 /// The engine's message, trimmed of the runtime's long preamble so the user sees the point.
 fn short_reason(message: &str) -> String {
     let tail = message.rsplit(": ").next().unwrap_or(message).trim();
@@ -270,7 +219,7 @@ mod tests {
             .config
             .docker;
         config.execution.mode = mode;
-        Settings::from_config(&config)
+        Settings::from_config(&config).unwrap()
     }
 
     #[test]
@@ -351,5 +300,157 @@ mod tests {
             short_reason("failed to create shim task: OCI runtime create failed: exec: \"/nope\": stat /nope: no such file or directory"),
             "no such file or directory"
         );
+    }
+
+    /// The field names of a bollard model, as serde sees them (its API names).
+    fn bollard_fields<T: serde::de::DeserializeOwned>() -> Vec<&'static str> {
+        use serde::de::{value::Error, Error as _, Visitor};
+        struct Introspect<'a>(&'a mut &'static [&'static str]);
+        impl<'de> serde::Deserializer<'de> for Introspect<'_> {
+            type Error = Error;
+            fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+                Err(Error::custom("not a struct"))
+            }
+            fn deserialize_struct<V: Visitor<'de>>(
+                self,
+                _: &'static str,
+                fields: &'static [&'static str],
+                _: V,
+            ) -> Result<V::Value, Error> {
+                *self.0 = fields;
+                Err(Error::custom("seen"))
+            }
+            serde::forward_to_deserialize_any! {
+                bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+                byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+                identifier ignored_any
+            }
+        }
+        let mut fields: &'static [&'static str] = &[];
+        let _ = T::deserialize(Introspect(&mut fields));
+        let mut fields = fields.to_vec();
+        fields.sort_unstable();
+        fields
+    }
+
+    fn ours(type_name: &str, leave_out: &[&str]) -> Vec<&'static str> {
+        let mut fields: Vec<&str> = sshpod_config::docker_api_fields(type_name)
+            .unwrap()
+            .into_iter()
+            .filter(|name| !leave_out.contains(name))
+            .collect();
+        fields.sort_unstable();
+        fields
+    }
+
+    /// The configuration accepts exactly the fields of the types the engine is sent: none
+    /// that would be dropped on the way, none that could not be set.
+    #[test]
+    fn the_configuration_knows_every_field_of_bollard_s_types() {
+        use bollard::models as m;
+        let mut body = bollard_fields::<ContainerCreateBody>();
+        body.retain(|name| !["HostConfig", "NetworkingConfig"].contains(name));
+        assert_eq!(ours("ContainerConfig", &[]), body);
+        assert_eq!(
+            ours("HostConfig", &["Resources"]),
+            bollard_fields::<HostConfig>()
+        );
+        let pairs: Vec<(&str, Vec<&str>)> = vec![
+            ("Resources", bollard_fields::<m::Resources>()),
+            ("HealthConfig", bollard_fields::<m::HealthConfig>()),
+            ("Mount", bollard_fields::<m::Mount>()),
+            ("BindOptions", bollard_fields::<m::MountBindOptions>()),
+            ("VolumeOptions", bollard_fields::<m::MountVolumeOptions>()),
+            (
+                "Driver",
+                bollard_fields::<m::MountVolumeOptionsDriverConfig>(),
+            ),
+            ("TmpfsOptions", bollard_fields::<m::MountTmpfsOptions>()),
+            ("ImageOptions", bollard_fields::<m::MountImageOptions>()),
+            ("RestartPolicy", bollard_fields::<m::RestartPolicy>()),
+            ("LogConfig", bollard_fields::<m::HostConfigLogConfig>()),
+            ("DeviceMapping", bollard_fields::<m::DeviceMapping>()),
+            ("DeviceRequest", bollard_fields::<m::DeviceRequest>()),
+            (
+                "WeightDevice",
+                bollard_fields::<m::ResourcesBlkioWeightDevice>(),
+            ),
+            ("ThrottleDevice", bollard_fields::<m::ThrottleDevice>()),
+            ("Ulimit", bollard_fields::<m::ResourcesUlimits>()),
+            ("PortBinding", bollard_fields::<m::PortBinding>()),
+            ("NetworkingConfig", bollard_fields::<m::NetworkingConfig>()),
+            ("EndpointSettings", bollard_fields::<m::EndpointSettings>()),
+            (
+                "EndpointIPAMConfig",
+                bollard_fields::<m::EndpointIpamConfig>(),
+            ),
+        ];
+        for (name, theirs) in pairs {
+            assert!(!theirs.is_empty(), "{name}");
+            assert_eq!(ours(name, &[]), theirs, "{name}");
+        }
+    }
+
+    /// Fields sshpod has no use for itself reach the engine as configured, and sshpod's own
+    /// settings still apply over them.
+    #[test]
+    fn pass_through_fields_reach_the_create_body() {
+        let text = "auth: {password: {method: htpasswd, htpasswd: {file: /x}}}\n\
+docker:\n  execution:\n    container:\n      image: busybox\n      \
+exposedports: {\"22/tcp\": {}}\n      healthcheck: {test: [CMD, \"true\"], interval: 30s, retries: 3}\n      \
+shell: [/bin/sh, -c]\n      labels: {team: a}\n      cmd: [ignored]\n    host:\n      \
+oomscoreadj: 500\n      storageopt: {size: 1G}\n      \
+mounts:\n        - {type: tmpfs, target: /scratch, tmpfsoptions: {sizebytes: 1048576}}\n        \
+- {type: bind, source: /srv, target: /srv, readonly: true, bindoptions: {propagation: rslave}}\n      \
+restartpolicy: {name: \"no\"}\n      resources: {memoryreservation: 268435456, memoryswappiness: 0, \
+cpusetmems: \"0\"}\n      OomKillDisable: false\n      \
+blkioweight: 300\n      ulimits: [{name: nofile, soft: 1024, hard: 2048}]\n    \
+network:\n      endpointsconfig: {sessions: {aliases: [guest]}}\n    \
+platform: {os: linux, architecture: arm64, variant: v8}\n";
+        let loaded = sshpod_config::parse_str(text, sshpod_config::Format::Yaml, "t.yaml")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let s = Settings::from_config(&loaded.config.docker).unwrap();
+        assert_eq!(s.platform, "linux/arm64/v8");
+        let ctx = ctx();
+        let body = s.container_body(&ctx, "inst", vec!["idle".into()], None);
+        let json = serde_json::to_value(&body).unwrap();
+        assert_eq!(json["Image"], "busybox");
+        assert_eq!(json["ExposedPorts"], serde_json::json!({"22/tcp": {}}));
+        assert_eq!(json["Healthcheck"]["Interval"], 30_000_000_000_i64);
+        assert_eq!(
+            json["Healthcheck"]["Test"],
+            serde_json::json!(["CMD", "true"])
+        );
+        assert_eq!(json["Shell"], serde_json::json!(["/bin/sh", "-c"]));
+        let host = &json["HostConfig"];
+        assert_eq!(host["OomScoreAdj"], 500);
+        assert_eq!(host["StorageOpt"]["size"], "1G");
+        assert_eq!(host["Mounts"][0]["Type"], "tmpfs");
+        assert_eq!(host["Mounts"][0]["TmpfsOptions"]["SizeBytes"], 1_048_576);
+        assert_eq!(host["Mounts"][1]["ReadOnly"], true);
+        assert_eq!(host["Mounts"][1]["BindOptions"]["Propagation"], "rslave");
+        assert_eq!(host["RestartPolicy"]["Name"], "no");
+        assert_eq!(host["MemoryReservation"], 268_435_456);
+        assert_eq!(host["MemorySwappiness"], 0);
+        assert_eq!(host["CpusetMems"], "0");
+        assert_eq!(host["OomKillDisable"], false);
+        assert_eq!(host["BlkioWeight"], 300);
+        assert_eq!(host["Ulimits"][0]["Hard"], 2048);
+        assert_eq!(
+            json["NetworkingConfig"]["EndpointsConfig"]["sessions"]["Aliases"],
+            serde_json::json!(["guest"])
+        );
+        // sshpod's own settings, over what was configured.
+        assert_eq!(json["Cmd"], serde_json::json!(["idle"]));
+        assert_eq!(json["Labels"]["team"], "a");
+        assert_eq!(json["Labels"][labels::USER], "al/ice");
+        assert_eq!(host["AutoRemove"], true);
+        assert_eq!(
+            host["SecurityOpt"],
+            serde_json::json!(["no-new-privileges"])
+        );
+        assert_eq!(host["PidsLimit"], sshpod_config::DEFAULT_PIDS_LIMIT);
+        assert_eq!(host["Privileged"], false);
     }
 }
