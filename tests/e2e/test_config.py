@@ -113,3 +113,23 @@ def test_missing_host_key_is_generated_and_kept(scn):
     again = scn.start(config_path=path, name="restarted")
     assert key.read_bytes() == key_bytes
     assert served_host_key(again.port) == public_key_blob(public)
+
+
+def test_docker_api_fields_written_as_containerssh_saves_them_reach_the_container(scn):
+    """ContainerSSH passes `docker.execution.host` and `container` to Docker's API as they are:
+    fields sshpod has no key of its own for (here `oomscoreadj`, `memoryreservation`, a
+    healthcheck), written in lower case as ContainerSSH saves them, end up on the container."""
+    gw = scn.start({"docker": {"execution": {
+        "host": {"oomscoreadj": 321, "memoryreservation": 64 * 1024 * 1024},
+        "container": {"healthcheck": {"test": ["NONE"]}, "stopsignal": "SIGUSR1"},
+    }}})
+    proc = scn.track(scn.client(gw).popen("echo started; exec sleep 1000"))
+    assert h.read_line(proc.stdout, h.CONTAINER_TIMEOUT) == b"started\n"
+    [container] = h.wait_containers(scn.run_id, 1)
+    shown = h.docker("inspect", "--format",
+                     "{{.HostConfig.OomScoreAdj}} {{.HostConfig.MemoryReservation}} "
+                     "{{json .Config.Healthcheck.Test}} {{.Config.StopSignal}}", container).stdout.decode().split()
+    assert shown == ["321", str(64 * 1024 * 1024), '["NONE"]', "SIGUSR1"], shown
+    proc.kill()
+    proc.wait()
+    h.wait_no_containers(scn.run_id)

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use crate::check::Checker;
 use crate::container::{ContainerConfig, HostConfig, NetworkConfig, PlatformConfig, RegistryAuth};
 use crate::duration;
-use crate::Backend;
 use crate::secret::Secret;
+use crate::Backend;
 use crate::Backend;
 
 /// Default `docker.execution.idleCommand`: keeps the container alive while sshpod lives.

@@ -187,4 +187,3 @@ fn unknown_docker_fields_far_from_any_field_are_ignored_with_a_warning() {
         .to_api()
         .contains_key("somethingnew"));
 }
-

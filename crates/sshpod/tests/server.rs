@@ -596,7 +596,10 @@ async fn a_client_that_never_finishes_the_key_exchange_is_dropped_at_the_handsha
     // A client that connects and says nothing, not even its version.
     let mut silent = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let events = until_closed(&gw).await;
-    assert_eq!(names(&events), ["connected", "handshake timed out", "closed"]);
+    assert_eq!(
+        names(&events),
+        ["connected", "handshake timed out", "closed"]
+    );
     let mut rest = Vec::new();
     let _ = tokio::time::timeout(DEADLINE, silent.read_to_end(&mut rest)).await;
     gw.stop().await;
