@@ -1,14 +1,29 @@
 //! The `auth` section: which built-in authentication methods are on and where their data lives.
 //!
-//! Only file-based methods exist so far; ContainerSSH's webhook, Kerberos, OAuth2 and GSSAPI
-//! methods are recognised and rejected with "not supported yet" rather than "unknown key".
+//! Besides sshpod's file-based methods, ContainerSSH's webhooks are supported; its Kerberos,
+//! OAuth2 and GSSAPI methods are recognised and refused with "not supported yet" when selected
+//! (their settings are accepted otherwise, see [`crate::inert`]).
+//!
+//! ContainerSSH 0.4's layout is accepted too: one webhook written on `auth` itself (`url`,
+//! `timeout`, TLS keys, `authTimeout`) with `password: true` and `pubkey: true`. Like
+//! ContainerSSH 0.5 and 0.6 (`internal/config/compat.go`), sshpod moves it onto the password and
+//! public-key webhooks and warns that the layout is deprecated.
 
+use std::fmt;
+use std::time::Duration;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::check::Checker;
-use crate::http::{RawWebhook, WebhookConfig};
+use crate::duration;
+use crate::http::{
+    default_auth_timeout, default_timeout, NameList, RawDuration, RawWebhook, WebhookConfig,
+};
+use crate::inert::{RawGssapi, RawKerberos};
 use crate::key_trust::KeyTrust;
-use crate::unsupported::Present;
+use crate::secret::Secret;
 use crate::webhook_auth::{RawAuthz, RawKeyboardInteractive, WebhookAuth};
 
 /// `auth.publicKey.method` as written in the file.
@@ -63,7 +78,45 @@ struct RawPassword {
     method: RawPasswordMethod,
     htpasswd: FileSource,
     webhook: RawWebhook,
-    kerberos: Present,
+    kerberos: RawKerberos,
+}
+
+/// The keys of [`RawPassword`], for reading it by hand in [`PasswordField`].
+const PASSWORD_KEYS: &[&str] = &["method", "htpasswd", "webhook", "kerberos"];
+
+/// `auth.password`: the settings, or ContainerSSH 0.4's `true`/`false` switch.
+#[derive(Debug, Clone)]
+enum PasswordField {
+    Switch(bool),
+    Settings(Box<RawPassword>),
+}
+
+impl Default for PasswordField {
+    fn default() -> Self {
+        Self::Settings(Box::default())
+    }
+}
+
+impl<'de> Deserialize<'de> for PasswordField {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldVisitor;
+        impl<'de> Visitor<'de> for FieldVisitor {
+            type Value = PasswordField;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("the password settings, or `true`/`false` (ContainerSSH 0.4)")
+            }
+            fn visit_bool<E: de::Error>(self, on: bool) -> Result<PasswordField, E> {
+                Ok(PasswordField::Switch(on))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<PasswordField, A::Error> {
+                RawPassword::deserialize(MapAccessDeserializer::new(map))
+                    .map(|settings| PasswordField::Settings(Box::new(settings)))
+            }
+        }
+        // A struct request, so that `null` handling applies inside the settings; the
+        // configuration's deserializer answers it with whatever the value is (see `nulls`).
+        deserializer.deserialize_struct("RawPassword", PASSWORD_KEYS, FieldVisitor)
+    }
 }
 
 /// The `auth` section as written in the file.
@@ -71,10 +124,31 @@ struct RawPassword {
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub(crate) struct RawAuth {
     public_key: RawPublicKey,
-    password: RawPassword,
+    password: PasswordField,
     keyboard_interactive: RawKeyboardInteractive,
-    gssapi: Present,
+    gssapi: RawGssapi,
     authz: RawAuthz,
+    // ContainerSSH 0.4's layout: one webhook for both methods, written on `auth` itself.
+    // ContainerSSH still writes these keys (empty) when it saves a file.
+    url: String,
+    allow_redirects: bool,
+    #[serde(
+        deserialize_with = "duration::deserialize",
+        default = "default_timeout"
+    )]
+    timeout: Duration,
+    cacert: String,
+    cert: String,
+    key: Secret<String>,
+    tls_version: Option<String>,
+    curves: NameList,
+    cipher: NameList,
+    #[serde(
+        deserialize_with = "duration::deserialize",
+        default = "default_auth_timeout"
+    )]
+    auth_timeout: Duration,
+    pubkey: Option<bool>,
 }
 
 /// How public keys are checked.
@@ -151,22 +225,20 @@ pub struct AuthConfig {
 }
 
 impl RawAuth {
-    pub(crate) fn resolve(self, check: &mut Checker<'_>) -> AuthConfig {
-        for (present, key) in [
-            (self.gssapi, "auth.gssapi"),
-            (self.password.kerberos, "auth.password.kerberos"),
-        ] {
-            if present.0 {
-                check.error_at_key(key, "is not supported yet by this version of sshpod");
-            }
-        }
+    pub(crate) fn resolve(mut self, check: &mut Checker<'_>) -> AuthConfig {
+        self.gssapi.check(check);
+        let legacy = self.legacy(check);
+        let (password_switch, password) = match std::mem::take(&mut self.password) {
+            PasswordField::Switch(on) => (Some(on), RawPassword::default()),
+            PasswordField::Settings(settings) => (None, *settings),
+        };
 
-        let public_key_method = match self.public_key.method {
+        let mut public_key_method = match self.public_key.method {
             RawPublicKeyMethod::Off => PublicKeyMethod::Off,
             RawPublicKeyMethod::AuthorizedKeys => PublicKeyMethod::AuthorizedKeys,
             RawPublicKeyMethod::Webhook => PublicKeyMethod::Webhook,
         };
-        let public_key_webhook = (public_key_method == PublicKeyMethod::Webhook).then(|| {
+        let mut public_key_webhook = (public_key_method == PublicKeyMethod::Webhook).then(|| {
             self.public_key
                 .webhook
                 .resolve(check, "auth.publicKey.webhook")
@@ -180,15 +252,13 @@ impl RawAuth {
             );
         }
 
-        let password_method = match self.password.method {
+        let mut password_method = match password.method {
             RawPasswordMethod::Off => PasswordMethod::Off,
             RawPasswordMethod::Htpasswd => PasswordMethod::Htpasswd,
             RawPasswordMethod::Webhook => PasswordMethod::Webhook,
             RawPasswordMethod::Kerberos => unsupported_password(check, "kerberos"),
         };
-        if password_method == PasswordMethod::Htpasswd
-            && self.password.htpasswd.file.trim().is_empty()
-        {
+        if password_method == PasswordMethod::Htpasswd && password.htpasswd.file.trim().is_empty() {
             check.error(
                 "auth.password.htpasswd.file",
                 "is required when `auth.password.method` is `htpasswd`",
@@ -202,14 +272,39 @@ impl RawAuth {
         }
         .resolve(check);
 
-        let password_webhook = (password_method == PasswordMethod::Webhook).then(|| {
-            self.password
-                .webhook
-                .resolve(check, "auth.password.webhook")
-        });
+        let mut password_webhook = (password_method == PasswordMethod::Webhook)
+            .then(|| password.webhook.resolve(check, "auth.password.webhook"));
 
-        let any_requested = !matches!(self.public_key.method, RawPublicKeyMethod::Off)
-            || !matches!(self.password.method, RawPasswordMethod::Off)
+        let new_layout = !matches!(self.public_key.method, RawPublicKeyMethod::Off)
+            || !matches!(password.method, RawPasswordMethod::Off);
+        if let Some(webhook) = legacy {
+            if new_layout {
+                check.warn(
+                    "auth.url",
+                    "`auth.url` is ContainerSSH 0.4's webhook layout and is ignored because \
+                     `auth.password` or `auth.publicKey` chooses a method; remove it",
+                );
+            } else {
+                check.warn(
+                    "auth.url",
+                    "`auth.url` is ContainerSSH 0.4's webhook layout, deprecated since \
+                     ContainerSSH 0.5; it is used as `auth.password.webhook` and \
+                     `auth.publicKey.webhook`: write it there",
+                );
+                // ContainerSSH 0.4's switches, both on unless written `false`.
+                if password_switch.unwrap_or(true) {
+                    password_method = PasswordMethod::Webhook;
+                    password_webhook = Some(webhook.clone());
+                }
+                if self.pubkey.unwrap_or(true) {
+                    public_key_method = PublicKeyMethod::Webhook;
+                    public_key_webhook = Some(webhook);
+                }
+            }
+        }
+
+        let any_requested = public_key_method != PublicKeyMethod::Off
+            || password_method != PasswordMethod::Off
             || trust.trusts_certificates()
             || self.keyboard_interactive.requested();
         if !any_requested {
@@ -229,12 +324,36 @@ impl RawAuth {
             },
             password: PasswordAuth {
                 method: password_method,
-                htpasswd: self.password.htpasswd,
+                htpasswd: password.htpasswd,
                 webhook: password_webhook,
             },
             keyboard_interactive: self.keyboard_interactive.resolve(check),
             authz: self.authz.resolve(check),
         }
+    }
+}
+
+impl RawAuth {
+    /// The 0.4 layout's webhook, validated with its keys on `auth`; `None` without `auth.url`.
+    /// Without a URL the other 0.4 keys mean nothing (ContainerSSH writes them empty, and
+    /// `pubkey: true`, into every file it saves).
+    fn legacy(&self, check: &mut Checker<'_>) -> Option<WebhookConfig> {
+        if self.url.trim().is_empty() {
+            return None;
+        }
+        let raw = RawWebhook {
+            url: self.url.clone(),
+            allow_redirects: self.allow_redirects,
+            timeout: self.timeout,
+            cacert: self.cacert.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            tls_version: self.tls_version.clone(),
+            curves: self.curves.clone(),
+            cipher: self.cipher.clone(),
+            auth_timeout: RawDuration(self.auth_timeout),
+        };
+        Some(raw.resolve(check, "auth"))
     }
 }
 

@@ -134,11 +134,11 @@ impl<'de> Deserialize<'de> for NameList {
     }
 }
 
-fn default_timeout() -> Duration {
+pub(crate) fn default_timeout() -> Duration {
     Duration::from_secs(2)
 }
 
-fn default_auth_timeout() -> Duration {
+pub(crate) fn default_auth_timeout() -> Duration {
     Duration::from_secs(60)
 }
 
@@ -204,17 +204,17 @@ macro_rules! raw_http_client {
         #[derive(Debug, Clone, Deserialize)]
         #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
         pub(crate) struct $name {
-            url: String,
-            allow_redirects: bool,
+            pub(crate) url: String,
+            pub(crate) allow_redirects: bool,
             #[serde(deserialize_with = "duration::deserialize")]
-            timeout: Duration,
-            cacert: String,
-            cert: String,
-            key: Secret<String>,
-            tls_version: Option<String>,
-            curves: NameList,
-            cipher: NameList,
-            $($extra: $extra_ty,)*
+            pub(crate) timeout: Duration,
+            pub(crate) cacert: String,
+            pub(crate) cert: String,
+            pub(crate) key: Secret<String>,
+            pub(crate) tls_version: Option<String>,
+            pub(crate) curves: NameList,
+            pub(crate) cipher: NameList,
+            $(pub(crate) $extra: $extra_ty,)*
         }
 
         impl Default for $name {
@@ -272,7 +272,7 @@ raw_http_client!(
 
 /// A duration field with its own deserializer (macros cannot carry `deserialize_with`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct RawDuration(Duration);
+pub(crate) struct RawDuration(pub(crate) Duration);
 
 impl<'de> Deserialize<'de> for RawDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {

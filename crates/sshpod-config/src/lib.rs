@@ -18,15 +18,17 @@ mod docker_api;
 mod duration;
 mod error;
 mod http;
+mod inert;
 mod key_trust;
 mod kubernetes;
 mod kuberun;
 mod load;
 mod log;
 mod merge;
+mod nulls;
 mod secret;
+mod security;
 mod ssh;
-mod unsupported;
 mod webhook_auth;
 
 use serde::Serialize;
@@ -58,6 +60,9 @@ pub use crate::log::{
 };
 pub use crate::merge::{merge_answer, MergeError};
 pub use crate::secret::{redact_url, Secret, ServiceUrl, REDACTED};
+pub use crate::security::{
+    CommandPolicy, ForwardingPolicy, ListPolicy, ModePolicy, SecurityConfig, SecurityMode,
+};
 pub use crate::ssh::{
     MaxStartups, NetBlockSize, Penalties, RekeyLimit, SshConfig, DEFAULT_ACCEPT_ENV,
     DEFAULT_LISTEN, DEFAULT_PER_SOURCE_MAX_STARTUPS, DEFAULT_SERVER_VERSION,
@@ -106,6 +111,9 @@ pub struct Config {
     /// The configuration webhook, when `configserver.url` is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub configserver: Option<ConfigServerConfig>,
+    /// What clients may request (ContainerSSH's `security`); per connection, so a config
+    /// server's answer can change it.
+    pub security: SecurityConfig,
 }
 
 impl Config {

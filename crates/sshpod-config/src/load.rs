@@ -10,11 +10,13 @@ use crate::check::{Checker, Positions};
 use crate::docker::RawDocker;
 use crate::error::{unknown_message, ConfigError, ConfigErrors};
 use crate::http::RawConfigServer;
+use crate::inert::{RawAudit, RawGeoIp, RawHealth, RawMetrics, RawSshProxy};
 use crate::kubernetes::RawKubernetes;
 use crate::kuberun::RawKuberun;
 use crate::log::RawLog;
+use crate::nulls::{NullAsDefault, Shape};
+use crate::security::RawSecurity;
 use crate::ssh::RawSsh;
-use crate::unsupported::{Present, UnsupportedSection, UNSUPPORTED_SECTIONS};
 use crate::{Backend, Config};
 
 /// The syntax of a configuration file.
@@ -74,7 +76,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigErrors> {
 pub fn parse_str(text: &str, format: Format, origin: &str) -> Result<Loaded, ConfigErrors> {
     let positions = Positions::index(text);
     let raw = match format {
-        Format::Yaml => parse_yaml(text, origin),
+        Format::Yaml => parse_yaml(text, origin, &positions),
         Format::Json => parse_json(text, origin),
     }
     .map_err(|error| ConfigErrors(vec![error]))?;
@@ -111,31 +113,25 @@ struct RawConfig {
     auth: RawAuth,
     log: RawLog,
     configserver: RawConfigServer,
-    metrics: Present,
-    geoip: Present,
-    audit: Present,
-    health: Present,
-    security: Present,
+    metrics: RawMetrics,
+    geoip: RawGeoIp,
+    audit: RawAudit,
+    health: RawHealth,
+    security: RawSecurity,
     kubernetes: Option<RawKubernetes>,
     kuberun: Option<RawKuberun>,
-    sshproxy: Present,
+    sshproxy: RawSshProxy,
 }
 
 impl RawConfig {
     fn resolve(self, check: &mut Checker<'_>) -> Config {
-        let present = [
-            self.metrics,
-            self.geoip,
-            self.audit,
-            self.health,
-            self.security,
-            self.sshproxy,
-        ];
-        for (section, present) in UNSUPPORTED_SECTIONS.iter().zip(present) {
-            if present.0 {
-                check.error_at_key(section, UnsupportedSection(section).to_string());
-            }
-        }
+        // Sections sshpod accepts without acting on them; refused only where they ask for a
+        // feature sshpod lacks. `sshproxy` matters only with its backend, refused below.
+        self.metrics.check(check);
+        self.health.check(check);
+        self.audit.check(check);
+        self.geoip.check(check);
+        let _ = self.sshproxy;
         let backend = match self.backend {
             RawBackend::Docker => Backend::Docker,
             RawBackend::Kubernetes | RawBackend::Kuberun => Backend::Kubernetes,
@@ -167,6 +163,7 @@ impl RawConfig {
             auth: self.auth.resolve(check),
             log: self.log.resolve(check),
             configserver: self.configserver.resolve(check),
+            security: self.security.resolve(check),
         }
     }
 }
@@ -179,12 +176,13 @@ struct ParseFailure {
     message: String,
 }
 
-fn parse_yaml(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
+fn parse_yaml(text: &str, origin: &str, positions: &Positions) -> Result<RawConfig, ConfigError> {
+    let shape = Shape::of_yaml(text);
     let mut failed_path = None;
     let result = serde_saphyr::with_deserializer_from_str(text, |deserializer| {
         let mut track = serde_path_to_error::Track::new();
         let tracked = serde_path_to_error::Deserializer::new(deserializer, &mut track);
-        let result = Option::<RawConfig>::deserialize(tracked);
+        let result = Option::<RawConfig>::deserialize(NullAsDefault::new(tracked, shape.as_ref()));
         if result.is_err() {
             failed_path = Some(track.path());
         }
@@ -197,10 +195,11 @@ fn parse_yaml(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
     let path = failed_path.map(|p| clean_path(&p)).unwrap_or_default();
     let location = error.location();
     let plain = error.without_snippet();
+    let unknown_field = matches!(plain, serde_saphyr::Error::SerdeUnknownField { .. });
     let message = match plain {
         serde_saphyr::Error::SerdeUnknownField {
             field, expected, ..
-        } => Some(unknown_key(&path, field, expected)),
+        } => Some(unknown_key(field, expected)),
         serde_saphyr::Error::SerdeUnknownVariant {
             variant, expected, ..
         } => Some(unknown_message("value", variant, expected)),
@@ -210,13 +209,24 @@ fn parse_yaml(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
         serde_saphyr::MessageFormatter::format_message(&serde_saphyr::UserMessageFormatter, plain)
             .into_owned()
     });
+    let mut line = location
+        .and_then(|l| usize::try_from(l.line()).ok())
+        .filter(|l| *l > 0);
+    let mut column = location
+        .and_then(|l| usize::try_from(l.column()).ok())
+        .filter(|c| *c > 0);
+    // A value rejected by a type's own visitor is located at its key by the parser; point at
+    // the value, as for every other bad value.
+    if !unknown_field && !path.is_empty() {
+        if let (Some(key), Some(value)) = (positions.key(&path), positions.value(&path)) {
+            if (Some(key.line), Some(key.column)) == (line, column) {
+                (line, column) = (Some(value.line), Some(value.column));
+            }
+        }
+    }
     let failure = ParseFailure {
-        line: location
-            .and_then(|l| usize::try_from(l.line()).ok())
-            .filter(|l| *l > 0),
-        column: location
-            .and_then(|l| usize::try_from(l.column()).ok())
-            .filter(|c| *c > 0),
+        line,
+        column,
         path,
         message,
     };
@@ -231,16 +241,20 @@ pub(crate) fn parse_raw_json(text: &str, origin: &str) -> Result<(), ConfigError
 
 fn parse_json(text: &str, origin: &str) -> Result<RawConfig, ConfigError> {
     let text = if text.trim().is_empty() { "{}" } else { text };
+    let shape = Shape::of_json(text);
     let mut deserializer = serde_json::Deserializer::from_str(text);
-    let (path, inner) = match serde_path_to_error::deserialize::<_, RawConfig>(&mut deserializer) {
+    let mut track = serde_path_to_error::Track::new();
+    let tracked = serde_path_to_error::Deserializer::new(&mut deserializer, &mut track);
+    let result = RawConfig::deserialize(NullAsDefault::new(tracked, shape.as_ref()));
+    let (path, inner) = match result {
         Ok(raw) => match deserializer.end() {
             Ok(()) => return Ok(raw),
             Err(error) => (String::new(), error),
         },
-        Err(error) => (clean_path(error.path()), error.into_inner()),
+        Err(error) => (clean_path(&track.path()), error),
     };
     let raw_message = strip_position(&inner.to_string());
-    let message = rewrite_unknown(&path, &raw_message).unwrap_or(raw_message);
+    let message = rewrite_unknown(&raw_message).unwrap_or(raw_message);
     let failure = ParseFailure {
         line: Some(inner.line()).filter(|l| *l > 0),
         column: Some(inner.column()).filter(|c| *c > 0),
@@ -260,20 +274,13 @@ fn finish(failure: ParseFailure, origin: &str) -> ConfigError {
     }
 }
 
-/// The message for an unknown key at `path` (which ends with the unknown key itself).
-fn unknown_key(path: &str, field: &str, expected: &[&str]) -> String {
-    let parent = path
-        .strip_suffix(field)
-        .map(|p| p.trim_end_matches('.'))
-        .unwrap_or(path);
-    if parent.is_empty() && UNSUPPORTED_SECTIONS.contains(&field) {
-        return UnsupportedSection(field).to_string();
-    }
+/// The message for an unknown key.
+fn unknown_key(field: &str, expected: &[&str]) -> String {
     unknown_message("key", field, expected)
 }
 
 /// Rewrites serde's "unknown field `x`, expected one of `a`, `b`" (as serde_json words it).
-fn rewrite_unknown(path: &str, message: &str) -> Option<String> {
+fn rewrite_unknown(message: &str) -> Option<String> {
     let (what, rest) = if let Some(rest) = message.strip_prefix("unknown field `") {
         ("key", rest)
     } else if let Some(rest) = message.strip_prefix("unknown variant `") {
@@ -284,7 +291,7 @@ fn rewrite_unknown(path: &str, message: &str) -> Option<String> {
     let (given, rest) = rest.split_once('`')?;
     let expected: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
     Some(if what == "key" {
-        unknown_key(path, given, &expected)
+        unknown_key(given, &expected)
     } else {
         unknown_message(what, given, &expected)
     })
@@ -621,22 +628,37 @@ mod tests {
 
     #[test]
     fn unsupported_sections_and_backends() {
+        // Sections that ask nothing of sshpod are accepted; an unselected sshproxy block too.
+        let loaded = yaml(&format!(
+            "{MINIMAL}sshproxy:\n  server: x\nmetrics:\nhealth: {{enable: false}}\n\
+             audit: {{enable: false, format: binary}}\ngeoip: {{provider: dummy}}\n"
+        ))
+        .unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+
         let all = errors(yaml(&format!(
-            "{MINIMAL}sshproxy:\n  server: x\nbackend: sshproxy\nmetrics:\n"
+            "{MINIMAL}sshproxy:\n  server: x\nbackend: sshproxy\nmetrics:\n  enable: true\n\
+             health: {{enable: true}}\naudit: {{enable: true}}\ngeoip: {{provider: maxmind}}\n"
         )));
         let messages: Vec<String> = all.iter().map(ToString::to_string).collect();
-        assert_eq!(all.len(), 3, "{messages:#?}");
         assert_eq!(
-            messages[0],
-            "test.yaml:9:1: key `metrics`: `metrics` is a ContainerSSH section that this version \
-             of sshpod does not support yet"
+            messages,
+            [
+                "test.yaml:10:11: key `metrics.enable`: the metrics endpoint is not supported yet \
+                 by this version of sshpod; set `enable: false` or remove the section",
+                "test.yaml:11:18: key `health.enable`: the health-check endpoint is not supported \
+                 yet by this version of sshpod; set `enable: false` or remove the section",
+                "test.yaml:12:17: key `audit.enable`: ContainerSSH's audit log is not supported \
+                 yet by this version of sshpod; set `enable: false` or remove the section \
+                 (sshpod's own log records every login and container)",
+                "test.yaml:13:19: key `geoip.provider`: the `maxmind` GeoIP provider is not \
+                 supported yet by this version of sshpod; use `dummy` or remove the section",
+                "test.yaml:8:10: key `backend`: the `sshproxy` backend is not supported yet; use \
+                 `docker` or `kubernetes`",
+            ],
         );
-        assert_eq!(
-            messages[1],
-            "test.yaml:6:1: key `sshproxy`: `sshproxy` is a ContainerSSH section that this \
-             version of sshpod does not support yet"
-        );
-        assert!(messages[2].contains("`sshproxy` backend is not supported yet"));
+        let error = single(yaml(&format!("{MINIMAL}metrics:\n  enabel: true\n")));
+        assert!(error.message.contains("did you mean `enable`?"), "{error}");
 
         let all = errors(yaml(
             "auth:\n  password:\n    method: kerberos\n  keyboardInteractive: {method: oauth2}\nlog:\n  destination: syslog\n",

@@ -10,7 +10,14 @@
 //! back to the same value), the answer is normalised to the same spelling (Docker keys
 //! lower-cased, flat resource limits moved under `resources`), and the result is loaded and
 //! validated like a file. Only the sections that apply per connection are taken from the answer
-//! (`backend`, `docker`, `kubernetes`, `security`); the others are reported and ignored.
+//! (`backend`, `docker`, `kubernetes`, `security`). The others are ignored, and reported only
+//! when they would change something: a Go config server that marshals the whole configuration
+//! struct sends every section, and a notice on every login for sections that say nothing new
+//! would drown the ones that matter.
+//!
+//! One Go zero value is not empty once marshalled: ContainerSSH's log level is a number whose
+//! zero, `emerg`, is written as the string `"emerg"`. It counts as zero here, as it does for
+//! mergo.
 
 use std::fmt;
 
@@ -20,8 +27,7 @@ use crate::error::ConfigError;
 use crate::load::{parse_raw_json, parse_str, Format};
 use crate::Config;
 
-/// Sections of an answer that apply to one connection. `security` is here so that an answer
-/// using it is refused ("not supported yet") rather than silently ignored.
+/// Sections of an answer that apply to one connection.
 const PER_CONNECTION: &[&str] = &["backend", "docker", "kubernetes", "security"];
 
 /// Docker structs (below `docker.execution`) whose keys have two spellings (`Image`, `image`).
@@ -92,32 +98,71 @@ pub fn merge_answer(base: &Config, answer: &Value) -> Result<(Config, Vec<String
     };
     let mut answer = answer;
     normalise(&mut answer);
+    strip_zero_log_level(&mut answer);
     let answer = strip_zero(answer).unwrap_or_else(|| Value::Object(Map::new()));
     // Unknown keys and wrong types, reported against the answer as sent.
     parse_raw_json(&answer.to_string(), ORIGIN).map_err(|error| MergeError {
         errors: vec![without_position(error)],
     })?;
 
-    let mut ignored = Vec::new();
+    let mut others = Vec::new();
     let mut taken = Map::new();
     if let Value::Object(sections) = answer {
         for (name, value) in sections {
             if PER_CONNECTION.contains(&name.as_str()) {
                 taken.insert(name, value);
             } else {
-                ignored.push(name);
+                others.push((name, value));
             }
         }
     }
 
-    let mut merged = serde_json::to_value(base).map_err(|e| whole(e.to_string()))?;
-    normalise(&mut merged);
+    let mut base_tree = serde_json::to_value(base).map_err(|e| whole(e.to_string()))?;
+    normalise(&mut base_tree);
+    let mut merged = base_tree.clone();
     merge(&mut merged, Value::Object(taken));
-    match parse_str(&merged.to_string(), Format::Json, ORIGIN) {
-        Ok(loaded) => Ok((loaded.config, ignored)),
-        Err(errors) => Err(MergeError {
-            errors: errors.0.into_iter().map(without_position).collect(),
-        }),
+    let config = match parse_str(&merged.to_string(), Format::Json, ORIGIN) {
+        Ok(loaded) => loaded.config,
+        Err(errors) => {
+            return Err(MergeError {
+                errors: errors.0.into_iter().map(without_position).collect(),
+            })
+        }
+    };
+    let ignored = others
+        .into_iter()
+        .filter(|(name, value)| would_change(base, &base_tree, name, value))
+        .map(|(name, _)| name)
+        .collect();
+    Ok((config, ignored))
+}
+
+/// Whether `value`, taken as section `name` over the file's configuration, would change it or
+/// ask for something sshpod refuses. Sections that sshpod accepts without acting on them
+/// (`metrics`, `geoip`, ...) change nothing unless they turn a feature on.
+fn would_change(base: &Config, base_tree: &Value, name: &str, value: &Value) -> bool {
+    let mut trial = base_tree.clone();
+    let mut section = Map::new();
+    section.insert(name.to_owned(), value.clone());
+    merge(&mut trial, Value::Object(section));
+    match parse_str(&trial.to_string(), Format::Json, ORIGIN) {
+        Ok(loaded) => loaded.config != *base,
+        Err(_) => true,
+    }
+}
+
+/// Removes `log.level` when it is ContainerSSH's zero level (`"emerg"`, or 0).
+fn strip_zero_log_level(answer: &mut Value) {
+    let Some(Value::Object(log)) = answer.get_mut("log") else {
+        return;
+    };
+    let zero = match log.get("level") {
+        Some(Value::String(name)) => name == "emerg",
+        Some(Value::Number(number)) => number.as_u64() == Some(0),
+        _ => false,
+    };
+    if zero {
+        log.remove("level");
     }
 }
 

@@ -1,12 +1,13 @@
 //! Authentication settings that only have a webhook method in sshpod: `auth.authz` (ContainerSSH's
 //! authorization webhook) and `auth.keyboardInteractive` (sshpod's keyboard-interactive webhook,
-//! an extension; ContainerSSH's `oauth2` method is not supported yet).
+//! an extension; ContainerSSH's `oauth2` method is not supported yet, though its settings are
+//! accepted while another method is selected).
 
 use serde::{Deserialize, Serialize};
 
 use crate::check::Checker;
 use crate::http::{RawWebhook, WebhookConfig};
-use crate::unsupported::Present;
+use crate::inert::RawOAuth2;
 
 /// A method that is either off or a webhook.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -83,7 +84,7 @@ enum RawKeyboardInteractiveMethod {
 pub(crate) struct RawKeyboardInteractive {
     method: RawKeyboardInteractiveMethod,
     webhook: RawWebhook,
-    oauth2: Present,
+    oauth2: RawOAuth2,
 }
 
 impl RawKeyboardInteractive {
@@ -93,12 +94,6 @@ impl RawKeyboardInteractive {
     }
 
     pub(crate) fn resolve(&self, check: &mut Checker<'_>) -> WebhookAuth {
-        if self.oauth2.0 {
-            check.error_at_key(
-                "auth.keyboardInteractive.oauth2",
-                "is not supported yet by this version of sshpod",
-            );
-        }
         match self.method {
             RawKeyboardInteractiveMethod::Off => WebhookAuth::default(),
             RawKeyboardInteractiveMethod::Oauth2 => {
