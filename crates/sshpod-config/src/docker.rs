@@ -10,7 +10,6 @@ use crate::container::{ContainerConfig, HostConfig, NetworkConfig, PlatformConfi
 use crate::duration;
 use crate::secret::Secret;
 use crate::Backend;
-use crate::Backend;
 
 /// Default `docker.execution.idleCommand`: keeps the container alive while sshpod lives.
 pub const DEFAULT_IDLE_COMMAND: &[&str] = &[
