@@ -67,6 +67,10 @@ docker:
     host:
       networkmode: $SSHPOD_NETWORK
       capdrop: [ALL]
+security:
+  # Port forwarding (ssh -L, -W) into your container; off unless turned on, as in ContainerSSH.
+  forwarding:
+    forwardingMode: enable
 EOF
 
 rel_key=".work/demo/id_ed25519"

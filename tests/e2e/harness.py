@@ -85,6 +85,11 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 # Configuration
 
 
+# ContainerSSH's security policy turns port forwarding off unless a configuration turns it on;
+# the tests that forward say so.
+FORWARDING = {"security": {"forwarding": {"forwardingMode": "enable"}}}
+
+
 def deep_merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():

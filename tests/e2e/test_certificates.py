@@ -54,7 +54,8 @@ class Pki:
 
 
 def cert_config(pki: Pki, **public_key: object) -> dict:
-    return {"auth": {"publicKey": {"trustedUserCAKeys": str(pki.trusted), **public_key}}}
+    return h.deep_merge({"auth": {"publicKey": {"trustedUserCAKeys": str(pki.trusted), **public_key}}},
+                        h.FORWARDING)
 
 
 def assert_denied(result: h.Result) -> None:
@@ -371,7 +372,7 @@ def test_clients_gone_while_their_containers_start_leave_nothing(scn):
 
 def test_authorized_keys_restrict_then_pty(scn):
     write_authorized_keys(scn, f"restrict,pty {alice_key_line(scn)}")
-    gw = scn.start()
+    gw = scn.start(h.FORWARDING)
     result = scn.client(gw).ssh("tty", opts=["-tt"])
     assert result.stdout.strip().startswith("/dev/pts/"), result
     result = stdio_forward(scn.client(gw))
@@ -380,7 +381,7 @@ def test_authorized_keys_restrict_then_pty(scn):
 
 def test_authorized_keys_permitopen(scn):
     write_authorized_keys(scn, f'permitopen="127.0.0.1:9" {alice_key_line(scn)}')
-    gw = scn.start()
+    gw = scn.start(h.FORWARDING)
     allowed = stdio_forward(scn.client(gw))
     assert "administratively prohibited" not in allowed.stderr, allowed
     other = stdio_forward(scn.client(gw), port=10)

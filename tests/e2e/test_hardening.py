@@ -316,7 +316,7 @@ def test_forwarding_and_file_transfer_work_with_the_shipped_isolation(scn, isola
     in must be runnable by it) and sftp."""
     from test_transfer import serve_through_forward
 
-    gw = scn.start(hardened(isolated_network))
+    gw = scn.start(h.deep_merge(hardened(isolated_network), h.FORWARDING))
     client = scn.client(gw)
     fetch = serve_through_forward(scn, client, "isolated")
     assert b"isolated" in h.wait_until(fetch, 60, "an HTTP answer through the forwarded port")

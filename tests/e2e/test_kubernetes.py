@@ -100,7 +100,7 @@ def test_scp_and_sftp_in_one_connection(kube, scn, tmp_path):
 
 
 def test_local_port_forwarding_reaches_a_server_in_the_pod(kube, scn):
-    gw = kube()
+    gw = kube(h.FORWARDING)
     client = scn.client(gw)
     port = h.free_port()
     server = scn.track(client.popen(

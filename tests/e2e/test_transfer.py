@@ -104,7 +104,7 @@ def serve_through_forward(scn, client: h.Client, text: str) -> Callable[[], byte
 
 
 def test_local_port_forwarding(scn):
-    gw = scn.start()
+    gw = scn.start(h.FORWARDING)
     client = scn.client(gw)
     fetch = serve_through_forward(scn, client, "hello-through-the-tunnel")
 

@@ -249,6 +249,8 @@ pub enum ChannelRefusal {
     MaxSessions(u32),
     /// The login's key or certificate does not permit it.
     NotPermitted,
+    /// The `security` policy refuses it; the configuration key that does.
+    Policy(&'static str),
 }
 
 /// Why a channel request was refused.
@@ -269,6 +271,13 @@ pub enum RequestRefusal {
     EnvNotAccepted(String),
     /// An environment variable over the session's limit.
     EnvTooMany(String),
+    /// The `security` policy refused the request.
+    Policy {
+        /// The configuration key that refused it (`security.command.mode`).
+        rule: &'static str,
+        /// What the client was told.
+        message: String,
+    },
 }
 
 /// A subscriber to connection events. `event` runs on the connection's tasks, in order, so it

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use sshpod_config::SecurityMode;
 use sshpod_core::{
     AuthMethod, ChannelKind, ChannelRefusal, Event, EventKind, ExitStatus, LoginRefusal,
     RequestRefusal, Signal, TerminalSize,
@@ -376,7 +377,10 @@ async fn taps_see_input_and_stderr_of_a_session_without_a_terminal() {
 #[tokio::test]
 async fn a_forwarded_channel_is_tapped_both_ways() {
     let fake = FakeBackend::new();
-    let gw = TestGateway::start(fake.clone()).await;
+    let gw = TestGateway::start_with(fake.clone(), |c| {
+        c.security.forwarding.forwarding_mode = SecurityMode::Enable;
+    })
+    .await;
     let client = logged_in(&gw).await;
     let mut stream = client.direct_tcpip("localhost", 8080).await.unwrap();
     stream.write_all(b"ping").await.unwrap();
@@ -602,5 +606,70 @@ async fn a_client_that_never_finishes_the_key_exchange_is_dropped_at_the_handsha
     );
     let mut rest = Vec::new();
     let _ = tokio::time::timeout(DEADLINE, silent.read_to_end(&mut rest)).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_security_policy_refuses_with_a_message_and_names_its_rule() {
+    let fake = FakeBackend::new();
+    let gw = TestGateway::start_with(fake.clone(), |c| {
+        c.security.command.mode = SecurityMode::Filter;
+        c.security.command.allow = vec!["echo allowed".into(), "cat".into()];
+        c.security.max_sessions = Some(1);
+    })
+    .await;
+    let client = logged_in(&gw).await;
+    let output = client.exec("echo allowed").await.unwrap();
+    assert_eq!(output.stdout_text(), "allowed\n");
+
+    let output = client.exec("echo allowed; id").await.unwrap();
+    assert_eq!(
+        output.stderr_text(),
+        "sshpod: this command is not allowed on this server\r\n"
+    );
+    assert_eq!(output.exit, None, "nothing ran");
+    let refused = gw
+        .recorder
+        .wait_for_event(DEADLINE, "the refusal", |k| {
+            matches!(k, EventKind::RequestRefused { .. })
+        })
+        .await;
+    assert!(matches!(
+        refused.kind,
+        EventKind::RequestRefused {
+            reason: RequestRefusal::Policy {
+                rule: "security.command.allow",
+                ..
+            }
+        }
+    ));
+
+    // Forwarding is off unless the policy turns it on, as in ContainerSSH.
+    assert!(client.direct_tcpip("localhost", 8080).await.is_err());
+    gw.recorder
+        .wait_for_event(DEADLINE, "the forwarding refusal", |k| {
+            matches!(
+                k,
+                EventKind::ChannelRefused {
+                    reason: ChannelRefusal::Policy("security.forwarding.forwardingMode"),
+                    ..
+                }
+            )
+        })
+        .await;
+
+    // security.maxSessions caps the sessions open at once, not the sessions ever opened.
+    let mut first = client.open_session().await.unwrap();
+    assert!(first.exec("cat").await.unwrap());
+    assert!(client.open_session().await.is_err());
+    first.eof().await.unwrap();
+    first.read_to_end().await.unwrap();
+    let output = client.exec("echo allowed").await.unwrap();
+    assert_eq!(
+        output.stdout_text(),
+        "allowed\n",
+        "a session again once the first closed"
+    );
+    assert_eq!(fake.execs().len(), 3);
     gw.stop().await;
 }

@@ -21,7 +21,8 @@ use sshpod_core::{
 use tracing::Instrument;
 
 use crate::server::auth::{self, Decided};
-use crate::server::channel::env::{Refused, SessionEnv};
+use crate::server::channel::env::{self, SessionEnv};
+use crate::server::channel::security::{Refused, SecurityPolicy};
 use crate::server::channel::session::{from_ssh_signal, ControlSlot, SessionTask};
 use crate::server::channel::{direct_tcpip, pty, restrict};
 use crate::server::connection::ConnectionState;
@@ -62,6 +63,8 @@ pub(crate) struct ConnectionHandler<B: Backend> {
     /// What the login may do (key options, certificate options); nothing restricted until a
     /// key or certificate says otherwise.
     restrictions: Restrictions,
+    /// What the login's configuration (`security`) allows its sessions.
+    security: SecurityPolicy,
 }
 
 impl<B: Backend> ConnectionHandler<B> {
@@ -71,6 +74,7 @@ impl<B: Backend> ConnectionHandler<B> {
             sessions: HashMap::new(),
             forwards: HashMap::new(),
             restrictions: Restrictions::default(),
+            security: SecurityPolicy::default(),
         }
     }
 
@@ -90,12 +94,19 @@ impl<B: Backend> ConnectionHandler<B> {
     fn decided(&mut self, decided: Decided) -> Auth {
         if matches!(decided.auth, Auth::Accept) {
             self.restrictions = decided.restrictions.unwrap_or_default();
+            if let Some(login) = self.conn.login() {
+                self.security = login.security.clone();
+            }
         }
         decided.auth
     }
 
     /// Starts the channel's process (shell, exec or subsystem) on a task.
     fn start(&mut self, channel: ChannelId, command: Command, session: &mut Session) {
+        if let Err(refused) = self.security.run(&command) {
+            self.refuse_to_run(channel, refused, session);
+            return;
+        }
         let Some(state) = self.sessions.get_mut(&channel) else {
             let _ = session.channel_failure(channel);
             return;
@@ -117,10 +128,13 @@ impl<B: Backend> ConnectionHandler<B> {
                 return;
             }
         }
-        let mut env =
-            std::mem::take(&mut state.env).into_vars(self.restrictions.force_command.is_some());
+        let forced = self
+            .security
+            .force_command()
+            .or(self.restrictions.force_command.as_deref());
+        let mut env = std::mem::take(&mut state.env).into_vars(forced.is_some());
         let command = restrict::command_for(
-            &self.restrictions,
+            forced,
             command,
             &mut env,
             self.conn.shared.config.subsystems(),
@@ -162,6 +176,46 @@ impl<B: Backend> ConnectionHandler<B> {
             tap(taps, TapRecord::Input(data));
             input.push(Bytes::copy_from_slice(data));
         }
+    }
+
+    /// Refuses a request the security policy does not allow: the client is told why on the
+    /// channel's error stream, and the subscribers which rule refused it. A refused shell, exec
+    /// or subsystem is answered like a command that failed at once (accepted, the message, exit
+    /// status 1, close): clients exit on a failed request before they show the channel's error
+    /// stream.
+    fn refuse_to_run(&self, channel: ChannelId, refused: Refused, session: &mut Session) {
+        let _ = session.channel_success(channel);
+        self.tell(channel, &refused, session);
+        let _ = session.exit_status_request(channel, 1);
+        let _ = session.eof(channel);
+        let _ = session.close(channel);
+        self.refused_by_policy(channel, refused);
+    }
+
+    /// Refuses a request that leaves the session usable (a terminal): the request fails and
+    /// the client is told why on the error stream.
+    fn refuse_with_message(&self, channel: ChannelId, refused: Refused, session: &mut Session) {
+        self.tell(channel, &refused, session);
+        let _ = session.channel_failure(channel);
+        self.refused_by_policy(channel, refused);
+    }
+
+    fn tell(&self, channel: ChannelId, refused: &Refused, session: &mut Session) {
+        let _ = session.extended_data(
+            channel,
+            1,
+            format!("sshpod: {}\r\n", refused.message).into_bytes(),
+        );
+    }
+
+    fn refused_by_policy(&self, channel: ChannelId, refused: Refused) {
+        self.refused(
+            channel,
+            RequestRefusal::Policy {
+                rule: refused.rule,
+                message: refused.message,
+            },
+        );
     }
 
     /// Tells the subscribers about a refused request on `channel`.
@@ -252,13 +306,22 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             return Ok(());
         }
         self.forget_finished();
-        let max_sessions = self.conn.shared.config.ssh.max_sessions as usize;
-        if self.sessions.len() >= max_sessions {
+        // Both caps apply: the server's (ssh.maxSessions) and the login's policy's.
+        let server_cap = self.conn.shared.config.ssh.max_sessions;
+        let refusal = if self.sessions.len() >= server_cap as usize {
+            Some(ChannelRefusal::MaxSessions(server_cap))
+        } else {
+            self.security
+                .max_sessions()
+                .filter(|cap| self.sessions.len() >= *cap as usize)
+                .map(|_| ChannelRefusal::Policy("security.maxSessions"))
+        };
+        if let Some(reason) = refusal {
             self.conn.events.emit_on(
                 Some(channel.id()),
                 EventKind::ChannelRefused {
                     kind: ChannelKind::Session,
-                    reason: ChannelRefusal::MaxSessions(self.conn.shared.config.ssh.max_sessions),
+                    reason,
                 },
             );
             reply
@@ -315,6 +378,19 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             host: host_to_connect.to_owned(),
             port,
         };
+        if let Err(refused) = self.security.forwarding() {
+            self.conn.events.emit_on(
+                Some(channel.id()),
+                EventKind::ChannelRefused {
+                    kind,
+                    reason: ChannelRefusal::Policy(refused.rule),
+                },
+            );
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
         if !self.restrictions.may_open(host_to_connect, port) {
             self.conn.events.emit_on(
                 Some(channel.id()),
@@ -404,6 +480,10 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             session.channel_failure(channel)?;
             return Ok(());
         }
+        if let Err(refused) = self.security.tty() {
+            self.refuse_with_message(channel, refused, session);
+            return Ok(());
+        }
         match self.sessions.get_mut(&channel) {
             Some(s) if s.writer.is_some() => {
                 s.tty = Some(TtySpec {
@@ -451,6 +531,12 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         variable_value: &str,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if let Err(refused) = self.security.env(variable_name) {
+            // Clients do not show an answer to an environment request: the log says why.
+            session.channel_failure(channel)?;
+            self.refused_by_policy(channel, refused);
+            return Ok(());
+        }
         let accept = &self.conn.shared.config.ssh.accept_env;
         let taken = match self.sessions.get_mut(&channel) {
             Some(s) if s.writer.is_some() => s.env.offer(accept, variable_name, variable_value),
@@ -466,8 +552,8 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
                 self.refused(
                     channel,
                     match refused {
-                        Refused::TooMany => RequestRefusal::EnvTooMany(name),
-                        Refused::NotAccepted | Refused::BadName => {
+                        env::Refused::TooMany => RequestRefusal::EnvTooMany(name),
+                        env::Refused::NotAccepted | env::Refused::BadName => {
                             RequestRefusal::EnvNotAccepted(name)
                         }
                     },
@@ -540,6 +626,11 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             );
             return Ok(());
         };
+        if let Err(refused) = self.security.signal(signal) {
+            // A signal request has no answer; the log says why it was dropped.
+            self.refused_by_policy(channel, refused);
+            return Ok(());
+        }
         if let Some(state) = self.sessions.get(&channel) {
             tap(state.taps.as_ref(), TapRecord::Signal(signal));
             if let Some(controls) = state.control.get() {

@@ -17,6 +17,7 @@ use sshpod_webhook::WebhookError;
 use super::outcome::outcome;
 use super::webhook::connection_metadata;
 use super::Step;
+use crate::server::channel::security::SecurityPolicy;
 use crate::server::connection::{ConnectionState, Login};
 
 /// What the user is told when a webhook cannot answer.
@@ -112,6 +113,7 @@ pub(crate) async fn finish<B: Backend>(
     let login = Login {
         user: Arc::from(name),
         outcome,
+        security: SecurityPolicy::new(effective.security.clone()),
     };
     if conn.on_logged_in(login) {
         Auth::Accept

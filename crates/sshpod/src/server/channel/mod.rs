@@ -6,4 +6,5 @@ pub(crate) mod direct_tcpip;
 pub(crate) mod env;
 pub(crate) mod pty;
 pub(crate) mod restrict;
+pub(crate) mod security;
 pub(crate) mod session;

@@ -1,10 +1,10 @@
-//! Enforcing a login's [`Restrictions`] (authorized_keys options, certificate options) on what
-//! its sessions run. The pty and forwarding checks are one-liners in the handler; the forced
-//! command is here because it rewrites the request.
+//! Forced commands: what a session runs when the security policy (`security.forceCommand`)
+//! or the login's key or certificate (`command=`, `force-command`) forces one. As with
+//! OpenSSH's ForceCommand, the server's setting wins over the key's. The pty and forwarding
+//! checks are in the handler; this is here because it rewrites the request.
 
 use std::collections::BTreeMap;
 
-use sshpod_auth::Restrictions;
 use sshpod_core::Command;
 
 /// The variable that tells a forced command what the client asked for, as in OpenSSH.
@@ -14,12 +14,12 @@ const ORIGINAL_COMMAND: &str = "SSH_ORIGINAL_COMMAND";
 /// client's command in `SSH_ORIGINAL_COMMAND` (an exec line, or a subsystem's program; a shell
 /// has none). `subsystems` maps subsystem names to programs.
 pub(crate) fn command_for(
-    restrictions: &Restrictions,
+    forced: Option<&str>,
     requested: Command,
     env: &mut Vec<(String, String)>,
     subsystems: &BTreeMap<String, String>,
 ) -> Command {
-    let Some(forced) = &restrictions.force_command else {
+    let Some(forced) = forced else {
         return requested;
     };
     // The client must not choose the variable's value by sending it as an env request.
@@ -32,17 +32,15 @@ pub(crate) fn command_for(
     if let Some(original) = original {
         env.push((ORIGINAL_COMMAND.to_owned(), original));
     }
-    Command::Exec(forced.clone())
+    Command::Exec(forced.to_owned())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn forced(command: &str) -> Restrictions {
-        let mut r = Restrictions::default();
-        r.force_command = Some(command.to_owned());
-        r
+    fn forced(command: &str) -> Option<&str> {
+        Some(command)
     }
 
     fn subsystems() -> BTreeMap<String, String> {
@@ -52,12 +50,7 @@ mod tests {
     #[test]
     fn without_a_forced_command_nothing_changes() {
         let mut env = vec![("A".to_owned(), "b".to_owned())];
-        let command = command_for(
-            &Restrictions::default(),
-            Command::Exec("ls".into()),
-            &mut env,
-            &subsystems(),
-        );
+        let command = command_for(None, Command::Exec("ls".into()), &mut env, &subsystems());
         assert_eq!(command, Command::Exec("ls".into()));
         assert_eq!(env, [("A".to_owned(), "b".to_owned())]);
     }
@@ -66,23 +59,18 @@ mod tests {
     fn forced_command_replaces_every_kind_of_request() {
         let r = forced("echo forced");
         let mut env = vec![(ORIGINAL_COMMAND.to_owned(), "spoofed".to_owned())];
-        let command = command_for(
-            &r,
-            Command::Exec("rm -rf /".into()),
-            &mut env,
-            &subsystems(),
-        );
+        let command = command_for(r, Command::Exec("rm -rf /".into()), &mut env, &subsystems());
         assert_eq!(command, Command::Exec("echo forced".into()));
         assert_eq!(env, [(ORIGINAL_COMMAND.to_owned(), "rm -rf /".to_owned())]);
 
         let mut env = Vec::new();
-        let command = command_for(&r, Command::Shell, &mut env, &subsystems());
+        let command = command_for(r, Command::Shell, &mut env, &subsystems());
         assert_eq!(command, Command::Exec("echo forced".into()));
         assert!(env.is_empty());
 
         let mut env = Vec::new();
         let command = command_for(
-            &r,
+            r,
             Command::Subsystem("sftp".into()),
             &mut env,
             &subsystems(),

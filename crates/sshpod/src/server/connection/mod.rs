@@ -324,6 +324,11 @@ impl<B: Backend> ConnectionState<B> {
         true
     }
 
+    /// The accepted login, while the connection is logged in.
+    pub(crate) fn login(&self) -> Option<Arc<Login>> {
+        self.phase.borrow().login().cloned()
+    }
+
     /// Whether a login was accepted.
     pub(crate) fn is_logged_in(&self) -> bool {
         self.phase.borrow().logged_in()

@@ -15,12 +15,15 @@ use std::sync::Arc;
 use sshpod_core::BackendError;
 
 use crate::server::auth::Outcome;
+use crate::server::channel::security::SecurityPolicy;
 
-/// An accepted login: who, and what its webhooks brought.
+/// An accepted login: who, what its webhooks brought, and the security policy its
+/// configuration (the file's, or the config server's answer merged over it) sets.
 #[derive(Debug)]
 pub(crate) struct Login {
     pub(crate) user: Arc<str>,
     pub(crate) outcome: Outcome,
+    pub(crate) security: SecurityPolicy,
 }
 
 /// A connection's phase.
@@ -159,6 +162,7 @@ mod tests {
         Login {
             user: Arc::from("alice"),
             outcome: Outcome::default(),
+            security: SecurityPolicy::default(),
         }
     }
 

@@ -105,6 +105,17 @@ fn log(kind: &EventKind) {
             (ChannelKind::Session, ChannelRefusal::NotPermitted) => {
                 tracing::info!("session refused: not permitted for this login")
             }
+            (ChannelKind::Session, ChannelRefusal::Policy(rule)) => {
+                tracing::info!(rule, "session refused by the security policy")
+            }
+            (ChannelKind::DirectTcpip { host, port }, ChannelRefusal::Policy(rule)) => {
+                tracing::info!(
+                    host,
+                    port,
+                    rule,
+                    "forwarding refused by the security policy"
+                )
+            }
         },
         EventKind::RequestRefused { reason } => match reason {
             RequestRefusal::PtyNotPermitted => {
@@ -127,6 +138,9 @@ fn log(kind: &EventKind) {
                 name,
                 "environment variable refused: the session has as many as it may"
             ),
+            RequestRefusal::Policy { rule, message } => {
+                tracing::info!(rule, message, "request refused by the security policy")
+            }
             other => tracing::info!(?other, "request refused"),
         },
         EventKind::ProcessStarting { command, tty } => {

@@ -1,0 +1,298 @@
+//! ContainerSSH's `security` policy, enforced on each channel request: what a login's sessions
+//! may run, set and ask for. It comes from the file's `security` section or the config
+//! server's answer, and applies on top of the login's key and certificate restrictions: a
+//! request goes through only where both allow it.
+//!
+//! Modes, as ContainerSSH defines them: a feature's own mode, else `defaultMode`, else
+//! `enable`; forwarding modes are `disable` unless set. `enable` allows all but a deny list,
+//! `filter` allows only an allow list (shells and terminals have no list, so `filter` refuses
+//! them), `disable` refuses. A forced command (`forceCommand`) replaces whatever the client asks
+//! to run, so the shell, command and subsystem rules do not apply to it. Two of ContainerSSH's
+//! defects are not reproduced: `maxSessions` caps the sessions open at once (not the sessions
+//! ever opened), and the signal rules follow `signal.mode` (not `shell.mode`).
+
+use std::fmt;
+
+use sshpod_config::{ListPolicy, SecurityConfig, SecurityMode};
+use sshpod_core::{Command, Signal};
+
+/// A request the policy refused, and the rule that refused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refused {
+    /// The configuration key behind the refusal, for the log (`security.command.allow`).
+    pub(crate) rule: &'static str,
+    /// What the client is told.
+    pub(crate) message: String,
+}
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+fn refused(rule: &'static str, message: impl Into<String>) -> Result<(), Refused> {
+    Err(Refused {
+        rule,
+        message: message.into(),
+    })
+}
+
+/// One login's policy.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SecurityPolicy {
+    config: SecurityConfig,
+}
+
+impl SecurityPolicy {
+    pub(crate) fn new(config: SecurityConfig) -> Self {
+        Self { config }
+    }
+
+    fn mode(&self, own: SecurityMode) -> SecurityMode {
+        self.config.effective(own)
+    }
+
+    /// The command that replaces every shell, exec and subsystem request, if any.
+    pub(crate) fn force_command(&self) -> Option<&str> {
+        Some(self.config.force_command.as_str()).filter(|c| !c.is_empty())
+    }
+
+    /// The most sessions a connection may have open at once, if the policy caps them.
+    pub(crate) fn max_sessions(&self) -> Option<u32> {
+        self.config.max_sessions
+    }
+
+    /// Whether the client may run `command` (before any forced command replaces it).
+    pub(crate) fn run(&self, command: &Command) -> Result<(), Refused> {
+        if self.force_command().is_some() {
+            return Ok(());
+        }
+        match command {
+            Command::Shell => match self.mode(self.config.shell.mode) {
+                SecurityMode::Enable => Ok(()),
+                _ => refused("security.shell.mode", "shells are disabled on this server"),
+            },
+            Command::Exec(line) => {
+                let policy = &self.config.command;
+                match self.mode(policy.mode) {
+                    SecurityMode::Enable => Ok(()),
+                    SecurityMode::Filter if policy.allow.iter().any(|a| a == line) => Ok(()),
+                    SecurityMode::Filter => refused(
+                        "security.command.allow",
+                        "this command is not allowed on this server",
+                    ),
+                    _ => refused(
+                        "security.command.mode",
+                        "running commands is disabled on this server",
+                    ),
+                }
+            }
+            Command::Subsystem(name) => listed(
+                self.mode(self.config.subsystem.mode),
+                &self.config.subsystem,
+                name,
+                [
+                    "security.subsystem.mode",
+                    "security.subsystem.allow",
+                    "security.subsystem.deny",
+                ],
+                &format!("the subsystem `{name}` is not allowed on this server"),
+            ),
+        }
+    }
+
+    /// Whether the client may have a terminal.
+    pub(crate) fn tty(&self) -> Result<(), Refused> {
+        match self.mode(self.config.tty.mode) {
+            SecurityMode::Enable => Ok(()),
+            _ => refused("security.tty.mode", "terminals are disabled on this server"),
+        }
+    }
+
+    /// Whether the client may set the environment variable `name`.
+    pub(crate) fn env(&self, name: &str) -> Result<(), Refused> {
+        listed(
+            self.mode(self.config.env.mode),
+            &self.config.env,
+            name,
+            [
+                "security.env.mode",
+                "security.env.allow",
+                "security.env.deny",
+            ],
+            &format!("the environment variable `{name}` is not allowed on this server"),
+        )
+    }
+
+    /// Whether the client may send `signal`.
+    pub(crate) fn signal(&self, signal: Signal) -> Result<(), Refused> {
+        // ContainerSSH's lists name signals with or without the SIG prefix.
+        let name = signal.name();
+        let policy = &self.config.signal;
+        let named = |list: &[String]| {
+            list.iter().any(|s| {
+                s.strip_prefix("SIG")
+                    .unwrap_or(s)
+                    .eq_ignore_ascii_case(name)
+            })
+        };
+        match self.mode(policy.mode) {
+            SecurityMode::Enable if named(&policy.deny) => refused(
+                "security.signal.deny",
+                format!("the signal {name} is not allowed on this server"),
+            ),
+            SecurityMode::Enable => Ok(()),
+            SecurityMode::Filter if named(&policy.allow) => Ok(()),
+            SecurityMode::Filter => refused(
+                "security.signal.allow",
+                format!("the signal {name} is not allowed on this server"),
+            ),
+            _ => refused(
+                "security.signal.mode",
+                "signals are disabled on this server",
+            ),
+        }
+    }
+
+    /// Whether the client may forward a TCP connection into the container (`ssh -L`, `-W`).
+    pub(crate) fn forwarding(&self) -> Result<(), Refused> {
+        match self.config.forwarding.forwarding_mode {
+            SecurityMode::Enable => Ok(()),
+            // ContainerSSH has no filter for forwarding either; refusing is the safe reading.
+            SecurityMode::Filter => refused(
+                "security.forwarding.forwardingMode",
+                "port forwarding is disabled on this server (the filter mode has no rules)",
+            ),
+            _ => refused(
+                "security.forwarding.forwardingMode",
+                "port forwarding is disabled on this server",
+            ),
+        }
+    }
+}
+
+/// An allow/deny decision for `name` under `mode`; `rules` are the mode, allow and deny keys.
+fn listed(
+    mode: SecurityMode,
+    policy: &ListPolicy,
+    name: &str,
+    rules: [&'static str; 3],
+    message: &str,
+) -> Result<(), Refused> {
+    let [mode_rule, allow_rule, deny_rule] = rules;
+    match mode {
+        SecurityMode::Enable if policy.deny.iter().any(|d| d == name) => {
+            refused(deny_rule, message)
+        }
+        SecurityMode::Enable => Ok(()),
+        SecurityMode::Filter if policy.allow.iter().any(|a| a == name) => Ok(()),
+        SecurityMode::Filter => refused(allow_rule, message),
+        _ => refused(mode_rule, message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sshpod_config::ModePolicy;
+
+    fn policy(configure: impl FnOnce(&mut SecurityConfig)) -> SecurityPolicy {
+        let mut config = SecurityConfig::default();
+        configure(&mut config);
+        SecurityPolicy::new(config)
+    }
+
+    fn rule(result: Result<(), Refused>) -> Option<&'static str> {
+        result.err().map(|r| r.rule)
+    }
+
+    #[test]
+    fn everything_but_forwarding_is_allowed_by_default() {
+        let p = policy(|_| {});
+        assert!(p.run(&Command::Shell).is_ok());
+        assert!(p.run(&Command::Exec("ls".into())).is_ok());
+        assert!(p.run(&Command::Subsystem("sftp".into())).is_ok());
+        assert!(p.tty().is_ok() && p.env("LANG").is_ok() && p.signal(Signal::Int).is_ok());
+        assert_eq!(
+            rule(p.forwarding()),
+            Some("security.forwarding.forwardingMode")
+        );
+        assert_eq!(p.max_sessions(), None);
+    }
+
+    #[test]
+    fn the_default_mode_applies_where_a_feature_has_none() {
+        let p = policy(|c| {
+            c.default_mode = SecurityMode::Disable;
+            c.tty = ModePolicy {
+                mode: SecurityMode::Enable,
+            };
+        });
+        assert_eq!(rule(p.run(&Command::Shell)), Some("security.shell.mode"));
+        assert_eq!(
+            rule(p.run(&Command::Exec("ls".into()))),
+            Some("security.command.mode")
+        );
+        assert_eq!(rule(p.env("LANG")), Some("security.env.mode"));
+        assert!(p.tty().is_ok(), "its own mode wins");
+    }
+
+    #[test]
+    fn filter_allows_only_what_is_listed_and_enable_all_but_the_deny_list() {
+        let p = policy(|c| {
+            c.command.mode = SecurityMode::Filter;
+            c.command.allow = vec!["uptime".into()];
+            c.subsystem.deny = vec!["sftp".into()];
+            c.env.mode = SecurityMode::Filter;
+            c.env.allow = vec!["LANG".into()];
+            c.shell.mode = SecurityMode::Filter;
+        });
+        assert!(p.run(&Command::Exec("uptime".into())).is_ok());
+        assert_eq!(
+            rule(p.run(&Command::Exec("uptime; id".into()))),
+            Some("security.command.allow"),
+            "exact match only"
+        );
+        assert_eq!(
+            rule(p.run(&Command::Subsystem("sftp".into()))),
+            Some("security.subsystem.deny")
+        );
+        assert!(p.run(&Command::Subsystem("other".into())).is_ok());
+        assert!(p.env("LANG").is_ok());
+        assert_eq!(rule(p.env("LD_PRELOAD")), Some("security.env.allow"));
+        assert_eq!(
+            rule(p.run(&Command::Shell)),
+            Some("security.shell.mode"),
+            "a shell has no list to filter by"
+        );
+    }
+
+    #[test]
+    fn signals_follow_their_own_mode_with_or_without_the_sig_prefix() {
+        let p = policy(|c| {
+            c.shell.mode = SecurityMode::Disable;
+            c.signal.deny = vec!["SIGKILL".into()];
+        });
+        assert!(p.signal(Signal::Int).is_ok(), "not the shell's mode");
+        assert_eq!(rule(p.signal(Signal::Kill)), Some("security.signal.deny"));
+        let p = policy(|c| {
+            c.signal.mode = SecurityMode::Filter;
+            c.signal.allow = vec!["TERM".into()];
+        });
+        assert!(p.signal(Signal::Term).is_ok());
+        assert_eq!(rule(p.signal(Signal::Hup)), Some("security.signal.allow"));
+    }
+
+    #[test]
+    fn a_forced_command_replaces_what_the_rules_would_judge() {
+        let p = policy(|c| {
+            c.force_command = "/usr/bin/menu".into();
+            c.default_mode = SecurityMode::Disable;
+        });
+        assert_eq!(p.force_command(), Some("/usr/bin/menu"));
+        assert!(p.run(&Command::Shell).is_ok());
+        assert!(p.run(&Command::Subsystem("sftp".into())).is_ok());
+        assert_eq!(rule(p.tty()), Some("security.tty.mode"));
+    }
+}
