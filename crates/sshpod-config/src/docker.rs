@@ -260,13 +260,19 @@ pub struct ExecutionConfig {
 impl RawExecution {
     fn resolve(self, check: &mut Checker<'_>) -> ExecutionConfig {
         const NO_AGENT: &str = "is ignored: sshpod needs no agent in the image";
-        if self.agent_path.is_some() {
+        // ContainerSSH writes both at their defaults into every file it saves: only a setting
+        // that asks for something is worth a warning.
+        if self
+            .agent_path
+            .as_deref()
+            .is_some_and(|p| p != DEFAULT_AGENT_PATH)
+        {
             check.warn(
                 "docker.execution.agentPath",
                 format_args!("`docker.execution.agentPath` {NO_AGENT}"),
             );
         }
-        if self.disable_agent.is_some() {
+        if self.disable_agent == Some(true) {
             check.warn(
                 "docker.execution.disableAgent",
                 format_args!("`docker.execution.disableAgent` {NO_AGENT}"),
