@@ -260,7 +260,11 @@ def isolated_network(scn):
     name = f"sshpod-test-{scn.run_id}"
     h.docker("network", "create", "--driver", "bridge", "-o", "com.docker.network.bridge.enable_icc=false", name)
     yield name
-    h.docker("network", "rm", name, check=False)
+    # This teardown runs before the scenario's: its containers may still be going, and a
+    # network with containers on it cannot be removed.
+    h.wait_no_containers(scn.run_id)
+    h.wait_until(lambda: h.docker("network", "rm", name, check=False).returncode == 0, 60,
+                 f"the network {name} to be removed")
 
 
 def hardened(network: str) -> dict:
