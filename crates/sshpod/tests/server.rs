@@ -627,7 +627,8 @@ async fn the_security_policy_refuses_with_a_message_and_names_its_rule() {
         output.stderr_text(),
         "sshpod: this command is not allowed on this server\r\n"
     );
-    assert_eq!(output.exit, None, "nothing ran");
+    assert_eq!(output.exit, Some(ExitOutcome::Code(1)));
+    assert_eq!(fake.execs().len(), 1, "nothing ran");
     let refused = gw
         .recorder
         .wait_for_event(DEADLINE, "the refusal", |k| {

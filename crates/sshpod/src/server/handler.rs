@@ -226,6 +226,9 @@ impl<B: Backend> ConnectionHandler<B> {
     }
 }
 
+// The authentication callbacks box their work: the SSH library keeps the connection's loop,
+// with room for its largest callback inline, for the connection's whole life, and a login's
+// webhook calls would otherwise size every idle connection.
 impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
     type Error = HandlerError;
 
@@ -235,9 +238,11 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
         // Answer "this key would do" only for keys that would; the signature comes next.
-        let would = auth::public_key_offered(&self.conn, user, offer.public_key)
-            .instrument(self.conn.span.clone())
-            .await;
+        let would = Box::pin(
+            auth::public_key_offered(&self.conn, user, offer.public_key)
+                .instrument(self.conn.span.clone()),
+        )
+        .await;
         Ok(if would { Auth::Accept } else { Auth::reject() })
     }
 
@@ -246,9 +251,10 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        let decided = auth::public_key(&self.conn, user, key.public_key)
-            .instrument(self.conn.span.clone())
-            .await;
+        let decided = Box::pin(
+            auth::public_key(&self.conn, user, key.public_key).instrument(self.conn.span.clone()),
+        )
+        .await;
         Ok(self.decided(decided))
     }
 
@@ -257,16 +263,17 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         user: &str,
         certificate: &Certificate,
     ) -> Result<Auth, Self::Error> {
-        let decided = auth::certificate(&self.conn, user, certificate)
-            .instrument(self.conn.span.clone())
-            .await;
+        let decided = Box::pin(
+            auth::certificate(&self.conn, user, certificate).instrument(self.conn.span.clone()),
+        )
+        .await;
         Ok(self.decided(decided))
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        let auth = auth::password(&self.conn, user, password)
-            .instrument(self.conn.span.clone())
-            .await;
+        let auth =
+            Box::pin(auth::password(&self.conn, user, password).instrument(self.conn.span.clone()))
+                .await;
         Ok(self.decided(auth.into()))
     }
 
@@ -280,9 +287,11 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             r.map(|b| String::from_utf8_lossy(&b).into_owned())
                 .collect::<Vec<_>>()
         });
-        let auth = auth::keyboard_interactive(&self.conn, user, answers)
-            .instrument(self.conn.span.clone())
-            .await;
+        let auth = Box::pin(
+            auth::keyboard_interactive(&self.conn, user, answers)
+                .instrument(self.conn.span.clone()),
+        )
+        .await;
         Ok(self.decided(auth.into()))
     }
 

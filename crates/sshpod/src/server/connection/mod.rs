@@ -124,7 +124,10 @@ impl<B: Backend> ConnectionState<B> {
         let stream = KillableStream::new(socket, kill.clone(), Arc::clone(&self.gate));
         let handler = ConnectionHandler::new(Arc::clone(&self));
 
-        let session = async {
+        // Boxed, as the other large futures here: the compiler gives every future a connection
+        // awaits a slot of its own in the connection's task, moved-from ones included, and the
+        // task lives as long as the connection.
+        let session = Box::pin(async {
             match russh::server::run_stream(russh, stream, handler).await {
                 Ok(running) => {
                     let handle = running.handle();
@@ -150,25 +153,8 @@ impl<B: Backend> ConnectionState<B> {
                 }
                 Err(e) => tracing::debug!(error = %e, "handshake failed"),
             }
-        };
-        let lifecycle = self.authenticate_then_provision();
-        tokio::pin!(session, lifecycle);
-        let mut provisioned = false;
-        let timed_out = loop {
-            tokio::select! {
-                () = &mut session => {
-                    // A container in the making is waited for, so that it is removed.
-                    if !provisioned && self.phase.borrow().login().is_some() {
-                        let _ = (&mut lifecycle).await;
-                    }
-                    break false;
-                }
-                ended = &mut lifecycle, if !provisioned => match ended {
-                    Lifecycle::TimedOut => break true,
-                    Lifecycle::Provisioned => provisioned = true,
-                },
-            }
-        };
+        });
+        let timed_out = self.alongside_the_session(session).await;
         if !self.phase.borrow().logged_in() {
             let ending = if self.had_refused_login() {
                 Ending::AuthFailed
@@ -180,8 +166,37 @@ impl<B: Backend> ConnectionState<B> {
             penalties.penalise(self.peer.ip(), ending);
         }
         kill.cancel();
-        self.teardown().await;
+        Box::pin(self.teardown()).await;
         self.events.emit(EventKind::Closed);
+    }
+
+    /// Runs the deadlines and provisioning alongside the SSH session until the session ends or
+    /// a deadline passes; true if a deadline passed. A container in the making is waited for,
+    /// so that teardown removes it.
+    async fn alongside_the_session(&self, session: impl std::future::Future<Output = ()>) -> bool {
+        // Dropped once provisioning is over: nothing of it need stay for the connection's life.
+        let mut lifecycle = Some(Box::pin(self.authenticate_then_provision()));
+        tokio::pin!(session);
+        loop {
+            let Some(pending) = lifecycle.as_mut() else {
+                session.await;
+                return false;
+            };
+            tokio::select! {
+                () = &mut session => {
+                    if self.phase.borrow().login().is_some() {
+                        if let Some(pending) = lifecycle.take() {
+                            let _ = pending.await;
+                        }
+                    }
+                    return false;
+                }
+                ended = pending => match ended {
+                    Lifecycle::TimedOut => return true,
+                    Lifecycle::Provisioned => lifecycle = None,
+                },
+            }
+        }
     }
 
     /// Waits for the handshake and the login within their deadlines, then makes the
@@ -229,7 +244,9 @@ impl<B: Backend> ConnectionState<B> {
             }
         };
         if let Some(login) = login {
-            self.provision(&login).await;
+            // Boxed: a backend's connect future is large (an engine's create, start and
+            // wait), and inline it would size the connection's task for its whole life.
+            Box::pin(self.provision(&login)).await;
         }
         Lifecycle::Provisioned
     }
