@@ -183,12 +183,15 @@ impl<B: Backend> ConnectionHandler<B> {
     /// or subsystem is answered like a command that failed at once (accepted, the message, exit
     /// status 1, close): clients exit on a failed request before they show the channel's error
     /// stream.
-    fn refuse_to_run(&self, channel: ChannelId, refused: Refused, session: &mut Session) {
+    fn refuse_to_run(&mut self, channel: ChannelId, refused: Refused, session: &mut Session) {
         let _ = session.channel_success(channel);
         self.tell(channel, &refused, session);
         let _ = session.exit_status_request(channel, 1);
         let _ = session.eof(channel);
         let _ = session.close(channel);
+        // Closed by sshpod: the library will not report the client's answer, so the session
+        // no longer counts against the caps from here on.
+        self.sessions.remove(&channel);
         self.refused_by_policy(channel, refused);
     }
 
