@@ -23,6 +23,7 @@ use std::fmt;
 
 use serde_json::{Map, Value};
 
+use crate::docker_api;
 use crate::error::ConfigError;
 use crate::load::{parse_raw_json, parse_str, Format};
 use crate::Config;
@@ -214,8 +215,10 @@ fn strip_zero(value: Value) -> Option<Value> {
     }
 }
 
-/// Brings Docker keys to one spelling: struct keys lower-cased (`Image` -> `image`) and flat
-/// resource limits (`Memory`) moved to `host.resources`.
+/// Brings Docker keys to one spelling: struct keys lower-cased (`Image` -> `image`), flat
+/// resource limits (`Memory`) moved to `host.resources`, and the keys of the API objects nested
+/// in them in Docker's spelling (`restartpolicy: {name: ..}` -> `{Name: ..}`), so that a file
+/// and an answer that spell one nested object differently merge into one.
 fn normalise(config: &mut Value) {
     let Some(execution) = config
         .get_mut("docker")
@@ -223,6 +226,16 @@ fn normalise(config: &mut Value) {
     else {
         return;
     };
+    for (key, object) in [
+        ("container", &docker_api::CONTAINER_CONFIG),
+        ("host", &docker_api::HOST_CONFIG),
+        ("network", &docker_api::NETWORKING_CONFIG),
+        ("platform", &docker_api::PLATFORM),
+    ] {
+        if let Some(Value::Object(fields)) = execution.get_mut(key) {
+            nested_in_api_spelling(object, fields);
+        }
+    }
     for path in DOCKER_STRUCTS {
         let mut node = Some(&mut *execution);
         for segment in *path {
@@ -257,6 +270,56 @@ fn normalise(config: &mut Value) {
     }
 }
 
+/// The values of `fields` (an `object`'s, its own keys left as written) with the keys of every
+/// API object inside them renamed to Docker's spelling. Free-form keys (labels, ports, paths,
+/// network names) and unknown keys are left alone.
+fn nested_in_api_spelling(object: &docker_api::Object, fields: &mut Map<String, Value>) {
+    for (name, value) in fields.iter_mut() {
+        if let Some(field) = object.field(name) {
+            in_api_spelling(&field.kind, value);
+        } else if name == "resources" {
+            if let Value::Object(resources) = value {
+                nested_in_api_spelling(&docker_api::RESOURCES, resources);
+            }
+        }
+    }
+}
+
+/// A value of `kind` with the keys of the API objects in it in Docker's spelling.
+fn in_api_spelling(kind: &docker_api::Kind, value: &mut Value) {
+    match (kind, value) {
+        (docker_api::Kind::Object(object), Value::Object(fields)) => {
+            let written = std::mem::take(fields);
+            for (name, mut value) in written {
+                let name = match object.field(&name) {
+                    Some(field) => {
+                        in_api_spelling(&field.kind, &mut value);
+                        field.name.to_owned()
+                    }
+                    None => name,
+                };
+                match fields.get_mut(&name) {
+                    Some(existing) => merge(existing, value),
+                    None => {
+                        fields.insert(name, value);
+                    }
+                }
+            }
+        }
+        (docker_api::Kind::List(item), Value::Array(items)) => {
+            for value in items {
+                in_api_spelling(item, value);
+            }
+        }
+        (docker_api::Kind::Map(item), Value::Object(entries)) => {
+            for value in entries.values_mut() {
+                in_api_spelling(item, value);
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -272,6 +335,31 @@ mod tests {
                     env: [A=1]\n      labels: {team: red}\n    host:\n      resources:\n        \
                     memory: 1000000000\n";
         parse_str(text, Format::Yaml, "base.yaml").unwrap().config
+    }
+
+    #[test]
+    fn a_nested_docker_object_spelled_differently_in_file_and_answer_merges_into_one() {
+        let text = "auth:\n  password:\n    method: htpasswd\n    htpasswd: {file: /h}\n\
+                    docker:\n  execution:\n    host:\n      restartpolicy:\n        \
+                    name: on-failure\n        maximumretrycount: 3\n      \
+                    logconfig: {type: json-file, config: {max-size: 10m}}\n";
+        let base = parse_str(text, Format::Yaml, "base.yaml").unwrap().config;
+        // Written as ContainerSSH's documentation writes files, all lower case.
+        let answer = json!({"docker": {"execution": {"host": {
+            "restartpolicy": {"name": "always"},
+            "logconfig": {"config": {"max-file": "3"}}
+        }}}});
+        let (config, _) = merge_answer(&base, &answer).unwrap();
+        let host = &config.docker.execution.host.other;
+        assert_eq!(
+            host["RestartPolicy"],
+            json!({"Name": "always", "MaximumRetryCount": 3})
+        );
+        // Free-form keys (the log driver's options) keep their own spelling.
+        assert_eq!(
+            host["LogConfig"],
+            json!({"Type": "json-file", "Config": {"max-size": "10m", "max-file": "3"}})
+        );
     }
 
     #[test]
