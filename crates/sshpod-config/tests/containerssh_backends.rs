@@ -2,28 +2,13 @@
 //! as a user moving over would load them: Kubernetes pod specs that leave the containers to
 //! the defaults, and backend sections the file does not select.
 
-use std::path::{Path, PathBuf};
+#![allow(clippy::unwrap_used)]
 
-use sshpod_config::{load, parse_str, Backend, ConfigErrors, Format, Loaded};
+mod common;
 
-fn file(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join(path)
-}
+use sshpod_config::{parse_str, Backend, Format};
 
-fn loads(path: &str) -> Loaded {
-    load(&file(path)).unwrap_or_else(|errors| panic!("{path}:\n{errors}"))
-}
-
-fn refused(text: &str) -> Vec<String> {
-    match parse_str(text, Format::Yaml, "t.yaml") {
-        Ok(loaded) => panic!("expected errors, got {:#?}", loaded.config.docker),
-        Err(ConfigErrors(errors)) => errors.iter().map(ToString::to_string).collect(),
-    }
-}
-
-const AUTH: &str = "auth: {password: {method: htpasswd, htpasswd: {file: /h}}}\n";
+use common::{file, loads, refused, AUTH};
 
 #[test]
 fn a_docker_file_is_not_refused_for_its_unused_kubernetes_section() {

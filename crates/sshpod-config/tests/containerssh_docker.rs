@@ -2,29 +2,14 @@
 //! as a user moving over would load them: Docker's own API objects under `docker.execution`,
 //! with any of their fields.
 
-use std::path::{Path, PathBuf};
+#![allow(clippy::unwrap_used)]
+
+mod common;
 
 use serde_json::json;
-use sshpod_config::{load, parse_str, ConfigErrors, Format, Loaded};
+use sshpod_config::{parse_str, Format};
 
-fn file(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join(path)
-}
-
-fn loads(path: &str) -> Loaded {
-    load(&file(path)).unwrap_or_else(|errors| panic!("{path}:\n{errors}"))
-}
-
-fn refused(text: &str) -> Vec<String> {
-    match parse_str(text, Format::Yaml, "t.yaml") {
-        Ok(loaded) => panic!("expected errors, got {:#?}", loaded.config.docker),
-        Err(ConfigErrors(errors)) => errors.iter().map(ToString::to_string).collect(),
-    }
-}
-
-const AUTH: &str = "auth: {password: {method: htpasswd, htpasswd: {file: /h}}}\n";
+use common::{loads, refused, AUTH};
 
 #[test]
 fn a_saved_containerssh_docker_section_loads_with_every_field() {
