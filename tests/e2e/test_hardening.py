@@ -255,16 +255,17 @@ def test_ssh_audit_finds_no_failures_in_the_defaults(scn):
 
 
 @pytest.fixture
-def isolated_network(scn):
+def isolated_network(scn) -> str:
     """A network set up as scripts/run.sh sets up `sshpod`: inter-container traffic off."""
     name = f"sshpod-test-{scn.run_id}"
     h.docker("network", "create", "--driver", "bridge", "-o", "com.docker.network.bridge.enable_icc=false", name)
-    yield name
-    # This teardown runs before the scenario's: its containers may still be going, and a
-    # network with containers on it cannot be removed.
-    h.wait_no_containers(scn.run_id)
-    h.wait_until(lambda: h.docker("network", "rm", name, check=False).returncode == 0, 60,
-                 f"the network {name} to be removed")
+    # Removed among the scenario's leak checks, once its clients have ended and its containers
+    # are gone: a network with containers on it cannot be removed, and this fixture's own
+    # teardown would run before the scenario's.
+    scn.leak_checks.append(lambda: h.wait_until(
+        lambda: h.docker("network", "rm", name, check=False).returncode == 0, 60,
+        f"the network {name} to be removed"))
+    return name
 
 
 def hardened(network: str) -> dict:
