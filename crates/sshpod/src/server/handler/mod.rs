@@ -4,10 +4,11 @@
 //! slow (starting a process, dialling, resizing, signalling) runs as a task on the
 //! connection's tracker, and client data is moved into per-channel queues at once.
 
+mod requests;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use russh::keys::ssh_key::Certificate;
 use russh::server::{
     Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Response, Session, VerifiedPublicKey,
@@ -15,16 +16,16 @@ use russh::server::{
 use russh::{Channel, ChannelId, ChannelWriteHalf, Pty, Sig};
 use sshpod_auth::Restrictions;
 use sshpod_core::{
-    Backend, ChannelKind, ChannelRefusal, Command, EventKind, ProcessSpec, RequestRefusal,
-    TapRecord, TerminalSize, TtySpec,
+    Backend, ChannelKind, ChannelRefusal, Command, EventKind, RequestRefusal, TapRecord,
+    TerminalSize, TtySpec,
 };
 use tracing::Instrument;
 
 use crate::server::auth::{self, Decided};
 use crate::server::channel::env::{self, SessionEnv};
-use crate::server::channel::security::{Refused, SecurityPolicy};
-use crate::server::channel::session::{from_ssh_signal, ControlSlot, SessionTask};
-use crate::server::channel::{direct_tcpip, pty, restrict};
+use crate::server::channel::security::SecurityPolicy;
+use crate::server::channel::session::{from_ssh_signal, ControlSlot};
+use crate::server::channel::{direct_tcpip, pty};
 use crate::server::connection::ConnectionState;
 use crate::server::events::{tap, Taps};
 use crate::server::io::input::{self, InputReceiver, InputSender};
@@ -99,133 +100,6 @@ impl<B: Backend> ConnectionHandler<B> {
             }
         }
         decided.auth
-    }
-
-    /// Starts the channel's process (shell, exec or subsystem) on a task.
-    fn start(&mut self, channel: ChannelId, command: Command, session: &mut Session) {
-        if let Err(refused) = self.security.run(&command) {
-            self.refuse_to_run(channel, refused, session);
-            return;
-        }
-        let Some(state) = self.sessions.get_mut(&channel) else {
-            let _ = session.channel_failure(channel);
-            return;
-        };
-        let (Some(writer), Some(input)) = (state.writer.take(), state.pending_input.take()) else {
-            // A second shell/exec on the same channel.
-            let _ = session.channel_failure(channel);
-            return;
-        };
-        if let Command::Subsystem(name) = &command {
-            if !self.conn.shared.subsystems.contains(name) {
-                self.conn.events.emit_on(
-                    Some(channel),
-                    EventKind::RequestRefused {
-                        reason: RequestRefusal::UnknownSubsystem(name.clone()),
-                    },
-                );
-                let _ = session.channel_failure(channel);
-                return;
-            }
-        }
-        let forced = self
-            .security
-            .force_command()
-            .or(self.restrictions.force_command.as_deref());
-        let mut env = std::mem::take(&mut state.env).into_vars(forced.is_some());
-        let command = restrict::command_for(
-            forced,
-            command,
-            &mut env,
-            self.conn.shared.config.subsystems(),
-        );
-        self.conn.events.emit_on(
-            Some(channel),
-            EventKind::ProcessStarting {
-                command: command.clone(),
-                tty: state.tty.is_some(),
-            },
-        );
-        let task = SessionTask {
-            conn: Arc::clone(&self.conn),
-            channel,
-            writer,
-            handle: session.handle(),
-            spec: ProcessSpec {
-                command,
-                env,
-                tty: state.tty.clone(),
-            },
-            input,
-            control: Arc::clone(&state.control),
-            taps: state.taps.clone(),
-        };
-        self.conn.spawn(task.run());
-        let _ = session.channel_success(channel);
-    }
-
-    fn push_input(&self, channel: ChannelId, data: &[u8]) {
-        let target = match self.sessions.get(&channel) {
-            Some(s) => s.input.as_ref().map(|i| (i, s.taps.as_ref())),
-            None => self
-                .forwards
-                .get(&channel)
-                .map(|f| (&f.input, f.taps.as_ref())),
-        };
-        if let Some((input, taps)) = target {
-            tap(taps, TapRecord::Input(data));
-            input.push(Bytes::copy_from_slice(data));
-        }
-    }
-
-    /// Refuses a request the security policy does not allow: the client is told why on the
-    /// channel's error stream, and the subscribers which rule refused it. A refused shell, exec
-    /// or subsystem is answered like a command that failed at once (accepted, the message, exit
-    /// status 1, close): clients exit on a failed request before they show the channel's error
-    /// stream.
-    fn refuse_to_run(&mut self, channel: ChannelId, refused: Refused, session: &mut Session) {
-        let _ = session.channel_success(channel);
-        self.tell(channel, &refused, session);
-        let _ = session.exit_status_request(channel, 1);
-        let _ = session.eof(channel);
-        let _ = session.close(channel);
-        // Closed by sshpod: the library will not report the client's answer, so the session
-        // no longer counts against the caps from here on.
-        self.sessions.remove(&channel);
-        self.refused_by_policy(channel, refused);
-    }
-
-    /// Refuses a request that leaves the session usable (a terminal): the request fails and
-    /// the client is told why on the error stream.
-    fn refuse_with_message(&self, channel: ChannelId, refused: Refused, session: &mut Session) {
-        self.tell(channel, &refused, session);
-        let _ = session.channel_failure(channel);
-        self.refused_by_policy(channel, refused);
-    }
-
-    fn tell(&self, channel: ChannelId, refused: &Refused, session: &mut Session) {
-        let _ = session.extended_data(
-            channel,
-            1,
-            format!("sshpod: {}\r\n", refused.message).into_bytes(),
-        );
-    }
-
-    fn refused_by_policy(&self, channel: ChannelId, refused: Refused) {
-        self.refused(
-            channel,
-            RequestRefusal::Policy {
-                rule: refused.rule,
-                message: refused.message,
-            },
-        );
-    }
-
-    /// Tells the subscribers about a refused request on `channel`.
-    fn refused(&self, channel: ChannelId, reason: RequestRefusal) {
-        self.conn
-            .events
-            .emit_on(Some(channel), EventKind::RequestRefused { reason });
     }
 }
 

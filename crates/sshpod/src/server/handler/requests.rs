@@ -1,0 +1,155 @@
+//! What the callbacks hand on to: starting a session's process once its request passed every
+//! check, queueing client data, and refusing requests with the reason and the rule that
+//! refused them.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use russh::server::Session;
+use russh::ChannelId;
+use sshpod_core::{Backend, Command, EventKind, ProcessSpec, RequestRefusal, TapRecord};
+
+use super::ConnectionHandler;
+use crate::server::channel::restrict;
+use crate::server::channel::security::Refused;
+use crate::server::channel::session::SessionTask;
+use crate::server::events::tap;
+
+impl<B: Backend> ConnectionHandler<B> {
+    /// Starts the channel's process (shell, exec or subsystem) on a task.
+    pub(super) fn start(&mut self, channel: ChannelId, command: Command, session: &mut Session) {
+        if let Err(refused) = self.security.run(&command) {
+            self.refuse_to_run(channel, refused, session);
+            return;
+        }
+        let Some(state) = self.sessions.get_mut(&channel) else {
+            let _ = session.channel_failure(channel);
+            return;
+        };
+        let (Some(writer), Some(input)) = (state.writer.take(), state.pending_input.take()) else {
+            // A second shell/exec on the same channel.
+            let _ = session.channel_failure(channel);
+            return;
+        };
+        if let Command::Subsystem(name) = &command {
+            if !self.conn.shared.subsystems.contains(name) {
+                self.conn.events.emit_on(
+                    Some(channel),
+                    EventKind::RequestRefused {
+                        reason: RequestRefusal::UnknownSubsystem(name.clone()),
+                    },
+                );
+                let _ = session.channel_failure(channel);
+                return;
+            }
+        }
+        let forced = self
+            .security
+            .force_command()
+            .or(self.restrictions.force_command.as_deref());
+        let mut env = std::mem::take(&mut state.env).into_vars(forced.is_some());
+        let command = restrict::command_for(
+            forced,
+            command,
+            &mut env,
+            self.conn.shared.config.subsystems(),
+        );
+        self.conn.events.emit_on(
+            Some(channel),
+            EventKind::ProcessStarting {
+                command: command.clone(),
+                tty: state.tty.is_some(),
+            },
+        );
+        let task = SessionTask {
+            conn: Arc::clone(&self.conn),
+            channel,
+            writer,
+            handle: session.handle(),
+            spec: ProcessSpec {
+                command,
+                env,
+                tty: state.tty.clone(),
+            },
+            input,
+            control: Arc::clone(&state.control),
+            taps: state.taps.clone(),
+        };
+        self.conn.spawn(task.run());
+        let _ = session.channel_success(channel);
+    }
+
+    pub(super) fn push_input(&self, channel: ChannelId, data: &[u8]) {
+        let target = match self.sessions.get(&channel) {
+            Some(s) => s.input.as_ref().map(|i| (i, s.taps.as_ref())),
+            None => self
+                .forwards
+                .get(&channel)
+                .map(|f| (&f.input, f.taps.as_ref())),
+        };
+        if let Some((input, taps)) = target {
+            tap(taps, TapRecord::Input(data));
+            input.push(Bytes::copy_from_slice(data));
+        }
+    }
+
+    /// Refuses a request the security policy does not allow: the client is told why on the
+    /// channel's error stream, and the subscribers which rule refused it. A refused shell, exec
+    /// or subsystem is answered like a command that failed at once (accepted, the message, exit
+    /// status 1, close): clients exit on a failed request before they show the channel's error
+    /// stream.
+    pub(super) fn refuse_to_run(
+        &mut self,
+        channel: ChannelId,
+        refused: Refused,
+        session: &mut Session,
+    ) {
+        let _ = session.channel_success(channel);
+        self.tell(channel, &refused, session);
+        let _ = session.exit_status_request(channel, 1);
+        let _ = session.eof(channel);
+        let _ = session.close(channel);
+        // Closed by sshpod: the library will not report the client's answer, so the session
+        // no longer counts against the caps from here on.
+        self.sessions.remove(&channel);
+        self.refused_by_policy(channel, refused);
+    }
+
+    /// Refuses a request that leaves the session usable (a terminal): the request fails and
+    /// the client is told why on the error stream.
+    pub(super) fn refuse_with_message(
+        &self,
+        channel: ChannelId,
+        refused: Refused,
+        session: &mut Session,
+    ) {
+        self.tell(channel, &refused, session);
+        let _ = session.channel_failure(channel);
+        self.refused_by_policy(channel, refused);
+    }
+
+    pub(super) fn tell(&self, channel: ChannelId, refused: &Refused, session: &mut Session) {
+        let _ = session.extended_data(
+            channel,
+            1,
+            format!("sshpod: {}\r\n", refused.message).into_bytes(),
+        );
+    }
+
+    pub(super) fn refused_by_policy(&self, channel: ChannelId, refused: Refused) {
+        self.refused(
+            channel,
+            RequestRefusal::Policy {
+                rule: refused.rule,
+                message: refused.message,
+            },
+        );
+    }
+
+    /// Tells the subscribers about a refused request on `channel`.
+    pub(super) fn refused(&self, channel: ChannelId, reason: RequestRefusal) {
+        self.conn
+            .events
+            .emit_on(Some(channel), EventKind::RequestRefused { reason });
+    }
+}
