@@ -138,6 +138,13 @@ fn log(kind: &EventKind) {
                 name,
                 "environment variable refused: the session has as many as it may"
             ),
+            // Variables and signals get no answer and a client may send them without end: like
+            // the other refusals of those, they are logged at debug, so they cannot flood the log.
+            RequestRefusal::Policy { rule, message }
+                if rule.starts_with("security.env.") || rule.starts_with("security.signal.") =>
+            {
+                tracing::debug!(rule, message, "request refused by the security policy")
+            }
             RequestRefusal::Policy { rule, message } => {
                 tracing::info!(rule, message, "request refused by the security policy")
             }
