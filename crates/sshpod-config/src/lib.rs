@@ -10,6 +10,7 @@
 //! k8s-openapi's plain data types (for `kubernetes.pod`).
 
 mod algorithms;
+mod audit;
 mod auth;
 mod check;
 mod container;
@@ -34,6 +35,10 @@ mod webhook_auth;
 use serde::Serialize;
 
 pub use crate::algorithms::{Cipher, Kex, Mac};
+pub use crate::audit::{
+    AuditConfig, AuditFileConfig, AuditFormat, AuditIntercept, AuditS3Config, AuditS3Metadata,
+    AuditStorage, AuditWebConfig,
+};
 pub use crate::auth::{
     AuthConfig, FileSource, PasswordAuth, PasswordMethod, PublicKeyAuth, PublicKeyMethod,
 };
