@@ -7,6 +7,7 @@
 //! an uploader empties into the bucket. Readers ([`store`]) list and open recordings in a
 //! directory or a bucket for the `sshpod audit` commands and the web player.
 
+pub mod chain;
 pub mod item;
 pub mod layout;
 pub mod store;
