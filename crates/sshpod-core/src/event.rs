@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::tap::{ChannelInfo, ChannelTap};
-use crate::{BackendError, Command, ConnectionId, ExitStatus};
+use sshpod_config::Secret;
+
+use crate::{BackendError, Command, ConnectionId, ExitStatus, TerminalSize};
 
 /// A cause kept for the log, of any error type.
 pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
@@ -53,6 +55,8 @@ pub enum EventKind {
         user: String,
         /// How it tried.
         method: AuthMethod,
+        /// What it tried with.
+        credential: Credential,
         /// Why it was refused.
         reason: LoginRefusal,
     },
@@ -101,10 +105,22 @@ pub enum EventKind {
         user: String,
         /// How it logged in.
         method: AuthMethod,
+        /// What it logged in with.
+        credential: Credential,
         /// The name it is known by from now on (a webhook may change it).
         authenticated: String,
         /// Names of the metadata the login brought (never the sensitive ones, never values).
         metadata: Vec<String>,
+    },
+    /// What the connection's recording keeps, once the login's settings are known (a config
+    /// server may change them per user).
+    RecordingSettings {
+        /// Whether the connection is recorded.
+        enable: bool,
+        /// Whether the connection must end if its recording fails.
+        required: bool,
+        /// Which data is recorded besides events.
+        intercept: sshpod_config::AuditIntercept,
     },
     /// The connection's container is ready.
     ContainerReady,
@@ -136,6 +152,20 @@ pub enum EventKind {
     RequestRefused {
         /// Why.
         reason: RequestRefusal,
+    },
+    /// A session was given a terminal.
+    PtyGranted {
+        /// The client's `TERM`.
+        term: String,
+        /// Its size.
+        size: TerminalSize,
+    },
+    /// An environment variable was accepted for a session.
+    EnvAccepted {
+        /// Its name.
+        name: String,
+        /// Its value.
+        value: String,
     },
     /// A process is being started for a session channel.
     ProcessStarting {
@@ -176,6 +206,19 @@ pub enum EventKind {
     },
     /// Everything the connection started is gone; nothing follows.
     Closed,
+}
+
+/// What a login attempt presented, as far as it may be kept: the key's fingerprint, the
+/// certificate's identity, and the password only inside a [`Secret`] (written nowhere unless
+/// a recording intercepts passwords).
+#[derive(Debug, Clone, Default)]
+pub struct Credential {
+    /// The key's SHA-256 fingerprint (`SHA256:...`), for keys and certificates.
+    pub key: Option<String>,
+    /// The certificate's key id and serial, for certificates.
+    pub certificate: Option<(String, u64)>,
+    /// The password, for password attempts.
+    pub password: Option<Secret<String>>,
 }
 
 /// An authentication method, as SSH names it.
@@ -280,6 +323,30 @@ pub enum RequestRefusal {
     },
 }
 
+/// Ends a connection with a message to its user. A subscriber the connection cannot go on
+/// without (a required recording) keeps the one it is given in [`EventSink::attach`] and uses
+/// it when it fails.
+#[derive(Clone)]
+pub struct Ender(Arc<dyn Fn(String) + Send + Sync>);
+
+impl Ender {
+    /// An ender that calls `end` with the message.
+    pub fn new(end: impl Fn(String) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(end))
+    }
+
+    /// Ends the connection, telling its user `message`.
+    pub fn end(&self, message: impl Into<String>) {
+        (self.0)(message.into())
+    }
+}
+
+impl fmt::Debug for Ender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Ender")
+    }
+}
+
 /// A subscriber to connection events. `event` runs on the connection's tasks, in order, so it
 /// must not block: a subscriber that writes somewhere slow queues the event and returns.
 pub trait EventSink: Send + Sync + 'static {
@@ -291,5 +358,18 @@ pub trait EventSink: Send + Sync + 'static {
     fn tap(&self, channel: &ChannelInfo) -> Option<Box<dyn ChannelTap>> {
         let _ = channel;
         None
+    }
+
+    /// Called when a connection is accepted, before its first event. A subscriber the
+    /// connection cannot do without returns why it cannot serve it (the connection is then
+    /// refused with that message), and may keep `ender` to end it later.
+    fn attach(
+        &self,
+        connection: ConnectionId,
+        remote: SocketAddr,
+        ender: Ender,
+    ) -> Result<(), String> {
+        let _ = (connection, remote, ender);
+        Ok(())
     }
 }

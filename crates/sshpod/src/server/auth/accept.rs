@@ -10,13 +10,13 @@
 use std::sync::Arc;
 
 use russh::server::Auth;
-use sshpod_core::{AuthMethod, Backend, EventKind, LoginRefusal};
+use sshpod_core::{AuthMethod, Backend, Credential, EventKind, LoginRefusal};
 use sshpod_webhook::protocol::{AuthResponse, ConfigResponse};
 use sshpod_webhook::WebhookError;
 
 use super::outcome::outcome;
 use super::webhook::connection_metadata;
-use super::Step;
+use super::{Attempt, Step};
 use crate::server::channel::security::SecurityPolicy;
 use crate::server::connection::{ConnectionState, Login};
 
@@ -30,11 +30,14 @@ const BAD_CONFIG: &str =
 pub(crate) async fn finish<B: Backend>(
     conn: &ConnectionState<B>,
     user: &str,
-    method: AuthMethod,
+    attempt: Attempt,
     step: Step,
 ) -> Auth {
+    let Attempt { method, credential } = attempt;
     let (mut name, mut metadata) = match step {
-        Step::Rejected => return refused(conn, user, method, LoginRefusal::NotAccepted),
+        Step::Rejected => {
+            return refused(conn, user, method, credential, LoginRefusal::NotAccepted)
+        }
         Step::Unavailable(cause) => return unavailable(conn, user, method, cause),
         Step::Accepted { username, metadata } => (username, metadata),
     };
@@ -49,7 +52,7 @@ pub(crate) async fn finish<B: Backend>(
                     name = n;
                 }
             }
-            Ok(_) => return refused(conn, user, method, LoginRefusal::NotAuthorized),
+            Ok(_) => return refused(conn, user, method, credential, LoginRefusal::NotAuthorized),
             Err(e) => return unavailable(conn, user, method, Arc::new(e)),
         }
     }
@@ -102,6 +105,7 @@ pub(crate) async fn finish<B: Backend>(
     conn.events.emit(EventKind::LoginAccepted {
         user: user.to_owned(),
         method,
+        credential,
         authenticated: name.clone(),
         metadata: metadata
             .metadata
@@ -128,12 +132,14 @@ fn refused<B: Backend>(
     conn: &ConnectionState<B>,
     user: &str,
     method: AuthMethod,
+    credential: Credential,
     reason: LoginRefusal,
 ) -> Auth {
     conn.on_login_refused();
     conn.events.emit(EventKind::LoginRefused {
         user: user.to_owned(),
         method,
+        credential,
         reason,
     });
     Auth::reject()

@@ -15,11 +15,13 @@ mod outcome;
 mod webhook;
 
 use russh::keys::ssh_key::Certificate;
+use russh::keys::HashAlg;
 use russh::keys::PublicKey;
 use russh::server::Auth;
 use sshpod_auth::{Grant, Restrictions};
+use sshpod_config::Secret;
 use sshpod_core::event::Cause;
-use sshpod_core::{AuthMethod, Backend, EventKind};
+use sshpod_core::{AuthMethod, Backend, Credential, EventKind};
 use sshpod_webhook::protocol::{AuthResponse, Metadata};
 
 pub(crate) use builtin::Authenticator;
@@ -62,6 +64,57 @@ impl Step {
     }
 }
 
+/// One authentication attempt: how, and with what (for the record).
+pub(crate) struct Attempt {
+    pub(crate) method: AuthMethod,
+    pub(crate) credential: Credential,
+}
+
+impl Attempt {
+    fn key(key: &PublicKey) -> Self {
+        Self {
+            method: AuthMethod::PublicKey,
+            credential: Credential {
+                key: Some(key.fingerprint(HashAlg::Sha256).to_string()),
+                ..Credential::default()
+            },
+        }
+    }
+
+    fn certificate(certificate: &Certificate) -> Self {
+        Self {
+            method: AuthMethod::Certificate,
+            credential: Credential {
+                key: Some(
+                    certificate
+                        .public_key()
+                        .fingerprint(HashAlg::Sha256)
+                        .to_string(),
+                ),
+                certificate: Some((certificate.key_id().to_owned(), certificate.serial())),
+                ..Credential::default()
+            },
+        }
+    }
+
+    fn password(password: &str) -> Self {
+        Self {
+            method: AuthMethod::Password,
+            credential: Credential {
+                password: Some(Secret::new(password.to_owned())),
+                ..Credential::default()
+            },
+        }
+    }
+
+    fn keyboard_interactive() -> Self {
+        Self {
+            method: AuthMethod::KeyboardInteractive,
+            credential: Credential::default(),
+        }
+    }
+}
+
 /// The answer to one authentication request, and what an accepted key or certificate
 /// restricts.
 pub(crate) struct Decided {
@@ -100,17 +153,17 @@ pub(crate) async fn public_key<B: Backend>(
     user: &str,
     key: &PublicKey,
 ) -> Decided {
-    let method = AuthMethod::PublicKey;
+    let attempt = Attempt::key(key);
     let grant = conn.shared.auth.public_key(user, key, conn.peer.ip()).await;
     if grant.is_some() || !conn.shared.webhooks.has_public_key() {
-        return granted(conn, user, method, grant).await;
+        return granted(conn, user, attempt, grant).await;
     }
     let step = if conn.shared.auth.is_revoked(key.key_data(), None).await {
         Step::Rejected
     } else {
         webhook::public_key(conn, user, key).await
     };
-    accept::finish(conn, user, method, step).await.into()
+    accept::finish(conn, user, attempt, step).await.into()
 }
 
 /// A signed-for certificate.
@@ -119,14 +172,14 @@ pub(crate) async fn certificate<B: Backend>(
     user: &str,
     certificate: &Certificate,
 ) -> Decided {
-    let method = AuthMethod::Certificate;
+    let attempt = Attempt::certificate(certificate);
     let grant = conn
         .shared
         .auth
         .certificate(user, certificate, conn.peer.ip())
         .await;
     if grant.is_some() || !conn.shared.webhooks.has_public_key() {
-        return granted(conn, user, method, grant).await;
+        return granted(conn, user, attempt, grant).await;
     }
     let revoked = conn
         .shared
@@ -138,7 +191,7 @@ pub(crate) async fn certificate<B: Backend>(
     } else {
         webhook::certificate(conn, user, certificate).await
     };
-    accept::finish(conn, user, method, step).await.into()
+    accept::finish(conn, user, attempt, step).await.into()
 }
 
 /// A password.
@@ -147,7 +200,7 @@ pub(crate) async fn password<B: Backend>(
     user: &str,
     password: &str,
 ) -> Auth {
-    let method = AuthMethod::Password;
+    let attempt = Attempt::password(password);
     let step = if conn.shared.webhooks.has_password() {
         webhook::password(conn, user, password).await
     } else if conn.shared.auth.password(user, password).await {
@@ -155,7 +208,7 @@ pub(crate) async fn password<B: Backend>(
     } else {
         Step::Rejected
     };
-    let auth = accept::finish(conn, user, method, step).await;
+    let auth = accept::finish(conn, user, attempt, step).await;
     // The library takes password off the methods after a refusal unless told otherwise; a
     // mistyped password may be typed again, up to ssh.maxAuthTries, as with OpenSSH.
     match auth {
@@ -178,7 +231,7 @@ pub(crate) async fn keyboard_interactive<B: Backend>(
 ) -> Auth {
     match webhook::keyboard_interactive(conn, user, answers).await {
         Ok(prompts) => prompts,
-        Err(step) => accept::finish(conn, user, AuthMethod::KeyboardInteractive, step).await,
+        Err(step) => accept::finish(conn, user, Attempt::keyboard_interactive(), step).await,
     }
 }
 
@@ -187,11 +240,11 @@ pub(crate) async fn keyboard_interactive<B: Backend>(
 async fn granted<B: Backend>(
     conn: &ConnectionState<B>,
     user: &str,
-    method: AuthMethod,
+    attempt: Attempt,
     grant: Option<Grant>,
 ) -> Decided {
     let Some(grant) = grant else {
-        return accept::finish(conn, user, method, Step::Rejected)
+        return accept::finish(conn, user, attempt, Step::Rejected)
             .await
             .into();
     };
@@ -208,7 +261,7 @@ async fn granted<B: Backend>(
             restrictions: grant.restrictions.to_string(),
         });
     }
-    let auth = accept::finish(conn, user, method, Step::accepted(user)).await;
+    let auth = accept::finish(conn, user, attempt, Step::accepted(user)).await;
     Decided {
         auth,
         restrictions: Some(grant.restrictions),

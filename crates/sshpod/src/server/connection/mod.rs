@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use russh::ChannelId;
-use sshpod_core::{Backend, BackendError, ConnectionContext, ConnectionId, Container, EventKind};
+use sshpod_core::{
+    Backend, BackendError, ConnectionContext, ConnectionId, Container, Ender, EventKind,
+};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -73,6 +75,9 @@ pub(crate) struct ConnectionState<B: Backend> {
     pub(crate) client_version: Arc<OnceLock<String>>,
     /// The SSH session's handle, to disconnect with a reason.
     handle: OnceLock<russh::server::Handle>,
+    /// Why a subscriber the connection cannot do without ended it (a required recording that
+    /// failed), once it has.
+    ended: OnceLock<String>,
     /// A keyboard-interactive conversation in progress.
     pub(crate) login: LoginState,
 }
@@ -105,6 +110,7 @@ impl<B: Backend> ConnectionState<B> {
             startup_permit: Mutex::new(Some(permit)),
             client_version: Arc::default(),
             handle: OnceLock::new(),
+            ended: OnceLock::new(),
             login: LoginState::default(),
         }
     }
@@ -117,6 +123,19 @@ impl<B: Backend> ConnectionState<B> {
         russh: Arc<russh::server::Config>,
         penalties: Arc<Penalties>,
     ) {
+        // A subscriber may end the connection from its own thread (a recorder's writer):
+        // the runtime is entered there to reach the session.
+        let weak = Arc::downgrade(&self);
+        let runtime = tokio::runtime::Handle::current();
+        let ender = Ender::new(move |message| {
+            if let Some(conn) = weak.upgrade() {
+                let _entered = runtime.enter();
+                conn.end_with(message);
+            }
+        });
+        if let Err(message) = self.events.attach(&ender) {
+            self.end_with(message);
+        }
         self.events.emit(EventKind::Connected);
         let _ = socket.set_nodelay(true);
         let socket = VersionSniffer::new(socket, Arc::clone(&self.client_version));
@@ -132,6 +151,9 @@ impl<B: Backend> ConnectionState<B> {
                 Ok(running) => {
                     let handle = running.handle();
                     let _ = self.handle.set(handle.clone());
+                    if let Some(message) = self.ended.get() {
+                        self.send_disconnect(message.clone());
+                    }
                     tokio::select! {
                         r = running => self.events.emit(EventKind::SessionEnded {
                             reason: r.err().map(|e| e.to_string()),
@@ -387,6 +409,29 @@ impl<B: Backend> ConnectionState<B> {
                     .disconnect(
                         russh::Disconnect::ServiceNotAvailable,
                         format!("sshpod: {reason}"),
+                        String::new(),
+                    )
+                    .await;
+            });
+        }
+    }
+
+    /// Ends the connection because a subscriber it cannot do without failed; the user is told
+    /// `message`. Before the session has a handle, it is told as soon as it has one.
+    pub(crate) fn end_with(&self, message: String) {
+        if self.ended.set(message.clone()).is_ok() {
+            tracing::warn!(reason = message, "ending the connection");
+            self.send_disconnect(message);
+        }
+    }
+
+    fn send_disconnect(&self, message: String) {
+        if let Some(handle) = self.handle.get().cloned() {
+            self.spawn(async move {
+                let _ = handle
+                    .disconnect(
+                        russh::Disconnect::ByApplication,
+                        format!("sshpod: {message}"),
                         String::new(),
                     )
                     .await;

@@ -23,10 +23,12 @@ fn log(kind: &EventKind) {
         EventKind::LoginRefused {
             user,
             method,
+            credential,
             reason,
         } => tracing::info!(
             user,
             method = method.as_str(),
+            key = credential.key.as_deref(),
             reason = reason.as_str(),
             "login refused"
         ),
@@ -66,11 +68,13 @@ fn log(kind: &EventKind) {
         EventKind::LoginAccepted {
             user,
             method,
+            credential,
             authenticated,
             metadata,
         } => tracing::info!(
             user,
             method = method.as_str(),
+            key = credential.key.as_deref(),
             authenticated,
             metadata = ?metadata,
             "login accepted"
@@ -150,6 +154,13 @@ fn log(kind: &EventKind) {
             }
             other => tracing::info!(?other, "request refused"),
         },
+        EventKind::PtyGranted { term, size } => {
+            tracing::debug!(term, cols = size.cols, rows = size.rows, "terminal granted")
+        }
+        // The value may be a credential a client passes along: it is for the recording only.
+        EventKind::EnvAccepted { name, value: _ } => {
+            tracing::debug!(name, "environment variable accepted")
+        }
         EventKind::ProcessStarting { command, tty } => {
             tracing::debug!(?command, tty, "starting process")
         }

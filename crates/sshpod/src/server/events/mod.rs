@@ -13,7 +13,8 @@ use std::time::SystemTime;
 
 use russh::ChannelId;
 use sshpod_core::{
-    ChannelInfo, ChannelKind, ChannelTap, ConnectionId, Event, EventKind, EventSink, TapRecord,
+    ChannelInfo, ChannelKind, ChannelTap, ConnectionId, Ender, Event, EventKind, EventSink,
+    TapRecord,
 };
 
 pub use log::LogEvents;
@@ -47,6 +48,13 @@ impl ConnectionEvents {
             next: Mutex::new(0),
             span,
         }
+    }
+
+    /// Tells the subscribers a connection starts; the first that cannot serve it says why.
+    pub(crate) fn attach(&self, ender: &Ender) -> Result<(), String> {
+        self.subscribers
+            .iter()
+            .try_for_each(|s| s.attach(self.connection, self.remote, ender.clone()))
     }
 
     /// Stamps later events with the authenticated user.

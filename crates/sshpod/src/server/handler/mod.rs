@@ -372,12 +372,20 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         }
         match self.sessions.get_mut(&channel) {
             Some(s) if s.writer.is_some() => {
+                let size = terminal_size(col_width, row_height);
                 s.tty = Some(TtySpec {
                     term: term.to_owned(),
-                    size: terminal_size(col_width, row_height),
+                    size,
                     stty_modes: pty::stty_args(modes),
                 });
                 session.channel_success(channel)?;
+                self.conn.events.emit_on(
+                    Some(channel),
+                    EventKind::PtyGranted {
+                        term: term.to_owned(),
+                        size,
+                    },
+                );
             }
             _ => session.channel_failure(channel)?,
         }
@@ -432,7 +440,16 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             }
         };
         match taken {
-            Ok(()) => session.channel_success(channel)?,
+            Ok(()) => {
+                session.channel_success(channel)?;
+                self.conn.events.emit_on(
+                    Some(channel),
+                    EventKind::EnvAccepted {
+                        name: variable_name.to_owned(),
+                        value: variable_value.to_owned(),
+                    },
+                );
+            }
             Err(refused) => {
                 let name = variable_name.to_owned();
                 self.refused(

@@ -1,0 +1,426 @@
+//! sshpod's own recording format: one directory per connection.
+//!
+//! ```text
+//! <id>/events.jsonl         every event, one JSON object per line, hash-chained (crate::chain)
+//! <id>/channel-<n>.cast     a terminal session: asciicast v2 (output, resizes; input with
+//!                           intercept.stdin), playable by `asciinema play` as it is
+//! <id>/channel-<n>.stdin    a session without a terminal: the streams intercept names,
+//! <id>/channel-<n>.stdout   raw
+//! <id>/channel-<n>.stderr
+//! ```
+//!
+//! When a channel's process ends (or the connection does), each of its data files is closed
+//! and its size and SHA-256 are written to the log as a `recording-file` line, so the chain
+//! covers the data files too. The last line is `end`; its link is the recording's digest. A
+//! log without `end` was cut off by a crash and is closed by [`recover`] at the next start.
+
+mod cast;
+mod event_json;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use sshpod_config::AuditIntercept;
+use sshpod_core::{ChannelKind, Event, EventKind, TerminalSize};
+
+use crate::chain::{self, Chain};
+use crate::item::{Item, Record};
+
+pub use event_json::timestamp;
+
+/// The event log's name in a recording.
+pub const EVENTS: &str = "events.jsonl";
+
+/// Writes one connection's recording.
+pub struct SshpodWriter {
+    dir: PathBuf,
+    log: File,
+    chain: Chain,
+    intercept: AuditIntercept,
+    /// The connection's identity for lines the recorder adds itself (file digests, the end).
+    template: Option<Event>,
+    channels: BTreeMap<u32, ChannelFiles>,
+    /// Names and digests of the data files closed so far.
+    closed: Vec<String>,
+    /// Bytes written so far, for the spool's budget.
+    written: u64,
+}
+
+#[derive(Default)]
+struct ChannelFiles {
+    kind: Option<ChannelKind>,
+    tty: Option<(String, TerminalSize)>,
+    cast: Option<CastFile>,
+    streams: [Option<DataFile>; 3],
+    ended: bool,
+}
+
+struct CastFile {
+    file: DataFile,
+    started: SystemTime,
+    output: cast::Utf8Carry,
+    input: cast::Utf8Carry,
+}
+
+struct DataFile {
+    name: String,
+    file: File,
+    hash: Sha256,
+    bytes: u64,
+}
+
+impl DataFile {
+    fn create(dir: &Path, name: String) -> io::Result<Self> {
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(dir.join(&name))?;
+        Ok(Self {
+            name,
+            file,
+            hash: Sha256::new(),
+            bytes: 0,
+        })
+    }
+
+    fn write(&mut self, data: &[u8]) -> io::Result<u64> {
+        self.file.write_all(data)?;
+        self.hash.update(data);
+        self.bytes += data.len() as u64;
+        Ok(data.len() as u64)
+    }
+}
+
+const STREAMS: [&str; 3] = ["stdin", "stdout", "stderr"];
+
+impl SshpodWriter {
+    /// Starts the recording of `connection` in `root/connection`, which must not exist yet.
+    pub fn create(root: &Path, connection: &str, intercept: AuditIntercept) -> io::Result<Self> {
+        let dir = root.join(connection);
+        fs::create_dir(&dir)?;
+        let log = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(dir.join(EVENTS))?;
+        Ok(Self {
+            dir,
+            log,
+            chain: Chain::new(),
+            intercept,
+            template: None,
+            channels: BTreeMap::new(),
+            closed: Vec::new(),
+            written: 0,
+        })
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Records one item; returns the bytes it added.
+    pub fn write(&mut self, item: &Item) -> io::Result<u64> {
+        let before = self.written;
+        match item {
+            Item::Event(event) => self.event(event)?,
+            Item::Channel(info) => {
+                self.channels.entry(info.channel).or_default().kind = Some(info.kind.clone());
+            }
+            Item::Record {
+                channel,
+                at,
+                record,
+            } => self.record(*channel, *at, record)?,
+        }
+        Ok(self.written - before)
+    }
+
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        if self.template.is_none() || event.user.is_some() {
+            self.template = Some(Event {
+                kind: EventKind::Connected,
+                ..event.clone()
+            });
+        }
+        let (name, fields) = event_json::kind(&event.kind, self.intercept.passwords);
+        self.line(event.at, event.channel, name, fields)?;
+        match &event.kind {
+            EventKind::RecordingSettings { intercept, .. } => self.intercept = *intercept,
+            EventKind::PtyGranted { term, size } => {
+                if let Some(channel) = event.channel {
+                    self.channels.entry(channel).or_default().tty = Some((term.clone(), *size));
+                }
+            }
+            EventKind::ProcessStarting { tty: true, .. } => {
+                if let Some(channel) = event.channel {
+                    self.start_cast(channel, event.at)?;
+                }
+            }
+            EventKind::ProcessExited { .. }
+            | EventKind::ProcessFailed { .. }
+            | EventKind::ExitStatusUnknown { .. } => {
+                if let Some(channel) = event.channel {
+                    self.close_channel(channel, event.at)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn start_cast(&mut self, channel: u32, at: SystemTime) -> io::Result<()> {
+        let files = self.channels.entry(channel).or_default();
+        if files.cast.is_some() {
+            return Ok(());
+        }
+        let (term, size) = files
+            .tty
+            .clone()
+            .unwrap_or_else(|| ("xterm".to_owned(), TerminalSize { cols: 80, rows: 24 }));
+        let mut file = DataFile::create(&self.dir, format!("channel-{channel}.cast"))?;
+        self.written += file.write(&cast::header(size, &term, at))?;
+        files.cast = Some(CastFile {
+            file,
+            started: at,
+            output: cast::Utf8Carry::default(),
+            input: cast::Utf8Carry::default(),
+        });
+        Ok(())
+    }
+
+    fn record(&mut self, channel: u32, at: SystemTime, record: &Record) -> io::Result<()> {
+        let intercept = self.intercept;
+        let dir = self.dir.clone();
+        let files = self.channels.entry(channel).or_default();
+        if files.ended {
+            return Ok(());
+        }
+        let forward = matches!(files.kind, Some(ChannelKind::DirectTcpip { .. }));
+        if let Some(cast) = &mut files.cast {
+            let seconds = at
+                .duration_since(cast.started)
+                .unwrap_or_default()
+                .as_secs_f64();
+            let line = match record {
+                Record::Output(data) | Record::ErrorOutput(data) => {
+                    Some(cast::event(seconds, "o", &cast.output.text(data)))
+                }
+                Record::Input(data) if intercept.stdin => {
+                    Some(cast::event(seconds, "i", &cast.input.text(data)))
+                }
+                Record::Resize(size) => Some(cast::event(
+                    seconds,
+                    "r",
+                    &format!("{}x{}", size.cols, size.rows),
+                )),
+                _ => None,
+            };
+            if let Some(line) = line {
+                self.written += cast.file.write(&line)?;
+            }
+        } else {
+            let (stream, data) = match record {
+                Record::Input(data) => (0, data),
+                Record::Output(data) => (1, data),
+                Record::ErrorOutput(data) => (2, data),
+                _ => return self.control(channel, at, record),
+            };
+            let wanted = if forward {
+                intercept.forwarding && stream != 2
+            } else {
+                [intercept.stdin, intercept.stdout, intercept.stderr][stream]
+            };
+            if !wanted || data.is_empty() {
+                return Ok(());
+            }
+            let file = match &mut files.streams[stream] {
+                Some(file) => file,
+                slot => slot.insert(DataFile::create(
+                    &dir,
+                    format!("channel-{channel}.{}", STREAMS[stream]),
+                )?),
+            };
+            self.written += file.write(data)?;
+            return Ok(());
+        }
+        self.control(channel, at, record)
+    }
+
+    /// Resizes and signals also go to the event log, terminal or not.
+    fn control(&mut self, channel: u32, at: SystemTime, record: &Record) -> io::Result<()> {
+        let mut fields = Map::new();
+        let name = match record {
+            Record::Resize(size) => {
+                fields.insert("cols".into(), json!(size.cols));
+                fields.insert("rows".into(), json!(size.rows));
+                "resize"
+            }
+            Record::Signal(signal) => {
+                fields.insert("signal".into(), json!(signal.name()));
+                "signal"
+            }
+            _ => return Ok(()),
+        };
+        self.line(at, Some(channel), name, fields)
+    }
+
+    /// Closes a channel's data files and writes their digests to the log.
+    fn close_channel(&mut self, channel: u32, at: SystemTime) -> io::Result<()> {
+        let Some(files) = self.channels.get_mut(&channel) else {
+            return Ok(());
+        };
+        if files.ended {
+            return Ok(());
+        }
+        files.ended = true;
+        let mut data: Vec<DataFile> = files.streams.iter_mut().filter_map(Option::take).collect();
+        if let Some(cast) = files.cast.take() {
+            data.insert(0, cast.file);
+        }
+        for file in data {
+            file.file.sync_data()?;
+            let mut fields = Map::new();
+            fields.insert("file".into(), json!(file.name));
+            fields.insert("bytes".into(), json!(file.bytes));
+            fields.insert("sha256".into(), json!(hex::encode(file.hash.finalize())));
+            self.closed.push(file.name);
+            self.line(at, Some(channel), "recording-file", fields)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the digests of every open data file and the `end` line; everything is synced.
+    pub fn finish(&mut self, at: SystemTime) -> io::Result<String> {
+        let open: Vec<u32> = self.channels.keys().copied().collect();
+        for channel in open {
+            self.close_channel(channel, at)?;
+        }
+        let mut fields = Map::new();
+        fields.insert("lines".into(), json!(self.chain.lines() + 1));
+        fields.insert("files".into(), json!(self.closed));
+        self.line(at, None, "end", fields)?;
+        self.log.sync_all()?;
+        Ok(self.chain.head().to_owned())
+    }
+
+    /// Syncs what was written to the disk.
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.log.sync_data()?;
+        for files in self.channels.values_mut() {
+            if let Some(cast) = &mut files.cast {
+                cast.file.file.sync_data()?;
+            }
+            for file in files.streams.iter_mut().flatten() {
+                file.file.sync_data()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn line(
+        &mut self,
+        at: SystemTime,
+        channel: Option<u32>,
+        kind: &str,
+        fields: Map<String, Value>,
+    ) -> io::Result<()> {
+        let seq = self.chain.lines();
+        let mut line = match &self.template {
+            Some(template) => event_json::head(seq, at, template, channel, kind),
+            None => Map::new(),
+        };
+        line.extend(fields);
+        let content = serde_json::to_vec(&Value::Object(line)).map_err(io::Error::other)?;
+        let linked = self.chain.link(&content);
+        self.log.write_all(&linked)?;
+        self.written += linked.len() as u64;
+        Ok(())
+    }
+}
+
+/// Closes a recording left by an instance that stopped without finishing it: cuts a last line
+/// the crash left half-written, writes the digests of its data files and an `end` line saying
+/// it was interrupted. Returns the digest.
+pub fn recover(dir: &Path) -> io::Result<String> {
+    let path = dir.join(EVENTS);
+    let mut log = fs::read(&path)?;
+    if let Some(last) = log.iter().rposition(|&b| b == b'\n') {
+        log.truncate(last + 1);
+    } else {
+        log.clear();
+    }
+    let (head, lines) = match chain::verify(&log) {
+        Ok(found) => found,
+        Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+    };
+    let mut template = Map::new();
+    let mut digested = Vec::new();
+    if let Some(last) = log
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .next_back()
+    {
+        if let Ok(Value::Object(line)) = serde_json::from_slice::<Value>(last) {
+            for key in ["connection", "remote", "user"] {
+                if let Some(value) = line.get(key) {
+                    template.insert(key.to_owned(), value.clone());
+                }
+            }
+        }
+    }
+    for line in log.split(|&b| b == b'\n') {
+        if let Ok(Value::Object(line)) = serde_json::from_slice::<Value>(line) {
+            if line.get("kind") == Some(&json!("recording-file")) {
+                if let Some(name) = line.get("file").and_then(Value::as_str) {
+                    digested.push(name.to_owned());
+                }
+            }
+        }
+    }
+    let file = OpenOptions::new().write(true).open(&path)?;
+    file.set_len(log.len() as u64)?;
+    drop(file);
+    let mut file = OpenOptions::new().append(true).open(&path)?;
+    let mut chain = Chain::resume(head, lines);
+    let now = SystemTime::now();
+    let mut names: Vec<String> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != EVENTS && !digested.contains(n))
+        .collect();
+    names.sort();
+    let mut add = |kind: &str, fields: Map<String, Value>| -> io::Result<()> {
+        let mut line = Map::new();
+        line.insert("seq".into(), json!(chain.lines()));
+        line.insert("at".into(), json!(timestamp(now)));
+        line.extend(template.clone());
+        line.insert("channel".into(), Value::Null);
+        line.insert("kind".into(), json!(kind));
+        line.extend(fields);
+        let content = serde_json::to_vec(&Value::Object(line)).map_err(io::Error::other)?;
+        file.write_all(&chain.link(&content))
+    };
+    for name in &names {
+        let data = fs::read(dir.join(name))?;
+        let mut fields = Map::new();
+        fields.insert("file".into(), json!(name));
+        fields.insert("bytes".into(), json!(data.len()));
+        fields.insert("sha256".into(), json!(hex::encode(Sha256::digest(&data))));
+        add("recording-file", fields)?;
+    }
+    let total = lines + names.len() as u64 + 1;
+    digested.extend(names);
+    let mut fields = Map::new();
+    fields.insert("lines".into(), json!(total));
+    fields.insert("files".into(), json!(digested));
+    fields.insert("interrupted".into(), json!(true));
+    add("end", fields)?;
+    file.sync_all()?;
+    Ok(chain.head().to_owned())
+}
