@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::Checker;
 use crate::duration;
 use crate::error::unknown_message;
-use crate::secret::{redact_url, Secret, ServiceUrl};
+use crate::secret::{is_empty_secret, redact_url, Secret, ServiceUrl};
 
 /// Shortest accepted `timeout` and `authTimeout` (ContainerSSH's minimum).
 const MIN_TIMEOUT: Duration = Duration::from_millis(100);
@@ -168,10 +168,6 @@ pub struct HttpClientConfig {
     pub curves: Vec<String>,
     /// Cipher suites, IANA names.
     pub cipher: Vec<String>,
-}
-
-fn is_empty_secret(secret: &Secret<String>) -> bool {
-    secret.expose_secret().is_empty()
 }
 
 /// A webhook: an HTTP client and the overall deadline of one call, retries included.
@@ -434,7 +430,7 @@ fn curve_name(name: &str) -> Result<&'static str, String> {
 }
 
 /// Checks that `url` is an absolute http(s) URL with a host.
-fn check_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
     let shown = redact_url(url);
     let rest = url
         .strip_prefix("http://")

@@ -1,5 +1,5 @@
 //! ContainerSSH sections that sshpod accepts without acting on them: `metrics`, `health`,
-//! `audit`, `geoip`, `sshproxy`, and the Kerberos, GSSAPI and OAuth2 blocks under `auth`.
+//! `geoip`, `sshproxy`, and the Kerberos, GSSAPI and OAuth2 blocks under `auth`.
 //!
 //! ContainerSSH writes every section back into its file, at its defaults, when it generates a
 //! host key, so real files carry all of them. A section that asks nothing of sshpod (metrics
@@ -127,72 +127,6 @@ impl RawGeoIp {
                 "geoip.provider",
                 "the `maxmind` GeoIP provider",
                 "use `dummy` or remove the section",
-            );
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct AuditFile {
-    directory: IgnoredAny,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct AuditS3Metadata {
-    ip: IgnoredAny,
-    username: IgnoredAny,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
-struct AuditS3 {
-    local: IgnoredAny,
-    access_key: IgnoredAny,
-    secret_key: IgnoredAny,
-    bucket: IgnoredAny,
-    region: IgnoredAny,
-    endpoint: IgnoredAny,
-    cacert: IgnoredAny,
-    acl: IgnoredAny,
-    path_style_access: IgnoredAny,
-    upload_part_size: IgnoredAny,
-    parallel_uploads: IgnoredAny,
-    metadata: AuditS3Metadata,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct AuditIntercept {
-    stdin: IgnoredAny,
-    stdout: IgnoredAny,
-    stderr: IgnoredAny,
-    passwords: IgnoredAny,
-    forwarding: IgnoredAny,
-}
-
-/// `audit` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct RawAudit {
-    enable: bool,
-    format: IgnoredAny,
-    storage: IgnoredAny,
-    file: AuditFile,
-    s3: AuditS3,
-    intercept: AuditIntercept,
-}
-
-impl RawAudit {
-    pub(crate) fn check(&self, check: &mut Checker<'_>) {
-        if self.enable {
-            unsupported(
-                check,
-                "audit.enable",
-                "ContainerSSH's audit log",
-                "set `enable: false` or remove the section (sshpod's own log records every \
-                 login and container)",
             );
         }
     }

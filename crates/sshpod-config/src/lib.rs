@@ -37,7 +37,8 @@ use serde::Serialize;
 pub use crate::algorithms::{Cipher, Kex, Mac};
 pub use crate::audit::{
     AuditConfig, AuditFileConfig, AuditFormat, AuditIntercept, AuditS3Config, AuditS3Metadata,
-    AuditStorage, AuditWebConfig,
+    AuditStorage, AuditWebConfig, DEFAULT_AUDIT_DIRECTORY, DEFAULT_AUDIT_SPOOL,
+    DEFAULT_MAX_SPOOL_SIZE, DEFAULT_PARALLEL_UPLOADS, DEFAULT_PLAYER_ASSETS, MIN_UPLOAD_PART_SIZE,
 };
 pub use crate::auth::{
     AuthConfig, FileSource, PasswordAuth, PasswordMethod, PublicKeyAuth, PublicKeyMethod,
@@ -119,6 +120,9 @@ pub struct Config {
     /// What clients may request (ContainerSSH's `security`); per connection, so a config
     /// server's answer can change it.
     pub security: SecurityConfig,
+    /// What is recorded of every connection and where (ContainerSSH's `audit`); per connection,
+    /// so a config server's answer can turn recording on or make it required.
+    pub audit: AuditConfig,
 }
 
 impl Config {

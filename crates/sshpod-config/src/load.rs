@@ -5,12 +5,13 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::audit::RawAudit;
 use crate::auth::RawAuth;
 use crate::check::{Checker, Positions};
 use crate::docker::RawDocker;
 use crate::error::{unknown_message, ConfigError, ConfigErrors};
 use crate::http::RawConfigServer;
-use crate::inert::{RawAudit, RawGeoIp, RawHealth, RawMetrics, RawSshProxy};
+use crate::inert::{RawGeoIp, RawHealth, RawMetrics, RawSshProxy};
 use crate::kubernetes::RawKubernetes;
 use crate::kuberun::RawKuberun;
 use crate::log::RawLog;
@@ -129,7 +130,6 @@ impl RawConfig {
         // feature sshpod lacks. `sshproxy` matters only with its backend, refused below.
         self.metrics.check(check);
         self.health.check(check);
-        self.audit.check(check);
         self.geoip.check(check);
         let _ = self.sshproxy;
         let backend = match self.backend {
@@ -164,6 +164,7 @@ impl RawConfig {
             log: self.log.resolve(check),
             configserver: self.configserver.resolve(check),
             security: self.security.resolve(check),
+            audit: self.audit.resolve(check),
         }
     }
 }
@@ -648,9 +649,6 @@ mod tests {
                  by this version of sshpod; set `enable: false` or remove the section",
                 "test.yaml:11:18: key `health.enable`: the health-check endpoint is not supported \
                  yet by this version of sshpod; set `enable: false` or remove the section",
-                "test.yaml:12:17: key `audit.enable`: ContainerSSH's audit log is not supported \
-                 yet by this version of sshpod; set `enable: false` or remove the section \
-                 (sshpod's own log records every login and container)",
                 "test.yaml:13:19: key `geoip.provider`: the `maxmind` GeoIP provider is not \
                  supported yet by this version of sshpod; use `dummy` or remove the section",
                 "test.yaml:8:10: key `backend`: the `sshproxy` backend is not supported yet; use \

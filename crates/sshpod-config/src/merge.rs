@@ -10,10 +10,13 @@
 //! back to the same value), the answer is normalised to the same spelling (Docker keys
 //! lower-cased, flat resource limits moved under `resources`), and the result is loaded and
 //! validated like a file. Only the sections that apply per connection are taken from the answer
-//! (`backend`, `docker`, `kubernetes`, `security`). The others are ignored, and reported only
-//! when they would change something: a Go config server that marshals the whole configuration
-//! struct sends every section, and a notice on every login for sections that say nothing new
-//! would drown the ones that matter.
+//! (`backend`, `docker`, `kubernetes`, `security`, and of `audit` only `enable`, `required` and
+//! `intercept`: a config server may turn recording on for a user, make it required or record
+//! more, but the format, the storage and the recordings page stay the file's). The others are
+//! ignored, and reported only when they would change something (by section, or as
+//! `audit.<key>`): a Go config server that marshals the whole configuration struct sends every
+//! section, and a notice on every login for sections that say nothing new would drown the ones
+//! that matter. Zero values change nothing, so an answer can never turn recording off.
 //!
 //! One Go zero value is not empty once marshalled: ContainerSSH's log level is a number whose
 //! zero, `emerg`, is written as the string `"emerg"`. It counts as zero here, as it does for
@@ -29,7 +32,10 @@ use crate::load::{parse_raw_json, parse_str, Format};
 use crate::Config;
 
 /// Sections of an answer that apply to one connection.
-const PER_CONNECTION: &[&str] = &["backend", "docker", "kubernetes", "security"];
+const PER_CONNECTION: &[&str] = &["backend", "docker", "kubernetes", "security", "audit"];
+
+/// The keys of `audit` that apply to one connection; its other keys are the file's.
+const AUDIT_PER_CONNECTION: &[&str] = &["enable", "required", "intercept"];
 
 /// Docker structs (below `docker.execution`) whose keys have two spellings (`Image`, `image`).
 const DOCKER_STRUCTS: &[&[&str]] = &[
@@ -106,14 +112,19 @@ pub fn merge_answer(base: &Config, answer: &Value) -> Result<(Config, Vec<String
         errors: vec![without_position(error)],
     })?;
 
+    // What is ignored, by name, with the answer's tree of it alone.
     let mut others = Vec::new();
     let mut taken = Map::new();
     if let Value::Object(sections) = answer {
         for (name, value) in sections {
-            if PER_CONNECTION.contains(&name.as_str()) {
+            if name == "audit" {
+                let (kept, rest) = split_audit(value);
+                taken.insert(name, kept);
+                others.extend(rest);
+            } else if PER_CONNECTION.contains(&name.as_str()) {
                 taken.insert(name, value);
             } else {
-                others.push((name, value));
+                others.push((name.clone(), single(&name, value)));
             }
         }
     }
@@ -132,20 +143,44 @@ pub fn merge_answer(base: &Config, answer: &Value) -> Result<(Config, Vec<String
     };
     let ignored = others
         .into_iter()
-        .filter(|(name, value)| would_change(base, &base_tree, name, value))
+        .filter(|(_, tree)| would_change(base, &base_tree, tree))
         .map(|(name, _)| name)
         .collect();
     Ok((config, ignored))
 }
 
-/// Whether `value`, taken as section `name` over the file's configuration, would change it or
+/// `{name: value}`.
+fn single(name: &str, value: Value) -> Value {
+    let mut section = Map::new();
+    section.insert(name.to_owned(), value);
+    Value::Object(section)
+}
+
+/// An answer's `audit` split into what applies per connection and the rest, key by key
+/// (`audit.storage`, with its tree).
+fn split_audit(audit: Value) -> (Value, Vec<(String, Value)>) {
+    let Value::Object(keys) = audit else {
+        // Not an object: the shape check above has refused it already.
+        return (audit, Vec::new());
+    };
+    let mut kept = Map::new();
+    let mut rest = Vec::new();
+    for (key, value) in keys {
+        if AUDIT_PER_CONNECTION.contains(&key.as_str()) {
+            kept.insert(key, value);
+        } else {
+            rest.push((format!("audit.{key}"), single("audit", single(&key, value))));
+        }
+    }
+    (Value::Object(kept), rest)
+}
+
+/// Whether `tree` (part of an answer), merged over the file's configuration, would change it or
 /// ask for something sshpod refuses. Sections that sshpod accepts without acting on them
 /// (`metrics`, `geoip`, ...) change nothing unless they turn a feature on.
-fn would_change(base: &Config, base_tree: &Value, name: &str, value: &Value) -> bool {
+fn would_change(base: &Config, base_tree: &Value, tree: &Value) -> bool {
     let mut trial = base_tree.clone();
-    let mut section = Map::new();
-    section.insert(name.to_owned(), value.clone());
-    merge(&mut trial, Value::Object(section));
+    merge(&mut trial, tree.clone());
     match parse_str(&trial.to_string(), Format::Json, ORIGIN) {
         Ok(loaded) => loaded.config != *base,
         Err(_) => true,
@@ -458,6 +493,87 @@ mod tests {
         );
 
         assert!(merge_answer(&base(), &json!([1])).is_err());
+    }
+
+    /// A file that records nothing by default, in sshpod's format to a directory.
+    fn recording_base(directory: &std::path::Path, enable: bool) -> Config {
+        let text = format!(
+            "auth:\n  password:\n    method: htpasswd\n    htpasswd: {{file: /h}}\n\
+             audit:\n  enable: {enable}\n  format: sshpod\n  storage: file\n  \
+             file: {{directory: {}}}\n",
+            directory.display()
+        );
+        parse_str(&text, Format::Yaml, "base.yaml").unwrap().config
+    }
+
+    #[test]
+    fn an_answer_turns_recording_on_requires_it_and_records_more() {
+        let directory = tempfile::tempdir().unwrap();
+        let base = recording_base(directory.path(), false);
+        let answer = json!({"audit": {"enable": true, "required": true,
+                                      "intercept": {"stdin": true, "passwords": false}}});
+        let (config, ignored) = merge_answer(&base, &answer).unwrap();
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert!(config.audit.enable && config.audit.required);
+        assert!(config.audit.intercept.stdin && !config.audit.intercept.passwords);
+        assert_eq!(config.audit.format, crate::AuditFormat::Sshpod);
+        assert_eq!(config.audit.file, base.audit.file);
+    }
+
+    #[test]
+    fn an_answer_keeps_the_file_s_format_storage_and_page_and_says_so() {
+        let directory = tempfile::tempdir().unwrap();
+        let base = recording_base(directory.path(), false);
+        let answer = json!({"audit": {
+            "enable": true,
+            "format": "binary",
+            "storage": "s3",
+            "file": {"directory": "/elsewhere"},
+            "s3": {"bucket": "theirs"},
+            "web": {"listen": "0.0.0.0:80", "token": "t"},
+        }});
+        let (config, ignored) = merge_answer(&base, &answer).unwrap();
+        assert_eq!(
+            ignored,
+            [
+                "audit.file",
+                "audit.format",
+                "audit.s3",
+                "audit.storage",
+                "audit.web"
+            ]
+        );
+        assert!(config.audit.enable);
+        let mut expected = base.audit.clone();
+        expected.enable = true;
+        assert_eq!(config.audit, expected);
+
+        // The file's own values, sent back, are nothing to report.
+        let same = json!({"audit": {"format": "sshpod", "storage": "file"}});
+        let (_, ignored) = merge_answer(&base, &same).unwrap();
+        assert!(ignored.is_empty(), "{ignored:?}");
+    }
+
+    #[test]
+    fn an_answer_cannot_turn_recording_off() {
+        let directory = tempfile::tempdir().unwrap();
+        let base = recording_base(directory.path(), true);
+        let answer = json!({"audit": {"enable": false, "required": false,
+                                      "intercept": {"stdout": false}}});
+        let (config, ignored) = merge_answer(&base, &answer).unwrap();
+        assert!(ignored.is_empty(), "{ignored:?}");
+        assert_eq!(config.audit, base.audit);
+    }
+
+    #[test]
+    fn requiring_a_recording_the_file_cannot_make_refuses_the_answer() {
+        let error = merge_answer(
+            &base(),
+            &json!({"audit": {"enable": true, "required": true}}),
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = error.errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, ["audit.format", "audit.storage"], "{error}");
     }
 
     #[test]

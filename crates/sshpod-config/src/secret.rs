@@ -39,6 +39,26 @@ impl<T: Serialize> Serialize for Secret<T> {
     }
 }
 
+/// Whether a secret string is empty (printed as nothing rather than as `<secret>`, which would
+/// suggest one is set).
+pub(crate) fn is_empty_secret(secret: &Secret<String>) -> bool {
+    secret.expose_secret().is_empty()
+}
+
+/// Serialises a key setting that holds a file name or the key itself: inside [`redacted`], the
+/// key itself (PEM text) prints as [`REDACTED`]; a file name is not secret and prints as is.
+pub(crate) fn serialize_key_text<S: Serializer>(
+    value: &str,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let inline = value.contains("-----BEGIN") || value.contains('\n');
+    if inline && REDACT.with(Cell::get) {
+        REDACTED.serialize(serializer)
+    } else {
+        value.serialize(serializer)
+    }
+}
+
 impl<T> Secret<T> {
     /// Wraps a value.
     pub fn new(value: T) -> Self {

@@ -625,7 +625,7 @@ impl RawSsh {
     }
 }
 
-fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_listen(text: &str) -> Result<SocketAddr, String> {
     let owned;
     let text = match text.strip_prefix(':') {
         Some(port) => {
