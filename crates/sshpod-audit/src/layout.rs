@@ -59,7 +59,12 @@ pub fn state_path(root: &Path, connection: &str) -> PathBuf {
 /// Writes `state` whole: to a temporary file, synced, then renamed over the old one.
 pub fn write_state(root: &Path, state: &EntryState) -> io::Result<()> {
     let dir = root.join(STATE_DIR);
-    fs::create_dir_all(&dir)?;
+    // Not `create_dir_all`: a root that has gone (an unmounted volume) is an error, not
+    // something to make again underneath.
+    match fs::create_dir(&dir) {
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+        _ => {}
+    }
     let path = state_path(root, &state.connection);
     let temporary = dir.join(format!(".{}.tmp", state.connection));
     let mut file = fs::File::create(&temporary)?;

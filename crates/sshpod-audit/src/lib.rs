@@ -10,5 +10,6 @@
 pub mod chain;
 pub mod item;
 pub mod layout;
+pub mod recorder;
 pub mod sshpod_format;
 pub mod store;

@@ -46,19 +46,30 @@ impl TestGateway {
         backend: B,
         configure: impl FnOnce(&mut sshpod_config::Config),
     ) -> Self {
-        Self::start_inner(backend, None, configure).await
+        Self::start_inner(backend, None, configure, Vec::new()).await
+    }
+
+    /// Starts a server for `backend` with `sinks` subscribed after the log and the recorder
+    /// (a session recorder under test).
+    pub async fn start_with_sinks<B: Backend>(
+        backend: B,
+        configure: impl FnOnce(&mut sshpod_config::Config),
+        sinks: Vec<Arc<dyn EventSink>>,
+    ) -> Self {
+        Self::start_inner(backend, None, configure, sinks).await
     }
 
     /// Starts a server for `backend` whose `auth` section is `auth` (YAML, indented as under
     /// `auth:`), with `{dir}` standing for the gateway's directory ([`TestGateway::path`]).
     pub async fn start_with_auth<B: Backend>(backend: B, auth: &str) -> Self {
-        Self::start_inner(backend, Some(auth), |_| {}).await
+        Self::start_inner(backend, Some(auth), |_| {}, Vec::new()).await
     }
 
     async fn start_inner<B: Backend>(
         backend: B,
         auth: Option<&str>,
         configure: impl FnOnce(&mut sshpod_config::Config),
+        sinks: Vec<Arc<dyn EventSink>>,
     ) -> Self {
         let files = tempfile::tempdir().expect("a temporary directory");
         let client_key = ed25519_key();
@@ -75,8 +86,9 @@ impl TestGateway {
         configure(&mut config);
         let host_key = ed25519_key();
         let recorder = Recorder::default();
-        let subscribers: Vec<Arc<dyn EventSink>> =
+        let mut subscribers: Vec<Arc<dyn EventSink>> =
             vec![Arc::new(LogEvents), Arc::new(recorder.clone())];
+        subscribers.extend(sinks);
         let server = Server::new(
             Arc::new(config),
             backend,

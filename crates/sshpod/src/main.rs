@@ -7,6 +7,7 @@ mod cli;
 mod commands;
 mod hostkeys;
 mod logging;
+mod recording;
 
 use std::process::ExitCode;
 

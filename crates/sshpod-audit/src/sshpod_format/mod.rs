@@ -323,6 +323,17 @@ impl SshpodWriter {
         Ok(())
     }
 
+    /// Writes a line the recorder adds itself (a gap in the data, say).
+    pub fn note(
+        &mut self,
+        at: SystemTime,
+        channel: Option<u32>,
+        kind: &str,
+        fields: Map<String, Value>,
+    ) -> io::Result<()> {
+        self.line(at, channel, kind, fields)
+    }
+
     fn line(
         &mut self,
         at: SystemTime,
@@ -361,11 +372,7 @@ pub fn recover(dir: &Path) -> io::Result<String> {
     };
     let mut template = Map::new();
     let mut digested = Vec::new();
-    if let Some(last) = log
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .next_back()
-    {
+    if let Some(last) = log.split(|&b| b == b'\n').rfind(|l| !l.is_empty()) {
         if let Ok(Value::Object(line)) = serde_json::from_slice::<Value>(last) {
             for key in ["connection", "remote", "user"] {
                 if let Some(value) = line.get(key) {

@@ -4,12 +4,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use sshpod_core::{Backend, Lifecycle};
+use sshpod_core::{Backend, EventSink, Lifecycle};
 use sshpod_docker::DockerBackend;
 use sshpod_kube::KubeBackend;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::hostkeys;
+use crate::{hostkeys, recording};
 use sshpod::server::{self, Server};
 
 pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Result<()> {
@@ -94,12 +94,16 @@ async fn serve<B: Backend>(
     let addr = listener
         .local_addr()
         .context("reading the listening address")?;
+    let mut subscribers: Vec<Arc<dyn EventSink>> = vec![Arc::new(server::LogEvents)];
+    if let Some(audit) = recording::start(&config, lifecycle)? {
+        subscribers.push(audit);
+    }
     let server = Server::new(
         Arc::clone(&config),
         backend,
         host_keys,
         host_certificates,
-        vec![Arc::new(server::LogEvents)],
+        subscribers,
     )?;
 
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;

@@ -114,6 +114,12 @@ pub(crate) async fn finish<B: Backend>(
             .map(|(k, _)| k.clone())
             .collect(),
     });
+    let audit = &effective.audit;
+    conn.events.emit(EventKind::RecordingSettings {
+        enable: audit.enable,
+        required: audit.required,
+        intercept: audit.intercept,
+    });
     let login = Login {
         user: Arc::from(name),
         outcome,

@@ -1,0 +1,262 @@
+//! The recorder: an [`EventSink`] that copies every connection's events and channel records
+//! into a queue, and a writer thread that turns them into recordings (see [`writer`]).
+//!
+//! The server's callbacks must not block, so the sink only copies what will be written (the
+//! streams `intercept` names, a terminal session's output, an SFTP or scp session's bytes) and
+//! sends it; the writer thread does the file I/O. Data waiting in the queue is bounded: past
+//! [`MAX_QUEUED`] bytes a record is dropped and the gap is written to the recording, and a
+//! connection whose recording is `required` is ended instead.
+
+mod settings;
+mod writer;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use sshpod_config::{AuditConfig, AuditFormat, AuditStorage};
+use sshpod_core::{
+    ChannelInfo, ChannelTap, ConnectionId, Ender, Event, EventKind, EventSink, TapRecord,
+};
+
+use crate::item::{Item, Record};
+use settings::{ChannelFlags, ConnectionFlags};
+pub use writer::Notify;
+
+/// The most data the queue holds for the writer before records are dropped.
+pub const MAX_QUEUED: u64 = 64 << 20;
+
+/// Records connections as the configuration says.
+pub struct Audit {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    config: AuditConfig,
+    queue: mpsc::Sender<writer::Message>,
+    queued: Arc<AtomicU64>,
+    connections: Mutex<HashMap<ConnectionId, Arc<ConnectionFlags>>>,
+}
+
+/// Why the recorder cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Recordings left by an earlier run could not be closed.
+    #[error("closing the recordings an earlier run left in {dir}: {source}")]
+    Recover {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The writer thread could not be started.
+    #[error("starting the recording writer: {0}")]
+    Thread(std::io::Error),
+}
+
+impl Audit {
+    /// The recorder for `config`, or `None` when nothing is to be recorded (no format or no
+    /// storage, or recording is off and no config server can turn it on: `per_user`).
+    /// Recordings an earlier run left unfinished are closed first; `notify` hears of every
+    /// entry whose state changed (the S3 uploader).
+    pub fn start(
+        config: &AuditConfig,
+        per_user: bool,
+        notify: Option<Notify>,
+    ) -> Result<Option<Self>, StartError> {
+        if config.format == AuditFormat::None
+            || config.storage == AuditStorage::None
+            || !(config.enable || per_user)
+        {
+            return Ok(None);
+        }
+        let root = root(config);
+        writer::recover(&root, config.format).map_err(|source| StartError::Recover {
+            dir: root.clone(),
+            source,
+        })?;
+        let queued = Arc::new(AtomicU64::new(0));
+        let queue = writer::spawn(root, config.format, Arc::clone(&queued), notify)
+            .map_err(StartError::Thread)?;
+        Ok(Some(Self {
+            shared: Arc::new(Shared {
+                config: config.clone(),
+                queue,
+                queued,
+                connections: Mutex::default(),
+            }),
+        }))
+    }
+
+    /// Data waiting for the writer, in bytes.
+    pub fn queued(&self) -> u64 {
+        self.shared.queued.load(Ordering::Relaxed)
+    }
+}
+
+/// Where recordings are written: the file storage's directory or the S3 spool.
+pub fn root(config: &AuditConfig) -> PathBuf {
+    match config.storage {
+        AuditStorage::S3 => config.s3.local.clone(),
+        _ => config.file.directory.clone(),
+    }
+}
+
+impl Shared {
+    fn flags(&self, connection: ConnectionId) -> Option<Arc<ConnectionFlags>> {
+        lock(&self.connections).get(&connection).cloned()
+    }
+
+    fn send(&self, message: writer::Message) {
+        // The writer thread lives as long as the process; a send fails only while it exits.
+        let _ = self.queue.send(message);
+    }
+}
+
+impl EventSink for Audit {
+    fn attach(
+        &self,
+        connection: ConnectionId,
+        remote: SocketAddr,
+        ender: Ender,
+    ) -> Result<(), String> {
+        let config = &self.shared.config;
+        let flags = Arc::new(ConnectionFlags::new(config, ender));
+        // The entry is made here, on the accepting task, so a connection that must be recorded
+        // and cannot be is refused before it starts.
+        let started = if config.enable {
+            match writer::Recording::create(
+                &root(config),
+                config.format,
+                connection,
+                remote,
+                config.intercept,
+            ) {
+                Ok(recording) => Some(recording),
+                Err(e) if config.required => {
+                    tracing::error!(error = %e, "cannot record a connection: refusing it");
+                    return Err("sessions cannot be recorded now; please try again later".into());
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot record a connection");
+                    flags.failed();
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        lock(&self.shared.connections).insert(connection, Arc::clone(&flags));
+        self.shared.send(writer::Message::Attach {
+            connection,
+            remote,
+            recording: started.map(Box::new),
+            flags,
+        });
+        Ok(())
+    }
+
+    fn event(&self, event: &Event) {
+        let Some(flags) = self.shared.flags(event.connection) else {
+            return;
+        };
+        match &event.kind {
+            EventKind::RecordingSettings {
+                enable,
+                required,
+                intercept,
+            } => flags.settle(*enable, *required, *intercept),
+            EventKind::PtyGranted { .. } => {
+                if let Some(channel) = event.channel.and_then(|c| flags.channel(c)) {
+                    channel.set_tty();
+                }
+            }
+            EventKind::ProcessStarting { command, .. } => {
+                if let Some(channel) = event.channel.and_then(|c| flags.channel(c)) {
+                    if settings::is_transfer(command) {
+                        channel.set_transfer();
+                    }
+                }
+            }
+            _ => {}
+        }
+        if !flags.is_off() {
+            self.shared.send(writer::Message::Item(
+                event.connection,
+                Item::Event(event.clone()),
+            ));
+        }
+        if matches!(event.kind, EventKind::Closed) {
+            lock(&self.shared.connections).remove(&event.connection);
+            self.shared.send(writer::Message::End(event.connection));
+        }
+    }
+
+    fn tap(&self, info: &ChannelInfo) -> Option<Box<dyn ChannelTap>> {
+        let flags = self.shared.flags(info.connection)?;
+        if flags.is_off() {
+            return None;
+        }
+        let channel = flags.open_channel(info);
+        self.shared.send(writer::Message::Item(
+            info.connection,
+            Item::Channel(info.clone()),
+        ));
+        Some(Box::new(AuditTap {
+            shared: Arc::clone(&self.shared),
+            connection: info.connection,
+            number: info.channel,
+            flags,
+            channel,
+        }))
+    }
+}
+
+/// One channel's tap: copies what will be recorded and queues it.
+struct AuditTap {
+    shared: Arc<Shared>,
+    connection: ConnectionId,
+    number: u32,
+    flags: Arc<ConnectionFlags>,
+    channel: Arc<ChannelFlags>,
+}
+
+impl ChannelTap for AuditTap {
+    fn record(&mut self, record: TapRecord<'_>) {
+        if self.flags.is_off() || !self.channel.wants(&self.flags, &record) {
+            return;
+        }
+        let size = match record {
+            TapRecord::Input(d) | TapRecord::Output(d) | TapRecord::ErrorOutput(d) => d.len(),
+            _ => 0,
+        } as u64;
+        let queued = &self.shared.queued;
+        if size > 0 && queued.load(Ordering::Relaxed) + size > MAX_QUEUED {
+            self.flags.lost(&self.shared.config, size);
+            self.shared.send(writer::Message::Gap {
+                connection: self.connection,
+                channel: self.number,
+                bytes: size,
+            });
+            return;
+        }
+        queued.fetch_add(size, Ordering::Relaxed);
+        self.shared.send(writer::Message::Item(
+            self.connection,
+            Item::Record {
+                channel: self.number,
+                at: SystemTime::now(),
+                record: Record::from(record),
+            },
+        ));
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,371 @@
+//! The writer thread: turns each connection's queued items into its recording, syncs what it
+//! wrote at least once a second (a crash of the machine loses at most the last second), keeps
+//! the entry's state file (`layout`), and closes recordings an earlier run left open.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Map};
+use sshpod_config::{AuditFormat, AuditIntercept};
+use sshpod_core::{ConnectionId, EventKind};
+
+use super::settings::ConnectionFlags;
+use crate::item::{Item, Record};
+use crate::layout::{self, EntryState};
+use crate::sshpod_format::{self, SshpodWriter};
+
+/// Told the connection id of every entry whose state changed (for an uploader).
+pub type Notify = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// How often written data is synced to the disk.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
+/// Events kept of a connection whose recording is not decided yet (before its login).
+const MAX_PENDING: usize = 512;
+
+// Most messages are items: boxing them would cost an allocation each.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Message {
+    /// A connection started; its recording, if it is recorded from the start.
+    Attach {
+        connection: ConnectionId,
+        remote: SocketAddr,
+        recording: Option<Box<Recording>>,
+        flags: Arc<ConnectionFlags>,
+    },
+    /// Something to record.
+    Item(ConnectionId, Item),
+    /// Data the queue had no room for.
+    Gap {
+        connection: ConnectionId,
+        channel: u32,
+        bytes: u64,
+    },
+    /// The connection ended.
+    End(ConnectionId),
+}
+
+/// One connection's recording in progress.
+pub(crate) struct Recording {
+    root: PathBuf,
+    state: EntryState,
+    format: FormatWriter,
+}
+
+enum FormatWriter {
+    Sshpod(SshpodWriter),
+}
+
+impl Recording {
+    /// Creates the entry and its state (incomplete).
+    pub(crate) fn create(
+        root: &Path,
+        format: AuditFormat,
+        connection: ConnectionId,
+        remote: SocketAddr,
+        intercept: AuditIntercept,
+    ) -> io::Result<Self> {
+        let id = connection.to_string();
+        let state = EntryState {
+            connection: id.clone(),
+            started: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+            complete: false,
+            authenticated: false,
+            username: None,
+            ip: remote.ip().to_string(),
+            country: "XX".to_owned(),
+        };
+        layout::write_state(root, &state)?;
+        let _ = format;
+        let format = FormatWriter::Sshpod(SshpodWriter::create(root, &id, intercept)?);
+        Ok(Self {
+            root: root.to_owned(),
+            state,
+            format,
+        })
+    }
+
+    fn write(&mut self, item: &Item) -> io::Result<()> {
+        if let Item::Event(event) = item {
+            if let EventKind::LoginAccepted { authenticated, .. } = &event.kind {
+                self.state.authenticated = true;
+                self.state.username = Some(authenticated.clone());
+                layout::write_state(&self.root, &self.state)?;
+            }
+        }
+        match &mut self.format {
+            FormatWriter::Sshpod(w) => w.write(item).map(drop),
+        }
+    }
+
+    fn gap(&mut self, channel: u32, bytes: u64) -> io::Result<()> {
+        match &mut self.format {
+            FormatWriter::Sshpod(w) => {
+                let mut fields = Map::new();
+                fields.insert("bytes".into(), json!(bytes));
+                w.note(SystemTime::now(), Some(channel), "recording-gap", fields)
+            }
+        }
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        match &mut self.format {
+            FormatWriter::Sshpod(w) => w.sync(),
+        }
+    }
+
+    fn finish(mut self) -> io::Result<String> {
+        match &mut self.format {
+            FormatWriter::Sshpod(w) => {
+                w.finish(SystemTime::now())?;
+            }
+        }
+        self.state.complete = true;
+        layout::write_state(&self.root, &self.state)?;
+        Ok(self.state.connection)
+    }
+}
+
+struct Connection {
+    remote: SocketAddr,
+    flags: Arc<ConnectionFlags>,
+    recording: Option<Recording>,
+    /// Items before the login's settings, while the recording is undecided.
+    pending: Vec<Item>,
+    dirty: bool,
+}
+
+struct Writer {
+    root: PathBuf,
+    format: AuditFormat,
+    queued: Arc<AtomicU64>,
+    notify: Option<Notify>,
+    connections: HashMap<ConnectionId, Connection>,
+}
+
+/// Starts the writer thread; its queue is returned.
+pub(crate) fn spawn(
+    root: PathBuf,
+    format: AuditFormat,
+    queued: Arc<AtomicU64>,
+    notify: Option<Notify>,
+) -> io::Result<mpsc::Sender<Message>> {
+    let (sender, receiver) = mpsc::channel();
+    let mut writer = Writer {
+        root,
+        format,
+        queued,
+        notify,
+        connections: HashMap::new(),
+    };
+    std::thread::Builder::new()
+        .name("sshpod-audit".into())
+        .spawn(move || writer.run(&receiver))?;
+    Ok(sender)
+}
+
+fn data_len(item: &Item) -> u64 {
+    match item {
+        Item::Record {
+            record: Record::Input(d) | Record::Output(d) | Record::ErrorOutput(d),
+            ..
+        } => d.len() as u64,
+        _ => 0,
+    }
+}
+
+impl Writer {
+    fn run(&mut self, receiver: &mpsc::Receiver<Message>) {
+        let mut synced = Instant::now();
+        loop {
+            match receiver.recv_timeout(SYNC_EVERY) {
+                Ok(message) => self.handle(message),
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+            if synced.elapsed() >= SYNC_EVERY {
+                self.sync();
+                synced = Instant::now();
+            }
+        }
+        self.sync();
+    }
+
+    fn sync(&mut self) {
+        for connection in self.connections.values_mut() {
+            if let (true, Some(recording)) = (connection.dirty, &mut connection.recording) {
+                if let Err(e) = recording.sync() {
+                    tracing::error!(error = %e, "syncing a recording");
+                }
+                connection.dirty = false;
+            }
+        }
+    }
+
+    fn handle(&mut self, message: Message) {
+        match message {
+            Message::Attach {
+                connection,
+                remote,
+                recording,
+                flags,
+            } => {
+                self.connections.insert(
+                    connection,
+                    Connection {
+                        remote,
+                        flags,
+                        recording: recording.map(|r| *r),
+                        pending: Vec::new(),
+                        dirty: false,
+                    },
+                );
+            }
+            Message::Item(id, item) => {
+                self.queued.fetch_sub(data_len(&item), Ordering::Relaxed);
+                self.item(id, item);
+            }
+            Message::Gap {
+                connection,
+                channel,
+                bytes,
+            } => {
+                if let Some(Connection {
+                    recording: Some(recording),
+                    flags,
+                    ..
+                }) = self.connections.get_mut(&connection)
+                {
+                    if let Err(e) = recording.gap(channel, bytes) {
+                        fail(flags, &e);
+                    }
+                }
+            }
+            Message::End(id) => self.end(id),
+        }
+    }
+
+    fn item(&mut self, id: ConnectionId, item: Item) {
+        let Some(connection) = self.connections.get_mut(&id) else {
+            return;
+        };
+        if connection.flags.is_off() && connection.recording.is_none() {
+            return;
+        }
+        if connection.recording.is_none() {
+            let settled = match &item {
+                Item::Event(event) => match &event.kind {
+                    EventKind::RecordingSettings {
+                        enable, intercept, ..
+                    } => Some((*enable, *intercept)),
+                    _ => None,
+                },
+                _ => None,
+            };
+            match settled {
+                Some((true, intercept)) => {
+                    match Recording::create(
+                        &self.root,
+                        self.format,
+                        id,
+                        connection.remote,
+                        intercept,
+                    ) {
+                        Ok(recording) => connection.recording = Some(recording),
+                        Err(e) => return fail(&connection.flags, &e),
+                    }
+                    let pending = std::mem::take(&mut connection.pending);
+                    for earlier in pending {
+                        write(connection, &earlier);
+                    }
+                }
+                Some((false, _)) => {
+                    connection.pending = Vec::new();
+                    return;
+                }
+                None => {
+                    if connection.pending.len() < MAX_PENDING {
+                        connection.pending.push(item);
+                    }
+                    return;
+                }
+            }
+        }
+        write(connection, &item);
+    }
+
+    fn end(&mut self, id: ConnectionId) {
+        let Some(connection) = self.connections.remove(&id) else {
+            return;
+        };
+        let Some(recording) = connection.recording else {
+            return;
+        };
+        match recording.finish() {
+            Ok(entry) => {
+                if let Some(notify) = &self.notify {
+                    notify(&entry);
+                }
+            }
+            Err(e) => tracing::error!(connection = %id, error = %e, "closing a recording"),
+        }
+    }
+}
+
+fn write(connection: &mut Connection, item: &Item) {
+    let Some(recording) = &mut connection.recording else {
+        return;
+    };
+    if connection.flags.is_off() {
+        return;
+    }
+    match recording.write(item) {
+        Ok(()) => connection.dirty = true,
+        Err(e) => fail(&connection.flags, &e),
+    }
+}
+
+fn fail(flags: &ConnectionFlags, error: &io::Error) {
+    tracing::error!(error = %error, "recording a connection failed; it is recorded no further");
+    flags.failed();
+}
+
+/// Closes every recording under `root` that an earlier run left incomplete.
+pub(crate) fn recover(root: &Path, format: AuditFormat) -> io::Result<()> {
+    let _ = format;
+    for state in layout::read_states(root)? {
+        let mut state = match state {
+            Ok(state) => state,
+            Err((path, e)) => {
+                tracing::warn!(path = %path.display(), error = %e, "unreadable recording state");
+                continue;
+            }
+        };
+        if state.complete {
+            continue;
+        }
+        let entry = layout::entry_path(root, &state.connection);
+        if entry.join(sshpod_format::EVENTS).is_file() {
+            match sshpod_format::recover(&entry) {
+                Ok(_) => tracing::info!(
+                    connection = state.connection,
+                    "closed a recording an earlier run left open"
+                ),
+                Err(e) => tracing::warn!(
+                    connection = state.connection,
+                    error = %e,
+                    "a recording an earlier run left open cannot be closed cleanly; kept as it is"
+                ),
+            }
+        }
+        state.complete = true;
+        layout::write_state(root, &state)?;
+    }
+    Ok(())
+}
