@@ -296,7 +296,7 @@ mod tests {
     #[test]
     fn timestamps_are_rfc3339_utc_with_nanoseconds() {
         let at = SystemTime::UNIX_EPOCH + Duration::new(1_796_616_000, 123_456_789);
-        assert_eq!(timestamp(at), "2026-12-07T04:40:00.123456789Z");
+        assert_eq!(timestamp(at), "2026-12-07T04:00:00.123456789Z");
         assert_eq!(
             timestamp(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)),
             "2000-02-29T00:00:00.000000000Z"
