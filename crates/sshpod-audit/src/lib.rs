@@ -8,6 +8,7 @@
 //! directory or a bucket for the `sshpod audit` commands and the web player.
 
 pub mod chain;
+pub mod containerssh;
 pub mod item;
 pub mod layout;
 pub mod recorder;

@@ -1,0 +1,984 @@
+//! Writing `format: binary`: ContainerSSH's audit log version 2, from a connection's events and
+//! channel records, so ContainerSSH's decoder and tools read sshpod's logs.
+//!
+//! Every message is followed by a gzip sync flush: a file cut short by a crash reads up to its
+//! last message. As ContainerSSH does, the gzip stream is never given its trailer: ContainerSSH's
+//! decoder reports an error after the last message of a stream that has one.
+//!
+//! Where sshpod's events carry less than ContainerSSH's payloads, the members are written with
+//! what is known (see [`BinaryWriter`]).
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+use std::time::SystemTime;
+
+use ciborium::Value;
+use flate2::write::DeflateEncoder;
+use flate2::Compression;
+use sshpod_config::AuditIntercept;
+use sshpod_core::{
+    AuthMethod, ChannelKind, ChannelRefusal, Command, Event, EventKind, ExitStatus, RequestRefusal,
+    TerminalSize,
+};
+
+use super::header;
+use super::message::{text, type_id, unix_nanos, Message};
+use crate::item::{Item, Record};
+
+/// A gzip member header as Go writes it: deflate, no name, no time, unknown OS.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff];
+
+/// What ContainerSSH writes for a country it could not look up.
+const UNKNOWN_COUNTRY: &str = "XX";
+
+/// Writes one connection's ContainerSSH binary audit log (version 2).
+///
+/// Messages written, from sshpod's items:
+/// - `Connected`: connect (`remoteAddr` is the address without its port, `country` is `XX`:
+///   sshpod does no GeoIP lookup).
+/// - `LoginRefused`, `LoginAccepted`, `LoginUnavailable`: the attempt (password or public key)
+///   and its result (successful, failed, backend error; keyboard-interactive: failed or backend
+///   error); an accepted login is followed by handshake successful. sshpod's events carry
+///   neither the password nor the key, so `password` is empty bytes and `key` is empty text
+///   (`intercept.passwords` cannot add them).
+/// - `HandshakeTimedOut`, `LoginGraceOver`: handshake failed.
+/// - `ChannelOpened`: new channel successful (`session`, `direct-tcpip`); a `direct-tcpip`
+///   channel is preceded by its target (`HostToConnect`, `PortToConnect`; the originator is
+///   not known). `ChannelRefused`: new channel failed.
+/// - `ProcessStarting`: `pty` when it has a terminal (term and size are not in the event, so
+///   they are empty and 0, which SSH reads as "not given"), then `shell`, `exec` or
+///   `subsystem`. Request ids count a channel's requests from 0.
+/// - Records: `Resize` → `window`; `Signal` → `signal`; input, output and error output → `io`
+///   (stream 0, 1, 2) when `intercept` names the stream (`stdin`, `stdout`, `stderr`; a
+///   forwarded channel's bytes, as streams 0 and 1, only with `forwarding`). The recorder must
+///   tap every channel for resizes and signals to appear.
+/// - `RequestRefused`, `ProcessFailed`: request failed.
+/// - `ProcessExited`: `exit` or `exit_signal`, then `close` of the channel.
+/// - `Closed`: `close` of every channel still open, then `disconnect`; nothing follows it.
+///
+/// Not written, as ContainerSSH has no message for them: certificates and login restrictions,
+/// the config server, the container's life, file transfers, `SessionEnded`. Not written yet,
+/// as sshpod's events do not carry them: `env` requests, the terminal request's `term` and size
+/// (`pty_request` takes them once an event does), `close_write`.
+#[derive(Debug)]
+pub struct BinaryWriter<W: Write> {
+    out: DeflateEncoder<W>,
+    connection_id: String,
+    channels: BTreeMap<u32, Channel>,
+    disconnected: bool,
+    /// A message's CBOR, reused.
+    scratch: Vec<u8>,
+}
+
+/// What the writer keeps of a channel.
+#[derive(Debug, Default)]
+struct Channel {
+    /// A `direct-tcpip` channel.
+    forward: bool,
+    /// The next request id.
+    next_request: u64,
+    /// The request id of the process's start.
+    run_request: Option<u64>,
+    /// A `pty` message was written.
+    pty: bool,
+    /// A `close` message was written.
+    closed: bool,
+}
+
+impl Channel {
+    fn request_id(&mut self) -> u64 {
+        let id = self.next_request;
+        self.next_request += 1;
+        id
+    }
+}
+
+impl<W: Write> BinaryWriter<W> {
+    /// Starts the log of `connection_id`: writes the header and the gzip stream's start.
+    pub fn new(mut out: W, connection_id: &str) -> io::Result<Self> {
+        out.write_all(&header::header(header::WRITTEN_VERSION))?;
+        out.write_all(&GZIP_HEADER)?;
+        out.flush()?;
+        Ok(Self {
+            out: DeflateEncoder::new(out, Compression::default()),
+            connection_id: connection_id.to_owned(),
+            channels: BTreeMap::new(),
+            disconnected: false,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Writes what `item` maps to (see [`BinaryWriter`]), each message flushed.
+    pub fn write(&mut self, item: &Item, intercept: &AuditIntercept) -> io::Result<()> {
+        if self.disconnected {
+            return Ok(());
+        }
+        match item {
+            Item::Event(event) => self.event(event),
+            Item::Channel(info) => {
+                self.channel(info.channel).forward =
+                    matches!(info.kind, ChannelKind::DirectTcpip { .. });
+                Ok(())
+            }
+            Item::Record {
+                channel,
+                at,
+                record,
+            } => self.record(*channel, *at, record, intercept),
+        }
+    }
+
+    /// The output written so far (everything up to the last message, once flushed).
+    pub fn get_ref(&self) -> &W {
+        self.out.get_ref()
+    }
+
+    /// Ends the compressed stream (without a trailer, as ContainerSSH does) and returns the
+    /// output. A log without its `Closed` event stays truncated: readers see it ends early.
+    pub fn finish(self) -> io::Result<W> {
+        let mut out = self.out.finish()?;
+        out.flush()?;
+        Ok(out)
+    }
+
+    fn event(&mut self, event: &Event) -> io::Result<()> {
+        let at = unix_nanos(event.at);
+        let channel = event.channel;
+        match &event.kind {
+            EventKind::Connected => self.emit(
+                at,
+                type_id::CONNECT,
+                None,
+                map([
+                    ("remoteAddr", text(&event.remote.ip().to_string())),
+                    ("country", text(UNKNOWN_COUNTRY)),
+                ]),
+            ),
+            EventKind::LoginRefused { user, method, .. } => {
+                self.login(at, user, *method, Outcome::Failed)
+            }
+            EventKind::LoginUnavailable {
+                user,
+                method,
+                cause,
+            } => self.login(at, user, *method, Outcome::BackendError(cause.to_string())),
+            EventKind::LoginAccepted {
+                user,
+                method,
+                authenticated,
+                ..
+            } => {
+                self.login(at, user, *method, Outcome::Successful)?;
+                let username = map([("username", text(authenticated))]);
+                self.emit(at, type_id::HANDSHAKE_SUCCESSFUL, None, username)
+            }
+            EventKind::HandshakeTimedOut => self.handshake_failed(at, "handshake timed out"),
+            EventKind::LoginGraceOver => self.handshake_failed(at, "login grace time over"),
+            EventKind::ChannelOpened { kind } => {
+                let Some(id) = channel else { return Ok(()) };
+                self.channel(id).forward = matches!(kind, ChannelKind::DirectTcpip { .. });
+                if let ChannelKind::DirectTcpip { host, port } = kind {
+                    let target = map([
+                        ("HostToConnect", text(host)),
+                        ("PortToConnect", Value::Integer(u32::from(*port).into())),
+                        ("OriginatorHost", text("")),
+                        ("OriginatorPort", Value::Integer(0.into())),
+                    ]);
+                    self.emit(at, type_id::NEW_FORWARD_CHANNEL, Some(id), target)?;
+                }
+                let kind = map([("channelType", text(channel_type(kind)))]);
+                self.emit(at, type_id::NEW_CHANNEL_SUCCESSFUL, Some(id), kind)
+            }
+            EventKind::ChannelRefused { kind, reason } => {
+                let payload = map([
+                    ("channelType", text(channel_type(kind))),
+                    ("reason", text(&channel_refusal(reason))),
+                ]);
+                self.emit(at, type_id::NEW_CHANNEL_FAILED, channel, payload)
+            }
+            EventKind::RequestRefused { reason } => {
+                let Some(id) = channel else { return Ok(()) };
+                let request = self.channel(id).request_id();
+                self.request_failed(at, id, request, &request_refusal(reason))
+            }
+            EventKind::ProcessStarting { command, tty } => {
+                let Some(id) = channel else { return Ok(()) };
+                if *tty && !self.channel(id).pty {
+                    self.pty_request(at, id, "", None)?;
+                }
+                self.run_request(at, id, command)
+            }
+            EventKind::ProcessFailed { error } => {
+                let Some(id) = channel else { return Ok(()) };
+                let state = self.channel(id);
+                let request = match state.run_request {
+                    Some(request) => request,
+                    None => state.request_id(),
+                };
+                self.request_failed(at, id, request, &error.to_string())
+            }
+            EventKind::ProcessExited { status } => {
+                let Some(id) = channel else { return Ok(()) };
+                self.exit(at, id, *status)?;
+                self.close(at, id)
+            }
+            EventKind::Closed => {
+                let open: Vec<u32> = self
+                    .channels
+                    .iter()
+                    .filter(|(_, c)| !c.closed)
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in open {
+                    self.close(at, id)?;
+                }
+                self.emit(at, type_id::DISCONNECT, None, Value::Null)?;
+                self.disconnected = true;
+                Ok(())
+            }
+            // No ContainerSSH message says these (see the type's documentation).
+            EventKind::ConfigAnswerRejected { .. }
+            | EventKind::ConfigSectionsIgnored { .. }
+            | EventKind::CertificateAccepted { .. }
+            | EventKind::LoginRestricted { .. }
+            | EventKind::ContainerReady
+            | EventKind::ContainerFailed { .. }
+            | EventKind::ContainerRemoved
+            | EventKind::ContainerRemovalFailed { .. }
+            | EventKind::ExitStatusUnknown { .. }
+            | EventKind::ForwardFailed { .. }
+            | EventKind::SessionEnded { .. } => Ok(()),
+            // `EventKind` is non-exhaustive: events added later are not written until mapped.
+            _ => Ok(()),
+        }
+    }
+
+    fn record(
+        &mut self,
+        id: u32,
+        at: SystemTime,
+        record: &Record,
+        intercept: &AuditIntercept,
+    ) -> io::Result<()> {
+        let at = unix_nanos(at);
+        let forward = self.channel(id).forward;
+        let io = |stream: u8, data: &[u8]| {
+            map([
+                ("stream", Value::Integer(stream.into())),
+                ("data", Value::Bytes(data.to_vec())),
+            ])
+        };
+        match record {
+            Record::Input(data) if recorded(intercept, forward, intercept.stdin) => {
+                self.emit(at, type_id::IO, Some(id), io(0, data))
+            }
+            Record::Output(data) if recorded(intercept, forward, intercept.stdout) => {
+                self.emit(at, type_id::IO, Some(id), io(1, data))
+            }
+            Record::ErrorOutput(data) if recorded(intercept, forward, intercept.stderr) => {
+                self.emit(at, type_id::IO, Some(id), io(2, data))
+            }
+            Record::Input(_) | Record::Output(_) | Record::ErrorOutput(_) => Ok(()),
+            Record::Resize(size) => {
+                let request = self.channel(id).request_id();
+                let payload = map([
+                    ("requestId", Value::Integer(request.into())),
+                    ("columns", Value::Integer(u32::from(size.cols).into())),
+                    ("rows", Value::Integer(u32::from(size.rows).into())),
+                    ("width", Value::Integer(0.into())),
+                    ("height", Value::Integer(0.into())),
+                ]);
+                self.emit(at, type_id::CHANNEL_REQUEST_WINDOW, Some(id), payload)
+            }
+            Record::Signal(signal) => {
+                let request = self.channel(id).request_id();
+                let payload = map([
+                    ("requestId", Value::Integer(request.into())),
+                    ("signal", text(signal.name())),
+                ]);
+                self.emit(at, type_id::CHANNEL_REQUEST_SIGNAL, Some(id), payload)
+            }
+            // The `ProcessExited` event says it, for tapped channels and others alike.
+            Record::Exit(_) => Ok(()),
+        }
+    }
+
+    /// An authentication attempt and its outcome, as ContainerSSH logs them.
+    fn login(
+        &mut self,
+        at: i64,
+        user: &str,
+        method: AuthMethod,
+        outcome: Outcome,
+    ) -> io::Result<()> {
+        let username = ("username", text(user));
+        match method {
+            AuthMethod::Password => {
+                let credential = ("password", Value::Bytes(Vec::new()));
+                let attempt = map([username.clone(), credential.clone()]);
+                self.emit(at, type_id::AUTH_PASSWORD, None, attempt)?;
+                let (type_id, payload) = match outcome {
+                    Outcome::Successful => (
+                        type_id::AUTH_PASSWORD_SUCCESSFUL,
+                        map([username, credential]),
+                    ),
+                    Outcome::Failed => (type_id::AUTH_PASSWORD_FAILED, map([username, credential])),
+                    Outcome::BackendError(reason) => (
+                        type_id::AUTH_PASSWORD_BACKEND_ERROR,
+                        map([username, credential, ("reason", text(&reason))]),
+                    ),
+                };
+                self.emit(at, type_id, None, payload)
+            }
+            AuthMethod::PublicKey | AuthMethod::Certificate => {
+                let credential = ("key", text(""));
+                let attempt = map([username.clone(), credential.clone()]);
+                self.emit(at, type_id::AUTH_PUBKEY, None, attempt)?;
+                let (type_id, payload) = match outcome {
+                    Outcome::Successful => {
+                        (type_id::AUTH_PUBKEY_SUCCESSFUL, map([username, credential]))
+                    }
+                    Outcome::Failed => (type_id::AUTH_PUBKEY_FAILED, map([username, credential])),
+                    Outcome::BackendError(reason) => (
+                        type_id::AUTH_PUBKEY_BACKEND_ERROR,
+                        map([username, credential, ("reason", text(&reason))]),
+                    ),
+                };
+                self.emit(at, type_id, None, payload)
+            }
+            // ContainerSSH logs no keyboard-interactive success of its own: the handshake
+            // message that follows says it.
+            AuthMethod::KeyboardInteractive => match outcome {
+                Outcome::Successful => Ok(()),
+                // ContainerSSH's payload has no JSON name here, so its key is the Go field's.
+                Outcome::Failed => {
+                    let payload = map([("Username", text(user))]);
+                    self.emit(at, type_id::AUTH_KEYBOARD_INTERACTIVE_FAILED, None, payload)
+                }
+                Outcome::BackendError(reason) => {
+                    let payload = map([username, ("reason", text(&reason))]);
+                    self.emit(
+                        at,
+                        type_id::AUTH_KEYBOARD_INTERACTIVE_BACKEND_ERROR,
+                        None,
+                        payload,
+                    )
+                }
+            },
+        }
+    }
+
+    fn handshake_failed(&mut self, at: i64, reason: &str) -> io::Result<()> {
+        let payload = map([("reason", text(reason))]);
+        self.emit(at, type_id::HANDSHAKE_FAILED, None, payload)
+    }
+
+    /// A `pty` request; `size` `None` when it is not known.
+    fn pty_request(
+        &mut self,
+        at: i64,
+        id: u32,
+        term: &str,
+        size: Option<TerminalSize>,
+    ) -> io::Result<()> {
+        let state = self.channel(id);
+        state.pty = true;
+        let request = state.request_id();
+        let (cols, rows) = size.map_or((0, 0), |s| (s.cols, s.rows));
+        let payload = map([
+            ("requestId", Value::Integer(request.into())),
+            ("term", text(term)),
+            ("columns", Value::Integer(u32::from(cols).into())),
+            ("rows", Value::Integer(u32::from(rows).into())),
+            ("width", Value::Integer(0.into())),
+            ("height", Value::Integer(0.into())),
+            ("modelist", Value::Bytes(Vec::new())),
+        ]);
+        self.emit(at, type_id::CHANNEL_REQUEST_PTY, Some(id), payload)
+    }
+
+    /// The `shell`, `exec` or `subsystem` request that starts a channel's process.
+    fn run_request(&mut self, at: i64, id: u32, command: &Command) -> io::Result<()> {
+        let state = self.channel(id);
+        let request = state.request_id();
+        state.run_request = Some(request);
+        let request_id = ("requestId", Value::Integer(request.into()));
+        let (type_id, payload) = match command {
+            Command::Shell => (type_id::CHANNEL_REQUEST_SHELL, map([request_id])),
+            Command::Exec(line) => (
+                type_id::CHANNEL_REQUEST_EXEC,
+                map([request_id, ("program", text(line))]),
+            ),
+            Command::Subsystem(name) => (
+                type_id::CHANNEL_REQUEST_SUBSYSTEM,
+                map([request_id, ("subsystem", text(name))]),
+            ),
+        };
+        self.emit(at, type_id, Some(id), payload)
+    }
+
+    fn request_failed(&mut self, at: i64, id: u32, request: u64, reason: &str) -> io::Result<()> {
+        let payload = map([
+            ("requestId", Value::Integer(request.into())),
+            ("reason", text(reason)),
+        ]);
+        self.emit(at, type_id::REQUEST_FAILED, Some(id), payload)
+    }
+
+    fn exit(&mut self, at: i64, id: u32, status: ExitStatus) -> io::Result<()> {
+        match status {
+            ExitStatus::Code(code) => {
+                let payload = map([("exitStatus", Value::Integer(code.into()))]);
+                self.emit(at, type_id::EXIT, Some(id), payload)
+            }
+            ExitStatus::Signal(signal) => {
+                let payload = map([
+                    ("signal", text(signal.name())),
+                    ("coreDumped", Value::Bool(false)),
+                    ("errorMessage", text("")),
+                    ("languageTag", text("")),
+                ]);
+                self.emit(at, type_id::EXIT_SIGNAL, Some(id), payload)
+            }
+        }
+    }
+
+    fn close(&mut self, at: i64, id: u32) -> io::Result<()> {
+        self.channel(id).closed = true;
+        self.emit(at, type_id::CLOSE, Some(id), Value::Null)
+    }
+
+    fn channel(&mut self, id: u32) -> &mut Channel {
+        self.channels.entry(id).or_default()
+    }
+
+    /// Writes one message and flushes it through to the output.
+    fn emit(
+        &mut self,
+        at: i64,
+        type_id: i32,
+        channel: Option<u32>,
+        payload: Value,
+    ) -> io::Result<()> {
+        let message = Message {
+            connection_id: self.connection_id.clone(),
+            timestamp: at,
+            type_id,
+            channel_id: channel.map(u64::from),
+            payload,
+        };
+        self.scratch.clear();
+        ciborium::into_writer(&message.to_cbor(), &mut self.scratch)
+            .map_err(|e| io::Error::other(format!("encoding an audit log message: {e}")))?;
+        self.out.write_all(&self.scratch)?;
+        self.out.flush()
+    }
+}
+
+/// How a login attempt ended.
+enum Outcome {
+    Successful,
+    Failed,
+    BackendError(String),
+}
+
+/// Whether a channel's stream is recorded: a session's as `stream_intercepted` says, a
+/// forward's with `intercept.forwarding`.
+fn recorded(intercept: &AuditIntercept, forward: bool, stream_intercepted: bool) -> bool {
+    if forward {
+        intercept.forwarding
+    } else {
+        stream_intercepted
+    }
+}
+
+/// A payload map with `entries` in order.
+fn map<const N: usize>(entries: [(&str, Value); N]) -> Value {
+    Value::Map(entries.into_iter().map(|(k, v)| (text(k), v)).collect())
+}
+
+/// The SSH channel type.
+fn channel_type(kind: &ChannelKind) -> &'static str {
+    match kind {
+        ChannelKind::Session => "session",
+        ChannelKind::DirectTcpip { .. } => "direct-tcpip",
+    }
+}
+
+fn channel_refusal(reason: &ChannelRefusal) -> String {
+    match reason {
+        ChannelRefusal::MaxSessions(max) => format!("ssh.maxSessions ({max}) sessions are open"),
+        ChannelRefusal::NotPermitted => "not permitted for this login".to_owned(),
+        ChannelRefusal::Policy(rule) => format!("refused by the security policy ({rule})"),
+    }
+}
+
+fn request_refusal(reason: &RequestRefusal) -> String {
+    match reason {
+        RequestRefusal::PtyNotPermitted => "pty not permitted for this login".to_owned(),
+        RequestRefusal::X11NotOffered => "X11 forwarding is not offered".to_owned(),
+        RequestRefusal::AgentNotOffered => "agent forwarding is not offered".to_owned(),
+        RequestRefusal::UnknownSubsystem(name) => format!("unknown subsystem {name}"),
+        RequestRefusal::UnknownSignal(name) => format!("unknown signal {name}"),
+        RequestRefusal::EnvNotAccepted(name) => {
+            format!("environment variable {name} is not in ssh.acceptEnv")
+        }
+        RequestRefusal::EnvTooMany(name) => {
+            format!("environment variable {name}: the session has as many as it may")
+        }
+        RequestRefusal::Policy { rule, message } => {
+            format!("refused by the security policy ({rule}): {message}")
+        }
+        // `RequestRefusal` is non-exhaustive.
+        other => format!("{other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sshpod_core::{LoginRefusal, Signal};
+
+    use super::super::decode::{decode, AuditLog};
+    use super::super::test_items::{event, nanos, record, tapped};
+    use super::*;
+
+    /// stdin and stdout, nothing else.
+    const STDIN_STDOUT: AuditIntercept = AuditIntercept {
+        stdin: true,
+        stdout: true,
+        stderr: false,
+        passwords: false,
+        forwarding: false,
+    };
+
+    /// A connection: a refused password, an accepted key, a shell on a terminal with input,
+    /// output, error output, a resize and a signal, a forward with bytes, the exit, the end.
+    fn connection() -> Vec<Item> {
+        let forward = ChannelKind::DirectTcpip {
+            host: "db".to_owned(),
+            port: 5432,
+        };
+        vec![
+            event(0, None, EventKind::Connected),
+            event(
+                10,
+                None,
+                EventKind::LoginRefused {
+                    user: "alice".to_owned(),
+                    method: AuthMethod::Password,
+                    reason: LoginRefusal::NotAccepted,
+                },
+            ),
+            event(
+                20,
+                None,
+                EventKind::LoginAccepted {
+                    user: "alice".to_owned(),
+                    method: AuthMethod::PublicKey,
+                    authenticated: "alice-admin".to_owned(),
+                    metadata: Vec::new(),
+                },
+            ),
+            event(30, None, EventKind::ContainerReady),
+            tapped(0, ChannelKind::Session),
+            event(
+                40,
+                Some(0),
+                EventKind::ChannelOpened {
+                    kind: ChannelKind::Session,
+                },
+            ),
+            event(
+                50,
+                Some(0),
+                EventKind::ProcessStarting {
+                    command: Command::Shell,
+                    tty: true,
+                },
+            ),
+            record(60, 0, Record::Input(b"ls\r".to_vec())),
+            record(70, 0, Record::Output(b"file\r\n".to_vec())),
+            record(75, 0, Record::ErrorOutput(b"not recorded".to_vec())),
+            record(
+                80,
+                0,
+                Record::Resize(TerminalSize {
+                    cols: 100,
+                    rows: 40,
+                }),
+            ),
+            record(90, 0, Record::Signal(Signal::Int)),
+            record(95, 0, Record::Output(b"\x00\xff binary".to_vec())),
+            tapped(1, forward.clone()),
+            event(100, Some(1), EventKind::ChannelOpened { kind: forward }),
+            record(110, 1, Record::Input(b"SELECT 1".to_vec())),
+            record(120, 1, Record::Output(b"1".to_vec())),
+            event(
+                130,
+                Some(0),
+                EventKind::ProcessExited {
+                    status: ExitStatus::Code(3),
+                },
+            ),
+            record(130, 0, Record::Exit(ExitStatus::Code(3))),
+            event(140, None, EventKind::SessionEnded { reason: None }),
+            event(150, None, EventKind::Closed),
+        ]
+    }
+
+    fn write_all(items: &[Item], intercept: &AuditIntercept) -> Vec<u8> {
+        let written = BinaryWriter::new(Vec::new(), "c0ffee").and_then(|mut writer| {
+            for item in items {
+                writer.write(item, intercept)?;
+            }
+            writer.finish()
+        });
+        match written {
+            Ok(bytes) => bytes,
+            Err(e) => panic!("writing: {e}"),
+        }
+    }
+
+    fn must_decode(file: &[u8]) -> AuditLog {
+        match decode(file) {
+            Ok(log) => log,
+            Err(e) => panic!("decoding what was written: {e}"),
+        }
+    }
+
+    fn types(log: &AuditLog) -> Vec<(i32, Option<u64>)> {
+        log.messages
+            .iter()
+            .map(|m| (m.type_id, m.channel_id))
+            .collect()
+    }
+
+    #[test]
+    fn a_written_connection_decodes_to_containersshs_messages() {
+        let log = must_decode(&write_all(&connection(), &STDIN_STDOUT));
+        assert_eq!((log.version, log.truncated), (2, false));
+        assert_eq!(
+            types(&log),
+            [
+                (type_id::CONNECT, None),
+                (type_id::AUTH_PASSWORD, None),
+                (type_id::AUTH_PASSWORD_FAILED, None),
+                (type_id::AUTH_PUBKEY, None),
+                (type_id::AUTH_PUBKEY_SUCCESSFUL, None),
+                (type_id::HANDSHAKE_SUCCESSFUL, None),
+                (type_id::NEW_CHANNEL_SUCCESSFUL, Some(0)),
+                (type_id::CHANNEL_REQUEST_PTY, Some(0)),
+                (type_id::CHANNEL_REQUEST_SHELL, Some(0)),
+                (type_id::IO, Some(0)),
+                (type_id::IO, Some(0)),
+                (type_id::CHANNEL_REQUEST_WINDOW, Some(0)),
+                (type_id::CHANNEL_REQUEST_SIGNAL, Some(0)),
+                (type_id::IO, Some(0)),
+                (type_id::NEW_FORWARD_CHANNEL, Some(1)),
+                (type_id::NEW_CHANNEL_SUCCESSFUL, Some(1)),
+                (type_id::EXIT, Some(0)),
+                (type_id::CLOSE, Some(0)),
+                (type_id::CLOSE, Some(1)),
+                (type_id::DISCONNECT, None),
+            ]
+        );
+        let m = &log.messages;
+        assert!(m.iter().all(|m| m.connection_id == "c0ffee"));
+        assert_eq!(m[0].timestamp, nanos(0));
+        assert_eq!(m[0].text("remoteAddr"), Some("192.0.2.7"));
+        assert_eq!(m[0].text("country"), Some("XX"));
+        assert_eq!(m[2].text("username"), Some("alice"));
+        assert_eq!(m[2].bytes("password"), Some(&b""[..]));
+        assert_eq!(m[4].timestamp, nanos(20));
+        assert_eq!(m[5].text("username"), Some("alice-admin"));
+        assert_eq!(m[6].text("channelType"), Some("session"));
+        assert_eq!(m[7].unsigned("requestId"), Some(0));
+        assert_eq!(m[8].unsigned("requestId"), Some(1));
+        assert_eq!(
+            (m[9].unsigned("stream"), m[9].bytes("data")),
+            (Some(0), Some(&b"ls\r"[..]))
+        );
+        assert_eq!(m[9].timestamp, nanos(60));
+        assert_eq!(
+            (m[10].unsigned("stream"), m[10].bytes("data")),
+            (Some(1), Some(&b"file\r\n"[..]))
+        );
+        assert_eq!(
+            (m[11].unsigned("columns"), m[11].unsigned("rows")),
+            (Some(100), Some(40))
+        );
+        assert_eq!(m[11].unsigned("requestId"), Some(2));
+        assert_eq!(m[12].text("signal"), Some("INT"));
+        assert_eq!(m[13].bytes("data"), Some(&b"\x00\xff binary"[..]));
+        assert_eq!(m[14].text("HostToConnect"), Some("db"));
+        assert_eq!(m[14].unsigned("PortToConnect"), Some(5432));
+        assert_eq!(m[15].text("channelType"), Some("direct-tcpip"));
+        assert_eq!(m[16].unsigned("exitStatus"), Some(3));
+        assert_eq!(m[19].timestamp, nanos(150));
+    }
+
+    #[test]
+    fn only_the_streams_intercept_names_are_written() {
+        let everything = AuditIntercept {
+            stdin: true,
+            stdout: true,
+            stderr: true,
+            passwords: true,
+            forwarding: true,
+        };
+        let streams = |intercept: &AuditIntercept| -> Vec<(Option<u64>, Option<u64>, Vec<u8>)> {
+            must_decode(&write_all(&connection(), intercept))
+                .messages
+                .iter()
+                .filter(|m| m.type_id == type_id::IO)
+                .map(|m| {
+                    (
+                        m.channel_id,
+                        m.unsigned("stream"),
+                        m.bytes("data").unwrap_or_default().to_vec(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            streams(&everything),
+            [
+                (Some(0), Some(0), b"ls\r".to_vec()),
+                (Some(0), Some(1), b"file\r\n".to_vec()),
+                (Some(0), Some(2), b"not recorded".to_vec()),
+                (Some(0), Some(1), b"\x00\xff binary".to_vec()),
+                (Some(1), Some(0), b"SELECT 1".to_vec()),
+                (Some(1), Some(1), b"1".to_vec()),
+            ]
+        );
+        let forwarding_only = AuditIntercept {
+            forwarding: true,
+            ..AuditIntercept::default()
+        };
+        assert_eq!(
+            streams(&forwarding_only),
+            [
+                (Some(1), Some(0), b"SELECT 1".to_vec()),
+                (Some(1), Some(1), b"1".to_vec())
+            ]
+        );
+        assert!(streams(&AuditIntercept::default()).is_empty());
+    }
+
+    #[test]
+    fn every_message_is_readable_as_soon_as_it_is_written() {
+        let items = connection();
+        let mut writer = match BinaryWriter::new(Vec::new(), "c0ffee") {
+            Ok(writer) => writer,
+            Err(e) => panic!("starting: {e}"),
+        };
+        let whole = must_decode(&write_all(&items, &STDIN_STDOUT)).messages;
+        let mut seen = 0;
+        for item in &items {
+            if let Err(e) = writer.write(item, &STDIN_STDOUT) {
+                panic!("writing: {e}");
+            }
+            // What a crash right now would leave behind.
+            let log = must_decode(writer.get_ref());
+            assert!(log.messages.len() >= seen);
+            seen = log.messages.len();
+            assert_eq!(log.messages[..], whole[..seen]);
+            assert_eq!(log.truncated, seen < whole.len());
+        }
+        assert_eq!(seen, whole.len());
+    }
+
+    #[test]
+    fn a_file_cut_inside_a_message_decodes_up_to_the_one_before() {
+        let file = write_all(&connection(), &STDIN_STDOUT);
+        let whole = must_decode(&file).messages;
+        let log = must_decode(&file[..file.len() - 30]);
+        assert!(log.truncated);
+        assert!(!log.messages.is_empty() && log.messages.len() < whole.len());
+        assert_eq!(log.messages[..], whole[..log.messages.len()]);
+    }
+
+    #[test]
+    fn a_log_finished_without_its_close_is_truncated() {
+        let mut items = connection();
+        items.pop();
+        let log = must_decode(&write_all(&items, &STDIN_STDOUT));
+        assert!(log.truncated);
+        let last = log.messages.last().map(|m| (m.type_id, m.channel_id));
+        assert_eq!(last, Some((type_id::CLOSE, Some(0))));
+    }
+
+    #[test]
+    fn nothing_is_written_after_the_disconnect() {
+        let mut items = connection();
+        items.push(event(200, None, EventKind::Connected));
+        let log = must_decode(&write_all(&items, &STDIN_STDOUT));
+        assert_eq!(
+            log.messages.last().map(|m| m.type_id),
+            Some(type_id::DISCONNECT)
+        );
+        assert_eq!(log.messages.len(), 20);
+    }
+
+    #[test]
+    fn the_file_starts_as_containersshs_do() {
+        let file = write_all(&[], &STDIN_STDOUT);
+        assert_eq!(&file[..21], b"ContainerSSH-Auditlog");
+        assert_eq!(&file[21..32], &[0u8; 11]);
+        assert_eq!(&file[32..40], &2u64.to_le_bytes());
+        assert_eq!(&file[40..50], &GZIP_HEADER);
+    }
+
+    #[test]
+    fn logins_map_to_containersshs_attempts_and_outcomes() {
+        let cause: sshpod_core::event::Cause = Arc::new(io::Error::other("webhook down"));
+        let items = [
+            event(
+                0,
+                None,
+                EventKind::LoginRefused {
+                    user: "bob".to_owned(),
+                    method: AuthMethod::KeyboardInteractive,
+                    reason: LoginRefusal::NotAccepted,
+                },
+            ),
+            event(
+                1,
+                None,
+                EventKind::LoginUnavailable {
+                    user: "bob".to_owned(),
+                    method: AuthMethod::Password,
+                    cause,
+                },
+            ),
+            event(
+                2,
+                None,
+                EventKind::LoginRefused {
+                    user: "bob".to_owned(),
+                    method: AuthMethod::Certificate,
+                    reason: LoginRefusal::NotAuthorized,
+                },
+            ),
+            event(3, None, EventKind::LoginGraceOver),
+            event(
+                4,
+                None,
+                EventKind::LoginAccepted {
+                    user: "bob".to_owned(),
+                    method: AuthMethod::KeyboardInteractive,
+                    authenticated: "bob".to_owned(),
+                    metadata: Vec::new(),
+                },
+            ),
+        ];
+        let log = must_decode(&write_all(&items, &STDIN_STDOUT));
+        assert_eq!(
+            types(&log),
+            [
+                (type_id::AUTH_KEYBOARD_INTERACTIVE_FAILED, None),
+                (type_id::AUTH_PASSWORD, None),
+                (type_id::AUTH_PASSWORD_BACKEND_ERROR, None),
+                (type_id::AUTH_PUBKEY, None),
+                (type_id::AUTH_PUBKEY_FAILED, None),
+                (type_id::HANDSHAKE_FAILED, None),
+                (type_id::HANDSHAKE_SUCCESSFUL, None),
+            ]
+        );
+        let m = &log.messages;
+        assert_eq!(m[0].text("Username"), Some("bob"));
+        assert_eq!(m[2].text("reason"), Some("webhook down"));
+        assert_eq!(m[4].text("key"), Some(""));
+        assert_eq!(m[5].text("reason"), Some("login grace time over"));
+    }
+
+    #[test]
+    fn commands_refusals_and_signals_map_to_their_requests() {
+        let items = [
+            event(
+                0,
+                Some(2),
+                EventKind::ChannelOpened {
+                    kind: ChannelKind::Session,
+                },
+            ),
+            event(
+                1,
+                Some(2),
+                EventKind::RequestRefused {
+                    reason: RequestRefusal::EnvNotAccepted("SECRET".to_owned()),
+                },
+            ),
+            event(
+                2,
+                Some(2),
+                EventKind::ProcessStarting {
+                    command: Command::Exec("uptime".to_owned()),
+                    tty: false,
+                },
+            ),
+            event(
+                3,
+                Some(2),
+                EventKind::ProcessExited {
+                    status: ExitStatus::Signal(Signal::Term),
+                },
+            ),
+            event(
+                4,
+                Some(4),
+                EventKind::ChannelRefused {
+                    kind: ChannelKind::Session,
+                    reason: ChannelRefusal::MaxSessions(2),
+                },
+            ),
+            event(
+                5,
+                Some(6),
+                EventKind::ChannelOpened {
+                    kind: ChannelKind::Session,
+                },
+            ),
+            event(
+                6,
+                Some(6),
+                EventKind::ProcessStarting {
+                    command: Command::Subsystem("sftp".to_owned()),
+                    tty: false,
+                },
+            ),
+            event(7, None, EventKind::Closed),
+        ];
+        let log = must_decode(&write_all(&items, &STDIN_STDOUT));
+        assert_eq!(
+            types(&log),
+            [
+                (type_id::NEW_CHANNEL_SUCCESSFUL, Some(2)),
+                (type_id::REQUEST_FAILED, Some(2)),
+                (type_id::CHANNEL_REQUEST_EXEC, Some(2)),
+                (type_id::EXIT_SIGNAL, Some(2)),
+                (type_id::CLOSE, Some(2)),
+                (type_id::NEW_CHANNEL_FAILED, Some(4)),
+                (type_id::NEW_CHANNEL_SUCCESSFUL, Some(6)),
+                (type_id::CHANNEL_REQUEST_SUBSYSTEM, Some(6)),
+                (type_id::CLOSE, Some(6)),
+                (type_id::DISCONNECT, None),
+            ]
+        );
+        let m = &log.messages;
+        assert_eq!(m[1].unsigned("requestId"), Some(0));
+        assert!(m[1].text("reason").is_some_and(|r| r.contains("SECRET")));
+        assert_eq!(
+            (m[2].unsigned("requestId"), m[2].text("program")),
+            (Some(1), Some("uptime"))
+        );
+        assert_eq!(m[3].text("signal"), Some("TERM"));
+        assert_eq!(
+            m[5].text("reason"),
+            Some("ssh.maxSessions (2) sessions are open")
+        );
+        assert_eq!(m[7].text("subsystem"), Some("sftp"));
+    }
+}
