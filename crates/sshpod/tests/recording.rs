@@ -313,3 +313,62 @@ async fn a_required_recording_that_fails_ends_the_session_with_a_message() {
         .await;
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn containerssh_binary_recordings_decode_to_the_session_as_it_happened() {
+    use sshpod_audit::containerssh::{decode, type_id};
+    let dir = tempfile::tempdir().unwrap();
+    let fake = FakeBackend::new();
+    let intercept = AuditIntercept {
+        stdout: true,
+        ..AuditIntercept::default()
+    };
+    let mut config = audit(dir.path(), intercept, false);
+    config.format = AuditFormat::Binary;
+    let gw = gateway(&config, &fake).await;
+    let mut client = TestClient::connect(gw.addr, "alice").await.unwrap();
+    assert!(client.auth_publickey(gw.client_key()).await.unwrap());
+    let mut session = client.open_session().await.unwrap();
+    assert!(session.request_pty("vt100", 90, 20).await.unwrap());
+    assert!(session
+        .exec("echo recorded for containerssh")
+        .await
+        .unwrap());
+    session.read_to_end().await.unwrap();
+    client.disconnect().await.unwrap();
+
+    let id = complete_recording(&gw, dir.path()).await;
+    let log = decode(&std::fs::read(dir.path().join(&id)).unwrap()).expect("it decodes");
+    assert!(!log.truncated);
+    let types: Vec<i32> = log.messages.iter().map(|m| m.type_id).collect();
+    for wanted in [
+        type_id::CONNECT,
+        type_id::AUTH_PUBKEY_SUCCESSFUL,
+        type_id::HANDSHAKE_SUCCESSFUL,
+        type_id::CHANNEL_REQUEST_PTY,
+        type_id::CHANNEL_REQUEST_EXEC,
+        type_id::IO,
+        type_id::EXIT,
+    ] {
+        assert!(types.contains(&wanted), "no {wanted} in {types:?}");
+    }
+    assert_eq!(types.last(), Some(&type_id::DISCONNECT));
+    assert!(log.messages.iter().all(|m| m.connection_id == id));
+    let pty = log
+        .messages
+        .iter()
+        .find(|m| m.type_id == type_id::CHANNEL_REQUEST_PTY)
+        .unwrap();
+    assert_eq!(
+        (pty.text("term"), pty.unsigned("columns")),
+        (Some("vt100"), Some(90))
+    );
+    let output: Vec<u8> = log
+        .messages
+        .iter()
+        .filter(|m| m.type_id == type_id::IO)
+        .flat_map(|m| m.bytes("data").unwrap_or_default().to_vec())
+        .collect();
+    assert!(String::from_utf8_lossy(&output).contains("recorded for containerssh"));
+    gw.stop().await;
+}

@@ -104,6 +104,12 @@ impl<W: Write> AsciinemaWriter<W> {
                     // Frames are timed from the connection's start, as ContainerSSH's are.
                     (EventKind::Connected, _) => self.start = Some(at),
                     (EventKind::ChannelOpened { kind }, Some(id)) => self.channel_kind(id, kind),
+                    // The first terminal's size and type, if it comes before the header.
+                    (EventKind::PtyGranted { term, size }, _) if !self.header_written => {
+                        self.header.width = size.cols;
+                        self.header.height = size.rows;
+                        self.header.env.insert("TERM".to_owned(), term.clone());
+                    }
                     (EventKind::ProcessStarting { command, .. }, _) if !self.header_written => {
                         self.header.command = match command {
                             Command::Shell => SHELL.to_owned(),
@@ -138,6 +144,11 @@ impl<W: Write> AsciinemaWriter<W> {
                 }
             }
         }
+    }
+
+    /// The output written to.
+    pub fn get_ref(&self) -> &W {
+        &self.out
     }
 
     /// Writes what is still held back (the header if nothing started, a character cut short

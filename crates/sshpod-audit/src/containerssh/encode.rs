@@ -28,6 +28,28 @@ use crate::item::{Item, Record};
 /// A gzip member header as Go writes it: deflate, no name, no time, unknown OS.
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff];
 
+/// What a login attempt presented, as the log may keep it: the password only when
+/// `intercept.passwords` says so, the key as its fingerprint (ContainerSSH writes the key in
+/// `authorized_keys` form; sshpod's events keep only the fingerprint).
+#[derive(Debug, Default)]
+struct Presented {
+    password: Vec<u8>,
+    key: String,
+}
+
+impl Presented {
+    fn of(credential: &sshpod_core::Credential, intercept: &AuditIntercept) -> Self {
+        let password = match (&credential.password, intercept.passwords) {
+            (Some(password), true) => password.expose_secret().as_bytes().to_vec(),
+            _ => Vec::new(),
+        };
+        Self {
+            password,
+            key: credential.key.clone().unwrap_or_default(),
+        }
+    }
+}
+
 /// What ContainerSSH writes for a country it could not look up.
 const UNKNOWN_COUNTRY: &str = "XX";
 
@@ -38,16 +60,16 @@ const UNKNOWN_COUNTRY: &str = "XX";
 ///   sshpod does no GeoIP lookup).
 /// - `LoginRefused`, `LoginAccepted`, `LoginUnavailable`: the attempt (password or public key)
 ///   and its result (successful, failed, backend error; keyboard-interactive: failed or backend
-///   error); an accepted login is followed by handshake successful. sshpod's events carry
-///   neither the password nor the key, so `password` is empty bytes and `key` is empty text
-///   (`intercept.passwords` cannot add them).
+///   error); an accepted login is followed by handshake successful. `password` holds the
+///   password only with `intercept.passwords` (empty bytes otherwise); `key` holds the key's
+///   SHA-256 fingerprint.
+/// - `PtyGranted`: `pty` with the terminal's type and size; `EnvAccepted`: `env`.
 /// - `HandshakeTimedOut`, `LoginGraceOver`: handshake failed.
 /// - `ChannelOpened`: new channel successful (`session`, `direct-tcpip`); a `direct-tcpip`
 ///   channel is preceded by its target (`HostToConnect`, `PortToConnect`; the originator is
 ///   not known). `ChannelRefused`: new channel failed.
-/// - `ProcessStarting`: `pty` when it has a terminal (term and size are not in the event, so
-///   they are empty and 0, which SSH reads as "not given"), then `shell`, `exec` or
-///   `subsystem`. Request ids count a channel's requests from 0.
+/// - `ProcessStarting`: `shell`, `exec` or `subsystem` (and `pty` if no `PtyGranted` said
+///   it). Request ids count a channel's requests from 0.
 /// - Records: `Resize` → `window`; `Signal` → `signal`; input, output and error output → `io`
 ///   (stream 0, 1, 2) when `intercept` names the stream (`stdin`, `stdout`, `stderr`; a
 ///   forwarded channel's bytes, as streams 0 and 1, only with `forwarding`). The recorder must
@@ -114,7 +136,7 @@ impl<W: Write> BinaryWriter<W> {
             return Ok(());
         }
         match item {
-            Item::Event(event) => self.event(event),
+            Item::Event(event) => self.event(event, intercept),
             Item::Channel(info) => {
                 self.channel(info.channel).forward =
                     matches!(info.kind, ChannelKind::DirectTcpip { .. });
@@ -141,7 +163,7 @@ impl<W: Write> BinaryWriter<W> {
         Ok(out)
     }
 
-    fn event(&mut self, event: &Event) -> io::Result<()> {
+    fn event(&mut self, event: &Event, intercept: &AuditIntercept) -> io::Result<()> {
         let at = unix_nanos(event.at);
         let channel = event.channel;
         match &event.kind {
@@ -154,21 +176,35 @@ impl<W: Write> BinaryWriter<W> {
                     ("country", text(UNKNOWN_COUNTRY)),
                 ]),
             ),
-            EventKind::LoginRefused { user, method, .. } => {
-                self.login(at, user, *method, Outcome::Failed)
+            EventKind::LoginRefused {
+                user,
+                method,
+                credential,
+                ..
+            } => {
+                let credential = Presented::of(credential, intercept);
+                self.login(at, user, *method, &credential, Outcome::Failed)
             }
             EventKind::LoginUnavailable {
                 user,
                 method,
                 cause,
-            } => self.login(at, user, *method, Outcome::BackendError(cause.to_string())),
+            } => self.login(
+                at,
+                user,
+                *method,
+                &Presented::default(),
+                Outcome::BackendError(cause.to_string()),
+            ),
             EventKind::LoginAccepted {
                 user,
                 method,
+                credential,
                 authenticated,
                 ..
             } => {
-                self.login(at, user, *method, Outcome::Successful)?;
+                let credential = Presented::of(credential, intercept);
+                self.login(at, user, *method, &credential, Outcome::Successful)?;
                 let username = map([("username", text(authenticated))]);
                 self.emit(at, type_id::HANDSHAKE_SUCCESSFUL, None, username)
             }
@@ -200,6 +236,20 @@ impl<W: Write> BinaryWriter<W> {
                 let Some(id) = channel else { return Ok(()) };
                 let request = self.channel(id).request_id();
                 self.request_failed(at, id, request, &request_refusal(reason))
+            }
+            EventKind::PtyGranted { term, size } => {
+                let Some(id) = channel else { return Ok(()) };
+                self.pty_request(at, id, term, Some(*size))
+            }
+            EventKind::EnvAccepted { name, value } => {
+                let Some(id) = channel else { return Ok(()) };
+                let request = self.channel(id).request_id();
+                let payload = map([
+                    ("requestId", Value::Integer(request.into())),
+                    ("name", text(name)),
+                    ("value", text(value)),
+                ]);
+                self.emit(at, type_id::CHANNEL_REQUEST_SET_ENV, Some(id), payload)
             }
             EventKind::ProcessStarting { command, tty } => {
                 let Some(id) = channel else { return Ok(()) };
@@ -309,12 +359,13 @@ impl<W: Write> BinaryWriter<W> {
         at: i64,
         user: &str,
         method: AuthMethod,
+        presented: &Presented,
         outcome: Outcome,
     ) -> io::Result<()> {
         let username = ("username", text(user));
         match method {
             AuthMethod::Password => {
-                let credential = ("password", Value::Bytes(Vec::new()));
+                let credential = ("password", Value::Bytes(presented.password.clone()));
                 let attempt = map([username.clone(), credential.clone()]);
                 self.emit(at, type_id::AUTH_PASSWORD, None, attempt)?;
                 let (type_id, payload) = match outcome {
@@ -331,7 +382,7 @@ impl<W: Write> BinaryWriter<W> {
                 self.emit(at, type_id, None, payload)
             }
             AuthMethod::PublicKey | AuthMethod::Certificate => {
-                let credential = ("key", text(""));
+                let credential = ("key", text(&presented.key));
                 let attempt = map([username.clone(), credential.clone()]);
                 self.emit(at, type_id::AUTH_PUBKEY, None, attempt)?;
                 let (type_id, payload) = match outcome {
@@ -566,6 +617,7 @@ mod tests {
                 10,
                 None,
                 EventKind::LoginRefused {
+                    credential: sshpod_core::Credential::default(),
                     user: "alice".to_owned(),
                     method: AuthMethod::Password,
                     reason: LoginRefusal::NotAccepted,
@@ -575,6 +627,7 @@ mod tests {
                 20,
                 None,
                 EventKind::LoginAccepted {
+                    credential: sshpod_core::Credential::default(),
                     user: "alice".to_owned(),
                     method: AuthMethod::PublicKey,
                     authenticated: "alice-admin".to_owned(),
@@ -839,6 +892,7 @@ mod tests {
                 0,
                 None,
                 EventKind::LoginRefused {
+                    credential: sshpod_core::Credential::default(),
                     user: "bob".to_owned(),
                     method: AuthMethod::KeyboardInteractive,
                     reason: LoginRefusal::NotAccepted,
@@ -857,6 +911,7 @@ mod tests {
                 2,
                 None,
                 EventKind::LoginRefused {
+                    credential: sshpod_core::Credential::default(),
                     user: "bob".to_owned(),
                     method: AuthMethod::Certificate,
                     reason: LoginRefusal::NotAuthorized,
@@ -867,6 +922,7 @@ mod tests {
                 4,
                 None,
                 EventKind::LoginAccepted {
+                    credential: sshpod_core::Credential::default(),
                     user: "bob".to_owned(),
                     method: AuthMethod::KeyboardInteractive,
                     authenticated: "bob".to_owned(),

@@ -3,6 +3,7 @@
 //! the entry's state file (`layout`), and closes recordings an earlier run left open.
 
 use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,7 @@ use sshpod_config::{AuditFormat, AuditIntercept};
 use sshpod_core::{ConnectionId, EventKind};
 
 use super::settings::ConnectionFlags;
+use crate::containerssh::{AsciinemaWriter, BinaryWriter};
 use crate::item::{Item, Record};
 use crate::layout::{self, EntryState};
 use crate::sshpod_format::{self, SshpodWriter};
@@ -58,6 +60,18 @@ pub(crate) struct Recording {
 
 enum FormatWriter {
     Sshpod(SshpodWriter),
+    /// ContainerSSH's binary audit log, in `<root>/<id>`.
+    Binary(BinaryWriter<File>, AuditIntercept),
+    /// ContainerSSH's asciicast, in `<root>/<id>`.
+    Asciinema(AsciinemaWriter<File>, AuditIntercept),
+}
+
+/// The one file of ContainerSSH's formats.
+fn entry_file(root: &Path, id: &str) -> io::Result<File> {
+    OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(layout::entry_path(root, id))
 }
 
 impl Recording {
@@ -82,8 +96,17 @@ impl Recording {
             country: "XX".to_owned(),
         };
         layout::write_state(root, &state)?;
-        let _ = format;
-        let format = FormatWriter::Sshpod(SshpodWriter::create(root, &id, intercept)?);
+        let format = match format {
+            AuditFormat::Binary => {
+                FormatWriter::Binary(BinaryWriter::new(entry_file(root, &id)?, &id)?, intercept)
+            }
+            AuditFormat::Asciinema => {
+                FormatWriter::Asciinema(AsciinemaWriter::new(entry_file(root, &id)?), intercept)
+            }
+            AuditFormat::Sshpod | AuditFormat::None => {
+                FormatWriter::Sshpod(SshpodWriter::create(root, &id, intercept)?)
+            }
+        };
         Ok(Self {
             root: root.to_owned(),
             state,
@@ -101,6 +124,14 @@ impl Recording {
         }
         match &mut self.format {
             FormatWriter::Sshpod(w) => w.write(item).map(drop),
+            FormatWriter::Binary(w, intercept) => {
+                settle(intercept, item);
+                w.write(item, intercept)
+            }
+            FormatWriter::Asciinema(w, intercept) => {
+                settle(intercept, item);
+                w.write(item, intercept)
+            }
         }
     }
 
@@ -111,24 +142,46 @@ impl Recording {
                 fields.insert("bytes".into(), json!(bytes));
                 w.note(SystemTime::now(), Some(channel), "recording-gap", fields)
             }
+            // ContainerSSH's formats have no way to say it; the log does.
+            FormatWriter::Binary(..) | FormatWriter::Asciinema(..) => {
+                tracing::warn!(
+                    channel,
+                    bytes,
+                    "recording fell behind: data was not recorded"
+                );
+                Ok(())
+            }
         }
     }
 
     fn sync(&mut self) -> io::Result<()> {
         match &mut self.format {
             FormatWriter::Sshpod(w) => w.sync(),
+            FormatWriter::Binary(w, _) => w.get_ref().sync_data(),
+            FormatWriter::Asciinema(w, _) => w.get_ref().sync_data(),
         }
     }
 
     fn finish(mut self) -> io::Result<String> {
-        match &mut self.format {
-            FormatWriter::Sshpod(w) => {
+        match self.format {
+            FormatWriter::Sshpod(mut w) => {
                 w.finish(SystemTime::now())?;
             }
+            FormatWriter::Binary(w, _) => w.finish()?.sync_all()?,
+            FormatWriter::Asciinema(w, _) => w.finish()?.sync_all()?,
         }
         self.state.complete = true;
         layout::write_state(&self.root, &self.state)?;
         Ok(self.state.connection)
+    }
+}
+
+/// The login's settings, for ContainerSSH's formats (sshpod's writer follows them itself).
+fn settle(intercept: &mut AuditIntercept, item: &Item) {
+    if let Item::Event(event) = item {
+        if let EventKind::RecordingSettings { intercept: new, .. } = &event.kind {
+            *intercept = *new;
+        }
     }
 }
 
