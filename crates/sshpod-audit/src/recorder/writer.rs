@@ -58,6 +58,8 @@ pub(crate) struct Recording {
     format: FormatWriter,
 }
 
+// One per recorded connection, so the sizes of the variants do not add up.
+#[allow(clippy::large_enum_variant)]
 enum FormatWriter {
     Sshpod(SshpodWriter),
     /// ContainerSSH's binary audit log, in `<root>/<id>`.
