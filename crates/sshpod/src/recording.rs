@@ -2,16 +2,41 @@
 //! S3 storage, the uploader that empties the spool.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sshpod_audit::recorder::Audit;
 use sshpod_core::{EventSink, Lifecycle};
 
+/// How long shutdown waits for the last recordings to be written.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What keeps the recordings while the server runs.
+pub(crate) struct Recording {
+    audit: Arc<Audit>,
+}
+
+impl Recording {
+    /// The server's subscriber.
+    pub(crate) fn sink(&self) -> Arc<dyn EventSink> {
+        Arc::clone(&self.audit) as Arc<dyn EventSink>
+    }
+
+    /// After the server stopped: waits until the last connections' recordings are written.
+    pub(crate) async fn finish(self) {
+        let audit = self.audit;
+        let drained = tokio::task::spawn_blocking(move || audit.drain(DRAIN_TIMEOUT)).await;
+        if !matches!(drained, Ok(true)) {
+            tracing::error!("the last recordings were not written within {DRAIN_TIMEOUT:?}");
+        }
+    }
+}
+
 /// The recorder for `config.audit`, if anything is to be recorded.
 pub(crate) fn start(
     config: &sshpod_config::Config,
     lifecycle: &Lifecycle,
-) -> Result<Option<Arc<dyn EventSink>>> {
+) -> Result<Option<Recording>> {
     let _ = lifecycle;
     let per_user = config.configserver.is_some();
     let Some(audit) =
@@ -25,5 +50,7 @@ pub(crate) fn start(
         directory = %sshpod_audit::recorder::root(&config.audit).display(),
         "recording sessions"
     );
-    Ok(Some(Arc::new(audit)))
+    Ok(Some(Recording {
+        audit: Arc::new(audit),
+    }))
 }

@@ -91,6 +91,14 @@ impl Audit {
         }))
     }
 
+    /// Waits until everything queued so far is written and synced (at shutdown, after the
+    /// last connection closed); false if `timeout` passed first.
+    pub fn drain(&self, timeout: std::time::Duration) -> bool {
+        let (done, written) = mpsc::channel();
+        self.shared.send(writer::Message::Drain(done));
+        written.recv_timeout(timeout).is_ok()
+    }
+
     /// Data waiting for the writer, in bytes.
     pub fn queued(&self) -> u64 {
         self.shared.queued.load(Ordering::Relaxed)

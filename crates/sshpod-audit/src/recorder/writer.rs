@@ -49,6 +49,8 @@ pub(crate) enum Message {
     },
     /// The connection ended.
     End(ConnectionId),
+    /// Answer once everything before is written and synced.
+    Drain(mpsc::Sender<()>),
 }
 
 /// One connection's recording in progress.
@@ -303,6 +305,10 @@ impl Writer {
                 }
             }
             Message::End(id) => self.end(id),
+            Message::Drain(done) => {
+                self.sync();
+                let _ = done.send(());
+            }
         }
     }
 

@@ -95,8 +95,9 @@ async fn serve<B: Backend>(
         .local_addr()
         .context("reading the listening address")?;
     let mut subscribers: Vec<Arc<dyn EventSink>> = vec![Arc::new(server::LogEvents)];
-    if let Some(audit) = recording::start(&config, lifecycle)? {
-        subscribers.push(audit);
+    let recording = recording::start(&config, lifecycle)?;
+    if let Some(recording) = &recording {
+        subscribers.push(recording.sink());
     }
     let server = Server::new(
         Arc::clone(&config),
@@ -128,6 +129,9 @@ async fn serve<B: Backend>(
         .is_err()
     {
         tracing::warn!("shutdown deadline passed with background work still running");
+    }
+    if let Some(recording) = recording {
+        recording.finish().await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -1,0 +1,184 @@
+"""Session recordings with OpenSSH clients and a real engine: a terminal session replays with
+asciinema as the client saw it, the event log's chain verifies, passwords stay out unless
+intercepted, a recording that is required refuses what it cannot record, and a `kill -9` of
+sshpod loses nothing that was written."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pexpect
+
+import harness as h
+
+ASCIINEMA = str(h.REPO_ROOT / ".venv" / "bin" / "asciinema")
+
+
+def recording(directory: Path, **audit) -> dict:
+    directory.mkdir(exist_ok=True)
+    settings = {"enable": True, "format": "sshpod", "storage": "file",
+                "file": {"directory": str(directory)}}
+    settings.update(audit)
+    return {"audit": settings}
+
+
+def recordings(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def state(directory: Path, connection: str) -> dict:
+    return json.loads((directory / ".state" / f"{connection}.json").read_text())
+
+
+def complete_recordings(directory: Path, count: int = 1) -> list[Path]:
+    """Waits until `count` recordings are complete (their connections ended)."""
+    def done():
+        found = recordings(directory)
+        return found if len(found) >= count and all(state(directory, p.name)["complete"] for p in found) else None
+    return h.wait_until(done, 60, f"{count} complete recording(s) in {directory}")
+
+
+def events(entry: Path) -> list[dict]:
+    return [json.loads(line) for line in (entry / "events.jsonl").read_text().splitlines()]
+
+
+def verify_chain(entry: Path) -> str:
+    """Checks the event log's hash chain as the format describes it; returns the digest."""
+    head = "0" * 64
+    for number, line in enumerate((entry / "events.jsonl").read_bytes().splitlines(), 1):
+        content, _, link = line.rpartition(b',"chain":"')
+        assert link.endswith(b'"}') and len(link) == 66, f"line {number} has no link"
+        head_next = hashlib.sha256(head.encode() + content + b"}").hexdigest()
+        assert head_next == link[:64].decode(), f"the chain breaks at line {number}"
+        head = head_next
+    return head
+
+
+def file_digests_match(entry: Path) -> None:
+    for line in events(entry):
+        if line["kind"] == "recording-file":
+            data = (entry / line["file"]).read_bytes()
+            assert (len(data), hashlib.sha256(data).hexdigest()) == (line["bytes"], line["sha256"]), line
+
+
+def test_a_terminal_session_replays_with_asciinema_as_the_client_saw_it(scn):
+    audit_dir = scn.tmp / "audit"
+    gw = scn.start(recording(audit_dir))
+    client = scn.client(gw)
+    args = client.ssh_args(opts=["-tt"])
+    child = pexpect.spawn(args[0], args[1:], env=client._env({"TERM": "xterm-256color"}),
+                          dimensions=(24, 80), timeout=60)
+    child.logfile_read = io.BytesIO()
+    try:
+        child.expect(rb"[#$] ")
+        child.sendline(b"top -d 0.3")
+        child.expect(b"load average")
+        child.setwinsize(30, 100)
+        # top redraws for the new size; wait for a second screen after the resize.
+        child.expect(b"load average")
+        child.expect(b"load average")
+        child.sendcontrol("c")
+        child.expect(rb"[#$] ")
+        child.sendline(b"echo done-$((6*7))")
+        child.expect(b"done-42")
+        child.sendline(b"exit")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    seen = child.logfile_read.getvalue()
+
+    [entry] = complete_recordings(audit_dir)
+    verify_chain(entry)
+    file_digests_match(entry)
+    log = events(entry)
+    kinds = [line["kind"] for line in log]
+    assert kinds[0] == "connected" and kinds[-1] == "end", kinds
+    for kind in ("login-accepted", "pty", "process-starting", "resize", "process-exited", "closed"):
+        assert kind in kinds, kinds
+    resize = next(line for line in log if line["kind"] == "resize")
+    assert (resize["cols"], resize["rows"]) == (100, 30), resize
+    [cast] = list(entry.glob("channel-*.cast"))
+    header = json.loads(cast.read_text().splitlines()[0])
+    assert (header["version"], header["width"], header["height"]) == (2, 80, 24), header
+
+    # What asciinema replays is what the client's terminal received.
+    replayed = subprocess.run([ASCIINEMA, "cat", str(cast)], capture_output=True, timeout=60)
+    assert replayed.returncode == 0, replayed.stderr
+    assert b"load average" in replayed.stdout and b"done-42" in replayed.stdout
+    assert replayed.stdout in seen, (len(replayed.stdout), len(seen))
+    # And `asciinema play` plays the file as it is.
+    player = pexpect.spawn(ASCIINEMA, ["play", "--speed", "20", "--idle-time-limit", "0.05", str(cast)],
+                           dimensions=(30, 100), timeout=60)
+    player.expect(b"done-42")
+    player.expect(pexpect.EOF)
+    player.close()
+    assert player.exitstatus == 0
+
+
+def test_passwords_stay_out_of_recordings_unless_intercepted(scn):
+    plain_dir, intercepted_dir = scn.tmp / "plain", scn.tmp / "intercepted"
+    for directory, intercept in ((plain_dir, {}), (intercepted_dir, {"passwords": True})):
+        gw = scn.start(recording(directory, intercept=intercept))
+        wrong = scn.password_client(gw, password="wrong-horse-battery").ssh("true")
+        assert wrong.returncode == 255, wrong
+        right = scn.password_client(gw).ssh("echo in")
+        assert right.stdout == "in\n", right
+        gw.stop()
+    for entry in complete_recordings(plain_dir, 2):
+        for path in entry.iterdir():
+            assert b"wrong-horse-battery" not in path.read_bytes(), path
+    logged = [line for entry in complete_recordings(intercepted_dir, 2) for line in events(entry)]
+    refused = [line for line in logged if line["kind"] == "login-refused"]
+    assert any(line.get("password") == "wrong-horse-battery" for line in refused), refused
+
+
+def test_a_required_recording_refuses_connections_it_cannot_record(scn):
+    audit_dir = scn.tmp / "audit"
+    gw = scn.start(recording(audit_dir, required=True))
+    client = scn.client(gw)
+    assert client.ssh("echo recorded").stdout == "recorded\n"
+    # The directory goes (an unmounted volume): no recording, no session.
+    os.rename(audit_dir, scn.tmp / "moved")
+    refused = client.ssh("echo unrecorded")
+    assert refused.returncode == 255, refused
+    assert "sessions cannot be recorded now" in refused.stderr, refused
+    assert "unrecorded" not in refused.stdout
+    h.wait_no_containers(scn.run_id)
+
+
+def test_a_killed_server_loses_nothing_it_wrote_and_the_next_start_closes_the_recording(scn):
+    audit_dir = scn.tmp / "audit"
+    config = scn.write_config(scn.config(recording(audit_dir, intercept={"stdout": True})), "audit.yaml")
+    gw = scn.start(config_path=config)
+    client = scn.client(gw)
+    session = client.popen("for i in 1 2 3; do echo line-$i; done; sleep 300",
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        def written():
+            found = recordings(audit_dir)
+            outputs = [p for p in found[0].glob("channel-*.stdout")] if found else []
+            return outputs and b"line-3" in outputs[0].read_bytes()
+        h.wait_until(written, 60, "the session's output in its recording")
+        gw.signal(signal.SIGKILL)
+        gw.wait_exit(30)
+    finally:
+        session.kill()
+        session.wait(30)
+    [entry] = recordings(audit_dir)
+    assert not state(audit_dir, entry.name)["complete"]
+
+    # The next start closes it: digests of its files, an `end` saying it was interrupted.
+    scn.start(config_path=config, name="restarted")
+    assert state(audit_dir, entry.name)["complete"]
+    verify_chain(entry)
+    file_digests_match(entry)
+    end = events(entry)[-1]
+    assert end["kind"] == "end" and end["interrupted"] is True, end
+    stdout = next(entry.glob("channel-*.stdout")).read_bytes()
+    assert stdout == b"line-1\nline-2\nline-3\n", stdout
