@@ -7,7 +7,10 @@
 //! an uploader empties into the bucket. Readers ([`store`]) list and open recordings in a
 //! directory or a bucket for the `sshpod audit` commands and the web player.
 
+pub mod asciicast;
 pub mod chain;
 pub mod item;
 pub mod layout;
+pub mod log_lines;
 pub mod store;
+pub mod summary;
