@@ -105,11 +105,15 @@ pub enum RecordingFormat {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
-    /// The event log ends with its `end` line.
+    /// The event log ends with its `end` line: the connection ended and everything of it was
+    /// written.
     Complete,
-    /// The event log has no `end` line: the connection's sshpod stopped before it ended (a
-    /// crash, `kill -9`), or the connection is still being recorded.
+    /// The `end` line says `interrupted`: the connection's sshpod stopped (a crash, `kill -9`)
+    /// and closed the recording when it started again.
     Interrupted,
+    /// No `end` line yet: the connection is still being recorded, or its sshpod stopped and
+    /// has not started again.
+    Open,
     /// The format does not say.
     Unknown,
 }
@@ -120,7 +124,16 @@ impl Status {
         match self {
             Status::Complete => "complete",
             Status::Interrupted => "interrupted",
+            Status::Open => "open",
             Status::Unknown => "unknown",
+        }
+    }
+
+    /// The status an `end` line gives (its members), with `interrupted` set by recovery.
+    pub fn of_end(end: &serde_json::Map<String, serde_json::Value>) -> Self {
+        match end.get("interrupted") {
+            Some(serde_json::Value::Bool(true)) => Status::Interrupted,
+            _ => Status::Complete,
         }
     }
 }
@@ -167,7 +180,7 @@ pub async fn summarize(store: &dyn Store, connection: &str) -> io::Result<Summar
 fn read_log(summary: &mut Summary, log: &[u8]) {
     let mut tried = None;
     let mut accepted = None;
-    summary.status = Status::Interrupted;
+    summary.status = Status::Open;
     for line in log_lines::lines(log) {
         summary.events = line.number;
         let Ok(members) = line.content else {
@@ -190,7 +203,7 @@ fn read_log(summary: &mut Summary, log: &[u8]) {
                 }
                 summary.authenticated = true;
             }
-            Some("end") => summary.status = Status::Complete,
+            Some("end") => summary.status = Status::of_end(&members),
             _ => {}
         }
     }
@@ -334,7 +347,7 @@ mod tests {
                     "2026-12-07T04:01:30.75Z",
                     "alice".into(),
                     "end",
-                    serde_json::json!({"lines": 4, "files": 1}),
+                    serde_json::json!({"lines": 5, "files": ["channel-0.cast", "channel-2.cast"]}),
                 ),
             ],
         );
@@ -369,7 +382,7 @@ mod tests {
     }
 
     #[test]
-    fn a_log_without_its_end_is_interrupted_and_a_refused_client_keeps_its_name() {
+    fn a_log_without_its_end_is_open_and_a_refused_client_keeps_its_name() {
         let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let null = Value::Null;
         let dir = write_log(
@@ -397,11 +410,40 @@ mod tests {
         std::fs::write(dir.join(EVENTS_FILE), log).unwrap_or_else(|e| panic!("{e}"));
 
         let summary = summary_of(root.path());
-        assert_eq!(summary.status, Status::Interrupted);
+        assert_eq!(summary.status, Status::Open);
         assert_eq!(summary.user.as_deref(), Some("root"));
         assert!(!summary.authenticated);
         assert_eq!(summary.end, Some(at("2026-12-07T04:00:03Z")));
         assert_eq!(summary.events, 3);
+    }
+
+    #[test]
+    fn a_log_closed_after_a_crash_is_interrupted() {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let null = Value::Null;
+        write_log(
+            root.path(),
+            &[
+                event(
+                    0,
+                    "2026-12-07T04:00:00Z",
+                    null.clone(),
+                    "connected",
+                    null.clone(),
+                ),
+                event(
+                    1,
+                    "2026-12-07T05:00:00Z",
+                    null,
+                    "end",
+                    serde_json::json!({"lines": 2, "files": [], "interrupted": true}),
+                ),
+            ],
+        );
+        let summary = summary_of(root.path());
+        assert_eq!(summary.status, Status::Interrupted);
+        assert_eq!(summary.status.as_str(), "interrupted");
+        assert_eq!(summary.duration(), Some(Duration::from_secs(3600)));
     }
 
     #[test]

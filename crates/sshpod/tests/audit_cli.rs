@@ -32,7 +32,7 @@ struct Recording {
     user: Option<String>,
     chain: Chain,
     log: Vec<u8>,
-    files: u64,
+    files: Vec<String>,
 }
 
 impl Recording {
@@ -46,7 +46,7 @@ impl Recording {
             user: None,
             chain: Chain::new(),
             log: Vec::new(),
-            files: 0,
+            files: Vec::new(),
         }
     }
 
@@ -76,7 +76,7 @@ impl Recording {
     /// Writes a data file and the line with its digest.
     fn data_file(&mut self, at: &str, name: &str, data: &[u8]) -> &mut Self {
         std::fs::write(self.dir.join(name), data).unwrap_or_else(|e| panic!("{e}"));
-        self.files += 1;
+        self.files.push(name.to_owned());
         let digest = hex::encode(Sha256::digest(data));
         self.event(
             at,
@@ -86,11 +86,18 @@ impl Recording {
         )
     }
 
-    fn end(&mut self, at: &str) -> &mut Self {
-        let lines = self.chain.lines();
-        let files = self.files;
+    /// `closed`, then `end` as the recorder writes it (`interrupted` when recovery closes it).
+    fn end_with(&mut self, at: &str, interrupted: bool) -> &mut Self {
         self.event(at, None, "closed", Value::Null);
-        self.event(at, None, "end", json!({"lines": lines + 1, "files": files}))
+        let mut end = json!({"lines": self.chain.lines() + 1, "files": self.files});
+        if interrupted {
+            end["interrupted"] = true.into();
+        }
+        self.event(at, None, "end", end)
+    }
+
+    fn end(&mut self, at: &str) -> &mut Self {
+        self.end_with(at, false)
     }
 
     fn write(&self) -> String {
@@ -294,7 +301,7 @@ fn ls_lists_every_recording_oldest_first_and_filters_by_user_and_time() {
     );
     let bob_row = table.lines().nth(2).unwrap_or_default();
     assert!(
-        bob_row.contains(" bob ") && bob_row.contains("5m") && bob_row.contains("interrupted"),
+        bob_row.contains(" bob ") && bob_row.contains("5m") && bob_row.contains(" open "),
         "{bob_row}"
     );
 
@@ -408,10 +415,10 @@ fn show_prints_one_readable_line_per_event_and_escapes_what_clients_wrote() {
     assert_eq!(lines.len(), 1 + 12);
 
     let text = succeeds(audit(root.path(), &["show", BOB]));
-    assert!(text.contains("(sshpod format, interrupted)"), "{text}");
+    assert!(text.contains("(sshpod format, open)"), "{text}");
     assert!(
         text.trim_end()
-            .ends_with("or the connection is still running)"),
+            .ends_with("has not closed the recording yet)"),
         "{text}"
     );
 
@@ -592,14 +599,58 @@ fn verify_passes_on_a_good_recording_and_names_what_was_changed() {
     assert_eq!(
         report,
         format!(
-            "{ALICE}: ok: interrupted, verified up to line 9 (no end line), 1 file; line 10 was \
-             cut short; no digest yet for channel-2.cast\n"
+            "{ALICE}: ok: no end line (still recording, or interrupted), verified up to line 9, \
+             1 file; line 10 was cut short; no digest yet for channel-2.cast\n"
         )
     );
     let (report, _) = fails(audit(root.path(), &["verify", "--require-end", ALICE]));
     assert!(
-        report.starts_with(&format!("{ALICE}: FAILED: interrupted")),
+        report.starts_with(&format!("{ALICE}: FAILED: no end line")),
         "{report}"
+    );
+}
+
+#[test]
+fn a_recording_closed_after_a_crash_verifies_as_interrupted() {
+    let root = root();
+    let mut recording = Recording::new(root.path(), BOB, "198.51.100.3:41000");
+    recording
+        .event("2025-03-01T06:00:00Z", None, "connected", Value::Null)
+        .login("2025-03-01T06:00:01Z", "bob")
+        .data_file("2025-03-01T06:09:00Z", "channel-0.cast", CAST.as_bytes())
+        .end_with("2025-03-01T06:09:00Z", true);
+    let digest = recording.write();
+    let report = succeeds(audit(root.path(), &["verify", "--require-end"]));
+    assert_eq!(
+        report,
+        format!(
+            "{BOB}: ok: interrupted (closed after its sshpod restarted), 5 lines, 1 file, digest \
+             {digest}\n"
+        )
+    );
+    let table = succeeds(audit(root.path(), &["ls"]));
+    assert!(
+        table
+            .lines()
+            .nth(1)
+            .is_some_and(|row| row.contains(" interrupted ")),
+        "{table}"
+    );
+
+    // An end line that names a file the log never gave a digest for.
+    let mut recording = Recording::new(root.path(), ALICE, "192.0.2.7:50022");
+    recording.files.push("channel-9.stdout".to_owned());
+    recording
+        .event("2025-03-01T04:00:00Z", None, "connected", Value::Null)
+        .end("2025-03-01T04:00:01Z");
+    recording.write();
+    let (report, _) = fails(audit(root.path(), &["verify", ALICE]));
+    assert_eq!(
+        report,
+        format!(
+            "{ALICE}: FAILED: line 3: the end line names channel-9.stdout, which has no \
+             recording-file line\n"
+        )
     );
 }
 
@@ -617,7 +668,7 @@ fn verify_without_ids_checks_every_recording() {
     );
     assert_eq!(
         lines[1],
-        format!("{BOB}: ok: interrupted, verified up to line 3 (no end line), 0 files")
+        format!("{BOB}: ok: no end line (still recording, or interrupted), verified up to line 3, 0 files")
     );
 
     // A ContainerSSH recording has no chain to check.

@@ -85,10 +85,11 @@ pub(super) async fn run(
             )?,
         }
     }
-    if summary.status == Status::Interrupted {
+    if summary.status == Status::Open {
         writeln!(
             out,
-            "(no end line: the recording was interrupted, or the connection is still running)"
+            "(no end line: the connection is still running, or its sshpod stopped and has not \
+             closed the recording yet)"
         )?;
     }
     Ok(Outcome::Success)

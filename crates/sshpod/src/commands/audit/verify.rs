@@ -1,14 +1,16 @@
 //! `sshpod audit verify [ID...]`: whether recordings are as they were written.
 //!
 //! For each recording: the event log's hash chain ([`sshpod_audit::chain::verify`]) up to its
-//! last line, its `end` line (without it the recording was interrupted, and is checked as far
-//! as it goes), and every data file named by a `recording-file` line against that line's size
-//! and SHA-256. One line per recording; the exit status is 1 if any check failed.
+//! last line, its `end` line (without it the recording is still being written or its sshpod
+//! stopped before closing it, and it is checked as far as it goes; a recording closed after a
+//! crash has an `end` line saying `interrupted`), the data files the `end` line names, and
+//! every data file named by a `recording-file` line against that line's size and SHA-256. One
+//! line per recording; the exit status is 1 if any check failed.
 //!
 //! The chain shows a change to the log that was not followed by recomputing every later link;
 //! the digest it prints is the one to compare with a copy kept elsewhere (the server's log).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write;
 
@@ -18,6 +20,7 @@ use sha2::{Digest, Sha256};
 use sshpod_audit::chain::{self, ChainError};
 use sshpod_audit::log_lines::{self, Members, EVENTS_FILE};
 use sshpod_audit::store::{is_plain_name, Store};
+use sshpod_audit::summary::Status;
 
 use super::printable::escaped;
 use super::source::find;
@@ -51,7 +54,7 @@ pub(super) async fn run(
             }
             Err(error) => (id, Verdict::failed(format!("{error:#}"))),
         };
-        let failed = !verdict.problems.is_empty() || (require_end && !verdict.complete);
+        let failed = !verdict.problems.is_empty() || (require_end && verdict.end.is_none());
         if failed {
             outcome = Outcome::Failed;
         }
@@ -64,8 +67,8 @@ pub(super) async fn run(
 /// What was found in one recording.
 #[derive(Debug, Default)]
 struct Verdict {
-    /// The log ends with its `end` line.
-    complete: bool,
+    /// What the `end` line says, if there is one.
+    end: Option<Status>,
     /// Lines whose links were checked.
     verified: u64,
     /// The last line was cut short by an interruption.
@@ -101,21 +104,28 @@ impl Verdict {
             1 => "1 file".to_owned(),
             n => format!("{n} files"),
         };
-        let mut text = if self.complete {
-            format!(
-                "complete, {} lines, {files}, digest {}",
-                self.verified,
-                self.digest.as_deref().unwrap_or("-")
-            )
-        } else {
-            let mut text = format!(
-                "interrupted, verified up to line {} (no end line), {files}",
+        let digest = self.digest.as_deref().unwrap_or("-");
+        let mut text = match self.end {
+            Some(Status::Interrupted) => format!(
+                "interrupted (closed after its sshpod restarted), {} lines, {files}, digest \
+                 {digest}",
                 self.verified
-            );
-            if self.cut_short {
-                let _ = write!(text, "; line {} was cut short", self.verified + 1);
+            ),
+            Some(_) => format!(
+                "complete, {} lines, {files}, digest {digest}",
+                self.verified
+            ),
+            None => {
+                let mut text = format!(
+                    "no end line (still recording, or interrupted), verified up to line {}, \
+                     {files}",
+                    self.verified
+                );
+                if self.cut_short {
+                    let _ = write!(text, "; line {} was cut short", self.verified + 1);
+                }
+                text
             }
-            text
         };
         if !self.unchecked.is_empty() {
             let names: Vec<String> = self
@@ -209,17 +219,48 @@ fn read_log(log: &[u8], verdict: &mut Verdict) -> BTreeMap<String, Listed> {
         }
     }
     if let Some((line, members)) = end {
-        verdict.complete = true;
-        if let Some(files) = members.get("files").and_then(Value::as_u64) {
-            let count = u64::try_from(listed.len()).unwrap_or(u64::MAX);
-            if files != count {
+        verdict.end = Some(Status::of_end(&members));
+        check_end_files(line, &members, &listed, verdict);
+    }
+    listed
+}
+
+/// The data files the `end` line names (or counts) against the `recording-file` lines.
+fn check_end_files(
+    line: u64,
+    end: &Map<String, Value>,
+    listed: &BTreeMap<String, Listed>,
+    verdict: &mut Verdict,
+) {
+    match end.get("files") {
+        Some(Value::Array(names)) => {
+            let named: BTreeSet<&str> = names.iter().filter_map(Value::as_str).collect();
+            for name in &named {
+                if !listed.contains_key(*name) {
+                    verdict.problems.push(format!(
+                        "line {line}: the end line names {name}, which has no recording-file line"
+                    ));
+                }
+            }
+            for name in listed.keys() {
+                if !named.contains(name.as_str()) {
+                    verdict
+                        .problems
+                        .push(format!("line {line}: the end line does not name {name}"));
+                }
+            }
+        }
+        Some(Value::Number(count)) => {
+            let listed_count = u64::try_from(listed.len()).unwrap_or(u64::MAX);
+            if count.as_u64() != Some(listed_count) {
                 verdict.problems.push(format!(
-                    "line {line}: the end line counts {files} data files, the log lists {count}"
+                    "line {line}: the end line counts {count} data files, the log lists \
+                     {listed_count}"
                 ));
             }
         }
+        _ => {}
     }
-    listed
 }
 
 /// Each listed file against its digest, and every data file against the list.
@@ -274,7 +315,7 @@ async fn check_files(
         if name == EVENTS_FILE || listed.contains_key(name) {
             continue;
         }
-        if verdict.complete {
+        if verdict.end.is_some() {
             verdict
                 .problems
                 .push(format!("{name} is not in the log (no recording-file line)"));
