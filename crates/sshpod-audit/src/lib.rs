@@ -7,10 +7,13 @@
 //! an uploader empties into the bucket. Readers ([`store`]) list and open recordings in a
 //! directory or a bucket for the `sshpod audit` commands and the web player.
 
+pub mod asciicast;
 pub mod chain;
 pub mod containerssh;
 pub mod item;
 pub mod layout;
+pub mod log_lines;
 pub mod recorder;
 pub mod sshpod_format;
 pub mod store;
+pub mod summary;

@@ -1,8 +1,11 @@
 //! Command-line interface.
 
 use std::path::PathBuf;
+use std::time::SystemTime;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::commands::audit::{parse_time, Speed};
 
 /// An SSH server that gives every login its own fresh container.
 #[derive(Debug, Parser)]
@@ -30,4 +33,96 @@ pub(crate) enum Command {
         #[arg(long)]
         show_secrets: bool,
     },
+    /// Read session recordings: list, show, replay, export and verify them.
+    Audit {
+        /// Where the recordings are.
+        #[command(flatten)]
+        source: AuditSource,
+        /// What to do.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+/// Where `sshpod audit` reads recordings; default: the configuration's `audit` storage.
+#[derive(Debug, Args)]
+pub(crate) struct AuditSource {
+    /// A directory of recordings (`audit.file.directory`, or an S3 spool, `audit.s3.local`).
+    #[arg(long, global = true, value_name = "DIR", conflicts_with = "s3")]
+    pub(crate) dir: Option<PathBuf>,
+    /// The bucket of the configuration's `audit.s3`.
+    #[arg(long, global = true)]
+    pub(crate) s3: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// One line per recording: connection id, user, source, start, duration, size, whether it
+    /// ended, where it is.
+    Ls {
+        /// Only this user's connections (the name a login was accepted as, else the name tried).
+        #[arg(long)]
+        user: Option<String>,
+        /// Only connections still running at or after TIME: RFC 3339
+        /// (`2026-12-07T04:00:00Z`) or a time ago (`2h`, `3days`).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        since: Option<SystemTime>,
+        /// Only connections started at or before TIME (as for `--since`).
+        #[arg(long, value_name = "TIME", value_parser = parse_time)]
+        until: Option<SystemTime>,
+    },
+    /// A recording's event log, one readable line per event.
+    Show {
+        /// The connection id (or an unambiguous start of it).
+        id: String,
+    },
+    /// Replay a terminal session to this terminal, at its recorded pace.
+    Play {
+        /// The connection id (or an unambiguous start of it).
+        id: String,
+        /// The session's SSH channel (default: the first terminal session).
+        #[arg(long)]
+        channel: Option<u32>,
+        /// How fast: a factor (`1`, `2`, `0.5`) or `max` (no waiting).
+        #[arg(long, default_value = "1")]
+        speed: Speed,
+        /// Shorten every pause longer than this (`2s`); default: pauses as recorded.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        idle_limit: Option<std::time::Duration>,
+    },
+    /// Write a recording in another form.
+    Export {
+        /// The connection id (or an unambiguous start of it).
+        id: String,
+        /// `json`: the event log as a JSON array; `asciicast`: a terminal session's cast;
+        /// `containerssh`: ContainerSSH's binary audit log.
+        #[arg(long, value_enum)]
+        format: ExportFormat,
+        /// The terminal session for `asciicast` (default: the first).
+        #[arg(long)]
+        channel: Option<u32>,
+        /// Write to FILE instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Check recordings: the event log's hash chain, its end line, and every data file's
+    /// SHA-256 and size against the log. Exit status 1 if any check fails.
+    Verify {
+        /// Connection ids (default: every recording).
+        ids: Vec<String>,
+        /// Count a recording without its end line (interrupted) as failed.
+        #[arg(long)]
+        require_end: bool,
+    },
+}
+
+/// `sshpod audit export --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ExportFormat {
+    /// The event log as a JSON array.
+    Json,
+    /// A terminal session's asciicast v2.
+    Asciicast,
+    /// ContainerSSH's binary audit log (version 2).
+    Containerssh,
 }

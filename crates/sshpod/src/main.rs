@@ -22,6 +22,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { show_secrets } => {
             commands::check_config::run(&cli.config, show_secrets)
         }
+        Command::Audit { source, command } => commands::audit::run(&cli.config, &source, command),
         Command::Run => {
             let loaded = match sshpod_config::load(&cli.config) {
                 Ok(l) => l,

@@ -1,4 +1,5 @@
 //! One file per subcommand.
 
+pub(crate) mod audit;
 pub(crate) mod check_config;
 pub(crate) mod run;
