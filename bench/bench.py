@@ -243,20 +243,43 @@ class SshSubject(Subject):
 
 
 class Sshpod(SshSubject):
-    def __init__(self, bench: Bench, backend: str, kubeconfig: Path | None = None, lifeline: bool = False):
+    def __init__(self, bench: Bench, backend: str, kubeconfig: Path | None = None, lifeline: bool = False,
+                 recorded: bool = False):
         super().__init__(bench)
         self.backend = backend
         self.kubeconfig = kubeconfig
         self.lifeline = lifeline
+        self.recorded = recorded
         self.name = "sshpod-docker" if backend == "docker" else "sshpod-kube"
         if lifeline:
             self.name += "-lifeline"
+        if recorded:
+            self.name += "-recorded"
         self.title = ("sshpod, Docker backend (connection mode)" if backend == "docker"
                       else "sshpod, Kubernetes backend (kube-sim)")
+        if recorded:
+            self.title += ", every session recorded (format sshpod, stdout intercepted)"
         self.dir = bench.tmp / self.name
         (self.dir / "authorized_keys").mkdir(parents=True)
         (self.dir / "authorized_keys" / self.user).write_text(bench.pub)
         self.log_path = self.dir / "sshpod.log"
+        self.audit_dir = self.dir / "audit"
+        if recorded:
+            self.audit_dir.mkdir()
+
+    def prune(self) -> None:
+        """Removes the recordings of connections that ended, so gigabytes streamed through a
+        recorded subject do not pile up on the disk during a run."""
+        if not self.recorded:
+            return
+        for state in (self.audit_dir / ".state").glob("*.json"):
+            try:
+                complete = json.loads(state.read_text()).get("complete")
+            except (OSError, ValueError):
+                continue
+            if complete:
+                shutil.rmtree(self.audit_dir / state.stem, ignore_errors=True)
+                state.unlink(missing_ok=True)
 
     def config(self) -> dict:
         cfg = {
@@ -281,6 +304,9 @@ class Sshpod(SshSubject):
                                  "pod": {"mode": "connection", "lifeline": self.lifeline},
                                  # kube-sim starts 200 pods through one dockerd: over the default 60 s
                                  "timeouts": {"podStart": "180s", "http": "120s"}}
+        if self.recorded:
+            cfg["audit"] = {"enable": True, "format": "sshpod", "storage": "file",
+                            "file": {"directory": str(self.audit_dir)}, "intercept": {"stdout": True}}
         return cfg
 
     def start(self) -> None:
@@ -518,7 +544,11 @@ def stream_up(subj: Subject, size: int, ssh_opts: tuple[str, ...] = ()) -> dict:
 
 def throughput(subj: Subject, direction: str, size: int, runs: int, ssh_opts: tuple[str, ...] = ()) -> dict:
     fn = stream_down if direction == "down" else stream_up
-    results = [fn(subj, size, ssh_opts) for _ in range(runs)]
+    results = []
+    for _ in range(runs):
+        results.append(fn(subj, size, ssh_opts))
+        if isinstance(subj, Sshpod):
+            subj.prune()
     ok = [r for r in results if r["ok"]]
     if len(ok) < len(results):
         log(f"  {subj.name} {direction}: {len(results) - len(ok)} failed run(s): {results}")
@@ -845,7 +875,16 @@ def report(res: dict) -> tuple[str, dict]:
         # direction must not be worse than OpenSSH's own
         t["throughput: no slowdown from flow control (sshpod up/down >= OpenSSH up/down)"] = (
             (s_u / s_d) >= 0.95 * (o_u / o_d), f"sshpod {s_u / s_d:.2f}, OpenSSH {o_u / o_d:.2f}")
+    for direction in ("down", "up"):
+        s = T.get("sshpod-docker", {}).get(direction, {}).get("mb_s")
+        r = T.get("sshpod-docker-recorded", {}).get(direction, {}).get("mb_s")
+        t[f"recording: throughput {direction} with stdout recorded >= 0.9x without"] = (
+            verdict(r >= 0.9 * s) if s and r else None, ratio(r, s))
     m = M.get("sshpod-docker", {}).get("per_session_rss_kib")
+    mr = M.get("sshpod-docker-recorded", {}).get("per_session_rss_kib")
+    t["recording: at most 16 KiB more per idle session"] = (
+        verdict(mr - m <= 16) if m is not None and mr is not None else None,
+        f"{fmt(mr, 1)} vs {fmt(m, 1)} KiB (RSS)" if m is not None and mr is not None else "n/a")
     t["memory: sshpod <= 100 KiB per idle session"] = (verdict(m <= 100) if m is not None else None,
                                                        f"{fmt(m, 1)} KiB (RSS)")
     for s in ("sshpod-docker", "sshpod-kube"):
@@ -957,9 +996,9 @@ def main() -> int:
     bench = Bench(args)
     started = time.monotonic()
     kube = KubeSim(bench)
-    subjects: list[Subject] = [Sshpod(bench, "docker"), None, OpenSsh(bench, False), OpenSsh(bench, True),
-                               DockerRun(bench), DockerExec(bench)]
-    subjects[1] = Sshpod(bench, "kubernetes", kube.kubeconfig)
+    subjects: list[Subject] = [Sshpod(bench, "docker"), Sshpod(bench, "docker", recorded=True), None,
+                               OpenSsh(bench, False), OpenSsh(bench, True), DockerRun(bench), DockerExec(bench)]
+    subjects[2] = Sshpod(bench, "kubernetes", kube.kubeconfig)
     if args.subjects:
         wanted = set(args.subjects.split(","))
         subjects = [s for s in subjects if s.name in wanted]

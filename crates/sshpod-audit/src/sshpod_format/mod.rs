@@ -34,7 +34,7 @@ use crate::item::{Item, Record};
 pub use event_json::timestamp;
 
 /// The event log's name in a recording.
-pub const EVENTS: &str = "events.jsonl";
+pub use crate::log_lines::EVENTS_FILE as EVENTS;
 
 /// Writes one connection's recording.
 pub struct SshpodWriter {
