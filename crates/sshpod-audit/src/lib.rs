@@ -11,3 +11,4 @@ pub mod chain;
 pub mod item;
 pub mod layout;
 pub mod store;
+pub mod transfers;
