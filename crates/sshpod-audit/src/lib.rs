@@ -17,3 +17,4 @@ pub mod recorder;
 pub mod sshpod_format;
 pub mod store;
 pub mod summary;
+pub mod transfers;
