@@ -182,3 +182,50 @@ def test_a_killed_server_loses_nothing_it_wrote_and_the_next_start_closes_the_re
     assert end["kind"] == "end" and end["interrupted"] is True, end
     stdout = next(entry.glob("channel-*.stdout")).read_bytes()
     assert stdout == b"line-1\nline-2\nline-3\n", stdout
+
+
+def test_sftp_and_scp_transfers_are_recorded_with_paths_sizes_and_digests(scn):
+    audit_dir = scn.tmp / "audit"
+    gw = scn.start(recording(audit_dir))
+    client = scn.client(gw)
+    upload = scn.tmp / "upload.bin"
+    upload.write_bytes(os.urandom(300_000))
+    legacy = scn.tmp / "legacy.txt"
+    legacy.write_bytes(b"sent with scp's own protocol\n" * 1000)
+    fetched = scn.tmp / "fetched.bin"
+    batch = scn.tmp / "batch"
+    batch.write_text(f"put {upload} /tmp/up.bin\nget /tmp/up.bin {fetched}\nrename /tmp/up.bin /tmp/moved.bin\n"
+                     f"mkdir /tmp/made\nrmdir /tmp/made\nrm /tmp/moved.bin\n")
+    # Everything through one connection (one container), so the files stay between steps.
+    control = scn.control_path(client)
+    opts = h.control_options(control)
+    result = client.run_args(client.sftp_args(opts=[*opts, "-b", str(batch)]))
+    assert result.returncode == 0, result
+    assert fetched.read_bytes() == upload.read_bytes()
+    scp = client.run_args(client.scp_args(str(legacy), client.remote("/tmp/legacy.txt"), opts=[*opts, "-O"]))
+    assert scp.returncode == 0, scp
+    # OpenSSH's scp speaks SFTP by default: the same file back that way.
+    back = scn.tmp / "back.txt"
+    scp = client.run_args(client.scp_args(client.remote("/tmp/legacy.txt"), str(back), opts=opts))
+    assert scp.returncode == 0 and back.read_bytes() == legacy.read_bytes(), scp
+    h.close_control_master(client, control)
+
+    digest = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    ops = [line for entry in complete_recordings(audit_dir, 1) for line in events(entry)
+           if line["kind"].startswith(("file-", "dir-"))]
+    def one(kind, path):
+        found = [op for op in ops if op["kind"] == kind and op["path"] == path]
+        assert found, (kind, path, ops)
+        return found[0]
+    written = one("file-written", "/tmp/up.bin")
+    assert (written["bytes"], written["sha256"]) == (300_000, digest(upload)), written
+    read = one("file-read", "/tmp/up.bin")
+    assert (read["bytes"], read["sha256"]) == (300_000, digest(upload)), read
+    assert one("file-renamed", "/tmp/up.bin")["to"] == "/tmp/moved.bin"
+    one("dir-created", "/tmp/made")
+    one("dir-removed", "/tmp/made")
+    one("file-removed", "/tmp/moved.bin")
+    legacy_written = one("file-written", "/tmp/legacy.txt")
+    assert (legacy_written["bytes"], legacy_written["sha256"]) == (legacy.stat().st_size, digest(legacy))
+    legacy_read = one("file-read", "/tmp/legacy.txt")
+    assert legacy_read["sha256"] == digest(legacy), legacy_read

@@ -149,15 +149,5 @@ impl ChannelFlags {
 
 /// Whether a session's command transfers files (SFTP, or scp's own protocol).
 pub(crate) fn is_transfer(command: &Command) -> bool {
-    match command {
-        Command::Subsystem(name) => name == "sftp",
-        Command::Exec(line) => {
-            let mut words = line.split_whitespace();
-            words
-                .next()
-                .is_some_and(|p| p == "scp" || p.ends_with("/scp"))
-                && words.any(|w| w.starts_with('-') && (w.contains('t') || w.contains('f')))
-        }
-        Command::Shell => false,
-    }
+    crate::transfers::watcher_for(command).is_some()
 }

@@ -30,6 +30,7 @@ use sshpod_core::{ChannelKind, Event, EventKind, TerminalSize};
 
 use crate::chain::{self, Chain};
 use crate::item::{Item, Record};
+use crate::transfers::{self, FileOp, LinkKind, TransferWatcher};
 
 pub use event_json::timestamp;
 
@@ -57,6 +58,8 @@ struct ChannelFiles {
     tty: Option<(String, TerminalSize)>,
     cast: Option<CastFile>,
     streams: [Option<DataFile>; 3],
+    /// Follows an SFTP or scp session's files.
+    transfers: Option<TransferWatcher>,
     ended: bool,
 }
 
@@ -157,9 +160,13 @@ impl SshpodWriter {
                     self.channels.entry(channel).or_default().tty = Some((term.clone(), *size));
                 }
             }
-            EventKind::ProcessStarting { tty: true, .. } => {
+            EventKind::ProcessStarting { command, tty } => {
                 if let Some(channel) = event.channel {
-                    self.start_cast(channel, event.at)?;
+                    self.channels.entry(channel).or_default().transfers =
+                        transfers::watcher_for(command);
+                    if *tty {
+                        self.start_cast(channel, event.at)?;
+                    }
                 }
             }
             EventKind::ProcessExited { .. }
@@ -202,6 +209,39 @@ impl SshpodWriter {
             return Ok(());
         }
         let forward = matches!(files.kind, Some(ChannelKind::DirectTcpip { .. }));
+        let mut ops = Vec::new();
+        if let Some(watcher) = &mut files.transfers {
+            match record {
+                Record::Input(data) => watcher.input(data, &mut ops),
+                Record::Output(data) => watcher.output(data, &mut ops),
+                _ => {}
+            }
+        }
+        self.file_ops(channel, at, ops)?;
+        self.record_data(channel, at, record, intercept, &dir, forward)
+    }
+
+    /// Writes what the channel's transfers did to files.
+    fn file_ops(&mut self, channel: u32, at: SystemTime, ops: Vec<FileOp>) -> io::Result<()> {
+        for op in ops {
+            let (kind, fields) = file_op(op);
+            self.line(at, Some(channel), kind, fields)?;
+        }
+        Ok(())
+    }
+
+    fn record_data(
+        &mut self,
+        channel: u32,
+        at: SystemTime,
+        record: &Record,
+        intercept: AuditIntercept,
+        dir: &Path,
+        forward: bool,
+    ) -> io::Result<()> {
+        let Some(files) = self.channels.get_mut(&channel) else {
+            return Ok(());
+        };
         if let Some(cast) = &mut files.cast {
             let seconds = at
                 .duration_since(cast.started)
@@ -242,7 +282,7 @@ impl SshpodWriter {
             let file = match &mut files.streams[stream] {
                 Some(file) => file,
                 slot => slot.insert(DataFile::create(
-                    &dir,
+                    dir,
                     format!("channel-{channel}.{}", STREAMS[stream]),
                 )?),
             };
@@ -279,10 +319,15 @@ impl SshpodWriter {
             return Ok(());
         }
         files.ended = true;
+        let mut ops = Vec::new();
+        if let Some(mut watcher) = files.transfers.take() {
+            watcher.finish(&mut ops);
+        }
         let mut data: Vec<DataFile> = files.streams.iter_mut().filter_map(Option::take).collect();
         if let Some(cast) = files.cast.take() {
             data.insert(0, cast.file);
         }
+        self.file_ops(channel, at, ops)?;
         for file in data {
             file.file.sync_data()?;
             let mut fields = Map::new();
@@ -353,6 +398,75 @@ impl SshpodWriter {
         self.written += linked.len() as u64;
         Ok(())
     }
+}
+
+/// A file operation as an event-log line.
+fn file_op(op: FileOp) -> (&'static str, Map<String, Value>) {
+    let mut fields = Map::new();
+    let mut put = |name: &str, value: Value| {
+        fields.insert(name.to_owned(), value);
+    };
+    let kind = match op {
+        FileOp::Read {
+            path,
+            bytes,
+            sha256,
+        } => {
+            put("path", json!(path));
+            put("bytes", json!(bytes));
+            put("sha256", json!(sha256));
+            "file-read"
+        }
+        FileOp::Written {
+            path,
+            bytes,
+            sha256,
+        } => {
+            put("path", json!(path));
+            put("bytes", json!(bytes));
+            put("sha256", json!(sha256));
+            "file-written"
+        }
+        FileOp::Renamed { from, to } => {
+            put("path", json!(from));
+            put("to", json!(to));
+            "file-renamed"
+        }
+        FileOp::Removed { path } => {
+            put("path", json!(path));
+            "file-removed"
+        }
+        FileOp::DirCreated { path } => {
+            put("path", json!(path));
+            "dir-created"
+        }
+        FileOp::DirRemoved { path } => {
+            put("path", json!(path));
+            "dir-removed"
+        }
+        FileOp::Linked { path, target, kind } => {
+            put("path", json!(path));
+            put("to", json!(target));
+            put(
+                "linkKind",
+                json!(match kind {
+                    LinkKind::Hard => "hard",
+                    LinkKind::Symbolic => "symbolic",
+                }),
+            );
+            "file-linked"
+        }
+        FileOp::GaveUp { reason } => {
+            put("reason", json!(reason));
+            "transfer-unfollowed"
+        }
+        #[allow(unreachable_patterns)]
+        other => {
+            put("detail", json!(format!("{other:?}")));
+            "file-other"
+        }
+    };
+    (kind, fields)
 }
 
 /// Closes a recording left by an instance that stopped without finishing it: cuts a last line
