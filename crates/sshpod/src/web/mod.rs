@@ -81,8 +81,9 @@ impl BoundWeb {
 
 /// Serves the recordings of `store` on `config.listen` until `lifecycle` is cancelled (its
 /// connections run on a child of it). Refuses to start with neither a token nor client
-/// certificates, with half a TLS configuration, or without the player's script in
-/// `config.assets`.
+/// certificates, or with half a TLS configuration. Without the player's script in
+/// `config.assets` it starts with a warning: the page lists recordings and shows their events
+/// but cannot play them.
 pub async fn serve(
     config: &AuditWebConfig,
     store: Arc<dyn Store>,
@@ -95,12 +96,12 @@ pub async fn serve(
     let access = Access::from_config(config, tls.is_some())?;
     let player = config.assets.join(page::PLAYER_SCRIPT);
     if !player.is_file() {
-        bail!(
-            "audit.web.assets: {} is missing (install asciinema-player: `npm ci` in web/, see ensure_player_assets in scripts/lib.sh)",
-            player.display()
+        tracing::warn!(
+            path = %player.display(),
+            "recordings page: the player is missing (audit.web.assets), recordings are listed but not played"
         );
     }
-    let listener = TcpListener::bind(config.listen.as_str())
+    let listener = TcpListener::bind(listen_address(&config.listen).as_ref())
         .await
         .with_context(|| format!("listening on {} (audit.web.listen)", config.listen))?;
     let local_addr = listener
@@ -125,6 +126,16 @@ pub async fn serve(
     ));
     tracing::info!(url = %bound.url(), "recordings page listening");
     Ok(bound)
+}
+
+/// `listen` as the socket API takes it: `:8443` (ContainerSSH's way of saying every
+/// interface) becomes `0.0.0.0:8443`; `host:port` is resolved by the bind.
+fn listen_address(listen: &str) -> std::borrow::Cow<'_, str> {
+    if listen.starts_with(':') {
+        format!("0.0.0.0{listen}").into()
+    } else {
+        listen.into()
+    }
 }
 
 /// The page's routes.

@@ -540,18 +540,13 @@ async fn refusal(config: &AuditWebConfig, root: &Path, lifecycle: &Lifecycle) ->
 }
 
 #[tokio::test]
-async fn the_server_never_starts_open_or_without_the_player() {
+async fn the_server_never_starts_open() {
     let fixture = fixture();
     let lifecycle = Lifecycle::new();
     let open = refusal(&config("", &fixture.assets), &fixture.root, &lifecycle).await;
     assert!(open.contains("never open to everyone"), "{open}");
     let short = refusal(&config("short", &fixture.assets), &fixture.root, &lifecycle).await;
     assert!(short.contains("shorter than 16"), "{short}");
-    let no_player = refusal(&config(TOKEN, &fixture.root), &fixture.root, &lifecycle).await;
-    assert!(
-        no_player.contains("asciinema-player.min.js is missing"),
-        "{no_player}"
-    );
 
     let mut half_tls = config(TOKEN, &fixture.assets);
     half_tls.cert = "cert.pem".to_owned();
@@ -562,6 +557,46 @@ async fn the_server_never_starts_open_or_without_the_player() {
     let plain = refusal(&mtls_without_tls, &fixture.root, &lifecycle).await;
     assert!(plain.contains("needs cert and key"), "{plain}");
     assert!(lifecycle.is_empty(), "nothing was left running");
+}
+
+#[tokio::test]
+async fn without_the_player_recordings_are_still_listed() {
+    let fixture = fixture();
+    let lifecycle = Lifecycle::new();
+    let mut web = config(TOKEN, &fixture.root.join("no-player-here"));
+    web.listen = ":0".to_owned();
+    let bound = must(
+        serve(&web, Arc::new(DirStore::new(&fixture.root)), &lifecycle).await,
+        "serving",
+    );
+    assert!(
+        bound.local_addr().ip().is_unspecified(),
+        "`:0` is every interface"
+    );
+    let local = format!("http://127.0.0.1:{}/", bound.local_addr().port());
+    let client = reqwest::Client::new();
+    let player = must(
+        client
+            .get(format!("{local}assets/asciinema-player.min.js"))
+            .send()
+            .await,
+        "a request",
+    );
+    assert_eq!(player.status(), reqwest::StatusCode::NOT_FOUND);
+    let list = must(
+        client
+            .get(format!("{local}api/recordings"))
+            .bearer_auth(TOKEN)
+            .send()
+            .await,
+        "a request",
+    );
+    assert_eq!(list.status(), reqwest::StatusCode::OK);
+    lifecycle.cancel();
+    must(
+        tokio::time::timeout(Duration::from_secs(10), lifecycle.wait()).await,
+        "the server stops",
+    );
 }
 
 #[tokio::test]

@@ -284,6 +284,10 @@
 
   async function loadCast(name) {
     stopPlayer();
+    if (typeof AsciinemaPlayer === "undefined") {
+      setStatus("The player is not installed on this server (audit.web.assets): only the events are shown.", true);
+      return;
+    }
     const recording = view.recording;
     const text = await (await get(filePath(recording.id, name))).text();
     const end = text.indexOf("\n");
