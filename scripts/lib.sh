@@ -158,3 +158,40 @@ ensure_venv() {
     echo "$want" >"$stamp"
   fi
 }
+
+# Headless Chromium and its WebDriver (Debian's), for the recordings page's browser test.
+BROWSER_PACKAGES=(chromium chromium-driver)
+ensure_browser() {
+  local missing=() p
+  for p in "${BROWSER_PACKAGES[@]}"; do
+    package_installed "$p" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  log "installing Debian packages: ${missing[*]}"
+  if [ -z "${SSHPOD_APT_UPDATED:-}" ]; then
+    as_root apt-get update -qq
+    export SSHPOD_APT_UPDATED=1
+  fi
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# The recordings page's player: asciinema-player, at the version web/package-lock.json pins,
+# installed into web/node_modules by npm (never loaded from a CDN). Prints the directory that
+# `audit.web.assets` (and `sshpod audit serve --assets`) points at.
+PLAYER_ASSETS="$REPO_ROOT/web/node_modules/asciinema-player/dist/bundle"
+ensure_player_assets() {
+  if [ ! -f "$PLAYER_ASSETS/asciinema-player.min.js" ]; then
+    if ! command -v npm >/dev/null 2>&1; then
+      log "installing Debian packages: nodejs npm"
+      if [ -z "${SSHPOD_APT_UPDATED:-}" ]; then
+        as_root apt-get update -qq
+        export SSHPOD_APT_UPDATED=1
+      fi
+      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
+    fi
+    log "installing the web player (npm ci in web/)"
+    (cd "$REPO_ROOT/web" && npm ci --no-audit --no-fund --loglevel=error) >&2
+  fi
+  [ -f "$PLAYER_ASSETS/asciinema-player.min.js" ] || die "npm ci in web/ did not install asciinema-player"
+  printf '%s\n' "$PLAYER_ASSETS"
+}

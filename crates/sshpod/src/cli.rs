@@ -114,6 +114,9 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         require_end: bool,
     },
+    /// Serve the recordings page for these recordings, without the SSH server (to browse
+    /// them offline); until SIGTERM or SIGINT.
+    Serve(crate::commands::audit::ServeArgs),
 }
 
 /// `sshpod audit export --format`.

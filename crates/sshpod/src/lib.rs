@@ -5,5 +5,8 @@
 //! `server/transport` wraps its socket, `server/handler.rs` turns SSH requests into work,
 //! `server/auth` decides the login, `server/connection` provisions the container and tears
 //! it down, `server/channel` runs each channel, and `server/io` moves the bytes.
+//!
+//! `web` is the recordings page: an HTTP(S) server that lists recordings and plays them.
 
 pub mod server;
+pub mod web;

@@ -8,6 +8,7 @@ mod export;
 mod ls;
 mod play;
 mod printable;
+mod serve;
 mod show;
 mod source;
 mod verify;
@@ -23,6 +24,7 @@ use crate::commands::check_config::EXIT_BAD_CONFIG;
 
 pub(crate) use ls::parse_time;
 pub(crate) use play::Speed;
+pub(crate) use serve::ServeArgs;
 
 /// Runs one `sshpod audit` command. Exit status: 0, 1 when a check failed or something could
 /// not be read, 2 when the configuration it needs is invalid.
@@ -50,6 +52,7 @@ pub(crate) fn run(config_path: &Path, source: &AuditSource, command: AuditComman
     };
     let mut out = io::stdout().lock();
     let result = runtime.block_on(async {
+        let shared = std::sync::Arc::clone(&store);
         let store = store.as_ref();
         match command {
             AuditCommand::Ls { user, since, until } => {
@@ -75,6 +78,7 @@ pub(crate) fn run(config_path: &Path, source: &AuditSource, command: AuditComman
             AuditCommand::Verify { ids, require_end } => {
                 verify::run(store, &ids, require_end, &mut out).await
             }
+            AuditCommand::Serve(args) => serve::run(shared, args, &mut out).await,
         }
     });
     let result = result.and_then(|outcome| {
