@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sshpod_audit::recorder::Audit;
+use sshpod_audit::store::{DirStore, Store};
 use sshpod_core::{EventSink, Lifecycle};
 
 /// How long shutdown waits for the last recordings to be written.
@@ -33,11 +34,17 @@ impl Recording {
 }
 
 /// The recorder for `config.audit`, if anything is to be recorded.
-pub(crate) fn start(
+pub(crate) async fn start(
     config: &sshpod_config::Config,
     lifecycle: &Lifecycle,
 ) -> Result<Option<Recording>> {
-    let _ = lifecycle;
+    // The page shows what is kept, whether or not this instance records.
+    if !config.audit.web.listen.is_empty() {
+        let page = sshpod::web::serve(&config.audit.web, store(config)?, lifecycle)
+            .await
+            .context("starting the recordings page")?;
+        tracing::info!(url = page.url(), "recordings page");
+    }
     let per_user = config.configserver.is_some();
     let Some(audit) =
         Audit::start(&config.audit, per_user, None).context("starting the session recorder")?
@@ -53,4 +60,11 @@ pub(crate) fn start(
     Ok(Some(Recording {
         audit: Arc::new(audit),
     }))
+}
+
+/// Where the recordings page reads recordings.
+fn store(config: &sshpod_config::Config) -> Result<Arc<dyn Store>> {
+    Ok(Arc::new(DirStore::new(sshpod_audit::recorder::root(
+        &config.audit,
+    ))))
 }

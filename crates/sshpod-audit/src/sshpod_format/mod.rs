@@ -190,11 +190,17 @@ impl SshpodWriter {
             .tty
             .clone()
             .unwrap_or_else(|| ("xterm".to_owned(), TerminalSize { cols: 80, rows: 24 }));
+        // The header's timestamp is whole seconds: event times count from that second, so an
+        // event log time minus the timestamp is the player's position exactly.
+        let since = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let started = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(since.as_secs());
         let mut file = DataFile::create(&self.dir, format!("channel-{channel}.cast"))?;
-        self.written += file.write(&cast::header(size, &term, at))?;
+        self.written += file.write(&cast::header(size, &term, started))?;
         files.cast = Some(CastFile {
             file,
-            started: at,
+            started,
             output: cast::Utf8Carry::default(),
             input: cast::Utf8Carry::default(),
         });

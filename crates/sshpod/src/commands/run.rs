@@ -95,7 +95,7 @@ async fn serve<B: Backend>(
         .local_addr()
         .context("reading the listening address")?;
     let mut subscribers: Vec<Arc<dyn EventSink>> = vec![Arc::new(server::LogEvents)];
-    let recording = recording::start(&config, lifecycle)?;
+    let recording = recording::start(&config, lifecycle).await?;
     if let Some(recording) = &recording {
         subscribers.push(recording.sink());
     }
