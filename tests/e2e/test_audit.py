@@ -229,3 +229,35 @@ def test_sftp_and_scp_transfers_are_recorded_with_paths_sizes_and_digests(scn):
     assert (legacy_written["bytes"], legacy_written["sha256"]) == (legacy.stat().st_size, digest(legacy))
     legacy_read = one("file-read", "/tmp/legacy.txt")
     assert legacy_read["sha256"] == digest(legacy), legacy_read
+
+
+def test_the_servers_recordings_page_plays_a_session_it_recorded(scn):
+    from selenium.webdriver.common.by import By
+    from test_web_player import BROWSER_TIMEOUT, chromium, log_in, player_assets, terminal_text
+
+    audit_dir = scn.tmp / "audit"
+    token = "page-token-" + os.urandom(8).hex()
+    web = {"listen": "127.0.0.1:0", "token": token, "assets": str(player_assets())}
+    gw = scn.start(recording(audit_dir, web=web))
+    url = gw.wait_for_log(r"recordings page url=\"?(http[^\"\s]+)", 30).group(1)
+    client = scn.client(gw)
+    typed = client.ssh(opts=["-tt"], input=b"echo played-$((6*7)) in the browser; exit\n")
+    assert "played-42" in typed.stdout, typed
+    [entry] = complete_recordings(audit_dir)
+
+    driver = chromium()
+    try:
+        log_in(driver, url.rstrip("/") + "/", token)
+        rows = h.wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#recordings tbody tr"),
+                            BROWSER_TIMEOUT, "the recording listed")
+        assert [row.get_attribute("data-id") for row in rows] == [entry.name]
+        rows[0].click()
+        h.wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#player .ap-playback-button"),
+                     BROWSER_TIMEOUT, "the player")
+        driver.find_element(By.CSS_SELECTOR, "#player .ap-playback-button").click()
+        h.wait_until(lambda: "played-42 in the browser" in terminal_text(driver), BROWSER_TIMEOUT,
+                     "the recorded output drawn by the player")
+        kinds = [item.get_attribute("data-kind") for item in driver.find_elements(By.CSS_SELECTOR, "#events li")]
+        assert "login-accepted" in kinds and "end" in kinds, kinds
+    finally:
+        driver.quit()

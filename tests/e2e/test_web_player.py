@@ -127,19 +127,32 @@ def page(tmp_path: Path):
     ])
     server.wait_ready()
 
-    options = Options()
-    options.binary_location = str(CHROMIUM)
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,900", "--no-first-run", "--disable-extensions"):
-        options.add_argument(argument)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    driver = chromium()
     try:
         yield driver, f"http://{server.addr.split('//')[-1]}/", token, played, interrupted
     finally:
         driver.quit()
         status = server.stop()
         assert status == 0, f"sshpod audit serve exited with {status}:\n{server.log}"
+
+
+def chromium() -> WebDriver:
+    """Debian's Chromium, headless, keeping the page's console for the test to read."""
+    options = Options()
+    options.binary_location = str(CHROMIUM)
+    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                     "--window-size=1400,900", "--no-first-run", "--disable-extensions"):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+
+
+def log_in(driver: WebDriver, url: str, token: str) -> None:
+    driver.get(url)
+    h.wait_until(lambda: visible(driver, "login"), BROWSER_TIMEOUT, "the login form")
+    driver.find_element(By.ID, "token").send_keys(token)
+    driver.find_element(By.CSS_SELECTOR, "#login-form button").click()
+    h.wait_until(lambda: visible(driver, "list"), BROWSER_TIMEOUT, "the list after logging in")
 
 
 def visible(driver: WebDriver, element_id: str) -> bool:
