@@ -14,6 +14,7 @@ mod cbor;
 mod decode;
 mod encode;
 mod header;
+mod log_writer;
 mod message;
 #[cfg(test)]
 mod test_items;
