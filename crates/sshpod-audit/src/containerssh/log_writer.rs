@@ -1,7 +1,7 @@
 //! ContainerSSH's audit log version 2, written one happening of a connection at a time: the
 //! messages each happening maps to, with the request ids and channel states ContainerSSH
 //! keeps. [`BinaryWriter`](super::BinaryWriter) drives it from a live connection's items, the
-//! export of a recording in sshpod's format from its event log, so both write the same
+//! export ([`from_sshpod`](fn@super::from_sshpod)) from a recording's event log, so both write the same
 //! messages for the same connection.
 //!
 //! Every message is followed by a gzip sync flush: a file cut short by a crash reads up to its
