@@ -152,6 +152,9 @@ fn data_file(name: &str) -> Option<(u32, DataFile)> {
         "stderr" => DataFile::Stream(2),
         _ => return None,
     };
+    if channel.is_empty() || !channel.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
     Some((channel.parse().ok()?, kind))
 }
 
@@ -913,6 +916,7 @@ mod tests {
             b"{\"version\":2,\"width\":1,\"height\":1}\n[1e308,\"o\",\"x\"]\n".to_vec(),
         );
         files.insert("channel-x.stdout".to_owned(), b"ignored".to_vec());
+        files.insert("channel-+0.stdout".to_owned(), b"ignored".to_vec());
         let (exported, ours) = export(log, &files);
         assert!(exported.complete);
         let types: Vec<i32> = ours.messages.iter().map(|m| m.type_id).collect();
