@@ -94,8 +94,9 @@ pub(crate) enum AuditCommand {
     Export {
         /// The connection id (or an unambiguous start of it).
         id: String,
-        /// `json`: the event log as a JSON array; `asciicast`: a terminal session's cast;
-        /// `containerssh`: ContainerSSH's binary audit log.
+        /// `json`: the event log as a JSON array (a ContainerSSH binary log: its messages, as
+        /// its decoder prints them); `asciicast`: a terminal session's cast; `containerssh`:
+        /// ContainerSSH's binary audit log (version 2).
         #[arg(long, value_enum)]
         format: ExportFormat,
         /// The terminal session for `asciicast` (default: the first).

@@ -4,11 +4,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sshpod_audit::chain::Chain;
+use sshpod_audit::containerssh::{self, type_id, type_key, AuditLog, BinaryWriter};
+use sshpod_audit::item::{Item, Record};
+use sshpod_config::AuditIntercept;
+use sshpod_core::{
+    AuthMethod, ChannelKind, ConnectionId, Credential, Event, EventKind, ExitStatus,
+};
 
 const ALICE: &str = "a11ce000000000000000000000000001";
 const BOB: &str = "b0b00000000000000000000000000002";
@@ -510,6 +516,284 @@ fn export_asciicast_is_the_terminal_session_s_cast() {
         message.contains("no terminal session on channel 1; it has: 0, 2"),
         "{message}"
     );
+}
+
+/// Nanoseconds since the epoch of an RFC 3339 time, as ContainerSSH stamps messages.
+fn nanos(text: &str) -> i64 {
+    let at = humantime::parse_rfc3339(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn decoded(file: &[u8]) -> AuditLog {
+    containerssh::decode(file).unwrap_or_else(|e| panic!("decoding the export: {e}"))
+}
+
+#[test]
+fn export_containerssh_writes_the_session_as_containersshs_binary_log() {
+    let root = root();
+    alice(root.path());
+    let file = root.path().join("alice.bin");
+    let printed = succeeds(audit(
+        root.path(),
+        &[
+            "export",
+            ALICE,
+            "--format",
+            "containerssh",
+            "-o",
+            file.to_str().unwrap_or_default(),
+        ],
+    ));
+    assert!(printed.is_empty());
+    let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{e}"));
+    let log = decoded(&bytes);
+    assert_eq!((log.version, log.truncated), (2, false));
+    let m = &log.messages;
+    let types: Vec<(&str, Option<u64>)> = m
+        .iter()
+        .map(|m| (type_key(m.type_id), m.channel_id))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("connect", None),
+            ("auth_pubkey", None),
+            ("auth_pubkey_successful", None),
+            ("handshake_successful", None),
+            ("new_channel_successful", Some(0)),
+            ("pty", Some(0)),
+            ("setenv", Some(0)),
+            ("shell", Some(0)),
+            ("io", Some(0)),
+            ("io", Some(0)),
+            ("io", Some(0)),
+            ("io", Some(0)),
+            ("exit", Some(0)),
+            ("close", Some(0)),
+            // The second cast's data, though the log does not say how its channel started.
+            ("io", Some(2)),
+            ("disconnect", None),
+        ]
+    );
+    assert!(m.iter().all(|m| m.connection_id == ALICE));
+    assert_eq!(m[0].text("remoteAddr"), Some("192.0.2.7"));
+    assert_eq!(m[0].timestamp, nanos("2025-03-01T04:00:00.000000001Z"));
+    assert_eq!(m[3].text("username"), Some("alice"));
+    assert_eq!(
+        (
+            m[5].text("term"),
+            m[5].unsigned("columns"),
+            m[5].unsigned("rows")
+        ),
+        (Some("xterm"), Some(80), Some(24))
+    );
+    assert_eq!(m[6].text("value"), Some("C\u{1b}[2J"));
+    assert_eq!(m[7].unsigned("requestId"), Some(2));
+    // The terminal's input and output, timed from the shell's start.
+    let io: Vec<(Option<u64>, &[u8], i64)> = m[8..12]
+        .iter()
+        .map(|m| {
+            let data = m.bytes("data").unwrap_or_default();
+            (m.unsigned("stream"), data, m.timestamp)
+        })
+        .collect();
+    assert_eq!(
+        io,
+        [
+            (Some(1), &b"$ "[..], nanos("2025-03-01T04:00:01.35Z")),
+            (Some(0), &b"echo hi\r"[..], nanos("2025-03-01T04:00:02.1Z")),
+            (
+                Some(1),
+                &b"echo hi\r\n"[..],
+                nanos("2025-03-01T04:00:02.11Z")
+            ),
+            (
+                Some(1),
+                "\u{1b}[1mhi\u{1b}[0m\r\n$ ".as_bytes(),
+                nanos("2025-03-01T04:00:02.25Z")
+            ),
+        ]
+    );
+    assert_eq!(m[12].unsigned("exitStatus"), Some(0));
+    assert_eq!(m[14].bytes("data"), Some(&b"two"[..]));
+
+    // The same bytes on standard output.
+    let output = audit(root.path(), &["export", ALICE, "--format", "containerssh"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(output.stdout, bytes);
+}
+
+#[test]
+fn export_containerssh_of_an_interrupted_recording_ends_where_it_does() {
+    let root = root();
+    bob(root.path());
+    let output = audit(root.path(), &["export", BOB, "--format", "containerssh"]);
+    assert!(
+        stderr(&output).contains("the connection's close is not in the recording"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(output.status.success(), "{}", stderr(&output));
+    let log = decoded(&output.stdout);
+    assert!(log.truncated);
+    let last = log.messages.last().map(|m| (m.type_id, m.channel_id));
+    assert_eq!(last, Some((type_id::NEW_CHANNEL_SUCCESSFUL, Some(0))));
+
+    // A damaged line is an error that says so.
+    let events = root.path().join(BOB).join("events.jsonl");
+    let mut damaged = b"not json\n".to_vec();
+    damaged.extend(std::fs::read(&events).unwrap_or_default());
+    std::fs::write(&events, damaged).unwrap_or_else(|e| panic!("{e}"));
+    let (_, message) = fails(audit(
+        root.path(),
+        &["export", BOB, "--format", "containerssh"],
+    ));
+    assert!(message.contains("line 1 of the event log"), "{message}");
+    assert!(message.contains("sshpod audit verify"), "{message}");
+}
+
+/// A connection recorded in ContainerSSH's binary format by sshpod's writer; without its close
+/// when `interrupted`.
+fn binary_recording(root: &Path, id: &str, interrupted: bool) {
+    let start = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let remote = "192.0.2.9:40000"
+        .parse()
+        .unwrap_or_else(|e| panic!("an address: {e}"));
+    let event = |ms: u64, channel: Option<u32>, kind: EventKind| {
+        Item::Event(Event {
+            seq: ms,
+            at: start + Duration::from_millis(ms),
+            connection: ConnectionId::random(),
+            remote,
+            user: None,
+            channel,
+            kind,
+        })
+    };
+    let mut items = vec![
+        event(0, None, EventKind::Connected),
+        event(
+            10,
+            None,
+            EventKind::LoginAccepted {
+                credential: Credential::default(),
+                user: "carol".to_owned(),
+                method: AuthMethod::Password,
+                authenticated: "carol".to_owned(),
+                metadata: Vec::new(),
+            },
+        ),
+        event(
+            20,
+            Some(0),
+            EventKind::ChannelOpened {
+                kind: ChannelKind::Session,
+            },
+        ),
+        event(
+            30,
+            Some(0),
+            EventKind::ProcessStarting {
+                command: sshpod_core::Command::Exec("uptime".to_owned()),
+                tty: false,
+            },
+        ),
+        Item::Record {
+            channel: 0,
+            at: start + Duration::from_millis(40),
+            record: Record::Output(b"up 3 days\n".to_vec()),
+        },
+        event(
+            50,
+            Some(0),
+            EventKind::ProcessExited {
+                status: ExitStatus::Code(0),
+            },
+        ),
+        event(60, None, EventKind::Closed),
+    ];
+    if interrupted {
+        items.pop();
+    }
+    let intercept = AuditIntercept {
+        stdout: true,
+        ..AuditIntercept::default()
+    };
+    let file = std::fs::File::create(root.join(id)).unwrap_or_else(|e| panic!("{e}"));
+    let written = BinaryWriter::new(file, id).and_then(|mut writer| {
+        for item in &items {
+            writer.write(item, &intercept)?;
+        }
+        writer.finish()
+    });
+    if let Err(e) = written {
+        panic!("writing {id}: {e}");
+    }
+}
+
+#[test]
+fn export_json_of_a_binary_recording_prints_containersshs_messages() {
+    let root = root();
+    binary_recording(root.path(), BOB, false);
+    let text = succeeds(audit(root.path(), &["export", BOB, "--format", "json"]));
+    let messages: Vec<Value> =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let types: Vec<&str> = messages
+        .iter()
+        .map(|m| m["typeId"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "connect",
+            "auth_password",
+            "auth_password_successful",
+            "handshake_successful",
+            "new_channel_successful",
+            "exec",
+            "io",
+            "exit",
+            "close",
+            "disconnect"
+        ]
+    );
+    assert_eq!(
+        messages[0],
+        json!({
+            "connectionId": BOB,
+            "timestamp": 1_700_000_000_000_000_000_i64,
+            "type": 0,
+            "typeId": "connect",
+            "typeName": "Connect",
+            "payload": {"remoteAddr": "192.0.2.9", "country": "XX"},
+            "channelId": null,
+        })
+    );
+    assert_eq!(messages[5]["payload"]["program"], "uptime");
+    // Bytes in base64, as ContainerSSH's decoder prints them.
+    assert_eq!(messages[6]["payload"]["data"], "dXAgMyBkYXlzCg==");
+    assert_eq!(messages[6]["channelId"], 0);
+
+    // Exported to its own format, it is the file as it is.
+    let output = audit(root.path(), &["export", BOB, "--format", "containerssh"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(
+        output.stdout,
+        std::fs::read(root.path().join(BOB)).unwrap_or_default()
+    );
+
+    // A log whose writer was interrupted: what it has, and a word on standard error.
+    binary_recording(root.path(), RECENT, true);
+    let output = audit(root.path(), &["export", RECENT, "--format", "json"]);
+    assert!(
+        stderr(&output).contains("stops before its disconnect"),
+        "{}",
+        stderr(&output)
+    );
+    let messages: Vec<Value> = serde_json::from_str(&succeeds(output)).unwrap_or_default();
+    assert_eq!(messages.len(), 9);
+    assert_eq!(messages[8]["typeId"], "close");
 }
 
 #[test]

@@ -1,57 +1,33 @@
 //! Writing `format: binary`: ContainerSSH's audit log version 2, from a connection's events and
-//! channel records, so ContainerSSH's decoder and tools read sshpod's logs.
+//! channel records as they happen, so ContainerSSH's decoder and tools read sshpod's logs.
 //!
-//! Every message is followed by a gzip sync flush: a file cut short by a crash reads up to its
-//! last message. As ContainerSSH does, the gzip stream is never given its trailer: ContainerSSH's
-//! decoder reports an error after the last message of a stream that has one.
-//!
-//! Where sshpod's events carry less than ContainerSSH's payloads, the members are written with
-//! what is known (see [`BinaryWriter`]).
+//! Which messages each item maps to is here; how they are written (request ids, channel
+//! states, the flushed gzip stream) is [`LogWriter`]'s, which the export of sshpod's own
+//! recordings shares. Where sshpod's events carry less than ContainerSSH's payloads, the
+//! members are written with what is known (see [`BinaryWriter`]).
 
-use std::collections::BTreeMap;
 use std::io::{self, Write};
 use std::time::SystemTime;
 
-use ciborium::Value;
-use flate2::write::DeflateEncoder;
-use flate2::Compression;
 use sshpod_config::AuditIntercept;
-use sshpod_core::{
-    AuthMethod, ChannelKind, ChannelRefusal, Command, Event, EventKind, ExitStatus, RequestRefusal,
-    TerminalSize,
-};
+use sshpod_core::{ChannelKind, ChannelRefusal, Event, EventKind, ExitStatus, RequestRefusal};
 
-use super::header;
-use super::message::{text, type_id, unix_nanos, Message};
+use super::log_writer::{Exit, LogWriter, Outcome, Presented};
+use super::message::unix_nanos;
 use crate::item::{Item, Record};
 
-/// A gzip member header as Go writes it: deflate, no name, no time, unknown OS.
-const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 0x08, 0, 0, 0, 0, 0, 0, 0xff];
-
 /// What a login attempt presented, as the log may keep it: the password only when
-/// `intercept.passwords` says so, the key as its fingerprint (ContainerSSH writes the key in
-/// `authorized_keys` form; sshpod's events keep only the fingerprint).
-#[derive(Debug, Default)]
-struct Presented {
-    password: Vec<u8>,
-    key: String,
-}
-
-impl Presented {
-    fn of(credential: &sshpod_core::Credential, intercept: &AuditIntercept) -> Self {
-        let password = match (&credential.password, intercept.passwords) {
-            (Some(password), true) => password.expose_secret().as_bytes().to_vec(),
-            _ => Vec::new(),
-        };
-        Self {
-            password,
-            key: credential.key.clone().unwrap_or_default(),
-        }
+/// `intercept.passwords` says so, the key as its fingerprint.
+fn presented(credential: &sshpod_core::Credential, intercept: &AuditIntercept) -> Presented {
+    let password = match (&credential.password, intercept.passwords) {
+        (Some(password), true) => password.expose_secret().as_bytes().to_vec(),
+        _ => Vec::new(),
+    };
+    Presented {
+        password,
+        key: credential.key.clone().unwrap_or_default(),
     }
 }
-
-/// What ContainerSSH writes for a country it could not look up.
-const UNKNOWN_COUNTRY: &str = "XX";
 
 /// Writes one connection's ContainerSSH binary audit log (version 2).
 ///
@@ -84,62 +60,27 @@ const UNKNOWN_COUNTRY: &str = "XX";
 /// (`pty_request` takes them once an event does), `close_write`.
 #[derive(Debug)]
 pub struct BinaryWriter<W: Write> {
-    out: DeflateEncoder<W>,
-    connection_id: String,
-    channels: BTreeMap<u32, Channel>,
-    disconnected: bool,
-    /// A message's CBOR, reused.
-    scratch: Vec<u8>,
-}
-
-/// What the writer keeps of a channel.
-#[derive(Debug, Default)]
-struct Channel {
-    /// A `direct-tcpip` channel.
-    forward: bool,
-    /// The next request id.
-    next_request: u64,
-    /// The request id of the process's start.
-    run_request: Option<u64>,
-    /// A `pty` message was written.
-    pty: bool,
-    /// A `close` message was written.
-    closed: bool,
-}
-
-impl Channel {
-    fn request_id(&mut self) -> u64 {
-        let id = self.next_request;
-        self.next_request += 1;
-        id
-    }
+    log: LogWriter<W>,
 }
 
 impl<W: Write> BinaryWriter<W> {
     /// Starts the log of `connection_id`: writes the header and the gzip stream's start.
-    pub fn new(mut out: W, connection_id: &str) -> io::Result<Self> {
-        out.write_all(&header::header(header::WRITTEN_VERSION))?;
-        out.write_all(&GZIP_HEADER)?;
-        out.flush()?;
+    pub fn new(out: W, connection_id: &str) -> io::Result<Self> {
         Ok(Self {
-            out: DeflateEncoder::new(out, Compression::default()),
-            connection_id: connection_id.to_owned(),
-            channels: BTreeMap::new(),
-            disconnected: false,
-            scratch: Vec::new(),
+            log: LogWriter::new(out, connection_id)?,
         })
     }
 
     /// Writes what `item` maps to (see [`BinaryWriter`]), each message flushed.
     pub fn write(&mut self, item: &Item, intercept: &AuditIntercept) -> io::Result<()> {
-        if self.disconnected {
+        if self.log.disconnected() {
             return Ok(());
         }
         match item {
             Item::Event(event) => self.event(event, intercept),
             Item::Channel(info) => {
-                self.channel(info.channel).forward =
-                    matches!(info.kind, ChannelKind::DirectTcpip { .. });
+                let forward = matches!(info.kind, ChannelKind::DirectTcpip { .. });
+                self.log.set_forward(info.channel, forward);
                 Ok(())
             }
             Item::Record {
@@ -152,50 +93,39 @@ impl<W: Write> BinaryWriter<W> {
 
     /// The output written so far (everything up to the last message, once flushed).
     pub fn get_ref(&self) -> &W {
-        self.out.get_ref()
+        self.log.get_ref()
     }
 
     /// Ends the compressed stream (without a trailer, as ContainerSSH does) and returns the
     /// output. A log without its `Closed` event stays truncated: readers see it ends early.
     pub fn finish(self) -> io::Result<W> {
-        let mut out = self.out.finish()?;
-        out.flush()?;
-        Ok(out)
+        self.log.finish()
     }
 
     fn event(&mut self, event: &Event, intercept: &AuditIntercept) -> io::Result<()> {
         let at = unix_nanos(event.at);
         let channel = event.channel;
+        let log = &mut self.log;
         match &event.kind {
-            EventKind::Connected => self.emit(
-                at,
-                type_id::CONNECT,
-                None,
-                map([
-                    ("remoteAddr", text(&event.remote.ip().to_string())),
-                    ("country", text(UNKNOWN_COUNTRY)),
-                ]),
-            ),
+            EventKind::Connected => log.connected(at, &event.remote.ip().to_string()),
             EventKind::LoginRefused {
                 user,
                 method,
                 credential,
                 ..
             } => {
-                let credential = Presented::of(credential, intercept);
-                self.login(at, user, *method, &credential, Outcome::Failed)
+                let credential = presented(credential, intercept);
+                log.login(at, user, *method, &credential, Outcome::Refused)
             }
             EventKind::LoginUnavailable {
                 user,
                 method,
                 cause,
-            } => self.login(
-                at,
-                user,
-                *method,
-                &Presented::default(),
-                Outcome::BackendError(cause.to_string()),
-            ),
+            } => {
+                let reason = cause.to_string();
+                let outcome = Outcome::Unavailable { reason: &reason };
+                log.login(at, user, *method, &Presented::default(), outcome)
+            }
             EventKind::LoginAccepted {
                 user,
                 method,
@@ -203,89 +133,48 @@ impl<W: Write> BinaryWriter<W> {
                 authenticated,
                 ..
             } => {
-                let credential = Presented::of(credential, intercept);
-                self.login(at, user, *method, &credential, Outcome::Successful)?;
-                let username = map([("username", text(authenticated))]);
-                self.emit(at, type_id::HANDSHAKE_SUCCESSFUL, None, username)
+                let credential = presented(credential, intercept);
+                let outcome = Outcome::Accepted { authenticated };
+                log.login(at, user, *method, &credential, outcome)
             }
-            EventKind::HandshakeTimedOut => self.handshake_failed(at, "handshake timed out"),
-            EventKind::LoginGraceOver => self.handshake_failed(at, "login grace time over"),
+            EventKind::HandshakeTimedOut => log.handshake_timed_out(at),
+            EventKind::LoginGraceOver => log.login_grace_over(at),
             EventKind::ChannelOpened { kind } => {
                 let Some(id) = channel else { return Ok(()) };
-                self.channel(id).forward = matches!(kind, ChannelKind::DirectTcpip { .. });
-                if let ChannelKind::DirectTcpip { host, port } = kind {
-                    let target = map([
-                        ("HostToConnect", text(host)),
-                        ("PortToConnect", Value::Integer(u32::from(*port).into())),
-                        ("OriginatorHost", text("")),
-                        ("OriginatorPort", Value::Integer(0.into())),
-                    ]);
-                    self.emit(at, type_id::NEW_FORWARD_CHANNEL, Some(id), target)?;
-                }
-                let kind = map([("channelType", text(channel_type(kind)))]);
-                self.emit(at, type_id::NEW_CHANNEL_SUCCESSFUL, Some(id), kind)
+                log.channel_opened(at, id, kind)
             }
             EventKind::ChannelRefused { kind, reason } => {
-                let payload = map([
-                    ("channelType", text(channel_type(kind))),
-                    ("reason", text(&channel_refusal(reason))),
-                ]);
-                self.emit(at, type_id::NEW_CHANNEL_FAILED, channel, payload)
+                log.channel_refused(at, channel, kind, &channel_refusal(reason))
             }
             EventKind::RequestRefused { reason } => {
                 let Some(id) = channel else { return Ok(()) };
-                let request = self.channel(id).request_id();
-                self.request_failed(at, id, request, &request_refusal(reason))
+                log.request_refused(at, id, &request_refusal(reason))
             }
             EventKind::PtyGranted { term, size } => {
                 let Some(id) = channel else { return Ok(()) };
-                self.pty_request(at, id, term, Some(*size))
+                log.pty(at, id, term, Some(*size))
             }
             EventKind::EnvAccepted { name, value } => {
                 let Some(id) = channel else { return Ok(()) };
-                let request = self.channel(id).request_id();
-                let payload = map([
-                    ("requestId", Value::Integer(request.into())),
-                    ("name", text(name)),
-                    ("value", text(value)),
-                ]);
-                self.emit(at, type_id::CHANNEL_REQUEST_SET_ENV, Some(id), payload)
+                log.env(at, id, name, value)
             }
             EventKind::ProcessStarting { command, tty } => {
                 let Some(id) = channel else { return Ok(()) };
-                if *tty && !self.channel(id).pty {
-                    self.pty_request(at, id, "", None)?;
-                }
-                self.run_request(at, id, command)
+                log.process_starting(at, id, command, *tty)
             }
             EventKind::ProcessFailed { error } => {
                 let Some(id) = channel else { return Ok(()) };
-                let state = self.channel(id);
-                let request = match state.run_request {
-                    Some(request) => request,
-                    None => state.request_id(),
-                };
-                self.request_failed(at, id, request, &error.to_string())
+                log.process_failed(at, id, &error.to_string())
             }
             EventKind::ProcessExited { status } => {
                 let Some(id) = channel else { return Ok(()) };
-                self.exit(at, id, *status)?;
-                self.close(at, id)
+                let exit = match status {
+                    ExitStatus::Code(code) => Exit::Code(*code),
+                    ExitStatus::Signal(signal) => Exit::Signal(signal.name()),
+                };
+                log.process_exited(at, id, exit)
             }
-            EventKind::Closed => {
-                let open: Vec<u32> = self
-                    .channels
-                    .iter()
-                    .filter(|(_, c)| !c.closed)
-                    .map(|(id, _)| *id)
-                    .collect();
-                for id in open {
-                    self.close(at, id)?;
-                }
-                self.emit(at, type_id::DISCONNECT, None, Value::Null)?;
-                self.disconnected = true;
-                Ok(())
-            }
+            EventKind::Closed => log.closed(at),
             // No ContainerSSH message says these (see the type's documentation).
             EventKind::ConfigAnswerRejected { .. }
             | EventKind::ConfigSectionsIgnored { .. }
@@ -311,226 +200,24 @@ impl<W: Write> BinaryWriter<W> {
         intercept: &AuditIntercept,
     ) -> io::Result<()> {
         let at = unix_nanos(at);
-        let forward = self.channel(id).forward;
-        let io = |stream: u8, data: &[u8]| {
-            map([
-                ("stream", Value::Integer(stream.into())),
-                ("data", Value::Bytes(data.to_vec())),
-            ])
-        };
+        let forward = self.log.is_forward(id);
         match record {
             Record::Input(data) if recorded(intercept, forward, intercept.stdin) => {
-                self.emit(at, type_id::IO, Some(id), io(0, data))
+                self.log.io(at, id, 0, data)
             }
             Record::Output(data) if recorded(intercept, forward, intercept.stdout) => {
-                self.emit(at, type_id::IO, Some(id), io(1, data))
+                self.log.io(at, id, 1, data)
             }
             Record::ErrorOutput(data) if recorded(intercept, forward, intercept.stderr) => {
-                self.emit(at, type_id::IO, Some(id), io(2, data))
+                self.log.io(at, id, 2, data)
             }
             Record::Input(_) | Record::Output(_) | Record::ErrorOutput(_) => Ok(()),
-            Record::Resize(size) => {
-                let request = self.channel(id).request_id();
-                let payload = map([
-                    ("requestId", Value::Integer(request.into())),
-                    ("columns", Value::Integer(u32::from(size.cols).into())),
-                    ("rows", Value::Integer(u32::from(size.rows).into())),
-                    ("width", Value::Integer(0.into())),
-                    ("height", Value::Integer(0.into())),
-                ]);
-                self.emit(at, type_id::CHANNEL_REQUEST_WINDOW, Some(id), payload)
-            }
-            Record::Signal(signal) => {
-                let request = self.channel(id).request_id();
-                let payload = map([
-                    ("requestId", Value::Integer(request.into())),
-                    ("signal", text(signal.name())),
-                ]);
-                self.emit(at, type_id::CHANNEL_REQUEST_SIGNAL, Some(id), payload)
-            }
+            Record::Resize(size) => self.log.window(at, id, *size),
+            Record::Signal(signal) => self.log.signal(at, id, signal.name()),
             // The `ProcessExited` event says it, for tapped channels and others alike.
             Record::Exit(_) => Ok(()),
         }
     }
-
-    /// An authentication attempt and its outcome, as ContainerSSH logs them.
-    fn login(
-        &mut self,
-        at: i64,
-        user: &str,
-        method: AuthMethod,
-        presented: &Presented,
-        outcome: Outcome,
-    ) -> io::Result<()> {
-        let username = ("username", text(user));
-        match method {
-            AuthMethod::Password => {
-                let credential = ("password", Value::Bytes(presented.password.clone()));
-                let attempt = map([username.clone(), credential.clone()]);
-                self.emit(at, type_id::AUTH_PASSWORD, None, attempt)?;
-                let (type_id, payload) = match outcome {
-                    Outcome::Successful => (
-                        type_id::AUTH_PASSWORD_SUCCESSFUL,
-                        map([username, credential]),
-                    ),
-                    Outcome::Failed => (type_id::AUTH_PASSWORD_FAILED, map([username, credential])),
-                    Outcome::BackendError(reason) => (
-                        type_id::AUTH_PASSWORD_BACKEND_ERROR,
-                        map([username, credential, ("reason", text(&reason))]),
-                    ),
-                };
-                self.emit(at, type_id, None, payload)
-            }
-            AuthMethod::PublicKey | AuthMethod::Certificate => {
-                let credential = ("key", text(&presented.key));
-                let attempt = map([username.clone(), credential.clone()]);
-                self.emit(at, type_id::AUTH_PUBKEY, None, attempt)?;
-                let (type_id, payload) = match outcome {
-                    Outcome::Successful => {
-                        (type_id::AUTH_PUBKEY_SUCCESSFUL, map([username, credential]))
-                    }
-                    Outcome::Failed => (type_id::AUTH_PUBKEY_FAILED, map([username, credential])),
-                    Outcome::BackendError(reason) => (
-                        type_id::AUTH_PUBKEY_BACKEND_ERROR,
-                        map([username, credential, ("reason", text(&reason))]),
-                    ),
-                };
-                self.emit(at, type_id, None, payload)
-            }
-            // ContainerSSH logs no keyboard-interactive success of its own: the handshake
-            // message that follows says it.
-            AuthMethod::KeyboardInteractive => match outcome {
-                Outcome::Successful => Ok(()),
-                // ContainerSSH's payload has no JSON name here, so its key is the Go field's.
-                Outcome::Failed => {
-                    let payload = map([("Username", text(user))]);
-                    self.emit(at, type_id::AUTH_KEYBOARD_INTERACTIVE_FAILED, None, payload)
-                }
-                Outcome::BackendError(reason) => {
-                    let payload = map([username, ("reason", text(&reason))]);
-                    self.emit(
-                        at,
-                        type_id::AUTH_KEYBOARD_INTERACTIVE_BACKEND_ERROR,
-                        None,
-                        payload,
-                    )
-                }
-            },
-        }
-    }
-
-    fn handshake_failed(&mut self, at: i64, reason: &str) -> io::Result<()> {
-        let payload = map([("reason", text(reason))]);
-        self.emit(at, type_id::HANDSHAKE_FAILED, None, payload)
-    }
-
-    /// A `pty` request; `size` `None` when it is not known.
-    fn pty_request(
-        &mut self,
-        at: i64,
-        id: u32,
-        term: &str,
-        size: Option<TerminalSize>,
-    ) -> io::Result<()> {
-        let state = self.channel(id);
-        state.pty = true;
-        let request = state.request_id();
-        let (cols, rows) = size.map_or((0, 0), |s| (s.cols, s.rows));
-        let payload = map([
-            ("requestId", Value::Integer(request.into())),
-            ("term", text(term)),
-            ("columns", Value::Integer(u32::from(cols).into())),
-            ("rows", Value::Integer(u32::from(rows).into())),
-            ("width", Value::Integer(0.into())),
-            ("height", Value::Integer(0.into())),
-            ("modelist", Value::Bytes(Vec::new())),
-        ]);
-        self.emit(at, type_id::CHANNEL_REQUEST_PTY, Some(id), payload)
-    }
-
-    /// The `shell`, `exec` or `subsystem` request that starts a channel's process.
-    fn run_request(&mut self, at: i64, id: u32, command: &Command) -> io::Result<()> {
-        let state = self.channel(id);
-        let request = state.request_id();
-        state.run_request = Some(request);
-        let request_id = ("requestId", Value::Integer(request.into()));
-        let (type_id, payload) = match command {
-            Command::Shell => (type_id::CHANNEL_REQUEST_SHELL, map([request_id])),
-            Command::Exec(line) => (
-                type_id::CHANNEL_REQUEST_EXEC,
-                map([request_id, ("program", text(line))]),
-            ),
-            Command::Subsystem(name) => (
-                type_id::CHANNEL_REQUEST_SUBSYSTEM,
-                map([request_id, ("subsystem", text(name))]),
-            ),
-        };
-        self.emit(at, type_id, Some(id), payload)
-    }
-
-    fn request_failed(&mut self, at: i64, id: u32, request: u64, reason: &str) -> io::Result<()> {
-        let payload = map([
-            ("requestId", Value::Integer(request.into())),
-            ("reason", text(reason)),
-        ]);
-        self.emit(at, type_id::REQUEST_FAILED, Some(id), payload)
-    }
-
-    fn exit(&mut self, at: i64, id: u32, status: ExitStatus) -> io::Result<()> {
-        match status {
-            ExitStatus::Code(code) => {
-                let payload = map([("exitStatus", Value::Integer(code.into()))]);
-                self.emit(at, type_id::EXIT, Some(id), payload)
-            }
-            ExitStatus::Signal(signal) => {
-                let payload = map([
-                    ("signal", text(signal.name())),
-                    ("coreDumped", Value::Bool(false)),
-                    ("errorMessage", text("")),
-                    ("languageTag", text("")),
-                ]);
-                self.emit(at, type_id::EXIT_SIGNAL, Some(id), payload)
-            }
-        }
-    }
-
-    fn close(&mut self, at: i64, id: u32) -> io::Result<()> {
-        self.channel(id).closed = true;
-        self.emit(at, type_id::CLOSE, Some(id), Value::Null)
-    }
-
-    fn channel(&mut self, id: u32) -> &mut Channel {
-        self.channels.entry(id).or_default()
-    }
-
-    /// Writes one message and flushes it through to the output.
-    fn emit(
-        &mut self,
-        at: i64,
-        type_id: i32,
-        channel: Option<u32>,
-        payload: Value,
-    ) -> io::Result<()> {
-        let message = Message {
-            connection_id: self.connection_id.clone(),
-            timestamp: at,
-            type_id,
-            channel_id: channel.map(u64::from),
-            payload,
-        };
-        self.scratch.clear();
-        ciborium::into_writer(&message.to_cbor(), &mut self.scratch)
-            .map_err(|e| io::Error::other(format!("encoding an audit log message: {e}")))?;
-        self.out.write_all(&self.scratch)?;
-        self.out.flush()
-    }
-}
-
-/// How a login attempt ended.
-enum Outcome {
-    Successful,
-    Failed,
-    BackendError(String),
 }
 
 /// Whether a channel's stream is recorded: a session's as `stream_intercepted` says, a
@@ -540,19 +227,6 @@ fn recorded(intercept: &AuditIntercept, forward: bool, stream_intercepted: bool)
         intercept.forwarding
     } else {
         stream_intercepted
-    }
-}
-
-/// A payload map with `entries` in order.
-fn map<const N: usize>(entries: [(&str, Value); N]) -> Value {
-    Value::Map(entries.into_iter().map(|(k, v)| (text(k), v)).collect())
-}
-
-/// The SSH channel type.
-fn channel_type(kind: &ChannelKind) -> &'static str {
-    match kind {
-        ChannelKind::Session => "session",
-        ChannelKind::DirectTcpip { .. } => "direct-tcpip",
     }
 }
 
@@ -589,9 +263,11 @@ fn request_refusal(reason: &RequestRefusal) -> String {
 mod tests {
     use std::sync::Arc;
 
-    use sshpod_core::{LoginRefusal, Signal};
+    use sshpod_core::{AuthMethod, Command, LoginRefusal, Signal, TerminalSize};
 
     use super::super::decode::{decode, AuditLog};
+    use super::super::log_writer::GZIP_HEADER;
+    use super::super::message::type_id;
     use super::super::test_items::{event, nanos, record, tapped};
     use super::*;
 

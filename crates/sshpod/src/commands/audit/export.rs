@@ -1,10 +1,12 @@
 //! `sshpod audit export ID --format json|asciicast|containerssh [-o FILE]`: a recording in a
 //! form other tools read.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 
 use anyhow::{bail, Context};
+use sshpod_audit::containerssh;
 use sshpod_audit::log_lines::{self, LineError, EVENTS_FILE};
 use sshpod_audit::store::Store;
 use sshpod_audit::summary::{summarize, RecordingFormat};
@@ -39,19 +41,15 @@ pub(super) async fn run(
     Ok(Outcome::Success)
 }
 
-/// The event log as a JSON array, each line as written (its `chain` member included).
+/// The event log as a JSON array, each line as written (its `chain` member included); a
+/// ContainerSSH binary log's messages as its decoder prints them.
 async fn json(store: &dyn Store, id: &str) -> anyhow::Result<Vec<u8>> {
     let summary = summarize(store, id)
         .await
         .with_context(|| format!("reading {id}"))?;
     match summary.format {
         RecordingFormat::Sshpod => {}
-        // MERGE SEAM (integrator): ContainerSSH's binary logs become JSON through
-        // `sshpod_audit::containerssh`'s reader once it is in the workspace.
-        RecordingFormat::Binary => bail!(
-            "{id} is in ContainerSSH's binary format; exporting it as JSON is not built into \
-             this sshpod yet"
-        ),
+        RecordingFormat::Binary => return binary_json(store, id).await,
         RecordingFormat::Asciinema => {
             bail!("{id} is an asciicast, not an event log; export it with --format asciicast")
         }
@@ -91,18 +89,85 @@ async fn json(store: &dyn Store, id: &str) -> anyhow::Result<Vec<u8>> {
     Ok(array)
 }
 
-// MERGE SEAM (integrator): write the recording with `sshpod_audit::containerssh`'s version 2
-// writer (from the event log and the channels' streams) once it is in the workspace; a
-// recording already in ContainerSSH's binary format is exported as it is.
+/// A binary log's messages as a JSON array, each as ContainerSSH's decoder prints it.
+async fn binary_json(store: &dyn Store, id: &str) -> anyhow::Result<Vec<u8>> {
+    let file = store
+        .read(id, id)
+        .await
+        .with_context(|| format!("reading {id}"))?;
+    let log = containerssh::decode(&file).with_context(|| format!("reading {id}"))?;
+    if log.truncated {
+        eprintln!(
+            "sshpod: {id}: the log stops before its disconnect (its writer was interrupted, is \
+             still writing, or the file was cut short); exported the {} messages before",
+            log.messages.len()
+        );
+    }
+    let mut array = b"[\n".to_vec();
+    for (i, message) in log.messages.iter().enumerate() {
+        if i > 0 {
+            array.extend_from_slice(b",\n");
+        }
+        array.extend_from_slice(message.to_json().to_string().as_bytes());
+    }
+    array.extend_from_slice(b"\n]\n");
+    Ok(array)
+}
+
+/// The recording in ContainerSSH's binary format (version 2): sshpod's own recordings are
+/// written from their event log and channels' data; one already in that format is exported
+/// as it is.
 async fn containerssh(store: &dyn Store, id: &str) -> anyhow::Result<Vec<u8>> {
     let summary = summarize(store, id)
         .await
         .with_context(|| format!("reading {id}"))?;
-    if summary.format == RecordingFormat::Binary {
-        return store
-            .read(id, id)
-            .await
-            .with_context(|| format!("reading {id}"));
+    match summary.format {
+        RecordingFormat::Sshpod => {}
+        RecordingFormat::Binary => {
+            return store
+                .read(id, id)
+                .await
+                .with_context(|| format!("reading {id}"))
+        }
+        RecordingFormat::Asciinema => bail!(
+            "{id} is an asciicast: it holds a terminal's output only, not the events \
+             ContainerSSH's binary format needs; export it with --format asciicast"
+        ),
+        RecordingFormat::Unknown => bail!("{id} is in no format sshpod reads"),
     }
-    bail!("exporting to ContainerSSH's binary format is not built into this sshpod yet")
+    let log = store
+        .read(id, EVENTS_FILE)
+        .await
+        .with_context(|| format!("reading {id}/{EVENTS_FILE}"))?;
+    let mut files = BTreeMap::new();
+    // Only the channels' data files (casts and streams) go into the log.
+    for file in summary
+        .files
+        .iter()
+        .filter(|file| file.name.starts_with("channel-"))
+    {
+        let bytes = store
+            .read(id, &file.name)
+            .await
+            .with_context(|| format!("reading {id}/{}", file.name))?;
+        files.insert(file.name.clone(), bytes);
+    }
+    let exported = containerssh::from_sshpod(id, &log, &files, Vec::new()).with_context(|| {
+        format!("{id}: the recording is damaged (`sshpod audit verify {id}` says where)")
+    })?;
+    if let Some(line) = exported.cut_short_line {
+        eprintln!("sshpod: {id}: line {line} was cut short by an interruption and is left out");
+    }
+    for cast in &exported.cut_short_casts {
+        eprintln!(
+            "sshpod: {id}/{cast}: the last event was cut short by an interruption and is left out"
+        );
+    }
+    if !exported.complete {
+        eprintln!(
+            "sshpod: {id}: the connection's close is not in the recording (it was interrupted \
+             or is still open); the log ends without its disconnect"
+        );
+    }
+    Ok(exported.out)
 }
