@@ -92,6 +92,15 @@ pub trait Backend: Send + Sync + 'static {
 
 /// The container (or, in session mode, the factory of per-session containers) of one
 /// connection.
+/// What a connection's container is, for the record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContainerInfo {
+    /// The container's id or the pod's name; `None` where each session gets its own.
+    pub id: Option<String>,
+    /// The image it runs.
+    pub image: String,
+}
+
 pub trait Container: Send + Sync + 'static {
     /// A duplex byte stream to a TCP port, dialled from inside the container.
     type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;
@@ -107,6 +116,9 @@ pub trait Container: Send + Sync + 'static {
         host: &str,
         port: u16,
     ) -> impl Future<Output = Result<Self::Stream, BackendError>> + Send;
+
+    /// What the container is (its id and image), for the record.
+    fn info(&self) -> ContainerInfo;
 
     /// Tears the container down. Called once, when the connection ends.
     fn close(&self) -> impl Future<Output = Result<(), BackendError>> + Send;

@@ -78,6 +78,11 @@ pub enum EventKind {
         /// What is wrong with the answer.
         reason: String,
     },
+    /// The config server's answer changed these sections for the connection.
+    ConfigApplied {
+        /// The sections' names (`docker`, `security`, ...).
+        sections: Vec<String>,
+    },
     /// The config server's answer had sections that do not apply to one connection.
     ConfigSectionsIgnored {
         /// The sections' names.
@@ -123,7 +128,10 @@ pub enum EventKind {
         intercept: sshpod_config::AuditIntercept,
     },
     /// The connection's container is ready.
-    ContainerReady,
+    ContainerReady {
+        /// What it is.
+        container: crate::ContainerInfo,
+    },
     /// The connection's container could not be made.
     ContainerFailed {
         /// Why.

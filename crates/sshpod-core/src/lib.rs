@@ -26,7 +26,7 @@ mod read_buffer;
 pub mod tap;
 pub mod wrapper;
 
-pub use backend::{Backend, ConnectionContext, Container, ContainerFile};
+pub use backend::{Backend, ConnectionContext, Container, ContainerFile, ContainerInfo};
 pub use command::{is_env_name, CommandPolicy, CommandTable};
 pub use error::{BackendError, Deadline, NotPossible, Vanished};
 pub use event::{

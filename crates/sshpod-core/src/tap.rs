@@ -48,4 +48,12 @@ pub enum TapRecord<'a> {
 pub trait ChannelTap: Send + 'static {
     /// One record, in order.
     fn record(&mut self, record: TapRecord<'_>);
+
+    /// Asked after each piece of data: a tap that cannot take more yet (a recorder whose disk
+    /// is behind) returns what to wait for, and the channel's data is not read further until
+    /// it is done. The session slows down instead of the record losing data. The default
+    /// never waits.
+    fn ready(&mut self) -> Option<crate::BoxFuture<'static, ()>> {
+        None
+    }
 }

@@ -35,6 +35,14 @@ pub struct ConnectionContainer {
 }
 
 impl ConnectionContainer {
+    /// Its id and image.
+    pub(crate) fn info(&self) -> sshpod_core::ContainerInfo {
+        sshpod_core::ContainerInfo {
+            id: Some(self.id.clone()),
+            image: self.settings.image.clone(),
+        }
+    }
+
     /// Creates and starts the container; removes it again if anything fails.
     pub(crate) async fn start(
         engine: Engine,

@@ -265,6 +265,13 @@ impl Container for DockerContainer {
         }
     }
 
+    fn info(&self) -> sshpod_core::ContainerInfo {
+        match &self.0 {
+            Mode::Connection(c) => c.info(),
+            Mode::Session(s) => s.info(),
+        }
+    }
+
     async fn close(&self) -> Result<(), BackendError> {
         match &self.0 {
             Mode::Connection(c) => c.close().await,

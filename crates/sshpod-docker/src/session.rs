@@ -34,6 +34,14 @@ pub struct SessionContainers {
 }
 
 impl SessionContainers {
+    /// The image of every session's container (each has its own id).
+    pub(crate) fn info(&self) -> sshpod_core::ContainerInfo {
+        sshpod_core::ContainerInfo {
+            id: None,
+            image: self.settings.image.clone(),
+        }
+    }
+
     pub(crate) async fn new(
         engine: Engine,
         settings: Arc<Settings>,

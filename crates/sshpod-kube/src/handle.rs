@@ -57,6 +57,14 @@ pub(crate) struct PodHandle {
 }
 
 impl PodHandle {
+    /// The pod's name and its console's image.
+    pub(crate) fn info(&self) -> sshpod_core::ContainerInfo {
+        sshpod_core::ContainerInfo {
+            id: Some(self.name.clone()),
+            image: crate::pod::console_of(&self.config.pod).1,
+        }
+    }
+
     pub(crate) fn new(
         pods: Api<Pod>,
         name: String,

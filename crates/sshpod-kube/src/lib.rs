@@ -212,6 +212,13 @@ impl Container for KubeContainer {
         }
     }
 
+    fn info(&self) -> sshpod_core::ContainerInfo {
+        match &self.kind {
+            Kind::Pod(pod) => pod.info(),
+            Kind::Sessions(pods) => pods.info(),
+        }
+    }
+
     async fn close(&self) -> Result<(), BackendError> {
         match &self.kind {
             Kind::Pod(pod) => pod.close().await,

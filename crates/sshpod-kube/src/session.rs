@@ -39,6 +39,14 @@ pub(crate) struct SessionPods {
 }
 
 impl SessionPods {
+    /// The console's image of every session's pod (each has its own name).
+    pub(crate) fn info(&self) -> sshpod_core::ContainerInfo {
+        sshpod_core::ContainerInfo {
+            id: None,
+            image: pod::console_of(&self.config.pod).1,
+        }
+    }
+
     pub(crate) fn new(
         pods: Api<Pod>,
         config: Arc<KubernetesConfig>,

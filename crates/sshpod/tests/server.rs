@@ -38,7 +38,7 @@ fn name(kind: &EventKind) -> &'static str {
         EventKind::CertificateAccepted { .. } => "certificate accepted",
         EventKind::LoginRestricted { .. } => "login restricted",
         EventKind::LoginAccepted { .. } => "login accepted",
-        EventKind::ContainerReady => "container ready",
+        EventKind::ContainerReady { .. } => "container ready",
         EventKind::ContainerFailed { .. } => "container failed",
         EventKind::ContainerRemoved => "container removed",
         EventKind::ContainerRemovalFailed { .. } => "container removal failed",

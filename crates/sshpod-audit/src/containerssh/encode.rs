@@ -178,9 +178,10 @@ impl<W: Write> BinaryWriter<W> {
             // No ContainerSSH message says these (see the type's documentation).
             EventKind::ConfigAnswerRejected { .. }
             | EventKind::ConfigSectionsIgnored { .. }
+            | EventKind::ConfigApplied { .. }
             | EventKind::CertificateAccepted { .. }
             | EventKind::LoginRestricted { .. }
-            | EventKind::ContainerReady
+            | EventKind::ContainerReady { .. }
             | EventKind::ContainerFailed { .. }
             | EventKind::ContainerRemoved
             | EventKind::ContainerRemovalFailed { .. }
@@ -310,7 +311,13 @@ mod tests {
                     metadata: Vec::new(),
                 },
             ),
-            event(30, None, EventKind::ContainerReady),
+            event(
+                30,
+                None,
+                EventKind::ContainerReady {
+                    container: sshpod_core::ContainerInfo::default(),
+                },
+            ),
             tapped(0, ChannelKind::Session),
             event(
                 40,

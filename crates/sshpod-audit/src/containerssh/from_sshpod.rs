@@ -535,7 +535,13 @@ mod tests {
                     metadata: Vec::new(),
                 },
             ),
-            event(30, None, EventKind::ContainerReady),
+            event(
+                30,
+                None,
+                EventKind::ContainerReady {
+                    container: sshpod_core::ContainerInfo::default(),
+                },
+            ),
             tapped(0, ChannelKind::Session),
             event(40, Some(0), session()),
             event(

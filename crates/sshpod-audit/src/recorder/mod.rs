@@ -3,9 +3,12 @@
 //!
 //! The server's callbacks must not block, so the sink only copies what will be written (the
 //! streams `intercept` names, a terminal session's output, an SFTP or scp session's bytes) and
-//! sends it; the writer thread does the file I/O. Data waiting in the queue is bounded: past
-//! [`MAX_QUEUED`] bytes a record is dropped and the gap is written to the recording, and a
-//! connection whose recording is `required` is ended instead.
+//! sends it; the writer thread does the file I/O. When the writer falls behind (a slow disk)
+//! by [`HIGH_WATER`] bytes, taps hold their channels' data back until it has caught up to
+//! [`LOW_WATER`]: sessions slow down to the disk's pace instead of the recording losing data.
+//! Only data that comes while the queue is past [`MAX_QUEUED`] regardless is dropped, and the
+//! gap written to the recording (a connection whose recording is `required` is ended
+//! instead).
 
 mod settings;
 mod writer;
@@ -13,7 +16,7 @@ mod writer;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
@@ -26,6 +29,10 @@ use crate::item::{Item, Record};
 use settings::{ChannelFlags, ConnectionFlags};
 pub use writer::Notify;
 
+/// Data queued for the writer at which taps start holding their channels back.
+pub const HIGH_WATER: u64 = 16 << 20;
+/// Data queued for the writer at which held channels go on.
+pub const LOW_WATER: u64 = 8 << 20;
 /// The most data the queue holds for the writer before records are dropped.
 pub const MAX_QUEUED: u64 = 64 << 20;
 
@@ -37,7 +44,7 @@ pub struct Audit {
 struct Shared {
     config: AuditConfig,
     queue: mpsc::Sender<writer::Message>,
-    queued: Arc<AtomicU64>,
+    queued: Arc<writer::Queued>,
     connections: Mutex<HashMap<ConnectionId, Arc<ConnectionFlags>>>,
 }
 
@@ -78,7 +85,7 @@ impl Audit {
             dir: root.clone(),
             source,
         })?;
-        let queued = Arc::new(AtomicU64::new(0));
+        let queued = Arc::new(writer::Queued::default());
         let queue = writer::spawn(root, config.format, Arc::clone(&queued), notify)
             .map_err(StartError::Thread)?;
         Ok(Some(Self {
@@ -101,7 +108,7 @@ impl Audit {
 
     /// Data waiting for the writer, in bytes.
     pub fn queued(&self) -> u64 {
-        self.shared.queued.load(Ordering::Relaxed)
+        self.shared.queued.bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -233,6 +240,14 @@ struct AuditTap {
 }
 
 impl ChannelTap for AuditTap {
+    fn ready(&mut self) -> Option<sshpod_core::BoxFuture<'static, ()>> {
+        if self.shared.queued.bytes.load(Ordering::Relaxed) < HIGH_WATER {
+            return None;
+        }
+        let queued = Arc::clone(&self.shared.queued);
+        Some(Box::pin(async move { queued.below_low_water().await }))
+    }
+
     fn record(&mut self, record: TapRecord<'_>) {
         if self.flags.is_off() || !self.channel.wants(&self.flags, &record) {
             return;
@@ -241,7 +256,7 @@ impl ChannelTap for AuditTap {
             TapRecord::Input(d) | TapRecord::Output(d) | TapRecord::ErrorOutput(d) => d.len(),
             _ => 0,
         } as u64;
-        let queued = &self.shared.queued;
+        let queued = &self.shared.queued.bytes;
         if size > 0 && queued.load(Ordering::Relaxed) + size > MAX_QUEUED {
             self.flags.lost(&self.shared.config, size);
             self.shared.send(writer::Message::Gap {

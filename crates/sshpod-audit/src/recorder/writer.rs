@@ -21,6 +21,37 @@ use crate::item::{Item, Record};
 use crate::layout::{self, EntryState};
 use crate::sshpod_format::{self, SshpodWriter};
 
+/// Data queued for the writer, and the channels waiting for it to go down.
+#[derive(Debug, Default)]
+pub(crate) struct Queued {
+    pub(crate) bytes: AtomicU64,
+    caught_up: tokio::sync::Notify,
+}
+
+impl Queued {
+    /// The writer took `n` bytes off the queue.
+    fn taken(&self, n: u64) {
+        let before = self.bytes.fetch_sub(n, Ordering::Relaxed);
+        if before >= super::LOW_WATER && before - n < super::LOW_WATER {
+            self.caught_up.notify_waiters();
+        }
+    }
+
+    /// Returns once the queue is below the low-water mark.
+    pub(crate) async fn below_low_water(&self) {
+        loop {
+            let caught_up = self.caught_up.notified();
+            tokio::pin!(caught_up);
+            // Registered before the check, so a notification between the two is not missed.
+            caught_up.as_mut().enable();
+            if self.bytes.load(Ordering::Relaxed) < super::LOW_WATER {
+                return;
+            }
+            caught_up.await;
+        }
+    }
+}
+
 /// Told the connection id of every entry whose state changed (for an uploader).
 pub type Notify = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -201,7 +232,7 @@ struct Connection {
 struct Writer {
     root: PathBuf,
     format: AuditFormat,
-    queued: Arc<AtomicU64>,
+    queued: Arc<Queued>,
     notify: Option<Notify>,
     connections: HashMap<ConnectionId, Connection>,
 }
@@ -210,7 +241,7 @@ struct Writer {
 pub(crate) fn spawn(
     root: PathBuf,
     format: AuditFormat,
-    queued: Arc<AtomicU64>,
+    queued: Arc<Queued>,
     notify: Option<Notify>,
 ) -> io::Result<mpsc::Sender<Message>> {
     let (sender, receiver) = mpsc::channel();
@@ -285,7 +316,7 @@ impl Writer {
                 );
             }
             Message::Item(id, item) => {
-                self.queued.fetch_sub(data_len(&item), Ordering::Relaxed);
+                self.queued.taken(data_len(&item));
                 self.item(id, item);
             }
             Message::Gap {

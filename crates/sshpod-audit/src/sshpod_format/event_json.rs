@@ -104,6 +104,10 @@ pub fn kind(kind: &EventKind, passwords: bool) -> (&'static str, Map<String, Val
             put("reason", json!(reason));
             "config-answer-rejected"
         }
+        EventKind::ConfigApplied { sections } => {
+            put("sections", json!(sections));
+            "config-applied"
+        }
         EventKind::ConfigSectionsIgnored { sections } => {
             put("sections", json!(sections));
             "config-sections-ignored"
@@ -147,7 +151,11 @@ pub fn kind(kind: &EventKind, passwords: bool) -> (&'static str, Map<String, Val
             put("intercept", json!(intercept));
             "recording-settings"
         }
-        EventKind::ContainerReady => "container-ready",
+        EventKind::ContainerReady { container } => {
+            put("id", json!(container.id));
+            put("image", json!(container.image));
+            "container-ready"
+        }
         EventKind::ContainerFailed { error } => {
             put("error", json!(error.to_string()));
             "container-failed"

@@ -129,6 +129,13 @@ impl Container for FakeContainer {
     }
 
     /// Counts every call; only the first one tears down. Never fails.
+    fn info(&self) -> sshpod_core::ContainerInfo {
+        sshpod_core::ContainerInfo {
+            id: Some(format!("fake-{}", self.ctx.connection_id)),
+            image: "fake".to_owned(),
+        }
+    }
+
     async fn close(&self) -> Result<(), BackendError> {
         let first = !self.closed.swap(true, Ordering::SeqCst);
         self.gone.cancel();

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use russh::server::Auth;
+use sshpod_config::{AuditFormat, AuditStorage};
 use sshpod_core::{AuthMethod, Backend, Credential, EventKind, LoginRefusal};
 use sshpod_webhook::protocol::{AuthResponse, ConfigResponse};
 use sshpod_webhook::WebhookError;
@@ -83,6 +84,21 @@ pub(crate) async fn finish<B: Backend>(
                 return bad_config(conn, user, method, reason);
             }
             Ok((merged, ignored)) => {
+                let applied: Vec<String> = response
+                    .config
+                    .as_object()
+                    .map(|sections| {
+                        sections
+                            .keys()
+                            .filter(|name| !ignored.iter().any(|i| i == *name))
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !applied.is_empty() {
+                    conn.events
+                        .emit(EventKind::ConfigApplied { sections: applied });
+                }
                 if !ignored.is_empty() {
                     conn.events.emit(EventKind::ConfigSectionsIgnored {
                         sections: ignored.iter().map(ToString::to_string).collect(),
@@ -114,12 +130,15 @@ pub(crate) async fn finish<B: Backend>(
             .map(|(k, _)| k.clone())
             .collect(),
     });
+    // Only where something can be recorded: the recorder learns the login's settings here.
     let audit = &effective.audit;
-    conn.events.emit(EventKind::RecordingSettings {
-        enable: audit.enable,
-        required: audit.required,
-        intercept: audit.intercept,
-    });
+    if audit.format != AuditFormat::None && audit.storage != AuditStorage::None {
+        conn.events.emit(EventKind::RecordingSettings {
+            enable: audit.enable,
+            required: audit.required,
+            intercept: audit.intercept,
+        });
+    }
     let login = Login {
         user: Arc::from(name),
         outcome,

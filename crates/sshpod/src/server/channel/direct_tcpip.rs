@@ -54,7 +54,7 @@ pub(crate) async fn run<B: Backend>(
     reply.accept().await;
     let (mut from_container, to_container) = tokio::io::split(stream);
     let relay = async {
-        let upstream = input::pump(input, to_container, input::OnEof::Close);
+        let upstream = input::pump(input, to_container, input::OnEof::Close, taps.clone());
         let downstream = async {
             copy_to_channel(
                 &mut from_container,

@@ -104,7 +104,7 @@ impl<B: Backend> SessionTask<B> {
         } else {
             OnEof::Close
         };
-        let feed = input::pump(self.input, process.stdin, on_eof);
+        let feed = input::pump(self.input, process.stdin, on_eof, self.taps.clone());
         let taps = self.taps.as_ref();
         let out = copy_to_channel(process.stdout, &self.writer, None, gate, taps);
         let err = async {

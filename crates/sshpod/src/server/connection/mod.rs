@@ -280,7 +280,9 @@ impl<B: Backend> ConnectionState<B> {
         login.outcome.apply(&mut ctx);
         let result = match self.shared.backend.connect(&ctx).await {
             Ok(c) => {
-                self.events.emit(EventKind::ContainerReady);
+                self.events.emit(EventKind::ContainerReady {
+                    container: c.info(),
+                });
                 Ok(Arc::new(c))
             }
             Err(e) => {

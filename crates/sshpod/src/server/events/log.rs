@@ -52,6 +52,10 @@ fn log(kind: &EventKind) {
             reason,
             "login refused: the config server's answer is not valid"
         ),
+        EventKind::ConfigApplied { sections } => tracing::debug!(
+            sections = sections.join(", "),
+            "config server answer applied"
+        ),
         EventKind::ConfigSectionsIgnored { sections } => tracing::info!(
             sections = sections.join(", "),
             "config server answer: sections that do not apply per connection are ignored"
@@ -79,7 +83,11 @@ fn log(kind: &EventKind) {
             metadata = ?metadata,
             "login accepted"
         ),
-        EventKind::ContainerReady => tracing::info!("container ready"),
+        EventKind::ContainerReady { container } => tracing::info!(
+            container = container.id.as_deref(),
+            image = container.image,
+            "container ready"
+        ),
         EventKind::ContainerFailed { error } => tracing::warn!(
             error = &**error as &dyn std::error::Error,
             "container failed to start"

@@ -119,12 +119,28 @@ impl Taps {
             tap.record(record);
         }
     }
+
+    /// Waits until every tap can take more data.
+    pub(crate) async fn ready(&self) {
+        let waits: Vec<_> = lock(&self.0).iter_mut().filter_map(|t| t.ready()).collect();
+        for wait in waits {
+            wait.await;
+        }
+    }
 }
 
 /// Records `record` if the channel is tapped: the whole cost of an untapped channel.
 pub(crate) fn tap(taps: Option<&Taps>, record: TapRecord<'_>) {
     if let Some(taps) = taps {
         taps.record(record);
+    }
+}
+
+/// Records a piece of data if the channel is tapped, then waits until the taps can take more.
+pub(crate) async fn tap_data(taps: Option<&Taps>, record: TapRecord<'_>) {
+    if let Some(taps) = taps {
+        taps.record(record);
+        taps.ready().await;
     }
 }
 

@@ -49,10 +49,9 @@ struct SessionChannel {
     taps: Option<Taps>,
 }
 
-/// A forwarding channel: its input queue and taps.
+/// A forwarding channel: its input queue (its taps are its relay's).
 struct ForwardChannel {
     input: InputSender,
-    taps: Option<Taps>,
 }
 
 /// Per-connection handler state.
@@ -298,13 +297,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             .emit_on(Some(id), EventKind::ChannelOpened { kind });
         let (_, writer) = channel.split();
         let (sender, receiver) = input::queue(&self.conn.gate);
-        self.forwards.insert(
-            id,
-            ForwardChannel {
-                input: sender,
-                taps: taps.clone(),
-            },
-        );
+        self.forwards.insert(id, ForwardChannel { input: sender });
         self.conn.spawn(direct_tcpip::run(
             Arc::clone(&self.conn),
             reply,

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use russh::server::Session;
 use russh::ChannelId;
-use sshpod_core::{Backend, Command, EventKind, ProcessSpec, RequestRefusal, TapRecord};
+use sshpod_core::{Backend, Command, EventKind, ProcessSpec, RequestRefusal};
 
 use super::ConnectionHandler;
 use crate::server::channel::restrict;
 use crate::server::channel::security::Refused;
 use crate::server::channel::session::SessionTask;
-use crate::server::events::tap;
 
 impl<B: Backend> ConnectionHandler<B> {
     /// Starts the channel's process (shell, exec or subsystem) on a task.
@@ -80,15 +79,12 @@ impl<B: Backend> ConnectionHandler<B> {
     }
 
     pub(super) fn push_input(&self, channel: ChannelId, data: &[u8]) {
+        // Taps see input as it is delivered (`io::input::pump`), where they can hold it back.
         let target = match self.sessions.get(&channel) {
-            Some(s) => s.input.as_ref().map(|i| (i, s.taps.as_ref())),
-            None => self
-                .forwards
-                .get(&channel)
-                .map(|f| (&f.input, f.taps.as_ref())),
+            Some(s) => s.input.as_ref(),
+            None => self.forwards.get(&channel).map(|f| &f.input),
         };
-        if let Some((input, taps)) = target {
-            tap(taps, TapRecord::Input(data));
+        if let Some(input) = target {
             input.push(Bytes::copy_from_slice(data));
         }
     }

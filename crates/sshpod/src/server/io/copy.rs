@@ -9,7 +9,7 @@ use russh::ChannelWriteHalf;
 use sshpod_core::{ReadBuffer, TapRecord};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::server::events::{tap, Taps};
+use crate::server::events::{tap_data, Taps};
 use crate::server::io::flow::{noting_a_long_wait, FlowGate};
 
 /// Copies process output to the channel (`ext` 1 is stderr). The channel writer waits for
@@ -43,7 +43,7 @@ pub(crate) async fn copy_to_channel<R>(
                 None => TapRecord::Output(data),
                 Some(_) => TapRecord::ErrorOutput(data),
             };
-            tap(taps, record);
+            tap_data(taps, record).await;
         }
         if write_noting_waits(&mut to, data, gate).await.is_err() {
             break;

@@ -19,7 +19,9 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
+use crate::server::events::{tap_data, Taps};
 use crate::server::io::flow::{noting_a_long_wait, FlowGate};
+use sshpod_core::TapRecord;
 
 /// Client data one channel keeps in memory; more goes to its spool file.
 pub(crate) const CHANNEL_MEMORY: usize = 1024 * 1024;
@@ -352,14 +354,16 @@ pub(crate) enum OnEof {
     KeepOpen,
 }
 
-/// Feeds `sink` from the queue until EOF (the sender dropped), then closes the sink if
+/// Feeds `sink` from the queue (each piece through the channel's taps first) until EOF (the sender dropped), then closes the sink if
 /// `on_eof` says so.
 pub(crate) async fn pump<W: AsyncWrite + Unpin>(
     mut queue: InputReceiver,
     mut sink: W,
     on_eof: OnEof,
+    taps: Option<Taps>,
 ) {
     while let Some((data, held_in)) = queue.recv().await {
+        tap_data(taps.as_ref(), TapRecord::Input(&data)).await;
         let written = write_noting_slow_reader(&mut sink, &data, &queue).await;
         queue.released(data.len(), held_in);
         if written.is_err() {
@@ -420,7 +424,7 @@ mod tests {
         let gate = Arc::new(FlowGate::default());
         let (tx, rx) = queue(&gate);
         let (w, mut r) = tokio::io::duplex(1024);
-        let pumping = tokio::spawn(pump(rx, w, OnEof::Close));
+        let pumping = tokio::spawn(pump(rx, w, OnEof::Close, None));
         tx.push(Bytes::from_static(b"ab"));
         tx.push(Bytes::from_static(b"cd"));
         drop(tx);
@@ -462,7 +466,7 @@ mod tests {
         then: impl FnOnce(),
     ) {
         let (w, mut r) = tokio::io::duplex(64 * 1024);
-        let pumping = tokio::spawn(pump(rx, w, OnEof::Close));
+        let pumping = tokio::spawn(pump(rx, w, OnEof::Close, None));
         then();
         let mut out = Vec::new();
         r.read_to_end(&mut out).await.unwrap();
@@ -537,7 +541,7 @@ mod tests {
         tx.push(pattern(2 * CHANNEL_MEMORY, 5));
         // A process that reads nothing: the pump takes a piece and waits on the write.
         let (w, mut r) = tokio::io::duplex(16);
-        let pumping = tokio::spawn(pump(rx, w, OnEof::Close));
+        let pumping = tokio::spawn(pump(rx, w, OnEof::Close, None));
         let mut first = [0u8; 16];
         r.read_exact(&mut first).await.unwrap();
         assert_eq!(
