@@ -10,4 +10,5 @@
 pub mod chain;
 pub mod item;
 pub mod layout;
+pub mod s3;
 pub mod store;
