@@ -47,6 +47,13 @@
 //! an IP address or `localhost`, or when the bucket is not a valid DNS label (upper case,
 //! underscores, or dots over https), as the AWS SDKs do; the choice is logged at start.
 //!
+//! # Permissions
+//!
+//! The uploader needs `s3:PutObject` (which covers the multipart requests),
+//! `s3:ListMultipartUploadParts` (asked only when a part fails, to tell a lost upload from a
+//! failing store) and, with `acl`, `s3:PutObjectAcl`; [`S3Store`] needs `s3:ListBucket` and
+//! `s3:GetObject`. A refused request is retried like any failure: nothing is dropped.
+//!
 //! # The spool's size, and what the recorder does
 //!
 //! `maxSpoolSize` (0: no limit) bounds the bytes of the entries' files (state files are not
@@ -60,7 +67,8 @@
 //! 3. calls [`UploaderHandle::notify`] after it writes a state (a new connection, `complete:
 //!    true`), so the upload starts without waiting for the next scan (every second).
 //!
-//! The uploader gives the bytes back when it removes an uploaded entry.
+//! The uploader gives the bytes back when it removes an uploaded entry. [`Uploader::start`]
+//! spawns its task on the lifecycle it is given, so it is called from within the tokio runtime.
 
 mod backoff;
 mod budget;
