@@ -157,10 +157,19 @@ pub(crate) fn check(config: &AuditS3Config) -> Result<(), S3Error> {
 
 /// The bucket of `audit.s3`: object_store's client, and a plain HTTP client (same TLS and
 /// timeouts) for the one request object_store does not make.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Bucket {
     pub(crate) store: AmazonS3,
     http: HttpClient,
+}
+
+/// Only the store's name: object_store's own `Debug` shows the access key id.
+impl std::fmt::Debug for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Bucket")
+            .field(&format_args!("{}", self.store))
+            .finish()
+    }
 }
 
 impl Bucket {

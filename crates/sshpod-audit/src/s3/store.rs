@@ -15,10 +15,19 @@ use super::S3Error;
 use crate::store::{is_plain_name, Store};
 
 /// The recordings in an S3 bucket.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct S3Store {
     store: AmazonS3,
     bucket: String,
+}
+
+/// Only the bucket: object_store's own `Debug` shows the access key id.
+impl std::fmt::Debug for S3Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Store")
+            .field("bucket", &self.bucket)
+            .finish()
+    }
 }
 
 impl S3Store {
@@ -132,5 +141,38 @@ impl Store for S3Store {
 
     fn describe(&self) -> String {
         format!("s3://{}", self.bucket)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sshpod_config::{AuditS3Metadata, Secret};
+
+    #[test]
+    fn debug_output_shows_no_credentials() -> Result<(), S3Error> {
+        let config = AuditS3Config {
+            local: "/nonexistent".into(),
+            access_key: Secret::new("AKIDVISIBLE".to_owned()),
+            secret_key: Secret::new("hunter2".to_owned()),
+            bucket: "logs".to_owned(),
+            region: String::new(),
+            endpoint: "http://127.0.0.1:9".to_owned(),
+            cacert: String::new(),
+            acl: String::new(),
+            path_style_access: true,
+            upload_part_size: 5 * 1024 * 1024,
+            parallel_uploads: 1,
+            metadata: AuditS3Metadata::default(),
+            max_spool_size: 0,
+        };
+        let store = S3Store::new(&config)?;
+        let bucket = client::build(&config, Access::Write)?;
+        for shown in [format!("{store:?}"), format!("{bucket:?}")] {
+            assert!(!shown.contains("AKIDVISIBLE"), "{shown}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("logs"), "{shown}");
+        }
+        Ok(())
     }
 }
