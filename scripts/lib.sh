@@ -157,6 +157,24 @@ ensure_venv() {
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
     echo "$want" >"$stamp"
   fi
+  ensure_moto_venv
+}
+
+# .venv-moto with requirements-moto.txt (moto_server, the S3 store of the audit tests): apart
+# from .venv, whose kubernetes client and moto's botocore want different python-dateutil.
+ensure_moto_venv() {
+  local venv="$REPO_ROOT/.venv-moto" req="$REPO_ROOT/requirements-moto.txt"
+  local stamp="$venv/.requirements-moto.sha256" want
+  if [ ! -x "$venv/bin/python" ]; then
+    log "creating $venv"
+    "$(venv_python)" -m venv "$venv"
+  fi
+  want=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    log "installing $req into .venv-moto"
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
+    echo "$want" >"$stamp"
+  fi
 }
 
 # Headless Chromium and its WebDriver (Debian's), for the recordings page's browser test.

@@ -15,6 +15,7 @@ pub mod layout;
 pub mod log_lines;
 pub mod recorder;
 pub mod sshpod_format;
+pub mod s3;
 pub mod store;
 pub mod summary;
 pub mod transfers;
