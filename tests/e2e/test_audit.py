@@ -261,3 +261,143 @@ def test_the_servers_recordings_page_plays_a_session_it_recorded(scn):
         assert "login-accepted" in kinds and "end" in kinds, kinds
     finally:
         driver.quit()
+
+
+# -- S3 ------------------------------------------------------------------------------------
+
+MOTO_SERVER = h.REPO_ROOT / ".venv-moto" / "bin" / "moto_server"
+BUCKET = "recordings"
+
+
+class Moto:
+    """A real S3-compatible store (moto_server) on loopback; in memory, so a restart is empty."""
+
+    def __init__(self, tmp: Path, port: int | None = None):
+        if not MOTO_SERVER.is_file():
+            raise AssertionError(f"{MOTO_SERVER} is missing: scripts/lib.sh's ensure_venv installs it")
+        self.port = port or h.free_port()
+        self.log = open(tmp / f"moto-{self.port}.log", "ab")
+        self.proc = subprocess.Popen([str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
+                                     stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        h.wait_until(lambda: h.port_open(self.port), 60, "moto_server listening")
+        self.request("PUT", f"/{BUCKET}")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # moto checks that a request names a credential, not its signature.
+    AUTH = ("AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, "
+            "Signature=00")
+
+    def request(self, method: str, path: str) -> bytes:
+        import urllib.request
+        request = urllib.request.Request(self.endpoint + path, method=method, headers={"Authorization": self.AUTH})
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.read()
+
+    def keys(self) -> list[str]:
+        import re
+        listing = self.request("GET", f"/{BUCKET}?list-type=2&max-keys=1000").decode()
+        return re.findall(r"<Key>([^<]+)</Key>", listing)
+
+    def get(self, key: str) -> bytes:
+        return self.request("GET", f"/{BUCKET}/{key}")
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait(30)
+        self.log.close()
+
+
+def s3_recording(spool: Path, moto: Moto, **audit) -> dict:
+    spool.mkdir(exist_ok=True)
+    settings = {"enable": True, "format": "sshpod", "storage": "s3",
+                "s3": {"local": str(spool), "bucket": BUCKET, "endpoint": moto.endpoint, "region": "us-east-1",
+                       "accessKey": "test-access", "secretKey": "test-secret", "pathStyleAccess": True,
+                       "metadata": {"username": True, "ip": True}},
+                "intercept": {"stdout": True}}
+    settings.update(audit)
+    return {"audit": settings}
+
+
+def uploaded(moto: Moto, connection: str) -> Path | None:
+    """The connection's recording as the bucket holds it, once its `end` is there."""
+    keys = [k for k in moto.keys() if k.startswith(connection + "/")]
+    if f"{connection}/events.jsonl" not in keys:
+        return None
+    log = moto.get(f"{connection}/events.jsonl")
+    if b'"kind":"end"' not in log:
+        return None
+    return keys
+
+
+def test_recordings_reach_the_bucket_through_an_outage_and_a_kill_9(scn):
+    spool = scn.tmp / "spool"
+    moto = Moto(scn.tmp)
+    try:
+        config = scn.write_config(scn.config(s3_recording(spool, moto)), "s3.yaml")
+        gw = scn.start(config_path=config)
+        client = scn.client(gw)
+        assert client.ssh("echo first").stdout == "first\n"
+        [first] = h.wait_until(lambda: [p.name for p in recordings(spool)] or None, 30, "the first recording")
+        h.wait_until(lambda: uploaded(moto, first), 60, "the first recording in the bucket")
+        h.wait_until(lambda: not (spool / first).exists(), 60, "the first recording gone from the spool")
+
+        # The store goes down: a session ends, another is cut by a kill -9 of sshpod.
+        port = moto.port
+        moto.stop()
+        assert client.ssh("echo during the outage").stdout == "during the outage\n"
+        running = client.popen("echo cut-by-kill; sleep 300")
+        h.wait_until(lambda: len(recordings(spool)) == 2 and any(
+            b"cut-by-kill" in p.read_bytes() for r in recordings(spool) for p in r.glob("channel-*.stdout")),
+            60, "the running session's output in the spool")
+        gw.signal(signal.SIGKILL)
+        gw.wait_exit(30)
+        running.kill()
+        running.wait(30)
+        ids = [p.name for p in recordings(spool)]
+
+        # The store and sshpod come back: everything arrives, closed and verifiable.
+        moto = Moto(scn.tmp, port)
+        restarted = scn.start(config_path=config, name="restarted")
+        for connection in ids:
+            h.wait_until(lambda: uploaded(moto, connection), 90, f"{connection} in the bucket")
+        outputs = set()
+        for connection in ids:
+            log = moto.get(f"{connection}/events.jsonl")
+            lines = [json.loads(line) for line in log.splitlines()]
+            assert lines[-1]["kind"] == "end", lines[-1]
+            for line in lines:
+                if line["kind"] == "recording-file":
+                    data = moto.get(f"{connection}/{line['file']}")
+                    assert hashlib.sha256(data).hexdigest() == line["sha256"], line
+                    outputs.add(data)
+        assert outputs == {b"during the outage\n", b"cut-by-kill\n"}, outputs
+        h.wait_until(lambda: recordings(spool) == [], 60, "the spool emptied")
+
+        # `sshpod audit verify --s3` reads the bucket.
+        verify = h.run_sshpod(["--config", str(config), "audit", "verify", "--s3"])
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        assert restarted.stop() == 0
+    finally:
+        moto.stop()
+
+
+def test_a_required_recording_ends_a_session_when_the_spool_is_full(scn):
+    spool = scn.tmp / "spool"
+    moto = Moto(scn.tmp)
+    try:
+        limit = 6 * 1024 * 1024
+        settings = s3_recording(spool, moto, required=True)
+        settings["audit"]["s3"]["maxSpoolSize"] = limit
+        gw = scn.start(settings)
+        client = scn.client(gw)
+        moto.stop()  # nothing leaves the spool
+        flood = client.ssh("head -c 20000000 /dev/zero; sleep 60", timeout=120)
+        assert flood.returncode == 255, flood
+        assert "recording failed" in flood.stderr, flood
+        total = sum(p.stat().st_size for r in recordings(spool) for p in r.iterdir())
+        assert total <= limit + 1024 * 1024, total
+    finally:
+        moto.stop()

@@ -33,7 +33,7 @@ fn audit(dir: &Path, intercept: AuditIntercept, required: bool) -> AuditConfig {
 
 async fn gateway(config: &AuditConfig, fake: &FakeBackend) -> TestGateway {
     let recorder: Arc<dyn EventSink> = Arc::new(
-        Audit::start(config, false, None)
+        Audit::start(config, false, None, None)
             .expect("a recorder")
             .expect("recording is on"),
     );

@@ -26,6 +26,7 @@ use sshpod_core::{
 };
 
 use crate::item::{Item, Record};
+use crate::s3::SpoolBudget;
 use settings::{ChannelFlags, ConnectionFlags};
 pub use writer::Notify;
 
@@ -73,11 +74,9 @@ impl Audit {
         config: &AuditConfig,
         per_user: bool,
         notify: Option<Notify>,
+        budget: Option<SpoolBudget>,
     ) -> Result<Option<Self>, StartError> {
-        if config.format == AuditFormat::None
-            || config.storage == AuditStorage::None
-            || !(config.enable || per_user)
-        {
+        if !Self::records(config, per_user) {
             return Ok(None);
         }
         let root = root(config);
@@ -86,7 +85,7 @@ impl Audit {
             source,
         })?;
         let queued = Arc::new(writer::Queued::default());
-        let queue = writer::spawn(root, config.format, Arc::clone(&queued), notify)
+        let queue = writer::spawn(root, config.format, Arc::clone(&queued), notify, budget)
             .map_err(StartError::Thread)?;
         Ok(Some(Self {
             shared: Arc::new(Shared {
@@ -96,6 +95,14 @@ impl Audit {
                 connections: Mutex::default(),
             }),
         }))
+    }
+
+    /// Whether `config` records anything: a format and a storage, and recording on (or a
+    /// config server that may turn it on: `per_user`).
+    pub fn records(config: &AuditConfig, per_user: bool) -> bool {
+        config.format != AuditFormat::None
+            && config.storage != AuditStorage::None
+            && (config.enable || per_user)
     }
 
     /// Waits until everything queued so far is written and synced (at shutdown, after the

@@ -19,6 +19,7 @@ use super::settings::ConnectionFlags;
 use crate::containerssh::{AsciinemaWriter, BinaryWriter};
 use crate::item::{Item, Record};
 use crate::layout::{self, EntryState};
+use crate::s3::SpoolBudget;
 use crate::sshpod_format::{self, SshpodWriter};
 
 /// Data queued for the writer, and the channels waiting for it to go down.
@@ -149,7 +150,8 @@ impl Recording {
         })
     }
 
-    fn write(&mut self, item: &Item) -> io::Result<()> {
+    /// Writes `item`; returns the bytes it added (estimated for the compressed format).
+    fn write(&mut self, item: &Item) -> io::Result<u64> {
         if let Item::Event(event) = item {
             if let EventKind::LoginAccepted { authenticated, .. } = &event.kind {
                 self.state.authenticated = true;
@@ -157,15 +159,16 @@ impl Recording {
                 layout::write_state(&self.root, &self.state)?;
             }
         }
+        let estimate = data_len(item) + 256;
         match &mut self.format {
-            FormatWriter::Sshpod(w) => w.write(item).map(drop),
+            FormatWriter::Sshpod(w) => w.write(item),
             FormatWriter::Binary(w, intercept) => {
                 settle(intercept, item);
-                w.write(item, intercept)
+                w.write(item, intercept).map(|()| estimate)
             }
             FormatWriter::Asciinema(w, intercept) => {
                 settle(intercept, item);
-                w.write(item, intercept)
+                w.write(item, intercept).map(|()| estimate)
             }
         }
     }
@@ -234,6 +237,8 @@ struct Writer {
     format: AuditFormat,
     queued: Arc<Queued>,
     notify: Option<Notify>,
+    /// The S3 spool's limit; none for file storage.
+    budget: Option<SpoolBudget>,
     connections: HashMap<ConnectionId, Connection>,
 }
 
@@ -243,6 +248,7 @@ pub(crate) fn spawn(
     format: AuditFormat,
     queued: Arc<Queued>,
     notify: Option<Notify>,
+    budget: Option<SpoolBudget>,
 ) -> io::Result<mpsc::Sender<Message>> {
     let (sender, receiver) = mpsc::channel();
     let mut writer = Writer {
@@ -250,6 +256,7 @@ pub(crate) fn spawn(
         format,
         queued,
         notify,
+        budget,
         connections: HashMap::new(),
     };
     std::thread::Builder::new()
@@ -374,7 +381,7 @@ impl Writer {
                     }
                     let pending = std::mem::take(&mut connection.pending);
                     for earlier in pending {
-                        write(connection, &earlier);
+                        write(connection, &earlier, self.budget.as_ref());
                     }
                 }
                 Some((false, _)) => {
@@ -389,7 +396,7 @@ impl Writer {
                 }
             }
         }
-        write(connection, &item);
+        write(connection, &item, self.budget.as_ref());
     }
 
     fn end(&mut self, id: ConnectionId) {
@@ -410,7 +417,7 @@ impl Writer {
     }
 }
 
-fn write(connection: &mut Connection, item: &Item) {
+fn write(connection: &mut Connection, item: &Item, budget: Option<&SpoolBudget>) {
     let Some(recording) = &mut connection.recording else {
         return;
     };
@@ -418,7 +425,14 @@ fn write(connection: &mut Connection, item: &Item) {
         return;
     }
     match recording.write(item) {
-        Ok(()) => connection.dirty = true,
+        Ok(written) => {
+            connection.dirty = true;
+            // Counted once written (its size is known only then): the spool passes its limit
+            // by one item at most, and that recording fails.
+            if let Some(Err(full)) = budget.map(|b| b.try_reserve(written)) {
+                fail(&connection.flags, &io::Error::other(full));
+            }
+        }
         Err(e) => fail(&connection.flags, &e),
     }
 }

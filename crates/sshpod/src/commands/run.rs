@@ -121,6 +121,11 @@ async fn serve<B: Backend>(
     });
     tracing::info!("listening on {addr}");
     server.serve(listener, lifecycle).await;
+    // Every connection has closed: its recording is written (and uploaded) before the
+    // background work (the uploader among it) stops.
+    if let Some(recording) = recording {
+        recording.finish().await;
+    }
     // The server and the backend have stopped their own work; whatever else runs on the root
     // (the signal watcher) ends here.
     lifecycle.cancel();
@@ -129,9 +134,6 @@ async fn serve<B: Backend>(
         .is_err()
     {
         tracing::warn!("shutdown deadline passed with background work still running");
-    }
-    if let Some(recording) = recording {
-        recording.finish().await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -49,16 +49,11 @@ fn directory(dir: &Path) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(DirStore::new(dir)))
 }
 
-// MERGE SEAM (integrator): return `sshpod_audit::s3::S3Store` built from `config` once that
-// store is in the workspace. Until then `--s3` (and a configuration with `storage: s3`) says
-// plainly that it cannot read buckets; `--dir` on the spool reads what has not been uploaded.
+/// The configuration's bucket.
 fn s3_store(config: &AuditS3Config) -> anyhow::Result<Arc<dyn Store>> {
-    bail!(
-        "reading recordings from S3 (bucket `{}`) is not built into this sshpod yet; read the \
-         spool with --dir {}",
-        config.bucket,
-        config.local.display()
-    )
+    let store = sshpod_audit::s3::S3Store::new(config)
+        .with_context(|| format!("reading the bucket `{}`", config.bucket))?;
+    Ok(Arc::new(store))
 }
 
 /// The recording `id` means: itself, or the one recording whose id starts with it.
