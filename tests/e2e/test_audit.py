@@ -401,3 +401,34 @@ def test_a_required_recording_ends_a_session_when_the_spool_is_full(scn):
         assert total <= limit + 1024 * 1024, total
     finally:
         moto.stop()
+
+
+def test_a_config_server_turns_recording_on_for_one_user(scn):
+    import shutil
+    import sys
+    sys.path.insert(0, str(h.REPO_ROOT / "tests" / "webhook_server"))
+    from containerssh_webhooks import WebhookServer
+
+    audit_dir = scn.tmp / "audit"
+    server = WebhookServer({
+        "alice": {"config": {"audit": {"enable": True, "intercept": {"stdout": True}}}},
+        "bob": {"config": {}},
+    })
+    # bob logs in with alice's key; only the config server's answers tell them apart.
+    shutil.copy(scn.tmp / "authorized_keys" / "alice", scn.tmp / "authorized_keys" / "bob")
+    try:
+        settings = recording(audit_dir, enable=False)
+        config = h.deep_merge(scn.config(settings), {"configserver": {"url": server.url + "/config"}})
+        gw = scn.start(config_path=scn.write_config(config))
+        assert scn.client(gw, user="bob").ssh("echo not recorded").stdout == "not recorded\n"
+        assert scn.client(gw).ssh("echo recorded for alice").stdout == "recorded for alice\n"
+        [entry] = complete_recordings(audit_dir)
+        log = events(entry)
+        kinds = [line["kind"] for line in log]
+        # What happened before the config server answered is in the recording too.
+        assert kinds[:4] == ["connected", "config-applied", "login-accepted", "recording-settings"], kinds
+        assert next(line for line in log if line["kind"] == "config-applied")["sections"] == ["audit"]
+        assert next(entry.glob("channel-*.stdout")).read_bytes() == b"recorded for alice\n"
+        verify_chain(entry)
+    finally:
+        server.close()
