@@ -40,4 +40,4 @@ pub use process::{
     TtySpec,
 };
 pub use read_buffer::{ReadBuffer, INITIAL_READ_BUFFER};
-pub use tap::{ChannelInfo, ChannelTap, TapRecord};
+pub use tap::{ChannelInfo, ChannelTap, OwnedTapRecord, TapRecord};

@@ -44,6 +44,36 @@ pub enum TapRecord<'a> {
     Exit(ExitStatus),
 }
 
+/// A [`TapRecord`] that owns its data, for subscribers that keep records past the call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedTapRecord {
+    /// Data from the client.
+    Input(Vec<u8>),
+    /// Data to the client.
+    Output(Vec<u8>),
+    /// Data to the client on the error stream.
+    ErrorOutput(Vec<u8>),
+    /// The client's terminal changed size.
+    Resize(TerminalSize),
+    /// The client sent a signal.
+    Signal(Signal),
+    /// The process ended.
+    Exit(ExitStatus),
+}
+
+impl From<TapRecord<'_>> for OwnedTapRecord {
+    fn from(record: TapRecord<'_>) -> Self {
+        match record {
+            TapRecord::Input(data) => Self::Input(data.to_vec()),
+            TapRecord::Output(data) => Self::Output(data.to_vec()),
+            TapRecord::ErrorOutput(data) => Self::ErrorOutput(data.to_vec()),
+            TapRecord::Resize(size) => Self::Resize(size),
+            TapRecord::Signal(signal) => Self::Signal(signal),
+            TapRecord::Exit(status) => Self::Exit(status),
+        }
+    }
+}
+
 /// Receives one channel's records. Runs on the connection's tasks: it must not block.
 pub trait ChannelTap: Send + 'static {
     /// One record, in order.

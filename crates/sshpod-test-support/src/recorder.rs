@@ -8,41 +8,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use sshpod_core::{
-    ChannelInfo, ChannelTap, ConnectionId, Event, EventKind, EventSink, ExitStatus, Signal,
-    TapRecord, TerminalSize,
-};
+use sshpod_core::{ChannelInfo, ChannelTap, ConnectionId, Event, EventKind, EventSink, TapRecord};
 use tokio::sync::watch;
 
 /// A tapped record, owned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Recorded {
-    /// From the client.
-    Input(Vec<u8>),
-    /// To the client.
-    Output(Vec<u8>),
-    /// To the client, on the error stream.
-    ErrorOutput(Vec<u8>),
-    /// A resize.
-    Resize(TerminalSize),
-    /// A signal.
-    Signal(Signal),
-    /// The exit.
-    Exit(ExitStatus),
-}
-
-impl From<TapRecord<'_>> for Recorded {
-    fn from(record: TapRecord<'_>) -> Self {
-        match record {
-            TapRecord::Input(d) => Recorded::Input(d.to_vec()),
-            TapRecord::Output(d) => Recorded::Output(d.to_vec()),
-            TapRecord::ErrorOutput(d) => Recorded::ErrorOutput(d.to_vec()),
-            TapRecord::Resize(s) => Recorded::Resize(s),
-            TapRecord::Signal(s) => Recorded::Signal(s),
-            TapRecord::Exit(s) => Recorded::Exit(s),
-        }
-    }
-}
+pub use sshpod_core::OwnedTapRecord as Recorded;
 
 /// Keeps events and tapped records; every addition wakes waiters. Clones share them.
 #[derive(Clone, Default)]
