@@ -73,7 +73,6 @@ struct CastFile {
 struct DataFile {
     name: String,
     file: File,
-    hash: Sha256,
     bytes: u64,
 }
 
@@ -86,14 +85,12 @@ impl DataFile {
         Ok(Self {
             name,
             file,
-            hash: Sha256::new(),
             bytes: 0,
         })
     }
 
     fn write(&mut self, data: &[u8]) -> io::Result<u64> {
         self.file.write_all(data)?;
-        self.hash.update(data);
         self.bytes += data.len() as u64;
         Ok(data.len() as u64)
     }
@@ -339,7 +336,9 @@ impl SshpodWriter {
             let mut fields = Map::new();
             fields.insert("file".into(), json!(file.name));
             fields.insert("bytes".into(), json!(file.bytes));
-            fields.insert("sha256".into(), json!(hex::encode(file.hash.finalize())));
+            // Hashed from the disk once closed, not as it is written: the cost falls after the
+            // session's data, when the writer is otherwise idle, not on the session's pace.
+            fields.insert("sha256".into(), json!(digest_file(&self.dir.join(&file.name))?));
             self.closed.push(file.name);
             self.line(at, Some(channel), "recording-file", fields)?;
         }
@@ -404,6 +403,20 @@ impl SshpodWriter {
         self.written += linked.len() as u64;
         Ok(())
     }
+}
+
+/// The SHA-256 of a file, read in blocks (recordings can be large).
+fn digest_file(path: &Path) -> io::Result<String> {
+    let mut file = File::open(path)?;
+    let mut hash = Sha256::new();
+    let mut block = vec![0; 1 << 20];
+    loop {
+        match io::Read::read(&mut file, &mut block)? {
+            0 => break,
+            n => hash.update(&block[..n]),
+        }
+    }
+    Ok(hex::encode(hash.finalize()))
 }
 
 /// A file operation as an event-log line.
@@ -534,11 +547,11 @@ pub fn recover(dir: &Path) -> io::Result<String> {
         file.write_all(&chain.link(&content))
     };
     for name in &names {
-        let data = fs::read(dir.join(name))?;
+        let path = dir.join(name);
         let mut fields = Map::new();
         fields.insert("file".into(), json!(name));
-        fields.insert("bytes".into(), json!(data.len()));
-        fields.insert("sha256".into(), json!(hex::encode(Sha256::digest(&data))));
+        fields.insert("bytes".into(), json!(fs::metadata(&path)?.len()));
+        fields.insert("sha256".into(), json!(digest_file(&path)?));
         add("recording-file", fields)?;
     }
     let total = lines + names.len() as u64 + 1;
