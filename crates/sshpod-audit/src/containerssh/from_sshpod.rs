@@ -5,8 +5,8 @@
 //!
 //! The event log says what happened and when; the data comes from the channels' files. A
 //! terminal session's output and input are its cast's `"o"` and `"i"` events, timed from the
-//! line that started its process (the cast's header has whole seconds only), and written in
-//! time order among the log's messages. A session without a terminal (and a forward) has raw
+//! cast header's `timestamp` (the whole second its times count from), and written in time
+//! order among the log's messages once the line that started its process has been. A session without a terminal (and a forward) has raw
 //! `.stdin`, `.stdout` and `.stderr` files without times: each is written as `io` messages of
 //! at most [`CHUNK`] bytes just before the channel's exit (or its close), timed when the file
 //! was closed (its `recording-file` line) or at that exit, whichever is earlier.
@@ -165,8 +165,8 @@ struct ChannelData<'a> {
     cast: VecDeque<(i64, u8, Vec<u8>)>,
     /// When the cast started, by its header (whole seconds), in nanoseconds.
     cast_header_start: Option<i64>,
-    /// When the cast started, by the line that started the process: its events are written
-    /// from then on.
+    /// When the cast's times start (its header's second), set once the line that started the
+    /// process is reached: its events are written from then on.
     cast_start: Option<i64>,
     /// The raw streams not written yet.
     streams: [Option<&'a [u8]>; 3],
@@ -287,7 +287,9 @@ impl<W: Write> Export<'_, W> {
                 log.process_starting(at, id, &command, tty)?;
                 if tty {
                     if let Some(data) = self.channels.get_mut(&id) {
-                        data.cast_start.get_or_insert(at);
+                        // A cast's times count from its header's whole second.
+                        let start = data.cast_header_start.unwrap_or(at);
+                        data.cast_start.get_or_insert(start);
                     }
                 }
                 Ok(())
