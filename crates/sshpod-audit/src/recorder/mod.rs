@@ -279,7 +279,14 @@ impl ChannelTap for AuditTap {
             Item::Record {
                 channel: self.number,
                 at: SystemTime::now(),
-                record: Record::from(record),
+                record: match record {
+                    TapRecord::Input(data) => Record::Input(self.shared.queued.copy(data)),
+                    TapRecord::Output(data) => Record::Output(self.shared.queued.copy(data)),
+                    TapRecord::ErrorOutput(data) => {
+                        Record::ErrorOutput(self.shared.queued.copy(data))
+                    }
+                    other => Record::from(other),
+                },
             },
         ));
     }

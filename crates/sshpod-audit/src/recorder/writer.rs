@@ -22,14 +22,54 @@ use crate::layout::{self, EntryState};
 use crate::s3::SpoolBudget;
 use crate::sshpod_format::{self, SshpodWriter};
 
-/// Data queued for the writer, and the channels waiting for it to go down.
+/// Data queued for the writer, the channels waiting for it to go down, and the buffers data
+/// is copied into (used again once written: a stream recorded at full speed would otherwise
+/// have fresh memory faulted in for every piece).
 #[derive(Debug, Default)]
 pub(crate) struct Queued {
     pub(crate) bytes: AtomicU64,
     caught_up: tokio::sync::Notify,
+    buffers: std::sync::Mutex<Vec<Vec<u8>>>,
 }
 
+/// Buffers kept for use again, and the largest kept.
+const SPARE_BUFFERS: usize = 64;
+const SPARE_BUFFER_SIZE: usize = 256 << 10;
+
 impl Queued {
+    /// A copy of `data` in a spare buffer if there is one.
+    pub(crate) fn copy(&self, data: &[u8]) -> Vec<u8> {
+        let spare = self
+            .buffers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let mut buffer = spare.unwrap_or_default();
+        buffer.clear();
+        buffer.extend_from_slice(data);
+        buffer
+    }
+
+    /// Keeps a written item's buffer for another copy.
+    fn recycle(&self, item: Item) {
+        let buffer = match item {
+            Item::Record {
+                record: Record::Input(b) | Record::Output(b) | Record::ErrorOutput(b),
+                ..
+            } => b,
+            _ => return,
+        };
+        if buffer.capacity() <= SPARE_BUFFER_SIZE {
+            let mut spare = self
+                .buffers
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if spare.len() < SPARE_BUFFERS {
+                spare.push(buffer);
+            }
+        }
+    }
+
     /// The writer took `n` bytes off the queue.
     fn taken(&self, n: u64) {
         let before = self.bytes.fetch_sub(n, Ordering::Relaxed);
@@ -192,6 +232,15 @@ impl Recording {
         }
     }
 
+    /// Handles of the files being written, for syncing elsewhere.
+    fn files(&self) -> io::Result<Vec<File>> {
+        match &self.format {
+            FormatWriter::Sshpod(w) => w.files(),
+            FormatWriter::Binary(w, _) => Ok(vec![w.get_ref().try_clone()?]),
+            FormatWriter::Asciinema(w, _) => Ok(vec![w.get_ref().try_clone()?]),
+        }
+    }
+
     fn sync(&mut self) -> io::Result<()> {
         match &mut self.format {
             FormatWriter::Sshpod(w) => w.sync(),
@@ -277,6 +326,24 @@ fn data_len(item: &Item) -> u64 {
 
 impl Writer {
     fn run(&mut self, receiver: &mpsc::Receiver<Message>) {
+        // The periodic syncs run on a thread of their own: a sync waits for the disk, and the
+        // writer must go on taking data meanwhile (a session streaming into its recording
+        // would otherwise stall once a second).
+        let (syncs, to_sync) = mpsc::sync_channel::<Vec<File>>(1);
+        let syncer = std::thread::Builder::new()
+            .name("sshpod-audit-sync".into())
+            .spawn(move || {
+                for files in to_sync {
+                    for file in files {
+                        if let Err(e) = file.sync_data() {
+                            tracing::error!(error = %e, "syncing a recording");
+                        }
+                    }
+                }
+            });
+        if let Err(e) = &syncer {
+            tracing::warn!(error = %e, "no sync thread: recordings are synced by the writer");
+        }
         let mut synced = Instant::now();
         loop {
             match receiver.recv_timeout(SYNC_EVERY) {
@@ -285,11 +352,38 @@ impl Writer {
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
             if synced.elapsed() >= SYNC_EVERY {
-                self.sync();
+                match &syncer {
+                    Ok(_) => self.sync_in_background(&syncs),
+                    Err(_) => self.sync(),
+                }
                 synced = Instant::now();
             }
         }
         self.sync();
+    }
+
+    /// Hands the files written since the last sync to the sync thread; if it is still busy
+    /// with the last ones, they wait for the next round.
+    fn sync_in_background(&mut self, syncs: &mpsc::SyncSender<Vec<File>>) {
+        let mut files = Vec::new();
+        let mut taken = Vec::new();
+        for (id, connection) in &mut self.connections {
+            if let (true, Some(recording)) = (connection.dirty, &mut connection.recording) {
+                match recording.files() {
+                    Ok(handles) => files.extend(handles),
+                    Err(e) => tracing::error!(error = %e, "syncing a recording"),
+                }
+                taken.push(*id);
+            }
+        }
+        if files.is_empty() || syncs.try_send(files).is_err() {
+            return;
+        }
+        for id in taken {
+            if let Some(connection) = self.connections.get_mut(&id) {
+                connection.dirty = false;
+            }
+        }
     }
 
     fn sync(&mut self) {
@@ -397,6 +491,7 @@ impl Writer {
             }
         }
         write(connection, &item, self.budget.as_ref());
+        self.queued.recycle(item);
     }
 
     fn end(&mut self, id: ConnectionId) {

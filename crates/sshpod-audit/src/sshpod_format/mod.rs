@@ -338,7 +338,10 @@ impl SshpodWriter {
             fields.insert("bytes".into(), json!(file.bytes));
             // Hashed from the disk once closed, not as it is written: the cost falls after the
             // session's data, when the writer is otherwise idle, not on the session's pace.
-            fields.insert("sha256".into(), json!(digest_file(&self.dir.join(&file.name))?));
+            fields.insert(
+                "sha256".into(),
+                json!(digest_file(&self.dir.join(&file.name))?),
+            );
             self.closed.push(file.name);
             self.line(at, Some(channel), "recording-file", fields)?;
         }
@@ -357,6 +360,21 @@ impl SshpodWriter {
         self.line(at, None, "end", fields)?;
         self.log.sync_all()?;
         Ok(self.chain.head().to_owned())
+    }
+
+    /// Handles of the files being written (the event log and the open data files), for
+    /// syncing them elsewhere.
+    pub fn files(&self) -> io::Result<Vec<File>> {
+        let mut files = vec![self.log.try_clone()?];
+        for channel in self.channels.values() {
+            if let Some(cast) = &channel.cast {
+                files.push(cast.file.file.try_clone()?);
+            }
+            for file in channel.streams.iter().flatten() {
+                files.push(file.file.try_clone()?);
+            }
+        }
+        Ok(files)
     }
 
     /// Syncs what was written to the disk.
