@@ -21,7 +21,7 @@ const BOB: &str = "b0b00000000000000000000000000002";
 const RECENT: &str = "c0ffee00000000000000000000000003";
 
 /// The terminal session of ALICE's recording, channel 0.
-const CAST: &str = "{\"version\":2,\"width\":80,\"height\":24,\"timestamp\":1796616001,\
+const CAST: &str = "{\"version\":2,\"width\":80,\"height\":24,\"timestamp\":1740801601,\
                     \"env\":{\"TERM\":\"xterm\"}}\n\
                     [0.05,\"o\",\"$ \"]\n\
                     [0.8,\"i\",\"echo hi\\r\"]\n\
@@ -590,7 +590,8 @@ fn export_containerssh_writes_the_session_as_containersshs_binary_log() {
     );
     assert_eq!(m[6].text("value"), Some("C\u{1b}[2J"));
     assert_eq!(m[7].unsigned("requestId"), Some(2));
-    // The terminal's input and output, timed from the shell's start.
+    // The terminal's input and output, timed from the cast header's second (the shell's start,
+    // 04:00:01.3, falls in it).
     let io: Vec<(Option<u64>, &[u8], i64)> = m[8..12]
         .iter()
         .map(|m| {
@@ -601,17 +602,17 @@ fn export_containerssh_writes_the_session_as_containersshs_binary_log() {
     assert_eq!(
         io,
         [
-            (Some(1), &b"$ "[..], nanos("2025-03-01T04:00:01.35Z")),
-            (Some(0), &b"echo hi\r"[..], nanos("2025-03-01T04:00:02.1Z")),
+            (Some(1), &b"$ "[..], nanos("2025-03-01T04:00:01.05Z")),
+            (Some(0), &b"echo hi\r"[..], nanos("2025-03-01T04:00:01.8Z")),
             (
                 Some(1),
                 &b"echo hi\r\n"[..],
-                nanos("2025-03-01T04:00:02.11Z")
+                nanos("2025-03-01T04:00:01.81Z")
             ),
             (
                 Some(1),
                 "\u{1b}[1mhi\u{1b}[0m\r\n$ ".as_bytes(),
-                nanos("2025-03-01T04:00:02.25Z")
+                nanos("2025-03-01T04:00:01.95Z")
             ),
         ]
     );
