@@ -72,6 +72,40 @@ def test_sigterm_ends_sessions_removes_containers_and_exits_cleanly(scn):
     assert h.containers(scn.run_id) == [], "sshpod exited but left its containers behind"
 
 
+def test_containers_created_and_never_started_are_swept_at_once_by_the_same_seat_and_later_by_others(scn):
+    """What a `kill -9` between a container's create and its start leaves: a container in
+    Created, with no process that would ever end. The next start of sshpod in the same place
+    (host and listening address) knows it as an earlier life's and removes it at once; one of
+    an instance elsewhere may still be started by it, and goes once older than the start
+    timeout allows, by the sweep that runs while sshpod serves."""
+    port = h.free_port()
+    overrides = {"ssh": {"listen": f"127.0.0.1:{port}"}, "docker": {"timeouts": {"containerStart": "3s"}}}
+    config = scn.write_config(scn.config(overrides), "seat.yaml")
+    gw = scn.start(config_path=config)
+    sleeper = start_sleeper(scn, scn.client(gw))
+    (container,) = h.wait_containers(scn.run_id, 1)
+    instance = h.container_labels(container)["sshpod.instance"]
+    seat, _, _ = instance.partition("-")
+    assert seat and seat != instance, instance
+    gw.signal(signal.SIGKILL)
+    gw.wait_exit(30)
+    sleeper.wait(60)
+
+    def created(owner: str) -> str:
+        return h.docker("create", "--label", f"sshpod.instance={owner}", "--label", f"{h.TEST_LABEL}={scn.run_id}",
+                        h.GUEST_IMAGE, "sleep", "600").stdout.decode().strip()
+    ours = created(f"{seat}-{'0' * 16}")
+    elsewhere = created(f"{'f' * 16}-{'0' * 16}")
+
+    restarted = scn.start(config_path=config, name="restarted")
+    restarted.wait_for_log("removing container of a dead instance", 30)
+    h.wait_until(lambda: ours not in h.containers(scn.run_id) and container not in h.containers(scn.run_id),
+                 10, "the earlier life's containers removed at the next start")
+    assert elsewhere in h.containers(scn.run_id), "another instance may still start its container"
+    h.wait_until(lambda: elsewhere not in h.containers(scn.run_id), 40,
+                 "the other instance's unstarted container removed once older than two start timeouts")
+
+
 @pytest.mark.timeout(240)
 def test_restart_after_sigkill_removes_orphans_of_its_own_only(scn):
     run_a = scn.run_id

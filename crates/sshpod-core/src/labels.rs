@@ -5,7 +5,8 @@
 //! The rules are Kubernetes' (DNS-1123 names, label values), the stricter of the two
 //! backends: a name valid there is valid on Docker too.
 
-/// The sshpod process (a random id per start) that owns the container.
+/// The sshpod process that owns the container: a random id per start, after the seat (where
+/// the process serves from, the same across its restarts) on Docker.
 pub const INSTANCE: &str = "sshpod.instance";
 /// The SSH connection the container serves.
 pub const CONNECTION: &str = "sshpod.connection";

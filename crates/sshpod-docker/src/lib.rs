@@ -53,8 +53,13 @@ pub struct DockerBackend {
 impl DockerBackend {
     /// Connects to the engine named in the configuration and negotiates the API version.
     /// Background work runs on a child of `lifecycle`.
+    ///
+    /// `seat` names where this process serves from (its host and listening address), the same
+    /// across restarts: containers that an earlier process of the same seat left, and that are
+    /// not running, are known as orphans at once (see `orphans.rs`).
     pub async fn connect(
         config: &DockerConfig,
+        seat: Option<&str>,
         lifecycle: &Lifecycle,
     ) -> Result<Self, BackendError> {
         let lifecycle = lifecycle.child();
@@ -103,7 +108,7 @@ impl DockerBackend {
             .negotiate_version()
             .await
             .map_err(|e| BackendError::Engine(Box::new(e)))?;
-        let instance = hex::encode(rand::random::<[u8; 8]>());
+        let instance = orphans::instance_id(seat);
         let local_streams = match &address {
             EngineAddress::Unix(_) => local_streams(
                 &config.connection.stream_directory,
@@ -123,6 +128,30 @@ impl DockerBackend {
             instance,
             lifecycle,
         })
+        .inspect(Self::sweep_now_and_then)
+    }
+
+    /// Sweeps for orphans every twice `timeouts.containerStart`, besides the sweep at start:
+    /// a container another instance created and never started is an orphan only once it is
+    /// that old, which may be long after this process started.
+    fn sweep_now_and_then(&self) {
+        let engine = self.engine.clone();
+        let instance = self.instance.clone();
+        let settle = self.settings.timeouts.container_start * 2;
+        let token = self.lifecycle.token().clone();
+        self.lifecycle.spawn(async move {
+            loop {
+                tokio::select! {
+                    () = token.cancelled() => return,
+                    () = tokio::time::sleep(settle) => {}
+                }
+                match orphans::remove_orphans(&engine, &instance, settle).await {
+                    Ok(0) => {}
+                    Ok(removed) => tracing::info!(removed, "removed containers of dead instances"),
+                    Err(e) => tracing::debug!(error = %e, "sweeping for orphans"),
+                }
+            }
+        });
     }
 
     /// This process's instance id, as put on its containers.

@@ -170,8 +170,8 @@ impl Drop for StreamRoot {
     }
 }
 
-/// Instance directories are named `sshpod-` and the instance id; nothing else in the root is
-/// touched.
+/// Instance directories are named `sshpod-` and the instance id (hex digits, a `-` between
+/// the seat and the rest); nothing else in the root is touched.
 const INSTANCE_PREFIX: &str = "sshpod-";
 
 /// Removes the directories of instances that died: those nobody holds a lock on.
@@ -185,7 +185,9 @@ fn sweep_dead_instances(root: &Path) -> usize {
         let is_instance = name
             .to_str()
             .and_then(|n| n.strip_prefix(INSTANCE_PREFIX))
-            .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()));
+            .is_some_and(|id| {
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
+            });
         if !is_instance {
             continue;
         }
@@ -618,6 +620,7 @@ mod tests {
         let live = StreamRoot::prepare(tmp.path(), "11", Lifecycle::new()).unwrap();
         let live_connection = live.for_connection("c1").unwrap();
         std::fs::create_dir_all(tmp.path().join("sshpod-22/c2")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("sshpod-aa-bb/c3")).unwrap();
         std::fs::create_dir(tmp.path().join("sshpod-not-an-id")).unwrap();
         std::fs::create_dir(tmp.path().join("operator-files")).unwrap();
 
@@ -625,6 +628,10 @@ mod tests {
         assert!(
             !tmp.path().join("sshpod-22").exists(),
             "unlocked: its instance died"
+        );
+        assert!(
+            !tmp.path().join("sshpod-aa-bb").exists(),
+            "an instance with a seat in its id died too"
         );
         assert!(
             live_connection.path.is_dir(),

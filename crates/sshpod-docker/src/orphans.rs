@@ -1,9 +1,16 @@
-//! Start-up sweep: removes containers that sshpod instances which died left behind.
+//! The sweep: removes containers that sshpod instances which died left behind, at start and
+//! now and then after.
 //!
 //! A container belongs to a live instance while its main process runs: with the default idle
 //! command it exits as soon as its instance's attach stream closes. So a container of another
 //! instance that is no longer running is an orphan, and a running one is left alone, whichever
-//! host its instance runs on.
+//! host its instance runs on. A container created and never started has no process to end:
+//! another instance may be about to start it, so it is an orphan only once older than the
+//! start timeout allows, unless it carries this process's seat (its host and listening
+//! address, in the instance id): then the instance that made it was an earlier process in this
+//! same place, which no longer listens there and starts nothing more, and a container of it
+//! that is not running is an orphan at once. (A running one may still serve a session of a
+//! process that is shutting down; it follows the rule above.)
 
 use std::collections::HashMap;
 
@@ -50,7 +57,9 @@ pub(crate) async fn remove_orphans(
             .and_then(|l| l.get(labels::INSTANCE))
             .map(String::as_str);
         let age = now - c.created.unwrap_or(now);
-        if owner == Some(instance) || !is_orphan(c.state, age, settle) {
+        let earlier_life = owner.is_some_and(|owner| same_seat(owner, instance))
+            && c.state != Some(State::RUNNING);
+        if owner == Some(instance) || !(earlier_life || is_orphan(c.state, age, settle)) {
             continue;
         }
         if let Some(id) = c.id.as_deref() {
@@ -64,6 +73,23 @@ pub(crate) async fn remove_orphans(
         }
     }
     Ok(removed)
+}
+
+/// A new instance id: `SEAT-RANDOM`, or `RANDOM` without a seat (16 hex digits each).
+pub(crate) fn instance_id(seat: Option<&str>) -> String {
+    let random = hex::encode(rand::random::<[u8; 8]>());
+    match seat {
+        Some(seat) => format!("{seat}-{random}"),
+        None => random,
+    }
+}
+
+/// Whether two instance ids carry the same seat.
+fn same_seat(one: &str, other: &str) -> bool {
+    match (one.split_once('-'), other.split_once('-')) {
+        (Some((a, _)), Some((b, _))) => a == b,
+        _ => false,
+    }
 }
 
 /// Whether a container of another instance is an orphan: it stopped, or it was created and
@@ -96,6 +122,17 @@ pub(crate) async fn remove_connection(engine: &Engine, connection_id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_instances_of_one_seat_share_it() {
+        let earlier = instance_id(Some("0123456789abcdef"));
+        let now = instance_id(Some("0123456789abcdef"));
+        assert_ne!(earlier, now);
+        assert!(same_seat(&earlier, &now));
+        assert!(!same_seat(&instance_id(Some("fedcba9876543210")), &now));
+        let unseated = instance_id(None);
+        assert!(!same_seat(&unseated, &now) && !same_seat(&unseated, &instance_id(None)));
+    }
 
     #[test]
     fn only_stopped_or_abandoned_containers_are_orphans() {

@@ -24,7 +24,8 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
     let lifecycle = Lifecycle::new();
     match config.backend {
         sshpod_config::Backend::Docker => {
-            let backend = DockerBackend::connect(&config.docker, &lifecycle)
+            let seat = seat(&socket);
+            let backend = DockerBackend::connect(&config.docker, seat.as_deref(), &lifecycle)
                 .await
                 .with_context(|| {
                     format!(
@@ -67,6 +68,17 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
         }
         other => anyhow::bail!("backend `{other:?}` is not available in this build"),
     }
+}
+
+/// Where this process serves from, the same across its restarts: a hash of the host's name and
+/// the bound address. Two listening processes cannot share it (they cannot bind the same
+/// address on one host).
+fn seat(socket: &tokio::net::TcpSocket) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let addr = socket.local_addr().ok()?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let digest = Sha256::digest(format!("{}|{addr}", host.trim()));
+    Some(hex::encode(&digest[..8]))
 }
 
 /// Sweeps orphans, then serves SSH until SIGTERM or SIGINT.
