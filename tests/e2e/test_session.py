@@ -235,5 +235,26 @@ def test_kill_signal_ends_the_command(scn):
             return await asyncio.wait_for(proc.wait(), 60)
 
     result = run_async(scenario())
-    killed = (result.exit_signal is not None and result.exit_signal[0] == "KILL") or result.exit_status == 137
-    assert killed, (result.exit_status, result.exit_signal)
+    assert result.exit_signal is not None and result.exit_signal[0] == "KILL", \
+        (result.exit_status, result.exit_signal)
+
+
+def test_a_command_ended_by_a_signal_it_was_sent_is_reported_as_that_signal_every_time(scn):
+    """The process dies of the signal, and its exit can be read, before the `kill` that sent it
+    reports back: the exit must still be told as `exit-signal`, not as the shell's 128+N."""
+    gw = scn.start()
+
+    async def scenario():
+        outcomes = []
+        async with asyncssh_connect(scn, gw) as conn:
+            for signal_name in ["TERM"] * 8 + ["INT", "HUP"]:
+                proc = await conn.create_process("echo ready; exec sleep 100")
+                line = await asyncio.wait_for(proc.stdout.readline(), 60)
+                assert line == "ready\n", line
+                proc.send_signal(signal_name)
+                result = await asyncio.wait_for(proc.wait(), 60)
+                outcomes.append((signal_name, result.exit_signal and result.exit_signal[0], result.exit_status))
+        return outcomes
+
+    outcomes = run_async(scenario(), timeout=200)
+    assert all(sent == got for sent, got, _ in outcomes), outcomes

@@ -16,28 +16,65 @@ use crate::{is_env_name, BackendError, ExitStatus, Signal, TtySpec};
 pub struct DeliveredSignal(Mutex<Option<Signal>>);
 
 impl DeliveredSignal {
-    /// Records `signal` as delivered.
-    pub fn mark(&self, signal: Signal) {
-        if let Ok(mut d) = self.0.lock() {
-            *d = Some(signal);
+    /// Marks `signal` as on its way, before it is sent: the process may die of it, and its
+    /// exit be read, before the sender hears back (a `kill` exec takes tens of milliseconds to
+    /// report). The mark stays if the signal is sent; otherwise the earlier one comes back.
+    pub fn sending(&self, signal: Signal) -> Sending<'_> {
+        let before = self.0.lock().ok().and_then(|mut d| d.replace(signal));
+        Sending {
+            delivered: self,
+            signal,
+            before,
+            sent: false,
         }
-    }
-
-    /// Takes the exit code of [`kill_argv`] run for `signal`: 0 means delivered.
-    pub fn record_kill(&self, kill_code: i64, signal: Signal) -> Result<(), BackendError> {
-        if kill_code != 0 {
-            return Err(BackendError::SignalNotDelivered {
-                signal,
-                kill_exit_code: kill_code,
-            });
-        }
-        self.mark(signal);
-        Ok(())
     }
 
     /// The exit status for the process's exit `code`.
     pub fn exit_status(&self, code: i64) -> ExitStatus {
         exit_status(code, self.0.lock().ok().and_then(|d| *d))
+    }
+}
+
+/// A signal on its way (see [`DeliveredSignal::sending`]). Dropped unsent, it takes its mark
+/// back.
+#[derive(Debug)]
+pub struct Sending<'a> {
+    delivered: &'a DeliveredSignal,
+    signal: Signal,
+    before: Option<Signal>,
+    sent: bool,
+}
+
+impl Sending<'_> {
+    /// The signal was sent.
+    pub fn sent(mut self) {
+        self.sent = true;
+    }
+
+    /// Takes the exit code of [`kill_argv`] run for the signal: 0 means delivered.
+    pub fn record_kill(self, kill_code: i64) -> Result<(), BackendError> {
+        if kill_code != 0 {
+            return Err(BackendError::SignalNotDelivered {
+                signal: self.signal,
+                kill_exit_code: kill_code,
+            });
+        }
+        self.sent();
+        Ok(())
+    }
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        if self.sent {
+            return;
+        }
+        if let Ok(mut d) = self.delivered.0.lock() {
+            // Unless another signal has been marked since.
+            if *d == Some(self.signal) {
+                *d = self.before;
+            }
+        }
     }
 }
 
@@ -139,6 +176,24 @@ fn quote(value: &str) -> String {
 mod tests {
     use super::*;
     use crate::TerminalSize;
+
+    #[test]
+    fn a_signal_counts_from_before_it_is_sent_and_only_if_it_was() {
+        let delivered = DeliveredSignal::default();
+        let sending = delivered.sending(Signal::Term);
+        // The process died of it before the sender heard back: reported as the signal.
+        assert_eq!(delivered.exit_status(143), ExitStatus::Signal(Signal::Term));
+        assert!(sending.record_kill(0).is_ok());
+        assert_eq!(delivered.exit_status(143), ExitStatus::Signal(Signal::Term));
+
+        // A kill that failed, or a send given up, leaves the earlier mark.
+        let failed = delivered.sending(Signal::Int);
+        assert!(failed.record_kill(1).is_err());
+        assert_eq!(delivered.exit_status(130), ExitStatus::Code(130));
+        drop(delivered.sending(Signal::Hup));
+        assert_eq!(delivered.exit_status(129), ExitStatus::Code(129));
+        assert_eq!(delivered.exit_status(143), ExitStatus::Signal(Signal::Term));
+    }
 
     #[test]
     fn wrapper_keeps_arguments_apart_and_records_the_pid() {

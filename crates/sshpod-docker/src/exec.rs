@@ -284,9 +284,10 @@ impl ExecControl {
 
     async fn deliver(&self, signal: Signal) -> Result<(), BackendError> {
         let argv = kill_argv(&self.pid_file, signal);
+        let sending = self.delivered.sending(signal);
         let code =
             run_to_completion(&self.engine, &self.container_id, argv, self.exit_timeout).await?;
-        self.delivered.record_kill(code, signal)
+        sending.record_kill(code)
     }
 
     async fn wait_exit_code(&self) -> Result<i64, BackendError> {

@@ -173,12 +173,13 @@ impl SessionControl {
         let options = KillContainerOptions {
             signal: signal.name().to_owned(),
         };
+        let sending = self.delivered.sending(signal);
         self.engine
             .docker
             .kill_container(&self.id, Some(options))
             .await
             .map_err(|e| BackendError::Engine(Box::new(e)))?;
-        self.delivered.mark(signal);
+        sending.sent();
         Ok(())
     }
 

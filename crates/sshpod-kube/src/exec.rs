@@ -160,6 +160,7 @@ impl Signaller {
             pod: &self.pod,
             container: &self.container,
         };
+        let sending = self.delivered.sending(signal);
         let code = tokio::time::timeout(
             self.timeout,
             run_to_completion(&target, kill_argv(&self.pid_file, signal)),
@@ -169,7 +170,7 @@ impl Signaller {
             what: Deadline::DeliverSignal(signal),
             after: self.timeout,
         })??;
-        self.delivered.record_kill(code, signal)
+        sending.record_kill(code)
     }
 
     /// The exit status for `code`, as a signal where sshpod delivered that signal.
