@@ -1,5 +1,5 @@
 //! The recorder: an [`EventSink`] that copies every connection's events and channel records
-//! into a queue, and a writer thread that turns them into recordings (see [`writer`]).
+//! into a queue, and a writer thread that turns them into recordings (`writer.rs`).
 //!
 //! The server's callbacks must not block, so the sink only copies what will be written (the
 //! streams `intercept` names, a terminal session's output, an SFTP or scp session's bytes) and
@@ -80,7 +80,7 @@ impl Audit {
             return Ok(None);
         }
         let root = root(config);
-        writer::recover(&root, config.format).map_err(|source| StartError::Recover {
+        writer::recover(&root).map_err(|source| StartError::Recover {
             dir: root.clone(),
             source,
         })?;
@@ -265,7 +265,7 @@ impl ChannelTap for AuditTap {
         } as u64;
         let queued = &self.shared.queued.bytes;
         if size > 0 && queued.load(Ordering::Relaxed) + size > MAX_QUEUED {
-            self.flags.lost(&self.shared.config, size);
+            self.flags.lost();
             self.shared.send(writer::Message::Gap {
                 connection: self.connection,
                 channel: self.number,

@@ -80,8 +80,7 @@ impl ConnectionFlags {
     }
 
     /// Data was dropped because the writer fell behind.
-    pub(crate) fn lost(&self, config: &AuditConfig, bytes: u64) {
-        let _ = (config, bytes);
+    pub(crate) fn lost(&self) {
         self.end_if_required("the session's recording fell behind, so the session is ended");
     }
 

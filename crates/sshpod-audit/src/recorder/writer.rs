@@ -538,8 +538,7 @@ fn fail(flags: &ConnectionFlags, error: &io::Error) {
 }
 
 /// Closes every recording under `root` that an earlier run left incomplete.
-pub(crate) fn recover(root: &Path, format: AuditFormat) -> io::Result<()> {
-    let _ = format;
+pub(crate) fn recover(root: &Path) -> io::Result<()> {
     for state in layout::read_states(root)? {
         let mut state = match state {
             Ok(state) => state,
