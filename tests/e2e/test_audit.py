@@ -432,3 +432,29 @@ def test_a_config_server_turns_recording_on_for_one_user(scn):
         verify_chain(entry)
     finally:
         server.close()
+
+
+def test_forwarded_connections_are_recorded_with_their_destination_and_bytes_when_intercepted(scn):
+    from test_transfer import serve_through_forward
+
+    audit_dir = scn.tmp / "audit"
+    gw = scn.start(h.deep_merge(h.FORWARDING, recording(audit_dir, intercept={"forwarding": True})))
+    client = scn.client(gw)
+    fetch = serve_through_forward(scn, client, "recorded-through-the-tunnel")
+    response = h.wait_until(fetch, 60, "an HTTP answer through the forwarded port")
+    assert b"recorded-through-the-tunnel" in response, response
+    gw.stop()
+
+    [entry] = complete_recordings(audit_dir)
+    verify_chain(entry)
+    file_digests_match(entry)
+    forwards = [line for line in events(entry)
+                if line["kind"] == "channel-opened" and line.get("channelKind") == "direct-tcpip"]
+    assert forwards and (forwards[0]["host"], forwards[0]["port"]) == ("127.0.0.1", 8080), forwards
+    channels = {line["channel"] for line in forwards}
+    sent = b"".join((entry / f"channel-{c}.stdin").read_bytes() for c in channels
+                    if (entry / f"channel-{c}.stdin").exists())
+    received = b"".join((entry / f"channel-{c}.stdout").read_bytes() for c in channels
+                        if (entry / f"channel-{c}.stdout").exists())
+    assert b"GET /index.html" in sent, sent
+    assert b"recorded-through-the-tunnel" in received, received
