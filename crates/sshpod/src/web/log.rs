@@ -77,6 +77,7 @@ pub(super) fn facts(log: &[u8]) -> LogFacts {
     let mut accepted = None;
     let mut seen_user = None;
     let mut kind = None;
+    let mut interrupted = false;
     for (number, line) in lines(log) {
         facts.lines = number;
         let Some(map) = object(line) else {
@@ -94,6 +95,8 @@ pub(super) fn facts(log: &[u8]) -> LogFacts {
             facts.remote = text(&map, "remote");
         }
         kind = text(&map, "kind");
+        // An `end` written at the next start after a crash closes a recording that was cut.
+        interrupted = map.get("interrupted").and_then(Value::as_bool) == Some(true);
         if kind.as_deref() == Some("login-accepted") && accepted.is_none() {
             accepted = text(&map, "authenticated").or_else(|| text(&map, "user"));
         }
@@ -102,7 +105,7 @@ pub(super) fn facts(log: &[u8]) -> LogFacts {
         }
     }
     facts.user = accepted.or(seen_user);
-    facts.complete = kind.as_deref() == Some("end");
+    facts.complete = kind.as_deref() == Some("end") && !interrupted;
     facts
 }
 
@@ -165,6 +168,15 @@ mod tests {
         assert_eq!(facts.lines, 3);
         assert_eq!(facts.duration(), Some(1.75));
         assert_eq!(events(cut.as_bytes(), 100).0.len(), 3);
+    }
+
+    #[test]
+    fn a_log_closed_after_a_crash_is_interrupted() {
+        let closed = format!(
+            "{LOG}{}\n",
+            r#"{"seq":4,"at":"2026-12-07T04:00:03Z","kind":"end","interrupted":true}"#
+        );
+        assert!(!facts(closed.as_bytes()).complete);
     }
 
     #[test]
