@@ -65,12 +65,27 @@ pub fn write_state(root: &Path, state: &EntryState) -> io::Result<()> {
         Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
         _ => {}
     }
-    let path = state_path(root, &state.connection);
-    let temporary = dir.join(format!(".{}.tmp", state.connection));
-    let mut file = fs::File::create(&temporary)?;
-    file.write_all(&serde_json::to_vec(state).map_err(io::Error::other)?)?;
-    file.sync_all()?;
-    fs::rename(&temporary, &path)
+    let bytes = serde_json::to_vec(state).map_err(io::Error::other)?;
+    write_whole(&state_path(root, &state.connection), &bytes)
+}
+
+/// Writes `bytes` as `path` whole: to a hidden temporary file beside it, synced, then renamed
+/// over it, so a reader sees the old content or the new, never half. A temporary file a failed
+/// write left is removed.
+pub(crate) fn write_whole(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .map_or_else(Default::default, |n| n.to_string_lossy());
+    let temporary = path.with_file_name(format!(".{name}.tmp"));
+    let written = fs::File::create(&temporary).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    let placed = written.and_then(|()| fs::rename(&temporary, path));
+    if placed.is_err() {
+        let _ = fs::remove_file(&temporary);
+    }
+    placed
 }
 
 /// Reads the state of `connection`, if it has one.

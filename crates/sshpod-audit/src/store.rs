@@ -56,6 +56,19 @@ pub fn is_plain_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// The content type of a recording's file (its name or its object key): an event log, a
+/// cast, or bytes.
+pub fn content_type(name: &str) -> &'static str {
+    let name = name.rsplit('/').next().unwrap_or(name);
+    if name.ends_with(".jsonl") {
+        "application/x-ndjson"
+    } else if name.ends_with(".cast") {
+        "application/x-asciicast"
+    } else {
+        "application/octet-stream"
+    }
+}
+
 fn not_found(what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("no recording file {what}"))
 }

@@ -7,21 +7,10 @@ use object_store::{Attribute, AttributeValue, Attributes};
 use sshpod_config::AuditS3Metadata;
 
 use crate::layout::EntryState;
+use crate::store::content_type;
 
 /// The most bytes one metadata value keeps (S3 allows 2 KiB for all of an object's).
 const MAX_VALUE: usize = 1024;
-
-/// The content type of the object with `key`.
-pub(crate) fn content_type(key: &str) -> &'static str {
-    let name = key.rsplit('/').next().unwrap_or(key);
-    if name.ends_with(".jsonl") {
-        "application/x-ndjson"
-    } else if name.ends_with(".cast") {
-        "application/x-asciicast"
-    } else {
-        "application/octet-stream"
-    }
-}
 
 /// The attributes of the object with `key` in the entry `state` describes.
 pub(crate) fn attributes(state: &EntryState, key: &str, wanted: AuditS3Metadata) -> Attributes {

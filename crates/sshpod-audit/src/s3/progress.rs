@@ -7,12 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::layout::STATE_DIR;
+use crate::layout::{self, STATE_DIR};
 
 /// The suffix of progress files (not `.json`: [`crate::layout::read_states`] reads those).
 const SUFFIX: &str = ".upload";
@@ -107,13 +107,9 @@ pub(crate) fn read(root: &Path, connection: &str) -> io::Result<Progress> {
 
 /// Writes `connection`'s progress whole.
 pub(crate) fn write(root: &Path, connection: &str, progress: &Progress) -> io::Result<()> {
-    let dir = root.join(STATE_DIR);
-    fs::create_dir_all(&dir)?;
-    let temporary = dir.join(format!(".{connection}{SUFFIX}.tmp"));
-    let mut file = fs::File::create(&temporary)?;
-    file.write_all(&serde_json::to_vec(progress).map_err(io::Error::other)?)?;
-    file.sync_all()?;
-    fs::rename(&temporary, path(root, connection))
+    fs::create_dir_all(root.join(STATE_DIR))?;
+    let bytes = serde_json::to_vec(progress).map_err(io::Error::other)?;
+    layout::write_whole(&path(root, connection), &bytes)
 }
 
 /// Removes `connection`'s progress, if any.

@@ -105,16 +105,6 @@ pub(super) async fn events(
     Ok(response)
 }
 
-fn file_type(name: &str) -> &'static str {
-    if name.ends_with(".cast") {
-        "application/x-asciicast"
-    } else if name.ends_with(".jsonl") {
-        "application/x-ndjson"
-    } else {
-        "application/octet-stream"
-    }
-}
-
 /// `GET /api/recordings/{id}/files/{name}`: one file, as a download.
 pub(super) async fn file(
     State(state): State<AppState>,
@@ -129,7 +119,10 @@ pub(super) async fn file(
         .unwrap_or(HeaderValue::from_static("attachment"));
     Ok((
         [
-            (CONTENT_TYPE, HeaderValue::from_static(file_type(&name))),
+            (
+                CONTENT_TYPE,
+                HeaderValue::from_static(sshpod_audit::store::content_type(&name)),
+            ),
             (CONTENT_DISPOSITION, disposition),
         ],
         bytes,
