@@ -112,11 +112,6 @@ impl Audit {
         self.shared.send(writer::Message::Drain(done));
         written.recv_timeout(timeout).is_ok()
     }
-
-    /// Data waiting for the writer, in bytes.
-    pub fn queued(&self) -> u64 {
-        self.shared.queued.bytes.load(Ordering::Relaxed)
-    }
 }
 
 /// Where recordings are written: the file storage's directory or the S3 spool.
@@ -201,6 +196,15 @@ impl EventSink for Audit {
                     if settings::is_transfer(command) {
                         channel.set_transfer();
                     }
+                }
+            }
+            // Its tap holds its own flags; the connection forgets them (a connection may open
+            // and close channels without end).
+            EventKind::ProcessExited { .. }
+            | EventKind::ProcessFailed { .. }
+            | EventKind::ExitStatusUnknown { .. } => {
+                if let Some(channel) = event.channel {
+                    flags.forget_channel(channel);
                 }
             }
             _ => {}

@@ -99,6 +99,11 @@ impl ConnectionFlags {
         lock(&self.channels).get(&channel).cloned()
     }
 
+    /// Drops a channel's flags once its process has ended.
+    pub(crate) fn forget_channel(&self, channel: u32) {
+        lock(&self.channels).remove(&channel);
+    }
+
     /// Flags for a channel being tapped.
     pub(crate) fn open_channel(&self, info: &ChannelInfo) -> Arc<ChannelFlags> {
         let flags = Arc::new(ChannelFlags {

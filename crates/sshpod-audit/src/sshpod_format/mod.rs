@@ -60,7 +60,6 @@ struct ChannelFiles {
     streams: [Option<DataFile>; 3],
     /// Follows an SFTP or scp session's files.
     transfers: Option<TransferWatcher>,
-    ended: bool,
 }
 
 struct CastFile {
@@ -117,11 +116,6 @@ impl SshpodWriter {
             closed: Vec::new(),
             written: 0,
         })
-    }
-
-    /// Bytes written so far.
-    pub fn written(&self) -> u64 {
-        self.written
     }
 
     /// Records one item; returns the bytes it added.
@@ -207,10 +201,11 @@ impl SshpodWriter {
     fn record(&mut self, channel: u32, at: SystemTime, record: &Record) -> io::Result<()> {
         let intercept = self.intercept;
         let dir = self.dir.clone();
-        let files = self.channels.entry(channel).or_default();
-        if files.ended {
+        // A channel is known from its tap until its process ends; a record after that (or of a
+        // channel never tapped) has nowhere to go.
+        let Some(files) = self.channels.get_mut(&channel) else {
             return Ok(());
-        }
+        };
         let forward = matches!(files.kind, Some(ChannelKind::DirectTcpip { .. }));
         let mut ops = Vec::new();
         if let Some(watcher) = &mut files.transfers {
@@ -313,15 +308,12 @@ impl SshpodWriter {
         self.line(at, Some(channel), name, fields)
     }
 
-    /// Closes a channel's data files and writes their digests to the log.
+    /// Closes a channel's data files and writes their digests to the log; the channel is
+    /// forgotten (a connection may open and close channels without end).
     fn close_channel(&mut self, channel: u32, at: SystemTime) -> io::Result<()> {
-        let Some(files) = self.channels.get_mut(&channel) else {
+        let Some(mut files) = self.channels.remove(&channel) else {
             return Ok(());
         };
-        if files.ended {
-            return Ok(());
-        }
-        files.ended = true;
         let mut ops = Vec::new();
         if let Some(mut watcher) = files.transfers.take() {
             watcher.finish(&mut ops);
