@@ -90,8 +90,6 @@ pub trait Backend: Send + Sync + 'static {
     }
 }
 
-/// The container (or, in session mode, the factory of per-session containers) of one
-/// connection.
 /// What a connection's container is, for the record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerInfo {
@@ -101,6 +99,8 @@ pub struct ContainerInfo {
     pub image: String,
 }
 
+/// The container (or, in session mode, the factory of per-session containers) of one
+/// connection.
 pub trait Container: Send + Sync + 'static {
     /// A duplex byte stream to a TCP port, dialled from inside the container.
     type Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static;

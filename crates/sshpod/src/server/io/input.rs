@@ -354,8 +354,8 @@ pub(crate) enum OnEof {
     KeepOpen,
 }
 
-/// Feeds `sink` from the queue (each piece through the channel's taps first) until EOF (the sender dropped), then closes the sink if
-/// `on_eof` says so.
+/// Feeds `sink` from the queue (each piece through the channel's taps first) until EOF (the
+/// sender dropped), then closes the sink if `on_eof` says so.
 pub(crate) async fn pump<W: AsyncWrite + Unpin>(
     mut queue: InputReceiver,
     mut sink: W,
