@@ -28,21 +28,24 @@ package_installed() {
   [ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
 }
 
-# Install whatever is missing from HOST_PACKAGES; apt-get update at most once per run.
-ensure_packages() {
+# Installs those of the named Debian packages that are missing; apt-get update at most once
+# per run (the scripts call this in the main shell, never in a subshell, so the mark holds).
+install_debian_packages() {
   local missing=() p
-  for p in "${HOST_PACKAGES[@]}"; do
+  for p in "$@"; do
     package_installed "$p" || missing+=("$p")
   done
-  if [ ${#missing[@]} -eq 0 ]; then
-    return 0
-  fi
+  [ ${#missing[@]} -eq 0 ] && return 0
   log "installing Debian packages: ${missing[*]}"
   if [ -z "${SSHPOD_APT_UPDATED:-}" ]; then
     as_root apt-get update -qq
     export SSHPOD_APT_UPDATED=1
   fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+ensure_packages() {
+  install_debian_packages "${HOST_PACKAGES[@]}"
 }
 
 # The Debian mirror this machine already uses (never hard-coded): the first URI
@@ -143,73 +146,45 @@ venv_python() {
   if [ -x /usr/bin/python3 ]; then echo /usr/bin/python3; else command -v python3; fi
 }
 
-# .venv with requirements-test.txt installed; reinstalls only when the file changes.
-ensure_venv() {
-  local venv="$REPO_ROOT/.venv" req="$REPO_ROOT/requirements-test.txt"
-  local stamp="$venv/.requirements-test.sha256" want
+# A virtual environment at $1 with the requirements file $2 installed; reinstalls only when
+# the file changes.
+ensure_requirements() {
+  local venv="$1" req="$2" stamp want
+  stamp="$venv/.$(basename "$req").sha256"
   if [ ! -x "$venv/bin/python" ]; then
     log "creating $venv"
     "$(venv_python)" -m venv "$venv"
   fi
   want=$(sha256sum "$req" | cut -d' ' -f1)
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    log "installing $req into .venv"
+    log "installing $req into $venv"
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
     echo "$want" >"$stamp"
   fi
-  ensure_moto_venv
 }
 
-# .venv-moto with requirements-moto.txt (moto_server, the S3 store of the audit tests): apart
-# from .venv, whose kubernetes client and moto's botocore want different python-dateutil.
-ensure_moto_venv() {
-  local venv="$REPO_ROOT/.venv-moto" req="$REPO_ROOT/requirements-moto.txt"
-  local stamp="$venv/.requirements-moto.sha256" want
-  if [ ! -x "$venv/bin/python" ]; then
-    log "creating $venv"
-    "$(venv_python)" -m venv "$venv"
-  fi
-  want=$(sha256sum "$req" | cut -d' ' -f1)
-  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-    log "installing $req into .venv-moto"
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$req"
-    echo "$want" >"$stamp"
-  fi
+# .venv with requirements-test.txt, and .venv-moto with requirements-moto.txt (moto_server,
+# the S3 store of the audit tests): apart, because .venv's kubernetes client and moto's
+# botocore want different python-dateutil.
+ensure_venv() {
+  ensure_requirements "$REPO_ROOT/.venv" "$REPO_ROOT/requirements-test.txt"
+  ensure_requirements "$REPO_ROOT/.venv-moto" "$REPO_ROOT/requirements-moto.txt"
 }
 
 # Headless Chromium and its WebDriver (Debian's), for the recordings page's browser test.
-BROWSER_PACKAGES=(chromium chromium-driver)
 ensure_browser() {
-  local missing=() p
-  for p in "${BROWSER_PACKAGES[@]}"; do
-    package_installed "$p" || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing Debian packages: ${missing[*]}"
-  if [ -z "${SSHPOD_APT_UPDATED:-}" ]; then
-    as_root apt-get update -qq
-    export SSHPOD_APT_UPDATED=1
-  fi
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  install_debian_packages chromium chromium-driver
 }
 
 # The recordings page's player: asciinema-player, at the version web/package-lock.json pins,
-# installed into web/node_modules by npm (never loaded from a CDN). Prints the directory that
-# `audit.web.assets` (and `sshpod audit serve --assets`) points at.
+# installed into web/node_modules by npm (never loaded from a CDN). PLAYER_ASSETS is the
+# directory `audit.web.assets` (and `sshpod audit serve --assets`) points at.
 PLAYER_ASSETS="$REPO_ROOT/web/node_modules/asciinema-player/dist/bundle"
 ensure_player_assets() {
   if [ ! -f "$PLAYER_ASSETS/asciinema-player.min.js" ]; then
-    if ! command -v npm >/dev/null 2>&1; then
-      log "installing Debian packages: nodejs npm"
-      if [ -z "${SSHPOD_APT_UPDATED:-}" ]; then
-        as_root apt-get update -qq
-        export SSHPOD_APT_UPDATED=1
-      fi
-      as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm
-    fi
+    command -v npm >/dev/null 2>&1 || install_debian_packages nodejs npm
     log "installing the web player (npm ci in web/)"
     (cd "$REPO_ROOT/web" && npm ci --no-audit --no-fund --loglevel=error) >&2
   fi
   [ -f "$PLAYER_ASSETS/asciinema-player.min.js" ] || die "npm ci in web/ did not install asciinema-player"
-  printf '%s\n' "$PLAYER_ASSETS"
 }

@@ -25,8 +25,8 @@ ensure_dockerd
 ensure_guest_image
 ensure_venv
 ensure_browser
-SSHPOD_PLAYER_ASSETS="$(ensure_player_assets)"
-export SSHPOD_PLAYER_ASSETS
+ensure_player_assets
+export SSHPOD_PLAYER_ASSETS="$PLAYER_ASSETS"
 
 log "cargo build -p sshpod -p kube-sim"
 cargo build -p sshpod -p kube-sim
