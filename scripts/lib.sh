@@ -15,9 +15,10 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # busybox-static: a statically linked busybox for the "only /bin/sh" image test.
 # sshpass: type passwords into OpenSSH in the password tests.
 # socat: a TLS-verifying front for the Docker socket in the engine-over-TLS tests.
+# binutils: objdump, for the Debian package's libc6 dependency.
 HOST_PACKAGES=(
   docker.io debootstrap openssh-client openssh-server openssh-sftp-server
-  python3 python3-venv tmux busybox-static sshpass openssl ca-certificates socat
+  python3 python3-venv tmux busybox-static sshpass openssl ca-certificates socat binutils
 )
 
 as_root() {

@@ -7,9 +7,17 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::commands::audit::{parse_time, Speed};
 
+/// `sshpod --version`: the package version and the commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("SSHPOD_COMMIT"),
+    ")"
+);
+
 /// An SSH server that gives every login its own fresh container.
 #[derive(Debug, Parser)]
-#[command(name = "sshpod", version, about)]
+#[command(name = "sshpod", version = VERSION, about)]
 pub(crate) struct Cli {
     /// Configuration file (YAML or JSON, by extension).
     #[arg(
@@ -42,6 +50,26 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Create the configured host keys that do not exist yet (never replacing one) and print
+    /// every host key's fingerprint, as clients will see it.
+    HostKeys,
+    /// Print the shell completion script for SHELL.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff, for `man -l -`), or write one page per command into DIR.
+    Man {
+        /// Write `sshpod.1`, `sshpod-audit.1`, `sshpod-audit-ls.1`... into this directory.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// The command line's definition, for the completion scripts and the manual page.
+pub(crate) fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
 }
 
 /// Where `sshpod audit` reads recordings; default: the configuration's `audit` storage.

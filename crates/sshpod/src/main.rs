@@ -23,6 +23,9 @@ fn main() -> ExitCode {
             commands::check_config::run(&cli.config, show_secrets)
         }
         Command::Audit { source, command } => commands::audit::run(&cli.config, &source, command),
+        Command::HostKeys => commands::host_keys::run(&cli.config),
+        Command::Completions { shell } => commands::docs::completions(shell),
+        Command::Man { dir } => commands::docs::man(dir.as_deref()),
         Command::Run => {
             let loaded = match sshpod_config::load(&cli.config) {
                 Ok(l) => l,

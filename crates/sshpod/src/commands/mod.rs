@@ -2,4 +2,6 @@
 
 pub(crate) mod audit;
 pub(crate) mod check_config;
+pub(crate) mod docs;
+pub(crate) mod host_keys;
 pub(crate) mod run;
