@@ -65,6 +65,15 @@ impl LogLevel {
             .and_then(|index| Self::BY_NUMBER.get(index).copied())
     }
 
+    /// ContainerSSH's name of the level (`notice`, `crit`…).
+    pub fn name(self) -> &'static str {
+        let number = Self::BY_NUMBER
+            .iter()
+            .position(|level| *level == self)
+            .unwrap_or(0);
+        Self::NAMES.get(number).copied().unwrap_or("emerg")
+    }
+
     /// The level named `name`, in ContainerSSH's or sshpod's earlier spelling.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
@@ -371,6 +380,8 @@ mod tests {
                 level
             );
         }
+        assert_eq!(LogLevel::Critical.name(), "crit");
+        assert_eq!(LogLevel::Debug.name(), "debug");
         assert_eq!(
             serde_json::to_string(&LogLevel::Critical).unwrap(),
             "\"crit\""

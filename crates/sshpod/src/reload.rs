@@ -191,7 +191,7 @@ impl<B: Backend> Reloader<B> {
         match self.log.set_level(config.log.level) {
             Ok(true) => tracing::info!(
                 code = log_codes::LOG_LEVEL_CHANGED,
-                level = ?config.log.level,
+                level = config.log.level.name(),
                 "log level changed"
             ),
             Ok(false) => {}
