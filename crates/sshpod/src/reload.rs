@@ -7,7 +7,8 @@
 //! listening address, the backend kind and its connection (the engine or API server, its
 //! credentials), the admission limits (their counts live in the accept loop), the log's
 //! format and destination (the level does change), and where and how recordings are kept
-//! (`audit.format`, `storage`, `file`, `s3`, `web`; whether a login is recorded does change).
+//! (`audit.format`, `storage`, `file`, `s3`, `web`; whether a login is recorded does change,
+//! as long as the server started with its recorder).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -64,6 +65,21 @@ pub(crate) fn restart_needed(old: &Config, new: &Config) -> Vec<String> {
         .filter(|key| at(&old_value, key) != at(&new_value, key))
         .map(|key| (*key).to_owned())
         .collect()
+}
+
+/// Whether `config` asks for recordings while none are kept: the recorder starts only with
+/// the server, so turning recording on (`audit.enable`, or a config server that may) needs a
+/// restart.
+fn recording_needs_restart(recording: Recording, config: &Config) -> bool {
+    recording == Recording::Off
+        && sshpod_audit::recorder::Audit::records(&config.audit, config.configserver.is_some())
+}
+
+/// Whether the server runs a recorder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recording {
+    On,
+    Off,
 }
 
 /// The top-level sections that differ between `old` and `new`.
@@ -123,18 +139,25 @@ pub(crate) struct Reloader<B: Backend> {
     server: Arc<Server<B>>,
     config_path: PathBuf,
     log: LogControl,
+    recording: Recording,
     /// The file's configuration in force; held for the whole of a reload, so two run one
     /// after the other.
     current: Mutex<Arc<Config>>,
 }
 
 impl<B: Backend> Reloader<B> {
-    pub(crate) fn new(server: Arc<Server<B>>, config_path: PathBuf, log: LogControl) -> Self {
+    pub(crate) fn new(
+        server: Arc<Server<B>>,
+        config_path: PathBuf,
+        log: LogControl,
+        recording: Recording,
+    ) -> Self {
         let current = Mutex::new(server.config());
         Self {
             server,
             config_path,
             log,
+            recording,
             current,
         }
     }
@@ -164,7 +187,10 @@ impl<B: Backend> Reloader<B> {
             tracing::warn!(code = log_codes::CONFIG_WARNING, "{warning}");
         }
         let config = loaded.config;
-        let restart = restart_needed(&current, &config);
+        let mut restart = restart_needed(&current, &config);
+        if recording_needs_restart(self.recording, &config) {
+            restart.push("audit.enable".into());
+        }
         if !restart.is_empty() {
             return Outcome::NeedsRestart(restart);
         }
@@ -294,6 +320,19 @@ mod tests {
             ["audit", "auth", "docker", "log", "security", "ssh"]
         );
         assert_eq!(changed_sections(&base, &base), Vec::<String>::new());
+    }
+
+    #[test]
+    fn turning_recording_on_needs_a_recorder() {
+        let on = config(
+            "audit: {enable: true, format: asciinema, storage: file, file: {directory: /tmp}}\n",
+        );
+        let off = config(
+            "audit: {enable: false, format: asciinema, storage: file, file: {directory: /tmp}}\n",
+        );
+        assert!(recording_needs_restart(Recording::Off, &on));
+        assert!(!recording_needs_restart(Recording::On, &on));
+        assert!(!recording_needs_restart(Recording::Off, &off));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use sshpod_kube::KubeBackend;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::logging::LogControl;
-use crate::reload::Reloader;
+use crate::reload::{self, Reloader};
 use crate::{control, hostkeys, recording};
 use sshpod::log_codes;
 use sshpod::server::{self, Server};
@@ -156,7 +156,12 @@ async fn serve<B: Backend>(
         host_certificates,
         subscribers,
     )?);
-    start_reloads(&server, running, lifecycle);
+    let recorder = if recording.is_some() {
+        reload::Recording::On
+    } else {
+        reload::Recording::Off
+    };
+    start_reloads(&server, running, recorder, lifecycle);
 
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
@@ -194,7 +199,12 @@ async fn serve<B: Backend>(
 }
 
 /// Reloads on SIGHUP and on requests to the control socket, until `lifecycle` ends.
-fn start_reloads<B: Backend>(server: &Arc<Server<B>>, running: Running, lifecycle: &Lifecycle) {
+fn start_reloads<B: Backend>(
+    server: &Arc<Server<B>>,
+    running: Running,
+    recording: reload::Recording,
+    lifecycle: &Lifecycle,
+) {
     let Running {
         operations,
         mut hangup,
@@ -204,6 +214,7 @@ fn start_reloads<B: Backend>(server: &Arc<Server<B>>, running: Running, lifecycl
         Arc::clone(server),
         config_path,
         operations.log,
+        recording,
     ));
     match control::bind(&operations.control_socket) {
         Ok(socket) => {
