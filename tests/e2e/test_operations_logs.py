@@ -103,6 +103,13 @@ class Shell:
         assert self.proc.wait(h.COMMAND_TIMEOUT) == 0
 
 
+def container_id(scn, hostname: str) -> str:
+    """The id of the run's container whose host name is `hostname` (the start of its id)."""
+    ids = [i for i in h.containers(scn.run_id) if i.startswith(hostname)]
+    assert len(ids) == 1, (hostname, h.containers(scn.run_id))
+    return ids[0]
+
+
 def login_then_count_debug(scn, gw: h.Gateway, client: h.Client) -> int:
     """Logs in once and returns how many debug lines of connections the log has by then."""
     logins = count(gw, LOGIN_LINE)
@@ -127,14 +134,17 @@ def test_reload_swaps_keys_and_log_level_without_touching_running_sessions(scn, 
     new_keys = scn.tmp / "authorized_keys_new"
     new_keys.mkdir()
     shutil.copy(scn.keys["stranger"].with_suffix(".pub"), new_keys / "alice")
+    # New containers get another label: the backend's settings change too.
+    labels = {h.TEST_LABEL: scn.run_id, "sshpod-reloaded": "yes"}
     scn.write_config(scn.config({
         "log": {"level": "debug", "format": "ljson"},
         "auth": {"publicKey": {"authorizedKeys": {"file": str(new_keys / "%u")}}},
+        "docker": {"execution": {"container": {"labels": labels}}},
     }), config_path.name)
     outcome, answer = reload_with(trigger, gw, control)
     if trigger == "command":
-        assert answer == "applied: changed auth, log\n", answer
-    assert (outcome["code"], outcome["details"]["sections"]) == ("SSHPOD_RELOADED", "auth, log"), outcome
+        assert answer == "applied: changed auth, docker, log\n", answer
+    assert (outcome["code"], outcome["details"]["sections"]) == ("SSHPOD_RELOADED", "auth, docker, log"), outcome
     assert count(gw, "log level changed") == 1
 
     # The running session goes on in the same container.
@@ -143,11 +153,17 @@ def test_reload_swaps_keys_and_log_level_without_touching_running_sessions(scn, 
     refused = alice.ssh("true")
     assert refused.returncode == 255 and "Permission denied" in refused.stderr, refused
     assert login_then_count_debug(scn, gw, stranger) > 0, "no debug line at level debug"
+    newer = Shell(scn, stranger)
+    new_container = newer.ask("new")
+    assert h.container_labels(container_id(scn, new_container)).get("sshpod-reloaded") == "yes"
+    assert "sshpod-reloaded" not in h.container_labels(container_id(scn, container))
+    newer.close()
 
     # Back to notice: debug lines stop.
     scn.write_config(scn.config({
         "log": {"level": "notice", "format": "ljson"},
         "auth": {"publicKey": {"authorizedKeys": {"file": str(new_keys / "%u")}}},
+        "docker": {"execution": {"container": {"labels": labels}}},
     }), config_path.name)
     outcome, _ = reload_with(trigger, gw, control)
     assert outcome["details"]["sections"] == "log", outcome
@@ -155,8 +171,8 @@ def test_reload_swaps_keys_and_log_level_without_touching_running_sessions(scn, 
     assert login_then_count_debug(scn, gw, stranger) == before, "debug lines after going back to notice"
 
     assert shell.ask("last") == container
-    # Still the container it started with (a container's host name is the start of its id).
-    assert any(i.startswith(container) for i in h.containers(scn.run_id)), (container, h.containers(scn.run_id))
+    # Still the container it started with.
+    container_id(scn, container)
     shell.close()
 
 
