@@ -165,7 +165,63 @@ where
 
 #[cfg(test)]
 mod tests {
+    use tracing_subscriber::layer::SubscriberExt;
+
     use super::*;
+
+    /// Lines as they reach a file: the connection span's fields under ContainerSSH's labels,
+    /// the line's own code or its area's.
+    #[test]
+    fn events_become_lines_with_their_span_and_code() -> std::io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("log");
+        let mut config = sshpod_config::parse_str(
+            "auth: {password: {method: htpasswd, htpasswd: {file: /h}}}\n",
+            sshpod_config::Format::Yaml,
+            "t.yaml",
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config
+        .log;
+        config.destination = sshpod_config::LogDestination::File;
+        config.file = path.display().to_string();
+        let destination = Arc::new(Destination::open(&config)?);
+        let subscriber = tracing_subscriber::registry().with(Ljson::new(destination));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "conn",
+                id = "0123",
+                peer = "127.0.0.1:5",
+                user = tracing::field::Empty
+            );
+            let _entered = span.enter();
+            span.record("user", "alice");
+            tracing::warn!(
+                code = log_codes::AUTH_FAILED,
+                method = "password",
+                "login refused"
+            );
+            tracing::debug!(n = 3, "uncoded");
+        });
+        let text = std::fs::read_to_string(&path)?;
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert_eq!(lines[0]["level"], "warning");
+        assert_eq!(lines[0]["code"], "AUTH_FAILED");
+        assert_eq!(lines[0]["message"], "login refused");
+        assert_eq!(
+            lines[0]["details"],
+            serde_json::json!({"connectionId": "0123", "remoteAddr": "127.0.0.1:5",
+                               "username": "alice", "method": "password"})
+        );
+        assert_eq!(lines[1]["level"], "debug");
+        assert_eq!(lines[1]["code"], log_codes::AREA_SSHPOD);
+        assert_eq!(lines[1]["details"]["n"], 3);
+        Ok(())
+    }
 
     #[test]
     fn members_in_containerssh_order() {
