@@ -278,8 +278,8 @@ def test_log_file_is_reopened_after_rotation(scn):
     assert "SSH_AVAILABLE" not in new and "AUTH_SUCCESSFUL" not in old, (old, new)
 
 
-def syslog_config(destination: str) -> dict:
-    return {"log": {"level": "notice", "format": "ljson", "destination": "syslog",
+def syslog_config(destination: str, log_format: str) -> dict:
+    return {"log": {"level": "notice", "format": log_format, "destination": "syslog",
                     "syslog": {"destination": destination, "facility": "local3", "tag": "sshpod-e2e",
                                "pid": True}}}
 
@@ -307,8 +307,29 @@ class Receiver:
 
     def wait_for(self, code: str, timeout: float = 30) -> re.Match:
         def found():
-            return next((m for m in self.poll() if json.loads(m.group(5))["code"] == code), None)
+            return next((m for m in self.poll() if message_code(m.group(5)) == code), None)
         return h.wait_until(found, timeout, f"a syslog message with code {code}")
+
+
+def message_code(text: str) -> str | None:
+    """The code of a syslog message: an ljson object's member, or a text line's field."""
+    if text.startswith("{"):
+        return json.loads(text)["code"]
+    match = re.search(r' code="([A-Z0-9_]+)"', text)
+    return match.group(1) if match else None
+
+
+def test_syslog_text_lines_leave_time_and_level_to_the_header(scn):
+    path = scn.sock_dir / "log"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    scn.finalizers.append(sock.close)
+    receiver = Receiver(sock)
+    gw, _, _ = start(scn, syslog_config(str(path), "text"), wait=False)
+    listening = receiver.wait_for("SSH_AVAILABLE", h.STARTUP_TIMEOUT)
+    text = listening.group(5)
+    assert re.fullmatch(r'sshpod::commands::run: listening on 127\.0\.0\.1:\d+ code="SSH_AVAILABLE"', text), text
+    assert int(listening.group(1)) == 19 * 8 + 5
 
 
 @pytest.mark.parametrize("transport", ["unix", "udp"])
@@ -324,7 +345,7 @@ def test_syslog_messages_reach_a_receiver(scn, transport):
         destination = f"udp://127.0.0.1:{sock.getsockname()[1]}"
     scn.finalizers.append(sock.close)
     receiver = Receiver(sock)
-    gw, _, _ = start(scn, syslog_config(destination), wait=False)
+    gw, _, _ = start(scn, syslog_config(destination, "ljson"), wait=False)
 
     listening = receiver.wait_for("SSH_AVAILABLE", h.STARTUP_TIMEOUT)
     body = json.loads(listening.group(5))
