@@ -62,7 +62,7 @@ pub use crate::kubernetes::{
 };
 pub use crate::load::{load, parse_str, Format, Loaded};
 pub use crate::log::{
-    LogConfig, LogDestination, LogFormat, LogLevel, SyslogConfig, DEFAULT_LOG_FILE,
+    LogConfig, LogDestination, LogFormat, LogLevel, SyslogConfig, SyslogTarget, DEFAULT_LOG_FILE,
 };
 pub use crate::merge::{merge_answer, MergeError};
 pub use crate::secret::{redact_url, Secret, ServiceUrl, REDACTED};

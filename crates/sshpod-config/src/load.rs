@@ -659,7 +659,7 @@ mod tests {
         assert!(error.message.contains("did you mean `enable`?"), "{error}");
 
         let all = errors(yaml(
-            "auth:\n  password:\n    method: kerberos\n  keyboardInteractive: {method: oauth2}\nlog:\n  destination: syslog\n",
+            "auth:\n  password:\n    method: kerberos\n  keyboardInteractive: {method: oauth2}\nlog:\n  destination: syslog\n  syslog: {destination: \"tcp://logs:514\"}\n",
         ));
         let messages: Vec<String> = all.iter().map(ToString::to_string).collect();
         assert!(messages
@@ -670,7 +670,7 @@ mod tests {
             .any(|m| m.contains("`kerberos` is not supported yet")));
         assert!(messages
             .iter()
-            .any(|m| m.contains("`syslog` is not supported yet")));
+            .any(|m| m.contains("key `log.syslog.destination`: syslog over TCP is not supported")));
     }
 
     #[test]

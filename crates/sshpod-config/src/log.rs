@@ -65,6 +65,15 @@ impl LogLevel {
             .and_then(|index| Self::BY_NUMBER.get(index).copied())
     }
 
+    /// ContainerSSH's name of the level (`notice`, `crit`…).
+    pub fn name(self) -> &'static str {
+        let number = Self::BY_NUMBER
+            .iter()
+            .position(|level| *level == self)
+            .unwrap_or(0);
+        Self::NAMES.get(number).copied().unwrap_or("emerg")
+    }
+
     /// The level named `name`, in ContainerSSH's or sshpod's earlier spelling.
     pub fn from_name(name: &str) -> Option<Self> {
         match name {
@@ -134,9 +143,49 @@ pub enum LogDestination {
     Stdout,
     /// The file named by `log.file`.
     File,
+    /// A syslog daemon, as `log.syslog` says.
+    Syslog,
 }
 
-/// `log.syslog`: accepted for ContainerSSH compatibility; syslog output is not supported yet.
+/// The syslog facilities by name, with their numbers (RFC 5424 section 6.2.1).
+const FACILITIES: [(&str, u8); 24] = [
+    ("kern", 0),
+    ("user", 1),
+    ("mail", 2),
+    ("daemon", 3),
+    ("auth", 4),
+    ("syslog", 5),
+    ("lpr", 6),
+    ("news", 7),
+    ("uucp", 8),
+    ("cron", 9),
+    ("authpriv", 10),
+    ("ftp", 11),
+    ("ntp", 12),
+    ("security", 13),
+    ("console", 14),
+    ("solaris-cron", 15),
+    ("local0", 16),
+    ("local1", 17),
+    ("local2", 18),
+    ("local3", 19),
+    ("local4", 20),
+    ("local5", 21),
+    ("local6", 22),
+    ("local7", 23),
+];
+
+/// Where syslog messages go (`log.syslog.destination`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyslogTarget {
+    /// A local datagram socket such as `/dev/log`.
+    Unix(std::path::PathBuf),
+    /// A syslog server over UDP, `host:port`.
+    Udp(String),
+}
+
+/// `log.syslog`: where and how syslog messages are sent (as ContainerSSH: a unix datagram
+/// socket or UDP; TCP is not supported).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SyslogConfig {
@@ -148,6 +197,45 @@ pub struct SyslogConfig {
     pub tag: String,
     /// Whether to include the process id (default false).
     pub pid: bool,
+}
+
+impl SyslogConfig {
+    /// The facility's number, when `facility` names one (`auth`, `local0`…).
+    pub fn facility_number(&self) -> Option<u8> {
+        FACILITIES
+            .iter()
+            .find(|(name, _)| *name == self.facility)
+            .map(|(_, number)| *number)
+    }
+
+    /// Where messages go: a path is a unix socket, `udp://host:port` a UDP server.
+    pub fn target(&self) -> Result<SyslogTarget, String> {
+        let destination = self.destination.trim();
+        if let Some(address) = destination.strip_prefix("udp://") {
+            let valid = address.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+            });
+            return if valid {
+                Ok(SyslogTarget::Udp(address.to_owned()))
+            } else {
+                Err(format!("`{destination}`: expected `udp://HOST:PORT`"))
+            };
+        }
+        if destination.starts_with("tcp://") {
+            return Err("syslog over TCP is not supported (as in ContainerSSH); use a unix socket or `udp://HOST:PORT`".into());
+        }
+        if destination.contains("://") {
+            return Err(format!(
+                "`{destination}`: expected a unix socket path or `udp://HOST:PORT`"
+            ));
+        }
+        if !destination.starts_with('/') {
+            return Err(format!(
+                "`{destination}`: a unix socket path must be absolute"
+            ));
+        }
+        Ok(SyslogTarget::Unix(destination.into()))
+    }
 }
 
 impl Default for SyslogConfig {
@@ -198,7 +286,7 @@ pub struct LogConfig {
     pub destination: LogDestination,
     /// Log file, used when `destination` is `file` (default `/var/log/sshpod/sshpod.log`).
     pub file: String,
-    /// Syslog settings, kept for compatibility.
+    /// Syslog settings, used when `destination` is `syslog`.
     pub syslog: SyslogConfig,
 }
 
@@ -207,14 +295,37 @@ impl RawLog {
         let destination = match self.destination {
             RawLogDestination::Stdout => LogDestination::Stdout,
             RawLogDestination::File => LogDestination::File,
-            RawLogDestination::Syslog => {
-                check.error(
-                    "log.destination",
-                    "`syslog` is not supported yet; use `stdout` or `file`",
-                );
-                LogDestination::Stdout
-            }
+            RawLogDestination::Syslog => LogDestination::Syslog,
         };
+        if destination == LogDestination::Syslog {
+            if let Err(message) = self.syslog.target() {
+                check.error("log.syslog.destination", message);
+            }
+            if self.syslog.facility_number().is_none() {
+                let names: Vec<&str> = FACILITIES.iter().map(|(name, _)| *name).collect();
+                check.error(
+                    "log.syslog.facility",
+                    format!(
+                        "unknown facility `{}`; one of: {}",
+                        self.syslog.facility,
+                        names.join(" ")
+                    ),
+                );
+            }
+            if self.syslog.tag.is_empty()
+                || self.syslog.tag.len() > 48
+                || !self
+                    .syslog
+                    .tag
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() && c != ':' && c != '[')
+            {
+                check.error(
+                    "log.syslog.tag",
+                    "must be 1 to 48 printable characters without spaces, `:` or `[`",
+                );
+            }
+        }
         if destination == LogDestination::File && self.file.trim().is_empty() {
             check.error(
                 "log.file",
@@ -269,6 +380,8 @@ mod tests {
                 level
             );
         }
+        assert_eq!(LogLevel::Critical.name(), "crit");
+        assert_eq!(LogLevel::Debug.name(), "debug");
         assert_eq!(
             serde_json::to_string(&LogLevel::Critical).unwrap(),
             "\"crit\""
@@ -280,5 +393,54 @@ mod tests {
         for bad in ["8", "-1", "\"warn\"", "\"7\""] {
             assert!(serde_json::from_str::<LogLevel>(bad).is_err(), "{bad}");
         }
+    }
+
+    fn syslog(destination: &str, facility: &str, tag: &str) -> Vec<String> {
+        let text = format!(
+            "log:\n  destination: syslog\n  syslog:\n    destination: \"{destination}\"\n    facility: \"{facility}\"\n    tag: \"{tag}\"\n\
+             auth: {{password: {{method: htpasswd, htpasswd: {{file: /etc/htpasswd}}}}}}\n"
+        );
+        match crate::parse_str(&text, crate::Format::Yaml, "test.yaml") {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn syslog_destinations_as_containerssh_takes_them() {
+        assert_eq!(syslog("/dev/log", "auth", "sshpod"), Vec::<String>::new());
+        assert_eq!(
+            syslog("udp://logs.example:514", "local3", "gw"),
+            Vec::<String>::new()
+        );
+        let config = SyslogConfig {
+            destination: "udp://[::1]:5514".into(),
+            ..SyslogConfig::default()
+        };
+        assert_eq!(config.target(), Ok(SyslogTarget::Udp("[::1]:5514".into())));
+        assert_eq!(
+            SyslogConfig::default().target(),
+            Ok(SyslogTarget::Unix("/dev/log".into()))
+        );
+        assert_eq!(SyslogConfig::default().facility_number(), Some(4));
+    }
+
+    #[test]
+    fn bad_syslog_settings_are_refused_with_their_position() {
+        let errors = syslog("tcp://logs:514", "auth", "sshpod");
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("test.yaml:4:18: key `log.syslog.destination`: syslog over TCP"),
+            "{errors:?}"
+        );
+        assert!(syslog("udp://logs", "auth", "x")[0].contains("expected `udp://HOST:PORT`"));
+        assert!(syslog("dev/log", "auth", "x")[0].contains("must be absolute"));
+        let errors = syslog("/dev/log", "authz", "x");
+        assert!(
+            errors[0].contains("key `log.syslog.facility`: unknown facility `authz`"),
+            "{errors:?}"
+        );
+        let errors = syslog("/dev/log", "auth", "two words");
+        assert!(errors[0].contains("key `log.syslog.tag`"), "{errors:?}");
     }
 }

@@ -27,6 +27,14 @@ pub(crate) struct Cli {
         global = true
     )]
     pub(crate) config: PathBuf,
+    /// The control socket the server listens on and `sshpod reload` talks to.
+    #[arg(
+        long,
+        env = "SSHPOD_CONTROL_SOCKET",
+        default_value = crate::control::DEFAULT_PATH,
+        global = true
+    )]
+    pub(crate) control_socket: PathBuf,
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }
@@ -41,6 +49,9 @@ pub(crate) enum Command {
         #[arg(long)]
         show_secrets: bool,
     },
+    /// Ask the running server to read its configuration file again (as SIGHUP does) and print
+    /// the outcome. Exit status 0 if applied, 2 if the file is invalid, 1 if refused otherwise.
+    Reload,
     /// Read session recordings: list, show, replay, export and verify them.
     Audit {
         /// Where the recordings are.

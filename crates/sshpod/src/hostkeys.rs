@@ -37,6 +37,7 @@ pub(crate) fn load(entries: &[String], config_path: &Path) -> Result<Vec<Private
                 load_or_generate(Path::new(entry))?
             };
             tracing::info!(
+                code = sshpod::log_codes::HOST_KEY,
                 algorithm = %key.algorithm(),
                 fingerprint = %key.public_key().fingerprint(HashAlg::Sha256),
                 "host key"
@@ -72,11 +73,13 @@ pub(crate) fn load_certificates(paths: &[String], keys: &[PrivateKey]) -> Result
                 .map_or(0, |d| d.as_secs());
             if now < certificate.valid_after() || now >= certificate.valid_before() {
                 tracing::warn!(
+                    code = sshpod::log_codes::HOST_KEY,
                     path,
                     "host certificate is outside its validity period; clients will reject it"
                 );
             }
             tracing::info!(
+                code = sshpod::log_codes::HOST_KEY,
                 path,
                 key_id = certificate.key_id(),
                 serial = certificate.serial(),
@@ -136,7 +139,11 @@ fn generate(path: &Path) -> Result<PrivateKey> {
         .with_context(|| format!("creating host key {}", path.display()))?;
     file.write_all(pem.as_bytes())
         .with_context(|| format!("writing host key {}", path.display()))?;
-    tracing::info!(path = %path.display(), "generated a new Ed25519 host key");
+    tracing::info!(
+        code = sshpod::log_codes::HOST_KEY,
+        path = %path.display(),
+        "generated a new Ed25519 host key"
+    );
     Ok(key)
 }
 

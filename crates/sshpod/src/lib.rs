@@ -8,5 +8,6 @@
 //!
 //! `web` is the recordings page: an HTTP(S) server that lists recordings and plays them.
 
+pub mod log_codes;
 pub mod server;
 pub mod web;

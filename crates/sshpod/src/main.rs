@@ -5,9 +5,11 @@
 
 mod cli;
 mod commands;
+mod control;
 mod hostkeys;
 mod logging;
 mod recording;
+mod reload;
 
 use std::process::ExitCode;
 
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
         Command::HostKeys => commands::host_keys::run(&cli.config),
         Command::Completions { shell } => commands::docs::completions(shell),
         Command::Man { dir } => commands::docs::man(dir.as_deref()),
+        Command::Reload => commands::reload::run(&cli.control_socket),
         Command::Run => {
             let loaded = match sshpod_config::load(&cli.config) {
                 Ok(l) => l,
@@ -34,12 +37,15 @@ fn main() -> ExitCode {
                     return ExitCode::from(EXIT_BAD_CONFIG);
                 }
             };
-            if let Err(e) = logging::init(&loaded.config.log) {
-                eprintln!("sshpod: {e:#}");
-                return ExitCode::FAILURE;
-            }
+            let log = match logging::init(&loaded.config.log) {
+                Ok(log) => log,
+                Err(e) => {
+                    eprintln!("sshpod: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
             for warning in &loaded.warnings {
-                tracing::warn!("{warning}");
+                tracing::warn!(code = sshpod::log_codes::CONFIG_WARNING, "{warning}");
             }
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(r) => r,
@@ -48,10 +54,15 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(commands::run::run(loaded.config, &cli.config)) {
+            let operations = commands::run::Operations {
+                log,
+                control_socket: cli.control_socket,
+            };
+            let serving = commands::run::run(loaded.config, &cli.config, operations);
+            match runtime.block_on(serving) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("{e:#}");
+                    tracing::error!(code = sshpod::log_codes::SERVICE_CRASHED, "{e:#}");
                     eprintln!("sshpod: {e:#}");
                     ExitCode::FAILURE
                 }

@@ -36,7 +36,10 @@ impl Recording {
         let audit = self.audit;
         let drained = tokio::task::spawn_blocking(move || audit.drain(DRAIN_TIMEOUT)).await;
         if !matches!(drained, Ok(true)) {
-            tracing::error!("the last recordings were not written within {DRAIN_TIMEOUT:?}");
+            tracing::error!(
+                code = sshpod::log_codes::RECORDING_DRAIN_LATE,
+                "the last recordings were not written within {DRAIN_TIMEOUT:?}"
+            );
         }
         let Some(uploader) = self.uploader else {
             return;
@@ -48,6 +51,7 @@ impl Recording {
         let done = tokio::time::timeout(DRAIN_TIMEOUT, uploaded).await;
         if !matches!(done, Ok(stats) if stats.pending_entries == 0) {
             tracing::warn!(
+                code = sshpod::log_codes::RECORDING_UPLOAD_PENDING,
                 pending = uploader.pending_entries(),
                 "recordings not uploaded yet stay in the spool; the next start uploads them"
             );
@@ -67,7 +71,11 @@ pub(crate) async fn start(
         let page = sshpod::web::serve(&config.audit.web, store(config)?, lifecycle)
             .await
             .context("starting the recordings page")?;
-        tracing::info!(url = page.url(), "recordings page");
+        tracing::info!(
+            code = sshpod::log_codes::RECORDINGS_PAGE,
+            url = page.url(),
+            "recordings page"
+        );
     }
     let per_user = config.configserver.is_some();
     if !Audit::records(&config.audit, per_user) {
@@ -93,6 +101,7 @@ pub(crate) async fn start(
         return Ok(None);
     };
     tracing::info!(
+        code = sshpod::log_codes::RECORDING_STARTED,
         format = ?config.audit.format,
         storage = ?config.audit.storage,
         directory = %sshpod_audit::recorder::root(&config.audit).display(),

@@ -4,4 +4,5 @@ pub(crate) mod audit;
 pub(crate) mod check_config;
 pub(crate) mod docs;
 pub(crate) mod host_keys;
+pub(crate) mod reload;
 pub(crate) mod run;

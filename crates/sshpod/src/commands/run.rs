@@ -1,6 +1,7 @@
-//! `sshpod run`: load the configuration, connect the backend, serve until SIGTERM/SIGINT.
+//! `sshpod run`: load the configuration, connect the backend, serve until SIGTERM/SIGINT;
+//! reload on SIGHUP and on `sshpod reload`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -9,10 +10,32 @@ use sshpod_docker::DockerBackend;
 use sshpod_kube::KubeBackend;
 use tokio::signal::unix::{signal, SignalKind};
 
-use crate::{hostkeys, recording};
+use crate::logging::LogControl;
+use crate::reload::{self, Reloader};
+use crate::{control, hostkeys, recording};
+use sshpod::log_codes;
 use sshpod::server::{self, Server};
 
-pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Result<()> {
+/// What the running server is operated with besides its configuration.
+pub(crate) struct Operations {
+    /// The log's level and file, changed by reloads.
+    pub(crate) log: LogControl,
+    /// Where `sshpod reload` finds the server.
+    pub(crate) control_socket: PathBuf,
+}
+
+pub(crate) async fn run(
+    config: sshpod_config::Config,
+    config_path: &Path,
+    operations: Operations,
+) -> Result<()> {
+    // First: SIGHUP's default action ends the process, and an operator may send one at any time.
+    let hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let operations = Running {
+        operations,
+        hangup,
+        config_path: config_path.to_owned(),
+    };
     let config = Arc::new(config);
     let host_keys = hostkeys::load(&config.ssh.hostkeys, config_path)?;
     let host_certificates = hostkeys::load_certificates(&config.ssh.host_certificates, &host_keys)?;
@@ -34,6 +57,7 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
                     )
                 })?;
             tracing::info!(
+                code = log_codes::BACKEND_CONNECTED,
                 instance = backend.instance(),
                 "connected to the Docker engine"
             );
@@ -44,6 +68,7 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
                 host_keys,
                 host_certificates,
                 &lifecycle,
+                operations,
             )
             .await
         }
@@ -52,6 +77,7 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
                 .await
                 .context("connecting to the Kubernetes API server")?;
             tracing::info!(
+                code = log_codes::BACKEND_CONNECTED,
                 instance = backend.instance(),
                 namespace = config.kubernetes.pod.namespace(),
                 "connected to the Kubernetes API server"
@@ -63,6 +89,7 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
                 host_keys,
                 host_certificates,
                 &lifecycle,
+                operations,
             )
             .await
         }
@@ -81,7 +108,15 @@ fn seat(socket: &tokio::net::TcpSocket) -> Option<String> {
     Some(hex::encode(&digest[..8]))
 }
 
-/// Sweeps orphans, then serves SSH until SIGTERM or SIGINT.
+/// [`Operations`] with the SIGHUP stream installed at start.
+struct Running {
+    operations: Operations,
+    hangup: tokio::signal::unix::Signal,
+    config_path: PathBuf,
+}
+
+/// Sweeps orphans, then serves SSH until SIGTERM or SIGINT, reloading on SIGHUP and on
+/// requests to the control socket.
 async fn serve<B: Backend>(
     config: Arc<sshpod_config::Config>,
     socket: tokio::net::TcpSocket,
@@ -89,14 +124,17 @@ async fn serve<B: Backend>(
     host_keys: Vec<russh::keys::PrivateKey>,
     host_certificates: Vec<russh::keys::Certificate>,
     lifecycle: &Lifecycle,
+    running: Running,
 ) -> Result<()> {
     match backend.remove_orphans().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
+            code = log_codes::ORPHANS_REMOVED,
             removed = n,
             "removed containers left by instances that died"
         ),
         Err(e) => tracing::warn!(
+            code = log_codes::ORPHANS_UNKNOWN,
             error = &e as &dyn std::error::Error,
             "could not look for orphaned containers"
         ),
@@ -111,27 +149,33 @@ async fn serve<B: Backend>(
     if let Some(recording) = &recording {
         subscribers.push(recording.sink());
     }
-    let server = Server::new(
+    let server = Arc::new(Server::new(
         Arc::clone(&config),
         backend,
         host_keys,
         host_certificates,
         subscribers,
-    )?;
+    )?);
+    let recorder = if recording.is_some() {
+        reload::Recording::On
+    } else {
+        reload::Recording::Off
+    };
+    start_reloads(&server, running, recorder, lifecycle);
 
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let on_signal = lifecycle.clone();
     lifecycle.spawn(async move {
         tokio::select! {
-            _ = term.recv() => tracing::info!("SIGTERM received"),
-            _ = int.recv() => tracing::info!("SIGINT received"),
+            _ = term.recv() => tracing::info!(code = log_codes::SERVICE_STOPPING, "SIGTERM received"),
+            _ = int.recv() => tracing::info!(code = log_codes::SERVICE_STOPPING, "SIGINT received"),
             // Stopped for another reason: nothing to wait for.
             () = on_signal.token().cancelled() => return,
         }
         on_signal.cancel();
     });
-    tracing::info!("listening on {addr}");
+    tracing::info!(code = log_codes::SSH_AVAILABLE, "listening on {addr}");
     server.serve(listener, lifecycle).await;
     // Every connection has closed: its recording is written (and uploaded) before the
     // background work (the uploader among it) stops.
@@ -145,8 +189,59 @@ async fn serve<B: Backend>(
         .await
         .is_err()
     {
-        tracing::warn!("shutdown deadline passed with background work still running");
+        tracing::warn!(
+            code = log_codes::SHUTDOWN_LATE,
+            "shutdown deadline passed with background work still running"
+        );
     }
-    tracing::info!("stopped");
+    tracing::info!(code = log_codes::SERVICE_STOPPED, "stopped");
     Ok(())
+}
+
+/// Reloads on SIGHUP and on requests to the control socket, until `lifecycle` ends.
+fn start_reloads<B: Backend>(
+    server: &Arc<Server<B>>,
+    running: Running,
+    recording: reload::Recording,
+    lifecycle: &Lifecycle,
+) {
+    let Running {
+        operations,
+        mut hangup,
+        config_path,
+    } = running;
+    let reloader = Arc::new(Reloader::new(
+        Arc::clone(server),
+        config_path,
+        operations.log,
+        recording,
+    ));
+    match control::bind(&operations.control_socket) {
+        Ok(socket) => {
+            let reloader = Arc::clone(&reloader);
+            let answer = Arc::new(move || reloader.reload().answer());
+            lifecycle.spawn(socket.serve(answer, lifecycle.token().clone()));
+        }
+        Err(e) => tracing::warn!(
+            code = log_codes::CONTROL_SOCKET,
+            error = &e as &dyn std::error::Error,
+            "no control socket: `sshpod reload` cannot reach this server; SIGHUP still reloads"
+        ),
+    }
+    let token = lifecycle.token().clone();
+    lifecycle.spawn(async move {
+        loop {
+            tokio::select! {
+                () = token.cancelled() => return,
+                received = hangup.recv() => if received.is_none() { return },
+            }
+            tracing::info!(
+                code = log_codes::RELOAD_REQUESTED,
+                "SIGHUP received: reopening the log and reloading the configuration"
+            );
+            let reloader = Arc::clone(&reloader);
+            // Reading files: off the runtime's threads.
+            let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+        }
+    });
 }

@@ -37,9 +37,11 @@ enum Refusal {
     Startups(startups::Refused),
 }
 
-/// What every connection shares.
+/// What every connection shares: one snapshot of the configuration and what is built from it.
+/// A reload makes a new one for the connections accepted after it; a connection keeps the one
+/// it was accepted with.
 pub(crate) struct Shared<B: Backend> {
-    pub(crate) backend: B,
+    pub(crate) backend: Arc<B>,
     pub(crate) auth: Authenticator,
     pub(crate) webhooks: Webhooks,
     pub(crate) config: Arc<Config>,
@@ -49,12 +51,67 @@ pub(crate) struct Shared<B: Backend> {
     pub(crate) methods: russh::MethodSet,
     /// Who is told about each connection's events.
     pub(crate) subscribers: Subscribers,
+    /// The configuration for the backend when it is not the one the backend started with
+    /// (after a reload): given to it in each connection's context.
+    pub(crate) reloaded: Option<Arc<Config>>,
+}
+
+/// The snapshot new connections are accepted with.
+struct Snapshot<B: Backend> {
+    shared: Arc<Shared<B>>,
+    russh: Arc<russh::server::Config>,
+}
+
+impl<B: Backend> Clone for Snapshot<B> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            russh: Arc::clone(&self.russh),
+        }
+    }
+}
+
+impl<B: Backend> Snapshot<B> {
+    /// Everything built from `config`, for `backend`.
+    fn build(
+        config: Arc<Config>,
+        backend: Arc<B>,
+        host_keys: Vec<PrivateKey>,
+        host_certificates: Vec<Certificate>,
+        subscribers: Subscribers,
+        reloaded: bool,
+    ) -> anyhow::Result<Self> {
+        let auth = Authenticator::from_config(&config.auth);
+        let webhooks = Webhooks::from_config(&config)?;
+        let mut methods = auth.methods();
+        webhooks.add_methods(&mut methods);
+        let russh = Arc::new(russh_config::build(
+            &config,
+            host_keys,
+            host_certificates,
+            methods.clone(),
+        ));
+        let subsystems = config.subsystems().keys().cloned().collect();
+        Ok(Self {
+            shared: Arc::new(Shared {
+                backend,
+                auth,
+                webhooks,
+                reloaded: reloaded.then(|| Arc::clone(&config)),
+                config,
+                subsystems,
+                methods,
+                subscribers,
+            }),
+            russh,
+        })
+    }
 }
 
 /// A configured server, ready to serve a bound listener.
 pub struct Server<B: Backend> {
-    shared: Arc<Shared<B>>,
-    russh: Arc<russh::server::Config>,
+    /// Replaced whole by [`Server::reload`]; read once per accepted connection.
+    current: std::sync::RwLock<Snapshot<B>>,
     startups: Arc<Startups>,
     penalties: Arc<Penalties>,
     /// When a refused connection was last logged.
@@ -71,34 +128,58 @@ impl<B: Backend> Server<B> {
         host_certificates: Vec<Certificate>,
         subscribers: Vec<Arc<dyn EventSink>>,
     ) -> anyhow::Result<Self> {
-        let auth = Authenticator::from_config(&config.auth);
-        let webhooks = Webhooks::from_config(&config)?;
-        let mut methods = auth.methods();
-        webhooks.add_methods(&mut methods);
-        let russh = Arc::new(russh_config::build(
-            &config,
-            host_keys,
-            host_certificates,
-            methods.clone(),
-        ));
-        let subsystems = config.subsystems().keys().cloned().collect();
         let startups = Startups::new(&config.ssh);
         let penalties = Penalties::new(&config.ssh);
+        let snapshot = Snapshot::build(
+            config,
+            Arc::new(backend),
+            host_keys,
+            host_certificates,
+            subscribers.into(),
+            false,
+        )?;
         Ok(Self {
-            shared: Arc::new(Shared {
-                backend,
-                auth,
-                webhooks,
-                config,
-                subsystems,
-                methods,
-                subscribers: subscribers.into(),
-            }),
-            russh,
+            current: std::sync::RwLock::new(snapshot),
             startups,
             penalties,
             refusal_logged: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Serves the connections accepted from now on with `config` (its authenticators,
+    /// webhooks, host keys, algorithms and backend settings); connections already accepted
+    /// keep theirs. Settings read only at start (`ssh.listen`, the admission limits, the
+    /// backend's connection) are the caller's to refuse: they are not changed here. On error
+    /// nothing changes.
+    pub fn reload(
+        &self,
+        config: Arc<Config>,
+        host_keys: Vec<PrivateKey>,
+        host_certificates: Vec<Certificate>,
+    ) -> anyhow::Result<()> {
+        let current = self.snapshot();
+        let snapshot = Snapshot::build(
+            config,
+            Arc::clone(&current.shared.backend),
+            host_keys,
+            host_certificates,
+            current.shared.subscribers.clone(),
+            true,
+        )?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
+        Ok(())
+    }
+
+    /// The configuration new connections are accepted with.
+    pub fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.snapshot().shared.config)
+    }
+
+    fn snapshot(&self) -> Snapshot<B> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Serves until `lifecycle` is cancelled, then disconnects every client, removes their
@@ -116,7 +197,11 @@ impl<B: Backend> Server<B> {
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: keep serving the others.
-                    tracing::warn!(error = &e as &dyn std::error::Error, "accept failed");
+                    tracing::warn!(
+                        code = crate::log_codes::ACCEPT_FAILED,
+                        error = &e as &dyn std::error::Error,
+                        "accept failed"
+                    );
                     continue;
                 }
             };
@@ -131,27 +216,36 @@ impl<B: Backend> Server<B> {
                     continue;
                 }
             };
+            // The configuration the connection keeps, whatever reloads come after.
+            let Snapshot { shared, russh } = self.snapshot();
             let conn = Arc::new(ConnectionState::new(
-                Arc::clone(&self.shared),
+                shared,
                 peer,
                 permit,
                 shutdown.child_token(),
             ));
             let span = conn.span.clone();
-            let russh = Arc::clone(&self.russh);
             let penalties = Arc::clone(&self.penalties);
             connections.spawn(conn.run(socket, russh, penalties).instrument(span));
         }
         drop(listener);
-        let grace = self.shared.config.ssh.shutdown_timeout;
-        tracing::info!(connections = connections.len(), "shutting down");
+        let shared = self.snapshot().shared;
+        let grace = shared.config.ssh.shutdown_timeout;
+        tracing::info!(
+            code = crate::log_codes::SERVICE_STOPPING,
+            connections = connections.len(),
+            "shutting down"
+        );
         if tokio::time::timeout(grace, connections.wait())
             .await
             .is_err()
         {
-            tracing::warn!("shutdown deadline passed with connections still closing");
+            tracing::warn!(
+                code = crate::log_codes::SHUTDOWN_LATE,
+                "shutdown deadline passed with connections still closing"
+            );
         }
-        self.shared.backend.shutdown().await;
+        shared.backend.shutdown().await;
     }
 
     /// One line per refused connection would let a flood fill the log: one a second is enough.
@@ -167,16 +261,19 @@ impl<B: Backend> Server<B> {
         *last = Some(now);
         match refused {
             Refusal::Penalised { left } => tracing::warn!(
+                code = crate::log_codes::REFUSED_PENALISED,
                 %peer,
                 refused_for_secs = left.as_secs(),
                 "connection dropped: its network failed to log in too often (ssh.perSourcePenalties)"
             ),
             Refusal::Startups(startups::Refused::Full { unauthenticated }) => tracing::warn!(
+                code = crate::log_codes::REFUSED_MAX_STARTUPS,
                 %peer,
                 unauthenticated,
                 "connection dropped: too many unauthenticated connections (ssh.maxStartups)"
             ),
             Refusal::Startups(startups::Refused::Source { unauthenticated }) => tracing::warn!(
+                code = crate::log_codes::REFUSED_SOURCE_STARTUPS,
                 %peer,
                 unauthenticated,
                 "connection dropped: too many unauthenticated connections from its network (ssh.perSourceMaxStartups)"

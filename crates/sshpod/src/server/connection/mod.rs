@@ -278,6 +278,10 @@ impl<B: Backend> ConnectionState<B> {
     async fn provision(&self, login: &Login) {
         let mut ctx = ConnectionContext::new(self.id, login.user.to_string(), self.peer);
         login.outcome.apply(&mut ctx);
+        if ctx.config.is_none() {
+            // After a reload, the backend is told the file's new settings.
+            ctx.config = self.shared.reloaded.clone();
+        }
         let result = match self.shared.backend.connect(&ctx).await {
             Ok(c) => {
                 self.events.emit(EventKind::ContainerReady {

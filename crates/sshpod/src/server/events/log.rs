@@ -1,7 +1,10 @@
 //! The log, as a subscriber: one line per event that operators read, with the wording and
-//! levels the log has always had. Runs inside the connection's span (id, peer, user).
+//! levels the log has always had, each kind with its message code (`log_codes`). Runs inside
+//! the connection's span (id, peer, user).
 
 use sshpod_core::{ChannelKind, ChannelRefusal, Event, EventKind, EventSink, RequestRefusal};
+
+use crate::log_codes as codes;
 
 /// Writes events to the `tracing` log.
 #[derive(Debug, Default, Clone, Copy)]
@@ -15,17 +18,23 @@ impl EventSink for LogEvents {
 
 fn log(kind: &EventKind) {
     match kind {
-        EventKind::Connected => tracing::debug!("connection accepted"),
+        EventKind::Connected => tracing::debug!(code = codes::SSH_CONNECTED, "connection accepted"),
         EventKind::HandshakeTimedOut => {
-            tracing::info!("no key exchange and login request in ssh.handshakeTimeout")
+            tracing::info!(
+                code = codes::HANDSHAKE_TIMEOUT,
+                "no key exchange and login request in ssh.handshakeTimeout"
+            )
         }
-        EventKind::LoginGraceOver => tracing::info!("login grace time over"),
+        EventKind::LoginGraceOver => {
+            tracing::info!(code = codes::LOGIN_GRACE_OVER, "login grace time over")
+        }
         EventKind::LoginRefused {
             user,
             method,
             credential,
             reason,
         } => tracing::info!(
+            code = codes::AUTH_FAILED,
             user,
             method = method.as_str(),
             key = credential.key.as_deref(),
@@ -37,6 +46,7 @@ fn log(kind: &EventKind) {
             method,
             cause,
         } => tracing::warn!(
+            code = codes::AUTH_BACKEND_ERROR,
             user,
             method = method.as_str(),
             error = &**cause as &dyn std::error::Error,
@@ -47,16 +57,19 @@ fn log(kind: &EventKind) {
             method,
             reason,
         } => tracing::warn!(
+            code = codes::CONFIG_BACKEND_ERROR,
             user,
             method = method.as_str(),
             reason,
             "login refused: the config server's answer is not valid"
         ),
         EventKind::ConfigApplied { sections } => tracing::debug!(
+            code = codes::CONFIG_RESPONSE,
             sections = sections.join(", "),
             "config server answer applied"
         ),
         EventKind::ConfigSectionsIgnored { sections } => tracing::info!(
+            code = codes::CONFIG_SECTIONS_IGNORED,
             sections = sections.join(", "),
             "config server answer: sections that do not apply per connection are ignored"
         ),
@@ -65,9 +78,20 @@ fn log(kind: &EventKind) {
             serial,
             ca,
             via,
-        } => tracing::info!(key_id, serial, ca, via, "certificate accepted"),
+        } => tracing::info!(
+            code = codes::CERTIFICATE_ACCEPTED,
+            key_id,
+            serial,
+            ca,
+            via,
+            "certificate accepted"
+        ),
         EventKind::LoginRestricted { restrictions } => {
-            tracing::info!(restrictions, "login restricted")
+            tracing::info!(
+                code = codes::LOGIN_RESTRICTED,
+                restrictions,
+                "login restricted"
+            )
         }
         EventKind::LoginAccepted {
             user,
@@ -75,7 +99,7 @@ fn log(kind: &EventKind) {
             credential,
             authenticated,
             metadata,
-        } => tracing::info!(
+        } => tracing::info!(code = codes::AUTH_SUCCESSFUL,
             user,
             method = method.as_str(),
             key = credential.key.as_deref(),
@@ -84,44 +108,69 @@ fn log(kind: &EventKind) {
             "login accepted"
         ),
         EventKind::ContainerReady { container } => tracing::info!(
+            code = codes::CONTAINER_READY,
             container = container.id.as_deref(),
             image = container.image,
             "container ready"
         ),
         EventKind::ContainerFailed { error } => tracing::warn!(
+            code = codes::CONTAINER_FAILED,
             error = &**error as &dyn std::error::Error,
             "container failed to start"
         ),
-        EventKind::ContainerRemoved => tracing::info!("container removed"),
+        EventKind::ContainerRemoved => {
+            tracing::info!(code = codes::CONTAINER_REMOVED, "container removed")
+        }
         EventKind::ContainerRemovalFailed { error } => tracing::warn!(
+            code = codes::CONTAINER_REMOVAL_FAILED,
             error = &**error as &dyn std::error::Error,
             "removing the container"
         ),
         EventKind::ChannelOpened { kind } => match kind {
-            ChannelKind::Session => tracing::debug!("session opened"),
+            ChannelKind::Session => {
+                tracing::debug!(code = codes::SSH_NEW_CHANNEL, "session opened")
+            }
             ChannelKind::DirectTcpip { host, port } => {
-                tracing::debug!(host, port, "forwarding requested")
+                tracing::debug!(
+                    code = codes::SSH_NEW_CHANNEL,
+                    host,
+                    port,
+                    "forwarding requested"
+                )
             }
         },
         EventKind::ChannelRefused { kind, reason } => match (kind, reason) {
             (_, ChannelRefusal::MaxSessions(max_sessions)) => {
-                tracing::info!(max_sessions, "session refused: ssh.maxSessions are open")
+                tracing::info!(
+                    code = codes::SECURITY_MAX_SESSIONS,
+                    max_sessions,
+                    "session refused: ssh.maxSessions are open"
+                )
             }
             (ChannelKind::DirectTcpip { host, port }, ChannelRefusal::NotPermitted) => {
                 tracing::info!(
+                    code = codes::SSH_NEW_CHANNEL_REJECTED,
                     host,
                     port,
                     "forwarding refused: not permitted for this login"
                 )
             }
             (ChannelKind::Session, ChannelRefusal::NotPermitted) => {
-                tracing::info!("session refused: not permitted for this login")
+                tracing::info!(
+                    code = codes::SSH_NEW_CHANNEL_REJECTED,
+                    "session refused: not permitted for this login"
+                )
             }
             (ChannelKind::Session, ChannelRefusal::Policy(rule)) => {
-                tracing::info!(rule, "session refused by the security policy")
+                tracing::info!(
+                    code = codes::SSH_NEW_CHANNEL_REJECTED,
+                    rule,
+                    "session refused by the security policy"
+                )
             }
             (ChannelKind::DirectTcpip { host, port }, ChannelRefusal::Policy(rule)) => {
                 tracing::info!(
+                    code = codes::SSH_NEW_CHANNEL_REJECTED,
                     host,
                     port,
                     rule,
@@ -131,22 +180,44 @@ fn log(kind: &EventKind) {
         },
         EventKind::RequestRefused { reason } => match reason {
             RequestRefusal::PtyNotPermitted => {
-                tracing::info!("pty refused: not permitted for this login")
+                tracing::info!(
+                    code = codes::SECURITY_TTY_REJECTED,
+                    "pty refused: not permitted for this login"
+                )
             }
-            RequestRefusal::X11NotOffered => tracing::info!("X11 forwarding refused: not offered"),
+            RequestRefusal::X11NotOffered => tracing::info!(
+                code = codes::SSH_CHANNEL_REQUEST_FAILED,
+                "X11 forwarding refused: not offered"
+            ),
             RequestRefusal::AgentNotOffered => {
-                tracing::info!("agent forwarding refused: not offered")
+                tracing::info!(
+                    code = codes::SSH_CHANNEL_REQUEST_FAILED,
+                    "agent forwarding refused: not offered"
+                )
             }
             RequestRefusal::UnknownSubsystem(subsystem) => {
-                tracing::info!(subsystem, "unknown subsystem requested")
+                tracing::info!(
+                    code = codes::SSH_CHANNEL_REQUEST_FAILED,
+                    subsystem,
+                    "unknown subsystem requested"
+                )
             }
             RequestRefusal::UnknownSignal(signal) => {
-                tracing::debug!(signal, "unknown signal ignored")
+                tracing::debug!(
+                    code = codes::SSH_CHANNEL_REQUEST_FAILED,
+                    signal,
+                    "unknown signal ignored"
+                )
             }
             RequestRefusal::EnvNotAccepted(name) => {
-                tracing::debug!(name, "environment variable refused: not in ssh.acceptEnv")
+                tracing::debug!(
+                    code = codes::SECURITY_ENV_REJECTED,
+                    name,
+                    "environment variable refused: not in ssh.acceptEnv"
+                )
             }
             RequestRefusal::EnvTooMany(name) => tracing::info!(
+                code = codes::SECURITY_ENV_REJECTED,
                 name,
                 "environment variable refused: the session has as many as it may"
             ),
@@ -155,45 +226,125 @@ fn log(kind: &EventKind) {
             RequestRefusal::Policy { rule, message }
                 if rule.starts_with("security.env.") || rule.starts_with("security.signal.") =>
             {
-                tracing::debug!(rule, message, "request refused by the security policy")
+                tracing::debug!(
+                    code = policy_code(rule),
+                    rule,
+                    message,
+                    "request refused by the security policy"
+                )
             }
             RequestRefusal::Policy { rule, message } => {
-                tracing::info!(rule, message, "request refused by the security policy")
+                tracing::info!(
+                    code = policy_code(rule),
+                    rule,
+                    message,
+                    "request refused by the security policy"
+                )
             }
-            other => tracing::info!(?other, "request refused"),
+            other => tracing::info!(
+                code = codes::SSH_CHANNEL_REQUEST_FAILED,
+                ?other,
+                "request refused"
+            ),
         },
         EventKind::PtyGranted { term, size } => {
-            tracing::debug!(term, cols = size.cols, rows = size.rows, "terminal granted")
+            tracing::debug!(
+                code = codes::SSH_CHANNEL_REQUEST_SUCCESSFUL,
+                term,
+                cols = size.cols,
+                rows = size.rows,
+                "terminal granted"
+            )
         }
         // The value may be a credential a client passes along: it is for the recording only.
         EventKind::EnvAccepted { name, value: _ } => {
-            tracing::debug!(name, "environment variable accepted")
+            tracing::debug!(
+                code = codes::SSH_CHANNEL_REQUEST_SUCCESSFUL,
+                name,
+                "environment variable accepted"
+            )
         }
         EventKind::ProcessStarting { command, tty } => {
-            tracing::debug!(?command, tty, "starting process")
+            tracing::debug!(
+                code = codes::PROCESS_STARTING,
+                ?command,
+                tty,
+                "starting process"
+            )
         }
         EventKind::ProcessFailed { error } => {
             tracing::warn!(
+                code = codes::PROCESS_FAILED,
                 error = &**error as &dyn std::error::Error,
                 "starting a process"
             )
         }
-        EventKind::ProcessExited { status } => tracing::debug!(?status, "process ended"),
+        EventKind::ProcessExited { status } => {
+            tracing::debug!(code = codes::SSH_EXIT, ?status, "process ended")
+        }
         EventKind::ExitStatusUnknown { error } => tracing::warn!(
+            code = codes::SSH_EXIT_CODE_FAILED,
             error = &**error as &dyn std::error::Error,
             "reading the exit status"
         ),
         EventKind::ForwardFailed { host, port, error } => tracing::info!(
+            code = codes::FORWARD_FAILED,
             host,
             port,
             error = &**error as &dyn std::error::Error,
             "forwarding refused"
         ),
-        EventKind::SessionEnded { reason: None } => tracing::debug!("session ended"),
+        EventKind::SessionEnded { reason: None } => {
+            tracing::debug!(code = codes::SESSION_ENDED, "session ended")
+        }
         EventKind::SessionEnded {
             reason: Some(reason),
-        } => tracing::info!(reason, "session ended"),
-        EventKind::Closed => tracing::info!("connection closed"),
-        other => tracing::debug!(event = ?other, "connection event"),
+        } => tracing::info!(code = codes::SESSION_ENDED, reason, "session ended"),
+        EventKind::Closed => tracing::info!(code = codes::SSH_DISCONNECTED, "connection closed"),
+        other => {
+            tracing::debug!(code = codes::CONNECTION_EVENT, event = ?other, "connection event")
+        }
+    }
+}
+
+/// The code of a refusal by the security policy, by the rule that refused.
+fn policy_code(rule: &str) -> &'static str {
+    let section = rule.strip_prefix("security.").unwrap_or(rule);
+    match section.split('.').next() {
+        Some("env") => codes::SECURITY_ENV_REJECTED,
+        Some("signal") => codes::SECURITY_SIGNAL_REJECTED,
+        Some("tty") => codes::SECURITY_TTY_REJECTED,
+        Some("shell") => codes::SECURITY_SHELL_REJECTED,
+        Some("subsystem") => codes::SECURITY_SUBSYSTEM_REJECTED,
+        _ => codes::SECURITY_EXEC_REJECTED,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_refusals_get_the_code_of_their_section() {
+        assert_eq!(
+            policy_code("security.env.allow"),
+            codes::SECURITY_ENV_REJECTED
+        );
+        assert_eq!(
+            policy_code("security.signal.deny"),
+            codes::SECURITY_SIGNAL_REJECTED
+        );
+        assert_eq!(
+            policy_code("security.tty.mode"),
+            codes::SECURITY_TTY_REJECTED
+        );
+        assert_eq!(
+            policy_code("security.shell.mode"),
+            codes::SECURITY_SHELL_REJECTED
+        );
+        assert_eq!(
+            policy_code("security.command.mode"),
+            codes::SECURITY_EXEC_REJECTED
+        );
     }
 }
