@@ -151,8 +151,10 @@ mod tests {
         ));
         assert_eq!(
             all,
-            ["test.yaml:8:24: key `geoip.maxmind-geoip2-file`: cannot read \
-              `/nonexistent/c.mmdb`: No such file or directory (os error 2)"]
+            [
+                "test.yaml:8:24: key `geoip.maxmind-geoip2-file`: cannot read \
+              `/nonexistent/c.mmdb`: No such file or directory (os error 2)"
+            ]
         );
 
         let directory = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));

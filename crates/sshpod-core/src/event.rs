@@ -331,6 +331,30 @@ pub enum RequestRefusal {
     },
 }
 
+/// Why the accept loop turned a connection away before it became one: no events follow, only
+/// [`EventSink::refused`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionRefusal {
+    /// Its source failed to log in too often (`ssh.perSourcePenalties`).
+    Penalised,
+    /// Too many unauthenticated connections (`ssh.maxStartups`).
+    MaxStartups,
+    /// Too many unauthenticated connections from its network (`ssh.perSourceMaxStartups`).
+    PerSourceMaxStartups,
+}
+
+impl ConnectionRefusal {
+    /// A short name, for metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionRefusal::Penalised => "penalised",
+            ConnectionRefusal::MaxStartups => "max_startups",
+            ConnectionRefusal::PerSourceMaxStartups => "per_source_max_startups",
+        }
+    }
+}
+
 /// Ends a connection with a message to its user. A subscriber the connection cannot go on
 /// without (a required recording) keeps the one it is given in [`EventSink::attach`] and uses
 /// it when it fails.
@@ -379,5 +403,11 @@ pub trait EventSink: Send + Sync + 'static {
     ) -> Result<(), String> {
         let _ = (connection, remote, ender);
         Ok(())
+    }
+
+    /// Called when the accept loop turns a connection from `remote` away before it becomes a
+    /// connection (no events follow). The default ignores it.
+    fn refused(&self, remote: SocketAddr, reason: ConnectionRefusal) {
+        let _ = (remote, reason);
     }
 }

@@ -174,6 +174,14 @@ impl Backend for KubeBackend {
         self.sweeper.sweep().await
     }
 
+    async fn check(&self) -> Result<(), BackendError> {
+        self.client
+            .apiserver_version()
+            .await
+            .map(drop)
+            .map_err(|e| BackendError::Engine(Box::new(e)))
+    }
+
     async fn shutdown(&self) {
         if let Some(lease) = &self.lease {
             lease.release().await;

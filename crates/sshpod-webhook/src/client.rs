@@ -117,6 +117,36 @@ impl WebhookClient {
         }
     }
 
+    /// One GET of the base URL, without retries (a health check asks once, within the
+    /// per-request timeout): the status and at most the first KiB of the body.
+    pub async fn get_once(&self) -> Result<(u16, String), WebhookError> {
+        const MAX_SHOWN: usize = 1024;
+        let url = self.url.to_string();
+        let started = Instant::now();
+        let mut response = self
+            .http
+            .get(self.url.expose_secret())
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| WebhookError::Unavailable {
+                url: url.clone(),
+                attempts: 1,
+                elapsed: started.elapsed(),
+                reason: describe(&e),
+            })?;
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        while body.len() < MAX_SHOWN {
+            match tokio::time::timeout(self.timeout, response.chunk()).await {
+                Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        body.truncate(MAX_SHOWN);
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
     /// One POST to `target`; `url` is how it is named in errors.
     async fn attempt(&self, target: &str, url: &str, body: &[u8], remaining: Duration) -> Attempt {
         if remaining.is_zero() {

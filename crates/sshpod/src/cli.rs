@@ -19,6 +19,10 @@ pub(crate) struct Cli {
         global = true
     )]
     pub(crate) config: PathBuf,
+    /// Ask the running server's health endpoint whether it is ready (as `sshpod healthcheck`;
+    /// ContainerSSH's flag).
+    #[arg(long)]
+    pub(crate) healthcheck: bool,
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }
@@ -33,6 +37,9 @@ pub(crate) enum Command {
         #[arg(long)]
         show_secrets: bool,
     },
+    /// Ask the running server's health endpoint (`health.client`) whether it is ready: exit
+    /// status 0 if so, 1 otherwise, with one line saying why (for Docker's HEALTHCHECK).
+    Healthcheck,
     /// Read session recordings: list, show, replay, export and verify them.
     Audit {
         /// Where the recordings are.

@@ -10,6 +10,9 @@ use sshpod_kube::KubeBackend;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::{hostkeys, recording};
+use sshpod::geoip::GeoIp;
+use sshpod::http::Readiness;
+use sshpod::metrics::Metrics;
 use sshpod::server::{self, Server};
 
 pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Result<()> {
@@ -22,6 +25,19 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
         .with_context(|| format!("listening on {}", config.ssh.listen))?;
     // The root of the process's background work: backends run theirs on children of it.
     let lifecycle = Lifecycle::new();
+    // Before the backend too; probes see the process alive but not ready until it serves.
+    let endpoints = Endpoints {
+        readiness: Readiness::new(),
+        metrics: metrics(&config)?,
+    };
+    sshpod::http::serve(
+        &config,
+        endpoints.metrics.clone(),
+        &endpoints.readiness,
+        &lifecycle,
+    )
+    .await
+    .context("starting the metrics and health endpoints")?;
     match config.backend {
         sshpod_config::Backend::Docker => {
             let seat = seat(&socket);
@@ -43,6 +59,7 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
                 backend,
                 host_keys,
                 host_certificates,
+                endpoints,
                 &lifecycle,
             )
             .await
@@ -62,6 +79,7 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
                 backend,
                 host_keys,
                 host_certificates,
+                endpoints,
                 &lifecycle,
             )
             .await
@@ -88,8 +106,10 @@ async fn serve<B: Backend>(
     backend: B,
     host_keys: Vec<russh::keys::PrivateKey>,
     host_certificates: Vec<russh::keys::Certificate>,
+    endpoints: Endpoints,
     lifecycle: &Lifecycle,
 ) -> Result<()> {
+    let Endpoints { readiness, metrics } = endpoints;
     match backend.remove_orphans().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
@@ -107,6 +127,9 @@ async fn serve<B: Backend>(
         .local_addr()
         .context("reading the listening address")?;
     let mut subscribers: Vec<Arc<dyn EventSink>> = vec![Arc::new(server::LogEvents)];
+    if let Some(metrics) = metrics {
+        subscribers.push(metrics);
+    }
     let recording = recording::start(&config, lifecycle).await?;
     if let Some(recording) = &recording {
         subscribers.push(recording.sink());
@@ -119,9 +142,12 @@ async fn serve<B: Backend>(
         subscribers,
     )?;
 
+    readiness.set_backend_check(Arc::new(server.backend_check()));
+    readiness.mark_swept();
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let on_signal = lifecycle.clone();
+    let draining = readiness.clone();
     lifecycle.spawn(async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received"),
@@ -129,6 +155,8 @@ async fn serve<B: Backend>(
             // Stopped for another reason: nothing to wait for.
             () = on_signal.token().cancelled() => return,
         }
+        // Probes say "not ready" before anything stops.
+        draining.set_draining();
         on_signal.cancel();
     });
     tracing::info!("listening on {addr}");
@@ -149,4 +177,25 @@ async fn serve<B: Backend>(
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// What the HTTP endpoints report: readiness, and the metrics when they are on.
+struct Endpoints {
+    readiness: Readiness,
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// The metrics, when `metrics.enable` asks for them (with the GeoIP database read now).
+fn metrics(config: &sshpod_config::Config) -> Result<Option<Arc<Metrics>>> {
+    if !config.metrics.enable {
+        return Ok(None);
+    }
+    let backend = match config.backend {
+        sshpod_config::Backend::Kubernetes => "kubernetes",
+        _ => "docker",
+    };
+    Ok(Some(Arc::new(Metrics::new(
+        backend,
+        GeoIp::open(&config.geoip)?,
+    ))))
 }
