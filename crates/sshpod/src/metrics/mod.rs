@@ -502,3 +502,6 @@ impl ChannelTap for CountingTap {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
