@@ -18,7 +18,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 import harness as h
-from test_webhooks import make_pki
+from test_webhooks import hooks  # noqa: F401 (a fixture)
+from test_webhooks import make_pki, password_only
 
 HTTP_RE = re.compile(r'HTTP server listening.*sections="?([a-z,]+)"? url="?(https?://[^"\s]+)')
 
@@ -134,6 +135,27 @@ def test_metrics_count_connections_logins_refusals_and_sessions(scn):
     assert after.value("sshpod_received_bytes_total", channel="session") == 5, after.text
     assert after.value("sshpod_sent_bytes_total", channel="session") == 13, after.text
     assert after.value("sshpod_login_latency_seconds_bucket", le="+Inf") == 2, after.text
+
+
+def test_webhook_requests_and_their_retries_are_counted(scn, hooks):
+    """Two server errors, then an answer: three requests, two soft failures (ContainerSSH's
+    auth server metrics), one login."""
+    server = hooks({"alice": {"password": "webhook pass 1"}})
+    server.actions["/password"] = ["status:500", "status:503"]
+    port = h.free_port()
+    gw = scn.start(h.deep_merge(password_only(server.url),
+                                {"metrics": {"enable": True, "listen": f"127.0.0.1:{port}"}}))
+    result = scn.password_client(gw, password="webhook pass 1").ssh("true")
+    assert result.returncode == 0, result
+    after = wait_value(f"http://127.0.0.1:{port}/metrics", "containerssh_ssh_current_connections", 0,
+                       "the connection closed", country="XX")
+    requests = "containerssh_auth_server_requests_total"
+    failures = "containerssh_auth_server_failures_total"
+    assert after.value(requests, authtype="password", retry="0") == 1, after.text
+    assert after.value(requests, authtype="password", retry="1") == 2, after.text
+    assert after.value(failures, type="soft", authtype="password", retry="0", reason="unavailable") == 1
+    assert after.value(failures, type="soft", authtype="password", retry="1", reason="unavailable") == 1
+    assert after.value("containerssh_auth_success_total", authtype="password", retry="0", country="XX") == 1
 
 
 def test_probes_and_healthcheck_follow_the_server(scn):

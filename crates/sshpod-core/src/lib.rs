@@ -31,7 +31,8 @@ pub use command::{is_env_name, CommandPolicy, CommandTable};
 pub use error::{BackendError, Deadline, NotPossible, Vanished};
 pub use event::{
     AuthMethod, ChannelKind, ChannelRefusal, ConnectionRefusal, Credential, Ender, Event,
-    EventKind, EventSink, LoginRefusal, RequestRefusal,
+    EventKind, EventSink, LoginRefusal, RequestRefusal, Webhook, WebhookFailure, WebhookOutcome,
+    WebhookRequest,
 };
 pub use ids::ConnectionId;
 pub use lifecycle::Lifecycle;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sshpod_config::{HttpClientConfig, ServiceUrl};
+use sshpod_core::{WebhookFailure, WebhookOutcome};
 use tokio::time::Instant;
 
 use crate::retry::{retry_status, Backoff};
@@ -70,6 +71,21 @@ impl WebhookClient {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
+        self.call_observed(path, body, &|_, _| {}).await
+    }
+
+    /// As [`call`](Self::call), telling `observe` how each request went and whether it was a
+    /// retry (for metrics).
+    pub async fn call_observed<Req, Resp>(
+        &self,
+        path: &str,
+        body: &Req,
+        observe: &(dyn Fn(bool, WebhookOutcome) + Sync),
+    ) -> Result<Resp, WebhookError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
         // Credentials in the URL go into the request, never into a message.
         let target = format!("{}{}", self.url.expose_secret(), path);
         let url = format!("{}{}", self.url, path);
@@ -82,19 +98,39 @@ impl WebhookClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            let retry = attempt > 1;
+            let failed = |retrying, reason| WebhookOutcome::Failed { retrying, reason };
             let remaining = end.saturating_duration_since(Instant::now());
             let failure = match self.attempt(&target, &url, &body, remaining).await {
                 Attempt::Done(bytes) => {
-                    return serde_json::from_slice(&bytes).map_err(|e| WebhookError::Malformed {
-                        url,
-                        reason: format!("the answer is not valid: {e}"),
-                    })
+                    let decoded =
+                        serde_json::from_slice(&bytes).map_err(|e| WebhookError::Malformed {
+                            url,
+                            reason: format!("the answer is not valid: {e}"),
+                        });
+                    observe(
+                        retry,
+                        match decoded {
+                            Ok(_) => WebhookOutcome::Answered,
+                            Err(_) => failed(false, WebhookFailure::Malformed),
+                        },
+                    );
+                    return decoded;
                 }
-                Attempt::Final(error) => return Err(error),
+                Attempt::Final(error) => {
+                    let reason = match error {
+                        WebhookError::Malformed { .. } => WebhookFailure::Malformed,
+                        _ => WebhookFailure::Refused,
+                    };
+                    observe(retry, failed(false, reason));
+                    return Err(error);
+                }
                 Attempt::Retry(reason) => reason,
             };
             let remaining = end.saturating_duration_since(Instant::now());
-            match self.backoff.wait(attempt, remaining) {
+            let wait = self.backoff.wait(attempt, remaining);
+            observe(retry, failed(wait.is_some(), WebhookFailure::Unavailable));
+            match wait {
                 Some(wait) => {
                     tracing::debug!(
                         url,

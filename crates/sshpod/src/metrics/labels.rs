@@ -46,6 +46,37 @@ fn authtype(method: AuthMethod) -> &'static str {
     }
 }
 
+/// ContainerSSH's labels of its auth server requests.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct AuthServerLabels {
+    pub(super) authtype: &'static str,
+    pub(super) retry: &'static str,
+}
+
+/// ContainerSSH's labels of its auth server failures.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct AuthServerFailureLabels {
+    /// `soft` (retried) or `hard` (given up).
+    pub(super) r#type: &'static str,
+    pub(super) authtype: &'static str,
+    pub(super) retry: &'static str,
+    pub(super) reason: &'static str,
+}
+
+/// ContainerSSH's labels of its config server requests.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct RetryLabels {
+    pub(super) retry: &'static str,
+}
+
+/// ContainerSSH's labels of its config server failures.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ConfigServerFailureLabels {
+    pub(super) r#type: &'static str,
+    pub(super) retry: &'static str,
+    pub(super) reason: &'static str,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct BackendLabels {
     pub(super) backend: &'static str,

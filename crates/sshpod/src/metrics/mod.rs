@@ -23,12 +23,14 @@ use prometheus_client::registry::{Registry, Unit};
 use sshpod_core::{
     AuthMethod, ChannelInfo, ChannelKind, ChannelRefusal, ChannelTap, ConnectionId,
     ConnectionRefusal, Event, EventKind, EventSink, LoginRefusal, RequestRefusal, TapRecord,
+    Webhook, WebhookOutcome, WebhookRequest,
 };
 use tokio::time::Instant;
 
 use crate::geoip::GeoIp;
 use labels::{
-    AuthLabels, BackendLabels, BoundedNames, ChannelLabels, CountryLabels, RefusalLabels,
+    AuthLabels, AuthServerFailureLabels, AuthServerLabels, BackendLabels, BoundedNames,
+    ChannelLabels, ConfigServerFailureLabels, CountryLabels, RefusalLabels, RetryLabels,
     StartLabels, UserLabels,
 };
 
@@ -56,6 +58,10 @@ struct Families {
     failed_handshakes: Family<CountryLabels, Counter>,
     auth_success: Family<AuthLabels, Counter>,
     auth_failures: Family<AuthLabels, Counter>,
+    auth_server_requests: Family<AuthServerLabels, Counter>,
+    auth_server_failures: Family<AuthServerFailureLabels, Counter>,
+    config_server_requests: Family<RetryLabels, Counter>,
+    config_server_failures: Family<ConfigServerFailureLabels, Counter>,
     backend_requests: Family<BackendLabels, Counter>,
     backend_errors: Family<BackendLabels, Counter>,
     login_latency: LatencyHistogram,
@@ -117,6 +123,10 @@ impl Metrics {
             failed_handshakes: Family::default(),
             auth_success: Family::default(),
             auth_failures: Family::default(),
+            auth_server_requests: Family::default(),
+            auth_server_failures: Family::default(),
+            config_server_requests: Family::default(),
+            config_server_failures: Family::default(),
             backend_requests: Family::default(),
             backend_errors: Family::default(),
             login_latency: LatencyHistogram(latency_histogram()),
@@ -326,6 +336,26 @@ impl Families {
             self.auth_failures.clone(),
         );
         registry.register(
+            "containerssh_auth_server_requests",
+            "Requests to the authentication webhooks, retries included",
+            self.auth_server_requests.clone(),
+        );
+        registry.register(
+            "containerssh_auth_server_failures",
+            "Failed requests to the authentication webhooks (soft: retried; hard: given up)",
+            self.auth_server_failures.clone(),
+        );
+        registry.register(
+            "containerssh_config_server_requests",
+            "Requests to the configuration webhook, retries included",
+            self.config_server_requests.clone(),
+        );
+        registry.register(
+            "containerssh_config_server_failures",
+            "Failed requests to the configuration webhook (soft: retried; hard: given up)",
+            self.config_server_failures.clone(),
+        );
+        registry.register(
             "containerssh_backend_requests",
             "Requests to the backend: container starts, process starts and removals",
             self.backend_requests.clone(),
@@ -447,6 +477,55 @@ impl EventSink for Metrics {
 
     fn refused(&self, _remote: SocketAddr, reason: ConnectionRefusal) {
         self.refuse("connection", reason.as_str());
+    }
+
+    fn webhook_request(&self, request: &WebhookRequest) {
+        let retry = if request.retry { "1" } else { "0" };
+        let failure = match request.outcome {
+            WebhookOutcome::Answered => None,
+            WebhookOutcome::Failed { retrying, reason } => {
+                Some((if retrying { "soft" } else { "hard" }, reason.as_str()))
+            }
+        };
+        let authtype = match request.hook {
+            Webhook::Config => {
+                self.families
+                    .config_server_requests
+                    .get_or_create(&RetryLabels { retry })
+                    .inc();
+                if let Some((r#type, reason)) = failure {
+                    self.families
+                        .config_server_failures
+                        .get_or_create(&ConfigServerFailureLabels {
+                            r#type,
+                            retry,
+                            reason,
+                        })
+                        .inc();
+                }
+                return;
+            }
+            Webhook::Password => "password",
+            Webhook::PublicKey => "pubkey",
+            Webhook::Authorization => "authorization",
+            Webhook::KeyboardInteractive => "keyboard-interactive",
+            _ => "other",
+        };
+        self.families
+            .auth_server_requests
+            .get_or_create(&AuthServerLabels { authtype, retry })
+            .inc();
+        if let Some((r#type, reason)) = failure {
+            self.families
+                .auth_server_failures
+                .get_or_create(&AuthServerFailureLabels {
+                    r#type,
+                    authtype,
+                    retry,
+                    reason,
+                })
+                .inc();
+        }
     }
 }
 

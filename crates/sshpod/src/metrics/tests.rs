@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use sshpod_core::{
     AuthMethod, ChannelInfo, ChannelKind, ChannelRefusal, ConnectionId, ConnectionRefusal,
     ContainerInfo, Credential, Event, EventKind, EventSink, LoginRefusal, RequestRefusal,
-    TapRecord,
+    TapRecord, Webhook, WebhookFailure, WebhookOutcome, WebhookRequest,
 };
 
 use super::labels::MAX_USERS;
@@ -314,4 +314,62 @@ async fn user_labels_are_bounded() {
         value(&metrics, r#"sshpod_user_sessions{user="late"}"#),
         Some(1.0)
     );
+}
+
+#[test]
+fn webhook_requests_are_counted_as_containerssh_counts_them() {
+    let metrics = metrics();
+    let failed = |retrying| WebhookOutcome::Failed {
+        retrying,
+        reason: WebhookFailure::Unavailable,
+    };
+    for (hook, retry, outcome) in [
+        (Webhook::PublicKey, false, failed(true)),
+        (Webhook::PublicKey, true, failed(false)),
+        (Webhook::Authorization, false, WebhookOutcome::Answered),
+        (Webhook::Config, false, failed(true)),
+        (Webhook::Config, true, WebhookOutcome::Answered),
+    ] {
+        metrics.webhook_request(&WebhookRequest {
+            hook,
+            retry,
+            outcome,
+        });
+    }
+    for (sample, expected) in [
+        (
+            r#"containerssh_auth_server_requests_total{authtype="pubkey",retry="0"}"#,
+            1.0,
+        ),
+        (
+            r#"containerssh_auth_server_requests_total{authtype="pubkey",retry="1"}"#,
+            1.0,
+        ),
+        (
+            r#"containerssh_auth_server_requests_total{authtype="authorization",retry="0"}"#,
+            1.0,
+        ),
+        (
+            r#"containerssh_auth_server_failures_total{type="soft",authtype="pubkey",retry="0",reason="unavailable"}"#,
+            1.0,
+        ),
+        (
+            r#"containerssh_auth_server_failures_total{type="hard",authtype="pubkey",retry="1",reason="unavailable"}"#,
+            1.0,
+        ),
+        (
+            r#"containerssh_config_server_requests_total{retry="0"}"#,
+            1.0,
+        ),
+        (
+            r#"containerssh_config_server_requests_total{retry="1"}"#,
+            1.0,
+        ),
+        (
+            r#"containerssh_config_server_failures_total{type="soft",retry="0",reason="unavailable"}"#,
+            1.0,
+        ),
+    ] {
+        assert_eq!(value(&metrics, sample), Some(expected), "{sample}");
+    }
 }
