@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::check::Checker;
 use crate::http::{HttpClientConfig, RawHealthClient};
 use crate::http_server::{raw_http_server, HttpServerConfig};
+use crate::metrics::MetricsConfig;
 
 /// ContainerSSH's default `health.listen`.
 pub const DEFAULT_HEALTH_LISTEN: SocketAddr =
@@ -33,7 +34,7 @@ pub struct HealthConfig {
 impl Default for HealthConfig {
     /// ContainerSSH's defaults: off.
     fn default() -> Self {
-        Checker::quietly(|quiet| RawHealth::default().resolve(quiet))
+        Checker::quietly(|quiet| RawHealth::default().resolve(quiet, &MetricsConfig::default()))
     }
 }
 
@@ -46,7 +47,9 @@ raw_http_server!(
 );
 
 impl RawHealth {
-    pub(crate) fn resolve(&self, check: &mut Checker<'_>) -> HealthConfig {
+    /// Validates `health`; sharing `metrics`' address, it must ask for the same TLS (they are
+    /// one server).
+    pub(crate) fn resolve(&self, check: &mut Checker<'_>, metrics: &MetricsConfig) -> HealthConfig {
         let (server, client) = if self.enable {
             (
                 self.server(check, "health", DEFAULT_HEALTH_LISTEN),
@@ -58,6 +61,14 @@ impl RawHealth {
                 Checker::quietly(|quiet| self.client.clone().resolve(quiet)),
             )
         };
+        let shared = self.enable && metrics.enable && server.listen == metrics.server.listen;
+        if shared && server.listen.port() != 0 && server != metrics.server {
+            check.error(
+                "health.listen",
+                "is `metrics.listen` too, so one server answers both: their TLS settings \
+                 (`cert`, `key`, `clientcacert`, `tlsVersion`, `curves`, `cipher`) must be the same",
+            );
+        }
         HealthConfig {
             enable: self.enable,
             server,

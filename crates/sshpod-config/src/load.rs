@@ -144,6 +144,7 @@ impl RawConfig {
         };
         // Only the selected backend's section is validated (see `Checker::backend_section`).
         check.select_backend(backend);
+        let metrics = self.metrics.resolve(check);
         Config {
             ssh: self.ssh.resolve(check),
             backend,
@@ -164,8 +165,8 @@ impl RawConfig {
             configserver: self.configserver.resolve(check),
             security: self.security.resolve(check),
             audit: self.audit.resolve(check),
-            metrics: self.metrics.resolve(check),
-            health: self.health.resolve(check),
+            health: self.health.resolve(check, &metrics),
+            metrics,
             geoip: self.geoip.resolve(check),
         }
     }

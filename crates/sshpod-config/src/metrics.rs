@@ -187,6 +187,29 @@ mod tests {
     }
 
     #[test]
+    fn metrics_and_health_on_one_address_must_ask_for_the_same_tls() {
+        let directory = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let pem = directory.path().join("server.pem");
+        std::fs::write(&pem, "x").unwrap_or_else(|e| panic!("{e}"));
+        let tls = format!("cert: {0}, key: {0}", pem.display());
+        let all = messages(yaml(&format!(
+            "metrics: {{enable: true, listen: '127.0.0.1:9100', {tls}}}\nhealth:\n  enable: true\n  \
+             listen: 127.0.0.1:9100\n"
+        )));
+        assert_eq!(
+            all,
+            ["test.yaml:9:11: key `health.listen`: is `metrics.listen` too, so one server answers \
+              both: their TLS settings (`cert`, `key`, `clientcacert`, `tlsVersion`, `curves`, \
+              `cipher`) must be the same"]
+        );
+        let both = loaded(yaml(&format!(
+            "metrics: {{enable: true, listen: '127.0.0.1:9100', {tls}}}\nhealth: {{enable: true, \
+             listen: '127.0.0.1:9100', {tls}}}\n"
+        )));
+        assert!(both.config.health.server.tls());
+    }
+
+    #[test]
     fn sections_that_are_off_are_not_validated_but_keys_are_checked() {
         // ContainerSSH writes every section into a file it saves; an off section keeps working.
         let config = loaded(yaml(
