@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import signal
 import ssl
 import subprocess
 import urllib.error
@@ -175,7 +176,23 @@ def test_probes_and_healthcheck_follow_the_server(scn):
         assert done.returncode == 0, done
         assert done.stdout.startswith("sshpod: ready"), done
 
-    gw.stop()
+    # SIGTERM with a user logged in: not ready at once, while the server still answers (it stops
+    # last, once the user's container is gone).
+    session = scn.track(scn.client(gw).popen("echo started; exec cat", stdin=subprocess.PIPE))
+    assert h.read_line(session.stdout, 60) == b"started\n"
+    gw.signal(signal.SIGTERM)
+    answers = []
+
+    def draining_seen() -> bool:
+        try:
+            answers.append(get(base + "readyz")[0::2])
+        except OSError as error:
+            answers.append(repr(error))
+        return answers[-1] == (503, "not ready: draining: the server is shutting down\n")
+
+    h.wait_until(draining_seen, 30, "readiness false during the drain", interval=0.01)
+    assert all(a in ((200, "ready\n"), answers[-1]) for a in answers), answers
+    assert gw.wait_exit(60) == 0
     done = h.run_sshpod(["--config", str(gw.config_path), "healthcheck"])
     assert done.returncode == 1, done
     assert done.stdout.startswith("sshpod: not ready: "), done

@@ -26,15 +26,18 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
     // The root of the process's background work: backends run theirs on children of it.
     let lifecycle = Lifecycle::new();
     // Before the backend too; probes see the process alive but not ready until it serves.
+    // The endpoints have a root of their own: they answer (not ready) while the server
+    // drains, and stop last.
     let endpoints = Endpoints {
         readiness: Readiness::new(),
         metrics: metrics(&config)?,
+        http: Lifecycle::new(),
     };
     sshpod::http::serve(
         &config,
         endpoints.metrics.clone(),
         &endpoints.readiness,
-        &lifecycle,
+        &endpoints.http,
     )
     .await
     .context("starting the metrics and health endpoints")?;
@@ -109,7 +112,11 @@ async fn serve<B: Backend>(
     endpoints: Endpoints,
     lifecycle: &Lifecycle,
 ) -> Result<()> {
-    let Endpoints { readiness, metrics } = endpoints;
+    let Endpoints {
+        readiness,
+        metrics,
+        http,
+    } = endpoints;
     match backend.remove_orphans().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
@@ -169,7 +176,9 @@ async fn serve<B: Backend>(
     // The server and the backend have stopped their own work; whatever else runs on the root
     // (the signal watcher) ends here.
     lifecycle.cancel();
-    if tokio::time::timeout(config.ssh.shutdown_timeout, lifecycle.wait())
+    http.cancel();
+    let stopped = async { tokio::join!(lifecycle.wait(), http.wait()) };
+    if tokio::time::timeout(config.ssh.shutdown_timeout, stopped)
         .await
         .is_err()
     {
@@ -179,10 +188,12 @@ async fn serve<B: Backend>(
     Ok(())
 }
 
-/// What the HTTP endpoints report: readiness, and the metrics when they are on.
+/// What the HTTP endpoints report: readiness, and the metrics when they are on; and the root
+/// they run on.
 struct Endpoints {
     readiness: Readiness,
     metrics: Option<Arc<Metrics>>,
+    http: Lifecycle,
 }
 
 /// The metrics, when `metrics.enable` asks for them (with the GeoIP database read now).
