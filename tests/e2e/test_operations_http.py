@@ -19,6 +19,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families
 
 import harness as h
+from test_kubernetes import kube, ks  # noqa: F401 (fixtures)
 from test_webhooks import hooks  # noqa: F401 (a fixture)
 from test_webhooks import make_pki, password_only
 
@@ -136,6 +137,27 @@ def test_metrics_count_connections_logins_refusals_and_sessions(scn):
     assert after.value("sshpod_received_bytes_total", channel="session") == 5, after.text
     assert after.value("sshpod_sent_bytes_total", channel="session") == 13, after.text
     assert after.value("sshpod_login_latency_seconds_bucket", le="+Inf") == 2, after.text
+
+
+def test_kubernetes_api_requests_are_counted_by_kind(kube, scn):
+    """One login on Kubernetes (kube-sim): its pod created, watched until it runs, one exec,
+    deleted; and the container start by backend."""
+    port = h.free_port()
+    gw = kube({"metrics": {"enable": True, "listen": f"127.0.0.1:{port}"}})
+    result = scn.client(gw).ssh("echo hi")
+    assert (result.returncode, result.stdout) == (0, "hi\n"), result
+    metrics = f"http://127.0.0.1:{port}/metrics"
+    after = wait_value(metrics, "containerssh_ssh_current_connections", 0, "the connection closed",
+                       country="XX")
+    kinds = {dict(labels)["kind"]: value for (name, labels), value in after.samples.items()
+             if name == "sshpod_backend_api_requests_total" and value}
+    assert kinds.get("create pods") == 1, after.text
+    assert kinds.get("exec pods") == 1, after.text
+    assert kinds.get("delete pods") == 1, after.text
+    assert set(kinds) <= {"create pods", "watch pods", "get pods", "list pods", "exec pods",
+                          "delete pods"}, kinds
+    assert after.value("sshpod_container_start_seconds_count", backend="kubernetes",
+                       image="sshpod-guest:latest") == 1, after.text
 
 
 def test_webhook_requests_and_their_retries_are_counted(scn, hooks):

@@ -76,6 +76,10 @@ pub(crate) async fn run(config: sshpod_config::Config, config_path: &Path) -> Re
                 namespace = config.kubernetes.pod.namespace(),
                 "connected to the Kubernetes API server"
             );
+            if let Some(metrics) = &endpoints.metrics {
+                let requests = backend.api_requests();
+                metrics.count_api_requests(move || requests.snapshot());
+            }
             serve(
                 config,
                 socket,

@@ -83,6 +83,13 @@ pub(super) struct BackendLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct ApiLabels {
+    pub(super) backend: &'static str,
+    /// `verb resource`, from the backend's fixed list.
+    pub(super) kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct StartLabels {
     pub(super) backend: &'static str,
     pub(super) image: String,

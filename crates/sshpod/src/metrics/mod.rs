@@ -29,7 +29,7 @@ use tokio::time::Instant;
 
 use crate::geoip::GeoIp;
 use labels::{
-    AuthLabels, AuthServerFailureLabels, AuthServerLabels, BackendLabels, BoundedNames,
+    ApiLabels, AuthLabels, AuthServerFailureLabels, AuthServerLabels, BackendLabels, BoundedNames,
     ChannelLabels, ConfigServerFailureLabels, CountryLabels, RefusalLabels, RetryLabels,
     StartLabels, UserLabels,
 };
@@ -38,7 +38,6 @@ use labels::{
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// The metrics of one server.
-#[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     families: Families,
@@ -47,6 +46,20 @@ pub struct Metrics {
     backend: &'static str,
     /// What is known of each open connection.
     connections: Mutex<Connections>,
+    /// Where the backend's own request counts come from, when it keeps them.
+    api_requests: std::sync::OnceLock<ApiRequestSource>,
+}
+
+/// Reads a backend's request counts by kind (`verb resource`, a fixed list).
+pub type ApiRequestSource = Box<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("backend", &self.backend)
+            .field("geoip", &self.geoip)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Every metric, by family.
@@ -64,6 +77,7 @@ struct Families {
     config_server_failures: Family<ConfigServerFailureLabels, Counter>,
     backend_requests: Family<BackendLabels, Counter>,
     backend_errors: Family<BackendLabels, Counter>,
+    api_requests: Family<ApiLabels, Counter>,
     login_latency: LatencyHistogram,
     container_start: Family<StartLabels, Histogram, fn() -> Histogram>,
     user_sessions: Family<UserLabels, Gauge>,
@@ -129,6 +143,7 @@ impl Metrics {
             config_server_failures: Family::default(),
             backend_requests: Family::default(),
             backend_errors: Family::default(),
+            api_requests: Family::default(),
             login_latency: LatencyHistogram(latency_histogram()),
             container_start: Family::new_with_constructor(latency_histogram),
             user_sessions: Family::default(),
@@ -144,11 +159,35 @@ impl Metrics {
             geoip,
             backend,
             connections: Mutex::default(),
+            api_requests: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Reports the backend's API (or engine) requests by kind from `source`, read at each
+    /// scrape. Set once; later calls are ignored.
+    pub fn count_api_requests(
+        &self,
+        source: impl Fn() -> Vec<(&'static str, u64)> + Send + Sync + 'static,
+    ) {
+        let _ = self.api_requests.set(Box::new(source));
     }
 
     /// The metrics in the OpenMetrics text format, ending in `# EOF`.
     pub fn encode(&self) -> String {
+        if let Some(source) = self.api_requests.get() {
+            // The counts only grow: bring each counter up to its count.
+            for (kind, count) in source() {
+                let labels = ApiLabels {
+                    backend: self.backend,
+                    kind,
+                };
+                let counter = self.families.api_requests.get_or_create(&labels);
+                let shown = counter.get();
+                if count > shown {
+                    counter.inc_by(count - shown);
+                }
+            }
+        }
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);
@@ -366,6 +405,11 @@ impl Families {
             self.backend_errors.clone(),
         );
         // sshpod's own.
+        registry.register(
+            "sshpod_backend_api_requests",
+            "Requests the backend made to its API server or engine for connections, by kind",
+            self.api_requests.clone(),
+        );
         registry.register_with_unit(
             "sshpod_login_latency",
             "From TCP accept to the first byte of the first session's output",

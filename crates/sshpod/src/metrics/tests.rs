@@ -373,3 +373,20 @@ fn webhook_requests_are_counted_as_containerssh_counts_them() {
         assert_eq!(value(&metrics, sample), Some(expected), "{sample}");
     }
 }
+
+#[test]
+fn the_backend_s_request_counts_are_read_at_each_scrape() {
+    let metrics = Metrics::new("kubernetes", GeoIp::Dummy);
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(3));
+    let source = Arc::clone(&count);
+    metrics.count_api_requests(move || {
+        vec![(
+            "create pods",
+            source.load(std::sync::atomic::Ordering::Relaxed),
+        )]
+    });
+    let sample = r#"sshpod_backend_api_requests_total{backend="kubernetes",kind="create pods"}"#;
+    assert_eq!(value(&metrics, sample), Some(3.0));
+    count.store(5, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(value(&metrics, sample), Some(5.0));
+}
