@@ -138,12 +138,15 @@ async fn serve<B: Backend>(
         .local_addr()
         .context("reading the listening address")?;
     let mut subscribers: Vec<Arc<dyn EventSink>> = vec![Arc::new(server::LogEvents)];
-    if let Some(metrics) = metrics {
-        subscribers.push(metrics);
+    if let Some(metrics) = &metrics {
+        subscribers.push(Arc::clone(metrics) as Arc<dyn EventSink>);
     }
     let recording = recording::start(&config, lifecycle).await?;
     if let Some(recording) = &recording {
         subscribers.push(recording.sink());
+        if let Some(metrics) = &metrics {
+            metrics.watch_audit_backlog(recording.backlog());
+        }
     }
     let server = Server::new(
         Arc::clone(&config),

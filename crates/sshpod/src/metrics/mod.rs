@@ -48,7 +48,13 @@ pub struct Metrics {
     connections: Mutex<Connections>,
     /// Where the backend's own request counts come from, when it keeps them.
     api_requests: std::sync::OnceLock<ApiRequestSource>,
+    /// Where the recorder's backlog comes from, when connections are recorded.
+    audit_backlog: std::sync::OnceLock<AuditBacklogSource>,
 }
+
+/// Reads the recorder's backlog: bytes queued for its writer, and entries waiting for upload
+/// (with S3 storage).
+pub type AuditBacklogSource = Box<dyn Fn() -> (u64, Option<u64>) + Send + Sync>;
 
 /// Reads a backend's request counts by kind (`verb resource`, a fixed list).
 pub type ApiRequestSource = Box<dyn Fn() -> Vec<(&'static str, u64)> + Send + Sync>;
@@ -78,6 +84,8 @@ struct Families {
     backend_requests: Family<BackendLabels, Counter>,
     backend_errors: Family<BackendLabels, Counter>,
     api_requests: Family<ApiLabels, Counter>,
+    audit_queued: Gauge,
+    audit_pending_uploads: Gauge,
     login_latency: LatencyHistogram,
     container_start: Family<StartLabels, Histogram, fn() -> Histogram>,
     user_sessions: Family<UserLabels, Gauge>,
@@ -144,6 +152,8 @@ impl Metrics {
             backend_requests: Family::default(),
             backend_errors: Family::default(),
             api_requests: Family::default(),
+            audit_queued: Gauge::default(),
+            audit_pending_uploads: Gauge::default(),
             login_latency: LatencyHistogram(latency_histogram()),
             container_start: Family::new_with_constructor(latency_histogram),
             user_sessions: Family::default(),
@@ -160,7 +170,16 @@ impl Metrics {
             backend,
             connections: Mutex::default(),
             api_requests: std::sync::OnceLock::new(),
+            audit_backlog: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Reports the recorder's backlog from `source`, read at each scrape. Set once.
+    pub fn watch_audit_backlog(
+        &self,
+        source: impl Fn() -> (u64, Option<u64>) + Send + Sync + 'static,
+    ) {
+        let _ = self.audit_backlog.set(Box::new(source));
     }
 
     /// Reports the backend's API (or engine) requests by kind from `source`, read at each
@@ -187,6 +206,14 @@ impl Metrics {
                     counter.inc_by(count - shown);
                 }
             }
+        }
+        if let Some(source) = self.audit_backlog.get() {
+            let (queued, pending) = source();
+            let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+            self.families.audit_queued.set(gauge(queued));
+            self.families
+                .audit_pending_uploads
+                .set(gauge(pending.unwrap_or(0)));
         }
         let mut text = String::new();
         // Writing into a String cannot fail.
@@ -409,6 +436,17 @@ impl Families {
             "sshpod_backend_api_requests",
             "Requests the backend made to its API server or engine for connections, by kind",
             self.api_requests.clone(),
+        );
+        registry.register_with_unit(
+            "sshpod_audit_queued",
+            "Recorded data waiting for the recorder's writer",
+            Unit::Bytes,
+            self.audit_queued.clone(),
+        );
+        registry.register(
+            "sshpod_audit_pending_uploads",
+            "Recordings (and their parts) waiting in the S3 spool",
+            self.audit_pending_uploads.clone(),
         );
         registry.register_with_unit(
             "sshpod_login_latency",

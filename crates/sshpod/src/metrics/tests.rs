@@ -390,3 +390,12 @@ fn the_backend_s_request_counts_are_read_at_each_scrape() {
     count.store(5, std::sync::atomic::Ordering::Relaxed);
     assert_eq!(value(&metrics, sample), Some(5.0));
 }
+
+#[test]
+fn the_recorder_s_backlog_is_read_at_each_scrape() {
+    let metrics = metrics();
+    assert_eq!(value(&metrics, "sshpod_audit_queued_bytes"), Some(0.0));
+    metrics.watch_audit_backlog(|| (4096, Some(3)));
+    assert_eq!(value(&metrics, "sshpod_audit_queued_bytes"), Some(4096.0));
+    assert_eq!(value(&metrics, "sshpod_audit_pending_uploads"), Some(3.0));
+}
