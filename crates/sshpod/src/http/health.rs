@@ -66,12 +66,7 @@ pub enum NotReady {
 impl Readiness {
     /// Not ready until [`mark_swept`](Self::mark_swept).
     pub fn new() -> Self {
-        Self(Arc::new(Inner {
-            swept: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
-            backend: std::sync::OnceLock::new(),
-            last: tokio::sync::Mutex::new(None),
-        }))
+        Self::default()
     }
 
     /// From now on the backend must answer `check` too (set once; later calls are ignored).
@@ -168,18 +163,6 @@ async fn containerssh(State(readiness): State<Readiness>, headers: HeaderMap) ->
     }
 }
 
-/// Shared by tests of the endpoints: a backend check that answers as `state` says.
-#[cfg(test)]
-pub(crate) fn switchable_backend() -> (BackendCheck, Arc<std::sync::Mutex<Result<(), String>>>) {
-    let state = Arc::new(std::sync::Mutex::new(Ok(())));
-    let read = Arc::clone(&state);
-    let check: BackendCheck = Arc::new(move || {
-        let answer = read.lock().map(|s| s.clone()).unwrap_or(Ok(()));
-        Box::pin(async move { answer })
-    });
-    (check, state)
-}
-
 #[cfg(test)]
 mod tests {
     use axum::body::Body;
@@ -187,6 +170,17 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
+
+    /// A backend check that answers as `state` says.
+    fn switchable_backend() -> (BackendCheck, Arc<std::sync::Mutex<Result<(), String>>>) {
+        let state = Arc::new(std::sync::Mutex::new(Ok(())));
+        let read = Arc::clone(&state);
+        let check: BackendCheck = Arc::new(move || {
+            let answer = read.lock().map(|s| s.clone()).unwrap_or(Ok(()));
+            Box::pin(async move { answer })
+        });
+        (check, state)
+    }
 
     async fn get(router: &Router, path: &str, accept: &str) -> (StatusCode, String) {
         let request = Request::get(path)

@@ -7,8 +7,8 @@
 //! `health.rs` answers probes from a [`Readiness`].
 
 mod health;
-pub mod serve;
-pub mod tls;
+pub(crate) mod serve;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
