@@ -154,3 +154,95 @@ fn metrics_router(path: &str, metrics: Arc<Metrics>) -> Router {
         }),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::geoip::GeoIp;
+
+    async fn get(router: &Router, path: &str) -> (StatusCode, String) {
+        let request = Request::get(path)
+            .body(Body::empty())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let response = router
+            .clone()
+            .oneshot(request)
+            .await
+            .unwrap_or_else(|e| match e {});
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn sections_on_one_address_are_one_server_with_both_sets_of_paths() {
+        let mut block = test_config().metrics.server;
+        block.listen = "127.0.0.1:9100".parse().unwrap_or_else(|e| panic!("{e}"));
+        let metrics = Arc::new(Metrics::new("docker", GeoIp::Dummy));
+        let readiness = Readiness::new();
+        let mut planned = Vec::new();
+        add(
+            &mut planned,
+            "metrics",
+            &block,
+            metrics_router("/metrics", metrics),
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        add(
+            &mut planned,
+            "health",
+            &block,
+            health::router(readiness.clone()),
+        )
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(planned.len(), 1);
+        assert_eq!(planned[0].sections, ["metrics", "health"]);
+        let router = &planned[0].router;
+        let (status, body) = get(router, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.ends_with("# EOF\n"), "{body}");
+        assert_eq!(
+            get(router, "/healthz").await,
+            (StatusCode::OK, "ok\n".into())
+        );
+        assert_eq!(
+            get(router, "/elsewhere").await,
+            (StatusCode::SERVICE_UNAVAILABLE, "not ok".into())
+        );
+        readiness.mark_swept();
+        assert_eq!(
+            get(router, "/elsewhere").await,
+            (StatusCode::OK, "ok".into())
+        );
+
+        // Another TLS setting on the same address cannot be one server.
+        let mut other = block.clone();
+        other.tls_version = sshpod_config::TlsVersion::Tls12;
+        let refused = add(&mut planned, "health", &other, Router::new())
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            refused.as_deref().is_some_and(
+                |e| e.starts_with("health.listen is 127.0.0.1:9100, as metrics.listen")
+            ),
+            "{refused:?}"
+        );
+    }
+
+    /// A loaded minimal configuration.
+    fn test_config() -> Config {
+        sshpod_config::parse_str(
+            "auth:\n  password:\n    method: htpasswd\n    htpasswd:\n      file: /etc/htpasswd\n",
+            sshpod_config::Format::Yaml,
+            "test.yaml",
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+        .config
+    }
+}
