@@ -221,6 +221,14 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Runs `f` with a checker whose findings go nowhere: for defaults, and for sections that
+    /// are off and so not validated.
+    pub(crate) fn quietly<R>(f: impl FnOnce(&mut Checker<'_>) -> R) -> R {
+        let positions = Positions::default();
+        let mut quiet = Checker::new("", &positions);
+        f(&mut quiet)
+    }
+
     /// Records the backend the file selects, for [`Checker::backend_section`].
     pub(crate) fn select_backend(&mut self, backend: Backend) {
         self.selected = Some(backend);

@@ -64,7 +64,7 @@ const INSECURE_CIPHER_MARKERS: &[&str] = &[
 ];
 
 /// ContainerSSH's default `cipher` list.
-const DEFAULT_CIPHERS: &[&str] = &[
+pub(crate) const DEFAULT_CIPHERS: &[&str] = &[
     "TLS_AES_128_GCM_SHA256",
     "TLS_AES_256_GCM_SHA384",
     "TLS_CHACHA20_POLY1305_SHA256",
@@ -81,7 +81,7 @@ const CURVES: &[(&str, &str)] = &[
 ];
 
 /// ContainerSSH's default `curves` list.
-const DEFAULT_CURVES: &[&str] = &["x25519", "secp256r1", "secp384r1", "secp521r1"];
+pub(crate) const DEFAULT_CURVES: &[&str] = &["x25519", "secp256r1", "secp384r1", "secp521r1"];
 
 /// The lowest TLS version the client accepts (`tlsVersion`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -260,6 +260,11 @@ raw_http_client!(
 );
 
 raw_http_client!(
+    /// `health.client` as written: how `sshpod healthcheck` reaches the health endpoint.
+    RawHealthClient {}
+);
+
+raw_http_client!(
     /// The `configserver` block as written.
     RawConfigServer {
         transmit_sensitive_metadata: bool = false,
@@ -288,6 +293,19 @@ impl RawWebhook {
             client,
             auth_timeout,
         }
+    }
+}
+
+/// ContainerSSH's default `health.client.url`.
+pub(crate) const DEFAULT_HEALTH_URL: &str = "http://127.0.0.1:7000/";
+
+impl RawHealthClient {
+    /// Validates `health.client`; an empty URL is ContainerSSH's default.
+    pub(crate) fn resolve(&mut self, check: &mut Checker<'_>) -> HttpClientConfig {
+        if self.url.trim().is_empty() {
+            DEFAULT_HEALTH_URL.clone_into(&mut self.url);
+        }
+        self.client(check, "health.client")
     }
 }
 
@@ -338,17 +356,7 @@ fn resolve_client(
             "`cert` and `key` go together: give both for a client certificate, or neither",
         );
     }
-    let tls_version = match raw.tls_version.map(str::trim) {
-        None | Some("") | Some("1.3") => TlsVersion::Tls13,
-        Some("1.2") => TlsVersion::Tls12,
-        Some(other) => {
-            check.error(
-                &format!("{key}.tlsVersion"),
-                format!("unknown TLS version `{other}`; expected `1.2` or `1.3`"),
-            );
-            TlsVersion::Tls13
-        }
-    };
+    let tls_version = resolve_tls_version(raw.tls_version, check, key);
     let cipher = resolve_names(
         raw.cipher,
         DEFAULT_CIPHERS,
@@ -376,7 +384,26 @@ fn resolve_client(
     }
 }
 
-fn resolve_names(
+/// `{key}.tlsVersion`: empty is ContainerSSH's default, 1.3.
+pub(crate) fn resolve_tls_version(
+    given: Option<&str>,
+    check: &mut Checker<'_>,
+    key: &str,
+) -> TlsVersion {
+    match given.map(str::trim) {
+        None | Some("") | Some("1.3") => TlsVersion::Tls13,
+        Some("1.2") => TlsVersion::Tls12,
+        Some(other) => {
+            check.error(
+                &format!("{key}.tlsVersion"),
+                format!("unknown TLS version `{other}`; expected `1.2` or `1.3`"),
+            );
+            TlsVersion::Tls13
+        }
+    }
+}
+
+pub(crate) fn resolve_names(
     given: &NameList,
     default: &[&str],
     check: &mut Checker<'_>,
@@ -400,7 +427,7 @@ fn resolve_names(
     resolved
 }
 
-fn cipher_name(name: &str) -> Result<&'static str, String> {
+pub(crate) fn cipher_name(name: &str) -> Result<&'static str, String> {
     if let Some((iana, _)) = CIPHERS.iter().find(|(iana, openssl)| {
         name.eq_ignore_ascii_case(iana) || name.eq_ignore_ascii_case(openssl)
     }) {
@@ -416,7 +443,7 @@ fn cipher_name(name: &str) -> Result<&'static str, String> {
     Err(unknown_message("cipher suite", name, &known))
 }
 
-fn curve_name(name: &str) -> Result<&'static str, String> {
+pub(crate) fn curve_name(name: &str) -> Result<&'static str, String> {
     CURVES
         .iter()
         .find(|(canonical, alias)| {

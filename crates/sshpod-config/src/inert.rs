@@ -1,10 +1,9 @@
-//! ContainerSSH sections that sshpod accepts without acting on them: `metrics`, `health`,
-//! `geoip`, `sshproxy`, and the Kerberos, GSSAPI and OAuth2 blocks under `auth`.
+//! ContainerSSH sections that sshpod accepts without acting on them: `sshproxy`, and the
+//! Kerberos, GSSAPI and OAuth2 blocks under `auth`.
 //!
 //! ContainerSSH writes every section back into its file, at its defaults, when it generates a
-//! host key, so real files carry all of them. A section that asks nothing of sshpod (metrics
-//! with `enable: false`, `geoip` with the `dummy` provider, an `sshproxy` block while another
-//! backend is selected) is accepted and ignored. Only a setting that would need a feature sshpod
+//! host key, so real files carry all of them. A section that asks nothing of sshpod (an
+//! `sshproxy` block while another backend is selected) is accepted and ignored. Only a setting that would need a feature sshpod
 //! does not have is refused, with a message saying so, because silently ignoring it would leave
 //! the operator believing it works.
 //!
@@ -24,7 +23,7 @@ fn unsupported(check: &mut Checker<'_>, key: &str, what: &str, instead: &str) {
     );
 }
 
-/// The keys of ContainerSSH's HTTP server block (metrics, health, OAuth2 redirect).
+/// The keys of ContainerSSH's HTTP server block (here: the OAuth2 redirect).
 macro_rules! http_server_keys {
     ($(#[$meta:meta])* $name:ident { $($extra:ident : $extra_ty:ty),* $(,)? }) => {
         $(#[$meta])*
@@ -56,80 +55,6 @@ struct HttpClientKeys {
     tls_version: IgnoredAny,
     curves: IgnoredAny,
     cipher: IgnoredAny,
-}
-
-http_server_keys!(
-    /// `metrics` as written.
-    RawMetrics {
-        enable: bool,
-        path: IgnoredAny,
-    }
-);
-
-http_server_keys!(
-    /// `health` as written.
-    RawHealth {
-        enable: bool,
-        client: HttpClientKeys,
-    }
-);
-
-impl RawMetrics {
-    pub(crate) fn check(&self, check: &mut Checker<'_>) {
-        if self.enable {
-            unsupported(
-                check,
-                "metrics.enable",
-                "the metrics endpoint",
-                "set `enable: false` or remove the section",
-            );
-        }
-    }
-}
-
-impl RawHealth {
-    pub(crate) fn check(&self, check: &mut Checker<'_>) {
-        if self.enable {
-            unsupported(
-                check,
-                "health.enable",
-                "the health-check endpoint",
-                "set `enable: false` or remove the section",
-            );
-        }
-    }
-}
-
-/// `geoip.provider`.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
-enum GeoIpProvider {
-    #[default]
-    #[serde(rename = "dummy", alias = "")]
-    Dummy,
-    #[serde(rename = "maxmind")]
-    Maxmind,
-}
-
-/// `geoip` as written.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub(crate) struct RawGeoIp {
-    provider: GeoIpProvider,
-    #[serde(rename = "maxmind-geoip2-file")]
-    maxmind_geoip2_file: IgnoredAny,
-}
-
-impl RawGeoIp {
-    pub(crate) fn check(&self, check: &mut Checker<'_>) {
-        if self.provider == GeoIpProvider::Maxmind {
-            unsupported(
-                check,
-                "geoip.provider",
-                "the `maxmind` GeoIP provider",
-                "use `dummy` or remove the section",
-            );
-        }
-    }
 }
 
 /// `sshproxy` as written: used only by the `sshproxy` backend, which `backend` refuses.

@@ -18,7 +18,10 @@ mod docker;
 mod docker_api;
 mod duration;
 mod error;
+mod geoip;
+mod health;
 mod http;
+mod http_server;
 mod inert;
 mod key_trust;
 mod kubernetes;
@@ -26,6 +29,7 @@ mod kuberun;
 mod load;
 mod log;
 mod merge;
+mod metrics;
 mod nulls;
 mod secret;
 mod security;
@@ -53,7 +57,10 @@ pub use crate::docker::{
     DEFAULT_SHELL_COMMAND,
 };
 pub use crate::error::{ConfigError, ConfigErrors};
+pub use crate::geoip::{GeoIpConfig, GeoIpProvider, DEFAULT_GEOIP2_FILE};
+pub use crate::health::{HealthConfig, DEFAULT_HEALTH_LISTEN};
 pub use crate::http::{ConfigServerConfig, HttpClientConfig, TlsVersion, WebhookConfig};
+pub use crate::http_server::HttpServerConfig;
 pub use crate::key_trust::KeyTrust;
 pub use crate::kubernetes::{
     KubernetesConfig, KubernetesConnection, KubernetesTimeouts, PodConfig, PodMode,
@@ -65,6 +72,7 @@ pub use crate::log::{
     LogConfig, LogDestination, LogFormat, LogLevel, SyslogConfig, SyslogTarget, DEFAULT_LOG_FILE,
 };
 pub use crate::merge::{merge_answer, MergeError};
+pub use crate::metrics::{MetricsConfig, DEFAULT_METRICS_LISTEN, DEFAULT_METRICS_PATH};
 pub use crate::secret::{redact_url, Secret, ServiceUrl, REDACTED};
 pub use crate::security::{
     CommandPolicy, ForwardingPolicy, ListPolicy, ModePolicy, SecurityConfig, SecurityMode,
@@ -123,6 +131,12 @@ pub struct Config {
     /// What is recorded of every connection and where (ContainerSSH's `audit`); per connection,
     /// so a config server's answer can turn recording on or make it required.
     pub audit: AuditConfig,
+    /// The Prometheus endpoint (ContainerSSH's `metrics`).
+    pub metrics: MetricsConfig,
+    /// The health endpoint and how `sshpod healthcheck` reaches it (ContainerSSH's `health`).
+    pub health: HealthConfig,
+    /// Where the metrics' `country` label comes from (ContainerSSH's `geoip`).
+    pub geoip: GeoIpConfig,
 }
 
 impl Config {

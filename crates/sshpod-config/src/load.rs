@@ -10,11 +10,14 @@ use crate::auth::RawAuth;
 use crate::check::{Checker, Positions};
 use crate::docker::RawDocker;
 use crate::error::{unknown_message, ConfigError, ConfigErrors};
+use crate::geoip::RawGeoIp;
+use crate::health::RawHealth;
 use crate::http::RawConfigServer;
-use crate::inert::{RawGeoIp, RawHealth, RawMetrics, RawSshProxy};
+use crate::inert::RawSshProxy;
 use crate::kubernetes::RawKubernetes;
 use crate::kuberun::RawKuberun;
 use crate::log::RawLog;
+use crate::metrics::RawMetrics;
 use crate::nulls::{NullAsDefault, Shape};
 use crate::security::RawSecurity;
 use crate::ssh::RawSsh;
@@ -126,11 +129,7 @@ struct RawConfig {
 
 impl RawConfig {
     fn resolve(self, check: &mut Checker<'_>) -> Config {
-        // Sections sshpod accepts without acting on them; refused only where they ask for a
-        // feature sshpod lacks. `sshproxy` matters only with its backend, refused below.
-        self.metrics.check(check);
-        self.health.check(check);
-        self.geoip.check(check);
+        // `sshproxy` matters only with its backend, refused below.
         let _ = self.sshproxy;
         let backend = match self.backend {
             RawBackend::Docker => Backend::Docker,
@@ -145,6 +144,7 @@ impl RawConfig {
         };
         // Only the selected backend's section is validated (see `Checker::backend_section`).
         check.select_backend(backend);
+        let metrics = self.metrics.resolve(check);
         Config {
             ssh: self.ssh.resolve(check),
             backend,
@@ -165,6 +165,9 @@ impl RawConfig {
             configserver: self.configserver.resolve(check),
             security: self.security.resolve(check),
             audit: self.audit.resolve(check),
+            health: self.health.resolve(check, &metrics),
+            metrics,
+            geoip: self.geoip.resolve(check),
         }
     }
 }
@@ -645,14 +648,11 @@ mod tests {
         assert_eq!(
             messages,
             [
-                "test.yaml:10:11: key `metrics.enable`: the metrics endpoint is not supported yet \
-                 by this version of sshpod; set `enable: false` or remove the section",
-                "test.yaml:11:18: key `health.enable`: the health-check endpoint is not supported \
-                 yet by this version of sshpod; set `enable: false` or remove the section",
-                "test.yaml:13:19: key `geoip.provider`: the `maxmind` GeoIP provider is not \
-                 supported yet by this version of sshpod; use `dummy` or remove the section",
                 "test.yaml:8:10: key `backend`: the `sshproxy` backend is not supported yet; use \
                  `docker` or `kubernetes`",
+                // Metrics and health are served; the GeoIP database must be there.
+                "test.yaml:13:8: key `geoip.maxmind-geoip2-file`: cannot read \
+                 `/var/lib/GeoIP/GeoIP2-Country.mmdb`: No such file or directory (os error 2)",
             ],
         );
         let error = single(yaml(&format!("{MINIMAL}metrics:\n  enabel: true\n")));

@@ -83,6 +83,12 @@ pub trait Backend: Send + Sync + 'static {
     /// those. Called once at start-up.
     fn remove_orphans(&self) -> impl Future<Output = Result<usize, BackendError>> + Send;
 
+    /// Whether the backend can take new connections now (its engine or API server answers),
+    /// for readiness probes. The default says yes.
+    fn check(&self) -> impl Future<Output = Result<(), BackendError>> + Send {
+        async { Ok(()) }
+    }
+
     /// Gives up what the backend holds for the whole process. Called once, after every
     /// connection has been closed at shutdown.
     fn shutdown(&self) -> impl Future<Output = ()> + Send {

@@ -331,6 +331,97 @@ pub enum RequestRefusal {
     },
 }
 
+/// Why the accept loop turned a connection away before it became one: no events follow, only
+/// [`EventSink::refused`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConnectionRefusal {
+    /// Its source failed to log in too often (`ssh.perSourcePenalties`).
+    Penalised,
+    /// Too many unauthenticated connections (`ssh.maxStartups`).
+    MaxStartups,
+    /// Too many unauthenticated connections from its network (`ssh.perSourceMaxStartups`).
+    PerSourceMaxStartups,
+}
+
+impl ConnectionRefusal {
+    /// A short name, for metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionRefusal::Penalised => "penalised",
+            ConnectionRefusal::MaxStartups => "max_startups",
+            ConnectionRefusal::PerSourceMaxStartups => "per_source_max_startups",
+        }
+    }
+}
+
+/// One HTTP request to a webhook (the auth, authorization or config server); every retry is
+/// one more. Told through [`EventSink::webhook_request`], not as a connection event: it is
+/// about the webhook's health, and a recording has the login's outcome already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookRequest {
+    /// Which webhook.
+    pub hook: Webhook,
+    /// Whether an earlier request of the same call failed.
+    pub retry: bool,
+    /// How it went.
+    pub outcome: WebhookOutcome,
+}
+
+/// A webhook, by what it is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Webhook {
+    /// `auth.password.webhook` (`/password`).
+    Password,
+    /// `auth.publicKey.webhook` (`/pubkey`).
+    PublicKey,
+    /// `auth.keyboardInteractive.webhook`.
+    KeyboardInteractive,
+    /// `auth.authz.webhook` (`/authz`).
+    Authorization,
+    /// `configserver`.
+    Config,
+}
+
+/// How one webhook request went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// A usable answer (whatever it decides).
+    Answered,
+    /// No usable answer.
+    Failed {
+        /// Another request follows (ContainerSSH's "soft" failure); else the call gives up
+        /// ("hard").
+        retrying: bool,
+        /// What went wrong.
+        reason: WebhookFailure,
+    },
+}
+
+/// What went wrong with a webhook request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum WebhookFailure {
+    /// No answer: cannot connect, timed out, or a 5xx status.
+    Unavailable,
+    /// A status that is not worth retrying.
+    Refused,
+    /// An answer that does not follow the protocol.
+    Malformed,
+}
+
+impl WebhookFailure {
+    /// A short name, for metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookFailure::Unavailable => "unavailable",
+            WebhookFailure::Refused => "refused",
+            WebhookFailure::Malformed => "malformed",
+        }
+    }
+}
+
 /// Ends a connection with a message to its user. A subscriber the connection cannot go on
 /// without (a required recording) keeps the one it is given in [`EventSink::attach`] and uses
 /// it when it fails.
@@ -379,5 +470,16 @@ pub trait EventSink: Send + Sync + 'static {
     ) -> Result<(), String> {
         let _ = (connection, remote, ender);
         Ok(())
+    }
+
+    /// Called when the accept loop turns a connection from `remote` away before it becomes a
+    /// connection (no events follow). The default ignores it.
+    fn refused(&self, remote: SocketAddr, reason: ConnectionRefusal) {
+        let _ = (remote, reason);
+    }
+
+    /// Called for every HTTP request to a webhook, as it ends. The default ignores it.
+    fn webhook_request(&self, request: &WebhookRequest) {
+        let _ = request;
     }
 }

@@ -30,8 +30,9 @@ pub use backend::{Backend, ConnectionContext, Container, ContainerFile, Containe
 pub use command::{is_env_name, CommandPolicy, CommandTable};
 pub use error::{BackendError, Deadline, NotPossible, Vanished};
 pub use event::{
-    AuthMethod, ChannelKind, ChannelRefusal, Credential, Ender, Event, EventKind, EventSink,
-    LoginRefusal, RequestRefusal,
+    AuthMethod, ChannelKind, ChannelRefusal, ConnectionRefusal, Credential, Ender, Event,
+    EventKind, EventSink, LoginRefusal, RequestRefusal, Webhook, WebhookFailure, WebhookOutcome,
+    WebhookRequest,
 };
 pub use ids::ConnectionId;
 pub use lifecycle::Lifecycle;

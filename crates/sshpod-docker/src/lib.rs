@@ -163,6 +163,15 @@ impl DockerBackend {
 impl Backend for DockerBackend {
     type Container = DockerContainer;
 
+    async fn check(&self) -> Result<(), BackendError> {
+        self.engine
+            .docker
+            .ping()
+            .await
+            .map(drop)
+            .map_err(|e| BackendError::Engine(Box::new(e)))
+    }
+
     async fn connect(&self, ctx: &ConnectionContext) -> Result<DockerContainer, BackendError> {
         // A config server may have chosen other settings for this connection.
         let settings = match &ctx.config {

@@ -54,6 +54,7 @@ use lease::HeldLease;
 use orphans::Sweeper;
 use pod::Owner;
 use requests::Requests;
+pub use requests::{ApiRequests, API_REQUEST_KINDS};
 use session::SessionPods;
 
 /// The Kubernetes backend. One value serves the whole process.
@@ -64,6 +65,8 @@ pub struct KubeBackend {
     sweeper: Sweeper,
     /// None when the instance could not create its Lease: every pod then gets a lifeline.
     lease: Option<HeldLease>,
+    /// Every connection's API requests, by kind.
+    api_requests: Arc<ApiRequests>,
 }
 
 impl KubeBackend {
@@ -119,7 +122,14 @@ impl KubeBackend {
             instance,
             sweeper,
             lease,
+            api_requests: Arc::default(),
         })
+    }
+
+    /// The connections' API requests by kind so far, for the whole process (the metrics read
+    /// it at each scrape).
+    pub fn api_requests(&self) -> Arc<ApiRequests> {
+        Arc::clone(&self.api_requests)
     }
 
     /// This process's instance id, as put on its pods.
@@ -158,7 +168,7 @@ impl Backend for KubeBackend {
     async fn connect(&self, ctx: &ConnectionContext) -> Result<KubeContainer, BackendError> {
         let config = self.config_for(ctx);
         // The connection's own client: what goes through it is this connection's count.
-        let requests = Requests::default();
+        let requests = Requests::sharing(&self.api_requests);
         let client = requests::counted_client(&self.client, requests.clone());
         let pods: Api<Pod> = Api::namespaced(client, config.pod.namespace());
         let owner = self.owner_for(&config);
@@ -172,6 +182,14 @@ impl Backend for KubeBackend {
 
     async fn remove_orphans(&self) -> Result<usize, BackendError> {
         self.sweeper.sweep().await
+    }
+
+    async fn check(&self) -> Result<(), BackendError> {
+        self.client
+            .apiserver_version()
+            .await
+            .map(drop)
+            .map_err(|e| BackendError::Engine(Box::new(e)))
     }
 
     async fn shutdown(&self) {

@@ -1,32 +1,128 @@
 //! How many API requests one connection cost, for the debug log at logout: the figure that
-//! decides how many logins a cluster's API server can take.
+//! decides how many logins a cluster's API server can take; and, for the whole process, how
+//! many of each kind (verb and resource) the connections made, for the metrics.
 //!
 //! Counted where requests go out, by a tower layer, not by hand at each call: every
 //! connection gets a client of its own whose stack is [`CountLayer`] over the process's
 //! shared client (rate limit, token file, TLS connections and all). So the count is exact,
 //! whatever the code in between does, and belongs to exactly one connection.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
-use http::{Request, Response};
+use http::{Method, Request, Response, Uri};
 use kube::client::{Body, ClientBuilder};
 use kube::Client;
 use tower::{Layer, Service};
 
+/// The kinds of request the connections make, as `verb resource` (Kubernetes' words); any
+/// other request counts as `other`.
+pub const API_REQUEST_KINDS: [&str; 12] = [
+    "create pods",
+    "get pods",
+    "list pods",
+    "watch pods",
+    "delete pods",
+    "patch pods",
+    "exec pods",
+    "attach pods",
+    "portforward pods",
+    "create persistentvolumeclaims",
+    "get persistentvolumeclaims",
+    "other",
+];
+
+/// The connections' API requests by kind, for the whole process. Shared; cheap to read.
+#[derive(Debug, Default)]
+pub struct ApiRequests([AtomicU64; API_REQUEST_KINDS.len()]);
+
+impl ApiRequests {
+    /// Each kind of [`API_REQUEST_KINDS`] with its count so far.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        API_REQUEST_KINDS
+            .iter()
+            .zip(&self.0)
+            .map(|(kind, count)| (*kind, count.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    fn count(&self, method: &Method, uri: &Uri) {
+        let kind = kind_of(method, uri);
+        let index = API_REQUEST_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(API_REQUEST_KINDS.len() - 1);
+        if let Some(count) = self.0.get(index) {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `verb resource` of a request, from its method and path (`/api/v1/namespaces/NS/pods/NAME/
+/// exec`); a pod's subresources are their own verb.
+fn kind_of(method: &Method, uri: &Uri) -> String {
+    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    // After `api/v1` or `apis/GROUP/VERSION`, and `namespaces/NS` when there.
+    let skip = match segments.first() {
+        Some(&"api") => 2,
+        Some(&"apis") => 3,
+        _ => return "other".to_owned(),
+    };
+    let mut rest = segments.get(skip..).unwrap_or_default();
+    if rest.first() == Some(&"namespaces") && rest.len() > 2 {
+        rest = &rest[2..];
+    }
+    let (resource, name, subresource) = (rest.first(), rest.get(1), rest.get(2));
+    let Some(resource) = resource else {
+        return "other".to_owned();
+    };
+    let watch = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let verb = match (subresource, method) {
+        (Some(sub), _) => return format!("{sub} {resource}"),
+        (None, &Method::GET) if watch => "watch",
+        (None, &Method::GET) if name.is_some() => "get",
+        (None, &Method::GET) => "list",
+        (None, &Method::POST) => "create",
+        (None, &Method::DELETE) => "delete",
+        (None, &Method::PATCH) => "patch",
+        (None, &Method::PUT) => "update",
+        _ => "other",
+    };
+    format!("{verb} {resource}")
+}
+
 /// A shared counter of API requests. Cheap to clone; clones count together.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Requests(Arc<AtomicUsize>);
+pub(crate) struct Requests {
+    total: Arc<AtomicUsize>,
+    /// The process's counts by kind.
+    kinds: Arc<ApiRequests>,
+}
 
 impl Requests {
+    /// A connection's counter, also counting into the process's `kinds`.
+    pub(crate) fn sharing(kinds: &Arc<ApiRequests>) -> Self {
+        Self {
+            total: Arc::default(),
+            kinds: Arc::clone(kinds),
+        }
+    }
+
     pub(crate) fn total(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
+        self.total.load(Ordering::Relaxed)
     }
 
     fn count_one(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count<B>(&self, request: &Request<B>) {
+        self.count_one();
+        self.kinds.count(request.method(), request.uri());
     }
 }
 
@@ -73,7 +169,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        self.requests.count_one();
+        self.requests.count(&request);
         self.inner.call(request)
     }
 }
@@ -160,5 +256,53 @@ mod tests {
         }
         assert_eq!(pods.get_opt("p").await.unwrap(), None);
         assert_eq!(requests.total(), 2);
+    }
+
+    #[tokio::test]
+    async fn the_process_counts_each_kind_over_every_connection() {
+        let (client, _) = shared(true);
+        let kinds = Arc::new(ApiRequests::default());
+        let one: Api<Pod> =
+            Api::default_namespaced(counted_client(&client, Requests::sharing(&kinds)));
+        let two: Api<Pod> =
+            Api::default_namespaced(counted_client(&client, Requests::sharing(&kinds)));
+        one.get("p").await.unwrap();
+        two.get("p").await.unwrap();
+        let counts: std::collections::HashMap<_, _> = kinds.snapshot().into_iter().collect();
+        assert_eq!(counts["get pods"], 2);
+        assert_eq!(counts["create pods"], 0);
+    }
+
+    #[test]
+    fn kinds_come_from_the_method_and_the_path() {
+        let kind = |method: Method, uri: &str| kind_of(&method, &uri.parse().unwrap());
+        let pods = "/api/v1/namespaces/sshpod-guests/pods";
+        assert_eq!(kind(Method::POST, pods), "create pods");
+        assert_eq!(
+            kind(Method::GET, &format!("{pods}?labelSelector=a%3Db")),
+            "list pods"
+        );
+        assert_eq!(
+            kind(Method::GET, &format!("{pods}?fieldSelector=x&watch=true")),
+            "watch pods"
+        );
+        assert_eq!(kind(Method::GET, &format!("{pods}/p1")), "get pods");
+        assert_eq!(kind(Method::DELETE, &format!("{pods}/p1")), "delete pods");
+        assert_eq!(
+            kind(Method::GET, &format!("{pods}/p1/exec?command=sh")),
+            "exec pods"
+        );
+        assert_eq!(
+            kind(Method::POST, &format!("{pods}/p1/portforward")),
+            "portforward pods"
+        );
+        assert_eq!(
+            kind(
+                Method::PUT,
+                "/apis/coordination.k8s.io/v1/namespaces/x/leases/l"
+            ),
+            "update leases"
+        );
+        assert_eq!(kind(Method::GET, "/version"), "other");
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sshpod_config::{HttpClientConfig, ServiceUrl};
+use sshpod_core::{WebhookFailure, WebhookOutcome};
 use tokio::time::Instant;
 
 use crate::retry::{retry_status, Backoff};
@@ -70,6 +71,21 @@ impl WebhookClient {
         Req: Serialize + ?Sized,
         Resp: DeserializeOwned,
     {
+        self.call_observed(path, body, &|_, _| {}).await
+    }
+
+    /// As [`call`](Self::call), telling `observe` how each request went and whether it was a
+    /// retry (for metrics).
+    pub async fn call_observed<Req, Resp>(
+        &self,
+        path: &str,
+        body: &Req,
+        observe: &(dyn Fn(bool, WebhookOutcome) + Sync),
+    ) -> Result<Resp, WebhookError>
+    where
+        Req: Serialize + ?Sized,
+        Resp: DeserializeOwned,
+    {
         // Credentials in the URL go into the request, never into a message.
         let target = format!("{}{}", self.url.expose_secret(), path);
         let url = format!("{}{}", self.url, path);
@@ -82,19 +98,39 @@ impl WebhookClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            let retry = attempt > 1;
+            let failed = |retrying, reason| WebhookOutcome::Failed { retrying, reason };
             let remaining = end.saturating_duration_since(Instant::now());
             let failure = match self.attempt(&target, &url, &body, remaining).await {
                 Attempt::Done(bytes) => {
-                    return serde_json::from_slice(&bytes).map_err(|e| WebhookError::Malformed {
-                        url,
-                        reason: format!("the answer is not valid: {e}"),
-                    })
+                    let decoded =
+                        serde_json::from_slice(&bytes).map_err(|e| WebhookError::Malformed {
+                            url,
+                            reason: format!("the answer is not valid: {e}"),
+                        });
+                    observe(
+                        retry,
+                        match decoded {
+                            Ok(_) => WebhookOutcome::Answered,
+                            Err(_) => failed(false, WebhookFailure::Malformed),
+                        },
+                    );
+                    return decoded;
                 }
-                Attempt::Final(error) => return Err(error),
+                Attempt::Final(error) => {
+                    let reason = match error {
+                        WebhookError::Malformed { .. } => WebhookFailure::Malformed,
+                        _ => WebhookFailure::Refused,
+                    };
+                    observe(retry, failed(false, reason));
+                    return Err(error);
+                }
                 Attempt::Retry(reason) => reason,
             };
             let remaining = end.saturating_duration_since(Instant::now());
-            match self.backoff.wait(attempt, remaining) {
+            let wait = self.backoff.wait(attempt, remaining);
+            observe(retry, failed(wait.is_some(), WebhookFailure::Unavailable));
+            match wait {
                 Some(wait) => {
                     tracing::debug!(
                         url,
@@ -115,6 +151,36 @@ impl WebhookClient {
                 }
             }
         }
+    }
+
+    /// One GET of the base URL, without retries (a health check asks once, within the
+    /// per-request timeout): the status and at most the first KiB of the body.
+    pub async fn get_once(&self) -> Result<(u16, String), WebhookError> {
+        const MAX_SHOWN: usize = 1024;
+        let url = self.url.to_string();
+        let started = Instant::now();
+        let mut response = self
+            .http
+            .get(self.url.expose_secret())
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| WebhookError::Unavailable {
+                url: url.clone(),
+                attempts: 1,
+                elapsed: started.elapsed(),
+                reason: describe(&e),
+            })?;
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        while body.len() < MAX_SHOWN {
+            match tokio::time::timeout(self.timeout, response.chunk()).await {
+                Ok(Ok(Some(chunk))) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        body.truncate(MAX_SHOWN);
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
 
     /// One POST to `target`; `url` is how it is named in errors.

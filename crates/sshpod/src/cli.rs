@@ -35,6 +35,10 @@ pub(crate) struct Cli {
         global = true
     )]
     pub(crate) control_socket: PathBuf,
+    /// Ask the running server's health endpoint whether it is ready (as `sshpod healthcheck`;
+    /// ContainerSSH's flag).
+    #[arg(long)]
+    pub(crate) healthcheck: bool,
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }
@@ -52,6 +56,9 @@ pub(crate) enum Command {
     /// Ask the running server to read its configuration file again (as SIGHUP does) and print
     /// the outcome. Exit status 0 if applied, 2 if the file is invalid, 1 if refused otherwise.
     Reload,
+    /// Ask the running server's health endpoint (`health.client`) whether it is ready: exit
+    /// status 0 if so, 1 otherwise, with one line saying why (for Docker's HEALTHCHECK).
+    Healthcheck,
     /// Read session recordings: list, show, replay, export and verify them.
     Audit {
         /// Where the recordings are.

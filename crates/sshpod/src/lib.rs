@@ -7,7 +7,12 @@
 //! it down, `server/channel` runs each channel, and `server/io` moves the bytes.
 //!
 //! `web` is the recordings page: an HTTP(S) server that lists recordings and plays them.
+//! `http` serves metrics (`metrics`, with countries from `geoip`) and health; its TLS and
+//! connection handling serve the recordings page too.
 
+pub mod geoip;
+pub mod http;
 pub mod log_codes;
+pub mod metrics;
 pub mod server;
 pub mod web;

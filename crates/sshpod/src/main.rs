@@ -20,7 +20,11 @@ use commands::check_config::EXIT_BAD_CONFIG;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.healthcheck {
+        return commands::healthcheck::run(&cli.config);
+    }
     match cli.command.unwrap_or(Command::Run) {
+        Command::Healthcheck => commands::healthcheck::run(&cli.config),
         Command::CheckConfig { show_secrets } => {
             commands::check_config::run(&cli.config, show_secrets)
         }

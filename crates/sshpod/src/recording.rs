@@ -29,6 +29,19 @@ impl Recording {
         Arc::clone(&self.audit) as Arc<dyn EventSink>
     }
 
+    /// How much waits to be kept: bytes queued for the recorder's writer, and with S3 the
+    /// entries still in the spool. Cheap; for the metrics.
+    pub(crate) fn backlog(&self) -> impl Fn() -> (u64, Option<u64>) + Send + Sync + 'static {
+        let audit = Arc::clone(&self.audit);
+        let uploader = self.uploader.clone();
+        move || {
+            (
+                audit.queued_bytes(),
+                uploader.as_ref().map(UploaderHandle::pending_entries),
+            )
+        }
+    }
+
     /// After the server stopped, before background work is stopped: waits until the last
     /// connections' recordings are written and, with S3, uploaded. What the store does not
     /// take in time stays in the spool for the next start.

@@ -105,6 +105,11 @@ impl Audit {
             && (config.enable || per_user)
     }
 
+    /// Bytes of recorded data waiting for the writer (the metrics read it).
+    pub fn queued_bytes(&self) -> u64 {
+        self.shared.queued.bytes.load(Ordering::Relaxed)
+    }
+
     /// Waits until everything queued so far is written and synced (at shutdown, after the
     /// last connection closed); false if `timeout` passed first.
     pub fn drain(&self, timeout: std::time::Duration) -> bool {

@@ -13,7 +13,10 @@ use tokio::signal::unix::{signal, SignalKind};
 use crate::logging::LogControl;
 use crate::reload::{self, Reloader};
 use crate::{control, hostkeys, recording};
+use sshpod::geoip::GeoIp;
+use sshpod::http::Readiness;
 use sshpod::log_codes;
+use sshpod::metrics::Metrics;
 use sshpod::server::{self, Server};
 
 /// What the running server is operated with besides its configuration.
@@ -37,14 +40,31 @@ pub(crate) async fn run(
         config_path: config_path.to_owned(),
     };
     let config = Arc::new(config);
-    let host_keys = hostkeys::load(&config.ssh.hostkeys, config_path)?;
-    let host_certificates = hostkeys::load_certificates(&config.ssh.host_certificates, &host_keys)?;
+    let keys = hostkeys::load(&config.ssh.hostkeys, config_path)?;
+    let certificates = hostkeys::load_certificates(&config.ssh.host_certificates, &keys)?;
+    let identity = HostIdentity { keys, certificates };
     // Before the backend: a port that is taken must not leave anything behind (such as the
     // Kubernetes backend's instance Lease). Listening waits until the backend is ready.
     let socket = server::bind(config.ssh.listen)
         .with_context(|| format!("listening on {}", config.ssh.listen))?;
     // The root of the process's background work: backends run theirs on children of it.
     let lifecycle = Lifecycle::new();
+    // Before the backend too; probes see the process alive but not ready until it serves.
+    // The endpoints have a root of their own: they answer (not ready) while the server
+    // drains, and stop last.
+    let endpoints = Endpoints {
+        readiness: Readiness::new(),
+        metrics: metrics(&config)?,
+        http: Lifecycle::new(),
+    };
+    sshpod::http::serve(
+        &config,
+        endpoints.metrics.clone(),
+        &endpoints.readiness,
+        &endpoints.http,
+    )
+    .await
+    .context("starting the metrics and health endpoints")?;
     match config.backend {
         sshpod_config::Backend::Docker => {
             let seat = seat(&socket);
@@ -62,13 +82,7 @@ pub(crate) async fn run(
                 "connected to the Docker engine"
             );
             serve(
-                config,
-                socket,
-                backend,
-                host_keys,
-                host_certificates,
-                &lifecycle,
-                operations,
+                config, socket, backend, identity, endpoints, &lifecycle, operations,
             )
             .await
         }
@@ -82,14 +96,12 @@ pub(crate) async fn run(
                 namespace = config.kubernetes.pod.namespace(),
                 "connected to the Kubernetes API server"
             );
+            if let Some(metrics) = &endpoints.metrics {
+                let requests = backend.api_requests();
+                metrics.count_api_requests(move || requests.snapshot());
+            }
             serve(
-                config,
-                socket,
-                backend,
-                host_keys,
-                host_certificates,
-                &lifecycle,
-                operations,
+                config, socket, backend, identity, endpoints, &lifecycle, operations,
             )
             .await
         }
@@ -108,6 +120,12 @@ fn seat(socket: &tokio::net::TcpSocket) -> Option<String> {
     Some(hex::encode(&digest[..8]))
 }
 
+/// The host keys and certificates the server presents.
+struct HostIdentity {
+    keys: Vec<russh::keys::PrivateKey>,
+    certificates: Vec<russh::keys::Certificate>,
+}
+
 /// [`Operations`] with the SIGHUP stream installed at start.
 struct Running {
     operations: Operations,
@@ -121,11 +139,16 @@ async fn serve<B: Backend>(
     config: Arc<sshpod_config::Config>,
     socket: tokio::net::TcpSocket,
     backend: B,
-    host_keys: Vec<russh::keys::PrivateKey>,
-    host_certificates: Vec<russh::keys::Certificate>,
+    identity: HostIdentity,
+    endpoints: Endpoints,
     lifecycle: &Lifecycle,
     running: Running,
 ) -> Result<()> {
+    let Endpoints {
+        readiness,
+        metrics,
+        http,
+    } = endpoints;
     match backend.remove_orphans().await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
@@ -145,15 +168,21 @@ async fn serve<B: Backend>(
         .local_addr()
         .context("reading the listening address")?;
     let mut subscribers: Vec<Arc<dyn EventSink>> = vec![Arc::new(server::LogEvents)];
+    if let Some(metrics) = &metrics {
+        subscribers.push(Arc::clone(metrics) as Arc<dyn EventSink>);
+    }
     let recording = recording::start(&config, lifecycle).await?;
     if let Some(recording) = &recording {
         subscribers.push(recording.sink());
+        if let Some(metrics) = &metrics {
+            metrics.watch_audit_backlog(recording.backlog());
+        }
     }
     let server = Arc::new(Server::new(
         Arc::clone(&config),
         backend,
-        host_keys,
-        host_certificates,
+        identity.keys,
+        identity.certificates,
         subscribers,
     )?);
     let recorder = if recording.is_some() {
@@ -163,9 +192,12 @@ async fn serve<B: Backend>(
     };
     start_reloads(&server, running, recorder, lifecycle);
 
+    readiness.set_backend_check(Arc::new(server.backend_check()));
+    readiness.mark_swept();
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let on_signal = lifecycle.clone();
+    let draining = readiness.clone();
     lifecycle.spawn(async move {
         tokio::select! {
             _ = term.recv() => tracing::info!(code = log_codes::SERVICE_STOPPING, "SIGTERM received"),
@@ -173,6 +205,8 @@ async fn serve<B: Backend>(
             // Stopped for another reason: nothing to wait for.
             () = on_signal.token().cancelled() => return,
         }
+        // Probes say "not ready" before anything stops.
+        draining.set_draining();
         on_signal.cancel();
     });
     tracing::info!(code = log_codes::SSH_AVAILABLE, "listening on {addr}");
@@ -185,7 +219,9 @@ async fn serve<B: Backend>(
     // The server and the backend have stopped their own work; whatever else runs on the root
     // (the signal watcher) ends here.
     lifecycle.cancel();
-    if tokio::time::timeout(config.ssh.shutdown_timeout, lifecycle.wait())
+    http.cancel();
+    let stopped = async { tokio::join!(lifecycle.wait(), http.wait()) };
+    if tokio::time::timeout(config.ssh.shutdown_timeout, stopped)
         .await
         .is_err()
     {
@@ -244,4 +280,27 @@ fn start_reloads<B: Backend>(
             let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
         }
     });
+}
+
+/// What the HTTP endpoints report: readiness, and the metrics when they are on; and the root
+/// they run on.
+struct Endpoints {
+    readiness: Readiness,
+    metrics: Option<Arc<Metrics>>,
+    http: Lifecycle,
+}
+
+/// The metrics, when `metrics.enable` asks for them (with the GeoIP database read now).
+fn metrics(config: &sshpod_config::Config) -> Result<Option<Arc<Metrics>>> {
+    if !config.metrics.enable {
+        return Ok(None);
+    }
+    let backend = match config.backend {
+        sshpod_config::Backend::Kubernetes => "kubernetes",
+        _ => "docker",
+    };
+    Ok(Some(Arc::new(Metrics::new(
+        backend,
+        GeoIp::open(&config.geoip)?,
+    ))))
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use russh::keys::ssh_key::Certificate;
 use russh::keys::PrivateKey;
 use sshpod_config::Config;
-use sshpod_core::{Backend, EventSink, Lifecycle};
+use sshpod_core::{Backend, ConnectionRefusal, EventSink, Lifecycle};
 use tokio::net::{TcpListener, TcpSocket};
 use tracing::Instrument;
 
@@ -182,6 +182,24 @@ impl<B: Backend> Server<B> {
             .clone()
     }
 
+    /// Asks the backend whether it answers, for readiness probes; holds the backend only while
+    /// a check runs.
+    pub fn backend_check(
+        &self,
+    ) -> impl Fn() -> sshpod_core::BoxFuture<'static, Result<(), String>> + Send + Sync + 'static
+    {
+        let backend = Arc::downgrade(&self.snapshot().shared.backend);
+        move || {
+            let backend = backend.upgrade();
+            Box::pin(async move {
+                match backend {
+                    Some(backend) => backend.check().await.map_err(|e| e.to_string()),
+                    None => Err("the server has stopped".to_owned()),
+                }
+            })
+        }
+    }
+
     /// Serves until `lifecycle` is cancelled, then disconnects every client, removes their
     /// containers and shuts the backend down, waiting at most `ssh.shutdownTimeout` for the
     /// connections. Connections run on a child of `lifecycle`.
@@ -249,7 +267,18 @@ impl<B: Backend> Server<B> {
     }
 
     /// One line per refused connection would let a flood fill the log: one a second is enough.
+    /// The subscribers (metrics) hear of every one.
     fn log_refused(&self, peer: SocketAddr, refused: Refusal) {
+        let reason = match &refused {
+            Refusal::Penalised { .. } => ConnectionRefusal::Penalised,
+            Refusal::Startups(startups::Refused::Full { .. }) => ConnectionRefusal::MaxStartups,
+            Refusal::Startups(startups::Refused::Source { .. }) => {
+                ConnectionRefusal::PerSourceMaxStartups
+            }
+        };
+        for subscriber in self.snapshot().shared.subscribers.iter() {
+            subscriber.refused(peer, reason);
+        }
         let now = tokio::time::Instant::now();
         let mut last = self
             .refusal_logged

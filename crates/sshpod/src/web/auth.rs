@@ -1,5 +1,5 @@
 //! Who may see recordings: a bearer token, client certificates (checked by TLS before a request
-//! is read, see `tls.rs`), or both. Never nobody: a server with neither does not start.
+//! is read, see `crate::http::tls`), or both. Never nobody: a server with neither does not start.
 //!
 //! API clients send `Authorization: Bearer <token>`. A browser logs in once with the token and
 //! gets a session cookie (HttpOnly, SameSite=Strict, Secure under TLS) that holds an expiry time

@@ -1,8 +1,8 @@
 //! The recordings page: an HTTP(S) server that lists recordings and plays their terminal
 //! sessions in the browser with asciinema-player, the event log beside the player.
 //!
-//! `mod.rs` binds and serves (plain HTTP, or TLS with optional client certificates, see
-//! `tls.rs`); `auth.rs` decides who gets in (never everyone); `api.rs` answers the page's
+//! `mod.rs` binds and serves (plain HTTP, or TLS with optional client certificates, through
+//! `crate::http`); `auth.rs` decides who gets in (never everyone); `api.rs` answers the page's
 //! requests from a [`Store`], through `listing.rs` and `log.rs`; `page.rs` serves the page, the
 //! player's files and the security headers.
 //!
@@ -15,38 +15,26 @@ mod auth;
 mod listing;
 mod log;
 mod page;
-mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use sshpod_audit::store::Store;
 use sshpod_config::AuditWebConfig;
 use sshpod_core::Lifecycle;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
-use tower::ServiceExt;
+
+use crate::http::tls::{self, ServerTls};
 
 use auth::Access;
 use listing::Summaries;
 
-/// Connections served at once; more wait in the listen queue.
-const MAX_CONNECTIONS: usize = 64;
-/// A TLS handshake or a request's headers must arrive within this.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long open requests may take to finish once the server stops.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The largest request body (the login form).
 const MAX_BODY_BYTES: usize = 4096;
 
@@ -92,7 +80,15 @@ pub async fn serve(
     if config.listen.is_empty() {
         bail!("audit.web.listen is empty: no address to serve the recordings page on");
     }
-    let tls = tls::server_config(config)?;
+    let tls = tls::server_config(&ServerTls {
+        section: "audit.web",
+        cert: &config.cert,
+        key: &config.key,
+        clientcacert: &config.clientcacert,
+        tls_version: None,
+        curves: &[],
+        cipher: &[],
+    })?;
     let access = Access::from_config(config, tls.is_some())?;
     let player = config.assets.join(page::PLAYER_SCRIPT);
     if !player.is_file() {
@@ -118,11 +114,12 @@ pub async fn serve(
         summaries: Arc::default(),
     };
     let connections = lifecycle.child();
-    lifecycle.spawn(accept(
+    lifecycle.spawn(crate::http::serve::accept(
         listener,
         tls.map(TlsAcceptor::from),
         router(state),
         connections,
+        "recordings page",
     ));
     tracing::info!(url = %bound.url(), "recordings page listening");
     Ok(bound)
@@ -156,98 +153,6 @@ fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::map_response(page::secure))
         .with_state(state)
-}
-
-/// Accepts connections until `connections` is cancelled, at most [`MAX_CONNECTIONS`] at once.
-async fn accept(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    router: Router,
-    connections: Lifecycle,
-) {
-    let stop = connections.token().clone();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    loop {
-        let permit = tokio::select! {
-            () = stop.cancelled() => break,
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-        };
-        let (socket, peer) = tokio::select! {
-            () = stop.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    // Out of file descriptors and the like: let some close before trying again.
-                    tracing::warn!(error = &e as &dyn std::error::Error, "recordings page: accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        connections.spawn(connection(
-            socket,
-            peer,
-            tls.clone(),
-            router.clone(),
-            stop.clone(),
-            permit,
-        ));
-    }
-    drop(listener);
-    connections.wait().await;
-}
-
-/// One connection: the TLS handshake when configured, then HTTP/1.1.
-async fn connection(
-    socket: TcpStream,
-    peer: SocketAddr,
-    tls: Option<TlsAcceptor>,
-    router: Router,
-    stop: CancellationToken,
-    _permit: OwnedSemaphorePermit,
-) {
-    let _ = socket.set_nodelay(true);
-    match tls {
-        None => http(socket, peer, router, stop).await,
-        Some(acceptor) => {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
-                Ok(Ok(stream)) => http(stream, peer, router, stop).await,
-                // A client without a valid certificate ends here.
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "recordings page: TLS handshake"),
-                Err(_) => tracing::debug!(%peer, "recordings page: TLS handshake timed out"),
-            }
-        }
-    }
-}
-
-async fn http<S>(stream: S, peer: SocketAddr, router: Router, stop: CancellationToken)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        router.clone().oneshot(request.map(axum::body::Body::new))
-    });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HANDSHAKE_TIMEOUT)
-        .serve_connection(TokioIo::new(stream), service);
-    tokio::pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = stop.cancelled() => {
-            connection.as_mut().graceful_shutdown();
-            match tokio::time::timeout(SHUTDOWN_GRACE, connection).await {
-                Ok(result) => result,
-                Err(_) => return,
-            }
-        }
-    };
-    if let Err(e) = result {
-        tracing::debug!(%peer, error = &e as &dyn std::error::Error, "recordings page: connection");
-    }
 }
 
 #[cfg(test)]

@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use russh::server::Auth;
 use sshpod_config::{AuditFormat, AuditStorage};
-use sshpod_core::{AuthMethod, Backend, Credential, EventKind, LoginRefusal};
+use sshpod_core::{AuthMethod, Backend, Credential, EventKind, LoginRefusal, Webhook};
 use sshpod_webhook::protocol::{AuthResponse, ConfigResponse};
 use sshpod_webhook::WebhookError;
 
 use super::outcome::outcome;
-use super::webhook::connection_metadata;
+use super::webhook::{connection_metadata, observer};
 use super::{Attempt, Step};
 use crate::server::channel::security::SecurityPolicy;
 use crate::server::connection::{ConnectionState, Login};
@@ -46,7 +46,11 @@ pub(crate) async fn finish<B: Backend>(
 
     if let Some(authz) = &webhooks.authz {
         let request = connection_metadata(conn, user, Some(&name), &metadata);
-        match authz.call::<_, AuthResponse>("/authz", &request).await {
+        let observe = observer(conn, Webhook::Authorization);
+        match authz
+            .call_observed::<_, AuthResponse>("/authz", &request, &observe)
+            .await
+        {
             Ok(mut response) if response.success => {
                 metadata.merge(response.take_metadata());
                 if let Some(n) = response.authenticated_as() {
@@ -61,7 +65,11 @@ pub(crate) async fn finish<B: Backend>(
     let mut config = None;
     if let Some(server) = &webhooks.config {
         let request = connection_metadata(conn, user, Some(&name), &metadata);
-        let mut response = match server.call::<_, ConfigResponse>("", &request).await {
+        let observe = observer(conn, Webhook::Config);
+        let mut response = match server
+            .call_observed::<_, ConfigResponse>("", &request, &observe)
+            .await
+        {
             Ok(r) => r,
             Err(e @ WebhookError::Malformed { .. }) => {
                 return bad_config(conn, user, method, e.to_string());

@@ -12,7 +12,7 @@ use russh::keys::PublicKey;
 use russh::server::Auth;
 use russh::{MethodKind, MethodSet};
 use sshpod_config::{Config, WebhookConfig};
-use sshpod_core::Backend;
+use sshpod_core::{Backend, Webhook, WebhookOutcome, WebhookRequest};
 use sshpod_webhook::protocol::{
     AuthResponse, CertificateInfo, ConnectionMetadata, KeyboardInteractiveRequest,
     KeyboardInteractiveResponse, Metadata, PasswordRequest, PublicKeyRequest,
@@ -137,9 +137,30 @@ pub(crate) async fn password<B: Backend>(
         connection: connection_metadata(conn, user, None, &Metadata::default()),
         password_base64: base64::engine::general_purpose::STANDARD.encode(password.as_bytes()),
     };
-    match client.call::<_, AuthResponse>("/password", &request).await {
+    let observe = observer(conn, Webhook::Password);
+    match client
+        .call_observed::<_, AuthResponse>("/password", &request, &observe)
+        .await
+    {
         Ok(response) => Step::from_response(user, response),
         Err(e) => Step::Unavailable(Arc::new(e)),
+    }
+}
+
+/// Tells the subscribers how each request of a call to `hook` went.
+pub(super) fn observer<B: Backend>(
+    conn: &ConnectionState<B>,
+    hook: Webhook,
+) -> impl Fn(bool, WebhookOutcome) + Sync + '_ {
+    move |retry, outcome| {
+        let request = WebhookRequest {
+            hook,
+            retry,
+            outcome,
+        };
+        for subscriber in conn.shared.subscribers.iter() {
+            subscriber.webhook_request(&request);
+        }
     }
 }
 
@@ -196,7 +217,11 @@ async fn ask_public_key<B: Backend>(
         public_key: line,
         certificate,
     };
-    match client.call::<_, AuthResponse>("/pubkey", &request).await {
+    let observe = observer(conn, Webhook::PublicKey);
+    match client
+        .call_observed::<_, AuthResponse>("/pubkey", &request, &observe)
+        .await
+    {
         Ok(response) => Step::from_response(user, response),
         Err(e) => Step::Unavailable(Arc::new(e)),
     }
@@ -235,8 +260,13 @@ pub(crate) async fn keyboard_interactive<B: Backend>(
             answers.unwrap_or_default()
         },
     };
+    let observe = observer(conn, Webhook::KeyboardInteractive);
     let mut response = match client
-        .call::<_, KeyboardInteractiveResponse>("/keyboard-interactive", &request)
+        .call_observed::<_, KeyboardInteractiveResponse>(
+            "/keyboard-interactive",
+            &request,
+            &observe,
+        )
         .await
     {
         Ok(r) => r,

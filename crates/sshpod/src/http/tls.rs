@@ -1,0 +1,238 @@
+//! HTTPS for sshpod's HTTP servers (the recordings page, metrics, health): the server's
+//! certificate and key, the lowest TLS version, the cipher suites and curves, and client
+//! certificates required and verified against `clientcacert` when it is set (a client without
+//! one is turned away during the handshake, before any request is read).
+//!
+//! Each PEM value is inline text or a file name, as in the rest of the configuration.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use rustls::crypto::{aws_lc_rs, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
+use sshpod_config::{HttpServerConfig, TlsVersion};
+
+/// The TLS settings of one server, with the configuration section they come from (for
+/// messages).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ServerTls<'a> {
+    /// The section, such as `metrics` or `audit.web`.
+    pub(crate) section: &'a str,
+    pub(crate) cert: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) clientcacert: &'a str,
+    /// The lowest version; `None`: rustls's safe defaults (1.2 and 1.3).
+    pub(crate) tls_version: Option<TlsVersion>,
+    /// Curves by canonical name; empty: the provider's.
+    pub(crate) curves: &'a [String],
+    /// Cipher suites by IANA name; empty: the provider's.
+    pub(crate) cipher: &'a [String],
+}
+
+impl<'a> ServerTls<'a> {
+    /// The settings of ContainerSSH's HTTP server block in `section`.
+    pub(crate) fn of_block(section: &'a str, block: &'a HttpServerConfig) -> Self {
+        Self {
+            section,
+            cert: &block.cert,
+            key: &block.key,
+            clientcacert: &block.clientcacert,
+            tls_version: Some(block.tls_version),
+            curves: &block.curves,
+            cipher: &block.cipher,
+        }
+    }
+}
+
+/// Reads a PEM value that is either inline text or a file name.
+fn pem(value: &str, section: &str, what: &str) -> Result<Vec<u8>> {
+    if value.contains("-----BEGIN") {
+        return Ok(value.as_bytes().to_vec());
+    }
+    std::fs::read(value).with_context(|| format!("reading {section}.{what} from {value}"))
+}
+
+fn certificates(value: &str, section: &str, what: &str) -> Result<Vec<CertificateDer<'static>>> {
+    let certificates = CertificateDer::pem_slice_iter(&pem(value, section, what)?)
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("{section}.{what}: reading PEM certificates"))?;
+    if certificates.is_empty() {
+        bail!("{section}.{what}: no certificate found");
+    }
+    Ok(certificates)
+}
+
+/// Whether a rustls suite is the one named (IANA name, `TLS_...`).
+fn suite_named(suite: &SupportedCipherSuite, name: &str) -> bool {
+    let own = format!("{:?}", suite.suite());
+    own == name || own.replacen("TLS13_", "TLS_", 1) == name
+}
+
+/// The crypto provider restricted to the configured suites and curves.
+fn provider(settings: &ServerTls<'_>) -> Result<CryptoProvider> {
+    let base = aws_lc_rs::default_provider();
+    let cipher_suites: Vec<SupportedCipherSuite> = if settings.cipher.is_empty() {
+        base.cipher_suites.clone()
+    } else {
+        settings
+            .cipher
+            .iter()
+            .filter_map(|name| {
+                aws_lc_rs::ALL_CIPHER_SUITES
+                    .iter()
+                    .find(|suite| suite_named(suite, name))
+                    .copied()
+            })
+            .collect()
+    };
+    let kx_groups = if settings.curves.is_empty() {
+        base.kx_groups.clone()
+    } else {
+        settings
+            .curves
+            .iter()
+            .filter_map(|name| match name.as_str() {
+                "x25519" => Some(aws_lc_rs::kx_group::X25519),
+                "secp256r1" => Some(aws_lc_rs::kx_group::SECP256R1),
+                "secp384r1" => Some(aws_lc_rs::kx_group::SECP384R1),
+                // In ContainerSSH's default list; rustls does not offer it.
+                _ => None,
+            })
+            .collect()
+    };
+    if cipher_suites.is_empty() {
+        bail!(
+            "{}.cipher: none of the configured cipher suites is available",
+            settings.section
+        );
+    }
+    if kx_groups.is_empty() {
+        bail!(
+            "{}.curves: none of the configured curves is available",
+            settings.section
+        );
+    }
+    Ok(CryptoProvider {
+        cipher_suites,
+        kx_groups,
+        ..base
+    })
+}
+
+/// The protocol versions the suites and the lowest version allow.
+fn versions(
+    provider: &CryptoProvider,
+    settings: &ServerTls<'_>,
+) -> Result<Vec<&'static SupportedProtocolVersion>> {
+    let has13 = provider
+        .cipher_suites
+        .iter()
+        .any(|s| matches!(s, SupportedCipherSuite::Tls13(_)));
+    let has12 = provider
+        .cipher_suites
+        .iter()
+        .any(|s| matches!(s, SupportedCipherSuite::Tls12(_)));
+    let mut versions = Vec::new();
+    if has13 {
+        versions.push(&rustls::version::TLS13);
+    }
+    if has12 && settings.tls_version != Some(TlsVersion::Tls13) {
+        versions.push(&rustls::version::TLS12);
+    }
+    if versions.is_empty() {
+        bail!(
+            "{}: no configured cipher suite works with the configured TLS version",
+            settings.section
+        );
+    }
+    Ok(versions)
+}
+
+/// The TLS configuration `settings` ask for; `None` for plain HTTP (no `cert` and `key`).
+pub(crate) fn server_config(settings: &ServerTls<'_>) -> Result<Option<Arc<ServerConfig>>> {
+    let section = settings.section;
+    match (settings.cert.is_empty(), settings.key.is_empty()) {
+        (true, true) if settings.clientcacert.is_empty() => return Ok(None),
+        (true, true) => bail!(
+            "{section}.clientcacert needs cert and key: client certificates are checked over HTTPS"
+        ),
+        (false, false) => {}
+        _ => bail!("{section} needs both cert and key for HTTPS (only one is set)"),
+    }
+    let provider = Arc::new(provider(settings)?);
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&versions(&provider, settings)?)
+        .with_context(|| format!("{section}: TLS versions"))?;
+    let builder = if settings.clientcacert.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        let mut roots = RootCertStore::empty();
+        for certificate in certificates(settings.clientcacert, section, "clientcacert")? {
+            roots
+                .add(certificate)
+                .with_context(|| format!("{section}.clientcacert: not a usable CA certificate"))?;
+        }
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .with_context(|| {
+                format!("{section}.clientcacert: building the client certificate check")
+            })?;
+        builder.with_client_cert_verifier(verifier)
+    };
+    let chain = certificates(settings.cert, section, "cert")?;
+    let key = PrivateKeyDer::from_pem_slice(&pem(settings.key, section, "key")?)
+        .with_context(|| format!("{section}.key: reading a PEM private key"))?;
+    let mut tls = builder
+        .with_single_cert(chain, key)
+        .with_context(|| format!("{section}: the certificate does not go with the key"))?;
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(tls)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings<'a>(cipher: &'a [String], version: Option<TlsVersion>) -> ServerTls<'a> {
+        ServerTls {
+            section: "metrics",
+            cert: "",
+            key: "",
+            clientcacert: "",
+            tls_version: version,
+            curves: &[],
+            cipher,
+        }
+    }
+
+    #[test]
+    fn suites_and_the_lowest_version_decide_the_versions() {
+        let only12 = ["TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".to_owned()];
+        let both = [
+            "TLS_AES_128_GCM_SHA256".to_owned(),
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256".to_owned(),
+        ];
+        let count = |cipher: &[String], version| {
+            let s = settings(cipher, version);
+            provider(&s).and_then(|p| versions(&p, &s)).map(|v| v.len())
+        };
+        assert_eq!(count(&both, Some(TlsVersion::Tls13)).ok(), Some(1));
+        assert_eq!(count(&both, Some(TlsVersion::Tls12)).ok(), Some(2));
+        assert_eq!(count(&both, None).ok(), Some(2));
+        let refused = count(&only12, Some(TlsVersion::Tls13))
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            refused.as_deref(),
+            Some("metrics: no configured cipher suite works with the configured TLS version")
+        );
+    }
+
+    #[test]
+    fn plain_http_without_a_certificate() {
+        assert!(matches!(server_config(&settings(&[], None)), Ok(None)));
+    }
+}
