@@ -27,8 +27,10 @@ mod load;
 mod log;
 mod merge;
 mod nulls;
+mod proxy_protocol;
 mod secret;
 mod security;
+mod session_limits;
 mod ssh;
 mod webhook_auth;
 
@@ -65,9 +67,13 @@ pub use crate::log::{
     LogConfig, LogDestination, LogFormat, LogLevel, SyslogConfig, DEFAULT_LOG_FILE,
 };
 pub use crate::merge::{merge_answer, MergeError};
+pub use crate::proxy_protocol::{Network, ProxyProtocolConfig, DEFAULT_HEADER_TIMEOUT};
 pub use crate::secret::{redact_url, Secret, ServiceUrl, REDACTED};
 pub use crate::security::{
     CommandPolicy, ForwardingPolicy, ListPolicy, ModePolicy, SecurityConfig, SecurityMode,
+};
+pub use crate::session_limits::{
+    ChannelTimeouts, SessionLimits, DEFAULT_DRAIN_TIMEOUT, DEFAULT_LIMIT_WARNING,
 };
 pub use crate::ssh::{
     MaxStartups, NetBlockSize, Penalties, RekeyLimit, SshConfig, DEFAULT_ACCEPT_ENV,

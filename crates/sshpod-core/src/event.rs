@@ -212,6 +212,15 @@ pub enum EventKind {
         /// The SSH library's reason, if the session failed.
         reason: Option<String>,
     },
+    /// An idle or session limit ran out (`ssh.idleTimeout`, `ssh.maxSessionDuration`,
+    /// `ssh.unusedConnectionTimeout`: the connection ends; `ssh.channelTimeout`: the event's
+    /// channel closes).
+    LimitReached {
+        /// The limit's configuration key.
+        rule: &'static str,
+        /// What the client is told.
+        message: String,
+    },
     /// Everything the connection started is gone; nothing follows.
     Closed,
 }

@@ -122,12 +122,29 @@ async fn serve<B: Backend>(
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let on_signal = lifecycle.clone();
+    let drain = server.drain();
+    let drain_timeout = config.ssh.drain_timeout;
     lifecycle.spawn(async move {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received"),
             _ = int.recv() => tracing::info!("SIGINT received"),
             // Stopped for another reason: nothing to wait for.
             () = on_signal.token().cancelled() => return,
+        }
+        // Readiness goes false here, before anything else (the health endpoint follows
+        // `drain.subscribe()`, or is told here).
+        if !drain_timeout.is_zero() {
+            drain.start(drain_timeout);
+            tracing::info!(
+                seconds = drain_timeout.as_secs_f64(),
+                "draining: new connections are refused, connected users are told (ssh.drainTimeout)"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(drain_timeout) => {}
+                _ = term.recv() => tracing::info!("SIGTERM received again: shutting down now"),
+                _ = int.recv() => tracing::info!("SIGINT received again: shutting down now"),
+                () = on_signal.token().cancelled() => return,
+            }
         }
         on_signal.cancel();
     });

@@ -6,9 +6,11 @@ mod admission;
 mod auth;
 mod channel;
 mod connection;
+mod drain;
 mod events;
 mod handler;
 mod io;
+mod limits;
 mod transport;
 
 use std::collections::BTreeSet;
@@ -19,7 +21,7 @@ use russh::keys::ssh_key::Certificate;
 use russh::keys::PrivateKey;
 use sshpod_config::Config;
 use sshpod_core::{Backend, EventSink, Lifecycle};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tracing::Instrument;
 
 use admission::penalties::Penalties;
@@ -27,15 +29,31 @@ use admission::startups::{self, Startups};
 pub(crate) use auth::Authenticator;
 use auth::Webhooks;
 use connection::ConnectionState;
+pub use drain::Drain;
 pub use events::LogEvents;
 use events::Subscribers;
+use transport::proxy_header::{self, ProxyHeader};
 use transport::russh_config;
 
 /// Why the accept loop turned a connection away.
 enum Refusal {
-    Penalised { left: std::time::Duration },
+    Penalised {
+        left: std::time::Duration,
+    },
     Startups(startups::Refused),
+    /// The server is draining (after SIGTERM).
+    Draining,
+    /// A trusted proxy's connection without a valid PROXY protocol header.
+    ProxyHeader(proxy_header::ReadError),
 }
+
+/// A connection from a trusted proxy, once its header is read: the socket, and the client's
+/// address (the header's, or the socket's for `LOCAL`) with the proxy's.
+type Proxied = (
+    TcpStream,
+    Result<SocketAddr, proxy_header::ReadError>,
+    SocketAddr,
+);
 
 /// What every connection shares.
 pub(crate) struct Shared<B: Backend> {
@@ -49,6 +67,8 @@ pub(crate) struct Shared<B: Backend> {
     pub(crate) methods: russh::MethodSet,
     /// Who is told about each connection's events.
     pub(crate) subscribers: Subscribers,
+    /// The drain after SIGTERM, which connections announce in their terminals.
+    pub(crate) drain: Drain,
 }
 
 /// A configured server, ready to serve a bound listener.
@@ -93,6 +113,7 @@ impl<B: Backend> Server<B> {
                 subsystems,
                 methods,
                 subscribers: subscribers.into(),
+                drain: Drain::default(),
             }),
             russh,
             startups,
@@ -101,25 +122,63 @@ impl<B: Backend> Server<B> {
         })
     }
 
+    /// The drain after SIGTERM: [`Drain::start`] refuses new connections with a message and
+    /// warns connected terminal users; the shutdown still comes from `lifecycle`.
+    pub fn drain(&self) -> Drain {
+        self.shared.drain.clone()
+    }
+
     /// Serves until `lifecycle` is cancelled, then disconnects every client, removes their
     /// containers and shuts the backend down, waiting at most `ssh.shutdownTimeout` for the
     /// connections. Connections run on a child of `lifecycle`.
     pub async fn serve(&self, listener: TcpListener, lifecycle: &Lifecycle) {
         let connections = lifecycle.child();
         let shutdown = connections.token().clone();
+        let proxy = &self.shared.config.ssh.proxy_protocol;
+        // Headers are read off the accept loop, each within its deadline; admission stays here.
+        let (proxied_tx, mut proxied_rx) = tokio::sync::mpsc::channel::<Proxied>(64);
         loop {
-            let accepted = tokio::select! {
+            let (socket, peer, via) = tokio::select! {
                 () = shutdown.cancelled() => break,
-                a = listener.accept() => a,
+                Some((socket, client, via)) = proxied_rx.recv() => match client {
+                    Ok(client) => (socket, client, Some(via)),
+                    Err(e) => {
+                        self.log_refused(via, Refusal::ProxyHeader(e));
+                        continue;
+                    }
+                },
+                a = listener.accept() => match a {
+                    Ok((socket, peer)) if proxy.trusts(peer.ip()) => {
+                        let timeout = proxy.header_timeout;
+                        let sender = proxied_tx.clone();
+                        connections.spawn(async move {
+                            let mut socket = socket;
+                            let client = proxy_header::read(&mut socket, timeout)
+                                .await
+                                .map(|header| match header {
+                                    ProxyHeader::Proxied { source, .. } => source,
+                                    ProxyHeader::Local => peer,
+                                });
+                            let _ = sender.send((socket, client, peer)).await;
+                        });
+                        continue;
+                    }
+                    Ok((socket, peer)) => (socket, peer, None),
+                    Err(e) => {
+                        // Out of file descriptors and the like: keep serving the others.
+                        tracing::warn!(error = &e as &dyn std::error::Error, "accept failed");
+                        continue;
+                    }
+                },
             };
-            let (socket, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: keep serving the others.
-                    tracing::warn!(error = &e as &dyn std::error::Error, "accept failed");
-                    continue;
-                }
-            };
+            if self.shared.drain.is_draining() {
+                self.log_refused(peer, Refusal::Draining);
+                let version = self.shared.config.ssh.server_version.clone();
+                connections.spawn(async move {
+                    drain::refuse(socket, &version, drain::RESTARTING).await;
+                });
+                continue;
+            }
             if let Some(left) = self.penalties.refused(peer.ip()) {
                 self.log_refused(peer, Refusal::Penalised { left });
                 continue;
@@ -134,6 +193,7 @@ impl<B: Backend> Server<B> {
             let conn = Arc::new(ConnectionState::new(
                 Arc::clone(&self.shared),
                 peer,
+                via,
                 permit,
                 shutdown.child_token(),
             ));
@@ -143,6 +203,7 @@ impl<B: Backend> Server<B> {
             connections.spawn(conn.run(socket, russh, penalties).instrument(span));
         }
         drop(listener);
+        drop(proxied_rx);
         let grace = self.shared.config.ssh.shutdown_timeout;
         tracing::info!(connections = connections.len(), "shutting down");
         if tokio::time::timeout(grace, connections.wait())
@@ -180,6 +241,15 @@ impl<B: Backend> Server<B> {
                 %peer,
                 unauthenticated,
                 "connection dropped: too many unauthenticated connections from its network (ssh.perSourceMaxStartups)"
+            ),
+            Refusal::Draining => tracing::info!(
+                %peer,
+                "connection refused: the server is restarting (draining after SIGTERM)"
+            ),
+            Refusal::ProxyHeader(e) => tracing::warn!(
+                proxy = %peer,
+                error = &e as &dyn std::error::Error,
+                "connection dropped: no valid PROXY protocol header from a trusted proxy (ssh.proxyProtocol)"
             ),
         }
     }

@@ -193,6 +193,9 @@ fn log(kind: &EventKind) {
         EventKind::SessionEnded {
             reason: Some(reason),
         } => tracing::info!(reason, "session ended"),
+        EventKind::LimitReached { rule, message } => {
+            tracing::info!(rule, reason = message, "ended by a limit")
+        }
         EventKind::Closed => tracing::info!("connection closed"),
         other => tracing::debug!(event = ?other, "connection event"),
     }
