@@ -98,6 +98,8 @@ impl<B: Backend> SessionTask<B> {
             );
             SessionError::Start(error)
         })?;
+        // The process starts now: the wait for it was not the channel's idle time.
+        self.activity.touch();
         let control: Arc<dyn ProcessControl> = Arc::from(process.control);
         let (controls, worker) =
             Controls::start(Arc::clone(&control), Arc::clone(&self.conn.calls));

@@ -4,8 +4,9 @@
 //!
 //! The limits (`ssh.unusedConnectionTimeout`, `ssh.channelTimeout`, `ssh.idleTimeout`,
 //! `ssh.maxSessionDuration`, warned `ssh.limitWarning` ahead) come from the login's
-//! configuration, so a config server may set them per user. Traffic is noted where bytes
-//! already flow ([`Activity`]); this task only reads the clocks when a deadline is due.
+//! configuration, so a config server may set them per user. They count from the moment the
+//! connection's container is ready. Traffic is noted where bytes already flow ([`Activity`]);
+//! this task only reads the clocks when a deadline is due.
 
 mod activity;
 mod review;
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 pub(crate) use activity::Activity;
 use review::{review, Action, Limit, Snapshot, WatchedChannel};
 
-use crate::server::connection::ConnectionState;
+use crate::server::connection::{ConnectionState, NoContainer};
 
 /// The open channels of a connection, as the limits see them.
 #[derive(Debug, Default)]
@@ -140,6 +141,11 @@ async fn watch_logged_in<B: Backend>(conn: &ConnectionState<B>) {
     let Some(login) = conn.logged_in().await else {
         return;
     };
+    // The clocks start once the container is ready (or could not be made): the wait for it is
+    // nobody's idle time.
+    if let Err(NoContainer::Closing) = conn.container().await {
+        return;
+    }
     let limits = login.limits.clone();
     let logged_in_at = Instant::now();
     let mut drain = conn.shared.drain.subscribe();

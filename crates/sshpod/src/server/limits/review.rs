@@ -242,9 +242,10 @@ fn seconds(left: Duration) -> u64 {
     left.as_secs() + u64::from(left.subsec_nanos() > 0)
 }
 
-/// `29 min`, `3 s`, `1h 30 min`: short and readable.
+/// `29 min`, `3 s`, `1 h 30 min`: short and readable, in whole seconds (rounded down: an
+/// elapsed time is never overstated).
 fn human(length: Duration) -> String {
-    let secs = seconds(length);
+    let secs = length.as_secs();
     match (secs / 3600, (secs % 3600) / 60, secs % 60) {
         (0, 0, s) => format!("{s} s"),
         (0, m, 0) => format!("{m} min"),
@@ -500,7 +501,7 @@ mod tests {
     #[test]
     fn lengths_read_well() {
         assert_eq!(human(Duration::from_secs(29 * 60)), "29 min");
-        assert_eq!(human(Duration::from_millis(2500)), "3 s");
+        assert_eq!(human(Duration::from_millis(2500)), "2 s");
         assert_eq!(human(Duration::from_secs(5400)), "1 h 30 min");
         assert_eq!(human(Duration::from_secs(65)), "1 min 5 s");
     }
