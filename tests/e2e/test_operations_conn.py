@@ -151,20 +151,22 @@ def test_a_proxied_login_is_known_by_the_headers_client_address(scn, hooks, rela
     gw = scn.start(h.deep_merge(PROXY_ON, password_webhook(server.url)))
     if version == "v1":
         client_addr, header = "203.0.113.7:40001", v1_header(("203.0.113.7", 40001), ("192.0.2.1", 22))
+        connection = "203.0.113.7 40001 192.0.2.1 22"
     else:
         # With a TLV after the addresses, as AWS NLB sends its endpoint id.
         client_addr = "[2001:db8::7]:40002"
         header = v2_header(("2001:db8::7", 40002), ("2001:db8::1", 22), tlvs=b"\xea\x00\x03vpc")
+        connection = "2001:db8::7 40002 2001:db8::1 22"
     relay = relays(gw.port, header)
-    result = h.Client(relay.port, key=None, password=PASSWORD).ssh("echo through-the-balancer")
-    assert (result.returncode, result.stdout) == (0, "through-the-balancer\n"), result
+    result = h.Client(relay.port, key=None, password=PASSWORD).ssh("echo through-the-balancer; echo $SSH_CONNECTION")
+    assert (result.returncode, result.stdout) == (0, f"through-the-balancer\n{connection}\n"), result
     (request,) = server.seen("/password")
     assert request["remoteAddress"] == client_addr, request
     gw.wait_for_log(re.compile(rf"peer={re.escape(client_addr)} via={TRUSTED}:\d+"), 10,
                     "the connection's span with the client's and the proxy's addresses")
     # A client from anywhere else needs no header.
-    direct = h.Client(gw.port, key=None, password=PASSWORD).ssh("echo direct")
-    assert (direct.returncode, direct.stdout) == (0, "direct\n"), direct
+    direct = h.Client(gw.port, key=None, password=PASSWORD).ssh("echo direct $SSH_CLIENT")
+    assert direct.returncode == 0 and re.fullmatch(rf"direct 127\.0\.0\.1 \d+ {gw.port}\n", direct.stdout), direct
     assert server.seen("/password")[-1]["remoteAddress"].startswith("127.0.0.1:")
 
 

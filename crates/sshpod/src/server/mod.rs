@@ -47,11 +47,12 @@ enum Refusal {
     ProxyHeader(proxy_header::ReadError),
 }
 
-/// A connection from a trusted proxy, once its header is read: the socket, and the client's
-/// address (the header's, or the socket's for `LOCAL`) with the proxy's.
+/// A connection from a trusted proxy, once its header is read: the socket; the client's
+/// address and the one it connected to (the header's, or the socket's for `LOCAL`); the
+/// proxy's address.
 type Proxied = (
     TcpStream,
-    Result<SocketAddr, proxy_header::ReadError>,
+    Result<(SocketAddr, SocketAddr), proxy_header::ReadError>,
     SocketAddr,
 );
 
@@ -138,10 +139,10 @@ impl<B: Backend> Server<B> {
         // Headers are read off the accept loop, each within its deadline; admission stays here.
         let (proxied_tx, mut proxied_rx) = tokio::sync::mpsc::channel::<Proxied>(64);
         loop {
-            let (socket, peer, via) = tokio::select! {
+            let (socket, (peer, local), via) = tokio::select! {
                 () = shutdown.cancelled() => break,
                 Some((socket, client, via)) = proxied_rx.recv() => match client {
-                    Ok(client) => (socket, client, Some(via)),
+                    Ok(addresses) => (socket, addresses, Some(via)),
                     Err(e) => {
                         self.log_refused(via, Refusal::ProxyHeader(e));
                         continue;
@@ -156,14 +157,20 @@ impl<B: Backend> Server<B> {
                             let client = proxy_header::read(&mut socket, timeout)
                                 .await
                                 .map(|header| match header {
-                                    ProxyHeader::Proxied { source, .. } => source,
-                                    ProxyHeader::Local => peer,
+                                    ProxyHeader::Proxied {
+                                        source,
+                                        destination,
+                                    } => (source, destination),
+                                    ProxyHeader::Local => (peer, local_addr(&socket)),
                                 });
                             let _ = sender.send((socket, client, peer)).await;
                         });
                         continue;
                     }
-                    Ok((socket, peer)) => (socket, peer, None),
+                    Ok((socket, peer)) => {
+                        let local = local_addr(&socket);
+                        (socket, (peer, local), None)
+                    }
                     Err(e) => {
                         // Out of file descriptors and the like: keep serving the others.
                         tracing::warn!(error = &e as &dyn std::error::Error, "accept failed");
@@ -192,7 +199,7 @@ impl<B: Backend> Server<B> {
             };
             let conn = Arc::new(ConnectionState::new(
                 Arc::clone(&self.shared),
-                peer,
+                (peer, local),
                 via,
                 permit,
                 shutdown.child_token(),
@@ -253,6 +260,14 @@ impl<B: Backend> Server<B> {
             ),
         }
     }
+}
+
+/// The address a client connected to (for `SSH_CONNECTION`); the unspecified address if the
+/// socket cannot say.
+fn local_addr(socket: &TcpStream) -> SocketAddr {
+    socket
+        .local_addr()
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// Takes the configured address without listening on it yet: a port that is taken shows up

@@ -53,6 +53,8 @@ pub(crate) struct ConnectionState<B: Backend> {
     pub(crate) id: ConnectionId,
     /// The client's address: the socket's, or a trusted proxy's PROXY header's.
     pub(crate) peer: SocketAddr,
+    /// The address the client connected to (likewise), for `SSH_CONNECTION`.
+    pub(crate) local: SocketAddr,
     /// Where the connection is in its life; every change goes through `phase.rs`.
     phase: watch::Sender<Phase<B::Container>>,
     /// Login attempts refused so far (for the source's penalty if it never logs in).
@@ -89,7 +91,7 @@ pub(crate) struct ConnectionState<B: Backend> {
 impl<B: Backend> ConnectionState<B> {
     pub(crate) fn new(
         shared: Arc<Shared<B>>,
-        peer: SocketAddr,
+        (peer, local): (SocketAddr, SocketAddr),
         via: Option<SocketAddr>,
         permit: Startup,
         token: CancellationToken,
@@ -110,6 +112,7 @@ impl<B: Backend> ConnectionState<B> {
             shared,
             id,
             peer,
+            local,
             phase: watch::Sender::new(Phase::Authenticating {
                 login_requested: false,
             }),

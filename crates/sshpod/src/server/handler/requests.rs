@@ -47,6 +47,23 @@ impl<B: Backend> ConnectionHandler<B> {
             .force_command()
             .or(self.restrictions.force_command.as_deref());
         let mut env = std::mem::take(&mut state.env).into_vars(forced.is_some());
+        // As OpenSSH sets them, with the client's address (a trusted proxy's header's, if any).
+        let (peer, local) = (self.conn.peer, self.conn.local);
+        env.retain(|(name, _)| name != "SSH_CLIENT" && name != "SSH_CONNECTION");
+        env.push((
+            "SSH_CLIENT".to_owned(),
+            format!("{} {} {}", peer.ip(), peer.port(), local.port()),
+        ));
+        env.push((
+            "SSH_CONNECTION".to_owned(),
+            format!(
+                "{} {} {} {}",
+                peer.ip(),
+                peer.port(),
+                local.ip(),
+                local.port()
+            ),
+        ));
         let command = restrict::command_for(
             forced,
             command,
