@@ -275,6 +275,18 @@ def test_a_config_server_sets_the_idle_limit_for_one_user(scn, hooks):
         raise AssertionError(f"{exc}\n{transcript(child)}") from None
 
 
+def test_a_quiet_session_channel_is_warned_then_closed_by_its_channel_timeout(scn):
+    gw = scn.start({"ssh": {"channelTimeout": "session=3s direct-tcpip=1h", "limitWarning": "1s"}})
+    child = spawn_pty(scn.client(gw))
+    try:
+        child.expect(PROMPT)
+        child.expect(r"sshpod: no traffic for 2 s; this session closes in 1 s\r\n", timeout=30)
+        child.expect(pexpect.EOF, timeout=30)
+    except (pexpect.TIMEOUT, pexpect.EOF) as exc:
+        raise AssertionError(f"{exc}\n{transcript(child)}") from None
+    gw.wait_for_log(r"ssh\.channelTimeout", 10)
+
+
 def test_a_connection_without_channels_is_closed_after_the_unused_timeout(scn):
     gw = scn.start({"ssh": {"unusedConnectionTimeout": "2s"}})
     client = scn.client(gw)
