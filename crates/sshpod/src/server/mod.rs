@@ -37,13 +37,9 @@ use transport::russh_config;
 
 /// Why the accept loop turned a connection away.
 enum Refusal {
-    Penalised {
-        left: std::time::Duration,
-    },
+    Penalised { left: std::time::Duration },
     Startups(startups::Refused),
-    /// The server is draining (after SIGTERM).
     Draining,
-    /// A trusted proxy's connection without a valid PROXY protocol header.
     ProxyHeader(proxy_header::ReadError),
 }
 
@@ -150,21 +146,8 @@ impl<B: Backend> Server<B> {
                 },
                 a = listener.accept() => match a {
                     Ok((socket, peer)) if proxy.trusts(peer.ip()) => {
-                        let timeout = proxy.header_timeout;
                         let sender = proxied_tx.clone();
-                        connections.spawn(async move {
-                            let mut socket = socket;
-                            let client = proxy_header::read(&mut socket, timeout)
-                                .await
-                                .map(|header| match header {
-                                    ProxyHeader::Proxied {
-                                        source,
-                                        destination,
-                                    } => (source, destination),
-                                    ProxyHeader::Local => (peer, local_addr(&socket)),
-                                });
-                            let _ = sender.send((socket, client, peer)).await;
-                        });
+                        connections.spawn(read_proxy_header(socket, peer, proxy.header_timeout, sender));
                         continue;
                     }
                     Ok((socket, peer)) => {
@@ -260,6 +243,26 @@ impl<B: Backend> Server<B> {
             ),
         }
     }
+}
+
+/// Reads a trusted proxy's header from `socket` and hands the connection back to the accept
+/// loop with the addresses the header gives.
+async fn read_proxy_header(
+    mut socket: TcpStream,
+    proxy: SocketAddr,
+    timeout: std::time::Duration,
+    accept_loop: tokio::sync::mpsc::Sender<Proxied>,
+) {
+    let addresses = proxy_header::read(&mut socket, timeout)
+        .await
+        .map(|header| match header {
+            ProxyHeader::Proxied {
+                source,
+                destination,
+            } => (source, destination),
+            ProxyHeader::Local => (proxy, local_addr(&socket)),
+        });
+    let _ = accept_loop.send((socket, addresses, proxy)).await;
 }
 
 /// The address a client connected to (for `SSH_CONNECTION`); the unspecified address if the
