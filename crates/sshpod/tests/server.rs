@@ -1,7 +1,6 @@
 //! The SSH server in-process, with a fake backend and a real SSH client (russh): login
 //! decisions, the phases of a connection, teardown, taps, the order of events and PROXY
-//! protocol headers. No
-//! container engine; each test takes milliseconds.
+//! protocol headers. No container engine; each test takes milliseconds.
 
 // A test binary: its helpers unwrap as its tests do, a failure is a failed test.
 #![allow(clippy::unwrap_used)]
