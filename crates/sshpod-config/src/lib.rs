@@ -31,8 +31,10 @@ mod log;
 mod merge;
 mod metrics;
 mod nulls;
+mod proxy_protocol;
 mod secret;
 mod security;
+mod session_limits;
 mod ssh;
 mod webhook_auth;
 
@@ -73,9 +75,13 @@ pub use crate::log::{
 };
 pub use crate::merge::{merge_answer, MergeError};
 pub use crate::metrics::{MetricsConfig, DEFAULT_METRICS_LISTEN, DEFAULT_METRICS_PATH};
+pub use crate::proxy_protocol::{Network, ProxyProtocolConfig, DEFAULT_HEADER_TIMEOUT};
 pub use crate::secret::{redact_url, Secret, ServiceUrl, REDACTED};
 pub use crate::security::{
     CommandPolicy, ForwardingPolicy, ListPolicy, ModePolicy, SecurityConfig, SecurityMode,
+};
+pub use crate::session_limits::{
+    ChannelTimeouts, SessionLimits, DEFAULT_DRAIN_TIMEOUT, DEFAULT_LIMIT_WARNING,
 };
 pub use crate::ssh::{
     MaxStartups, NetBlockSize, Penalties, RekeyLimit, SshConfig, DEFAULT_ACCEPT_ENV,

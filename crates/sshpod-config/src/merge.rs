@@ -12,9 +12,9 @@
 //! validated like a file. Only the sections that apply per connection are taken from the answer
 //! (`backend`, `docker`, `kubernetes`, `security`, and of `audit` only `enable`, `required` and
 //! `intercept`: a config server may turn recording on for a user, make it required or record
-//! more, but the format, the storage and the recordings page stay the file's). The others are
-//! ignored, and reported only when they would change something (by section, or as
-//! `audit.<key>`): a Go config server that marshals the whole configuration struct sends every
+//! more, but the format, the storage and the recordings page stay the file's; of `ssh` only the
+//! idle and session limits). The others are ignored, and reported only when they would change
+//! something (by section, or as `audit.<key>`, `ssh.<key>`): a Go config server that marshals the whole configuration struct sends every
 //! section, and a notice on every login for sections that say nothing new would drown the ones
 //! that matter. Zero values change nothing, so an answer can never turn recording off.
 //!
@@ -36,6 +36,16 @@ const PER_CONNECTION: &[&str] = &["backend", "docker", "kubernetes", "security",
 
 /// The keys of `audit` that apply to one connection; its other keys are the file's.
 const AUDIT_PER_CONNECTION: &[&str] = &["enable", "required", "intercept"];
+
+/// The keys of `ssh` that apply to one connection (the idle and session limits); its other
+/// keys are the file's.
+const SSH_PER_CONNECTION: &[&str] = &[
+    "unusedConnectionTimeout",
+    "channelTimeout",
+    "idleTimeout",
+    "maxSessionDuration",
+    "limitWarning",
+];
 
 /// Docker structs (below `docker.execution`) whose keys have two spellings (`Image`, `image`).
 const DOCKER_STRUCTS: &[&[&str]] = &[
@@ -117,8 +127,13 @@ pub fn merge_answer(base: &Config, answer: &Value) -> Result<(Config, Vec<String
     let mut taken = Map::new();
     if let Value::Object(sections) = answer {
         for (name, value) in sections {
-            if name == "audit" {
-                let (kept, rest) = split_audit(value);
+            if name == "audit" || name == "ssh" {
+                let keys = if name == "audit" {
+                    AUDIT_PER_CONNECTION
+                } else {
+                    SSH_PER_CONNECTION
+                };
+                let (kept, rest) = split_section(&name, keys, value);
                 taken.insert(name, kept);
                 others.extend(rest);
             } else if PER_CONNECTION.contains(&name.as_str()) {
@@ -156,20 +171,24 @@ fn single(name: &str, value: Value) -> Value {
     Value::Object(section)
 }
 
-/// An answer's `audit` split into what applies per connection and the rest, key by key
-/// (`audit.storage`, with its tree).
-fn split_audit(audit: Value) -> (Value, Vec<(String, Value)>) {
-    let Value::Object(keys) = audit else {
+/// An answer's section (`audit`, `ssh`) split into the `per_connection` keys and the rest,
+/// key by key (`audit.storage`, with its tree).
+fn split_section(
+    name: &str,
+    per_connection: &[&str],
+    section: Value,
+) -> (Value, Vec<(String, Value)>) {
+    let Value::Object(keys) = section else {
         // Not an object: the shape check above has refused it already.
-        return (audit, Vec::new());
+        return (section, Vec::new());
     };
     let mut kept = Map::new();
     let mut rest = Vec::new();
     for (key, value) in keys {
-        if AUDIT_PER_CONNECTION.contains(&key.as_str()) {
+        if per_connection.contains(&key.as_str()) {
             kept.insert(key, value);
         } else {
-            rest.push((format!("audit.{key}"), single("audit", single(&key, value))));
+            rest.push((format!("{name}.{key}"), single(name, single(&key, value))));
         }
     }
     (Value::Object(kept), rest)
@@ -443,8 +462,27 @@ mod tests {
     fn other_sections_are_ignored_and_reported() {
         let answer = json!({"ssh": {"banner": "hi"}, "log": {"level": "debug"}});
         let (config, ignored) = merge_answer(&base(), &answer).unwrap();
-        assert_eq!(ignored, ["log", "ssh"]);
+        assert_eq!(ignored, ["log", "ssh.banner"]);
         assert_eq!(config, base());
+    }
+
+    #[test]
+    fn the_idle_and_session_limits_apply_per_user() {
+        let answer = json!({"ssh": {"idleTimeout": "15m", "maxSessionDuration": "8h",
+                                    "channelTimeout": "session=5m", "listen": "0.0.0.0:22"}});
+        let (config, ignored) = merge_answer(&base(), &answer).unwrap();
+        assert_eq!(ignored, ["ssh.listen"], "the listener stays the file's");
+        let limits = &config.ssh.limits;
+        assert_eq!(limits.idle_timeout, std::time::Duration::from_secs(900));
+        assert_eq!(
+            limits.max_session_duration,
+            std::time::Duration::from_secs(8 * 3600)
+        );
+        assert_eq!(
+            limits.channel_timeout.for_type("session"),
+            Some(std::time::Duration::from_secs(300))
+        );
+        assert_eq!(config.ssh.listen, base().ssh.listen);
     }
 
     #[test]

@@ -9,6 +9,11 @@ use crate::algorithms::{Cipher, Kex, Mac, INSECURE};
 use crate::check::Checker;
 use crate::duration;
 use crate::error::unknown_message;
+use crate::proxy_protocol::{ProxyProtocolConfig, RawProxyProtocol};
+use crate::session_limits::{
+    ChannelTimeoutText, RawSessionLimits, SessionLimits, DEFAULT_DRAIN_TIMEOUT,
+    DEFAULT_LIMIT_WARNING,
+};
 
 /// Default `ssh.listen`.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -49,6 +54,18 @@ pub(crate) struct RawSsh {
     rekey_limit: String,
     accept_env: Vec<String>,
     max_sessions: u32,
+    proxy_protocol: RawProxyProtocol,
+    #[serde(deserialize_with = "duration::deserialize")]
+    unused_connection_timeout: Duration,
+    channel_timeout: ChannelTimeoutText,
+    #[serde(deserialize_with = "duration::deserialize")]
+    idle_timeout: Duration,
+    #[serde(deserialize_with = "duration::deserialize")]
+    max_session_duration: Duration,
+    #[serde(deserialize_with = "duration::deserialize")]
+    limit_warning: Duration,
+    #[serde(deserialize_with = "duration::deserialize")]
+    drain_timeout: Duration,
 }
 
 impl Default for RawSsh {
@@ -79,6 +96,13 @@ impl Default for RawSsh {
             rekey_limit: RekeyLimit::DEFAULT.to_string(),
             accept_env: DEFAULT_ACCEPT_ENV.iter().map(|p| p.to_string()).collect(),
             max_sessions: 10,
+            proxy_protocol: RawProxyProtocol::default(),
+            unused_connection_timeout: Duration::ZERO,
+            channel_timeout: ChannelTimeoutText::default(),
+            idle_timeout: Duration::ZERO,
+            max_session_duration: Duration::ZERO,
+            limit_warning: DEFAULT_LIMIT_WARNING,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
     }
 }
@@ -147,6 +171,16 @@ pub struct SshConfig {
     /// Sessions (shells, commands, subsystems) open at once on one connection (OpenSSH's
     /// `MaxSessions`, default 10).
     pub max_sessions: u32,
+    /// PROXY protocol headers from trusted load balancers (`ssh.proxyProtocol`).
+    pub proxy_protocol: ProxyProtocolConfig,
+    /// Idle and session limits (flat in `ssh`); a config server's answer may set them per
+    /// user.
+    #[serde(flatten)]
+    pub limits: SessionLimits,
+    /// After SIGTERM: how long connected users are warned (and new connections refused)
+    /// before the shutdown runs (default 5s; 0 shuts down at once).
+    #[serde(serialize_with = "duration::serialize")]
+    pub drain_timeout: Duration,
 }
 
 /// OpenSSH's `PerSourcePenalties`: how long a source network is penalised when one of its
@@ -621,6 +655,16 @@ impl RawSsh {
             rekey_limit,
             accept_env: self.accept_env,
             max_sessions: self.max_sessions,
+            proxy_protocol: self.proxy_protocol.resolve(check),
+            limits: RawSessionLimits {
+                unused_connection_timeout: self.unused_connection_timeout,
+                channel_timeout: self.channel_timeout,
+                idle_timeout: self.idle_timeout,
+                max_session_duration: self.max_session_duration,
+                limit_warning: self.limit_warning,
+            }
+            .resolve(check),
+            drain_timeout: self.drain_timeout,
         }
     }
 }

@@ -336,8 +336,9 @@ fn a_whole_struct_answer_with_settings_applies_the_per_connection_ones() {
     assert_eq!(merged.security.env.allow, ["LANG"]);
     assert_eq!(merged.security.max_sessions, Some(3));
     assert_eq!(merged.log, base.log);
-    // `metrics` with a listen address asks for nothing; `log` and `ssh` would change things.
-    assert_eq!(ignored, ["log", "ssh"]);
+    // `metrics` with a listen address asks for nothing; `log` and `ssh.banner` would change
+    // things (of `ssh`, only the idle and session limits apply per connection).
+    assert_eq!(ignored, ["log", "ssh.banner"]);
 
     // Sections that ask for something unsupported are reported, not refused: they are ignored.
     let mut config = answer("config-server-answer-whole-struct.json");

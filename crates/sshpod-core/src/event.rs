@@ -212,6 +212,15 @@ pub enum EventKind {
         /// The SSH library's reason, if the session failed.
         reason: Option<String>,
     },
+    /// An idle or session limit ran out (`ssh.idleTimeout`, `ssh.maxSessionDuration`,
+    /// `ssh.unusedConnectionTimeout`: the connection ends; `ssh.channelTimeout`: the event's
+    /// channel closes).
+    LimitReached {
+        /// The limit's configuration key.
+        rule: &'static str,
+        /// What the client is told.
+        message: String,
+    },
     /// Everything the connection started is gone; nothing follows.
     Closed,
 }
@@ -342,6 +351,10 @@ pub enum ConnectionRefusal {
     MaxStartups,
     /// Too many unauthenticated connections from its network (`ssh.perSourceMaxStartups`).
     PerSourceMaxStartups,
+    /// The server is draining after SIGTERM.
+    Draining,
+    /// A trusted proxy sent no valid PROXY protocol header (`ssh.proxyProtocol`).
+    ProxyHeader,
 }
 
 impl ConnectionRefusal {
@@ -351,6 +364,8 @@ impl ConnectionRefusal {
             ConnectionRefusal::Penalised => "penalised",
             ConnectionRefusal::MaxStartups => "max_startups",
             ConnectionRefusal::PerSourceMaxStartups => "per_source_max_startups",
+            ConnectionRefusal::Draining => "draining",
+            ConnectionRefusal::ProxyHeader => "proxy_header",
         }
     }
 }

@@ -55,6 +55,8 @@ codes! {
     SERVICE_STOPPING = "SERVICE_STOPPING";
     /// sshpod stopped.
     SERVICE_STOPPED = "SERVICE_STOPPED";
+    /// SIGTERM started the drain: new connections are refused, terminal users are told (`ssh.drainTimeout`).
+    DRAINING = "SSHPOD_DRAINING";
     /// Shutdown waited `ssh.shutdownTimeout` and some work had not finished.
     SHUTDOWN_LATE = "SSHPOD_SHUTDOWN_LATE";
     /// sshpod stopped on an error.
@@ -68,6 +70,10 @@ codes! {
     REFUSED_MAX_STARTUPS = "SSHPOD_REFUSED_MAX_STARTUPS";
     /// A connection was dropped: too many unauthenticated connections from its network (`ssh.perSourceMaxStartups`).
     REFUSED_SOURCE_STARTUPS = "SSHPOD_REFUSED_SOURCE_STARTUPS";
+    /// A connection was refused with a message: the server is draining after SIGTERM.
+    REFUSED_DRAINING = "SSHPOD_REFUSED_DRAINING";
+    /// A connection from a trusted proxy was dropped: no valid PROXY protocol header (`ssh.proxyProtocol`).
+    REFUSED_PROXY_HEADER = "SSHPOD_REFUSED_PROXY_HEADER";
     // One connection's events.
     /// A client connected.
     SSH_CONNECTED = "SSH_CONNECTED";
@@ -135,6 +141,8 @@ codes! {
     FORWARD_FAILED = "SSHPOD_FORWARD_FAILED";
     /// A session channel ended.
     SESSION_ENDED = "SSHPOD_SESSION_ENDED";
+    /// A limit (`idleTimeout`, `maxSessionDuration`, `channelTimeout`, `unusedConnectionTimeout`) ended a session or the connection.
+    LIMIT_REACHED = "SSHPOD_LIMIT_REACHED";
     /// Another event of a connection, at debug level.
     CONNECTION_EVENT = "SSHPOD_CONNECTION_EVENT";
     // Recordings.

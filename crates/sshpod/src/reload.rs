@@ -31,6 +31,7 @@ const RESTART_KEYS: &[&str] = &[
     "ssh.perSourceNetBlockSize",
     "ssh.perSourcePenalties",
     "ssh.perSourcePenaltyExemptList",
+    "ssh.proxyProtocol",
     "log.format",
     "log.destination",
     "log.file",
@@ -40,6 +41,9 @@ const RESTART_KEYS: &[&str] = &[
     "audit.file",
     "audit.s3",
     "audit.web",
+    "metrics",
+    "health",
+    "geoip",
 ];
 
 /// The settings of `config` at `key` (a dotted path), if any.

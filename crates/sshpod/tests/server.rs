@@ -1,6 +1,6 @@
 //! The SSH server in-process, with a fake backend and a real SSH client (russh): login
-//! decisions, the phases of a connection, teardown, taps and the order of events. No
-//! container engine; each test takes milliseconds.
+//! decisions, the phases of a connection, teardown, taps, the order of events and PROXY
+//! protocol headers. No container engine; each test takes milliseconds.
 
 // A test binary: its helpers unwrap as its tests do, a failure is a failed test.
 #![allow(clippy::unwrap_used)]
@@ -672,5 +672,116 @@ async fn the_security_policy_refuses_with_a_message_and_names_its_rule() {
         "a session again once the first closed"
     );
     assert_eq!(fake.execs().len(), 3);
+    gw.stop().await;
+}
+
+/// A gateway that takes PROXY protocol headers from loopback (where the tests connect from).
+async fn behind_a_proxy(fake: &FakeBackend) -> TestGateway {
+    TestGateway::start_with(fake.clone(), |c| {
+        c.ssh.proxy_protocol.enable = true;
+        c.ssh.proxy_protocol.trusted_networks =
+            vec![sshpod_config::Network::parse("127.0.0.0/8").unwrap()];
+    })
+    .await
+}
+
+/// A connection through the proxy for `client` (`203.0.113.7:40001`).
+async fn proxied(gw: &TestGateway, client: &str) -> tokio::net::TcpStream {
+    let (ip, port) = client.rsplit_once(':').unwrap();
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let header = format!("PROXY TCP4 {ip} 192.0.2.1 {port} 22\r\n");
+    stream.write_all(header.as_bytes()).await.unwrap();
+    stream
+}
+
+#[tokio::test]
+async fn penalties_fall_on_the_proxied_client_not_on_everyone_behind_the_proxy() {
+    let fake = FakeBackend::new();
+    let gw = TestGateway::start_with(fake.clone(), |c| {
+        c.ssh.proxy_protocol.enable = true;
+        c.ssh.proxy_protocol.trusted_networks =
+            vec![sshpod_config::Network::parse("127.0.0.0/8").unwrap()];
+        c.ssh.per_source_penalties = Some(sshpod_config::Penalties {
+            authfail: Duration::from_secs(60),
+            ..sshpod_config::Penalties::DEFAULT
+        });
+    })
+    .await;
+    let mut guesser = TestClient::connect_stream(proxied(&gw, "203.0.113.7:40001").await, "alice")
+        .await
+        .unwrap();
+    assert!(!guesser.auth_password("wrong").await.unwrap());
+    guesser.disconnect().await.unwrap();
+    until_closed(&gw).await;
+
+    // The guesser's address is refused from now on...
+    let mut again = proxied(&gw, "203.0.113.7:40002").await;
+    let mut received = Vec::new();
+    match tokio::time::timeout(DEADLINE, again.read_to_end(&mut received)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the penalised client was not dropped: {other:?}"),
+    }
+    assert!(
+        received.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&received)
+    );
+    // ...while another client through the same proxy logs in.
+    let mut other = TestClient::connect_stream(proxied(&gw, "203.0.113.8:40003").await, "alice")
+        .await
+        .unwrap();
+    assert!(other.auth_publickey(gw.client_key()).await.unwrap());
+    other.disconnect().await.unwrap();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_trusted_proxys_header_gives_the_clients_address_to_the_container_and_the_events() {
+    let fake = FakeBackend::new();
+    let gw = behind_a_proxy(&fake).await;
+    let stream = proxied(&gw, "203.0.113.7:40001").await;
+    let mut client = TestClient::connect_stream(stream, "alice").await.unwrap();
+    assert!(client.auth_publickey(gw.client_key()).await.unwrap());
+    client.exec("true").await.unwrap();
+    let client_addr: std::net::SocketAddr = "203.0.113.7:40001".parse().unwrap();
+    assert_eq!(fake.connects()[0].remote_addr, client_addr);
+    let env = &fake.execs()[0].env;
+    assert!(
+        env.contains(&(
+            "SSH_CONNECTION".into(),
+            "203.0.113.7 40001 192.0.2.1 22".into()
+        )),
+        "{env:?}"
+    );
+    client.disconnect().await.unwrap();
+    let events = until_closed(&gw).await;
+    assert!(events.iter().all(|e| e.remote == client_addr), "{events:?}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_trusted_source_without_a_header_is_closed_before_the_ssh_banner() {
+    let fake = FakeBackend::new();
+    let gw = behind_a_proxy(&fake).await;
+    let mut stream = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    stream
+        .write_all(b"SSH-2.0-OpenSSH_9.2p1\r\n")
+        .await
+        .unwrap();
+    // Closed with the client's bytes unread: an end of stream or a reset, and nothing before.
+    let mut received = Vec::new();
+    let ended = tokio::time::timeout(DEADLINE, stream.read_to_end(&mut received)).await;
+    match ended {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        other => panic!("the connection was not closed: {other:?}"),
+    }
+    assert!(
+        received.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&received)
+    );
+    assert!(fake.connects().is_empty());
     gw.stop().await;
 }

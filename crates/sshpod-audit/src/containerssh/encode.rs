@@ -179,6 +179,7 @@ impl<W: Write> BinaryWriter<W> {
             EventKind::ConfigAnswerRejected { .. }
             | EventKind::ConfigSectionsIgnored { .. }
             | EventKind::ConfigApplied { .. }
+            | EventKind::LimitReached { .. }
             | EventKind::CertificateAccepted { .. }
             | EventKind::LoginRestricted { .. }
             | EventKind::ContainerReady { .. }

@@ -196,6 +196,11 @@ pub fn kind(kind: &EventKind, passwords: bool) -> (&'static str, Map<String, Val
             put("reason", json!(reason));
             "session-ended"
         }
+        EventKind::LimitReached { rule, message } => {
+            put("rule", json!(rule));
+            put("reason", json!(message));
+            "limit-reached"
+        }
         EventKind::Closed => "closed",
         // A kind this version does not know yet keeps its debug form rather than vanishing.
         #[allow(unreachable_patterns)]

@@ -119,6 +119,22 @@ impl TestClient {
         })
     }
 
+    /// Connects as `user` over a stream already open (after a PROXY protocol header, say).
+    pub async fn connect_stream<S>(stream: S, user: &str) -> Result<Self, russh::Error>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let handler = TestClientHandler::default();
+        let handle =
+            client::connect_stream(Arc::new(client::Config::default()), stream, handler.clone())
+                .await?;
+        Ok(Self {
+            handle,
+            handler,
+            user: user.to_owned(),
+        })
+    }
+
     /// Tries a password; `Ok(true)` when the server accepted it.
     pub async fn auth_password(&mut self, password: &str) -> Result<bool, russh::Error> {
         let result = self

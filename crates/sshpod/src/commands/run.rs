@@ -198,6 +198,8 @@ async fn serve<B: Backend>(
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let on_signal = lifecycle.clone();
     let draining = readiness.clone();
+    let drain = server.drain();
+    let draining_server = Arc::clone(&server);
     lifecycle.spawn(async move {
         tokio::select! {
             _ = term.recv() => tracing::info!(code = log_codes::SERVICE_STOPPING, "SIGTERM received"),
@@ -205,8 +207,25 @@ async fn serve<B: Backend>(
             // Stopped for another reason: nothing to wait for.
             () = on_signal.token().cancelled() => return,
         }
-        // Probes say "not ready" before anything stops.
+        // Probes say "not ready" before anything else.
         draining.set_draining();
+        // As the latest reload says.
+        let drain_timeout = draining_server.config().ssh.drain_timeout;
+        drop(draining_server);
+        if !drain_timeout.is_zero() {
+            drain.start(drain_timeout);
+            tracing::info!(
+                code = log_codes::DRAINING,
+                seconds = drain_timeout.as_secs_f64(),
+                "draining: new connections are refused, connected users are told (ssh.drainTimeout)"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(drain_timeout) => {}
+                _ = term.recv() => tracing::info!(code = log_codes::SERVICE_STOPPING, "SIGTERM received again: shutting down now"),
+                _ = int.recv() => tracing::info!(code = log_codes::SERVICE_STOPPING, "SIGINT received again: shutting down now"),
+                () = on_signal.token().cancelled() => return,
+            }
+        }
         on_signal.cancel();
     });
     tracing::info!(code = log_codes::SSH_AVAILABLE, "listening on {addr}");

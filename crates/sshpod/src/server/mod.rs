@@ -6,9 +6,11 @@ mod admission;
 mod auth;
 mod channel;
 mod connection;
+mod drain;
 mod events;
 mod handler;
 mod io;
+mod limits;
 mod transport;
 
 use std::collections::BTreeSet;
@@ -19,7 +21,7 @@ use russh::keys::ssh_key::Certificate;
 use russh::keys::PrivateKey;
 use sshpod_config::Config;
 use sshpod_core::{Backend, ConnectionRefusal, EventSink, Lifecycle};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tracing::Instrument;
 
 use admission::penalties::Penalties;
@@ -27,15 +29,28 @@ use admission::startups::{self, Startups};
 pub(crate) use auth::Authenticator;
 use auth::Webhooks;
 use connection::ConnectionState;
+pub use drain::Drain;
 pub use events::LogEvents;
 use events::Subscribers;
+use transport::proxy_header::{self, ProxyHeader};
 use transport::russh_config;
 
 /// Why the accept loop turned a connection away.
 enum Refusal {
     Penalised { left: std::time::Duration },
     Startups(startups::Refused),
+    Draining,
+    ProxyHeader(proxy_header::ReadError),
 }
+
+/// A connection from a trusted proxy, once its header is read: the socket; the client's
+/// address and the one it connected to (the header's, or the socket's for `LOCAL`); the
+/// proxy's address.
+type Proxied = (
+    TcpStream,
+    Result<(SocketAddr, SocketAddr), proxy_header::ReadError>,
+    SocketAddr,
+);
 
 /// What every connection shares: one snapshot of the configuration and what is built from it.
 /// A reload makes a new one for the connections accepted after it; a connection keeps the one
@@ -54,6 +69,9 @@ pub(crate) struct Shared<B: Backend> {
     /// The configuration for the backend when it is not the one the backend started with
     /// (after a reload): given to it in each connection's context.
     pub(crate) reloaded: Option<Arc<Config>>,
+    /// The drain after SIGTERM, which connections announce in their terminals (one for the
+    /// server, whatever the snapshot).
+    pub(crate) drain: Drain,
 }
 
 /// The snapshot new connections are accepted with.
@@ -79,6 +97,7 @@ impl<B: Backend> Snapshot<B> {
         host_keys: Vec<PrivateKey>,
         host_certificates: Vec<Certificate>,
         subscribers: Subscribers,
+        drain: Drain,
         reloaded: bool,
     ) -> anyhow::Result<Self> {
         let auth = Authenticator::from_config(&config.auth);
@@ -102,6 +121,7 @@ impl<B: Backend> Snapshot<B> {
                 subsystems,
                 methods,
                 subscribers,
+                drain,
             }),
             russh,
         })
@@ -114,6 +134,8 @@ pub struct Server<B: Backend> {
     current: std::sync::RwLock<Snapshot<B>>,
     startups: Arc<Startups>,
     penalties: Arc<Penalties>,
+    /// The drain after SIGTERM (every snapshot's connections share it).
+    drain: Drain,
     /// When a refused connection was last logged.
     refusal_logged: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
@@ -130,16 +152,19 @@ impl<B: Backend> Server<B> {
     ) -> anyhow::Result<Self> {
         let startups = Startups::new(&config.ssh);
         let penalties = Penalties::new(&config.ssh);
+        let drain = Drain::default();
         let snapshot = Snapshot::build(
             config,
             Arc::new(backend),
             host_keys,
             host_certificates,
             subscribers.into(),
+            drain.clone(),
             false,
         )?;
         Ok(Self {
             current: std::sync::RwLock::new(snapshot),
+            drain,
             startups,
             penalties,
             refusal_logged: std::sync::Mutex::new(None),
@@ -164,6 +189,7 @@ impl<B: Backend> Server<B> {
             host_keys,
             host_certificates,
             current.shared.subscribers.clone(),
+            self.drain.clone(),
             true,
         )?;
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
@@ -200,29 +226,61 @@ impl<B: Backend> Server<B> {
         }
     }
 
+    /// The drain after SIGTERM: [`Drain::start`] refuses new connections with a message and
+    /// warns connected terminal users; the shutdown still comes from `lifecycle`.
+    pub fn drain(&self) -> Drain {
+        self.drain.clone()
+    }
+
     /// Serves until `lifecycle` is cancelled, then disconnects every client, removes their
     /// containers and shuts the backend down, waiting at most `ssh.shutdownTimeout` for the
     /// connections. Connections run on a child of `lifecycle`.
     pub async fn serve(&self, listener: TcpListener, lifecycle: &Lifecycle) {
         let connections = lifecycle.child();
         let shutdown = connections.token().clone();
+        // Read at start, as the admission limits (a reload that changes it is refused).
+        let proxy = self.snapshot().shared.config.ssh.proxy_protocol.clone();
+        // Headers are read off the accept loop, each within its deadline; admission stays here.
+        let (proxied_tx, mut proxied_rx) = tokio::sync::mpsc::channel::<Proxied>(64);
         loop {
-            let accepted = tokio::select! {
+            let (socket, (peer, local), via) = tokio::select! {
                 () = shutdown.cancelled() => break,
-                a = listener.accept() => a,
+                Some((socket, client, via)) = proxied_rx.recv() => match client {
+                    Ok(addresses) => (socket, addresses, Some(via)),
+                    Err(e) => {
+                        self.log_refused(via, Refusal::ProxyHeader(e));
+                        continue;
+                    }
+                },
+                a = listener.accept() => match a {
+                    Ok((socket, peer)) if proxy.trusts(peer.ip()) => {
+                        let sender = proxied_tx.clone();
+                        connections.spawn(read_proxy_header(socket, peer, proxy.header_timeout, sender));
+                        continue;
+                    }
+                    Ok((socket, peer)) => {
+                        let local = local_addr(&socket);
+                        (socket, (peer, local), None)
+                    }
+                    Err(e) => {
+                        // Out of file descriptors and the like: keep serving the others.
+                        tracing::warn!(
+                            code = crate::log_codes::ACCEPT_FAILED,
+                            error = &e as &dyn std::error::Error,
+                            "accept failed"
+                        );
+                        continue;
+                    }
+                },
             };
-            let (socket, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: keep serving the others.
-                    tracing::warn!(
-                        code = crate::log_codes::ACCEPT_FAILED,
-                        error = &e as &dyn std::error::Error,
-                        "accept failed"
-                    );
-                    continue;
-                }
-            };
+            if self.drain.is_draining() {
+                self.log_refused(peer, Refusal::Draining);
+                let version = self.snapshot().shared.config.ssh.server_version.clone();
+                connections.spawn(async move {
+                    drain::refuse(socket, &version, drain::RESTARTING).await;
+                });
+                continue;
+            }
             if let Some(left) = self.penalties.refused(peer.ip()) {
                 self.log_refused(peer, Refusal::Penalised { left });
                 continue;
@@ -238,7 +296,8 @@ impl<B: Backend> Server<B> {
             let Snapshot { shared, russh } = self.snapshot();
             let conn = Arc::new(ConnectionState::new(
                 shared,
-                peer,
+                (peer, local),
+                via,
                 permit,
                 shutdown.child_token(),
             ));
@@ -247,6 +306,7 @@ impl<B: Backend> Server<B> {
             connections.spawn(conn.run(socket, russh, penalties).instrument(span));
         }
         drop(listener);
+        drop(proxied_rx);
         let shared = self.snapshot().shared;
         let grace = shared.config.ssh.shutdown_timeout;
         tracing::info!(
@@ -275,6 +335,8 @@ impl<B: Backend> Server<B> {
             Refusal::Startups(startups::Refused::Source { .. }) => {
                 ConnectionRefusal::PerSourceMaxStartups
             }
+            Refusal::Draining => ConnectionRefusal::Draining,
+            Refusal::ProxyHeader(_) => ConnectionRefusal::ProxyHeader,
         };
         for subscriber in self.snapshot().shared.subscribers.iter() {
             subscriber.refused(peer, reason);
@@ -307,8 +369,47 @@ impl<B: Backend> Server<B> {
                 unauthenticated,
                 "connection dropped: too many unauthenticated connections from its network (ssh.perSourceMaxStartups)"
             ),
+            Refusal::Draining => tracing::info!(
+                code = crate::log_codes::REFUSED_DRAINING,
+                %peer,
+                "connection refused: the server is restarting (draining after SIGTERM)"
+            ),
+            Refusal::ProxyHeader(e) => tracing::warn!(
+                code = crate::log_codes::REFUSED_PROXY_HEADER,
+                proxy = %peer,
+                error = &e as &dyn std::error::Error,
+                "connection dropped: no valid PROXY protocol header from a trusted proxy (ssh.proxyProtocol)"
+            ),
         }
     }
+}
+
+/// Reads a trusted proxy's header from `socket` and hands the connection back to the accept
+/// loop with the addresses the header gives.
+async fn read_proxy_header(
+    mut socket: TcpStream,
+    proxy: SocketAddr,
+    timeout: std::time::Duration,
+    accept_loop: tokio::sync::mpsc::Sender<Proxied>,
+) {
+    let addresses = proxy_header::read(&mut socket, timeout)
+        .await
+        .map(|header| match header {
+            ProxyHeader::Proxied {
+                source,
+                destination,
+            } => (source, destination),
+            ProxyHeader::Local => (proxy, local_addr(&socket)),
+        });
+    let _ = accept_loop.send((socket, addresses, proxy)).await;
+}
+
+/// The address a client connected to (for `SSH_CONNECTION`); the unspecified address if the
+/// socket cannot say.
+fn local_addr(socket: &TcpStream) -> SocketAddr {
+    socket
+        .local_addr()
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)))
 }
 
 /// Takes the configured address without listening on it yet: a port that is taken shows up

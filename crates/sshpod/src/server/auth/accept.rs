@@ -151,6 +151,7 @@ pub(crate) async fn finish<B: Backend>(
         user: Arc::from(name),
         outcome,
         security: SecurityPolicy::new(effective.security.clone()),
+        limits: effective.ssh.limits.clone(),
     };
     if conn.on_logged_in(login) {
         Auth::Accept

@@ -10,6 +10,7 @@ use crate::server::connection::ConnectionState;
 use crate::server::events::Taps;
 use crate::server::io::copy::copy_to_channel;
 use crate::server::io::input::{self, InputReceiver};
+use crate::server::limits::ChannelLimits;
 
 /// Dials the target, then accepts or rejects the channel accordingly and relays bytes.
 pub(crate) async fn run<B: Backend>(
@@ -18,8 +19,8 @@ pub(crate) async fn run<B: Backend>(
     writer: ChannelWriteHalf<Msg>,
     input: InputReceiver,
     taps: Option<Taps>,
-    host: String,
-    port: u16,
+    limits: ChannelLimits,
+    (host, port): (String, u16),
 ) {
     let channel = writer.id();
     let dialled = async {
@@ -62,6 +63,7 @@ pub(crate) async fn run<B: Backend>(
                 None,
                 &conn.gate,
                 taps.as_ref(),
+                &limits.activity,
             )
             .await;
             let _ = writer.eof().await;
@@ -69,7 +71,7 @@ pub(crate) async fn run<B: Backend>(
         tokio::join!(upstream, downstream);
     };
     tokio::select! {
-        () = conn.token.cancelled() => {}
+        () = limits.closer.cancelled() => {}
         () = relay => {}
     }
     let _ = writer.close().await;

@@ -15,6 +15,8 @@ use crate::server::connection::{ConnectionState, NoContainer};
 use crate::server::events::{tap, Taps};
 use crate::server::io::copy::copy_to_channel;
 use crate::server::io::input::{self, InputReceiver, OnEof};
+use crate::server::limits::Activity;
+use tokio_util::sync::CancellationToken;
 
 /// Where the handler finds a running process's controls (resize, signal).
 pub(crate) type ControlSlot = Arc<OnceLock<Controls>>;
@@ -24,6 +26,10 @@ pub(crate) struct SessionTask<B: Backend> {
     pub(crate) conn: Arc<ConnectionState<B>>,
     pub(crate) channel: ChannelId,
     pub(crate) writer: ChannelWriteHalf<Msg>,
+    /// The channel's activity clock (output is noted here, input by the handler).
+    pub(crate) activity: Arc<Activity>,
+    /// Cancelled when the connection ends or `ssh.channelTimeout` closes the channel.
+    pub(crate) closer: CancellationToken,
     pub(crate) handle: Handle,
     pub(crate) spec: ProcessSpec,
     pub(crate) input: InputReceiver,
@@ -46,12 +52,18 @@ impl<B: Backend> SessionTask<B> {
     /// Runs until the process ends or the connection goes away.
     pub(crate) async fn run(self) {
         let conn = Arc::clone(&self.conn);
-        let token = self.conn.token.clone();
+        let closer = self.closer.clone();
         let channel = self.channel;
         let handle = self.handle.clone();
         let taps = self.taps.clone();
         tokio::select! {
-            () = token.cancelled() => {}
+            () = closer.cancelled() => {
+                // Closed by a limit while the connection goes on: the client is told.
+                if !conn.token.is_cancelled() {
+                    let _ = handle.eof(channel).await;
+                    let _ = handle.close(channel).await;
+                }
+            }
             status = self.run_process() => {
                 match status {
                     Ok(status) => {
@@ -86,6 +98,8 @@ impl<B: Backend> SessionTask<B> {
             );
             SessionError::Start(error)
         })?;
+        // The process starts now: the wait for it was not the channel's idle time.
+        self.activity.touch();
         let control: Arc<dyn ProcessControl> = Arc::from(process.control);
         let (controls, worker) =
             Controls::start(Arc::clone(&control), Arc::clone(&self.conn.calls));
@@ -106,10 +120,11 @@ impl<B: Backend> SessionTask<B> {
         };
         let feed = input::pump(self.input, process.stdin, on_eof, self.taps.clone());
         let taps = self.taps.as_ref();
-        let out = copy_to_channel(process.stdout, &self.writer, None, gate, taps);
+        let activity = &*self.activity;
+        let out = copy_to_channel(process.stdout, &self.writer, None, gate, taps, activity);
         let err = async {
             if let Some(stderr) = process.stderr {
-                copy_to_channel(stderr, &self.writer, Some(1), gate, taps).await;
+                copy_to_channel(stderr, &self.writer, Some(1), gate, taps, activity).await;
             }
         };
         // Output decides when the session is over; input is abandoned at that point.

@@ -28,6 +28,7 @@ use crate::server::channel::controls::{self, CallSlots};
 use crate::server::events::ConnectionEvents;
 use crate::server::handler::ConnectionHandler;
 use crate::server::io::flow::FlowGate;
+use crate::server::limits::{self, Channels};
 use crate::server::transport::client_version::VersionSniffer;
 use crate::server::transport::killable::KillableStream;
 use crate::server::Shared;
@@ -50,7 +51,10 @@ pub(crate) enum NoContainer {
 pub(crate) struct ConnectionState<B: Backend> {
     pub(crate) shared: Arc<Shared<B>>,
     pub(crate) id: ConnectionId,
+    /// The client's address: the socket's, or a trusted proxy's PROXY header's.
     pub(crate) peer: SocketAddr,
+    /// The address the client connected to (likewise), for `SSH_CONNECTION`.
+    pub(crate) local: SocketAddr,
     /// Where the connection is in its life; every change goes through `phase.rs`.
     phase: watch::Sender<Phase<B::Container>>,
     /// Login attempts refused so far (for the source's penalty if it never logs in).
@@ -75,9 +79,11 @@ pub(crate) struct ConnectionState<B: Backend> {
     pub(crate) client_version: Arc<OnceLock<String>>,
     /// The SSH session's handle, to disconnect with a reason.
     handle: OnceLock<russh::server::Handle>,
-    /// Why a subscriber the connection cannot do without ended it (a required recording that
-    /// failed), once it has.
+    /// Why the connection was ended from inside (a required recording that failed, a limit),
+    /// once it has.
     ended: OnceLock<String>,
+    /// The open channels, for the idle and session limits.
+    pub(crate) channels: Channels,
     /// A keyboard-interactive conversation in progress.
     pub(crate) login: LoginState,
 }
@@ -85,17 +91,28 @@ pub(crate) struct ConnectionState<B: Backend> {
 impl<B: Backend> ConnectionState<B> {
     pub(crate) fn new(
         shared: Arc<Shared<B>>,
-        peer: SocketAddr,
+        (peer, local): (SocketAddr, SocketAddr),
+        via: Option<SocketAddr>,
         permit: Startup,
         token: CancellationToken,
     ) -> Self {
         let id = ConnectionId::random();
-        let span = tracing::info_span!("conn", id = %id, %peer, user = tracing::field::Empty);
+        let span = tracing::info_span!(
+            "conn",
+            id = %id,
+            %peer,
+            via = tracing::field::Empty,
+            user = tracing::field::Empty
+        );
+        if let Some(proxy) = via {
+            span.record("via", tracing::field::display(proxy));
+        }
         let events = ConnectionEvents::new(shared.subscribers.clone(), id, peer, span.clone());
         Self {
             shared,
             id,
             peer,
+            local,
             phase: watch::Sender::new(Phase::Authenticating {
                 login_requested: false,
             }),
@@ -111,6 +128,7 @@ impl<B: Backend> ConnectionState<B> {
             client_version: Arc::default(),
             handle: OnceLock::new(),
             ended: OnceLock::new(),
+            channels: Channels::default(),
             login: LoginState::default(),
         }
     }
@@ -137,6 +155,7 @@ impl<B: Backend> ConnectionState<B> {
             self.end_with(message);
         }
         self.events.emit(EventKind::Connected);
+        self.spawn(limits::watch(Arc::clone(&self)));
         let _ = socket.set_nodelay(true);
         let socket = VersionSniffer::new(socket, Arc::clone(&self.client_version));
         let kill = CancellationToken::new();
@@ -374,6 +393,16 @@ impl<B: Backend> ConnectionState<B> {
         self.phase.borrow().login().cloned()
     }
 
+    /// Waits for the login; None if the connection ends without one.
+    pub(crate) async fn logged_in(&self) -> Option<Arc<Login>> {
+        let mut phase = self.phase.subscribe();
+        let phase = phase
+            .wait_for(|p| !matches!(p, Phase::Authenticating { .. }))
+            .await
+            .ok()?;
+        phase.login().cloned()
+    }
+
     /// Whether a login was accepted.
     pub(crate) fn is_logged_in(&self) -> bool {
         self.phase.borrow().logged_in()
@@ -431,6 +460,25 @@ impl<B: Backend> ConnectionState<B> {
         }
     }
 
+    /// Ends the connection because `rule` (a limit) ran out: the subscribers are told, the
+    /// client is disconnected with `message`.
+    pub(crate) fn end_by_limit(&self, rule: &'static str, message: String) {
+        if self.ended.set(message.clone()).is_ok() {
+            self.events.emit(EventKind::LimitReached {
+                rule,
+                message: message.clone(),
+            });
+            self.send_disconnect(message);
+        }
+    }
+
+    /// Writes a notice into a terminal session's output.
+    pub(crate) async fn write_to_terminal(&self, channel: ChannelId, text: &str) {
+        if let Some(handle) = self.handle.get() {
+            let _ = handle.data(channel, text.as_bytes().to_vec()).await;
+        }
+    }
+
     fn send_disconnect(&self, message: String) {
         if let Some(handle) = self.handle.get().cloned() {
             self.spawn(async move {
@@ -447,6 +495,7 @@ impl<B: Backend> ConnectionState<B> {
 
     /// Records that `channel`'s task has ended.
     pub(crate) fn channel_finished(&self, channel: ChannelId) {
+        self.channels.closed(channel);
         lock(&self.finished_channels).push(channel);
     }
 

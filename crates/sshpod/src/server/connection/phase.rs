@@ -24,6 +24,8 @@ pub(crate) struct Login {
     pub(crate) user: Arc<str>,
     pub(crate) outcome: Outcome,
     pub(crate) security: SecurityPolicy,
+    /// The idle and session limits its configuration sets.
+    pub(crate) limits: sshpod_config::SessionLimits,
 }
 
 /// A connection's phase.
@@ -163,6 +165,7 @@ mod tests {
             user: Arc::from("alice"),
             outcome: Outcome::default(),
             security: SecurityPolicy::default(),
+            limits: sshpod_config::SessionLimits::default(),
         }
     }
 

@@ -300,6 +300,12 @@ fn log(kind: &EventKind) {
         EventKind::SessionEnded {
             reason: Some(reason),
         } => tracing::info!(code = codes::SESSION_ENDED, reason, "session ended"),
+        EventKind::LimitReached { rule, message } => tracing::info!(
+            code = codes::LIMIT_REACHED,
+            rule,
+            reason = message,
+            "ended by a limit"
+        ),
         EventKind::Closed => tracing::info!(code = codes::SSH_DISCONNECTED, "connection closed"),
         other => {
             tracing::debug!(code = codes::CONNECTION_EVENT, event = ?other, "connection event")

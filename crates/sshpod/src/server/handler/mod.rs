@@ -29,6 +29,7 @@ use crate::server::channel::{direct_tcpip, pty};
 use crate::server::connection::ConnectionState;
 use crate::server::events::{tap, Taps};
 use crate::server::io::input::{self, InputReceiver, InputSender};
+use crate::server::limits::{Activity, ChannelLimits};
 
 /// Why a connection's handler gave up.
 #[derive(Debug, thiserror::Error)]
@@ -47,11 +48,14 @@ struct SessionChannel {
     control: ControlSlot,
     /// The subscribers' taps, if any wants this channel's bytes.
     taps: Option<Taps>,
+    /// Its activity clock and closer, for the idle and session limits.
+    limits: ChannelLimits,
 }
 
-/// A forwarding channel: its input queue (its taps are its relay's).
+/// A forwarding channel: its input queue (its taps are its relay's) and activity clock.
 struct ForwardChannel {
     input: InputSender,
+    activity: Arc<Activity>,
 }
 
 /// Per-connection handler state.
@@ -223,6 +227,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         self.conn
             .events
             .emit_on(Some(id), EventKind::ChannelOpened { kind });
+        let limits = self.conn.channels.opened(id, "session", &self.conn.token);
         self.sessions.insert(
             id,
             SessionChannel {
@@ -233,6 +238,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
                 env: SessionEnv::default(),
                 control: ControlSlot::default(),
                 taps,
+                limits,
             },
         );
         reply.accept().await;
@@ -297,15 +303,25 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             .emit_on(Some(id), EventKind::ChannelOpened { kind });
         let (_, writer) = channel.split();
         let (sender, receiver) = input::queue(&self.conn.gate);
-        self.forwards.insert(id, ForwardChannel { input: sender });
+        let limits = self
+            .conn
+            .channels
+            .opened(id, "direct-tcpip", &self.conn.token);
+        self.forwards.insert(
+            id,
+            ForwardChannel {
+                input: sender,
+                activity: Arc::clone(&limits.activity),
+            },
+        );
         self.conn.spawn(direct_tcpip::run(
             Arc::clone(&self.conn),
             reply,
             writer,
             receiver,
             taps,
-            host_to_connect.to_owned(),
-            port,
+            limits,
+            (host_to_connect.to_owned(), port),
         ));
         Ok(())
     }
@@ -340,6 +356,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
     ) -> Result<(), Self::Error> {
         self.sessions.remove(&channel);
         self.forwards.remove(&channel);
+        self.conn.channels.closed(channel);
         Ok(())
     }
 

@@ -47,6 +47,23 @@ impl<B: Backend> ConnectionHandler<B> {
             .force_command()
             .or(self.restrictions.force_command.as_deref());
         let mut env = std::mem::take(&mut state.env).into_vars(forced.is_some());
+        // As OpenSSH sets them, with the client's address (a trusted proxy's header's, if any).
+        let (peer, local) = (self.conn.peer, self.conn.local);
+        env.retain(|(name, _)| name != "SSH_CLIENT" && name != "SSH_CONNECTION");
+        env.push((
+            "SSH_CLIENT".to_owned(),
+            format!("{} {} {}", peer.ip(), peer.port(), local.port()),
+        ));
+        env.push((
+            "SSH_CONNECTION".to_owned(),
+            format!(
+                "{} {} {} {}",
+                peer.ip(),
+                peer.port(),
+                local.ip(),
+                local.port()
+            ),
+        ));
         let command = restrict::command_for(
             forced,
             command,
@@ -60,10 +77,15 @@ impl<B: Backend> ConnectionHandler<B> {
                 tty: state.tty.is_some(),
             },
         );
+        if state.tty.is_some() {
+            self.conn.channels.has_terminal(channel);
+        }
         let task = SessionTask {
             conn: Arc::clone(&self.conn),
             channel,
             writer,
+            activity: Arc::clone(&state.limits.activity),
+            closer: state.limits.closer.clone(),
             handle: session.handle(),
             spec: ProcessSpec {
                 command,
@@ -81,8 +103,14 @@ impl<B: Backend> ConnectionHandler<B> {
     pub(super) fn push_input(&self, channel: ChannelId, data: &[u8]) {
         // Taps see input as it is delivered (`io::input::pump`), where they can hold it back.
         let target = match self.sessions.get(&channel) {
-            Some(s) => s.input.as_ref(),
-            None => self.forwards.get(&channel).map(|f| &f.input),
+            Some(s) => {
+                s.limits.activity.touch();
+                s.input.as_ref()
+            }
+            None => self.forwards.get(&channel).map(|f| {
+                f.activity.touch();
+                &f.input
+            }),
         };
         if let Some(input) = target {
             input.push(Bytes::copy_from_slice(data));
@@ -108,6 +136,7 @@ impl<B: Backend> ConnectionHandler<B> {
         // Closed by sshpod: the library will not report the client's answer, so the session
         // no longer counts against the caps from here on.
         self.sessions.remove(&channel);
+        self.conn.channels.closed(channel);
         self.refused_by_policy(channel, refused);
     }
 

@@ -11,18 +11,20 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::server::events::{tap_data, Taps};
 use crate::server::io::flow::{noting_a_long_wait, FlowGate};
+use crate::server::limits::Activity;
 
 /// Copies process output to the channel (`ext` 1 is stderr). The channel writer waits for
 /// the client's window (and, during a key exchange, for the exchange to end), so a slow
 /// client slows the process down instead of filling memory; while a write waits, for
 /// whatever reason, the flow gate keeps the client's socket read, because what it waits for
-/// arrives there.
+/// arrives there. Each piece is noted on the channel's `activity` clock (for the idle limits).
 pub(crate) async fn copy_to_channel<R>(
     mut from: R,
     channel: &ChannelWriteHalf<Msg>,
     ext: Option<u32>,
     gate: &FlowGate,
     taps: Option<&Taps>,
+    activity: &Activity,
 ) where
     R: AsyncRead + Unpin,
 {
@@ -37,6 +39,7 @@ pub(crate) async fn copy_to_channel<R>(
                 break;
             }
         };
+        activity.touch();
         let data = buf.filled(n);
         if taps.is_some() {
             let record = match ext {
