@@ -195,6 +195,10 @@ def test_sshpod_image_runs_as_non_root_with_its_labels_and_serves_logins(scn):
         raise AssertionError(h.docker("logs", name, check=False).stderr.decode("utf-8", "replace"))
     result = scn.client(port).ssh("echo from-the-image")
     assert (result.returncode, result.stdout) == (0, "from-the-image\n"), result
+    # The image's HEALTHCHECK (`sshpod healthcheck`: the SSH port, health.enable being off).
+    def health() -> str:
+        return h.docker("inspect", "--format", "{{.State.Health.Status}}", name).stdout.decode().strip()
+    h.wait_until(lambda: health() == "healthy", 60, "Docker to report the container healthy")
     processes = h.docker("top", name, "-o", "pid,uid,comm").stdout.decode().splitlines()[1:]
     assert [line.split()[1:] for line in processes] == [["65532", "sshpod"]], processes
     h.wait_no_containers(scn.run_id)

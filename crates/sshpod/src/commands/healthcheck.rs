@@ -1,8 +1,11 @@
 //! `sshpod healthcheck` (and ContainerSSH's `--healthcheck`): asks the health endpoint at
 //! `health.client.url`, with that block's TLS settings, whether the server is ready. Exit
 //! status 0 when it answers 200, 1 otherwise, with one line saying why: for Docker's
-//! HEALTHCHECK.
+//! HEALTHCHECK. Without `health.enable`, the SSH port must answer with an SSH version line
+//! instead, so the image's HEALTHCHECK means something whatever the configuration.
 
+use std::io::Read;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -34,6 +37,9 @@ fn check(path: &Path) -> Result<String, String> {
             .unwrap_or_default();
         format!("the configuration is not valid: {first}")
     })?;
+    if !loaded.config.health.enable {
+        return ssh_answers(loaded.config.ssh.listen);
+    }
     let client_config = &loaded.config.health.client;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -51,4 +57,41 @@ fn check(path: &Path) -> Result<String, String> {
             Err(format!("{url} answered {status} {said}"))
         }
     })
+}
+
+/// Whether the SSH server at `listen` (an unspecified address means this host) sends its
+/// version line.
+fn ssh_answers(listen: SocketAddr) -> Result<String, String> {
+    let mut address = listen;
+    if address.ip().is_unspecified() {
+        address.set_ip(match address {
+            SocketAddr::V4(_) => Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let mut stream = TcpStream::connect_timeout(&address, DEADLINE).map_err(|e| {
+        format!("ssh://{address}: {e} (health.enable is off: the SSH port is checked)")
+    })?;
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .map_err(|e| e.to_string())?;
+    // The version line comes first and is at most 255 bytes (RFC 4253, 4.2).
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while line.len() < 255 && !line.ends_with(b"\n") {
+        match stream.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => line.push(byte[0]),
+            Err(e) => return Err(format!("ssh://{address}: {e}")),
+        }
+    }
+    let line = String::from_utf8_lossy(&line);
+    let line = line.trim_end();
+    if line.starts_with("SSH-2.0-") {
+        Ok(format!("ssh://{address} answered {line}"))
+    } else {
+        Err(format!(
+            "ssh://{address} did not answer with an SSH version line"
+        ))
+    }
 }
