@@ -236,10 +236,11 @@ def test_config_map_and_secret_volumes(ks, ns, name):
         {"name": "conf", "configMap": {"name": "conf", "items": [{"key": "config.yaml", "path": "sub/c.yaml"}]}},
         {"name": "key", "secret": {"secretName": "key", "defaultMode": 0o400}},
         {"name": "later", "configMap": {"name": "later"}},
+        {"name": "scratch", "emptyDir": {"medium": "Memory", "sizeLimit": "8Mi"}},
     ])
     pod["spec"]["containers"][0]["volumeMounts"] = [
         {"name": "conf", "mountPath": "/etc/conf"}, {"name": "key", "mountPath": "/etc/key"},
-        {"name": "later", "mountPath": "/etc/later"}]
+        {"name": "later", "mountPath": "/etc/later"}, {"name": "scratch", "mountPath": "/scratch"}]
     api.create_namespaced_pod(ns, pod)
     # A missing ConfigMap keeps the pod in ContainerCreating, saying why, until it exists.
     waiting = kubesim.wait_for_pod(api, ns, name, lambda p: p.status.container_statuses
@@ -254,3 +255,6 @@ def test_config_map_and_secret_volumes(ks, ns, name):
     assert run("stat -c '%a %g' /etc/key/id; cat /etc/key/id; id -G") == "440 2000\nsecret1000 2000\n"
     assert run("cat /etc/later/k") == "v"
     assert run("touch /etc/conf/new 2>&1 || echo read-only").strip().endswith("read-only")
+    # A memory-backed emptyDir is a tmpfs of sizeLimit.
+    scratch = run("grep ' /scratch ' /proc/mounts").split()
+    assert scratch[2] == "tmpfs" and "size=8192k" in scratch[3], scratch

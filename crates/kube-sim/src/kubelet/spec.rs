@@ -17,6 +17,9 @@ pub enum VolumeSource {
     /// A Docker named volume (emptyDir: made for the pod; PVC: the claim's volume).
     Named(String),
     Bind(String),
+    /// An emptyDir with `medium: Memory`: a tmpfs of the pod's container, `sizeLimit` bytes at
+    /// most (None: the engine's default size).
+    Tmpfs(Option<i64>),
     /// A host directory of files kube-sim wrote (configMap, secret, projected): always
     /// mounted read-only.
     Files(String),
@@ -33,7 +36,17 @@ pub fn volume_source(
     claim_name: impl Fn(&str) -> String,
 ) -> Result<VolumeSource, String> {
     let name = volume["name"].as_str().unwrap_or_default();
-    if volume.get("emptyDir").is_some() {
+    if let Some(empty_dir) = volume.get("emptyDir") {
+        if empty_dir["medium"] == "Memory" {
+            let size = match empty_dir["sizeLimit"].as_str() {
+                Some(q) => Some(
+                    quantity::memory_bytes(q)
+                        .ok_or_else(|| format!("volume {name}: invalid sizeLimit {q}"))?,
+                ),
+                None => None,
+            };
+            return Ok(VolumeSource::Tmpfs(size));
+        }
         Ok(VolumeSource::Named(empty_dir_name(name)))
     } else if let Some(path) = volume["hostPath"]["path"].as_str() {
         Ok(VolumeSource::Bind(path.to_owned()))
@@ -153,7 +166,22 @@ pub fn container_body(
         let source = volumes
             .get(volume)
             .ok_or_else(|| format!("container {name}: volume {volume} not found"))?;
+        if let VolumeSource::Tmpfs(size) = source {
+            mounts.push(Mount {
+                target: Some(target.to_owned()),
+                typ: Some(MountType::TMPFS),
+                read_only: m["readOnly"].as_bool(),
+                tmpfs_options: Some(bollard::models::MountTmpfsOptions {
+                    size_bytes: *size,
+                    mode: Some(0o1777),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            continue;
+        }
         let (typ, source, forced_read_only) = match source {
+            VolumeSource::Tmpfs(_) => continue,
             VolumeSource::Named(n) => (MountType::VOLUME, n.clone(), false),
             VolumeSource::Bind(p) => (MountType::BIND, p.clone(), false),
             VolumeSource::Files(p) => (MountType::BIND, p.clone(), true),
@@ -294,5 +322,13 @@ mod tests {
             Ok(VolumeSource::Named("v-home".into()))
         );
         assert!(volume_source(&json!({"name": "a", "configMap": {}}), named, named).is_err());
+        assert_eq!(
+            volume_source(
+                &json!({"name": "a", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}),
+                named,
+                named
+            ),
+            Ok(VolumeSource::Tmpfs(Some(64 << 20)))
+        );
     }
 }
