@@ -146,6 +146,8 @@ def test_the_deployment_controller_keeps_its_replicas(ks, ns, name):
     apps = client.AppsV1Api(ks.api_client())
     created = apps.create_namespaced_deployment(ns, deployment(name))
     assert created.spec.strategy.type == "RollingUpdate"
+    rollout = ks.kubectl("-n", ns, "rollout", "status", f"deployment/{name}", "--timeout=60s")
+    assert rollout.stdout.splitlines()[-1] == f'deployment "{name}" successfully rolled out', rollout
     pods = kubesim.wait_until(lambda: ready_pods(ks, ns, name), 60, "2 ready replicas")
     assert len(pods) == 2
     for pod in pods:

@@ -181,9 +181,14 @@ impl Authenticator {
                 continue;
             };
             if let Some(role) = self.store.get(&Key::new(Kind::Role, namespace, role)) {
+                // A rule kube-sim cannot read (resourceNames, nonResourceURLs) grants nothing:
+                // ignoring only its unknown part would grant more than the Role says.
                 rules.extend(
-                    serde_json::from_value::<Vec<PolicyRule>>(role["rules"].clone())
-                        .unwrap_or_default(),
+                    role["rules"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|r| serde_json::from_value::<PolicyRule>(r.clone()).ok()),
                 );
             }
         }
@@ -206,9 +211,13 @@ fn authorize_account(
     }
     match attributes(method, path, watch) {
         Some(a) => {
-            let allowed = a
-                .namespace
-                .is_some_and(|ns| auth.granted(ns, account).iter().any(|r| r.allows(&a)));
+            // A namespace object is in its own namespace, as RBAC sees it.
+            let namespace = match (a.namespace, a.resource.as_str()) {
+                (None, "namespaces") => a.name,
+                (ns, _) => ns,
+            };
+            let allowed =
+                namespace.is_some_and(|ns| auth.granted(ns, account).iter().any(|r| r.allows(&a)));
             if allowed {
                 Ok(())
             } else {
@@ -497,6 +506,46 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("cannot watch resource \"leases\" in API group \"coordination.k8s.io\" at the cluster scope"));
+    }
+
+    #[test]
+    fn service_accounts_get_what_their_role_bindings_grant() {
+        use serde_json::json;
+        let store = Store::new(10);
+        let accounts = Arc::new(ServiceAccountTokens::default());
+        let auth = Authenticator::new(store.clone(), accounts.clone());
+        let token = accounts.issue("app", "robot");
+        store.create(
+            Key::new(Kind::Role, "guests", "r"),
+            json!({"rules": [
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]},
+                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["one"]}]}),
+        );
+        store.create(
+            Key::new(Kind::RoleBinding, "guests", "b"),
+            json!({"roleRef": {"kind": "Role", "name": "r"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "robot", "namespace": "app"}]}),
+        );
+        let id = auth.by_token(&format!("Bearer {token}")).unwrap();
+        assert_eq!(id.user, "system:serviceaccount:app:robot");
+        let check = |method: &Method, path: &str| {
+            authorize_account(&auth, &id, ("app", "robot"), method, path, false)
+        };
+        assert!(check(&Method::POST, "/api/v1/namespaces/guests/pods").is_ok());
+        assert!(check(&Method::GET, "/api/v1/namespaces/guests").is_ok());
+        assert!(check(&Method::GET, "/api/v1").is_ok());
+        let e = check(&Method::GET, "/api/v1/namespaces/guests/pods").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "pods is forbidden: User \"system:serviceaccount:app:robot\" cannot list resource \
+             \"pods\" in API group \"\" in the namespace \"guests\""
+        );
+        assert!(check(&Method::POST, "/api/v1/namespaces/app/pods").is_err());
+        // A rule with resourceNames grants nothing rather than everything.
+        assert!(check(&Method::GET, "/api/v1/namespaces/guests/secrets/one").is_err());
+        accounts.revoke("app", "robot");
+        assert!(auth.by_token(&format!("Bearer {token}")).is_none());
     }
 
     #[test]

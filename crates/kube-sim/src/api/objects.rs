@@ -137,6 +137,12 @@ fn settle(
                 if rule["verbs"].as_array().is_none_or(Vec::is_empty) {
                     causes.push((format!("rules[{i}].verbs"), "Required value".to_owned()));
                 }
+                if rule.get("resourceNames").is_some() || rule.get("nonResourceURLs").is_some() {
+                    warnings.push(format!(
+                        "kube-sim does not support resourceNames or nonResourceURLs: rules[{i}] \
+                         grants nothing"
+                    ));
+                }
             }
         }
         Kind::RoleBinding => {
