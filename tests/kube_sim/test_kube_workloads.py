@@ -260,3 +260,19 @@ def test_config_map_and_secret_volumes(ks, ns, name):
     # A memory-backed emptyDir is a tmpfs of sizeLimit.
     scratch = run("grep ' /scratch ' /proc/mounts").split()
     assert scratch[2] == "tmpfs" and "size=8192k" in scratch[3], scratch
+
+
+def test_deleting_a_deployment_with_orphan_keeps_its_pods(ks, ns, name):
+    apps = client.AppsV1Api(ks.api_client())
+    apps.create_namespaced_deployment(ns, deployment(name, replicas=1))
+    [pod] = kubesim.wait_until(lambda: ready_pods(ks, ns, name), 60, "1 ready replica")
+    ks.kubectl("-n", ns, "delete", "deployment", name, "--cascade=orphan")
+    kept = ks.client().read_namespaced_pod(pod.metadata.name, ns)
+    assert kept.metadata.owner_references is None or kept.metadata.owner_references == []
+    assert kept.metadata.deletion_timestamp is None
+    # Nothing collects it afterwards: once the controller has reconciled the namespace again
+    # (another Deployment there is ready), the orphan is still there, not terminating.
+    apps.create_namespaced_deployment(ns, deployment(f"{name}-b", replicas=1))
+    kubesim.wait_until(lambda: ready_pods(ks, ns, f"{name}-b"), 60, "the other Deployment's replica")
+    kept = ks.client().read_namespaced_pod(pod.metadata.name, ns)
+    assert kept.metadata.deletion_timestamp is None and kept.status.phase == "Running"

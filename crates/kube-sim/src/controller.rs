@@ -24,8 +24,18 @@ use crate::store::{Key, Kind};
 const RESYNC: Duration = Duration::from_secs(2);
 
 /// Validation (into `causes`, the apiserver's fields and messages) and defaults of a new
-/// Deployment.
-pub fn settle_deployment(d: &mut Value, causes: &mut Vec<(String, String)>) {
+/// Deployment; returns warnings for the fields the controller does not apply.
+pub fn settle_deployment(d: &mut Value, causes: &mut Vec<(String, String)>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if d["spec"]["paused"] == true {
+        warnings.push("kube-sim does not pause Deployments: its pods are made anyway".to_owned());
+    }
+    if d["spec"]["minReadySeconds"].as_i64().is_some_and(|s| s > 0) {
+        warnings.push(
+            "kube-sim does not apply minReadySeconds: a ready pod counts as available at once"
+                .to_owned(),
+        );
+    }
     if !d["spec"].is_object() {
         d["spec"] = json!({});
     }
@@ -97,6 +107,7 @@ pub fn settle_deployment(d: &mut Value, causes: &mut Vec<(String, String)>) {
         }
     }
     d["status"] = json!({});
+    warnings
 }
 
 /// Reconciles Deployments whenever a Deployment or pod changes, and every [`RESYNC`].
@@ -176,6 +187,9 @@ fn reconcile(app: &App, ns: &str) {
         }
     }
     for d in &deployments {
+        if d["metadata"]["deletionTimestamp"].is_string() {
+            continue; // going away: its pods are the garbage collector's business
+        }
         let uid = d["metadata"]["uid"].as_str().unwrap_or_default();
         let mut owned: Vec<&Value> = pods
             .iter()
@@ -345,7 +359,7 @@ mod tests {
     fn validation_and_defaults() {
         let mut d = deployment();
         let mut causes = Vec::new();
-        settle_deployment(&mut d, &mut causes);
+        assert!(settle_deployment(&mut d, &mut causes).is_empty());
         assert!(causes.is_empty(), "{causes:?}");
         assert_eq!(d["spec"]["strategy"]["type"], "RollingUpdate");
         assert_eq!(d["spec"]["template"]["spec"]["restartPolicy"], "Always");

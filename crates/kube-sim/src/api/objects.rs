@@ -50,7 +50,13 @@ pub fn item(kind: Kind) -> MethodRouter<App> {
         .patch(not_emulated)
         .put(not_emulated)
         .delete(
-            move |State(app): State<App>, Path((ns, name)): Path<(String, String)>| async move {
+            move |State(app): State<App>,
+                  Path((ns, name)): Path<(String, String)>,
+                  RawQuery(q): RawQuery,
+                  body: Bytes| async move {
+                if kind == Kind::Deployment && propagation(&body, q.as_deref())? == "Orphan" {
+                    orphan_pods(&app, &ns, &name);
+                }
                 let last = delete(&app, kind, &ns, &name)?;
                 let uid = last["metadata"]["uid"].as_str().unwrap_or_default();
                 Ok::<_, ApiError>(json_response(
@@ -59,6 +65,51 @@ pub fn item(kind: Kind) -> MethodRouter<App> {
                 ))
             },
         )
+}
+
+/// The DeleteOptions' `propagationPolicy` (body, else query); `Background` when unset.
+/// `Foreground` is treated as `Background` (no foregroundDeletion finalizer): the dependents
+/// go either way, only not before their owner.
+fn propagation(body: &[u8], query: Option<&str>) -> Result<String, ApiError> {
+    if !body.iter().all(u8::is_ascii_whitespace) {
+        let options: Value = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?;
+        if let Some(p) = options["propagationPolicy"].as_str() {
+            return Ok(p.to_owned());
+        }
+    }
+    Ok(Params::parse(query)
+        .get("propagationPolicy")
+        .unwrap_or("Background")
+        .to_owned())
+}
+
+/// What the garbage collector does for `propagationPolicy: Orphan`: the Deployment, marked as
+/// being deleted (so the controller leaves it alone), lets its pods go; they lose their owner
+/// reference and stay.
+fn orphan_pods(app: &App, ns: &str, deployment: &str) {
+    let Some(d) = app
+        .store
+        .update(&Key::new(Kind::Deployment, ns, deployment), |d| {
+            d["metadata"]["deletionTimestamp"] = json!(crate::kubelet::status::now());
+        })
+    else {
+        return;
+    };
+    let uid = d["metadata"]["uid"].clone();
+    for pod in app.store.list(Kind::Pod, Some(ns)).0 {
+        let owned = pod["metadata"]["ownerReferences"]
+            .as_array()
+            .is_some_and(|refs| refs.iter().any(|r| r["uid"] == uid));
+        let Some(name) = pod["metadata"]["name"].as_str().filter(|_| owned) else {
+            continue;
+        };
+        app.store.update(&Key::new(Kind::Pod, ns, name), |p| {
+            if let Some(refs) = p["metadata"]["ownerReferences"].as_array_mut() {
+                refs.retain(|r| r["uid"] != uid);
+            }
+        });
+    }
 }
 
 fn create(
@@ -131,7 +182,7 @@ fn settle(
                     .to_owned(),
             );
         }
-        Kind::Deployment => crate::controller::settle_deployment(object, causes),
+        Kind::Deployment => warnings.extend(crate::controller::settle_deployment(object, causes)),
         Kind::Role => {
             for (i, rule) in object["rules"].as_array().into_iter().flatten().enumerate() {
                 if rule["verbs"].as_array().is_none_or(Vec::is_empty) {
