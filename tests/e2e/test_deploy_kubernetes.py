@@ -34,6 +34,7 @@ def ks(tmp_path_factory: pytest.TempPathFactory):
     status = sim.stop()
     left = kubesim.docker_ids("container", sim.instance) + kubesim.docker_ids("volume", sim.instance)
     assert status == 0 and not left, (status, left, sim.logs())
+    assert not kubesim.state_dir(sim.instance).exists(), "kube-sim left its pods' file volumes behind"
 
 
 def build_image(scn) -> str:
@@ -182,3 +183,6 @@ def test_the_kubernetes_deployment_runs_as_written(scn, ks, tmp_path):
     assert "sshpod" not in names and "sshpod-guests" not in names, names
     assert get_json(ks, "pods", "-A")["items"] == []
     h.wait_until(lambda: not kubesim.docker_ids("container", ks.instance), 60, "kube-sim's containers to go")
+    # The replicas' configMap, secret and token files went with their pods.
+    state = kubesim.state_dir(ks.instance)
+    h.wait_until(lambda: not state.exists() or not any(state.iterdir()), 30, f"{state} to be emptied")

@@ -29,6 +29,11 @@ def kube_sim_bin() -> Path:
     return target / "debug" / "kube-sim"
 
 
+def state_dir(instance: str) -> Path:
+    """Where kube-sim writes its pods' configMap, secret and token volumes."""
+    return Path(tempfile.gettempdir()) / f"kube-sim-{instance}"
+
+
 def docker_ids(kind: str, instance: str) -> list[str]:
     """Containers (`ps -a`) or volumes still carrying the instance label."""
     args = ["docker", "ps", "-aq"] if kind == "container" else ["docker", "volume", "ls", "-q"]
