@@ -31,6 +31,7 @@ def _stop_and_check(ks: kubesim.KubeSim) -> None:
     left = kubesim.docker_ids("container", ks.instance) + kubesim.docker_ids("volume", ks.instance)
     assert status == 0, f"kube-sim exited with {status}:\n{ks.logs()}"
     assert not left, f"kube-sim left behind {left}"
+    assert not kubesim.state_dir(ks.instance).exists(), f"kube-sim left {kubesim.state_dir(ks.instance)} behind"
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,11 @@ def kube_sim_bin() -> Path:
     return target / "debug" / "kube-sim"
 
 
+def state_dir(instance: str) -> Path:
+    """Where kube-sim writes its pods' configMap, secret and token volumes."""
+    return Path(tempfile.gettempdir()) / f"kube-sim-{instance}"
+
+
 def docker_ids(kind: str, instance: str) -> list[str]:
     """Containers (`ps -a`) or volumes still carrying the instance label."""
     args = ["docker", "ps", "-aq"] if kind == "container" else ["docker", "volume", "ls", "-q"]
@@ -178,6 +183,31 @@ def wait_for_pod(api, namespace: str, name: str, predicate, timeout: int = 60):
             w.stop()
             return event["object"]
     raise AssertionError(f"pod {namespace}/{name} never reached the expected state")
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    """Polls `predicate` until it returns something truthy (returned); AssertionError naming
+    `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
+
+
+def namespace_gone(api, name: str) -> bool:
+    """True once reading the namespace answers 404."""
+    from kubernetes.client.exceptions import ApiException
+    try:
+        api.read_namespace(name)
+    except ApiException as e:
+        if e.status == 404:
+            return True
+        raise
+    return False
 
 
 def running(p) -> bool:

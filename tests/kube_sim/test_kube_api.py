@@ -136,10 +136,17 @@ def test_namespaces(ks, name):
     api.create_namespace({"metadata": {"name": name}})
     assert name in [n.metadata.name for n in api.list_namespace().items]
     api.create_namespaced_pod(name, kubesim.pod("inside", ["sleep", "300"]))
-    api.delete_namespace(name)
-    with pytest.raises(ApiException) as gone:
-        api.read_namespace(name)
-    assert gone.value.status == 404
+    # Deletion is two steps, as with the apiserver: the namespace is Terminating at once and
+    # takes no new content; the namespace controller then empties and removes it.
+    terminating = api.delete_namespace(name)  # this client hands the answer back as a dict
+    assert terminating["status"]["phase"] == "Terminating"
+    assert terminating["metadata"]["deletionTimestamp"]
+    with pytest.raises(ApiException) as refused:
+        api.create_namespaced_pod(name, kubesim.pod("late", ["sleep", "300"]))
+    assert refused.value.status == 403
+    assert __import__("json").loads(refused.value.body)["message"] == \
+        f"unable to create new content in namespace {name} because it is being terminated"
+    kubesim.wait_until(lambda: kubesim.namespace_gone(api, name), 30, f"namespace {name} to be removed")
     assert api.list_namespaced_pod(name).items == []
 
 

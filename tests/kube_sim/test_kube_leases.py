@@ -12,6 +12,8 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+import kubesim
+
 LEASES = "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases"
 
 
@@ -135,6 +137,12 @@ def test_namespace_deletion_removes_its_leases(ks, name):
     api = ks.leases()
     api.create_namespaced_lease(name, lease("inside", "a", T0))
     ks.client().delete_namespace(name)
+    with pytest.raises(ApiException) as terminating:
+        api.create_namespaced_lease(name, lease("during", "a", T0))
+    assert terminating.value.status == 403
+    assert status_of(terminating.value)["message"] == \
+        f"unable to create new content in namespace {name} because it is being terminated"
+    kubesim.wait_until(lambda: kubesim.namespace_gone(ks.client(), name), 30, f"namespace {name} to be removed")
     assert api.list_namespaced_lease(name).items == []
     with pytest.raises(ApiException) as missing:
         api.create_namespaced_lease(name, lease("late", "a", T0))

@@ -6,6 +6,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::ServiceAccountTokens;
 use crate::docker::Engine;
 use crate::kubelet::Kubelet;
 use crate::store::Store;
@@ -20,6 +21,10 @@ pub struct App {
     pub shutdown: CancellationToken,
     /// How often a watch that allows bookmarks gets one.
     pub bookmark_interval: Duration,
+    /// The tokens of service accounts (issued on create, revoked on delete).
+    pub accounts: Arc<ServiceAccountTokens>,
+    /// The cluster CA, published in every namespace as `kube-root-ca.crt`.
+    pub ca_pem: Arc<str>,
 }
 
 impl App {

@@ -1,8 +1,9 @@
 //! Who is calling (bearer token or client certificate) and what they may do: admins may do
-//! anything; a namespace-restricted user only what lies in its namespace (plus discovery).
+//! anything; a namespace-restricted user only what lies in its namespace (plus discovery); a
+//! service account what the Roles bound to it by RoleBindings grant, namespace by namespace.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use axum::extract::{Request, State};
 use axum::http::Method;
@@ -11,12 +12,18 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api::status::{ApiError, GroupResource};
 use crate::query::Params;
+use crate::store::{Key, Kind, Store};
 
 /// What an identity may touch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
     Cluster,
     Namespace(String),
+    /// A service account's token: RBAC Roles and RoleBindings in the store decide.
+    ServiceAccount {
+        namespace: String,
+        name: String,
+    },
 }
 
 /// An authenticated user.
@@ -54,13 +61,78 @@ impl PolicyRule {
 #[derive(Debug, Clone, Default)]
 pub struct PeerIdentity(pub Option<Identity>);
 
-/// Static bearer tokens.
+/// The token of each ServiceAccount: issued when the account is created, revoked when it is
+/// deleted (as a bound token stops working with its account).
 #[derive(Debug, Default)]
+pub struct ServiceAccountTokens {
+    inner: Mutex<AccountTokens>,
+}
+
+#[derive(Debug, Default)]
+struct AccountTokens {
+    by_token: HashMap<String, (String, String)>,
+    by_account: HashMap<(String, String), String>,
+}
+
+impl ServiceAccountTokens {
+    fn lock(&self) -> MutexGuard<'_, AccountTokens> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Issues (or returns) the token of account `namespace/name`.
+    pub fn issue(&self, namespace: &str, name: &str) -> String {
+        let mut inner = self.lock();
+        let account = (namespace.to_owned(), name.to_owned());
+        if let Some(t) = inner.by_account.get(&account) {
+            return t.clone();
+        }
+        let token = hex::encode(rand::random::<[u8; 24]>());
+        inner.by_token.insert(token.clone(), account.clone());
+        inner.by_account.insert(account, token.clone());
+        token
+    }
+
+    /// The token of an existing account.
+    pub fn token(&self, namespace: &str, name: &str) -> Option<String> {
+        self.lock()
+            .by_account
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// Forgets the account's token: requests with it get 401 from now on.
+    pub fn revoke(&self, namespace: &str, name: &str) {
+        let mut inner = self.lock();
+        if let Some(t) = inner
+            .by_account
+            .remove(&(namespace.to_owned(), name.to_owned()))
+        {
+            inner.by_token.remove(&t);
+        }
+    }
+
+    fn account(&self, token: &str) -> Option<(String, String)> {
+        self.lock().by_token.get(token).cloned()
+    }
+}
+
+/// Bearer tokens: the static ones of the kubeconfig and those of service accounts.
 pub struct Authenticator {
     tokens: HashMap<String, Identity>,
+    accounts: Arc<ServiceAccountTokens>,
+    /// Where the Roles and RoleBindings that authorize service accounts are.
+    store: Store,
 }
 
 impl Authenticator {
+    pub fn new(store: Store, accounts: Arc<ServiceAccountTokens>) -> Self {
+        Self {
+            tokens: HashMap::new(),
+            accounts,
+            store,
+        }
+    }
+
     pub fn add_token(&mut self, token: String, identity: Identity) {
         self.tokens.insert(token, identity);
     }
@@ -68,8 +140,94 @@ impl Authenticator {
     fn by_token(&self, header: &str) -> Option<Identity> {
         let token = header
             .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))?;
-        self.tokens.get(token.trim()).cloned()
+            .or_else(|| header.strip_prefix("bearer "))?
+            .trim();
+        if let Some(identity) = self.tokens.get(token) {
+            return Some(identity.clone());
+        }
+        let (namespace, name) = self.accounts.account(token)?;
+        Some(Identity {
+            user: format!("system:serviceaccount:{namespace}:{name}"),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{namespace}"),
+                "system:authenticated".into(),
+            ],
+            scope: Scope::ServiceAccount { namespace, name },
+            rules: None,
+        })
+    }
+
+    /// The rules of every Role in `namespace` that a RoleBinding there binds to the account
+    /// (ClusterRoles are not emulated).
+    fn granted(&self, namespace: &str, account: (&str, &str)) -> Vec<PolicyRule> {
+        let (bindings, _) = self.store.list(Kind::RoleBinding, Some(namespace));
+        let mut rules = Vec::new();
+        for binding in bindings {
+            let bound = binding["subjects"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| {
+                    s["kind"] == "ServiceAccount"
+                        && s["name"].as_str() == Some(account.1)
+                        && s["namespace"].as_str().unwrap_or(namespace) == account.0
+                });
+            let role_ref = &binding["roleRef"];
+            if !bound || role_ref["kind"] != "Role" {
+                continue;
+            }
+            let Some(role) = role_ref["name"].as_str() else {
+                continue;
+            };
+            if let Some(role) = self.store.get(&Key::new(Kind::Role, namespace, role)) {
+                // A rule kube-sim cannot read (resourceNames, nonResourceURLs) grants nothing:
+                // ignoring only its unknown part would grant more than the Role says.
+                rules.extend(
+                    role["rules"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|r| serde_json::from_value::<PolicyRule>(r.clone()).ok()),
+                );
+            }
+        }
+        rules
+    }
+}
+
+/// May service account `account` make this request? Only what Roles bound to it in the
+/// request's namespace grant, plus discovery.
+fn authorize_account(
+    auth: &Authenticator,
+    identity: &Identity,
+    account: (&str, &str),
+    method: &Method,
+    path: &str,
+    watch: bool,
+) -> Result<(), ApiError> {
+    if is_discovery(path) {
+        return Ok(());
+    }
+    match attributes(method, path, watch) {
+        Some(a) => {
+            // A namespace object is in its own namespace, as RBAC sees it.
+            let namespace = match (a.namespace, a.resource.as_str()) {
+                (None, "namespaces") => a.name,
+                (ns, _) => ns,
+            };
+            let allowed =
+                namespace.is_some_and(|ns| auth.granted(ns, account).iter().any(|r| r.allows(&a)));
+            if allowed {
+                Ok(())
+            } else {
+                Err(forbidden(identity, &a))
+            }
+        }
+        None => Err(ApiError::Forbidden(format!(
+            "forbidden: User \"{}\" cannot get path \"{path}\"",
+            identity.user
+        ))),
     }
 }
 
@@ -178,7 +336,11 @@ pub fn authorize(
         return Ok(());
     }
     let Scope::Namespace(own) = &identity.scope else {
-        return Ok(());
+        // Service accounts are authorized by `authorize_account`, with the store's RBAC.
+        return Err(ApiError::Forbidden(format!(
+            "forbidden: User \"{}\" cannot get path \"{path}\"",
+            identity.user
+        )));
     };
     match attributes(method, path, watch) {
         Some(a) if a.namespace == Some(own.as_str()) => match &identity.rules {
@@ -223,7 +385,18 @@ pub async fn middleware(
         return ApiError::Unauthorized.into_response();
     };
     let watch = Params::parse(request.uri().query()).flag("watch");
-    if let Err(e) = authorize(&identity, request.method(), &path, watch) {
+    let decision = match &identity.scope {
+        Scope::ServiceAccount { namespace, name } => authorize_account(
+            &auth,
+            &identity,
+            (namespace, name),
+            request.method(),
+            &path,
+            watch,
+        ),
+        _ => authorize(&identity, request.method(), &path, watch),
+    };
+    if let Err(e) = decision {
         return e.into_response();
     }
     request.extensions_mut().insert(identity);
@@ -333,6 +506,46 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("cannot watch resource \"leases\" in API group \"coordination.k8s.io\" at the cluster scope"));
+    }
+
+    #[test]
+    fn service_accounts_get_what_their_role_bindings_grant() {
+        use serde_json::json;
+        let store = Store::new(10);
+        let accounts = Arc::new(ServiceAccountTokens::default());
+        let auth = Authenticator::new(store.clone(), accounts.clone());
+        let token = accounts.issue("app", "robot");
+        store.create(
+            Key::new(Kind::Role, "guests", "r"),
+            json!({"rules": [
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["create"]},
+                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+                {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["one"]}]}),
+        );
+        store.create(
+            Key::new(Kind::RoleBinding, "guests", "b"),
+            json!({"roleRef": {"kind": "Role", "name": "r"},
+                   "subjects": [{"kind": "ServiceAccount", "name": "robot", "namespace": "app"}]}),
+        );
+        let id = auth.by_token(&format!("Bearer {token}")).unwrap();
+        assert_eq!(id.user, "system:serviceaccount:app:robot");
+        let check = |method: &Method, path: &str| {
+            authorize_account(&auth, &id, ("app", "robot"), method, path, false)
+        };
+        assert!(check(&Method::POST, "/api/v1/namespaces/guests/pods").is_ok());
+        assert!(check(&Method::GET, "/api/v1/namespaces/guests").is_ok());
+        assert!(check(&Method::GET, "/api/v1").is_ok());
+        let e = check(&Method::GET, "/api/v1/namespaces/guests/pods").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "pods is forbidden: User \"system:serviceaccount:app:robot\" cannot list resource \
+             \"pods\" in API group \"\" in the namespace \"guests\""
+        );
+        assert!(check(&Method::POST, "/api/v1/namespaces/app/pods").is_err());
+        // A rule with resourceNames grants nothing rather than everything.
+        assert!(check(&Method::GET, "/api/v1/namespaces/guests/secrets/one").is_err());
+        accounts.revoke("app", "robot");
+        assert!(auth.by_token(&format!("Bearer {token}")).is_none());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 mod api;
 mod app;
 mod auth;
+mod controller;
 mod docker;
 mod kubeconfig;
 mod kubelet;
@@ -32,7 +33,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::auth::{Authenticator, Identity, Scope};
+use crate::auth::{Authenticator, Identity, Scope, ServiceAccountTokens};
 use crate::store::{Key, Kind, Store};
 
 #[derive(Debug, Parser)]
@@ -112,7 +113,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("listening on {}", cli.listen))?;
     let address = listener.local_addr()?;
-    let mut pki = tls::Pki::generate(address.ip()).context("generating certificates")?;
+    let pod_listener = pod_facing_listener(&engine).await;
+    let pod_address = pod_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let mut extra_ips = vec![address.ip()];
+    extra_ips.extend(pod_address.map(|a| a.ip()));
+    let mut pki = tls::Pki::generate(&extra_ips).context("generating certificates")?;
     let admin = Identity {
         user: "admin".into(),
         groups: vec!["system:masters".into()],
@@ -134,7 +139,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .issue_client(admin.clone())
         .context("issuing the client certificate")?;
     let (admin_token, restricted_token) = (token(), token());
-    let mut authenticator = Authenticator::default();
+    let store = Store::new(cli.watch_history);
+    let accounts = Arc::new(ServiceAccountTokens::default());
+    let mut authenticator = Authenticator::new(store.clone(), accounts.clone());
     authenticator.add_token(admin_token.clone(), admin);
     authenticator.add_token(
         restricted_token.clone(),
@@ -146,7 +153,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
     );
 
-    let store = Store::new(cli.watch_history);
     for ns in [
         "default",
         "kube-system",
@@ -157,11 +163,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let object =
             api::namespaces::make(ns).map_err(|e| anyhow::anyhow!("namespace {ns}: {e}"))?;
         store.create(Key::new(Kind::Namespace, "", ns), object);
+        api::namespaces::publish_root_ca(&store, ns, &pki.ca_pem);
     }
+    let state_dir = std::env::temp_dir().join(format!("kube-sim-{instance}"));
     let kubelet = Arc::new(kubelet::Kubelet::new(
         engine.clone(),
         store.clone(),
-        tracker.clone(),
+        kubelet::KubeletSetup {
+            tracker: tracker.clone(),
+            accounts: accounts.clone(),
+            state_dir: state_dir.clone(),
+            api_address: pod_address,
+        },
     ));
     tracker.spawn(kubelet.clone().follow_engine(shutdown.clone()));
     let app = app::App {
@@ -171,7 +184,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tracker: tracker.clone(),
         shutdown: shutdown.clone(),
         bookmark_interval: Duration::from_secs(cli.bookmark_interval.max(1)),
+        accounts,
+        ca_pem: Arc::from(pki.ca_pem.as_str()),
     };
+    tracker.spawn(controller::run(app.clone(), shutdown.clone()));
     let router = api::router(app, Arc::new(authenticator));
 
     let host = match address.ip() {
@@ -192,14 +208,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     std::fs::write(&cli.kubeconfig, kubeconfig)
         .with_context(|| format!("writing {}", cli.kubeconfig.display()))?;
 
+    let identities = Arc::new(pki.client_identities.clone());
     let serving = tracker.spawn(server::serve(
         listener,
         pki.server_config.clone(),
-        Arc::new(pki.client_identities.clone()),
-        router,
+        identities.clone(),
+        router.clone(),
         shutdown.clone(),
         tracker.clone(),
     ));
+    let serving_pods = pod_listener.map(|l| {
+        tracker.spawn(server::serve(
+            l,
+            pki.server_config.clone(),
+            identities,
+            router,
+            shutdown.clone(),
+            tracker.clone(),
+        ))
+    });
     println!(
         "kube-sim ready: {server_url} instance={instance} kubeconfig={}",
         cli.kubeconfig.display()
@@ -209,13 +236,48 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     tracing::info!("shutting down: removing containers and volumes");
     shutdown.cancel();
     let _ = serving.await;
+    if let Some(s) = serving_pods {
+        let _ = s.await;
+    }
     tracker.close();
     let _ = tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await;
     let left = engine.remove_everything().await;
+    if state_dir.exists() {
+        if let Err(e) = std::fs::remove_dir_all(&state_dir) {
+            tracing::warn!(dir = %state_dir.display(), error = %e, "removing file volumes");
+        }
+    }
     if left > 0 {
         anyhow::bail!("{left} volumes could not be removed");
     }
     Ok(())
+}
+
+/// A listener on the Docker bridge's gateway, the address containers reach the host at, so
+/// pods can call the API (KUBERNETES_SERVICE_HOST/PORT). None (with a warning) when the engine
+/// has no bridge network or its gateway is not an address of this host (a remote engine).
+async fn pod_facing_listener(engine: &docker::Engine) -> Option<TcpListener> {
+    let network = engine
+        .docker
+        .inspect_network(
+            "bridge",
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .ok()?;
+    let gateway = network
+        .ipam
+        .and_then(|i| i.config)
+        .into_iter()
+        .flatten()
+        .find_map(|c| c.gateway.and_then(|g| g.parse::<std::net::IpAddr>().ok()))?;
+    match TcpListener::bind((gateway, 0)).await {
+        Ok(l) => Some(l),
+        Err(e) => {
+            tracing::warn!(%gateway, error = %e, "pods cannot reach the API: not listening on the bridge gateway");
+            None
+        }
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

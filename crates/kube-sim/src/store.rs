@@ -15,6 +15,19 @@ pub enum Kind {
     Namespace,
     /// `coordination.k8s.io/v1` Lease.
     Lease,
+    ConfigMap,
+    Secret,
+    ServiceAccount,
+    /// Stored only: no cluster IP, node port or load balancer is allocated.
+    Service,
+    /// `apps/v1` Deployment, run by [`crate::controller`].
+    Deployment,
+    /// `rbac.authorization.k8s.io/v1` Role, enforced for service-account tokens.
+    Role,
+    /// `rbac.authorization.k8s.io/v1` RoleBinding.
+    RoleBinding,
+    /// `networking.k8s.io/v1` NetworkPolicy, stored only (not enforced).
+    NetworkPolicy,
 }
 
 impl Kind {
@@ -24,22 +37,64 @@ impl Kind {
             Self::PersistentVolumeClaim => "PersistentVolumeClaim",
             Self::Namespace => "Namespace",
             Self::Lease => "Lease",
+            Self::ConfigMap => "ConfigMap",
+            Self::Secret => "Secret",
+            Self::ServiceAccount => "ServiceAccount",
+            Self::Service => "Service",
+            Self::Deployment => "Deployment",
+            Self::Role => "Role",
+            Self::RoleBinding => "RoleBinding",
+            Self::NetworkPolicy => "NetworkPolicy",
         }
     }
+
+    /// Every namespaced kind, in the order a namespace's deletion removes them (controllers'
+    /// objects before what they make, so nothing is recreated).
+    pub const NAMESPACED: [Kind; 11] = [
+        Self::Deployment,
+        Self::Pod,
+        Self::PersistentVolumeClaim,
+        Self::Lease,
+        Self::ConfigMap,
+        Self::Secret,
+        Self::ServiceAccount,
+        Self::Service,
+        Self::Role,
+        Self::RoleBinding,
+        Self::NetworkPolicy,
+    ];
 
     /// The API group; empty for the core group.
     pub fn group(self) -> &'static str {
         match self {
-            Self::Pod | Self::PersistentVolumeClaim | Self::Namespace => "",
+            Self::Pod
+            | Self::PersistentVolumeClaim
+            | Self::Namespace
+            | Self::ConfigMap
+            | Self::Secret
+            | Self::ServiceAccount
+            | Self::Service => "",
             Self::Lease => "coordination.k8s.io",
+            Self::Deployment => "apps",
+            Self::Role | Self::RoleBinding => "rbac.authorization.k8s.io",
+            Self::NetworkPolicy => "networking.k8s.io",
         }
     }
 
     /// The `apiVersion` objects of this kind carry.
     pub fn api_version(self) -> &'static str {
         match self {
-            Self::Pod | Self::PersistentVolumeClaim | Self::Namespace => "v1",
+            Self::Pod
+            | Self::PersistentVolumeClaim
+            | Self::Namespace
+            | Self::ConfigMap
+            | Self::Secret
+            | Self::ServiceAccount
+            | Self::Service => "v1",
             Self::Lease => "coordination.k8s.io/v1",
+            Self::Deployment => "apps/v1",
+            Self::Role | Self::RoleBinding => "rbac.authorization.k8s.io/v1",
+            Self::NetworkPolicy => "networking.k8s.io/v1",
         }
     }
 
@@ -50,6 +105,14 @@ impl Kind {
             Self::PersistentVolumeClaim => "persistentvolumeclaims",
             Self::Namespace => "namespaces",
             Self::Lease => "leases",
+            Self::ConfigMap => "configmaps",
+            Self::Secret => "secrets",
+            Self::ServiceAccount => "serviceaccounts",
+            Self::Service => "services",
+            Self::Deployment => "deployments",
+            Self::Role => "roles",
+            Self::RoleBinding => "rolebindings",
+            Self::NetworkPolicy => "networkpolicies",
         }
     }
 }

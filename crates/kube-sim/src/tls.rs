@@ -42,8 +42,8 @@ pub struct Pki {
 }
 
 impl Pki {
-    /// A fresh CA and a server certificate valid for `extra_ip` too.
-    pub fn generate(extra_ip: IpAddr) -> Result<Self, TlsError> {
+    /// A fresh CA and a server certificate valid for `extra_ips` too.
+    pub fn generate(extra_ips: &[IpAddr]) -> Result<Self, TlsError> {
         let mut ca = CertificateParams::default();
         ca.distinguished_name
             .push(DnType::CommonName, "kube-sim-ca");
@@ -62,8 +62,10 @@ impl Pki {
             "127.0.0.1".to_owned(),
             "::1".to_owned(),
         ];
-        if !extra_ip.is_unspecified() && !sans.contains(&extra_ip.to_string()) {
-            sans.push(extra_ip.to_string());
+        for ip in extra_ips {
+            if !ip.is_unspecified() && !sans.contains(&ip.to_string()) {
+                sans.push(ip.to_string());
+            }
         }
         let mut server = CertificateParams::new(Vec::<String>::new())?;
         server.subject_alt_names = sans

@@ -1,8 +1,10 @@
 //! Discovery: `/version` (minor "32", which the kubectl dispatcher picks its binary by),
-//! legacy (unaggregated) `/api`, `/api/v1`, `/apis` with the one group kube-sim serves
-//! (`coordination.k8s.io`), `/apis/coordination.k8s.io[/v1]`, and the minimal `/openapi/v3`
-//! that lets `kubectl create -f` validate on the server.
+//! legacy (unaggregated) `/api`, `/api/v1`, `/apis` with the groups kube-sim serves (`apps`,
+//! `coordination.k8s.io`, `networking.k8s.io`, `rbac.authorization.k8s.io`, each `v1`),
+//! `/apis/<group>[/v1]`, and the minimal `/openapi/v3` that lets `kubectl create -f` and
+//! `kubectl apply` validate on the server.
 
+use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
@@ -42,42 +44,89 @@ pub async fn api() -> Response {
     )
 }
 
-/// The `coordination.k8s.io` group: its one version, which is also the preferred one.
-fn coordination() -> Value {
-    let version = json!({"groupVersion": Kind::Lease.api_version(), "version": "v1"});
-    json!({
-        "name": Kind::Lease.group(),
-        "versions": [version],
-        "preferredVersion": version,
-    })
+/// The API groups kube-sim serves, each with its one version `v1`, and the kinds in it.
+const GROUPS: [(&str, &[Kind]); 4] = [
+    ("apps", &[Kind::Deployment]),
+    ("coordination.k8s.io", &[Kind::Lease]),
+    ("networking.k8s.io", &[Kind::NetworkPolicy]),
+    (
+        "rbac.authorization.k8s.io",
+        &[Kind::Role, Kind::RoleBinding],
+    ),
+];
+
+fn kinds_of(group: &str) -> Option<&'static [Kind]> {
+    GROUPS.iter().find(|(g, _)| *g == group).map(|(_, k)| *k)
+}
+
+/// An API group: its one version, which is also the preferred one.
+fn group_entry(name: &str) -> Value {
+    let version = json!({"groupVersion": format!("{name}/v1"), "version": "v1"});
+    json!({"name": name, "versions": [version], "preferredVersion": version})
 }
 
 pub async fn apis() -> Response {
+    let groups: Vec<Value> = GROUPS.iter().map(|(g, _)| group_entry(g)).collect();
     json_response(
         StatusCode::OK,
-        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [coordination()]}),
+        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
     )
 }
 
-pub async fn coordination_group() -> Response {
-    let mut group = coordination();
+pub async fn group(Path(name): Path<String>) -> Result<Response, ApiError> {
+    kinds_of(&name).ok_or(ApiError::NoRoute)?;
+    let mut group = group_entry(&name);
     group["kind"] = json!("APIGroup");
     group["apiVersion"] = json!("v1");
-    json_response(StatusCode::OK, &group)
+    Ok(json_response(StatusCode::OK, &group))
 }
 
-pub async fn coordination_v1() -> Response {
-    json_response(
+/// The verbs kube-sim serves for `kind` (leases also take PUT).
+fn verbs(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Lease => &["create", "delete", "get", "list", "update", "watch"],
+        _ => &["create", "delete", "get", "list", "watch"],
+    }
+}
+
+fn short_names(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Pod => &["po"],
+        Kind::PersistentVolumeClaim => &["pvc"],
+        Kind::Namespace => &["ns"],
+        Kind::ConfigMap => &["cm"],
+        Kind::ServiceAccount => &["sa"],
+        Kind::Service => &["svc"],
+        Kind::Deployment => &["deploy"],
+        Kind::NetworkPolicy => &["netpol"],
+        Kind::Lease | Kind::Secret | Kind::Role | Kind::RoleBinding => &[],
+    }
+}
+
+fn resource_of(kind: Kind) -> Value {
+    let singular = kind.kind().to_lowercase();
+    resource(
+        kind.resource(),
+        &singular,
+        kind.kind(),
+        kind != Kind::Namespace,
+        verbs(kind),
+        short_names(kind),
+    )
+}
+
+pub async fn group_v1(Path(name): Path<String>) -> Result<Response, ApiError> {
+    let kinds = kinds_of(&name).ok_or(ApiError::NoRoute)?;
+    let resources: Vec<Value> = kinds.iter().map(|k| resource_of(*k)).collect();
+    Ok(json_response(
         StatusCode::OK,
         &json!({
             "kind": "APIResourceList",
             "apiVersion": "v1",
-            "groupVersion": Kind::Lease.api_version(),
-            "resources": [
-                resource("leases", "lease", "Lease", true, &["create", "delete", "get", "list", "update", "watch"], &[]),
-            ],
+            "groupVersion": format!("{name}/v1"),
+            "resources": resources,
         }),
-    )
+    ))
 }
 
 fn resource(
@@ -101,34 +150,89 @@ fn resource(
     r
 }
 
+/// The core kinds, in discovery order.
+const CORE: [Kind; 7] = [
+    Kind::Pod,
+    Kind::PersistentVolumeClaim,
+    Kind::Namespace,
+    Kind::ConfigMap,
+    Kind::Secret,
+    Kind::ServiceAccount,
+    Kind::Service,
+];
+
 pub async fn api_v1() -> Response {
-    let crud = ["create", "delete", "get", "list", "watch"];
+    let mut resources: Vec<Value> = CORE.iter().map(|k| resource_of(*k)).collect();
+    resources.extend([
+        resource(
+            "pods/attach",
+            "",
+            "PodAttachOptions",
+            true,
+            &["create", "get"],
+            &[],
+        ),
+        resource(
+            "pods/exec",
+            "",
+            "PodExecOptions",
+            true,
+            &["create", "get"],
+            &[],
+        ),
+        resource("pods/log", "", "Pod", true, &["get"], &[]),
+        resource(
+            "pods/portforward",
+            "",
+            "PodPortForwardOptions",
+            true,
+            &["create", "get"],
+            &[],
+        ),
+    ]);
     json_response(
         StatusCode::OK,
-        &json!({
-            "kind": "APIResourceList",
-            "groupVersion": "v1",
-            "resources": [
-                resource("pods", "pod", "Pod", true, &crud, &["po"]),
-                resource("pods/attach", "", "PodAttachOptions", true, &["create", "get"], &[]),
-                resource("pods/exec", "", "PodExecOptions", true, &["create", "get"], &[]),
-                resource("pods/log", "", "Pod", true, &["get"], &[]),
-                resource("pods/portforward", "", "PodPortForwardOptions", true, &["create", "get"], &[]),
-                resource("persistentvolumeclaims", "persistentvolumeclaim", "PersistentVolumeClaim", true, &crud, &["pvc"]),
-                resource("namespaces", "namespace", "Namespace", false, &crud, &["ns"]),
-            ],
-        }),
+        &json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": resources}),
     )
 }
 
 pub async fn openapi_v3() -> Response {
-    json_response(
-        StatusCode::OK,
-        &json!({"paths": {
-            "api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=4B1D0C0FFEE0CAFE"},
-            "apis/coordination.k8s.io/v1": {"serverRelativeURL": "/openapi/v3/apis/coordination.k8s.io/v1?hash=1EA5E0C0FFEE0001"},
-        }}),
-    )
+    let mut paths = serde_json::Map::new();
+    paths.insert(
+        "api/v1".to_owned(),
+        json!({"serverRelativeURL": format!("/openapi/v3/api/v1?hash={}", document_hash("api/v1"))}),
+    );
+    for (group, _) in GROUPS {
+        let path = format!("apis/{group}/v1");
+        let url = format!("/openapi/v3/{path}?hash={}", document_hash(&path));
+        paths.insert(path, json!({"serverRelativeURL": url}));
+    }
+    json_response(StatusCode::OK, &json!({"paths": paths}))
+}
+
+/// The hash clients cache a document by: fixed per document, as kube-sim's never change
+/// while it runs (hex of the path's bytes, folded).
+fn document_hash(path: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in path.bytes() {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{hash:016X}")
+}
+
+/// The path of one object of `kind` in an OpenAPI document.
+fn object_url(kind: Kind) -> String {
+    let base = match kind.group() {
+        "" => "/api/v1".to_owned(),
+        group => format!("/apis/{group}/v1"),
+    };
+    match kind {
+        Kind::Namespace => format!("{base}/namespaces/{{name}}"),
+        _ => format!(
+            "{base}/namespaces/{{namespace}}/{}/{{name}}",
+            kind.resource()
+        ),
+    }
 }
 
 /// An object path whose `patch` names its kind and takes `fieldValidation`: what kubectl
@@ -157,18 +261,20 @@ fn openapi_document(paths: Value) -> Response {
     )
 }
 
-pub async fn openapi_v3_api_v1() -> Response {
-    openapi_document(json!({
-        "/api/v1/namespaces/{namespace}/pods/{name}": object_path(Kind::Pod),
-        "/api/v1/namespaces/{namespace}/persistentvolumeclaims/{name}": object_path(Kind::PersistentVolumeClaim),
-        "/api/v1/namespaces/{name}": object_path(Kind::Namespace),
-    }))
+fn openapi_paths(kinds: &[Kind]) -> Response {
+    let paths: serde_json::Map<String, Value> = kinds
+        .iter()
+        .map(|k| (object_url(*k), object_path(*k)))
+        .collect();
+    openapi_document(Value::Object(paths))
 }
 
-pub async fn openapi_v3_coordination_v1() -> Response {
-    openapi_document(json!({
-        "/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}": object_path(Kind::Lease),
-    }))
+pub async fn openapi_v3_api_v1() -> Response {
+    openapi_paths(&CORE)
+}
+
+pub async fn openapi_v3_group(Path(group): Path<String>) -> Result<Response, ApiError> {
+    Ok(openapi_paths(kinds_of(&group).ok_or(ApiError::NoRoute)?))
 }
 
 pub async fn not_found() -> ApiError {

@@ -27,8 +27,10 @@ fn key(ns: &str, name: &str) -> Key {
     Key::new(Kind::Lease, ns, name)
 }
 
-fn namespace_exists(app: &App, ns: &str) -> bool {
-    app.store.get(&Key::new(Kind::Namespace, "", ns)).is_some()
+/// Whether new objects may go into the namespace: 404 when it does not exist, 403 while it
+/// is being deleted (the NamespaceLifecycle admission plugin).
+fn namespace_open(app: &App, ns: &str) -> Result<(), ApiError> {
+    super::pods::require_namespace(app, ns)
 }
 
 /// `dryRun=All` in the query (or, for delete, the options body).
@@ -43,16 +45,18 @@ fn field_validation(params: &Params) -> FieldValidation {
 /// A lease about to be created (by POST, or by a PUT to a missing name): gated fields cleared,
 /// name and server-set metadata settled, validated; then the namespace must exist (the
 /// NamespaceLifecycle admission plugin runs after validation).
-fn admit_new(mut lease: Value, ns: &str, namespace_exists: bool) -> Result<Value, ApiError> {
+fn admit_new(
+    mut lease: Value,
+    ns: &str,
+    namespace_open: &Result<(), ApiError>,
+) -> Result<Value, ApiError> {
     drop_gated_fields(&mut lease);
     let name = prepare(&mut lease, Kind::Lease, Some(ns), true)?;
     let causes = validate(&lease);
     if !causes.is_empty() {
         return Err(ApiError::invalid_causes(Kind::Lease, &name, causes));
     }
-    if !namespace_exists {
-        return Err(ApiError::not_found(Kind::Namespace, ns));
-    }
+    namespace_open.clone()?;
     // The lease registry sets no generation.
     if let Some(meta) = lease["metadata"].as_object_mut() {
         meta.remove("generation");
@@ -73,7 +77,7 @@ pub async fn create(
         .as_str()
         .and_then(|rv| rv.parse::<u64>().ok())
         .is_some_and(|rv| rv != 0);
-    let lease = admit_new(lease, &ns, namespace_exists(&app, &ns))?;
+    let lease = admit_new(lease, &ns, &namespace_open(&app, &ns))?;
     if rv_set {
         return Err(ApiError::Unknown(
             "resourceVersion should not be set on objects to be created".to_owned(),
@@ -102,12 +106,12 @@ pub async fn create(
 /// What a PUT of `incoming` stores over `stored`; pure, run inside the store's write.
 fn replaced(
     ns: &str,
-    namespace_exists: bool,
+    namespace_open: &Result<(), ApiError>,
     stored: Option<&Value>,
     incoming: Value,
 ) -> Result<Value, ApiError> {
     match replace::decide(Kind::Lease, POLICY, ns, stored, incoming)? {
-        Replacement::Create(new) => admit_new(new, ns, namespace_exists),
+        Replacement::Create(new) => admit_new(new, ns, namespace_open),
         Replacement::Update(mut new) => {
             drop_gated_fields(&mut new);
             let causes = validate(&new);
@@ -140,15 +144,15 @@ pub async fn replace(
         )));
     }
     let key = key(&ns, &name);
-    let ns_exists = namespace_exists(&app, &ns);
+    let ns_open = namespace_open(&app, &ns);
     let (stored, created) = if dry_run(&params) {
         let current = app.store.get(&key);
-        let new = replaced(&ns, ns_exists, current.as_ref(), lease)?;
+        let new = replaced(&ns, &ns_open, current.as_ref(), lease)?;
         (new, current.is_none())
     } else {
         let (new, written) = app
             .store
-            .write(&key, |current| replaced(&ns, ns_exists, current, lease))?;
+            .write(&key, |current| replaced(&ns, &ns_open, current, lease))?;
         (new, written == Written::Created)
     };
     let code = if created {
@@ -228,7 +232,7 @@ mod tests {
 
     #[test]
     fn new_leases_get_server_metadata_and_no_generation() {
-        let lease = admit_new(body("sshpod-a"), "ns", true).unwrap();
+        let lease = admit_new(body("sshpod-a"), "ns", &Ok(())).unwrap();
         let meta = &lease["metadata"];
         assert_eq!(lease["apiVersion"], "coordination.k8s.io/v1");
         assert_eq!(lease["kind"], "Lease");
@@ -236,17 +240,25 @@ mod tests {
         assert!(meta["creationTimestamp"].is_string());
         assert!(meta.get("generation").is_none());
         assert_eq!(
-            admit_new(body("sshpod-a"), "ns", false).unwrap_err(),
+            admit_new(
+                body("sshpod-a"),
+                "ns",
+                &Err(ApiError::not_found(Kind::Namespace, "ns"))
+            )
+            .unwrap_err(),
             ApiError::not_found(Kind::Namespace, "ns")
         );
         assert_eq!(
-            admit_new(body("Bad_Name"), "ns", true).unwrap_err().code(),
+            admit_new(body("Bad_Name"), "ns", &Ok(()))
+                .unwrap_err()
+                .code(),
             422
         );
         let mut zero = body("z");
         zero["spec"]["leaseDurationSeconds"] = json!(0);
         // Validation comes before the namespace check.
-        let e = admit_new(zero, "ns", false).unwrap_err();
+        let e =
+            admit_new(zero, "ns", &Err(ApiError::not_found(Kind::Namespace, "ns"))).unwrap_err();
         assert_eq!(
             e.to_string(),
             "Lease.coordination.k8s.io \"z\" is invalid: spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0"
@@ -255,19 +267,19 @@ mod tests {
 
     #[test]
     fn replace_updates_or_creates() {
-        let stored = admit_new(body("l"), "ns", true).unwrap();
+        let stored = admit_new(body("l"), "ns", &Ok(())).unwrap();
         let mut stored = stored;
         stored["metadata"]["resourceVersion"] = json!("5");
         let mut renewed = body("l");
         renewed["metadata"]["resourceVersion"] = json!("5");
         renewed["spec"]["renewTime"] = json!("2026-12-05T02:21:08.123456Z");
-        let new = replaced("ns", true, Some(&stored), renewed.clone()).unwrap();
+        let new = replaced("ns", &Ok(()), Some(&stored), renewed.clone()).unwrap();
         assert_eq!(new["metadata"]["uid"], stored["metadata"]["uid"]);
         assert_eq!(new["spec"]["renewTime"], "2026-12-05T02:21:08.123456Z");
         let mut invalid = renewed.clone();
         invalid["spec"]["leaseDurationSeconds"] = json!(0);
         assert_eq!(
-            replaced("ns", true, Some(&stored), invalid)
+            replaced("ns", &Ok(()), Some(&stored), invalid)
                 .unwrap_err()
                 .code(),
             422
@@ -275,11 +287,11 @@ mod tests {
         let mut stale = renewed.clone();
         stale["metadata"]["resourceVersion"] = json!("4");
         assert_eq!(
-            replaced("ns", true, Some(&stored), stale).unwrap_err(),
+            replaced("ns", &Ok(()), Some(&stored), stale).unwrap_err(),
             ApiError::conflict(Kind::Lease, "l", super::super::status::OPTIMISTIC_LOCK)
         );
         // Missing: the PUT creates it, whatever resourceVersion it carries.
-        let created = replaced("ns", true, None, renewed).unwrap();
+        let created = replaced("ns", &Ok(()), None, renewed).unwrap();
         assert_ne!(created["metadata"]["uid"], stored["metadata"]["uid"]);
         assert!(created["metadata"].get("resourceVersion").is_none());
     }

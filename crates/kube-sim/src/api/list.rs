@@ -44,7 +44,16 @@ fn supported_fields(kind: Kind) -> &'static [&'static str] {
             "status.podIP",
             "status.nominatedNodeName",
         ],
-        Kind::PersistentVolumeClaim | Kind::Lease => &["metadata.name", "metadata.namespace"],
+        Kind::Secret => &["metadata.name", "metadata.namespace", "type"],
+        Kind::PersistentVolumeClaim
+        | Kind::Lease
+        | Kind::ConfigMap
+        | Kind::ServiceAccount
+        | Kind::Service
+        | Kind::Deployment
+        | Kind::Role
+        | Kind::RoleBinding
+        | Kind::NetworkPolicy => &["metadata.name", "metadata.namespace"],
         Kind::Namespace => &["metadata.name", "status.phase"],
     }
 }

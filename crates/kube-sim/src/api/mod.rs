@@ -7,8 +7,10 @@ pub mod list;
 pub mod logs;
 pub mod meta;
 pub mod namespaces;
+pub mod objects;
 pub mod pod_spec;
 pub mod pods;
+pub mod protobuf;
 pub mod pvcs;
 pub mod replace;
 pub mod status;
@@ -24,6 +26,38 @@ use crate::app::App;
 use crate::auth::{self, Authenticator};
 use crate::store::Kind;
 use crate::ws;
+
+/// The collections and objects of the kinds `api::objects` handles, in and across namespaces.
+fn stored_kinds() -> Router<App> {
+    let mut router = Router::new();
+    for kind in [
+        Kind::ConfigMap,
+        Kind::Secret,
+        Kind::ServiceAccount,
+        Kind::Service,
+        Kind::Deployment,
+        Kind::Role,
+        Kind::RoleBinding,
+        Kind::NetworkPolicy,
+    ] {
+        let base = match kind.group() {
+            "" => "/api/v1".to_owned(),
+            group => format!("/apis/{group}/v1"),
+        };
+        let resource = kind.resource();
+        router = router
+            .route(&format!("{base}/{resource}"), list::across_namespaces(kind))
+            .route(
+                &format!("{base}/namespaces/{{ns}}/{resource}"),
+                objects::collection(kind),
+            )
+            .route(
+                &format!("{base}/namespaces/{{ns}}/{resource}/{{name}}"),
+                objects::item(kind),
+            );
+    }
+    router
+}
 
 /// Every route, wrapped in the auth middleware.
 pub fn router(app: App, auth: Arc<Authenticator>) -> Router {
@@ -42,32 +76,23 @@ pub fn router(app: App, auth: Arc<Authenticator>) -> Router {
         .route("/openapi/v3", get(discovery::openapi_v3))
         .route("/openapi/v3/api/v1", get(discovery::openapi_v3_api_v1))
         .route(
-            "/openapi/v3/apis/coordination.k8s.io/v1",
-            get(discovery::openapi_v3_coordination_v1),
+            "/openapi/v3/apis/{group}/v1",
+            get(discovery::openapi_v3_group),
         )
-        .route(
-            "/apis/coordination.k8s.io",
-            get(discovery::coordination_group),
-        )
-        .route(
-            "/apis/coordination.k8s.io/",
-            get(discovery::coordination_group),
-        )
-        .route(
-            "/apis/coordination.k8s.io/v1",
-            get(discovery::coordination_v1),
-        )
-        .route(
-            "/apis/coordination.k8s.io/v1/",
-            get(discovery::coordination_v1),
-        )
+        .route("/apis/{group}", get(discovery::group))
+        .route("/apis/{group}/", get(discovery::group))
+        .route("/apis/{group}/v1", get(discovery::group_v1))
+        .route("/apis/{group}/v1/", get(discovery::group_v1))
         .route(
             "/api/v1/namespaces",
             get(namespaces::list).post(namespaces::create),
         )
         .route(
             "/api/v1/namespaces/{name}",
-            get(namespaces::get).delete(namespaces::delete),
+            get(namespaces::get)
+                .delete(namespaces::delete)
+                .patch(objects::not_emulated)
+                .put(objects::not_emulated),
         )
         .route("/api/v1/pods", list::across_namespaces(Kind::Pod))
         .route(
@@ -80,7 +105,10 @@ pub fn router(app: App, auth: Arc<Authenticator>) -> Router {
         )
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}",
-            list::named(Kind::Pod).delete(pods::delete),
+            list::named(Kind::Pod)
+                .delete(pods::delete)
+                .patch(objects::not_emulated)
+                .put(objects::not_emulated),
         )
         .route(
             "/api/v1/namespaces/{ns}/pods/{name}/exec",
@@ -117,6 +145,7 @@ pub fn router(app: App, auth: Arc<Authenticator>) -> Router {
                 .put(leases::replace)
                 .delete(leases::delete),
         )
+        .merge(stored_kinds())
         .fallback(discovery::not_found)
         .method_not_allowed_fallback(|| async { status::ApiError::MethodNotAllowed })
         .with_state(app)

@@ -14,9 +14,14 @@ use crate::app::App;
 use crate::query::Params;
 use crate::store::{Key, Kind};
 
-/// 404 unless the namespace exists.
+/// 404 unless the namespace exists; 403 while it is being deleted (for creations).
 pub fn require_namespace(app: &App, ns: &str) -> Result<(), ApiError> {
     match app.store.get(&Key::new(Kind::Namespace, "", ns)) {
+        Some(n) if n["metadata"]["deletionTimestamp"].is_string() => {
+            Err(ApiError::Forbidden(format!(
+                "unable to create new content in namespace {ns} because it is being terminated"
+            )))
+        }
         Some(_) => Ok(()),
         None => Err(ApiError::not_found("namespaces", ns)),
     }
@@ -35,24 +40,105 @@ pub async fn create(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let mut pod = parse_body(&body, "Pod")?;
-    require_namespace(&app, &ns)?;
-    let name = prepare(&mut pod, Kind::Pod, Some(&ns), true)?;
+    let pod = parse_body(&body, "Pod")?;
+    let dry_run = Params::parse(q.as_deref()).get("dryRun").is_some();
+    let stored = create_pod(&app, &ns, pod, dry_run)?;
+    Ok(json_response(StatusCode::CREATED, &stored))
+}
+
+/// Admits, stores and starts a pod (unless `dry_run`); shared with the Deployment controller.
+pub fn create_pod(app: &App, ns: &str, mut pod: Value, dry_run: bool) -> Result<Value, ApiError> {
+    require_namespace(app, ns)?;
+    let name = prepare(&mut pod, Kind::Pod, Some(ns), true)?;
     let causes = validate(&pod);
     if !causes.is_empty() {
         return Err(ApiError::invalid_causes(Kind::Pod, &name, causes));
     }
+    admit_service_account(app, ns, &name, &mut pod)?;
     apply_defaults(&mut pod, &app.kubelet.node_name);
-    if Params::parse(q.as_deref()).get("dryRun").is_some() {
-        return Ok(json_response(StatusCode::CREATED, &pod));
+    if dry_run {
+        return Ok(pod);
     }
-    let key = Key::new(Kind::Pod, &ns, &name);
+    let key = Key::new(Kind::Pod, ns, &name);
     let stored = app
         .store
         .create(key.clone(), pod)
         .ok_or_else(|| ApiError::already_exists(Kind::Pod, &name))?;
     app.kubelet.start(key, stored.clone());
-    Ok(json_response(StatusCode::CREATED, &stored))
+    Ok(stored)
+}
+
+/// Where Kubernetes mounts a pod's service-account credentials.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The ServiceAccount admission plugin: a named account must exist (403 otherwise); unless
+/// `automountServiceAccountToken` is false (pod, else account), the pod gets the projected
+/// `kube-api-access-*` volume (token, `ca.crt`, namespace) mounted in every container. The
+/// `default` account is not created by kube-sim: a pod that uses it runs without credentials.
+fn admit_service_account(app: &App, ns: &str, name: &str, pod: &mut Value) -> Result<(), ApiError> {
+    let spec = &mut pod["spec"];
+    let account = spec["serviceAccountName"]
+        .as_str()
+        .or_else(|| spec["serviceAccount"].as_str())
+        .filter(|a| !a.is_empty())
+        .unwrap_or("default")
+        .to_owned();
+    let Some(stored) = app.store.get(&Key::new(Kind::ServiceAccount, ns, &account)) else {
+        if account == "default" {
+            return Ok(());
+        }
+        return Err(ApiError::Forbidden(format!(
+            "pods \"{name}\" is forbidden: error looking up service account {ns}/{account}: \
+             serviceaccount \"{account}\" not found"
+        )));
+    };
+    spec["serviceAccountName"] = json!(account);
+    spec["serviceAccount"] = json!(account);
+    let automount = spec["automountServiceAccountToken"]
+        .as_bool()
+        .or_else(|| stored["automountServiceAccountToken"].as_bool())
+        .unwrap_or(true);
+    let mounted = spec["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|m| m["mountPath"].as_str() == Some(SERVICE_ACCOUNT_DIR))
+        });
+    if !automount || mounted {
+        return Ok(());
+    }
+    let volume = crate::names::generate("kube-api-access-");
+    if !spec["volumes"].is_array() {
+        spec["volumes"] = json!([]);
+    }
+    if let Some(volumes) = spec["volumes"].as_array_mut() {
+        volumes.push(json!({
+            "name": volume,
+            "projected": {
+                "defaultMode": 420,
+                "sources": [
+                    {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}},
+                ],
+            },
+        }));
+    }
+    for c in spec["containers"].as_array_mut().into_iter().flatten() {
+        if !c["volumeMounts"].is_array() {
+            c["volumeMounts"] = json!([]);
+        }
+        if let Some(mounts) = c["volumeMounts"].as_array_mut() {
+            mounts
+                .push(json!({"name": volume, "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": true}));
+        }
+    }
+    Ok(())
 }
 
 /// gracePeriodSeconds from the DeleteOptions body, else the query.

@@ -60,6 +60,8 @@ pub enum ApiError {
     /// A path the server does not serve.
     NoRoute,
     MethodNotAllowed,
+    /// 405 for a verb the apiserver serves but kube-sim does not emulate, saying so.
+    NotEmulated(String),
     AlreadyExists {
         resource: GroupResource,
         name: String,
@@ -71,6 +73,8 @@ pub enum ApiError {
         cause: String,
     },
     Expired(String),
+    /// 415: a body in a media type kube-sim does not decode for this resource.
+    UnsupportedMediaType(String),
     /// 422: the object's group and kind (the generic registry puts a resource name in `kind`
     /// for some errors), its name, then (field, message) causes.
     Invalid {
@@ -173,9 +177,10 @@ impl ApiError {
             Self::Unauthorized => 401,
             Self::Forbidden(_) => 403,
             Self::NotFound { .. } | Self::NoRoute => 404,
-            Self::MethodNotAllowed => 405,
+            Self::MethodNotAllowed | Self::NotEmulated(_) => 405,
             Self::AlreadyExists { .. } | Self::Conflict { .. } => 409,
             Self::Expired(_) => 410,
+            Self::UnsupportedMediaType(_) => 415,
             Self::Invalid { .. } => 422,
             Self::Internal(_) | Self::Unknown(_) => 500,
         }
@@ -202,6 +207,7 @@ impl ApiError {
                 "the server does not allow this method on the requested resource".to_owned(),
                 None,
             ),
+            Self::NotEmulated(m) => (Some("MethodNotAllowed"), m.clone(), None),
             Self::AlreadyExists { resource, name } => (
                 Some("AlreadyExists"),
                 format!("{resource} \"{name}\" already exists"),
@@ -217,6 +223,7 @@ impl ApiError {
                 Some(details(name, &resource.group, &resource.resource)),
             ),
             Self::Expired(m) => (Some("Expired"), m.clone(), None),
+            Self::UnsupportedMediaType(m) => (Some("UnsupportedMediaType"), m.clone(), None),
             Self::Invalid {
                 group,
                 kind,

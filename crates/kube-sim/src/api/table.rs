@@ -1,5 +1,6 @@
 //! `meta.k8s.io/v1` Tables for `kubectl get`: pods (the usual columns, IP and node with
-//! -o wide) and leases (name, holder, age), as the apiserver's printers make them.
+//! -o wide), leases (name, holder, age) and deployments (ready, up-to-date, available, age),
+//! as the apiserver's printers make them.
 
 use serde_json::{json, Value};
 
@@ -10,7 +11,8 @@ pub fn of(kind: Kind, items: &[Value], rv: u64) -> Option<Value> {
     match kind {
         Kind::Pod => Some(pods(items, rv)),
         Kind::Lease => Some(leases(items, rv)),
-        Kind::PersistentVolumeClaim | Kind::Namespace => None,
+        Kind::Deployment => Some(deployments(items, rv)),
+        _ => None,
     }
 }
 
@@ -153,6 +155,43 @@ pub fn leases(items: &[Value], rv: u64) -> Value {
         vec![
             column("Name", "name", 0),
             column("Holder", "", 0),
+            column("Age", "", 0),
+        ],
+        rows,
+        rv,
+    )
+}
+
+/// A Table of deployments: Name, Ready (ready/desired), Up-to-date, Available, Age.
+pub fn deployments(items: &[Value], rv: u64) -> Value {
+    let now = chrono::Utc::now();
+    let count = |d: &Value, field: &str| d["status"][field].as_i64().unwrap_or(0);
+    let rows: Vec<Value> = items
+        .iter()
+        .map(|d| {
+            let meta = &d["metadata"];
+            row(
+                json!([
+                    meta["name"],
+                    format!(
+                        "{}/{}",
+                        count(d, "readyReplicas"),
+                        d["spec"]["replicas"].as_i64().unwrap_or(0)
+                    ),
+                    count(d, "updatedReplicas"),
+                    count(d, "availableReplicas"),
+                    age(meta["creationTimestamp"].as_str().unwrap_or(""), now),
+                ]),
+                d,
+            )
+        })
+        .collect();
+    table(
+        vec![
+            column("Name", "name", 0),
+            column("Ready", "", 0),
+            json!({"name": "Up-to-date", "type": "integer", "format": "", "description": "", "priority": 0}),
+            json!({"name": "Available", "type": "integer", "format": "", "description": "", "priority": 0}),
             column("Age", "", 0),
         ],
         rows,

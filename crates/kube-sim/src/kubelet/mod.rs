@@ -2,11 +2,14 @@
 //! pod's status in the store in step with the engine (via the engine's event stream), and tears
 //! pods down with their grace period.
 
+pub mod files;
 pub mod observe;
 pub mod spec;
 pub mod status;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,6 +23,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::ServiceAccountTokens;
 use crate::docker::{self, sandbox, Engine, CONTAINER_LABEL, INSTANCE_LABEL, POD_LABEL};
 use crate::store::{Key, Kind, Store};
 use spec::{VolumeSource, Volumes};
@@ -74,6 +78,20 @@ pub struct Kubelet {
     pub host_ip: String,
     /// PVC volumes whose removal waits for pods to let go of them.
     pending_volumes: Mutex<Vec<String>>,
+    /// Service-account tokens, for the projected `kube-api-access-*` volumes.
+    accounts: Arc<ServiceAccountTokens>,
+    /// Where pods' file volumes are written (a directory per pod uid).
+    state_dir: PathBuf,
+    /// The API server as pods reach it (KUBERNETES_SERVICE_HOST/PORT), if they can.
+    api_address: Option<SocketAddr>,
+}
+
+/// What `Kubelet::new` needs besides the engine and the store.
+pub struct KubeletSetup {
+    pub tracker: TaskTracker,
+    pub accounts: Arc<ServiceAccountTokens>,
+    pub state_dir: PathBuf,
+    pub api_address: Option<SocketAddr>,
 }
 
 fn short(uid: &str) -> &str {
@@ -81,16 +99,71 @@ fn short(uid: &str) -> &str {
 }
 
 impl Kubelet {
-    pub fn new(engine: Arc<Engine>, store: Store, tracker: TaskTracker) -> Self {
+    pub fn new(engine: Arc<Engine>, store: Store, setup: KubeletSetup) -> Self {
         Self {
             engine,
             store,
             pods: Mutex::new(HashMap::new()),
-            tracker,
+            tracker: setup.tracker,
             node_name: "kube-sim".to_owned(),
             host_ip: "172.17.0.1".to_owned(),
             pending_volumes: Mutex::new(Vec::new()),
+            accounts: setup.accounts,
+            state_dir: setup.state_dir,
+            api_address: setup.api_address,
         }
+    }
+
+    /// The directory of a pod's file volumes.
+    fn files_dir(&self, uid: &str) -> PathBuf {
+        self.state_dir.join(uid)
+    }
+
+    /// Writes a file volume, waiting (ContainerCreating with the reason) until what it
+    /// projects exists. Err when the pod is deleted meanwhile or the files cannot be written.
+    async fn write_files(
+        &self,
+        key: &Key,
+        pod: &Value,
+        rt: &PodRuntime,
+        volume: &Value,
+    ) -> Result<VolumeSource, String> {
+        let name = volume["name"].as_str().unwrap_or_default();
+        let files = loop {
+            match files::files_of(volume, pod, &self.store, &self.accounts) {
+                Ok(f) => break f,
+                Err(why) => {
+                    let message = format!("MountVolume.SetUp failed for volume \"{name}\": {why}");
+                    self.set_waiting(rt, None, "ContainerCreating", &message);
+                    self.refresh(key).await;
+                    if !Self::pause(rt, Duration::from_secs(1)).await {
+                        return Err("deleted".to_owned());
+                    }
+                }
+            }
+        };
+        let dir = self.files_dir(&rt.uid).join(name);
+        files::write(&dir, &files, spec::fs_group(pod))
+            .map_err(|e| format!("writing volume {name} to {}: {e}", dir.display()))?;
+        Ok(VolumeSource::Files(dir.to_string_lossy().into_owned()))
+    }
+
+    /// The variables the kubelet gives every container for the `kubernetes` service.
+    fn service_env(&self) -> Vec<String> {
+        let Some(address) = self.api_address else {
+            return Vec::new();
+        };
+        let (host, port) = (address.ip(), address.port());
+        vec![
+            format!("KUBERNETES_SERVICE_HOST={host}"),
+            format!("KUBERNETES_SERVICE_PORT={port}"),
+            format!("KUBERNETES_SERVICE_PORT_HTTPS={port}"),
+            format!("KUBERNETES_PORT=tcp://{host}:{port}"),
+            format!("KUBERNETES_PORT_443_TCP=tcp://{host}:{port}"),
+            "KUBERNETES_PORT_443_TCP_PROTO=tcp".to_owned(),
+            format!("KUBERNETES_PORT_443_TCP_PORT={port}"),
+            format!("KUBERNETES_PORT_443_TCP_ADDR={host}"),
+        ]
     }
 
     fn pods(&self) -> MutexGuard<'_, HashMap<Key, Arc<PodRuntime>>> {
@@ -174,6 +247,17 @@ impl Kubelet {
         let mut volumes = Volumes::new();
         for v in pod["spec"]["volumes"].as_array().into_iter().flatten() {
             let name = v["name"].as_str().unwrap_or_default().to_owned();
+            if files::is_file_volume(v) {
+                let source = match self.write_files(key, pod, rt, v).await {
+                    Ok(s) => s,
+                    Err(message) => {
+                        self.set_waiting(rt, None, "CreateContainerConfigError", &message);
+                        return Err(message);
+                    }
+                };
+                volumes.insert(name, source);
+                continue;
+            }
             let source = spec::volume_source(
                 v,
                 |n| format!("kube-sim-{instance}-{uid}-{n}"),
@@ -266,6 +350,9 @@ impl Kubelet {
                     continue;
                 }
             };
+            let mut env = self.service_env();
+            env.extend(body.env.take().unwrap_or_default());
+            body.env = Some(env);
             body.labels = Some(
                 self.engine
                     .labels(&[(POD_LABEL, &pod_label), (CONTAINER_LABEL, name)]),
@@ -475,6 +562,12 @@ impl Kubelet {
         for v in volumes {
             if let Err(e) = self.engine.remove_volume(&v).await {
                 tracing::warn!(volume = v, error = %e, "removing emptyDir volume");
+            }
+        }
+        let files = self.files_dir(&rt.uid);
+        if files.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&files) {
+                tracing::warn!(dir = %files.display(), error = %e, "removing file volumes");
             }
         }
         self.retry_pending_volumes().await;

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountType, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, HealthConfig, HostConfig, Mount, MountType, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use serde_json::Value;
 
@@ -16,6 +17,12 @@ pub enum VolumeSource {
     /// A Docker named volume (emptyDir: made for the pod; PVC: the claim's volume).
     Named(String),
     Bind(String),
+    /// An emptyDir with `medium: Memory`: a tmpfs of the pod's container, `sizeLimit` bytes at
+    /// most (None: the engine's default size).
+    Tmpfs(Option<i64>),
+    /// A host directory of files kube-sim wrote (configMap, secret, projected): always
+    /// mounted read-only.
+    Files(String),
 }
 
 /// The engine-side source of each pod volume, by volume name.
@@ -29,7 +36,17 @@ pub fn volume_source(
     claim_name: impl Fn(&str) -> String,
 ) -> Result<VolumeSource, String> {
     let name = volume["name"].as_str().unwrap_or_default();
-    if volume.get("emptyDir").is_some() {
+    if let Some(empty_dir) = volume.get("emptyDir") {
+        if empty_dir["medium"] == "Memory" {
+            let size = match empty_dir["sizeLimit"].as_str() {
+                Some(q) => Some(
+                    quantity::memory_bytes(q)
+                        .ok_or_else(|| format!("volume {name}: invalid sizeLimit {q}"))?,
+                ),
+                None => None,
+            };
+            return Ok(VolumeSource::Tmpfs(size));
+        }
         Ok(VolumeSource::Named(empty_dir_name(name)))
     } else if let Some(path) = volume["hostPath"]["path"].as_str() {
         Ok(VolumeSource::Bind(path.to_owned()))
@@ -105,6 +122,13 @@ pub fn non_root_violation(pod: &Value, container: &Value, image_user: &str) -> O
     }
 }
 
+/// The pod-level `fsGroup`, the group file volumes belong to.
+pub fn fs_group(pod: &Value) -> Option<u32> {
+    pod["spec"]["securityContext"]["fsGroup"]
+        .as_u64()
+        .and_then(|g| u32::try_from(g).ok())
+}
+
 /// The container body for one app container. The caller adds name, labels and network mode.
 pub fn container_body(
     pod: &Value,
@@ -142,20 +166,47 @@ pub fn container_body(
         let source = volumes
             .get(volume)
             .ok_or_else(|| format!("container {name}: volume {volume} not found"))?;
-        let (typ, source) = match source {
-            VolumeSource::Named(n) => (MountType::VOLUME, n.clone()),
-            VolumeSource::Bind(p) => (MountType::BIND, p.clone()),
+        if let VolumeSource::Tmpfs(size) = source {
+            mounts.push(Mount {
+                target: Some(target.to_owned()),
+                typ: Some(MountType::TMPFS),
+                read_only: m["readOnly"].as_bool(),
+                tmpfs_options: Some(bollard::models::MountTmpfsOptions {
+                    size_bytes: *size,
+                    mode: Some(0o1777),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            continue;
+        }
+        let (typ, source, forced_read_only) = match source {
+            VolumeSource::Tmpfs(_) => continue,
+            VolumeSource::Named(n) => (MountType::VOLUME, n.clone(), false),
+            VolumeSource::Bind(p) => (MountType::BIND, p.clone(), false),
+            VolumeSource::Files(p) => (MountType::BIND, p.clone(), true),
         };
         mounts.push(Mount {
             target: Some(target.to_owned()),
             source: Some(source),
             typ: Some(typ),
-            read_only: m["readOnly"].as_bool(),
+            read_only: if forced_read_only {
+                Some(true)
+            } else {
+                m["readOnly"].as_bool()
+            },
             ..Default::default()
         });
     }
     let stdin = container["stdin"].as_bool().unwrap_or(false);
+    let fs_group = pod["spec"]["securityContext"]["fsGroup"]
+        .as_i64()
+        .map(|g| vec![g.to_string()]);
+    let no_new_privileges =
+        container["securityContext"]["allowPrivilegeEscalation"].as_bool() == Some(false);
     let host_config = HostConfig {
+        group_add: fs_group,
+        security_opt: no_new_privileges.then(|| vec!["no-new-privileges".to_owned()]),
         memory,
         nano_cpus: cpu,
         cap_add: strings(&caps["add"]),
@@ -182,6 +233,11 @@ pub fn container_body(
         attach_stdout: Some(true),
         attach_stderr: Some(true),
         host_config: Some(host_config),
+        // The kubelet runs probes, never an image's HEALTHCHECK (and kube-sim runs no probes).
+        healthcheck: Some(HealthConfig {
+            test: Some(vec!["NONE".to_owned()]),
+            ..Default::default()
+        }),
         ..Default::default()
     })
 }
@@ -266,5 +322,13 @@ mod tests {
             Ok(VolumeSource::Named("v-home".into()))
         );
         assert!(volume_source(&json!({"name": "a", "configMap": {}}), named, named).is_err());
+        assert_eq!(
+            volume_source(
+                &json!({"name": "a", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}}),
+                named,
+                named
+            ),
+            Ok(VolumeSource::Tmpfs(Some(64 << 20)))
+        );
     }
 }
