@@ -17,6 +17,7 @@ mod hijack;
 mod image;
 mod local_streams;
 mod orphans;
+mod requests;
 mod session;
 mod settings;
 mod stream;
@@ -31,6 +32,7 @@ use sshpod_core::{
     ProcessSpec,
 };
 
+pub use requests::{EngineRequests, ENGINE_REQUEST_KINDS};
 pub use stream::ExecStream;
 
 use container::ConnectionContainer;
@@ -46,6 +48,8 @@ pub struct DockerBackend {
     settings: Arc<Settings>,
     /// This process's identity on the engine (the `sshpod.instance` label).
     instance: String,
+    /// The engine requests made so far, by kind.
+    requests: Arc<EngineRequests>,
     /// Where the backend's background work runs (a child of the process's).
     lifecycle: Lifecycle,
 }
@@ -108,6 +112,12 @@ impl DockerBackend {
             .negotiate_version()
             .await
             .map_err(|e| BackendError::Engine(Box::new(e)))?;
+        let requests = Arc::new(EngineRequests::default());
+        let counted = Arc::clone(&requests);
+        let docker = docker.with_request_modifier(move |request| {
+            counted.count(request.method(), request.uri().path());
+            request
+        });
         let instance = orphans::instance_id(seat);
         let local_streams = match &address {
             EngineAddress::Unix(_) => local_streams(
@@ -126,6 +136,7 @@ impl DockerBackend {
             ),
             settings: Arc::new(Settings::from_config(config)?),
             instance,
+            requests,
             lifecycle,
         })
         .inspect(Self::sweep_now_and_then)
@@ -157,6 +168,11 @@ impl DockerBackend {
     /// This process's instance id, as put on its containers.
     pub fn instance(&self) -> &str {
         &self.instance
+    }
+
+    /// The engine requests this process made, by kind (shared; read at each scrape).
+    pub fn engine_requests(&self) -> Arc<EngineRequests> {
+        Arc::clone(&self.requests)
     }
 }
 

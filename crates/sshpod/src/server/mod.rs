@@ -242,6 +242,10 @@ impl<B: Backend> Server<B> {
         let proxy = self.snapshot().shared.config.ssh.proxy_protocol.clone();
         // Headers are read off the accept loop, each within its deadline; admission stays here.
         let (proxied_tx, mut proxied_rx) = tokio::sync::mpsc::channel::<Proxied>(64);
+        // A connection whose header is not read yet is unauthenticated too: at most
+        // `ssh.maxStartups` (its full value) are waited for at once.
+        let header_slots = self.snapshot().shared.config.ssh.max_startups.full;
+        let header_reads = Arc::new(tokio::sync::Semaphore::new(header_slots as usize));
         loop {
             let (socket, (peer, local), via) = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -254,8 +258,19 @@ impl<B: Backend> Server<B> {
                 },
                 a = listener.accept() => match a {
                     Ok((socket, peer)) if proxy.trusts(peer.ip()) => {
-                        let sender = proxied_tx.clone();
-                        connections.spawn(read_proxy_header(socket, peer, proxy.header_timeout, sender));
+                        match Arc::clone(&header_reads).try_acquire_owned() {
+                            Ok(slot) => {
+                                let sender = proxied_tx.clone();
+                                let read = read_proxy_header(socket, peer, proxy.header_timeout, sender, slot);
+                                connections.spawn(read);
+                            }
+                            Err(_) => self.log_refused(
+                                peer,
+                                Refusal::Startups(startups::Refused::Full {
+                                    unauthenticated: header_slots,
+                                }),
+                            ),
+                        }
                         continue;
                     }
                     Ok((socket, peer)) => {
@@ -385,12 +400,13 @@ impl<B: Backend> Server<B> {
 }
 
 /// Reads a trusted proxy's header from `socket` and hands the connection back to the accept
-/// loop with the addresses the header gives.
+/// loop with the addresses the header gives; `slot` is held while the header is awaited.
 async fn read_proxy_header(
     mut socket: TcpStream,
     proxy: SocketAddr,
     timeout: std::time::Duration,
     accept_loop: tokio::sync::mpsc::Sender<Proxied>,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let addresses = proxy_header::read(&mut socket, timeout)
         .await
@@ -401,6 +417,8 @@ async fn read_proxy_header(
             } => (source, destination),
             ProxyHeader::Local => (proxy, local_addr(&socket)),
         });
+    // From here on the connection counts in the accept loop's own admission.
+    drop(slot);
     let _ = accept_loop.send((socket, addresses, proxy)).await;
 }
 
