@@ -54,15 +54,18 @@ impl Revocations {
         self.list.subscribe()
     }
 
-    /// Looks at the file every check interval until `stop`, and has every connection check
-    /// again when it changed. An unreadable file is logged once, until it reads again.
+    /// Looks at the file at once and then every check interval until `stop`, and has every
+    /// connection check again when it changed (and after the first look: it may have changed
+    /// since they checked). An unreadable file is logged once, until it reads again.
     pub(crate) async fn watch_file(self, stop: CancellationToken) {
         let mut follower = self.subscribe();
         let mut last: Option<Result<ListVersion, String>> = None;
         loop {
             let list = follower.borrow_and_update().clone();
+            let first = last.is_none();
             let next_look = async {
                 match (&list.keys, list.check_interval.is_zero()) {
+                    (Some(_), false) if first => {}
                     (Some(_), false) => tokio::time::sleep(list.check_interval).await,
                     // Nothing to look at until a reload brings something.
                     _ => std::future::pending().await,
@@ -98,8 +101,12 @@ impl Revocations {
                     "the revoked keys cannot be read: every key is refused at login; running \
                      sessions go on"
                 ),
-                // The first look after a start or a reload only sets the version.
-                (None, Ok(_)) => {}
+                // The first look after a start or a reload: the file may have changed since
+                // the connections last checked.
+                (None, Ok(_)) => {
+                    self.recheck();
+                    follower.borrow_and_update();
+                }
                 (Some(_), Ok(_)) => {
                     tracing::info!(
                         path,
@@ -121,6 +128,8 @@ mod tests {
     use std::process::Command;
 
     use super::*;
+
+    const S: Duration = Duration::from_secs(1);
 
     fn new_key(dir: &std::path::Path, name: &str) -> String {
         let status = Command::new("ssh-keygen")
@@ -155,6 +164,10 @@ mod tests {
         let stop = CancellationToken::new();
         let watching = tokio::spawn(revocations.clone().watch_file(stop.clone()));
 
+        assert!(
+            told(&mut follower, S).await,
+            "the first look is news: the file may have changed since the logins"
+        );
         assert!(
             !told(&mut follower, Duration::from_secs(60)).await,
             "nothing changed"

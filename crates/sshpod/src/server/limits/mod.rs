@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use activity::Activity;
 pub(crate) use review::CERTIFICATE_EXPIRED;
-use review::{notice, review, Action, Limit, Snapshot, WatchedChannel};
+use review::{review, Action, Limit, Snapshot, WatchedChannel};
 
 use crate::server::connection::{ConnectionState, Login, NoContainer};
 use crate::server::revocations::RevocationList;
@@ -131,17 +131,6 @@ impl Channels {
                 })
                 .collect(),
         }
-    }
-
-    /// The channels with a terminal.
-    fn terminals(&self) -> Vec<ChannelId> {
-        let state = self.lock();
-        state
-            .open
-            .iter()
-            .filter(|(_, w)| w.terminal)
-            .map(|(id, _)| *id)
-            .collect()
     }
 
     fn close(&self, id: ChannelId) {
@@ -246,9 +235,7 @@ async fn watch_logged_in<B: Backend>(
                 let list = revocations.borrow_and_update().clone();
                 if let Some((revocation, message)) = revoked(&login, list).await {
                     tracing::debug!(?revocation, "the login's key is revoked");
-                    for channel in conn.channels.terminals() {
-                        conn.write_to_terminal(channel, &notice(message)).await;
-                    }
+                    // Told in the disconnect message (see `review`).
                     conn.end_by_limit(KEY_REVOKED, message.to_owned());
                     return;
                 }

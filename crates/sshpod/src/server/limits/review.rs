@@ -107,14 +107,8 @@ pub(super) fn review<Id: Copy + Eq + Hash>(
 
     if let Some(deadline) = certificate_expires {
         if now >= deadline {
-            // Said in the terminals as well as in the disconnect message, which OpenSSH shows
-            // only at its default log level.
-            if !terminals.is_empty() {
-                out.actions.push(Action::Warn {
-                    channels: terminals,
-                    text: notice(EXPIRED),
-                });
-            }
+            // Told in the disconnect message, as for the other limits: OpenSSH prints it, and
+            // leaves unwritten what the terminal was sent just before.
             out.actions.push(Action::End {
                 rule: CERTIFICATE_EXPIRED,
                 message: EXPIRED.to_owned(),
@@ -280,7 +274,7 @@ fn idle_since<Id>(logged_in_at: Instant, snapshot: &Snapshot<Id>) -> Instant {
 }
 
 /// A line in the user's terminal, on a line of its own.
-pub(super) fn notice(text: &str) -> String {
+fn notice(text: &str) -> String {
     format!("\r\nsshpod: {text}\r\n")
 }
 
@@ -598,7 +592,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_terminal_is_warned_before_its_certificate_expires_and_told_at_the_end() {
+    async fn a_terminal_is_warned_before_its_certificate_expires() {
         // A certificate with 10 s left at the login: warned half way (limitWarning is 60 s).
         let limits = SessionLimits::default();
         let start = Instant::now();
@@ -616,13 +610,6 @@ mod tests {
                         channels: vec![1],
                         text: "\r\nsshpod: your certificate expires in 5 s; this session ends then\r\n"
                             .into()
-                    }
-                ),
-                (
-                    10,
-                    Action::Warn {
-                        channels: vec![1],
-                        text: "\r\nsshpod: your certificate has expired\r\n".into()
                     }
                 ),
                 (
@@ -649,10 +636,7 @@ mod tests {
         )
         .await;
         let times: Vec<u64> = done.iter().map(|(at, _)| *at).collect();
-        assert_eq!(
-            times,
-            vec![year.as_secs() - 60, year.as_secs(), year.as_secs()]
-        );
+        assert_eq!(times, vec![year.as_secs() - 60, year.as_secs()]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -700,13 +684,10 @@ mod tests {
         assert!(
             matches!(
                 &late.actions[..],
-                [
-                    Action::Warn { .. },
-                    Action::End {
-                        rule: CERTIFICATE_EXPIRED,
-                        ..
-                    }
-                ]
+                [Action::End {
+                    rule: CERTIFICATE_EXPIRED,
+                    ..
+                }]
             ),
             "{:?}",
             late.actions
