@@ -179,9 +179,10 @@ impl<B: Backend> Server<B> {
 
     /// Serves the connections accepted from now on with `config` (its authenticators,
     /// webhooks, host keys, algorithms and backend settings); connections already accepted
-    /// keep theirs. Settings read only at start (`ssh.listen`, the admission limits, the
-    /// backend's connection) are the caller's to refuse: they are not changed here. On error
-    /// nothing changes.
+    /// keep theirs, except for the revocation list (`revokedKeys`), which ends those whose key
+    /// or certificate it revokes. Settings read only at start (`ssh.listen`, the admission
+    /// limits, the backend's connection) are the caller's to refuse: they are not changed
+    /// here. On error nothing changes.
     pub fn reload(
         &self,
         config: Arc<Config>,
