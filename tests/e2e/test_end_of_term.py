@@ -71,6 +71,22 @@ def test_a_terminal_session_is_warned_and_ends_when_its_certificate_expires(scn,
     assert "auth.publicKey.disconnectExpiredCert" in line, line
 
 
+def test_with_disconnect_expired_cert_off_a_session_outlives_its_certificate(scn):
+    pki = Pki(scn.tmp / "pki")
+    gw = scn.start(cert_config(pki, disconnectExpiredCert=False))
+    signed = time.time()
+    key = pki.certified("student", validity="-1m:+5s")
+    child = spawn_pty(scn.client(gw, key=key))
+    expect(child, PROMPT)
+    # What is awaited is the wall clock itself: past the certificate's `valid before`.
+    h.wait_until(lambda: time.time() >= math.floor(signed) + 6, 30, "the certificate to expire")
+    still_serves(child, "after-the-end")
+    assert "certificate" not in child.logfile_read.getvalue(), transcript(child)
+    child.sendline("exit")
+    expect(child, pexpect.EOF)
+    assert "SSHPOD_CERTIFICATE_EXPIRED" not in gw.log
+
+
 def test_a_revoked_certificate_serial_ends_its_session_on_sighup_and_no_other(scn, start):
     pki = Pki(scn.tmp / "pki")
     alice_key = pki.certified("alice_cert", principals="alice", serial=42)

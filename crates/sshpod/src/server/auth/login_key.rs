@@ -76,3 +76,120 @@ impl LoginKey {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::process::Command;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+
+    fn keygen(dir: &Path, args: &[&str]) {
+        let status = Command::new("ssh-keygen")
+            .args(args)
+            .current_dir(dir)
+            .stdin(std::process::Stdio::null())
+            .status()
+            .unwrap_or_else(|e| panic!("ssh-keygen: {e}"));
+        assert!(status.success(), "ssh-keygen {args:?}");
+    }
+
+    /// A fresh key `name` certified by `ca` for `validity` (`ssh-keygen -V`), with serial 7.
+    fn certificate(dir: &Path, name: &str, validity: &str) -> Certificate {
+        keygen(dir, &["-q", "-t", "ed25519", "-N", "", "-f", name]);
+        let public = format!("{name}.pub");
+        let args = ["-q", "-s", "ca", "-I", name, "-n", "alice", "-z", "7"];
+        let mut args = args.to_vec();
+        args.extend(["-V", validity, &public]);
+        keygen(dir, &args);
+        Certificate::read_file(&dir.join(format!("{name}-cert.pub")))
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_certificate_ends_the_connection_at_its_valid_before_if_asked() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let d = dir.path();
+        keygen(d, &["-q", "-t", "ed25519", "-N", "", "-f", "ca"]);
+        let dated = certificate(d, "dated", "20300101000000Z:20300601000000Z");
+        let mut key = LoginKey::certificate(&dated);
+        assert_eq!(key.expires(), None, "only when the configuration asks");
+        key.end_at_expiry();
+        // 2030-06-01T00:00:00Z
+        assert_eq!(
+            key.expires(),
+            Some(UNIX_EPOCH + Duration::from_secs(1_906_502_400))
+        );
+
+        let forever = certificate(d, "forever", "always:forever");
+        let mut key = LoginKey::certificate(&forever);
+        key.end_at_expiry();
+        assert_eq!(key.expires(), None, "a certificate valid forever");
+
+        let plain = PublicKey::from(dated.public_key().clone());
+        let mut key = LoginKey::plain(&plain);
+        key.end_at_expiry();
+        assert_eq!(key.expires(), None, "a plain key");
+    }
+
+    #[test]
+    fn a_revoked_serial_or_key_is_found_and_named() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let d = dir.path();
+        keygen(d, &["-q", "-t", "ed25519", "-N", "", "-f", "ca"]);
+        let cert = certificate(d, "student", "-1h:+1h");
+        let list = RevokedKeys::new(d.join("revoked.krl"));
+        keygen(d, &["-q", "-k", "-f", "revoked.krl"]);
+        let by_certificate = LoginKey::certificate(&cert);
+        let by_key = LoginKey::plain(&PublicKey::from(cert.public_key().clone()));
+        for key in [&by_certificate, &by_key] {
+            assert_eq!(
+                key.revocation(&list).unwrap_or_else(|e| panic!("{e}")),
+                None
+            );
+        }
+
+        std::fs::write(d.join("spec"), "serial: 7\n").unwrap_or_else(|e| panic!("{e}"));
+        keygen(
+            d,
+            &[
+                "-q",
+                "-k",
+                "-u",
+                "-s",
+                "ca.pub",
+                "-f",
+                "revoked.krl",
+                "spec",
+            ],
+        );
+        let revocation = by_certificate
+            .revocation(&list)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(revocation, Some(Revocation::Certificate));
+        assert_eq!(
+            by_certificate.revoked_message(Revocation::Certificate),
+            "your certificate has been revoked"
+        );
+        assert_eq!(
+            by_key.revocation(&list).unwrap_or_else(|e| panic!("{e}")),
+            None,
+            "the serial revokes the certificate, not its key used alone"
+        );
+
+        keygen(d, &["-q", "-k", "-u", "-f", "revoked.krl", "student.pub"]);
+        assert_eq!(
+            by_key.revocation(&list).unwrap_or_else(|e| panic!("{e}")),
+            Some(Revocation::Key)
+        );
+        assert_eq!(
+            by_key.revoked_message(Revocation::Key),
+            "your key has been revoked"
+        );
+        assert_eq!(
+            by_certificate.revoked_message(Revocation::CertificateAuthority),
+            "the authority that signed your certificate has been revoked"
+        );
+    }
+}
