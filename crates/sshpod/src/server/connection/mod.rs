@@ -29,6 +29,7 @@ use crate::server::events::ConnectionEvents;
 use crate::server::handler::ConnectionHandler;
 use crate::server::io::flow::FlowGate;
 use crate::server::limits::{self, Channels};
+use crate::server::revocations::Revocations;
 use crate::server::transport::client_version::VersionSniffer;
 use crate::server::transport::killable::KillableStream;
 use crate::server::Shared;
@@ -86,6 +87,8 @@ pub(crate) struct ConnectionState<B: Backend> {
     pub(crate) channels: Channels,
     /// A keyboard-interactive conversation in progress.
     pub(crate) login: LoginState,
+    /// The server's revocation list, which ends the connection if it revokes the login's key.
+    pub(crate) revocations: Revocations,
 }
 
 impl<B: Backend> ConnectionState<B> {
@@ -95,6 +98,7 @@ impl<B: Backend> ConnectionState<B> {
         via: Option<SocketAddr>,
         permit: Startup,
         token: CancellationToken,
+        revocations: Revocations,
     ) -> Self {
         let id = ConnectionId::random();
         let span = tracing::info_span!(
@@ -130,6 +134,7 @@ impl<B: Backend> ConnectionState<B> {
             ended: OnceLock::new(),
             channels: Channels::default(),
             login: LoginState::default(),
+            revocations,
         }
     }
 
