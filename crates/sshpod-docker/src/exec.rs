@@ -34,6 +34,10 @@ pub(crate) struct ExecRequest<'a> {
     pub(crate) tty: Option<&'a TtySpec>,
     pub(crate) program_for_errors: String,
     pub(crate) exit_timeout: Duration,
+    /// The `uid:gid` to run as (`identity`); `None` runs as the container's user.
+    pub(crate) user: Option<String>,
+    /// Shell code run before the program, after the FIFOs are opened (`identity`'s).
+    pub(crate) prelude: String,
 }
 
 /// Starts a process in a running container. Without a terminal, and with `streams` (a
@@ -160,13 +164,8 @@ async fn launch(
     if let Some(t) = req.tty {
         env.push(format!("TERM={}", t.term));
     }
-    let cmd = wrap_argv_after(
-        fifo_prelude.unwrap_or(""),
-        req.argv.clone(),
-        &pid_file,
-        &[],
-        req.tty,
-    );
+    let prelude = format!("{}{}", fifo_prelude.unwrap_or(""), req.prelude);
+    let cmd = wrap_argv_after(&prelude, req.argv.clone(), &pid_file, &[], req.tty);
     let created = engine
         .docker
         .create_exec(
@@ -178,6 +177,7 @@ async fn launch(
                 tty: Some(tty),
                 env: Some(env),
                 cmd: Some(cmd),
+                user: req.user.clone(),
                 ..Default::default()
             },
         )

@@ -95,11 +95,20 @@ impl Settings {
             let env = body.env.get_or_insert_with(Vec::new);
             env.extend(ctx.environment.iter().map(|(k, v)| format!("{k}={v}")));
         }
+        if let Some(hostname) = &ctx.hostname {
+            body.hostname = Some(hostname.clone());
+        }
         body.cmd = Some(cmd);
         body.open_stdin = Some(true);
         body.stdin_once = Some(true);
         body.attach_stdin = Some(true);
         let host = body.host_config.get_or_insert_with(HostConfig::default);
+        if ctx.identity.as_ref().is_some_and(|i| i.sudo) {
+            // `sudo` is set-uid: under no-new-privileges it cannot raise anyone to root.
+            if let Some(options) = host.security_opt.as_mut() {
+                options.retain(|o| !o.starts_with("no-new-privileges"));
+            }
+        }
         match self.mode {
             ExecutionMode::Connection => {
                 body.tty = Some(false);

@@ -301,7 +301,11 @@ impl<B: Backend> ConnectionState<B> {
             // After a reload, the backend is told the file's new settings.
             ctx.config = self.shared.reloaded.clone();
         }
-        let result = match self.shared.backend.connect(&ctx).await {
+        let connected = match identity_of(&mut ctx, &self.shared.config) {
+            Ok(()) => self.shared.backend.connect(&ctx).await,
+            Err(refused) => Err(refused),
+        };
+        let result = match connected {
             Ok(c) => {
                 self.events.emit(EventKind::ContainerReady {
                     container: c.info(),
@@ -516,4 +520,20 @@ enum Lifecycle {
 /// A lock whose data stays consistent even if a holder panicked.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Puts the login's user and hostname (`identity`) into `ctx`, from the connection's own
+/// configuration or else `file`'s. A login name that cannot be a user is refused here, before
+/// any container is made.
+fn identity_of(
+    ctx: &mut ConnectionContext,
+    file: &sshpod_config::Config,
+) -> Result<(), sshpod_core::BackendError> {
+    let identity = &ctx.config.as_deref().unwrap_or(file).identity;
+    let refused = sshpod_core::BackendError::Identity;
+    let hostname = sshpod_core::hostname_for(&identity.hostname, &ctx.user).map_err(refused)?;
+    let user = sshpod_core::Identity::resolve(identity, &ctx.user).map_err(refused)?;
+    ctx.hostname = hostname;
+    ctx.identity = user;
+    Ok(())
 }
