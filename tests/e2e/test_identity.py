@@ -185,3 +185,60 @@ def test_a_login_name_that_cannot_be_a_user_is_refused_with_a_clear_message(scn,
         assert result.returncode != 0, result
         assert f"the login name `{hostile}` cannot be a user in your container" in result.stderr, result
     assert not h.containers(scn.run_id), "no container is made for a refused name"
+
+
+# Kubernetes (kube-sim): the exec API has no user, so the pod's console starts as root with a
+# few capabilities and every process switches to the user (setpriv, or busybox su).
+
+from test_kubernetes import kube, ks, kube_config, pods  # noqa: E402,F401  (fixtures)
+
+
+def kube_image(image: str, extra: dict | None = None) -> dict:
+    pod = {"kubernetes": {"pod": {"spec": {"containers": [{"name": "shell", "image": image}]}}}}
+    return h.deep_merge(h.deep_merge(pod, IDENTITY), extra or {})
+
+
+def test_kubernetes_identity_on_the_debian_guest_with_a_hostname(kube, scn, ks):
+    gw = kube(kube_image(h.GUEST_IMAGE, {"identity": {"hostname": "%u-sshpod"}}))
+    client = scn.client(gw, )
+    cm = h.control_options(scn.control_path(client))
+    name = client.ssh("cat /proc/sys/kernel/hostname", opts=cm)
+    assert (name.returncode, name.stdout) == (0, "alice-sshpod\n"), name
+    (pod,) = pods(ks)
+    assert pod["spec"]["hostname"] == "alice-sshpod", pod["spec"]
+    check_identity(client, "/bin/bash")
+    check_login_shell(client, "/bin/bash")
+
+
+def test_kubernetes_identity_on_a_busybox_only_image(kube, scn, sh_only_image):
+    gw = kube(kube_image(sh_only_image))
+    client = scn.client(gw)
+    check_identity(client, "/bin/sh")
+    check_login_shell(client, "/bin/sh")
+
+
+def test_kubernetes_identity_on_an_image_that_knows_only_root_and_sudo(kube, scn, bare_passwd_image):
+    gw = kube(kube_image(bare_passwd_image))
+    client = scn.client(gw)
+    check_identity(client, "/bin/bash")
+    refused = client.ssh("sudo -n id -u")
+    assert refused.returncode != 0, refused
+
+    gw = kube(kube_image(bare_passwd_image, {"identity": {"sudo": True}}))
+    result = scn.client(gw).ssh("id -un; sudo -n id -u")
+    assert (result.returncode, result.stdout) == (0, "alice\n0\n"), result
+
+
+def test_kubernetes_scp_and_sftp_relative_paths_land_in_the_home(kube, scn, tmp_path):
+    gw = kube(kube_image(h.GUEST_IMAGE))
+    client = scn.client(gw)
+    cm = h.control_options(scn.control_path(client))
+    local = tmp_path / "notes.txt"
+    local.write_text("hello home\n")
+    copied = client.run_args(client.scp_args(str(local), client.remote(""), opts=cm))
+    assert copied.returncode == 0, copied
+    put = client.run_args(client.sftp_args(opts=cm), input=f"put {local} from-sftp.txt\n")
+    assert put.returncode == 0, put
+    listing = client.ssh("ls -n /home/alice/notes.txt /home/alice/from-sftp.txt", opts=cm)
+    assert listing.returncode == 0, listing
+    assert listing.stdout.count(f" {ALICE_UID} ") == 2, listing

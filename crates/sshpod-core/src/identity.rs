@@ -133,6 +133,17 @@ if [ "$sudo" = 1 ]; then
 fi
 "#;
 
+/// Becomes the user (`$1` uid, `$2` gid, `$3` name) and runs the rest of the arguments;
+/// exits 126 with a message when the image has no way to switch users.
+const SWITCH_USER: &str = r#"u=$1 g=$2 n=$3; shift 3
+if setpriv --reuid="$u" --regid="$g" --clear-groups true 2>/dev/null; then
+  exec setpriv --reuid="$u" --regid="$g" --clear-groups -- "$@"
+fi
+if command -v busybox >/dev/null 2>&1; then exec busybox su -p -s /bin/sh "$n" -c 'exec "$0" "$@"' "$@"; fi
+echo "sshpod: cannot become $n: the image has neither setpriv (util-linux) nor busybox" >&2
+exit 126
+"#;
+
 impl Identity {
     /// The identity of a login as `login` under `config`; `None` when `identity.enable` is
     /// off. The name is refused unless [`is_user_name`] accepts it.
@@ -212,6 +223,26 @@ impl Identity {
             );
         }
         code
+    }
+
+    /// `argv` run as the user, for a backend whose exec API cannot set the user (Kubernetes):
+    /// a root shell runs [`Identity::prelude`], then becomes the user with util-linux's
+    /// `setpriv` (Debian, Ubuntu) or else busybox's `su` (Alpine, busybox images), each of
+    /// which `exec`s, so the process keeps the PID the wrapper recorded.
+    pub fn run_as_argv(&self, tty: bool, argv: Vec<String>) -> Vec<String> {
+        let mut script = self.prelude(tty);
+        script.push_str(SWITCH_USER);
+        let mut out = vec![
+            "/bin/sh".to_owned(),
+            "-c".to_owned(),
+            script,
+            "sh".to_owned(),
+            self.uid.to_string(),
+            self.gid.to_string(),
+            self.name.clone(),
+        ];
+        out.extend(argv);
+        out
     }
 
     /// The argv of the user's login shell (`ssh host`), read from `$SHELL` as
@@ -474,6 +505,17 @@ mod tests {
         assert!(env.contains(&("LOGNAME".to_owned(), "alice".to_owned())));
         assert!(env.contains(&("HOME".to_owned(), "/home/alice".to_owned())));
         assert!(env.iter().any(|(k, _)| k == "PATH"));
+    }
+
+    #[test]
+    fn run_as_keeps_the_program_apart_from_the_script() {
+        let alice = resolve(&config(), "alice");
+        let argv = alice.run_as_argv(false, vec!["echo".into(), "$(x)".into()]);
+        assert_eq!(argv[..2], ["/bin/sh", "-c"]);
+        assert!(argv[2].starts_with(&alice.prelude(false)));
+        assert!(argv[2].contains("exec setpriv"));
+        let uid = alice.uid.to_string();
+        assert_eq!(argv[3..], ["sh", &uid, &uid, "alice", "echo", "$(x)"]);
     }
 
     #[test]

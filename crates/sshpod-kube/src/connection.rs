@@ -9,7 +9,7 @@ use sshpod_core::{BackendError, ConnectionContext};
 
 use crate::handle::{Ownership, PodHandle};
 use crate::pod::{self, Owner};
-use crate::{files, lifecycle};
+use crate::{files, identity, lifecycle};
 
 /// Creates the connection's pod, waits until it runs, holds its lifeline where it needs one
 /// and writes the login's files. On error the pod is deleted again.
@@ -30,12 +30,17 @@ pub(crate) async fn start(
         config,
         ctx.environment.clone(),
         Ownership::Owned,
-    );
+    )
+    .running_as(ctx.identity.clone());
     let ready = async {
         if lifeline {
             handle.hold_lifeline(&image).await?;
         }
-        files::write_all(&handle.target(), &ctx.files).await
+        files::write_all(&handle.target(), &ctx.files).await?;
+        match &ctx.identity {
+            Some(identity) => identity::set_up(&handle.target(), identity).await,
+            None => Ok(()),
+        }
     };
     let ready =
         lifecycle::prepared_within(handle.config().timeouts.command_start, &image, ready).await;

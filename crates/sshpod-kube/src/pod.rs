@@ -109,6 +109,12 @@ fn guest_pod(
     let mut spec = config.spec.clone();
     spec.restart_policy
         .get_or_insert_with(|| "Never".to_owned());
+    if let Some(hostname) = &ctx.hostname {
+        spec.hostname = Some(hostname.clone());
+    }
+    if let Some(identity) = &ctx.identity {
+        start_as_root_to_switch(&mut spec, config.console_container_number, identity);
+    }
     if let Some(console) = spec.containers.get_mut(config.console_container_number) {
         console.command = Some(command);
         console.args = None;
@@ -132,6 +138,59 @@ fn guest_pod(
         spec: Some(spec),
         status: None,
     }
+}
+
+/// Capabilities the console keeps with `identity`: to write the user's entries and home
+/// (`CHOWN`, `DAC_OVERRIDE`, `FOWNER`), to become the user (`SETUID`, `SETGID`) and to signal
+/// the user's processes (`KILL`). The user's processes have none of them.
+const IDENTITY_CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "SETUID",
+    "SETGID",
+    "KILL",
+];
+
+/// With `identity`, the console starts as root, with only [`IDENTITY_CAPABILITIES`] (plus
+/// `AUDIT_WRITE` and privilege escalation when `sudo` is on, which sudo needs), since the
+/// exec API cannot choose a user: sshpod sets the user up as root and each process switches
+/// to the user. The pod's `fsGroup` becomes the user's gid, so volumes are theirs to write.
+fn start_as_root_to_switch(
+    spec: &mut k8s_openapi::api::core::v1::PodSpec,
+    console: usize,
+    identity: &sshpod_core::Identity,
+) {
+    use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SecurityContext};
+    let pod = spec
+        .security_context
+        .get_or_insert_with(PodSecurityContext::default);
+    pod.run_as_user = Some(0);
+    pod.run_as_group = Some(0);
+    pod.run_as_non_root = Some(false);
+    pod.fs_group = Some(i64::from(identity.gid));
+    let Some(container) = spec.containers.get_mut(console) else {
+        return;
+    };
+    let security = container
+        .security_context
+        .get_or_insert_with(SecurityContext::default);
+    security.run_as_user = None;
+    security.run_as_group = None;
+    security.run_as_non_root = Some(false);
+    security.privileged = Some(false);
+    security.allow_privilege_escalation = Some(identity.sudo);
+    let mut add: Vec<String> = IDENTITY_CAPABILITIES
+        .iter()
+        .map(|c| (*c).to_owned())
+        .collect();
+    if identity.sudo {
+        add.push("AUDIT_WRITE".to_owned());
+    }
+    security.capabilities = Some(Capabilities {
+        drop: Some(vec!["ALL".to_owned()]),
+        add: Some(add),
+    });
 }
 
 /// The console container's name and image.
