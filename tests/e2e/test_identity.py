@@ -6,6 +6,7 @@ baked in, on Docker and on kube-sim."""
 from __future__ import annotations
 
 import re
+import sys
 import shutil
 import subprocess
 import tempfile
@@ -174,6 +175,13 @@ def test_a_per_user_hostname(scn):
     assert (result.returncode, result.stdout) == (0, "alice-sshpod\n"), result
 
 
+def test_session_mode_refuses_identity_with_a_message(scn):
+    gw = scn.start(image_config(h.GUEST_IMAGE, {"docker": {"execution": {"mode": "session"}}}))
+    result = scn.client(gw).ssh("id")
+    assert result.returncode != 0, result
+    assert "cannot set up your user `alice` in your container" in result.stderr, result
+
+
 def test_a_login_name_that_cannot_be_a_user_is_refused_with_a_clear_message(scn, keys):
     # Names the built-in authentication takes but `/etc/passwd` must not: all digits (a uid to
     # `id` and `chown`) and longer than 32 bytes. (`:` and line breaks never get this far with
@@ -242,3 +250,30 @@ def test_kubernetes_scp_and_sftp_relative_paths_land_in_the_home(kube, scn, tmp_
     listing = client.ssh("ls -n /home/alice/notes.txt /home/alice/from-sftp.txt", opts=cm)
     assert listing.returncode == 0, listing
     assert listing.stdout.count(f" {ALICE_UID} ") == 2, listing
+
+
+def webhook_server(users: dict):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webhook_server"))
+    from containerssh_webhooks import WebhookServer
+
+    return WebhookServer(users)
+
+
+def test_a_config_server_gives_each_user_a_uid_and_hostile_names_get_no_container(scn):
+    server = webhook_server({
+        "alice": {"password": "alice pass", "config": {"identity": {"uid": 3001, "gid": 3001}}},
+        "eve:x": {"password": "eve pass"},
+    })
+    scn.finalizers.append(server.close)
+    gw = scn.start(image_config(h.GUEST_IMAGE, {
+        "auth": {"password": {"method": "webhook", "webhook": {"url": server.url}}, "publicKey": {"method": ""}},
+        "configserver": {"url": server.url + "/config"},
+    }))
+    alice = scn.password_client(gw, password="alice pass").ssh("id -un; id -u; id -g")
+    assert (alice.returncode, alice.stdout) == (0, "alice\n3001\n3001\n"), alice
+
+    # The webhook took the name, but `/etc/passwd` must never see it.
+    eve = scn.password_client(gw, password="eve pass", user="eve:x").ssh("id")
+    assert eve.returncode != 0, eve
+    assert "the login name `eve:x` cannot be a user in your container" in eve.stderr, eve
+    assert "cannot be a user in your container" in gw.log, "the refusal is logged"

@@ -305,11 +305,16 @@ mod tests {
         let yaml = "identity:\n  enable: true\n  uid: 2000\n  gid: 100\n  home: /users/%u\n  \
                     shell: /bin/sh\n  sudo: true\n  hostname: '%u-lab'\n  uidRange: {min: 5, max: 9}\n";
         let loaded = load(yaml).unwrap_or_else(|e| panic!("{e}"));
-        let identity = loaded.config.identity;
+        let identity = loaded.config.identity.clone();
         assert_eq!((identity.uid, identity.gid), (2000, 100));
         assert_eq!(identity.uid_range, UidRange { min: 5, max: 9 });
         assert_eq!(identity.hostname, "%u-lab");
         assert!(identity.sudo && identity.enable);
+        // `check-config` prints it, and a config server's answer is merged into that print.
+        let printed = loaded.config.to_yaml();
+        let again =
+            parse_str(&printed, Format::Yaml, "printed.yaml").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.config, loaded.config);
     }
 
     #[test]
