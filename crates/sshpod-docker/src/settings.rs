@@ -462,4 +462,39 @@ platform: {os: linux, architecture: arm64, variant: v8}\n";
         assert_eq!(host["PidsLimit"], sshpod_config::DEFAULT_PIDS_LIMIT);
         assert_eq!(host["Privileged"], false);
     }
+
+    #[test]
+    fn hostname_and_sudo_shape_the_container() {
+        let s = settings(ExecutionMode::Connection);
+        let options = |body: &ContainerCreateBody| {
+            body.host_config
+                .as_ref()
+                .and_then(|h| h.security_opt.clone())
+                .unwrap_or_default()
+        };
+        let plain = s.container_body(&ctx(), "inst", vec!["idle".into()], None);
+        assert_eq!(plain.hostname, None);
+        assert_eq!(options(&plain), ["no-new-privileges"]);
+
+        let mut with = ctx();
+        with.hostname = Some("alice-lab".into());
+        let on = sshpod_config::IdentityConfig {
+            enable: true,
+            ..Default::default()
+        };
+        with.identity = sshpod_core::Identity::resolve(&on, "alice").unwrap_or_default();
+        let body = s.container_body(&with, "inst", vec!["idle".into()], None);
+        assert_eq!(body.hostname.as_deref(), Some("alice-lab"));
+        assert_eq!(options(&body), ["no-new-privileges"], "kept without sudo");
+
+        if let Some(identity) = with.identity.as_mut() {
+            identity.sudo = true;
+        }
+        let body = s.container_body(&with, "inst", vec!["idle".into()], None);
+        assert!(
+            options(&body).is_empty(),
+            "sudo is set-uid: {:?}",
+            options(&body)
+        );
+    }
 }

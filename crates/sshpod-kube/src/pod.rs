@@ -381,4 +381,62 @@ mod tests {
                 .unwrap();
         assert_eq!(exit_code(&other), None);
     }
+
+    #[test]
+    fn identity_starts_the_console_as_root_with_few_capabilities_and_names_the_pod() {
+        let file = "auth:\n  password:\n    method: htpasswd\n    htpasswd:\n      file: /x\n";
+        let config = sshpod_config::parse_str(file, sshpod_config::Format::Yaml, "x.yaml")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .config
+            .kubernetes
+            .pod;
+        let mut ctx = ConnectionContext::new(
+            sshpod_core::ConnectionId::random(),
+            "alice".into(),
+            ([127, 0, 0, 1], 22).into(),
+        );
+        let owner = Owner {
+            instance: "i".into(),
+            lease: None,
+        };
+        let plain = connection_pod(&config, &ctx, &owner, true);
+        let plain_spec = plain.spec.unwrap_or_default();
+        assert_eq!(plain_spec.hostname, None);
+        let secure = plain_spec.security_context.unwrap_or_default();
+        assert_eq!(
+            secure.run_as_non_root,
+            Some(true),
+            "unchanged without identity"
+        );
+
+        let on = sshpod_config::IdentityConfig {
+            enable: true,
+            sudo: true,
+            ..Default::default()
+        };
+        ctx.identity = sshpod_core::Identity::resolve(&on, "alice").unwrap_or_default();
+        ctx.hostname = Some("alice-lab".into());
+        let gid = ctx.identity.as_ref().map_or(0, |i| i64::from(i.gid));
+        let spec = connection_pod(&config, &ctx, &owner, true)
+            .spec
+            .unwrap_or_default();
+        assert_eq!(spec.hostname.as_deref(), Some("alice-lab"));
+        let pod = spec.security_context.unwrap_or_default();
+        assert_eq!(
+            (pod.run_as_user, pod.run_as_non_root),
+            (Some(0), Some(false))
+        );
+        assert_eq!(pod.fs_group, Some(gid));
+        let console = spec.containers[config.console_container_number]
+            .security_context
+            .clone()
+            .unwrap_or_default();
+        assert_eq!(console.allow_privilege_escalation, Some(true));
+        assert_eq!(console.privileged, Some(false));
+        let caps = console.capabilities.unwrap_or_default();
+        assert_eq!(caps.drop, Some(vec!["ALL".to_owned()]));
+        let added = caps.add.unwrap_or_default();
+        assert!(added.iter().any(|c| c == "SETUID") && added.iter().any(|c| c == "AUDIT_WRITE"));
+        assert!(!added.iter().any(|c| c == "SYS_ADMIN"));
+    }
 }
