@@ -5,6 +5,7 @@ baked in, on Docker and on kube-sim."""
 
 from __future__ import annotations
 
+import base64
 import re
 import sys
 import shutil
@@ -254,28 +255,42 @@ def test_kubernetes_scp_and_sftp_relative_paths_land_in_the_home(kube, scn, tmp_
     assert listing.stdout.count(f" {ALICE_UID} ") == 2, listing
 
 
-def webhook_server(users: dict):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webhook_server"))
-    from containerssh_webhooks import WebhookServer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webhook_server"))
+from containerssh_webhooks import WebhookServer, entry  # noqa: E402
 
-    return WebhookServer(users)
+# A config server's answer for alice: her uid, and a file for her (the webhook's files belong
+# to the user, as ContainerSSH's belong to the container's user).
+ALICE_ANSWER = {
+    "password": "alice pass",
+    "config": {"identity": {"uid": 3001, "gid": 3001}},
+    "files": {"/tmp/sshpod/token": entry(base64.b64encode(b"secret\n").decode(), sensitive=True)},
+}
+ALICE_SEES = "alice\n3001\n3001\nsecret\n3001:600\n"
+ALICE_LOOKS = f"{TOOLS} id -un; id -u; id -g; b cat /tmp/sshpod/token; b stat -c %u:%a /tmp/sshpod/token"
+
+
+def webhook_config(server: WebhookServer) -> dict:
+    return {"auth": {"password": {"method": "webhook", "webhook": {"url": server.url}}, "publicKey": {"method": ""}},
+            "configserver": {"url": server.url + "/config"}}
 
 
 def test_a_config_server_gives_each_user_a_uid_and_hostile_names_get_no_container(scn):
-    server = webhook_server({
-        "alice": {"password": "alice pass", "config": {"identity": {"uid": 3001, "gid": 3001}}},
-        "eve:x": {"password": "eve pass"},
-    })
+    server = WebhookServer({"alice": ALICE_ANSWER, "eve:x": {"password": "eve pass"}})
     scn.finalizers.append(server.close)
-    gw = scn.start(image_config(h.GUEST_IMAGE, {
-        "auth": {"password": {"method": "webhook", "webhook": {"url": server.url}}, "publicKey": {"method": ""}},
-        "configserver": {"url": server.url + "/config"},
-    }))
-    alice = scn.password_client(gw, password="alice pass").ssh("id -un; id -u; id -g")
-    assert (alice.returncode, alice.stdout) == (0, "alice\n3001\n3001\n"), alice
+    gw = scn.start(image_config(h.GUEST_IMAGE, webhook_config(server)))
+    alice = scn.password_client(gw, password="alice pass").ssh(ALICE_LOOKS)
+    assert (alice.returncode, alice.stdout) == (0, ALICE_SEES), alice
 
     # The webhook took the name, but `/etc/passwd` must never see it.
     eve = scn.password_client(gw, password="eve pass", user="eve:x").ssh("id")
     assert eve.returncode != 0, eve
     assert "the login name `eve:x` cannot be a user in your container" in eve.stderr, eve
     assert "cannot be a user in your container" in gw.log, "the refusal is logged"
+
+
+def test_kubernetes_config_server_uid_and_files_belong_to_the_user(kube, scn):
+    server = WebhookServer({"alice": ALICE_ANSWER})
+    scn.finalizers.append(server.close)
+    gw = kube(h.deep_merge(kube_image(h.GUEST_IMAGE), webhook_config(server)))
+    alice = scn.password_client(gw, password="alice pass").ssh(ALICE_LOOKS)
+    assert (alice.returncode, alice.stdout) == (0, ALICE_SEES), alice

@@ -78,14 +78,17 @@ impl ConnectionContainer {
         let started = match started {
             Ok(lifeline) => {
                 let timeout = settings.timeouts.command_start;
+                // The user first, so that the login's files are theirs.
                 let set_up = async {
-                    crate::files::write_all(&engine, &id, &ctx.files, timeout).await?;
-                    match &ctx.identity {
+                    let user = match &ctx.identity {
                         Some(identity) => {
-                            crate::identity::set_up(&engine, &id, identity, timeout).await
+                            crate::identity::set_up(&engine, &id, identity, timeout).await?;
+                            Some(identity.user_spec())
                         }
-                        None => Ok(()),
-                    }
+                        None => None,
+                    };
+                    crate::files::write_all(&engine, &id, &ctx.files, user.as_deref(), timeout)
+                        .await
                 };
                 set_up.await.map(|()| lifeline)
             }

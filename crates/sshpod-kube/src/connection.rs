@@ -36,11 +36,11 @@ pub(crate) async fn start(
         if lifeline {
             handle.hold_lifeline(&image).await?;
         }
-        files::write_all(&handle.target(), &ctx.files).await?;
-        match &ctx.identity {
-            Some(identity) => identity::set_up(&handle.target(), identity).await,
-            None => Ok(()),
+        // The user first, so that the login's files are theirs.
+        if let Some(identity) = &ctx.identity {
+            identity::set_up(&handle.target(), identity).await?;
         }
+        files::write_all_as(&handle.target(), &ctx.files, ctx.identity.as_ref()).await
     };
     let ready =
         lifecycle::prepared_within(handle.config().timeouts.command_start, &image, ready).await;
