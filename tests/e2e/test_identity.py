@@ -178,6 +178,42 @@ def test_a_per_user_hostname(scn):
     assert (result.returncode, result.stdout) == (0, "alice-sshpod\n"), result
 
 
+@pytest.fixture(scope="module")
+def nobody_image() -> str:
+    """The Debian guest whose configured user is `nobody`: sshpod must not depend on the
+    image's user being root to signal the user's processes."""
+    tag = f"sshpod-test-nobody:{uuid.uuid4().hex[:12]}"
+    with tempfile.TemporaryDirectory(prefix="sshpod-nobody.") as tmp:
+        (Path(tmp) / "Dockerfile").write_text(f"FROM {h.GUEST_IMAGE}\nUSER nobody\n")
+        h.docker("build", "-q", "-t", tag, tmp, timeout=300)
+    yield tag
+    h.docker("rmi", "-f", tag, check=False)
+
+
+def test_signals_reach_the_users_process_whatever_the_images_user(scn, nobody_image):
+    import asyncio
+
+    import asyncssh
+
+    gw = scn.start(image_config(nobody_image))
+
+    async def scenario():
+        async with asyncssh.connect("127.0.0.1", gw.port, username="alice", client_keys=[str(scn.keys["alice"])],
+                                    known_hosts=None, agent_path=None, config=None,
+                                    preferred_auth="publickey") as conn:
+            proc = await conn.create_process(
+                "trap 'echo got TERM; exit 7' TERM; echo ready $(id -un); while :; do sleep 0.1; done")
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            assert line == "ready alice\n", line
+            proc.send_signal("TERM")
+            output = await asyncio.wait_for(proc.stdout.read(), 60)
+            result = await asyncio.wait_for(proc.wait(), 60)
+            return output, result
+
+    output, result = asyncio.run(asyncio.wait_for(scenario(), 100))
+    assert output == "got TERM\n" and result.exit_status == 7, (output, result)
+
+
 def test_session_mode_refuses_identity_with_a_message(scn):
     gw = scn.start(image_config(h.GUEST_IMAGE, {"docker": {"execution": {"mode": "session"}}}))
     result = scn.client(gw).ssh("id")

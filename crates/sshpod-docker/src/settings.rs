@@ -98,6 +98,11 @@ impl Settings {
         if let Some(hostname) = &ctx.hostname {
             body.hostname = Some(hostname.clone());
         }
+        if ctx.identity.is_some() {
+            // The setup needs root's capabilities, which Docker gives an exec as root only in a
+            // container started as root; the user's processes run as the user whatever it is.
+            body.user = Some("0:0".to_owned());
+        }
         body.cmd = Some(cmd);
         body.open_stdin = Some(true);
         body.stdin_once = Some(true);
@@ -485,6 +490,7 @@ platform: {os: linux, architecture: arm64, variant: v8}\n";
         with.identity = sshpod_core::Identity::resolve(&on, "alice").unwrap_or_default();
         let body = s.container_body(&with, "inst", vec!["idle".into()], None);
         assert_eq!(body.hostname.as_deref(), Some("alice-lab"));
+        assert_eq!(body.user.as_deref(), Some("0:0"), "set up as root");
         assert_eq!(options(&body), ["no-new-privileges"], "kept without sudo");
 
         if let Some(identity) = with.identity.as_mut() {
