@@ -537,3 +537,60 @@ fn identity_of(
     ctx.identity = user;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sshpod_core::{BackendError, ConnectionId, IdentityError};
+
+    fn config(identity: &str) -> sshpod_config::Config {
+        let text = format!(
+            "auth: {{password: {{method: htpasswd, htpasswd: {{file: /x}}}}}}\nidentity: {identity}\n"
+        );
+        sshpod_config::parse_str(&text, sshpod_config::Format::Yaml, "t.yaml")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .config
+    }
+
+    fn ctx(user: &str) -> ConnectionContext {
+        ConnectionContext::new(
+            ConnectionId::random(),
+            user.into(),
+            ([127, 0, 0, 1], 1).into(),
+        )
+    }
+
+    #[test]
+    fn off_leaves_the_image_user_and_hostname() {
+        let mut c = ctx("alice");
+        assert!(identity_of(&mut c, &config("{}")).is_ok());
+        assert_eq!((c.identity, c.hostname), (None, None));
+    }
+
+    #[test]
+    fn the_connections_own_configuration_wins_over_the_file() {
+        let file = config("{enable: true, uid: 2000}");
+        let mut c = ctx("alice");
+        c.config = Some(Arc::new(config(
+            "{enable: true, uid: 3001, hostname: '%u-x'}",
+        )));
+        assert!(identity_of(&mut c, &file).is_ok());
+        assert_eq!(c.identity.as_ref().map(|i| i.uid), Some(3001));
+        assert_eq!(c.hostname.as_deref(), Some("alice-x"));
+    }
+
+    #[test]
+    fn names_that_cannot_be_users_are_refused_before_a_container_is_made() {
+        let file = config("{enable: true, hostname: '%u-x'}");
+        for hostile in ["eve:x", "a\nroot::0:0::/:/bin/sh", "12345"] {
+            let mut c = ctx(hostile);
+            match identity_of(&mut c, &file) {
+                Err(BackendError::Identity(
+                    IdentityError::BadUserName { .. } | IdentityError::BadHostname { .. },
+                )) => {}
+                other => panic!("{hostile:?}: {other:?}"),
+            }
+            assert_eq!(c.identity, None);
+        }
+    }
+}
