@@ -29,7 +29,8 @@ PROBE = (
     'w=$(whoami 2>/dev/null || busybox whoami); i=$(id 2>/dev/null || busybox id); '
     'echo "whoami=$w"; echo "id=$i"; echo "USER=$USER"; echo "LOGNAME=$LOGNAME"; '
     'echo "HOME=$HOME"; echo "SHELL=$SHELL"; echo "PATH=$PATH"; echo "pwd=$(pwd)"; '
-    'echo "SSH_TTY=${SSH_TTY-unset}"; echo "SSH_CONNECTION=$SSH_CONNECTION"'
+    'echo "SSH_TTY=${SSH_TTY-unset}"; echo "SSH_CONNECTION=$SSH_CONNECTION"; '
+    'while read -r k v; do case $k in CapEff:|CapPrm:) echo "${k%:}=$v";; esac; done </proc/self/status'
 )
 
 
@@ -78,6 +79,8 @@ def check_identity(client: h.Client, shell: str) -> None:
                        "pwd": "/home/alice", "SSH_TTY": "unset"}.items():
         assert got[key] == value, (key, got)
     assert "/usr/bin" in got["PATH"].split(":"), got
+    # The user's processes hold no capabilities, whatever the setup needed.
+    assert int(got["CapEff"], 16) == 0 and int(got["CapPrm"], 16) == 0, got
     assert got["SSH_CONNECTION"].startswith("127.0.0.1 "), got
 
     tty = client.ssh(PROBE, opts=["-tt"])

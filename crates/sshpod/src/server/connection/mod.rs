@@ -533,6 +533,9 @@ fn identity_of(
     let refused = sshpod_core::BackendError::Identity;
     let hostname = sshpod_core::hostname_for(&identity.hostname, &ctx.user).map_err(refused)?;
     let user = sshpod_core::Identity::resolve(identity, &ctx.user).map_err(refused)?;
+    if let Some(user) = &user {
+        tracing::debug!(uid = user.uid, gid = user.gid, home = %user.home, "runs as its own user");
+    }
     ctx.hostname = hostname;
     ctx.identity = user;
     Ok(())
