@@ -22,6 +22,7 @@ mod geoip;
 mod health;
 mod http;
 mod http_server;
+mod identity;
 mod inert;
 mod key_trust;
 mod kubernetes;
@@ -63,6 +64,10 @@ pub use crate::geoip::{GeoIpConfig, GeoIpProvider, DEFAULT_GEOIP2_FILE};
 pub use crate::health::{HealthConfig, DEFAULT_HEALTH_LISTEN};
 pub use crate::http::{ConfigServerConfig, HttpClientConfig, TlsVersion, WebhookConfig};
 pub use crate::http_server::HttpServerConfig;
+pub use crate::identity::{
+    expand, is_dns_label, IdentityConfig, UidRange, DEFAULT_HOME, DEFAULT_UID_MAX, DEFAULT_UID_MIN,
+    MAX_ID,
+};
 pub use crate::key_trust::KeyTrust;
 pub use crate::kubernetes::{
     KubernetesConfig, KubernetesConnection, KubernetesTimeouts, PodConfig, PodMode,
@@ -143,6 +148,9 @@ pub struct Config {
     pub health: HealthConfig,
     /// Where the metrics' `country` label comes from (ContainerSSH's `geoip`).
     pub geoip: GeoIpConfig,
+    /// Who a login runs as in its container, and the container's hostname (sshpod's own
+    /// `identity`); per connection, so a config server's answer can set a user's uid.
+    pub identity: IdentityConfig,
 }
 
 impl Config {

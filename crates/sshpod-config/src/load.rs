@@ -13,6 +13,7 @@ use crate::error::{unknown_message, ConfigError, ConfigErrors};
 use crate::geoip::RawGeoIp;
 use crate::health::RawHealth;
 use crate::http::RawConfigServer;
+use crate::identity::RawIdentity;
 use crate::inert::RawSshProxy;
 use crate::kubernetes::RawKubernetes;
 use crate::kuberun::RawKuberun;
@@ -125,6 +126,7 @@ struct RawConfig {
     kubernetes: Option<RawKubernetes>,
     kuberun: Option<RawKuberun>,
     sshproxy: RawSshProxy,
+    identity: RawIdentity,
 }
 
 impl RawConfig {
@@ -168,6 +170,7 @@ impl RawConfig {
             health: self.health.resolve(check, &metrics),
             metrics,
             geoip: self.geoip.resolve(check),
+            identity: self.identity.resolve(check),
         }
     }
 }

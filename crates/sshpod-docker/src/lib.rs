@@ -14,6 +14,7 @@ mod engine;
 mod exec;
 mod files;
 mod hijack;
+mod identity;
 mod image;
 mod local_streams;
 mod orphans;
@@ -276,6 +277,9 @@ async fn start_within(
                 ConnectionContainer::start(engine.clone(), Arc::clone(&settings), &ctx, &instance)
                     .await?,
             ),
+            ExecutionMode::Session if ctx.identity.is_some() => {
+                return Err(session_mode_has_no_identity(&ctx));
+            }
             ExecutionMode::Session => Mode::Session(
                 SessionContainers::new(engine.clone(), Arc::clone(&settings), &ctx, &instance)
                     .await?,
@@ -288,6 +292,15 @@ async fn start_within(
             orphans::remove_connection(&engine, &ctx.connection_id.to_string()).await;
             Err(settings.start_timeout())
         }
+    }
+}
+
+/// In session mode the session's program is the container's main process, so nothing can set
+/// the user up before it runs.
+fn session_mode_has_no_identity(ctx: &ConnectionContext) -> BackendError {
+    BackendError::SetUpUser {
+        user: ctx.user.clone(),
+        source: "`identity` needs the `connection` execution mode".into(),
     }
 }
 

@@ -27,6 +27,7 @@ mod exec;
 mod files;
 mod forward;
 mod handle;
+mod identity;
 mod lease;
 mod lifecycle;
 mod limiter;
@@ -172,6 +173,14 @@ impl Backend for KubeBackend {
         let client = requests::counted_client(&self.client, requests.clone());
         let pods: Api<Pod> = Api::namespaced(client, config.pod.namespace());
         let owner = self.owner_for(&config);
+        if ctx.identity.is_some() && config.pod.mode != PodMode::Connection {
+            // A session pod's program is its main process and a persistent pod is shared:
+            // neither has a moment to set a user up in.
+            return Err(BackendError::SetUpUser {
+                user: ctx.user.clone(),
+                source: "`identity` needs the `connection` pod mode".into(),
+            });
+        }
         let kind = match config.pod.mode {
             PodMode::Connection => Kind::Pod(connection::start(pods, config, &owner, ctx).await?),
             PodMode::Persistent => Kind::Pod(persistent::claim(pods, config, ctx).await?),
