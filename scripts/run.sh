@@ -4,6 +4,9 @@
 #
 #   scripts/run.sh                 # listens on 0.0.0.0:2222
 #   SSHPOD_PORT=2200 scripts/run.sh
+#
+# SSHPOD_BIN runs an already built binary instead of building one; SSHPOD_DEMO_DIR keeps the
+# demo's configuration, keys and password elsewhere (the test suite uses both).
 set -euo pipefail
 
 # shellcheck source=scripts/lib.sh
@@ -11,15 +14,20 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$REPO_ROOT"
 
 PORT="${SSHPOD_PORT:-2222}"
-DEMO="$WORK_DIR/demo"
+DEMO="${SSHPOD_DEMO_DIR:-$WORK_DIR/demo}"
 
 ensure_cargo
 ensure_packages
 ensure_dockerd
 ensure_guest_image
 ensure_isolated_network
-log "building sshpod (release)"
-cargo build --release -p sshpod
+if [ -n "${SSHPOD_BIN:-}" ]; then
+  BIN="$SSHPOD_BIN"
+else
+  log "building sshpod (release)"
+  cargo build --release -p sshpod
+  BIN="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/sshpod"
+fi
 
 mkdir -p "$DEMO/authorized_keys"
 chmod 700 "$DEMO"
@@ -29,7 +37,7 @@ if [ ! -f "$DEMO/id_ed25519" ]; then
 fi
 cp "$DEMO/id_ed25519.pub" "$DEMO/authorized_keys/demo"
 
-password_note="printed on the first run; delete .work/demo/htpasswd for a new one"
+password_note="printed on the first run; delete $DEMO/htpasswd for a new one"
 if [ ! -f "$DEMO/htpasswd" ]; then
   password=$(openssl rand -base64 18 | tr -d '/+=' | cut -c1-16)
   printf 'demo:%s\n' "$(printf '%s' "$password" | openssl passwd -6 -stdin)" >"$DEMO/htpasswd"
@@ -56,14 +64,15 @@ auth:
     method: htpasswd
     htpasswd:
       file: $DEMO/htpasswd
+# You are your own user in your container (demo), with a home and a login shell.
+identity:
+  enable: true
 docker:
   execution:
-    # Isolation for strangers (README, "Security model"): the guest's unprivileged user, no
-    # capabilities (so no raw sockets either), and a network on which containers cannot
-    # reach each other.
+    # Isolation for strangers (README, "Security model"): no capabilities for the user (so no
+    # raw sockets either), and a network on which containers cannot reach each other.
     container:
       image: sshpod-guest:latest
-      user: guest
     host:
       networkmode: $SSHPOD_NETWORK
       capdrop: [ALL]
@@ -73,11 +82,11 @@ security:
     forwardingMode: enable
 EOF
 
-rel_key=".work/demo/id_ed25519"
+rel_key="${DEMO#"$REPO_ROOT"/}/id_ed25519"
 cat <<EOF
 
 sshpod demo
-  config:    .work/demo/config.yaml
+  config:    ${DEMO#"$REPO_ROOT"/}/config.yaml
   user:      demo
   key login: ssh -i $rel_key -p $PORT demo@localhost
   password:  ssh -o PubkeyAuthentication=no -p $PORT demo@localhost   (password: $password_note)
@@ -87,4 +96,4 @@ Stop the server with Ctrl-C.
 
 EOF
 
-exec "$REPO_ROOT/target/release/sshpod" --config "$DEMO/config.yaml"
+exec "$BIN" --config "$DEMO/config.yaml"

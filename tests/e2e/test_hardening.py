@@ -269,7 +269,8 @@ def isolated_network(scn) -> str:
 
 
 def hardened(network: str) -> dict:
-    """The isolation settings of scripts/run.sh and examples/config.yaml."""
+    """The isolation settings of examples/config.yaml (scripts/run.sh adds `identity`:
+    tests/e2e/test_quickstart.py)."""
     return {"docker": {"execution": {"container": {"user": "guest"},
                                      "host": {"networkmode": network, "capdrop": ["ALL"]}}}}
 

@@ -108,6 +108,9 @@ impl Settings {
         body.stdin_once = Some(true);
         body.attach_stdin = Some(true);
         let host = body.host_config.get_or_insert_with(HostConfig::default);
+        if ctx.identity.is_some() {
+            keep_setup_capability(host);
+        }
         if ctx.identity.as_ref().is_some_and(|i| i.sudo) {
             // `sudo` is set-uid: under no-new-privileges it cannot raise anyone to root.
             if let Some(options) = host.security_opt.as_mut() {
@@ -210,6 +213,28 @@ fn short_reason(message: &str) -> String {
         message.trim()
     };
     reason.chars().take(200).collect()
+}
+
+/// The user's setup (run as root) gives the home to the user: `CAP_CHOWN` stays in the
+/// container's bounding set even where the configuration drops every capability. The user's
+/// own processes run as the user, without effective capabilities and, unless `sudo` is on,
+/// without a way to gain any (no-new-privileges).
+fn keep_setup_capability(host: &mut HostConfig) {
+    const SETUP: &str = "CHOWN";
+    let named = |c: &String| {
+        let c = c.trim_start_matches("CAP_");
+        c.eq_ignore_ascii_case(SETUP)
+    };
+    if let Some(dropped) = host.cap_drop.as_mut() {
+        dropped.retain(|c| !named(c));
+        let all_dropped = dropped.iter().any(|c| c.eq_ignore_ascii_case("ALL"));
+        let added = host.cap_add.as_ref().is_some_and(|a| a.iter().any(named));
+        if all_dropped && !added {
+            host.cap_add
+                .get_or_insert_with(Vec::new)
+                .push(SETUP.to_owned());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -502,5 +527,31 @@ platform: {os: linux, architecture: arm64, variant: v8}\n";
             "sudo is set-uid: {:?}",
             options(&body)
         );
+    }
+
+    #[test]
+    fn the_users_setup_keeps_chown_where_every_capability_is_dropped() {
+        let capabilities = |host: &HostConfig| (host.cap_add.clone(), host.cap_drop.clone());
+        let mut dropped_all = HostConfig {
+            cap_drop: Some(vec!["ALL".into()]),
+            ..Default::default()
+        };
+        keep_setup_capability(&mut dropped_all);
+        assert_eq!(
+            capabilities(&dropped_all),
+            (Some(vec!["CHOWN".into()]), Some(vec!["ALL".into()]))
+        );
+        let mut dropped_chown = HostConfig {
+            cap_drop: Some(vec!["NET_RAW".into(), "CAP_CHOWN".into()]),
+            ..Default::default()
+        };
+        keep_setup_capability(&mut dropped_chown);
+        assert_eq!(
+            capabilities(&dropped_chown),
+            (None, Some(vec!["NET_RAW".into()]))
+        );
+        let mut untouched = HostConfig::default();
+        keep_setup_capability(&mut untouched);
+        assert_eq!(capabilities(&untouched), (None, None));
     }
 }
