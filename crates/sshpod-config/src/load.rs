@@ -12,6 +12,7 @@ use crate::docker::RawDocker;
 use crate::error::{unknown_message, ConfigError, ConfigErrors};
 use crate::geoip::RawGeoIp;
 use crate::health::RawHealth;
+use crate::homes::RawHomes;
 use crate::http::RawConfigServer;
 use crate::inert::RawSshProxy;
 use crate::kubernetes::RawKubernetes;
@@ -125,6 +126,7 @@ struct RawConfig {
     kubernetes: Option<RawKubernetes>,
     kuberun: Option<RawKuberun>,
     sshproxy: RawSshProxy,
+    homes: RawHomes,
 }
 
 impl RawConfig {
@@ -168,6 +170,7 @@ impl RawConfig {
             health: self.health.resolve(check, &metrics),
             metrics,
             geoip: self.geoip.resolve(check),
+            homes: self.homes.resolve(check),
         }
     }
 }
