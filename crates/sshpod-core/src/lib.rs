@@ -21,6 +21,7 @@ pub mod event;
 mod ids;
 pub mod labels;
 mod lifecycle;
+pub mod per_user;
 mod process;
 mod read_buffer;
 pub mod tap;
