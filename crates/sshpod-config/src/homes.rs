@@ -59,10 +59,8 @@ impl HomesConfig {
     /// The home of `login`: `path` with `%u` replaced. `None` for a login that cannot be part
     /// of a path (empty, `.`, `..`, or holding `/` or a NUL).
     pub fn home_for(&self, login: &str) -> Option<String> {
-        let usable = !login.is_empty()
-            && login != "."
-            && login != ".."
-            && !login.contains(['/', '\0']);
+        let usable =
+            !login.is_empty() && login != "." && login != ".." && !login.contains(['/', '\0']);
         (usable || !self.path.contains("%u")).then(|| self.path.replace("%u", login))
     }
 }
@@ -166,7 +164,10 @@ impl RawHomes {
             } else if !paths.insert(mount.path.clone()) {
                 check.error(
                     &at("path"),
-                    format!("`{}` is already mounted (the home or another mount)", mount.path),
+                    format!(
+                        "`{}` is already mounted (the home or another mount)",
+                        mount.path
+                    ),
                 );
             }
             if !is_quantity(&mount.size) {
@@ -190,7 +191,9 @@ fn quantity_error(value: &str) -> String {
 
 /// A Kubernetes quantity as sizes are written: digits, maybe a fraction, maybe a suffix.
 fn is_quantity(value: &str) -> bool {
-    const SUFFIXES: &[&str] = &["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E"];
+    const SUFFIXES: &[&str] = &[
+        "", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "k", "M", "G", "T", "P", "E",
+    ];
     let digits = value
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(value.len());
@@ -253,7 +256,10 @@ mod tests {
         let homes = &loaded.config.homes;
         assert_eq!(homes.home_for("bob").as_deref(), Some("/users/bob"));
         assert_eq!(homes.grace_period, Duration::from_secs(30));
-        assert!(homes.extra_mounts[0].is_read_only(), "shared mounts are read-only");
+        assert!(
+            homes.extra_mounts[0].is_read_only(),
+            "shared mounts are read-only"
+        );
         assert!(!homes.extra_mounts[1].is_read_only());
         assert_eq!(homes.extra_mounts[1].scope, MountScope::PerUser);
         let again = parse_str(&loaded.config.to_yaml(), Format::Yaml, "again.yaml")
@@ -279,7 +285,10 @@ mod tests {
         );
         let all = messages(yaml("homes:\n  sise: 1Gi\n"));
         assert_eq!(all.len(), 1);
-        assert!(all[0].starts_with("test.yaml:7:3: key `homes.sise`"), "{all:?}");
+        assert!(
+            all[0].starts_with("test.yaml:7:3: key `homes.sise`"),
+            "{all:?}"
+        );
     }
 
     #[test]

@@ -176,6 +176,13 @@ impl<T: Shared> PerUser<T> {
     }
 }
 
+impl<T> Claim<T> {
+    /// The shared value.
+    pub fn value(&self) -> &Arc<T> {
+        &self.value
+    }
+}
+
 impl<T: Shared> Claim<T> {
     /// Gives the share back; the last one starts the grace timer.
     pub async fn release(self) {
@@ -301,13 +308,21 @@ mod tests {
         assert_eq!((first.number, second.number), (0, 0), "one value, shared");
         first.release().await;
         advance(GRACE * 2).await;
-        assert_eq!(retired(&counters), 0, "still claimed by the second connection");
+        assert_eq!(
+            retired(&counters),
+            0,
+            "still claimed by the second connection"
+        );
         second.release().await;
         advance(GRACE - Duration::from_secs(1)).await;
         assert_eq!(retired(&counters), 0, "within the grace period");
         assert_eq!(users.len().await, 1);
         advance(Duration::from_secs(2)).await;
-        assert_eq!(retired(&counters), 1, "retired once the grace period is over");
+        assert_eq!(
+            retired(&counters),
+            1,
+            "retired once the grace period is over"
+        );
         assert!(users.is_empty().await);
         let third = claim(&users, &counters).await;
         assert_eq!(third.number, 1, "a new value after retirement");
@@ -322,7 +337,11 @@ mod tests {
         let again = claim(&users, &counters).await;
         assert_eq!(again.number, 0, "the same value");
         advance(GRACE * 2).await;
-        assert_eq!(retired(&counters), 0, "the old timer does not retire a claimed value");
+        assert_eq!(
+            retired(&counters),
+            0,
+            "the old timer does not retire a claimed value"
+        );
         again.release().await;
         advance(GRACE + Duration::from_secs(1)).await;
         assert_eq!(retired(&counters), 1);

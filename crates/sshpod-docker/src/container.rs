@@ -8,7 +8,10 @@
 
 use std::sync::Arc;
 
-use bollard::query_parameters::{RemoveContainerOptions, StartContainerOptions};
+use bollard::models::Mount;
+use bollard::query_parameters::{
+    InspectContainerOptions, RemoveContainerOptions, StartContainerOptions,
+};
 use sshpod_core::{BackendError, ConnectionContext, Process, ProcessSpec};
 use tokio::sync::{Mutex, OnceCell};
 
@@ -49,8 +52,10 @@ impl ConnectionContainer {
         settings: Arc<Settings>,
         ctx: &ConnectionContext,
         instance: &str,
+        mounts: Vec<Mount>,
     ) -> Result<Self, BackendError> {
         let mut body = settings.container_body(ctx, instance, settings.idle_command.clone(), None);
+        crate::add_mounts(&mut body, mounts);
         let streams = engine
             .local_streams()
             .and_then(|root| root.for_connection(&ctx.connection_id.to_string()));
@@ -127,6 +132,27 @@ impl ConnectionContainer {
         self.lifeline.lock().await.take();
         remove(&self.engine, &self.id).await;
         Ok(())
+    }
+}
+
+/// In `mode: user` a user's connections share the container, and it is removed once the last
+/// of them is gone for the grace period.
+impl sshpod_core::per_user::Shared for ConnectionContainer {
+    async fn is_alive(&self) -> bool {
+        match self
+            .engine
+            .docker
+            .inspect_container(&self.id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(c) => c.state.and_then(|s| s.running).unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    async fn retire(&self) {
+        tracing::debug!(container = %self.id, "user container's grace period is over");
+        let _ = self.close().await;
     }
 }
 

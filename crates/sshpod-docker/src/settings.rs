@@ -100,8 +100,11 @@ impl Settings {
         body.stdin_once = Some(true);
         body.attach_stdin = Some(true);
         let host = body.host_config.get_or_insert_with(HostConfig::default);
+        if self.mode == ExecutionMode::User {
+            labels.insert(labels::USER_CONTAINER.to_owned(), ctx.user.clone());
+        }
         match self.mode {
-            ExecutionMode::Connection => {
+            ExecutionMode::Connection | ExecutionMode::User => {
                 body.tty = Some(false);
                 // The idle process exits when sshpod's attach stream closes; the engine then
                 // removes the container even if sshpod is gone.
@@ -116,6 +119,12 @@ impl Settings {
             }
         }
         body
+    }
+
+    /// The labels of the configuration's container (`docker.execution.container.labels`), also
+    /// put on the volumes sshpod creates.
+    pub(crate) fn base_labels(&self) -> HashMap<String, String> {
+        self.template.labels.clone().unwrap_or_default()
     }
 
     /// The container name: the configured one, or one that says whose it is.

@@ -76,6 +76,7 @@ pub(crate) async fn run(
                         config.docker.connection.host
                     )
                 })?;
+            let backend = backend.with_homes(config.homes.clone());
             tracing::info!(
                 code = log_codes::BACKEND_CONNECTED,
                 instance = backend.instance(),
