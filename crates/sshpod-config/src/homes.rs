@@ -151,7 +151,12 @@ impl RawHomes {
         let mut paths = std::collections::HashSet::from([self.path.clone()]);
         for (index, mount) in self.extra_mounts.iter().enumerate() {
             let at = |key: &str| format!("homes.extraMounts[{index}].{key}");
-            if !is_volume_name(&mount.name) {
+            if mount.name == "home" {
+                check.error(
+                    &at("name"),
+                    "`home` is the user's home; choose another name",
+                );
+            } else if !is_volume_name(&mount.name) {
                 check.error(
                     &at("name"),
                     "must be 1 to 40 lower-case letters, digits and `-`, starting with a letter",

@@ -18,6 +18,7 @@ mod backend;
 mod command;
 mod error;
 pub mod event;
+pub mod homes;
 mod ids;
 pub mod labels;
 mod lifecycle;

@@ -15,62 +15,13 @@ use bollard::query_parameters::{
     StartContainerOptions, WaitContainerOptions,
 };
 use futures_util::StreamExt;
-use sshpod_config::{HomesConfig, MountScope};
+use sshpod_core::homes::Planned;
 use sshpod_core::{labels, BackendError};
 
 use crate::engine::Engine;
 
 /// On shared extra mounts: the mount's name.
 const MOUNT_LABEL: &str = "sshpod.mount";
-/// The kind of a user's home volume (the value of `sshpod.home`).
-const HOME_KIND: &str = "home";
-
-/// A volume a container of the user mounts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Planned {
-    /// The volume's name on the engine.
-    pub(crate) volume: String,
-    /// Where it is mounted.
-    pub(crate) target: String,
-    pub(crate) read_only: bool,
-    /// `home` or the extra mount's name.
-    kind: String,
-    /// Per user (labelled with the login) or shared.
-    per_user: bool,
-}
-
-/// The volumes a container of `user` mounts: their home (when homes are on) and the extra
-/// mounts. Fails for a login that cannot be part of the home's path.
-pub(crate) fn plan(homes: &HomesConfig, user: &str) -> Result<Vec<Planned>, String> {
-    let mut planned = Vec::new();
-    if homes.enable {
-        let target = homes
-            .home_for(user)
-            .ok_or_else(|| "your login name cannot name a home directory".to_owned())?;
-        planned.push(Planned {
-            volume: home_volume(user),
-            target,
-            read_only: false,
-            kind: HOME_KIND.to_owned(),
-            per_user: true,
-        });
-    }
-    for mount in &homes.extra_mounts {
-        let per_user = mount.scope == MountScope::PerUser;
-        planned.push(Planned {
-            volume: if per_user {
-                labels::volume_name(&format!("sshpod-{}-", mount.name), user)
-            } else {
-                format!("sshpod-mount-{}", mount.name)
-            },
-            target: mount.path.clone(),
-            read_only: mount.is_read_only(),
-            kind: mount.name.clone(),
-            per_user,
-        });
-    }
-    Ok(planned)
-}
 
 /// The name of `user`'s home volume.
 pub fn home_volume(user: &str) -> String {
@@ -285,7 +236,8 @@ fn parse_du(output: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sshpod_config::ExtraMount;
+    use sshpod_config::{ExtraMount, HomesConfig, MountScope};
+    use sshpod_core::homes::plan;
 
     fn mount(name: &str, path: &str, scope: MountScope) -> ExtraMount {
         ExtraMount {

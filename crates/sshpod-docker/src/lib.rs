@@ -339,12 +339,13 @@ async fn start_within(
     homes: Arc<HomesConfig>,
 ) -> Result<DockerContainer, BackendError> {
     let start = async {
-        let planned =
-            homes::plan(&homes, &ctx.user).map_err(|reason| BackendError::StartContainer {
+        let planned = sshpod_core::homes::plan(&homes, &ctx.user).map_err(|reason| {
+            BackendError::StartContainer {
                 image: settings.image.clone(),
                 reason,
                 source: None,
-            })?;
+            }
+        })?;
         let mounts = homes::ensure(&engine, &planned, &settings.base_labels(), &ctx.user).await?;
         Ok(DockerContainer(match settings.mode {
             // A user container is a connection container that its claim shares.

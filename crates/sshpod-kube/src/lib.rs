@@ -27,6 +27,7 @@ mod exec;
 mod files;
 mod forward;
 mod handle;
+mod homes;
 mod lease;
 mod lifecycle;
 mod limiter;
@@ -40,9 +41,11 @@ mod token_file;
 use std::sync::Arc;
 
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client};
-use sshpod_config::{KubernetesConfig, PodMode};
+use sshpod_config::{HomesConfig, KubernetesConfig, PodMode};
+use sshpod_core::per_user::{Claim, PerUser};
 use sshpod_core::{
     Backend, BackendError, ConnectionContext, Container, Lifecycle, NotPossible, Process,
     ProcessSpec,
@@ -67,6 +70,12 @@ pub struct KubeBackend {
     lease: Option<HeldLease>,
     /// Every connection's API requests, by kind.
     api_requests: Arc<ApiRequests>,
+    /// Homes, extra mounts and `mode: user`'s grace period (`homes`).
+    homes: Arc<HomesConfig>,
+    /// `mode: user`: each user's pod, shared by their connections.
+    users: PerUser<PodHandle>,
+    /// Where the user pods' grace timers run; stopped (pods deleted) at shutdown.
+    users_lifecycle: Lifecycle,
 }
 
 impl KubeBackend {
@@ -116,6 +125,7 @@ impl KubeBackend {
                 None
             }
         };
+        let users_lifecycle = lifecycle.child();
         Ok(Self {
             client,
             config: Arc::new(config.clone()),
@@ -123,7 +133,18 @@ impl KubeBackend {
             sweeper,
             lease,
             api_requests: Arc::default(),
+            homes: Arc::new(HomesConfig::default()),
+            users: PerUser::new(HomesConfig::default().grace_period, users_lifecycle.clone()),
+            users_lifecycle,
         })
+    }
+
+    /// Gives every user a home and the extra mounts of `homes` (PersistentVolumeClaims), and
+    /// keeps user pods (`mode: user`) for its grace period.
+    pub fn with_homes(mut self, homes: HomesConfig) -> Self {
+        self.users = PerUser::new(homes.grace_period, self.users_lifecycle.clone());
+        self.homes = Arc::new(homes);
+        self
     }
 
     /// The connections' API requests by kind so far, for the whole process (the metrics read
@@ -172,8 +193,41 @@ impl Backend for KubeBackend {
         let client = requests::counted_client(&self.client, requests.clone());
         let pods: Api<Pod> = Api::namespaced(client, config.pod.namespace());
         let owner = self.owner_for(&config);
+        let homes = match &ctx.config {
+            Some(c) => Arc::new(c.homes.clone()),
+            None => Arc::clone(&self.homes),
+        };
+        let volumes = match config.pod.mode {
+            PodMode::Connection | PodMode::User => sshpod_core::homes::plan(&homes, &ctx.user)
+                .map_err(|reason| BackendError::StartContainer {
+                    image: pod::console_of(&config.pod).1,
+                    reason,
+                    source: None,
+                })?,
+            // Session pods and persistent pods mount what their spec says.
+            PodMode::Session | PodMode::Persistent => Vec::new(),
+        };
+        if !volumes.is_empty() {
+            let claims: Api<PersistentVolumeClaim> =
+                Api::namespaced(pods.clone().into_client(), config.pod.namespace());
+            homes::ensure(&claims, &volumes, &config.pod, &ctx.user).await?;
+        }
         let kind = match config.pod.mode {
-            PodMode::Connection => Kind::Pod(connection::start(pods, config, &owner, ctx).await?),
+            PodMode::Connection => {
+                Kind::Pod(connection::start(pods, config, &owner, ctx, &volumes).await?)
+            }
+            PodMode::User => {
+                let claim = self
+                    .users
+                    .claim(&ctx.user, || {
+                        connection::start(pods, config, &owner, ctx, &volumes)
+                    })
+                    .await?;
+                Kind::User {
+                    pod: Arc::clone(claim.value()),
+                    claim: tokio::sync::Mutex::new(Some(claim)),
+                }
+            }
             PodMode::Persistent => Kind::Pod(persistent::claim(pods, config, ctx).await?),
             PodMode::Session => Kind::Sessions(SessionPods::new(pods, config, ctx, &owner)),
         };
@@ -193,6 +247,9 @@ impl Backend for KubeBackend {
     }
 
     async fn shutdown(&self) {
+        // User pods first, while the Lease still vouches for them.
+        self.users_lifecycle.cancel();
+        self.users_lifecycle.wait().await;
         if let Some(lease) = &self.lease {
             lease.release().await;
         }
@@ -211,6 +268,12 @@ enum Kind {
     Pod(PodHandle),
     /// `session` mode: a pod per session.
     Sessions(SessionPods),
+    /// `user` mode: the user's pod, shared with their other connections.
+    User {
+        pod: Arc<PodHandle>,
+        /// This connection's share, given back on close.
+        claim: tokio::sync::Mutex<Option<Claim<PodHandle>>>,
+    },
 }
 
 impl Container for KubeContainer {
@@ -219,6 +282,7 @@ impl Container for KubeContainer {
     async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
         match &self.kind {
             Kind::Pod(pod) => pod.exec(spec).await,
+            Kind::User { pod, .. } => pod.exec(spec).await,
             Kind::Sessions(sessions) => sessions.exec(spec).await,
         }
     }
@@ -226,6 +290,7 @@ impl Container for KubeContainer {
     async fn dial(&self, host: &str, port: u16) -> Result<ForwardStream, BackendError> {
         match &self.kind {
             Kind::Pod(pod) => pod.dial(host, port).await,
+            Kind::User { pod, .. } => pod.dial(host, port).await,
             Kind::Sessions(_) => Err(NotPossible::ForwardingInSessionMode.into()),
         }
     }
@@ -233,6 +298,7 @@ impl Container for KubeContainer {
     fn info(&self) -> sshpod_core::ContainerInfo {
         match &self.kind {
             Kind::Pod(pod) => pod.info(),
+            Kind::User { pod, .. } => pod.info(),
             Kind::Sessions(pods) => pods.info(),
         }
     }
@@ -240,6 +306,11 @@ impl Container for KubeContainer {
     async fn close(&self) -> Result<(), BackendError> {
         match &self.kind {
             Kind::Pod(pod) => pod.close().await,
+            Kind::User { claim, .. } => {
+                if let Some(claim) = claim.lock().await.take() {
+                    claim.release().await;
+                }
+            }
             Kind::Sessions(sessions) => sessions.close().await,
         }
         tracing::debug!(
