@@ -151,3 +151,78 @@ def test_homes_ls_du_and_rm(scn):
     assert home_volumes(user) == []
     again = homes_cli(gateway, "rm", user, "--yes")
     assert again.returncode == 1 and "has no home" in again.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# Kubernetes (kube-sim): homes are PersistentVolumeClaims, user containers are pods.
+
+from test_kubernetes import kube_config, ks, pods, wait_no_pods  # noqa: E402,F401  (ks is a fixture)
+
+
+def kube_student(scn, ks) -> str:
+    user = f"stud-{scn.run_id[:10]}"
+    shutil.copy(scn.keys["alice"].with_suffix(".pub"), scn.tmp / "authorized_keys" / user)
+    scn.finalizers.append(lambda: ks.kubectl("delete", "pvc", "-n", "default", "-l", f"sshpod.user={user}",
+                                             "--wait=false", check=False))
+    scn.leak_checks.append(lambda: wait_no_pods(ks))
+    return user
+
+
+def kube_homes(ks, grace: str = "0s", mode: str = "connection") -> dict:
+    # As root: kube-sim does not give a claim's volume to the pod's `fsGroup` as a cluster's
+    # kubelet does, so the default uid 1000 could not write to a fresh home there.
+    spec = {"securityContext": {"runAsUser": 0}, "containers": [{"name": "shell", "image": h.GUEST_IMAGE}]}
+    return h.deep_merge(kube_config(ks, mode=mode, spec=spec), {"homes": {"enable": True, "gracePeriod": grace}})
+
+
+def claims(ks, user: str) -> list[str]:
+    out = ks.kubectl("get", "pvc", "-n", "default", "-l", f"sshpod.home=home,sshpod.user={user}",
+                     "-o", "jsonpath={.items[*].metadata.name}").stdout
+    return out.split()
+
+
+def test_kubernetes_a_file_in_the_home_survives_logout_a_new_login_and_a_restart(scn, ks):
+    user = kube_student(scn, ks)
+    gateway = start(scn, kube_homes(ks))
+    client = scn.client(gateway, user=user)
+    ok(client.ssh(f"echo kept > /home/{user}/notes.txt"))
+    wait_no_pods(ks)
+    assert ok(client.ssh(f"cat /home/{user}/notes.txt")) == "kept\n"
+    [claim] = claims(ks, user)
+    assert claim.startswith(f"sshpod-home-{user}-")
+    size = ks.kubectl("get", "pvc", "-n", "default", claim, "-o",
+                      "jsonpath={.spec.resources.requests.storage}").stdout
+    assert size == "1Gi"
+
+    gateway.stop()
+    restarted = start(scn, kube_homes(ks), name="restarted")
+    assert ok(scn.client(restarted, user=user).ssh(f"cat /home/{user}/notes.txt")) == "kept\n"
+    assert claims(ks, user) == [claim], "the restart made no second claim"
+
+
+def test_kubernetes_connections_of_a_user_share_one_pod_that_outlives_them_by_the_grace_period(scn, ks):
+    user = kube_student(scn, ks)
+    gateway = start(scn, kube_homes(ks, grace="10m", mode="user"))
+    client = scn.client(gateway, user=user)
+    first = scn.track(client.popen("echo started; exec sleep 600", stdout=subprocess.PIPE))
+    assert h.read_line(first.stdout, h.COMMAND_TIMEOUT) == b"started\n"
+    assert ok(client.ssh("cat /proc/[0-9]*/cmdline | tr '\\0' ' ' | grep -c 'sleep 60[0]'")) == "1\n"
+    [pod] = [p["metadata"]["name"] for p in pods(ks)]
+    ok(client.ssh("nohup sleep 4242 >/dev/null 2>&1 &"))
+    first.kill()
+    first.wait()
+    assert ok(client.ssh("cat /proc/[0-9]*/cmdline | tr '\\0' ' ' | grep -c 'sleep 424[2]'")) == "1\n"
+    assert [p["metadata"]["name"] for p in pods(ks)] == [pod], "the same pod"
+    # Shutdown deletes the user pod; the claim stays.
+    assert gateway.stop() == 0, gateway.log
+    wait_no_pods(ks)
+    assert len(claims(ks, user)) == 1
+
+
+def test_kubernetes_the_user_pod_goes_after_the_grace_period_and_the_home_stays(scn, ks):
+    user = kube_student(scn, ks)
+    gateway = start(scn, kube_homes(ks, grace="5s", mode="user"))
+    client = scn.client(gateway, user=user)
+    ok(client.ssh(f"echo kept > /home/{user}/f"))
+    wait_no_pods(ks, timeout=60)
+    assert ok(client.ssh(f"cat /home/{user}/f")) == "kept\n"
