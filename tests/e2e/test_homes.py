@@ -153,6 +153,22 @@ def test_homes_ls_du_and_rm(scn):
     assert again.returncode == 1 and "has no home" in again.stderr
 
 
+def test_first_login_customisation_runs_once_in_the_home_and_shows_its_output(scn):
+    user = student(scn)
+    config = homes_config()
+    config["homes"]["customizeCommand"] = "echo hello-from-setup; echo ran >> count; exit 3"
+    gateway = start(scn, config)
+    client = scn.client(gateway, user=user)
+    first = client.ssh(input=f"cat /home/{user}/count\nexit\n")
+    assert first.returncode == 0, first
+    assert first.stdout == ("sshpod: customising your home (first login)\nhello-from-setup\n"
+                            "sshpod: customisation failed: customizeCommand\nran\n"), first
+    h.wait_no_containers(scn.run_id)
+    again = client.ssh(input=f"cat /home/{user}/count\nexit\n")
+    assert again.stdout == "ran\n", "it ran once; the second login shows nothing"
+    assert ok(client.ssh(f"test -e /home/{user}/.sshpod-customized && echo marked")) == "marked\n"
+
+
 # --------------------------------------------------------------------------------------------
 # Kubernetes (kube-sim): homes are PersistentVolumeClaims, user containers are pods.
 

@@ -40,6 +40,13 @@ pub struct HomesConfig {
     pub grace_period: Duration,
     /// Further volumes mounted into every user's container (the seed's `extraMounts`).
     pub extra_mounts: Vec<ExtraMount>,
+    /// First login: a repository cloned into a temporary directory (the seed's
+    /// `customizeRepo`; needs `git` in the image).
+    pub customize_repo: String,
+    /// First login: run by `/bin/sh -c` in the clone of `customizeRepo`.
+    pub customize_repo_command: String,
+    /// First login: run by `/bin/sh -c` in the home (the seed's `customizeCommand`).
+    pub customize_command: String,
 }
 
 impl Default for HomesConfig {
@@ -51,11 +58,19 @@ impl Default for HomesConfig {
             storage_class_name: String::new(),
             grace_period: DEFAULT_GRACE_PERIOD,
             extra_mounts: Vec::new(),
+            customize_repo: String::new(),
+            customize_repo_command: String::new(),
+            customize_command: String::new(),
         }
     }
 }
 
 impl HomesConfig {
+    /// Whether a first-login step is configured.
+    pub fn customizes(&self) -> bool {
+        self.enable && !(self.customize_repo.is_empty() && self.customize_command.is_empty())
+    }
+
     /// The home of `login`: `path` with `%u` replaced. `None` for a login that cannot be part
     /// of a path (empty, `.`, `..`, or holding `/` or a NUL).
     pub fn home_for(&self, login: &str) -> Option<String> {
@@ -120,6 +135,9 @@ pub(crate) struct RawHomes {
     #[serde(with = "duration")]
     grace_period: Duration,
     extra_mounts: Vec<ExtraMount>,
+    customize_repo: String,
+    customize_repo_command: String,
+    customize_command: String,
 }
 
 impl Default for RawHomes {
@@ -132,6 +150,9 @@ impl Default for RawHomes {
             storage_class_name: d.storage_class_name,
             grace_period: d.grace_period,
             extra_mounts: d.extra_mounts,
+            customize_repo: d.customize_repo,
+            customize_repo_command: d.customize_repo_command,
+            customize_command: d.customize_command,
         }
     }
 }
@@ -179,6 +200,31 @@ impl RawHomes {
                 check.error(&at("size"), quantity_error(&mount.size));
             }
         }
+        if self
+            .customize_repo
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+        {
+            check.error(
+                "homes.customizeRepo",
+                "must be a repository URL or path, without spaces",
+            );
+        }
+        if !self.customize_repo_command.is_empty() && self.customize_repo.is_empty() {
+            check.error(
+                "homes.customizeRepoCommand",
+                "runs in `customizeRepo`, which is not set",
+            );
+        }
+        let customizing = !(self.customize_repo.is_empty() && self.customize_command.is_empty());
+        if customizing && !self.enable {
+            let key = if self.customize_repo.is_empty() {
+                "homes.customizeCommand"
+            } else {
+                "homes.customizeRepo"
+            };
+            check.error(key, "needs `homes.enable: true` (it runs in the home)");
+        }
         HomesConfig {
             enable: self.enable,
             path: self.path,
@@ -186,6 +232,9 @@ impl RawHomes {
             storage_class_name: self.storage_class_name,
             grace_period: self.grace_period,
             extra_mounts: self.extra_mounts,
+            customize_repo: self.customize_repo,
+            customize_repo_command: self.customize_repo_command,
+            customize_command: self.customize_command,
         }
     }
 }
@@ -294,6 +343,23 @@ mod tests {
             all[0].starts_with("test.yaml:7:3: key `homes.sise`"),
             "{all:?}"
         );
+    }
+
+    #[test]
+    fn customisation_needs_homes_and_a_repository_for_its_command() {
+        let all = messages(yaml(
+            "homes:\n  customizeRepoCommand: make\n  customizeCommand: touch x\n",
+        ));
+        assert_eq!(
+            all,
+            [
+                "test.yaml:7:25: key `homes.customizeRepoCommand`: runs in `customizeRepo`, which is not set",
+                "test.yaml:8:21: key `homes.customizeCommand`: needs `homes.enable: true` (it runs in the home)",
+            ]
+        );
+        let loaded = yaml("homes:\n  enable: true\n  customizeRepo: https://example.org/r.git\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(loaded.config.homes.customizes());
     }
 
     #[test]

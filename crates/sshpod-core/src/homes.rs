@@ -64,3 +64,75 @@ pub fn plan(homes: &HomesConfig, user: &str) -> Result<Vec<Planned>, String> {
 
 /// The kind of a user's home volume (the value of the `sshpod.home` label).
 pub const HOME_KIND: &str = "home";
+
+/// The marker a home gets once its first-login customisation ran; delete it to run it again.
+pub const CUSTOMIZED_MARKER: &str = ".sshpod-customized";
+
+/// The first-login step, a POSIX shell script taking the home, the repository, the command
+/// run in its clone and the command run in the home as `$1`..`$4` (never spliced into the
+/// script). It does nothing when the marker exists; otherwise it writes the marker first (so
+/// the step runs once, even if it fails), clones the repository into a temporary directory
+/// and runs its command there, runs the home's command, and says so when a step failed.
+/// Errors are not fatal: the script always exits 0.
+const CUSTOMIZE_SCRIPT: &str = r#"home=$1 repo=$2 repo_command=$3 command=$4
+[ -e "$home/.sshpod-customized" ] && exit 0
+date > "$home/.sshpod-customized" || exit 0
+echo "sshpod: customising your home (first login)"
+failed=""
+if [ -n "$repo" ]; then
+  dir=$(mktemp -d) && git clone --quiet --depth 1 "$repo" "$dir/repo" 2>&1 || failed="cloning $repo"
+  if [ -z "$failed" ] && [ -n "$repo_command" ]; then
+    (cd "$dir/repo" && /bin/sh -c "$repo_command") 2>&1 || failed="customizeRepoCommand"
+  fi
+  [ -n "$dir" ] && rm -rf "$dir"
+fi
+if [ -n "$command" ]; then
+  (cd "$home" && /bin/sh -c "$command") 2>&1 || failed="${failed:+$failed, }customizeCommand"
+fi
+if [ -n "$failed" ]; then echo "sshpod: customisation failed: $failed"; fi
+exit 0
+"#;
+
+/// The argv of the first-login step for a home at `home`, when `homes` configures one.
+pub fn customize_argv(homes: &HomesConfig, home: &str) -> Option<Vec<String>> {
+    homes.customizes().then(|| {
+        [
+            "/bin/sh",
+            "-c",
+            CUSTOMIZE_SCRIPT,
+            "sshpod-customize",
+            home,
+            &homes.customize_repo,
+            &homes.customize_repo_command,
+            &homes.customize_command,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_login_step_takes_its_settings_as_arguments() {
+        let mut homes = HomesConfig {
+            enable: true,
+            ..HomesConfig::default()
+        };
+        assert_eq!(
+            customize_argv(&homes, "/home/a"),
+            None,
+            "nothing configured"
+        );
+        homes.customize_command = "echo '$(rm -rf /)'; touch done".to_owned();
+        let argv = customize_argv(&homes, "/home/a").unwrap_or_else(|| panic!("configured"));
+        assert_eq!(argv[..2], ["/bin/sh", "-c"]);
+        assert!(argv[2].contains(CUSTOMIZED_MARKER));
+        assert_eq!(
+            argv[4..],
+            ["/home/a", "", "", "echo '$(rm -rf /)'; touch done"]
+        );
+    }
+}

@@ -12,7 +12,10 @@ use bollard::models::Mount;
 use bollard::query_parameters::{
     InspectContainerOptions, RemoveContainerOptions, StartContainerOptions,
 };
-use sshpod_core::{BackendError, ConnectionContext, Process, ProcessSpec};
+use std::sync::PoisonError;
+
+use sshpod_core::{BackendError, Command, ConnectionContext, Process, ProcessSpec};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::agent;
@@ -35,6 +38,8 @@ pub struct ConnectionContainer {
     /// The FIFO directory mounted into the container, when streams bypass the engine.
     /// Declared after `lifeline` so that it is removed after the container is let go.
     streams: Option<ConnectionDir>,
+    /// What the first shell shows before its own output (the first-login customisation's).
+    greeting: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 impl ConnectionContainer {
@@ -95,6 +100,7 @@ impl ConnectionContainer {
                 lifeline: Mutex::new(Some(lifeline)),
                 agent_installed: OnceCell::new(),
                 streams,
+                greeting: std::sync::Mutex::new(None),
             }),
             Err(e) => {
                 remove(&engine, &id).await;
@@ -103,7 +109,40 @@ impl ConnectionContainer {
         }
     }
 
+    /// The container's id.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Shows `output` at the top of the next shell session (not commands or subsystems,
+    /// whose output is data).
+    pub(crate) fn greet_with(&self, output: Vec<u8>) {
+        if !output.is_empty() {
+            *self.greeting.lock().unwrap_or_else(PoisonError::into_inner) = Some(output);
+        }
+    }
+
     pub(crate) async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
+        let greeting = match spec.command {
+            Command::Shell => self
+                .greeting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+            Command::Exec(_) | Command::Subsystem(_) => None,
+        };
+        let greeting = match (greeting, &spec.tty) {
+            (Some(text), Some(_)) => Some(crate::customize::for_terminal(&text)),
+            (greeting, _) => greeting,
+        };
+        let mut process = self.exec_now(spec).await?;
+        if let Some(text) = greeting {
+            process.stdout = Box::new(std::io::Cursor::new(text).chain(process.stdout));
+        }
+        Ok(process)
+    }
+
+    async fn exec_now(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
         let argv = self.settings.argv(&spec.command)?;
         let program_for_errors = spec.command.describe();
         exec::start(

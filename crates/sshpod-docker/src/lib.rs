@@ -9,6 +9,7 @@
 mod agent;
 mod container;
 mod create;
+mod customize;
 mod demux;
 mod engine;
 mod exec;
@@ -349,16 +350,27 @@ async fn start_within(
         let mounts = homes::ensure(&engine, &planned, &settings.base_labels(), &ctx.user).await?;
         Ok(DockerContainer(match settings.mode {
             // A user container is a connection container that its claim shares.
-            ExecutionMode::Connection | ExecutionMode::User => Mode::Connection(
-                ConnectionContainer::start(
+            ExecutionMode::Connection | ExecutionMode::User => {
+                let container = ConnectionContainer::start(
                     engine.clone(),
                     Arc::clone(&settings),
                     &ctx,
                     &instance,
                     mounts,
                 )
-                .await?,
-            ),
+                .await?;
+                let home = planned
+                    .iter()
+                    .find(|p| p.kind == sshpod_core::homes::HOME_KIND);
+                if let Some(argv) =
+                    home.and_then(|h| sshpod_core::homes::customize_argv(&homes, &h.target))
+                {
+                    let timeout = settings.timeouts.container_start;
+                    let output = customize::run(&engine, container.id(), argv, timeout).await;
+                    container.greet_with(output);
+                }
+                Mode::Connection(container)
+            }
             ExecutionMode::Session => Mode::Session(
                 SessionContainers::new(
                     engine.clone(),
