@@ -242,3 +242,32 @@ def test_kubernetes_the_user_pod_goes_after_the_grace_period_and_the_home_stays(
     ok(client.ssh(f"echo kept > /home/{user}/f"))
     wait_no_pods(ks, timeout=60)
     assert ok(client.ssh(f"cat /home/{user}/f")) == "kept\n"
+
+
+def test_kubernetes_homes_ls_du_and_rm(scn, ks):
+    user = kube_student(scn, ks)
+    gateway = start(scn, kube_homes(ks, grace="0s", mode="user"))
+    client = scn.client(gateway, user=user)
+    ok(client.ssh(f"echo x > /home/{user}/f"))
+    [claim] = claims(ks, user)
+
+    listed = homes_cli(gateway, "ls", user)
+    assert listed.returncode == 0, listed.stderr
+    assert [line.split("\t")[:3] for line in listed.stdout.splitlines()[1:]] == [[user, "home", claim]]
+    usage = homes_cli(gateway, "du", user)
+    assert usage.returncode == 0, usage.stderr
+    assert usage.stdout.splitlines()[1].split("\t") == [user, "home", claim, "1Gi"]
+
+    session = scn.track(client.popen("echo started; exec sleep 600", stdout=subprocess.PIPE))
+    assert h.read_line(session.stdout, h.COMMAND_TIMEOUT) == b"started\n"
+    refused = homes_cli(gateway, "rm", user, "--yes")
+    assert refused.returncode == 1 and "is logged in" in refused.stderr, refused
+    assert claims(ks, user) == [claim]
+    session.kill()
+    session.wait()
+    wait_no_pods(ks)
+
+    removed = homes_cli(gateway, "rm", user, "--yes")
+    assert removed.returncode == 0, removed
+    assert removed.stdout == f"removed {claim}\n"
+    h.wait_until(lambda: not claims(ks, user), h.CLEANUP_TIMEOUT, "the claim to be deleted")

@@ -65,6 +65,19 @@ pub fn plan(homes: &HomesConfig, user: &str) -> Result<Vec<Planned>, String> {
 /// The kind of a user's home volume (the value of the `sshpod.home` label).
 pub const HOME_KIND: &str = "home";
 
+/// A user's volume, as `sshpod homes ls` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeVolume {
+    /// The login it belongs to.
+    pub user: String,
+    /// `home`, or the name of a per-user extra mount.
+    pub kind: String,
+    /// The volume's name on the engine, or the claim's.
+    pub volume: String,
+    /// When it was created (RFC 3339), if it says.
+    pub created: Option<String>,
+}
+
 /// The marker a home gets once its first-login customisation ran; delete it to run it again.
 pub const CUSTOMIZED_MARKER: &str = ".sshpod-customized";
 

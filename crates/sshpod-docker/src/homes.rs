@@ -15,7 +15,7 @@ use bollard::query_parameters::{
     StartContainerOptions, WaitContainerOptions,
 };
 use futures_util::StreamExt;
-use sshpod_core::homes::Planned;
+use sshpod_core::homes::{HomeVolume, Planned};
 use sshpod_core::{labels, BackendError};
 
 use crate::engine::Engine;
@@ -65,19 +65,6 @@ pub(crate) async fn ensure(
         });
     }
     Ok(mounts)
-}
-
-/// A user's volume, as `sshpod homes ls` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HomeVolume {
-    /// The login it belongs to.
-    pub user: String,
-    /// `home`, or the name of a per-user extra mount.
-    pub kind: String,
-    /// The volume's name on the engine.
-    pub volume: String,
-    /// When the engine created it (RFC 3339), if it says.
-    pub created: Option<String>,
 }
 
 /// Every user volume on the engine, `user` only when given, sorted by login and kind.

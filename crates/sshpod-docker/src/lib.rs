@@ -35,7 +35,8 @@ use sshpod_core::{
     ProcessSpec,
 };
 
-pub use homes::{home_volume, HomeVolume};
+pub use homes::home_volume;
+use sshpod_core::homes::HomeVolume;
 pub use stream::ExecStream;
 
 use container::ConnectionContainer;

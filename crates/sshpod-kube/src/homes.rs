@@ -15,7 +15,7 @@ use kube::api::PostParams;
 use kube::Api;
 use serde_json::json;
 use sshpod_config::PodConfig;
-use sshpod_core::homes::Planned;
+use sshpod_core::homes::{HomeVolume, Planned};
 use sshpod_core::{labels, BackendError};
 
 /// On shared claims: the extra mount's name.
@@ -202,5 +202,103 @@ mod tests {
                 .is_some_and(|m| m.iter().any(|m| m["mountPath"] == "/home/bob")),
             "{mounts}"
         );
+    }
+}
+
+/// The operator's view of the homes in the pod namespace (`sshpod homes`), without taking an
+/// instance Lease or sweeping anything.
+pub struct KubeHomes {
+    claims: Api<PersistentVolumeClaim>,
+    pods: Api<Pod>,
+}
+
+impl KubeHomes {
+    /// Connects as the configuration says, to the namespace of `kubernetes.pod`.
+    pub async fn connect(config: &sshpod_config::KubernetesConfig) -> Result<Self, BackendError> {
+        let clients = crate::client::build(&config.connection, config.timeouts.http).await?;
+        let namespace = config.pod.namespace();
+        Ok(Self {
+            claims: Api::namespaced(clients.connections.clone(), namespace),
+            pods: Api::namespaced(clients.connections, namespace),
+        })
+    }
+
+    /// Every user claim (homes and per-user extra mounts), `user`'s only when given, sorted by
+    /// login and kind.
+    pub async fn list(&self, user: Option<&str>) -> Result<Vec<HomeVolume>, BackendError> {
+        let mut selector = labels::HOME.to_owned();
+        if let Some(user) = user {
+            selector.push_str(&format!(",{}={}", labels::USER, labels::label_value(user)));
+        }
+        let listed = self
+            .claims
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| BackendError::Engine(Box::new(e)))?;
+        let mut homes: Vec<HomeVolume> = listed
+            .items
+            .into_iter()
+            .filter_map(|claim| {
+                let meta = claim.metadata;
+                let login = meta
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(labels::USER))
+                    .cloned()?;
+                Some(HomeVolume {
+                    kind: meta.labels.as_ref()?.get(labels::HOME)?.clone(),
+                    volume: meta.name?,
+                    created: meta.creation_timestamp.map(|t| t.0.to_string()),
+                    user: login,
+                })
+            })
+            // The label is a sanitised login; the annotation is the exact one.
+            .filter(|home| user.is_none_or(|u| home.user == u))
+            .collect();
+        homes.sort_by(|a, b| (&a.user, &a.kind).cmp(&(&b.user, &b.kind)));
+        Ok(homes)
+    }
+
+    /// The storage a claim asked for (Kubernetes reports no usage without a pod reading it).
+    pub async fn requested(&self, claim: &str) -> Result<String, BackendError> {
+        let claim = self
+            .claims
+            .get(claim)
+            .await
+            .map_err(|e| BackendError::Engine(Box::new(e)))?;
+        Ok(claim
+            .spec
+            .and_then(|s| s.resources)
+            .and_then(|r| r.requests)
+            .and_then(|r| r.get("storage").map(|q| q.0.clone()))
+            .unwrap_or_default())
+    }
+
+    /// Whether `user` has a pod of sshpod that is not being deleted.
+    pub async fn user_has_pods(&self, user: &str) -> Result<bool, BackendError> {
+        let selector = format!(
+            "{},{}={}",
+            labels::INSTANCE,
+            labels::USER,
+            labels::label_value(user)
+        );
+        let listed = self
+            .pods
+            .list(&kube::api::ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| BackendError::Engine(Box::new(e)))?;
+        Ok(listed
+            .items
+            .iter()
+            .any(|pod| pod.metadata.deletion_timestamp.is_none()))
+    }
+
+    /// Deletes a claim (and, with the usual reclaim policy, its data).
+    pub async fn remove(&self, claim: &str) -> Result<(), BackendError> {
+        self.claims
+            .delete(claim, &kube::api::DeleteParams::default())
+            .await
+            .map(drop)
+            .map_err(|e| BackendError::Engine(Box::new(e)))
     }
 }

@@ -53,6 +53,7 @@ use sshpod_core::{
 
 pub use forward::ForwardStream;
 use handle::PodHandle;
+pub use homes::KubeHomes;
 use lease::HeldLease;
 use orphans::Sweeper;
 use pod::Owner;

@@ -1,18 +1,22 @@
 //! `sshpod homes`: the operator's view of the users' homes (and per-user extra mounts) on the
-//! configuration's backend: list them, measure them, remove one user's.
+//! configuration's backend (Docker volumes or PersistentVolumeClaims): list them, measure them
+//! (Docker: bytes used; Kubernetes: the size requested), remove one user's.
 //!
 //! `rm` refuses while the user has a running container (logged in, or their user container
-//! is in its grace period) on any sshpod instance of the engine, and asks before deleting
-//! unless `--yes`. The engine itself refuses to remove a volume a container still mounts, so
-//! a login that starts between the check and the removal keeps its home.
+//! is in its grace period) of any sshpod instance, and asks before deleting
+//! unless `--yes`. Docker refuses to remove a volume a container still mounts, and Kubernetes
+//! keeps a claim a pod uses until the pod is gone (`kubernetes.io/pvc-protection`), so a login
+//! that starts between the check and the removal keeps its home for as long as it runs.
 
 use std::io::{BufRead, Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use sshpod_core::homes::HomeVolume;
 use sshpod_core::Lifecycle;
 use sshpod_docker::DockerBackend;
+use sshpod_kube::KubeHomes;
 
 use crate::cli::HomesCommand;
 use crate::commands::check_config::EXIT_BAD_CONFIG;
@@ -44,36 +48,91 @@ pub(crate) fn run(config_path: &Path, command: HomesCommand) -> ExitCode {
     }
 }
 
-async fn homes(config: &sshpod_config::Config, command: HomesCommand) -> anyhow::Result<ExitCode> {
-    if config.backend != sshpod_config::Backend::Docker {
-        anyhow::bail!("`sshpod homes` supports the Docker backend only, so far");
+/// Where the homes are: the configuration's backend.
+enum Store {
+    Docker(DockerBackend),
+    Kubernetes(KubeHomes),
+}
+
+impl Store {
+    async fn list(&self, user: Option<&str>) -> anyhow::Result<Vec<HomeVolume>> {
+        match self {
+            Store::Docker(docker) => docker.list_homes(user).await,
+            Store::Kubernetes(kube) => kube.list(user).await,
+        }
+        .context("listing homes")
     }
-    // No stream directory: this command runs no user processes.
-    let mut docker = config.docker.clone();
-    docker.connection.stream_directory = String::new();
+
+    /// The header of `du`'s last column, and that column for one home.
+    async fn size(&self, volume: &str) -> anyhow::Result<String> {
+        match self {
+            Store::Docker(docker) => docker.volume_usage(volume).await.map(|b| b.to_string()),
+            Store::Kubernetes(kube) => kube.requested(volume).await,
+        }
+        .with_context(|| format!("measuring {volume}"))
+    }
+
+    fn size_header(&self) -> &'static str {
+        match self {
+            Store::Docker(_) => "BYTES",
+            Store::Kubernetes(_) => "REQUESTED",
+        }
+    }
+
+    async fn in_use(&self, user: &str) -> anyhow::Result<bool> {
+        match self {
+            Store::Docker(docker) => docker.user_has_containers(user).await,
+            Store::Kubernetes(kube) => kube.user_has_pods(user).await,
+        }
+        .context("listing the user's containers")
+    }
+
+    async fn remove(&self, volume: &str) -> anyhow::Result<()> {
+        match self {
+            Store::Docker(docker) => docker.remove_volume(volume).await,
+            Store::Kubernetes(kube) => kube.remove(volume).await,
+        }
+        .with_context(|| format!("removing {volume}"))
+    }
+}
+
+async fn homes(config: &sshpod_config::Config, command: HomesCommand) -> anyhow::Result<ExitCode> {
     let lifecycle = Lifecycle::new();
-    let backend = DockerBackend::connect(&docker, None, &lifecycle)
-        .await
-        .with_context(|| {
-            format!(
-                "connecting to the Docker engine at {}",
-                docker.connection.host
+    let store = match config.backend {
+        sshpod_config::Backend::Kubernetes => Store::Kubernetes(
+            KubeHomes::connect(&config.kubernetes)
+                .await
+                .context("connecting to the Kubernetes API server")?,
+        ),
+        _ => {
+            // No stream directory: this command runs no user processes.
+            let mut docker = config.docker.clone();
+            docker.connection.stream_directory = String::new();
+            Store::Docker(
+                DockerBackend::connect(&docker, None, &lifecycle)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "connecting to the Docker engine at {}",
+                            docker.connection.host
+                        )
+                    })?,
             )
-        })?;
+        }
+    };
     let outcome = match command {
-        HomesCommand::Ls { user } => list(&backend, user.as_deref()).await,
-        HomesCommand::Du { user } => usage(&backend, user.as_deref()).await,
-        HomesCommand::Rm { user, yes } => remove(&backend, &user, yes).await,
+        HomesCommand::Ls { user } => list(&store, user.as_deref()).await,
+        HomesCommand::Du { user } => usage(&store, user.as_deref()).await,
+        HomesCommand::Rm { user, yes } => remove(&store, &user, yes).await,
     };
     lifecycle.cancel();
     lifecycle.wait().await;
     outcome
 }
 
-async fn list(backend: &DockerBackend, user: Option<&str>) -> anyhow::Result<ExitCode> {
-    let homes = backend.list_homes(user).await.context("listing volumes")?;
+async fn list(store: &Store, user: Option<&str>) -> anyhow::Result<ExitCode> {
     println!("USER\tKIND\tVOLUME\tCREATED");
-    for home in homes {
+    for home in store.list(user).await? {
         println!(
             "{}\t{}\t{}\t{}",
             home.user,
@@ -85,33 +144,23 @@ async fn list(backend: &DockerBackend, user: Option<&str>) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-async fn usage(backend: &DockerBackend, user: Option<&str>) -> anyhow::Result<ExitCode> {
-    let homes = backend.list_homes(user).await.context("listing volumes")?;
-    println!("USER\tKIND\tVOLUME\tBYTES");
+async fn usage(store: &Store, user: Option<&str>) -> anyhow::Result<ExitCode> {
+    let homes = store.list(user).await?;
+    println!("USER\tKIND\tVOLUME\t{}", store.size_header());
     for home in homes {
-        let bytes = backend
-            .volume_usage(&home.volume)
-            .await
-            .with_context(|| format!("measuring {}", home.volume))?;
-        println!("{}\t{}\t{}\t{bytes}", home.user, home.kind, home.volume);
+        let size = store.size(&home.volume).await?;
+        println!("{}\t{}\t{}\t{size}", home.user, home.kind, home.volume);
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn remove(backend: &DockerBackend, user: &str, yes: bool) -> anyhow::Result<ExitCode> {
-    let homes = backend
-        .list_homes(Some(user))
-        .await
-        .context("listing volumes")?;
+async fn remove(store: &Store, user: &str, yes: bool) -> anyhow::Result<ExitCode> {
+    let homes = store.list(Some(user)).await?;
     if homes.is_empty() {
         eprintln!("sshpod: `{user}` has no home");
         return Ok(ExitCode::FAILURE);
     }
-    if backend
-        .user_has_containers(user)
-        .await
-        .context("listing containers")?
-    {
+    if store.in_use(user).await? {
         eprintln!(
             "sshpod: `{user}` is logged in (or their container is still in its grace period); \
              their home stays"
@@ -124,10 +173,7 @@ async fn remove(backend: &DockerBackend, user: &str, yes: bool) -> anyhow::Resul
         return Ok(ExitCode::FAILURE);
     }
     for name in names {
-        backend
-            .remove_volume(name)
-            .await
-            .with_context(|| format!("removing {name}"))?;
+        store.remove(name).await?;
         println!("removed {name}");
     }
     Ok(ExitCode::SUCCESS)
