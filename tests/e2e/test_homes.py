@@ -9,6 +9,7 @@ behind, and shutdown must remove it.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 
 import harness as h
@@ -153,6 +154,20 @@ def test_homes_ls_du_and_rm(scn):
     assert again.returncode == 1 and "has no home" in again.stderr
 
 
+def test_a_user_container_of_a_killed_sshpod_goes_and_the_home_stays(scn):
+    user = student(scn)
+    gateway = start(scn, homes_config(grace="10m", mode="user"))
+    client = scn.client(gateway, user=user)
+    ok(client.ssh(f"echo kept > /home/{user}/f"))
+    h.wait_containers(scn.run_id, 1)
+    gateway.signal(signal.SIGKILL)
+    gateway.wait_exit(30)
+    # Its lifeline closed with the process: the container ends and the engine removes it.
+    h.wait_no_containers(scn.run_id, 30)
+    restarted = start(scn, homes_config(grace="0s", mode="user"), name="restarted")
+    assert ok(scn.client(restarted, user=user).ssh(f"cat /home/{user}/f")) == "kept\n"
+
+
 def test_first_login_customisation_runs_once_in_the_home_and_shows_its_output(scn):
     user = student(scn)
     config = homes_config()
@@ -271,3 +286,18 @@ def test_kubernetes_homes_ls_du_and_rm(scn, ks):
     assert removed.returncode == 0, removed
     assert removed.stdout == f"removed {claim}\n"
     h.wait_until(lambda: not claims(ks, user), h.CLEANUP_TIMEOUT, "the claim to be deleted")
+
+
+def test_kubernetes_a_user_pod_of_a_killed_sshpod_is_swept_by_the_next_and_the_home_stays(scn, ks):
+    user = kube_student(scn, ks)
+    short_lease = {"kubernetes": {"timeouts": {"instanceLease": "3s"}}}
+    first = start(scn, h.deep_merge(kube_homes(ks, grace="10m", mode="user"), short_lease), name="first")
+    client = scn.client(first, user=user)
+    ok(client.ssh(f"echo kept > /home/{user}/f"))
+    assert len(pods(ks)) == 1, "the user pod waits for the user"
+    first.signal(signal.SIGKILL)
+    first.wait_exit(30)
+    restarted = start(scn, h.deep_merge(kube_homes(ks), short_lease), name="restarted")
+    restarted.wait_for_log("removed pods left by instances that died", 60)
+    wait_no_pods(ks)
+    assert ok(scn.client(restarted, user=user).ssh(f"cat /home/{user}/f")) == "kept\n"
