@@ -301,3 +301,18 @@ def test_kubernetes_a_user_pod_of_a_killed_sshpod_is_swept_by_the_next_and_the_h
     restarted.wait_for_log("removed pods left by instances that died", 60)
     wait_no_pods(ks)
     assert ok(scn.client(restarted, user=user).ssh(f"cat /home/{user}/f")) == "kept\n"
+
+
+def test_kubernetes_first_login_customisation_runs_once_and_shows_its_output(scn, ks):
+    user = kube_student(scn, ks)
+    config = kube_homes(ks)
+    config["homes"]["customizeCommand"] = "echo hello-from-setup; echo ran >> count; exit 3"
+    gateway = start(scn, config)
+    client = scn.client(gateway, user=user)
+    first = client.ssh(input=f"cat /home/{user}/count\nexit\n")
+    assert first.returncode == 0, first
+    assert first.stdout == ("sshpod: customising your home (first login)\nhello-from-setup\n"
+                            "sshpod: customisation failed: customizeCommand\nran\n"), first
+    wait_no_pods(ks)
+    again = client.ssh(input=f"cat /home/{user}/count\nexit\n")
+    assert again.stdout == "ran\n", "it ran once; the second login shows nothing"

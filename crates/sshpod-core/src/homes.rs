@@ -124,9 +124,58 @@ pub fn customize_argv(homes: &HomesConfig, home: &str) -> Option<Vec<String>> {
     })
 }
 
+/// The first-login step as one command line for `/bin/sh -c`, every argument quoted (for
+/// backends that run command lines, such as the Kubernetes exec wrapper).
+pub fn customize_command_line(homes: &HomesConfig, home: &str) -> Option<String> {
+    let argv = customize_argv(homes, home)?;
+    let quoted: Vec<String> = argv.iter().map(|arg| shell_quote(arg)).collect();
+    Some(format!("exec {}", quoted.join(" ")))
+}
+
+/// Output for a terminal: bare line feeds become CR LF (a greeting put before a shell's own
+/// output on a pty).
+pub fn for_terminal(output: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(output.len() + output.len() / 16);
+    let mut previous = 0u8;
+    for &byte in output {
+        if byte == b'\n' && previous != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(byte);
+        previous = byte;
+    }
+    out
+}
+
+/// `text` as one single-quoted shell word.
+fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', r"'\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_feeds_become_terminal_line_ends() {
+        assert_eq!(for_terminal(b"a\nb\r\nc"), b"a\r\nb\r\nc");
+    }
+
+    #[test]
+    fn the_command_line_quotes_every_argument() {
+        let homes = HomesConfig {
+            enable: true,
+            customize_command: "echo 'it'; touch x".to_owned(),
+            ..HomesConfig::default()
+        };
+        let line =
+            customize_command_line(&homes, "/home/o'neil").unwrap_or_else(|| panic!("configured"));
+        assert!(line.starts_with("exec '/bin/sh' '-c' '"), "{line}");
+        assert!(
+            line.ends_with(r#" '/home/o'\''neil' '' '' 'echo '\''it'\''; touch x'"#),
+            "{line}"
+        );
+    }
 
     #[test]
     fn the_first_login_step_takes_its_settings_as_arguments() {

@@ -132,7 +132,7 @@ impl ConnectionContainer {
             Command::Exec(_) | Command::Subsystem(_) => None,
         };
         let greeting = match (greeting, &spec.tty) {
-            (Some(text), Some(_)) => Some(crate::customize::for_terminal(&text)),
+            (Some(text), Some(_)) => Some(sshpod_core::homes::for_terminal(&text)),
             (greeting, _) => greeting,
         };
         let mut process = self.exec_now(spec).await?;

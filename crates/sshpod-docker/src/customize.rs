@@ -69,27 +69,3 @@ async fn captured(
     }
     Ok(output)
 }
-
-/// `output` for a terminal: bare line feeds become CR LF.
-pub(crate) fn for_terminal(output: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(output.len() + output.len() / 16);
-    let mut previous = 0u8;
-    for &byte in output {
-        if byte == b'\n' && previous != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(byte);
-        previous = byte;
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn line_feeds_become_terminal_line_ends() {
-        assert_eq!(for_terminal(b"a\nb\r\nc"), b"a\r\nb\r\nc");
-    }
-}

@@ -23,6 +23,7 @@
 
 mod client;
 mod connection;
+mod customize;
 mod exec;
 mod files;
 mod forward;
@@ -213,6 +214,11 @@ impl Backend for KubeBackend {
                 Api::namespaced(pods.clone().into_client(), config.pod.namespace());
             homes::ensure(&claims, &volumes, &config.pod, &ctx.user).await?;
         }
+        let customize_line = volumes
+            .iter()
+            .find(|v| v.kind == sshpod_core::homes::HOME_KIND)
+            .and_then(|home| sshpod_core::homes::customize_command_line(&homes, &home.target));
+        let start_limit = config.timeouts.pod_start;
         let kind = match config.pod.mode {
             PodMode::Connection => {
                 Kind::Pod(connection::start(pods, config, &owner, ctx, &volumes).await?)
@@ -232,7 +238,17 @@ impl Backend for KubeBackend {
             PodMode::Persistent => Kind::Pod(persistent::claim(pods, config, ctx).await?),
             PodMode::Session => Kind::Sessions(SessionPods::new(pods, config, ctx, &owner)),
         };
-        Ok(KubeContainer { kind, requests })
+        // The step does nothing where the home's marker exists (every login but the first).
+        let greeting = match (&kind, customize_line) {
+            (Kind::Pod(pod), Some(line)) => customize::run(pod, line, start_limit).await,
+            (Kind::User { pod, .. }, Some(line)) => customize::run(pod, line, start_limit).await,
+            _ => Vec::new(),
+        };
+        Ok(KubeContainer {
+            kind,
+            requests,
+            greeting: std::sync::Mutex::new((!greeting.is_empty()).then_some(greeting)),
+        })
     }
 
     async fn remove_orphans(&self) -> Result<usize, BackendError> {
@@ -262,6 +278,8 @@ pub struct KubeContainer {
     kind: Kind,
     /// Every API request made for the connection.
     requests: Requests,
+    /// What the first shell shows before its own output (the first-login customisation's).
+    greeting: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 enum Kind {
@@ -281,6 +299,45 @@ impl Container for KubeContainer {
     type Stream = ForwardStream;
 
     async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
+        let greeting = match spec.command {
+            sshpod_core::Command::Shell => self
+                .greeting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+            _ => None,
+        };
+        let terminal = spec.tty.is_some();
+        let mut process = self.exec_now(spec).await?;
+        if let Some(text) = greeting {
+            let text = if terminal {
+                sshpod_core::homes::for_terminal(&text)
+            } else {
+                text
+            };
+            process.stdout = Box::new(tokio::io::AsyncReadExt::chain(
+                std::io::Cursor::new(text),
+                process.stdout,
+            ));
+        }
+        Ok(process)
+    }
+
+    async fn dial(&self, host: &str, port: u16) -> Result<ForwardStream, BackendError> {
+        self.dial_now(host, port).await
+    }
+
+    fn info(&self) -> sshpod_core::ContainerInfo {
+        self.info_now()
+    }
+
+    async fn close(&self) -> Result<(), BackendError> {
+        self.close_now().await
+    }
+}
+
+impl KubeContainer {
+    async fn exec_now(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
         match &self.kind {
             Kind::Pod(pod) => pod.exec(spec).await,
             Kind::User { pod, .. } => pod.exec(spec).await,
@@ -288,7 +345,7 @@ impl Container for KubeContainer {
         }
     }
 
-    async fn dial(&self, host: &str, port: u16) -> Result<ForwardStream, BackendError> {
+    async fn dial_now(&self, host: &str, port: u16) -> Result<ForwardStream, BackendError> {
         match &self.kind {
             Kind::Pod(pod) => pod.dial(host, port).await,
             Kind::User { pod, .. } => pod.dial(host, port).await,
@@ -296,7 +353,7 @@ impl Container for KubeContainer {
         }
     }
 
-    fn info(&self) -> sshpod_core::ContainerInfo {
+    fn info_now(&self) -> sshpod_core::ContainerInfo {
         match &self.kind {
             Kind::Pod(pod) => pod.info(),
             Kind::User { pod, .. } => pod.info(),
@@ -304,7 +361,7 @@ impl Container for KubeContainer {
         }
     }
 
-    async fn close(&self) -> Result<(), BackendError> {
+    async fn close_now(&self) -> Result<(), BackendError> {
         match &self.kind {
             Kind::Pod(pod) => pod.close().await,
             Kind::User { claim, .. } => {
