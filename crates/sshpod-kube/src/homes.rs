@@ -124,87 +124,6 @@ pub(crate) fn mount_into(pod: &mut Pod, planned: &[Planned], console: usize) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use sshpod_config::{ExtraMount, HomesConfig, MountScope};
-    use sshpod_core::homes::plan;
-
-    /// The default `kubernetes.pod`.
-    fn pod_config() -> PodConfig {
-        let yaml = "backend: kubernetes\nauth:\n  password:\n    method: htpasswd\n    htpasswd:\n      file: /etc/htpasswd\n";
-        match sshpod_config::parse_str(yaml, sshpod_config::Format::Yaml, "test.yaml") {
-            Ok(loaded) => loaded.config.kubernetes.pod,
-            Err(e) => panic!("{e}"),
-        }
-    }
-
-    #[test]
-    fn claims_say_whose_they_are_and_ask_for_the_configured_size_and_class() {
-        let homes = HomesConfig {
-            enable: true,
-            size: "5Gi".to_owned(),
-            storage_class_name: "fast".to_owned(),
-            extra_mounts: vec![ExtraMount {
-                name: "datasets".to_owned(),
-                path: "/data".to_owned(),
-                size: "10Gi".to_owned(),
-                storage_class_name: String::new(),
-                scope: MountScope::Shared,
-                read_only: None,
-            }],
-            ..HomesConfig::default()
-        };
-        let planned = plan(&homes, "Alice@Lab").unwrap_or_else(|e| panic!("{e}"));
-        let config = pod_config();
-        let home = claim(&planned[0], &config, "Alice@Lab").unwrap_or_else(|e| panic!("{e}"));
-        let value = serde_json::to_value(&home).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(value["metadata"]["labels"]["sshpod.home"], "home");
-        assert_eq!(value["metadata"]["labels"]["sshpod.user"], "Alice_Lab");
-        assert_eq!(value["metadata"]["annotations"]["sshpod.user"], "Alice@Lab");
-        assert_eq!(value["spec"]["resources"]["requests"]["storage"], "5Gi");
-        assert_eq!(value["spec"]["storageClassName"], "fast");
-        assert_eq!(value["spec"]["accessModes"][0], "ReadWriteOnce");
-        let shared = claim(&planned[1], &config, "Alice@Lab").unwrap_or_else(|e| panic!("{e}"));
-        let value = serde_json::to_value(&shared).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(value["metadata"]["name"], "sshpod-mount-datasets");
-        assert_eq!(value["spec"]["resources"]["requests"]["storage"], "10Gi");
-        assert_eq!(value["spec"]["accessModes"][0], "ReadOnlyMany");
-        assert!(value["spec"].get("storageClassName").is_none());
-    }
-
-    #[test]
-    fn the_console_container_mounts_every_claim() {
-        let homes = HomesConfig {
-            enable: true,
-            ..HomesConfig::default()
-        };
-        let planned = plan(&homes, "bob").unwrap_or_else(|e| panic!("{e}"));
-        let config = pod_config();
-        let mut pod = Pod {
-            spec: Some(config.spec.clone()),
-            ..Pod::default()
-        };
-        mount_into(&mut pod, &planned, config.console_container_number);
-        let value = serde_json::to_value(&pod).unwrap_or_else(|e| panic!("{e}"));
-        let volumes = value["spec"]["volumes"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        let claim = volumes
-            .iter()
-            .find(|v| v["persistentVolumeClaim"]["claimName"] == planned[0].volume.as_str());
-        assert!(claim.is_some(), "{volumes:?}");
-        let mounts = &value["spec"]["containers"][0]["volumeMounts"];
-        assert!(
-            mounts
-                .as_array()
-                .is_some_and(|m| m.iter().any(|m| m["mountPath"] == "/home/bob")),
-            "{mounts}"
-        );
-    }
-}
-
 /// The operator's view of the homes in the pod namespace (`sshpod homes`), without taking an
 /// instance Lease or sweeping anything.
 pub struct KubeHomes {
@@ -300,5 +219,86 @@ impl KubeHomes {
             .await
             .map(drop)
             .map_err(|e| BackendError::Engine(Box::new(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sshpod_config::{ExtraMount, HomesConfig, MountScope};
+    use sshpod_core::homes::plan;
+
+    /// The default `kubernetes.pod`.
+    fn pod_config() -> PodConfig {
+        let yaml = "backend: kubernetes\nauth:\n  password:\n    method: htpasswd\n    htpasswd:\n      file: /etc/htpasswd\n";
+        match sshpod_config::parse_str(yaml, sshpod_config::Format::Yaml, "test.yaml") {
+            Ok(loaded) => loaded.config.kubernetes.pod,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn claims_say_whose_they_are_and_ask_for_the_configured_size_and_class() {
+        let homes = HomesConfig {
+            enable: true,
+            size: "5Gi".to_owned(),
+            storage_class_name: "fast".to_owned(),
+            extra_mounts: vec![ExtraMount {
+                name: "datasets".to_owned(),
+                path: "/data".to_owned(),
+                size: "10Gi".to_owned(),
+                storage_class_name: String::new(),
+                scope: MountScope::Shared,
+                read_only: None,
+            }],
+            ..HomesConfig::default()
+        };
+        let planned = plan(&homes, "Alice@Lab").unwrap_or_else(|e| panic!("{e}"));
+        let config = pod_config();
+        let home = claim(&planned[0], &config, "Alice@Lab").unwrap_or_else(|e| panic!("{e}"));
+        let value = serde_json::to_value(&home).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(value["metadata"]["labels"]["sshpod.home"], "home");
+        assert_eq!(value["metadata"]["labels"]["sshpod.user"], "Alice_Lab");
+        assert_eq!(value["metadata"]["annotations"]["sshpod.user"], "Alice@Lab");
+        assert_eq!(value["spec"]["resources"]["requests"]["storage"], "5Gi");
+        assert_eq!(value["spec"]["storageClassName"], "fast");
+        assert_eq!(value["spec"]["accessModes"][0], "ReadWriteOnce");
+        let shared = claim(&planned[1], &config, "Alice@Lab").unwrap_or_else(|e| panic!("{e}"));
+        let value = serde_json::to_value(&shared).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(value["metadata"]["name"], "sshpod-mount-datasets");
+        assert_eq!(value["spec"]["resources"]["requests"]["storage"], "10Gi");
+        assert_eq!(value["spec"]["accessModes"][0], "ReadOnlyMany");
+        assert!(value["spec"].get("storageClassName").is_none());
+    }
+
+    #[test]
+    fn the_console_container_mounts_every_claim() {
+        let homes = HomesConfig {
+            enable: true,
+            ..HomesConfig::default()
+        };
+        let planned = plan(&homes, "bob").unwrap_or_else(|e| panic!("{e}"));
+        let config = pod_config();
+        let mut pod = Pod {
+            spec: Some(config.spec.clone()),
+            ..Pod::default()
+        };
+        mount_into(&mut pod, &planned, config.console_container_number);
+        let value = serde_json::to_value(&pod).unwrap_or_else(|e| panic!("{e}"));
+        let volumes = value["spec"]["volumes"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let claim = volumes
+            .iter()
+            .find(|v| v["persistentVolumeClaim"]["claimName"] == planned[0].volume.as_str());
+        assert!(claim.is_some(), "{volumes:?}");
+        let mounts = &value["spec"]["containers"][0]["volumeMounts"];
+        assert!(
+            mounts
+                .as_array()
+                .is_some_and(|m| m.iter().any(|m| m["mountPath"] == "/home/bob")),
+            "{mounts}"
+        );
     }
 }

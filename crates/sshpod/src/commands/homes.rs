@@ -50,8 +50,8 @@ pub(crate) fn run(config_path: &Path, command: HomesCommand) -> ExitCode {
 
 /// Where the homes are: the configuration's backend.
 enum Store {
-    Docker(DockerBackend),
-    Kubernetes(KubeHomes),
+    Docker(Box<DockerBackend>),
+    Kubernetes(Box<KubeHomes>),
 }
 
 impl Store {
@@ -99,16 +99,16 @@ impl Store {
 async fn homes(config: &sshpod_config::Config, command: HomesCommand) -> anyhow::Result<ExitCode> {
     let lifecycle = Lifecycle::new();
     let store = match config.backend {
-        sshpod_config::Backend::Kubernetes => Store::Kubernetes(
+        sshpod_config::Backend::Kubernetes => Store::Kubernetes(Box::new(
             KubeHomes::connect(&config.kubernetes)
                 .await
                 .context("connecting to the Kubernetes API server")?,
-        ),
+        )),
         _ => {
             // No stream directory: this command runs no user processes.
             let mut docker = config.docker.clone();
             docker.connection.stream_directory = String::new();
-            Store::Docker(
+            Store::Docker(Box::new(
                 DockerBackend::connect(&docker, None, &lifecycle)
                     .await
                     .with_context(|| {
@@ -117,7 +117,7 @@ async fn homes(config: &sshpod_config::Config, command: HomesCommand) -> anyhow:
                             docker.connection.host
                         )
                     })?,
-            )
+            ))
         }
     };
     let outcome = match command {
