@@ -62,6 +62,38 @@ pub fn plan(homes: &HomesConfig, user: &str) -> Result<Vec<Planned>, String> {
     Ok(planned)
 }
 
+/// Who owns a user's volumes: the uid and gid the user's processes run as. `None` (no identity
+/// configured) leaves them to root, as volumes are created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HomeOwner {
+    /// The user's uid.
+    pub uid: u32,
+    /// Their primary gid.
+    pub gid: u32,
+}
+
+/// The command (run as root in the container) that gives the user's own volumes (home and
+/// per-user mounts, not shared ones, not their contents) to `owner`; `None` when there is
+/// nothing to do.
+pub fn chown_argv(planned: &[Planned], owner: Option<HomeOwner>) -> Option<Vec<String>> {
+    let owner = owner?;
+    let targets: Vec<String> = planned
+        .iter()
+        .filter(|p| p.per_user && !p.read_only)
+        .map(|p| p.target.clone())
+        .collect();
+    if targets.is_empty() || (owner.uid == 0 && owner.gid == 0) {
+        return None;
+    }
+    let mut argv = vec![
+        "chown".to_owned(),
+        format!("{}:{}", owner.uid, owner.gid),
+        "--".to_owned(),
+    ];
+    argv.extend(targets);
+    Some(argv)
+}
+
 /// The kind of a user's home volume (the value of the `sshpod.home` label).
 pub const HOME_KIND: &str = "home";
 
@@ -155,6 +187,28 @@ fn shell_quote(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_users_own_volumes_are_given_to_their_uid() {
+        let homes = HomesConfig {
+            enable: true,
+            ..HomesConfig::default()
+        };
+        let planned = plan(&homes, "alice").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(chown_argv(&planned, None), None, "root keeps them");
+        let owner = HomeOwner {
+            uid: 1500,
+            gid: 100,
+        };
+        assert_eq!(
+            chown_argv(&planned, Some(owner)),
+            Some(
+                ["chown", "1500:100", "--", "/home/alice"]
+                    .map(str::to_owned)
+                    .to_vec()
+            )
+        );
+    }
 
     #[test]
     fn line_feeds_become_terminal_line_ends() {

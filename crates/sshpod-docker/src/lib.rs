@@ -360,6 +360,18 @@ async fn start_within(
                     mounts,
                 )
                 .await?;
+                // The identity settings give the owner; until then homes stay root's.
+                let owner: Option<sshpod_core::homes::HomeOwner> = None;
+                if let Some(argv) = sshpod_core::homes::chown_argv(&planned, owner) {
+                    let timeout = settings.timeouts.command_start;
+                    let output = customize::run(&engine, container.id(), argv, timeout).await;
+                    if !output.is_empty() {
+                        tracing::warn!(
+                            output = %String::from_utf8_lossy(&output),
+                            "giving the home to its user"
+                        );
+                    }
+                }
                 let home = planned
                     .iter()
                     .find(|p| p.kind == sshpod_core::homes::HOME_KIND);
