@@ -239,7 +239,7 @@ def test_the_servers_recordings_page_plays_a_session_it_recorded(scn):
     token = "page-token-" + os.urandom(8).hex()
     web = {"listen": "127.0.0.1:0", "token": token, "assets": str(player_assets())}
     gw = scn.start(recording(audit_dir, web=web))
-    url = gw.wait_for_log(r"recordings page url=\"?(http[^\"\s]+)", 30).group(1)
+    url = gw.wait_for_log(r"recordings page\b.*?url=\"?(http[^\"\s]+)", 30).group(1)
     client = scn.client(gw)
     typed = client.ssh(opts=["-tt"], input=b"echo played-$((6*7)) in the browser; exit\n")
     assert "played-42" in typed.stdout, typed

@@ -137,6 +137,14 @@ def test_metrics_count_connections_logins_refusals_and_sessions(scn):
     assert after.value("sshpod_received_bytes_total", channel="session") == 5, after.text
     assert after.value("sshpod_sent_bytes_total", channel="session") == 13, after.text
     assert after.value("sshpod_login_latency_seconds_bucket", le="+Inf") == 2, after.text
+    # The engine requests behind them, by kind: the start-up sweep lists containers, each
+    # login's container is created, started and removed.
+    engine = {dict(labels)["kind"]: value for (name, labels), value in after.samples.items()
+              if name == "sshpod_backend_api_requests_total" and dict(labels).get("backend") == "docker"}
+    assert engine.get("create containers") == 2, engine
+    assert engine.get("start containers") == 2, engine
+    assert engine.get("remove containers") == 2, engine
+    assert engine.get("list containers", 0) >= 1, engine
 
 
 def test_kubernetes_api_requests_are_counted_by_kind(kube, scn):

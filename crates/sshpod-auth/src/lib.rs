@@ -45,4 +45,4 @@ pub use crate::error::Error;
 pub use crate::htpasswd::Htpasswd;
 pub use crate::policy::{Decision, Grant, KeyPolicy, Refusal, Via};
 pub use crate::restrictions::{CommandConflict, PermitOpen, Restrictions};
-pub use crate::revoked::{Revocation, RevokedKeys};
+pub use crate::revoked::{ListVersion, Revocation, RevokedKeys};

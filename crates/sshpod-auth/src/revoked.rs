@@ -50,6 +50,10 @@ enum List {
     Keys(Vec<KeyData>),
 }
 
+/// One version of a revoked-keys file (see [`RevokedKeys::version`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListVersion(Stamp);
+
 /// What is revoked about a key or certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Revocation {
@@ -98,8 +102,20 @@ impl RevokedKeys {
         })
     }
 
+    /// The version of the list in force, reading the file again if it changed: two calls give
+    /// equal versions exactly when the file did not change between them (by size, times and
+    /// inode). Blocking. For a watcher that ends the sessions a new list revokes.
+    pub fn version(&self) -> Result<ListVersion, Error> {
+        self.load().map(|(_, stamp)| ListVersion(stamp))
+    }
+
     /// The list as the file is now: the cached one when the file has not changed.
     fn current(&self) -> Result<Arc<List>, Error> {
+        self.load().map(|(list, _)| list)
+    }
+
+    /// The list as the file is now, and the stamp of that version of the file.
+    fn load(&self) -> Result<(Arc<List>, Stamp), Error> {
         let read_error = |source| Error::ReadFile {
             path: self.path.clone(),
             source,
@@ -117,16 +133,16 @@ impl RevokedKeys {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(cached) = cache.as_ref().filter(|c| c.stamp == stamp) {
-            return Ok(Arc::clone(&cached.list));
+            return Ok((Arc::clone(&cached.list), stamp));
         }
         let contents = file::read_required(&self.path)?;
         let list = Arc::new(parse(&self.path, &contents)?);
         info!(path = %self.path.display(), entries = list.len(), "revoked keys loaded");
         *cache = Some(Cached {
-            stamp,
+            stamp: stamp.clone(),
             list: Arc::clone(&list),
         });
-        Ok(list)
+        Ok((list, stamp))
     }
 }
 
@@ -348,6 +364,24 @@ mod tests {
             Some(Revocation::CertificateAuthority)
         );
         assert_eq!(revoked.check_key(&ca).unwrap(), Some(Revocation::Key));
+    }
+
+    #[test]
+    fn the_version_changes_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let key = new_key(d, "k");
+        let list = d.join("revoked");
+        fs::write(&list, "# nothing yet\n").unwrap();
+        let revoked = RevokedKeys::new(&list);
+        let first = revoked.version().unwrap();
+        assert_eq!(revoked.version().unwrap(), first, "an untouched file");
+        fs::write(&list, fs::read(d.join("k.pub")).unwrap()).unwrap();
+        let second = revoked.version().unwrap();
+        assert_ne!(second, first);
+        assert_eq!(revoked.check_key(&key).unwrap(), Some(Revocation::Key));
+        fs::remove_file(&list).unwrap();
+        assert!(revoked.version().is_err());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::http::{
     default_auth_timeout, default_timeout, NameList, RawDuration, RawWebhook, WebhookConfig,
 };
 use crate::inert::{RawGssapi, RawKerberos};
-use crate::key_trust::KeyTrust;
+use crate::key_trust::{KeyTrust, DEFAULT_REVOKED_KEYS_CHECK_INTERVAL};
 use crate::secret::Secret;
 use crate::webhook_auth::{RawAuthz, RawKeyboardInteractive, WebhookAuth};
 
@@ -70,6 +70,8 @@ struct RawPublicKey {
     trusted_user_ca_keys: String,
     authorized_principals_file: String,
     revoked_keys: String,
+    disconnect_expired_cert: Option<bool>,
+    revoked_keys_check_interval: Option<RawDuration>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -269,6 +271,11 @@ impl RawAuth {
             trusted_user_ca_keys: self.public_key.trusted_user_ca_keys,
             authorized_principals_file: self.public_key.authorized_principals_file,
             revoked_keys: self.public_key.revoked_keys,
+            disconnect_expired_cert: self.public_key.disconnect_expired_cert.unwrap_or(true),
+            revoked_keys_check_interval: self
+                .public_key
+                .revoked_keys_check_interval
+                .map_or(DEFAULT_REVOKED_KEYS_CHECK_INTERVAL, |d| d.0),
         }
         .resolve(check);
 

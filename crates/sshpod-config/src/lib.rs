@@ -23,6 +23,7 @@ mod health;
 mod homes;
 mod http;
 mod http_server;
+mod identity;
 mod inert;
 mod key_trust;
 mod kubernetes;
@@ -67,6 +68,10 @@ pub use crate::homes::{
 };
 pub use crate::http::{ConfigServerConfig, HttpClientConfig, TlsVersion, WebhookConfig};
 pub use crate::http_server::HttpServerConfig;
+pub use crate::identity::{
+    expand, is_dns_label, IdentityConfig, UidRange, DEFAULT_HOME, DEFAULT_UID_MAX, DEFAULT_UID_MIN,
+    MAX_ID,
+};
 pub use crate::key_trust::KeyTrust;
 pub use crate::kubernetes::{
     KubernetesConfig, KubernetesConnection, KubernetesTimeouts, PodConfig, PodMode,
@@ -149,6 +154,9 @@ pub struct Config {
     pub geoip: GeoIpConfig,
     /// Persistent homes, extra mounts and `mode: user`'s grace period (sshpod extension).
     pub homes: HomesConfig,
+    /// Who a login runs as in its container, and the container's hostname (sshpod's own
+    /// `identity`); per connection, so a config server's answer can set a user's uid.
+    pub identity: IdentityConfig,
 }
 
 impl Config {

@@ -14,6 +14,7 @@ use crate::geoip::RawGeoIp;
 use crate::health::RawHealth;
 use crate::homes::RawHomes;
 use crate::http::RawConfigServer;
+use crate::identity::RawIdentity;
 use crate::inert::RawSshProxy;
 use crate::kubernetes::RawKubernetes;
 use crate::kuberun::RawKuberun;
@@ -127,6 +128,7 @@ struct RawConfig {
     kuberun: Option<RawKuberun>,
     sshproxy: RawSshProxy,
     homes: RawHomes,
+    identity: RawIdentity,
 }
 
 impl RawConfig {
@@ -171,6 +173,7 @@ impl RawConfig {
             metrics,
             geoip: self.geoip.resolve(check),
             homes: self.homes.resolve(check),
+            identity: self.identity.resolve(check),
         }
     }
 }
@@ -457,6 +460,34 @@ mod tests {
                 .any(|m| m.contains("unknown key `trustedUserCaKeys`")),
             "{messages:#?}"
         );
+    }
+
+    #[test]
+    fn the_end_of_a_certificate_or_key_ends_its_sessions_by_default() {
+        let text = "auth:\n  publicKey:\n    trustedUserCAKeys: /etc/sshpod/ca.pub\n";
+        let trust = yaml(text).unwrap().config.auth.public_key.trust;
+        assert!(trust.disconnect_expired_cert);
+        assert_eq!(trust.revoked_keys_check_interval, Duration::from_secs(5));
+        let minimal = yaml(MINIMAL).unwrap().config.auth.public_key.trust;
+        assert!(
+            minimal.disconnect_expired_cert,
+            "without a publicKey section too"
+        );
+        assert_eq!(minimal.revoked_keys_check_interval, Duration::from_secs(5));
+
+        let text = "auth:\n  publicKey:\n    trustedUserCAKeys: /etc/sshpod/ca.pub\n    \
+                    disconnectExpiredCert: false\n    revokedKeysCheckInterval: 0s\n";
+        let config = yaml(text).unwrap().config;
+        let trust = &config.auth.public_key.trust;
+        assert!(!trust.disconnect_expired_cert);
+        assert_eq!(trust.revoked_keys_check_interval, Duration::ZERO);
+        let again = yaml(&config.to_yaml()).unwrap().config;
+        assert_eq!(again, config);
+
+        let error = single(yaml(&format!(
+            "{MINIMAL}  publicKey:\n    revokedKeysCheckInterval: often\n"
+        )));
+        assert_eq!(error.line, Some(7), "{error}");
     }
 
     #[test]

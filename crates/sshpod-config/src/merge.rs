@@ -10,7 +10,7 @@
 //! back to the same value), the answer is normalised to the same spelling (Docker keys
 //! lower-cased, flat resource limits moved under `resources`), and the result is loaded and
 //! validated like a file. Only the sections that apply per connection are taken from the answer
-//! (`backend`, `docker`, `kubernetes`, `security`, and of `audit` only `enable`, `required` and
+//! (`backend`, `docker`, `kubernetes`, `security`, `identity`, and of `audit` only `enable`, `required` and
 //! `intercept`: a config server may turn recording on for a user, make it required or record
 //! more, but the format, the storage and the recordings page stay the file's; of `ssh` only the
 //! idle and session limits). The others are ignored, and reported only when they would change
@@ -32,7 +32,14 @@ use crate::load::{parse_raw_json, parse_str, Format};
 use crate::Config;
 
 /// Sections of an answer that apply to one connection.
-const PER_CONNECTION: &[&str] = &["backend", "docker", "kubernetes", "security", "audit"];
+const PER_CONNECTION: &[&str] = &[
+    "backend",
+    "docker",
+    "kubernetes",
+    "security",
+    "audit",
+    "identity",
+];
 
 /// The keys of `audit` that apply to one connection; its other keys are the file's.
 const AUDIT_PER_CONNECTION: &[&str] = &["enable", "required", "intercept"];

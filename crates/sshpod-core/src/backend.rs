@@ -31,6 +31,11 @@ pub struct ConnectionContext {
     /// This connection's configuration, when a config server changed the file's; `None` means
     /// the backend's own.
     pub config: Option<Arc<sshpod_config::Config>>,
+    /// The user the login runs as inside the container (`identity`); `None` leaves the
+    /// image's user.
+    pub identity: Option<crate::Identity>,
+    /// The container's hostname (`identity.hostname`); `None` leaves the backend's default.
+    pub hostname: Option<String>,
 }
 
 impl ConnectionContext {
@@ -45,6 +50,8 @@ impl ConnectionContext {
             annotations: BTreeMap::new(),
             files: Vec::new(),
             config: None,
+            identity: None,
+            hostname: None,
         }
     }
 }

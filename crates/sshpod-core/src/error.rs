@@ -128,6 +128,18 @@ pub enum BackendError {
     /// The request is not possible in this configuration; nothing failed.
     #[error("{0}")]
     NotPossible(NotPossible),
+    /// The login cannot be given its user or hostname (a name `/etc/passwd` cannot hold).
+    #[error("{0}")]
+    Identity(crate::IdentityError),
+    /// Setting the user up in the container failed.
+    #[error("cannot set up your user `{user}` in your container")]
+    SetUpUser {
+        /// The login name.
+        user: String,
+        /// What the setup reported.
+        #[source]
+        source: BoxError,
+    },
 }
 
 /// What did not finish in time (see [`BackendError::Timeout`]).

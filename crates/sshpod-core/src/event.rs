@@ -214,7 +214,9 @@ pub enum EventKind {
     },
     /// An idle or session limit ran out (`ssh.idleTimeout`, `ssh.maxSessionDuration`,
     /// `ssh.unusedConnectionTimeout`: the connection ends; `ssh.channelTimeout`: the event's
-    /// channel closes).
+    /// channel closes), or the login's credentials did (`auth.publicKey.disconnectExpiredCert`:
+    /// its certificate expired; `auth.publicKey.revokedKeys`: its key or certificate is now
+    /// revoked; the connection ends).
     LimitReached {
         /// The limit's configuration key.
         rule: &'static str,

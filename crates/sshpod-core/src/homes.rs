@@ -26,13 +26,17 @@ pub struct Planned {
 }
 
 /// The volumes a container of `user` mounts: their home (when homes are on) and the extra
-/// mounts. Fails for a login that cannot be part of the home's path.
-pub fn plan(homes: &HomesConfig, user: &str) -> Result<Vec<Planned>, String> {
+/// mounts. The home is mounted at `home` when given (the user's identity says where it is),
+/// else at `homes.path`. Fails for a login that cannot be part of the home's path.
+pub fn plan(homes: &HomesConfig, user: &str, home: Option<&str>) -> Result<Vec<Planned>, String> {
     let mut planned = Vec::new();
     if homes.enable {
-        let target = homes
-            .home_for(user)
-            .ok_or_else(|| "your login name cannot name a home directory".to_owned())?;
+        let target = match home {
+            Some(home) => home.to_owned(),
+            None => homes
+                .home_for(user)
+                .ok_or_else(|| "your login name cannot name a home directory".to_owned())?,
+        };
         planned.push(Planned {
             volume: labels::volume_name("sshpod-home-", user),
             target,
@@ -194,7 +198,7 @@ mod tests {
             enable: true,
             ..HomesConfig::default()
         };
-        let planned = plan(&homes, "alice").unwrap_or_else(|e| panic!("{e}"));
+        let planned = plan(&homes, "alice", None).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(chown_argv(&planned, None), None, "root keeps them");
         let owner = HomeOwner {
             uid: 1500,

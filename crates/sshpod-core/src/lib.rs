@@ -19,6 +19,7 @@ mod command;
 mod error;
 pub mod event;
 pub mod homes;
+mod identity;
 mod ids;
 pub mod labels;
 mod lifecycle;
@@ -35,6 +36,9 @@ pub use event::{
     AuthMethod, ChannelKind, ChannelRefusal, ConnectionRefusal, Credential, Ender, Event,
     EventKind, EventSink, LoginRefusal, RequestRefusal, Webhook, WebhookFailure, WebhookOutcome,
     WebhookRequest,
+};
+pub use identity::{
+    hostname_for, is_user_name, uid_for, Identity, IdentityError, MAX_USER_NAME, SESSION_PATH,
 };
 pub use ids::ConnectionId;
 pub use lifecycle::Lifecycle;

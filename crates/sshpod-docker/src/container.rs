@@ -8,13 +8,13 @@
 
 use std::sync::Arc;
 
+use std::sync::PoisonError;
+
 use bollard::models::Mount;
 use bollard::query_parameters::{
     InspectContainerOptions, RemoveContainerOptions, StartContainerOptions,
 };
-use std::sync::PoisonError;
-
-use sshpod_core::{BackendError, Command, ConnectionContext, Process, ProcessSpec};
+use sshpod_core::{BackendError, Command, ConnectionContext, Identity, Process, ProcessSpec};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{Mutex, OnceCell};
 
@@ -40,6 +40,8 @@ pub struct ConnectionContainer {
     streams: Option<ConnectionDir>,
     /// What the first shell shows before its own output (the first-login customisation's).
     greeting: std::sync::Mutex<Option<Vec<u8>>>,
+    /// The user processes run as (`identity`), set up when the container started.
+    identity: Option<Identity>,
 }
 
 impl ConnectionContainer {
@@ -86,9 +88,19 @@ impl ConnectionContainer {
         let started = match started {
             Ok(lifeline) => {
                 let timeout = settings.timeouts.command_start;
-                crate::files::write_all(&engine, &id, &ctx.files, timeout)
-                    .await
-                    .map(|()| lifeline)
+                // The user first, so that the login's files are theirs.
+                let set_up = async {
+                    let user = match &ctx.identity {
+                        Some(identity) => {
+                            crate::identity::set_up(&engine, &id, identity, timeout).await?;
+                            Some(identity.user_spec())
+                        }
+                        None => None,
+                    };
+                    crate::files::write_all(&engine, &id, &ctx.files, user.as_deref(), timeout)
+                        .await
+                };
+                set_up.await.map(|()| lifeline)
             }
             Err(e) => Err(e),
         };
@@ -101,6 +113,7 @@ impl ConnectionContainer {
                 agent_installed: OnceCell::new(),
                 streams,
                 greeting: std::sync::Mutex::new(None),
+                identity: ctx.identity.clone(),
             }),
             Err(e) => {
                 remove(&engine, &id).await;
@@ -143,17 +156,31 @@ impl ConnectionContainer {
     }
 
     async fn exec_now(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
-        let argv = self.settings.argv(&spec.command)?;
+        let mut argv = self.settings.argv(&spec.command)?;
         let program_for_errors = spec.command.describe();
+        let mut env = spec.env;
+        let (mut user, mut prelude) = (None, String::new());
+        if let Some(identity) = &self.identity {
+            // As sshd: the user's login shell, their environment (the client's may add to
+            // it), their uid, their home.
+            if spec.command == Command::Shell {
+                argv = Identity::login_shell_argv();
+            }
+            env.splice(0..0, identity.env());
+            user = Some(identity.user_spec());
+            prelude = identity.prelude(spec.tty.is_some());
+        }
         exec::start(
             &self.engine,
             ExecRequest {
                 container_id: &self.id,
                 argv,
-                env: self.settings.process_env(&spec.env),
+                env: self.settings.process_env(&env),
                 tty: spec.tty.as_ref(),
                 program_for_errors,
                 exit_timeout: self.settings.timeouts.command_start,
+                user,
+                prelude,
             },
             self.streams.as_ref(),
         )

@@ -12,16 +12,18 @@ use crate::engine::Engine;
 /// At most this much of the step's output is kept for the user.
 const MAX_OUTPUT: usize = 64 * 1024;
 
-/// Runs `argv` in the container and returns what it printed (stdout and stderr, in order).
+/// Runs `argv` in the container, as `user` (`uid:gid`) when given, and returns what it
+/// printed (stdout and stderr, in order).
 /// Failures of the step itself are in its output; failures to run it at all, or a step that
 /// outlives `timeout`, become a line saying so: never fatal to the login.
 pub(crate) async fn run(
     engine: &Engine,
     id: &str,
     argv: Vec<String>,
+    user: Option<String>,
     timeout: Duration,
 ) -> Vec<u8> {
-    match tokio::time::timeout(timeout, captured(engine, id, argv)).await {
+    match tokio::time::timeout(timeout, captured(engine, id, argv, user)).await {
         Ok(Ok(output)) => output,
         Ok(Err(e)) => {
             tracing::warn!(
@@ -43,6 +45,7 @@ async fn captured(
     engine: &Engine,
     id: &str,
     argv: Vec<String>,
+    user: Option<String>,
 ) -> Result<Vec<u8>, bollard::errors::Error> {
     let created = engine
         .docker
@@ -52,6 +55,8 @@ async fn captured(
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
                 cmd: Some(argv),
+                // `uid:gid`, or the image's user (root) when `None`.
+                user,
                 ..Default::default()
             },
         )

@@ -34,6 +34,10 @@ pub(crate) struct ExecRequest<'a> {
     pub(crate) tty: Option<&'a TtySpec>,
     pub(crate) program_for_errors: String,
     pub(crate) exit_timeout: Duration,
+    /// The `uid:gid` to run as (`identity`); `None` runs as the container's user.
+    pub(crate) user: Option<String>,
+    /// Shell code run before the program, after the FIFOs are opened (`identity`'s).
+    pub(crate) prelude: String,
 }
 
 /// Starts a process in a running container. Without a terminal, and with `streams` (a
@@ -160,13 +164,8 @@ async fn launch(
     if let Some(t) = req.tty {
         env.push(format!("TERM={}", t.term));
     }
-    let cmd = wrap_argv_after(
-        fifo_prelude.unwrap_or(""),
-        req.argv.clone(),
-        &pid_file,
-        &[],
-        req.tty,
-    );
+    let prelude = format!("{}{}", fifo_prelude.unwrap_or(""), req.prelude);
+    let cmd = wrap_argv_after(&prelude, req.argv.clone(), &pid_file, &[], req.tty);
     let created = engine
         .docker
         .create_exec(
@@ -178,6 +177,7 @@ async fn launch(
                 tty: Some(tty),
                 env: Some(env),
                 cmd: Some(cmd),
+                user: req.user.clone(),
                 ..Default::default()
             },
         )
@@ -197,6 +197,7 @@ async fn launch(
         delivered: DeliveredSignal::default(),
         exit_timeout: req.exit_timeout,
         demux_task: None,
+        user: req.user.clone(),
     };
     Ok((control, hijacked))
 }
@@ -259,6 +260,8 @@ struct ExecControl {
     delivered: DeliveredSignal,
     exit_timeout: Duration,
     demux_task: Option<AbortOnDrop>,
+    /// The user the process runs as (`identity`), whom its signals are sent as.
+    user: Option<String>,
 }
 
 impl DemuxOwner for ExecControl {
@@ -285,8 +288,14 @@ impl ExecControl {
     async fn deliver(&self, signal: Signal) -> Result<(), BackendError> {
         let argv = kill_argv(&self.pid_file, signal);
         let sending = self.delivered.sending(signal);
-        let code =
-            run_to_completion(&self.engine, &self.container_id, argv, self.exit_timeout).await?;
+        let code = run_to_completion(
+            &self.engine,
+            &self.container_id,
+            argv,
+            self.user.as_deref(),
+            self.exit_timeout,
+        )
+        .await?;
         sending.record_kill(code)
     }
 
@@ -356,6 +365,7 @@ pub(crate) async fn run_to_completion(
     engine: &Engine,
     container_id: &str,
     argv: Vec<String>,
+    user: Option<&str>,
     timeout: Duration,
 ) -> Result<i64, BackendError> {
     let program = argv.join(" ");
@@ -368,6 +378,7 @@ pub(crate) async fn run_to_completion(
                     attach_stdout: Some(true),
                     attach_stderr: Some(true),
                     cmd: Some(argv),
+                    user: user.map(str::to_owned),
                     ..Default::default()
                 },
             )

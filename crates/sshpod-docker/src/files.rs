@@ -15,15 +15,18 @@ use crate::exec::wait_exec_exit;
 
 const SCRIPT: &str = r#"umask 077; mkdir -p "$(dirname "$1")" && cat > "$1""#;
 
-/// Writes every file, in order; the first failure stops and is returned.
+/// Writes every file, in order, as `user` (`uid:gid`, with `identity`) or the container's
+/// user; the first failure stops and is returned.
 pub(crate) async fn write_all(
     engine: &Engine,
     container_id: &str,
     files: &[ContainerFile],
+    user: Option<&str>,
     timeout: Duration,
 ) -> Result<(), BackendError> {
     for file in files {
-        match tokio::time::timeout(timeout, write_one(engine, container_id, file, timeout)).await {
+        let write = write_one(engine, container_id, file, user, timeout);
+        match tokio::time::timeout(timeout, write).await {
             Ok(result) => result?,
             Err(_) => {
                 return Err(BackendError::Timeout {
@@ -42,6 +45,7 @@ async fn write_one(
     engine: &Engine,
     container_id: &str,
     file: &ContainerFile,
+    user: Option<&str>,
     timeout: Duration,
 ) -> Result<(), BackendError> {
     let failed = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::WriteFile {
@@ -63,6 +67,7 @@ async fn write_one(
                     "sh".to_owned(),
                     file.path.clone(),
                 ]),
+                user: user.map(str::to_owned),
                 ..Default::default()
             },
         )

@@ -247,7 +247,7 @@ mod tests {
             ],
             ..HomesConfig::default()
         };
-        let alice = plan(&homes, "alice").unwrap_or_else(|e| panic!("{e}"));
+        let alice = plan(&homes, "alice", None).unwrap_or_else(|e| panic!("{e}"));
         let hash = labels::login_hash("alice");
         let summary: Vec<_> = alice
             .iter()
@@ -269,16 +269,19 @@ mod tests {
                 ),
             ]
         );
-        let bob = plan(&homes, "bob").unwrap_or_else(|e| panic!("{e}"));
+        let bob = plan(&homes, "bob", None).unwrap_or_else(|e| panic!("{e}"));
         assert_ne!(bob[0].volume, alice[0].volume, "homes are per user");
         assert_eq!(bob[1].volume, alice[1].volume, "shared mounts are shared");
-        assert!(plan(&homes, "../root").is_err(), "no home outside /home");
+        assert!(
+            plan(&homes, "../root", None).is_err(),
+            "no home outside /home"
+        );
     }
 
     #[test]
     fn without_homes_only_the_extra_mounts_are_mounted() {
         let homes = HomesConfig::default();
-        assert_eq!(plan(&homes, "alice"), Ok(Vec::new()));
+        assert_eq!(plan(&homes, "alice", None), Ok(Vec::new()));
     }
 
     #[test]

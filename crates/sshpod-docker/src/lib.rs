@@ -16,9 +16,11 @@ mod exec;
 mod files;
 mod hijack;
 mod homes;
+mod identity;
 mod image;
 mod local_streams;
 mod orphans;
+mod requests;
 mod session;
 mod settings;
 mod stream;
@@ -36,6 +38,7 @@ use sshpod_core::{
 };
 
 pub use homes::home_volume;
+pub use requests::{EngineRequests, ENGINE_REQUEST_KINDS};
 use sshpod_core::homes::HomeVolume;
 pub use stream::ExecStream;
 
@@ -52,6 +55,8 @@ pub struct DockerBackend {
     settings: Arc<Settings>,
     /// This process's identity on the engine (the `sshpod.instance` label).
     instance: String,
+    /// The engine requests made so far, by kind.
+    requests: Arc<EngineRequests>,
     /// Where the backend's background work runs (a child of the process's).
     lifecycle: Lifecycle,
     /// Homes, extra mounts and `mode: user`'s grace period (`homes`).
@@ -118,6 +123,12 @@ impl DockerBackend {
             .negotiate_version()
             .await
             .map_err(|e| BackendError::Engine(Box::new(e)))?;
+        let requests = Arc::new(EngineRequests::default());
+        let counted = Arc::clone(&requests);
+        let docker = docker.with_request_modifier(move |request| {
+            counted.count(request.method(), request.uri().path());
+            request
+        });
         let instance = orphans::instance_id(seat);
         let local_streams = match &address {
             EngineAddress::Unix(_) => local_streams(
@@ -138,6 +149,7 @@ impl DockerBackend {
             instance,
             homes: Arc::new(HomesConfig::default()),
             users: PerUser::new(HomesConfig::default().grace_period, lifecycle.clone()),
+            requests,
             lifecycle,
         })
         .inspect(Self::sweep_now_and_then)
@@ -201,6 +213,11 @@ impl DockerBackend {
     /// This process's instance id, as put on its containers.
     pub fn instance(&self) -> &str {
         &self.instance
+    }
+
+    /// The engine requests this process made, by kind (shared; read at each scrape).
+    pub fn engine_requests(&self) -> Arc<EngineRequests> {
+        Arc::clone(&self.requests)
     }
 }
 
@@ -341,7 +358,8 @@ async fn start_within(
     homes: Arc<HomesConfig>,
 ) -> Result<DockerContainer, BackendError> {
     let start = async {
-        let planned = sshpod_core::homes::plan(&homes, &ctx.user).map_err(|reason| {
+        let home = ctx.identity.as_ref().map(|i| i.home.as_str());
+        let planned = sshpod_core::homes::plan(&homes, &ctx.user, home).map_err(|reason| {
             BackendError::StartContainer {
                 image: settings.image.clone(),
                 reason,
@@ -360,11 +378,17 @@ async fn start_within(
                     mounts,
                 )
                 .await?;
-                // The identity settings give the owner; until then homes stay root's.
-                let owner: Option<sshpod_core::homes::HomeOwner> = None;
+                // With an identity, the user's volumes are theirs; without, root's.
+                let owner = ctx
+                    .identity
+                    .as_ref()
+                    .map(|i| sshpod_core::homes::HomeOwner {
+                        uid: i.uid,
+                        gid: i.gid,
+                    });
                 if let Some(argv) = sshpod_core::homes::chown_argv(&planned, owner) {
                     let timeout = settings.timeouts.command_start;
-                    let output = customize::run(&engine, container.id(), argv, timeout).await;
+                    let output = customize::run(&engine, container.id(), argv, None, timeout).await;
                     if !output.is_empty() {
                         tracing::warn!(
                             output = %String::from_utf8_lossy(&output),
@@ -379,10 +403,18 @@ async fn start_within(
                     home.and_then(|h| sshpod_core::homes::customize_argv(&homes, &h.target))
                 {
                     let timeout = settings.timeouts.container_start;
-                    let output = customize::run(&engine, container.id(), argv, timeout).await;
+                    let runs_as = ctx
+                        .identity
+                        .as_ref()
+                        .map(|i| format!("{}:{}", i.uid, i.gid));
+                    let output =
+                        customize::run(&engine, container.id(), argv, runs_as, timeout).await;
                     container.greet_with(output);
                 }
                 Mode::Connection(container)
+            }
+            ExecutionMode::Session if ctx.identity.is_some() => {
+                return Err(session_mode_has_no_identity(&ctx));
             }
             ExecutionMode::Session => Mode::Session(
                 SessionContainers::new(
@@ -412,6 +444,15 @@ fn add_mounts(body: &mut ContainerCreateBody, mounts: Vec<Mount>) {
     }
     let host = body.host_config.get_or_insert_with(HostConfig::default);
     host.mounts.get_or_insert_with(Vec::new).extend(mounts);
+}
+
+/// In session mode the session's program is the container's main process, so nothing can set
+/// the user up before it runs.
+fn session_mode_has_no_identity(ctx: &ConnectionContext) -> BackendError {
+    BackendError::SetUpUser {
+        user: ctx.user.clone(),
+        source: "`identity` needs the `connection` execution mode".into(),
+    }
 }
 
 /// The container(s) of one connection.

@@ -95,6 +95,14 @@ impl Settings {
             let env = body.env.get_or_insert_with(Vec::new);
             env.extend(ctx.environment.iter().map(|(k, v)| format!("{k}={v}")));
         }
+        if let Some(hostname) = &ctx.hostname {
+            body.hostname = Some(hostname.clone());
+        }
+        if ctx.identity.is_some() {
+            // The setup needs root's capabilities, which Docker gives an exec as root only in a
+            // container started as root; the user's processes run as the user whatever it is.
+            body.user = Some("0:0".to_owned());
+        }
         body.cmd = Some(cmd);
         body.open_stdin = Some(true);
         body.stdin_once = Some(true);
@@ -102,6 +110,12 @@ impl Settings {
         let host = body.host_config.get_or_insert_with(HostConfig::default);
         if self.mode == ExecutionMode::User {
             labels.insert(labels::USER_CONTAINER.to_owned(), ctx.user.clone());
+        }
+        if ctx.identity.as_ref().is_some_and(|i| i.sudo) {
+            // `sudo` is set-uid: under no-new-privileges it cannot raise anyone to root.
+            if let Some(options) = host.security_opt.as_mut() {
+                options.retain(|o| !o.starts_with("no-new-privileges"));
+            }
         }
         match self.mode {
             ExecutionMode::Connection | ExecutionMode::User => {
@@ -461,5 +475,41 @@ platform: {os: linux, architecture: arm64, variant: v8}\n";
         );
         assert_eq!(host["PidsLimit"], sshpod_config::DEFAULT_PIDS_LIMIT);
         assert_eq!(host["Privileged"], false);
+    }
+
+    #[test]
+    fn hostname_and_sudo_shape_the_container() {
+        let s = settings(ExecutionMode::Connection);
+        let options = |body: &ContainerCreateBody| {
+            body.host_config
+                .as_ref()
+                .and_then(|h| h.security_opt.clone())
+                .unwrap_or_default()
+        };
+        let plain = s.container_body(&ctx(), "inst", vec!["idle".into()], None);
+        assert_eq!(plain.hostname, None);
+        assert_eq!(options(&plain), ["no-new-privileges"]);
+
+        let mut with = ctx();
+        with.hostname = Some("alice-lab".into());
+        let on = sshpod_config::IdentityConfig {
+            enable: true,
+            ..Default::default()
+        };
+        with.identity = sshpod_core::Identity::resolve(&on, "alice").unwrap_or_default();
+        let body = s.container_body(&with, "inst", vec!["idle".into()], None);
+        assert_eq!(body.hostname.as_deref(), Some("alice-lab"));
+        assert_eq!(body.user.as_deref(), Some("0:0"), "set up as root");
+        assert_eq!(options(&body), ["no-new-privileges"], "kept without sudo");
+
+        if let Some(identity) = with.identity.as_mut() {
+            identity.sudo = true;
+        }
+        let body = s.container_body(&with, "inst", vec!["idle".into()], None);
+        assert!(
+            options(&body).is_empty(),
+            "sudo is set-uid: {:?}",
+            options(&body)
+        );
     }
 }

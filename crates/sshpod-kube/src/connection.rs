@@ -11,7 +11,7 @@ use sshpod_core::{BackendError, ConnectionContext};
 
 use crate::handle::{Ownership, PodHandle};
 use crate::pod::{self, Owner};
-use crate::{files, lifecycle};
+use crate::{files, identity, lifecycle};
 
 /// Creates the connection's pod, waits until it runs, holds its lifeline where it needs one
 /// and writes the login's files. On error the pod is deleted again.
@@ -43,12 +43,17 @@ pub(crate) async fn start(
         config,
         ctx.environment.clone(),
         Ownership::Owned,
-    );
+    )
+    .running_as(ctx.identity.clone());
     let ready = async {
         if lifeline {
             handle.hold_lifeline(&image).await?;
         }
-        files::write_all(&handle.target(), &ctx.files).await
+        // The user first, so that the login's files are theirs.
+        if let Some(identity) = &ctx.identity {
+            identity::set_up(&handle.target(), identity).await?;
+        }
+        files::write_all_as(&handle.target(), &ctx.files, ctx.identity.as_ref()).await
     };
     let ready =
         lifecycle::prepared_within(handle.config().timeouts.command_start, &image, ready).await;

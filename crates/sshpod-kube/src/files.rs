@@ -2,7 +2,7 @@
 //! `/bin/sh` that creates the parent directory and copies its stdin to the path (mode 0600),
 //! so it belongs to the pod's user and lands wherever the user's processes look.
 
-use sshpod_core::{BackendError, ContainerFile};
+use sshpod_core::{BackendError, ContainerFile, Identity};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use crate::exec::Target;
@@ -15,13 +15,26 @@ pub(crate) async fn write_all(
     target: &Target<'_>,
     files: &[ContainerFile],
 ) -> Result<(), BackendError> {
+    write_all_as(target, files, None).await
+}
+
+/// Like [`write_all`], as `identity`'s user when there is one (the exec switches to them).
+pub(crate) async fn write_all_as(
+    target: &Target<'_>,
+    files: &[ContainerFile],
+    identity: Option<&Identity>,
+) -> Result<(), BackendError> {
     for file in files {
-        write_one(target, file).await?;
+        write_one(target, file, identity).await?;
     }
     Ok(())
 }
 
-async fn write_one(target: &Target<'_>, file: &ContainerFile) -> Result<(), BackendError> {
+async fn write_one(
+    target: &Target<'_>,
+    file: &ContainerFile,
+    identity: Option<&Identity>,
+) -> Result<(), BackendError> {
     let failed = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::WriteFile {
         path: file.path.clone(),
         source,
@@ -34,13 +47,15 @@ async fn write_one(target: &Target<'_>, file: &ContainerFile) -> Result<(), Back
         tty: false,
         ..kube::api::AttachParams::default()
     };
+    let mut argv: Vec<String> = ["/bin/sh", "-c", SCRIPT, "sh", file.path.as_str()]
+        .map(str::to_owned)
+        .to_vec();
+    if let Some(identity) = identity {
+        argv = identity.run_as_argv(false, argv);
+    }
     let mut attached = target
         .pods
-        .exec(
-            target.pod,
-            ["/bin/sh", "-c", SCRIPT, "sh", file.path.as_str()],
-            &params,
-        )
+        .exec(target.pod, argv, &params)
         .await
         .map_err(|e| failed(Box::new(e)))?;
     let mut stdin = attached.stdin().ok_or_else(|| failed("no stdin".into()))?;

@@ -7,7 +7,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, AttachedProcess};
 use kube::Api;
 use sshpod_config::KubernetesConfig;
-use sshpod_core::{BackendError, CommandPolicy, CommandTable, NotPossible, Process, ProcessSpec};
+use sshpod_core::{
+    BackendError, Command, CommandPolicy, CommandTable, Identity, NotPossible, Process, ProcessSpec,
+};
 use tokio::sync::Mutex;
 
 use crate::exec;
@@ -54,6 +56,8 @@ pub(crate) struct PodHandle {
     environment: Vec<(String, String)>,
     lifeline: Mutex<Option<Lifeline>>,
     ownership: Ownership,
+    /// The user processes run as (`identity`), set up once the pod ran.
+    identity: Option<Identity>,
 }
 
 impl PodHandle {
@@ -81,7 +85,14 @@ impl PodHandle {
             environment,
             lifeline: Mutex::new(None),
             ownership,
+            identity: None,
         }
+    }
+
+    /// Runs every process as `identity`'s user, when there is one.
+    pub(crate) fn running_as(mut self, identity: Option<Identity>) -> Self {
+        self.identity = identity;
+        self
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -122,9 +133,18 @@ impl PodHandle {
     }
 
     pub(crate) async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
-        let argv = command_table(&self.config).argv(&spec.command)?;
+        let mut argv = command_table(&self.config).argv(&spec.command)?;
         let program = spec.command.describe();
         let mut env = self.environment.clone();
+        if let Some(identity) = &self.identity {
+            // As sshd: the user's login shell and environment (the client's may add to it),
+            // as the user, in their home. The exec API has no user: the process switches.
+            if spec.command == Command::Shell {
+                argv = Identity::login_shell_argv();
+            }
+            argv = identity.run_as_argv(spec.tty.is_some(), argv);
+            env.extend(identity.env());
+        }
         env.extend(spec.env);
         tokio::time::timeout(
             self.config.timeouts.command_start,

@@ -253,7 +253,7 @@ mod tests {
             }],
             ..HomesConfig::default()
         };
-        let planned = plan(&homes, "Alice@Lab").unwrap_or_else(|e| panic!("{e}"));
+        let planned = plan(&homes, "Alice@Lab", None).unwrap_or_else(|e| panic!("{e}"));
         let config = pod_config();
         let home = claim(&planned[0], &config, "Alice@Lab").unwrap_or_else(|e| panic!("{e}"));
         let value = serde_json::to_value(&home).unwrap_or_else(|e| panic!("{e}"));
@@ -277,7 +277,7 @@ mod tests {
             enable: true,
             ..HomesConfig::default()
         };
-        let planned = plan(&homes, "bob").unwrap_or_else(|e| panic!("{e}"));
+        let planned = plan(&homes, "bob", None).unwrap_or_else(|e| panic!("{e}"));
         let config = pod_config();
         let mut pod = Pod {
             spec: Some(config.spec.clone()),

@@ -29,6 +29,7 @@ mod files;
 mod forward;
 mod handle;
 mod homes;
+mod identity;
 mod lease;
 mod lifecycle;
 mod limiter;
@@ -195,17 +196,30 @@ impl Backend for KubeBackend {
         let client = requests::counted_client(&self.client, requests.clone());
         let pods: Api<Pod> = Api::namespaced(client, config.pod.namespace());
         let owner = self.owner_for(&config);
+        if ctx.identity.is_some() && !matches!(config.pod.mode, PodMode::Connection | PodMode::User)
+        {
+            // A session pod's program is its main process and a persistent pod is shared:
+            // neither has a moment to set a user up in.
+            return Err(BackendError::SetUpUser {
+                user: ctx.user.clone(),
+                source: "`identity` needs the `connection` or `user` pod mode".into(),
+            });
+        }
         let homes = match &ctx.config {
             Some(c) => Arc::new(c.homes.clone()),
             None => Arc::clone(&self.homes),
         };
         let volumes = match config.pod.mode {
-            PodMode::Connection | PodMode::User => sshpod_core::homes::plan(&homes, &ctx.user)
-                .map_err(|reason| BackendError::StartContainer {
-                    image: pod::console_of(&config.pod).1,
-                    reason,
-                    source: None,
-                })?,
+            PodMode::Connection | PodMode::User => sshpod_core::homes::plan(
+                &homes,
+                &ctx.user,
+                ctx.identity.as_ref().map(|i| i.home.as_str()),
+            )
+            .map_err(|reason| BackendError::StartContainer {
+                image: pod::console_of(&config.pod).1,
+                reason,
+                source: None,
+            })?,
             // Session pods and persistent pods mount what their spec says.
             PodMode::Session | PodMode::Persistent => Vec::new(),
         };

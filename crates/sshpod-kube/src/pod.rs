@@ -109,6 +109,12 @@ fn guest_pod(
     let mut spec = config.spec.clone();
     spec.restart_policy
         .get_or_insert_with(|| "Never".to_owned());
+    if let Some(hostname) = &ctx.hostname {
+        spec.hostname = Some(hostname.clone());
+    }
+    if let Some(identity) = &ctx.identity {
+        start_as_root_to_switch(&mut spec, config.console_container_number, identity);
+    }
     if let Some(console) = spec.containers.get_mut(config.console_container_number) {
         console.command = Some(command);
         console.args = None;
@@ -132,6 +138,59 @@ fn guest_pod(
         spec: Some(spec),
         status: None,
     }
+}
+
+/// Capabilities the console keeps with `identity`: to write the user's entries and home
+/// (`CHOWN`, `DAC_OVERRIDE`, `FOWNER`), to become the user (`SETUID`, `SETGID`) and to signal
+/// the user's processes (`KILL`). The user's processes have none of them.
+const IDENTITY_CAPABILITIES: &[&str] = &[
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "SETUID",
+    "SETGID",
+    "KILL",
+];
+
+/// With `identity`, the console starts as root, with only [`IDENTITY_CAPABILITIES`] (plus
+/// `AUDIT_WRITE` and privilege escalation when `sudo` is on, which sudo needs), since the
+/// exec API cannot choose a user: sshpod sets the user up as root and each process switches
+/// to the user. The pod's `fsGroup` becomes the user's gid, so volumes are theirs to write.
+fn start_as_root_to_switch(
+    spec: &mut k8s_openapi::api::core::v1::PodSpec,
+    console: usize,
+    identity: &sshpod_core::Identity,
+) {
+    use k8s_openapi::api::core::v1::{Capabilities, PodSecurityContext, SecurityContext};
+    let pod = spec
+        .security_context
+        .get_or_insert_with(PodSecurityContext::default);
+    pod.run_as_user = Some(0);
+    pod.run_as_group = Some(0);
+    pod.run_as_non_root = Some(false);
+    pod.fs_group = Some(i64::from(identity.gid));
+    let Some(container) = spec.containers.get_mut(console) else {
+        return;
+    };
+    let security = container
+        .security_context
+        .get_or_insert_with(SecurityContext::default);
+    security.run_as_user = None;
+    security.run_as_group = None;
+    security.run_as_non_root = Some(false);
+    security.privileged = Some(false);
+    security.allow_privilege_escalation = Some(identity.sudo);
+    let mut add: Vec<String> = IDENTITY_CAPABILITIES
+        .iter()
+        .map(|c| (*c).to_owned())
+        .collect();
+    if identity.sudo {
+        add.push("AUDIT_WRITE".to_owned());
+    }
+    security.capabilities = Some(Capabilities {
+        drop: Some(vec!["ALL".to_owned()]),
+        add: Some(add),
+    });
 }
 
 /// The console container's name and image.
@@ -321,5 +380,63 @@ mod tests {
             serde_json::from_value(json!({"status": "Failure", "reason": "InternalError"}))
                 .unwrap();
         assert_eq!(exit_code(&other), None);
+    }
+
+    #[test]
+    fn identity_starts_the_console_as_root_with_few_capabilities_and_names_the_pod() {
+        let file = "auth:\n  password:\n    method: htpasswd\n    htpasswd:\n      file: /x\n";
+        let config = sshpod_config::parse_str(file, sshpod_config::Format::Yaml, "x.yaml")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .config
+            .kubernetes
+            .pod;
+        let mut ctx = ConnectionContext::new(
+            sshpod_core::ConnectionId::random(),
+            "alice".into(),
+            ([127, 0, 0, 1], 22).into(),
+        );
+        let owner = Owner {
+            instance: "i".into(),
+            lease: None,
+        };
+        let plain = connection_pod(&config, &ctx, &owner, true);
+        let plain_spec = plain.spec.unwrap_or_default();
+        assert_eq!(plain_spec.hostname, None);
+        let secure = plain_spec.security_context.unwrap_or_default();
+        assert_eq!(
+            secure.run_as_non_root,
+            Some(true),
+            "unchanged without identity"
+        );
+
+        let on = sshpod_config::IdentityConfig {
+            enable: true,
+            sudo: true,
+            ..Default::default()
+        };
+        ctx.identity = sshpod_core::Identity::resolve(&on, "alice").unwrap_or_default();
+        ctx.hostname = Some("alice-lab".into());
+        let gid = ctx.identity.as_ref().map_or(0, |i| i64::from(i.gid));
+        let spec = connection_pod(&config, &ctx, &owner, true)
+            .spec
+            .unwrap_or_default();
+        assert_eq!(spec.hostname.as_deref(), Some("alice-lab"));
+        let pod = spec.security_context.unwrap_or_default();
+        assert_eq!(
+            (pod.run_as_user, pod.run_as_non_root),
+            (Some(0), Some(false))
+        );
+        assert_eq!(pod.fs_group, Some(gid));
+        let console = spec.containers[config.console_container_number]
+            .security_context
+            .clone()
+            .unwrap_or_default();
+        assert_eq!(console.allow_privilege_escalation, Some(true));
+        assert_eq!(console.privileged, Some(false));
+        let caps = console.capabilities.unwrap_or_default();
+        assert_eq!(caps.drop, Some(vec!["ALL".to_owned()]));
+        let added = caps.add.unwrap_or_default();
+        assert!(added.iter().any(|c| c == "SETUID") && added.iter().any(|c| c == "AUDIT_WRITE"));
+        assert!(!added.iter().any(|c| c == "SYS_ADMIN"));
     }
 }

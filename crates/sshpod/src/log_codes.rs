@@ -143,6 +143,12 @@ codes! {
     SESSION_ENDED = "SSHPOD_SESSION_ENDED";
     /// A limit (`idleTimeout`, `maxSessionDuration`, `channelTimeout`, `unusedConnectionTimeout`) ended a session or the connection.
     LIMIT_REACHED = "SSHPOD_LIMIT_REACHED";
+    /// A connection ended because the certificate it logged in with expired (`auth.publicKey.disconnectExpiredCert`).
+    CERTIFICATE_EXPIRED = "SSHPOD_CERTIFICATE_EXPIRED";
+    /// A connection ended because the key or certificate it logged in with (or the certificate's CA) is now revoked (`auth.publicKey.revokedKeys`).
+    KEY_REVOKED = "SSHPOD_KEY_REVOKED";
+    /// The revoked keys file cannot be read or understood: every key is refused at login, running sessions go on.
+    REVOKED_KEYS_UNREADABLE = "SSHPOD_REVOKED_KEYS_UNREADABLE";
     /// Another event of a connection, at debug level.
     CONNECTION_EVENT = "SSHPOD_CONNECTION_EVENT";
     // Recordings.

@@ -81,14 +81,9 @@ pub(crate) async fn start(
 ) -> Result<Option<Recording>> {
     // The page shows what is kept, whether or not this instance records.
     if !config.audit.web.listen.is_empty() {
-        let page = sshpod::web::serve(&config.audit.web, store(config)?, lifecycle)
+        sshpod::web::serve(&config.audit.web, store(config)?, lifecycle)
             .await
             .context("starting the recordings page")?;
-        tracing::info!(
-            code = sshpod::log_codes::RECORDINGS_PAGE,
-            url = page.url(),
-            "recordings page"
-        );
     }
     let per_user = config.configserver.is_some();
     if !Audit::records(&config.audit, per_user) {

@@ -178,6 +178,9 @@ impl<B: Backend> Reloader<B> {
         }
         let outcome = self.apply();
         log_outcome(&outcome);
+        // Whatever the outcome, the revocation list may have changed: running sessions whose
+        // key it now revokes end.
+        self.server.recheck_revocations();
         outcome
     }
 

@@ -82,6 +82,10 @@ pub(crate) async fn run(
                 instance = backend.instance(),
                 "connected to the Docker engine"
             );
+            if let Some(metrics) = &endpoints.metrics {
+                let requests = backend.engine_requests();
+                metrics.count_api_requests(move || requests.snapshot());
+            }
             serve(
                 config, socket, backend, identity, endpoints, &lifecycle, operations,
             )

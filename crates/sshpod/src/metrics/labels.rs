@@ -106,6 +106,12 @@ pub(super) struct ChannelLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct LimitLabels {
+    /// The configuration key of the limit (a fixed set).
+    pub(super) rule: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(super) struct RefusalLabels {
     pub(super) stage: &'static str,
     pub(super) reason: &'static str,

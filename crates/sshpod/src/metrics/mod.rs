@@ -30,8 +30,8 @@ use tokio::time::Instant;
 use crate::geoip::GeoIp;
 use labels::{
     ApiLabels, AuthLabels, AuthServerFailureLabels, AuthServerLabels, BackendLabels, BoundedNames,
-    ChannelLabels, ConfigServerFailureLabels, CountryLabels, RefusalLabels, RetryLabels,
-    StartLabels, UserLabels,
+    ChannelLabels, ConfigServerFailureLabels, CountryLabels, LimitLabels, RefusalLabels,
+    RetryLabels, StartLabels, UserLabels,
 };
 
 /// The content type of the OpenMetrics text format.
@@ -92,6 +92,7 @@ struct Families {
     received: Family<ChannelLabels, Counter>,
     sent: Family<ChannelLabels, Counter>,
     refused: Family<RefusalLabels, Counter>,
+    limits_reached: Family<LimitLabels, Counter>,
 }
 
 /// A histogram without labels, created with sshpod's latency buckets.
@@ -160,6 +161,7 @@ impl Metrics {
             received: Family::default(),
             sent: Family::default(),
             refused: Family::default(),
+            limits_reached: Family::default(),
         };
         let mut registry = Registry::default();
         families.register(&mut registry);
@@ -482,6 +484,11 @@ impl Families {
             "Connections, logins, channels and requests refused, by stage and reason",
             self.refused.clone(),
         );
+        registry.register(
+            "sshpod_limits_reached",
+            "Connections and channels ended by a limit or by the end of the login's credentials, by configuration key",
+            self.limits_reached.clone(),
+        );
     }
 }
 
@@ -527,6 +534,12 @@ impl EventSink for Metrics {
             ),
             EventKind::RequestRefused { reason } => self.refuse("request", request_reason(reason)),
             EventKind::Closed => self.closed(event),
+            EventKind::LimitReached { rule, .. } => {
+                self.families
+                    .limits_reached
+                    .get_or_create(&LimitLabels { rule })
+                    .inc();
+            }
             _ => {}
         }
     }

@@ -226,11 +226,19 @@ async fn refusals_are_counted_by_stage_and_reason() {
     connection.emit(EventKind::RequestRefused {
         reason: RequestRefusal::EnvNotAccepted("LD_PRELOAD".into()),
     });
+    connection.emit(EventKind::LimitReached {
+        rule: "auth.publicKey.revokedKeys",
+        message: "your key has been revoked".into(),
+    });
     connection.emit(EventKind::Closed);
 
     for (sample, expected) in [
         (
             r#"sshpod_refused_total{stage="connection",reason="per_source_max_startups"}"#,
+            1.0,
+        ),
+        (
+            r#"sshpod_limits_reached_total{rule="auth.publicKey.revokedKeys"}"#,
             1.0,
         ),
         (

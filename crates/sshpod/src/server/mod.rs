@@ -11,6 +11,7 @@ mod events;
 mod handler;
 mod io;
 mod limits;
+mod revocations;
 mod transport;
 
 use std::collections::BTreeSet;
@@ -32,6 +33,7 @@ use connection::ConnectionState;
 pub use drain::Drain;
 pub use events::LogEvents;
 use events::Subscribers;
+use revocations::{RevocationList, Revocations};
 use transport::proxy_header::{self, ProxyHeader};
 use transport::russh_config;
 
@@ -136,6 +138,8 @@ pub struct Server<B: Backend> {
     penalties: Arc<Penalties>,
     /// The drain after SIGTERM (every snapshot's connections share it).
     drain: Drain,
+    /// The revocation list in force, which running connections follow.
+    revocations: Revocations,
     /// When a refused connection was last logged.
     refusal_logged: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
@@ -162,9 +166,11 @@ impl<B: Backend> Server<B> {
             drain.clone(),
             false,
         )?;
+        let revocations = Revocations::new(revocation_list(&snapshot.shared));
         Ok(Self {
             current: std::sync::RwLock::new(snapshot),
             drain,
+            revocations,
             startups,
             penalties,
             refusal_logged: std::sync::Mutex::new(None),
@@ -173,9 +179,10 @@ impl<B: Backend> Server<B> {
 
     /// Serves the connections accepted from now on with `config` (its authenticators,
     /// webhooks, host keys, algorithms and backend settings); connections already accepted
-    /// keep theirs. Settings read only at start (`ssh.listen`, the admission limits, the
-    /// backend's connection) are the caller's to refuse: they are not changed here. On error
-    /// nothing changes.
+    /// keep theirs, except for the revocation list (`revokedKeys`), which ends those whose key
+    /// or certificate it revokes. Settings read only at start (`ssh.listen`, the admission
+    /// limits, the backend's connection) are the caller's to refuse: they are not changed
+    /// here. On error nothing changes.
     pub fn reload(
         &self,
         config: Arc<Config>,
@@ -192,8 +199,16 @@ impl<B: Backend> Server<B> {
             self.drain.clone(),
             true,
         )?;
+        // Running connections follow the new list (and check their keys against it now).
+        self.revocations.replace(revocation_list(&snapshot.shared));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = snapshot;
         Ok(())
+    }
+
+    /// Has every running connection check its key against the revocation list again (a
+    /// reload request: the list may have changed even if the configuration did not).
+    pub fn recheck_revocations(&self) {
+        self.revocations.recheck();
     }
 
     /// The configuration new connections are accepted with.
@@ -240,8 +255,13 @@ impl<B: Backend> Server<B> {
         let shutdown = connections.token().clone();
         // Read at start, as the admission limits (a reload that changes it is refused).
         let proxy = self.snapshot().shared.config.ssh.proxy_protocol.clone();
+        lifecycle.spawn(self.revocations.clone().watch_file(shutdown.clone()));
         // Headers are read off the accept loop, each within its deadline; admission stays here.
         let (proxied_tx, mut proxied_rx) = tokio::sync::mpsc::channel::<Proxied>(64);
+        // A connection whose header is not read yet is unauthenticated too: at most
+        // `ssh.maxStartups` (its full value) are waited for at once.
+        let header_slots = self.snapshot().shared.config.ssh.max_startups.full;
+        let header_reads = Arc::new(tokio::sync::Semaphore::new(header_slots as usize));
         loop {
             let (socket, (peer, local), via) = tokio::select! {
                 () = shutdown.cancelled() => break,
@@ -254,8 +274,19 @@ impl<B: Backend> Server<B> {
                 },
                 a = listener.accept() => match a {
                     Ok((socket, peer)) if proxy.trusts(peer.ip()) => {
-                        let sender = proxied_tx.clone();
-                        connections.spawn(read_proxy_header(socket, peer, proxy.header_timeout, sender));
+                        match Arc::clone(&header_reads).try_acquire_owned() {
+                            Ok(slot) => {
+                                let sender = proxied_tx.clone();
+                                let read = read_proxy_header(socket, peer, proxy.header_timeout, sender, slot);
+                                connections.spawn(read);
+                            }
+                            Err(_) => self.log_refused(
+                                peer,
+                                Refusal::Startups(startups::Refused::Full {
+                                    unauthenticated: header_slots,
+                                }),
+                            ),
+                        }
                         continue;
                     }
                     Ok((socket, peer)) => {
@@ -300,6 +331,7 @@ impl<B: Backend> Server<B> {
                 via,
                 permit,
                 shutdown.child_token(),
+                self.revocations.clone(),
             ));
             let span = conn.span.clone();
             let penalties = Arc::clone(&self.penalties);
@@ -384,13 +416,28 @@ impl<B: Backend> Server<B> {
     }
 }
 
+/// The revocation list `shared`'s configuration puts in force (sharing the authenticator's
+/// copy of the file).
+fn revocation_list<B: Backend>(shared: &Shared<B>) -> RevocationList {
+    RevocationList {
+        keys: shared.auth.revoked_keys(),
+        check_interval: shared
+            .config
+            .auth
+            .public_key
+            .trust
+            .revoked_keys_check_interval,
+    }
+}
+
 /// Reads a trusted proxy's header from `socket` and hands the connection back to the accept
-/// loop with the addresses the header gives.
+/// loop with the addresses the header gives; `slot` is held while the header is awaited.
 async fn read_proxy_header(
     mut socket: TcpStream,
     proxy: SocketAddr,
     timeout: std::time::Duration,
     accept_loop: tokio::sync::mpsc::Sender<Proxied>,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let addresses = proxy_header::read(&mut socket, timeout)
         .await
@@ -401,6 +448,8 @@ async fn read_proxy_header(
             } => (source, destination),
             ProxyHeader::Local => (proxy, local_addr(&socket)),
         });
+    // From here on the connection counts in the accept loop's own admission.
+    drop(slot);
     let _ = accept_loop.send((socket, addresses, proxy)).await;
 }
 

@@ -121,7 +121,11 @@ pub async fn serve(
         connections,
         "recordings page",
     ));
-    tracing::info!(url = %bound.url(), "recordings page listening");
+    tracing::info!(
+        code = crate::log_codes::RECORDINGS_PAGE,
+        url = %bound.url(),
+        "recordings page listening"
+    );
     Ok(bound)
 }
 

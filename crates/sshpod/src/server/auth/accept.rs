@@ -34,7 +34,11 @@ pub(crate) async fn finish<B: Backend>(
     attempt: Attempt,
     step: Step,
 ) -> Auth {
-    let Attempt { method, credential } = attempt;
+    let Attempt {
+        method,
+        credential,
+        key,
+    } = attempt;
     let (mut name, mut metadata) = match step {
         Step::Rejected => {
             return refused(conn, user, method, credential, LoginRefusal::NotAccepted)
@@ -152,6 +156,7 @@ pub(crate) async fn finish<B: Backend>(
         outcome,
         security: SecurityPolicy::new(effective.security.clone()),
         limits: effective.ssh.limits.clone(),
+        key,
     };
     if conn.on_logged_in(login) {
         Auth::Accept

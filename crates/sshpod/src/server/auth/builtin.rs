@@ -81,6 +81,11 @@ impl Authenticator {
         }
     }
 
+    /// The revoked keys file, if one is configured (clones share its parsed copy).
+    pub(crate) fn revoked_keys(&self) -> Option<RevokedKeys> {
+        self.revoked.clone()
+    }
+
     /// The methods to offer clients.
     pub(crate) fn methods(&self) -> MethodSet {
         let mut methods = MethodSet::empty();

@@ -11,6 +11,7 @@
 mod accept;
 mod builtin;
 mod certificate_info;
+mod login_key;
 mod outcome;
 mod webhook;
 
@@ -25,6 +26,7 @@ use sshpod_core::{AuthMethod, Backend, Credential, EventKind};
 use sshpod_webhook::protocol::{AuthResponse, Metadata};
 
 pub(crate) use builtin::Authenticator;
+pub(crate) use login_key::LoginKey;
 pub(crate) use outcome::Outcome;
 pub(crate) use webhook::{LoginState, Webhooks};
 
@@ -68,6 +70,8 @@ impl Step {
 pub(crate) struct Attempt {
     pub(crate) method: AuthMethod,
     pub(crate) credential: Credential,
+    /// The key or certificate, for the checks that last as long as the connection.
+    pub(crate) key: Option<LoginKey>,
 }
 
 impl Attempt {
@@ -78,6 +82,7 @@ impl Attempt {
                 key: Some(key.fingerprint(HashAlg::Sha256).to_string()),
                 ..Credential::default()
             },
+            key: Some(LoginKey::plain(key)),
         }
     }
 
@@ -94,6 +99,7 @@ impl Attempt {
                 certificate: Some((certificate.key_id().to_owned(), certificate.serial())),
                 ..Credential::default()
             },
+            key: Some(LoginKey::certificate(certificate)),
         }
     }
 
@@ -104,6 +110,7 @@ impl Attempt {
                 password: Some(Secret::new(password.to_owned())),
                 ..Credential::default()
             },
+            key: None,
         }
     }
 
@@ -111,6 +118,7 @@ impl Attempt {
         Self {
             method: AuthMethod::KeyboardInteractive,
             credential: Credential::default(),
+            key: None,
         }
     }
 }
@@ -240,7 +248,7 @@ pub(crate) async fn keyboard_interactive<B: Backend>(
 async fn granted<B: Backend>(
     conn: &ConnectionState<B>,
     user: &str,
-    attempt: Attempt,
+    mut attempt: Attempt,
     grant: Option<Grant>,
 ) -> Decided {
     let Some(grant) = grant else {
@@ -249,6 +257,20 @@ async fn granted<B: Backend>(
             .into();
     };
     if let Some(cert) = &grant.certificate {
+        // sshpod checked its validity: the session ends with it (a webhook's decision on a
+        // certificate is the webhook's, as in ContainerSSH).
+        if conn
+            .shared
+            .config
+            .auth
+            .public_key
+            .trust
+            .disconnect_expired_cert
+        {
+            if let Some(key) = &mut attempt.key {
+                key.end_at_expiry();
+            }
+        }
         conn.events.emit(EventKind::CertificateAccepted {
             key_id: cert.key_id.clone(),
             serial: cert.serial,

@@ -29,6 +29,7 @@ use crate::server::events::ConnectionEvents;
 use crate::server::handler::ConnectionHandler;
 use crate::server::io::flow::FlowGate;
 use crate::server::limits::{self, Channels};
+use crate::server::revocations::Revocations;
 use crate::server::transport::client_version::VersionSniffer;
 use crate::server::transport::killable::KillableStream;
 use crate::server::Shared;
@@ -86,6 +87,8 @@ pub(crate) struct ConnectionState<B: Backend> {
     pub(crate) channels: Channels,
     /// A keyboard-interactive conversation in progress.
     pub(crate) login: LoginState,
+    /// The server's revocation list, which ends the connection if it revokes the login's key.
+    pub(crate) revocations: Revocations,
 }
 
 impl<B: Backend> ConnectionState<B> {
@@ -95,6 +98,7 @@ impl<B: Backend> ConnectionState<B> {
         via: Option<SocketAddr>,
         permit: Startup,
         token: CancellationToken,
+        revocations: Revocations,
     ) -> Self {
         let id = ConnectionId::random();
         let span = tracing::info_span!(
@@ -130,6 +134,7 @@ impl<B: Backend> ConnectionState<B> {
             ended: OnceLock::new(),
             channels: Channels::default(),
             login: LoginState::default(),
+            revocations,
         }
     }
 
@@ -301,7 +306,11 @@ impl<B: Backend> ConnectionState<B> {
             // After a reload, the backend is told the file's new settings.
             ctx.config = self.shared.reloaded.clone();
         }
-        let result = match self.shared.backend.connect(&ctx).await {
+        let connected = match identity_of(&mut ctx, &self.shared.config) {
+            Ok(()) => self.shared.backend.connect(&ctx).await,
+            Err(refused) => Err(refused),
+        };
+        let result = match connected {
             Ok(c) => {
                 self.events.emit(EventKind::ContainerReady {
                     container: c.info(),
@@ -516,4 +525,80 @@ enum Lifecycle {
 /// A lock whose data stays consistent even if a holder panicked.
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Puts the login's user and hostname (`identity`) into `ctx`, from the connection's own
+/// configuration or else `file`'s. A login name that cannot be a user is refused here, before
+/// any container is made.
+fn identity_of(
+    ctx: &mut ConnectionContext,
+    file: &sshpod_config::Config,
+) -> Result<(), sshpod_core::BackendError> {
+    let identity = &ctx.config.as_deref().unwrap_or(file).identity;
+    let refused = sshpod_core::BackendError::Identity;
+    let hostname = sshpod_core::hostname_for(&identity.hostname, &ctx.user).map_err(refused)?;
+    let user = sshpod_core::Identity::resolve(identity, &ctx.user).map_err(refused)?;
+    if let Some(user) = &user {
+        tracing::debug!(uid = user.uid, gid = user.gid, home = %user.home, "runs as its own user");
+    }
+    ctx.hostname = hostname;
+    ctx.identity = user;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sshpod_core::{BackendError, ConnectionId, IdentityError};
+
+    fn config(identity: &str) -> sshpod_config::Config {
+        let text = format!(
+            "auth: {{password: {{method: htpasswd, htpasswd: {{file: /x}}}}}}\nidentity: {identity}\n"
+        );
+        sshpod_config::parse_str(&text, sshpod_config::Format::Yaml, "t.yaml")
+            .unwrap_or_else(|e| panic!("{e}"))
+            .config
+    }
+
+    fn ctx(user: &str) -> ConnectionContext {
+        ConnectionContext::new(
+            ConnectionId::random(),
+            user.into(),
+            ([127, 0, 0, 1], 1).into(),
+        )
+    }
+
+    #[test]
+    fn off_leaves_the_image_user_and_hostname() {
+        let mut c = ctx("alice");
+        assert!(identity_of(&mut c, &config("{}")).is_ok());
+        assert_eq!((c.identity, c.hostname), (None, None));
+    }
+
+    #[test]
+    fn the_connections_own_configuration_wins_over_the_file() {
+        let file = config("{enable: true, uid: 2000}");
+        let mut c = ctx("alice");
+        c.config = Some(Arc::new(config(
+            "{enable: true, uid: 3001, hostname: '%u-x'}",
+        )));
+        assert!(identity_of(&mut c, &file).is_ok());
+        assert_eq!(c.identity.as_ref().map(|i| i.uid), Some(3001));
+        assert_eq!(c.hostname.as_deref(), Some("alice-x"));
+    }
+
+    #[test]
+    fn names_that_cannot_be_users_are_refused_before_a_container_is_made() {
+        let file = config("{enable: true, hostname: '%u-x'}");
+        for hostile in ["eve:x", "a\nroot::0:0::/:/bin/sh", "12345"] {
+            let mut c = ctx(hostile);
+            match identity_of(&mut c, &file) {
+                Err(BackendError::Identity(
+                    IdentityError::BadUserName { .. } | IdentityError::BadHostname { .. },
+                )) => {}
+                other => panic!("{hostile:?}: {other:?}"),
+            }
+            assert_eq!(c.identity, None);
+        }
+    }
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use sshpod_core::BackendError;
 
-use crate::server::auth::Outcome;
+use crate::server::auth::{LoginKey, Outcome};
 use crate::server::channel::security::SecurityPolicy;
 
 /// An accepted login: who, what its webhooks brought, and the security policy its
@@ -26,6 +26,9 @@ pub(crate) struct Login {
     pub(crate) security: SecurityPolicy,
     /// The idle and session limits its configuration sets.
     pub(crate) limits: sshpod_config::SessionLimits,
+    /// The key or certificate it logged in with, if any: it ends the connection when it
+    /// expires or is revoked.
+    pub(crate) key: Option<LoginKey>,
 }
 
 /// A connection's phase.
@@ -166,6 +169,7 @@ mod tests {
             outcome: Outcome::default(),
             security: SecurityPolicy::default(),
             limits: sshpod_config::SessionLimits::default(),
+            key: None,
         }
     }
 

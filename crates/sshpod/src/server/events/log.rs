@@ -5,6 +5,7 @@
 use sshpod_core::{ChannelKind, ChannelRefusal, Event, EventKind, EventSink, RequestRefusal};
 
 use crate::log_codes as codes;
+use crate::server::limits;
 
 /// Writes events to the `tracing` log.
 #[derive(Debug, Default, Clone, Copy)]
@@ -300,6 +301,22 @@ fn log(kind: &EventKind) {
         EventKind::SessionEnded {
             reason: Some(reason),
         } => tracing::info!(code = codes::SESSION_ENDED, reason, "session ended"),
+        EventKind::LimitReached { rule, message } if *rule == limits::CERTIFICATE_EXPIRED => {
+            tracing::info!(
+                code = codes::CERTIFICATE_EXPIRED,
+                rule,
+                reason = message,
+                "ended: the login's certificate expired"
+            )
+        }
+        EventKind::LimitReached { rule, message } if *rule == limits::KEY_REVOKED => {
+            tracing::info!(
+                code = codes::KEY_REVOKED,
+                rule,
+                reason = message,
+                "ended: the login's key or certificate is revoked"
+            )
+        }
         EventKind::LimitReached { rule, message } => tracing::info!(
             code = codes::LIMIT_REACHED,
             rule,

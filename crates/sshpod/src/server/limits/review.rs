@@ -32,6 +32,7 @@ pub(super) enum Limit<Id> {
     Idle,
     Channel(Id),
     Drain,
+    Certificate,
 }
 
 /// What is due.
@@ -63,12 +64,20 @@ impl<Id> Reviewed<Id> {
     }
 }
 
+/// The configuration key that ends a connection when its certificate expires.
+pub(crate) const CERTIFICATE_EXPIRED: &str = "auth.publicKey.disconnectExpiredCert";
+
+/// What the user is told when the certificate has expired.
+const EXPIRED: &str = "your certificate has expired";
+
 /// Reviews the limits at `now`. `warned` remembers, per limit, the deadline its warning was
-/// given for: a deadline that moves (new traffic) is warned about again.
+/// given for: a deadline that moves (new traffic) is warned about again. `certificate_expires`
+/// is when the login's certificate expires, if the connection ends then.
 pub(super) fn review<Id: Copy + Eq + Hash>(
     limits: &SessionLimits,
     logged_in_at: Instant,
     drain_at: Option<Instant>,
+    certificate_expires: Option<Instant>,
     snapshot: &Snapshot<Id>,
     now: Instant,
     warned: &mut HashMap<Limit<Id>, Instant>,
@@ -93,6 +102,39 @@ pub(super) fn review<Id: Copy + Eq + Hash>(
                     seconds(drain_at.saturating_duration_since(now))
                 )),
             });
+        }
+    }
+
+    if let Some(deadline) = certificate_expires {
+        if now >= deadline {
+            // Told in the disconnect message, as for the other limits: OpenSSH prints it, and
+            // leaves unwritten what the terminal was sent just before.
+            out.actions.push(Action::End {
+                rule: CERTIFICATE_EXPIRED,
+                message: EXPIRED.to_owned(),
+            });
+            return out;
+        }
+        // The warning's lead follows `ssh.limitWarning`, at most half of what the certificate
+        // had left at the login: a certificate valid for seconds still warns in time.
+        let lead = limits.warning_lead(deadline.saturating_duration_since(logged_in_at));
+        let warn_at = deadline - lead;
+        if lead.is_zero() || warned.get(&Limit::Certificate) == Some(&deadline) {
+            out.wake_at(deadline);
+        } else if now >= warn_at {
+            warned.insert(Limit::Certificate, deadline);
+            if !terminals.is_empty() {
+                out.actions.push(Action::Warn {
+                    channels: terminals.clone(),
+                    text: notice(&format!(
+                        "your certificate expires in {} s; this session ends then",
+                        seconds(deadline - now)
+                    )),
+                });
+            }
+            out.wake_at(deadline);
+        } else {
+            out.wake_at(warn_at);
         }
     }
 
@@ -281,15 +323,34 @@ mod tests {
     /// ends; returns what was done, with the seconds since the start.
     async fn run(
         limits: &SessionLimits,
-        mut snapshot: impl FnMut(Instant) -> Snapshot<u32>,
+        snapshot: impl FnMut(Instant) -> Snapshot<u32>,
         drain_at: Option<Instant>,
     ) -> Vec<(u64, Action<u32>)> {
+        run_until(limits, snapshot, drain_at, None).await
+    }
+
+    /// As [`run`], with a certificate that expires `certificate_expires` after the start.
+    async fn run_until(
+        limits: &SessionLimits,
+        mut snapshot: impl FnMut(Instant) -> Snapshot<u32>,
+        drain_at: Option<Instant>,
+        certificate_expires: Option<Duration>,
+    ) -> Vec<(u64, Action<u32>)> {
         let start = Instant::now();
+        let expires = certificate_expires.map(|after| start + after);
         let mut warned = HashMap::new();
         let mut done = Vec::new();
         for _ in 0..100 {
             let now = Instant::now();
-            let reviewed = review(limits, start, drain_at, &snapshot(now), now, &mut warned);
+            let reviewed = review(
+                limits,
+                start,
+                drain_at,
+                expires,
+                &snapshot(now),
+                now,
+                &mut warned,
+            );
             let at = (now - start).as_secs();
             let ended = reviewed
                 .actions
@@ -442,9 +503,25 @@ mod tests {
             last_change: Some(start + 4 * S),
             channels: vec![],
         };
-        let reviewed = review(&limits, start, None, &snapshot, Instant::now(), &mut warned);
+        let reviewed = review(
+            &limits,
+            start,
+            None,
+            None,
+            &snapshot,
+            Instant::now(),
+            &mut warned,
+        );
         assert_eq!(reviewed.wake, Some(start + 9 * S));
-        let later = review(&limits, start, None, &snapshot, start + 9 * S, &mut warned);
+        let later = review(
+            &limits,
+            start,
+            None,
+            None,
+            &snapshot,
+            start + 9 * S,
+            &mut warned,
+        );
         assert!(matches!(
             &later.actions[..],
             [Action::End {
@@ -474,9 +551,17 @@ mod tests {
                 },
             ],
         };
-        let first = review(&limits, start, None, &snapshot, start, &mut warned);
+        let first = review(&limits, start, None, None, &snapshot, start, &mut warned);
         assert_eq!(first.wake, Some(start + 3 * S));
-        let warning = review(&limits, start, None, &snapshot, start + 3 * S, &mut warned);
+        let warning = review(
+            &limits,
+            start,
+            None,
+            None,
+            &snapshot,
+            start + 3 * S,
+            &mut warned,
+        );
         assert_eq!(
             warning.actions,
             vec![Action::Warn {
@@ -484,7 +569,15 @@ mod tests {
                 text: "\r\nsshpod: no traffic for 3 s; this session closes in 1 s\r\n".into()
             }]
         );
-        let closed = review(&limits, start, None, &snapshot, start + 4 * S, &mut warned);
+        let closed = review(
+            &limits,
+            start,
+            None,
+            None,
+            &snapshot,
+            start + 4 * S,
+            &mut warned,
+        );
         assert!(
             matches!(
                 &closed.actions[..],
@@ -495,6 +588,109 @@ mod tests {
             ),
             "only the session channel has a timeout: {:?}",
             closed.actions
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_terminal_is_warned_before_its_certificate_expires() {
+        // A certificate with 10 s left at the login: warned half way (limitWarning is 60 s).
+        let limits = SessionLimits::default();
+        let start = Instant::now();
+        let busy = |now| Snapshot {
+            last_change: Some(start),
+            channels: vec![terminal(1, now)],
+        };
+        let done = run_until(&limits, busy, None, Some(10 * S)).await;
+        assert_eq!(
+            done,
+            vec![
+                (
+                    5,
+                    Action::Warn {
+                        channels: vec![1],
+                        text: "\r\nsshpod: your certificate expires in 5 s; this session ends then\r\n"
+                            .into()
+                    }
+                ),
+                (
+                    10,
+                    Action::End {
+                        rule: "auth.publicKey.disconnectExpiredCert",
+                        message: "your certificate has expired".into()
+                    }
+                ),
+            ]
+        );
+
+        // A year-long certificate is warned limitWarning ahead.
+        let start = Instant::now();
+        let year = 365 * 24 * 3600 * S;
+        let done = run_until(
+            &limits,
+            |now| Snapshot {
+                last_change: Some(start),
+                channels: vec![terminal(1, now)],
+            },
+            None,
+            Some(year),
+        )
+        .await;
+        let times: Vec<u64> = done.iter().map(|(at, _)| *at).collect();
+        assert_eq!(times, vec![year.as_secs() - 60, year.as_secs()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_certificate_ends_the_connection_before_a_later_limit_and_without_a_terminal() {
+        let limits = limits(|l| l.max_session_duration = 60 * S);
+        let done = run_until(
+            &limits,
+            |_| Snapshot {
+                last_change: None,
+                channels: vec![],
+            },
+            None,
+            Some(20 * S),
+        )
+        .await;
+        assert_eq!(
+            done,
+            vec![(
+                20,
+                Action::End {
+                    rule: CERTIFICATE_EXPIRED,
+                    message: "your certificate has expired".into()
+                }
+            )],
+            "no terminal, so no warning"
+        );
+        // Expired already when the watch starts (the container took longer than the
+        // certificate had left): the connection ends at the first look.
+        let start = Instant::now();
+        tokio::time::advance(3 * S).await;
+        let mut warned = HashMap::new();
+        let snapshot = Snapshot {
+            last_change: None,
+            channels: vec![terminal(1, start)],
+        };
+        let late = review(
+            &limits,
+            Instant::now(),
+            None,
+            Some(start + S),
+            &snapshot,
+            Instant::now(),
+            &mut warned,
+        );
+        assert!(
+            matches!(
+                &late.actions[..],
+                [Action::End {
+                    rule: CERTIFICATE_EXPIRED,
+                    ..
+                }]
+            ),
+            "{:?}",
+            late.actions
         );
     }
 
