@@ -451,7 +451,7 @@ fn add_mounts(body: &mut ContainerCreateBody, mounts: Vec<Mount>) {
 fn session_mode_has_no_identity(ctx: &ConnectionContext) -> BackendError {
     BackendError::SetUpUser {
         user: ctx.user.clone(),
-        source: "`identity` needs the `connection` execution mode".into(),
+        source: "`identity` needs the `connection` or `user` execution mode".into(),
     }
 }
 
