@@ -138,6 +138,9 @@ pub enum ExecutionMode {
     Connection,
     /// One container per SSH session, running the session's command directly.
     Session,
+    /// One container per user, shared by all their connections and kept for
+    /// `homes.gracePeriod` after the last one ends (sshpod extension).
+    User,
 }
 
 /// `docker.execution.imagePullPolicy`.
@@ -283,13 +286,13 @@ impl RawExecution {
         let host = HostConfig::resolve(check, &format!("{AT}.host"), self.host);
         let network = NetworkConfig::resolve(check, &format!("{AT}.network"), self.network);
         let platform = PlatformConfig::resolve(check, &format!("{AT}.platform"), self.platform);
-        if self.mode == ExecutionMode::Connection {
+        if matches!(self.mode, ExecutionMode::Connection | ExecutionMode::User) {
             for (key, command) in [
                 ("docker.execution.idleCommand", &self.idle_command),
                 ("docker.execution.shellCommand", &self.shell_command),
             ] {
                 if command.is_empty() {
-                    check.error(key, "must not be empty in `connection` mode");
+                    check.error(key, "must not be empty in `connection` and `user` modes");
                 }
             }
         }

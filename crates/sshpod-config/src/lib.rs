@@ -20,6 +20,7 @@ mod duration;
 mod error;
 mod geoip;
 mod health;
+mod homes;
 mod http;
 mod http_server;
 mod identity;
@@ -62,6 +63,9 @@ pub use crate::docker::{
 pub use crate::error::{ConfigError, ConfigErrors};
 pub use crate::geoip::{GeoIpConfig, GeoIpProvider, DEFAULT_GEOIP2_FILE};
 pub use crate::health::{HealthConfig, DEFAULT_HEALTH_LISTEN};
+pub use crate::homes::{
+    ExtraMount, HomesConfig, MountScope, DEFAULT_GRACE_PERIOD, DEFAULT_HOME_PATH, DEFAULT_HOME_SIZE,
+};
 pub use crate::http::{ConfigServerConfig, HttpClientConfig, TlsVersion, WebhookConfig};
 pub use crate::http_server::HttpServerConfig;
 pub use crate::identity::{
@@ -148,6 +152,8 @@ pub struct Config {
     pub health: HealthConfig,
     /// Where the metrics' `country` label comes from (ContainerSSH's `geoip`).
     pub geoip: GeoIpConfig,
+    /// Persistent homes, extra mounts and `mode: user`'s grace period (sshpod extension).
+    pub homes: HomesConfig,
     /// Who a login runs as in its container, and the container's hostname (sshpod's own
     /// `identity`); per connection, so a config server's answer can set a user's uid.
     pub identity: IdentityConfig,

@@ -12,6 +12,7 @@ use crate::docker::RawDocker;
 use crate::error::{unknown_message, ConfigError, ConfigErrors};
 use crate::geoip::RawGeoIp;
 use crate::health::RawHealth;
+use crate::homes::RawHomes;
 use crate::http::RawConfigServer;
 use crate::identity::RawIdentity;
 use crate::inert::RawSshProxy;
@@ -126,6 +127,7 @@ struct RawConfig {
     kubernetes: Option<RawKubernetes>,
     kuberun: Option<RawKuberun>,
     sshproxy: RawSshProxy,
+    homes: RawHomes,
     identity: RawIdentity,
 }
 
@@ -170,6 +172,7 @@ impl RawConfig {
             health: self.health.resolve(check, &metrics),
             metrics,
             geoip: self.geoip.resolve(check),
+            homes: self.homes.resolve(check),
             identity: self.identity.resolve(check),
         }
     }

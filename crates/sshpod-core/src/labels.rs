@@ -13,6 +13,13 @@ pub const CONNECTION: &str = "sshpod.connection";
 /// The authenticated login name (as a label value, see [`label_value`]).
 pub const USER: &str = "sshpod.user";
 
+/// On a home (or per-user extra volume): which volume of the user it is (`home`, or the extra
+/// mount's name). Volumes with this label are the ones `sshpod homes` lists.
+pub const HOME: &str = "sshpod.home";
+/// On a user's container (`mode: user`): the login it serves, as [`USER`] does, but only on
+/// containers shared by a user's connections.
+pub const USER_CONTAINER: &str = "sshpod.user-container";
+
 /// The longest DNS-1123 label (and Kubernetes label value).
 const MAX_LABEL: usize = 63;
 
@@ -39,6 +46,26 @@ pub fn container_name(prefix: &str, user: &str, id: &str) -> String {
     } else {
         format!("{head}-{id}")
     }
+}
+
+/// The name of a volume of `user`: `prefix` + the login (lower-cased, other characters as
+/// `-`, cut to fit) + `-` + 10 hex digits of a hash of the exact login, so two logins that
+/// sanitise alike (`Alice` and `alice`) still get volumes of their own. A DNS-1123 label, so
+/// it serves as a Docker volume and a PVC name alike; the same login always gives the same
+/// name, in every sshpod process and version.
+pub fn volume_name(prefix: &str, user: &str) -> String {
+    container_name(prefix, user, &login_hash(user))
+}
+
+/// 10 hex digits of the 64-bit FNV-1a hash of `login`: stable across processes and builds
+/// (unlike the standard library's hasher), short enough for names.
+pub fn login_hash(login: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in login.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{:010x}", hash >> 24)
 }
 
 /// A label value: at most 63 characters of `[A-Za-z0-9._-]`, alphanumeric at both ends
@@ -78,6 +105,29 @@ mod tests {
             container_name("", "__", "0123456789ab"),
             "sshpod-0123456789ab"
         );
+    }
+
+    #[test]
+    fn volume_names_say_whose_and_never_collide() {
+        assert_eq!(
+            volume_name("sshpod-home-", "alice"),
+            format!("sshpod-home-alice-{}", login_hash("alice"))
+        );
+        assert_eq!(login_hash("alice"), login_hash("alice"));
+        assert_eq!(login_hash("alice").len(), 10);
+        // Fixed, so homes made by one version are found by the next.
+        assert_eq!(login_hash(""), "cbf29ce484");
+        assert_ne!(
+            volume_name("sshpod-home-", "Alice"),
+            volume_name("sshpod-home-", "alice")
+        );
+        assert_ne!(
+            volume_name("sshpod-home-", "a.b"),
+            volume_name("sshpod-home-", "a_b")
+        );
+        let long = volume_name("sshpod-home-", &"x".repeat(300));
+        assert_eq!(long.len(), 63);
+        assert!(volume_name("sshpod-home-", "../../etc").starts_with("sshpod-home-etc-"));
     }
 
     #[test]

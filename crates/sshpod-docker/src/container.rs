@@ -8,8 +8,14 @@
 
 use std::sync::Arc;
 
-use bollard::query_parameters::{RemoveContainerOptions, StartContainerOptions};
+use std::sync::PoisonError;
+
+use bollard::models::Mount;
+use bollard::query_parameters::{
+    InspectContainerOptions, RemoveContainerOptions, StartContainerOptions,
+};
 use sshpod_core::{BackendError, Command, ConnectionContext, Identity, Process, ProcessSpec};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::agent;
@@ -32,6 +38,8 @@ pub struct ConnectionContainer {
     /// The FIFO directory mounted into the container, when streams bypass the engine.
     /// Declared after `lifeline` so that it is removed after the container is let go.
     streams: Option<ConnectionDir>,
+    /// What the first shell shows before its own output (the first-login customisation's).
+    greeting: std::sync::Mutex<Option<Vec<u8>>>,
     /// The user processes run as (`identity`), set up when the container started.
     identity: Option<Identity>,
 }
@@ -51,8 +59,10 @@ impl ConnectionContainer {
         settings: Arc<Settings>,
         ctx: &ConnectionContext,
         instance: &str,
+        mounts: Vec<Mount>,
     ) -> Result<Self, BackendError> {
         let mut body = settings.container_body(ctx, instance, settings.idle_command.clone(), None);
+        crate::add_mounts(&mut body, mounts);
         let streams = engine
             .local_streams()
             .and_then(|root| root.for_connection(&ctx.connection_id.to_string()));
@@ -102,6 +112,7 @@ impl ConnectionContainer {
                 lifeline: Mutex::new(Some(lifeline)),
                 agent_installed: OnceCell::new(),
                 streams,
+                greeting: std::sync::Mutex::new(None),
                 identity: ctx.identity.clone(),
             }),
             Err(e) => {
@@ -111,7 +122,40 @@ impl ConnectionContainer {
         }
     }
 
+    /// The container's id.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Shows `output` at the top of the next shell session (not commands or subsystems,
+    /// whose output is data).
+    pub(crate) fn greet_with(&self, output: Vec<u8>) {
+        if !output.is_empty() {
+            *self.greeting.lock().unwrap_or_else(PoisonError::into_inner) = Some(output);
+        }
+    }
+
     pub(crate) async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
+        let greeting = match spec.command {
+            Command::Shell => self
+                .greeting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+            Command::Exec(_) | Command::Subsystem(_) => None,
+        };
+        let greeting = match (greeting, &spec.tty) {
+            (Some(text), Some(_)) => Some(sshpod_core::homes::for_terminal(&text)),
+            (greeting, _) => greeting,
+        };
+        let mut process = self.exec_now(spec).await?;
+        if let Some(text) = greeting {
+            process.stdout = Box::new(std::io::Cursor::new(text).chain(process.stdout));
+        }
+        Ok(process)
+    }
+
+    async fn exec_now(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
         let mut argv = self.settings.argv(&spec.command)?;
         let program_for_errors = spec.command.describe();
         let mut env = spec.env;
@@ -154,6 +198,27 @@ impl ConnectionContainer {
         self.lifeline.lock().await.take();
         remove(&self.engine, &self.id).await;
         Ok(())
+    }
+}
+
+/// In `mode: user` a user's connections share the container, and it is removed once the last
+/// of them is gone for the grace period.
+impl sshpod_core::per_user::Shared for ConnectionContainer {
+    async fn is_alive(&self) -> bool {
+        match self
+            .engine
+            .docker
+            .inspect_container(&self.id, None::<InspectContainerOptions>)
+            .await
+        {
+            Ok(c) => c.state.and_then(|s| s.running).unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    async fn retire(&self) {
+        tracing::debug!(container = %self.id, "user container's grace period is over");
+        let _ = self.close().await;
     }
 }
 

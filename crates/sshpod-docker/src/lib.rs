@@ -9,11 +9,13 @@
 mod agent;
 mod container;
 mod create;
+mod customize;
 mod demux;
 mod engine;
 mod exec;
 mod files;
 mod hijack;
+mod homes;
 mod identity;
 mod image;
 mod local_streams;
@@ -26,14 +28,18 @@ mod tls;
 
 use std::sync::Arc;
 
+use bollard::models::{ContainerCreateBody, HostConfig, Mount};
 use bollard::Docker;
-use sshpod_config::{DockerConfig, ExecutionMode};
+use sshpod_config::{DockerConfig, ExecutionMode, HomesConfig};
+use sshpod_core::per_user::{Claim, PerUser};
 use sshpod_core::{
     Backend, BackendError, ConnectionContext, Container, Lifecycle, NotPossible, Process,
     ProcessSpec,
 };
 
+pub use homes::home_volume;
 pub use requests::{EngineRequests, ENGINE_REQUEST_KINDS};
+use sshpod_core::homes::HomeVolume;
 pub use stream::ExecStream;
 
 use container::ConnectionContainer;
@@ -53,6 +59,10 @@ pub struct DockerBackend {
     requests: Arc<EngineRequests>,
     /// Where the backend's background work runs (a child of the process's).
     lifecycle: Lifecycle,
+    /// Homes, extra mounts and `mode: user`'s grace period (`homes`).
+    homes: Arc<HomesConfig>,
+    /// `mode: user`: each user's container, shared by their connections.
+    users: PerUser<ConnectionContainer>,
 }
 
 impl DockerBackend {
@@ -137,6 +147,8 @@ impl DockerBackend {
             ),
             settings: Arc::new(Settings::from_config(config)?),
             instance,
+            homes: Arc::new(HomesConfig::default()),
+            users: PerUser::new(HomesConfig::default().grace_period, lifecycle.clone()),
             requests,
             lifecycle,
         })
@@ -166,6 +178,38 @@ impl DockerBackend {
         });
     }
 
+    /// Gives every user a home and the extra mounts of `homes`, and keeps user containers
+    /// (`mode: user`) for its grace period.
+    pub fn with_homes(mut self, homes: HomesConfig) -> Self {
+        self.users = PerUser::new(homes.grace_period, self.lifecycle.clone());
+        self.homes = Arc::new(homes);
+        self
+    }
+
+    /// The users' volumes (homes and per-user extra mounts) on the engine, of `user` only when
+    /// given, sorted by login (for `sshpod homes ls`).
+    pub async fn list_homes(&self, user: Option<&str>) -> Result<Vec<HomeVolume>, BackendError> {
+        homes::list(&self.engine, user).await
+    }
+
+    /// The bytes a volume holds (for `sshpod homes du`), measured in a short-lived container
+    /// of the configured image.
+    pub async fn volume_usage(&self, volume: &str) -> Result<u64, BackendError> {
+        let labels = self.settings.base_labels();
+        homes::usage(&self.engine, &self.settings.image, volume, &labels).await
+    }
+
+    /// Whether `user` has a running container of any sshpod instance on this engine: logged
+    /// in, or their user container is in its grace period.
+    pub async fn user_has_containers(&self, user: &str) -> Result<bool, BackendError> {
+        homes::in_use(&self.engine, user).await
+    }
+
+    /// Removes a volume and its data (for `sshpod homes rm`).
+    pub async fn remove_volume(&self, volume: &str) -> Result<(), BackendError> {
+        homes::remove(&self.engine, volume).await
+    }
+
     /// This process's instance id, as put on its containers.
     pub fn instance(&self) -> &str {
         &self.instance
@@ -174,6 +218,75 @@ impl DockerBackend {
     /// The engine requests this process made, by kind (shared; read at each scrape).
     pub fn engine_requests(&self) -> Arc<EngineRequests> {
         Arc::clone(&self.requests)
+    }
+}
+
+impl DockerBackend {
+    /// The container of one connection: its own, or in `mode: user` its user's.
+    async fn connect_now(&self, ctx: &ConnectionContext) -> Result<DockerContainer, BackendError> {
+        // A config server may have chosen other settings for this connection.
+        let settings = match &ctx.config {
+            Some(config) => Arc::new(Settings::from_config(&config.docker)?),
+            None => Arc::clone(&self.settings),
+        };
+        let homes = match &ctx.config {
+            Some(config) => Arc::new(config.homes.clone()),
+            None => Arc::clone(&self.homes),
+        };
+        if settings.mode == ExecutionMode::User {
+            let claim = self
+                .users
+                .claim(&ctx.user, || async {
+                    match self.start(settings, homes, ctx).await?.0 {
+                        Mode::Connection(c) => Ok(c),
+                        Mode::Session(_) | Mode::User { .. } => Err(BackendError::Settings {
+                            setting: "docker.execution.mode",
+                            reason: "a user container must run an idle command".to_owned(),
+                        }),
+                    }
+                })
+                .await?;
+            return Ok(DockerContainer(Mode::User {
+                container: Arc::clone(claim.value()),
+                claim: tokio::sync::Mutex::new(Some(claim)),
+            }));
+        }
+        self.start(settings, homes, ctx).await
+    }
+
+    /// Starts the container(s) of one connection (or the user container its claim starts)
+    /// within `timeouts.containerStart`.
+    async fn start(
+        &self,
+        settings: Arc<Settings>,
+        homes: Arc<HomesConfig>,
+        ctx: &ConnectionContext,
+    ) -> Result<DockerContainer, BackendError> {
+        let limit = settings.timeouts.container_start;
+        // On a task of its own, so that giving up on it here does not drop an engine request
+        // half-way: a create the engine completes after we stopped waiting would leave a
+        // container nobody knows about.
+        let mut work = self.lifecycle.spawn(start_within(
+            limit * 2,
+            self.engine.clone(),
+            Arc::clone(&settings),
+            ctx.clone(),
+            self.instance.clone(),
+            homes,
+        ));
+        match tokio::time::timeout(limit, &mut work).await {
+            Ok(joined) => joined.map_err(|e| BackendError::Engine(Box::new(e)))?,
+            Err(_) => {
+                // Failed work cleans up after itself; work that succeeds late is closed.
+                // Not cancelled at shutdown, which waits for it: the container must go.
+                self.lifecycle.spawn(async move {
+                    if let Ok(Ok(late)) = work.await {
+                        let _ = late.close().await;
+                    }
+                });
+                Err(settings.start_timeout())
+            }
+        }
     }
 }
 
@@ -190,35 +303,7 @@ impl Backend for DockerBackend {
     }
 
     async fn connect(&self, ctx: &ConnectionContext) -> Result<DockerContainer, BackendError> {
-        // A config server may have chosen other settings for this connection.
-        let settings = match &ctx.config {
-            Some(config) => Arc::new(Settings::from_config(&config.docker)?),
-            None => Arc::clone(&self.settings),
-        };
-        let limit = settings.timeouts.container_start;
-        // On a task of its own, so that giving up on it here does not drop an engine request
-        // half-way: a create the engine completes after we stopped waiting would leave a
-        // container nobody knows about.
-        let mut work = self.lifecycle.spawn(start_within(
-            limit * 2,
-            self.engine.clone(),
-            Arc::clone(&settings),
-            ctx.clone(),
-            self.instance.clone(),
-        ));
-        match tokio::time::timeout(limit, &mut work).await {
-            Ok(joined) => joined.map_err(|e| BackendError::Engine(Box::new(e)))?,
-            Err(_) => {
-                // Failed work cleans up after itself; work that succeeds late is closed.
-                // Not cancelled at shutdown, which waits for it: the container must go.
-                self.lifecycle.spawn(async move {
-                    if let Ok(Ok(late)) = work.await {
-                        let _ = late.close().await;
-                    }
-                });
-                Err(settings.start_timeout())
-            }
-        }
+        self.connect_now(ctx).await
     }
 
     async fn remove_orphans(&self) -> Result<usize, BackendError> {
@@ -270,19 +355,76 @@ async fn start_within(
     settings: Arc<Settings>,
     ctx: ConnectionContext,
     instance: String,
+    homes: Arc<HomesConfig>,
 ) -> Result<DockerContainer, BackendError> {
     let start = async {
+        let home = ctx.identity.as_ref().map(|i| i.home.as_str());
+        let planned = sshpod_core::homes::plan(&homes, &ctx.user, home).map_err(|reason| {
+            BackendError::StartContainer {
+                image: settings.image.clone(),
+                reason,
+                source: None,
+            }
+        })?;
+        let mounts = homes::ensure(&engine, &planned, &settings.base_labels(), &ctx.user).await?;
         Ok(DockerContainer(match settings.mode {
-            ExecutionMode::Connection => Mode::Connection(
-                ConnectionContainer::start(engine.clone(), Arc::clone(&settings), &ctx, &instance)
-                    .await?,
-            ),
+            // A user container is a connection container that its claim shares.
+            ExecutionMode::Connection | ExecutionMode::User => {
+                let container = ConnectionContainer::start(
+                    engine.clone(),
+                    Arc::clone(&settings),
+                    &ctx,
+                    &instance,
+                    mounts,
+                )
+                .await?;
+                // With an identity, the user's volumes are theirs; without, root's.
+                let owner = ctx
+                    .identity
+                    .as_ref()
+                    .map(|i| sshpod_core::homes::HomeOwner {
+                        uid: i.uid,
+                        gid: i.gid,
+                    });
+                if let Some(argv) = sshpod_core::homes::chown_argv(&planned, owner) {
+                    let timeout = settings.timeouts.command_start;
+                    let output = customize::run(&engine, container.id(), argv, None, timeout).await;
+                    if !output.is_empty() {
+                        tracing::warn!(
+                            output = %String::from_utf8_lossy(&output),
+                            "giving the home to its user"
+                        );
+                    }
+                }
+                let home = planned
+                    .iter()
+                    .find(|p| p.kind == sshpod_core::homes::HOME_KIND);
+                if let Some(argv) =
+                    home.and_then(|h| sshpod_core::homes::customize_argv(&homes, &h.target))
+                {
+                    let timeout = settings.timeouts.container_start;
+                    let runs_as = ctx
+                        .identity
+                        .as_ref()
+                        .map(|i| format!("{}:{}", i.uid, i.gid));
+                    let output =
+                        customize::run(&engine, container.id(), argv, runs_as, timeout).await;
+                    container.greet_with(output);
+                }
+                Mode::Connection(container)
+            }
             ExecutionMode::Session if ctx.identity.is_some() => {
                 return Err(session_mode_has_no_identity(&ctx));
             }
             ExecutionMode::Session => Mode::Session(
-                SessionContainers::new(engine.clone(), Arc::clone(&settings), &ctx, &instance)
-                    .await?,
+                SessionContainers::new(
+                    engine.clone(),
+                    Arc::clone(&settings),
+                    &ctx,
+                    &instance,
+                    mounts,
+                )
+                .await?,
             ),
         }))
     };
@@ -295,12 +437,21 @@ async fn start_within(
     }
 }
 
+/// Adds the home and extra mounts to a container's create body.
+fn add_mounts(body: &mut ContainerCreateBody, mounts: Vec<Mount>) {
+    if mounts.is_empty() {
+        return;
+    }
+    let host = body.host_config.get_or_insert_with(HostConfig::default);
+    host.mounts.get_or_insert_with(Vec::new).extend(mounts);
+}
+
 /// In session mode the session's program is the container's main process, so nothing can set
 /// the user up before it runs.
 fn session_mode_has_no_identity(ctx: &ConnectionContext) -> BackendError {
     BackendError::SetUpUser {
         user: ctx.user.clone(),
-        source: "`identity` needs the `connection` execution mode".into(),
+        source: "`identity` needs the `connection` or `user` execution mode".into(),
     }
 }
 
@@ -313,6 +464,12 @@ enum Mode {
     Connection(ConnectionContainer),
     /// Session mode: a container per session.
     Session(SessionContainers),
+    /// User mode: the user's container, shared with their other connections.
+    User {
+        container: Arc<ConnectionContainer>,
+        /// This connection's share, given back on close.
+        claim: tokio::sync::Mutex<Option<Claim<ConnectionContainer>>>,
+    },
 }
 
 impl Container for DockerContainer {
@@ -322,6 +479,7 @@ impl Container for DockerContainer {
         match &self.0 {
             Mode::Connection(c) => c.exec(spec).await,
             Mode::Session(s) => s.exec(spec).await,
+            Mode::User { container, .. } => container.exec(spec).await,
         }
     }
 
@@ -329,6 +487,7 @@ impl Container for DockerContainer {
         match &self.0 {
             Mode::Connection(c) => c.dial(host, port).await,
             Mode::Session(_) => Err(NotPossible::ForwardingInSessionMode.into()),
+            Mode::User { container, .. } => container.dial(host, port).await,
         }
     }
 
@@ -336,6 +495,7 @@ impl Container for DockerContainer {
         match &self.0 {
             Mode::Connection(c) => c.info(),
             Mode::Session(s) => s.info(),
+            Mode::User { container, .. } => container.info(),
         }
     }
 
@@ -343,6 +503,12 @@ impl Container for DockerContainer {
         match &self.0 {
             Mode::Connection(c) => c.close().await,
             Mode::Session(s) => s.close().await,
+            Mode::User { claim, .. } => {
+                if let Some(claim) = claim.lock().await.take() {
+                    claim.release().await;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct SessionContainers {
     live: Arc<Mutex<HashSet<String>>>,
     /// Numbers the sessions, so that sessions open at the same time get distinct names.
     next: AtomicUsize,
+    /// The home and extra mounts of every session's container.
+    mounts: Vec<bollard::models::Mount>,
 }
 
 impl SessionContainers {
@@ -47,8 +49,10 @@ impl SessionContainers {
         settings: Arc<Settings>,
         ctx: &ConnectionContext,
         instance: &str,
+        mounts: Vec<bollard::models::Mount>,
     ) -> Result<Self, BackendError> {
         Ok(Self {
+            mounts,
             engine,
             settings,
             ctx: ctx.clone(),
@@ -64,6 +68,7 @@ impl SessionContainers {
         let mut body = self
             .settings
             .container_body(&self.ctx, &self.instance, argv, tty);
+        crate::add_mounts(&mut body, self.mounts.clone());
         let mut env = body.env.take().unwrap_or_default();
         env.extend(self.settings.process_env(&spec.env));
         if let Some(t) = tty {

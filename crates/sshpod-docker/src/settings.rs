@@ -111,6 +111,9 @@ impl Settings {
         if ctx.identity.is_some() {
             keep_setup_capability(host);
         }
+        if self.mode == ExecutionMode::User {
+            labels.insert(labels::USER_CONTAINER.to_owned(), ctx.user.clone());
+        }
         if ctx.identity.as_ref().is_some_and(|i| i.sudo) {
             // `sudo` is set-uid: under no-new-privileges it cannot raise anyone to root.
             if let Some(options) = host.security_opt.as_mut() {
@@ -118,7 +121,7 @@ impl Settings {
             }
         }
         match self.mode {
-            ExecutionMode::Connection => {
+            ExecutionMode::Connection | ExecutionMode::User => {
                 body.tty = Some(false);
                 // The idle process exits when sshpod's attach stream closes; the engine then
                 // removes the container even if sshpod is gone.
@@ -133,6 +136,12 @@ impl Settings {
             }
         }
         body
+    }
+
+    /// The labels of the configuration's container (`docker.execution.container.labels`), also
+    /// put on the volumes sshpod creates.
+    pub(crate) fn base_labels(&self) -> HashMap<String, String> {
+        self.template.labels.clone().unwrap_or_default()
     }
 
     /// The container name: the configured one, or one that says whose it is.

@@ -1,10 +1,12 @@
-//! `connection` mode: a pod of its own for each SSH connection, deleted at logout.
+//! `connection` mode: a pod of its own for each SSH connection, deleted at logout. `user`
+//! mode starts its pods here too, and shares them (see `sshpod_core::per_user`).
 
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use sshpod_config::KubernetesConfig;
+use sshpod_config::{KubernetesConfig, PodMode};
+use sshpod_core::homes::Planned;
 use sshpod_core::{BackendError, ConnectionContext};
 
 use crate::handle::{Ownership, PodHandle};
@@ -18,10 +20,21 @@ pub(crate) async fn start(
     config: Arc<KubernetesConfig>,
     owner: &Owner,
     ctx: &ConnectionContext,
+    volumes: &[Planned],
 ) -> Result<PodHandle, BackendError> {
     let (console, image) = pod::console_of(&config.pod);
     let lifeline = config.pod.lifeline || owner.lease.is_none();
-    let spec = pod::connection_pod(&config.pod, ctx, owner, lifeline);
+    let mut spec = pod::connection_pod(&config.pod, ctx, owner, lifeline);
+    crate::homes::mount_into(&mut spec, volumes, config.pod.console_container_number);
+    if config.pod.mode == PodMode::User {
+        spec.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(
+                sshpod_core::labels::USER_CONTAINER.to_owned(),
+                sshpod_core::labels::label_value(&ctx.user),
+            );
+    }
     let name = lifecycle::create_and_wait(&pods, &spec, &console, &image, &config.timeouts).await?;
     let handle = PodHandle::new(
         pods,

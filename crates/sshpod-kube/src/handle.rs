@@ -193,3 +193,22 @@ impl PodHandle {
         }
     }
 }
+
+/// In `mode: user` a user's connections share the pod; it is deleted once the last of them is
+/// gone for the grace period.
+impl sshpod_core::per_user::Shared for PodHandle {
+    async fn is_alive(&self) -> bool {
+        match self.pods.get_opt(&self.name).await {
+            Ok(Some(pod)) => {
+                pod.metadata.deletion_timestamp.is_none()
+                    && pod.status.and_then(|s| s.phase).as_deref() == Some("Running")
+            }
+            _ => false,
+        }
+    }
+
+    async fn retire(&self) {
+        tracing::debug!(pod = %self.name, "user pod's grace period is over");
+        self.close().await;
+    }
+}

@@ -23,10 +23,12 @@
 
 mod client;
 mod connection;
+mod customize;
 mod exec;
 mod files;
 mod forward;
 mod handle;
+mod homes;
 mod identity;
 mod lease;
 mod lifecycle;
@@ -41,9 +43,11 @@ mod token_file;
 use std::sync::Arc;
 
 use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client};
-use sshpod_config::{KubernetesConfig, PodMode};
+use sshpod_config::{HomesConfig, KubernetesConfig, PodMode};
+use sshpod_core::per_user::{Claim, PerUser};
 use sshpod_core::{
     Backend, BackendError, ConnectionContext, Container, Lifecycle, NotPossible, Process,
     ProcessSpec,
@@ -51,6 +55,7 @@ use sshpod_core::{
 
 pub use forward::ForwardStream;
 use handle::PodHandle;
+pub use homes::KubeHomes;
 use lease::HeldLease;
 use orphans::Sweeper;
 use pod::Owner;
@@ -68,6 +73,12 @@ pub struct KubeBackend {
     lease: Option<HeldLease>,
     /// Every connection's API requests, by kind.
     api_requests: Arc<ApiRequests>,
+    /// Homes, extra mounts and `mode: user`'s grace period (`homes`).
+    homes: Arc<HomesConfig>,
+    /// `mode: user`: each user's pod, shared by their connections.
+    users: PerUser<PodHandle>,
+    /// Where the user pods' grace timers run; stopped (pods deleted) at shutdown.
+    users_lifecycle: Lifecycle,
 }
 
 impl KubeBackend {
@@ -117,6 +128,7 @@ impl KubeBackend {
                 None
             }
         };
+        let users_lifecycle = lifecycle.child();
         Ok(Self {
             client,
             config: Arc::new(config.clone()),
@@ -124,7 +136,18 @@ impl KubeBackend {
             sweeper,
             lease,
             api_requests: Arc::default(),
+            homes: Arc::new(HomesConfig::default()),
+            users: PerUser::new(HomesConfig::default().grace_period, users_lifecycle.clone()),
+            users_lifecycle,
         })
+    }
+
+    /// Gives every user a home and the extra mounts of `homes` (PersistentVolumeClaims), and
+    /// keeps user pods (`mode: user`) for its grace period.
+    pub fn with_homes(mut self, homes: HomesConfig) -> Self {
+        self.users = PerUser::new(homes.grace_period, self.users_lifecycle.clone());
+        self.homes = Arc::new(homes);
+        self
     }
 
     /// The connections' API requests by kind so far, for the whole process (the metrics read
@@ -173,20 +196,73 @@ impl Backend for KubeBackend {
         let client = requests::counted_client(&self.client, requests.clone());
         let pods: Api<Pod> = Api::namespaced(client, config.pod.namespace());
         let owner = self.owner_for(&config);
-        if ctx.identity.is_some() && config.pod.mode != PodMode::Connection {
+        if ctx.identity.is_some() && !matches!(config.pod.mode, PodMode::Connection | PodMode::User)
+        {
             // A session pod's program is its main process and a persistent pod is shared:
             // neither has a moment to set a user up in.
             return Err(BackendError::SetUpUser {
                 user: ctx.user.clone(),
-                source: "`identity` needs the `connection` pod mode".into(),
+                source: "`identity` needs the `connection` or `user` pod mode".into(),
             });
         }
+        let homes = match &ctx.config {
+            Some(c) => Arc::new(c.homes.clone()),
+            None => Arc::clone(&self.homes),
+        };
+        let volumes = match config.pod.mode {
+            PodMode::Connection | PodMode::User => sshpod_core::homes::plan(
+                &homes,
+                &ctx.user,
+                ctx.identity.as_ref().map(|i| i.home.as_str()),
+            )
+            .map_err(|reason| BackendError::StartContainer {
+                image: pod::console_of(&config.pod).1,
+                reason,
+                source: None,
+            })?,
+            // Session pods and persistent pods mount what their spec says.
+            PodMode::Session | PodMode::Persistent => Vec::new(),
+        };
+        if !volumes.is_empty() {
+            let claims: Api<PersistentVolumeClaim> =
+                Api::namespaced(pods.clone().into_client(), config.pod.namespace());
+            homes::ensure(&claims, &volumes, &config.pod, &ctx.user).await?;
+        }
+        let customize_line = volumes
+            .iter()
+            .find(|v| v.kind == sshpod_core::homes::HOME_KIND)
+            .and_then(|home| sshpod_core::homes::customize_command_line(&homes, &home.target));
+        let start_limit = config.timeouts.pod_start;
         let kind = match config.pod.mode {
-            PodMode::Connection => Kind::Pod(connection::start(pods, config, &owner, ctx).await?),
+            PodMode::Connection => {
+                Kind::Pod(connection::start(pods, config, &owner, ctx, &volumes).await?)
+            }
+            PodMode::User => {
+                let claim = self
+                    .users
+                    .claim(&ctx.user, || {
+                        connection::start(pods, config, &owner, ctx, &volumes)
+                    })
+                    .await?;
+                Kind::User {
+                    pod: Arc::clone(claim.value()),
+                    claim: tokio::sync::Mutex::new(Some(claim)),
+                }
+            }
             PodMode::Persistent => Kind::Pod(persistent::claim(pods, config, ctx).await?),
             PodMode::Session => Kind::Sessions(SessionPods::new(pods, config, ctx, &owner)),
         };
-        Ok(KubeContainer { kind, requests })
+        // The step does nothing where the home's marker exists (every login but the first).
+        let greeting = match (&kind, customize_line) {
+            (Kind::Pod(pod), Some(line)) => customize::run(pod, line, start_limit).await,
+            (Kind::User { pod, .. }, Some(line)) => customize::run(pod, line, start_limit).await,
+            _ => Vec::new(),
+        };
+        Ok(KubeContainer {
+            kind,
+            requests,
+            greeting: std::sync::Mutex::new((!greeting.is_empty()).then_some(greeting)),
+        })
     }
 
     async fn remove_orphans(&self) -> Result<usize, BackendError> {
@@ -202,6 +278,9 @@ impl Backend for KubeBackend {
     }
 
     async fn shutdown(&self) {
+        // User pods first, while the Lease still vouches for them.
+        self.users_lifecycle.cancel();
+        self.users_lifecycle.wait().await;
         if let Some(lease) = &self.lease {
             lease.release().await;
         }
@@ -213,6 +292,8 @@ pub struct KubeContainer {
     kind: Kind,
     /// Every API request made for the connection.
     requests: Requests,
+    /// What the first shell shows before its own output (the first-login customisation's).
+    greeting: std::sync::Mutex<Option<Vec<u8>>>,
 }
 
 enum Kind {
@@ -220,35 +301,88 @@ enum Kind {
     Pod(PodHandle),
     /// `session` mode: a pod per session.
     Sessions(SessionPods),
+    /// `user` mode: the user's pod, shared with their other connections.
+    User {
+        pod: Arc<PodHandle>,
+        /// This connection's share, given back on close.
+        claim: tokio::sync::Mutex<Option<Claim<PodHandle>>>,
+    },
 }
 
 impl Container for KubeContainer {
     type Stream = ForwardStream;
 
     async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
+        let greeting = match spec.command {
+            sshpod_core::Command::Shell => self
+                .greeting
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take(),
+            _ => None,
+        };
+        let terminal = spec.tty.is_some();
+        let mut process = self.exec_now(spec).await?;
+        if let Some(text) = greeting {
+            let text = if terminal {
+                sshpod_core::homes::for_terminal(&text)
+            } else {
+                text
+            };
+            process.stdout = Box::new(tokio::io::AsyncReadExt::chain(
+                std::io::Cursor::new(text),
+                process.stdout,
+            ));
+        }
+        Ok(process)
+    }
+
+    async fn dial(&self, host: &str, port: u16) -> Result<ForwardStream, BackendError> {
+        self.dial_now(host, port).await
+    }
+
+    fn info(&self) -> sshpod_core::ContainerInfo {
+        self.info_now()
+    }
+
+    async fn close(&self) -> Result<(), BackendError> {
+        self.close_now().await
+    }
+}
+
+impl KubeContainer {
+    async fn exec_now(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
         match &self.kind {
             Kind::Pod(pod) => pod.exec(spec).await,
+            Kind::User { pod, .. } => pod.exec(spec).await,
             Kind::Sessions(sessions) => sessions.exec(spec).await,
         }
     }
 
-    async fn dial(&self, host: &str, port: u16) -> Result<ForwardStream, BackendError> {
+    async fn dial_now(&self, host: &str, port: u16) -> Result<ForwardStream, BackendError> {
         match &self.kind {
             Kind::Pod(pod) => pod.dial(host, port).await,
+            Kind::User { pod, .. } => pod.dial(host, port).await,
             Kind::Sessions(_) => Err(NotPossible::ForwardingInSessionMode.into()),
         }
     }
 
-    fn info(&self) -> sshpod_core::ContainerInfo {
+    fn info_now(&self) -> sshpod_core::ContainerInfo {
         match &self.kind {
             Kind::Pod(pod) => pod.info(),
+            Kind::User { pod, .. } => pod.info(),
             Kind::Sessions(pods) => pods.info(),
         }
     }
 
-    async fn close(&self) -> Result<(), BackendError> {
+    async fn close_now(&self) -> Result<(), BackendError> {
         match &self.kind {
             Kind::Pod(pod) => pod.close().await,
+            Kind::User { claim, .. } => {
+                if let Some(claim) = claim.lock().await.take() {
+                    claim.release().await;
+                }
+            }
             Kind::Sessions(sessions) => sessions.close().await,
         }
         tracing::debug!(

@@ -77,6 +77,12 @@ pub(crate) enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// The users' homes on the configuration's backend: list, measure, remove.
+    Homes {
+        /// What to do.
+        #[command(subcommand)]
+        command: HomesCommand,
+    },
     /// Print the manual page (roff, for `man -l -`), or write one page per command into DIR.
     Man {
         /// Write `sshpod.1`, `sshpod-audit.1`, `sshpod-audit-ls.1`... into this directory.
@@ -164,6 +170,30 @@ pub(crate) enum AuditCommand {
     /// Serve the recordings page for these recordings, without the SSH server (to browse
     /// them offline); until SIGTERM or SIGINT.
     Serve(crate::commands::audit::ServeArgs),
+}
+
+/// `sshpod homes`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum HomesCommand {
+    /// One line per home (and per-user extra mount): user, kind, volume, creation time.
+    Ls {
+        /// Only this user's.
+        user: Option<String>,
+    },
+    /// What each home holds, in bytes.
+    Du {
+        /// Only this user's.
+        user: Option<String>,
+    },
+    /// Delete a user's home and per-user mounts, with their files; refused while the user
+    /// has a running container.
+    Rm {
+        /// The login.
+        user: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 /// `sshpod audit export --format`.

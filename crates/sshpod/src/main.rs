@@ -30,6 +30,7 @@ fn main() -> ExitCode {
         }
         Command::Audit { source, command } => commands::audit::run(&cli.config, &source, command),
         Command::HostKeys => commands::host_keys::run(&cli.config),
+        Command::Homes { command } => commands::homes::run(&cli.config, command),
         Command::Completions { shell } => commands::docs::completions(shell),
         Command::Man { dir } => commands::docs::man(dir.as_deref()),
         Command::Reload => commands::reload::run(&cli.control_socket),

@@ -32,6 +32,9 @@ pub enum PodMode {
     Session,
     /// Exec into an existing pod named by `pod.metadata.name`, never deleted.
     Persistent,
+    /// A pod per user, shared by all their connections and kept for `homes.gracePeriod`
+    /// after the last one ends (sshpod extension).
+    User,
 }
 
 /// `kubernetes.pod` as written in the file.
@@ -281,7 +284,7 @@ impl PodConfig {
             }
         }
         let needs_commands = match self.mode {
-            PodMode::Connection => true,
+            PodMode::Connection | PodMode::User => true,
             PodMode::Persistent => self.create_missing_pods,
             PodMode::Session => false,
         };
@@ -317,7 +320,7 @@ impl PodConfig {
                     );
                 }
             }
-            PodMode::Connection => {}
+            PodMode::Connection | PodMode::User => {}
         }
         if self.create_missing_pods && self.mode != PodMode::Persistent {
             check.warn(

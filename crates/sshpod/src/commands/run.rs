@@ -76,6 +76,7 @@ pub(crate) async fn run(
                         config.docker.connection.host
                     )
                 })?;
+            let backend = backend.with_homes(config.homes.clone());
             tracing::info!(
                 code = log_codes::BACKEND_CONNECTED,
                 instance = backend.instance(),
@@ -94,6 +95,7 @@ pub(crate) async fn run(
             let backend = KubeBackend::connect(&config.kubernetes, &lifecycle)
                 .await
                 .context("connecting to the Kubernetes API server")?;
+            let backend = backend.with_homes(config.homes.clone());
             tracing::info!(
                 code = log_codes::BACKEND_CONNECTED,
                 instance = backend.instance(),
