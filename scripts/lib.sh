@@ -127,6 +127,20 @@ ensure_cargo() {
     || die "cargo not found: install Rust 1.85 or newer (rustup, with the rustfmt and clippy components)"
 }
 
+# Prints the sshpod binary to run or package: $1 when given (it must be executable), else a
+# release build made now.
+sshpod_binary() {
+  local binary="${1:-}"
+  if [ -z "$binary" ]; then
+    ensure_cargo
+    log "building sshpod (release)"
+    (cd "$REPO_ROOT" && cargo build --release -p sshpod) >&2
+    binary="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/sshpod"
+  fi
+  [ -x "$binary" ] || die "$binary is not an executable"
+  printf '%s\n' "$binary"
+}
+
 ensure_guest_image() {
   "$REPO_ROOT/images/guest/build.sh"
 }

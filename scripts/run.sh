@@ -21,13 +21,7 @@ ensure_packages
 ensure_dockerd
 ensure_guest_image
 ensure_isolated_network
-if [ -n "${SSHPOD_BIN:-}" ]; then
-  BIN="$SSHPOD_BIN"
-else
-  log "building sshpod (release)"
-  cargo build --release -p sshpod
-  BIN="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/sshpod"
-fi
+BIN=$(sshpod_binary "${SSHPOD_BIN:-}")
 
 mkdir -p "$DEMO/authorized_keys"
 chmod 700 "$DEMO"

@@ -22,14 +22,7 @@ REPOSITORY="${SSHPOD_IMAGE:-sshpod}"
 KEY_LABEL=sshpod.image.key
 UID_GID=65532
 
-binary="${1:-}"
-if [ -z "$binary" ]; then
-  ensure_cargo
-  log "building sshpod (release)"
-  (cd "$REPO_ROOT" && cargo build --release -p sshpod)
-  binary="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/sshpod"
-fi
-[ -x "$binary" ] || die "$binary is not an executable"
+binary=$(sshpod_binary "${1:-}")
 
 # "sshpod 0.1.0 (commit 0123456789ab)"
 version_line=$("$binary" --version)

@@ -14,15 +14,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=scripts/lib.sh
 source "$here/../../scripts/lib.sh"
 
-binary="${1:-}"
+binary=$(sshpod_binary "${1:-}")
 out="${2:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debian}"
-if [ -z "$binary" ]; then
-  ensure_cargo
-  log "building sshpod (release)"
-  (cd "$REPO_ROOT" && cargo build --release -p sshpod)
-  binary="${CARGO_TARGET_DIR:-$REPO_ROOT/target}/release/sshpod"
-fi
-[ -x "$binary" ] || die "$binary is not an executable"
 command -v dpkg-deb >/dev/null 2>&1 || die "dpkg-deb is not installed"
 
 version=$("$binary" --version | awk '{ print $2 }')

@@ -50,44 +50,73 @@ fn suite_named(suite: &SupportedCipherSuite, name: &str) -> bool {
     own == name || own.replacen("TLS13_", "TLS_", 1) == name
 }
 
-/// The crypto provider restricted to the configured suites and groups.
-fn provider(config: &HttpClientConfig) -> Result<CryptoProvider, BuildError> {
+/// A key-exchange group by its ContainerSSH name; `None` for one rustls does not offer
+/// (secp521r1 is in ContainerSSH's default list).
+fn group_named(name: &str) -> Option<&'static dyn rustls::crypto::SupportedKxGroup> {
+    match name {
+        "x25519" => Some(aws_lc_rs::kx_group::X25519),
+        "secp256r1" => Some(aws_lc_rs::kx_group::SECP256R1),
+        "secp384r1" => Some(aws_lc_rs::kx_group::SECP384R1),
+        _ => None,
+    }
+}
+
+/// Which list of [`restricted_provider`]'s leaves nothing rustls offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NothingOffered {
+    /// None of the cipher suites.
+    Cipher,
+    /// None of the curves.
+    Curves,
+}
+
+/// The aws-lc-rs crypto provider restricted to the named cipher suites (IANA names) and
+/// curves, as ContainerSSH's `cipher` and `curves` settings name them, for TLS clients and
+/// servers alike. An empty list keeps the provider's own; names rustls does not offer are
+/// skipped, and a list of which none is offered is refused.
+pub fn restricted_provider(
+    cipher: &[String],
+    curves: &[String],
+) -> Result<CryptoProvider, NothingOffered> {
     let base = aws_lc_rs::default_provider();
-    let cipher_suites: Vec<SupportedCipherSuite> = config
-        .cipher
-        .iter()
-        .filter_map(|name| {
-            aws_lc_rs::ALL_CIPHER_SUITES
-                .iter()
-                .find(|s| suite_named(s, name))
-                .copied()
-        })
-        .collect();
-    let kx_groups: Vec<_> = config
-        .curves
-        .iter()
-        .filter_map(|name| match name.as_str() {
-            "x25519" => Some(aws_lc_rs::kx_group::X25519),
-            "secp256r1" => Some(aws_lc_rs::kx_group::SECP256R1),
-            "secp384r1" => Some(aws_lc_rs::kx_group::SECP384R1),
-            // secp521r1 is in ContainerSSH's default list; rustls does not offer it.
-            _ => None,
-        })
-        .collect();
+    let cipher_suites: Vec<SupportedCipherSuite> = if cipher.is_empty() {
+        base.cipher_suites.clone()
+    } else {
+        cipher
+            .iter()
+            .filter_map(|name| {
+                aws_lc_rs::ALL_CIPHER_SUITES
+                    .iter()
+                    .find(|s| suite_named(s, name))
+                    .copied()
+            })
+            .collect()
+    };
+    let kx_groups = if curves.is_empty() {
+        base.kx_groups.clone()
+    } else {
+        curves.iter().filter_map(|name| group_named(name)).collect()
+    };
     if cipher_suites.is_empty() {
-        return Err(BuildError::Tls(
-            "none of the configured cipher suites is available".into(),
-        ));
+        return Err(NothingOffered::Cipher);
     }
     if kx_groups.is_empty() {
-        return Err(BuildError::Tls(
-            "none of the configured curves is available".into(),
-        ));
+        return Err(NothingOffered::Curves);
     }
     Ok(CryptoProvider {
         cipher_suites,
         kx_groups,
         ..base
+    })
+}
+
+/// The crypto provider restricted to the configured suites and groups.
+fn provider(config: &HttpClientConfig) -> Result<CryptoProvider, BuildError> {
+    restricted_provider(&config.cipher, &config.curves).map_err(|nothing| {
+        BuildError::Tls(match nothing {
+            NothingOffered::Cipher => "none of the configured cipher suites is available".into(),
+            NothingOffered::Curves => "none of the configured curves is available".into(),
+        })
     })
 }
 

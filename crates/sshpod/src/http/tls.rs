@@ -7,13 +7,14 @@
 
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
-use rustls::crypto::{aws_lc_rs, CryptoProvider};
+use anyhow::{anyhow, bail, Context, Result};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
 use sshpod_config::{HttpServerConfig, TlsVersion};
+use sshpod_webhook::NothingOffered;
 
 /// The TLS settings of one server, with the configuration section they come from (for
 /// messages).
@@ -65,60 +66,19 @@ fn certificates(value: &str, section: &str, what: &str) -> Result<Vec<Certificat
     Ok(certificates)
 }
 
-/// Whether a rustls suite is the one named (IANA name, `TLS_...`).
-fn suite_named(suite: &SupportedCipherSuite, name: &str) -> bool {
-    let own = format!("{:?}", suite.suite());
-    own == name || own.replacen("TLS13_", "TLS_", 1) == name
-}
-
 /// The crypto provider restricted to the configured suites and curves.
 fn provider(settings: &ServerTls<'_>) -> Result<CryptoProvider> {
-    let base = aws_lc_rs::default_provider();
-    let cipher_suites: Vec<SupportedCipherSuite> = if settings.cipher.is_empty() {
-        base.cipher_suites.clone()
-    } else {
-        settings
-            .cipher
-            .iter()
-            .filter_map(|name| {
-                aws_lc_rs::ALL_CIPHER_SUITES
-                    .iter()
-                    .find(|suite| suite_named(suite, name))
-                    .copied()
-            })
-            .collect()
-    };
-    let kx_groups = if settings.curves.is_empty() {
-        base.kx_groups.clone()
-    } else {
-        settings
-            .curves
-            .iter()
-            .filter_map(|name| match name.as_str() {
-                "x25519" => Some(aws_lc_rs::kx_group::X25519),
-                "secp256r1" => Some(aws_lc_rs::kx_group::SECP256R1),
-                "secp384r1" => Some(aws_lc_rs::kx_group::SECP384R1),
-                // In ContainerSSH's default list; rustls does not offer it.
-                _ => None,
-            })
-            .collect()
-    };
-    if cipher_suites.is_empty() {
-        bail!(
-            "{}.cipher: none of the configured cipher suites is available",
-            settings.section
-        );
-    }
-    if kx_groups.is_empty() {
-        bail!(
-            "{}.curves: none of the configured curves is available",
-            settings.section
-        );
-    }
-    Ok(CryptoProvider {
-        cipher_suites,
-        kx_groups,
-        ..base
+    sshpod_webhook::restricted_provider(settings.cipher, settings.curves).map_err(|nothing| {
+        match nothing {
+            NothingOffered::Cipher => anyhow!(
+                "{}.cipher: none of the configured cipher suites is available",
+                settings.section
+            ),
+            NothingOffered::Curves => anyhow!(
+                "{}.curves: none of the configured curves is available",
+                settings.section
+            ),
+        }
     })
 }
 
