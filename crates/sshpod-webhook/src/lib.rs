@@ -12,7 +12,7 @@ mod tls;
 use std::time::Duration;
 
 pub use client::WebhookClient;
-pub use tls::{restricted_provider, NothingOffered};
+pub use tls::{protocol_versions, restricted_provider, NothingOffered};
 
 /// A client cannot be built from its configuration.
 #[derive(Debug, thiserror::Error)]

@@ -120,30 +120,37 @@ fn provider(config: &HttpClientConfig) -> Result<CryptoProvider, BuildError> {
     })
 }
 
+/// The TLS versions `provider`'s suites allow, from `lowest` up (newest first); empty when
+/// none does. For TLS clients and servers alike.
+pub fn protocol_versions(
+    provider: &CryptoProvider,
+    lowest: TlsVersion,
+) -> Vec<&'static rustls::SupportedProtocolVersion> {
+    let offers = |tls13: bool| {
+        provider
+            .cipher_suites
+            .iter()
+            .any(|s| matches!(s, SupportedCipherSuite::Tls13(_)) == tls13)
+    };
+    let mut versions = Vec::new();
+    if offers(true) {
+        versions.push(&rustls::version::TLS13);
+    }
+    if offers(false) && lowest == TlsVersion::Tls12 {
+        versions.push(&rustls::version::TLS12);
+    }
+    versions
+}
+
 /// The rustls client configuration for `config`.
 pub(crate) fn client_config(config: &HttpClientConfig) -> Result<ClientConfig, BuildError> {
     let provider = Arc::new(provider(config)?);
-    let has13 = provider
-        .cipher_suites
-        .iter()
-        .any(|s| matches!(s, SupportedCipherSuite::Tls13(_)));
-    let has12 = provider
-        .cipher_suites
-        .iter()
-        .any(|s| matches!(s, SupportedCipherSuite::Tls12(_)));
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> = match config.tls_version {
-        TlsVersion::Tls13 if has13 => vec![&rustls::version::TLS13],
-        TlsVersion::Tls12 if has13 && has12 => {
-            vec![&rustls::version::TLS13, &rustls::version::TLS12]
-        }
-        TlsVersion::Tls12 if has12 => vec![&rustls::version::TLS12],
-        TlsVersion::Tls12 if has13 => vec![&rustls::version::TLS13],
-        _ => {
-            return Err(BuildError::Tls(
-                "no configured cipher suite works with the configured TLS version".into(),
-            ))
-        }
-    };
+    let versions = protocol_versions(&provider, config.tls_version);
+    if versions.is_empty() {
+        return Err(BuildError::Tls(
+            "no configured cipher suite works with the configured TLS version".into(),
+        ));
+    }
     let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&versions)
         .map_err(|e| BuildError::Tls(e.to_string()))?;

@@ -12,7 +12,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, SupportedCipherSuite, SupportedProtocolVersion};
+use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
 use sshpod_config::{HttpServerConfig, TlsVersion};
 use sshpod_webhook::NothingOffered;
 
@@ -87,21 +87,9 @@ fn versions(
     provider: &CryptoProvider,
     settings: &ServerTls<'_>,
 ) -> Result<Vec<&'static SupportedProtocolVersion>> {
-    let has13 = provider
-        .cipher_suites
-        .iter()
-        .any(|s| matches!(s, SupportedCipherSuite::Tls13(_)));
-    let has12 = provider
-        .cipher_suites
-        .iter()
-        .any(|s| matches!(s, SupportedCipherSuite::Tls12(_)));
-    let mut versions = Vec::new();
-    if has13 {
-        versions.push(&rustls::version::TLS13);
-    }
-    if has12 && settings.tls_version != Some(TlsVersion::Tls13) {
-        versions.push(&rustls::version::TLS12);
-    }
+    // Unset: TLS 1.2 and newer, as the suites allow.
+    let lowest = settings.tls_version.unwrap_or(TlsVersion::Tls12);
+    let versions = sshpod_webhook::protocol_versions(provider, lowest);
     if versions.is_empty() {
         bail!(
             "{}: no configured cipher suite works with the configured TLS version",
