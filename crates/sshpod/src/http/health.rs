@@ -165,10 +165,6 @@ async fn containerssh(State(readiness): State<Readiness>, headers: HeaderMap) ->
 
 #[cfg(test)]
 mod tests {
-    use axum::body::Body;
-    use axum::http::Request;
-    use tower::ServiceExt;
-
     use super::*;
 
     /// A backend check that answers as `state` says.
@@ -183,20 +179,7 @@ mod tests {
     }
 
     async fn get(router: &Router, path: &str, accept: &str) -> (StatusCode, String) {
-        let request = Request::get(path)
-            .header(header::ACCEPT, accept)
-            .body(Body::empty())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let response = router
-            .clone()
-            .oneshot(request)
-            .await
-            .unwrap_or_else(|e| match e {});
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), 1024)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        (status, String::from_utf8_lossy(&body).into_owned())
+        crate::http::request(router, path, accept).await
     }
 
     #[tokio::test(start_paused = true)]

@@ -155,29 +155,40 @@ fn metrics_router(path: &str, metrics: Arc<Metrics>) -> Router {
     )
 }
 
+/// A GET of `path` with `accept`, answered by `router` in-process: the status and the body.
+#[cfg(test)]
+pub(crate) async fn request(
+    router: &Router,
+    path: &str,
+    accept: &str,
+) -> (axum::http::StatusCode, String) {
+    use tower::ServiceExt;
+
+    let request = axum::http::Request::get(path)
+        .header(header::ACCEPT, accept)
+        .body(axum::body::Body::empty())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let response = router
+        .clone()
+        .oneshot(request)
+        .await
+        .unwrap_or_else(|e| match e {});
+    let status = response.status();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
-    use axum::body::Body;
-    use axum::http::{Request, StatusCode};
-    use tower::ServiceExt;
+    use axum::http::StatusCode;
 
     use super::*;
     use crate::geoip::GeoIp;
 
     async fn get(router: &Router, path: &str) -> (StatusCode, String) {
-        let request = Request::get(path)
-            .body(Body::empty())
-            .unwrap_or_else(|e| panic!("{e}"));
-        let response = router
-            .clone()
-            .oneshot(request)
-            .await
-            .unwrap_or_else(|e| match e {});
-        let status = response.status();
-        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        (status, String::from_utf8_lossy(&body).into_owned())
+        request(router, path, "*/*").await
     }
 
     #[tokio::test]
