@@ -171,12 +171,12 @@ def test_a_user_container_of_a_killed_sshpod_goes_and_the_home_stays(scn):
 def test_with_an_identity_the_home_is_the_users_and_the_first_login_step_runs_as_them(scn):
     user = student(scn)
     config = h.deep_merge(homes_config(), {"identity": {"enable": True, "uid": 2345}})
-    config["homes"]["customizeCommand"] = "id -u > who"
+    config["homes"]["customizeCommand"] = 'id -u > who; echo "$USER $LOGNAME $HOME" >> who'
     gateway = start(scn, config)
     client = scn.client(gateway, user=user)
     ok(client.ssh("touch mine"))
     assert ok(client.ssh(f"stat -c %u /home/{user} /home/{user}/mine; cat /home/{user}/who")) == \
-        "2345\n2345\n2345\n"
+        f"2345\n2345\n2345\n{user} {user} /home/{user}\n"
 
 
 def test_first_login_customisation_runs_once_in_the_home_and_shows_its_output(scn):

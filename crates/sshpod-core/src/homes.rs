@@ -119,12 +119,15 @@ pub const CUSTOMIZED_MARKER: &str = ".sshpod-customized";
 
 /// The first-login step, a POSIX shell script taking the home, the repository, the command
 /// run in its clone and the command run in the home as `$1`..`$4` (never spliced into the
-/// script). It does nothing when the marker exists; otherwise it writes the marker first (so
-/// the step runs once, even if it fails), clones the repository into a temporary directory
-/// and runs its command there, runs the home's command, and says so when a step failed.
+/// script), with `HOME`, `USER` and `LOGNAME` as a login has them. It does nothing when the
+/// marker exists; otherwise it writes the marker first (so the step runs once, even if it
+/// fails), clones the repository into a temporary directory and runs its command there, runs
+/// the home's command, and says so when a step failed.
 /// Errors are not fatal: the script always exits 0.
 const CUSTOMIZE_SCRIPT: &str = r#"home=$1 repo=$2 repo_command=$3 command=$4
 [ -e "$home/.sshpod-customized" ] && exit 0
+USER=$(id -un 2>/dev/null) || USER=$(id -u)
+export HOME="$home" USER LOGNAME="$USER"
 date > "$home/.sshpod-customized" || exit 0
 echo "sshpod: customising your home (first login)"
 failed=""
