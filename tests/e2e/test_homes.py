@@ -96,6 +96,9 @@ def test_connections_of_a_user_share_one_container_and_a_reconnect_finds_its_pro
     [container] = h.wait_containers(scn.run_id, 1)
     assert ok(client.ssh("cat /proc/[0-9]*/cmdline | tr '\\0' ' ' | grep -c 'sleep 424[2]'")) == "1\n"
     assert h.containers(scn.run_id, running_only=True) == [container], "the same container"
+    # The log (and the recording) says the container was kept, not that it was removed.
+    gateway.wait_for_log("SSHPOD_CONTAINER_KEPT", 10)
+    assert "SSHPOD_CONTAINER_REMOVED" not in gateway.log
 
     # Shutdown removes the user container at once; the home stays.
     assert gateway.stop() == 0, gateway.log

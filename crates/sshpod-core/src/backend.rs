@@ -133,6 +133,17 @@ pub trait Container: Send + Sync + 'static {
     /// What the container is (its id and image), for the record.
     fn info(&self) -> ContainerInfo;
 
-    /// Tears the container down. Called once, when the connection ends.
-    fn close(&self) -> impl Future<Output = Result<(), BackendError>> + Send;
+    /// Tears the container down, or lets go of it where it outlives the connection. Called
+    /// once, when the connection ends.
+    fn close(&self) -> impl Future<Output = Result<Closed, BackendError>> + Send;
+}
+
+/// What closing a connection's container did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// The container (or the session's containers) is gone or going.
+    Removed,
+    /// The container stays: the user's other connections share it, it waits out
+    /// `homes.gracePeriod` (`mode: user`), or it is a persistent pod.
+    Kept,
 }

@@ -139,6 +139,8 @@ pub enum EventKind {
     },
     /// The connection's container was removed.
     ContainerRemoved,
+    /// The connection let go of a container that stays (`Closed::Kept`).
+    ContainerKept,
     /// Removing the connection's container failed.
     ContainerRemovalFailed {
         /// Why.

@@ -29,7 +29,7 @@ mod read_buffer;
 pub mod tap;
 pub mod wrapper;
 
-pub use backend::{Backend, ConnectionContext, Container, ContainerFile, ContainerInfo};
+pub use backend::{Backend, Closed, ConnectionContext, Container, ContainerFile, ContainerInfo};
 pub use command::{is_env_name, CommandPolicy, CommandTable};
 pub use error::{BackendError, Deadline, NotPossible, Vanished};
 pub use event::{

@@ -499,16 +499,17 @@ impl Container for DockerContainer {
         }
     }
 
-    async fn close(&self) -> Result<(), BackendError> {
+    async fn close(&self) -> Result<sshpod_core::Closed, BackendError> {
         match &self.0 {
-            Mode::Connection(c) => c.close().await,
-            Mode::Session(s) => s.close().await,
+            Mode::Connection(c) => c.close().await?,
+            Mode::Session(s) => s.close().await?,
             Mode::User { claim, .. } => {
                 if let Some(claim) = claim.lock().await.take() {
                     claim.release().await;
                 }
-                Ok(())
+                return Ok(sshpod_core::Closed::Kept);
             }
         }
+        Ok(sshpod_core::Closed::Removed)
     }
 }

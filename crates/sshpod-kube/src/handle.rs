@@ -184,13 +184,16 @@ impl PodHandle {
         ForwardStream::new(forwarder, port).ok_or_else(|| dial_error("no stream".into()))
     }
 
-    pub(crate) async fn close(&self) {
+    /// Deletes the pod when this instance owns it; a persistent pod is kept.
+    pub(crate) async fn close(&self) -> sshpod_core::Closed {
         // Ending the lifeline first lets the pod end even if the delete below fails.
         drop(self.lifeline.lock().await.take());
-        if self.ownership == Ownership::Owned {
-            let stop = self.config.timeouts.pod_stop;
-            lifecycle::delete(&self.pods, &self.name, stop).await;
+        if self.ownership != Ownership::Owned {
+            return sshpod_core::Closed::Kept;
         }
+        let stop = self.config.timeouts.pod_stop;
+        lifecycle::delete(&self.pods, &self.name, stop).await;
+        sshpod_core::Closed::Removed
     }
 }
 

@@ -345,7 +345,7 @@ impl Container for KubeContainer {
         self.info_now()
     }
 
-    async fn close(&self) -> Result<(), BackendError> {
+    async fn close(&self) -> Result<sshpod_core::Closed, BackendError> {
         self.close_now().await
     }
 }
@@ -375,20 +375,24 @@ impl KubeContainer {
         }
     }
 
-    async fn close_now(&self) -> Result<(), BackendError> {
-        match &self.kind {
+    async fn close_now(&self) -> Result<sshpod_core::Closed, BackendError> {
+        let closed = match &self.kind {
             Kind::Pod(pod) => pod.close().await,
             Kind::User { claim, .. } => {
                 if let Some(claim) = claim.lock().await.take() {
                     claim.release().await;
                 }
+                sshpod_core::Closed::Kept
             }
-            Kind::Sessions(sessions) => sessions.close().await,
-        }
+            Kind::Sessions(sessions) => {
+                sessions.close().await;
+                sshpod_core::Closed::Removed
+            }
+        };
         tracing::debug!(
             api_requests = self.requests.total(),
             "Kubernetes API requests for this connection"
         );
-        Ok(())
+        Ok(closed)
     }
 }

@@ -105,6 +105,8 @@ codes! {
     CONTAINER_FAILED = "SSHPOD_CONTAINER_FAILED";
     /// The connection's container or pod was removed.
     CONTAINER_REMOVED = "SSHPOD_CONTAINER_REMOVED";
+    /// The connection let go of a container that stays (`mode: user`, persistent pods).
+    CONTAINER_KEPT = "SSHPOD_CONTAINER_KEPT";
     /// Removing the connection's container or pod failed.
     CONTAINER_REMOVAL_FAILED = "SSHPOD_CONTAINER_REMOVAL_FAILED";
     /// A channel (session or forwarding) was opened.

@@ -185,6 +185,7 @@ impl<W: Write> BinaryWriter<W> {
             | EventKind::ContainerReady { .. }
             | EventKind::ContainerFailed { .. }
             | EventKind::ContainerRemoved
+            | EventKind::ContainerKept
             | EventKind::ContainerRemovalFailed { .. }
             | EventKind::ExitStatusUnknown { .. }
             | EventKind::ForwardFailed { .. }

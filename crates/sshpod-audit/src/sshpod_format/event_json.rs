@@ -134,6 +134,7 @@ pub fn kind(kind: &EventKind, passwords: bool) -> (&'static str, Map<String, Val
             "container-failed"
         }
         EventKind::ContainerRemoved => "container-removed",
+        EventKind::ContainerKept => "container-kept",
         EventKind::ContainerRemovalFailed { error } => {
             put("error", json!(error.to_string()));
             "container-removal-failed"

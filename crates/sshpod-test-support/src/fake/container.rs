@@ -136,7 +136,7 @@ impl Container for FakeContainer {
         }
     }
 
-    async fn close(&self) -> Result<(), BackendError> {
+    async fn close(&self) -> Result<sshpod_core::Closed, BackendError> {
         let first = !self.closed.swap(true, Ordering::SeqCst);
         self.gone.cancel();
         self.inner.state.update(|r| {
@@ -145,7 +145,7 @@ impl Container for FakeContainer {
                 r.containers_alive -= 1;
             }
         });
-        Ok(())
+        Ok(sshpod_core::Closed::Removed)
     }
 }
 

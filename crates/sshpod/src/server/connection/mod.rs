@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use russh::ChannelId;
 use sshpod_core::{
-    Backend, BackendError, ConnectionContext, ConnectionId, Container, Ender, EventKind,
+    Backend, BackendError, Closed, ConnectionContext, ConnectionId, Container, Ender, EventKind,
 };
 use tokio::net::TcpStream;
 use tokio::sync::watch;
@@ -338,7 +338,8 @@ impl<B: Backend> ConnectionState<B> {
         self.phase.send_modify(|p| container = p.drain());
         if let Some(container) = container {
             match container.close().await {
-                Ok(()) => self.events.emit(EventKind::ContainerRemoved),
+                Ok(Closed::Removed) => self.events.emit(EventKind::ContainerRemoved),
+                Ok(Closed::Kept) => self.events.emit(EventKind::ContainerKept),
                 Err(e) => self
                     .events
                     .emit(EventKind::ContainerRemovalFailed { error: Arc::new(e) }),

@@ -122,6 +122,10 @@ fn log(kind: &EventKind) {
         EventKind::ContainerRemoved => {
             tracing::info!(code = codes::CONTAINER_REMOVED, "container removed")
         }
+        EventKind::ContainerKept => tracing::info!(
+            code = codes::CONTAINER_KEPT,
+            "container kept for the user's other connections or grace period"
+        ),
         EventKind::ContainerRemovalFailed { error } => tracing::warn!(
             code = codes::CONTAINER_REMOVAL_FAILED,
             error = &**error as &dyn std::error::Error,
