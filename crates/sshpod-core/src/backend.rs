@@ -36,6 +36,8 @@ pub struct ConnectionContext {
     pub identity: Option<crate::Identity>,
     /// The container's hostname (`identity.hostname`); `None` leaves the backend's default.
     pub hostname: Option<String>,
+    /// Where the backend tells what the start is waiting for (shown to a waiting terminal).
+    pub progress: crate::Progress,
 }
 
 impl ConnectionContext {
@@ -52,6 +54,7 @@ impl ConnectionContext {
             config: None,
             identity: None,
             hostname: None,
+            progress: crate::Progress::new(),
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod labels;
 mod lifecycle;
 pub mod per_user;
 mod process;
+mod progress;
 mod read_buffer;
 pub mod tap;
 pub mod wrapper;
@@ -46,5 +47,6 @@ pub use process::{
     BoxFuture, Command, ExitStatus, Process, ProcessControl, ProcessSpec, Signal, TerminalSize,
     TtySpec,
 };
+pub use progress::{Progress, Step};
 pub use read_buffer::{ReadBuffer, INITIAL_READ_BUFFER};
 pub use tap::{ChannelInfo, ChannelTap, OwnedTapRecord, TapRecord};

@@ -69,8 +69,13 @@ impl ConnectionContainer {
         if let Some(dir) = &streams {
             dir.mount_into(&mut body);
         }
-        let crate::create::Created { id, slot } =
-            crate::create::create(&engine, &settings, settings.container_name(ctx), body).await?;
+        let crate::create::Created { id, slot } = crate::create::create(
+            &engine,
+            &settings,
+            (settings.container_name(ctx), body),
+            &ctx.progress,
+        )
+        .await?;
         let started = async {
             let lifeline = engine
                 .hijack(&format!("/containers/{id}/attach?stream=1&stdin=1"), "")
@@ -87,6 +92,7 @@ impl ConnectionContainer {
         drop(slot);
         let started = match started {
             Ok(lifeline) => {
+                ctx.progress.report(sshpod_core::Step::SettingUp);
                 let timeout = settings.timeouts.command_start;
                 // The user first, so that the login's files are theirs.
                 let set_up = async {

@@ -3,7 +3,7 @@
 
 use bollard::models::{ContainerCreateBody, ContainerCreateResponse};
 use bollard::query_parameters::CreateContainerOptions;
-use sshpod_core::BackendError;
+use sshpod_core::{BackendError, Progress, Step};
 use tokio::sync::SemaphorePermit;
 
 use crate::engine::Engine;
@@ -24,21 +24,26 @@ pub(crate) struct Created<'a> {
 pub(crate) async fn create<'a>(
     engine: &'a Engine,
     settings: &Settings,
-    name: String,
-    body: ContainerCreateBody,
+    (name, body): (String, ContainerCreateBody),
+    report: &Progress,
 ) -> Result<Created<'a>, BackendError> {
+    let pulling = || Step::PullingImage {
+        image: settings.image.clone(),
+    };
     if settings.pull_policy == PullPolicy::Always {
+        report.report(pulling());
         image::pull(engine, settings).await?;
     }
-    let slot = start_slot(engine, settings).await?;
+    let slot = start_slot(engine, settings, report).await?;
     let mut body = body;
     let (created, slot) = match create_once(engine, settings, &name, &mut body).await {
         Err(e) if image::is_missing_image(&e) => match settings.pull_policy {
             PullPolicy::Never => return Err(image::missing_and_not_pulled(settings)),
             PullPolicy::IfNotPresent | PullPolicy::Always => {
                 drop(slot);
+                report.report(pulling());
                 image::pull(engine, settings).await?;
-                let slot = start_slot(engine, settings).await?;
+                let slot = start_slot(engine, settings, report).await?;
                 (create_once(engine, settings, &name, &mut body).await, slot)
             }
         },
@@ -59,10 +64,14 @@ pub(crate) async fn create<'a>(
 async fn start_slot<'a>(
     engine: &'a Engine,
     settings: &Settings,
+    report: &Progress,
 ) -> Result<SemaphorePermit<'a>, BackendError> {
-    tokio::time::timeout(settings.timeouts.container_start, engine.start_permit())
+    report.report(Step::Queued);
+    let slot = tokio::time::timeout(settings.timeouts.container_start, engine.start_permit())
         .await
-        .unwrap_or_else(|_| Err(settings.start_timeout()))
+        .unwrap_or_else(|_| Err(settings.start_timeout()))?;
+    report.report(Step::Starting);
+    Ok(slot)
 }
 
 /// One create request. An engine that does not see the stream directory refuses the

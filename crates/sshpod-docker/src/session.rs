@@ -77,8 +77,13 @@ impl SessionContainers {
         body.env = Some(env);
         let number = self.next.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}-{number}", self.settings.container_name(&self.ctx));
-        let crate::create::Created { id, slot } =
-            crate::create::create(&self.engine, &self.settings, name, body).await?;
+        let crate::create::Created { id, slot } = crate::create::create(
+            &self.engine,
+            &self.settings,
+            (name, body),
+            &self.ctx.progress,
+        )
+        .await?;
         self.live.lock().await.insert(id.clone());
         let started = self.attach_and_start(&id, &spec).await;
         drop(slot);

@@ -35,7 +35,14 @@ pub(crate) async fn start(
                 sshpod_core::labels::label_value(&ctx.user),
             );
     }
-    let name = lifecycle::create_and_wait(&pods, &spec, &console, &image, &config.timeouts).await?;
+    let name = lifecycle::create_and_wait(
+        &pods,
+        &spec,
+        (&console, &image),
+        &config.timeouts,
+        &ctx.progress,
+    )
+    .await?;
     let handle = PodHandle::new(
         pods,
         name,
@@ -45,6 +52,7 @@ pub(crate) async fn start(
         Ownership::Owned,
     )
     .running_as(ctx.identity.clone());
+    ctx.progress.report(sshpod_core::Step::SettingUp);
     let ready = async {
         if lifeline {
             handle.hold_lifeline(&image).await?;

@@ -9,16 +9,17 @@ use kube::Api;
 use sshpod_config::KubernetesTimeouts;
 use sshpod_core::BackendError;
 
-use crate::pod::{progress, Progress};
+use crate::pod::{progress, waiting_for, Progress};
 
-/// Creates `pod` and waits, by watching it, until its console container runs. On failure or
-/// timeout the pod is deleted before the error is returned.
+/// Creates `pod` and waits, by watching it, until its console container runs, telling
+/// `report` what it waits for. On failure or timeout the pod is deleted before the error is
+/// returned.
 pub(crate) async fn create_and_wait(
     pods: &Api<Pod>,
     pod: &Pod,
-    console: &str,
-    image: &str,
+    (console, image): (&str, &str),
     timeouts: &KubernetesTimeouts,
+    report: &sshpod_core::Progress,
 ) -> Result<String, BackendError> {
     let timeout = timeouts.pod_start;
     let created = pods
@@ -26,7 +27,7 @@ pub(crate) async fn create_and_wait(
         .await
         .map_err(|e| start_error(image, "the pod was refused", Some(Box::new(e))))?;
     let name = created.metadata.name.clone().unwrap_or_default();
-    let waited = tokio::time::timeout(timeout, wait_running(pods, &created, console)).await;
+    let waited = tokio::time::timeout(timeout, wait_running(pods, &created, console, report)).await;
     let failure = match waited {
         Ok(Ok(())) => return Ok(name),
         Ok(Err(NotRunning::Failed(reason))) => BackendError::StartContainer {
@@ -66,11 +67,16 @@ enum NotRunning {
 }
 
 /// Watches one pod from the version `created` has until it runs or cannot start.
-async fn wait_running(pods: &Api<Pod>, created: &Pod, console: &str) -> Result<(), NotRunning> {
+async fn wait_running(
+    pods: &Api<Pod>,
+    created: &Pod,
+    console: &str,
+    report: &sshpod_core::Progress,
+) -> Result<(), NotRunning> {
     match progress(created, console) {
         Progress::Running => return Ok(()),
         Progress::Failed(reason) => return Err(NotRunning::Failed(reason)),
-        Progress::Starting => {}
+        Progress::Starting => report.report(waiting_for(created, console)),
     }
     let name = created.metadata.name.clone().unwrap_or_default();
     let mut version = created
@@ -96,7 +102,7 @@ async fn wait_running(pods: &Api<Pod>, created: &Pod, console: &str) -> Result<(
                     match progress(&pod, console) {
                         Progress::Running => return Ok(()),
                         Progress::Failed(reason) => return Err(NotRunning::Failed(reason)),
-                        Progress::Starting => {}
+                        Progress::Starting => report.report(waiting_for(&pod, console)),
                     }
                 }
                 WatchEvent::Deleted(_) => return Err(NotRunning::Deleted),

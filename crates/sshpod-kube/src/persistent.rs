@@ -49,7 +49,14 @@ pub(crate) async fn claim(
                     Some(pod::idle_command_without_lifeline(&config.pod.idle_command));
                 console.args = None;
             }
-            lifecycle::create_and_wait(&pods, &spec, &console, &image, &config.timeouts).await?;
+            lifecycle::create_and_wait(
+                &pods,
+                &spec,
+                (&console, &image),
+                &config.timeouts,
+                &ctx.progress,
+            )
+            .await?;
         }
         None => {
             return Err(BackendError::StartContainer {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{EnvVar, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use sshpod_config::PodConfig;
-use sshpod_core::ConnectionContext;
+use sshpod_core::{ConnectionContext, Step};
 
 pub(crate) use sshpod_core::labels::{
     label_value, CONNECTION as LABEL_CONNECTION, INSTANCE as LABEL_INSTANCE, USER as LABEL_USER,
@@ -214,6 +214,47 @@ pub(crate) fn console_exit_code(pod: &Pod, console: &str) -> Option<i64> {
     Some(i64::from(terminated.exit_code))
 }
 
+/// What a starting pod waits for, as its user is told it: the scheduler's word while it has
+/// no node, then its console container's waiting reason.
+pub(crate) fn waiting_for(pod: &Pod, console: &str) -> Step {
+    let Some(status) = &pod.status else {
+        return Step::Starting;
+    };
+    let scheduled = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "PodScheduled");
+    let placed = pod.spec.as_ref().is_some_and(|s| s.node_name.is_some())
+        || scheduled.is_some_and(|c| c.status == "True");
+    if !placed {
+        let reason = scheduled
+            .and_then(|c| c.message.clone().or_else(|| c.reason.clone()))
+            .unwrap_or_default();
+        return Step::Scheduling { reason };
+    }
+    let waiting = status
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == console)
+        .and_then(|c| c.state.as_ref()?.waiting.as_ref());
+    match waiting {
+        Some(waiting) => {
+            let reason = waiting.reason.as_deref().unwrap_or("").trim();
+            let message = waiting.message.as_deref().unwrap_or("").trim();
+            Step::WaitingForContainer {
+                reason: match (reason.is_empty(), message.is_empty()) {
+                    (_, true) => reason.to_owned(),
+                    (true, false) => message.to_owned(),
+                    (false, false) => format!("{reason}: {message}"),
+                },
+            }
+        }
+        None => Step::Starting,
+    }
+}
+
 /// Where a starting pod stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Progress {
@@ -364,6 +405,32 @@ mod tests {
         assert!(
             matches!(progress(&unschedulable, "shell"), Progress::Failed(m) if m.contains("0/3 nodes"))
         );
+    }
+
+    #[test]
+    fn a_starting_pod_says_what_it_waits_for() {
+        let unplaced = pod(json!({"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "message": "waiting for a node"}]}));
+        assert_eq!(
+            waiting_for(&unplaced, "shell"),
+            Step::Scheduling {
+                reason: "waiting for a node".into()
+            }
+        );
+        let mounting = pod(json!({"phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": [
+                {"name": "sidecar", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"waiting": {"reason": "Other"}}},
+                {"name": "shell", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                 "state": {"waiting": {"reason": "ContainerCreating", "message": "mounting"}}}]}));
+        assert_eq!(
+            waiting_for(&mounting, "shell"),
+            Step::WaitingForContainer {
+                reason: "ContainerCreating: mounting".into()
+            }
+        );
+        assert_eq!(waiting_for(&pod(json!(null)), "shell"), Step::Starting);
     }
 
     #[test]

@@ -110,9 +110,14 @@ impl SessionPods {
         if let Ok(mut live) = self.live.lock() {
             live.push(name.clone());
         }
-        let created =
-            lifecycle::create_and_wait(&self.pods, &spec, &console, &image, &self.config.timeouts)
-                .await;
+        let created = lifecycle::create_and_wait(
+            &self.pods,
+            &spec,
+            (&console, &image),
+            &self.config.timeouts,
+            &self.ctx.progress,
+        )
+        .await;
         if let Err(e) = created {
             self.forget(&name); // create_and_wait deleted what it made
             return Err(e);

@@ -4,6 +4,7 @@
 pub(crate) mod controls;
 pub(crate) mod direct_tcpip;
 pub(crate) mod env;
+pub(crate) mod progress;
 pub(crate) mod pty;
 pub(crate) mod restrict;
 pub(crate) mod security;

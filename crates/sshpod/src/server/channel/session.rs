@@ -11,6 +11,7 @@ use sshpod_core::{
 };
 
 use crate::server::channel::controls::Controls;
+use crate::server::channel::progress;
 use crate::server::connection::{ConnectionState, NoContainer};
 use crate::server::events::{tap, Taps};
 use crate::server::io::copy::copy_to_channel;
@@ -86,8 +87,21 @@ impl<B: Backend> SessionTask<B> {
     }
 
     async fn run_process(self) -> Result<ExitStatus, SessionError> {
-        let container = self.conn.container().await?;
         let spec_has_tty = self.spec.tty.is_some();
+        let container = if spec_has_tty {
+            // A person is waiting at a terminal: tell them why, if it takes a while.
+            let (handle, channel) = (self.handle.clone(), self.channel);
+            let show = |line: Vec<u8>| {
+                let handle = handle.clone();
+                async move {
+                    let _ = handle.extended_data(channel, 1, line).await;
+                }
+            };
+            progress::wait_showing(self.conn.container(), self.conn.progress.subscribe(), show)
+                .await?
+        } else {
+            self.conn.container().await?
+        };
         let process = container.exec(self.spec).await.map_err(|e| {
             let error = Arc::new(e);
             self.conn.events.emit_on(

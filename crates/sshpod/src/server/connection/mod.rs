@@ -89,6 +89,8 @@ pub(crate) struct ConnectionState<B: Backend> {
     pub(crate) login: LoginState,
     /// The server's revocation list, which ends the connection if it revokes the login's key.
     pub(crate) revocations: Revocations,
+    /// What the container's start is waiting for, as the backend reports it.
+    pub(crate) progress: sshpod_core::Progress,
 }
 
 impl<B: Backend> ConnectionState<B> {
@@ -135,6 +137,7 @@ impl<B: Backend> ConnectionState<B> {
             channels: Channels::default(),
             login: LoginState::default(),
             revocations,
+            progress: sshpod_core::Progress::new(),
         }
     }
 
@@ -301,6 +304,7 @@ impl<B: Backend> ConnectionState<B> {
     /// creation is in flight: it always finishes, so teardown knows what to remove.
     async fn provision(&self, login: &Login) {
         let mut ctx = ConnectionContext::new(self.id, login.user.to_string(), self.peer);
+        ctx.progress = self.progress.clone();
         login.outcome.apply(&mut ctx);
         if ctx.config.is_none() {
             // After a reload, the backend is told the file's new settings.
