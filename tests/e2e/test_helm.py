@@ -79,6 +79,13 @@ def pod_spec(objects: dict) -> dict:
     return objects[("Deployment", "t-sshpod")]["spec"]["template"]["spec"]
 
 
+def test_the_chart_installs_the_version_of_sshpod_it_is_shipped_with():
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    version = subprocess.run([str(h.sshpod_bin()), "--version"], capture_output=True, text=True,
+                             check=True).stdout.split()[1]
+    assert chart["appVersion"] == version, (chart["appVersion"], version)
+
+
 @pytest.mark.parametrize("values", sorted(p.stem for p in VALUES.glob("*.yaml")))
 def test_the_chart_lints(values):
     out = helm("lint", "--strict", str(CHART), "-f", str(VALUES / f"{values}.yaml"))
@@ -193,8 +200,9 @@ def test_the_chart_refuses_a_ca_private_key_and_unknown_values(tmp_path):
 # The walk-through. kube-sim routes no Services, so the logins go to the replica's pod IP and
 # port 2222 where the README says ADDRESS; the host key is remembered under the release's name
 # (HostKeyAlias), as the pod's address changes with the reinstall. `--wait` is not used: Helm's
-# readiness check reads a Deployment's ReplicaSets, which kube-sim's controller does without;
-# the test waits on the Deployment's readyReplicas instead.
+# readiness check reads a Deployment's ReplicaSets, which kube-sim's controller does without,
+# and waits for a Service's cluster IP, which kube-sim does not allocate; the test waits on the
+# Deployment's readyReplicas instead.
 
 def ready_server(ks) -> dict:
     """The release's one sshpod replica once the Deployment reports it ready, else {}."""
