@@ -2,9 +2,10 @@
 //! Secrets, ServiceAccounts, Services, Deployments (run by [`crate::controller`]), Roles,
 //! RoleBindings, NetworkPolicies and PodDisruptionBudgets. Create validates what the apiserver
 //! would refuse and sets its defaults; delete answers a `Success` Status. Secrets and
-//! ConfigMaps also take `PUT` (Helm keeps its release records in Secrets and updates them). What kube-sim stores but does not act on
-//! (a Service's addresses, a NetworkPolicy's rules) is said in a `Warning` header, as the
-//! apiserver reports things a client should know.
+//! ConfigMaps also take `PUT` (Helm keeps its release records in Secrets and updates them).
+//! What kube-sim stores but does not act on (a Service's addresses, a NetworkPolicy's rules, a
+//! PodDisruptionBudget) is said in a `Warning` header, as the apiserver reports things a client
+//! should know.
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -162,7 +163,7 @@ fn create(
 }
 
 /// The kinds whose `PUT` kube-sim emulates.
-pub fn replaceable(kind: Kind) -> bool {
+fn replaceable(kind: Kind) -> bool {
     matches!(kind, Kind::Secret | Kind::ConfigMap)
 }
 
