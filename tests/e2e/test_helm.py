@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import kubernetes_validate
@@ -24,7 +25,7 @@ import pytest
 import yaml
 
 import harness as h
-from test_deploy_kubernetes import build_image, get_json, ks  # noqa: F401  (ks is a fixture)
+from test_deploy_kubernetes import build_image, get_json, host_key_of, ks  # noqa: F401  (ks is a fixture)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "kube_sim"))
 import kubesim  # noqa: E402
@@ -204,14 +205,26 @@ def test_the_chart_refuses_a_ca_private_key_and_unknown_values(tmp_path):
 # and waits for a Service's cluster IP, which kube-sim does not allocate; the test waits on the
 # Deployment's readyReplicas instead.
 
-def ready_server(ks) -> dict:
-    """The release's one sshpod replica once the Deployment reports it ready, else {}."""
+def answers_ready(ip: str) -> bool:
+    """Whether the replica at `ip` answers its readiness probe's request (kube-sim runs no probes)."""
+    try:
+        with urllib.request.urlopen(f"http://{ip}:7000/readyz", timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def ready_servers(ks, replicas: int = 1) -> list[dict]:
+    """The release's sshpod replicas once the Deployment reports them all and each answers
+    /readyz, else []."""
     deployment = json.loads(ks.kubectl("get", "deployment", "-n", "class", "-o", "json").stdout)["items"]
-    if len(deployment) != 1 or deployment[0].get("status", {}).get("readyReplicas") != 1:
-        return {}
+    if len(deployment) != 1 or deployment[0].get("status", {}).get("readyReplicas") != replicas:
+        return []
     pods = [p for p in get_json(ks, "pods", "-n", "class", "-l", SERVER_SELECTOR)["items"]
             if "deletionTimestamp" not in p["metadata"] and p["status"].get("podIP")]
-    return pods[0] if len(pods) == 1 else {}
+    if len(pods) != replicas or not all(answers_ready(p["status"]["podIP"]) for p in pods):
+        return []
+    return pods
 
 
 @pytest.mark.timeout(600)
@@ -239,7 +252,7 @@ def test_the_class_walk_through_on_kubernetes(scn, ks, tmp_path):
 
     def login(command: str, strict: str) -> subprocess.CompletedProcess:
         try:
-            server = h.wait_until(lambda: ready_server(ks), 120, "the sshpod replica to be ready")
+            server = h.wait_until(lambda: ready_servers(ks), 120, "the sshpod replica to be ready")[0]
         except h.WaitTimeout:
             raise AssertionError(ks.kubectl("get", "pods", "-A", "-o", "yaml").stdout + ks.logs()[-5000:])
         return run("ssh", "-o", "CertificateFile=student-cert.pub", "-i", "student",
@@ -291,3 +304,42 @@ def test_the_class_walk_through_on_kubernetes(scn, ks, tmp_path):
     run("kubectl", "-n", "class", "delete", "secret", "myclass-sshpod-hostkeys")
     run("kubectl", "delete", "namespace", "class", timeout=180)
     h.wait_until(lambda: not kubesim.docker_ids("volume", ks.instance), 60, "the home's volume to go")
+
+
+@pytest.mark.timeout(420)
+def test_replicas_present_one_host_key_and_hold_a_lease_each(scn, ks, tmp_path):
+    repository = build_image(scn)
+    env = {**ks.env, "HELM_CACHE_HOME": str(tmp_path / "helm-cache"),
+           "HELM_CONFIG_HOME": str(tmp_path / "helm-config"), "HELM_DATA_HOME": str(tmp_path / "helm-data")}
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-f", str(tmp_path / "ca_key"), "-N", ""], check=True)
+
+    def install(replicas: int) -> list[dict]:
+        installed = helm("install", "myclass", str(CHART), "--namespace", "class", "--create-namespace",
+                         "--set-file", f"ssh.ca_key_pub={tmp_path / 'ca_key.pub'}",
+                         "--set", f"replicaCount={replicas},server.image.repository={repository}",
+                         "--set", "server.image.tag=latest,config.kubernetes.timeouts.instanceLease=3s", env=env)
+        assert installed.returncode == 0, installed.stderr
+        try:
+            return h.wait_until(lambda: ready_servers(ks, replicas), 120, f"{replicas} sshpod replicas to be ready")
+        except h.WaitTimeout:
+            raise AssertionError(ks.kubectl("get", "pods", "-A", "-o", "yaml").stdout + ks.logs()[-5000:])
+
+    def holders() -> set[str]:
+        return {lease["spec"]["holderIdentity"] for lease in get_json(ks, "leases", "-n", "class")["items"]}
+
+    servers = install(2)
+    keys = {h.wait_until(lambda: host_key_of(s["status"]["podIP"]), 30, "the replica to listen") for s in servers}
+    assert len(keys) == 1, keys
+    # Each replica holds its instance Lease in the namespace the login pods run in.
+    first = h.wait_until(lambda: holders() if len(holders()) == 2 else set(), 30, "a Lease per replica")
+    uninstalled = helm("uninstall", "myclass", "--namespace", "class", env=env)
+    assert uninstalled.returncode == 0, uninstalled.stderr
+    h.wait_until(lambda: not get_json(ks, "pods", "-n", "class")["items"], 60, "the replicas to go")
+    # Helm deletes the Role while the replicas drain, so their Leases may outlive them; the next
+    # install's replica takes them for dead and removes them.
+    install(1)
+    h.wait_until(lambda: len(holders()) == 1 and not holders() & first, 60,
+                 "the uninstalled replicas' Leases to be swept")
+    assert helm("uninstall", "myclass", "--namespace", "class", env=env).returncode == 0
+    ks.kubectl("-n", "class", "delete", "secret", "myclass-sshpod-hostkeys")
+    ks.kubectl("delete", "namespace", "class", timeout=180)
