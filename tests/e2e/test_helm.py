@@ -249,6 +249,8 @@ def test_the_class_walk_through_on_kubernetes(scn, ks, tmp_path):
     assert (tmp_path / "student-cert.pub").is_file()
     installed = run(*install)
     assert "STATUS: deployed" in installed.stdout, installed.stdout
+    service = run("kubectl", "-n", "class", "get", "service", "myclass-sshpod").stdout
+    assert service.splitlines()[1].split()[0] == "myclass-sshpod", service
 
     def login(command: str, strict: str) -> subprocess.CompletedProcess:
         try:
