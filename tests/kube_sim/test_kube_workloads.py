@@ -1,8 +1,9 @@
 """The kinds a deployment like deploy/kubernetes needs: ConfigMaps, Secrets, ServiceAccounts
-(with their tokens, authorized by Roles and RoleBindings), Services and NetworkPolicies
-(stored, with a warning), Deployments (the controller), and pods that mount configMap, secret
-and service-account volumes. Checked with the official Python client, kubectl 1.32 and raw
-requests."""
+(with their tokens, authorized by Roles and RoleBindings), Services, NetworkPolicies and
+PodDisruptionBudgets (stored, with a warning), Deployments (the controller), and pods that mount
+configMap, secret and service-account volumes; and what Helm needs beside them: Secrets and
+ConfigMaps replaced with PUT (Helm's release records). Checked with the official Python client,
+kubectl 1.32 and raw requests."""
 
 from __future__ import annotations
 
@@ -118,6 +119,68 @@ def test_services_and_network_policies_are_stored_with_a_warning(ks, ns, tmp_pat
     assert "kube-sim does not emulate PATCH" in again.stderr, again.stderr
     ks.kubectl("-n", ns, "delete", "-f", str(manifest))
     assert ks.client().list_namespaced_service(ns).items == []
+
+
+def test_pod_disruption_budgets_are_stored_with_a_warning_and_validated(ks, ns, tmp_path):
+    groups = [g["name"] for g in ks.request("GET", "/apis")[1]["groups"]]
+    assert "policy" in groups, groups
+    manifest = tmp_path / "pdb.yaml"
+    manifest.write_text(textwrap.dedent("""\
+        apiVersion: policy/v1
+        kind: PodDisruptionBudget
+        metadata: {name: web}
+        spec:
+          maxUnavailable: 1
+          selector: {matchLabels: {app: web}}
+        """))
+    created = ks.kubectl("-n", ns, "create", "-f", str(manifest))
+    assert created.stdout == "poddisruptionbudget.policy/web created\n", created
+    assert "kube-sim has no eviction API: this PodDisruptionBudget is stored only" in created.stderr
+    listed = ks.kubectl("-n", ns, "get", "pdb", "-o", "name").stdout
+    assert listed == "poddisruptionbudget.policy/web\n", listed
+    policy = client.PolicyV1Api(ks.api_client())
+    budget = policy.read_namespaced_pod_disruption_budget("web", ns)
+    assert (budget.spec.max_unavailable, budget.spec.selector.match_labels) == (1, {"app": "web"})
+    with pytest.raises(ApiException) as both:
+        policy.create_namespaced_pod_disruption_budget(
+            ns, {"metadata": {"name": "both"}, "spec": {"minAvailable": 1, "maxUnavailable": "150%"}})
+    assert both.value.status == 422
+    assert [c["field"] for c in status_of(both.value)["details"]["causes"]] == ["spec", "spec.maxUnavailable"]
+    ks.kubectl("-n", ns, "delete", "pdb", "web")
+    assert policy.list_namespaced_pod_disruption_budget(ns).items == []
+
+
+def test_secrets_and_config_maps_are_replaced_with_put(ks, ns, tmp_path):
+    api = ks.client()
+    api.create_namespaced_secret(ns, {"metadata": {"name": "release", "labels": {"owner": "helm"}},
+                                      "type": "helm.sh/release.v1", "stringData": {"release": "v1"}})
+    stored = api.read_namespaced_secret("release", ns)
+    # The Python client's replace: new data and labels, the same uid, a new resourceVersion.
+    stored.data = {"release": base64.b64encode(b"v2").decode()}
+    stored.metadata.labels = {"owner": "helm", "status": "deployed"}
+    replaced = api.replace_namespaced_secret("release", ns, stored)
+    assert (replaced.metadata.uid, replaced.metadata.labels["status"]) == (stored.metadata.uid, "deployed")
+    assert replaced.metadata.resource_version != stored.metadata.resource_version
+    assert [s.metadata.name for s in api.list_namespaced_secret(ns, label_selector="status=deployed").items] \
+        == ["release"]
+    # A stale resourceVersion conflicts; a changed type is refused; a missing object is not created.
+    with pytest.raises(ApiException) as stale:
+        api.replace_namespaced_secret("release", ns, stored)
+    assert stale.value.status == 409
+    replaced.type = "Opaque"
+    with pytest.raises(ApiException) as typed:
+        api.replace_namespaced_secret("release", ns, replaced)
+    assert typed.value.status == 422 and status_of(typed.value)["details"]["causes"][0]["field"] == "type"
+    with pytest.raises(ApiException) as missing:
+        api.replace_namespaced_secret("nothing", ns, {"metadata": {"name": "nothing"}})
+    assert missing.value.status == 404
+    # kubectl replace of a ConfigMap (a body without a resourceVersion overwrites).
+    api.create_namespaced_config_map(ns, {"metadata": {"name": "settings"}, "data": {"a": "1"}})
+    manifest = tmp_path / "cm.yaml"
+    manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: '2'}\n")
+    out = ks.kubectl("-n", ns, "replace", "-f", str(manifest))
+    assert out.stdout == "configmap/settings replaced\n", out
+    assert api.read_namespaced_config_map("settings", ns).data == {"a": "2"}
 
 
 def deployment(name: str, replicas: int = 2, **spec) -> dict:

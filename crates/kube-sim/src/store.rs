@@ -28,6 +28,8 @@ pub enum Kind {
     RoleBinding,
     /// `networking.k8s.io/v1` NetworkPolicy, stored only (not enforced).
     NetworkPolicy,
+    /// `policy/v1` PodDisruptionBudget, stored only (kube-sim has no eviction API).
+    PodDisruptionBudget,
 }
 
 impl Kind {
@@ -45,12 +47,13 @@ impl Kind {
             Self::Role => "Role",
             Self::RoleBinding => "RoleBinding",
             Self::NetworkPolicy => "NetworkPolicy",
+            Self::PodDisruptionBudget => "PodDisruptionBudget",
         }
     }
 
     /// Every namespaced kind, in the order a namespace's deletion removes them (controllers'
     /// objects before what they make, so nothing is recreated).
-    pub const NAMESPACED: [Kind; 11] = [
+    pub const NAMESPACED: [Kind; 12] = [
         Self::Deployment,
         Self::Pod,
         Self::PersistentVolumeClaim,
@@ -62,6 +65,7 @@ impl Kind {
         Self::Role,
         Self::RoleBinding,
         Self::NetworkPolicy,
+        Self::PodDisruptionBudget,
     ];
 
     /// The API group; empty for the core group.
@@ -78,6 +82,7 @@ impl Kind {
             Self::Deployment => "apps",
             Self::Role | Self::RoleBinding => "rbac.authorization.k8s.io",
             Self::NetworkPolicy => "networking.k8s.io",
+            Self::PodDisruptionBudget => "policy",
         }
     }
 
@@ -95,6 +100,7 @@ impl Kind {
             Self::Deployment => "apps/v1",
             Self::Role | Self::RoleBinding => "rbac.authorization.k8s.io/v1",
             Self::NetworkPolicy => "networking.k8s.io/v1",
+            Self::PodDisruptionBudget => "policy/v1",
         }
     }
 
@@ -113,6 +119,7 @@ impl Kind {
             Self::Role => "roles",
             Self::RoleBinding => "rolebindings",
             Self::NetworkPolicy => "networkpolicies",
+            Self::PodDisruptionBudget => "poddisruptionbudgets",
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Host keys: loaded from files or inline PEM; a missing key file is created as a fresh
+//! Host keys: loaded from files or inline PEM (OpenSSH's format, or an Ed25519 key in PKCS#8
+//! as `openssl genpkey` and Helm's `genPrivateKey` write it); a missing key file is created as a fresh
 //! Ed25519 key (mode 0600) and its fingerprint logged. The configuration file is never
 //! rewritten. Host certificates (`ssh.hostCertificates`) are loaded beside them and must each
 //! certify one of the host keys.
@@ -32,7 +33,7 @@ pub(crate) fn load(entries: &[String], config_path: &Path) -> Result<Vec<Private
         .iter()
         .map(|entry| {
             let key = if entry.trim_start().starts_with("-----") {
-                PrivateKey::from_openssh(entry.trim()).context("parsing an inline host key")?
+                parse(entry.trim()).context("parsing an inline host key")?
             } else {
                 load_or_generate(Path::new(entry))?
             };
@@ -112,12 +113,39 @@ fn load_or_generate(path: &Path) -> Result<PrivateKey> {
                     mode & 0o777
                 );
             }
-            PrivateKey::from_openssh(&text)
-                .with_context(|| format!("parsing host key {}", path.display()))
+            parse(&text).with_context(|| format!("parsing host key {}", path.display()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => generate(path),
         Err(e) => Err(e).with_context(|| format!("reading host key {}", path.display())),
     }
+}
+
+/// The DER of an Ed25519 PKCS#8 v1 private key (RFC 8410) up to its 32-byte seed:
+/// `SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING seed } }`.
+const PKCS8_ED25519_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// A host key in OpenSSH's format, or an Ed25519 key in PKCS#8 PEM (`BEGIN PRIVATE KEY`), the
+/// form a Helm chart can generate (Sprig's `genPrivateKey "ed25519"`).
+fn parse(text: &str) -> Result<PrivateKey> {
+    let trimmed = text.trim();
+    let Some(body) = trimmed
+        .strip_prefix("-----BEGIN PRIVATE KEY-----")
+        .and_then(|rest| rest.strip_suffix("-----END PRIVATE KEY-----"))
+    else {
+        return Ok(PrivateKey::from_openssh(trimmed)?);
+    };
+    use base64::Engine as _;
+    let compact: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .context("the PKCS#8 key is not valid base64")?;
+    let seed = der
+        .strip_prefix(&PKCS8_ED25519_PREFIX[..])
+        .and_then(|seed| <[u8; 32]>::try_from(seed).ok())
+        .context("a PKCS#8 host key must be an Ed25519 key (RFC 8410, without a public key)")?;
+    Ok(PrivateKey::from(Ed25519Keypair::from_seed(&seed)))
 }
 
 fn generate(path: &Path) -> Result<PrivateKey> {
@@ -163,6 +191,31 @@ mod tests {
         let second = load(&entries, Path::new("/nonexistent/config.yaml")).unwrap();
         assert_eq!(first[0].public_key(), second[0].public_key());
         assert_eq!(first[0].algorithm(), Algorithm::Ed25519);
+    }
+
+    #[test]
+    fn reads_an_ed25519_key_in_pkcs8_as_helm_generates_it() {
+        // `openssl genpkey -algorithm ed25519`; the public key is openssl's, in OpenSSH form.
+        let pem = "-----BEGIN PRIVATE KEY-----\n\
+                   MC4CAQAwBQYDK2VwBCIEIIGN778ihYTqwWg17q3iC8QqtW+/sKc8aD1/KtaiiVrA\n\
+                   -----END PRIVATE KEY-----\n";
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("host");
+        std::fs::write(&path, pem).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let from_file = load(&[path.to_string_lossy().into_owned()], &path).unwrap();
+        let inline = load(&[pem.to_owned()], &path).unwrap();
+        let public =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIERAZaiQezeZydxNnEgTVGLb1JHcmaOYdx93VMGBSdyt";
+        assert_eq!(from_file[0].public_key().to_openssh().unwrap(), public);
+        assert_eq!(inline[0].public_key(), from_file[0].public_key());
+        // Other PKCS#8 keys (here a P-256 key's first bytes) are refused with a reason.
+        let p256 = "-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg\n-----END PRIVATE KEY-----";
+        let err = load(&[p256.to_owned()], &path).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("must be an Ed25519 key"),
+            "{err:#}"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Discovery: `/version` (minor "32", which the kubectl dispatcher picks its binary by),
 //! legacy (unaggregated) `/api`, `/api/v1`, `/apis` with the groups kube-sim serves (`apps`,
-//! `coordination.k8s.io`, `networking.k8s.io`, `rbac.authorization.k8s.io`, each `v1`),
+//! `coordination.k8s.io`, `networking.k8s.io`, `policy`, `rbac.authorization.k8s.io`, each `v1`),
 //! `/apis/<group>[/v1]`, and the minimal `/openapi/v3` that lets `kubectl create -f` and
 //! `kubectl apply` validate on the server.
 
@@ -45,10 +45,11 @@ pub async fn api() -> Response {
 }
 
 /// The API groups kube-sim serves, each with its one version `v1`, and the kinds in it.
-const GROUPS: [(&str, &[Kind]); 4] = [
+const GROUPS: [(&str, &[Kind]); 5] = [
     ("apps", &[Kind::Deployment]),
     ("coordination.k8s.io", &[Kind::Lease]),
     ("networking.k8s.io", &[Kind::NetworkPolicy]),
+    ("policy", &[Kind::PodDisruptionBudget]),
     (
         "rbac.authorization.k8s.io",
         &[Kind::Role, Kind::RoleBinding],
@@ -81,10 +82,12 @@ pub async fn group(Path(name): Path<String>) -> Result<Response, ApiError> {
     Ok(json_response(StatusCode::OK, &group))
 }
 
-/// The verbs kube-sim serves for `kind` (leases also take PUT).
+/// The verbs kube-sim serves for `kind` (leases, secrets and configmaps also take PUT).
 fn verbs(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Kind::Lease => &["create", "delete", "get", "list", "update", "watch"],
+        Kind::Lease | Kind::Secret | Kind::ConfigMap => {
+            &["create", "delete", "get", "list", "update", "watch"]
+        }
         _ => &["create", "delete", "get", "list", "watch"],
     }
 }
@@ -99,6 +102,7 @@ fn short_names(kind: Kind) -> &'static [&'static str] {
         Kind::Service => &["svc"],
         Kind::Deployment => &["deploy"],
         Kind::NetworkPolicy => &["netpol"],
+        Kind::PodDisruptionBudget => &["pdb"],
         Kind::Lease | Kind::Secret | Kind::Role | Kind::RoleBinding => &[],
     }
 }

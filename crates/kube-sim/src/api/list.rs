@@ -53,7 +53,8 @@ fn supported_fields(kind: Kind) -> &'static [&'static str] {
         | Kind::Deployment
         | Kind::Role
         | Kind::RoleBinding
-        | Kind::NetworkPolicy => &["metadata.name", "metadata.namespace"],
+        | Kind::NetworkPolicy
+        | Kind::PodDisruptionBudget => &["metadata.name", "metadata.namespace"],
         Kind::Namespace => &["metadata.name", "status.phase"],
     }
 }

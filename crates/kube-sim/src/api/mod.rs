@@ -39,6 +39,7 @@ fn stored_kinds() -> Router<App> {
         Kind::Role,
         Kind::RoleBinding,
         Kind::NetworkPolicy,
+        Kind::PodDisruptionBudget,
     ] {
         let base = match kind.group() {
             "" => "/api/v1".to_owned(),

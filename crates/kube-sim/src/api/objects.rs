@@ -1,9 +1,11 @@
 //! The namespaced kinds kube-sim stores with little behaviour of their own: ConfigMaps,
 //! Secrets, ServiceAccounts, Services, Deployments (run by [`crate::controller`]), Roles,
-//! RoleBindings and NetworkPolicies. Create validates what the apiserver would refuse and sets
-//! its defaults; delete answers a `Success` Status. What kube-sim stores but does not act on
-//! (a Service's addresses, a NetworkPolicy's rules) is said in a `Warning` header, as the
-//! apiserver reports things a client should know.
+//! RoleBindings, NetworkPolicies and PodDisruptionBudgets. Create validates what the apiserver
+//! would refuse and sets its defaults; delete answers a `Success` Status. Secrets and
+//! ConfigMaps also take `PUT` (Helm keeps its release records in Secrets and updates them).
+//! What kube-sim stores but does not act on (a Service's addresses, a NetworkPolicy's rules, a
+//! PodDisruptionBudget) is said in a `Warning` header, as the apiserver reports things a client
+//! should know.
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
@@ -13,8 +15,9 @@ use axum::routing::{post, MethodRouter};
 use base64::Engine as _;
 use serde_json::{json, Map, Value};
 
-use super::meta::{label_causes, parse_body, prepare};
+use super::meta::{ensure_namespace, label_causes, parse_body, prepare};
 use super::pods::require_namespace;
+use super::replace::{self, Replacement};
 use super::status::{delete_success, json_response, with_warnings, ApiError, GroupResource};
 use super::{list, protobuf};
 use crate::app::App;
@@ -44,27 +47,40 @@ pub async fn not_emulated() -> ApiError {
     )
 }
 
-/// `GET` and `DELETE` of one object (`PATCH` and `PUT` refused with 405).
+/// `GET` and `DELETE` of one object, `PUT` of Secrets and ConfigMaps (other kinds' `PUT` and
+/// every `PATCH` refused with 405).
 pub fn item(kind: Kind) -> MethodRouter<App> {
-    list::named(kind)
-        .patch(not_emulated)
-        .put(not_emulated)
-        .delete(
+    let router = list::named(kind).patch(not_emulated);
+    let router = if replaceable(kind) {
+        router.put(
             move |State(app): State<App>,
                   Path((ns, name)): Path<(String, String)>,
                   RawQuery(q): RawQuery,
+                  headers: HeaderMap,
                   body: Bytes| async move {
-                if kind == Kind::Deployment && propagation(&body, q.as_deref())? == "Orphan" {
-                    orphan_pods(&app, &ns, &name);
-                }
-                let last = delete(&app, kind, &ns, &name)?;
-                let uid = last["metadata"]["uid"].as_str().unwrap_or_default();
-                Ok::<_, ApiError>(json_response(
-                    StatusCode::OK,
-                    &delete_success(&GroupResource::from(kind), &name, uid),
-                ))
+                let body = protobuf::json_body(kind.kind(), &headers, body)?;
+                replace(&app, kind, &ns, &name, q.as_deref(), &body)
             },
         )
+    } else {
+        router.put(not_emulated)
+    };
+    router.delete(
+        move |State(app): State<App>,
+              Path((ns, name)): Path<(String, String)>,
+              RawQuery(q): RawQuery,
+              body: Bytes| async move {
+            if kind == Kind::Deployment && propagation(&body, q.as_deref())? == "Orphan" {
+                orphan_pods(&app, &ns, &name);
+            }
+            let last = delete(&app, kind, &ns, &name)?;
+            let uid = last["metadata"]["uid"].as_str().unwrap_or_default();
+            Ok::<_, ApiError>(json_response(
+                StatusCode::OK,
+                &delete_success(&GroupResource::from(kind), &name, uid),
+            ))
+        },
+    )
 }
 
 /// The DeleteOptions' `propagationPolicy` (body, else query); `Background` when unset.
@@ -146,6 +162,67 @@ fn create(
     ))
 }
 
+/// The kinds whose `PUT` kube-sim emulates.
+fn replaceable(kind: Kind) -> bool {
+    matches!(kind, Kind::Secret | Kind::ConfigMap)
+}
+
+/// The apiserver's update strategy for Secrets and ConfigMaps: no create on update, and a body
+/// without a resourceVersion overwrites (last writer wins).
+const REPLACE_POLICY: replace::Policy = replace::Policy {
+    create_on_update: false,
+    unconditional_update: true,
+};
+
+/// `PUT`: the stored object replaced by the body, validated and defaulted as at create, with
+/// the resourceVersion check and server-set metadata of the generic registry.
+fn replace(
+    app: &App,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+    query: Option<&str>,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let mut incoming = parse_body(body, kind.kind())?;
+    ensure_namespace(&mut incoming, ns)?;
+    let given = incoming["metadata"]["name"].as_str().unwrap_or_default();
+    if given != name {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({given}) does not match the name on the URL ({name})"
+        )));
+    }
+    let mut warnings = Vec::new();
+    let replaced = |stored: Option<&Value>| -> Result<Value, ApiError> {
+        // Without create-on-update a missing object is NotFound, so this is always an update.
+        let (Replacement::Update(mut new) | Replacement::Create(mut new)) =
+            replace::decide(kind, REPLACE_POLICY, ns, stored, incoming)?;
+        let mut causes = label_causes(&new);
+        warnings = settle(kind, &mut new, &mut causes)?;
+        if kind == Kind::Secret && stored.is_some_and(|s| s["type"] != new["type"]) {
+            causes.push((
+                "type".to_owned(),
+                format!("Invalid value: {}: field is immutable", new["type"]),
+            ));
+        }
+        if causes.is_empty() {
+            Ok(new)
+        } else {
+            Err(ApiError::invalid_causes(kind, name, causes))
+        }
+    };
+    let key = Key::new(kind, ns, name);
+    let stored = if Params::parse(query).get("dryRun").is_some() {
+        replaced(app.store.get(&key).as_ref())?
+    } else {
+        app.store.write(&key, replaced)?.0
+    };
+    Ok(with_warnings(
+        json_response(StatusCode::OK, &stored),
+        &warnings,
+    ))
+}
+
 /// Removes one object (a Deployment's pods go with it: the controller collects them; a
 /// ServiceAccount's token stops working). Returns its last state.
 pub fn delete(app: &App, kind: Kind, ns: &str, name: &str) -> Result<Value, ApiError> {
@@ -222,6 +299,12 @@ fn settle(
                 "kube-sim does not enforce NetworkPolicies: this one is stored only".to_owned(),
             );
         }
+        Kind::PodDisruptionBudget => {
+            settle_disruption_budget(object, causes);
+            warnings.push(
+                "kube-sim has no eviction API: this PodDisruptionBudget is stored only".to_owned(),
+            );
+        }
         Kind::Pod | Kind::PersistentVolumeClaim | Kind::Namespace | Kind::Lease => {}
     }
     Ok(warnings)
@@ -290,6 +373,47 @@ fn settle_secret(object: &mut Value, causes: &mut Vec<(String, String)>) -> Resu
         object["type"] = json!("Opaque");
     }
     Ok(())
+}
+
+/// PodDisruptionBudgets: exactly one of `minAvailable` and `maxUnavailable` (a count or a
+/// percentage), as the apiserver's validation demands; the status a fresh budget reports.
+fn settle_disruption_budget(object: &mut Value, causes: &mut Vec<(String, String)>) {
+    let spec = &object["spec"];
+    let given: Vec<&str> = ["minAvailable", "maxUnavailable"]
+        .into_iter()
+        .filter(|f| !spec[*f].is_null())
+        .collect();
+    if given.len() == 2 {
+        causes.push((
+            "spec".to_owned(),
+            "Invalid value: \"minAvailable and maxUnavailable\": minAvailable and maxUnavailable \
+             cannot be both set"
+                .to_owned(),
+        ));
+    }
+    for field in given {
+        let ok = match &spec[field] {
+            Value::Number(n) => n.as_u64().is_some(),
+            Value::String(s) => s
+                .strip_suffix('%')
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|p| p <= 100),
+            _ => false,
+        };
+        if !ok {
+            causes.push((
+                format!("spec.{field}"),
+                format!(
+                    "Invalid value: {}: must be a non-negative integer or a percentage from 0% to 100%",
+                    spec[field]
+                ),
+            ));
+        }
+    }
+    object["status"] = json!({
+        "observedGeneration": 1, "disruptionsAllowed": 0, "currentHealthy": 0,
+        "desiredHealthy": 0, "expectedPods": 0,
+    });
 }
 
 fn json_type(v: &Value) -> &'static str {
@@ -388,6 +512,23 @@ mod tests {
         let mut s = json!({"spec": {}});
         settle(Kind::Service, &mut s, &mut causes).unwrap();
         assert_eq!(causes[0].0, "spec.ports");
+    }
+
+    #[test]
+    fn disruption_budgets_take_one_of_min_available_and_max_unavailable() {
+        let mut causes = Vec::new();
+        let mut ok = json!({"spec": {"maxUnavailable": 1, "selector": {}}});
+        let warnings = settle(Kind::PodDisruptionBudget, &mut ok, &mut causes).unwrap();
+        assert!(causes.is_empty(), "{causes:?}");
+        assert!(warnings[0].contains("stored only"));
+        assert_eq!(ok["status"]["disruptionsAllowed"], 0);
+        let mut percent = json!({"spec": {"minAvailable": "50%"}});
+        settle(Kind::PodDisruptionBudget, &mut percent, &mut causes).unwrap();
+        assert!(causes.is_empty(), "{causes:?}");
+        let mut both = json!({"spec": {"minAvailable": 1, "maxUnavailable": "150%"}});
+        settle(Kind::PodDisruptionBudget, &mut both, &mut causes).unwrap();
+        let fields: Vec<&str> = causes.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(fields, ["spec", "spec.maxUnavailable"]);
     }
 
     #[test]
