@@ -171,6 +171,12 @@ def test_replicas_with_existing_secrets_render_no_secret_of_their_own(tmp_path):
     assert volumes["hostkey"]["secret"]["secretName"] == "class-hostkeys"
     assert volumes["ca"]["secret"]["secretName"] == "class-ca"
     assert volumes["ca"]["secret"]["items"] == [{"key": "ca_key_pub", "path": "ca_key_pub"}]
+    # The revoked keys: a Secret of the teacher's, mounted where the configuration reads them.
+    assert volumes["revoked"]["secret"] == {"secretName": "class-revoked",
+                                            "items": [{"key": "revoked_keys", "path": "revoked_keys"}]}
+    [server] = pod_spec(objects)["containers"]
+    assert {"name": "revoked", "mountPath": "/etc/sshpod/revoked"} in server["volumeMounts"]
+    assert config_of(objects)["auth"]["publicKey"]["revokedKeys"] == "/etc/sshpod/revoked/revoked_keys"
     assert objects[("Service", "t-sshpod")]["spec"]["type"] == "ClusterIP"
     budget = objects[("PodDisruptionBudget", "t-sshpod")]["spec"]
     assert budget["maxUnavailable"] == 1

@@ -55,6 +55,9 @@ app.kubernetes.io/component: login
 {{- if include "sshpod.trustsCA" . -}}
 {{- $_ := set $publicKey "trustedUserCAKeys" "/etc/sshpod/ca/ca_key_pub" -}}
 {{- end -}}
+{{- if .Values.ssh.revokedKeysSecret -}}
+{{- $_ := set $publicKey "revokedKeys" "/etc/sshpod/revoked/revoked_keys" -}}
+{{- end -}}
 {{- $identity := dict "enable" true "uid" (int .Values.userID) "sudo" .Values.privileged -}}
 {{- with .Values.hostName -}}
 {{- $_ := set $identity "hostname" . -}}
