@@ -287,6 +287,8 @@ def test_deploy_artefacts_grant_exactly_what_sshpod_needs_and_carry_a_valid_conf
         (("",), ("pods",)): sorted(["create", "get", "list", "watch", "delete"]),
         (("",), ("pods/exec", "pods/attach", "pods/portforward")): ["create", "get"],
         (("coordination.k8s.io",), ("leases",)): sorted(["create", "get", "update", "list", "delete"]),
+        # Homes: sshpod creates a user's claim at their first login (one that exists is theirs).
+        (("",), ("persistentvolumeclaims",)): ["create"],
     }
     binding = by_kind["RoleBinding"][0]
     assert binding["subjects"][0] == {"kind": "ServiceAccount", "name": "sshpod", "namespace": "sshpod"}
