@@ -470,6 +470,60 @@ impl tokio::io::AsyncWrite for Stdin {
     }
 }
 
+/// A process's stdout FIFO, read until the process has ended and what it wrote before is
+/// read. A child it leaves behind may hold the FIFO open for as long as it likes; through the
+/// engine, a process's output ends with the process (the engine stops copying it), and so it
+/// does here: else the session's end, and with it the process's exit status or signal, would
+/// wait for that child.
+pub(crate) struct Stdout {
+    fifo: pipe::Receiver,
+    /// Resolves once the process has exited. `None` once seen.
+    exited: Option<ProcessEnded>,
+}
+
+/// A future that resolves once a process has exited.
+pub(crate) type ProcessEnded = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+impl Stdout {
+    /// `exited` resolves once the process has exited.
+    pub(crate) fn new(fifo: pipe::Receiver, exited: ProcessEnded) -> Self {
+        Self {
+            fifo,
+            exited: Some(exited),
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Stdout {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if let Poll::Ready(read) = std::pin::Pin::new(&mut this.fifo).poll_read(cx, buf) {
+            return Poll::Ready(read);
+        }
+        if let Some(exited) = this.exited.as_mut() {
+            if exited.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.exited = None;
+        }
+        // The process has ended, so everything it wrote is in the pipe: read it with a plain
+        // read (the reactor may not have seen it yet), and end where the pipe is empty.
+        match nix::unistd::read(&this.fifo, buf.initialize_unfilled()) {
+            Ok(n) => {
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+            Err(nix::errno::Errno::EAGAIN) => Poll::Ready(Ok(())),
+            Err(errno) => Poll::Ready(Err(io::Error::from(errno))),
+        }
+    }
+}
+
 impl Fifos {
     /// Shell code that makes the FIFOs the process's stdin and stdout and announces it, or
     /// exits with [`NOT_VISIBLE`].
@@ -695,6 +749,36 @@ mod tests {
             "one that owned nothing at a sweep is forgotten"
         );
         drop(live);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn output_ends_with_the_process_though_a_child_holds_it_open() {
+        let (mut writer, reader) = pipe::pipe().unwrap();
+        let (exited_tx, exited) = tokio::sync::oneshot::channel::<()>();
+        let mut stdout = Stdout::new(
+            reader,
+            Box::pin(async move {
+                let _ = exited.await;
+            }),
+        );
+        tokio::io::AsyncWriteExt::write_all(&mut writer, b"last words")
+            .await
+            .unwrap();
+        let mut first = [0u8; 4];
+        stdout.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"last");
+        // The process exited; `writer` stays open, as a child left behind would hold it.
+        drop(exited_tx);
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stdout.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            rest, b" words",
+            "what was written before the end is read, then EOF"
+        );
+        drop(writer);
     }
 
     #[test]
