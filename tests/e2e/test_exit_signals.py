@@ -11,7 +11,6 @@ import asyncio
 import asyncssh
 import pytest
 
-import harness as h
 from test_kubernetes import kube, ks  # noqa: F401  (fixtures)
 
 # Five rounds of every signal an SSH client can send that ends an untrapped `sleep`: twenty
