@@ -23,7 +23,7 @@ use std::collections::{HashMap, HashSet};
 
 use bollard::models::ContainerSummaryStateEnum as State;
 use bollard::query_parameters::ListContainersOptions;
-use sshpod_core::BackendError;
+use sshpod_core::{same_seat, BackendError};
 
 use crate::container::remove;
 use crate::engine::Engine;
@@ -115,23 +115,6 @@ enum Liveness {
     Unknown,
 }
 
-/// A new instance id: `SEAT-RANDOM`, or `RANDOM` without a seat (16 hex digits each).
-pub(crate) fn instance_id(seat: Option<&str>) -> String {
-    let random = hex::encode(rand::random::<[u8; 8]>());
-    match seat {
-        Some(seat) => format!("{seat}-{random}"),
-        None => random,
-    }
-}
-
-/// Whether two instance ids carry the same seat.
-fn same_seat(one: &str, other: &str) -> bool {
-    match (one.split_once('-'), other.split_once('-')) {
-        (Some((a, _)), Some((b, _))) => a == b,
-        _ => false,
-    }
-}
-
 /// Whether a container is an orphan, given what is known of its instance, its state and its
 /// age (`settle`: how long a start may take, in seconds).
 fn is_orphan(owner: Liveness, state: Option<State>, age_seconds: i64, settle: i64) -> bool {
@@ -169,17 +152,6 @@ pub(crate) async fn remove_connection(engine: &Engine, connection_id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_instances_of_one_seat_share_it() {
-        let earlier = instance_id(Some("0123456789abcdef"));
-        let now = instance_id(Some("0123456789abcdef"));
-        assert_ne!(earlier, now);
-        assert!(same_seat(&earlier, &now));
-        assert!(!same_seat(&instance_id(Some("fedcba9876543210")), &now));
-        let unseated = instance_id(None);
-        assert!(!same_seat(&unseated, &now) && !same_seat(&unseated, &instance_id(None)));
-    }
 
     #[test]
     fn containers_of_an_instance_not_known_dead_are_orphans_once_stopped_or_abandoned() {
