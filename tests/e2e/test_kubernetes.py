@@ -13,6 +13,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -148,7 +149,7 @@ def test_pod_that_cannot_start_is_reported_at_once_and_deleted(kube, scn, ks):
 
 
 def instance_of(gw: h.Gateway) -> str:
-    return gw.wait_for_log(re.compile(r'instance="?([0-9a-f]{16})'), 30).group(1)
+    return gw.wait_for_log(re.compile(r'instance="?([0-9a-f]{16}(?:-[0-9a-f]{16})?)'), 30).group(1)
 
 
 def leases(ks) -> dict[str, dict]:
@@ -198,6 +199,36 @@ def test_a_killed_instances_pods_go_once_its_lease_expires_and_live_instances_ke
     assert live in leases(ks)
     assert sessions["bystander"].poll() is None, "the live replica's session went on"
     sessions["bystander"].kill()
+
+
+def test_a_restart_in_the_same_place_deletes_at_once_the_pods_its_earlier_life_never_ran(kube, scn, ks):
+    """A `kill -9` between a pod's create and its start leaves it pending, named by a Lease that
+    looks alive for its whole duration (a minute here). sshpod started again in the same place
+    (host and listening address: the same container restarted) knows its earlier life is gone
+    and deletes that pod at once; a live sibling's pending pod stays."""
+    config = {"ssh": {"listen": f"127.0.0.1:{h.free_port()}"}}
+    killed = kube(config, name="killed")
+    sibling = kube(name="sibling")
+    earlier, live = instance_of(killed), instance_of(sibling)
+    assert earlier.count("-") == 1, earlier
+    killed.signal(signal.SIGKILL)
+    killed.wait_exit(30)
+
+    def pending(owner: str, name: str) -> str:
+        ks.kubectl("run", name, "-n", "default", f"--image=sshpod-missing-{scn.run_id}:none", "--restart=Never",
+                   "--image-pull-policy=Never", f"--labels=sshpod.instance={owner},sshpod.lease=sshpod-{owner}")
+        scn.finalizers.append(lambda: ks.kubectl("delete", "pod", name, "-n", "default", "--wait=false", check=False))
+        return name
+    left, siblings = pending(earlier, f"left-{scn.run_id}"), pending(live, f"sibling-{scn.run_id}")
+    assert f"sshpod-{earlier}" in leases(ks), "the killed instance's Lease has not expired"
+
+    def names() -> list[str]:
+        return [p["metadata"]["name"] for p in pods(ks)]
+    began = time.monotonic()
+    kube(config, name="restarted")
+    h.wait_until(lambda: left not in names(), 15, "the earlier life's pending pod deleted at the next start")
+    print(f"pending pod of the killed instance deleted {time.monotonic() - began:.1f} s after the restart began")
+    assert siblings in names(), "a live sibling's pending pod stays"
 
 
 def test_an_instance_whose_lease_was_deleted_holds_a_new_one(kube, scn, ks):

@@ -5,8 +5,10 @@ are gone."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -104,6 +106,52 @@ def test_containers_created_and_never_started_are_swept_at_once_by_the_same_seat
     assert elsewhere in h.containers(scn.run_id), "another instance may still start its container"
     h.wait_until(lambda: elsewhere not in h.containers(scn.run_id), 40,
                  "the other instance's unstarted container removed once older than two start timeouts")
+
+
+def instance_of(gw: h.Gateway) -> str:
+    return gw.wait_for_log(re.compile(r'instance="?([0-9a-f]{16}-[0-9a-f]{16})'), 30).group(1)
+
+
+@pytest.mark.timeout(240)
+def test_what_a_killed_instance_left_in_any_state_goes_at_the_next_start_anywhere_and_a_live_siblings_stays(scn):
+    """Issue 21's leak: a `kill -9` between a container's create and its start leaves it in
+    Created, with no process that would ever end. An instance started next on this machine, at
+    another address (another seat), knows the killed one is dead at once (its lock on its
+    stream directory is gone) and removes all it left, whatever the state; a live sibling's
+    container that it is about to start (Created, young) is never touched. The start timeout is
+    long, so no age rule can be what removes anything here."""
+    overrides = {"docker": {"timeouts": {"containerStart": "120s"}}}
+    killed = scn.start(overrides, name="killed")
+    sibling = scn.start(overrides, name="sibling")
+    dead, live = instance_of(killed), instance_of(sibling)
+    sibling_client = scn.client(sibling)
+    assert sibling_client.ssh("echo up").stdout == "up\n"
+    killed.signal(signal.SIGKILL)
+    killed.wait_exit(30)
+
+    def container(owner: str, *command: str) -> str:
+        return h.docker(*command, "--label", f"sshpod.instance={owner}", "--label", f"{h.TEST_LABEL}={scn.run_id}",
+                        h.GUEST_IMAGE, "sleep", "600").stdout.decode().strip()
+    left = {
+        "created": container(dead, "create"),
+        "running": container(dead, "run", "-d"),
+        "exited": container(dead, "create"),
+        "paused": container(dead, "run", "-d"),
+    }
+    h.docker("start", left["exited"])
+    h.docker("kill", left["exited"])
+    h.docker("pause", left["paused"])
+    about_to_start = container(live, "create")
+    scn.finalizers.append(lambda: h.docker("rm", "-f", about_to_start, check=False))
+
+    began = time.monotonic()
+    scn.start(overrides, name="next")
+    h.wait_until(lambda: not set(left.values()) & set(h.containers(scn.run_id)), 15,
+                 f"the killed instance's containers ({left}) removed at the next start")
+    print(f"removed {len(left)} containers of a killed instance {time.monotonic() - began:.1f} s after the next start")
+    assert about_to_start in h.containers(scn.run_id), "a live sibling's container must stay"
+    assert h.docker("inspect", "--format", "{{.State.Status}}", about_to_start).stdout.decode().strip() == "created"
+    assert sibling_client.ssh("echo still-up").stdout == "still-up\n"
 
 
 @pytest.mark.timeout(240)

@@ -31,6 +31,16 @@ def test_commands_read_and_write_through_fifos_that_are_gone_once_open(scn):
     assert echoed.stdout == "line one\nline two\nafter-eof\n", "stdin ends when the client's input does"
 
 
+def test_output_ends_with_the_command_not_with_its_stderr_nor_with_a_child_it_leaves(scn):
+    """The engine carries only stderr: a command that closes it still runs and writes; one that
+    leaves a child holding its output ends with itself."""
+    client = scn.client(scn.start())
+    result = client.ssh("exec 2>&-; sleep 2; echo late")
+    assert (result.returncode, result.stdout) == (0, "late\n"), result
+    result = client.ssh("sleep 300 & echo started", timeout=60)
+    assert (result.returncode, result.stdout) == (0, "started\n"), result
+
+
 def test_a_stopped_server_leaves_no_stream_directory(scn):
     gw = scn.start()
     client = scn.client(gw)

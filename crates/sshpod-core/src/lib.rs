@@ -41,7 +41,7 @@ pub use event::{
 pub use identity::{
     hostname_for, is_user_name, uid_for, Identity, IdentityError, MAX_USER_NAME, SESSION_PATH,
 };
-pub use ids::ConnectionId;
+pub use ids::{instance_id, same_seat, ConnectionId};
 pub use lifecycle::Lifecycle;
 pub use process::{
     BoxFuture, Command, ExitStatus, Process, ProcessControl, ProcessSpec, Signal, TerminalSize,

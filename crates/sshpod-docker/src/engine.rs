@@ -66,6 +66,12 @@ impl Engine {
             .filter(|root| root.usable())
     }
 
+    /// This machine's record of which sshpod instances live, whether or not the engine sees
+    /// the directory it is kept in (see `orphans.rs`).
+    pub(crate) fn instance_liveness(&self) -> Option<&StreamRoot> {
+        self.inner.local_streams.as_ref()
+    }
+
     /// `POST {api}/{path}` with an upgrade; the returned stream is the process's stdio.
     pub(crate) async fn hijack(&self, path: &str, body: &str) -> Result<Hijacked, HijackError> {
         let full = format!("{}{}", self.inner.api_prefix, path);

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 use crate::demux::demux;
 use crate::engine::Engine;
 use crate::hijack::{EngineReader, EngineStream, Hijacked};
-use crate::local_streams::{ConnectionDir, Fifos, NOT_VISIBLE};
+use crate::local_streams::{ConnectionDir, Fifos, Stdout, NOT_VISIBLE};
 
 /// Pipe size between the demultiplexer and the SSH channel: enough to keep the engine busy,
 /// small enough to bound memory per session.
@@ -95,7 +95,10 @@ async fn start_local(
 ) -> Result<Option<Process>, BackendError> {
     let (mut control, hijacked) = launch(engine, req, Some(&fifos.shell_prelude())).await?;
     let (err_w, err_r) = tokio::io::duplex(PIPE_BYTES);
+    // Dropped when the engine's stream ends (the process exited), or with the task.
+    let (exited_tx, exited) = tokio::sync::oneshot::channel::<()>();
     let mut output = AbortOnDrop(tokio::spawn(async move {
+        let _exited = exited_tx;
         if let Err(e) = demux(hijacked.reader, tokio::io::sink(), err_w).await {
             tracing::debug!(
                 error = &e as &dyn std::error::Error,
@@ -128,7 +131,11 @@ async fn start_local(
         Some(marker) => {
             marker.map_err(exec_error)?;
             let ends = fifos.connect().map_err(exec_error)?;
-            (Box::new(ends.stdin), Box::new(ends.stdout))
+            let ended = process_ended(control.engine.clone(), control.exec_id.clone(), exited);
+            (
+                Box::new(ends.stdin),
+                Box::new(Stdout::new(ends.stdout, Box::pin(ended))),
+            )
         }
         // Ended before the marker: either the FIFOs are not visible, or the shell itself
         // could not run; the latter is reported like any process's end.
@@ -145,6 +152,38 @@ async fn start_local(
         stderr: Some(Box::new(err_r)),
         control: Box::new(control),
     }))
+}
+
+/// Resolves once the process has exited: after the engine's stream of it ended (`stream_ended`
+/// resolves), when the engine says so. The stream also ends, process still running, when the
+/// process closed its stderr; so the engine is asked, at a growing interval. Never resolves if
+/// the engine cannot say: the process's output then ends only when its FIFO does.
+async fn process_ended(
+    engine: Engine,
+    exec_id: String,
+    stream_ended: tokio::sync::oneshot::Receiver<()>,
+) {
+    let _ = stream_ended.await;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match engine.docker.inspect_exec(&exec_id).await {
+            Ok(info) if info.running != Some(true) => return,
+            Ok(_) => {}
+            // The exec is gone with its container.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return,
+            Err(e) => {
+                tracing::debug!(
+                    error = &e as &dyn std::error::Error,
+                    "cannot tell whether a process ended; its output ends with its FIFO"
+                );
+                return std::future::pending().await;
+            }
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    }
 }
 
 /// Creates the exec for `req` and starts it. `fifo_prelude` is the shell code that puts the

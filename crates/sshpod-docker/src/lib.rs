@@ -129,7 +129,7 @@ impl DockerBackend {
             counted.count(request.method(), request.uri().path());
             request
         });
-        let instance = orphans::instance_id(seat);
+        let instance = sshpod_core::instance_id(seat);
         let local_streams = match &address {
             EngineAddress::Unix(_) => local_streams(
                 &config.connection.stream_directory,

@@ -17,12 +17,14 @@
 //! if no process has used the directory yet, that means the engine does not see it, and local
 //! streams are off from then on (see [`StreamRoot::fifos_unreachable`]).
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
@@ -54,6 +56,10 @@ pub(crate) struct StreamRoot {
     /// An exclusive lock on the directory: the sign, to other instances sharing `ROOT`, that
     /// this one is alive. The kernel drops it when the process ends, however it ends.
     _alive: Flock<File>,
+    /// Instances whose directories were found unlocked here: their processes are gone, so
+    /// their containers are orphans whatever state they are in (see `orphans.rs`). Kept
+    /// until no container of theirs is left, as the directory itself is removed at once.
+    dead: Mutex<HashSet<String>>,
     /// Where the tasks that outlive a process's [`Stdin`] run.
     lifecycle: Lifecycle,
 }
@@ -68,10 +74,10 @@ impl StreamRoot {
             .recursive(true)
             .mode(0o711)
             .create(root)?;
-        let swept = sweep_dead_instances(root);
-        if swept > 0 {
+        let dead = sweep_dead_instances(root);
+        if !dead.is_empty() {
             tracing::info!(
-                directories = swept,
+                directories = dead.len(),
                 "removed stream directories of instances that died"
             );
         }
@@ -94,6 +100,7 @@ impl StreamRoot {
                 usable: AtomicBool::new(true),
                 proven: AtomicBool::new(false),
                 _alive: alive,
+                dead: Mutex::new(dead),
                 lifecycle,
             }),
             Err(e) => {
@@ -101,6 +108,23 @@ impl StreamRoot {
                 Err(e)
             }
         }
+    }
+
+    /// Which of `owners` (instance ids) are known dead on this machine: their directories
+    /// were found unlocked, now or earlier. Forgets the dead that own nothing any more.
+    pub(crate) fn dead_among(&self, owners: &HashSet<&str>) -> HashSet<String> {
+        let newly = self
+            .path
+            .parent()
+            .map(sweep_dead_instances)
+            .unwrap_or_default();
+        let mut dead = self
+            .dead
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        dead.extend(newly);
+        dead.retain(|id| owners.contains(id.as_str()));
+        dead.clone()
     }
 
     /// False once a container showed that the engine does not see this directory.
@@ -174,30 +198,29 @@ impl Drop for StreamRoot {
 /// the seat and the rest); nothing else in the root is touched.
 const INSTANCE_PREFIX: &str = "sshpod-";
 
-/// Removes the directories of instances that died: those nobody holds a lock on.
-fn sweep_dead_instances(root: &Path) -> usize {
+/// Removes the directories of instances that died (those nobody holds a lock on) and returns
+/// those instances' ids.
+fn sweep_dead_instances(root: &Path) -> HashSet<String> {
     let Ok(entries) = std::fs::read_dir(root) else {
-        return 0;
+        return HashSet::new();
     };
-    let mut removed = 0;
+    let mut removed = HashSet::new();
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let is_instance = name
+        let instance = name
             .to_str()
             .and_then(|n| n.strip_prefix(INSTANCE_PREFIX))
-            .is_some_and(|id| {
-                !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-')
-            });
-        if !is_instance {
+            .filter(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-'));
+        let Some(instance) = instance else {
             continue;
-        }
+        };
         // Not a directory (or swapped for something else since the listing): the open fails.
         let Ok(dir) = open_dir(&entry.path()) else {
             continue;
         };
         if let Ok(_dead) = Flock::lock(dir, FlockArg::LockExclusiveNonblock) {
             if std::fs::remove_dir_all(entry.path()).is_ok() {
-                removed += 1;
+                removed.insert(instance.to_owned());
             }
         }
     }
@@ -447,6 +470,60 @@ impl tokio::io::AsyncWrite for Stdin {
     }
 }
 
+/// A process's stdout FIFO, read until the process has ended and what it wrote before is
+/// read. A child it leaves behind may hold the FIFO open for as long as it likes; through the
+/// engine, a process's output ends with the process (the engine stops copying it), and so it
+/// does here: else the session's end, and with it the process's exit status or signal, would
+/// wait for that child.
+pub(crate) struct Stdout {
+    fifo: pipe::Receiver,
+    /// Resolves once the process has exited. `None` once seen.
+    exited: Option<ProcessEnded>,
+}
+
+/// A future that resolves once a process has exited.
+pub(crate) type ProcessEnded = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+impl Stdout {
+    /// `exited` resolves once the process has exited.
+    pub(crate) fn new(fifo: pipe::Receiver, exited: ProcessEnded) -> Self {
+        Self {
+            fifo,
+            exited: Some(exited),
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Stdout {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        if let Poll::Ready(read) = std::pin::Pin::new(&mut this.fifo).poll_read(cx, buf) {
+            return Poll::Ready(read);
+        }
+        if let Some(exited) = this.exited.as_mut() {
+            if exited.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            this.exited = None;
+        }
+        // The process has ended, so everything it wrote is in the pipe: read it with a plain
+        // read (the reactor may not have seen it yet), and end where the pipe is empty.
+        match nix::unistd::read(&this.fifo, buf.initialize_unfilled()) {
+            Ok(n) => {
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+            Err(nix::errno::Errno::EAGAIN) => Poll::Ready(Ok(())),
+            Err(errno) => Poll::Ready(Err(io::Error::from(errno))),
+        }
+    }
+}
+
 impl Fifos {
     /// Shell code that makes the FIFOs the process's stdin and stdout and announces it, or
     /// exits with [`NOT_VISIBLE`].
@@ -639,6 +716,69 @@ mod tests {
         );
         assert!(tmp.path().join("sshpod-not-an-id").is_dir());
         assert!(tmp.path().join("operator-files").is_dir());
+    }
+
+    #[test]
+    fn instances_found_dead_are_known_dead_while_they_own_containers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let live = StreamRoot::prepare(tmp.path(), "11", Lifecycle::new()).unwrap();
+        std::fs::create_dir(tmp.path().join("sshpod-22")).unwrap();
+        let new = StreamRoot::prepare(tmp.path(), "33", Lifecycle::new()).unwrap();
+        // One that died while `new` serves: its directory is there, unlocked.
+        std::fs::create_dir(tmp.path().join("sshpod-44")).unwrap();
+
+        let owners = HashSet::from(["11", "22", "33", "44", "55"]);
+        let dead = new.dead_among(&owners);
+        assert_eq!(
+            dead,
+            HashSet::from(["22".to_owned(), "44".to_owned()]),
+            "the live ones (11, this one) and one never seen here (55) are not known dead"
+        );
+        assert_eq!(
+            new.dead_among(&owners),
+            dead,
+            "still known once their directories are gone"
+        );
+        assert_eq!(
+            new.dead_among(&HashSet::from(["44"])),
+            HashSet::from(["44".to_owned()])
+        );
+        assert_eq!(
+            new.dead_among(&owners),
+            HashSet::from(["44".to_owned()]),
+            "one that owned nothing at a sweep is forgotten"
+        );
+        drop(live);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn output_ends_with_the_process_though_a_child_holds_it_open() {
+        let (mut writer, reader) = pipe::pipe().unwrap();
+        let (exited_tx, exited) = tokio::sync::oneshot::channel::<()>();
+        let mut stdout = Stdout::new(
+            reader,
+            Box::pin(async move {
+                let _ = exited.await;
+            }),
+        );
+        tokio::io::AsyncWriteExt::write_all(&mut writer, b"last words")
+            .await
+            .unwrap();
+        let mut first = [0u8; 4];
+        stdout.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first, b"last");
+        // The process exited; `writer` stays open, as a child left behind would hold it.
+        drop(exited_tx);
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), stdout.read_to_end(&mut rest))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            rest, b" words",
+            "what was written before the end is read, then EOF"
+        );
+        drop(writer);
     }
 
     #[test]

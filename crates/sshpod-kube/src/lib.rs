@@ -85,8 +85,13 @@ impl KubeBackend {
     /// Builds the shared client, checks that the credentials work in the namespace and takes
     /// this instance's Lease there. The Lease's renewals and sweeps run on a child of
     /// `lifecycle`.
+    ///
+    /// `seat` names where this process serves from (its host and listening address), the same
+    /// across restarts: pods that an earlier process of the same seat left, and that are not
+    /// running, are known as orphans at once (see `orphans.rs`).
     pub async fn connect(
         config: &KubernetesConfig,
+        seat: Option<&str>,
         lifecycle: &Lifecycle,
     ) -> Result<Self, BackendError> {
         let timeouts = &config.timeouts;
@@ -98,7 +103,7 @@ impl KubeBackend {
         pods.list_metadata(&kube::api::ListParams::default().limit(1))
             .await
             .map_err(|e| BackendError::Engine(Box::new(e)))?;
-        let instance = hex::encode(rand::random::<[u8; 8]>());
+        let instance = sshpod_core::instance_id(seat);
         let leases: Api<Lease> = Api::namespaced(clients.lease, namespace);
         let sweeper = Sweeper::new(
             pods,

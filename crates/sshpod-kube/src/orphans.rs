@@ -6,6 +6,11 @@
 //!   closed when the instance died), or it has been stuck before running for longer than any
 //!   start could take.
 //!
+//! - or, whatever its Lease says, it was made by an earlier process of this process's seat
+//!   (host and listening address, in the instance id: one that no longer listens there and
+//!   makes no more pods, such as this container's previous run after a `kill -9`) and is not
+//!   running: it has no session, and nobody is left to start one in it.
+//!
 //! Pods of live instances are never touched. A dead instance's Lease is deleted first, and
 //! its pods only once that worked.
 
@@ -18,7 +23,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::Api;
-use sshpod_core::BackendError;
+use sshpod_core::{same_seat, BackendError};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -113,7 +118,9 @@ impl Sweeper {
             let Some(name) = pod.metadata.name.as_deref() else {
                 continue;
             };
-            if is_orphan(pod, liveness.as_ref(), now, inner.stuck_after) {
+            if is_earlier_lifes(pod, &inner.instance)
+                || is_orphan(pod, liveness.as_ref(), now, inner.stuck_after)
+            {
                 tracing::info!(pod = name, "deleting a pod of an sshpod instance that died");
                 requests += delete(&inner.pods, name, inner.stop).await;
                 removed += 1;
@@ -261,6 +268,19 @@ impl Observed {
     }
 }
 
+/// Whether `pod` was made by an earlier process of the seat of `instance` (this process) and is
+/// not running.
+fn is_earlier_lifes(pod: &Pod, instance: &str) -> bool {
+    let owner = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(LABEL_INSTANCE));
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    owner.is_some_and(|owner| owner != instance && same_seat(owner, instance))
+        && phase != Some("Running")
+}
+
 /// Whether `pod`, made by another instance, is an orphan (see the module docs). `liveness` is
 /// None when the Leases could not be read.
 fn is_orphan(
@@ -400,6 +420,27 @@ mod tests {
             now,
             stuck
         ));
+    }
+
+    #[test]
+    fn an_earlier_lifes_pods_are_orphans_at_once_unless_running() {
+        let instance = "0123456789abcdef-1111111111111111";
+        let labelled = |owner: &str, phase: &str| {
+            let mut pod = pod(Some("sshpod-lease"), phase, 0);
+            pod.metadata
+                .labels
+                .get_or_insert_with(Default::default)
+                .insert(LABEL_INSTANCE.to_owned(), owner.to_owned());
+            pod
+        };
+        let earlier = "0123456789abcdef-2222222222222222";
+        assert!(is_earlier_lifes(&labelled(earlier, "Pending"), instance));
+        assert!(is_earlier_lifes(&labelled(earlier, "Failed"), instance));
+        assert!(!is_earlier_lifes(&labelled(earlier, "Running"), instance));
+        let elsewhere = "fedcba9876543210-2222222222222222";
+        assert!(!is_earlier_lifes(&labelled(elsewhere, "Pending"), instance));
+        assert!(!is_earlier_lifes(&labelled(instance, "Pending"), instance));
+        assert!(!is_earlier_lifes(&pod(None, "Pending", 0), instance));
     }
 
     #[test]

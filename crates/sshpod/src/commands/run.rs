@@ -92,7 +92,8 @@ pub(crate) async fn run(
             .await
         }
         sshpod_config::Backend::Kubernetes => {
-            let backend = KubeBackend::connect(&config.kubernetes, &lifecycle)
+            let seat = seat(&socket);
+            let backend = KubeBackend::connect(&config.kubernetes, seat.as_deref(), &lifecycle)
                 .await
                 .context("connecting to the Kubernetes API server")?;
             let backend = backend.with_homes(config.homes.clone());
