@@ -27,7 +27,7 @@ use sshpod_core::TerminalSize;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::PollSender;
 
@@ -171,98 +171,107 @@ struct Driving {
     status: Option<oneshot::Sender<Status>>,
 }
 
-/// Output waiting for its reader: which stream, and the payload.
-type Pending = (u8, Bytes);
-
 impl Driving {
+    /// Reads and writes at once: a write that waits (the API server not taking stdin while
+    /// the process's output is not read) must never stop the reading, or both ends wait on
+    /// each other. Reading decides when the exec is over.
     async fn run<S>(self, socket: WebSocketStream<S>)
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     {
-        let Driving {
-            protocol,
-            mut stdin,
-            stdout,
-            stderr,
-            mut resize,
-            mut status,
-        } = self;
-        let output = |channel: Option<u8>| match channel? {
-            STDOUT => stdout.as_ref(),
-            _ => stderr.as_ref(),
-        };
-        let (mut sink, mut stream) = socket.split();
-        let mut ping =
-            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut pending: Option<Pending> = None;
-        loop {
-            let output_for = pending.as_ref().map(|(channel, _)| *channel);
-            tokio::select! {
-                // Output is handed over before more is read.
-                permit = reserve(output(output_for)), if pending.is_some() => {
-                    if let (Some(permit), Some((_, data))) = (permit, pending.take()) {
-                        permit.send(data);
-                    }
-                }
-                message = stream.next(), if pending.is_none() => match message {
-                    Some(Ok(Message::Binary(frame))) => match incoming(frame) {
-                        Incoming::Output(channel, data) => pending = Some((channel, data)),
-                        Incoming::Status(payload) => {
-                            if let (Some(status), Some(tx)) = (status_of(&payload), status.take()) {
-                                let _ = tx.send(status);
-                            }
-                            break;
-                        }
-                        Incoming::Ignored => {}
-                    },
-                    Some(Ok(Message::Close(_))) | None => break,
-                    // Pings are answered by tungstenite itself.
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        tracing::debug!(error = &e as &dyn std::error::Error, "exec socket failed");
-                        break;
-                    }
-                },
-                input = recv(&mut stdin), if stdin.is_some() => {
-                    let sent = match input {
-                        Some(frame) => sink.send(Message::Binary(frame)).await,
-                        None => {
-                            stdin = None;
-                            match protocol {
-                                Protocol::V5 => sink.send(Message::Binary(close_signal(STDIN))).await,
-                                // v4 has no way to end one channel: the whole socket closes.
-                                Protocol::V4 => sink.close().await,
-                            }
-                        }
-                    };
-                    if sent.is_err() {
-                        break;
-                    }
-                }
-                size = recv(&mut resize), if resize.is_some() => match size {
-                    Some(size) => {
-                        if sink.send(Message::Binary(resize_frame(size))).await.is_err() {
-                            break;
-                        }
-                    }
-                    None => resize = None,
-                },
-                _ = ping.tick() => {
-                    if sink.send(Message::Ping(Bytes::new())).await.is_err() {
-                        break;
-                    }
-                }
-            }
+        let (sink, stream) = socket.split();
+        let reading = read_output(stream, self.stdout, self.stderr, self.status);
+        let writing = write_input(sink, self.protocol, self.stdin, self.resize);
+        tokio::select! {
+            () = reading => {}
+            () = writing => {}
         }
         // Dropping the output senders ends the readers (after what they hold).
     }
 }
 
-/// A slot for one output frame; `None` when nobody reads that stream any more (the frame is
-/// dropped, and the socket is still read for the status).
-async fn reserve(tx: Option<&mpsc::Sender<Bytes>>) -> Option<mpsc::Permit<'_, Bytes>> {
-    tx?.reserve().await.ok()
+/// Hands output to its readers, one frame at a time (a reader that does not keep up holds
+/// the socket back), until the Status or the end of the socket.
+async fn read_output<St>(
+    mut stream: St,
+    stdout: Option<mpsc::Sender<Bytes>>,
+    stderr: Option<mpsc::Sender<Bytes>>,
+    mut status: Option<oneshot::Sender<Status>>,
+) where
+    St: futures_util::Stream<Item = Result<Message, WsError>> + Unpin,
+{
+    while let Some(message) = stream.next().await {
+        match message {
+            Ok(Message::Binary(frame)) => match incoming(frame) {
+                Incoming::Output(channel, data) => {
+                    let reader = if channel == STDOUT { &stdout } else { &stderr };
+                    if let Some(reader) = reader {
+                        // Nobody reads that stream any more: the frame is dropped, and the
+                        // socket is still read for the Status.
+                        let _ = reader.send(data).await;
+                    }
+                }
+                Incoming::Status(payload) => {
+                    if let (Some(parsed), Some(tx)) = (status_of(&payload), status.take()) {
+                        let _ = tx.send(parsed);
+                    }
+                    return;
+                }
+                Incoming::Ignored => {}
+            },
+            Ok(Message::Close(_)) => return,
+            // Pings are answered by tungstenite itself.
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(error = &e as &dyn std::error::Error, "exec socket failed");
+                return;
+            }
+        }
+    }
+}
+
+/// Sends stdin, its end, terminal sizes and pings. Never returns: once the socket cannot be
+/// written (or v4 closed it to end stdin), what is left to do is reading.
+async fn write_input<Si>(
+    mut sink: Si,
+    protocol: Protocol,
+    mut stdin: Option<mpsc::Receiver<Bytes>>,
+    mut resize: Option<mpsc::Receiver<TerminalSize>>,
+) where
+    Si: futures_util::Sink<Message, Error = WsError> + Unpin,
+{
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let message = tokio::select! {
+            input = recv(&mut stdin), if stdin.is_some() => match input {
+                Some(frame) => Message::Binary(frame),
+                None => {
+                    stdin = None;
+                    match protocol {
+                        Protocol::V5 => Message::Binary(close_signal(STDIN)),
+                        // v4 has no way to end one channel: the whole socket closes.
+                        Protocol::V4 => {
+                            let _ = sink.close().await;
+                            break;
+                        }
+                    }
+                }
+            },
+            size = recv(&mut resize), if resize.is_some() => match size {
+                Some(size) => Message::Binary(resize_frame(size)),
+                None => {
+                    resize = None;
+                    continue;
+                }
+            },
+            _ = ping.tick() => Message::Ping(Bytes::new()),
+        };
+        if sink.send(message).await.is_err() {
+            break;
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 /// The next item of a receiver that is there (the caller checks).
@@ -602,6 +611,58 @@ mod tests {
             .unwrap_or_else(|_| panic!("a status"));
         assert_eq!(crate::pod::exit_code(&status), Some(42));
         task.await.unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stdin_that_waits_does_not_stop_output() {
+        // An API server that sends all the output before it reads any input, over a socket
+        // that holds little: the exec must keep reading while its stdin waits.
+        const FRAMES: usize = 64;
+        const FRAME: usize = 16 * 1024;
+        let (ours, theirs) = tokio::io::duplex(4096);
+        let socket = WebSocketStream::from_raw_socket(ours, Role::Client, Some(config())).await;
+        let (driving, mut remote) = driving(Protocol::V5, &AttachParams::default());
+        let _task = tokio::spawn(driving.run(socket));
+        let api = tokio::spawn(async move {
+            let mut api = server(theirs).await;
+            let mut frame = vec![STDOUT; FRAME + 1];
+            frame[1] = b'o';
+            for _ in 0..FRAMES {
+                api.send(Message::Binary(frame.clone().into())).await?;
+            }
+            let mut input = 0;
+            while input < FRAMES * FRAME {
+                match api.next().await {
+                    Some(Ok(Message::Binary(b))) if b.first() == Some(&STDIN) => {
+                        input += b.len() - 1
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => return Err(e),
+                    None => break,
+                }
+            }
+            Ok(input)
+        });
+        let mut stdin = remote.stdin.take().unwrap_or_else(|| panic!("stdin"));
+        let mut stdout = remote.stdout.take().unwrap_or_else(|| panic!("stdout"));
+        let writing = async {
+            for _ in 0..FRAMES {
+                stdin.write_all(&[1u8; FRAME]).await?;
+            }
+            Ok::<_, std::io::Error>(())
+        };
+        let reading = async {
+            let mut got = vec![0u8; FRAMES * FRAME];
+            stdout.read_exact(&mut got).await.map(|_| got.len())
+        };
+        let both = async { tokio::join!(writing, reading) };
+        let (written, read) = tokio::time::timeout(Duration::from_secs(30), both)
+            .await
+            .unwrap_or_else(|_| panic!("stdin and stdout waited on each other"));
+        written.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read.unwrap_or_else(|e| panic!("{e}")), FRAMES * FRAME);
+        let input = api.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(input.unwrap_or_else(|e| panic!("{e}")), FRAMES * FRAME);
     }
 
     #[tokio::test]
