@@ -1040,6 +1040,8 @@ def main() -> int:
                     help="comma-separated scenarios: login,throughput,ciphers,sftp,concurrency,memory")
     ap.add_argument("--subjects", default="", help="comma-separated subject names (default: all)")
     ap.add_argument("--command", default="bench/run.sh", help="how this run was started (for BENCHMARKS.md)")
+    ap.add_argument("--memory-sessions", type=int, default=0,
+                    help="idle sessions held by the memory scenario (default: 200, 10 with --quick)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave results.json and BENCHMARKS.md")
     ap.add_argument("--from-results", action="store_true",
                     help="run nothing: print the tables of bench/results.json and rewrite BENCHMARKS.md from it "
@@ -1063,7 +1065,7 @@ def main() -> int:
         "sftp_bytes": 32 * MiB if q else 256 * MiB,
         "sftp_runs": 1 if q else 3,
         "concurrency": 20 if q else 200,
-        "memory_sessions": 10 if q else 200,
+        "memory_sessions": args.memory_sessions or (10 if q else 200),
     }
     scenarios = (set(filter(None, args.only.split(",")))
                  or {"login", "throughput", "ciphers", "sftp", "concurrency", "memory"})
