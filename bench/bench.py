@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -438,6 +439,55 @@ class DockerExec(Subject):
         return ["docker", "exec", *(["-i"] if stdin else []), self.cid, "sh", "-c", remote]
 
 
+class Kubectl(Subject):
+    """`kubectl` through the same kube-sim as sshpod-kube: the floor the Kubernetes API itself
+    sets. `exec` goes into one running pod (started once); `run` starts a pod per command."""
+    ssh = False
+    sftp = False
+
+    def __init__(self, bench: Bench, kube: "KubeSim", mode: str):
+        self.bench = bench
+        self.kube = kube
+        self.mode = mode
+        self.name = f"kubectl-{mode}"
+        self.title = ("kubectl exec into a running pod (kube-sim)" if mode == "exec"
+                      else "kubectl run --rm of a new pod (kube-sim)")
+        self.pod = f"bench-exec-{os.getpid()}"
+
+    def kubectl(self) -> list[str]:
+        return ["kubectl", "--kubeconfig", str(self.kube.kubeconfig)]
+
+    def start(self) -> None:
+        if shutil.which("kubectl") is None:
+            raise RuntimeError("kubectl is not installed: the kubectl subjects need it")
+        if self.mode != "exec":
+            return
+        subprocess.run([*self.kubectl(), "run", self.pod, f"--image={IMAGE}", "--image-pull-policy=IfNotPresent",
+                        "--restart=Never", "--", "sleep", "infinity"], capture_output=True, check=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            phase = subprocess.run([*self.kubectl(), "get", "pod", self.pod, "-o", "jsonpath={.status.phase}"],
+                                   capture_output=True, text=True).stdout
+            if phase == "Running":
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"pod {self.pod} did not start")
+
+    def stop(self) -> None:
+        if self.mode == "exec":
+            subprocess.run([*self.kubectl(), "delete", "pod", self.pod, "--wait=false"], capture_output=True)
+
+    def argv(self, remote: str, stdin: bool = False, ssh_opts: tuple[str, ...] = ()) -> list[str]:
+        assert not ssh_opts, "no SSH client here"
+        if self.mode == "exec":
+            return [*self.kubectl(), "exec", *(["-i"] if stdin else []), self.pod, "--", "sh", "-c", remote]
+        # a fresh pod name per command: the shell names it when the command starts
+        line = " ".join(shlex.quote(a) for a in [*self.kubectl(), "run", "--rm", "-i", "--quiet",
+                                                   f"--image={IMAGE}", "--image-pull-policy=IfNotPresent",
+                                                   "--restart=Never"])
+        return ["sh", "-c", f'exec {line} "bench-run-$(date +%s%N)" -- sh -c {shlex.quote(remote)}']
+
+
 class KubeSim:
     def __init__(self, bench: Bench):
         self.bench = bench
@@ -795,6 +845,24 @@ def report(res: dict) -> tuple[str, dict]:
             out.append(f"| {s} | {fmt(r['put_mb_s'])} | {fmt(r['get_mb_s'])} | {r['failures']} | "
                        f"{ratio(r['put_mb_s'], ref.get('put_mb_s'))} | {ratio(r['get_mb_s'], ref.get('get_mb_s'))} |")
 
+    KX = T.get("kubectl-exec", {})
+    if KX or L.get("kubectl-exec") or L.get("kubectl-run"):
+        out.append("\n### Kubernetes: sshpod-kube against `kubectl` through the same kube-sim\n")
+        out.append("Login: `ssh host true` against `kubectl exec POD -- true` into a running pod and "
+                   "`kubectl run --rm -i` of a new pod running `true`. Throughput: the rows above.\n")
+        out.append("| figure | sshpod-kube | kubectl exec | kubectl run --rm | sshpod-kube vs kubectl exec |")
+        out.append("|---|---:|---:|---:|---:|")
+        lk, lx, lr = (L.get(n, {}).get("median_ms") for n in ("sshpod-kube", "kubectl-exec", "kubectl-run"))
+        out.append(f"| login median | {fmt(lk, 1, ' ms')} | {fmt(lx, 1, ' ms')} | {fmt(lr, 1, ' ms')} | "
+                   f"{ratio(lk, lx)} |")
+        for direction in ("down", "up"):
+            k = T.get("sshpod-kube", {}).get(direction, {}).get("mb_s")
+            x = KX.get(direction, {}).get("mb_s")
+            out.append(f"| {direction} MB/s | {fmt(k)} | {fmt(x)} | | {ratio(k, x)} |")
+            kw = T.get("sshpod-kube", {}).get(direction, {}).get("wall_mb_s")
+            xw = KX.get(direction, {}).get("wall_mb_s")
+            out.append(f"| {direction} MB/s, wall (login included) | {fmt(kw)} | {fmt(xw)} | | {ratio(kw, xw)} |")
+
     if C:
         out.append(f"\n### Concurrency: {res['params']['concurrency']} logins at once, each `echo ok`\n")
         out.append("| subject | failures | p50 | p99 | total |")
@@ -891,6 +959,19 @@ def report(res: dict) -> tuple[str, dict]:
         if s in C:
             t[f"concurrency: zero failed logins at {res['params']['concurrency']} in parallel ({s})"] = (
                 C[s]["failures"] == 0, f"{C[s]['failures']} failed")
+    for direction in ("down", "up"):
+        k = T.get("sshpod-kube", {}).get(direction, {}).get("mb_s")
+        x = T.get("kubectl-exec", {}).get(direction, {}).get("mb_s")
+        t[f"Kubernetes throughput {direction}: sshpod-kube >= 1.0x kubectl exec"] = (
+            verdict(k >= x) if k and x else None, ratio(k, x))
+    for way in ("put", "get"):
+        k = F.get("sshpod-kube", {}).get(f"{way}_mb_s")
+        d = F.get("sshpod-docker", {}).get(f"{way}_mb_s")
+        t[f"Kubernetes sftp {way}: sshpod-kube >= 0.8x sshpod-docker"] = (
+            verdict(k >= 0.8 * d) if k and d else None, ratio(k, d))
+    mk = M.get("sshpod-kube", {}).get("per_session_rss_kib")
+    t["Kubernetes memory: sshpod-kube <= 64 KiB per idle session"] = (
+        verdict(mk <= 64) if mk is not None else None, f"{fmt(mk, 1)} KiB (RSS)")
     if K:
         t["Kubernetes: at most 4 API requests per login"] = (
             K["max"] <= 4, f"max {K['max']}, median {K['median']}")
@@ -959,6 +1040,8 @@ def main() -> int:
                     help="comma-separated scenarios: login,throughput,ciphers,sftp,concurrency,memory")
     ap.add_argument("--subjects", default="", help="comma-separated subject names (default: all)")
     ap.add_argument("--command", default="bench/run.sh", help="how this run was started (for BENCHMARKS.md)")
+    ap.add_argument("--memory-sessions", type=int, default=0,
+                    help="idle sessions held by the memory scenario (default: 200, 10 with --quick)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave results.json and BENCHMARKS.md")
     ap.add_argument("--from-results", action="store_true",
                     help="run nothing: print the tables of bench/results.json and rewrite BENCHMARKS.md from it "
@@ -982,7 +1065,7 @@ def main() -> int:
         "sftp_bytes": 32 * MiB if q else 256 * MiB,
         "sftp_runs": 1 if q else 3,
         "concurrency": 20 if q else 200,
-        "memory_sessions": 10 if q else 200,
+        "memory_sessions": args.memory_sessions or (10 if q else 200),
     }
     scenarios = (set(filter(None, args.only.split(",")))
                  or {"login", "throughput", "ciphers", "sftp", "concurrency", "memory"})
@@ -999,6 +1082,7 @@ def main() -> int:
     subjects: list[Subject] = [Sshpod(bench, "docker"), Sshpod(bench, "docker", recorded=True), None,
                                OpenSsh(bench, False), OpenSsh(bench, True), DockerRun(bench), DockerExec(bench)]
     subjects[2] = Sshpod(bench, "kubernetes", kube.kubeconfig)
+    subjects += [Kubectl(bench, kube, "exec"), Kubectl(bench, kube, "run")]
     if args.subjects:
         wanted = set(args.subjects.split(","))
         subjects = [s for s in subjects if s.name in wanted]
@@ -1014,11 +1098,13 @@ def main() -> int:
         returns how many were still there after a while (and were removed)."""
         if isinstance(s, Sshpod) and s.backend == "kubernetes":
             return wait_no_containers(f"kube-sim.instance={kube.instance}", timeout=60)
+        if isinstance(s, Kubectl):
+            return 0
         return wait_no_containers(f"{LABEL}={bench.run_id}", keep=exec_cid(),
                                   timeout=60 if isinstance(s, Sshpod) else 20)
 
     try:
-        if any(isinstance(s, Sshpod) and s.backend == "kubernetes" for s in subjects):
+        if any((isinstance(s, Sshpod) and s.backend == "kubernetes") or isinstance(s, Kubectl) for s in subjects):
             log("starting kube-sim")
             kube.start()
         for s in subjects:
@@ -1083,6 +1169,8 @@ def main() -> int:
         if "throughput" in scenarios:
             res["scenarios"]["throughput"] = {}
             for s in subjects:
+                if isinstance(s, Kubectl) and s.mode == "run":
+                    continue  # a login comparison only
                 r = {}
                 for direction in ("down", "up"):
                     log(f"throughput {direction}: {s.name}")
@@ -1128,6 +1216,8 @@ def main() -> int:
         if "concurrency" in scenarios:
             res["scenarios"]["concurrency"] = {}
             for s in subjects:
+                if isinstance(s, Kubectl):
+                    continue  # the Kubernetes comparison is login and throughput
                 log(f"concurrency: {s.name}, {params['concurrency']} logins")
                 r = concurrency(s, params["concurrency"])
                 res["scenarios"]["concurrency"][s.name] = r

@@ -1,4 +1,5 @@
-//! Processes started with the pods/exec API (WebSocket v5), and their controls.
+//! Processes started with the pods/exec API (WebSocket v5, see [`crate::remote`]), and their
+//! controls.
 //!
 //! The exec API has no environment and no signals: every process goes through
 //! [`sshpod_core::wrapper`], which exports the environment and records the PID; a signal is
@@ -6,9 +7,9 @@
 
 use std::time::Duration;
 
-use futures_util::SinkExt as _;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{AttachParams, AttachedProcess, TerminalSize as KubeTerminalSize};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
+use kube::api::AttachParams;
 use kube::Api;
 use sshpod_core::wrapper::{kill_argv, pid_file_name, wrap_argv, DeliveredSignal};
 use sshpod_core::{
@@ -18,10 +19,7 @@ use sshpod_core::{
 use tokio::io::AsyncReadExt as _;
 
 use crate::pod::exit_code;
-
-/// Buffer between kube's WebSocket loop and the SSH channel, per stream. kube's default
-/// (1 KiB) throttles bulk transfers.
-const PIPE_BYTES: usize = 256 * 1024;
+use crate::remote::{self, Subresource};
 
 /// Where to run a process.
 pub(crate) struct Target<'a> {
@@ -50,36 +48,35 @@ pub(crate) async fn start(
         stdout: true,
         stderr: tty.is_none(),
         tty: tty.is_some(),
-        max_stdin_buf_size: Some(PIPE_BYTES),
-        max_stdout_buf_size: Some(PIPE_BYTES),
-        max_stderr_buf_size: Some(PIPE_BYTES),
+        ..AttachParams::default()
     };
-    let mut attached = target
-        .pods
-        .exec(target.pod, wrap_argv(argv, &pid_file, &env, tty), &params)
+    let argv = wrap_argv(argv, &pid_file, &env, tty);
+    let mut remote = remote::open(target.pods, target.pod, Subresource::Exec(argv), &params)
         .await
         .map_err(|e| BackendError::Exec {
             program: program_for_errors.clone(),
             source: Box::new(e),
         })?;
-    let stdin = attached
-        .stdin()
+    let stdin = remote
+        .stdin
+        .take()
         .ok_or_else(|| missing(&program_for_errors, "stdin"))?;
-    let stdout = attached
-        .stdout()
+    let stdout = remote
+        .stdout
+        .take()
         .ok_or_else(|| missing(&program_for_errors, "stdout"))?;
-    let stderr = attached.stderr();
-    let mut resize = attached.terminal_size();
-    if let (Some(t), Some(sender)) = (tty, resize.as_mut()) {
+    let stderr = remote.stderr.take();
+    let resize = remote.resize.take();
+    if let (Some(t), Some(sender)) = (tty, resize.as_ref()) {
         // The first size goes out before any output is read, so the shell starts sized.
-        let _ = sender.send(kube_size(t.size)).await;
+        let _ = sender.send(t.size).await;
     }
-    let status = attached.take_status();
+    let status = remote.status.take();
     let control = ExecControl {
         terminal: Terminal::new(resize),
         signaller: Signaller::new(target, pid_file, signal_timeout),
-        status: tokio::sync::Mutex::new(status.map(|f| Box::pin(f) as StatusFuture)),
-        _attached: attached,
+        status: tokio::sync::Mutex::new(status),
+        _driver: remote.driver,
     };
     Ok(Process {
         stdin: Box::new(stdin),
@@ -97,35 +94,18 @@ pub(crate) fn missing(program: &str, stream: &'static str) -> BackendError {
     }
 }
 
-pub(crate) fn kube_size(size: TerminalSize) -> KubeTerminalSize {
-    KubeTerminalSize {
-        width: size.cols,
-        height: size.rows,
-    }
-}
-
-type StatusFuture = std::pin::Pin<
-    Box<
-        dyn std::future::Future<
-                Output = Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>,
-            > + Send,
-    >,
->;
-
 /// Sends terminal sizes to a process with a TTY.
-pub(crate) struct Terminal(
-    tokio::sync::Mutex<Option<futures_channel::mpsc::Sender<KubeTerminalSize>>>,
-);
+pub(crate) struct Terminal(Option<tokio::sync::mpsc::Sender<TerminalSize>>);
 
 impl Terminal {
-    pub(crate) fn new(sender: Option<futures_channel::mpsc::Sender<KubeTerminalSize>>) -> Self {
-        Self(tokio::sync::Mutex::new(sender))
+    pub(crate) fn new(sender: Option<tokio::sync::mpsc::Sender<TerminalSize>>) -> Self {
+        Self(sender)
     }
 
     pub(crate) async fn resize(&self, size: TerminalSize) -> Result<(), BackendError> {
-        if let Some(sender) = self.0.lock().await.as_mut() {
+        if let Some(sender) = &self.0 {
             // A process that ended has no terminal left to size: no error.
-            let _ = sender.send(kube_size(size)).await;
+            let _ = sender.send(size).await;
         }
         Ok(())
     }
@@ -182,16 +162,16 @@ impl Signaller {
 struct ExecControl {
     terminal: Terminal,
     signaller: Signaller,
-    status: tokio::sync::Mutex<Option<StatusFuture>>,
-    /// Keeps the WebSocket task alive; dropping it ends the exec.
-    _attached: AttachedProcess,
+    status: tokio::sync::Mutex<Option<tokio::sync::oneshot::Receiver<Status>>>,
+    /// Drives the exec's WebSocket; dropping it ends the exec.
+    _driver: remote::Driver,
 }
 
 impl ExecControl {
     async fn wait_exit(&self) -> Result<ExitStatus, BackendError> {
         let future = self.status.lock().await.take();
         let status = match future {
-            Some(f) => f.await,
+            Some(f) => f.await.ok(),
             None => None,
         };
         match status.as_ref().and_then(exit_code) {

@@ -36,6 +36,7 @@ mod limiter;
 mod orphans;
 mod persistent;
 mod pod;
+mod remote;
 mod requests;
 mod session;
 mod token_file;

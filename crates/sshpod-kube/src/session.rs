@@ -8,9 +8,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures_util::{SinkExt as _, StreamExt as _, TryStreamExt as _};
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{AttachParams, AttachedProcess, WatchEvent, WatchParams};
+use kube::api::{AttachParams, WatchEvent, WatchParams};
 use kube::Api;
 use sshpod_config::KubernetesConfig;
 use sshpod_core::wrapper::{pid_file_name, wrap_argv};
@@ -20,12 +20,10 @@ use sshpod_core::{
 };
 use tokio::io::AsyncWriteExt as _;
 
-use crate::exec::{kube_size, missing, Signaller, Target, Terminal};
+use crate::exec::{missing, Signaller, Target, Terminal};
 use crate::lifecycle;
 use crate::pod;
-
-/// Buffer between kube's WebSocket loop and the SSH channel, per stream.
-const PIPE_BYTES: usize = 256 * 1024;
+use crate::remote::{self, Subresource};
 
 /// The session pods of one connection.
 pub(crate) struct SessionPods {
@@ -162,28 +160,26 @@ impl SessionPods {
             stdout: true,
             stderr: tty.is_none(),
             tty: tty.is_some(),
-            max_stdin_buf_size: Some(PIPE_BYTES),
-            max_stdout_buf_size: Some(PIPE_BYTES),
-            max_stderr_buf_size: Some(PIPE_BYTES),
+            ..AttachParams::default()
         };
-        let mut attached =
-            self.pods
-                .attach(name, &params)
-                .await
-                .map_err(|e| BackendError::Exec {
-                    program: "your session".to_owned(),
-                    source: Box::new(e),
-                })?;
+        let mut attached = remote::open(&self.pods, name, Subresource::Attach, &params)
+            .await
+            .map_err(|e| BackendError::Exec {
+                program: "your session".to_owned(),
+                source: Box::new(e),
+            })?;
         let mut stdin = attached
-            .stdin()
+            .stdin
+            .take()
             .ok_or_else(|| missing("your session", "stdin"))?;
         let stdout = attached
-            .stdout()
+            .stdout
+            .take()
             .ok_or_else(|| missing("your session", "stdout"))?;
-        let stderr = attached.stderr();
-        let mut resize = attached.terminal_size();
-        if let (Some(t), Some(sender)) = (tty, resize.as_mut()) {
-            let _ = sender.send(kube_size(t.size)).await;
+        let stderr = attached.stderr.take();
+        let resize = attached.resize.take();
+        if let (Some(t), Some(sender)) = (tty, resize.as_ref()) {
+            let _ = sender.send(t.size).await;
         }
         stdin
             .write_all(b"\n")
@@ -202,7 +198,7 @@ impl SessionPods {
             // Signals go by exec into the session's pod, like for any process.
             signaller: Signaller::new(&target, pid_file, self.config.timeouts.signal),
             live: Arc::clone(&self.live),
-            attached: tokio::sync::Mutex::new(Some(attached)),
+            attached: tokio::sync::Mutex::new(Some(attached.driver)),
             pod_stop: self.config.timeouts.pod_stop,
         };
         Ok(Process {
@@ -237,7 +233,8 @@ struct SessionControl {
     terminal: Terminal,
     signaller: Signaller,
     live: Arc<Mutex<Vec<String>>>,
-    attached: tokio::sync::Mutex<Option<AttachedProcess>>,
+    /// Drives the attach's WebSocket.
+    attached: tokio::sync::Mutex<Option<remote::Driver>>,
     /// `timeouts.podStop`: how long the pod's deletion is retried.
     pod_stop: std::time::Duration,
 }
@@ -246,7 +243,7 @@ impl SessionControl {
     async fn wait_exit(&self) -> Result<ExitStatus, BackendError> {
         // The attach ends when the program does (or the pod goes).
         if let Some(attached) = self.attached.lock().await.take() {
-            let _ = attached.join().await;
+            attached.finished().await;
         }
         let s = &self.signaller;
         let code = terminated_exit_code(&s.pods, &s.pod, &s.container).await;

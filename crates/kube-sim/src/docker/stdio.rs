@@ -154,12 +154,13 @@ fn exit_code(info: &ExecInspectResponse) -> Option<i64> {
     (info.running != Some(true)).then(|| info.exit_code.unwrap_or(0))
 }
 
-/// Attaches to the main process of `container`.
+/// Attaches to the main process of `container`; `None` when it had ended by the time the
+/// attach was established (the engine would hold such an attach open until a restart).
 pub async fn attach(
     engine: &Engine,
     container: &str,
     streams: Streams,
-) -> Result<Hijacked, StdioError> {
+) -> Result<Option<Hijacked>, StdioError> {
     let flag = |b: bool| if b { 1 } else { 0 };
     let path = format!(
         "/containers/{container}/attach?stream=1&stdin={}&stdout={}&stderr={}",
@@ -167,7 +168,17 @@ pub async fn attach(
         flag(streams.stdout),
         flag(streams.stderr)
     );
-    Ok(engine.raw.hijack(&path, None).await?)
+    let io = engine.raw.hijack(&path, None).await?;
+    // From here on the engine ends the attach at the exit; before, it may have missed it.
+    Ok(is_running(engine, container).await.then_some(io))
+}
+
+/// Whether `container` still runs.
+async fn is_running(engine: &Engine, container: &str) -> bool {
+    match engine.docker.inspect_container(container, None).await {
+        Ok(info) => info.state.and_then(|s| s.running).unwrap_or(false),
+        Err(_) => false,
+    }
 }
 
 /// What a resize applies to.

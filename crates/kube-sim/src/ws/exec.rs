@@ -194,7 +194,14 @@ pub async fn attach(
                 drop(writer);
                 let _ = task.await;
             }
-            Ok(io) => {
+            Ok(None) => {
+                // It ended before the attach: like the kubelet, nothing to stream.
+                let (writer, _incoming, task) = session::split(socket, &app.tasks());
+                writer.finish(&exec_success()).await;
+                drop(writer);
+                let _ = task.await;
+            }
+            Ok(Some(io)) => {
                 let terminal = Terminal::Container(target.docker_id.clone());
                 let bridge = Bridge {
                     protocol,

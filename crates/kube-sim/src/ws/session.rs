@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use bytes::Bytes;
+use bytes::{BufMut as _, Bytes, BytesMut};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -19,6 +19,9 @@ use crate::docker::raw::Hijacked;
 use crate::docker::stdio::{self, Streams, Terminal};
 use crate::docker::Engine;
 use crate::tasks::Tasks;
+
+/// What one read of the process's output asks for.
+const OUTPUT_READ: usize = 32 * 1024;
 
 /// What the session is bridging.
 pub struct Bridge {
@@ -43,6 +46,11 @@ impl Writer {
             ))))
             .await
             .is_ok()
+    }
+
+    /// Sends a frame that already starts with its channel byte.
+    pub async fn send_frame(&self, frame: Bytes) -> bool {
+        self.tx.send(Message::Binary(frame)).await.is_ok()
     }
 
     /// Sends the normal close (1000).
@@ -86,7 +94,11 @@ pub fn split(
     let writer = tasks.spawn(async move {
         while let Some(message) = rx.recv().await {
             let closing = matches!(message, Message::Close(_));
-            if sink.send(message).await.is_err() || closing {
+            // Flushed once nothing more is queued: bulk output goes out in fewer writes.
+            if sink.feed(message).await.is_err() || closing {
+                break;
+            }
+            if rx.is_empty() && sink.flush().await.is_err() {
                 break;
             }
         }
@@ -127,9 +139,9 @@ where
         let mut resize = ResizeDecoder::default();
         let mut stdin_open = streams.stdin;
         while let Some(Ok(message)) = incoming.next().await {
-            let data = match &message {
-                Message::Binary(b) => b.to_vec(),
-                Message::Text(t) => t.as_bytes().to_vec(),
+            let data = match message {
+                Message::Binary(b) => b,
+                Message::Text(t) => Bytes::copy_from_slice(t.as_bytes()),
                 Message::Close(_) => break,
                 _ => continue,
             };
@@ -157,31 +169,43 @@ where
         let _ = write.shutdown().await;
     });
 
-    // Process -> client.
-    let mut buffer = vec![0u8; 32 * 1024];
+    // Process -> client. Frames are built in place: with a TTY the read lands after a spare
+    // byte for the channel, without one the demultiplexer reuses a header byte.
+    let mut buffer = BytesMut::new();
     let mut demux = Demuxer::default();
+    let channel_of = |stream: Stream| match stream {
+        Stream::Stdout => streams.stdout.then_some(channel::STDOUT),
+        Stream::Stderr => streams.stderr.then_some(channel::STDERR),
+    };
     let mut client_gone = false;
     loop {
+        if streams.tty {
+            buffer.reserve(1 + OUTPUT_READ);
+            buffer.put_u8(channel::STDOUT);
+        }
+        let into = if streams.tty {
+            &mut buffer
+        } else {
+            demux.space(OUTPUT_READ)
+        };
         let n = tokio::select! {
-            r = read.read(&mut buffer) => match r { Ok(0) | Err(_) => break, Ok(n) => n },
+            r = read.read_buf(into) => match r { Ok(0) | Err(_) => break, Ok(n) => n },
             () = writer.tx.closed() => { client_gone = true; break }
             () = input_ended.cancelled() => { client_gone = true; break }
         };
         if streams.tty {
-            if streams.stdout && !writer.send(channel::STDOUT, &buffer[..n]).await {
+            let frame = buffer.split_to(1 + n).freeze();
+            if streams.stdout && !writer.send_frame(frame).await {
                 client_gone = true;
                 break;
             }
             continue;
         }
-        demux.push(&buffer[..n]);
-        while let Some((stream, payload)) = demux.next_chunk() {
-            let (wanted, ch) = match stream {
-                Stream::Stdout => (streams.stdout, channel::STDOUT),
-                Stream::Stderr => (streams.stderr, channel::STDERR),
-            };
-            if wanted && !payload.is_empty() && !writer.send(ch, &payload).await {
-                client_gone = true;
+        while let Some(framed) = demux.next_framed(channel_of) {
+            if let Some(frame) = framed {
+                if !writer.send_frame(frame).await {
+                    client_gone = true;
+                }
             }
         }
         if client_gone {
