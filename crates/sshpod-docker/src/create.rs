@@ -59,6 +59,31 @@ pub(crate) async fn create<'a>(
     })
 }
 
+/// Creates the container `name` in a start slot already held (the warm pool's), pulling the
+/// image first if it is missing and may be pulled. Nothing exists on error.
+pub(crate) async fn create_in_slot<'a>(
+    engine: &'a Engine,
+    settings: &Settings,
+    (name, mut body): (String, ContainerCreateBody),
+    slot: SemaphorePermit<'a>,
+) -> Result<Created<'a>, BackendError> {
+    let created = match create_once(engine, settings, &name, &mut body).await {
+        Err(e) if image::is_missing_image(&e) => match settings.pull_policy {
+            PullPolicy::Never => return Err(image::missing_and_not_pulled(settings)),
+            PullPolicy::IfNotPresent | PullPolicy::Always => {
+                image::pull(engine, settings).await?;
+                create_once(engine, settings, &name, &mut body).await
+            }
+        },
+        other => other,
+    };
+    let created = created.map_err(|e| settings.start_error_engine(e))?;
+    Ok(Created {
+        id: created.id,
+        slot,
+    })
+}
+
 /// A start slot, waited for at most `containerStart` (in connection mode the whole start is
 /// bounded by it too; in session mode this is what bounds the wait).
 async fn start_slot<'a>(
