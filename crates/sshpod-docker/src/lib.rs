@@ -218,7 +218,7 @@ impl DockerBackend {
             tracing::warn!(reason, "the warm pool is off: no login could use it");
             return self;
         }
-        self.pool = Some(pool::Pool::spawn(
+        self.pool = Some(pool::spawn(
             self.engine.clone(),
             Arc::clone(&self.settings),
             &self.instance,
@@ -324,7 +324,7 @@ impl DockerBackend {
     fn claim_from_pool(&self, ctx: &ConnectionContext) -> Option<pool::Member> {
         let pool = self.pool.as_ref()?;
         if let Some(skip) = sshpod_core::pool::Skip::for_login(ctx) {
-            pool.stats().skipped(skip);
+            pool.skipped(skip);
             return None;
         }
         pool.claim()

@@ -9,25 +9,18 @@
 //! one is free (`docker.connection.maxParallelStarts`), so logins start first. At shutdown the
 //! members left are removed.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::Arc;
 
 use bollard::models::ContainerCreateBody;
 use bollard::query_parameters::StartContainerOptions;
 use sshpod_config::{IdentityConfig, PoolConfig};
-use sshpod_core::pool::{Demand, PoolStats};
+use sshpod_core::pool::{Starter, WarmPool};
 use sshpod_core::{labels, BackendError, ConnectionContext, ConnectionId, Identity, Lifecycle};
-use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use crate::engine::Engine;
 use crate::hijack::Hijacked;
 use crate::local_streams::ConnectionDir;
 use crate::settings::Settings;
-
-/// How soon a refill that found no free start turn (or failed) tries again.
-const RETRY: Duration = Duration::from_millis(200);
 
 /// A started member, waiting for a login.
 pub(crate) struct Member {
@@ -38,154 +31,63 @@ pub(crate) struct Member {
     pub(crate) streams: Option<ConnectionDir>,
 }
 
-/// The pool of one backend. Cheap to clone.
-#[derive(Clone)]
-pub(crate) struct Pool(Arc<Inner>);
+/// The Docker backend's pool.
+pub(crate) type Pool = WarmPool<Members>;
 
-struct Inner {
+/// Starts a pool of `config`'s size on `lifecycle`, which removes the members when
+/// cancelled. `identity` is the file's: members are prepared for its setup.
+pub(crate) fn spawn(
+    engine: Engine,
+    settings: Arc<Settings>,
+    instance: &str,
+    config: &PoolConfig,
+    identity: &IdentityConfig,
+    lifecycle: &Lifecycle,
+) -> Pool {
+    let body = member_body(&settings, instance, identity);
+    WarmPool::spawn(
+        Members {
+            engine,
+            settings,
+            body,
+        },
+        config,
+        lifecycle,
+    )
+}
+
+/// How members are made: connection containers from the template, without a login.
+pub(crate) struct Members {
     engine: Engine,
     settings: Arc<Settings>,
     /// The members' create body (before the stream directory).
     body: ContainerCreateBody,
-    ready: Mutex<VecDeque<Member>>,
-    /// Members being started.
-    starting: Mutex<usize>,
-    demand: Mutex<Demand>,
-    /// Wakes the refill loop: a claim, a member started, a start failed.
-    wake: Notify,
-    stats: Arc<PoolStats>,
 }
 
-impl Pool {
-    /// Starts filling a pool of `config`'s size on `lifecycle`, which removes the members
-    /// when cancelled. `identity` is the file's: members are prepared for its setup.
-    pub(crate) fn spawn(
-        engine: Engine,
-        settings: Arc<Settings>,
-        instance: &str,
-        config: &PoolConfig,
-        identity: &IdentityConfig,
-        lifecycle: &Lifecycle,
-    ) -> Self {
-        let body = member_body(&settings, instance, identity);
-        let pool = Self(Arc::new(Inner {
-            engine,
-            settings,
-            body,
-            ready: Mutex::new(VecDeque::new()),
-            starting: Mutex::new(0),
-            demand: Mutex::new(Demand::new(config)),
-            wake: Notify::new(),
-            stats: Arc::new(PoolStats::default()),
-        }));
-        let refill = pool.clone();
-        let children = lifecycle.clone();
-        lifecycle.spawn(async move { refill.run(children).await });
-        pool
+impl Starter for Members {
+    type Member = Member;
+
+    async fn start(&self) -> Result<Option<Member>, BackendError> {
+        self.start_one().await
     }
 
-    /// The pool's counts, for the metrics.
-    pub(crate) fn stats(&self) -> Arc<PoolStats> {
-        Arc::clone(&self.0.stats)
+    async fn remove(&self, member: Member) {
+        let Member { id, lifeline, .. } = member;
+        drop(lifeline);
+        crate::container::remove(&self.engine, &id).await;
     }
+}
 
-    /// A started member for a login that may use the pool, or `None` when none is ready.
-    /// Either way the login counts as demand.
-    pub(crate) fn claim(&self) -> Option<Member> {
-        lock(&self.0.demand).login(Instant::now());
-        let member = lock(&self.0.ready).pop_front();
-        match &member {
-            Some(_) => self.0.stats.claimed(),
-            None => self.0.stats.skipped(sshpod_core::pool::Skip::Empty),
-        }
-        self.0.wake.notify_one();
-        member
-    }
-
-    /// Keeps the pool at its target until cancelled, then removes the members left.
-    async fn run(self, lifecycle: Lifecycle) {
-        let token = lifecycle.token().clone();
-        loop {
-            let now = Instant::now();
-            let (target, next_change) = {
-                let mut demand = lock(&self.0.demand);
-                (demand.target(now), demand.next_change())
-            };
-            let ready = lock(&self.0.ready).len();
-            let starting = *lock(&self.0.starting);
-            self.0.stats.set_size(ready, target);
-            let mut wait_until = next_change.map(|t| t.max(now + RETRY));
-            if ready > target {
-                // Too many for the demand now: the oldest go.
-                let surplus = lock(&self.0.ready).pop_front();
-                if let Some(member) = surplus {
-                    self.remove(member).await;
-                }
-                continue;
-            }
-            if ready + starting < target {
-                match self.0.engine.try_start_permit() {
-                    Some(slot) => {
-                        drop(slot);
-                        *lock(&self.0.starting) += 1;
-                        let pool = self.clone();
-                        let own = lifecycle.clone();
-                        lifecycle.spawn(async move { pool.start_member(own).await });
-                        continue;
-                    }
-                    // Every turn is taken (logins first): look again soon.
-                    None => wait_until = Some(now + RETRY),
-                }
-            }
-            let until = wait_until.unwrap_or(now + Duration::from_secs(3600));
-            tokio::select! {
-                () = token.cancelled() => break,
-                () = self.0.wake.notified() => {}
-                () = tokio::time::sleep_until(until) => {}
-            }
-        }
-        let left: Vec<Member> = lock(&self.0.ready).drain(..).collect();
-        for member in left {
-            self.remove(member).await;
-        }
-        self.0.stats.set_size(0, 0);
-    }
-
-    /// Starts one member and adds it to the pool (or removes it, once the pool is shutting
-    /// down).
-    async fn start_member(self, lifecycle: Lifecycle) {
-        let token = lifecycle.token();
-        let started = self.start_one().await;
-        *lock(&self.0.starting) -= 1;
-        match started {
-            // A login took the turn first; the loop looks again.
-            Ok(None) => {}
-            Ok(Some(member)) if token.is_cancelled() => self.remove(member).await,
-            Ok(Some(member)) => lock(&self.0.ready).push_back(member),
-            Err(e) => {
-                tracing::warn!(
-                    error = &e as &dyn std::error::Error,
-                    "starting a pooled container"
-                );
-                // Not at once again: an engine that refuses keeps refusing for a while.
-                tokio::select! {
-                    () = token.cancelled() => {}
-                    () = tokio::time::sleep(RETRY * 5) => {}
-                }
-            }
-        }
-        self.0.wake.notify_one();
-    }
-
+impl Members {
     async fn start_one(&self) -> Result<Option<Member>, BackendError> {
-        let engine = &self.0.engine;
-        let settings = &self.0.settings;
+        let engine = &self.engine;
+        let settings = &self.settings;
         // A turn only if one is free now; a login waiting for one comes first.
         let Some(slot) = engine.try_start_permit() else {
             return Ok(None);
         };
         let key = ConnectionId::random().to_string();
-        let mut body = self.0.body.clone();
+        let mut body = self.body.clone();
         let streams = engine
             .local_streams()
             .and_then(|root| root.for_connection(&key));
@@ -221,12 +123,6 @@ impl Pool {
             }
         }
     }
-
-    async fn remove(&self, member: Member) {
-        let Member { id, lifeline, .. } = member;
-        drop(lifeline);
-        crate::container::remove(&self.0.engine, &id).await;
-    }
 }
 
 /// The create body of a member: the connection container of a login not known yet. It
@@ -252,10 +148,6 @@ fn member_body(
         labels.insert(labels::POOL.to_owned(), "true".to_owned());
     }
     body
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

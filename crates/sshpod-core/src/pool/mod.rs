@@ -1,6 +1,12 @@
-//! What every backend's warm pool shares: how big it should be now ([`Demand`], adaptive
-//! sizing), which logins may claim a member ([`Skip`]), and its counts for the metrics
-//! ([`PoolStats`]). No I/O here; the backends start, claim and remove the members.
+//! What every backend's warm pool shares: the pool itself ([`WarmPool`], which keeps members
+//! started in the background and hands each to one login), how big it should be now
+//! ([`Demand`], adaptive sizing), which logins may claim a member ([`Skip`]), and its counts
+//! for the metrics ([`PoolStats`]). No engine I/O here: a backend's [`Starter`] starts and
+//! removes its members.
+
+mod warm;
+
+pub use warm::{Starter, WarmPool};
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
