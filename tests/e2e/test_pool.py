@@ -1,4 +1,4 @@
-"""The warm pool (`pool`): containers started ahead of logins. A login claims one that already
+"""The warm pool (`pool`): containers (pods on Kubernetes) started ahead of logins. A login claims one that already
 runs, and each login still gets a fresh container of its own (nothing of an earlier login is
 seen, the container is never reused); the pool refills, grows toward recent logins, and its
 members are gone after shutdown and after a `kill -9` and restart. A login whose settings are
@@ -15,6 +15,7 @@ import signal
 import sys
 
 import harness as h
+from test_kubernetes import SHORT_LEASE, kube, ks, pods  # noqa: F401 (fixtures)
 from test_operations_http import http_urls, scrape
 from test_webhooks import PASSWORD, hooks, password_only  # noqa: F401 (a fixture)
 
@@ -189,3 +190,60 @@ def test_the_pool_grows_toward_recent_logins(scn):
     empty = metrics.value("sshpod_pool_misses_total", reason="empty") or 0
     assert claims >= 1 and claims + empty == 4, metrics.text
     stop_and_check_nothing_left(scn, gw)
+
+
+# --------------------------------------------------------------------------------------------
+# Kubernetes (kube-sim)
+
+
+def ready_pods(ks) -> list[str]:
+    """The names of the running pool pods."""
+    return sorted(p["metadata"]["name"] for p in pods(ks, POOL_LABEL)
+                  if p.get("status", {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp"))
+
+
+def wait_ready_pods(ks, count: int, timeout: float = h.CONTAINER_TIMEOUT) -> list[str]:
+    return h.wait_until(lambda: len(names := ready_pods(ks)) == count and names, timeout,
+                        f"{count} pooled pod(s) running")
+
+
+def test_kubernetes_logins_claim_fresh_pooled_pods_and_the_pool_refills(kube, scn, ks):
+    server_port = h.free_port()
+    gw = kube({"pool": {"size": 2}, "metrics": {"enable": True, "listen": f"127.0.0.1:{server_port}"}})
+    client = scn.client(gw)
+    ready = wait_ready_pods(ks, 2)
+    for p in pods(ks, POOL_LABEL):
+        labels = p["metadata"]["labels"]
+        assert labels["sshpod.lease"] and labels["sshpod.instance"], labels
+        assert "sshpod.connection" not in labels and "sshpod.user" not in labels, labels
+
+    first = client.ssh("hostname; echo secret > /tmp/mark; cat /tmp/mark")
+    assert first.returncode == 0, first
+    first_pod, said = first.stdout.split()
+    assert first_pod in ready and said == "secret", (first.stdout, ready)
+    # The first login's pod is deleted at its logout; the pool refills with a new one.
+    ready = h.wait_until(lambda: len(names := ready_pods(ks)) == 2 and first_pod not in names and names,
+                         h.CONTAINER_TIMEOUT, "the pool refilled with new pods")
+
+    second = client.ssh("hostname; cat /tmp/mark 2>/dev/null || echo fresh")
+    assert second.returncode == 0, second
+    second_pod, said = second.stdout.split()
+    assert said == "fresh", "a file written by one login was seen by the next"
+    assert second_pod in ready and second_pod != first_pod
+    metrics = scrape(http_urls(gw)["metrics"] + "metrics")
+    assert metrics.value("sshpod_pool_claims_total") == 2, metrics.text
+
+    assert gw.stop() == 0, gw.log
+    assert pods(ks, POOL_LABEL) == [], "shutdown left pooled pods behind"
+
+
+def test_kubernetes_pool_pods_go_after_kill_9_once_the_lease_lapses(kube, scn, ks):
+    victim = kube(h.deep_merge(SHORT_LEASE, {"pool": {"size": 2}}), name="victim")
+    before = wait_ready_pods(ks, 2)
+    victim.signal(signal.SIGKILL)
+    victim.wait_exit(30)
+    restarted = kube(SHORT_LEASE, name="restarted")
+    restarted.wait_for_log("removed pods left by instances that died", 60)
+    h.wait_until(lambda: not set(before) & {p["metadata"]["name"] for p in pods(ks, POOL_LABEL)},
+                 h.CLEANUP_TIMEOUT, "the killed instance's pooled pods deleted")
+    assert restarted.stop() == 0, restarted.log
