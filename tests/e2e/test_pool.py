@@ -142,6 +142,16 @@ def test_a_config_server_answer_makes_the_login_start_its_own_container(scn, hoo
     stop_and_check_nothing_left(scn, gw)
 
 
+def test_a_pooled_container_removed_behind_sshpods_back_does_not_fail_the_login(scn):
+    gw = scn.start({"pool": {"size": 1}})
+    (member,) = wait_ready(scn.run_id, 1)
+    h.docker("rm", "-f", member)
+    result = scn.client(gw).ssh("hostname")
+    assert result.returncode == 0, result
+    assert not member.startswith(result.stdout.strip()), "the login ran in the removed container?"
+    stop_and_check_nothing_left(scn, gw)
+
+
 def test_homes_turn_the_pool_off_with_a_warning(scn):
     gw = scn.start({"pool": {"size": 1}, "homes": {"enable": True}})
     gw.wait_for_log("the warm pool is off", 10)

@@ -150,9 +150,25 @@ impl ConnectionContainer {
         let rename = bollard::query_parameters::RenameContainerOptions {
             name: settings.container_name(ctx),
         };
-        if let Err(e) = engine.docker.rename_container(&id, rename).await {
+        match engine.docker.rename_container(&id, rename).await {
+            Ok(()) => {}
+            // Gone since it started (the engine removed it): the login starts its own.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                message,
+            }) => {
+                return Err(BackendError::StartContainer {
+                    image: settings.image.clone(),
+                    reason: "the pooled container is gone".to_owned(),
+                    source: Some(message.into()),
+                })
+            }
             // Only the name is off: the login still gets its fresh container.
-            tracing::debug!(container = %id, error = &e as &dyn std::error::Error, "naming a pooled container");
+            Err(e) => tracing::debug!(
+                container = %id,
+                error = &e as &dyn std::error::Error,
+                "naming a pooled container"
+            ),
         }
         let timeout = settings.timeouts.command_start;
         let set_up = async {
