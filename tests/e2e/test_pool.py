@@ -257,3 +257,19 @@ def test_kubernetes_pool_pods_go_after_kill_9_once_the_lease_lapses(kube, scn, k
     h.wait_until(lambda: not set(before) & {p["metadata"]["name"] for p in pods(ks, POOL_LABEL)},
                  h.CLEANUP_TIMEOUT, "the killed instance's pooled pods deleted")
     assert restarted.stop() == 0, restarted.log
+
+
+def test_kubernetes_webhook_environment_and_files_reach_pooled_pods(kube, scn, ks, hooks):
+    token = b"token-for-alice\n"
+    server = hooks({"alice": {
+        "password": PASSWORD,
+        "environment": {"FROM_AUTH": entry("auth")},
+        "files": {"/tmp/alice/token": entry(base64.b64encode(token).decode(), sensitive=True)},
+    }})
+    gw = kube(h.deep_merge(password_only(server.url), {"pool": {"size": 1}}))
+    ready = wait_ready_pods(ks, 1)
+    result = scn.password_client(gw, password=PASSWORD).ssh('hostname; echo "$FROM_AUTH"; cat /tmp/alice/token')
+    assert result.returncode == 0, result
+    assert result.stdout == f"{ready[0]}\nauth\n{token.decode()}", (result, ready)
+    assert gw.stop() == 0, gw.log
+    assert pods(ks, POOL_LABEL) == [], "shutdown left pooled pods behind"
