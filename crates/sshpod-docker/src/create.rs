@@ -59,29 +59,30 @@ pub(crate) async fn create<'a>(
     })
 }
 
-/// Creates the container `name` in a start slot already held (the warm pool's), pulling the
-/// image first if it is missing and may be pulled. Nothing exists on error.
+/// Creates the container `name` in a start slot already held (the warm pool's). When the
+/// image is missing and may be pulled, the slot is given back (a login may take it), the
+/// image is pulled, and `None` says to try again. Nothing exists on error or `None`.
 pub(crate) async fn create_in_slot<'a>(
     engine: &'a Engine,
     settings: &Settings,
     (name, mut body): (String, ContainerCreateBody),
     slot: SemaphorePermit<'a>,
-) -> Result<Created<'a>, BackendError> {
-    let created = match create_once(engine, settings, &name, &mut body).await {
+) -> Result<Option<Created<'a>>, BackendError> {
+    match create_once(engine, settings, &name, &mut body).await {
+        Ok(created) => Ok(Some(Created {
+            id: created.id,
+            slot,
+        })),
         Err(e) if image::is_missing_image(&e) => match settings.pull_policy {
-            PullPolicy::Never => return Err(image::missing_and_not_pulled(settings)),
+            PullPolicy::Never => Err(image::missing_and_not_pulled(settings)),
             PullPolicy::IfNotPresent | PullPolicy::Always => {
+                drop(slot);
                 image::pull(engine, settings).await?;
-                create_once(engine, settings, &name, &mut body).await
+                Ok(None)
             }
         },
-        other => other,
-    };
-    let created = created.map_err(|e| settings.start_error_engine(e))?;
-    Ok(Created {
-        id: created.id,
-        slot,
-    })
+        Err(e) => Err(settings.start_error_engine(e)),
+    }
 }
 
 /// A start slot, waited for at most `containerStart` (in connection mode the whole start is

@@ -95,8 +95,11 @@ impl Members {
             dir.mount_into(&mut body);
         }
         let name = labels::container_name("sshpod-", "pool", key.get(..12).unwrap_or(&key));
-        let crate::create::Created { id, slot } =
-            crate::create::create_in_slot(engine, settings, (name, body), slot).await?;
+        let created = crate::create::create_in_slot(engine, settings, (name, body), slot).await?;
+        let Some(crate::create::Created { id, slot }) = created else {
+            // The image was pulled: the next turn creates the member.
+            return Ok(None);
+        };
         let started = async {
             let lifeline = engine
                 .hijack(&format!("/containers/{id}/attach?stream=1&stdin=1"), "")

@@ -13,8 +13,11 @@ use tokio::time::Instant;
 use super::{Demand, PoolStats, Skip};
 use crate::{BackendError, Lifecycle};
 
-/// How soon a start that found no free turn (or failed) is tried again.
+/// How soon a start that found no free turn is tried again.
 const RETRY: Duration = Duration::from_millis(200);
+/// How soon a start that failed is tried again: an engine that refuses keeps refusing for a
+/// while, and each failure is logged.
+const FAILED_RETRY: Duration = Duration::from_secs(10);
 
 /// How a backend makes and removes pool members.
 pub trait Starter: Send + Sync + 'static {
@@ -169,8 +172,7 @@ impl<S: Starter> WarmPool<S> {
                     error = &e as &dyn std::error::Error,
                     "starting a pooled container"
                 );
-                // An engine that refuses keeps refusing for a while.
-                Some(RETRY * 5)
+                Some(FAILED_RETRY)
             }
         };
         if let Some(pause) = pause {
@@ -200,6 +202,8 @@ mod tests {
         removed: AtomicUsize,
         turns_taken: AtomicUsize,
         turns: usize,
+        /// Starts that fail before any succeeds.
+        failures: AtomicUsize,
     }
 
     impl Starter for Arc<Counting> {
@@ -213,6 +217,15 @@ mod tests {
             // A start takes a second.
             tokio::time::sleep(Duration::from_secs(1)).await;
             self.turns_taken.fetch_sub(1, Ordering::SeqCst);
+            let failing = self.failures.load(Ordering::SeqCst);
+            if failing > 0 {
+                self.failures.store(failing - 1, Ordering::SeqCst);
+                return Err(BackendError::StartContainer {
+                    image: "guest".to_owned(),
+                    reason: "refused".to_owned(),
+                    source: None,
+                });
+            }
             Ok(Some(self.started.fetch_add(1, Ordering::SeqCst)))
         }
 
@@ -301,6 +314,24 @@ mod tests {
         run_for(5).await;
         assert_eq!(pool.ready(), 0);
         assert_eq!(starter.started.load(Ordering::SeqCst), 0);
+        lifecycle.cancel();
+        lifecycle.wait().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_start_is_tried_again_later_not_at_once() {
+        let starter = Arc::new(Counting {
+            turns: 1,
+            failures: AtomicUsize::new(1),
+            ..Counting::default()
+        });
+        let lifecycle = Lifecycle::new();
+        let pool = WarmPool::spawn(Arc::clone(&starter), &config(1, 1), &lifecycle);
+        run_for(5).await;
+        assert_eq!(pool.ready(), 0, "waiting before trying again");
+        assert_eq!(starter.failures.load(Ordering::SeqCst), 0);
+        run_for(10).await;
+        assert_eq!(pool.ready(), 1, "the next try succeeded");
         lifecycle.cancel();
         lifecycle.wait().await;
     }
