@@ -145,9 +145,11 @@ impl<S: Starter> WarmPool<S> {
                 () = wait => {}
             }
         }
+        // All at once: shutdown waits for the slowest, not for the sum (pods take a while).
         let left: Vec<S::Member> = lock(&self.0.ready).drain(..).collect();
         for member in left {
-            self.0.starter.remove(member).await;
+            let pool = self.clone();
+            lifecycle.spawn(async move { pool.0.starter.remove(member).await });
         }
         self.0.stats.set_size(0, 0);
     }
