@@ -273,3 +273,27 @@ def test_kubernetes_webhook_environment_and_files_reach_pooled_pods(kube, scn, k
     assert result.stdout == f"{ready[0]}\nauth\n{token.decode()}", (result, ready)
     assert gw.stop() == 0, gw.log
     assert pods(ks, POOL_LABEL) == [], "shutdown left pooled pods behind"
+
+
+def test_kubernetes_pooled_pods_with_a_lifeline_end_when_sshpod_is_killed(kube, scn, ks):
+    """`pod.lifeline: true`: each member holds its own lifeline, claimed or not; after a
+    `kill -9` the members end by themselves, and the next start deletes them."""
+    gw = kube(h.deep_merge(SHORT_LEASE, {"pool": {"size": 1}, "kubernetes": {"pod": {"lifeline": True}}}),
+              name="first")
+    (member,) = wait_ready_pods(ks, 1)
+    result = scn.client(gw).ssh("hostname")
+    assert (result.returncode, result.stdout) == (0, f"{member}\n"), result
+    (member,) = wait_ready_pods(ks, 1)
+    gw.signal(signal.SIGKILL)
+    gw.wait_exit(30)
+
+    def ended() -> bool:
+        # Nobody is left to delete it before the restart: it is there, and ended.
+        return any(p["metadata"]["name"] == member and p["status"].get("phase") in ("Succeeded", "Failed")
+                   for p in pods(ks, POOL_LABEL))
+
+    h.wait_until(ended, 60, "the killed instance's pooled pod to end (its lifeline closed)")
+    restarted = kube(SHORT_LEASE, name="restarted")
+    restarted.wait_for_log("removed pods left by instances that died", 60)
+    h.wait_until(lambda: pods(ks, POOL_LABEL) == [], h.CLEANUP_TIMEOUT, "the pooled pod deleted")
+    assert restarted.stop() == 0, restarted.log
