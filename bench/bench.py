@@ -27,6 +27,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -337,6 +338,51 @@ class Sshpod(SshSubject):
         """Requests for the whole process, none of them per login: lease renewals and sweeps."""
         text = self.log_path.read_text(errors="replace")
         return sum(int(n) for n in re.findall(r"(?:instance API|swept for orphans) requests=(\d+)", text))
+
+
+
+class PooledSshpod(Sshpod):
+    """sshpod with a warm pool of `size` containers (pods), full before the subject is measured."""
+
+    def __init__(self, bench: Bench, backend: str, size: int, kubeconfig: Path | None = None):
+        SshSubject.__init__(self, bench)
+        self.backend, self.kubeconfig, self.lifeline, self.recorded = backend, kubeconfig, False, False
+        self.size = size
+        self.name = f"sshpod-{'docker' if backend == 'docker' else 'kube'}-pool"
+        self.title = (f"sshpod, {'Docker backend (connection mode)' if backend == 'docker' else 'Kubernetes backend (kube-sim)'}"
+                      f", a warm pool of {size}")
+        self.dir = bench.tmp / self.name
+        (self.dir / "authorized_keys").mkdir(parents=True)
+        (self.dir / "authorized_keys" / self.user).write_text(bench.pub)
+        self.log_path = self.dir / "sshpod.log"
+        self.audit_dir = self.dir / "audit"
+        self.metrics_port = 0
+
+    def config(self) -> dict:
+        cfg = super().config()
+        cfg["pool"] = {"size": self.size}
+        cfg["metrics"] = {"enable": True, "listen": f"127.0.0.1:{self.metrics_port}"}
+        return cfg
+
+    def start(self) -> None:
+        self.metrics_port = free_port()
+        super().start()
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
+                    text = r.read().decode()
+            except OSError:
+                text = ""
+            if re.search(rf"^sshpod_pool_ready {self.size}$", text, re.M):
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"{self.name}: the pool did not fill in 300 s")
+
+
+def pooled_subjects(bench: Bench, kubeconfig: Path) -> list[Subject]:
+    """The pooled subjects: a pool of 50, so 200 logins at once find 50 started."""
+    return [PooledSshpod(bench, "docker", 50), PooledSshpod(bench, "kubernetes", 50, kubeconfig)]
 
 
 class OpenSsh(SshSubject):
@@ -1083,6 +1129,7 @@ def main() -> int:
                                OpenSsh(bench, False), OpenSsh(bench, True), DockerRun(bench), DockerExec(bench)]
     subjects[2] = Sshpod(bench, "kubernetes", kube.kubeconfig)
     subjects += [Kubectl(bench, kube, "exec"), Kubectl(bench, kube, "run")]
+    subjects += pooled_subjects(bench, kube.kubeconfig)
     if args.subjects:
         wanted = set(args.subjects.split(","))
         subjects = [s for s in subjects if s.name in wanted]

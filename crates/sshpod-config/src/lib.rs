@@ -33,6 +33,7 @@ mod log;
 mod merge;
 mod metrics;
 mod nulls;
+mod pool;
 mod proxy_protocol;
 mod secret;
 mod security;
@@ -84,6 +85,7 @@ pub use crate::log::{
 };
 pub use crate::merge::{merge_answer, MergeError};
 pub use crate::metrics::{MetricsConfig, DEFAULT_METRICS_LISTEN, DEFAULT_METRICS_PATH};
+pub use crate::pool::{PoolConfig, DEFAULT_DEMAND_WINDOW, MAX_POOL};
 pub use crate::proxy_protocol::{Network, ProxyProtocolConfig, DEFAULT_HEADER_TIMEOUT};
 pub use crate::secret::{redact_url, Secret, ServiceUrl, REDACTED};
 pub use crate::security::{
@@ -157,6 +159,8 @@ pub struct Config {
     /// Who a login runs as in its container, and the container's hostname (sshpod's own
     /// `identity`); per connection, so a config server's answer can set a user's uid.
     pub identity: IdentityConfig,
+    /// Containers started ahead of logins (sshpod's own `pool`); the file's only.
+    pub pool: PoolConfig,
 }
 
 impl Config {

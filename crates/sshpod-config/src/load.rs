@@ -21,6 +21,7 @@ use crate::kuberun::RawKuberun;
 use crate::log::RawLog;
 use crate::metrics::RawMetrics;
 use crate::nulls::{NullAsDefault, Shape};
+use crate::pool::RawPool;
 use crate::security::RawSecurity;
 use crate::ssh::RawSsh;
 use crate::{Backend, Config};
@@ -129,6 +130,7 @@ struct RawConfig {
     sshproxy: RawSshProxy,
     homes: RawHomes,
     identity: RawIdentity,
+    pool: RawPool,
 }
 
 impl RawConfig {
@@ -174,6 +176,7 @@ impl RawConfig {
             geoip: self.geoip.resolve(check),
             homes: self.homes.resolve(check),
             identity: self.identity.resolve(check),
+            pool: self.pool.resolve(check),
         }
     }
 }

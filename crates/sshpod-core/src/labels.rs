@@ -19,6 +19,10 @@ pub const HOME: &str = "sshpod.home";
 /// On a user's container (`mode: user`): the login it serves, as [`USER`] does, but only on
 /// containers shared by a user's connections.
 pub const USER_CONTAINER: &str = "sshpod.user-container";
+/// On a member of the warm pool: started ahead of logins, without [`CONNECTION`] or [`USER`]
+/// (labels are fixed at creation, and a member's login is not known then). It keeps the label
+/// after a login claimed it; its name then says whose it is.
+pub const POOL: &str = "sshpod.pool";
 
 /// The longest DNS-1123 label (and Kubernetes label value).
 const MAX_LABEL: usize = 63;

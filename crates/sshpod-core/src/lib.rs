@@ -24,6 +24,7 @@ mod ids;
 pub mod labels;
 mod lifecycle;
 pub mod per_user;
+pub mod pool;
 mod process;
 mod progress;
 mod read_buffer;

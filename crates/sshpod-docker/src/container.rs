@@ -42,6 +42,9 @@ pub struct ConnectionContainer {
     greeting: std::sync::Mutex<Option<Vec<u8>>>,
     /// The user processes run as (`identity`), set up when the container started.
     identity: Option<Identity>,
+    /// A webhook's environment for the login, given to each process: a pooled container was
+    /// created before the login, so its own environment lacks it.
+    login_env: Vec<(String, String)>,
 }
 
 impl ConnectionContainer {
@@ -120,8 +123,78 @@ impl ConnectionContainer {
                 streams,
                 greeting: std::sync::Mutex::new(None),
                 identity: ctx.identity.clone(),
+                login_env: Vec::new(),
             }),
             Err(e) => {
+                remove(&engine, &id).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Makes a started member of the warm pool this login's container: names it after the
+    /// login, sets the user up and writes the login's files, as [`ConnectionContainer::start`]
+    /// does after its start; the webhook's environment goes to each process. On error the
+    /// member is removed.
+    pub(crate) async fn claimed(
+        engine: Engine,
+        settings: Arc<Settings>,
+        member: crate::pool::Member,
+        ctx: &ConnectionContext,
+    ) -> Result<Self, BackendError> {
+        let crate::pool::Member {
+            id,
+            lifeline,
+            streams,
+        } = member;
+        let rename = bollard::query_parameters::RenameContainerOptions {
+            name: settings.container_name(ctx),
+        };
+        match engine.docker.rename_container(&id, rename).await {
+            Ok(()) => {}
+            // Gone since it started (the engine removed it): the login starts its own.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                message,
+            }) => {
+                return Err(BackendError::StartContainer {
+                    image: settings.image.clone(),
+                    reason: "the pooled container is gone".to_owned(),
+                    source: Some(message.into()),
+                })
+            }
+            // Only the name is off: the login still gets its fresh container.
+            Err(e) => tracing::debug!(
+                container = %id,
+                error = &e as &dyn std::error::Error,
+                "naming a pooled container"
+            ),
+        }
+        let timeout = settings.timeouts.command_start;
+        let set_up = async {
+            let user = match &ctx.identity {
+                Some(identity) => {
+                    crate::identity::set_up(&engine, &id, identity, timeout).await?;
+                    Some(identity.user_spec())
+                }
+                None => None,
+            };
+            crate::files::write_all(&engine, &id, &ctx.files, user.as_deref(), timeout).await
+        };
+        match set_up.await {
+            Ok(()) => Ok(Self {
+                engine,
+                settings,
+                id,
+                lifeline: Mutex::new(Some(lifeline)),
+                agent_installed: OnceCell::new(),
+                streams,
+                greeting: std::sync::Mutex::new(None),
+                identity: ctx.identity.clone(),
+                login_env: ctx.environment.clone(),
+            }),
+            Err(e) => {
+                drop(lifeline);
                 remove(&engine, &id).await;
                 Err(e)
             }
@@ -176,6 +249,8 @@ impl ConnectionContainer {
             user = Some(identity.user_spec());
             prelude = identity.prelude(spec.tty.is_some());
         }
+        // Below the rest, as the container's own environment would be.
+        env.splice(0..0, self.login_env.iter().cloned());
         exec::start(
             &self.engine,
             ExecRequest {

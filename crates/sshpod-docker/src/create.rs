@@ -59,6 +59,32 @@ pub(crate) async fn create<'a>(
     })
 }
 
+/// Creates the container `name` in a start slot already held (the warm pool's). When the
+/// image is missing and may be pulled, the slot is given back (a login may take it), the
+/// image is pulled, and `None` says to try again. Nothing exists on error or `None`.
+pub(crate) async fn create_in_slot<'a>(
+    engine: &'a Engine,
+    settings: &Settings,
+    (name, mut body): (String, ContainerCreateBody),
+    slot: SemaphorePermit<'a>,
+) -> Result<Option<Created<'a>>, BackendError> {
+    match create_once(engine, settings, &name, &mut body).await {
+        Ok(created) => Ok(Some(Created {
+            id: created.id,
+            slot,
+        })),
+        Err(e) if image::is_missing_image(&e) => match settings.pull_policy {
+            PullPolicy::Never => Err(image::missing_and_not_pulled(settings)),
+            PullPolicy::IfNotPresent | PullPolicy::Always => {
+                drop(slot);
+                image::pull(engine, settings).await?;
+                Ok(None)
+            }
+        },
+        Err(e) => Err(settings.start_error_engine(e)),
+    }
+}
+
 /// A start slot, waited for at most `containerStart` (in connection mode the whole start is
 /// bounded by it too; in session mode this is what bounds the wait).
 async fn start_slot<'a>(

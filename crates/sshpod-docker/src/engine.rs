@@ -58,6 +58,12 @@ impl Engine {
             .map_err(|e| BackendError::Engine(Box::new(e)))
     }
 
+    /// A turn to start a container if one is free and no one waits for it: the warm pool's
+    /// refills take turns only so, and never delay a login's own start.
+    pub(crate) fn try_start_permit(&self) -> Option<SemaphorePermit<'_>> {
+        self.inner.starts.try_acquire().ok()
+    }
+
     /// The directory for process streams that bypass the engine, while the engine sees it.
     pub(crate) fn local_streams(&self) -> Option<&StreamRoot> {
         self.inner

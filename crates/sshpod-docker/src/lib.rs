@@ -20,6 +20,7 @@ mod identity;
 mod image;
 mod local_streams;
 mod orphans;
+mod pool;
 mod requests;
 mod session;
 mod settings;
@@ -30,7 +31,7 @@ use std::sync::Arc;
 
 use bollard::models::{ContainerCreateBody, HostConfig, Mount};
 use bollard::Docker;
-use sshpod_config::{DockerConfig, ExecutionMode, HomesConfig};
+use sshpod_config::{DockerConfig, ExecutionMode, HomesConfig, IdentityConfig};
 use sshpod_core::per_user::{Claim, PerUser};
 use sshpod_core::{
     Backend, BackendError, ConnectionContext, Container, Lifecycle, NotPossible, Process,
@@ -63,6 +64,8 @@ pub struct DockerBackend {
     homes: Arc<HomesConfig>,
     /// `mode: user`: each user's container, shared by their connections.
     users: PerUser<ConnectionContainer>,
+    /// Containers started ahead of logins (`pool`), when configured and usable.
+    pool: Option<pool::Pool>,
 }
 
 impl DockerBackend {
@@ -151,6 +154,7 @@ impl DockerBackend {
             users: PerUser::new(HomesConfig::default().grace_period, lifecycle.clone()),
             requests,
             lifecycle,
+            pool: None,
         })
         .inspect(Self::sweep_now_and_then)
     }
@@ -184,6 +188,50 @@ impl DockerBackend {
         self.users = PerUser::new(homes.grace_period, self.lifecycle.clone());
         self.homes = Arc::new(homes);
         self
+    }
+
+    /// Keeps the warm pool of `config` (`pool`), when on, for logins that may claim from it
+    /// (see [`sshpod_core::pool::Skip`]). Call after [`DockerBackend::with_homes`]: with homes
+    /// or extra mounts, a fixed container name, a hostname for every login or a mode other than
+    /// `connection`, no login could use it, and there is none (a warning says why).
+    /// `identity` is the file's: members are prepared for its setup.
+    pub fn with_pool(
+        mut self,
+        config: &sshpod_config::PoolConfig,
+        identity: &IdentityConfig,
+    ) -> Self {
+        if !config.enabled() {
+            return self;
+        }
+        let unusable = if self.settings.mode != ExecutionMode::Connection {
+            Some("`docker.execution.mode` is not `connection`")
+        } else if !self.settings.has_generated_names() {
+            Some("`docker.execution.containername` names every container alike")
+        } else if self.homes.enable || !self.homes.extra_mounts.is_empty() {
+            Some("`homes` mounts volumes per user")
+        } else if !identity.hostname.is_empty() {
+            Some("`identity.hostname` names every container after its login")
+        } else {
+            None
+        };
+        if let Some(reason) = unusable {
+            tracing::warn!(reason, "the warm pool is off: no login could use it");
+            return self;
+        }
+        self.pool = Some(pool::spawn(
+            self.engine.clone(),
+            Arc::clone(&self.settings),
+            &self.instance,
+            config,
+            identity,
+            &self.lifecycle,
+        ));
+        self
+    }
+
+    /// The warm pool's counts (shared; read at each scrape), when there is a pool.
+    pub fn pool_stats(&self) -> Option<Arc<sshpod_core::pool::PoolStats>> {
+        self.pool.as_ref().map(pool::Pool::stats)
     }
 
     /// The users' volumes (homes and per-user extra mounts) on the engine, of `user` only when
@@ -251,7 +299,35 @@ impl DockerBackend {
                 claim: tokio::sync::Mutex::new(Some(claim)),
             }));
         }
+        if let Some(member) = self.claim_from_pool(ctx) {
+            let claimed = ConnectionContainer::claimed(
+                self.engine.clone(),
+                Arc::clone(&self.settings),
+                member,
+                ctx,
+            )
+            .await;
+            match claimed {
+                Ok(container) => return Ok(DockerContainer(Mode::Connection(container))),
+                // The member died or its setup failed: the login starts its own.
+                Err(e) => tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "a pooled container could not be used"
+                ),
+            }
+        }
         self.start(settings, homes, ctx).await
+    }
+
+    /// A pooled member for this login, unless there is no pool, the login must skip it (see
+    /// [`sshpod_core::pool::Skip`]) or none is ready.
+    fn claim_from_pool(&self, ctx: &ConnectionContext) -> Option<pool::Member> {
+        let pool = self.pool.as_ref()?;
+        if let Some(skip) = sshpod_core::pool::Skip::for_login(ctx) {
+            pool.skipped(skip);
+            return None;
+        }
+        pool.claim()
     }
 
     /// Starts the container(s) of one connection (or the user container its claim starts)

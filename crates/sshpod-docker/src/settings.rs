@@ -155,6 +155,11 @@ impl Settings {
         }
     }
 
+    /// Whether each container gets a name of its own (`containername` is not set).
+    pub(crate) fn has_generated_names(&self) -> bool {
+        self.container_name.is_empty()
+    }
+
     /// The program and arguments for a session's command.
     pub(crate) fn argv(&self, command: &Command) -> Result<Vec<String>, BackendError> {
         CommandTable {

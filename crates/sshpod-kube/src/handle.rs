@@ -95,6 +95,12 @@ impl PodHandle {
         self
     }
 
+    /// Gives every process `environment` (a pooled pod's, once a login claimed it).
+    pub(crate) fn with_environment(mut self, environment: Vec<(String, String)>) -> Self {
+        self.environment = environment;
+        self
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.name
     }

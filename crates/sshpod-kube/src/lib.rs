@@ -36,6 +36,7 @@ mod limiter;
 mod orphans;
 mod persistent;
 mod pod;
+mod pool;
 mod remote;
 mod requests;
 mod session;
@@ -80,6 +81,9 @@ pub struct KubeBackend {
     users: PerUser<PodHandle>,
     /// Where the user pods' grace timers run; stopped (pods deleted) at shutdown.
     users_lifecycle: Lifecycle,
+    /// Pods started ahead of logins (`pool`), when configured and usable; kept on a child of
+    /// `users_lifecycle`, so they are deleted at shutdown before the Lease is released.
+    pool: Option<pool::Pool>,
 }
 
 impl KubeBackend {
@@ -145,6 +149,7 @@ impl KubeBackend {
             homes: Arc::new(HomesConfig::default()),
             users: PerUser::new(HomesConfig::default().grace_period, users_lifecycle.clone()),
             users_lifecycle,
+            pool: None,
         })
     }
 
@@ -154,6 +159,60 @@ impl KubeBackend {
         self.users = PerUser::new(homes.grace_period, self.users_lifecycle.clone());
         self.homes = Arc::new(homes);
         self
+    }
+
+    /// Keeps the warm pool of `config` (`pool`), when on, for logins that may claim from it
+    /// (see [`sshpod_core::pool::Skip`]). Call after [`KubeBackend::with_homes`]: with homes
+    /// or extra mounts, `identity` (which shapes the pod's security context per user) or a
+    /// mode other than `connection`, no login could use it, and there is none (a warning says
+    /// why).
+    pub fn with_pool(
+        mut self,
+        config: &sshpod_config::PoolConfig,
+        identity: &sshpod_config::IdentityConfig,
+    ) -> Self {
+        if !config.enabled() {
+            return self;
+        }
+        let unusable = if self.config.pod.mode != PodMode::Connection {
+            Some("`kubernetes.pod.mode` is not `connection`")
+        } else if self.homes.enable || !self.homes.extra_mounts.is_empty() {
+            Some("`homes` mounts volumes per user")
+        } else if identity.enable || !identity.hostname.is_empty() {
+            Some("`identity` shapes each pod for its user")
+        } else {
+            None
+        };
+        if let Some(reason) = unusable {
+            tracing::warn!(reason, "the warm pool is off: no login could use it");
+            return self;
+        }
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.config.pod.namespace());
+        let owner = self.owner_for(&self.config);
+        self.pool = Some(pool::spawn(
+            pods,
+            Arc::clone(&self.config),
+            owner,
+            config,
+            &self.users_lifecycle.child(),
+        ));
+        self
+    }
+
+    /// The warm pool's counts (shared; read at each scrape), when there is a pool.
+    pub fn pool_stats(&self) -> Option<Arc<sshpod_core::pool::PoolStats>> {
+        self.pool.as_ref().map(pool::Pool::stats)
+    }
+
+    /// A pooled pod for this login, unless there is no pool, the login must skip it or none is
+    /// ready.
+    fn claim_from_pool(&self, ctx: &ConnectionContext) -> Option<PodHandle> {
+        let pool = self.pool.as_ref()?;
+        if let Some(skip) = sshpod_core::pool::Skip::for_login(ctx) {
+            pool.skipped(skip);
+            return None;
+        }
+        pool.claim()
     }
 
     /// The connections' API requests by kind so far, for the whole process (the metrics read
@@ -241,7 +300,25 @@ impl Backend for KubeBackend {
         let start_limit = config.timeouts.pod_start;
         let kind = match config.pod.mode {
             PodMode::Connection => {
-                Kind::Pod(connection::start(pods, config, &owner, ctx, &volumes).await?)
+                let claimed = match self.claim_from_pool(ctx) {
+                    Some(member) => pool::adopt(member, ctx)
+                        .await
+                        .inspect_err(|e| {
+                            // The member died or its setup failed: the login starts its own.
+                            tracing::warn!(
+                                error = e as &dyn std::error::Error,
+                                "a pooled pod could not be used"
+                            );
+                        })
+                        .ok(),
+                    None => None,
+                };
+                match claimed {
+                    Some(handle) => Kind::Pod(handle),
+                    None => {
+                        Kind::Pod(connection::start(pods, config, &owner, ctx, &volumes).await?)
+                    }
+                }
             }
             PodMode::User => {
                 let claim = self

@@ -76,7 +76,9 @@ pub(crate) async fn run(
                         config.docker.connection.host
                     )
                 })?;
-            let backend = backend.with_homes(config.homes.clone());
+            let backend = backend
+                .with_homes(config.homes.clone())
+                .with_pool(&config.pool, &config.identity);
             tracing::info!(
                 code = log_codes::BACKEND_CONNECTED,
                 instance = backend.instance(),
@@ -85,6 +87,9 @@ pub(crate) async fn run(
             if let Some(metrics) = &endpoints.metrics {
                 let requests = backend.engine_requests();
                 metrics.count_api_requests(move || requests.snapshot());
+                if let Some(pool) = backend.pool_stats() {
+                    metrics.watch_pool(move || pool.snapshot());
+                }
             }
             serve(
                 config, socket, backend, identity, endpoints, &lifecycle, operations,
@@ -96,7 +101,9 @@ pub(crate) async fn run(
             let backend = KubeBackend::connect(&config.kubernetes, seat.as_deref(), &lifecycle)
                 .await
                 .context("connecting to the Kubernetes API server")?;
-            let backend = backend.with_homes(config.homes.clone());
+            let backend = backend
+                .with_homes(config.homes.clone())
+                .with_pool(&config.pool, &config.identity);
             tracing::info!(
                 code = log_codes::BACKEND_CONNECTED,
                 instance = backend.instance(),
@@ -106,6 +113,9 @@ pub(crate) async fn run(
             if let Some(metrics) = &endpoints.metrics {
                 let requests = backend.api_requests();
                 metrics.count_api_requests(move || requests.snapshot());
+                if let Some(pool) = backend.pool_stats() {
+                    metrics.watch_pool(move || pool.snapshot());
+                }
             }
             serve(
                 config, socket, backend, identity, endpoints, &lifecycle, operations,

@@ -8,6 +8,7 @@
 //! [`labels::MAX_IMAGES`]; the rest count under `other`.
 
 mod labels;
+mod pool;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -50,6 +51,9 @@ pub struct Metrics {
     api_requests: std::sync::OnceLock<ApiRequestSource>,
     /// Where the recorder's backlog comes from, when connections are recorded.
     audit_backlog: std::sync::OnceLock<AuditBacklogSource>,
+    /// The warm pool's metrics and where its counts come from, when there is a pool.
+    pool: pool::PoolMetrics,
+    pool_source: std::sync::OnceLock<pool::PoolSource>,
 }
 
 /// Reads the recorder's backlog: bytes queued for its writer, and entries waiting for upload
@@ -165,6 +169,8 @@ impl Metrics {
         };
         let mut registry = Registry::default();
         families.register(&mut registry);
+        let pool = pool::PoolMetrics::default();
+        pool.register(&mut registry);
         Self {
             registry,
             families,
@@ -173,7 +179,17 @@ impl Metrics {
             connections: Mutex::default(),
             api_requests: std::sync::OnceLock::new(),
             audit_backlog: std::sync::OnceLock::new(),
+            pool,
+            pool_source: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Reports the warm pool's counts from `source`, read at each scrape. Set once.
+    pub fn watch_pool(
+        &self,
+        source: impl Fn() -> sshpod_core::pool::PoolSnapshot + Send + Sync + 'static,
+    ) {
+        let _ = self.pool_source.set(Box::new(source));
     }
 
     /// Reports the recorder's backlog from `source`, read at each scrape. Set once.
@@ -216,6 +232,9 @@ impl Metrics {
             self.families
                 .audit_pending_uploads
                 .set(gauge(pending.unwrap_or(0)));
+        }
+        if let Some(source) = self.pool_source.get() {
+            self.pool.update(&source());
         }
         let mut text = String::new();
         // Writing into a String cannot fail.

@@ -407,3 +407,22 @@ fn the_recorder_s_backlog_is_read_at_each_scrape() {
     assert_eq!(value(&metrics, "sshpod_audit_queued_bytes"), Some(4096.0));
     assert_eq!(value(&metrics, "sshpod_audit_pending_uploads"), Some(3.0));
 }
+
+#[test]
+fn the_pool_s_counts_are_read_at_each_scrape() {
+    let metrics = metrics();
+    assert_eq!(value(&metrics, "sshpod_pool_ready"), Some(0.0));
+    let stats = Arc::new(sshpod_core::pool::PoolStats::default());
+    let source = Arc::clone(&stats);
+    metrics.watch_pool(move || source.snapshot());
+    stats.set_size(3, 5);
+    stats.claimed();
+    stats.skipped(sshpod_core::pool::Skip::ConfigServer);
+    assert_eq!(value(&metrics, "sshpod_pool_ready"), Some(3.0));
+    assert_eq!(value(&metrics, "sshpod_pool_target"), Some(5.0));
+    assert_eq!(value(&metrics, "sshpod_pool_claims_total"), Some(1.0));
+    let config_server = r#"sshpod_pool_misses_total{reason="config_server"}"#;
+    assert_eq!(value(&metrics, config_server), Some(1.0));
+    stats.claimed();
+    assert_eq!(value(&metrics, "sshpod_pool_claims_total"), Some(2.0));
+}
