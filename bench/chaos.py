@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import atexit
 import datetime as dt
+import errno
 import hashlib
 import json
 import os
@@ -96,6 +97,7 @@ DOCUMENTED = [
     r"sshpod: cannot connect to \S+ inside your container",
     r"sshpod: cannot set up your user",
     r"Connection timed out",
+    r"^Connection closed$",  # sftp, when its ssh ends
     r"banner exchange",
 ]
 DOCUMENTED_RE = [re.compile(p) for p in DOCUMENTED]
@@ -113,6 +115,10 @@ def say(text: str) -> None:
 
 class Unexplained(Exception):
     """A scenario's outcome that no fault and no documented message explains."""
+
+
+class Ended(Exception):
+    """A command ended without success; the message is what its stderr said."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,9 +344,25 @@ class Context:
         self.cycle = cycle
         self.rng = rng
         self.instance = instance
+        self.starts = instance.starts
         self.token = f"chaos-{rng.getrandbits(48):012x}"
         self.tmp = run.work / "client" / f"c{cycle}"
         self.tmp.mkdir(parents=True)
+
+    def killed(self) -> bool:
+        """True when the cycle's instance was killed (or is restarting) since the cycle began."""
+        return self.instance.starts != self.starts or self.instance.lock.locked()
+
+    def explain(self, text: str) -> bool:
+        """True when a failure is explained: a documented message, or nothing said at all by a
+        client whose instance was killed meanwhile. Unknown lines are recorded."""
+        if self.run.ledger.classify(text):
+            return True
+        if not text.strip() and self.killed():
+            with self.run.ledger.lock:
+                self.run.ledger.messages["(nothing: its instance was killed meanwhile)"] += 1
+            return True
+        return False
 
     def client(self, port: int | None = None, **kw: Any) -> h.Client:
         kw.setdefault("key", self.run.keys["alice"])
@@ -360,7 +382,7 @@ def expect_ok(ctx: Context, result: h.Result, what: str) -> bool:
     """True when the client succeeded; otherwise the failure is classified and False returned."""
     if result.returncode == 0:
         return True
-    found = ctx.run.ledger.classify(result.stderr)
+    found = ctx.explain(result.stderr)
     if not found:
         raise Unexplained(f"{what}: rc={result.returncode} stderr={result.stderr[-500:]!r}")
     return False
@@ -381,7 +403,7 @@ def sc_wrong_key(ctx: Context) -> str:
     result = ctx.client(key=ctx.run.keys["stranger"]).ssh("true", timeout=OP_TIMEOUT)
     if result.returncode == 0:
         raise Unexplained("a stranger's key logged in")
-    found = ctx.run.ledger.classify(result.stderr)
+    found = ctx.explain(result.stderr)
     if not found:
         raise Unexplained(f"wrong key: {result.stderr[-300:]!r}")
     return "refused"
@@ -392,7 +414,7 @@ def sc_unknown_user(ctx: Context) -> str:
     result = ctx.client(user=user).ssh("true", timeout=OP_TIMEOUT)
     if result.returncode == 0:
         raise Unexplained(f"unknown user {user} logged in")
-    if not ctx.run.ledger.classify(result.stderr):
+    if not ctx.explain(result.stderr):
         raise Unexplained(f"unknown user: {result.stderr[-300:]!r}")
     return "refused"
 
@@ -406,9 +428,9 @@ async def _asyncssh_connect(ctx: Context):
 
 def _asyncssh_failure(ctx: Context, exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, (ConnectionRefusedError, ConnectionResetError, BrokenPipeError)):
-        text = "Connection refused" if isinstance(exc, ConnectionRefusedError) else "Connection reset by peer"
-    if not ctx.run.ledger.classify(text):
+    if isinstance(exc, OSError) and exc.errno in (errno.ECONNREFUSED, errno.ECONNRESET):
+        text = "Connection refused" if exc.errno == errno.ECONNREFUSED else "Connection reset by peer"
+    if not ctx.explain(text):
         raise Unexplained(f"asyncssh: {text}")
     return "failed"
 
@@ -448,11 +470,9 @@ def sc_exec_stdin(ctx: Context) -> str:
         async with await _asyncssh_connect(ctx) as conn:
             result = await asyncio.wait_for(
                 conn.run(f": {ctx.token}; sha256sum", input=data, encoding=None), OP_TIMEOUT)
-            if result.exit_status is None and result.exit_signal is None:
-                raise ConnectionError(f"ended without a status: {result.stderr!r}")
             if result.exit_status != 0:
-                ctx.run.ledger.classify((result.stderr or b"").decode(errors="replace"))
-                raise ConnectionError(f"exit {result.exit_status}: {result.stderr!r}")
+                # No status at all: the connection ended under it (what stderr says explains it).
+                raise Ended((result.stderr or b"").decode(errors="replace"))
             ctx.run.ledger.logged_in(ctx.token, ctx.instance.name, "exec-stdin")
             got = result.stdout.split()[0].decode()
             if got != sha256(data):
@@ -462,9 +482,9 @@ def sc_exec_stdin(ctx: Context) -> str:
         return asyncio.run(go())
     except Unexplained:
         raise
-    except ConnectionError as exc:
-        if not ctx.run.ledger.classify(str(exc)):
-            raise Unexplained(f"exec-stdin: {exc}") from None
+    except Ended as exc:
+        if not ctx.explain(str(exc)):
+            raise Unexplained(f"exec-stdin: ended without success, stderr {str(exc)[-300:]!r}") from None
         return "failed"
     except Exception as exc:  # noqa: BLE001 - classified
         if isinstance(exc, asyncio.TimeoutError):
@@ -539,7 +559,7 @@ def sc_forward(ctx: Context) -> str:
         body = h.wait_until(answer, OP_TIMEOUT, "an answer through ssh -L", interval=0.2)
         if body == b"exited":
             err.seek(0)
-            if not ctx.run.ledger.classify(err.read().decode(errors="replace")):
+            if not ctx.explain(err.read().decode(errors="replace")):
                 raise Unexplained(f"forward: ssh exited with {proc.returncode}")
             return "failed"
         ctx.run.ledger.logged_in(ctx.token, ctx.instance.name, "forward")
@@ -566,7 +586,7 @@ def sc_kill_mid_transfer(ctx: Context) -> str:
         proc.kill()
         proc.wait(30)
         rest = proc.stderr.read().decode(errors="replace")
-        if ctx.run.ledger.classify(rest):
+        if ctx.explain(rest):
             return "failed"
         raise Unexplained(f"kill-mid-transfer: no start ({exc}) {rest[-300:]!r}") from None
     if ctx.token.encode() in line:
@@ -594,7 +614,7 @@ def sc_kill_mid_transfer(ctx: Context) -> str:
         watchdog.cancel()
     if proc.poll() is not None and moved < want:
         rest = proc.stderr.read().decode(errors="replace")
-        if not ctx.run.ledger.classify(rest):
+        if not ctx.explain(rest):
             raise Unexplained(f"kill-mid-transfer: the transfer stopped at {moved} bytes: {rest[-300:]!r}")
         return "failed"
     proc.kill()
@@ -613,7 +633,7 @@ def sc_drop_without_fin(ctx: Context) -> str:
         proc.kill()
         proc.wait(30)
         rest = proc.stderr.read().decode(errors="replace")
-        if ctx.run.ledger.classify(rest):
+        if ctx.explain(rest):
             return "failed"
         raise Unexplained(f"drop-without-fin: no start ({exc}) {rest[-300:]!r}") from None
     if ctx.token.encode() in line:
@@ -656,6 +676,7 @@ class Chaos:
         self.keys: dict[str, Path] = {}
         self.done = 0
         self.done_cond = threading.Condition()
+        self.stop = threading.Event()  # set when the clients ended: faults end with them
         self.books: list[tuple[str, str, bool]] = []  # (what, figure, balanced)
 
     def track(self, proc: subprocess.Popen) -> None:
@@ -696,7 +717,7 @@ class Chaos:
             config["backend"] = "kubernetes"
             config["kubernetes"] = {"connection": {"kubeconfig": str(self.kube.kubeconfig)},
                                     "pod": {"metadata": {"labels": {LABEL: self.run_id}}},
-                                    "timeouts": {"instanceLease": "5s"}}
+                                    "timeouts": {"instanceLease": "15s"}}
         if not self.args.no_s3:
             self.store = Store(self.work)
         # sshpod's temporary files go here (after kube-sim and moto started: theirs do not).
@@ -749,7 +770,7 @@ class Chaos:
         say(f"plan: {len(cycles)} cycles, {len(faults)} faults, {self.args.clients} clients at a time")
         next_cycle = iter(enumerate(cycles))
         lock = threading.Lock()
-        stop = threading.Event()
+        stop = self.stop
 
         def worker() -> None:
             while not stop.is_set():
@@ -811,29 +832,28 @@ class Chaos:
         self.ledger.faults[kind] += 1
         if kind == "kill-9":
             instance = rng.choice(self.instances)
-            say(f"fault: kill -9 {instance.name}")
+            say(f"after cycle {self.done}, fault: kill -9 {instance.name}")
             instance.kill9()
             self.warm_up(instance, settle=False)
         elif kind == "freeze-engine":
             seconds = rng.uniform(1, 4)
-            say(f"fault: dockerd frozen for {seconds:.1f} s")
+            say(f"after cycle {self.done}, fault: dockerd frozen for {seconds:.1f} s")
             pid = int(subprocess.run(["pgrep", "-o", "-x", "dockerd"], capture_output=True, text=True,
                                      check=True).stdout.split()[0])
             FROZEN.freeze(pid, seconds)
         elif kind == "freeze-kube-sim":
             seconds = rng.uniform(1, 4)
-            say(f"fault: kube-sim frozen for {seconds:.1f} s")
+            say(f"after cycle {self.done}, fault: kube-sim frozen for {seconds:.1f} s")
             FROZEN.freeze(self.kube.proc.pid, seconds)
         elif kind == "s3-down":
             assert self.store is not None
             cycles = rng.randint(3, 10)
-            say(f"fault: the S3 store out of reach for {cycles} cycles")
+            say(f"after cycle {self.done}, fault: the S3 store out of reach for {cycles} cycles")
             self.store.relay.cut()
             target = self.done + cycles
             with self.done_cond:
-                while self.done < target:
-                    if not self.done_cond.wait(OP_TIMEOUT):
-                        break
+                while self.done < target and not self.stop.is_set():
+                    self.done_cond.wait(OP_TIMEOUT)
             self.store.relay.resume()
 
     # the books ----------------------------------------------------------------------------
@@ -889,6 +909,9 @@ class Chaos:
         # With every instance running: what the normal paths must remove.
         thing = "containers" if self.backend == "docker" else "pods"
         self.wait_book(f"{thing} left", self.leftovers)
+        if self.backend == "kube":
+            import kubesim
+            self.wait_book("kube-sim's containers left", lambda: kubesim.docker_ids("container", self.kube.instance))
         if self.backend == "docker":
             self.wait_book("stream directories left",
                            lambda: h.connection_stream_dirs(self.stream_dir) if self.stream_dir.is_dir() else [])
