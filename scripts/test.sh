@@ -40,3 +40,5 @@ export SSHPOD_BIN="${SSHPOD_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/ss
 export KUBE_SIM_BIN="${KUBE_SIM_BIN:-${CARGO_TARGET_DIR:-$REPO_ROOT/target}/debug/kube-sim}"
 # One invocation; both directories share the e2e settings (timeouts, no cache).
 "$REPO_ROOT/.venv/bin/pytest" -c tests/e2e/pytest.ini --rootdir tests tests/e2e tests/kube_sim -v "$@"
+log "chaos run (bench/chaos, short and seeded): nothing left behind, nothing lost"
+"$REPO_ROOT/bench/chaos" --cycles 40 --seed 1 --sshpod "$SSHPOD_BIN"

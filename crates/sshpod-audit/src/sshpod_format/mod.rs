@@ -500,7 +500,9 @@ fn file_op(op: FileOp) -> (&'static str, Map<String, Value>) {
 
 /// Closes a recording left by an instance that stopped without finishing it: cuts a last line
 /// the crash left half-written, writes the digests of its data files and an `end` line saying
-/// it was interrupted. Returns the digest.
+/// it was interrupted. Returns the digest. A recording whose `end` line was written (the
+/// instance died before it could mark the recording complete) is left as it is: a line after
+/// the end would break it.
 pub fn recover(dir: &Path) -> io::Result<String> {
     let path = dir.join(EVENTS);
     let mut log = fs::read(&path)?;
@@ -517,6 +519,9 @@ pub fn recover(dir: &Path) -> io::Result<String> {
     let mut digested = Vec::new();
     if let Some(last) = log.split(|&b| b == b'\n').rfind(|l| !l.is_empty()) {
         if let Ok(Value::Object(line)) = serde_json::from_slice::<Value>(last) {
+            if line.get("kind") == Some(&json!("end")) {
+                return Ok(head);
+            }
             for key in ["connection", "remote", "user"] {
                 if let Some(value) = line.get(key) {
                     template.insert(key.to_owned(), value.clone());
@@ -573,4 +578,89 @@ pub fn recover(dir: &Path) -> io::Result<String> {
     add("end", fields)?;
     file.sync_all()?;
     Ok(chain.head().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use sshpod_core::ConnectionId;
+
+    use super::*;
+
+    const ID: &str = "0123456789abcdef0123456789abcdef";
+
+    fn event(ms: u64, kind: EventKind) -> Item {
+        let remote: SocketAddr = match "192.0.2.7:50022".parse() {
+            Ok(addr) => addr,
+            Err(e) => panic!("{e}"),
+        };
+        Item::Event(Event {
+            seq: ms,
+            at: UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + ms),
+            connection: ConnectionId::random(),
+            remote,
+            user: None,
+            channel: None,
+            kind,
+        })
+    }
+
+    /// A recording of a connection that closed, finished (with its `end`) when `finish`.
+    fn recorded(root: &Path, finish: bool) -> PathBuf {
+        let written =
+            SshpodWriter::create(root, ID, AuditIntercept::default()).and_then(|mut w| {
+                w.write(&event(1, EventKind::SessionEnded { reason: None }))?;
+                w.write(&event(2, EventKind::Closed))?;
+                if finish {
+                    w.finish(UNIX_EPOCH + Duration::from_secs(1_700_000_001))?;
+                }
+                Ok(())
+            });
+        if let Err(e) = written {
+            panic!("recording: {e}");
+        }
+        root.join(ID)
+    }
+
+    fn read(dir: &Path) -> Vec<u8> {
+        fs::read(dir.join(EVENTS)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn ends(log: &[u8]) -> usize {
+        let needle = br#""kind":"end","#;
+        log.split(|&b| b == b'\n')
+            .filter(|line| line.windows(needle.len()).any(|w| w == needle))
+            .count()
+    }
+
+    #[test]
+    fn a_recording_killed_after_its_end_line_is_kept_as_it_is() {
+        // Regression (bench/chaos, seed 7): sshpod was killed after writing a recording's
+        // `end` and before marking it complete; the next start added a second `end`, and
+        // `sshpod audit verify` then failed the recording ("follows the end line").
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = recorded(root.path(), true);
+        let before = read(&dir);
+        let head = recover(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let after = read(&dir);
+        assert_eq!(after, before);
+        assert_eq!(ends(&after), 1);
+        let verified = chain::verify(&after).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(verified.0, head);
+    }
+
+    #[test]
+    fn a_recording_killed_before_its_end_gets_one_end_once() {
+        let root = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dir = recorded(root.path(), false);
+        recover(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let once = read(&dir);
+        assert_eq!(ends(&once), 1);
+        assert!(String::from_utf8_lossy(&once).contains(r#""interrupted":true"#));
+        // A crash after the recovery and before its state was written: recovered again.
+        recover(&dir).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read(&dir), once);
+    }
 }
