@@ -582,12 +582,9 @@ def sc_forward(ctx: Context) -> str:
         err.close()
 
 
-def sc_kill_mid_transfer(ctx: Context) -> str:
-    upload = ctx.rng.random() < 0.5
-    # The token first on stdout: stderr could wait behind a window full of stdout.
-    command = f"echo {ctx.token}; " + ("cat > /dev/null" if upload else "cat /dev/zero")
-    proc = ctx.client().popen(command, stdin=subprocess.PIPE if upload else subprocess.DEVNULL,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def started(ctx: Context, proc: subprocess.Popen, scenario: str) -> bool:
+    """Waits for the session's first line (the token the command echoes first) and records the
+    login; False when the client failed with a documented message (it is then ended)."""
     ctx.run.track(proc)
     try:
         line = h.read_line(proc.stdout, OP_TIMEOUT)
@@ -596,10 +593,21 @@ def sc_kill_mid_transfer(ctx: Context) -> str:
         proc.wait(30)
         rest = proc.stderr.read().decode(errors="replace")
         if ctx.explain(rest):
-            return "failed"
-        raise Unexplained(f"kill-mid-transfer: no start ({exc}) {rest[-300:]!r}") from None
+            return False
+        raise Unexplained(f"{scenario}: no start ({exc}) {rest[-300:]!r}") from None
     if ctx.token.encode() in line:
-        ctx.run.ledger.logged_in(ctx.token, ctx.instance.name, "kill-mid-transfer")
+        ctx.run.ledger.logged_in(ctx.token, ctx.instance.name, scenario)
+    return True
+
+
+def sc_kill_mid_transfer(ctx: Context) -> str:
+    upload = ctx.rng.random() < 0.5
+    # The token first on stdout: stderr could wait behind a window full of stdout.
+    command = f"echo {ctx.token}; " + ("cat > /dev/null" if upload else "cat /dev/zero")
+    proc = ctx.client().popen(command, stdin=subprocess.PIPE if upload else subprocess.DEVNULL,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if not started(ctx, proc, "kill-mid-transfer"):
+        return "failed"
     want = ctx.rng.randint(64 * 1024, 8 * MiB)
     moved = 0
     # A transfer that stops moving is killed by this watchdog and counted as hung.
@@ -635,18 +643,8 @@ def sc_drop_without_fin(ctx: Context) -> str:
     relay = h.TcpProxy(ctx.instance.port)
     ctx.run.relays.append(relay)
     proc = ctx.client(port=relay.port).popen(f"echo {ctx.token}; exec sleep 600")
-    ctx.run.track(proc)
-    try:
-        line = h.read_line(proc.stdout, OP_TIMEOUT)
-    except (AssertionError, h.WaitTimeout) as exc:
-        proc.kill()
-        proc.wait(30)
-        rest = proc.stderr.read().decode(errors="replace")
-        if ctx.explain(rest):
-            return "failed"
-        raise Unexplained(f"drop-without-fin: no start ({exc}) {rest[-300:]!r}") from None
-    if ctx.token.encode() in line:
-        ctx.run.ledger.logged_in(ctx.token, ctx.instance.name, "drop-without-fin")
+    if not started(ctx, proc, "drop-without-fin"):
+        return "failed"
     # The network dies: nothing more passes either way and no socket is closed. The relay
     # stays frozen until the books are done; the client goes, its socket held by the relay.
     relay.freeze()

@@ -79,37 +79,14 @@ impl ConnectionContainer {
             &ctx.progress,
         )
         .await?;
-        let started = async {
-            let lifeline = engine
-                .hijack(&format!("/containers/{id}/attach?stream=1&stdin=1"), "")
-                .await
-                .map_err(|e| settings.start_error("attaching to the container", e))?;
-            engine
-                .docker
-                .start_container(&id, None::<StartContainerOptions>)
-                .await
-                .map_err(|e| settings.start_error_engine(e))?;
-            Ok::<_, BackendError>(lifeline)
-        }
-        .await;
+        let started = attach_and_start(&engine, &settings, &id).await;
         drop(slot);
         let started = match started {
             Ok(lifeline) => {
                 ctx.progress.report(sshpod_core::Step::SettingUp);
-                let timeout = settings.timeouts.command_start;
-                // The user first, so that the login's files are theirs.
-                let set_up = async {
-                    let user = match &ctx.identity {
-                        Some(identity) => {
-                            crate::identity::set_up(&engine, &id, identity, timeout).await?;
-                            Some(identity.user_spec())
-                        }
-                        None => None,
-                    };
-                    crate::files::write_all(&engine, &id, &ctx.files, user.as_deref(), timeout)
-                        .await
-                };
-                set_up.await.map(|()| lifeline)
+                set_up_login(&engine, &settings, &id, ctx)
+                    .await
+                    .map(|()| lifeline)
             }
             Err(e) => Err(e),
         };
@@ -170,18 +147,7 @@ impl ConnectionContainer {
                 "naming a pooled container"
             ),
         }
-        let timeout = settings.timeouts.command_start;
-        let set_up = async {
-            let user = match &ctx.identity {
-                Some(identity) => {
-                    crate::identity::set_up(&engine, &id, identity, timeout).await?;
-                    Some(identity.user_spec())
-                }
-                None => None,
-            };
-            crate::files::write_all(&engine, &id, &ctx.files, user.as_deref(), timeout).await
-        };
-        match set_up.await {
+        match set_up_login(&engine, &settings, &id, ctx).await {
             Ok(()) => Ok(Self {
                 engine,
                 settings,
@@ -323,4 +289,42 @@ pub(crate) async fn remove(engine: &Engine, id: &str) {
             "could not remove container"
         ),
     }
+}
+
+/// Attaches the lifeline (the idle command's stdin: when sshpod dies, it closes and the
+/// container ends) and starts container `id`.
+pub(crate) async fn attach_and_start(
+    engine: &Engine,
+    settings: &Settings,
+    id: &str,
+) -> Result<Hijacked, BackendError> {
+    let lifeline = engine
+        .hijack(&format!("/containers/{id}/attach?stream=1&stdin=1"), "")
+        .await
+        .map_err(|e| settings.start_error("attaching to the container", e))?;
+    engine
+        .docker
+        .start_container(id, None::<StartContainerOptions>)
+        .await
+        .map_err(|e| settings.start_error_engine(e))?;
+    Ok(lifeline)
+}
+
+/// Makes a running container the login's: its user first (so that the login's files are
+/// theirs), then the files its webhooks sent.
+async fn set_up_login(
+    engine: &Engine,
+    settings: &Settings,
+    id: &str,
+    ctx: &ConnectionContext,
+) -> Result<(), BackendError> {
+    let timeout = settings.timeouts.command_start;
+    let user = match &ctx.identity {
+        Some(identity) => {
+            crate::identity::set_up(engine, id, identity, timeout).await?;
+            Some(identity.user_spec())
+        }
+        None => None,
+    };
+    crate::files::write_all(engine, id, &ctx.files, user.as_deref(), timeout).await
 }

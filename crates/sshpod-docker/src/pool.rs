@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::StartContainerOptions;
 use sshpod_config::{IdentityConfig, PoolConfig};
 use sshpod_core::pool::{Starter, WarmPool};
 use sshpod_core::{labels, BackendError, ConnectionContext, ConnectionId, Identity, Lifecycle};
@@ -100,19 +99,7 @@ impl Members {
             // The image was pulled: the next turn creates the member.
             return Ok(None);
         };
-        let started = async {
-            let lifeline = engine
-                .hijack(&format!("/containers/{id}/attach?stream=1&stdin=1"), "")
-                .await
-                .map_err(|e| settings.start_error("attaching to the container", e))?;
-            engine
-                .docker
-                .start_container(&id, None::<StartContainerOptions>)
-                .await
-                .map_err(|e| settings.start_error_engine(e))?;
-            Ok::<_, BackendError>(lifeline)
-        }
-        .await;
+        let started = crate::container::attach_and_start(engine, settings, &id).await;
         drop(slot);
         match started {
             Ok(lifeline) => Ok(Some(Member {
