@@ -247,6 +247,18 @@ def test_kubernetes_logins_claim_fresh_pooled_pods_and_the_pool_refills(kube, sc
     assert pods(ks, POOL_LABEL) == [], "shutdown left pooled pods behind"
 
 
+def test_kubernetes_a_pooled_pod_deleted_behind_sshpods_back_does_not_fail_the_login(kube, scn, ks):
+    gw = kube({"pool": {"size": 1}})
+    (member,) = wait_ready_pods(ks, 1)
+    ks.kubectl("delete", "pod", member, "-n", "default", "--wait=true")
+    result = scn.client(gw).ssh("hostname")
+    assert result.returncode == 0, result
+    assert result.stdout.strip() != member, "the login was handed the deleted pod"
+    gw.wait_for_log("a pooled pod could not be used", 10)
+    assert gw.stop() == 0, gw.log
+    assert pods(ks, POOL_LABEL) == [], "shutdown left pooled pods behind"
+
+
 def test_kubernetes_pool_pods_go_after_kill_9_once_the_lease_lapses(kube, scn, ks):
     victim = kube(h.deep_merge(SHORT_LEASE, {"pool": {"size": 2}}), name="victim")
     before = wait_ready_pods(ks, 2)

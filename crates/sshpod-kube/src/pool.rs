@@ -14,6 +14,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use sshpod_config::{KubernetesConfig, PoolConfig};
+use sshpod_core::per_user::Shared as _;
 use sshpod_core::pool::{Starter, WarmPool};
 use sshpod_core::{labels, BackendError, ConnectionContext, ConnectionId, Lifecycle};
 use tokio::sync::Semaphore;
@@ -100,13 +101,23 @@ impl Starter for Members {
 }
 
 /// Makes a member this login's pod: the login's environment for each process, its files
-/// written. On error the member is deleted.
+/// written. A member that stopped running since it started (evicted, deleted by hand, its
+/// idle process ended) is refused, so the login starts its own pod rather than failing at its
+/// first command. On error the member is deleted.
 pub(crate) async fn adopt(
     member: PodHandle,
     ctx: &ConnectionContext,
 ) -> Result<PodHandle, BackendError> {
+    let image = pod::console_of(&member.config().pod).1;
+    if !member.is_alive().await {
+        member.close().await;
+        return Err(BackendError::StartContainer {
+            image,
+            reason: "the pooled pod is no longer running".to_owned(),
+            source: None,
+        });
+    }
     let handle = member.with_environment(ctx.environment.clone());
-    let image = pod::console_of(&handle.config().pod).1;
     let target = handle.target();
     let write = files::write_all_as(&target, &ctx.files, None);
     let written =
