@@ -16,7 +16,9 @@ import datetime as dt
 import json
 import os
 import platform
+import pty
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -34,6 +36,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 IMAGE = os.environ.get("SSHPOD_GUEST_IMAGE", "sshpod-guest:latest")
 LABEL = "sshpod-bench"
+# the login shell every subject starts for the time to prompt: sshpod's default
+# (`docker.execution.shellCommand`), so the shells' own start-up weighs alike
+SHELL_LINE = "if [ -x /bin/bash ]; then exec /bin/bash -l; fi; exec /bin/sh -l"
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 # The `ciphers` scenario: the client picks the cipher, and OpenSSH's picks chacha20-poly1305 unless
@@ -170,6 +175,7 @@ class Subject:
     title = ""
     ssh = True            # reached with the OpenSSH client
     sftp = True
+    logins_only = False   # measured in the login scenarios only (login, prompt, concurrency)
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
@@ -181,6 +187,15 @@ class Subject:
 
     def server_pid(self) -> int | None:
         return None
+
+    # command line that starts the subject's interactive login shell on a terminal, or None
+    # when the subject cannot show a prompt reliably
+    def shell_argv(self) -> list[str] | None:
+        return None
+
+    def await_ready(self) -> None:
+        """Waits until the subject is as ready for a login as when it started (a pool refilled);
+        untimed, before every timed login."""
 
 
 class Bench:
@@ -225,6 +240,9 @@ class SshSubject(Subject):
 
     def argv(self, remote: str, stdin: bool = False, ssh_opts: tuple[str, ...] = ()) -> list[str]:
         return ["ssh", *self.bench.ssh_options(self.port), *ssh_opts, f"{self.user}@127.0.0.1", remote]
+
+    def shell_argv(self) -> list[str] | None:
+        return ["ssh", *self.bench.ssh_options(self.port), "-tt", f"{self.user}@127.0.0.1"]
 
     def sftp_argv(self, batch: str) -> list[str]:
         opts = [o if o != "-p" else "-P" for o in self.bench.ssh_options(self.port)]
@@ -343,6 +361,7 @@ class Sshpod(SshSubject):
 
 class PooledSshpod(Sshpod):
     """sshpod with a warm pool of `size` containers (pods), full before the subject is measured."""
+    logins_only = True  # a claimed member streams like any container
 
     def __init__(self, bench: Bench, backend: str, size: int, kubeconfig: Path | None = None):
         SshSubject.__init__(self, bench)
@@ -367,7 +386,17 @@ class PooledSshpod(Sshpod):
     def start(self) -> None:
         self.metrics_port = free_port()
         super().start()
-        deadline = time.monotonic() + 300
+        if not self.pool_full(300):
+            raise RuntimeError(f"{self.name}: the pool did not fill in 300 s")
+
+    def await_ready(self) -> None:
+        # the login before took a member: measure the next one with the pool full again, as
+        # a login finds it when logins come slower than refills
+        if not self.pool_full(120):
+            log(f"  {self.name}: the pool did not refill in 120 s")
+
+    def pool_full(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
@@ -375,9 +404,9 @@ class PooledSshpod(Sshpod):
             except OSError:
                 text = ""
             if re.search(rf"^sshpod_pool_ready {self.size}$", text, re.M):
-                return
-            time.sleep(0.5)
-        raise RuntimeError(f"{self.name}: the pool did not fill in 300 s")
+                return True
+            time.sleep(0.05)
+        return False
 
 
 def pooled_subjects(bench: Bench, kubeconfig: Path) -> list[Subject]:
@@ -424,8 +453,12 @@ class OpenSsh(SshSubject):
             "Subsystem sftp /usr/lib/openssh/sftp-server",
         ]
         if self.force_command:
-            lines.append(f'ForceCommand docker run --rm -i --label {LABEL}={self.bench.run_id} {IMAGE} '
-                         f'sh -c "$SSH_ORIGINAL_COMMAND"')
+            # a command runs as `sh -c`; no command (`ssh -tt host`) gets the login shell on a
+            # terminal, like sshpod's
+            run = f"docker run --rm --label {LABEL}={self.bench.run_id}"
+            lines.append(f'ForceCommand if [ -n "$SSH_ORIGINAL_COMMAND" ]; then '
+                         f'exec {run} -i {IMAGE} sh -c "$SSH_ORIGINAL_COMMAND"; '
+                         f"else exec {run} -it {IMAGE} sh -c '{SHELL_LINE}'; fi")
         (self.dir / "sshd_config").write_text("\n".join(lines) + "\n")
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
         self.logf = open(self.dir / "sshd.log", "ab")
@@ -459,6 +492,10 @@ class DockerRun(Subject):
         return ["docker", "run", "--rm", *(["-i"] if stdin else []), "--label", f"{LABEL}={self.bench.run_id}",
                 IMAGE, "sh", "-c", remote]
 
+    def shell_argv(self) -> list[str] | None:
+        return ["docker", "run", "--rm", "-it", "--label", f"{LABEL}={self.bench.run_id}", IMAGE,
+                "sh", "-c", SHELL_LINE]
+
 
 class DockerExec(Subject):
     name = "docker-exec"
@@ -483,6 +520,9 @@ class DockerExec(Subject):
     def argv(self, remote: str, stdin: bool = False, ssh_opts: tuple[str, ...] = ()) -> list[str]:
         assert not ssh_opts, "no SSH client here"
         return ["docker", "exec", *(["-i"] if stdin else []), self.cid, "sh", "-c", remote]
+
+    def shell_argv(self) -> list[str] | None:
+        return ["docker", "exec", "-it", self.cid, "sh", "-c", SHELL_LINE]
 
 
 class Kubectl(Subject):
@@ -533,6 +573,13 @@ class Kubectl(Subject):
                                                    "--restart=Never"])
         return ["sh", "-c", f'exec {line} "bench-run-$(date +%s%N)" -- sh -c {shlex.quote(remote)}']
 
+    def shell_argv(self) -> list[str] | None:
+        if self.mode != "exec":
+            # `kubectl run -it` attaches after the pod started: the first prompt can be gone
+            # by then (kubectl says "If you don't see a command prompt, try pressing enter")
+            return None
+        return [*self.kubectl(), "exec", "-it", self.pod, "--", "sh", "-c", SHELL_LINE]
+
 
 class KubeSim:
     def __init__(self, bench: Bench):
@@ -573,12 +620,15 @@ def login_latency(subjects: list[Subject], runs: int) -> dict[str, dict]:
     and the machine drifting during the scenario (a clean-up finishing, caches warming)
     weigh on every subject alike."""
     argvs = {s.name: s.argv("true") for s in subjects}
-    for argv in argvs.values():
-        run_timed(argv)  # warm-up (caches, first connection)
+    for s in subjects:
+        s.await_ready()
+        run_timed(argvs[s.name])  # warm-up (caches, first connection)
     times: dict[str, list[float]] = {name: [] for name in argvs}
     failures = dict.fromkeys(argvs, 0)
     for _ in range(runs):
-        for name, argv in argvs.items():
+        for s in subjects:
+            name, argv = s.name, argvs[s.name]
+            s.await_ready()
             t, rc, out = run_timed(argv)
             if rc != 0:
                 failures[name] += 1
@@ -587,6 +637,68 @@ def login_latency(subjects: list[Subject], runs: int) -> dict[str, dict]:
                 times[name].append(t * 1000)
     return {name: {"runs": runs, "failures": failures[name], "median_ms": median(ts), "p99_ms": pct(ts, 99),
                    "min_ms": min(ts) if ts else None, "samples_ms": [round(t, 2) for t in ts]}
+            for name, ts in times.items()}
+
+
+def first_output(argv: list[str], timeout: float = 120) -> tuple[float | None, bytes]:
+    """Starts `argv` on a terminal of its own and returns the seconds to its first byte of
+    output (None if none came in time) and what it wrote; then types `exit` and waits for it
+    to end."""
+    master, slave = pty.openpty()
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    seen: float | None = None
+    out = bytearray()
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if not ready:
+                if proc.poll() is not None and seen is None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: every process on the terminal has gone
+                break
+            if not chunk:
+                break
+            if seen is None:
+                seen = time.perf_counter() - t0
+                os.write(master, b"exit\n")
+            out += chunk
+    finally:
+        try:
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+    return seen, bytes(out)
+
+
+def time_to_prompt(subjects: list[Subject], runs: int) -> dict[str, dict]:
+    """From starting the client to the first byte the login shell writes on its terminal
+    (`ssh -tt host`; `docker run -it`, `docker exec -it`, `kubectl exec -it` of the same login
+    shell), round-robin like the login latency."""
+    subjects = [s for s in subjects if s.shell_argv() is not None]
+    for s in subjects:
+        s.await_ready()
+        first_output(s.shell_argv())  # warm-up
+    times: dict[str, list[float]] = {s.name: [] for s in subjects}
+    failures = dict.fromkeys(times, 0)
+    for _ in range(runs):
+        for s in subjects:
+            s.await_ready()
+            seen, out = first_output(s.shell_argv())
+            if seen is None:
+                failures[s.name] += 1
+                log(f"  {s.name}: no prompt: {out[-300:]!r}")
+            else:
+                times[s.name].append(seen * 1000)
+    return {name: {"runs": runs, "failures": failures[name], "median_ms": median(ts), "p99_ms": pct(ts, 99),
+                   "samples_ms": [round(t, 2) for t in ts]}
             for name, ts in times.items()}
 
 
@@ -843,6 +955,21 @@ def report(res: dict) -> tuple[str, dict]:
                    f"{ratio(r['median_ms'], L.get('docker-run', {}).get('median_ms'))} | "
                    f"{ratio(r['median_ms'], L.get('openssh-docker-run', {}).get('median_ms'))} |")
 
+    P = res["scenarios"].get("prompt", {})
+    if P:
+        out.append(f"\n### Time to prompt (`ssh -tt host`; `docker run -it`, `docker exec -it`, `kubectl exec -it` "
+                   f"of the same login shell): client start to the shell's first byte on the terminal, "
+                   f"{res['params']['login_runs']} runs each, round-robin\n")
+        out.append("| subject | median | p99 | failures | vs OpenSSH | vs OpenSSH+ForceCommand |")
+        out.append("|---|---:|---:|---:|---:|---:|")
+        for s in S:
+            r = P.get(s)
+            if not r:
+                continue
+            out.append(f"| {s} | {fmt(r['median_ms'], 1, ' ms')} | {fmt(r['p99_ms'], 1, ' ms')} | {r['failures']} | "
+                       f"{ratio(r['median_ms'], P.get('openssh', {}).get('median_ms'))} | "
+                       f"{ratio(r['median_ms'], P.get('openssh-docker-run', {}).get('median_ms'))} |")
+
     size = res["params"]["stream_bytes"]
     out.append(f"\n### Throughput, {size // MiB} MiB through the client's stdout/stdin, "
                f"median of {res['params']['stream_runs']}\n")
@@ -1015,6 +1142,20 @@ def report(res: dict) -> tuple[str, dict]:
         d = F.get("sshpod-docker", {}).get(f"{way}_mb_s")
         t[f"Kubernetes sftp {way}: sshpod-kube >= 0.8x sshpod-docker"] = (
             verdict(k >= 0.8 * d) if k and d else None, ratio(k, d))
+    # the warm pool (issue 19)
+    o = L.get("openssh", {}).get("median_ms")
+    dp, kp = L.get("sshpod-docker-pool", {}).get("median_ms"), L.get("sshpod-kube-pool", {}).get("median_ms")
+    t["pool: sshpod-docker-pool login <= 0.25x OpenSSH+ForceCommand"] = (
+        verdict(dp <= 0.25 * fc) if dp and fc else None, ratio(dp, fc))
+    t["pool: sshpod-docker-pool login <= OpenSSH alone"] = (verdict(dp <= o) if dp and o else None, ratio(dp, o))
+    t["pool: sshpod-kube-pool login <= 0.5x OpenSSH+ForceCommand"] = (
+        verdict(kp <= 0.5 * fc) if kp and fc else None, ratio(kp, fc))
+    cp, cd = C.get("sshpod-docker-pool"), C.get("docker-run")
+    if cp and cd:
+        t[f"pool: {res['params']['concurrency']} logins at once, pool of 50: no failures, total <= docker run's"] = (
+            cp["failures"] == 0 and cp["total_s"] <= cd["total_s"],
+            f"{cp['failures']} failed, {fmt(cp['total_s'], 1)} s vs {fmt(cd['total_s'], 1)} s, "
+            f"p99 {fmt(cp['p99_ms'] / 1000 if cp['p99_ms'] else None, 1)} s")
     mk = M.get("sshpod-kube", {}).get("per_session_rss_kib")
     t["Kubernetes memory: sshpod-kube <= 64 KiB per idle session"] = (
         verdict(mk <= 64) if mk is not None else None, f"{fmt(mk, 1)} KiB (RSS)")
@@ -1083,7 +1224,7 @@ def main() -> int:
     ap.add_argument("--sshpod", type=Path)
     ap.add_argument("--kube-sim", type=Path)
     ap.add_argument("--only", default="",
-                    help="comma-separated scenarios: login,throughput,ciphers,sftp,concurrency,memory")
+                    help="comma-separated scenarios: login,prompt,throughput,ciphers,sftp,concurrency,memory")
     ap.add_argument("--subjects", default="", help="comma-separated subject names (default: all)")
     ap.add_argument("--command", default="bench/run.sh", help="how this run was started (for BENCHMARKS.md)")
     ap.add_argument("--memory-sessions", type=int, default=0,
@@ -1114,7 +1255,7 @@ def main() -> int:
         "memory_sessions": args.memory_sessions or (10 if q else 200),
     }
     scenarios = (set(filter(None, args.only.split(",")))
-                 or {"login", "throughput", "ciphers", "sftp", "concurrency", "memory"})
+                 or {"login", "prompt", "throughput", "ciphers", "sftp", "concurrency", "memory"})
 
     # SIGTERM/SIGHUP end the run the way Ctrl-C does: through the finally below
     def interrupted(signum, _frame):
@@ -1166,7 +1307,7 @@ def main() -> int:
             # first, on fresh servers: nothing allocated by earlier scenarios yet
             res["scenarios"]["memory"] = {}
             for s in subjects:
-                if not isinstance(s, SshSubject):
+                if not isinstance(s, SshSubject) or s.logins_only:
                     continue
                 log(f"memory: {s.name}, {params['memory_sessions']} idle sessions")
                 res["scenarios"]["memory"][s.name] = memory(s, params["memory_sessions"], parallel=10)
@@ -1187,7 +1328,7 @@ def main() -> int:
                 log(f"  {name}: median {fmt(r['median_ms'], 1)} ms, p99 {fmt(r['p99_ms'], 1)} ms, "
                     f"failures {r['failures']}")
             for s in subjects:
-                if isinstance(s, Sshpod) and s.backend == "kubernetes":
+                if isinstance(s, Sshpod) and s.backend == "kubernetes" and not s.logins_only:
                     time.sleep(2)
                     counts = s.api_requests()
                     if counts:
@@ -1213,10 +1354,17 @@ def main() -> int:
                             "max": max(counts), "min": min(counts), "samples": counts}
                         log(f"  with pod.lifeline true: {res['scenarios']['kube_api_lifeline']}")
 
+        if "prompt" in scenarios:
+            log("time to prompt, round-robin")
+            res["scenarios"]["prompt"] = time_to_prompt(subjects, params["login_runs"])
+            for name, r in res["scenarios"]["prompt"].items():
+                log(f"  {name}: median {fmt(r['median_ms'], 1)} ms, p99 {fmt(r['p99_ms'], 1)} ms, "
+                    f"failures {r['failures']}")
+
         if "throughput" in scenarios:
             res["scenarios"]["throughput"] = {}
             for s in subjects:
-                if isinstance(s, Kubectl) and s.mode == "run":
+                if (isinstance(s, Kubectl) and s.mode == "run") or s.logins_only:
                     continue  # a login comparison only
                 r = {}
                 for direction in ("down", "up"):
@@ -1253,7 +1401,7 @@ def main() -> int:
                     f.write(os.urandom(n))
                     left -= n
             for s in subjects:
-                if not s.sftp:
+                if not s.sftp or s.logins_only:
                     continue
                 log(f"sftp: {s.name}")
                 r = sftp_both_ways(s, local, params["sftp_bytes"], params["sftp_runs"])
@@ -1270,7 +1418,10 @@ def main() -> int:
                 res["scenarios"]["concurrency"][s.name] = r
                 log(f"  failures {r['failures']}, p50 {fmt(r['p50_ms'])} ms, p99 {fmt(r['p99_ms'])} ms, "
                     f"total {fmt(r['total_s'], 1)} s {r['errors'] or ''}")
-                r["containers_left_after_logout"] = settle(s)
+                if isinstance(s, PooledSshpod):
+                    s.await_ready()  # its refill must not weigh on the next subject
+                else:
+                    r["containers_left_after_logout"] = settle(s)
     finally:
         log("cleaning up")
         for s in subjects:
