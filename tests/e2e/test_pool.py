@@ -15,7 +15,7 @@ import signal
 import sys
 
 import harness as h
-from test_kubernetes import SHORT_LEASE, kube, ks, pods  # noqa: F401 (fixtures)
+from test_kubernetes import SHORT_LEASE, api_requests, kube, ks, pods  # noqa: F401 (fixtures)
 from test_operations_http import http_urls, scrape
 from test_webhooks import PASSWORD, hooks, password_only  # noqa: F401 (a fixture)
 
@@ -231,6 +231,8 @@ def test_kubernetes_logins_claim_fresh_pooled_pods_and_the_pool_refills(kube, sc
     assert first.returncode == 0, first
     first_pod, said = first.stdout.split()
     assert first_pod in ready and said == "secret", (first.stdout, ready)
+    # read back (still running?), exec, delete: counted as the connection's own requests
+    assert api_requests(gw) == "3"
     # The first login's pod is deleted at its logout; the pool refills with a new one.
     ready = h.wait_until(lambda: len(names := ready_pods(ks)) == 2 and first_pod not in names and names,
                          h.CONTAINER_TIMEOUT, "the pool refilled with new pods")

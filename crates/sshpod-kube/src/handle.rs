@@ -101,6 +101,13 @@ impl PodHandle {
         self
     }
 
+    /// The same pod, reached through `pods` from now on (a login's own counted client for a
+    /// pooled pod the pool's client started).
+    pub(crate) fn with_client(mut self, pods: Api<Pod>) -> Self {
+        self.pods = pods;
+        self
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.name
     }

@@ -301,7 +301,7 @@ impl Backend for KubeBackend {
         let kind = match config.pod.mode {
             PodMode::Connection => {
                 let claimed = match self.claim_from_pool(ctx) {
-                    Some(member) => pool::adopt(member, ctx)
+                    Some(member) => pool::adopt(member, pods.clone(), ctx)
                         .await
                         .inspect_err(|e| {
                             // The member died or its setup failed: the login starts its own.

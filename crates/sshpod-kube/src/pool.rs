@@ -100,14 +100,17 @@ impl Starter for Members {
     }
 }
 
-/// Makes a member this login's pod: the login's environment for each process, its files
+/// Makes a member this login's pod, reached through the login's client `pods` (so its
+/// requests count as the connection's): the login's environment for each process, its files
 /// written. A member that stopped running since it started (evicted, deleted by hand, its
 /// idle process ended) is refused, so the login starts its own pod rather than failing at its
 /// first command. On error the member is deleted.
 pub(crate) async fn adopt(
     member: PodHandle,
+    pods: Api<Pod>,
     ctx: &ConnectionContext,
 ) -> Result<PodHandle, BackendError> {
+    let member = member.with_client(pods);
     let image = pod::console_of(&member.config().pod).1;
     if !member.is_alive().await {
         member.close().await;
