@@ -39,6 +39,8 @@ LABEL = "sshpod-bench"
 # the login shell every subject starts for the time to prompt: sshpod's default
 # (`docker.execution.shellCommand`), so the shells' own start-up weighs alike
 SHELL_LINE = "if [ -x /bin/bash ]; then exec /bin/bash -l; fi; exec /bin/sh -l"
+# the guest image's sftp-server, for the subjects that reach it without SSH
+SFTP_SERVER = "/usr/lib/openssh/sftp-server"
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 # The `ciphers` scenario: the client picks the cipher, and OpenSSH's picks chacha20-poly1305 unless
@@ -499,9 +501,8 @@ class DockerRun(Subject):
 
 class DockerExec(Subject):
     name = "docker-exec"
-    title = "docker exec into a running container"
+    title = "docker exec into a running container (sftp: `sftp -D` of the image's sftp-server through it)"
     ssh = False
-    sftp = False
 
     def __init__(self, bench: Bench):
         self.bench = bench
@@ -524,6 +525,10 @@ class DockerExec(Subject):
     def shell_argv(self) -> list[str] | None:
         return ["docker", "exec", "-it", self.cid, "sh", "-c", SHELL_LINE]
 
+    def sftp_argv(self, batch: str) -> list[str]:
+        # the image's sftp-server on the exec's stdin/stdout: sftp without SSH, the engine's floor
+        return ["sftp", "-D", f"docker exec -i {self.cid} {SFTP_SERVER}", "-b", batch]
+
 
 class Kubectl(Subject):
     """`kubectl` through the same kube-sim as sshpod-kube: the floor the Kubernetes API itself
@@ -536,8 +541,9 @@ class Kubectl(Subject):
         self.kube = kube
         self.mode = mode
         self.name = f"kubectl-{mode}"
-        self.title = ("kubectl exec into a running pod (kube-sim)" if mode == "exec"
-                      else "kubectl run --rm of a new pod (kube-sim)")
+        self.title = ("kubectl exec into a running pod (kube-sim; sftp: `sftp -D` of the image's sftp-server "
+                      "through it)" if mode == "exec" else "kubectl run --rm of a new pod (kube-sim)")
+        self.sftp = mode == "exec"
         self.pod = f"bench-exec-{os.getpid()}"
 
     def kubectl(self) -> list[str]:
@@ -572,6 +578,10 @@ class Kubectl(Subject):
                                                    f"--image={IMAGE}", "--image-pull-policy=IfNotPresent",
                                                    "--restart=Never"])
         return ["sh", "-c", f'exec {line} "bench-run-$(date +%s%N)" -- sh -c {shlex.quote(remote)}']
+
+    def sftp_argv(self, batch: str) -> list[str]:
+        line = " ".join(shlex.quote(a) for a in [*self.kubectl(), "exec", "-i", self.pod, "--", SFTP_SERVER])
+        return ["sftp", "-D", line, "-b", batch]
 
     def shell_argv(self) -> list[str] | None:
         if self.mode != "exec":
@@ -769,7 +779,7 @@ def throughput(subj: Subject, direction: str, size: int, runs: int, ssh_opts: tu
             "samples": results}
 
 
-def sftp_both_ways(subj: SshSubject, local: Path, size: int, runs: int) -> dict:
+def sftp_both_ways(subj: Subject, local: Path, size: int, runs: int) -> dict:
     """One `sftp -b` session per run: put, then get back; local `!date` commands time each step
     (the login is not included)."""
     back = local.with_suffix(".back")
@@ -1008,15 +1018,21 @@ def report(res: dict) -> tuple[str, dict]:
         fsize = res["params"]["sftp_bytes"]
         out.append(f"\n### sftp, {fsize // MiB} MiB put then get in one `sftp -b` session, "
                    f"median of {res['params']['sftp_runs']}\n")
-        out.append("| subject | put MB/s | get MB/s | failures | put vs ForceCommand | get vs ForceCommand |")
-        out.append("|---|---:|---:|---:|---:|---:|")
+        out.append("The exec floor: the same sftp-server reached with `sftp -D` through `docker exec -i` "
+                   "(Docker) or `kubectl exec -i` (Kubernetes), no SSH.\n")
+        out.append("| subject | put MB/s | get MB/s | failures | put vs ForceCommand | get vs ForceCommand "
+                   "| put vs exec floor | get vs exec floor |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
         for s in S:
             r = F.get(s)
             if not r:
                 continue
             ref = F.get("openssh-docker-run", {})
+            floor = F.get("kubectl-exec" if s.startswith("sshpod-kube") else "docker-exec", {}) \
+                if s.startswith("sshpod-") else {}
             out.append(f"| {s} | {fmt(r['put_mb_s'])} | {fmt(r['get_mb_s'])} | {r['failures']} | "
-                       f"{ratio(r['put_mb_s'], ref.get('put_mb_s'))} | {ratio(r['get_mb_s'], ref.get('get_mb_s'))} |")
+                       f"{ratio(r['put_mb_s'], ref.get('put_mb_s'))} | {ratio(r['get_mb_s'], ref.get('get_mb_s'))} | "
+                       f"{ratio(r['put_mb_s'], floor.get('put_mb_s'))} | {ratio(r['get_mb_s'], floor.get('get_mb_s'))} |")
 
     KX = T.get("kubectl-exec", {})
     if KX or L.get("kubectl-exec") or L.get("kubectl-run"):
