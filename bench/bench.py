@@ -416,8 +416,24 @@ def pooled_subjects(bench: Bench, kubeconfig: Path) -> list[Subject]:
     return [PooledSshpod(bench, "docker", 50), PooledSshpod(bench, "kubernetes", 50, kubeconfig)]
 
 
+# The user OpenSSH's subjects log in as: a clean account (no shell start-up files, the
+# engine's group for the ForceCommand), so that the login's shell does not weigh in with
+# whatever this machine's root has in its ~/.bashrc (which bash reads even for `ssh host cmd`).
+OPENSSH_USER = "sshpod-bench"
+OPENSSH_HOME = Path("/var/lib/sshpod-bench")
+
+
+def ensure_openssh_user() -> None:
+    if subprocess.run(["id", OPENSSH_USER], capture_output=True).returncode != 0:
+        # `*`: no password, but not locked (sshd without PAM refuses a locked account)
+        subprocess.run(["useradd", "--system", "--home-dir", str(OPENSSH_HOME), "--shell", "/bin/bash",
+                        "--groups", "docker", "--password", "*", OPENSSH_USER], check=True)
+    OPENSSH_HOME.mkdir(mode=0o755, exist_ok=True)
+    shutil.chown(OPENSSH_HOME, OPENSSH_USER, OPENSSH_USER)
+
+
 class OpenSsh(SshSubject):
-    user = "root"
+    user = OPENSSH_USER
 
     def __init__(self, bench: Bench, force_command: bool):
         super().__init__(bench)
@@ -428,11 +444,15 @@ class OpenSsh(SshSubject):
         self.dir = bench.tmp / self.name
         self.dir.mkdir()
         os.chmod(self.dir, 0o700)
-        (self.dir / "authorized_keys").write_text(bench.pub)
+        # read by sshd as the user: in the user's home, not in the run's private directory
+        self.authorized_keys = OPENSSH_HOME / f"authorized_keys.{self.name}"
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(self.dir / "host_ed25519_key")],
                        check=True)
 
     def start(self) -> None:
+        ensure_openssh_user()
+        self.authorized_keys.write_text(self.bench.pub)
+        os.chmod(self.authorized_keys, 0o644)
         self.port = free_port()
         lines = [
             f"Port {self.port}",
@@ -443,9 +463,9 @@ class OpenSsh(SshSubject):
             "PubkeyAuthentication yes",
             "PasswordAuthentication no",
             "KbdInteractiveAuthentication no",
-            "PermitRootLogin prohibit-password",
-            f"AuthorizedKeysFile {self.dir / 'authorized_keys'}",
-            "StrictModes no",  # the key file lives under /tmp
+            "PermitRootLogin no",
+            f"AuthorizedKeysFile {self.authorized_keys}",
+            "StrictModes no",
             "UseDNS no",
             "PrintMotd no",
             "PrintLastLog no",
