@@ -171,6 +171,22 @@ def test_commands_keep_their_output_apart_their_status_and_accepted_environment(
     assert "Accepted publickey for root" in server.log
 
 
+def test_only_the_configured_algorithms_and_client_version_reach_the_server(scn):
+    server = upstream(scn)
+    gw = scn.start(proxied(server, ciphers=["aes128-ctr"], kex=["ecdh-sha2-nistp384"], macs=["hmac-sha2-512"],
+                           hostKeyAlgos=["ssh-ed25519"], clientVersion="SSH-2.0-sshpodProxy test_1"))
+    assert scn.client(gw).ssh("echo hi").stdout == "hi\n"
+    log = server.log
+    assert "remote software version sshpodProxy" in log, log
+    assert "kex: algorithm: ecdh-sha2-nistp384" in log, log
+    assert "kex: host key algorithm: ssh-ed25519" in log, log
+    assert "kex: client->server cipher: aes128-ctr MAC: hmac-sha2-512" in log, log
+    # ContainerSSH's default version string, when none is set.
+    gw = scn.start(proxied(server))
+    assert scn.client(gw).ssh("echo hi").stdout == "hi\n"
+    assert "remote software version ContainerSSH" in server.log
+
+
 def test_a_process_killed_upstream_ends_with_exit_signal_and_signals_are_passed_on(scn):
     server = upstream(scn)
     gw = scn.start(proxied(server))

@@ -20,6 +20,10 @@ use crate::host_key::HostKeyCheck;
 
 /// How long to wait before dialling a refusing server again (ContainerSSH's interval).
 const REDIAL_INTERVAL: Duration = Duration::from_secs(10);
+/// How often a silent upstream server is asked whether it is still there, and how many
+/// unanswered asks end the connection.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_MAX: usize = 3;
 /// The largest private key file read; real keys are a few KiB.
 const MAX_KEY_FILE: u64 = 64 * 1024;
 
@@ -34,6 +38,10 @@ pub(crate) async fn connect(config: &SshProxyConfig, user: &str) -> Result<Upstr
     let client_config = Arc::new(client::Config {
         client_id: SshId::Standard(Cow::Owned(config.client_version.clone())),
         preferred: preferred(config),
+        // A server that stops answering ends the login's sessions instead of holding them
+        // open until TCP gives up.
+        keepalive_interval: Some(KEEPALIVE_INTERVAL),
+        keepalive_max: KEEPALIVE_MAX,
         nodelay: true,
         ..client::Config::default()
     });
@@ -189,5 +197,88 @@ fn upstream(reason: &str, cause: Option<String>) -> BackendError {
     BackendError::Upstream {
         reason: reason.to_owned(),
         source: cause.map(Into::into),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sshpod_config::Fingerprint;
+
+    fn config(port: u16, timeout: Duration) -> SshProxyConfig {
+        let fingerprint = Fingerprint::parse("SHA256:MbGuM3U0iq9MGi0aCrY12m1iStLpXHtR9TSbGJLGmiE")
+            .unwrap_or_else(|e| panic!("{e}"));
+        SshProxyConfig {
+            server: "127.0.0.1".to_owned(),
+            port,
+            username: "someone".to_owned(),
+            allowed_host_key_fingerprints: vec![fingerprint],
+            timeout,
+            ..SshProxyConfig::default()
+        }
+    }
+
+    fn message(result: Result<Upstream, BackendError>) -> String {
+        match result {
+            Ok(_) => panic!("connected"),
+            Err(error) => error.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_refuses_connections_is_not_reachable() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let port = listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        drop(listener);
+        // Shorter than the redial interval: one attempt, then the answer.
+        let result = connect(&config(port, Duration::from_secs(5)), "someone").await;
+        assert_eq!(
+            message(result),
+            "the SSH server behind this one is not reachable"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_server_that_never_speaks_ends_the_login_at_the_timeout() {
+        // Accepts (the kernel completes the handshake) and never sends its version line.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let result = connect(&config(port, Duration::from_secs(60)), "someone").await;
+        assert_eq!(
+            message(result),
+            "the SSH server behind this one did not answer within 60 s"
+        );
+        drop(listener);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_key_is_reported_without_its_path_to_the_user() {
+        let error = match private_key("/nonexistent/sshproxy-key").await {
+            Ok(_) => panic!("read a key that does not exist"),
+            Err(error) => error,
+        };
+        assert_eq!(
+            error.to_string(),
+            "this server cannot log in to the SSH server behind it"
+        );
+        let cause = std::error::Error::source(&error).map(ToString::to_string);
+        assert!(
+            cause.is_some_and(|c| c.contains("/nonexistent/sshproxy-key")),
+            "the log gets the path"
+        );
+        assert!(matches!(private_key("  ").await, Ok(None)));
+        assert!(
+            private_key("-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n")
+                .await
+                .is_err()
+        );
     }
 }

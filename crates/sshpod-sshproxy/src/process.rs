@@ -37,10 +37,11 @@ pub(crate) async fn start(
         Command::Exec(line) => format!("`{line}`"),
         Command::Subsystem(name) => format!("the {name} subsystem"),
     };
-    let failed = |error: russh::Error| BackendError::Exec {
-        program: program.clone(),
-        source: Box::new(error),
+    let refused = |cause: Box<dyn std::error::Error + Send + Sync>| BackendError::Upstream {
+        reason: format!("the SSH server behind this one could not start {program}"),
+        source: Some(cause),
     };
+    let failed = |error: russh::Error| refused(Box::new(error));
     let channel = upstream.channel_open_session().await.map_err(failed)?;
     if let Some(tty) = &spec.tty {
         // The terminal modes are not replayed: sshpod has turned them into `stty` arguments
@@ -78,17 +79,9 @@ pub(crate) async fn start(
     loop {
         match reader.wait().await {
             Some(ChannelMsg::Success) => break,
-            Some(ChannelMsg::Failure) => {
-                return Err(BackendError::Exec {
-                    program,
-                    source: "the upstream server refused the request".into(),
-                })
-            }
+            Some(ChannelMsg::Failure) => return Err(refused("it refused the request".into())),
             Some(ChannelMsg::Close) | None => {
-                return Err(BackendError::Exec {
-                    program,
-                    source: "the upstream server closed the channel".into(),
-                })
+                return Err(refused("it closed the channel".into()));
             }
             Some(message) => early.push(message),
         }

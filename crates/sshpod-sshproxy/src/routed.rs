@@ -142,3 +142,81 @@ impl<L: AsyncWrite + Unpin, R: AsyncWrite + Unpin> AsyncWrite for Either<L, R> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use sshpod_config::{parse_str, Format};
+    use sshpod_core::{ConnectionId, Lifecycle, NotPossible};
+
+    use super::*;
+
+    /// A container backend that refuses every login, recognisably.
+    struct Refusing;
+
+    impl Backend for Refusing {
+        type Container = ProxiedConnection;
+
+        async fn connect(&self, _: &ConnectionContext) -> Result<ProxiedConnection, BackendError> {
+            Err(NotPossible::CommandsDisabled.into())
+        }
+
+        async fn remove_orphans(&self) -> Result<usize, BackendError> {
+            Ok(7)
+        }
+    }
+
+    fn context(config: Option<&str>) -> ConnectionContext {
+        let addr: SocketAddr = ([127, 0, 0, 1], 2222).into();
+        let mut ctx = ConnectionContext::new(ConnectionId::random(), "alice".to_owned(), addr);
+        ctx.config = config.map(|text| {
+            let text =
+                format!("{text}auth: {{password: {{method: htpasswd, htpasswd: {{file: /h}}}}}}\n");
+            match parse_str(&text, Format::Yaml, "answer.yaml") {
+                Ok(loaded) => Arc::new(loaded.config),
+                Err(e) => panic!("{e}"),
+            }
+        });
+        ctx
+    }
+
+    #[tokio::test]
+    async fn logins_go_where_their_configuration_says() {
+        let lifecycle = Lifecycle::new();
+        let backend = WithSshProxy::new(
+            Refusing,
+            SshProxyBackend::new(&sshpod_config::SshProxyConfig::default(), &lifecycle),
+        );
+        let message =
+            |result: Result<Either<ProxiedConnection, ProxiedConnection>, BackendError>| {
+                match result {
+                    Ok(_) => panic!("connected"),
+                    Err(error) => error.to_string(),
+                }
+            };
+        // The file's backend, and an answer that keeps it.
+        let refused = "running commands is disabled on this server; log in for a shell";
+        assert_eq!(message(backend.connect(&context(None)).await), refused);
+        assert_eq!(message(backend.connect(&context(Some(""))).await), refused);
+        // An answer that sends the login elsewhere: the proxy dials the server it names
+        // (here one that is down).
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let port = listener
+            .local_addr()
+            .map(|a| a.port())
+            .unwrap_or_else(|e| panic!("{e}"));
+        drop(listener);
+        let answer = format!(
+            "backend: sshproxy\nsshproxy: {{server: 127.0.0.1, port: {port}, username: x, timeout: 1s, \
+             allowedHostKeyFingerprints: [\"SHA256:MbGuM3U0iq9MGi0aCrY12m1iStLpXHtR9TSbGJLGmiE\"]}}\n"
+        );
+        assert_eq!(
+            message(backend.connect(&context(Some(&answer))).await),
+            "the SSH server behind this one is not reachable"
+        );
+        // The sweep is the containers' own.
+        assert!(matches!(backend.remove_orphans().await, Ok(7)));
+    }
+}
