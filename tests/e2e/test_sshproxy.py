@@ -319,20 +319,30 @@ def test_username_pass_through_logs_in_upstream_as_the_login_s_own_user(scn):
     h.wait_until(lambda: "Invalid user alice" in server.log, 10, "sshd asked for alice")
 
 
-def test_a_config_server_sends_one_user_upstream_and_the_others_to_containers(scn):
+def test_a_config_server_sends_chosen_users_upstream_and_the_others_to_containers(scn):
     server = upstream(scn)
-    webhooks = WebhookServer({"bob": {"config": proxied(server)}, "alice": {"config": {}}})
+    webhooks = WebhookServer({
+        # bob's answer names the server; carol's only the backend, so the file's section serves.
+        "bob": {"config": proxied(server, clientVersion="SSH-2.0-FromTheAnswer")},
+        "carol": {"config": {"backend": "sshproxy"}},
+        "alice": {"config": {}},
+    })
     scn.finalizers.append(webhooks.close)
-    # bob logs in with alice's key; only the config server's answers tell them apart.
-    shutil.copy(scn.tmp / "authorized_keys" / "alice", scn.tmp / "authorized_keys" / "bob")
-    config = h.deep_merge(scn.config(), {"configserver": {"url": webhooks.url + "/config"}})
+    # They all log in with alice's key; only the config server's answers tell them apart.
+    for user in ("bob", "carol"):
+        shutil.copy(scn.tmp / "authorized_keys" / "alice", scn.tmp / "authorized_keys" / user)
+    config = h.deep_merge(scn.config({"sshproxy": server.section()}),
+                          {"configserver": {"url": webhooks.url + "/config"}})
     gw = scn.start(config_path=scn.write_config(config))
     marker = f"cat {server.marker} 2>/dev/null || echo in-a-container"
     bob = scn.client(gw, user="bob").ssh(marker)
     assert bob.stdout == "upstream-host\n", bob
+    assert "remote software version FromTheAnswer" in server.log
+    carol = scn.client(gw, user="carol").ssh(marker)
+    assert carol.stdout == "upstream-host\n", carol
+    assert "remote software version ContainerSSH" in server.log
     alice = scn.client(gw).ssh(marker)
     assert alice.stdout == "in-a-container\n", alice
-    assert "Accepted publickey for root" in server.log
 
 
 def test_a_proxied_session_is_recorded_and_its_recording_verifies(scn):
