@@ -23,6 +23,7 @@ import pexpect
 
 import harness as h
 from test_audit import complete_recordings, events, recording
+from test_kubernetes import kube, ks, pods  # noqa: F401 - fixtures
 
 sys.path.insert(0, str(h.REPO_ROOT / "tests" / "webhook_server"))
 from containerssh_webhooks import WebhookServer  # noqa: E402
@@ -343,6 +344,21 @@ def test_a_config_server_sends_chosen_users_upstream_and_the_others_to_container
     assert "remote software version ContainerSSH" in server.log
     alice = scn.client(gw).ssh(marker)
     assert alice.stdout == "in-a-container\n", alice
+
+
+def test_on_kubernetes_a_config_server_sends_one_user_upstream_and_another_to_a_pod(kube, scn, ks):
+    server = upstream(scn)
+    webhooks = WebhookServer({"bob": {"config": proxied(server)}, "alice": {"config": {}}})
+    scn.finalizers.append(webhooks.close)
+    shutil.copy(scn.tmp / "authorized_keys" / "alice", scn.tmp / "authorized_keys" / "bob")
+    gw = kube({"configserver": {"url": webhooks.url + "/config"}})
+    marker = f"cat {server.marker} 2>/dev/null || echo in-a-pod"
+    bob = scn.client(gw, user="bob").ssh(marker)
+    assert bob.stdout == "upstream-host\n", bob
+    # bob's login made no pod; alice's does.
+    assert not pods(ks), pods(ks)
+    alice = scn.client(gw).ssh(marker)
+    assert alice.stdout == "in-a-pod\n", alice
 
 
 def test_a_proxied_session_is_recorded_and_its_recording_verifies(scn):

@@ -30,6 +30,10 @@
 //! it), readiness does not depend on the upstream server (a login to it fails on its own,
 //! with its own message), and pools, persistent homes and `identity` do not apply: the
 //! upstream server has its own users and homes.
+//!
+//! Not passed on yet: remote forwarding (`ssh -R`), socket forwarding, agent and X11
+//! forwarding. ContainerSSH's proxy carries them; sshpod's server offers none of them to any
+//! backend yet, and this backend should carry each once the `Container` contract does.
 
 mod algorithms;
 mod connect;
