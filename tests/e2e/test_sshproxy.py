@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -285,7 +286,7 @@ def test_an_untrusted_host_key_is_refused_with_a_clear_message(scn):
     assert result.returncode != 0 and "should not run" not in result.stdout, result
     assert "presented a host key this server does not trust" in result.stderr, result
     # The operator learns which key it was.
-    gw.wait_for_log(server.fingerprint, 10)
+    gw.wait_for_log(re.escape(server.fingerprint), 10)
     assert "Accepted publickey" not in server.log
 
 
