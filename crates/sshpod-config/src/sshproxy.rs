@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::check::Checker;
-use crate::secret::{is_empty_secret, serialize_key_text, Secret};
+use crate::secret::{is_empty_secret, Secret};
 use crate::ssh::algorithms;
 use crate::{Backend, Cipher, Kex, Mac};
 
@@ -185,9 +185,9 @@ pub struct SshProxyConfig {
     #[serde(skip_serializing_if = "is_empty_secret")]
     pub password: Secret<String>,
     /// The private key offered upstream: a file name or the key itself (PEM or OpenSSH
-    /// format); empty for none.
-    #[serde(serialize_with = "serialize_key_text")]
-    pub private_key: String,
+    /// format); empty for none. Secret either way, so `Debug` never prints a key.
+    #[serde(skip_serializing_if = "is_empty_secret")]
+    pub private_key: Secret<String>,
     /// The upstream host keys trusted, by fingerprint.
     pub allowed_host_key_fingerprints: Vec<Fingerprint>,
     /// Ciphers offered upstream.
@@ -224,7 +224,7 @@ pub(crate) struct RawSshProxy {
     username_pass_through: bool,
     username: String,
     password: Secret<String>,
-    private_key: String,
+    private_key: Secret<String>,
     allowed_host_key_fingerprints: Vec<String>,
     ciphers: Vec<String>,
     kex: Vec<String>,
@@ -244,7 +244,7 @@ impl Default for RawSshProxy {
             username_pass_through: false,
             username: String::new(),
             password: Secret::default(),
-            private_key: String::new(),
+            private_key: Secret::default(),
             allowed_host_key_fingerprints: Vec::new(),
             ciphers: names(&Cipher::ALL.iter().map(|c| c.name()).collect::<Vec<_>>()),
             kex: names(&[
@@ -505,7 +505,8 @@ mod tests {
     fn the_effective_configuration_loads_back() {
         let text = format!(
             "backend: sshproxy\nsshproxy:\n  server: upstream\n  usernamePassThrough: true\n  \
-             password: hunter2\n  allowedHostKeyFingerprints: [\"{FINGERPRINT}\"]\n  \
+             password: hunter2\n  privateKey: \"-----BEGIN OPENSSH PRIVATE KEY-----\\nhunter2\"\n  \
+             allowedHostKeyFingerprints: [\"{FINGERPRINT}\"]\n  \
              hostKeyAlgos: [ssh-ed25519]\n  timeout: 5s\n"
         );
         let config = match yaml(&text) {
@@ -518,5 +519,6 @@ mod tests {
         };
         assert_eq!(again, config);
         assert!(!config.to_yaml_redacted().contains("hunter2"));
+        assert!(!format!("{config:?}").contains("hunter2"));
     }
 }

@@ -33,7 +33,7 @@ pub(crate) type Upstream = Handle<HostKeyCheck>;
 /// Connects to the configured server and logs in as `user`, all within `config.timeout`.
 pub(crate) async fn connect(config: &SshProxyConfig, user: &str) -> Result<Upstream, BackendError> {
     let deadline = Instant::now() + config.timeout;
-    let key = private_key(&config.private_key).await?;
+    let key = private_key(config.private_key.expose_secret()).await?;
     let socket = dial(config, deadline).await?;
     let client_config = Arc::new(client::Config {
         client_id: SshId::Standard(Cow::Owned(config.client_version.clone())),
@@ -136,7 +136,7 @@ async fn log_in(
     {
         return Ok(());
     }
-    if config.private_key.is_empty()
+    if config.private_key.expose_secret().is_empty()
         && password.is_empty()
         && handle
             .authenticate_none(user)

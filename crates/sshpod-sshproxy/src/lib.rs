@@ -74,7 +74,7 @@ impl SshProxyBackend {
     /// Checks that `sshproxy.privateKey` can be read, so a broken file is found at start-up
     /// rather than at the first login.
     pub async fn check_private_key(&self) -> Result<(), BackendError> {
-        match connect::private_key(&self.config.private_key).await {
+        match connect::private_key(self.config.private_key.expose_secret()).await {
             Ok(_) => Ok(()),
             Err(error) => Err(BackendError::Settings {
                 setting: "sshproxy.privateKey",
