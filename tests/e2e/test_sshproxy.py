@@ -140,19 +140,32 @@ def proxied(server: Upstream, **overrides) -> dict:
     return {"backend": "sshproxy", "sshproxy": server.section(**overrides)}
 
 
-def test_a_shell_gets_a_terminal_upstream_and_its_exit_status(scn):
+def test_a_shell_gets_a_terminal_upstream_its_resizes_and_its_exit_status(scn):
     server = upstream(scn)
     gw = scn.start(proxied(server))
     client = scn.client(gw)
     env = dict(os.environ, TERM="xterm-256color")
     env.pop("SSH_AUTH_SOCK", None)
-    shell = pexpect.spawn(client.ssh_args(opts=["-tt"])[0], client.ssh_args(opts=["-tt"])[1:], env=env,
-                          timeout=60, encoding="utf-8")
+    args = client.ssh_args(opts=["-tt"])
+    shell = pexpect.spawn(args[0], args[1:], env=env, timeout=60, encoding="utf-8", dimensions=(30, 100))
     try:
-        shell.sendline("tty; echo term=$TERM; cat " + str(server.marker))
+        shell.sendline("tty; echo term=$TERM; stty size; cat " + str(server.marker))
         shell.expect(r"/dev/pts/\d+")
         shell.expect("term=xterm-256color")
+        shell.expect("30 100")
         shell.expect("upstream-host")
+        # A resized local terminal resizes the upstream one (window-change, passed on).
+        shell.setwinsize(40, 120)
+
+        def resized() -> bool:
+            shell.sendline("stty size")
+            try:
+                shell.expect("40 120", timeout=2)
+                return True
+            except pexpect.TIMEOUT:
+                return False
+
+        h.wait_until(resized, 30, "the new terminal size upstream")
         shell.sendline("exit 7")
         shell.expect(pexpect.EOF)
     finally:
