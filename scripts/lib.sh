@@ -16,9 +16,11 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # sshpass: type passwords into OpenSSH in the password tests.
 # socat: a TLS-verifying front for the Docker socket in the engine-over-TLS tests.
 # binutils: objdump, for the Debian package's libc6 dependency.
+# iproute2: ss, to see that no connection to the sshproxy tests' own sshd is left.
 HOST_PACKAGES=(
   docker.io debootstrap openssh-client openssh-server openssh-sftp-server
   python3 python3-venv tmux busybox-static sshpass openssl ca-certificates socat binutils
+  iproute2
 )
 
 as_root() {

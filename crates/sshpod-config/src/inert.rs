@@ -1,9 +1,9 @@
-//! ContainerSSH sections that sshpod accepts without acting on them: `sshproxy`, and the
-//! Kerberos, GSSAPI and OAuth2 blocks under `auth`.
+//! ContainerSSH sections that sshpod accepts without acting on them: the Kerberos, GSSAPI and
+//! OAuth2 blocks under `auth`.
 //!
 //! ContainerSSH writes every section back into its file, at its defaults, when it generates a
-//! host key, so real files carry all of them. A section that asks nothing of sshpod (an
-//! `sshproxy` block while another backend is selected) is accepted and ignored. Only a setting that would need a feature sshpod
+//! host key, so real files carry all of them. A section that asks nothing of sshpod is accepted
+//! and ignored. Only a setting that would need a feature sshpod
 //! does not have is refused, with a message saying so, because silently ignoring it would leave
 //! the operator believing it works.
 //!
@@ -55,25 +55,6 @@ struct HttpClientKeys {
     tls_version: IgnoredAny,
     curves: IgnoredAny,
     cipher: IgnoredAny,
-}
-
-/// `sshproxy` as written: used only by the `sshproxy` backend, which `backend` refuses.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
-pub(crate) struct RawSshProxy {
-    server: IgnoredAny,
-    port: IgnoredAny,
-    username_pass_through: IgnoredAny,
-    username: IgnoredAny,
-    password: IgnoredAny,
-    private_key: IgnoredAny,
-    allowed_host_key_fingerprints: IgnoredAny,
-    ciphers: IgnoredAny,
-    kex: IgnoredAny,
-    macs: IgnoredAny,
-    host_key_algos: IgnoredAny,
-    timeout: IgnoredAny,
-    client_version: IgnoredAny,
 }
 
 /// A `kerberos` block (`auth.password.kerberos`, `auth.gssapi.kerberos`); used only when a method

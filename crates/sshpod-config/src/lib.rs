@@ -39,6 +39,7 @@ mod secret;
 mod security;
 mod session_limits;
 mod ssh;
+mod sshproxy;
 mod webhook_auth;
 
 use serde::Serialize;
@@ -98,6 +99,10 @@ pub use crate::ssh::{
     MaxStartups, NetBlockSize, Penalties, RekeyLimit, SshConfig, DEFAULT_ACCEPT_ENV,
     DEFAULT_LISTEN, DEFAULT_PER_SOURCE_MAX_STARTUPS, DEFAULT_SERVER_VERSION,
 };
+pub use crate::sshproxy::{
+    Fingerprint, HostKeyAlgo, SshProxyConfig, DEFAULT_SSHPROXY_CLIENT_VERSION,
+    DEFAULT_SSHPROXY_PORT, DEFAULT_SSHPROXY_TIMEOUT,
+};
 pub use crate::webhook_auth::{WebhookAuth, WebhookMethod};
 
 /// The fields `docker.execution` accepts for the Docker API object `type_name` (`HostConfig`,
@@ -122,6 +127,9 @@ pub enum Backend {
     Docker,
     /// Kubernetes: a pod per login.
     Kubernetes,
+    /// No container: each login is passed on to another SSH server (ContainerSSH's
+    /// `sshproxy`).
+    SshProxy,
 }
 
 /// The validated configuration, all defaults filled in.
@@ -135,6 +143,8 @@ pub struct Config {
     pub docker: DockerConfig,
     /// Kubernetes backend settings.
     pub kubernetes: KubernetesConfig,
+    /// The SSH server logins are passed on to (`backend: sshproxy`).
+    pub sshproxy: SshProxyConfig,
     /// Authentication.
     pub auth: AuthConfig,
     /// sshpod's own log.
@@ -169,6 +179,7 @@ impl Config {
         match self.backend {
             Backend::Kubernetes => &self.kubernetes.pod.subsystems,
             Backend::Docker => &self.docker.execution.subsystems,
+            Backend::SshProxy => &crate::sshproxy::PROXIED_SUBSYSTEMS,
         }
     }
 

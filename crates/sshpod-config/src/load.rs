@@ -15,7 +15,6 @@ use crate::health::RawHealth;
 use crate::homes::RawHomes;
 use crate::http::RawConfigServer;
 use crate::identity::RawIdentity;
-use crate::inert::RawSshProxy;
 use crate::kubernetes::RawKubernetes;
 use crate::kuberun::RawKuberun;
 use crate::log::RawLog;
@@ -24,6 +23,7 @@ use crate::nulls::{NullAsDefault, Shape};
 use crate::pool::RawPool;
 use crate::security::RawSecurity;
 use crate::ssh::RawSsh;
+use crate::sshproxy::RawSshProxy;
 use crate::{Backend, Config};
 
 /// The syntax of a configuration file.
@@ -135,18 +135,10 @@ struct RawConfig {
 
 impl RawConfig {
     fn resolve(self, check: &mut Checker<'_>) -> Config {
-        // `sshproxy` matters only with its backend, refused below.
-        let _ = self.sshproxy;
         let backend = match self.backend {
             RawBackend::Docker => Backend::Docker,
             RawBackend::Kubernetes | RawBackend::Kuberun => Backend::Kubernetes,
-            RawBackend::Sshproxy => {
-                check.error(
-                    "backend",
-                    "the `sshproxy` backend is not supported yet; use `docker` or `kubernetes`",
-                );
-                Backend::Docker
-            }
+            RawBackend::Sshproxy => Backend::SshProxy,
         };
         // Only the selected backend's section is validated (see `Checker::backend_section`).
         check.select_backend(backend);
@@ -166,6 +158,7 @@ impl RawConfig {
                 (None, Some(kuberun)) => kuberun.resolve(check),
                 (kubernetes, None) => kubernetes.unwrap_or_default().resolve(check),
             },
+            sshproxy: self.sshproxy.resolve(check),
             auth: self.auth.resolve(check),
             log: self.log.resolve(check),
             configserver: self.configserver.resolve(check),
@@ -678,17 +671,15 @@ mod tests {
         assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 
         let all = errors(yaml(&format!(
-            "{MINIMAL}sshproxy:\n  server: x\nbackend: sshproxy\nmetrics:\n  enable: true\n\
+            "{MINIMAL}metrics:\n  enable: true\n\
              health: {{enable: true}}\naudit: {{enable: true}}\ngeoip: {{provider: maxmind}}\n"
         )));
         let messages: Vec<String> = all.iter().map(ToString::to_string).collect();
         assert_eq!(
             messages,
             [
-                "test.yaml:8:10: key `backend`: the `sshproxy` backend is not supported yet; use \
-                 `docker` or `kubernetes`",
                 // Metrics and health are served; the GeoIP database must be there.
-                "test.yaml:13:8: key `geoip.maxmind-geoip2-file`: cannot read \
+                "test.yaml:10:8: key `geoip.maxmind-geoip2-file`: cannot read \
                  `/var/lib/GeoIP/GeoIP2-Country.mmdb`: No such file or directory (os error 2)",
             ],
         );

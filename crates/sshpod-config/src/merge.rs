@@ -36,6 +36,7 @@ const PER_CONNECTION: &[&str] = &[
     "backend",
     "docker",
     "kubernetes",
+    "sshproxy",
     "security",
     "audit",
     "identity",
@@ -506,8 +507,9 @@ mod tests {
         );
         assert_eq!(error.errors[0].line, None);
 
+        // A user sent to another SSH server needs the whole `sshproxy` section checked.
         let error = merge_answer(&base(), &json!({"backend": "sshproxy"})).unwrap_err();
-        assert!(error.to_string().contains("not supported yet"), "{error}");
+        assert!(error.to_string().contains("sshproxy.server"), "{error}");
         let (merged, _) = merge_answer(
             &base(),
             &json!({"kubernetes": {"pod": {"metadata": {"namespace": "course-os"}}}}),

@@ -719,7 +719,7 @@ fn check_server_version(version: &str) -> Result<(), String> {
     }
 }
 
-fn algorithms<T: Copy + PartialEq>(
+pub(crate) fn algorithms<T: Copy + PartialEq>(
     check: &mut Checker<'_>,
     key: &str,
     names: &[String],

@@ -140,6 +140,16 @@ pub enum BackendError {
         #[source]
         source: BoxError,
     },
+    /// The SSH server a login is passed on to (`backend: sshproxy`) could not be reached, or
+    /// refused the connection, its host key or sshpod's credentials.
+    #[error("{reason}")]
+    Upstream {
+        /// A short sentence fit for the user, naming which step failed.
+        reason: String,
+        /// What went wrong, for the log.
+        #[source]
+        source: Option<BoxError>,
+    },
 }
 
 /// What did not finish in time (see [`BackendError::Timeout`]).

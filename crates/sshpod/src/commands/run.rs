@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use sshpod_core::{Backend, EventSink, Lifecycle};
 use sshpod_docker::DockerBackend;
 use sshpod_kube::KubeBackend;
+use sshpod_sshproxy::{SshProxyBackend, WithSshProxy};
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::logging::LogControl;
@@ -91,6 +92,9 @@ pub(crate) async fn run(
                     metrics.watch_pool(move || pool.snapshot());
                 }
             }
+            // A config server may send a login to another SSH server (`backend: sshproxy`).
+            let backend =
+                WithSshProxy::new(backend, SshProxyBackend::new(&config.sshproxy, &lifecycle));
             serve(
                 config, socket, backend, identity, endpoints, &lifecycle, operations,
             )
@@ -117,6 +121,25 @@ pub(crate) async fn run(
                     metrics.watch_pool(move || pool.snapshot());
                 }
             }
+            let backend =
+                WithSshProxy::new(backend, SshProxyBackend::new(&config.sshproxy, &lifecycle));
+            serve(
+                config, socket, backend, identity, endpoints, &lifecycle, operations,
+            )
+            .await
+        }
+        sshpod_config::Backend::SshProxy => {
+            let backend = SshProxyBackend::new(&config.sshproxy, &lifecycle);
+            backend
+                .check_private_key()
+                .await
+                .context("reading the key for the SSH server behind this one")?;
+            tracing::info!(
+                code = log_codes::BACKEND_CONNECTED,
+                server = %config.sshproxy.server,
+                port = config.sshproxy.port,
+                "passing logins on to another SSH server"
+            );
             serve(
                 config, socket, backend, identity, endpoints, &lifecycle, operations,
             )
@@ -333,6 +356,7 @@ fn metrics(config: &sshpod_config::Config) -> Result<Option<Arc<Metrics>>> {
     }
     let backend = match config.backend {
         sshpod_config::Backend::Kubernetes => "kubernetes",
+        sshpod_config::Backend::SshProxy => "sshproxy",
         _ => "docker",
     };
     Ok(Some(Arc::new(Metrics::new(

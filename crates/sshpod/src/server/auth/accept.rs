@@ -85,8 +85,13 @@ pub(crate) async fn finish<B: Backend>(
             name = n;
         }
         match sshpod_config::merge_answer(&webhooks.base, &response.config) {
-            Ok((merged, _)) if merged.backend != webhooks.base.backend => {
-                // One sshpod process runs one backend: a different one cannot be honoured.
+            Ok((merged, _))
+                if merged.backend != webhooks.base.backend
+                    // Containers or not, any login can be passed on to another SSH server.
+                    && merged.backend != sshpod_config::Backend::SshProxy =>
+            {
+                // One sshpod process runs one container backend: a different one cannot be
+                // honoured.
                 let reason = format!(
                     "{}: the answer chooses backend `{:?}`, but this sshpod runs `{:?}`",
                     server.url(),
