@@ -133,6 +133,17 @@ pub trait Container: Send + Sync + 'static {
         port: u16,
     ) -> impl Future<Output = Result<Self::Stream, BackendError>> + Send;
 
+    /// Listens on `host:port` inside the container (`ssh -R`); port 0 picks a free port. The
+    /// default refuses: the backend cannot listen.
+    fn listen(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> impl Future<Output = Result<Box<dyn crate::Listener>, BackendError>> + Send {
+        let _ = (host, port);
+        async { Err(crate::NotPossible::ListeningUnsupported.into()) }
+    }
+
     /// What the container is (its id and image), for the record.
     fn info(&self) -> ContainerInfo;
 

@@ -208,6 +208,29 @@ pub enum EventKind {
         /// Why.
         error: Arc<BackendError>,
     },
+    /// A listener for the client's remote forward (`ssh -R`) is listening inside the container.
+    ListenerOpened {
+        /// The address the client asked for.
+        address: String,
+        /// The port bound (the one chosen, when the client asked for 0).
+        port: u16,
+    },
+    /// A remote forward's listener stopped (the client cancelled it, or the connection ended).
+    ListenerClosed {
+        /// The address the client asked for.
+        address: String,
+        /// The port it was bound to.
+        port: u16,
+    },
+    /// A remote forward could not listen inside the container.
+    ListenFailed {
+        /// The address the client asked for.
+        address: String,
+        /// The port the client asked for.
+        port: u16,
+        /// Why.
+        error: Arc<BackendError>,
+    },
     /// The SSH session ended; `reason` says why when it was not the client's orderly
     /// disconnect.
     SessionEnded {
@@ -304,6 +327,18 @@ pub enum ChannelKind {
         /// The port asked for.
         port: u16,
     },
+    /// `forwarded-tcpip` (`ssh -R`): a connection to a listener inside the container, passed
+    /// to the client.
+    ForwardedTcpip {
+        /// The address the listener was asked for.
+        address: String,
+        /// The port it is bound to.
+        port: u16,
+        /// Who connected to it, inside the container.
+        originator: String,
+        /// Their port.
+        originator_port: u16,
+    },
 }
 
 /// Why a channel open was refused.
@@ -335,6 +370,19 @@ pub enum RequestRefusal {
     EnvNotAccepted(String),
     /// An environment variable over the session's limit.
     EnvTooMany(String),
+    /// A remote forward (`tcpip-forward`), which the policy, the login's key or certificate,
+    /// or a limit refuses.
+    RemoteForward {
+        /// The address asked for.
+        address: String,
+        /// The port asked for.
+        port: u32,
+        /// What refused it: a configuration key (`security.forwarding.reverseForwardingMode`),
+        /// a key option (`no-port-forwarding`, `permitlisten`) or a limit.
+        rule: &'static str,
+        /// Why, in words.
+        message: String,
+    },
     /// The `security` policy refused the request.
     Policy {
         /// The configuration key that refused it (`security.command.mode`).

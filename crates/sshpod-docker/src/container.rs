@@ -241,6 +241,17 @@ impl ConnectionContainer {
         agent::dial(&self.engine, &self.id, host, port).await
     }
 
+    pub(crate) async fn listen(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<crate::listener::DockerListener, BackendError> {
+        self.agent_installed
+            .get_or_try_init(|| agent::install(&self.engine, &self.id))
+            .await?;
+        crate::listener::listen(&self.engine, &self.id, host, port).await
+    }
+
     pub(crate) async fn close(&self) -> Result<(), BackendError> {
         self.lifeline.lock().await.take();
         remove(&self.engine, &self.id).await;

@@ -18,6 +18,7 @@ mod hijack;
 mod homes;
 mod identity;
 mod image;
+mod listener;
 mod local_streams;
 mod orphans;
 mod pool;
@@ -565,6 +566,19 @@ impl Container for DockerContainer {
             Mode::Session(_) => Err(NotPossible::ForwardingInSessionMode.into()),
             Mode::User { container, .. } => container.dial(host, port).await,
         }
+    }
+
+    async fn listen(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<Box<dyn sshpod_core::Listener>, BackendError> {
+        let listener = match &self.0 {
+            Mode::Connection(c) => c.listen(host, port).await?,
+            Mode::Session(_) => return Err(NotPossible::ForwardingInSessionMode.into()),
+            Mode::User { container, .. } => container.listen(host, port).await?,
+        };
+        Ok(Box::new(listener))
     }
 
     fn info(&self) -> sshpod_core::ContainerInfo {

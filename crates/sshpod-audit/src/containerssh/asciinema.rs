@@ -167,7 +167,10 @@ impl<W: Write> AsciinemaWriter<W> {
     }
 
     fn channel_kind(&mut self, id: u32, kind: &ChannelKind) {
-        if matches!(kind, ChannelKind::DirectTcpip { .. }) {
+        if matches!(
+            kind,
+            ChannelKind::DirectTcpip { .. } | ChannelKind::ForwardedTcpip { .. }
+        ) {
             self.forwards.insert(id);
         }
     }

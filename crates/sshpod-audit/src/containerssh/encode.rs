@@ -79,7 +79,10 @@ impl<W: Write> BinaryWriter<W> {
         match item {
             Item::Event(event) => self.event(event, intercept),
             Item::Channel(info) => {
-                let forward = matches!(info.kind, ChannelKind::DirectTcpip { .. });
+                let forward = matches!(
+                    info.kind,
+                    ChannelKind::DirectTcpip { .. } | ChannelKind::ForwardedTcpip { .. }
+                );
                 self.log.set_forward(info.channel, forward);
                 Ok(())
             }

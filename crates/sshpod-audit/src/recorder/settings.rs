@@ -108,7 +108,7 @@ impl ConnectionFlags {
     pub(crate) fn open_channel(&self, info: &ChannelInfo) -> Arc<ChannelFlags> {
         let flags = Arc::new(ChannelFlags {
             bits: AtomicU8::new(match info.kind {
-                ChannelKind::DirectTcpip { .. } => FORWARD,
+                ChannelKind::DirectTcpip { .. } | ChannelKind::ForwardedTcpip { .. } => FORWARD,
                 _ => 0,
             }),
         });

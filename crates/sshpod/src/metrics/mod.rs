@@ -567,6 +567,7 @@ impl EventSink for Metrics {
         let kind = match channel.kind {
             ChannelKind::Session => "session",
             ChannelKind::DirectTcpip { .. } => "direct-tcpip",
+            ChannelKind::ForwardedTcpip { .. } => "forwarded-tcpip",
         };
         let labels = ChannelLabels { channel: kind };
         let first_output = match channel.kind {
@@ -576,7 +577,7 @@ impl EventSink for Metrics {
                 .get(&channel.connection)
                 .filter(|c| !c.first_output.load(Ordering::Relaxed))
                 .map(|c| (c.accepted, Arc::clone(&c.first_output))),
-            ChannelKind::DirectTcpip { .. } => None,
+            ChannelKind::DirectTcpip { .. } | ChannelKind::ForwardedTcpip { .. } => None,
         };
         Some(Box::new(CountingTap {
             received: self.families.received.get_or_create_owned(&labels),

@@ -53,6 +53,22 @@ pub(crate) async fn run<B: Backend>(
         }
     };
     reply.accept().await;
+    relay(&conn, writer, input, stream, taps, limits).await;
+}
+
+/// Relays a forwarded connection's bytes both ways until either side ends or the channel's
+/// limits close it, then closes the channel. Shared with `forwarded-tcpip` channels.
+pub(crate) async fn relay<B: Backend, S>(
+    conn: &ConnectionState<B>,
+    writer: ChannelWriteHalf<Msg>,
+    input: InputReceiver,
+    stream: S,
+    taps: Option<Taps>,
+    limits: ChannelLimits,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let channel = writer.id();
     let (mut from_container, to_container) = tokio::io::split(stream);
     let relay = async {
         let upstream = input::pump(input, to_container, input::OnEof::Close, taps.clone());

@@ -4,6 +4,7 @@
 //! slow (starting a process, dialling, resizing, signalling) runs as a task on the
 //! connection's tracker, and client data is moved into per-channel queues at once.
 
+mod remote;
 mod requests;
 
 use std::collections::HashMap;
@@ -23,6 +24,7 @@ use tracing::Instrument;
 
 use crate::server::auth::{self, Decided};
 use crate::server::channel::env::{self, SessionEnv};
+use crate::server::channel::remote_forward::RemoteForwards;
 use crate::server::channel::security::SecurityPolicy;
 use crate::server::channel::session::{from_ssh_signal, ControlSlot};
 use crate::server::channel::{direct_tcpip, pty};
@@ -69,6 +71,8 @@ pub(crate) struct ConnectionHandler<B: Backend> {
     restrictions: Restrictions,
     /// What the login's configuration (`security`) allows its sessions.
     security: SecurityPolicy,
+    /// The client's remote forwards (`ssh -R`); they stop when this is dropped.
+    remote_forwards: RemoteForwards,
 }
 
 impl<B: Backend> ConnectionHandler<B> {
@@ -79,6 +83,7 @@ impl<B: Backend> ConnectionHandler<B> {
             forwards: HashMap::new(),
             restrictions: Restrictions::default(),
             security: SecurityPolicy::default(),
+            remote_forwards: RemoteForwards::default(),
         }
     }
 
@@ -324,6 +329,24 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             (host_to_connect.to_owned(), port),
         ));
         Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(self.remote_forward(address, port, session).await)
+    }
+
+    async fn cancel_tcpip_forward(
+        &mut self,
+        address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(self.authenticated() && self.remote_forwards.cancel(address, port))
     }
 
     async fn data(
