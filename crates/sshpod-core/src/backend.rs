@@ -144,6 +144,26 @@ pub trait Container: Send + Sync + 'static {
         async { Err(crate::NotPossible::ListeningUnsupported.into()) }
     }
 
+    /// Listens on the Unix socket `path` inside the container (`ssh -R /path:...`). The
+    /// default refuses: the backend cannot listen.
+    fn listen_unix(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Box<dyn crate::Listener>, BackendError>> + Send {
+        let _ = path;
+        async { Err(crate::NotPossible::SocketForwardingUnsupported.into()) }
+    }
+
+    /// Connects to the Unix socket `path` inside the container (`ssh -L ...:/path`). The
+    /// default refuses.
+    fn dial_unix(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Box<dyn crate::ForwardedStream>, BackendError>> + Send {
+        let _ = path;
+        async { Err(crate::NotPossible::SocketForwardingUnsupported.into()) }
+    }
+
     /// What the container is (its id and image), for the record.
     fn info(&self) -> ContainerInfo;
 

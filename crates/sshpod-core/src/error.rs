@@ -224,6 +224,8 @@ pub enum NotPossible {
     },
     /// A listener inside the container (`ssh -R`), which this backend cannot make.
     ListeningUnsupported,
+    /// Unix socket forwarding, which this backend cannot do.
+    SocketForwardingUnsupported,
     /// A command (`ssh host cmd`) where the configuration allows only a shell.
     CommandsDisabled,
     /// A subsystem the configuration does not name.
@@ -245,6 +247,9 @@ impl fmt::Display for NotPossible {
             ),
             NotPossible::ListeningUnsupported => {
                 f.write_str("remote forwarding is not available with this backend")
+            }
+            NotPossible::SocketForwardingUnsupported => {
+                f.write_str("socket forwarding is not available with this backend")
             }
             NotPossible::CommandsDisabled => {
                 f.write_str("running commands is disabled on this server; log in for a shell")

@@ -339,6 +339,17 @@ pub enum ChannelKind {
         /// Their port.
         originator_port: u16,
     },
+    /// `direct-streamlocal@openssh.com` (`ssh -L ...:/path`) to a Unix socket in the container.
+    DirectStreamlocal {
+        /// The socket's path.
+        path: String,
+    },
+    /// `forwarded-streamlocal@openssh.com` (`ssh -R /path:...`): a connection to a Unix socket
+    /// listener inside the container, passed to the client.
+    ForwardedStreamlocal {
+        /// The listener's path.
+        path: String,
+    },
 }
 
 /// Why a channel open was refused.

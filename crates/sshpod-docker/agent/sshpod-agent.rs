@@ -7,13 +7,17 @@
 //! connected it writes one zero byte to stdout, so sshpod can accept or refuse the SSH channel
 //! truthfully; on failure it writes the reason to stderr and exits with status 2.
 //!
+//! `sshpod-agent dial-unix PATH` does the same with the Unix socket PATH
+//! (`direct-streamlocal@openssh.com`).
+//!
 //! `sshpod-agent listen HOST PORT` (`ssh -R`): listens on HOST:PORT and writes
 //! `listening PORT DIR` to stdout (the port actually bound, and a fresh private directory).
 //! Each accepted connection is reported as `accept N ADDRESS PORT` and parked behind the Unix
 //! socket `DIR/N.sock` until sshpod takes it with `sshpod-agent take DIR/N.sock`, which relays
 //! it like `dial` does, so every forwarded connection has its own stream. `refuse N` on stdin
 //! closes a parked connection; end of stdin stops listening, and the helper exits once its
-//! connections have ended.
+//! connections have ended. `sshpod-agent listen-unix PATH` does the same on the Unix socket
+//! PATH (reporting port 0, and `local 0` as every originator), and removes it when it stops.
 
 use std::io::{BufRead, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -38,15 +42,29 @@ fn main() -> ExitCode {
             },
             Err(_) => fail(&format!("bad port {port}")),
         },
+        [_, "dial-unix", path] => match UnixStream::connect(path) {
+            Ok(socket) => relay_stdio(Both::Unix(socket)),
+            Err(e) => fail(&format!("connect {path}: {e}")),
+        },
         [_, "take", path] => match UnixStream::connect(path) {
             Ok(socket) => relay_stdio(Both::Unix(socket)),
             Err(e) => fail(&format!("taking the connection {path}: {e}")),
         },
         [_, "listen", host, port] => match port.parse::<u16>() {
-            Ok(port) => listen(host, port),
+            Ok(port) => match TcpListener::bind((*host, port)) {
+                Ok(listener) => listen(Listening::Tcp(listener)),
+                Err(e) => fail(&format!("listen on {host}:{port}: {e}")),
+            },
             Err(_) => fail(&format!("bad port {port}")),
         },
-        _ => fail("usage: sshpod-agent dial HOST PORT | listen HOST PORT | take PATH"),
+        [_, "listen-unix", path] => match UnixListener::bind(path) {
+            Ok(listener) => listen(Listening::Unix(listener, PathBuf::from(path))),
+            Err(e) => fail(&format!("listen on {path}: {e}")),
+        },
+        _ => fail(
+            "usage: sshpod-agent dial HOST PORT | dial-unix PATH | listen HOST PORT | \
+             listen-unix PATH | take PATH",
+        ),
     }
 }
 
@@ -162,20 +180,75 @@ fn private_dir() -> std::io::Result<PathBuf> {
     }
 }
 
-fn listen(host: &str, port: u16) -> ExitCode {
-    let listener = match TcpListener::bind((host, port)) {
-        Ok(l) => l,
-        Err(e) => return fail(&format!("listen on {host}:{port}: {e}")),
-    };
-    let bound = match listener.local_addr() {
-        Ok(a) => a,
-        Err(e) => return fail(&format!("listen on {host}:{port}: {e}")),
+/// A bound listener of either family (a Unix one with its path, removed when it stops).
+enum Listening {
+    Tcp(TcpListener),
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listening {
+    /// The port bound (0 for a Unix socket).
+    fn port(&self) -> std::io::Result<u16> {
+        match self {
+            Listening::Tcp(l) => l.local_addr().map(|a| a.port()),
+            Listening::Unix(..) => Ok(0),
+        }
+    }
+
+    /// The next connection and who made it (`ADDRESS PORT`).
+    fn accept(&self) -> std::io::Result<(Both, String)> {
+        match self {
+            Listening::Tcp(l) => {
+                let (socket, peer) = l.accept()?;
+                let _ = socket.set_nodelay(true);
+                Ok((Both::Tcp(socket), format!("{} {}", peer.ip(), peer.port())))
+            }
+            Listening::Unix(l, _) => l.accept().map(|(s, _)| (Both::Unix(s), "local 0".into())),
+        }
+    }
+
+    /// Wakes a thread blocked in `accept`.
+    fn waker(&self) -> Box<dyn FnOnce() + Send> {
+        match self {
+            Listening::Tcp(l) => {
+                let address = l.local_addr();
+                Box::new(move || {
+                    if let Ok(mut address) = address {
+                        if address.ip().is_unspecified() {
+                            address.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+                        }
+                        let _ = TcpStream::connect(address);
+                    }
+                })
+            }
+            Listening::Unix(_, path) => {
+                let path = path.clone();
+                Box::new(move || {
+                    let _ = UnixStream::connect(path);
+                })
+            }
+        }
+    }
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        if let Listening::Unix(_, path) = self {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+fn listen(listener: Listening) -> ExitCode {
+    let port = match listener.port() {
+        Ok(p) => p,
+        Err(e) => return fail(&format!("listening: {e}")),
     };
     let dir = match private_dir() {
         Ok(d) => d,
         Err(e) => return fail(&format!("making a private directory: {e}")),
     };
-    if report(&format!("listening {} {}", bound.port(), dir.display())).is_err() {
+    if report(&format!("listening {port} {}", dir.display())).is_err() {
         let _ = std::fs::remove_dir_all(&dir);
         return ExitCode::from(2);
     }
@@ -183,7 +256,7 @@ fn listen(host: &str, port: u16) -> ExitCode {
     {
         // End of stdin (sshpod cancelled the forward or went away) stops the listener: the
         // flag is set, then a connection of our own wakes the blocked accept.
-        let (closing, dir) = (Arc::clone(&closing), dir.clone());
+        let (closing, dir, wake) = (Arc::clone(&closing), dir.clone(), listener.waker());
         std::thread::spawn(move || {
             for line in std::io::stdin().lock().lines() {
                 let Ok(line) = line else { break };
@@ -195,17 +268,19 @@ fn listen(host: &str, port: u16) -> ExitCode {
                 }
             }
             closing.store(true, Ordering::SeqCst);
-            let _ = TcpStream::connect(bound);
+            wake();
         });
     }
     let mut connections: Vec<JoinHandle<()>> = Vec::new();
     let mut next = 0u64;
-    for incoming in listener.incoming() {
+    loop {
+        let incoming = listener.accept();
         if closing.load(Ordering::SeqCst) {
             break;
         }
-        let Ok(socket) = incoming else { continue };
-        let Ok(peer) = socket.peer_addr() else { continue };
+        let Ok((socket, peer)) = incoming else {
+            continue;
+        };
         next += 1;
         let path = dir.join(format!("{next}.sock"));
         let parking = match UnixListener::bind(&path) {
@@ -214,7 +289,7 @@ fn listen(host: &str, port: u16) -> ExitCode {
         };
         connections.retain(|c| !c.is_finished());
         connections.push(std::thread::spawn(move || park(socket, parking, &path)));
-        if report(&format!("accept {next} {} {}", peer.ip(), peer.port())).is_err() {
+        if report(&format!("accept {next} {peer}")).is_err() {
             break;
         }
     }
@@ -233,13 +308,12 @@ fn report(line: &str) -> std::io::Result<()> {
 }
 
 /// Holds one accepted connection until sshpod takes it (or refuses it), then relays it.
-fn park(socket: TcpStream, parking: UnixListener, path: &Path) {
+fn park(inside: Both, parking: UnixListener, path: &Path) {
     let taken = parking.accept();
     drop(parking);
     let _ = std::fs::remove_file(path);
     let Ok((taker, _)) = taken else { return };
-    let _ = socket.set_nodelay(true);
-    let (inside, outside) = (Both::Tcp(socket), Both::Unix(taker));
+    let outside = Both::Unix(taker);
     let (Ok(inside_reader), Ok(outside_reader)) = (inside.try_clone(), outside.try_clone()) else {
         return;
     };

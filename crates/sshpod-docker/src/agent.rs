@@ -150,6 +150,23 @@ pub(crate) async fn dial(
     running.ready().await.map_err(|why| dial_error(why.into()))
 }
 
+/// Connects to the Unix socket `path` from inside the container.
+pub(crate) async fn dial_unix(
+    engine: &Engine,
+    container_id: &str,
+    path: &str,
+) -> Result<ExecStream, BackendError> {
+    let dial_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Dial {
+        host: path.to_owned(),
+        port: 0,
+        source,
+    };
+    let running = run(engine, container_id, &["dial-unix", path])
+        .await
+        .map_err(dial_error)?;
+    running.ready().await.map_err(|why| dial_error(why.into()))
+}
+
 /// Takes a connection a listening helper parked at `path` (see `listener`).
 pub(crate) async fn take(
     engine: &Engine,

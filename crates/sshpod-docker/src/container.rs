@@ -243,13 +243,19 @@ impl ConnectionContainer {
 
     pub(crate) async fn listen(
         &self,
-        host: &str,
-        port: u16,
+        bind: crate::listener::Bind<'_>,
     ) -> Result<crate::listener::DockerListener, BackendError> {
         self.agent_installed
             .get_or_try_init(|| agent::install(&self.engine, &self.id))
             .await?;
-        crate::listener::listen(&self.engine, &self.id, host, port).await
+        crate::listener::listen(&self.engine, &self.id, bind).await
+    }
+
+    pub(crate) async fn dial_unix(&self, path: &str) -> Result<ExecStream, BackendError> {
+        self.agent_installed
+            .get_or_try_init(|| agent::install(&self.engine, &self.id))
+            .await?;
+        agent::dial_unix(&self.engine, &self.id, path).await
     }
 
     pub(crate) async fn close(&self) -> Result<(), BackendError> {

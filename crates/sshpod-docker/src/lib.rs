@@ -573,12 +573,38 @@ impl Container for DockerContainer {
         host: &str,
         port: u16,
     ) -> Result<Box<dyn sshpod_core::Listener>, BackendError> {
+        let bind = listener::Bind::Tcp(host, port);
         let listener = match &self.0 {
-            Mode::Connection(c) => c.listen(host, port).await?,
+            Mode::Connection(c) => c.listen(bind).await?,
             Mode::Session(_) => return Err(NotPossible::ForwardingInSessionMode.into()),
-            Mode::User { container, .. } => container.listen(host, port).await?,
+            Mode::User { container, .. } => container.listen(bind).await?,
         };
         Ok(Box::new(listener))
+    }
+
+    async fn listen_unix(
+        &self,
+        path: &str,
+    ) -> Result<Box<dyn sshpod_core::Listener>, BackendError> {
+        let bind = listener::Bind::Unix(path);
+        let listener = match &self.0 {
+            Mode::Connection(c) => c.listen(bind).await?,
+            Mode::Session(_) => return Err(NotPossible::ForwardingInSessionMode.into()),
+            Mode::User { container, .. } => container.listen(bind).await?,
+        };
+        Ok(Box::new(listener))
+    }
+
+    async fn dial_unix(
+        &self,
+        path: &str,
+    ) -> Result<Box<dyn sshpod_core::ForwardedStream>, BackendError> {
+        let stream = match &self.0 {
+            Mode::Connection(c) => c.dial_unix(path).await?,
+            Mode::Session(_) => return Err(NotPossible::ForwardingInSessionMode.into()),
+            Mode::User { container, .. } => container.dial_unix(path).await?,
+        };
+        Ok(Box::new(stream))
     }
 
     fn info(&self) -> sshpod_core::ContainerInfo {

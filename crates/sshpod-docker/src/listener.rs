@@ -54,24 +54,41 @@ pub(crate) struct DockerListener {
     _demux: AbortOnDrop,
 }
 
-/// Starts `sshpod-agent listen host port` and waits until it is bound.
+/// Where a listener listens.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Bind<'a> {
+    /// A TCP address and port (0: any free port).
+    Tcp(&'a str, u16),
+    /// A Unix socket's path.
+    Unix(&'a str),
+}
+
+/// Starts `sshpod-agent listen host port` (or `listen-unix path`) and waits until it is bound.
 pub(crate) async fn listen(
     engine: &Engine,
     container_id: &str,
-    host: &str,
-    port: u16,
+    bind: Bind<'_>,
 ) -> Result<DockerListener, BackendError> {
+    let (host, port) = match bind {
+        Bind::Tcp(host, port) => (host, port),
+        Bind::Unix(path) => (path, 0),
+    };
     let listen_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Listen {
         host: host.to_owned(),
         port,
         source,
+    };
+    let port_arg = port.to_string();
+    let args: &[&str] = match bind {
+        Bind::Tcp(..) => &["listen", host, &port_arg],
+        Bind::Unix(path) => &["listen-unix", path],
     };
     let agent::Running {
         stdout,
         mut stderr,
         stdin,
         demux,
-    } = agent::run(engine, container_id, &["listen", host, &port.to_string()])
+    } = agent::run(engine, container_id, args)
         .await
         .map_err(listen_error)?;
     let mut reports = BufReader::new(stdout);

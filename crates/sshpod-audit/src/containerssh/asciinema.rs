@@ -169,7 +169,10 @@ impl<W: Write> AsciinemaWriter<W> {
     fn channel_kind(&mut self, id: u32, kind: &ChannelKind) {
         if matches!(
             kind,
-            ChannelKind::DirectTcpip { .. } | ChannelKind::ForwardedTcpip { .. }
+            ChannelKind::DirectTcpip { .. }
+                | ChannelKind::ForwardedTcpip { .. }
+                | ChannelKind::DirectStreamlocal { .. }
+                | ChannelKind::ForwardedStreamlocal { .. }
         ) {
             self.forwards.insert(id);
         }

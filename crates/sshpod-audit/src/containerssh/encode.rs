@@ -81,7 +81,10 @@ impl<W: Write> BinaryWriter<W> {
             Item::Channel(info) => {
                 let forward = matches!(
                     info.kind,
-                    ChannelKind::DirectTcpip { .. } | ChannelKind::ForwardedTcpip { .. }
+                    ChannelKind::DirectTcpip { .. }
+                        | ChannelKind::ForwardedTcpip { .. }
+                        | ChannelKind::DirectStreamlocal { .. }
+                        | ChannelKind::ForwardedStreamlocal { .. }
                 );
                 self.log.set_forward(info.channel, forward);
                 Ok(())

@@ -252,7 +252,10 @@ impl<W: Write> LogWriter<W> {
             id,
             matches!(
                 kind,
-                ChannelKind::DirectTcpip { .. } | ChannelKind::ForwardedTcpip { .. }
+                ChannelKind::DirectTcpip { .. }
+                    | ChannelKind::ForwardedTcpip { .. }
+                    | ChannelKind::DirectStreamlocal { .. }
+                    | ChannelKind::ForwardedStreamlocal { .. }
             ),
         );
         if let ChannelKind::DirectTcpip { host, port } = kind {
@@ -488,5 +491,7 @@ fn channel_type(kind: &ChannelKind) -> &'static str {
         ChannelKind::Session => "session",
         ChannelKind::DirectTcpip { .. } => "direct-tcpip",
         ChannelKind::ForwardedTcpip { .. } => "forwarded-tcpip",
+        ChannelKind::DirectStreamlocal { .. } => "direct-streamlocal@openssh.com",
+        ChannelKind::ForwardedStreamlocal { .. } => "forwarded-streamlocal@openssh.com",
     }
 }

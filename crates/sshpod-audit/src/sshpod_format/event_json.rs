@@ -271,6 +271,14 @@ fn channel_kind(put: &mut impl FnMut(&str, Value), kind: &ChannelKind) {
             put("originator", json!(originator));
             put("originatorPort", json!(originator_port));
         }
+        ChannelKind::DirectStreamlocal { path } => {
+            put("channelKind", json!("direct-streamlocal"));
+            put("path", json!(path));
+        }
+        ChannelKind::ForwardedStreamlocal { path } => {
+            put("channelKind", json!("forwarded-streamlocal"));
+            put("path", json!(path));
+        }
     }
 }
 

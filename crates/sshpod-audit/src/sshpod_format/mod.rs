@@ -208,7 +208,12 @@ impl SshpodWriter {
         };
         let forward = matches!(
             files.kind,
-            Some(ChannelKind::DirectTcpip { .. } | ChannelKind::ForwardedTcpip { .. })
+            Some(
+                ChannelKind::DirectTcpip { .. }
+                    | ChannelKind::ForwardedTcpip { .. }
+                    | ChannelKind::DirectStreamlocal { .. }
+                    | ChannelKind::ForwardedStreamlocal { .. }
+            )
         );
         let mut ops = Vec::new();
         if let Some(watcher) = &mut files.transfers {

@@ -568,6 +568,8 @@ impl EventSink for Metrics {
             ChannelKind::Session => "session",
             ChannelKind::DirectTcpip { .. } => "direct-tcpip",
             ChannelKind::ForwardedTcpip { .. } => "forwarded-tcpip",
+            ChannelKind::DirectStreamlocal { .. } => "direct-streamlocal",
+            ChannelKind::ForwardedStreamlocal { .. } => "forwarded-streamlocal",
         };
         let labels = ChannelLabels { channel: kind };
         let first_output = match channel.kind {
@@ -577,7 +579,10 @@ impl EventSink for Metrics {
                 .get(&channel.connection)
                 .filter(|c| !c.first_output.load(Ordering::Relaxed))
                 .map(|c| (c.accepted, Arc::clone(&c.first_output))),
-            ChannelKind::DirectTcpip { .. } | ChannelKind::ForwardedTcpip { .. } => None,
+            ChannelKind::DirectTcpip { .. }
+            | ChannelKind::ForwardedTcpip { .. }
+            | ChannelKind::DirectStreamlocal { .. }
+            | ChannelKind::ForwardedStreamlocal { .. } => None,
         };
         Some(Box::new(CountingTap {
             received: self.families.received.get_or_create_owned(&labels),

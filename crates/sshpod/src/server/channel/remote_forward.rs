@@ -1,5 +1,6 @@
-//! Remote forwarding (`ssh -R`, `tcpip-forward`): a listener inside the container for each
-//! forward, and a `forwarded-tcpip` channel to the client for each connection it accepts.
+//! Remote forwarding (`ssh -R`, `tcpip-forward` and `streamlocal-forward@openssh.com`): a
+//! listener inside the container for each forward, and a `forwarded-tcpip` (or
+//! `forwarded-streamlocal@openssh.com`) channel to the client for each connection it accepts.
 //!
 //! A client holds at most [`MAX_LISTENERS`] forwards, and each forward at most
 //! [`MAX_PENDING`] connections the client has not yet taken: more are closed at once inside the
@@ -24,11 +25,28 @@ pub(crate) const MAX_LISTENERS: usize = 16;
 /// The most connections one forward may have waiting for the client to take them.
 pub(crate) const MAX_PENDING: usize = 32;
 
-/// The remote forwards of one connection, by the address the client asked for and the port
-/// bound (what a client names when it cancels). Dropping one stops its listener.
+/// What a remote forward listens on, as the client names it when it cancels and as its
+/// channels name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum ForwardTarget {
+    /// `tcpip-forward`: the address the client asked for, and the port bound.
+    Tcp {
+        /// As the client asked.
+        address: String,
+        /// As bound.
+        port: u16,
+    },
+    /// `streamlocal-forward@openssh.com`: the socket's path.
+    Unix {
+        /// As the client asked.
+        path: String,
+    },
+}
+
+/// The remote forwards of one connection. Dropping one stops its listener.
 #[derive(Debug, Default)]
 pub(crate) struct RemoteForwards {
-    open: HashMap<(String, u32), DropGuard>,
+    open: HashMap<ForwardTarget, DropGuard>,
 }
 
 /// A forward over the connection's limit.
@@ -46,14 +64,23 @@ impl RemoteForwards {
     }
 
     /// Keeps a forward's listener running until it is cancelled or the connection ends.
-    pub(crate) fn add(&mut self, address: &str, port: u16, stop: CancellationToken) {
-        self.open
-            .insert((address.to_owned(), u32::from(port)), stop.drop_guard());
+    pub(crate) fn add(&mut self, target: ForwardTarget, stop: CancellationToken) {
+        self.open.insert(target, stop.drop_guard());
     }
 
-    /// Stops the forward on `address:port`; whether there was one.
-    pub(crate) fn cancel(&mut self, address: &str, port: u32) -> bool {
-        self.open.remove(&(address.to_owned(), port)).is_some()
+    /// Stops the forward on `target`; whether there was one.
+    pub(crate) fn cancel(&mut self, target: &ForwardTarget) -> bool {
+        self.open.remove(target).is_some()
+    }
+
+    /// Stops the TCP forward on `address:port` (the port bound); whether there was one.
+    pub(crate) fn cancel_tcp(&mut self, address: &str, port: u32) -> bool {
+        u16::try_from(port).is_ok_and(|port| {
+            self.cancel(&ForwardTarget::Tcp {
+                address: address.to_owned(),
+                port,
+            })
+        })
     }
 }
 
@@ -62,10 +89,10 @@ pub(crate) async fn serve<B: Backend>(
     conn: Arc<ConnectionState<B>>,
     handle: Handle,
     listener: Arc<dyn Listener>,
-    address: String,
+    target: ForwardTarget,
     stop: CancellationToken,
 ) {
-    let port = listener.port();
+    let (address, port) = target.for_log();
     let pending = Arc::new(Semaphore::new(MAX_PENDING));
     loop {
         let accepted = tokio::select! {
@@ -99,13 +126,25 @@ pub(crate) async fn serve<B: Backend>(
             Arc::clone(&conn),
             handle.clone(),
             Arc::clone(&listener),
-            (address.clone(), port),
+            target.clone(),
             accepted,
             permit,
         ));
     }
-    conn.events
-        .emit(EventKind::ListenerClosed { address, port });
+    conn.events.emit(EventKind::ListenerClosed {
+        address: address.to_owned(),
+        port,
+    });
+}
+
+impl ForwardTarget {
+    /// The address (or path) and port for the log and events (a socket's port is 0).
+    fn for_log(&self) -> (&str, u16) {
+        match self {
+            ForwardTarget::Tcp { address, port } => (address, *port),
+            ForwardTarget::Unix { path } => (path, 0),
+        }
+    }
 }
 
 /// Opens a `forwarded-tcpip` channel for one accepted connection and relays it; a client that
@@ -114,24 +153,36 @@ async fn pass_to_client<B: Backend>(
     conn: Arc<ConnectionState<B>>,
     handle: Handle,
     listener: Arc<dyn Listener>,
-    (address, port): (String, u16),
+    target: ForwardTarget,
     accepted: Accepted,
     permit: OwnedSemaphorePermit,
 ) {
-    let kind = ChannelKind::ForwardedTcpip {
-        address: address.clone(),
-        port,
-        originator: accepted.originator.clone(),
-        originator_port: accepted.originator_port,
+    let (address, port) = target.for_log();
+    let (kind, open) = match &target {
+        ForwardTarget::Tcp { address, port } => (
+            ChannelKind::ForwardedTcpip {
+                address: address.clone(),
+                port: *port,
+                originator: accepted.originator.clone(),
+                originator_port: accepted.originator_port,
+            },
+            futures_util::future::Either::Left(handle.channel_open_forwarded_tcpip(
+                address.clone(),
+                u32::from(*port),
+                accepted.originator.clone(),
+                u32::from(accepted.originator_port),
+            )),
+        ),
+        ForwardTarget::Unix { path } => (
+            ChannelKind::ForwardedStreamlocal { path: path.clone() },
+            futures_util::future::Either::Right(
+                handle.channel_open_forwarded_streamlocal(path.clone()),
+            ),
+        ),
     };
     let opened = tokio::select! {
         () = conn.token.cancelled() => None,
-        opened = handle.channel_open_forwarded_tcpip(
-            address.clone(),
-            u32::from(port),
-            accepted.originator.clone(),
-            u32::from(accepted.originator_port),
-        ) => Some(opened),
+        opened = open => Some(opened),
     };
     let channel = match opened {
         Some(Ok(channel)) => channel,
@@ -164,7 +215,7 @@ async fn pass_to_client<B: Backend>(
             conn.events.emit_on(
                 Some(id),
                 EventKind::ForwardFailed {
-                    host: address,
+                    host: address.to_owned(),
                     port,
                     error: Arc::new(e),
                 },
@@ -215,14 +266,36 @@ mod tests {
         for (n, token) in tokens.iter().enumerate() {
             assert_eq!(forwards.room(), Ok(()));
             let port = 8000 + u16::try_from(n).unwrap_or(0);
-            forwards.add("localhost", port, token.clone());
+            let target = if n == 1 {
+                ForwardTarget::Unix {
+                    path: "/tmp/8001".to_owned(),
+                }
+            } else {
+                ForwardTarget::Tcp {
+                    address: "localhost".to_owned(),
+                    port,
+                }
+            };
+            forwards.add(target, token.clone());
         }
-        assert_eq!(forwards.room(), Err(TooMany));
-        assert!(!forwards.cancel("127.0.0.1", 8000), "the address as asked");
+        assert_eq!(forwards.room(), Err(TooMany), "sockets count too");
+        assert!(
+            !forwards.cancel_tcp("127.0.0.1", 8000),
+            "the address as asked"
+        );
+        assert!(
+            !forwards.cancel_tcp("localhost", 8001),
+            "a socket is not a port"
+        );
+        assert!(!forwards.cancel_tcp("localhost", 65536 + 8000));
         assert!(!tokens[0].is_cancelled());
-        assert!(forwards.cancel("localhost", 8000));
+        assert!(forwards.cancel_tcp("localhost", 8000));
         assert!(tokens[0].is_cancelled(), "cancelling stops the listener");
-        assert!(!forwards.cancel("localhost", 8000), "only once");
+        assert!(!forwards.cancel_tcp("localhost", 8000), "only once");
+        assert!(forwards.cancel(&ForwardTarget::Unix {
+            path: "/tmp/8001".to_owned()
+        }));
+        assert!(tokens[1].is_cancelled());
         assert_eq!(forwards.room(), Ok(()));
         drop(forwards);
         assert!(

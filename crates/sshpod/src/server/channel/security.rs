@@ -173,6 +173,24 @@ impl SecurityPolicy {
 }
 
 impl SecurityPolicy {
+    /// Whether the client may listen on a Unix socket in the container (`ssh -R /path:...`).
+    pub(crate) fn socket_listen(&self) -> Result<(), Refused> {
+        enabled(
+            self.config.forwarding.socket_listen_mode,
+            "security.forwarding.socketListenMode",
+            "socket listening",
+        )
+    }
+
+    /// Whether the client may reach a Unix socket in the container (`ssh -L ...:/path`).
+    pub(crate) fn socket_forwarding(&self) -> Result<(), Refused> {
+        enabled(
+            self.config.forwarding.socket_forwarding_mode,
+            "security.forwarding.socketForwardingMode",
+            "socket forwarding",
+        )
+    }
+
     /// Where a remote forward (`ssh -R`) asked for on `requested` listens inside the container,
     /// if it may: `security.forwarding.reverseForwardingMode` must be `enable`, and
     /// `security.forwarding.gatewayPorts` decides the address.
@@ -221,6 +239,27 @@ impl SecurityPolicy {
                 message: format!("`{requested}` is not an address to listen on"),
             }),
         }
+    }
+}
+
+/// A forwarding mode's decision: only `enable` allows (`filter` has no rules to apply).
+fn enabled(mode: SecurityMode, rule: &'static str, what: &str) -> Result<(), Refused> {
+    match mode {
+        SecurityMode::Enable => Ok(()),
+        _ => refused(rule, format!("{what} is disabled on this server")),
+    }
+}
+
+/// Whether `path` may name a Unix socket to listen on or connect to: absolute, and short
+/// enough for a socket address.
+pub(crate) fn socket_path(path: &str) -> Result<(), Refused> {
+    if path.starts_with('/') && path.len() < 108 && !path.contains('\0') {
+        Ok(())
+    } else {
+        refused(
+            "streamlocal path",
+            "a forwarded socket must be an absolute path of less than 108 bytes",
+        )
     }
 }
 
@@ -380,6 +419,27 @@ mod tests {
         );
         assert_eq!(client.remote_forward("10.1.2.3"), Ok("10.1.2.3".to_owned()));
         assert!(client.remote_forward("a b").is_err());
+    }
+
+    #[test]
+    fn socket_forwarding_has_its_own_two_modes_and_sane_paths() {
+        let off = policy(|_| {});
+        assert_eq!(
+            rule(off.socket_listen()),
+            Some("security.forwarding.socketListenMode")
+        );
+        assert_eq!(
+            rule(off.socket_forwarding()),
+            Some("security.forwarding.socketForwardingMode")
+        );
+        let listen = policy(|c| c.forwarding.socket_listen_mode = SecurityMode::Enable);
+        assert!(listen.socket_listen().is_ok());
+        assert!(listen.socket_forwarding().is_err(), "each kind on its own");
+        assert!(socket_path("/tmp/app.sock").is_ok());
+        for bad in ["relative.sock", "", "/nul\0.sock"] {
+            assert_eq!(rule(socket_path(bad)), Some("streamlocal path"), "{bad:?}");
+        }
+        assert!(socket_path(&format!("/{}", "a".repeat(110))).is_err());
     }
 
     #[test]

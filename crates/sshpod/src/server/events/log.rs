@@ -158,6 +158,20 @@ fn log(kind: &EventKind) {
                     "remote forward connection passed to the client"
                 )
             }
+            ChannelKind::DirectStreamlocal { path } => {
+                tracing::debug!(
+                    code = codes::SSH_NEW_CHANNEL,
+                    path,
+                    "socket forwarding requested"
+                )
+            }
+            ChannelKind::ForwardedStreamlocal { path } => {
+                tracing::debug!(
+                    code = codes::SSH_NEW_CHANNEL,
+                    path,
+                    "remote socket forward connection passed to the client"
+                )
+            }
         },
         EventKind::ChannelRefused { kind, reason } => match (kind, reason) {
             (_, ChannelRefusal::MaxSessions(max_sessions)) => {
@@ -195,6 +209,18 @@ fn log(kind: &EventKind) {
                     port,
                     rule,
                     "forwarding refused by the security policy"
+                )
+            }
+            (
+                ChannelKind::DirectStreamlocal { path }
+                | ChannelKind::ForwardedStreamlocal { path },
+                reason,
+            ) => {
+                tracing::info!(
+                    code = codes::SSH_NEW_CHANNEL_REJECTED,
+                    path,
+                    ?reason,
+                    "socket forwarding refused"
                 )
             }
             (ChannelKind::ForwardedTcpip { address, port, .. }, _) => {

@@ -24,7 +24,8 @@ use tracing::Instrument;
 
 use crate::server::auth::{self, Decided};
 use crate::server::channel::env::{self, SessionEnv};
-use crate::server::channel::remote_forward::RemoteForwards;
+use crate::server::channel::remote_forward::{ForwardTarget, RemoteForwards};
+use crate::server::channel::security::socket_path as socket_path_ok;
 use crate::server::channel::security::SecurityPolicy;
 use crate::server::channel::session::{from_ssh_signal, ControlSlot};
 use crate::server::channel::{direct_tcpip, pty};
@@ -346,7 +347,92 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         port: u32,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        Ok(self.authenticated() && self.remote_forwards.cancel(address, port))
+        Ok(self.authenticated() && self.remote_forwards.cancel_tcp(address, port))
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(self.remote_socket_forward(socket_path, session).await)
+    }
+
+    async fn cancel_streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let target = ForwardTarget::Unix {
+            path: socket_path.to_owned(),
+        };
+        Ok(self.authenticated() && self.remote_forwards.cancel(&target))
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        channel: Channel<Msg>,
+        socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if !self.authenticated() {
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        let kind = ChannelKind::DirectStreamlocal {
+            path: socket_path.to_owned(),
+        };
+        let refusal = match self
+            .security
+            .socket_forwarding()
+            .and(socket_path_ok(socket_path))
+        {
+            Err(refused) => Some(ChannelRefusal::Policy(refused.rule)),
+            Ok(()) if !self.restrictions.port_forwarding => Some(ChannelRefusal::NotPermitted),
+            Ok(()) => None,
+        };
+        if let Some(reason) = refusal {
+            self.conn.events.emit_on(
+                Some(channel.id()),
+                EventKind::ChannelRefused { kind, reason },
+            );
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        self.forget_finished();
+        let id = channel.id();
+        let taps = self.conn.events.taps(id, &kind);
+        self.conn
+            .events
+            .emit_on(Some(id), EventKind::ChannelOpened { kind });
+        let (_, writer) = channel.split();
+        let (sender, receiver) = input::queue(&self.conn.gate);
+        let limits = self
+            .conn
+            .channels
+            .opened(id, "direct-streamlocal", &self.conn.token);
+        self.forwards.insert(
+            id,
+            ForwardChannel {
+                input: sender,
+                activity: Arc::clone(&limits.activity),
+            },
+        );
+        self.conn.spawn(direct_tcpip::run_unix(
+            Arc::clone(&self.conn),
+            reply,
+            writer,
+            receiver,
+            taps,
+            limits,
+            socket_path.to_owned(),
+        ));
+        Ok(())
     }
 
     async fn data(

@@ -1,13 +1,16 @@
-//! `tcpip-forward` requests (`ssh -R`): every check, then a listener inside the container.
+//! Remote forward requests (`ssh -R`): `tcpip-forward` and `streamlocal-forward@openssh.com`
+//! pass every check, then get a listener inside the container.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use russh::server::Session;
-use sshpod_core::{Backend, Container, EventKind, RequestRefusal};
+use sshpod_core::{Backend, BackendError, Container, EventKind, Listener, RequestRefusal};
 
 use super::ConnectionHandler;
-use crate::server::channel::remote_forward::{self, MAX_LISTENERS};
+use crate::server::channel::remote_forward::{self, ForwardTarget, MAX_LISTENERS};
+use crate::server::channel::security::socket_path;
 use crate::server::connection::NoContainer;
 
 /// How long a forward may take to start listening. The SSH library answers a global request
@@ -27,20 +30,7 @@ impl<B: Backend> ConnectionHandler<B> {
             return false;
         }
         let requested = *port;
-        let refuse = |rule: &'static str, message: String| {
-            self.conn.events.emit_on(
-                None,
-                EventKind::RequestRefused {
-                    reason: RequestRefusal::RemoteForward {
-                        address: address.to_owned(),
-                        port: requested,
-                        rule,
-                        message,
-                    },
-                },
-            );
-            false
-        };
+        let refuse = |rule, message| self.refuse_remote_forward(address, requested, rule, message);
         let Ok(port16) = u16::try_from(requested) else {
             return refuse("tcpip-forward", format!("{requested} is not a port"));
         };
@@ -48,11 +38,8 @@ impl<B: Backend> ConnectionHandler<B> {
             Ok(bind) => bind,
             Err(refused) => return refuse(refused.rule, refused.message),
         };
-        if !self.restrictions.port_forwarding {
-            return refuse(
-                "no-port-forwarding",
-                "the login's key or certificate does not permit port forwarding".to_owned(),
-            );
+        if let Err((rule, message)) = self.may_hold_another_forward() {
+            return refuse(rule, message);
         }
         if !self.restrictions.may_listen(address, port16) {
             return refuse(
@@ -60,63 +47,170 @@ impl<B: Backend> ConnectionHandler<B> {
                 format!("the login's key does not permit listening on {address}:{requested}"),
             );
         }
-        if self.remote_forwards.room().is_err() {
-            return refuse(
-                "remote forward limit",
-                format!("a connection may hold at most {MAX_LISTENERS} remote forwards"),
-            );
-        }
         let conn = Arc::clone(&self.conn);
-        let listening = tokio::time::timeout(LISTEN_TIMEOUT, async {
-            let container = match conn.container().await {
-                Ok(c) => c,
-                Err(NoContainer::Failed(e)) => return Err(Some(e)),
-                Err(_) => return Err(None),
-            };
-            container
-                .listen(&bind, port16)
-                .await
-                .map_err(|e| Some(Arc::new(e)))
-        });
-        let listener = tokio::select! {
-            () = self.conn.token.cancelled() => return false,
-            listening = listening => listening,
+        let listening = async move {
+            let container = conn.container().await?;
+            Ok(container.listen(&bind, port16).await?)
         };
-        let listener = match listener {
-            Ok(Ok(listener)) => listener,
-            Ok(Err(Some(error))) => {
-                self.conn.events.emit(EventKind::ListenFailed {
-                    address: address.to_owned(),
-                    port: port16,
-                    error,
-                });
-                return false;
-            }
-            Ok(Err(None)) => return false,
-            Err(_) => {
-                tracing::info!(
-                    address,
-                    port = requested,
-                    "remote forward did not start in time"
-                );
-                return false;
-            }
+        let Some(listener) = self.listening(address, port16, listening).await else {
+            return false;
         };
         let bound = listener.port();
         *port = u32::from(bound);
-        let stop = self.conn.token.child_token();
-        self.remote_forwards.add(address, bound, stop.clone());
-        self.conn.events.emit(EventKind::ListenerOpened {
+        let target = ForwardTarget::Tcp {
             address: address.to_owned(),
             port: bound,
+        };
+        self.serve_forward(target, listener, session);
+        true
+    }
+
+    /// Starts the remote socket forward on `path`. Whether it listens.
+    pub(super) async fn remote_socket_forward(
+        &mut self,
+        path: &str,
+        session: &mut Session,
+    ) -> bool {
+        if !self.authenticated() {
+            return false;
+        }
+        let refuse = |rule, message| self.refuse_remote_forward(path, 0, rule, message);
+        if let Err(refused) = self.security.socket_listen().and(socket_path(path)) {
+            return refuse(refused.rule, refused.message);
+        }
+        if let Err((rule, message)) = self.may_hold_another_forward() {
+            return refuse(rule, message);
+        }
+        let conn = Arc::clone(&self.conn);
+        let owned = path.to_owned();
+        let listening = async move {
+            let container = conn.container().await?;
+            Ok(container.listen_unix(&owned).await?)
+        };
+        let Some(listener) = self.listening(path, 0, listening).await else {
+            return false;
+        };
+        let target = ForwardTarget::Unix {
+            path: path.to_owned(),
+        };
+        self.serve_forward(target, listener, session);
+        true
+    }
+
+    /// The login's key options and the connection's limit, which every remote forward obeys.
+    fn may_hold_another_forward(&self) -> Result<(), (&'static str, String)> {
+        if !self.restrictions.port_forwarding {
+            return Err((
+                "no-port-forwarding",
+                "the login's key or certificate does not permit port forwarding".to_owned(),
+            ));
+        }
+        if self.remote_forwards.room().is_err() {
+            return Err((
+                "remote forward limit",
+                format!("a connection may hold at most {MAX_LISTENERS} remote forwards"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn refuse_remote_forward(
+        &self,
+        address: &str,
+        port: u32,
+        rule: &'static str,
+        message: String,
+    ) -> bool {
+        self.conn.events.emit_on(
+            None,
+            EventKind::RequestRefused {
+                reason: RequestRefusal::RemoteForward {
+                    address: address.to_owned(),
+                    port,
+                    rule,
+                    message,
+                },
+            },
+        );
+        false
+    }
+
+    /// Waits (within [`LISTEN_TIMEOUT`], and while the connection lasts) for a listener; a
+    /// failure is told to the subscribers.
+    async fn listening(
+        &self,
+        address: &str,
+        port: u16,
+        listening: impl Future<Output = Result<Box<dyn Listener>, Failed>>,
+    ) -> Option<Box<dyn Listener>> {
+        let listening = tokio::select! {
+            () = self.conn.token.cancelled() => return None,
+            listening = tokio::time::timeout(LISTEN_TIMEOUT, listening) => listening,
+        };
+        let error = match listening {
+            Ok(Ok(listener)) => return Some(listener),
+            Ok(Err(Failed::NoContainer)) => return None,
+            Ok(Err(Failed::Backend(error))) => error,
+            Err(_) => Arc::new(BackendError::Refused {
+                what: "listening inside your container",
+                source: format!("no answer within {} s", LISTEN_TIMEOUT.as_secs()).into(),
+            }),
+        };
+        self.conn.events.emit(EventKind::ListenFailed {
+            address: address.to_owned(),
+            port,
+            error,
         });
+        None
+    }
+
+    /// Keeps the forward until it is cancelled or the connection ends, passing what it accepts
+    /// to the client.
+    fn serve_forward(
+        &mut self,
+        target: ForwardTarget,
+        listener: Box<dyn Listener>,
+        session: &mut Session,
+    ) {
+        let stop = self.conn.token.child_token();
+        self.remote_forwards.add(target.clone(), stop.clone());
+        let (address, port) = match &target {
+            ForwardTarget::Tcp { address, port } => (address.clone(), *port),
+            ForwardTarget::Unix { path } => (path.clone(), 0),
+        };
+        self.conn
+            .events
+            .emit(EventKind::ListenerOpened { address, port });
         self.conn.spawn(remote_forward::serve(
             Arc::clone(&self.conn),
             session.handle(),
             Arc::from(listener),
-            address.to_owned(),
+            target,
             stop,
         ));
-        true
+    }
+}
+
+/// Why no listener came.
+enum Failed {
+    /// The container is not there (it failed to start, which is told already, or the
+    /// connection is closing).
+    NoContainer,
+    /// The backend could not listen.
+    Backend(Arc<BackendError>),
+}
+
+impl From<NoContainer> for Failed {
+    fn from(value: NoContainer) -> Self {
+        match value {
+            NoContainer::Failed(error) => Failed::Backend(error),
+            _ => Failed::NoContainer,
+        }
+    }
+}
+
+impl From<BackendError> for Failed {
+    fn from(value: BackendError) -> Self {
+        Failed::Backend(Arc::new(value))
     }
 }
