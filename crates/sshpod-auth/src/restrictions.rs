@@ -18,7 +18,7 @@ pub struct Restrictions {
     pub pty: bool,
     /// TCP forwarding (`direct-tcpip`, `tcpip-forward`) is allowed.
     pub port_forwarding: bool,
-    /// Agent forwarding is allowed (sshpod never offers it; kept for completeness of the log).
+    /// Agent forwarding (`ssh -A`) is allowed.
     pub agent_forwarding: bool,
     /// X11 forwarding is allowed (sshpod never offers it).
     pub x11_forwarding: bool,

@@ -1063,6 +1063,11 @@ mod tests {
             forwarding.reverse_forwarding_mode,
             crate::SecurityMode::Enable
         );
+        assert_eq!(
+            forwarding.agent_forwarding_mode,
+            crate::SecurityMode::Disable,
+            "agent forwarding is off unless set"
+        );
         let bad = single(yaml(&format!(
             "{MINIMAL}security:\n  forwarding:\n    gatewayPorts: maybe\n"
         )))

@@ -77,6 +77,9 @@ pub struct ForwardingPolicy {
     pub socket_listen_mode: SecurityMode,
     /// X11 forwarding.
     pub x11_forwarding_mode: SecurityMode,
+    /// Ours: agent forwarding (`ssh -A`), a socket inside the container relayed to the
+    /// client's agent. `disable` unless set, like ContainerSSH's forwarding modes.
+    pub agent_forwarding_mode: SecurityMode,
     /// Ours, after OpenSSH's GatewayPorts: which addresses `ssh -R` may listen on inside the
     /// container (`no`: loopback only, the default).
     pub gateway_ports: GatewayPorts,
@@ -106,6 +109,7 @@ impl Default for ForwardingPolicy {
             socket_forwarding_mode: SecurityMode::Disable,
             socket_listen_mode: SecurityMode::Disable,
             x11_forwarding_mode: SecurityMode::Disable,
+            agent_forwarding_mode: SecurityMode::Disable,
             gateway_ports: GatewayPorts::No,
         }
     }
@@ -231,6 +235,7 @@ impl RawSecurity {
             socket_forwarding_mode: or_disable(self.forwarding.socket_forwarding_mode),
             socket_listen_mode: or_disable(self.forwarding.socket_listen_mode),
             x11_forwarding_mode: or_disable(self.forwarding.x11_forwarding_mode),
+            agent_forwarding_mode: or_disable(self.forwarding.agent_forwarding_mode),
             gateway_ports: self.forwarding.gateway_ports,
         };
         SecurityConfig {

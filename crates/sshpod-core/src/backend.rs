@@ -154,6 +154,15 @@ pub trait Container: Send + Sync + 'static {
         async { Err(crate::NotPossible::SocketForwardingUnsupported.into()) }
     }
 
+    /// Listens on a fresh Unix socket inside the container that only the login's user can
+    /// reach, for the client's agent (`ssh -A`); its path is the listener's
+    /// [`socket_path`](crate::Listener::socket_path). The default refuses.
+    fn listen_agent(
+        &self,
+    ) -> impl Future<Output = Result<Box<dyn crate::Listener>, BackendError>> + Send {
+        async { Err(crate::NotPossible::SocketForwardingUnsupported.into()) }
+    }
+
     /// Connects to the Unix socket `path` inside the container (`ssh -L ...:/path`). The
     /// default refuses.
     fn dial_unix(

@@ -344,6 +344,9 @@ pub enum ChannelKind {
         /// The socket's path.
         path: String,
     },
+    /// `auth-agent@openssh.com` (`ssh -A`): a connection to the forwarded agent's socket
+    /// inside the container, passed to the client's agent.
+    AuthAgent,
     /// `forwarded-streamlocal@openssh.com` (`ssh -R /path:...`): a connection to a Unix socket
     /// listener inside the container, passed to the client.
     ForwardedStreamlocal {
@@ -371,7 +374,8 @@ pub enum RequestRefusal {
     PtyNotPermitted,
     /// X11 forwarding, which sshpod does not offer.
     X11NotOffered,
-    /// Agent forwarding, which sshpod does not offer.
+    /// Agent forwarding, refused by sshpod versions that did not offer it (kept so their
+    /// records still read).
     AgentNotOffered,
     /// A subsystem the backend does not have.
     UnknownSubsystem(String),

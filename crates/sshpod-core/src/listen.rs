@@ -38,6 +38,11 @@ pub trait Listener: Send + Sync + 'static {
     /// The port actually bound (the one chosen, when port 0 was asked for).
     fn port(&self) -> u16;
 
+    /// The socket's path, for a listener whose path the backend chose (the forwarded agent's).
+    fn socket_path(&self) -> Option<&str> {
+        None
+    }
+
     /// Waits for the next connection. An error means the listener is gone.
     fn accept(&self) -> ListenFuture<'_, Accepted>;
 

@@ -18,6 +18,7 @@
 //! closes a parked connection; end of stdin stops listening, and the helper exits once its
 //! connections have ended. `sshpod-agent listen-unix PATH` does the same on the Unix socket
 //! PATH (reporting port 0, and `local 0` as every originator), and removes it when it stops.
+//! `sshpod-agent listen-agent` (`ssh -A`) listens on `agent.sock` in its private directory.
 
 use std::io::{BufRead, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -52,18 +53,28 @@ fn main() -> ExitCode {
         },
         [_, "listen", host, port] => match port.parse::<u16>() {
             Ok(port) => match TcpListener::bind((*host, port)) {
-                Ok(listener) => listen(Listening::Tcp(listener)),
+                Ok(listener) => listen(Listening::Tcp(listener), None),
                 Err(e) => fail(&format!("listen on {host}:{port}: {e}")),
             },
             Err(_) => fail(&format!("bad port {port}")),
         },
         [_, "listen-unix", path] => match UnixListener::bind(path) {
-            Ok(listener) => listen(Listening::Unix(listener, PathBuf::from(path))),
+            Ok(listener) => listen(Listening::Unix(listener, PathBuf::from(path)), None),
             Err(e) => fail(&format!("listen on {path}: {e}")),
+        },
+        [_, "listen-agent"] => match private_dir() {
+            Ok(dir) => {
+                let path = dir.join("agent.sock");
+                match UnixListener::bind(&path) {
+                    Ok(listener) => listen(Listening::Unix(listener, path), Some(dir)),
+                    Err(e) => fail(&format!("listen on {}: {e}", path.display())),
+                }
+            }
+            Err(e) => fail(&format!("making a private directory: {e}")),
         },
         _ => fail(
             "usage: sshpod-agent dial HOST PORT | dial-unix PATH | listen HOST PORT | \
-             listen-unix PATH | take PATH",
+             listen-unix PATH | listen-agent | take PATH",
         ),
     }
 }
@@ -239,12 +250,13 @@ impl Drop for Listening {
     }
 }
 
-fn listen(listener: Listening) -> ExitCode {
+/// Serves `listener`, parking connections in `dir` (a fresh private directory if `None`).
+fn listen(listener: Listening, dir: Option<PathBuf>) -> ExitCode {
     let port = match listener.port() {
         Ok(p) => p,
         Err(e) => return fail(&format!("listening: {e}")),
     };
-    let dir = match private_dir() {
+    let dir = match dir.map_or_else(private_dir, Ok) {
         Ok(d) => d,
         Err(e) => return fail(&format!("making a private directory: {e}")),
     };

@@ -97,6 +97,16 @@ pub(crate) async fn run(
     container_id: &str,
     args: &[&str],
 ) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
+    run_as(engine, container_id, args, None).await
+}
+
+/// Runs the helper with `args` as `user` (`uid:gid`; `None`: the container's user).
+pub(crate) async fn run_as(
+    engine: &Engine,
+    container_id: &str,
+    args: &[&str],
+    user: Option<&str>,
+) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
     let mut cmd = vec![AGENT_PATH.to_owned()];
     cmd.extend(args.iter().map(|a| (*a).to_owned()));
     let created = engine
@@ -108,6 +118,7 @@ pub(crate) async fn run(
                 attach_stdout: Some(true),
                 attach_stderr: Some(true),
                 cmd: Some(cmd),
+                user: user.map(str::to_owned),
                 ..Default::default()
             },
         )
@@ -172,12 +183,13 @@ pub(crate) async fn take(
     engine: &Engine,
     container_id: &str,
     path: &str,
+    user: Option<&str>,
 ) -> Result<ExecStream, BackendError> {
     let refused = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Refused {
         what: "taking a forwarded connection",
         source,
     };
-    let running = run(engine, container_id, &["take", path])
+    let running = run_as(engine, container_id, &["take", path], user)
         .await
         .map_err(refused)?;
     running.ready().await.map_err(|why| refused(why.into()))

@@ -248,7 +248,9 @@ impl ConnectionContainer {
         self.agent_installed
             .get_or_try_init(|| agent::install(&self.engine, &self.id))
             .await?;
-        crate::listener::listen(&self.engine, &self.id, bind).await
+        // As the login's user, as sshd listens: a socket it can reach, a directory it owns.
+        let user = self.identity.as_ref().map(Identity::user_spec);
+        crate::listener::listen(&self.engine, &self.id, bind, user.as_deref()).await
     }
 
     pub(crate) async fn dial_unix(&self, path: &str) -> Result<ExecStream, BackendError> {

@@ -595,6 +595,16 @@ impl Container for DockerContainer {
         Ok(Box::new(listener))
     }
 
+    async fn listen_agent(&self) -> Result<Box<dyn sshpod_core::Listener>, BackendError> {
+        let bind = listener::Bind::Agent;
+        let listener = match &self.0 {
+            Mode::Connection(c) => c.listen(bind).await?,
+            Mode::Session(_) => return Err(NotPossible::ForwardingInSessionMode.into()),
+            Mode::User { container, .. } => container.listen(bind).await?,
+        };
+        Ok(Box::new(listener))
+    }
+
     async fn dial_unix(
         &self,
         path: &str,

@@ -47,7 +47,11 @@ fn parse(line: &str) -> Option<Report> {
 pub(crate) struct DockerListener {
     engine: Engine,
     container_id: String,
+    /// Who the helpers run as: takers must be able to enter the listener's directory.
+    user: Option<String>,
     port: u16,
+    /// The agent socket's path, for an agent listener.
+    socket: Option<String>,
     dir: String,
     reports: tokio::sync::Mutex<BufReader<DuplexStream>>,
     refusals: mpsc::Sender<u64>,
@@ -61,6 +65,8 @@ pub(crate) enum Bind<'a> {
     Tcp(&'a str, u16),
     /// A Unix socket's path.
     Unix(&'a str),
+    /// The forwarded agent's socket, in a private directory of the helper's choosing.
+    Agent,
 }
 
 /// Starts `sshpod-agent listen host port` (or `listen-unix path`) and waits until it is bound.
@@ -68,10 +74,12 @@ pub(crate) async fn listen(
     engine: &Engine,
     container_id: &str,
     bind: Bind<'_>,
+    user: Option<&str>,
 ) -> Result<DockerListener, BackendError> {
     let (host, port) = match bind {
         Bind::Tcp(host, port) => (host, port),
         Bind::Unix(path) => (path, 0),
+        Bind::Agent => ("the agent socket", 0),
     };
     let listen_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Listen {
         host: host.to_owned(),
@@ -82,13 +90,14 @@ pub(crate) async fn listen(
     let args: &[&str] = match bind {
         Bind::Tcp(..) => &["listen", host, &port_arg],
         Bind::Unix(path) => &["listen-unix", path],
+        Bind::Agent => &["listen-agent"],
     };
     let agent::Running {
         stdout,
         mut stderr,
         stdin,
         demux,
-    } = agent::run(engine, container_id, args)
+    } = agent::run_as(engine, container_id, args, user)
         .await
         .map_err(listen_error)?;
     let mut reports = BufReader::new(stdout);
@@ -111,10 +120,13 @@ pub(crate) async fn listen(
         }
         let _ = stdin.shutdown().await;
     });
+    let socket = matches!(bind, Bind::Agent).then(|| format!("{dir}/agent.sock"));
     Ok(DockerListener {
         engine: engine.clone(),
         container_id: container_id.to_owned(),
+        user: user.map(str::to_owned),
         port,
+        socket,
         dir,
         reports: tokio::sync::Mutex::new(reports),
         refusals,
@@ -136,6 +148,10 @@ impl Listener for DockerListener {
         self.port
     }
 
+    fn socket_path(&self) -> Option<&str> {
+        self.socket.as_deref()
+    }
+
     fn accept(&self) -> ListenFuture<'_, Accepted> {
         Box::pin(async move {
             let mut reports = self.reports.lock().await;
@@ -152,7 +168,13 @@ impl Listener for DockerListener {
     fn take(&self, id: u64) -> ListenFuture<'_, Box<dyn ForwardedStream>> {
         Box::pin(async move {
             let path = format!("{}/{id}.sock", self.dir);
-            let stream = agent::take(&self.engine, &self.container_id, &path).await?;
+            let stream = agent::take(
+                &self.engine,
+                &self.container_id,
+                &path,
+                self.user.as_deref(),
+            )
+            .await?;
             Ok(Box::new(stream) as Box<dyn ForwardedStream>)
         })
     }

@@ -173,6 +173,7 @@ impl<W: Write> AsciinemaWriter<W> {
                 | ChannelKind::ForwardedTcpip { .. }
                 | ChannelKind::DirectStreamlocal { .. }
                 | ChannelKind::ForwardedStreamlocal { .. }
+                | ChannelKind::AuthAgent
         ) {
             self.forwards.insert(id);
         }

@@ -85,6 +85,7 @@ impl<W: Write> BinaryWriter<W> {
                         | ChannelKind::ForwardedTcpip { .. }
                         | ChannelKind::DirectStreamlocal { .. }
                         | ChannelKind::ForwardedStreamlocal { .. }
+                        | ChannelKind::AuthAgent
                 );
                 self.log.set_forward(info.channel, forward);
                 Ok(())

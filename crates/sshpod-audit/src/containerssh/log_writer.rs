@@ -256,6 +256,7 @@ impl<W: Write> LogWriter<W> {
                     | ChannelKind::ForwardedTcpip { .. }
                     | ChannelKind::DirectStreamlocal { .. }
                     | ChannelKind::ForwardedStreamlocal { .. }
+                    | ChannelKind::AuthAgent
             ),
         );
         if let ChannelKind::DirectTcpip { host, port } = kind {
@@ -493,5 +494,6 @@ fn channel_type(kind: &ChannelKind) -> &'static str {
         ChannelKind::ForwardedTcpip { .. } => "forwarded-tcpip",
         ChannelKind::DirectStreamlocal { .. } => "direct-streamlocal@openssh.com",
         ChannelKind::ForwardedStreamlocal { .. } => "forwarded-streamlocal@openssh.com",
+        ChannelKind::AuthAgent => "auth-agent@openssh.com",
     }
 }

@@ -111,7 +111,8 @@ impl ConnectionFlags {
                 ChannelKind::DirectTcpip { .. }
                 | ChannelKind::ForwardedTcpip { .. }
                 | ChannelKind::DirectStreamlocal { .. }
-                | ChannelKind::ForwardedStreamlocal { .. } => FORWARD,
+                | ChannelKind::ForwardedStreamlocal { .. }
+                | ChannelKind::AuthAgent => FORWARD,
                 _ => 0,
             }),
         });

@@ -279,6 +279,7 @@ fn channel_kind(put: &mut impl FnMut(&str, Value), kind: &ChannelKind) {
             put("channelKind", json!("forwarded-streamlocal"));
             put("path", json!(path));
         }
+        ChannelKind::AuthAgent => put("channelKind", json!("auth-agent")),
     }
 }
 

@@ -213,6 +213,7 @@ impl SshpodWriter {
                     | ChannelKind::ForwardedTcpip { .. }
                     | ChannelKind::DirectStreamlocal { .. }
                     | ChannelKind::ForwardedStreamlocal { .. }
+                    | ChannelKind::AuthAgent
             )
         );
         let mut ops = Vec::new();

@@ -570,6 +570,7 @@ impl EventSink for Metrics {
             ChannelKind::ForwardedTcpip { .. } => "forwarded-tcpip",
             ChannelKind::DirectStreamlocal { .. } => "direct-streamlocal",
             ChannelKind::ForwardedStreamlocal { .. } => "forwarded-streamlocal",
+            ChannelKind::AuthAgent => "auth-agent",
         };
         let labels = ChannelLabels { channel: kind };
         let first_output = match channel.kind {
@@ -582,7 +583,8 @@ impl EventSink for Metrics {
             ChannelKind::DirectTcpip { .. }
             | ChannelKind::ForwardedTcpip { .. }
             | ChannelKind::DirectStreamlocal { .. }
-            | ChannelKind::ForwardedStreamlocal { .. } => None,
+            | ChannelKind::ForwardedStreamlocal { .. }
+            | ChannelKind::AuthAgent => None,
         };
         Some(Box::new(CountingTap {
             received: self.families.received.get_or_create_owned(&labels),

@@ -41,6 +41,11 @@ pub(crate) enum ForwardTarget {
         /// As the client asked.
         path: String,
     },
+    /// The forwarded agent's socket (`ssh -A`), at the path the backend chose.
+    Agent {
+        /// Where it is.
+        path: String,
+    },
 }
 
 /// The remote forwards of one connection. Dropping one stops its listener.
@@ -142,7 +147,7 @@ impl ForwardTarget {
     fn for_log(&self) -> (&str, u16) {
         match self {
             ForwardTarget::Tcp { address, port } => (address, *port),
-            ForwardTarget::Unix { path } => (path, 0),
+            ForwardTarget::Unix { path } | ForwardTarget::Agent { path } => (path, 0),
         }
     }
 }
@@ -175,9 +180,15 @@ async fn pass_to_client<B: Backend>(
         ),
         ForwardTarget::Unix { path } => (
             ChannelKind::ForwardedStreamlocal { path: path.clone() },
-            futures_util::future::Either::Right(
+            futures_util::future::Either::Right(futures_util::future::Either::Left(
                 handle.channel_open_forwarded_streamlocal(path.clone()),
-            ),
+            )),
+        ),
+        ForwardTarget::Agent { .. } => (
+            ChannelKind::AuthAgent,
+            futures_util::future::Either::Right(futures_util::future::Either::Right(
+                handle.channel_open_agent(),
+            )),
         ),
     };
     let opened = tokio::select! {

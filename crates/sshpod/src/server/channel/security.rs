@@ -182,6 +182,15 @@ impl SecurityPolicy {
         )
     }
 
+    /// Whether the client may forward its agent into the container (`ssh -A`).
+    pub(crate) fn agent_forwarding(&self) -> Result<(), Refused> {
+        enabled(
+            self.config.forwarding.agent_forwarding_mode,
+            "security.forwarding.agentForwardingMode",
+            "agent forwarding",
+        )
+    }
+
     /// Whether the client may reach a Unix socket in the container (`ssh -L ...:/path`).
     pub(crate) fn socket_forwarding(&self) -> Result<(), Refused> {
         enabled(
@@ -435,6 +444,12 @@ mod tests {
         let listen = policy(|c| c.forwarding.socket_listen_mode = SecurityMode::Enable);
         assert!(listen.socket_listen().is_ok());
         assert!(listen.socket_forwarding().is_err(), "each kind on its own");
+        assert_eq!(
+            rule(listen.agent_forwarding()),
+            Some("security.forwarding.agentForwardingMode")
+        );
+        let agent = policy(|c| c.forwarding.agent_forwarding_mode = SecurityMode::Enable);
+        assert!(agent.agent_forwarding().is_ok() && agent.socket_listen().is_err());
         assert!(socket_path("/tmp/app.sock").is_ok());
         for bad in ["relative.sock", "", "/nul\0.sock"] {
             assert_eq!(rule(socket_path(bad)), Some("streamlocal path"), "{bad:?}");

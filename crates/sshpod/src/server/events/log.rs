@@ -165,6 +165,10 @@ fn log(kind: &EventKind) {
                     "socket forwarding requested"
                 )
             }
+            ChannelKind::AuthAgent => tracing::debug!(
+                code = codes::SSH_NEW_CHANNEL,
+                "agent connection passed to the client"
+            ),
             ChannelKind::ForwardedStreamlocal { path } => {
                 tracing::debug!(
                     code = codes::SSH_NEW_CHANNEL,
@@ -223,6 +227,11 @@ fn log(kind: &EventKind) {
                     "socket forwarding refused"
                 )
             }
+            (ChannelKind::AuthAgent, reason) => tracing::info!(
+                code = codes::SSH_NEW_CHANNEL_REJECTED,
+                ?reason,
+                "agent connection refused"
+            ),
             (ChannelKind::ForwardedTcpip { address, port, .. }, _) => {
                 tracing::info!(
                     code = codes::SSH_NEW_CHANNEL_REJECTED,

@@ -53,6 +53,8 @@ struct SessionChannel {
     taps: Option<Taps>,
     /// Its activity clock and closer, for the idle and session limits.
     limits: ChannelLimits,
+    /// Whether the client forwarded its agent to this session (`SSH_AUTH_SOCK` is set).
+    agent: bool,
 }
 
 /// A forwarding channel: its input queue (its taps are its relay's) and activity clock.
@@ -74,6 +76,8 @@ pub(crate) struct ConnectionHandler<B: Backend> {
     security: SecurityPolicy,
     /// The client's remote forwards (`ssh -R`); they stop when this is dropped.
     remote_forwards: RemoteForwards,
+    /// The forwarded agent's socket inside the container, once a session asked for it.
+    agent_socket: Option<String>,
 }
 
 impl<B: Backend> ConnectionHandler<B> {
@@ -85,6 +89,7 @@ impl<B: Backend> ConnectionHandler<B> {
             restrictions: Restrictions::default(),
             security: SecurityPolicy::default(),
             remote_forwards: RemoteForwards::default(),
+            agent_socket: None,
         }
     }
 
@@ -245,6 +250,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
                 control: ControlSlot::default(),
                 taps,
                 limits,
+                agent: false,
             },
         );
         reply.accept().await;
@@ -530,11 +536,9 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
     async fn agent_request(
         &mut self,
         channel: ChannelId,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        // No agent forwarding either, whatever the key or certificate permits.
-        self.refused(channel, RequestRefusal::AgentNotOffered);
-        Ok(false)
+        Ok(self.forward_agent(channel, session).await)
     }
 
     async fn env_request(

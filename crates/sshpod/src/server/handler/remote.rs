@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use russh::server::Session;
+use russh::ChannelId;
 use sshpod_core::{Backend, BackendError, Container, EventKind, Listener, RequestRefusal};
 
 use super::ConnectionHandler;
 use crate::server::channel::remote_forward::{self, ForwardTarget, MAX_LISTENERS};
-use crate::server::channel::security::socket_path;
+use crate::server::channel::security::{socket_path, Refused};
 use crate::server::connection::NoContainer;
 
 /// How long a forward may take to start listening. The SSH library answers a global request
@@ -97,6 +98,65 @@ impl<B: Backend> ConnectionHandler<B> {
         true
     }
 
+    /// Forwards the client's agent to the session `channel` (`auth-agent-req@openssh.com`):
+    /// one socket inside the container per connection, in `SSH_AUTH_SOCK` of the sessions that
+    /// asked. Whether it is forwarded.
+    pub(super) async fn forward_agent(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> bool {
+        if !self.authenticated() {
+            return false;
+        }
+        if let Err(refused) = self.security.agent_forwarding() {
+            self.refused_by_policy(channel, refused);
+            return false;
+        }
+        if !self.restrictions.agent_forwarding {
+            self.refused_by_policy(
+                channel,
+                Refused {
+                    rule: "no-agent-forwarding",
+                    message: "the login's key or certificate does not permit agent forwarding"
+                        .to_owned(),
+                },
+            );
+            return false;
+        }
+        // Only for a session whose program has not started yet: its environment is still open.
+        if self
+            .sessions
+            .get(&channel)
+            .is_none_or(|s| s.writer.is_none())
+        {
+            return false;
+        }
+        if self.agent_socket.is_none() {
+            let conn = Arc::clone(&self.conn);
+            let listening = async move {
+                let container = conn.container().await?;
+                Ok(container.listen_agent().await?)
+            };
+            let Some(listener) = self.listening("the agent socket", 0, listening).await else {
+                return false;
+            };
+            let Some(path) = listener.socket_path().map(str::to_owned) else {
+                return false;
+            };
+            self.serve_forward(
+                ForwardTarget::Agent { path: path.clone() },
+                listener,
+                session,
+            );
+            self.agent_socket = Some(path);
+        }
+        if let Some(state) = self.sessions.get_mut(&channel) {
+            state.agent = true;
+        }
+        true
+    }
+
     /// The login's key options and the connection's limit, which every remote forward obeys.
     fn may_hold_another_forward(&self) -> Result<(), (&'static str, String)> {
         if !self.restrictions.port_forwarding {
@@ -176,7 +236,7 @@ impl<B: Backend> ConnectionHandler<B> {
         self.remote_forwards.add(target.clone(), stop.clone());
         let (address, port) = match &target {
             ForwardTarget::Tcp { address, port } => (address.clone(), *port),
-            ForwardTarget::Unix { path } => (path.clone(), 0),
+            ForwardTarget::Unix { path } | ForwardTarget::Agent { path } => (path.clone(), 0),
         };
         self.conn
             .events
