@@ -44,5 +44,5 @@ pub use crate::credentials::{Password, UserName, UserNameError};
 pub use crate::error::Error;
 pub use crate::htpasswd::Htpasswd;
 pub use crate::policy::{Decision, Grant, KeyPolicy, Refusal, Via};
-pub use crate::restrictions::{CommandConflict, PermitOpen, Restrictions};
+pub use crate::restrictions::{CommandConflict, PermitListen, PermitOpen, Restrictions};
 pub use crate::revoked::{ListVersion, Revocation, RevokedKeys};

@@ -18,7 +18,7 @@ pub struct Restrictions {
     pub pty: bool,
     /// TCP forwarding (`direct-tcpip`, `tcpip-forward`) is allowed.
     pub port_forwarding: bool,
-    /// Agent forwarding is allowed (sshpod never offers it; kept for completeness of the log).
+    /// Agent forwarding (`ssh -A`) is allowed.
     pub agent_forwarding: bool,
     /// X11 forwarding is allowed (sshpod never offers it).
     pub x11_forwarding: bool,
@@ -26,6 +26,8 @@ pub struct Restrictions {
     pub user_rc: bool,
     /// `permitopen`: the only destinations `direct-tcpip` may reach; `None` is any.
     pub permit_open: Option<Vec<PermitOpen>>,
+    /// `permitlisten`: the only addresses `tcpip-forward` may listen on; `None` is any.
+    pub permit_listen: Option<Vec<PermitListen>>,
 }
 
 impl Default for Restrictions {
@@ -38,6 +40,7 @@ impl Default for Restrictions {
             x11_forwarding: true,
             user_rc: true,
             permit_open: None,
+            permit_listen: None,
         }
     }
 }
@@ -63,6 +66,7 @@ impl Restrictions {
             x11_forwarding: false,
             user_rc: false,
             permit_open: None,
+            permit_listen: None,
         };
         for name in extensions {
             match name {
@@ -93,6 +97,7 @@ impl Restrictions {
             x11_forwarding: self.x11_forwarding && other.x11_forwarding,
             user_rc: self.user_rc && other.user_rc,
             permit_open: self.permit_open.or(other.permit_open),
+            permit_listen: self.permit_listen.or(other.permit_listen),
         })
     }
 
@@ -101,6 +106,16 @@ impl Restrictions {
         self.port_forwarding
             && self
                 .permit_open
+                .as_ref()
+                .is_none_or(|list| list.iter().any(|p| p.allows(host, port)))
+    }
+
+    /// Whether `tcpip-forward` on `host:port` is allowed (port 0: a port the server picks,
+    /// which only a `*` port allows, as in OpenSSH).
+    pub fn may_listen(&self, host: &str, port: u16) -> bool {
+        self.port_forwarding
+            && self
+                .permit_listen
                 .as_ref()
                 .is_none_or(|list| list.iter().any(|p| p.allows(host, port)))
     }
@@ -118,6 +133,11 @@ impl From<&KeyOptions> for Restrictions {
             .iter()
             .filter_map(|p| PermitOpen::parse(p))
             .collect();
+        let permit_listen: Vec<PermitListen> = options
+            .permit_listen
+            .iter()
+            .filter_map(|p| PermitListen::parse(p))
+            .collect();
         Self {
             force_command: options.command.clone(),
             pty: !options.no_pty,
@@ -126,6 +146,7 @@ impl From<&KeyOptions> for Restrictions {
             x11_forwarding: !options.no_x11_forwarding,
             user_rc: !options.no_user_rc,
             permit_open: (!permit_open.is_empty()).then_some(permit_open),
+            permit_listen: (!permit_listen.is_empty()).then_some(permit_listen),
         }
     }
 }
@@ -151,6 +172,9 @@ impl fmt::Display for Restrictions {
         }
         if self.permit_open.is_some() {
             parts.push("permitopen");
+        }
+        if self.permit_listen.is_some() {
+            parts.push("permitlisten");
         }
         if parts.is_empty() {
             f.write_str("none")
@@ -190,6 +214,41 @@ impl PermitOpen {
     }
 
     /// Whether this entry allows `host:port`.
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.host
+            .as_deref()
+            .is_none_or(|h| h.eq_ignore_ascii_case(host))
+            && self.port.is_none_or(|p| p == port)
+    }
+}
+
+/// One `permitlisten="[host:]port"` entry: `*` as the port allows any port (and port 0, a
+/// port the server picks); without a host, or with `*`, any listen address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermitListen {
+    host: Option<String>,
+    port: Option<u16>,
+}
+
+impl PermitListen {
+    /// Parses `port`, `host:port` or `[v6-address]:port`, with `*` for any.
+    pub fn parse(text: &str) -> Option<Self> {
+        if !text.contains(':') {
+            let port = match text {
+                "*" => None,
+                p => Some(p.parse::<u16>().ok().filter(|&p| p != 0)?),
+            };
+            return Some(Self { host: None, port });
+        }
+        let open = PermitOpen::parse(text)?;
+        Some(Self {
+            host: open.host,
+            port: open.port,
+        })
+    }
+
+    /// Whether this entry allows listening on `host:port`.
     pub fn allows(&self, host: &str, port: u16) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         self.host
@@ -286,6 +345,36 @@ mod tests {
         };
         assert!(!r.may_open("localhost", 80));
         assert!(Restrictions::default().may_open("anything", 1));
+    }
+
+    #[test]
+    fn permitlisten_limits_remote_forwards() {
+        let options = KeyOptions {
+            permit_listen: vec!["8080".into(), "localhost:9000".into()],
+            ..KeyOptions::default()
+        };
+        let r = Restrictions::from(&options);
+        assert!(r.may_listen("localhost", 8080));
+        assert!(r.may_listen("", 8080), "no host: any address");
+        assert!(!r.may_listen("localhost", 8081));
+        assert!(r.may_listen("LOCALHOST", 9000));
+        assert!(!r.may_listen("0.0.0.0", 9000));
+        assert!(!r.may_listen("localhost", 0), "port 0 only with *");
+        assert_eq!(r.to_string(), "permitlisten");
+        let any = Restrictions {
+            permit_listen: PermitListen::parse("*").map(|p| vec![p]),
+            ..Restrictions::default()
+        };
+        assert!(any.may_listen("localhost", 0) && any.may_listen("x", 1));
+        let off = Restrictions {
+            port_forwarding: false,
+            ..any
+        };
+        assert!(
+            !off.may_listen("localhost", 8080),
+            "no-port-forwarding wins"
+        );
+        assert!(PermitListen::parse("0").is_none() && PermitListen::parse("x:").is_none());
     }
 
     #[test]

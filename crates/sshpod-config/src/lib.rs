@@ -90,7 +90,8 @@ pub use crate::pool::{PoolConfig, DEFAULT_DEMAND_WINDOW, MAX_POOL};
 pub use crate::proxy_protocol::{Network, ProxyProtocolConfig, DEFAULT_HEADER_TIMEOUT};
 pub use crate::secret::{redact_url, Secret, ServiceUrl, REDACTED};
 pub use crate::security::{
-    CommandPolicy, ForwardingPolicy, ListPolicy, ModePolicy, SecurityConfig, SecurityMode,
+    CommandPolicy, ForwardingPolicy, GatewayPorts, ListPolicy, ModePolicy, SecurityConfig,
+    SecurityMode,
 };
 pub use crate::session_limits::{
     ChannelTimeouts, SessionLimits, DEFAULT_DRAIN_TIMEOUT, DEFAULT_LIMIT_WARNING,

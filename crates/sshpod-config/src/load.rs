@@ -1035,6 +1035,39 @@ mod tests {
     }
 
     #[test]
+    fn gateway_ports_sits_beside_containerssh_forwarding_modes() {
+        let loaded = yaml(MINIMAL).unwrap();
+        assert_eq!(
+            loaded.config.security.forwarding.gateway_ports,
+            crate::GatewayPorts::No
+        );
+        let loaded = yaml(&format!(
+            "{MINIMAL}security:\n  forwarding:\n    reverseForwardingMode: enable\n    gatewayPorts: clientspecified\n"
+        ))
+        .unwrap();
+        let forwarding = &loaded.config.security.forwarding;
+        assert_eq!(
+            forwarding.gateway_ports,
+            crate::GatewayPorts::ClientSpecified
+        );
+        assert_eq!(
+            forwarding.reverse_forwarding_mode,
+            crate::SecurityMode::Enable
+        );
+        assert_eq!(
+            forwarding.agent_forwarding_mode,
+            crate::SecurityMode::Disable,
+            "agent forwarding is off unless set"
+        );
+        let bad = single(yaml(&format!(
+            "{MINIMAL}security:\n  forwarding:\n    gatewayPorts: maybe\n"
+        )))
+        .to_string();
+        assert!(bad.starts_with("test.yaml:8:"), "{bad}");
+        assert!(bad.contains("security.forwarding.gatewayPorts"), "{bad}");
+    }
+
+    #[test]
     fn legacy_kuberun_maps_onto_kubernetes() {
         let loaded = yaml(&format!(
             "{MINIMAL}backend: kuberun\nkuberun:\n  connection:\n    host: 10.0.0.1:6443\n    bearerToken: t\n    timeout: 30s\n    qps: 20\n  pod:\n    namespace: guests\n    consoleContainerNumber: 1\n    disableCommand: true\n    enableAgent: false\n    podSpec:\n      containers:\n        - name: a\n          image: busybox\n        - name: b\n          image: sshpod-guest:latest\n"

@@ -77,6 +77,28 @@ pub struct ForwardingPolicy {
     pub socket_listen_mode: SecurityMode,
     /// X11 forwarding.
     pub x11_forwarding_mode: SecurityMode,
+    /// Ours: agent forwarding (`ssh -A`), a socket inside the container relayed to the
+    /// client's agent. `disable` unless set, like ContainerSSH's forwarding modes.
+    pub agent_forwarding_mode: SecurityMode,
+    /// Ours, after OpenSSH's GatewayPorts: which addresses `ssh -R` may listen on inside the
+    /// container (`no`: loopback only, the default).
+    pub gateway_ports: GatewayPorts,
+}
+
+/// `security.forwarding.gatewayPorts`: where remote forwards listen inside the container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum GatewayPorts {
+    /// Only the container's loopback: a request for `localhost`, a loopback address or the
+    /// empty address listens on 127.0.0.1; any other address is refused.
+    #[default]
+    #[serde(rename = "no")]
+    No,
+    /// Every address of the container, whatever the client asks for.
+    #[serde(rename = "yes")]
+    Yes,
+    /// The address the client asks for (empty or `*`: every address).
+    #[serde(rename = "clientspecified")]
+    ClientSpecified,
 }
 
 impl Default for ForwardingPolicy {
@@ -87,6 +109,8 @@ impl Default for ForwardingPolicy {
             socket_forwarding_mode: SecurityMode::Disable,
             socket_listen_mode: SecurityMode::Disable,
             x11_forwarding_mode: SecurityMode::Disable,
+            agent_forwarding_mode: SecurityMode::Disable,
+            gateway_ports: GatewayPorts::No,
         }
     }
 }
@@ -211,6 +235,8 @@ impl RawSecurity {
             socket_forwarding_mode: or_disable(self.forwarding.socket_forwarding_mode),
             socket_listen_mode: or_disable(self.forwarding.socket_listen_mode),
             x11_forwarding_mode: or_disable(self.forwarding.x11_forwarding_mode),
+            agent_forwarding_mode: or_disable(self.forwarding.agent_forwarding_mode),
+            gateway_ports: self.forwarding.gateway_ports,
         };
         SecurityConfig {
             default_mode: self.default_mode,

@@ -133,6 +133,46 @@ pub trait Container: Send + Sync + 'static {
         port: u16,
     ) -> impl Future<Output = Result<Self::Stream, BackendError>> + Send;
 
+    /// Listens on `host:port` inside the container (`ssh -R`); port 0 picks a free port. The
+    /// default refuses: the backend cannot listen.
+    fn listen(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> impl Future<Output = Result<Box<dyn crate::Listener>, BackendError>> + Send {
+        let _ = (host, port);
+        async { Err(crate::NotPossible::ListeningUnsupported.into()) }
+    }
+
+    /// Listens on the Unix socket `path` inside the container (`ssh -R /path:...`). The
+    /// default refuses: the backend cannot listen.
+    fn listen_unix(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Box<dyn crate::Listener>, BackendError>> + Send {
+        let _ = path;
+        async { Err(crate::NotPossible::SocketForwardingUnsupported.into()) }
+    }
+
+    /// Listens on a fresh Unix socket inside the container that only the login's user can
+    /// reach, for the client's agent (`ssh -A`); its path is the listener's
+    /// [`socket_path`](crate::Listener::socket_path). The default refuses.
+    fn listen_agent(
+        &self,
+    ) -> impl Future<Output = Result<Box<dyn crate::Listener>, BackendError>> + Send {
+        async { Err(crate::NotPossible::SocketForwardingUnsupported.into()) }
+    }
+
+    /// Connects to the Unix socket `path` inside the container (`ssh -L ...:/path`). The
+    /// default refuses.
+    fn dial_unix(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Box<dyn crate::ForwardedStream>, BackendError>> + Send {
+        let _ = path;
+        async { Err(crate::NotPossible::SocketForwardingUnsupported.into()) }
+    }
+
     /// What the container is (its id and image), for the record.
     fn info(&self) -> ContainerInfo;
 

@@ -74,6 +74,17 @@ pub enum BackendError {
         /// What is wrong with it.
         reason: String,
     },
+    /// Listening on a port inside the container failed.
+    #[error("cannot listen on {host}:{port} inside your container")]
+    Listen {
+        /// The address asked for.
+        host: String,
+        /// The port asked for.
+        port: u16,
+        /// The cause.
+        #[source]
+        source: BoxError,
+    },
     /// Dialling a port inside the container failed.
     #[error("cannot connect to {host}:{port} inside your container")]
     Dial {
@@ -221,6 +232,10 @@ pub enum NotPossible {
         /// The host asked for.
         host: String,
     },
+    /// A listener inside the container (`ssh -R`), which this backend cannot make.
+    ListeningUnsupported,
+    /// Unix socket forwarding, which this backend cannot do.
+    SocketForwardingUnsupported,
     /// A command (`ssh host cmd`) where the configuration allows only a shell.
     CommandsDisabled,
     /// A subsystem the configuration does not name.
@@ -240,6 +255,12 @@ impl fmt::Display for NotPossible {
                 f,
                 "only ports on the pod's own localhost can be forwarded, not {host}"
             ),
+            NotPossible::ListeningUnsupported => {
+                f.write_str("remote forwarding is not available with this backend")
+            }
+            NotPossible::SocketForwardingUnsupported => {
+                f.write_str("socket forwarding is not available with this backend")
+            }
             NotPossible::CommandsDisabled => {
                 f.write_str("running commands is disabled on this server; log in for a shell")
             }

@@ -208,6 +208,29 @@ pub enum EventKind {
         /// Why.
         error: Arc<BackendError>,
     },
+    /// A listener for the client's remote forward (`ssh -R`) is listening inside the container.
+    ListenerOpened {
+        /// The address the client asked for.
+        address: String,
+        /// The port bound (the one chosen, when the client asked for 0).
+        port: u16,
+    },
+    /// A remote forward's listener stopped (the client cancelled it, or the connection ended).
+    ListenerClosed {
+        /// The address the client asked for.
+        address: String,
+        /// The port it was bound to.
+        port: u16,
+    },
+    /// A remote forward could not listen inside the container.
+    ListenFailed {
+        /// The address the client asked for.
+        address: String,
+        /// The port the client asked for.
+        port: u16,
+        /// Why.
+        error: Arc<BackendError>,
+    },
     /// The SSH session ended; `reason` says why when it was not the client's orderly
     /// disconnect.
     SessionEnded {
@@ -304,6 +327,32 @@ pub enum ChannelKind {
         /// The port asked for.
         port: u16,
     },
+    /// `forwarded-tcpip` (`ssh -R`): a connection to a listener inside the container, passed
+    /// to the client.
+    ForwardedTcpip {
+        /// The address the listener was asked for.
+        address: String,
+        /// The port it is bound to.
+        port: u16,
+        /// Who connected to it, inside the container.
+        originator: String,
+        /// Their port.
+        originator_port: u16,
+    },
+    /// `direct-streamlocal@openssh.com` (`ssh -L ...:/path`) to a Unix socket in the container.
+    DirectStreamlocal {
+        /// The socket's path.
+        path: String,
+    },
+    /// `auth-agent@openssh.com` (`ssh -A`): a connection to the forwarded agent's socket
+    /// inside the container, passed to the client's agent.
+    AuthAgent,
+    /// `forwarded-streamlocal@openssh.com` (`ssh -R /path:...`): a connection to a Unix socket
+    /// listener inside the container, passed to the client.
+    ForwardedStreamlocal {
+        /// The listener's path.
+        path: String,
+    },
 }
 
 /// Why a channel open was refused.
@@ -325,7 +374,8 @@ pub enum RequestRefusal {
     PtyNotPermitted,
     /// X11 forwarding, which sshpod does not offer.
     X11NotOffered,
-    /// Agent forwarding, which sshpod does not offer.
+    /// Agent forwarding, refused by sshpod versions that did not offer it (kept so their
+    /// records still read).
     AgentNotOffered,
     /// A subsystem the backend does not have.
     UnknownSubsystem(String),
@@ -335,6 +385,19 @@ pub enum RequestRefusal {
     EnvNotAccepted(String),
     /// An environment variable over the session's limit.
     EnvTooMany(String),
+    /// A remote forward (`tcpip-forward`), which the policy, the login's key or certificate,
+    /// or a limit refuses.
+    RemoteForward {
+        /// The address asked for.
+        address: String,
+        /// The port asked for.
+        port: u32,
+        /// What refused it: a configuration key (`security.forwarding.reverseForwardingMode`),
+        /// a key option (`no-port-forwarding`, `permitlisten`) or a limit.
+        rule: &'static str,
+        /// Why, in words.
+        message: String,
+    },
     /// The `security` policy refused the request.
     Policy {
         /// The configuration key that refused it (`security.command.mode`).

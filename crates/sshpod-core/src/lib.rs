@@ -23,6 +23,7 @@ mod identity;
 mod ids;
 pub mod labels;
 mod lifecycle;
+mod listen;
 pub mod per_user;
 pub mod pool;
 mod process;
@@ -44,6 +45,7 @@ pub use identity::{
 };
 pub use ids::{instance_id, same_seat, ConnectionId};
 pub use lifecycle::Lifecycle;
+pub use listen::{Accepted, ForwardedStream, ListenFuture, Listener};
 pub use process::{
     BoxFuture, Command, ExitStatus, Process, ProcessControl, ProcessSpec, Signal, TerminalSize,
     TtySpec,

@@ -1,5 +1,6 @@
 //! The port-forwarding helper: copied into a container on first use, then run once per
-//! forwarded connection (`sshpod-agent dial HOST PORT`), so `localhost` means the container.
+//! forwarded connection (`sshpod-agent dial HOST PORT`, `take PATH`), so `localhost` means the
+//! container, and once per listener (`listen HOST PORT`, see `listener`).
 
 use bollard::query_parameters::UploadToContainerOptions;
 use sshpod_core::BackendError;
@@ -59,6 +60,88 @@ pub(crate) async fn install(engine: &Engine, container_id: &str) -> Result<(), B
         })
 }
 
+/// A running helper: its stdout and stderr, its stdin, and the task that splits its output.
+pub(crate) struct Running {
+    pub(crate) stdout: tokio::io::DuplexStream,
+    pub(crate) stderr: tokio::io::DuplexStream,
+    pub(crate) stdin: tokio::io::WriteHalf<crate::hijack::EngineStream>,
+    pub(crate) demux: AbortOnDrop,
+}
+
+impl Running {
+    /// Waits for the helper's zero byte (connected), or returns what it said on stderr.
+    async fn ready(mut self) -> Result<ExecStream, String> {
+        let mut ready = [0u8; 1];
+        match self.stdout.read(&mut ready).await {
+            Ok(1) if ready[0] == 0 => Ok(ExecStream::new(self.stdout, self.stdin, self.demux)),
+            _ => Err(reason(&mut self.stderr).await),
+        }
+    }
+}
+
+/// What a helper wrote on stderr before it ended.
+pub(crate) async fn reason(stderr: &mut tokio::io::DuplexStream) -> String {
+    let mut why = String::new();
+    let _ = stderr.take(4096).read_to_string(&mut why).await;
+    let why = why.trim().trim_start_matches("sshpod-agent: ").to_owned();
+    if why.is_empty() {
+        "the forwarding helper ended without a word".to_owned()
+    } else {
+        why
+    }
+}
+
+/// Runs the helper with `args` in the container, its streams attached.
+pub(crate) async fn run(
+    engine: &Engine,
+    container_id: &str,
+    args: &[&str],
+) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
+    run_as(engine, container_id, args, None).await
+}
+
+/// Runs the helper with `args` as `user` (`uid:gid`; `None`: the container's user).
+pub(crate) async fn run_as(
+    engine: &Engine,
+    container_id: &str,
+    args: &[&str],
+    user: Option<&str>,
+) -> Result<Running, Box<dyn std::error::Error + Send + Sync>> {
+    let mut cmd = vec![AGENT_PATH.to_owned()];
+    cmd.extend(args.iter().map(|a| (*a).to_owned()));
+    let created = engine
+        .docker
+        .create_exec(
+            container_id,
+            bollard::exec::CreateExecOptions {
+                attach_stdin: Some(true),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                cmd: Some(cmd),
+                user: user.map(str::to_owned),
+                ..Default::default()
+            },
+        )
+        .await?;
+    let hijacked = engine
+        .hijack(
+            &format!("/exec/{}/start", created.id),
+            r#"{"Detach":false,"Tty":false}"#,
+        )
+        .await?;
+    let (out_w, stdout) = tokio::io::duplex(256 * 1024);
+    let (err_w, stderr) = tokio::io::duplex(4 * 1024);
+    let demux = AbortOnDrop(tokio::spawn(async move {
+        let _ = demux(hijacked.reader, out_w, err_w).await;
+    }));
+    Ok(Running {
+        stdout,
+        stderr,
+        stdin: hijacked.writer,
+        demux,
+    })
+}
+
 /// Connects to `host:port` from inside the container.
 pub(crate) async fn dial(
     engine: &Engine,
@@ -71,49 +154,45 @@ pub(crate) async fn dial(
         port,
         source,
     };
-    let created = engine
-        .docker
-        .create_exec(
-            container_id,
-            bollard::exec::CreateExecOptions {
-                attach_stdin: Some(true),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                cmd: Some(vec![
-                    AGENT_PATH.to_owned(),
-                    "dial".to_owned(),
-                    host.to_owned(),
-                    port.to_string(),
-                ]),
-                ..Default::default()
-            },
-        )
+    let running = run(engine, container_id, &["dial", host, &port.to_string()])
         .await
-        .map_err(|e| dial_error(Box::new(e)))?;
-    let hijacked = engine
-        .hijack(
-            &format!("/exec/{}/start", created.id),
-            r#"{"Detach":false,"Tty":false}"#,
-        )
-        .await
-        .map_err(|e| dial_error(Box::new(e)))?;
-    let (out_w, mut out_r) = tokio::io::duplex(256 * 1024);
-    let (err_w, mut err_r) = tokio::io::duplex(4 * 1024);
-    let task = AbortOnDrop(tokio::spawn(async move {
-        let _ = demux(hijacked.reader, out_w, err_w).await;
-    }));
+        .map_err(dial_error)?;
     // The helper writes one zero byte once connected, or explains on stderr and exits.
-    let mut ready = [0u8; 1];
-    match out_r.read(&mut ready).await {
-        Ok(1) if ready[0] == 0 => {}
-        _ => {
-            let mut why = String::new();
-            let _ = err_r.read_to_string(&mut why).await;
-            let why = why.trim().trim_start_matches("sshpod-agent: ").to_owned();
-            return Err(dial_error(why.into()));
-        }
-    }
-    Ok(ExecStream::new(out_r, hijacked.writer, task))
+    running.ready().await.map_err(|why| dial_error(why.into()))
+}
+
+/// Connects to the Unix socket `path` from inside the container.
+pub(crate) async fn dial_unix(
+    engine: &Engine,
+    container_id: &str,
+    path: &str,
+) -> Result<ExecStream, BackendError> {
+    let dial_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Dial {
+        host: path.to_owned(),
+        port: 0,
+        source,
+    };
+    let running = run(engine, container_id, &["dial-unix", path])
+        .await
+        .map_err(dial_error)?;
+    running.ready().await.map_err(|why| dial_error(why.into()))
+}
+
+/// Takes a connection a listening helper parked at `path` (see `listener`).
+pub(crate) async fn take(
+    engine: &Engine,
+    container_id: &str,
+    path: &str,
+    user: Option<&str>,
+) -> Result<ExecStream, BackendError> {
+    let refused = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Refused {
+        what: "taking a forwarded connection",
+        source,
+    };
+    let running = run_as(engine, container_id, &["take", path], user)
+        .await
+        .map_err(refused)?;
+    running.ready().await.map_err(|why| refused(why.into()))
 }
 
 #[cfg(test)]

@@ -241,6 +241,25 @@ impl ConnectionContainer {
         agent::dial(&self.engine, &self.id, host, port).await
     }
 
+    pub(crate) async fn listen(
+        &self,
+        bind: crate::listener::Bind<'_>,
+    ) -> Result<crate::listener::DockerListener, BackendError> {
+        self.agent_installed
+            .get_or_try_init(|| agent::install(&self.engine, &self.id))
+            .await?;
+        // As the login's user, as sshd listens: a socket it can reach, a directory it owns.
+        let user = self.identity.as_ref().map(Identity::user_spec);
+        crate::listener::listen(&self.engine, &self.id, bind, user.as_deref()).await
+    }
+
+    pub(crate) async fn dial_unix(&self, path: &str) -> Result<ExecStream, BackendError> {
+        self.agent_installed
+            .get_or_try_init(|| agent::install(&self.engine, &self.id))
+            .await?;
+        agent::dial_unix(&self.engine, &self.id, path).await
+    }
+
     pub(crate) async fn close(&self) -> Result<(), BackendError> {
         self.lifeline.lock().await.take();
         remove(&self.engine, &self.id).await;

@@ -18,6 +18,7 @@ mod hijack;
 mod homes;
 mod identity;
 mod image;
+mod listener;
 mod local_streams;
 mod orphans;
 mod pool;
@@ -565,6 +566,55 @@ impl Container for DockerContainer {
             Mode::Session(_) => Err(NotPossible::ForwardingInSessionMode.into()),
             Mode::User { container, .. } => container.dial(host, port).await,
         }
+    }
+
+    async fn listen(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<Box<dyn sshpod_core::Listener>, BackendError> {
+        let bind = listener::Bind::Tcp(host, port);
+        let listener = match &self.0 {
+            Mode::Connection(c) => c.listen(bind).await?,
+            Mode::Session(_) => return Err(NotPossible::ForwardingInSessionMode.into()),
+            Mode::User { container, .. } => container.listen(bind).await?,
+        };
+        Ok(Box::new(listener))
+    }
+
+    async fn listen_unix(
+        &self,
+        path: &str,
+    ) -> Result<Box<dyn sshpod_core::Listener>, BackendError> {
+        let bind = listener::Bind::Unix(path);
+        let listener = match &self.0 {
+            Mode::Connection(c) => c.listen(bind).await?,
+            Mode::Session(_) => return Err(NotPossible::ForwardingInSessionMode.into()),
+            Mode::User { container, .. } => container.listen(bind).await?,
+        };
+        Ok(Box::new(listener))
+    }
+
+    async fn listen_agent(&self) -> Result<Box<dyn sshpod_core::Listener>, BackendError> {
+        let bind = listener::Bind::Agent;
+        let listener = match &self.0 {
+            Mode::Connection(c) => c.listen(bind).await?,
+            Mode::Session(_) => return Err(NotPossible::ForwardingInSessionMode.into()),
+            Mode::User { container, .. } => container.listen(bind).await?,
+        };
+        Ok(Box::new(listener))
+    }
+
+    async fn dial_unix(
+        &self,
+        path: &str,
+    ) -> Result<Box<dyn sshpod_core::ForwardedStream>, BackendError> {
+        let stream = match &self.0 {
+            Mode::Connection(c) => c.dial_unix(path).await?,
+            Mode::Session(_) => return Err(NotPossible::ForwardingInSessionMode.into()),
+            Mode::User { container, .. } => container.dial_unix(path).await?,
+        };
+        Ok(Box::new(stream))
     }
 
     fn info(&self) -> sshpod_core::ContainerInfo {

@@ -32,8 +32,10 @@
 //! upstream server has its own users and homes.
 //!
 //! Not passed on yet: remote forwarding (`ssh -R`), socket forwarding, agent and X11
-//! forwarding. ContainerSSH's proxy carries them; sshpod's server offers none of them to any
-//! backend yet, and this backend should carry each once the `Container` contract does.
+//! forwarding. ContainerSSH's proxy carries them. sshpod's server offers the first three on
+//! Docker (`Container::listen`, `listen_unix`, `listen_agent`, `dial_unix`); this backend keeps
+//! the contract's defaults, which refuse them with a clear reason, until it carries each over
+//! the upstream connection.
 
 mod algorithms;
 mod connect;

@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 
 use sshpod_config::Backend as BackendKind;
 use sshpod_core::{
-    Backend, BackendError, Closed, ConnectionContext, Container, ContainerInfo, Process,
-    ProcessSpec,
+    Backend, BackendError, Closed, ConnectionContext, Container, ContainerInfo, ForwardedStream,
+    Listener, Process, ProcessSpec,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -85,6 +85,34 @@ impl<L: Container, R: Container> Container for Either<L, R> {
         match self {
             Either::Left(c) => c.dial(host, port).await.map(Either::Left),
             Either::Right(c) => c.dial(host, port).await.map(Either::Right),
+        }
+    }
+
+    async fn listen(&self, host: &str, port: u16) -> Result<Box<dyn Listener>, BackendError> {
+        match self {
+            Either::Left(c) => c.listen(host, port).await,
+            Either::Right(c) => c.listen(host, port).await,
+        }
+    }
+
+    async fn listen_unix(&self, path: &str) -> Result<Box<dyn Listener>, BackendError> {
+        match self {
+            Either::Left(c) => c.listen_unix(path).await,
+            Either::Right(c) => c.listen_unix(path).await,
+        }
+    }
+
+    async fn listen_agent(&self) -> Result<Box<dyn Listener>, BackendError> {
+        match self {
+            Either::Left(c) => c.listen_agent().await,
+            Either::Right(c) => c.listen_agent().await,
+        }
+    }
+
+    async fn dial_unix(&self, path: &str) -> Result<Box<dyn ForwardedStream>, BackendError> {
+        match self {
+            Either::Left(c) => c.dial_unix(path).await,
+            Either::Right(c) => c.dial_unix(path).await,
         }
     }
 

@@ -167,7 +167,14 @@ impl<W: Write> AsciinemaWriter<W> {
     }
 
     fn channel_kind(&mut self, id: u32, kind: &ChannelKind) {
-        if matches!(kind, ChannelKind::DirectTcpip { .. }) {
+        if matches!(
+            kind,
+            ChannelKind::DirectTcpip { .. }
+                | ChannelKind::ForwardedTcpip { .. }
+                | ChannelKind::DirectStreamlocal { .. }
+                | ChannelKind::ForwardedStreamlocal { .. }
+                | ChannelKind::AuthAgent
+        ) {
             self.forwards.insert(id);
         }
     }

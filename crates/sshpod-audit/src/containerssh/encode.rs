@@ -79,7 +79,14 @@ impl<W: Write> BinaryWriter<W> {
         match item {
             Item::Event(event) => self.event(event, intercept),
             Item::Channel(info) => {
-                let forward = matches!(info.kind, ChannelKind::DirectTcpip { .. });
+                let forward = matches!(
+                    info.kind,
+                    ChannelKind::DirectTcpip { .. }
+                        | ChannelKind::ForwardedTcpip { .. }
+                        | ChannelKind::DirectStreamlocal { .. }
+                        | ChannelKind::ForwardedStreamlocal { .. }
+                        | ChannelKind::AuthAgent
+                );
                 self.log.set_forward(info.channel, forward);
                 Ok(())
             }

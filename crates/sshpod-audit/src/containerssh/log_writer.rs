@@ -248,7 +248,17 @@ impl<W: Write> LogWriter<W> {
         id: u32,
         kind: &ChannelKind,
     ) -> io::Result<()> {
-        self.set_forward(id, matches!(kind, ChannelKind::DirectTcpip { .. }));
+        self.set_forward(
+            id,
+            matches!(
+                kind,
+                ChannelKind::DirectTcpip { .. }
+                    | ChannelKind::ForwardedTcpip { .. }
+                    | ChannelKind::DirectStreamlocal { .. }
+                    | ChannelKind::ForwardedStreamlocal { .. }
+                    | ChannelKind::AuthAgent
+            ),
+        );
         if let ChannelKind::DirectTcpip { host, port } = kind {
             let target = map([
                 ("HostToConnect", text(host)),
@@ -481,5 +491,9 @@ fn channel_type(kind: &ChannelKind) -> &'static str {
     match kind {
         ChannelKind::Session => "session",
         ChannelKind::DirectTcpip { .. } => "direct-tcpip",
+        ChannelKind::ForwardedTcpip { .. } => "forwarded-tcpip",
+        ChannelKind::DirectStreamlocal { .. } => "direct-streamlocal@openssh.com",
+        ChannelKind::ForwardedStreamlocal { .. } => "forwarded-streamlocal@openssh.com",
+        ChannelKind::AuthAgent => "auth-agent@openssh.com",
     }
 }

@@ -108,7 +108,11 @@ impl ConnectionFlags {
     pub(crate) fn open_channel(&self, info: &ChannelInfo) -> Arc<ChannelFlags> {
         let flags = Arc::new(ChannelFlags {
             bits: AtomicU8::new(match info.kind {
-                ChannelKind::DirectTcpip { .. } => FORWARD,
+                ChannelKind::DirectTcpip { .. }
+                | ChannelKind::ForwardedTcpip { .. }
+                | ChannelKind::DirectStreamlocal { .. }
+                | ChannelKind::ForwardedStreamlocal { .. }
+                | ChannelKind::AuthAgent => FORWARD,
                 _ => 0,
             }),
         });

@@ -193,6 +193,26 @@ pub fn kind(kind: &EventKind, passwords: bool) -> (&'static str, Map<String, Val
             put("error", json!(error.to_string()));
             "forward-failed"
         }
+        EventKind::ListenerOpened { address, port } => {
+            put("address", json!(address));
+            put("port", json!(port));
+            "listener-opened"
+        }
+        EventKind::ListenerClosed { address, port } => {
+            put("address", json!(address));
+            put("port", json!(port));
+            "listener-closed"
+        }
+        EventKind::ListenFailed {
+            address,
+            port,
+            error,
+        } => {
+            put("address", json!(address));
+            put("port", json!(port));
+            put("error", json!(error.to_string()));
+            "listen-failed"
+        }
         EventKind::SessionEnded { reason } => {
             put("reason", json!(reason));
             "session-ended"
@@ -239,6 +259,27 @@ fn channel_kind(put: &mut impl FnMut(&str, Value), kind: &ChannelKind) {
             put("host", json!(host));
             put("port", json!(port));
         }
+        ChannelKind::ForwardedTcpip {
+            address,
+            port,
+            originator,
+            originator_port,
+        } => {
+            put("channelKind", json!("forwarded-tcpip"));
+            put("address", json!(address));
+            put("port", json!(port));
+            put("originator", json!(originator));
+            put("originatorPort", json!(originator_port));
+        }
+        ChannelKind::DirectStreamlocal { path } => {
+            put("channelKind", json!("direct-streamlocal"));
+            put("path", json!(path));
+        }
+        ChannelKind::ForwardedStreamlocal { path } => {
+            put("channelKind", json!("forwarded-streamlocal"));
+            put("path", json!(path));
+        }
+        ChannelKind::AuthAgent => put("channelKind", json!("auth-agent")),
     }
 }
 
@@ -270,6 +311,12 @@ fn request_refusal(reason: &RequestRefusal) -> String {
         RequestRefusal::EnvNotAccepted(name) => format!("env {name:?}: not in ssh.acceptEnv"),
         RequestRefusal::EnvTooMany(name) => format!("env {name:?}: too many"),
         RequestRefusal::Policy { rule, message } => format!("{rule}: {message}"),
+        RequestRefusal::RemoteForward {
+            address,
+            port,
+            rule,
+            message,
+        } => format!("remote forward {address}:{port}: {rule}: {message}"),
         #[allow(unreachable_patterns)]
         other => format!("{other:?}"),
     }

@@ -206,7 +206,16 @@ impl SshpodWriter {
         let Some(files) = self.channels.get_mut(&channel) else {
             return Ok(());
         };
-        let forward = matches!(files.kind, Some(ChannelKind::DirectTcpip { .. }));
+        let forward = matches!(
+            files.kind,
+            Some(
+                ChannelKind::DirectTcpip { .. }
+                    | ChannelKind::ForwardedTcpip { .. }
+                    | ChannelKind::DirectStreamlocal { .. }
+                    | ChannelKind::ForwardedStreamlocal { .. }
+                    | ChannelKind::AuthAgent
+            )
+        );
         let mut ops = Vec::new();
         if let Some(watcher) = &mut files.transfers {
             match record {

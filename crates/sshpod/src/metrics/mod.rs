@@ -567,6 +567,10 @@ impl EventSink for Metrics {
         let kind = match channel.kind {
             ChannelKind::Session => "session",
             ChannelKind::DirectTcpip { .. } => "direct-tcpip",
+            ChannelKind::ForwardedTcpip { .. } => "forwarded-tcpip",
+            ChannelKind::DirectStreamlocal { .. } => "direct-streamlocal",
+            ChannelKind::ForwardedStreamlocal { .. } => "forwarded-streamlocal",
+            ChannelKind::AuthAgent => "auth-agent",
         };
         let labels = ChannelLabels { channel: kind };
         let first_output = match channel.kind {
@@ -576,7 +580,11 @@ impl EventSink for Metrics {
                 .get(&channel.connection)
                 .filter(|c| !c.first_output.load(Ordering::Relaxed))
                 .map(|c| (c.accepted, Arc::clone(&c.first_output))),
-            ChannelKind::DirectTcpip { .. } => None,
+            ChannelKind::DirectTcpip { .. }
+            | ChannelKind::ForwardedTcpip { .. }
+            | ChannelKind::DirectStreamlocal { .. }
+            | ChannelKind::ForwardedStreamlocal { .. }
+            | ChannelKind::AuthAgent => None,
         };
         Some(Box::new(CountingTap {
             received: self.families.received.get_or_create_owned(&labels),

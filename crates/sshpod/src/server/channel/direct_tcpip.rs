@@ -1,4 +1,5 @@
-//! `direct-tcpip` channels (`ssh -L`): a TCP connection dialled from inside the container.
+//! `direct-tcpip` channels (`ssh -L`): a TCP connection dialled from inside the container;
+//! and `direct-streamlocal@openssh.com` (`ssh -L ...:/path`), a Unix socket's.
 
 use std::sync::Arc;
 
@@ -53,6 +54,63 @@ pub(crate) async fn run<B: Backend>(
         }
     };
     reply.accept().await;
+    relay(&conn, writer, input, stream, taps, limits).await;
+}
+
+/// Like [`run`], for the Unix socket `path` in the container.
+pub(crate) async fn run_unix<B: Backend>(
+    conn: Arc<ConnectionState<B>>,
+    reply: ChannelOpenHandle,
+    writer: ChannelWriteHalf<Msg>,
+    input: InputReceiver,
+    taps: Option<Taps>,
+    limits: ChannelLimits,
+    path: String,
+) {
+    let channel = writer.id();
+    let dialled = async {
+        let container = conn.container().await.ok()?;
+        match container.dial_unix(&path).await {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                conn.events.emit_on(
+                    Some(channel),
+                    EventKind::ForwardFailed {
+                        host: path.clone(),
+                        port: 0,
+                        error: Arc::new(e),
+                    },
+                );
+                None
+            }
+        }
+    };
+    let stream = tokio::select! {
+        () = conn.token.cancelled() => return,
+        r = dialled => r,
+    };
+    let Some(stream) = stream else {
+        reply.reject(ChannelOpenFailure::ConnectFailed).await;
+        conn.channel_finished(channel);
+        return;
+    };
+    reply.accept().await;
+    relay(&conn, writer, input, stream, taps, limits).await;
+}
+
+/// Relays a forwarded connection's bytes both ways until either side ends or the channel's
+/// limits close it, then closes the channel. Shared with `forwarded-tcpip` channels.
+pub(crate) async fn relay<B: Backend, S>(
+    conn: &ConnectionState<B>,
+    writer: ChannelWriteHalf<Msg>,
+    input: InputReceiver,
+    stream: S,
+    taps: Option<Taps>,
+    limits: ChannelLimits,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let channel = writer.id();
     let (mut from_container, to_container) = tokio::io::split(stream);
     let relay = async {
         let upstream = input::pump(input, to_container, input::OnEof::Close, taps.clone());

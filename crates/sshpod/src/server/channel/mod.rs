@@ -6,6 +6,7 @@ pub(crate) mod direct_tcpip;
 pub(crate) mod env;
 pub(crate) mod progress;
 pub(crate) mod pty;
+pub(crate) mod remote_forward;
 pub(crate) mod restrict;
 pub(crate) mod security;
 pub(crate) mod session;

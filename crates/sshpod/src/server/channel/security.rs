@@ -13,7 +13,7 @@
 
 use std::fmt;
 
-use sshpod_config::{ListPolicy, SecurityConfig, SecurityMode};
+use sshpod_config::{GatewayPorts, ListPolicy, SecurityConfig, SecurityMode};
 use sshpod_core::{Command, Signal};
 
 /// A request the policy refused, and the rule that refused it.
@@ -172,6 +172,115 @@ impl SecurityPolicy {
     }
 }
 
+impl SecurityPolicy {
+    /// Whether the client may listen on a Unix socket in the container (`ssh -R /path:...`).
+    pub(crate) fn socket_listen(&self) -> Result<(), Refused> {
+        enabled(
+            self.config.forwarding.socket_listen_mode,
+            "security.forwarding.socketListenMode",
+            "socket listening",
+        )
+    }
+
+    /// Whether the client may forward its agent into the container (`ssh -A`).
+    pub(crate) fn agent_forwarding(&self) -> Result<(), Refused> {
+        enabled(
+            self.config.forwarding.agent_forwarding_mode,
+            "security.forwarding.agentForwardingMode",
+            "agent forwarding",
+        )
+    }
+
+    /// Whether the client may reach a Unix socket in the container (`ssh -L ...:/path`).
+    pub(crate) fn socket_forwarding(&self) -> Result<(), Refused> {
+        enabled(
+            self.config.forwarding.socket_forwarding_mode,
+            "security.forwarding.socketForwardingMode",
+            "socket forwarding",
+        )
+    }
+
+    /// Where a remote forward (`ssh -R`) asked for on `requested` listens inside the container,
+    /// if it may: `security.forwarding.reverseForwardingMode` must be `enable`, and
+    /// `security.forwarding.gatewayPorts` decides the address.
+    pub(crate) fn remote_forward(&self, requested: &str) -> Result<String, Refused> {
+        const RULE: &str = "security.forwarding.reverseForwardingMode";
+        match self.config.forwarding.reverse_forwarding_mode {
+            SecurityMode::Enable => {}
+            SecurityMode::Filter => {
+                return Err(Refused {
+                    rule: RULE,
+                    message: "remote forwarding is disabled on this server (the filter mode has \
+                              no rules)"
+                        .to_owned(),
+                })
+            }
+            _ => {
+                return Err(Refused {
+                    rule: RULE,
+                    message: "remote forwarding is disabled on this server".to_owned(),
+                })
+            }
+        }
+        let host = requested.trim_start_matches('[').trim_end_matches(']');
+        let loopback = host.is_empty()
+            || host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        let any = host.is_empty() || host == "*" || host == "0.0.0.0";
+        match self.config.forwarding.gateway_ports {
+            GatewayPorts::No if loopback => Ok("127.0.0.1".to_owned()),
+            GatewayPorts::No => Err(Refused {
+                rule: "security.forwarding.gatewayPorts",
+                message: format!(
+                    "remote forwards may listen only on localhost on this server, not on {requested}"
+                ),
+            }),
+            GatewayPorts::Yes => Ok("0.0.0.0".to_owned()),
+            GatewayPorts::ClientSpecified if any => Ok("0.0.0.0".to_owned()),
+            GatewayPorts::ClientSpecified if host.eq_ignore_ascii_case("localhost") => {
+                Ok("127.0.0.1".to_owned())
+            }
+            GatewayPorts::ClientSpecified if is_host_name(host) => Ok(host.to_owned()),
+            GatewayPorts::ClientSpecified => Err(Refused {
+                rule: "security.forwarding.gatewayPorts",
+                message: format!("`{requested}` is not an address to listen on"),
+            }),
+        }
+    }
+}
+
+/// A forwarding mode's decision: only `enable` allows (`filter` has no rules to apply).
+fn enabled(mode: SecurityMode, rule: &'static str, what: &str) -> Result<(), Refused> {
+    match mode {
+        SecurityMode::Enable => Ok(()),
+        _ => refused(rule, format!("{what} is disabled on this server")),
+    }
+}
+
+/// Whether `path` may name a Unix socket to listen on or connect to: absolute, and short
+/// enough for a socket address.
+pub(crate) fn socket_path(path: &str) -> Result<(), Refused> {
+    if path.starts_with('/') && path.len() < 108 && !path.contains('\0') {
+        Ok(())
+    } else {
+        refused(
+            "streamlocal path",
+            "a forwarded socket must be an absolute path of less than 108 bytes",
+        )
+    }
+}
+
+/// A plausible host name or address: short, and only the characters those use.
+fn is_host_name(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '%' | '_'))
+}
+
 /// An allow/deny decision for `name` under `mode`; `rules` are the mode, allow and deny keys.
 fn listed(
     mode: SecurityMode,
@@ -282,6 +391,70 @@ mod tests {
         });
         assert!(p.signal(Signal::Term).is_ok());
         assert_eq!(rule(p.signal(Signal::Hup)), Some("security.signal.allow"));
+    }
+
+    #[test]
+    fn remote_forwards_need_their_mode_and_listen_on_loopback_unless_allowed() {
+        let off = policy(|_| {});
+        assert_eq!(
+            rule(off.remote_forward("localhost").map(drop)),
+            Some("security.forwarding.reverseForwardingMode")
+        );
+        let p = policy(|c| c.forwarding.reverse_forwarding_mode = SecurityMode::Enable);
+        for loopback in ["localhost", "", "127.0.0.1", "::1", "[::1]", "LOCALHOST"] {
+            assert_eq!(p.remote_forward(loopback), Ok("127.0.0.1".to_owned()));
+        }
+        for other in ["0.0.0.0", "*", "10.1.2.3", "example.org"] {
+            assert_eq!(
+                rule(p.remote_forward(other).map(drop)),
+                Some("security.forwarding.gatewayPorts"),
+                "{other}"
+            );
+        }
+        let yes = policy(|c| {
+            c.forwarding.reverse_forwarding_mode = SecurityMode::Enable;
+            c.forwarding.gateway_ports = GatewayPorts::Yes;
+        });
+        assert_eq!(yes.remote_forward("localhost"), Ok("0.0.0.0".to_owned()));
+        let client = policy(|c| {
+            c.forwarding.reverse_forwarding_mode = SecurityMode::Enable;
+            c.forwarding.gateway_ports = GatewayPorts::ClientSpecified;
+        });
+        assert_eq!(client.remote_forward("*"), Ok("0.0.0.0".to_owned()));
+        assert_eq!(client.remote_forward(""), Ok("0.0.0.0".to_owned()));
+        assert_eq!(
+            client.remote_forward("localhost"),
+            Ok("127.0.0.1".to_owned())
+        );
+        assert_eq!(client.remote_forward("10.1.2.3"), Ok("10.1.2.3".to_owned()));
+        assert!(client.remote_forward("a b").is_err());
+    }
+
+    #[test]
+    fn socket_forwarding_has_its_own_two_modes_and_sane_paths() {
+        let off = policy(|_| {});
+        assert_eq!(
+            rule(off.socket_listen()),
+            Some("security.forwarding.socketListenMode")
+        );
+        assert_eq!(
+            rule(off.socket_forwarding()),
+            Some("security.forwarding.socketForwardingMode")
+        );
+        let listen = policy(|c| c.forwarding.socket_listen_mode = SecurityMode::Enable);
+        assert!(listen.socket_listen().is_ok());
+        assert!(listen.socket_forwarding().is_err(), "each kind on its own");
+        assert_eq!(
+            rule(listen.agent_forwarding()),
+            Some("security.forwarding.agentForwardingMode")
+        );
+        let agent = policy(|c| c.forwarding.agent_forwarding_mode = SecurityMode::Enable);
+        assert!(agent.agent_forwarding().is_ok() && agent.socket_listen().is_err());
+        assert!(socket_path("/tmp/app.sock").is_ok());
+        for bad in ["relative.sock", "", "/nul\0.sock"] {
+            assert_eq!(rule(socket_path(bad)), Some("streamlocal path"), "{bad:?}");
+        }
+        assert!(socket_path(&format!("/{}", "a".repeat(110))).is_err());
     }
 
     #[test]

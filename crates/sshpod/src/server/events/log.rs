@@ -143,6 +143,39 @@ fn log(kind: &EventKind) {
                     "forwarding requested"
                 )
             }
+            ChannelKind::ForwardedTcpip {
+                address,
+                port,
+                originator,
+                originator_port,
+            } => {
+                tracing::debug!(
+                    code = codes::SSH_NEW_CHANNEL,
+                    address,
+                    port,
+                    originator,
+                    originator_port,
+                    "remote forward connection passed to the client"
+                )
+            }
+            ChannelKind::DirectStreamlocal { path } => {
+                tracing::debug!(
+                    code = codes::SSH_NEW_CHANNEL,
+                    path,
+                    "socket forwarding requested"
+                )
+            }
+            ChannelKind::AuthAgent => tracing::debug!(
+                code = codes::SSH_NEW_CHANNEL,
+                "agent connection passed to the client"
+            ),
+            ChannelKind::ForwardedStreamlocal { path } => {
+                tracing::debug!(
+                    code = codes::SSH_NEW_CHANNEL,
+                    path,
+                    "remote socket forward connection passed to the client"
+                )
+            }
         },
         EventKind::ChannelRefused { kind, reason } => match (kind, reason) {
             (_, ChannelRefusal::MaxSessions(max_sessions)) => {
@@ -180,6 +213,31 @@ fn log(kind: &EventKind) {
                     port,
                     rule,
                     "forwarding refused by the security policy"
+                )
+            }
+            (
+                ChannelKind::DirectStreamlocal { path }
+                | ChannelKind::ForwardedStreamlocal { path },
+                reason,
+            ) => {
+                tracing::info!(
+                    code = codes::SSH_NEW_CHANNEL_REJECTED,
+                    path,
+                    ?reason,
+                    "socket forwarding refused"
+                )
+            }
+            (ChannelKind::AuthAgent, reason) => tracing::info!(
+                code = codes::SSH_NEW_CHANNEL_REJECTED,
+                ?reason,
+                "agent connection refused"
+            ),
+            (ChannelKind::ForwardedTcpip { address, port, .. }, _) => {
+                tracing::info!(
+                    code = codes::SSH_NEW_CHANNEL_REJECTED,
+                    address,
+                    port,
+                    "remote forward connection refused"
                 )
             }
         },
@@ -246,6 +304,19 @@ fn log(kind: &EventKind) {
                     "request refused by the security policy"
                 )
             }
+            RequestRefusal::RemoteForward {
+                address,
+                port,
+                rule,
+                message,
+            } => tracing::info!(
+                code = codes::SSH_CHANNEL_REQUEST_FAILED,
+                address,
+                port,
+                rule,
+                message,
+                "remote forward refused"
+            ),
             other => tracing::info!(
                 code = codes::SSH_CHANNEL_REQUEST_FAILED,
                 ?other,
@@ -298,6 +369,29 @@ fn log(kind: &EventKind) {
             port,
             error = &**error as &dyn std::error::Error,
             "forwarding refused"
+        ),
+        EventKind::ListenerOpened { address, port } => tracing::info!(
+            code = codes::SSH_CHANNEL_REQUEST_SUCCESSFUL,
+            address,
+            port,
+            "remote forward listening inside the container"
+        ),
+        EventKind::ListenerClosed { address, port } => tracing::info!(
+            code = codes::SSH_CHANNEL_REQUEST_SUCCESSFUL,
+            address,
+            port,
+            "remote forward stopped listening"
+        ),
+        EventKind::ListenFailed {
+            address,
+            port,
+            error,
+        } => tracing::info!(
+            code = codes::SSH_CHANNEL_REQUEST_FAILED,
+            address,
+            port,
+            error = &**error as &dyn std::error::Error,
+            "remote forward could not listen"
         ),
         EventKind::SessionEnded { reason: None } => {
             tracing::debug!(code = codes::SESSION_ENDED, "session ended")

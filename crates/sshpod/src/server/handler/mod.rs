@@ -4,6 +4,7 @@
 //! slow (starting a process, dialling, resizing, signalling) runs as a task on the
 //! connection's tracker, and client data is moved into per-channel queues at once.
 
+mod remote;
 mod requests;
 
 use std::collections::HashMap;
@@ -23,6 +24,8 @@ use tracing::Instrument;
 
 use crate::server::auth::{self, Decided};
 use crate::server::channel::env::{self, SessionEnv};
+use crate::server::channel::remote_forward::{ForwardTarget, RemoteForwards};
+use crate::server::channel::security::socket_path as socket_path_ok;
 use crate::server::channel::security::SecurityPolicy;
 use crate::server::channel::session::{from_ssh_signal, ControlSlot};
 use crate::server::channel::{direct_tcpip, pty};
@@ -50,6 +53,8 @@ struct SessionChannel {
     taps: Option<Taps>,
     /// Its activity clock and closer, for the idle and session limits.
     limits: ChannelLimits,
+    /// Whether the client forwarded its agent to this session (`SSH_AUTH_SOCK` is set).
+    agent: bool,
 }
 
 /// A forwarding channel: its input queue (its taps are its relay's) and activity clock.
@@ -69,6 +74,10 @@ pub(crate) struct ConnectionHandler<B: Backend> {
     restrictions: Restrictions,
     /// What the login's configuration (`security`) allows its sessions.
     security: SecurityPolicy,
+    /// The client's remote forwards (`ssh -R`); they stop when this is dropped.
+    remote_forwards: RemoteForwards,
+    /// The forwarded agent's socket inside the container, once a session asked for it.
+    agent_socket: Option<String>,
 }
 
 impl<B: Backend> ConnectionHandler<B> {
@@ -79,6 +88,8 @@ impl<B: Backend> ConnectionHandler<B> {
             forwards: HashMap::new(),
             restrictions: Restrictions::default(),
             security: SecurityPolicy::default(),
+            remote_forwards: RemoteForwards::default(),
+            agent_socket: None,
         }
     }
 
@@ -239,6 +250,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
                 control: ControlSlot::default(),
                 taps,
                 limits,
+                agent: false,
             },
         );
         reply.accept().await;
@@ -322,6 +334,109 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             taps,
             limits,
             (host_to_connect.to_owned(), port),
+        ));
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(self.remote_forward(address, port, session).await)
+    }
+
+    async fn cancel_tcpip_forward(
+        &mut self,
+        address: &str,
+        port: u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(self.authenticated() && self.remote_forwards.cancel_tcp(address, port))
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        Ok(self.remote_socket_forward(socket_path, session).await)
+    }
+
+    async fn cancel_streamlocal_forward(
+        &mut self,
+        socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let target = ForwardTarget::Unix {
+            path: socket_path.to_owned(),
+        };
+        Ok(self.authenticated() && self.remote_forwards.cancel(&target))
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        channel: Channel<Msg>,
+        socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        if !self.authenticated() {
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        let kind = ChannelKind::DirectStreamlocal {
+            path: socket_path.to_owned(),
+        };
+        let refusal = match self
+            .security
+            .socket_forwarding()
+            .and(socket_path_ok(socket_path))
+        {
+            Err(refused) => Some(ChannelRefusal::Policy(refused.rule)),
+            Ok(()) if !self.restrictions.port_forwarding => Some(ChannelRefusal::NotPermitted),
+            Ok(()) => None,
+        };
+        if let Some(reason) = refusal {
+            self.conn.events.emit_on(
+                Some(channel.id()),
+                EventKind::ChannelRefused { kind, reason },
+            );
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        self.forget_finished();
+        let id = channel.id();
+        let taps = self.conn.events.taps(id, &kind);
+        self.conn
+            .events
+            .emit_on(Some(id), EventKind::ChannelOpened { kind });
+        let (_, writer) = channel.split();
+        let (sender, receiver) = input::queue(&self.conn.gate);
+        let limits = self
+            .conn
+            .channels
+            .opened(id, "direct-streamlocal", &self.conn.token);
+        self.forwards.insert(
+            id,
+            ForwardChannel {
+                input: sender,
+                activity: Arc::clone(&limits.activity),
+            },
+        );
+        self.conn.spawn(direct_tcpip::run_unix(
+            Arc::clone(&self.conn),
+            reply,
+            writer,
+            receiver,
+            taps,
+            limits,
+            socket_path.to_owned(),
         ));
         Ok(())
     }
@@ -421,11 +536,9 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
     async fn agent_request(
         &mut self,
         channel: ChannelId,
-        _session: &mut Session,
+        session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        // No agent forwarding either, whatever the key or certificate permits.
-        self.refused(channel, RequestRefusal::AgentNotOffered);
-        Ok(false)
+        Ok(self.forward_agent(channel, session).await)
     }
 
     async fn env_request(

@@ -49,7 +49,12 @@ impl<B: Backend> ConnectionHandler<B> {
         let mut env = std::mem::take(&mut state.env).into_vars(forced.is_some());
         // As OpenSSH sets them, with the client's address (a trusted proxy's header's, if any).
         let (peer, local) = (self.conn.peer, self.conn.local);
-        env.retain(|(name, _)| name != "SSH_CLIENT" && name != "SSH_CONNECTION");
+        env.retain(|(name, _)| {
+            name != "SSH_CLIENT" && name != "SSH_CONNECTION" && name != "SSH_AUTH_SOCK"
+        });
+        if let (true, Some(socket)) = (state.agent, &self.agent_socket) {
+            env.push(("SSH_AUTH_SOCK".to_owned(), socket.clone()));
+        }
         env.push((
             "SSH_CLIENT".to_owned(),
             format!("{} {} {}", peer.ip(), peer.port(), local.port()),

@@ -1,0 +1,221 @@
+//! Listeners inside the container (`ssh -R`): one `sshpod-agent listen` per listener, which
+//! reports each connection it accepts on its stdout and parks it; each is then taken over its
+//! own exec (`sshpod-agent take`), so every forwarded connection has its own stream and flow
+//! control. Dropping the listener ends the helper's stdin, which stops it listening.
+
+use sshpod_core::{Accepted, BackendError, ForwardedStream, ListenFuture, Listener};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
+use tokio::sync::mpsc;
+
+use crate::agent;
+use crate::engine::Engine;
+use crate::exec::AbortOnDrop;
+
+/// The longest report line the helper writes (longer ones are not the helper's).
+const MAX_LINE: u64 = 512;
+
+/// Refusals waiting for the helper's stdin.
+const REFUSALS_QUEUED: usize = 64;
+
+/// What the listening helper reports, one line each.
+#[derive(Debug, PartialEq, Eq)]
+enum Report {
+    /// `listening PORT DIR`: bound; parked connections are `DIR/N.sock`.
+    Listening { port: u16, dir: String },
+    /// `accept N ADDRESS PORT`: connection N came from ADDRESS:PORT.
+    Accept(Accepted),
+}
+
+fn parse(line: &str) -> Option<Report> {
+    let mut words = line.trim_end_matches('\n').split(' ');
+    let report = match words.next()? {
+        "listening" => Report::Listening {
+            port: words.next()?.parse().ok()?,
+            dir: words.next().filter(|d| d.starts_with('/'))?.to_owned(),
+        },
+        "accept" => Report::Accept(Accepted {
+            id: words.next()?.parse().ok()?,
+            originator: words.next().filter(|a| !a.is_empty())?.to_owned(),
+            originator_port: words.next()?.parse().ok()?,
+        }),
+        _ => return None,
+    };
+    words.next().is_none().then_some(report)
+}
+
+/// A listening helper in one container.
+pub(crate) struct DockerListener {
+    engine: Engine,
+    container_id: String,
+    /// Who the helpers run as: takers must be able to enter the listener's directory.
+    user: Option<String>,
+    port: u16,
+    /// The agent socket's path, for an agent listener.
+    socket: Option<String>,
+    dir: String,
+    reports: tokio::sync::Mutex<BufReader<DuplexStream>>,
+    refusals: mpsc::Sender<u64>,
+    _demux: AbortOnDrop,
+}
+
+/// Where a listener listens.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Bind<'a> {
+    /// A TCP address and port (0: any free port).
+    Tcp(&'a str, u16),
+    /// A Unix socket's path.
+    Unix(&'a str),
+    /// The forwarded agent's socket, in a private directory of the helper's choosing.
+    Agent,
+}
+
+/// Starts `sshpod-agent listen host port` (or `listen-unix path`) and waits until it is bound.
+pub(crate) async fn listen(
+    engine: &Engine,
+    container_id: &str,
+    bind: Bind<'_>,
+    user: Option<&str>,
+) -> Result<DockerListener, BackendError> {
+    let (host, port) = match bind {
+        Bind::Tcp(host, port) => (host, port),
+        Bind::Unix(path) => (path, 0),
+        Bind::Agent => ("the agent socket", 0),
+    };
+    let listen_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Listen {
+        host: host.to_owned(),
+        port,
+        source,
+    };
+    let port_arg = port.to_string();
+    let args: &[&str] = match bind {
+        Bind::Tcp(..) => &["listen", host, &port_arg],
+        Bind::Unix(path) => &["listen-unix", path],
+        Bind::Agent => &["listen-agent"],
+    };
+    let agent::Running {
+        stdout,
+        mut stderr,
+        stdin,
+        demux,
+    } = agent::run_as(engine, container_id, args, user)
+        .await
+        .map_err(listen_error)?;
+    let mut reports = BufReader::new(stdout);
+    let (port, dir) = match next_report(&mut reports).await {
+        Some(Report::Listening { port, dir }) => (port, dir),
+        _ => return Err(listen_error(agent::reason(&mut stderr).await.into())),
+    };
+    let (refusals, mut queued) = mpsc::channel::<u64>(REFUSALS_QUEUED);
+    let mut stdin = stdin;
+    // Ends when the listener is dropped: closing the helper's stdin stops it listening.
+    tokio::spawn(async move {
+        while let Some(id) = queued.recv().await {
+            if stdin
+                .write_all(format!("refuse {id}\n").as_bytes())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        let _ = stdin.shutdown().await;
+    });
+    let socket = matches!(bind, Bind::Agent).then(|| format!("{dir}/agent.sock"));
+    Ok(DockerListener {
+        engine: engine.clone(),
+        container_id: container_id.to_owned(),
+        user: user.map(str::to_owned),
+        port,
+        socket,
+        dir,
+        reports: tokio::sync::Mutex::new(reports),
+        refusals,
+        _demux: demux,
+    })
+}
+
+async fn next_report(reports: &mut BufReader<DuplexStream>) -> Option<Report> {
+    let mut line = String::new();
+    let n = reports.take(MAX_LINE).read_line(&mut line).await.ok()?;
+    if n == 0 {
+        return None;
+    }
+    parse(&line)
+}
+
+impl Listener for DockerListener {
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn socket_path(&self) -> Option<&str> {
+        self.socket.as_deref()
+    }
+
+    fn accept(&self) -> ListenFuture<'_, Accepted> {
+        Box::pin(async move {
+            let mut reports = self.reports.lock().await;
+            match next_report(&mut reports).await {
+                Some(Report::Accept(accepted)) => Ok(accepted),
+                _ => Err(BackendError::Refused {
+                    what: "listening inside your container",
+                    source: "the listener ended".into(),
+                }),
+            }
+        })
+    }
+
+    fn take(&self, id: u64) -> ListenFuture<'_, Box<dyn ForwardedStream>> {
+        Box::pin(async move {
+            let path = format!("{}/{id}.sock", self.dir);
+            let stream = agent::take(
+                &self.engine,
+                &self.container_id,
+                &path,
+                self.user.as_deref(),
+            )
+            .await?;
+            Ok(Box::new(stream) as Box<dyn ForwardedStream>)
+        })
+    }
+
+    fn refuse(&self, id: u64) {
+        // A full queue means the helper is not reading: its connections die with it anyway.
+        let _ = self.refusals.try_send(id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_are_read_strictly() {
+        assert_eq!(
+            parse("listening 40123 /tmp/sshpod-7-1f\n"),
+            Some(Report::Listening {
+                port: 40123,
+                dir: "/tmp/sshpod-7-1f".to_owned()
+            })
+        );
+        assert_eq!(
+            parse("accept 3 127.0.0.1 5555\n"),
+            Some(Report::Accept(Accepted {
+                id: 3,
+                originator: "127.0.0.1".to_owned(),
+                originator_port: 5555
+            }))
+        );
+        for bad in [
+            "",
+            "listening 70000 /tmp/x",
+            "listening 1 relative",
+            "accept x 1.2.3.4 5",
+            "accept 1 1.2.3.4 5 extra",
+            "accept 1  5",
+            "hello",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+}
