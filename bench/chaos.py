@@ -61,6 +61,9 @@ LABEL = "sshpod-chaos"
 MiB = 1024 * 1024
 BUCKET = "recordings"
 MOTO_SERVER = REPO / ".venv-moto" / "bin" / "moto_server"
+# The S3 instance's spool disk when the run fills it (spool-full): room for the recordings of
+# a few cycles' sessions (no streams are intercepted), so a full disk is a short event.
+SPOOL_DISK = 32 * MiB
 # Memory and descriptors at the end, against each process's level after its first login.
 RSS_TOLERANCE = 64 * MiB
 FD_TOLERANCE = 16
@@ -77,6 +80,9 @@ SCENARIOS = {
     "login": 4, "wrong-key": 1, "unknown-user": 1, "pty": 2, "exec-stdin": 2, "upload": 2,
     "download": 2, "sftp": 2, "forward": 1, "kill-mid-transfer": 2, "drop-without-fin": 1,
 }
+# The faults, in the order `--faults` names them; those only a kube-sim run can have.
+FAULTS = ["kill-9", "freeze-engine", "s3-down", "spool-full", "freeze-kube-sim"]
+KUBE_FAULTS = {"freeze-kube-sim"}
 # Scenarios that fail by design; the others are expected to succeed unless a fault was around.
 FAILING = {"wrong-key", "unknown-user"}
 
@@ -99,7 +105,7 @@ DOCUMENTED = [
     r"sshpod: your pod went away while the command ran",
     r"sshpod: the server is shutting down",
     r"sshpod: sessions cannot be recorded now",
-    r"sshpod: recording failed",
+    r"sshpod: the session's recording (failed|fell behind), so the session is ended",
     r"sshpod: cannot run `[^`]+` in your container",
     r"sshpod: cannot connect to \S+ inside your container",
     r"sshpod: cannot set up your user",
@@ -227,19 +233,71 @@ class Store:
 
 
 # --------------------------------------------------------------------------------------------
+# The spool's disk: a small tmpfs of its own that a filler file fills and its removal frees
+
+
+class SpoolDisk:
+    """A tmpfs of `size` bytes at `mount`; the spool is a directory on it."""
+
+    def __init__(self, mount: Path, size: int):
+        self.mount = mount
+        mount.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "sshpod-chaos-spool", str(mount)],
+                       check=True)
+        atexit.register(self.unmount)
+        self.filler = mount / "filler"
+        self.spans: list[tuple[float, float]] = []  # (full from, freed at), monotonic
+
+    def fill(self) -> None:
+        """Writes the filler until the disk says ENOSPC, in smaller pieces as it nears full."""
+        self.spans.append((time.monotonic(), float("inf")))
+        with open(self.filler, "ab", buffering=0) as f:
+            for piece in (MiB, 4096, 1):
+                block = bytes(piece)
+                while True:
+                    try:
+                        f.write(block)
+                    except OSError as exc:
+                        if exc.errno != errno.ENOSPC:
+                            raise
+                        break
+
+    def free(self) -> None:
+        self.filler.unlink(missing_ok=True)
+        start, _ = self.spans[-1]
+        self.spans[-1] = (start, time.monotonic())
+
+    def was_full(self, start: float, end: float) -> bool:
+        """True when the disk was full at some time between `start` and `end`."""
+        return any(a <= end and start <= b for a, b in self.spans)
+
+    def unmount(self, keep: Path | None = None) -> None:
+        """Unmounts the disk; with `keep`, its spool is copied there first (a tmpfs forgets)."""
+        if keep and os.path.ismount(self.mount):
+            shutil.copytree(self.mount, keep, symlinks=True, ignore_dangling_symlinks=True, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns("filler"))
+        if os.path.ismount(self.mount):
+            subprocess.run(["umount", "-l", str(self.mount)], check=False)
+
+
+# --------------------------------------------------------------------------------------------
 # sshpod instances
 
 
 class Instance:
     """One sshpod process with a fixed port and its own recordings; restarted after a kill."""
 
-    def __init__(self, name: str, config: dict, work: Path, sshpod: Path, store: Store | None):
+    def __init__(self, name: str, config: dict, work: Path, sshpod: Path, store: Store | None,
+                 spool_disk: int | None = None):
         self.name = name
         self.store = store
         self.dir = work / name
         self.dir.mkdir()
         self.port = h.free_port()
-        self.records = self.dir / ("spool" if store else "recordings")
+        # With a disk of its own (the spool-full fault) the spool must be recorded or refused:
+        # `audit.required`, the README's promise that nothing a session did goes unrecorded.
+        self.disk = SpoolDisk(self.dir / "spool-disk", spool_disk) if store and spool_disk else None
+        self.records = (self.disk.mount if self.disk else self.dir) / ("spool" if store else "recordings")
         self.records.mkdir()
         config = h.deep_merge(config, {"ssh": {"listen": f"127.0.0.1:{self.port}"}})
         if store:
@@ -249,6 +307,8 @@ class Instance:
         else:
             audit = {"storage": "file", "file": {"directory": str(self.records)}}
         config = h.deep_merge(config, {"audit": {"enable": True, "format": "sshpod", **audit}})
+        if self.disk:
+            config = h.deep_merge(config, {"audit": {"required": True}})
         self.config_path = self.dir / "config.yaml"
         self.config_path.write_text("# written by bench/chaos\n" + h.to_yaml(config) + "\n")
         self.sshpod = sshpod
@@ -312,6 +372,8 @@ class Ledger:
         self.unexplained: list[str] = []         # wrong data, hangs, failures without a fault
         self.tokens: dict[str, tuple[str, str]] = {}  # token -> (instance, scenario) of logged-in connections
         self.spans: dict[str, tuple[float, float]] = {}  # token -> (start, end) of its cycle (monotonic)
+        self.login_times: list[tuple[float, float]] = []  # (end, seconds) of each `login` that succeeded
+        self.moved: list[tuple[float, int]] = []  # (end, bytes) of each transfer that arrived intact
 
     def add(self, scenario: str, outcome: str) -> None:
         with self.lock:
@@ -320,6 +382,10 @@ class Ledger:
     def logged_in(self, token: str, instance: str, scenario: str) -> None:
         with self.lock:
             self.tokens[token] = (instance, scenario)
+
+    def transferred(self, size: int) -> None:
+        with self.lock:
+            self.moved.append((time.monotonic(), size))
 
     def classify(self, text: str) -> list[str]:
         """The documented messages in a client's error output; unknown lines are recorded."""
@@ -355,6 +421,7 @@ class Context:
         self.starts = instance.starts
         self.started = time.monotonic()
         self.token = f"chaos-{rng.getrandbits(48):012x}"
+        self.conn: Any = None  # the asyncssh connection, once made
         self.tmp = run.work / "client" / f"c{cycle}"
         self.tmp.mkdir(parents=True)
 
@@ -398,11 +465,15 @@ def expect_ok(ctx: Context, result: h.Result, what: str) -> bool:
 
 
 def sc_login(ctx: Context) -> str:
+    began = time.monotonic()
     result = ctx.client().ssh(f"echo {ctx.token}", timeout=OP_TIMEOUT)
     if result.returncode == 0:
         if result.stdout.strip() != ctx.token:
             raise Unexplained(f"login printed {result.stdout!r}")
+        ended = time.monotonic()
         ctx.run.ledger.logged_in(ctx.token, ctx.instance.name, "login")
+        with ctx.run.ledger.lock:
+            ctx.run.ledger.login_times.append((ended, ended - began))
         return "ok"
     expect_ok(ctx, result, "login")
     return "failed"
@@ -428,15 +499,42 @@ def sc_unknown_user(ctx: Context) -> str:
     return "refused"
 
 
+def _keep_disconnect_reasons() -> None:
+    """asyncssh drops the reason of a disconnect "by application" (code 11, what sshpod sends
+    when it ends a session) and tells the channels only "SSH connection closed": each
+    connection keeps it here as `chaos_reason`, so the failure is classified by what the
+    server said, as with OpenSSH."""
+    from asyncssh import connection
+    from asyncssh.constants import MSG_DISCONNECT
+    from asyncssh.packet import SSHPacket
+    handlers = connection.SSHConnection._packet_handlers
+    original = handlers[MSG_DISCONNECT]
+
+    def process(self, pkttype, pktid, packet):
+        try:
+            copy = SSHPacket(packet.get_remaining_payload())
+            copy.get_uint32()
+            self.chaos_reason = copy.get_string().decode(errors="replace")
+        except Exception:  # noqa: BLE001 - a malformed message is asyncssh's to refuse
+            pass
+        return original(self, pkttype, pktid, packet)
+
+    handlers[MSG_DISCONNECT] = process
+
+
 async def _asyncssh_connect(ctx: Context):
     import asyncssh
-    return await asyncio.wait_for(asyncssh.connect(
+    conn = await asyncio.wait_for(asyncssh.connect(
         "127.0.0.1", ctx.instance.port, username="alice", client_keys=[str(ctx.run.keys["alice"])],
         known_hosts=None, agent_path=None), 60)
+    ctx.conn = conn
+    return conn
 
 
 def _asyncssh_failure(ctx: Context, exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
+    # The server's reason for closing the connection, when it gave one, is the failure.
+    reason = getattr(ctx.conn, "chaos_reason", None)
+    text = reason or f"{type(exc).__name__}: {exc}"
     if isinstance(exc, OSError) and exc.errno in (errno.ECONNREFUSED, errno.ECONNRESET):
         text = "Connection refused" if exc.errno == errno.ECONNREFUSED else "Connection reset by peer"
     if not ctx.explain(text):
@@ -454,6 +552,8 @@ def sc_pty(ctx: Context) -> str:
             while want not in seen:
                 chunk = await asyncio.wait_for(proc.stdout.read(4096), 60)
                 if not chunk:
+                    if getattr(conn, "chaos_reason", None):
+                        raise ConnectionError(conn.chaos_reason)
                     raise Unexplained(f"the terminal ended before the answer: {seen[-300:]!r}")
                 seen += chunk
             ctx.run.ledger.logged_in(ctx.token, ctx.instance.name, "pty")
@@ -486,6 +586,7 @@ def sc_exec_stdin(ctx: Context) -> str:
             got = result.stdout.split()[0].decode()
             if got != sha256(data):
                 raise Unexplained(f"stdin arrived changed: {got} != {sha256(data)}")
+            ctx.run.ledger.transferred(len(data))
             return "ok"
     try:
         return asyncio.run(go())
@@ -509,6 +610,7 @@ def sc_upload(ctx: Context) -> str:
     ctx.run.ledger.logged_in(ctx.token, ctx.instance.name, "upload")
     if result.stdout.split()[:1] != [sha256(payload.read_bytes())]:
         raise Unexplained(f"upload arrived changed: {result.stdout!r}")
+    ctx.run.ledger.transferred(payload.stat().st_size)
     return "ok"
 
 
@@ -524,6 +626,7 @@ def sc_download(ctx: Context) -> str:
     told = re.search(r"[0-9a-f]{64}", result.stderr)
     if len(data) != size or not told or told.group(0) != sha256(data):
         raise Unexplained(f"download arrived changed: {len(data)} of {size} bytes, stderr {result.stderr[-200:]!r}")
+    ctx.run.ledger.transferred(size)
     return "ok"
 
 
@@ -539,6 +642,7 @@ def sc_sftp(ctx: Context) -> str:
     ctx.run.ledger.logged_in(ctx.token, ctx.instance.name, "sftp")
     if sha256(back.read_bytes()) != sha256(payload.read_bytes()):
         raise Unexplained("sftp: the file came back changed")
+    ctx.run.ledger.transferred(2 * payload.stat().st_size)
     return "ok"
 
 
@@ -732,7 +836,8 @@ class Chaos:
         tempfile.tempdir = None
         for i in range(self.args.instances):
             store = self.store if i == 0 else None
-            instance = Instance(f"sshpod{i}", config, self.work, self.args.sshpod, store)
+            disk = SPOOL_DISK if store and "spool-full" in self.fault_kinds() else None
+            instance = Instance(f"sshpod{i}", config, self.work, self.args.sshpod, store, disk)
             instance.start()
             self.instances.append(instance)
         say(f"{len(self.instances)} sshpod instances on {self.backend}"
@@ -756,21 +861,29 @@ class Chaos:
         names, weights = zip(*SCENARIOS.items())
         cycles = [(rng.choices(names, weights)[0], rng.randrange(len(self.instances)))
                   for _ in range(self.args.cycles)]
-        kinds = ["kill-9", "freeze-engine"]
-        if self.store:
-            kinds.append("s3-down")
-        if self.backend == "kube":
-            kinds.append("freeze-kube-sim")
+        kinds = self.fault_kinds()
         # Every kind in turn (in a shuffled order each round), so a short run has each of them.
         faults: dict[int, str] = {}
         order: list[str] = []
         at = rng.randint(2, max(2, self.args.fault_every))
-        while at < self.args.cycles - 2:
+        while kinds and at < self.args.cycles - 2:
             if not order:
                 order = rng.sample(kinds, len(kinds))
             faults[at] = order.pop()
             at += rng.randint(2, 2 * self.args.fault_every - 2)
         return cycles, faults
+
+    def fault_kinds(self) -> list[str]:
+        """The faults this run injects: `--faults`, or every one that fits the backend."""
+        fits = [k for k in FAULTS if (self.backend == "kube" or k not in KUBE_FAULTS)
+                and (self.store or k not in ("s3-down", "spool-full"))]
+        if self.args.faults is None:
+            return fits
+        wanted = [k for k in self.args.faults.split(",") if k]
+        for kind in wanted:
+            if kind not in fits:
+                raise SystemExit(f"--faults: {kind!r} is not a fault of this run (these are: {', '.join(fits)})")
+        return wanted
 
     def run_cycles(self) -> None:
         cycles, faults = self.plan()
@@ -786,29 +899,9 @@ class Chaos:
                 if item is None:
                     return
                 cycle, (scenario, index) = item
-                rng = random.Random(f"{self.args.seed}:{cycle}")
-                instance = self.instances[index]
-                ctx = Context(self, cycle, rng, instance)
-                try:
-                    outcome = SCENARIO_FNS[scenario](ctx)
-                except Unexplained as exc:
-                    outcome = "unexplained"
-                    with self.ledger.lock:
-                        self.ledger.unexplained.append(f"cycle {cycle} {scenario} on {instance.name}: {exc}")
-                except h.WaitTimeout as exc:
-                    outcome = "hung"
-                    with self.ledger.lock:
-                        self.ledger.unexplained.append(f"cycle {cycle} {scenario} on {instance.name}: {exc}")
-                finally:
-                    shutil.rmtree(ctx.tmp, ignore_errors=True)
-                    with self.ledger.lock:
-                        self.ledger.spans[ctx.token] = (ctx.started, time.monotonic())
-                self.ledger.add(scenario, outcome)
-                with self.done_cond:
-                    self.done += 1
-                    self.done_cond.notify_all()
-                    if self.done % 20 == 0:
-                        say(f"{self.done}/{len(cycles)} cycles")
+                self.run_cycle(cycle, scenario, index)
+                if self.done % 20 == 0:
+                    say(f"{self.done}/{len(cycles)} cycles")
 
         def injector() -> None:
             fault_rng = random.Random(f"{self.args.seed}:faults")
@@ -837,6 +930,31 @@ class Chaos:
             if self.store:
                 self.store.relay.resume()
 
+    def run_cycle(self, cycle: int, scenario: str, index: int) -> str:
+        """Runs one scenario against one instance and books its outcome."""
+        rng = random.Random(f"{self.args.seed}:{cycle}")
+        instance = self.instances[index]
+        ctx = Context(self, cycle, rng, instance)
+        try:
+            outcome = SCENARIO_FNS[scenario](ctx)
+        except Unexplained as exc:
+            outcome = "unexplained"
+            with self.ledger.lock:
+                self.ledger.unexplained.append(f"cycle {cycle} {scenario} on {instance.name}: {exc}")
+        except h.WaitTimeout as exc:
+            outcome = "hung"
+            with self.ledger.lock:
+                self.ledger.unexplained.append(f"cycle {cycle} {scenario} on {instance.name}: {exc}")
+        finally:
+            shutil.rmtree(ctx.tmp, ignore_errors=True)
+            with self.ledger.lock:
+                self.ledger.spans[ctx.token] = (ctx.started, time.monotonic())
+        self.ledger.add(scenario, outcome)
+        with self.done_cond:
+            self.done += 1
+            self.done_cond.notify_all()
+        return outcome
+
     def inject(self, kind: str, rng: random.Random) -> None:
         self.ledger.faults[kind] += 1
         if kind == "kill-9":
@@ -864,6 +982,18 @@ class Chaos:
                 while self.done < target and not self.stop.is_set():
                     self.done_cond.wait(OP_TIMEOUT)
             self.store.relay.resume()
+        elif kind == "spool-full":
+            instance = next(i for i in self.instances if i.disk)
+            cycles = rng.randint(2, 6)
+            say(f"after cycle {self.done}, fault: {instance.name}'s spool disk full for {cycles} cycles")
+            instance.disk.fill()
+            target = self.done + cycles
+            try:
+                with self.done_cond:
+                    while self.done < target and not self.stop.is_set():
+                        self.done_cond.wait(OP_TIMEOUT)
+            finally:
+                instance.disk.free()
 
     # the books ----------------------------------------------------------------------------
 
@@ -1018,7 +1148,7 @@ class Chaos:
         # A token the client saw but the recording lacks: lost, unless its instance was killed
         # -9 during the cycle or just after it, before its recorder had written what the
         # client had already seen (the recorder runs beside the session, not in its way).
-        lost, in_flight = [], []
+        lost, in_flight, full = [], [], []
         found = {name: set(TOKEN_RE.findall(blob)) for name, blob in texts.items()}
         by_name = {i.name: i for i in self.instances}
         for token, (name, scenario) in self.ledger.tokens.items():
@@ -1027,22 +1157,30 @@ class Chaos:
             start, end = self.ledger.spans.get(token, (0.0, float("inf")))
             killed = [t for t in by_name[name].kills if start <= t <= end + IN_FLIGHT]
             where = f"{token} ({scenario} on {name}"
+            disk = by_name[name].disk
             if killed:
                 in_flight.append(f"{where}, killed {killed[0] - end:+.1f} s after the client's end)")
+            elif disk and disk.was_full(start, end):
+                full.append(where + ")")
             else:
                 lost.append(where + ")")
         self.book("logged-in connections whose recording lacks their token", f"{len(lost)} of {len(self.ledger.tokens)}"
                   + (f": {', '.join(lost[:10])}" if lost else ""), not lost)
         self.book(f"... of which the last events were in flight at a kill -9 (within {IN_FLIGHT:g} s)",
                   f"{len(in_flight)}" + (f": {', '.join(in_flight[:10])}" if in_flight else ""), True)
+        if any(i.disk for i in self.instances):
+            self.book("... of which ran while the spool's disk was full (the recording failed: audit.required "
+                      "ended the session)", f"{len(full)}" + (f": {', '.join(full[:10])}" if full else ""), True)
 
     # the report ---------------------------------------------------------------------------
 
     def report(self) -> bool:
         led = self.ledger
         print()
-        print(f"chaos run: backend {self.backend}, seed {self.args.seed}, {self.args.cycles} cycles, "
-              f"{self.args.clients} clients, {len(self.instances)} instances")
+        length = f"soak {self.args.soak} at {self.args.rate:g}/s" if self.args.soak else f"{self.args.cycles} cycles"
+        print(f"chaos run: backend {self.backend}, seed {self.args.seed}, {length}, "
+              f"{self.args.clients} clients, {len(self.instances)} instances, "
+              f"faults: {'none' if self.args.soak else ', '.join(self.fault_kinds()) or 'none'}")
         outcomes = sorted({o for _, o in led.outcomes})
         print()
         print("| scenario | " + " | ".join(outcomes) + " |")
@@ -1083,6 +1221,9 @@ class Chaos:
         for instance in self.instances:
             if instance.gateway and instance.gateway.proc.poll() is None:
                 instance.stop()
+        for instance in self.instances:
+            if instance.disk:
+                instance.disk.unmount(keep=instance.dir / "spool-kept" if keep else None)
         if self.store:
             self.store.stop()
         if self.kube:
@@ -1114,20 +1255,43 @@ def main() -> int:
     parser.add_argument("--no-s3", action="store_true", help="every instance records to files")
     parser.add_argument("--sshpod", type=Path, default=default_binary("sshpod"))
     parser.add_argument("--kube-sim", type=Path, default=default_binary("kube-sim"))
+    parser.add_argument("--faults", help=f"comma-separated faults to inject, of: {', '.join(FAULTS)} "
+                        "(default: every one that fits the backend)")
+    parser.add_argument("--soak", metavar="DURATION", help="soak mode: a steady mix for DURATION (90s, 30m, 1h), "
+                        "no faults; replaces --cycles")
+    parser.add_argument("--rate", type=float, default=0.5, help="soak: sessions started per second")
+    parser.add_argument("--interval", default="5m", help="soak: the table's row length")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "soak",
+                        help="soak: where the table, samples and plot are written")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (kept anyway on failure)")
     args = parser.parse_args()
+    if args.soak:
+        import soak as soak_mode
+        try:
+            duration, interval = soak_mode.parse_duration(args.soak), soak_mode.parse_duration(args.interval)
+        except ValueError as exc:
+            parser.error(str(exc))
+        if args.rate <= 0 or duration <= 0 or interval <= 0:
+            parser.error("--soak, --rate and --interval must be positive")
+        if args.faults:
+            parser.error("the soak runs without faults: drop --faults")
     for binary in [args.sshpod] + ([args.kube_sim] if args.backend == "kube" else []):
         if not binary.is_file():
             parser.error(f"{binary} not found (build it or name it)")
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    _keep_disconnect_reasons()
     chaos = Chaos(args)
     balanced = False
     try:
         chaos.setup()
         for instance in chaos.instances:
             chaos.warm_up(instance)
-        chaos.run_cycles()
+        if args.soak:
+            soak = soak_mode.Soak(chaos, duration, args.rate, interval, args.out, say)
+            soak.run()
+        else:
+            chaos.run_cycles()
         for instance in chaos.instances:  # restarted instances: their level after a login
             if instance.baseline is None:
                 chaos.warm_up(instance)
