@@ -81,8 +81,8 @@ SCENARIOS = {
     "download": 2, "sftp": 2, "forward": 1, "kill-mid-transfer": 2, "drop-without-fin": 1,
 }
 # The faults, in the order `--faults` names them; those only a kube-sim run can have.
-FAULTS = ["kill-9", "freeze-engine", "s3-down", "spool-full", "freeze-kube-sim"]
-KUBE_FAULTS = {"freeze-kube-sim"}
+FAULTS = ["kill-9", "freeze-engine", "s3-down", "spool-full", "freeze-kube-sim", "kube-sim-restart"]
+KUBE_FAULTS = {"freeze-kube-sim", "kube-sim-restart"}
 # Scenarios that fail by design; the others are expected to succeed unless a fault was around.
 FAILING = {"wrong-key", "unknown-user"}
 
@@ -422,8 +422,24 @@ class Context:
         self.started = time.monotonic()
         self.token = f"chaos-{rng.getrandbits(48):012x}"
         self.conn: Any = None  # the asyncssh connection, once made
+        self.procs: list[subprocess.Popen] = []
         self.tmp = run.work / "client" / f"c{cycle}"
         self.tmp.mkdir(parents=True)
+
+    def track(self, proc: subprocess.Popen) -> None:
+        """A client process of this cycle: ended and its pipes closed when the cycle ends."""
+        self.procs.append(proc)
+        self.run.track(proc)
+
+    def release(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(30)
+            for pipe in (proc.stdin, proc.stdout, proc.stderr):
+                if pipe:
+                    pipe.close()
+        self.run.untrack(self.procs)
 
     def killed(self) -> bool:
         """True when the cycle's instance was killed (or is restarting) since the cycle began."""
@@ -546,7 +562,10 @@ def sc_pty(ctx: Context) -> str:
     async def go() -> str:
         async with await _asyncssh_connect(ctx) as conn:
             proc = await conn.create_process(term_type="xterm", term_size=(80, 24), encoding=None)
-            proc.stdin.write(f"echo {ctx.token}-$((6*7))\n".encode())
+            try:
+                proc.stdin.write(f"echo {ctx.token}-$((6*7))\n".encode())
+            except BrokenPipeError:
+                pass  # the session ended at once: stdout ends and stderr says why
             seen = b""
             want = f"{ctx.token}-42".encode()
             while want not in seen:
@@ -554,6 +573,10 @@ def sc_pty(ctx: Context) -> str:
                 if not chunk:
                     if getattr(conn, "chaos_reason", None):
                         raise ConnectionError(conn.chaos_reason)
+                    # sshpod says why a session could not start on the channel's stderr.
+                    said = await asyncio.wait_for(proc.stderr.read(), 10)
+                    if said:
+                        raise Ended(said.decode(errors="replace"))
                     raise Unexplained(f"the terminal ended before the answer: {seen[-300:]!r}")
                 seen += chunk
             ctx.run.ledger.logged_in(ctx.token, ctx.instance.name, "pty")
@@ -566,6 +589,10 @@ def sc_pty(ctx: Context) -> str:
         return asyncio.run(go())
     except Unexplained:
         raise
+    except Ended as exc:
+        if not ctx.explain(str(exc)):
+            raise Unexplained(f"pty: ended before the answer, stderr {str(exc)[-300:]!r}") from None
+        return "failed"
     except Exception as exc:  # noqa: BLE001 - classified
         if isinstance(exc, asyncio.TimeoutError):
             raise Unexplained("pty: no answer within 60 s") from None
@@ -577,8 +604,13 @@ def sc_exec_stdin(ctx: Context) -> str:
 
     async def go() -> str:
         async with await _asyncssh_connect(ctx) as conn:
-            result = await asyncio.wait_for(
-                conn.run(f": {ctx.token}; sha256sum", input=data, encoding=None), OP_TIMEOUT)
+            proc = await conn.create_process(f": {ctx.token}; sha256sum", encoding=None)
+            try:
+                proc.stdin.write(data)
+                proc.stdin.write_eof()
+            except BrokenPipeError:
+                pass  # the session ended at once: its status and stderr say why
+            result = await asyncio.wait_for(proc.wait(), OP_TIMEOUT)
             if result.exit_status != 0:
                 # No status at all: the connection ended under it (what stderr says explains it).
                 raise Ended((result.stderr or b"").decode(errors="replace"))
@@ -659,7 +691,7 @@ def sc_forward(ctx: Context) -> str:
     err = open(ctx.tmp / "stderr", "w+b")
     proc = ctx.client().popen(serve, opts=["-L", f"127.0.0.1:{local}:127.0.0.1:8080",
                                            "-o", "ExitOnForwardFailure=yes"], stdout=subprocess.DEVNULL, stderr=err)
-    ctx.run.track(proc)
+    ctx.track(proc)
     try:
         def answer() -> bytes | None:
             if proc.poll() is not None:
@@ -689,7 +721,7 @@ def sc_forward(ctx: Context) -> str:
 def started(ctx: Context, proc: subprocess.Popen, scenario: str) -> bool:
     """Waits for the session's first line (the token the command echoes first) and records the
     login; False when the client failed with a documented message (it is then ended)."""
-    ctx.run.track(proc)
+    ctx.track(proc)
     try:
         line = h.read_line(proc.stdout, OP_TIMEOUT)
     except (AssertionError, h.WaitTimeout) as exc:
@@ -745,7 +777,7 @@ def sc_kill_mid_transfer(ctx: Context) -> str:
 
 def sc_drop_without_fin(ctx: Context) -> str:
     relay = h.TcpProxy(ctx.instance.port)
-    ctx.run.relays.append(relay)
+    ctx.run.hold(relay)
     proc = ctx.client(port=relay.port).popen(f"echo {ctx.token}; exec sleep 600")
     if not started(ctx, proc, "drop-without-fin"):
         return "failed"
@@ -779,11 +811,14 @@ class Chaos:
         self.stream_dir = self.work / "streams"
         self.ledger = Ledger()
         self.relays: list[h.TcpProxy] = []
+        self.held: list[tuple[float, h.TcpProxy]] = []  # (frozen at, relay), see hold()
         self.procs: list[subprocess.Popen] = []
         self.procs_lock = threading.Lock()
         self.instances: list[Instance] = []
         self.store: Store | None = None
         self.kube = None
+        self.kube_port = 0
+        self.kube_instances: list[str] = []  # every kube-sim of the run (a restart makes one)
         self.keys: dict[str, Path] = {}
         self.done = 0
         self.done_cond = threading.Condition()
@@ -793,6 +828,23 @@ class Chaos:
     def track(self, proc: subprocess.Popen) -> None:
         with self.procs_lock:
             self.procs.append(proc)
+
+    def untrack(self, procs: list[subprocess.Popen]) -> None:
+        with self.procs_lock:
+            self.procs = [p for p in self.procs if p not in procs]
+
+    def hold(self, relay: h.TcpProxy) -> None:
+        """Keeps a frozen relay (a connection dropped without FIN) until sshpod has long given
+        up on it (BOOKS_DEADLINE, many times its keepalive), then closes it, so a long run does
+        not pile up sockets; a relay still open then is the books' to find."""
+        now = time.monotonic()
+        with self.procs_lock:
+            self.relays.append(relay)
+            self.held.append((now, relay))
+            old = [r for t, r in self.held if now - t > BOOKS_DEADLINE]
+            self.held = [(t, r) for t, r in self.held if now - t <= BOOKS_DEADLINE]
+        for r in old:
+            r.close()
 
     # set-up -------------------------------------------------------------------------------
 
@@ -824,7 +876,7 @@ class Chaos:
             import kubesim
             os.environ["KUBE_SIM_BIN"] = str(self.args.kube_sim)
             (self.work / "kube-sim").mkdir()
-            self.kube = kubesim.KubeSim(self.work / "kube-sim")
+            self.kube = self.start_kube_sim()
             config["backend"] = "kubernetes"
             config["kubernetes"] = {"connection": {"kubeconfig": str(self.kube.kubeconfig)},
                                     "pod": {"metadata": {"labels": {LABEL: self.run_id}}},
@@ -842,6 +894,28 @@ class Chaos:
             self.instances.append(instance)
         say(f"{len(self.instances)} sshpod instances on {self.backend}"
             f"{' (sshpod0 records to S3)' if self.store else ''}; work directory {self.work}")
+
+    def start_kube_sim(self):
+        """kube-sim on a fixed port with its credentials kept, so a restarted one is the same
+        cluster to sshpod's kubeconfig (its objects and pods are not kept: see restart_kube_sim)."""
+        import kubesim
+        if not self.kube_port:
+            self.kube_port = h.free_port()
+        kube = kubesim.KubeSim(self.work / "kube-sim", "--credentials", str(self.work / "kube-sim" / "credentials"),
+                               listen=f"127.0.0.1:{self.kube_port}")
+        self.kube_instances.append(kube.instance)
+        return kube
+
+    def restart_kube_sim(self) -> None:
+        """SIGTERM and start again. kube-sim keeps its objects in memory and removes its
+        containers when it stops: the cluster comes back at the same address with the same
+        credentials but without its pods and Leases, as a one-node cluster whose control plane
+        lost its state. sshpod must end the sessions whose pods went (documented messages),
+        take its Leases again and serve new logins."""
+        status = self.kube.stop()
+        if status != 0:
+            self.book("kube-sim's exit status at a restart", status, False)
+        self.kube = self.start_kube_sim()
 
     def warm_up(self, instance: Instance, settle: bool = True) -> None:
         """A first login, then the level memory and descriptors must come back to. At the
@@ -875,6 +949,8 @@ class Chaos:
 
     def fault_kinds(self) -> list[str]:
         """The faults this run injects: `--faults`, or every one that fits the backend."""
+        if self.args.soak:
+            return []
         fits = [k for k in FAULTS if (self.backend == "kube" or k not in KUBE_FAULTS)
                 and (self.store or k not in ("s3-down", "spool-full"))]
         if self.args.faults is None:
@@ -946,6 +1022,7 @@ class Chaos:
             with self.ledger.lock:
                 self.ledger.unexplained.append(f"cycle {cycle} {scenario} on {instance.name}: {exc}")
         finally:
+            ctx.release()
             shutil.rmtree(ctx.tmp, ignore_errors=True)
             with self.ledger.lock:
                 self.ledger.spans[ctx.token] = (ctx.started, time.monotonic())
@@ -972,6 +1049,9 @@ class Chaos:
             seconds = rng.uniform(1, 4)
             say(f"after cycle {self.done}, fault: kube-sim frozen for {seconds:.1f} s")
             FROZEN.freeze(self.kube.proc.pid, seconds)
+        elif kind == "kube-sim-restart":
+            say(f"after cycle {self.done}, fault: kube-sim restarted (its objects and pods lost)")
+            self.restart_kube_sim()
         elif kind == "s3-down":
             assert self.store is not None
             cycles = rng.randint(3, 10)
@@ -1050,7 +1130,8 @@ class Chaos:
         self.wait_book(f"{thing} left", self.leftovers)
         if self.backend == "kube":
             import kubesim
-            self.wait_book("kube-sim's containers left", lambda: kubesim.docker_ids("container", self.kube.instance))
+            self.wait_book("kube-sim's containers left",
+                           lambda: [c for i in self.kube_instances for c in kubesim.docker_ids("container", i)])
         if self.backend == "docker":
             self.wait_book("stream directories left",
                            lambda: h.connection_stream_dirs(self.stream_dir) if self.stream_dir.is_dir() else [])
@@ -1099,7 +1180,7 @@ class Chaos:
         if self.backend == "kube":
             import kubesim
             self.wait_book("kube-sim volumes left (pods' emptyDirs)",
-                           lambda: kubesim.docker_ids("volume", self.kube.instance), 30)
+                           lambda: [v for i in self.kube_instances for v in kubesim.docker_ids("volume", i)], 30)
             return
         # Docker: sshpod makes volumes only for homes (off here); a volume of this run's
         # containers would be unlabelled, dangling and new since the run began.
