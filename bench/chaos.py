@@ -10,9 +10,16 @@ Scenarios (one per cycle, `--clients` at a time): logins that succeed and fail (
 unknown user), PTY sessions and commands with stdin through asyncssh, bulk transfers both ways
 through OpenSSH verified by SHA-256, sftp put and get, `ssh -L`, a client killed mid-transfer
 (SIGKILL), a connection dropped without FIN (a frozen loopback relay that never closes).
-Faults (after random cycles): `kill -9` of an instance and its restart, a frozen engine
-(SIGSTOP of dockerd for a few seconds, always resumed), a frozen kube-sim (its API server gone
-quiet), the S3 store out of reach and back (a relay in front of it refusing connections).
+Faults (after random cycles; `--faults` picks them): `kill -9` of an instance and its restart,
+a frozen engine (SIGSTOP of dockerd for a few seconds, always resumed), a frozen kube-sim (its
+API server gone quiet), a restarted kube-sim (SIGTERM and a new one at the same address with
+the same credentials, its pods and Leases gone: it keeps objects in memory only), the S3 store
+out of reach and back (a relay in front of it refusing connections), the S3 spool's disk full
+and freed (a small tmpfs of its own, that instance with `audit.required: true`).
+
+`--soak DURATION --rate R` (bench/soak.py) replaces the cycles with a steady mix started at a
+fixed rate and no faults, and writes memory, descriptors, login latency and throughput over
+time (a markdown table, a PNG) before the same books.
 
 The books, once every client has ended: containers (or pods), volumes, FIFOs and stream
 directories, sshpod's temporary files, Leases: none left; every connection a client saw log in
