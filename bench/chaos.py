@@ -1248,7 +1248,7 @@ class Chaos:
             disk = by_name[name].disk
             if killed:
                 in_flight.append(f"{where}, killed {killed[0] - end:+.1f} s after the client's end)")
-            elif disk and disk.was_full(start, end):
+            elif disk and disk.was_full(start, end + IN_FLIGHT):
                 full.append(where + ")")
             else:
                 lost.append(where + ")")
@@ -1257,8 +1257,13 @@ class Chaos:
         self.book(f"... of which the last events were in flight at a kill -9 (within {IN_FLIGHT:g} s)",
                   f"{len(in_flight)}" + (f": {', '.join(in_flight[:10])}" if in_flight else ""), True)
         if any(i.disk for i in self.instances):
-            self.book("... of which ran while the spool's disk was full (the recording failed: audit.required "
-                      "ended the session)", f"{len(full)}" + (f": {', '.join(full[:10])}" if full else ""), True)
+            # The recorder runs beside the session: a write that fails while the session runs
+            # ends it (audit.required), one that fails after the session ended (the writer
+            # seconds behind) can end nothing, and the client saw success. Not a loss of
+            # what was written; a gap in `required` this run shows (see BENCHMARKS.md).
+            self.book(f"... of which the spool's disk was full during the session or within {IN_FLIGHT:g} s after "
+                      "(the recording failed behind the session)",
+                      f"{len(full)}" + (f": {', '.join(full[:10])}" if full else ""), True)
 
     # the report ---------------------------------------------------------------------------
 
