@@ -122,7 +122,9 @@ DOCUMENTED = [
 ]
 DOCUMENTED_RE = [re.compile(p) for p in DOCUMENTED]
 # Lines of a failed client that are not the failure (sftp's echo of its batch, host key notes).
-NOISE_RE = re.compile(r"^(sftp> |Warning: Permanently added|[0-9a-f]{64}\b|chaos-)")
+# sshpod's login progress (README, "login progress"): what it is doing, not a failure.
+NOISE_RE = re.compile(r"^(sftp> |Warning: Permanently added|[0-9a-f]{64}\b|chaos-"
+                      r"|sshpod: (starting your container|waiting for your container to start)\b)")
 
 
 def now() -> str:
@@ -589,7 +591,14 @@ def sc_pty(ctx: Context) -> str:
             ctx.run.ledger.logged_in(ctx.token, ctx.instance.name, "pty")
             if ctx.rng.random() < 0.3:
                 proc.change_terminal_size(100, 30)
-            proc.stdin.write(b"exit 0\n")
+            try:
+                proc.stdin.write(b"exit 0\n")
+            except BrokenPipeError:
+                # The session ended under it after the answer (its pod went): what the server
+                # or the terminal said last is why.
+                said = getattr(conn, "chaos_reason", None) or (seen + await asyncio.wait_for(
+                    proc.stdout.read(), 10)).decode(errors="replace").splitlines()[-1:]
+                raise Ended(said if isinstance(said, str) else "".join(said))
             await asyncio.wait_for(proc.wait_closed(), 60)
             return "ok"
     try:
@@ -1135,6 +1144,11 @@ class Chaos:
         # With every instance running: what the normal paths must remove.
         thing = "containers" if self.backend == "docker" else "pods"
         self.wait_book(f"{thing} left", self.leftovers)
+        if self.backend == "kube":
+            # A killed instance's Lease is its siblings' to remove once it expires: they must
+            # still run for it (after the SIGTERMs nobody would).
+            self.wait_book("Leases beyond one per running instance",
+                           lambda: self.leases()[len(self.instances):] if len(self.leases()) > len(self.instances) else [])
         if self.backend == "kube":
             import kubesim
             self.wait_book("kube-sim's containers left",
