@@ -139,6 +139,10 @@ class Unexplained(Exception):
     """A scenario's outcome that no fault and no documented message explains."""
 
 
+class KubeRestartKilled(Exception):
+    """A command killed (status 128+N, nothing said) while kube-sim was restarting."""
+
+
 class Ended(Exception):
     """A command ended without success; the message is what its stderr said."""
 
@@ -634,8 +638,11 @@ def sc_exec_stdin(ctx: Context) -> str:
                 pass  # the session ended at once: its status and stderr say why
             result = await asyncio.wait_for(proc.wait(), OP_TIMEOUT)
             if result.exit_status != 0:
+                said = (result.stderr or b"").decode(errors="replace")
+                if not said.strip() and result.exit_status in (137, 143) and ctx.run.kube_restarted_since(ctx.started):
+                    raise KubeRestartKilled()
                 # No status at all: the connection ended under it (what stderr says explains it).
-                raise Ended((result.stderr or b"").decode(errors="replace"))
+                raise Ended(said)
             ctx.run.ledger.logged_in(ctx.token, ctx.instance.name, "exec-stdin")
             got = result.stdout.split()[0].decode()
             if got != sha256(data):
@@ -646,6 +653,10 @@ def sc_exec_stdin(ctx: Context) -> str:
         return asyncio.run(go())
     except Unexplained:
         raise
+    except KubeRestartKilled:
+        with ctx.run.ledger.lock:
+            ctx.run.ledger.messages["(exit 128+N: a kube-sim restart killed the command)"] += 1
+        return "failed"
     except Ended as exc:
         if not ctx.explain(str(exc)):
             raise Unexplained(f"exec-stdin: ended without success, stderr {str(exc)[-300:]!r}") from None
