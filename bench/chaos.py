@@ -737,7 +737,12 @@ def sc_forward(ctx: Context) -> str:
         body = h.wait_until(answer, OP_TIMEOUT, "an answer through ssh -L", interval=0.2)
         if body == b"exited":
             err.seek(0)
-            if not ctx.explain(err.read().decode(errors="replace")):
+            said = err.read().decode(errors="replace")
+            if not said.strip() and proc.returncode in (137, 143) and ctx.run.kube_restarted_since(ctx.started):
+                with ctx.run.ledger.lock:
+                    ctx.run.ledger.messages["(exit 128+N: a kube-sim restart killed the command)"] += 1
+                return "failed"
+            if not ctx.explain(said):
                 raise Unexplained(f"forward: ssh exited with {proc.returncode}")
             return "failed"
         ctx.run.ledger.logged_in(ctx.token, ctx.instance.name, "forward")
