@@ -571,10 +571,26 @@ class TcpProxy:
                     return
                 self._sockets += [client, upstream]
                 self.connections += 1
+            pair, ended = [client, upstream], [0]
             for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+                threading.Thread(target=self._pump, args=(src, dst, pair, ended), daemon=True).start()
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, pair: list[socket.socket], ended: list[int]) -> None:
+        try:
+            self._forward(src, dst)
+        finally:
+            # Both ways done: the connection's sockets go, so a long-lived proxy does not
+            # pile up descriptors (a frozen proxy's pumps never get here).
+            with self._lock:
+                ended[0] += 1
+                last = ended[0] == 2
+                if last:
+                    self._sockets = [s for s in self._sockets if s not in pair]
+            if last:
+                for sock in pair:
+                    sock.close()
+
+    def _forward(self, src: socket.socket, dst: socket.socket) -> None:
         while True:
             self._flowing.wait()
             if self._closed:
@@ -632,9 +648,12 @@ def read_line(stream, timeout: float) -> bytes:
     fd = stream.fileno()
     data = b""
     deadline = time.monotonic() + timeout
+    # poll, not select: a process with many descriptors open has numbers past select's 1024.
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
     while not data.endswith(b"\n"):
         remaining = deadline - time.monotonic()
-        ready, _, _ = select.select([fd], [], [], max(0.0, remaining))
+        ready = poller.poll(max(0.0, remaining) * 1000)
         if not ready:
             raise WaitTimeout(f"no complete line within {timeout:g} s (received {data!r})")
         chunk = os.read(fd, 1)

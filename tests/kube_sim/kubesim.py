@@ -45,12 +45,13 @@ def docker_ids(kind: str, instance: str) -> list[str]:
 class KubeSim:
     """A running kube-sim: its kubeconfig, URL, tokens and helpers."""
 
-    def __init__(self, tmp: Path, *extra: str):
+    def __init__(self, tmp: Path, *extra: str, listen: str = "127.0.0.1:0"):
         self.tmp = tmp
         self.kubeconfig = tmp / "kubeconfig"
-        self.log = open(tmp / "kube-sim.log", "wb")
+        # Appended to: a kube-sim restarted in the same directory (--credentials) adds its lines.
+        self.log = open(tmp / "kube-sim.log", "ab")
         self.proc = subprocess.Popen(
-            [str(kube_sim_bin()), "--listen", "127.0.0.1:0", "--kubeconfig", str(self.kubeconfig), *extra],
+            [str(kube_sim_bin()), "--listen", listen, "--kubeconfig", str(self.kubeconfig), *extra],
             stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.DEVNULL)
         line = self._ready_line(deadline=time.monotonic() + 60)
         fields = dict(f.split("=", 1) for f in line.split()[3:])

@@ -7,6 +7,7 @@ mod api;
 mod app;
 mod auth;
 mod controller;
+mod credentials;
 mod docker;
 mod kubeconfig;
 mod kubelet;
@@ -62,6 +63,11 @@ struct Cli {
     /// Seconds between watch bookmarks (when the client allows them).
     #[arg(long, default_value_t = 60)]
     bookmark_interval: u64,
+    /// Keep the CA's key and the users' tokens in this directory (made on first start), so a
+    /// kube-sim restarted with it is the same cluster to kubeconfigs written before. Objects
+    /// are kept in memory only: a restart loses them, as a cluster that lost its etcd.
+    #[arg(long)]
+    credentials: Option<PathBuf>,
 }
 
 fn token() -> String {
@@ -117,7 +123,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let pod_address = pod_listener.as_ref().and_then(|l| l.local_addr().ok());
     let mut extra_ips = vec![address.ip()];
     extra_ips.extend(pod_address.map(|a| a.ip()));
-    let mut pki = tls::Pki::generate(&extra_ips).context("generating certificates")?;
+    let kept = match &cli.credentials {
+        Some(dir) => credentials::Credentials::load_or_create(dir, token)?,
+        None => credentials::Credentials::generate(token)?,
+    };
+    let mut pki = tls::Pki::generate(&extra_ips, kept.ca_key).context("generating certificates")?;
     let admin = Identity {
         user: "admin".into(),
         groups: vec!["system:masters".into()],
@@ -138,7 +148,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let client_cert = pki
         .issue_client(admin.clone())
         .context("issuing the client certificate")?;
-    let (admin_token, restricted_token) = (token(), token());
+    let (admin_token, restricted_token) = (kept.admin_token, kept.restricted_token);
     let store = Store::new(cli.watch_history);
     let accounts = Arc::new(ServiceAccountTokens::default());
     let mut authenticator = Authenticator::new(store.clone(), accounts.clone());

@@ -42,8 +42,10 @@ pub struct Pki {
 }
 
 impl Pki {
-    /// A fresh CA and a server certificate valid for `extra_ips` too.
-    pub fn generate(extra_ips: &[IpAddr]) -> Result<Self, TlsError> {
+    /// A CA with `ca_key` (a fresh key, or the one kept across restarts: the same key and
+    /// name make a CA the clients' old copy still verifies) and a server certificate valid
+    /// for `extra_ips` too.
+    pub fn generate(extra_ips: &[IpAddr], ca_key: KeyPair) -> Result<Self, TlsError> {
         let mut ca = CertificateParams::default();
         ca.distinguished_name
             .push(DnType::CommonName, "kube-sim-ca");
@@ -53,7 +55,7 @@ impl Pki {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let issuer = CertifiedIssuer::self_signed(ca, KeyPair::generate()?)?;
+        let issuer = CertifiedIssuer::self_signed(ca, ca_key)?;
         let ca_pem = issuer.pem();
         let ca_der = issuer.der().clone();
 

@@ -80,13 +80,20 @@ impl Audit {
             return Ok(None);
         }
         let root = root(config);
-        writer::recover(&root).map_err(|source| StartError::Recover {
+        let unclosed = writer::recover(&root).map_err(|source| StartError::Recover {
             dir: root.clone(),
             source,
         })?;
         let queued = Arc::new(writer::Queued::default());
-        let queue = writer::spawn(root, config.format, Arc::clone(&queued), notify, budget)
-            .map_err(StartError::Thread)?;
+        let queue = writer::spawn(
+            root,
+            config.format,
+            Arc::clone(&queued),
+            notify,
+            budget,
+            unclosed,
+        )
+        .map_err(StartError::Thread)?;
         Ok(Some(Self {
             shared: Arc::new(Shared {
                 config: config.clone(),

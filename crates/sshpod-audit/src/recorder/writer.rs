@@ -1,6 +1,8 @@
 //! The writer thread: turns each connection's queued items into its recording, syncs what it
 //! wrote at least once a second (a crash of the machine loses at most the last second), keeps
-//! the entry's state file (`layout`), and closes recordings an earlier run left open.
+//! the entry's state file (`layout`), and closes recordings an earlier run left open. A
+//! recording that failed (a full disk) is closed as a crash's would be once the disk takes
+//! writes again, tried every second, so it is complete and uploaded without a restart.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -289,6 +291,8 @@ struct Writer {
     /// The S3 spool's limit; none for file storage.
     budget: Option<SpoolBudget>,
     connections: HashMap<ConnectionId, Connection>,
+    /// Entries of ended connections that could not be closed yet (the disk was full).
+    unclosed: Vec<String>,
 }
 
 /// Starts the writer thread; its queue is returned.
@@ -298,6 +302,7 @@ pub(crate) fn spawn(
     queued: Arc<Queued>,
     notify: Option<Notify>,
     budget: Option<SpoolBudget>,
+    unclosed: Vec<String>,
 ) -> io::Result<mpsc::Sender<Message>> {
     let (sender, receiver) = mpsc::channel();
     let mut writer = Writer {
@@ -307,6 +312,7 @@ pub(crate) fn spawn(
         notify,
         budget,
         connections: HashMap::new(),
+        unclosed,
     };
     std::thread::Builder::new()
         .name("sshpod-audit".into())
@@ -356,6 +362,7 @@ impl Writer {
                     Ok(_) => self.sync_in_background(&syncs),
                     Err(_) => self.sync(),
                 }
+                self.close_unclosed();
                 synced = Instant::now();
             }
         }
@@ -431,6 +438,10 @@ impl Writer {
                     ..
                 }) = self.connections.get_mut(&connection)
                 {
+                    // A failed recording's last line may be torn: nothing goes after it.
+                    if flags.is_off() {
+                        return;
+                    }
                     if let Err(e) = recording.gap(channel, bytes) {
                         fail(flags, &e);
                     }
@@ -471,7 +482,11 @@ impl Writer {
                         intercept,
                     ) {
                         Ok(recording) => connection.recording = Some(recording),
-                        Err(e) => return fail(&connection.flags, &e),
+                        Err(e) => {
+                            // Its state may have been written before the disk refused more.
+                            self.unclosed.push(id.to_string());
+                            return fail(&connection.flags, &e);
+                        }
                     }
                     let pending = std::mem::take(&mut connection.pending);
                     for earlier in pending {
@@ -501,14 +516,49 @@ impl Writer {
         let Some(recording) = connection.recording else {
             return;
         };
-        match recording.finish() {
-            Ok(entry) => {
-                if let Some(notify) = &self.notify {
-                    notify(&entry);
-                }
+        // A recording that failed part-way may end in a torn line: it is closed the way a
+        // restart closes what a crash left, which cuts the tear off first.
+        let closed = if connection.flags.is_off() {
+            drop(recording);
+            close_left_open(&self.root, &id.to_string())
+        } else {
+            recording.finish().map(|_| ())
+        };
+        match closed {
+            Ok(()) => self.notify(&id.to_string()),
+            Err(e) => {
+                tracing::warn!(connection = %id, error = %e,
+                    "cannot close a recording now; trying again every second");
+                self.unclosed.push(id.to_string());
             }
-            Err(e) => tracing::error!(connection = %id, error = %e, "closing a recording"),
         }
+    }
+
+    fn notify(&self, entry: &str) {
+        if let Some(notify) = &self.notify {
+            notify(entry);
+        }
+    }
+
+    /// Tries again to close the entries that could not be closed when their connection ended.
+    fn close_unclosed(&mut self) {
+        if self.unclosed.is_empty() {
+            return;
+        }
+        let mut still = Vec::new();
+        for entry in std::mem::take(&mut self.unclosed) {
+            match close_left_open(&self.root, &entry) {
+                Ok(()) => {
+                    tracing::info!(
+                        connection = entry,
+                        "closed a recording that could not be closed before"
+                    );
+                    self.notify(&entry);
+                }
+                Err(_) => still.push(entry),
+            }
+        }
+        self.unclosed = still;
     }
 }
 
@@ -537,10 +587,12 @@ fn fail(flags: &ConnectionFlags, error: &io::Error) {
     flags.failed();
 }
 
-/// Closes every recording under `root` that an earlier run left incomplete.
-pub(crate) fn recover(root: &Path) -> io::Result<()> {
+/// Closes every recording under `root` that an earlier run left incomplete; returns those
+/// that cannot be closed now (a full disk), for the writer to try again.
+pub(crate) fn recover(root: &Path) -> io::Result<Vec<String>> {
+    let mut later = Vec::new();
     for state in layout::read_states(root)? {
-        let mut state = match state {
+        let state = match state {
             Ok(state) => state,
             Err((path, e)) => {
                 tracing::warn!(path = %path.display(), error = %e, "unreadable recording state");
@@ -550,22 +602,43 @@ pub(crate) fn recover(root: &Path) -> io::Result<()> {
         if state.complete {
             continue;
         }
-        let entry = layout::entry_path(root, &state.connection);
-        if entry.join(sshpod_format::EVENTS).is_file() {
-            match sshpod_format::recover(&entry) {
-                Ok(_) => tracing::info!(
-                    connection = state.connection,
-                    "closed a recording an earlier run left open"
-                ),
-                Err(e) => tracing::warn!(
-                    connection = state.connection,
-                    error = %e,
-                    "a recording an earlier run left open cannot be closed cleanly; kept as it is"
-                ),
+        let connection = state.connection.clone();
+        match close(root, state) {
+            Ok(()) => tracing::info!(connection, "closed a recording an earlier run left open"),
+            Err(e) => {
+                tracing::warn!(connection, error = %e,
+                    "cannot close a recording an earlier run left open now; trying again every second");
+                later.push(connection);
             }
         }
-        state.complete = true;
-        layout::write_state(root, &state)?;
     }
-    Ok(())
+    Ok(later)
+}
+
+/// Closes the entry `connection` if its state says it is incomplete (none: nothing to close).
+fn close_left_open(root: &Path, connection: &str) -> io::Result<()> {
+    match layout::read_state(root, connection)? {
+        Some(state) if !state.complete => close(root, state),
+        _ => Ok(()),
+    }
+}
+
+/// Ends an incomplete recording's event log (digests, and an `end` that says `interrupted`)
+/// and marks its state complete. A log that cannot be ended cleanly (its chain is broken) is
+/// kept as it is and marked complete; an error writing (a full disk) leaves it incomplete.
+fn close(root: &Path, mut state: EntryState) -> io::Result<()> {
+    let entry = layout::entry_path(root, &state.connection);
+    if entry.join(sshpod_format::EVENTS).is_file() {
+        match sshpod_format::recover(&entry) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => tracing::warn!(
+                connection = state.connection,
+                error = %e,
+                "a recording left open cannot be closed cleanly; kept as it is"
+            ),
+            Err(e) => return Err(e),
+        }
+    }
+    state.complete = true;
+    layout::write_state(root, &state)
 }
