@@ -157,7 +157,10 @@ def wait_no_containers(label_filter: str, keep: str = "", timeout: float = 60) -
     while True:
         out = subprocess.run(["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={label_filter}"],
                              capture_output=True, text=True).stdout.split()
-        left = [c for c in out if c != keep]
+        # a pooled subject's waiting members are not leftovers of the scenario
+        pooled = subprocess.run(["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={label_filter}",
+                                 "--filter", "label=sshpod.pool=true"], capture_output=True, text=True).stdout.split()
+        left = [c for c in out if c != keep and c not in pooled]
         if not left:
             return 0
         if time.monotonic() >= deadline:
@@ -645,6 +648,13 @@ def run_timed(argv: list[str], timeout: float = 600, stdin=subprocess.DEVNULL) -
     return time.perf_counter() - t0, p.returncode, p.stdout + p.stderr
 
 
+def all_ready(subjects: list[Subject]) -> None:
+    """Every pool full again before the next timed login, whoever's it is: a refill running
+    meanwhile would weigh on another subject's login."""
+    for s in subjects:
+        s.await_ready()
+
+
 def login_latency(subjects: list[Subject], runs: int) -> dict[str, dict]:
     """`true` on every subject, round-robin: one login each per round, so that the engine
     and the machine drifting during the scenario (a clean-up finishing, caches warming)
@@ -658,7 +668,7 @@ def login_latency(subjects: list[Subject], runs: int) -> dict[str, dict]:
     for _ in range(runs):
         for s in subjects:
             name, argv = s.name, argvs[s.name]
-            s.await_ready()
+            all_ready(subjects)
             t, rc, out = run_timed(argv)
             if rc != 0:
                 failures[name] += 1
@@ -720,7 +730,7 @@ def time_to_prompt(subjects: list[Subject], runs: int) -> dict[str, dict]:
     failures = dict.fromkeys(times, 0)
     for _ in range(runs):
         for s in subjects:
-            s.await_ready()
+            all_ready(subjects)
             seen, out = first_output(s.shell_argv())
             if seen is None:
                 failures[s.name] += 1
