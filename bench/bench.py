@@ -155,12 +155,14 @@ def wait_no_containers(label_filter: str, keep: str = "", timeout: float = 60) -
     left after `timeout` and return how many that were."""
     deadline = time.monotonic() + timeout
     while True:
-        out = subprocess.run(["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={label_filter}"],
-                             capture_output=True, text=True).stdout.split()
-        # a pooled subject's waiting members are not leftovers of the scenario
-        pooled = subprocess.run(["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={label_filter}",
-                                 "--filter", "label=sshpod.pool=true"], capture_output=True, text=True).stdout.split()
-        left = [c for c in out if c != keep and c not in pooled]
+        rows = subprocess.run(["docker", "ps", "-a", "--no-trunc", "--filter", f"label={label_filter}", "--format",
+                               '{{.ID}} {{.Label "sshpod.pool"}} {{.Label "kube-sim.pod"}}'],
+                              capture_output=True, text=True).stdout.splitlines()
+        # a pooled subject's waiting members (Docker: labelled; kube-sim: its pods' names) and
+        # the kubectl subject's pod are not leftovers of the scenario
+        left = [r.split()[0] for r in rows
+                if r.split() and r.split()[0] != keep and " true" not in r
+                and "/sshpod-pool-" not in r and "/bench-exec-" not in r]
         if not left:
             return 0
         if time.monotonic() >= deadline:
