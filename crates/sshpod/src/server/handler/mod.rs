@@ -105,6 +105,55 @@ impl<B: Backend> ConnectionHandler<B> {
         self.conn.is_logged_in()
     }
 
+    /// Refuses a client's forwarding channel (`ssh -L`, a socket) and says why.
+    async fn refuse_forward(
+        &self,
+        channel: ChannelId,
+        kind: ChannelKind,
+        reason: ChannelRefusal,
+        reply: ChannelOpenHandle,
+    ) {
+        self.conn
+            .events
+            .emit_on(Some(channel), EventKind::ChannelRefused { kind, reason });
+        reply
+            .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+    }
+
+    /// Takes on a client's forwarding channel that passed every check: it is announced and
+    /// tapped, its input queued under the connection's budget and its limits started. Returns
+    /// what the relay needs.
+    fn open_forward(
+        &mut self,
+        channel: Channel<Msg>,
+        kind: ChannelKind,
+        name: &'static str,
+    ) -> (
+        ChannelWriteHalf<Msg>,
+        InputReceiver,
+        Option<Taps>,
+        ChannelLimits,
+    ) {
+        self.forget_finished();
+        let id = channel.id();
+        let taps = self.conn.events.taps(id, &kind);
+        self.conn
+            .events
+            .emit_on(Some(id), EventKind::ChannelOpened { kind });
+        let (_, writer) = channel.split();
+        let (sender, receiver) = input::queue(&self.conn.gate);
+        let limits = self.conn.channels.opened(id, name, &self.conn.token);
+        self.forwards.insert(
+            id,
+            ForwardChannel {
+                input: sender,
+                activity: Arc::clone(&limits.activity),
+            },
+        );
+        (writer, receiver, taps, limits)
+    }
+
     /// Takes an authentication answer; an accepted login keeps its key's restrictions.
     fn decided(&mut self, decided: Decided) -> Auth {
         if matches!(decided.auth, Auth::Accept) {
@@ -281,51 +330,18 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             host: host_to_connect.to_owned(),
             port,
         };
-        if let Err(refused) = self.security.forwarding() {
-            self.conn.events.emit_on(
-                Some(channel.id()),
-                EventKind::ChannelRefused {
-                    kind,
-                    reason: ChannelRefusal::Policy(refused.rule),
-                },
-            );
-            reply
-                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
+        let refusal = match self.security.forwarding() {
+            Err(refused) => Some(ChannelRefusal::Policy(refused.rule)),
+            Ok(()) if !self.restrictions.may_open(host_to_connect, port) => {
+                Some(ChannelRefusal::NotPermitted)
+            }
+            Ok(()) => None,
+        };
+        if let Some(reason) = refusal {
+            self.refuse_forward(channel.id(), kind, reason, reply).await;
             return Ok(());
         }
-        if !self.restrictions.may_open(host_to_connect, port) {
-            self.conn.events.emit_on(
-                Some(channel.id()),
-                EventKind::ChannelRefused {
-                    kind,
-                    reason: ChannelRefusal::NotPermitted,
-                },
-            );
-            reply
-                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
-            return Ok(());
-        }
-        self.forget_finished();
-        let id = channel.id();
-        let taps = self.conn.events.taps(id, &kind);
-        self.conn
-            .events
-            .emit_on(Some(id), EventKind::ChannelOpened { kind });
-        let (_, writer) = channel.split();
-        let (sender, receiver) = input::queue(&self.conn.gate);
-        let limits = self
-            .conn
-            .channels
-            .opened(id, "direct-tcpip", &self.conn.token);
-        self.forwards.insert(
-            id,
-            ForwardChannel {
-                input: sender,
-                activity: Arc::clone(&limits.activity),
-            },
-        );
+        let (writer, receiver, taps, limits) = self.open_forward(channel, kind, "direct-tcpip");
         self.conn.spawn(direct_tcpip::run(
             Arc::clone(&self.conn),
             reply,
@@ -401,34 +417,11 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
             Ok(()) => None,
         };
         if let Some(reason) = refusal {
-            self.conn.events.emit_on(
-                Some(channel.id()),
-                EventKind::ChannelRefused { kind, reason },
-            );
-            reply
-                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
-                .await;
+            self.refuse_forward(channel.id(), kind, reason, reply).await;
             return Ok(());
         }
-        self.forget_finished();
-        let id = channel.id();
-        let taps = self.conn.events.taps(id, &kind);
-        self.conn
-            .events
-            .emit_on(Some(id), EventKind::ChannelOpened { kind });
-        let (_, writer) = channel.split();
-        let (sender, receiver) = input::queue(&self.conn.gate);
-        let limits = self
-            .conn
-            .channels
-            .opened(id, "direct-streamlocal", &self.conn.token);
-        self.forwards.insert(
-            id,
-            ForwardChannel {
-                input: sender,
-                activity: Arc::clone(&limits.activity),
-            },
-        );
+        let (writer, receiver, taps, limits) =
+            self.open_forward(channel, kind, "direct-streamlocal");
         self.conn.spawn(direct_tcpip::run_unix(
             Arc::clone(&self.conn),
             reply,
