@@ -532,10 +532,13 @@ class TcpProxy:
     """A loopback TCP proxy to `target_port`. `freeze()` stops forwarding in both directions
     while keeping every socket open, as when the network between client and server dies;
     `cut()` closes every connection and refuses new ones until `resume()`, as when the server
-    goes down."""
+    goes down. A load balancer's `header` (PROXY protocol) is sent first on each connection,
+    which comes from `source_ip` when one is given."""
 
-    def __init__(self, target_port: int):
+    def __init__(self, target_port: int, header: bytes = b"", source_ip: str | None = None):
         self.target_port = target_port
+        self.header = header
+        self.source_ip = source_ip
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._flowing = threading.Event()
@@ -559,8 +562,10 @@ class TcpProxy:
                 client.close()
                 continue
             try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=30)
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=30,
+                                                    source_address=(self.source_ip, 0) if self.source_ip else None)
                 upstream.settimeout(None)
+                upstream.sendall(self.header)
             except OSError:
                 client.close()
                 continue

@@ -17,7 +17,6 @@ import signal
 import socket
 import struct
 import sys
-import threading
 import time
 
 import pexpect
@@ -51,64 +50,12 @@ def v2_header(source: tuple[str, int], destination: tuple[str, int], tlvs: bytes
     return b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, family]) + struct.pack("!H", len(body)) + body
 
 
-class Relay:
-    """Accepts on 127.0.0.1:0 and relays each connection to `target_port` from `source_ip`,
-    sending `header` first."""
-
-    def __init__(self, target_port: int, header: bytes, source_ip: str):
-        self.target_port = target_port
-        self.header = header
-        self.source_ip = source_ip
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self._sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept_loop, daemon=True).start()
-
-    def _accept_loop(self) -> None:
-        while True:
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=30,
-                                                    source_address=(self.source_ip, 0))
-                upstream.settimeout(None)
-                upstream.sendall(self.header)
-            except OSError:
-                client.close()
-                continue
-            self._sockets += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        while True:
-            try:
-                data = src.recv(65536)
-                if not data:
-                    dst.shutdown(socket.SHUT_WR)
-                    return
-                dst.sendall(data)
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self._listener.close()
-        for sock in self._sockets:
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-
 @pytest.fixture
 def relays():
-    made: list[Relay] = []
+    made: list[h.TcpProxy] = []
 
-    def make(target_port: int, header: bytes, source_ip: str = TRUSTED) -> Relay:
-        relay = Relay(target_port, header, source_ip)
+    def make(target_port: int, header: bytes, source_ip: str = TRUSTED) -> h.TcpProxy:
+        relay = h.TcpProxy(target_port, header, source_ip)
         made.append(relay)
         return relay
 
