@@ -384,6 +384,7 @@ class Ledger:
         self.unknown: list[str] = []             # messages nobody documented
         self.unexplained: list[str] = []         # wrong data, hangs, failures without a fault
         self.tokens: dict[str, tuple[str, str]] = {}  # token -> (instance, scenario) of logged-in connections
+        self.unfinished: set[str] = set()  # tokens of sessions the client saw start but not succeed
         self.spans: dict[str, tuple[float, float]] = {}  # token -> (start, end) of its cycle (monotonic)
         self.login_times: list[tuple[float, float]] = []  # (end, seconds) of each `login` that succeeded
         self.moved: list[tuple[float, int]] = []  # (end, bytes) of each transfer that arrived intact
@@ -392,9 +393,12 @@ class Ledger:
         with self.lock:
             self.outcomes[(scenario, outcome)] += 1
 
-    def logged_in(self, token: str, instance: str, scenario: str) -> None:
+    def logged_in(self, token: str, instance: str, scenario: str, succeeded: bool = True) -> None:
+        """A session printed `token`; `succeeded` when its client also saw it end well."""
         with self.lock:
             self.tokens[token] = (instance, scenario)
+            if not succeeded:
+                self.unfinished.add(token)
 
     def transferred(self, size: int) -> None:
         with self.lock:
@@ -770,7 +774,7 @@ def started(ctx: Context, proc: subprocess.Popen, scenario: str) -> bool:
             return False
         raise Unexplained(f"{scenario}: no start ({exc}) {rest[-300:]!r}") from None
     if ctx.token.encode() in line:
-        ctx.run.ledger.logged_in(ctx.token, ctx.instance.name, scenario)
+        ctx.run.ledger.logged_in(ctx.token, ctx.instance.name, scenario, succeeded=False)
     return True
 
 
@@ -1289,7 +1293,7 @@ class Chaos:
             disk = by_name[name].disk
             if killed:
                 in_flight.append(f"{where}, killed {killed[0] - end:+.1f} s after the client's end)")
-            elif disk and disk.was_full(start, end + IN_FLIGHT):
+            elif disk and disk.was_full(start, end + IN_FLIGHT) and token in self.ledger.unfinished:
                 full.append(where + ")")
             else:
                 lost.append(where + ")")
@@ -1298,12 +1302,10 @@ class Chaos:
         self.book(f"... of which the last events were in flight at a kill -9 (within {IN_FLIGHT:g} s)",
                   f"{len(in_flight)}" + (f": {', '.join(in_flight[:10])}" if in_flight else ""), True)
         if any(i.disk for i in self.instances):
-            # The recorder runs beside the session: a write that fails while the session runs
-            # ends it (audit.required), one that fails after the session ended (the writer
-            # seconds behind) can end nothing, and the client saw success. Not a loss of
-            # what was written; a gap in `required` this run shows (see BENCHMARKS.md).
-            self.book(f"... of which the spool's disk was full during the session or within {IN_FLIGHT:g} s after "
-                      "(the recording failed behind the session)",
+            # A recording that fails ends its session (audit.required), and a session's outcome
+            # waits for its record's write: a client that saw success has its token recorded,
+            # and only sessions ended without success may lack theirs.
+            self.book(f"... of which the session was ended without success while the spool's disk was full",
                       f"{len(full)}" + (f": {', '.join(full[:10])}" if full else ""), True)
 
     # the report ---------------------------------------------------------------------------

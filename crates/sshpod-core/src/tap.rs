@@ -86,4 +86,12 @@ pub trait ChannelTap: Send + 'static {
     fn ready(&mut self) -> Option<crate::BoxFuture<'static, ()>> {
         None
     }
+
+    /// Asked when the channel's process has ended, before the client is told how: a tap whose
+    /// record must be safe before the client learns the outcome (a required recording)
+    /// returns what to wait for, which says whether the record was kept. When it was not,
+    /// the client is not told the session succeeded. The default never waits.
+    fn kept(&mut self) -> Option<crate::BoxFuture<'static, bool>> {
+        None
+    }
 }

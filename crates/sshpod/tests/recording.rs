@@ -372,3 +372,63 @@ async fn containerssh_binary_recordings_decode_to_the_session_as_it_happened() {
     assert!(String::from_utf8_lossy(&output).contains("recorded for containerssh"));
     gw.stop().await;
 }
+
+/// A recorder whose record fails behind every session (as a full disk does after the
+/// session's last output): it ends the connection when asked whether it kept the record.
+struct FailsBehindTheSession {
+    ender: std::sync::Mutex<Option<sshpod_core::Ender>>,
+}
+
+struct FailingTap(Option<sshpod_core::Ender>);
+
+impl sshpod_core::ChannelTap for FailingTap {
+    fn record(&mut self, _: sshpod_core::TapRecord<'_>) {}
+
+    fn kept(&mut self) -> Option<sshpod_core::BoxFuture<'static, bool>> {
+        if let Some(ender) = &self.0 {
+            ender.end("the session's recording failed, so the session is ended");
+        }
+        Some(Box::pin(std::future::ready(false)))
+    }
+}
+
+impl EventSink for FailsBehindTheSession {
+    fn event(&self, _: &sshpod_core::Event) {}
+
+    fn attach(
+        &self,
+        _: sshpod_core::ConnectionId,
+        _: std::net::SocketAddr,
+        ender: sshpod_core::Ender,
+    ) -> Result<(), String> {
+        *self.ender.lock().unwrap() = Some(ender);
+        Ok(())
+    }
+
+    fn tap(&self, _: &sshpod_core::ChannelInfo) -> Option<Box<dyn sshpod_core::ChannelTap>> {
+        Some(Box::new(FailingTap(self.ender.lock().unwrap().clone())))
+    }
+}
+
+#[tokio::test]
+async fn a_session_whose_required_record_was_not_kept_never_reports_success() {
+    let fake = FakeBackend::new();
+    let sink: Arc<dyn EventSink> = Arc::new(FailsBehindTheSession {
+        ender: std::sync::Mutex::default(),
+    });
+    let gw = TestGateway::start_with_sinks(fake.clone(), |_| {}, vec![sink]).await;
+    let mut client = TestClient::connect(gw.addr, "alice").await.unwrap();
+    assert!(client.auth_publickey(gw.client_key()).await.unwrap());
+    let output = client.exec("echo hello").await.unwrap();
+    assert_eq!(
+        output.exit, None,
+        "no exit status for an unrecorded session"
+    );
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while client.disconnect_reason().is_none() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, message) = client.disconnect_reason().expect("told why");
+    assert!(message.contains("recording failed"), "{message}");
+    gw.stop().await;
+}

@@ -8,7 +8,9 @@
 //! [`LOW_WATER`]: sessions slow down to the disk's pace instead of the recording losing data.
 //! Only data that comes while the queue is past [`MAX_QUEUED`] regardless is dropped, and the
 //! gap written to the recording (a connection whose recording is `required` is ended
-//! instead).
+//! instead). A required recording also holds each session's outcome back until the writer
+//! has written everything before it ([`ChannelTap::kept`]): a write that fails behind the
+//! session ends the connection before its client is told the session succeeded.
 
 mod settings;
 mod writer;
@@ -269,6 +271,20 @@ impl ChannelTap for AuditTap {
         }
         let queued = Arc::clone(&self.shared.queued);
         Some(Box::pin(async move { queued.below_low_water().await }))
+    }
+
+    fn kept(&mut self) -> Option<sshpod_core::BoxFuture<'static, bool>> {
+        if !self.flags.is_required() {
+            return None;
+        }
+        // Answered after everything queued before it is written: the writer takes its queue
+        // in order.
+        let (done, kept) = tokio::sync::oneshot::channel();
+        self.shared.send(writer::Message::Kept {
+            connection: self.connection,
+            done,
+        });
+        Some(Box::pin(async move { kept.await.unwrap_or(false) }))
     }
 
     fn record(&mut self, record: TapRecord<'_>) {

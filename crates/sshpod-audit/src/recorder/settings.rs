@@ -84,6 +84,16 @@ impl ConnectionFlags {
         self.end_if_required("the session's recording fell behind, so the session is ended");
     }
 
+    /// Whether the client must not learn a session's outcome before its record is written.
+    pub(crate) fn is_required(&self) -> bool {
+        self.required.load(Ordering::Relaxed)
+    }
+
+    /// Whether the recording failed a connection that required it (it is being ended).
+    pub(crate) fn has_failed_required(&self) -> bool {
+        self.ended.load(Ordering::Relaxed)
+    }
+
     fn end_if_required(&self, message: &str) {
         if self.required.load(Ordering::Relaxed) && !self.ended.swap(true, Ordering::Relaxed) {
             self.ender.end(message);

@@ -121,6 +121,12 @@ pub(crate) enum Message {
         channel: u32,
         bytes: u64,
     },
+    /// Answer whether the connection's recording still holds everything before (false once
+    /// a recording it requires failed).
+    Kept {
+        connection: ConnectionId,
+        done: tokio::sync::oneshot::Sender<bool>,
+    },
     /// The connection ended.
     End(ConnectionId),
     /// Answer once everything before is written and synced.
@@ -446,6 +452,13 @@ impl Writer {
                         fail(flags, &e);
                     }
                 }
+            }
+            Message::Kept { connection, done } => {
+                let kept = self
+                    .connections
+                    .get(&connection)
+                    .is_none_or(|c| !c.flags.has_failed_required());
+                let _ = done.send(kept);
             }
             Message::End(id) => self.end(id),
             Message::Drain(done) => {

@@ -70,7 +70,11 @@ impl<B: Backend> SessionTask<B> {
                     Ok(status) => {
                         tap(taps.as_ref(), TapRecord::Exit(status));
                         conn.events.emit_on(Some(channel), EventKind::ProcessExited { status });
-                        report(&handle, channel, status).await;
+                        // A required recording that failed behind the session ends the
+                        // connection with its reason; the client must not see success.
+                        if kept(taps.as_ref()).await {
+                            report(&handle, channel, status).await;
+                        }
                     }
                     Err(message) => {
                         let _ = handle
@@ -158,6 +162,14 @@ impl<B: Backend> SessionTask<B> {
             );
             SessionError::Wait(error)
         })
+    }
+}
+
+/// Whether the channel's taps kept its record (waits for a required recording's write).
+async fn kept(taps: Option<&Taps>) -> bool {
+    match taps {
+        Some(taps) => taps.kept().await,
+        None => true,
     }
 }
 

@@ -127,6 +127,17 @@ impl Taps {
             wait.await;
         }
     }
+
+    /// Waits until every tap that must keep the channel's record has it written; false if
+    /// one could not.
+    pub(crate) async fn kept(&self) -> bool {
+        let waits: Vec<_> = lock(&self.0).iter_mut().filter_map(|t| t.kept()).collect();
+        let mut kept = true;
+        for wait in waits {
+            kept &= wait.await;
+        }
+        kept
+    }
 }
 
 /// Records `record` if the channel is tapped: the whole cost of an untapped channel.
