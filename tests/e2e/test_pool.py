@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import signal
+import pytest
 import sys
 
 import harness as h
@@ -149,6 +150,17 @@ def test_a_pooled_container_removed_behind_sshpods_back_does_not_fail_the_login(
     result = scn.client(gw).ssh("hostname")
     assert result.returncode == 0, result
     assert not member.startswith(result.stdout.strip()), "the login ran in the removed container?"
+    stop_and_check_nothing_left(scn, gw)
+
+
+@pytest.mark.parametrize("fault", ["pause", "kill"])
+def test_a_pooled_container_paused_or_stopped_behind_sshpods_back_is_not_handed_out(scn, fault):
+    gw = scn.start({"pool": {"size": 1}})
+    (member,) = wait_ready(scn.run_id, 1)
+    h.docker(fault, member)
+    result = scn.client(gw).ssh("hostname")
+    assert result.returncode == 0, result
+    assert not member.startswith(result.stdout.strip()), "the login ran in the broken member"
     stop_and_check_nothing_left(scn, gw)
 
 

@@ -127,25 +127,31 @@ impl ConnectionContainer {
         let rename = bollard::query_parameters::RenameContainerOptions {
             name: settings.container_name(ctx),
         };
+        let unusable = |reason: &str, source: Option<String>| BackendError::StartContainer {
+            image: settings.image.clone(),
+            reason: reason.to_owned(),
+            source: source.map(Into::into),
+        };
         match engine.docker.rename_container(&id, rename).await {
             Ok(()) => {}
             // Gone since it started (the engine removed it): the login starts its own.
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404,
                 message,
-            }) => {
-                return Err(BackendError::StartContainer {
-                    image: settings.image.clone(),
-                    reason: "the pooled container is gone".to_owned(),
-                    source: Some(message.into()),
-                })
-            }
+            }) => return Err(unusable("the pooled container is gone", Some(message))),
             // Only the name is off: the login still gets its fresh container.
             Err(e) => tracing::debug!(
                 container = %id,
                 error = &e as &dyn std::error::Error,
                 "naming a pooled container"
             ),
+        }
+        // Stopped, paused or being removed behind our back since it started: a rename does
+        // not tell, and such a member must not be handed to a login.
+        if !runs(&engine, &id).await {
+            drop(lifeline);
+            remove(&engine, &id).await;
+            return Err(unusable("the pooled container is no longer running", None));
         }
         match set_up_login(&engine, &settings, &id, ctx).await {
             Ok(()) => Ok(Self {
@@ -271,20 +277,28 @@ impl ConnectionContainer {
 /// of them is gone for the grace period.
 impl sshpod_core::per_user::Shared for ConnectionContainer {
     async fn is_alive(&self) -> bool {
-        match self
-            .engine
-            .docker
-            .inspect_container(&self.id, None::<InspectContainerOptions>)
-            .await
-        {
-            Ok(c) => c.state.and_then(|s| s.running).unwrap_or(false),
-            Err(_) => false,
-        }
+        runs(&self.engine, &self.id).await
     }
 
     async fn retire(&self) {
         tracing::debug!(container = %self.id, "user container's grace period is over");
         let _ = self.close().await;
+    }
+}
+
+/// Whether a container runs and can take processes: not stopped, paused, restarting or dead
+/// (a paused container still says `running`).
+async fn runs(engine: &Engine, id: &str) -> bool {
+    use bollard::models::ContainerStateStatusEnum as Status;
+    match engine
+        .docker
+        .inspect_container(id, None::<InspectContainerOptions>)
+        .await
+    {
+        Ok(c) => c
+            .state
+            .is_some_and(|s| s.running == Some(true) && s.status == Some(Status::RUNNING)),
+        Err(_) => false,
     }
 }
 
