@@ -71,10 +71,14 @@ impl<B: Backend> SessionTask<B> {
                         tap(taps.as_ref(), TapRecord::Exit(status));
                         conn.events.emit_on(Some(channel), EventKind::ProcessExited { status });
                         // A required recording that failed behind the session ends the
-                        // connection with its reason; the client must not see success.
-                        if kept(taps.as_ref()).await {
-                            report(&handle, channel, status).await;
+                        // connection with its reason. The client must not see success, nor
+                        // the channel close first: a client may take an end without a
+                        // status for the whole story and miss the reason.
+                        if !kept(taps.as_ref()).await {
+                            conn.channel_finished(channel);
+                            return;
                         }
+                        report(&handle, channel, status).await;
                     }
                     Err(message) => {
                         let _ = handle
