@@ -11,6 +11,7 @@ use sshpod_core::{
     BackendError, BoxFuture, Command, ExitStatus, Lifecycle, Process, ProcessControl, ProcessSpec,
     Signal, TerminalSize,
 };
+use sshpod_russh::signals;
 use tokio::io::{simplex, AsyncWriteExt, WriteHalf};
 use tokio::sync::watch;
 
@@ -184,41 +185,7 @@ async fn write(stream: &mut Option<WriteHalf<tokio::io::SimplexStream>>, data: B
 /// How a process that died of `signal` upstream ended. A signal sshpod cannot name to the
 /// client (one outside RFC 4254's list) ends it with status 255, as OpenSSH's client exits.
 pub(crate) fn exit_by_signal(signal: &Sig) -> ExitStatus {
-    let name = match signal {
-        Sig::ABRT => "ABRT",
-        Sig::ALRM => "ALRM",
-        Sig::FPE => "FPE",
-        Sig::HUP => "HUP",
-        Sig::ILL => "ILL",
-        Sig::INT => "INT",
-        Sig::KILL => "KILL",
-        Sig::PIPE => "PIPE",
-        Sig::QUIT => "QUIT",
-        Sig::SEGV => "SEGV",
-        Sig::TERM => "TERM",
-        Sig::USR1 => "USR1",
-        Sig::Custom(name) => name.as_str(),
-    };
-    Signal::from_name(name).map_or(ExitStatus::Code(255), ExitStatus::Signal)
-}
-
-/// The RFC 4254 name of a signal, as russh sends it.
-pub(crate) fn to_upstream(signal: Signal) -> Sig {
-    match signal {
-        Signal::Abrt => Sig::ABRT,
-        Signal::Alrm => Sig::ALRM,
-        Signal::Fpe => Sig::FPE,
-        Signal::Hup => Sig::HUP,
-        Signal::Ill => Sig::ILL,
-        Signal::Int => Sig::INT,
-        Signal::Kill => Sig::KILL,
-        Signal::Pipe => Sig::PIPE,
-        Signal::Quit => Sig::QUIT,
-        Signal::Segv => Sig::SEGV,
-        Signal::Term => Sig::TERM,
-        Signal::Usr1 => Sig::USR1,
-        Signal::Usr2 => Sig::Custom("USR2".to_owned()),
-    }
+    signals::from_sig(signal).map_or(ExitStatus::Code(255), ExitStatus::Signal)
 }
 
 /// Resize, signal and wait, as channel requests upstream.
@@ -243,7 +210,7 @@ impl ProcessControl for Control {
     fn signal(&self, signal: Signal) -> BoxFuture<'_, Result<(), BackendError>> {
         Box::pin(async move {
             self.writer
-                .signal(to_upstream(signal))
+                .signal(signals::to_sig(signal))
                 .await
                 .map_err(|e| BackendError::Refused {
                     what: "passing the signal upstream",
@@ -283,7 +250,7 @@ mod tests {
     fn signals_map_both_ways() {
         for signal in Signal::ALL {
             assert_eq!(
-                exit_by_signal(&to_upstream(signal)),
+                exit_by_signal(&signals::to_sig(signal)),
                 ExitStatus::Signal(signal)
             );
         }

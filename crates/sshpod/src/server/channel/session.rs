@@ -4,10 +4,9 @@
 use std::sync::{Arc, OnceLock};
 
 use russh::server::{Handle, Msg};
-use russh::{ChannelId, ChannelWriteHalf, Sig};
+use russh::{ChannelId, ChannelWriteHalf};
 use sshpod_core::{
-    Backend, BackendError, Container, EventKind, ExitStatus, ProcessControl, ProcessSpec, Signal,
-    TapRecord,
+    Backend, BackendError, Container, EventKind, ExitStatus, ProcessControl, ProcessSpec, TapRecord,
 };
 
 use crate::server::channel::controls::Controls;
@@ -187,63 +186,12 @@ async fn report(handle: &Handle, channel: russh::ChannelId, status: ExitStatus) 
             let _ = handle
                 .exit_signal_request(
                     channel,
-                    to_ssh_signal(signal),
+                    sshpod_russh::signals::to_sig(signal),
                     false,
                     String::new(),
                     String::new(),
                 )
                 .await;
         }
-    }
-}
-
-/// SSH's name for a signal.
-pub(crate) fn to_ssh_signal(signal: Signal) -> Sig {
-    match signal {
-        Signal::Abrt => Sig::ABRT,
-        Signal::Alrm => Sig::ALRM,
-        Signal::Fpe => Sig::FPE,
-        Signal::Hup => Sig::HUP,
-        Signal::Ill => Sig::ILL,
-        Signal::Int => Sig::INT,
-        Signal::Kill => Sig::KILL,
-        Signal::Pipe => Sig::PIPE,
-        Signal::Quit => Sig::QUIT,
-        Signal::Segv => Sig::SEGV,
-        Signal::Term => Sig::TERM,
-        Signal::Usr1 => Sig::USR1,
-        Signal::Usr2 => Sig::Custom("USR2".to_owned()),
-    }
-}
-
-/// The signal a client asked for, if sshpod knows it.
-pub(crate) fn from_ssh_signal(sig: &Sig) -> Option<Signal> {
-    Some(match sig {
-        Sig::ABRT => Signal::Abrt,
-        Sig::ALRM => Signal::Alrm,
-        Sig::FPE => Signal::Fpe,
-        Sig::HUP => Signal::Hup,
-        Sig::ILL => Signal::Ill,
-        Sig::INT => Signal::Int,
-        Sig::KILL => Signal::Kill,
-        Sig::PIPE => Signal::Pipe,
-        Sig::QUIT => Signal::Quit,
-        Sig::SEGV => Signal::Segv,
-        Sig::TERM => Signal::Term,
-        Sig::USR1 => Signal::Usr1,
-        Sig::Custom(name) => return Signal::from_name(name),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_signal_survives_the_round_trip() {
-        for s in Signal::ALL {
-            assert_eq!(from_ssh_signal(&to_ssh_signal(s)), Some(s));
-        }
-        assert_eq!(from_ssh_signal(&Sig::Custom("WINCH".into())), None);
     }
 }

@@ -27,7 +27,7 @@ use crate::server::channel::env::{self, SessionEnv};
 use crate::server::channel::remote_forward::{ForwardTarget, RemoteForwards};
 use crate::server::channel::security::socket_path as socket_path_ok;
 use crate::server::channel::security::SecurityPolicy;
-use crate::server::channel::session::{from_ssh_signal, ControlSlot};
+use crate::server::channel::session::ControlSlot;
 use crate::server::channel::{direct_tcpip, pty};
 use crate::server::connection::ConnectionState;
 use crate::server::events::{tap, Taps};
@@ -638,7 +638,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         signal: Sig,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let Some(signal) = from_ssh_signal(&signal) else {
+        let Some(signal) = sshpod_russh::signals::from_sig(&signal) else {
             self.refused(
                 channel,
                 RequestRefusal::UnknownSignal(format!("{signal:?}")),
