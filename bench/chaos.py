@@ -642,7 +642,9 @@ def sc_exec_stdin(ctx: Context) -> str:
                 pass  # the session ended at once: its status and stderr say why
             result = await asyncio.wait_for(proc.wait(), OP_TIMEOUT)
             if result.exit_status != 0:
-                said = (result.stderr or b"").decode(errors="replace")
+                # The server's reason, when it ended the connection with one (asyncssh's wait
+                # ends quietly then).
+                said = (result.stderr or b"").decode(errors="replace").strip() or getattr(conn, "chaos_reason", "")
                 if not said.strip() and result.exit_status in (137, 143) and ctx.run.kube_restarted_since(ctx.started):
                     raise KubeRestartKilled()
                 # No status at all: the connection ended under it (what stderr says explains it).
