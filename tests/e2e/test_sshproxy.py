@@ -1,7 +1,7 @@
 """ContainerSSH's `sshproxy` backend: logins passed on to a real OpenSSH sshd that the test
 starts on a loopback port with its own host key and authorized_keys. Terminals, commands with
 their exit status, signals coming back as exit-signal, environment through AcceptEnv, sftp and
-scp, `ssh -L`; host keys that are not trusted, a server that is down or refuses sshpod's key;
+scp, `ssh -L`, `ssh -R` and socket forwards made on the upstream server; host keys that are not trusted, a server that is down or refuses sshpod's key;
 `usernamePassThrough`; a config server sending one user there while the others get containers;
 and a proxied session's recording verified by `sshpod audit verify`."""
 
@@ -25,6 +25,7 @@ import pexpect
 import harness as h
 from test_audit import complete_recordings, events, recording
 from test_kubernetes import kube, ks, pods  # noqa: F401 - fixtures
+from test_remote_forwarding import forward, local, master  # noqa: F401 - `local` is a fixture
 
 sys.path.insert(0, str(h.REPO_ROOT / "tests" / "webhook_server"))
 from containerssh_webhooks import WebhookServer  # noqa: E402
@@ -388,3 +389,82 @@ def test_a_proxied_session_is_recorded_and_its_recording_verifies(scn):
     verify = h.run_sshpod(["--config", str(gw.config_path), "audit", "verify"])
     assert verify.returncode == 0, verify
     assert entry.name in verify.stdout, verify
+
+
+# Remote and socket forwarding, passed on over the upstream connection ---------------------------
+
+ALL_FORWARDS = {"security": {"forwarding": {
+    "forwardingMode": "enable", "reverseForwardingMode": "enable",
+    "socketListenMode": "enable", "socketForwardingMode": "enable"}}}
+
+
+def line_through(family: int, address, line: bytes = b"ping\n") -> bytes:
+    """Connects (the upstream machine is this one), sends a line, returns the answer; b"" if
+    nothing listens."""
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as conn:
+            conn.settimeout(10)
+            conn.connect(address)
+            conn.sendall(line)
+            return conn.recv(100)
+    except OSError:
+        return b""
+
+
+def test_a_remote_forward_is_made_on_the_upstream_server_and_cancelled_there(scn, local):
+    server = upstream(scn)
+    gw = scn.start(h.deep_merge(proxied(server), ALL_FORWARDS))
+    service = local()
+    client, opts = master(scn, gw)
+    added = forward(client, opts, f"0:127.0.0.1:{service.port}")
+    assert added.returncode == 0, added
+    port = int(added.stdout.strip())
+    # The upstream server listens (on this machine's loopback) and its connections reach the
+    # client's side through sshpod.
+    for line in (b"ping\n", b"again\n"):
+        answer = h.wait_until(lambda: line_through(socket.AF_INET, ("127.0.0.1", port), line), 30,
+                              "an answer through the upstream server's forward")
+        assert answer == b"pong:" + line, answer
+    assert re.search(r"tcpip-forward", server.log), "the forward was not asked of the upstream server"
+    # Cancelled as it was asked for (ssh finds the port it was given).
+    cancelled = forward(client, opts, f"0:127.0.0.1:{service.port}", cancel=True)
+    assert cancelled.returncode == 0, cancelled
+    h.wait_until(lambda: not h.port_open(port), 30, "the upstream forward closed on cancel")
+    assert re.search(r"cancel-tcpip-forward", server.log), "the cancel did not reach the upstream server"
+
+
+def test_socket_forwards_both_ways_reach_sockets_on_the_upstream_server(scn, local):
+    server = upstream(scn)
+    gw = scn.start(h.deep_merge(proxied(server), ALL_FORWARDS))
+    service = local()
+    client, opts = master(scn, gw)
+    # `ssh -R /path:host:port`: the upstream server makes the socket.
+    remote_sock = Path(scn.sock_dir) / "upstream-made.sock"
+    added = forward(client, opts, f"{remote_sock}:127.0.0.1:{service.port}")
+    assert added.returncode == 0, added
+    answer = h.wait_until(lambda: line_through(socket.AF_UNIX, str(remote_sock)), 30,
+                          "an answer through the upstream server's socket")
+    assert answer == b"pong:ping\n", answer
+    # `ssh -L local.sock:/path`: a socket on the upstream machine, reached from the client's.
+    target = Path(scn.sock_dir) / "upstream-service.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(target))
+    listener.listen()
+    scn.finalizers.append(listener.close)
+
+    def answer_once() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"socket upstream: " + conn.recv(100))
+
+    threading.Thread(target=answer_once, daemon=True).start()
+    local_sock = Path(scn.sock_dir) / "client-side.sock"
+    result = client.ssh(opts=[*opts, "-O", "forward", "-L", f"{local_sock}:{target}"])
+    assert result.returncode == 0, result
+    answer = h.wait_until(lambda: line_through(socket.AF_UNIX, str(local_sock), b"hello"), 30,
+                          "an answer from the upstream machine's socket")
+    assert answer == b"socket upstream: hello", answer

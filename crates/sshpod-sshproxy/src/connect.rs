@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 use tokio::time::{sleep_until, timeout_at, Instant};
 
 use crate::algorithms::preferred;
+use crate::forward::{Route, Routes};
 use crate::host_key::HostKeyCheck;
 
 /// How long to wait before dialling a refusing server again (ContainerSSH's interval).
@@ -28,10 +29,60 @@ const KEEPALIVE_MAX: usize = 3;
 const MAX_KEY_FILE: u64 = 64 * 1024;
 
 /// The logged-in connection to the upstream server.
-pub(crate) type Upstream = Handle<HostKeyCheck>;
+pub(crate) type Upstream = Handle<UpstreamHandler>;
 
-/// Connects to the configured server and logs in as `user`, all within `config.timeout`.
-pub(crate) async fn connect(config: &SshProxyConfig, user: &str) -> Result<Upstream, BackendError> {
+/// The upstream connection's russh handler: it judges the host key and passes the channels
+/// the server opens for forwards to their listeners.
+pub(crate) struct UpstreamHandler {
+    check: HostKeyCheck,
+    routes: Arc<Routes>,
+}
+
+impl russh::client::Handler for UpstreamHandler {
+    type Error = russh::Error;
+
+    async fn check_server_key(
+        &mut self,
+        presented: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        Ok(self.check.judge(presented))
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        _connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let route = Route::Tcp(connected_port);
+        self.routes
+            .deliver(&route, channel, reply, originator_address, originator_port);
+        Ok(())
+    }
+
+    async fn server_channel_open_forwarded_streamlocal(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        socket_path: &str,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let route = Route::Unix(socket_path.to_owned());
+        self.routes.deliver(&route, channel, reply, "", 0);
+        Ok(())
+    }
+}
+
+/// Connects to the configured server and logs in as `user`, all within `config.timeout`; the
+/// connection, and where its forwards' channels go.
+pub(crate) async fn connect(
+    config: &SshProxyConfig,
+    user: &str,
+) -> Result<(Upstream, Arc<Routes>), BackendError> {
     let deadline = Instant::now() + config.timeout;
     let key = private_key(config.private_key.expose_secret()).await?;
     let socket = dial(config, deadline).await?;
@@ -46,7 +97,12 @@ pub(crate) async fn connect(config: &SshProxyConfig, user: &str) -> Result<Upstr
         ..client::Config::default()
     });
     let (check, refused) = HostKeyCheck::new(config.allowed_host_key_fingerprints.clone());
-    let handshake = client::connect_stream(client_config, socket, check);
+    let routes = Arc::new(Routes::default());
+    let handler = UpstreamHandler {
+        check,
+        routes: Arc::clone(&routes),
+    };
+    let handshake = client::connect_stream(client_config, socket, handler);
     let mut handle = match timeout_at(deadline, handshake).await {
         Ok(Ok(handle)) => handle,
         Ok(Err(error)) => {
@@ -66,7 +122,7 @@ pub(crate) async fn connect(config: &SshProxyConfig, user: &str) -> Result<Upstr
         Err(_) => return Err(timed_out(config)),
     };
     match timeout_at(deadline, log_in(&mut handle, config, user, key)).await {
-        Ok(result) => result.map(|()| handle),
+        Ok(result) => result.map(|()| (handle, routes)),
         Err(_) => Err(timed_out(config)),
     }
 }
@@ -218,7 +274,7 @@ mod tests {
         }
     }
 
-    fn message(result: Result<Upstream, BackendError>) -> String {
+    fn message(result: Result<(Upstream, Arc<Routes>), BackendError>) -> String {
         match result {
             Ok(_) => panic!("connected"),
             Err(error) => error.to_string(),

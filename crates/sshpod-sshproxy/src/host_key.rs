@@ -23,7 +23,7 @@ fn presented_key(presented: &PublicKeyOrCertificate) -> PublicKey {
     }
 }
 
-/// The upstream connection's russh handler: it only judges the host key.
+/// Judges the host key the upstream server presents.
 #[derive(Debug)]
 pub(crate) struct HostKeyCheck {
     allowed: Vec<Fingerprint>,
@@ -50,17 +50,6 @@ impl HostKeyCheck {
             let _ = self.refused.set(fingerprint);
         }
         trusted
-    }
-}
-
-impl russh::client::Handler for HostKeyCheck {
-    type Error = russh::Error;
-
-    async fn check_server_key(
-        &mut self,
-        presented: &PublicKeyOrCertificate,
-    ) -> Result<bool, Self::Error> {
-        Ok(self.judge(presented))
     }
 }
 

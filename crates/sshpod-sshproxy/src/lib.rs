@@ -22,7 +22,10 @@
 //!   exit-signal come back as they were sent. Terminal modes are not replayed (sshpod has
 //!   turned them into `stty` arguments for containers); the upstream defaults apply.
 //! - `dial` opens a `direct-tcpip` channel upstream, so `ssh -L` reaches what the upstream
-//!   server reaches, and the `security` policy still decides first.
+//!   server reaches, and the `security` policy still decides first. `dial_unix` does the same
+//!   for a socket (`direct-streamlocal@openssh.com`).
+//! - `listen` and `listen_unix` ask the upstream server to forward (`ssh -R`); the channels it
+//!   opens wait in the listener until sshpod's client has taken or refused each (`forward.rs`).
 //! - `close` disconnects.
 //!
 //! Where the contract assumes a container, the honest answer is "nothing to do":
@@ -31,14 +34,12 @@
 //! with its own message), and pools, persistent homes and `identity` do not apply: the
 //! upstream server has its own users and homes.
 //!
-//! Not passed on yet: remote forwarding (`ssh -R`), socket forwarding, agent and X11
-//! forwarding. ContainerSSH's proxy carries them. sshpod's server offers the first three on
-//! Docker (`Container::listen`, `listen_unix`, `listen_agent`, `dial_unix`); this backend keeps
-//! the contract's defaults, which refuse them with a clear reason, until it carries each over
-//! the upstream connection.
+//! Not passed on yet: agent and X11 forwarding (the upstream server would set `SSH_AUTH_SOCK`
+//! or `DISPLAY` itself, per session); the contract's defaults refuse them with a clear reason.
 
 mod algorithms;
 mod connect;
+mod forward;
 mod host_key;
 mod process;
 mod routed;
@@ -49,8 +50,8 @@ use russh::client::Msg;
 use russh::{ChannelStream, Disconnect};
 use sshpod_config::SshProxyConfig;
 use sshpod_core::{
-    Backend, BackendError, Closed, ConnectionContext, Container, ContainerInfo, Lifecycle, Process,
-    ProcessSpec,
+    Backend, BackendError, Closed, ConnectionContext, Container, ContainerInfo, ForwardedStream,
+    Lifecycle, Listener, Process, ProcessSpec,
 };
 
 pub use routed::{Either, WithSshProxy};
@@ -100,7 +101,7 @@ impl Backend for SshProxyBackend {
         } else {
             config.username.as_str()
         };
-        let upstream = connect::connect(config, user).await?;
+        let (upstream, routes) = connect::connect(config, user).await?;
         tracing::debug!(
             server = %config.server,
             port = config.port,
@@ -108,7 +109,8 @@ impl Backend for SshProxyBackend {
             "logged in upstream"
         );
         Ok(ProxiedConnection {
-            upstream,
+            upstream: Arc::new(upstream),
+            routes,
             environment: ctx.environment.clone(),
             info: ContainerInfo {
                 id: None,
@@ -131,7 +133,9 @@ impl Backend for SshProxyBackend {
 
 /// One login's connection to the upstream server.
 pub struct ProxiedConnection {
-    upstream: connect::Upstream,
+    /// Shared with its forwards' listeners, which cancel their forward when dropped.
+    upstream: Arc<connect::Upstream>,
+    routes: Arc<forward::Routes>,
     /// Variables from the webhooks, sent with every session.
     environment: Vec<(String, String)>,
     info: ContainerInfo,
@@ -163,6 +167,18 @@ impl Container for ProxiedConnection {
                 source: Some(Box::new(error)),
             })?;
         Ok(channel.into_stream())
+    }
+
+    async fn listen(&self, host: &str, port: u16) -> Result<Box<dyn Listener>, BackendError> {
+        forward::listen_tcp(&self.upstream, &self.routes, &self.lifecycle, host, port).await
+    }
+
+    async fn listen_unix(&self, path: &str) -> Result<Box<dyn Listener>, BackendError> {
+        forward::listen_unix(&self.upstream, &self.routes, &self.lifecycle, path).await
+    }
+
+    async fn dial_unix(&self, path: &str) -> Result<Box<dyn ForwardedStream>, BackendError> {
+        forward::dial_unix(&self.upstream, path).await
     }
 
     fn info(&self) -> ContainerInfo {
