@@ -1,7 +1,7 @@
 """ContainerSSH's `sshproxy` backend: logins passed on to a real OpenSSH sshd that the test
 starts on a loopback port with its own host key and authorized_keys. Terminals, commands with
 their exit status, signals coming back as exit-signal, environment through AcceptEnv, sftp and
-scp, `ssh -L`, `ssh -R` and socket forwards made on the upstream server; host keys that are not trusted, a server that is down or refuses sshpod's key;
+scp, `ssh -L`, `ssh -R`, socket forwards and `ssh -A` passed on to the upstream server; host keys that are not trusted, a server that is down or refuses sshpod's key;
 `usernamePassThrough`; a config server sending one user there while the others get containers;
 and a proxied session's recording verified by `sshpod audit verify`."""
 
@@ -468,3 +468,24 @@ def test_socket_forwards_both_ways_reach_sockets_on_the_upstream_server(scn, loc
     answer = h.wait_until(lambda: line_through(socket.AF_UNIX, str(local_sock), b"hello"), 30,
                           "an answer from the upstream machine's socket")
     assert answer == b"socket upstream: hello", answer
+
+
+def test_a_forwarded_agent_reaches_the_upstream_servers_sessions_that_asked(scn):
+    server = upstream(scn)
+    gw = scn.start(h.deep_merge(proxied(server), {"security": {"forwarding": {"agentForwardingMode": "enable"}}}))
+    sock = Path(scn.sock_dir) / "agent.sock"
+    scn.track(subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    h.wait_until(sock.exists, 10, "the test's ssh-agent listens")
+    added = subprocess.run(["ssh-add", str(scn.keys["alice"])], env={"SSH_AUTH_SOCK": str(sock)},
+                           capture_output=True, timeout=30)
+    assert added.returncode == 0, added
+    key = fingerprint(scn.keys["alice"].with_suffix(".pub"))
+    show = "echo sock=${SSH_AUTH_SOCK:-none}; ssh-add -l"
+    # The upstream sshd makes its own socket and sets the variable, as for any client.
+    forwarded = scn.client(gw).ssh(show, opts=["-A"], env={"SSH_AUTH_SOCK": str(sock)})
+    assert forwarded.returncode == 0, forwarded
+    assert key in forwarded.stdout, forwarded
+    assert re.search(r"sock=/tmp/ssh-\S+/agent\.\d+", forwarded.stdout), forwarded
+    plain = scn.client(gw).ssh(show, opts=["-o", "ForwardAgent=no"], env={"SSH_AUTH_SOCK": str(sock)})
+    assert "sock=none" in plain.stdout, plain

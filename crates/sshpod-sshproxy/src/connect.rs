@@ -75,6 +75,16 @@ impl russh::client::Handler for UpstreamHandler {
         self.routes.deliver(&route, channel, reply, "", 0);
         Ok(())
     }
+
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.routes.deliver(&Route::Agent, channel, reply, "", 0);
+        Ok(())
+    }
 }
 
 /// Connects to the configured server and logs in as `user`, all within `config.timeout`; the

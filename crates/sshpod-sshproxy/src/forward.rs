@@ -27,6 +27,8 @@ pub(crate) enum Route {
     Tcp(u32),
     /// A socket forward, by its path upstream.
     Unix(String),
+    /// The client's agent, which the upstream server's sessions reach.
+    Agent,
 }
 
 /// A channel the upstream server opened for a forward, not answered yet.
@@ -132,6 +134,27 @@ pub(crate) async fn listen_unix(
     )))
 }
 
+/// What a proxied session's `SSH_AUTH_SOCK` says when its client forwarded the agent: the
+/// upstream server makes the socket and sets the variable itself, once the session asks it to
+/// (`auth-agent-req@openssh.com`, see `process.rs`).
+pub(crate) const AGENT_ON_UPSTREAM: &str = "(made by the SSH server behind this one)";
+
+/// Takes the channels the upstream server opens to the client's agent (`ssh -A`). Sessions
+/// that asked for the agent ask the upstream server in turn.
+pub(crate) fn listen_agent(
+    upstream: &Arc<Upstream>,
+    routes: &Arc<Routes>,
+    lifecycle: &Lifecycle,
+) -> Box<dyn Listener> {
+    Box::new(ProxiedListener::new(
+        Arc::clone(upstream),
+        Arc::clone(routes),
+        lifecycle.clone(),
+        Forwarded::Agent,
+        0,
+    ))
+}
+
 /// Connects to the socket `path` on the upstream server (`ssh -L ...:/path`).
 pub(crate) async fn dial_unix(
     upstream: &Upstream,
@@ -153,8 +176,13 @@ fn refused(what: &str, error: russh::Error) -> BackendError {
 
 /// What a listener forwards upstream, to cancel it by.
 enum Forwarded {
-    Tcp { host: String, port: u32 },
+    Tcp {
+        host: String,
+        port: u32,
+    },
     Unix(String),
+    /// Nothing to cancel: the upstream server's agent sockets end with their sessions.
+    Agent,
 }
 
 impl Forwarded {
@@ -162,6 +190,7 @@ impl Forwarded {
         match self {
             Forwarded::Tcp { port, .. } => Route::Tcp(*port),
             Forwarded::Unix(path) => Route::Unix(path.clone()),
+            Forwarded::Agent => Route::Agent,
         }
     }
 }
@@ -213,6 +242,10 @@ impl Listener for ProxiedListener {
         self.port
     }
 
+    fn socket_path(&self) -> Option<&str> {
+        matches!(self.forwarded, Forwarded::Agent).then_some(AGENT_ON_UPSTREAM)
+    }
+
     fn accept(&self) -> ListenFuture<'_, Accepted> {
         Box::pin(async move {
             let incoming =
@@ -261,12 +294,13 @@ impl Drop for ProxiedListener {
     fn drop(&mut self) {
         self.routes.lock().remove(&self.forwarded.route());
         let upstream = Arc::clone(&self.upstream);
-        let forwarded = std::mem::replace(&mut self.forwarded, Forwarded::Unix(String::new()));
+        let forwarded = std::mem::replace(&mut self.forwarded, Forwarded::Agent);
         // A connection already gone has nothing to cancel.
         self.lifecycle.spawn(async move {
             let _ = match forwarded {
                 Forwarded::Tcp { host, port } => upstream.cancel_tcpip_forward(host, port).await,
                 Forwarded::Unix(path) => upstream.cancel_streamlocal_forward(path).await,
+                Forwarded::Agent => Ok(()),
             };
         });
     }

@@ -34,8 +34,11 @@
 //! with its own message), and pools, persistent homes and `identity` do not apply: the
 //! upstream server has its own users and homes.
 //!
-//! Not passed on yet: agent and X11 forwarding (the upstream server would set `SSH_AUTH_SOCK`
-//! or `DISPLAY` itself, per session); the contract's defaults refuse them with a clear reason.
+//! - `listen_agent` takes the channels the upstream server opens to the client's agent; a
+//!   session whose client forwarded it asks the upstream server for the agent, which sets
+//!   `SSH_AUTH_SOCK` there itself.
+//!
+//! Not passed on yet: X11 forwarding; the contract's default refuses it with a clear reason.
 
 mod algorithms;
 mod connect;
@@ -175,6 +178,14 @@ impl Container for ProxiedConnection {
 
     async fn listen_unix(&self, path: &str) -> Result<Box<dyn Listener>, BackendError> {
         forward::listen_unix(&self.upstream, &self.routes, &self.lifecycle, path).await
+    }
+
+    async fn listen_agent(&self) -> Result<Box<dyn Listener>, BackendError> {
+        Ok(forward::listen_agent(
+            &self.upstream,
+            &self.routes,
+            &self.lifecycle,
+        ))
     }
 
     async fn dial_unix(&self, path: &str) -> Result<Box<dyn ForwardedStream>, BackendError> {

@@ -16,6 +16,7 @@ use tokio::io::{simplex, AsyncWriteExt, WriteHalf};
 use tokio::sync::watch;
 
 use crate::connect::Upstream;
+use crate::forward::AGENT_ON_UPSTREAM;
 
 /// How much of a stream's output waits for the server to read it before the channel's
 /// messages back up (and, through russh's buffer, the upstream connection).
@@ -60,8 +61,17 @@ pub(crate) async fn start(
             .await
             .map_err(failed)?;
     }
+    // The client forwarded its agent to this session: the upstream server makes the socket.
+    let agent = spec
+        .env
+        .iter()
+        .any(|(name, value)| name == "SSH_AUTH_SOCK" && value == AGENT_ON_UPSTREAM);
+    if agent {
+        channel.agent_forward(false).await.map_err(failed)?;
+    }
     let variables = environment.iter().chain(&spec.env);
-    for (name, value) in variables.filter(|(name, _)| !SET_UPSTREAM.contains(&name.as_str())) {
+    let set_upstream = |name: &str| SET_UPSTREAM.contains(&name) || name == "SSH_AUTH_SOCK";
+    for (name, value) in variables.filter(|(name, _)| !set_upstream(name)) {
         // No reply asked: the upstream sshd's AcceptEnv decides, as it would for the client.
         channel
             .set_env(false, name.as_str(), value.as_str())
