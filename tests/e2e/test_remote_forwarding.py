@@ -1,7 +1,8 @@
 """Remote forwarding (`ssh -R`, `tcpip-forward`) on Docker, with OpenSSH, asyncssh and paramiko:
 the listener is inside the container, port 0 gets the port actually bound, each connection
 reaches the client's side with its data intact both ways, cancelling stops the listener inside,
-and every refusal (security policy, key options, bind address, limit) is told and logged."""
+every refusal (security policy, key options, bind address, limit) is told and logged, and a
+client that stops taking connections has 32 waiting while the rest are closed inside."""
 
 from __future__ import annotations
 
@@ -345,4 +346,44 @@ def test_paramiko_request_port_forward(scn):
         assert got == [b"p\n"] and output == b"paramiko:p\n", (got, output)
         transport.cancel_port_forward("localhost", port)
     finally:
+        transport.close()
+
+
+def test_a_client_that_stops_taking_connections_has_32_waiting_and_the_rest_closed_inside(scn):
+    gw = scn.start(ENABLED)
+    transport = paramiko.Transport(("127.0.0.1", gw.port))
+    release = threading.Event()
+    calls: list[tuple] = []
+    try:
+        transport.connect(username="alice", pkey=paramiko.Ed25519Key.from_private_key_file(str(scn.keys["alice"])))
+
+        def handler(channel, origin, server):
+            calls.append(origin)
+            if len(calls) == 1:
+                # paramiko calls this on its transport's own thread: while it waits, the client
+                # answers nothing more, as a client that stopped taking connections does.
+                channel.sendall(b"taken\n")
+                release.wait(120)
+            channel.close()
+
+        port = transport.request_port_forward("localhost", 0, handler)
+        session = transport.open_session()
+        # The first connection is taken; once it is, 39 more while the client takes none.
+        script = (f"exec 3<>/dev/tcp/127.0.0.1/{port} && read -r line <&3 && "
+                  f"for i in $(seq 39); do exec {{fd}}<>/dev/tcp/127.0.0.1/{port} || exit 1; done; echo opened")
+        session.exec_command(f"bash -c '{script}'")
+        closed = "remote forward connection closed: too many are waiting for the client"
+        h.wait_until(lambda: gw.log.count(closed) >= 7, 60, "connections past the limit closed inside")
+        assert gw.log.count(closed) == 7, "32 wait for the client, the 7 others are closed"
+        release.set()
+        h.wait_until(lambda: len(calls) == 33, 60, "the 32 waiting connections reach the client once it takes them")
+        output = b""
+        while True:
+            chunk = session.recv(1024)
+            if not chunk:
+                break
+            output += chunk
+        assert session.recv_exit_status() == 0 and output == b"opened\n", output
+    finally:
+        release.set()
         transport.close()
