@@ -104,12 +104,18 @@ impl<B: Backend> SessionTask<B> {
                     let _ = handle.extended_data(channel, 1, line).await;
                 }
             };
-            progress::wait_showing(self.conn.container(), self.conn.progress.subscribe(), show)
-                .await?
+            Box::pin(progress::wait_showing(
+                self.conn.container(),
+                self.conn.progress.subscribe(),
+                show,
+            ))
+            .await?
         } else {
-            self.conn.container().await?
+            Box::pin(self.conn.container()).await?
         };
-        let process = container.exec(self.spec).await.map_err(|e| {
+        // Boxed, as the other futures awaited only once here: an async fn keeps a slot for
+        // each in its own state for as long as it lives, and the session lives for hours.
+        let process = Box::pin(container.exec(self.spec)).await.map_err(|e| {
             let error = Arc::new(e);
             self.conn.events.emit_on(
                 Some(self.channel),
@@ -155,7 +161,7 @@ impl<B: Backend> SessionTask<B> {
             _ = &mut outputs => {}
             () = &mut feed => { outputs.await; }
         }
-        control.wait().await.map_err(|e| {
+        Box::pin(control.wait()).await.map_err(|e| {
             let error = Arc::new(e);
             self.conn.events.emit_on(
                 Some(self.channel),
