@@ -117,6 +117,33 @@ def test_an_x_client_inside_reaches_the_clients_x_server(scn, xserver, mode):
     gw.wait_for_log(r"X11 connection passed to the client", 10)
 
 
+def test_the_cookie_goes_to_the_users_own_xauthority(scn, xserver):
+    """With `identity`, the login's own user and hostname; `XAUTHORITY` (sent by the client)
+    names the file, and an existing file keeps its other entries."""
+    gw = scn.start(h.deep_merge(ENABLED, {
+        "identity": {"enable": True, "hostname": "%u-x11"},
+        "ssh": {"acceptEnv": ["XAUTHORITY"]},
+    }))
+    client = scn.client(gw)
+    opts = h.control_options(scn.control_path(client))
+    set_file = ["-o", "SetEnv=XAUTHORITY=/tmp/alice.xauth"]
+    # The master's session (which forwards X11, so the sessions after it can) replaces the
+    # file with an entry of the user's own, for another display.
+    keep = client.ssh("printf '\\001\\000\\000\\001h\\000\\0013\\000\\001n\\000\\001d' "
+                      ">/tmp/alice.xauth", opts=[*opts, *trusted(True), *set_file], env=xserver)
+    assert keep.returncode == 0, keep
+    command = ("echo user=$(id -un) host=$(hostname); stat -c 'xauthority=%a %U' \"$XAUTHORITY\"; "
+               "test -e \"$HOME/.Xauthority\" || echo no-home-file; "
+               "tail -c 9 \"$XAUTHORITY\" | od -An -c | tr -d ' \n'; echo; perl -")
+    result = client.ssh(command, opts=[*opts, *trusted(True), *set_file], env=xserver, input=X_CLIENT)
+    assert result.returncode == 0, result
+    assert "user=alice host=alice-x11\n" in result.stdout, result
+    assert "xauthority=600 alice\n" in result.stdout, result
+    assert "no-home-file\n" in result.stdout, result
+    assert "\\00013\\0001n\\0001d\n" in result.stdout, "the other entry is kept, after the new one"
+    assert "success vendor=The X.Org Foundation\n" in result.stdout, result
+
+
 def test_a_wrong_cookie_is_refused(scn, xserver):
     gw = scn.start(ENABLED)
     result = scn.client(gw).ssh("perl - wrong", opts=trusted(True), env=xserver, input=X_CLIENT)

@@ -1,6 +1,8 @@
 //! Remote forwarding (`ssh -R`, `tcpip-forward` and `streamlocal-forward@openssh.com`): a
 //! listener inside the container for each forward, and a `forwarded-tcpip` (or
 //! `forwarded-streamlocal@openssh.com`) channel to the client for each connection it accepts.
+//! The forwarded agent's socket and sessions' X11 displays are served the same way, with
+//! `auth-agent@openssh.com` and `x11` channels.
 //!
 //! A client holds at most [`MAX_LISTENERS`] forwards, and each forward at most
 //! [`MAX_PENDING`] connections the client has not yet taken: more are closed at once inside the
