@@ -1,11 +1,13 @@
-"""X11 forwarding (`ssh -X`, `ssh -Y`) on Docker with OpenSSH, against the test's own X server
-(Xvfb with its own cookie): a small X client inside the container completes the X11 connection
-setup through the tunnel with the cookie sshpod wrote into the user's Xauthority file, a wrong
-cookie is refused, only sessions that asked get `DISPLAY`, a session's display stops listening
-when it ends, and the security mode and `no-X11-forwarding` refuse it."""
+"""X11 forwarding (`ssh -X`, `ssh -Y`) on Docker with OpenSSH and asyncssh, against the test's
+own X server (Xvfb with its own cookie): a small X client inside the container completes the X11
+connection setup through the tunnel with the cookie sshpod wrote into the user's Xauthority
+file, a wrong cookie is refused, only sessions that asked get `DISPLAY`, a session's display
+stops listening when it ends (or after one connection, when the client asks for that), and the
+security mode and `no-X11-forwarding` refuse it."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import secrets
@@ -13,6 +15,7 @@ import select
 import subprocess
 import time
 
+import asyncssh
 import pytest
 
 import harness as h
@@ -185,6 +188,29 @@ def test_only_sessions_that_asked_get_a_display_which_ends_with_them(scn, xserve
         return out.strip() == "0"
     h.wait_until(displays_closed, 20, "the ended sessions' displays stop listening")
     gw.wait_for_log(r"remote forward stopped listening", 10)
+
+
+# Inside the container: waits (10 s at most) until the session's display no longer listens.
+DISPLAY_CLOSES = ("d=${DISPLAY#localhost:}; hex=$(printf '%04X' $((6000 + ${d%.*}))); i=0; "
+                  "while grep -q \":$hex 00000000:0000 0A\" /proc/net/tcp; do i=$((i + 1)); "
+                  "[ $i -lt 200 ] || { echo still-listening; exit 1; }; sleep 0.05; done; echo display-closed")
+
+
+def test_asyncssh_with_a_single_connection(scn, xserver):
+    """asyncssh's own X11 client side (its cookie swap, `x11_single_connection`): one X client
+    gets through, and then the display stops listening while the session goes on."""
+    gw = scn.start(ENABLED)
+
+    async def scenario():
+        async with asyncssh.connect("127.0.0.1", gw.port, username="alice",
+                                    client_keys=[str(scn.keys["alice"])], known_hosts=None,
+                                    agent_path=None, config=None, preferred_auth="publickey") as conn:
+            return await conn.run(f"perl -; {DISPLAY_CLOSES}", input=X_CLIENT, check=False,
+                                  x11_forwarding=True, x11_display=xserver["DISPLAY"],
+                                  x11_auth_path=xserver["XAUTHORITY"], x11_single_connection=True)
+    result = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert result.exit_status == 0, (result.stdout, result.stderr)
+    assert result.stdout == "success vendor=The X.Org Foundation\ndisplay-closed\n", result.stderr
 
 
 def test_x11_is_refused_by_the_policy_and_by_the_key(scn, xserver):
