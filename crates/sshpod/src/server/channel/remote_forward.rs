@@ -174,7 +174,9 @@ impl ForwardTarget {
     fn timeout_name(&self) -> &'static str {
         match self {
             ForwardTarget::X11 { .. } => "x11-connection",
-            _ => "forwarded-tcpip",
+            ForwardTarget::Tcp { .. }
+            | ForwardTarget::Unix { .. }
+            | ForwardTarget::Agent { .. } => "forwarded-tcpip",
         }
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use russh::server::Session;
 use russh::ChannelId;
-use sshpod_core::{Backend, BackendError, Container, Listener};
+use sshpod_core::{Backend, BackendError, Container};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::remote::Failed;
@@ -112,7 +112,7 @@ impl<B: Backend> ConnectionHandler<B> {
             display,
             once: single_connection,
         };
-        self.serve_listener(target, listener as Box<dyn Listener>, session, stop.clone());
+        self.serve_listener(target, listener, session, stop.clone());
         let granted = SessionDisplay {
             setup: X11Setup { display, auth },
             _listening: CancellationToken::drop_guard(stop),
