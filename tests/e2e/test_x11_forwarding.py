@@ -1,4 +1,4 @@
-"""X11 forwarding (`ssh -X`, `ssh -Y`) on Docker with OpenSSH and asyncssh, against the test's
+"""X11 forwarding (`ssh -X`, `ssh -Y`) on Docker with OpenSSH, asyncssh and paramiko, against the test's
 own X server (Xvfb with its own cookie): a small X client inside the container completes the X11
 connection setup through the tunnel with the cookie sshpod wrote into the user's Xauthority
 file, a wrong cookie is refused, only sessions that asked get `DISPLAY`, a session's display
@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import re
 import secrets
 import select
+import struct
 import subprocess
 import time
 
 import asyncssh
+import paramiko
 import pytest
 
 import harness as h
@@ -211,6 +214,62 @@ def test_asyncssh_with_a_single_connection(scn, xserver):
     result = asyncio.run(asyncio.wait_for(scenario(), 120))
     assert result.exit_status == 0, (result.stdout, result.stderr)
     assert result.stdout == "success vendor=The X.Org Foundation\ndisplay-closed\n", result.stderr
+
+
+def padded(n: int) -> int:
+    """X11's lengths on the wire: rounded up to a multiple of 4."""
+    return n + (4 - n % 4) % 4
+
+
+def recv_exactly(channel: paramiko.Channel, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = channel.recv(n - len(data))
+        if not chunk:
+            raise AssertionError(f"the x11 channel ended after {len(data)} of {n} bytes")
+        data += chunk
+    return data
+
+
+def test_paramiko_sees_its_own_cookie_and_the_originator_and_bad_requests_are_refused(scn):
+    """paramiko plays the X server: the X client's setup arrives on an `x11` channel from
+    127.0.0.1 with exactly the cookie the client sent, and its answer gets back; a cookie
+    that is not hex is refused with its reason in the log."""
+    gw = scn.start(ENABLED)
+    transport = paramiko.Transport(("127.0.0.1", gw.port))
+    try:
+        transport.connect(username="alice",
+                          pkey=paramiko.Ed25519Key.from_private_key_file(str(scn.keys["alice"])))
+        arrived: queue.Queue = queue.Queue()
+        session = transport.open_session()
+        cookie = secrets.token_hex(16)
+        session.request_x11(auth_protocol="MIT-MAGIC-COOKIE-1", auth_cookie=cookie,
+                            handler=lambda channel, origin: arrived.put((channel, origin)))
+        session.exec_command("perl -")
+        session.sendall(X_CLIENT.encode())
+        session.shutdown_write()
+        channel, origin = arrived.get(timeout=60)
+        channel.settimeout(30)
+        order, _, major, _, name_len, data_len = struct.unpack("<cBHHHH2x", recv_exactly(channel, 12))
+        assert (order, major) == (b"l", 11)
+        name = recv_exactly(channel, padded(name_len))[:name_len]
+        data = recv_exactly(channel, padded(data_len))[:data_len]
+        assert (name, data.hex()) == (b"MIT-MAGIC-COOKIE-1", cookie)
+        assert origin[0] == "127.0.0.1" and origin[1] > 0, origin
+        reason = b"paramiko says no"
+        channel.sendall(struct.pack("<BBHHH", 0, len(reason), 11, 0, padded(len(reason)) // 4)
+                        + reason.ljust(padded(len(reason)), b"\0"))
+        channel.close()
+        output = session.makefile().read()
+        assert session.recv_exit_status() == 0
+        assert output == b"failed: paramiko says no\n", output
+
+        bad = transport.open_session()
+        with pytest.raises(paramiko.SSHException):
+            bad.request_x11(auth_protocol="MIT-MAGIC-COOKIE-1", auth_cookie="not-hex!")
+    finally:
+        transport.close()
+    gw.wait_for_log(r"rule=\"?x11-req.*not hex|not hex.*rule=\"?x11-req", 10)
 
 
 def test_x11_is_refused_by_the_policy_and_by_the_key(scn, xserver):
