@@ -1,9 +1,10 @@
-"""X11 forwarding (`ssh -X`, `ssh -Y`) on Docker with OpenSSH, asyncssh and paramiko, against the test's
-own X server (Xvfb with its own cookie): a small X client inside the container completes the X11
-connection setup through the tunnel with the cookie sshpod wrote into the user's Xauthority
-file, a wrong cookie is refused, only sessions that asked get `DISPLAY`, a session's display
-stops listening when it ends (or after one connection, when the client asks for that), and the
-security mode and `no-X11-forwarding` refuse it."""
+"""X11 forwarding (`ssh -X`, `ssh -Y`) on Docker with OpenSSH, asyncssh and paramiko, against
+the test's own X server (Xvfb with its own cookie): a small X client inside the container
+completes the X11 connection setup through the tunnel with the cookie sshpod wrote into the
+user's Xauthority file, a wrong cookie is refused, only sessions that asked get `DISPLAY`, a
+session's display stops listening when it ends (or after one connection, when the client asks
+for that), a hostile Xauthority file is left alone, and the security mode and
+`no-X11-forwarding` refuse it."""
 
 from __future__ import annotations
 
@@ -148,6 +149,20 @@ def test_the_cookie_goes_to_the_users_own_xauthority(scn, xserver):
     assert "no-home-file\n" in result.stdout, result
     assert "\\00013\\0001n\\0001d\n" in result.stdout, "the other entry is kept, after the new one"
     assert "success vendor=The X.Org Foundation\n" in result.stdout, result
+
+
+def test_an_oversized_xauthority_is_left_alone_and_the_session_runs(scn, xserver):
+    gw = scn.start(h.deep_merge(ENABLED, {"ssh": {"acceptEnv": ["XAUTHORITY"]}}))
+    client = scn.client(gw)
+    opts = [*h.control_options(scn.control_path(client)), *trusted(True),
+            "-o", "SetEnv=XAUTHORITY=/tmp/big.xauth"]
+    made = client.ssh("head -c 70000 /dev/zero >/tmp/big.xauth", opts=opts, env=xserver)
+    assert made.returncode == 0, made
+    result = client.ssh("echo display=${DISPLAY:-none}; wc -c </tmp/big.xauth; tr -d '\\0' </tmp/big.xauth | wc -c",
+                        opts=opts, env=xserver)
+    assert result.returncode == 0, result
+    assert re.fullmatch(r"display=localhost:\d+\.0\n70000\n0\n", result.stdout), result
+    gw.wait_for_log(r"could not write the X11 cookie.*larger than 64 KiB", 10)
 
 
 def test_a_wrong_cookie_is_refused(scn, xserver):

@@ -143,9 +143,11 @@ const READ_SCRIPT: &str = "f=${XAUTHORITY:-$HOME/.Xauthority}; \
     printf '%s\\n' \"$h\"; \
     if [ -f \"$f\" ]; then exec cat -- \"$f\"; fi";
 
-/// Replaces the user's Xauthority file with stdin, through a private file of its own.
-const WRITE_SCRIPT: &str = "umask 077; f=${XAUTHORITY:-$HOME/.Xauthority}; t=\"$f.sshpod-$$\"; \
-    if cat >\"$t\" && mv -f -- \"$t\" \"$f\"; then exit 0; fi; rm -f -- \"$t\"; exit 1";
+/// Replaces the user's Xauthority file with stdin, through a private file of its own (made
+/// afresh: `set -C` refuses one that is already there, a planted link included).
+const WRITE_SCRIPT: &str = "umask 077; set -C; f=${XAUTHORITY:-$HOME/.Xauthority}; \
+    t=\"$f.sshpod-$$\"; if cat >\"$t\"; then mv -f -- \"$t\" \"$f\" && exit 0; rm -f -- \"$t\"; fi; \
+    exit 1";
 
 /// Adds the client's cookie for the session's display to the user's Xauthority file, in the
 /// session's container and with its environment (which decides `$XAUTHORITY` and `$HOME`).
@@ -164,6 +166,7 @@ async fn write_cookie_now<C: Container>(
     env: &[(String, String)],
     setup: &X11Setup,
 ) -> Result<Leftover, XauthFailed> {
+    // The hostname line (at most 255 bytes and its newline), then the file.
     let read = run(container, env, READ_SCRIPT, &[], xauthority::MAX_FILE + 256).await?;
     let newline = read
         .iter()
@@ -189,8 +192,8 @@ async fn write_cookie_now<C: Container>(
     Ok(leftover)
 }
 
-/// Runs `script` with `input` on its stdin; its stdout (up to `limit` bytes and one more, so
-/// a longer one is seen) if it exits with status 0.
+/// Runs `script` with `input` on its stdin; its stdout if it exits with status 0. A stdout
+/// longer than `limit` is [`XauthFailed::TooLarge`], without waiting for the rest.
 async fn run<C: Container>(
     container: &C,
     env: &[(String, String)],
@@ -225,6 +228,10 @@ async fn run<C: Container>(
     };
     let ((), read, ()) = tokio::join!(feed, read_out, read_err);
     read.map_err(XauthFailed::Read)?;
+    if out.len() > limit {
+        // Dropping the process ends it (its output has nowhere to go).
+        return Err(XauthFailed::TooLarge);
+    }
     match process.control.wait().await.map_err(XauthFailed::Run)? {
         ExitStatus::Code(0) => Ok(out),
         status => Err(XauthFailed::Failed(
