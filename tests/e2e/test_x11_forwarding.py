@@ -52,15 +52,24 @@ my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => 6000 + $n) or
 my $pad = sub { "\0" x ((4 - length($_[0]) % 4) % 4) };
 syswrite($s, pack('A1 x v v v v x2', 'l', 11, 0, length($name), length($data))
     . $name . $pad->($name) . $data . $pad->($data));
-sub readn { my ($want) = @_; my $buf = '';
-    while (length($buf) < $want) { my $got = sysread($s, $buf, $want - length($buf), length($buf)); last unless $got; }
-    return $buf; }
+sub readn {
+    my ($want) = @_; my $buf = '';
+    while (length($buf) < $want) {
+        my $got = sysread($s, $buf, $want - length($buf), length($buf));
+        last unless $got;
+    }
+    return $buf;
+}
 my $head = readn(8);
 if (length($head) < 8) { print "closed\n"; exit 0; }
 my ($status, $reason_len, $major, $minor, $words) = unpack('C C v v v', $head);
 my $more = readn(4 * $words);
-if ($status == 1) { my $vlen = unpack('v', substr($more, 16, 2)); print "success vendor=", substr($more, 32, $vlen), "\n"; }
-else { print "failed: ", substr($more, 0, $reason_len), "\n"; }
+if ($status == 1) {
+    my $vendor_len = unpack('v', substr($more, 16, 2));
+    print "success vendor=", substr($more, 32, $vendor_len), "\n";
+} else {
+    print "failed: ", substr($more, 0, $reason_len), "\n";
+}
 """
 
 SHOW = "echo display=${DISPLAY:-none}"
@@ -158,8 +167,8 @@ def test_an_oversized_xauthority_is_left_alone_and_the_session_runs(scn, xserver
             "-o", "SetEnv=XAUTHORITY=/tmp/big.xauth"]
     made = client.ssh("head -c 70000 /dev/zero >/tmp/big.xauth", opts=opts, env=xserver)
     assert made.returncode == 0, made
-    result = client.ssh("echo display=${DISPLAY:-none}; wc -c </tmp/big.xauth; tr -d '\\0' </tmp/big.xauth | wc -c",
-                        opts=opts, env=xserver)
+    show = "echo display=${DISPLAY:-none}; wc -c </tmp/big.xauth; tr -d '\\0' </tmp/big.xauth | wc -c"
+    result = client.ssh(show, opts=opts, env=xserver)
     assert result.returncode == 0, result
     assert re.fullmatch(r"display=localhost:\d+\.0\n70000\n0\n", result.stdout), result
     gw.wait_for_log(r"could not write the X11 cookie.*larger than 64 KiB", 10)
