@@ -8,7 +8,6 @@ use std::time::Duration;
 use russh::server::Session;
 use russh::ChannelId;
 use sshpod_core::{Backend, BackendError, Container, EventKind, Listener, RequestRefusal};
-
 use tokio_util::sync::CancellationToken;
 
 use super::ConnectionHandler;

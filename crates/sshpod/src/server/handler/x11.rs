@@ -6,7 +6,7 @@ use std::sync::Arc;
 use russh::server::Session;
 use russh::ChannelId;
 use sshpod_core::{Backend, BackendError, Container};
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::DropGuard;
 
 use super::remote::Failed;
 use super::ConnectionHandler;
@@ -115,7 +115,7 @@ impl<B: Backend> ConnectionHandler<B> {
         self.serve_listener(target, listener, session, stop.clone());
         let granted = SessionDisplay {
             setup: X11Setup { display, auth },
-            _listening: CancellationToken::drop_guard(stop),
+            _listening: stop.drop_guard(),
         };
         match self.sessions.get_mut(&channel) {
             Some(state) => {
