@@ -303,8 +303,9 @@ def test_x11_is_refused_by_the_policy_and_by_the_key(scn, xserver):
     gw.wait_for_log(r"rule=\"?security\.forwarding\.x11ForwardingMode", 10)
 
     pub = scn.keys["alice"].with_suffix(".pub").read_text().strip()
-    (scn.tmp / "authorized_keys" / "alice").write_text(f"no-X11-forwarding {pub}\n")
-    gw2 = scn.start(ENABLED)
-    refused = scn.client(gw2).ssh(SHOW, opts=trusted(True), env=xserver)
-    assert refused.stdout == "display=none\n", refused
-    gw2.wait_for_log(r"rule=\"?no-X11-forwarding", 10)
+    for options in ["no-X11-forwarding", "restrict,pty"]:
+        (scn.tmp / "authorized_keys" / "alice").write_text(f"{options} {pub}\n")
+        gw_key = scn.start(ENABLED)
+        refused = scn.client(gw_key).ssh(SHOW, opts=trusted(True), env=xserver)
+        assert refused.stdout == "display=none\n", (options, refused)
+        gw_key.wait_for_log(r"rule=\"?no-X11-forwarding", 10)
