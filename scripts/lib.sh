@@ -21,6 +21,7 @@ HOST_PACKAGES=(
   docker.io debootstrap openssh-client openssh-server openssh-sftp-server
   python3 python3-venv tmux busybox-static sshpass openssl ca-certificates socat binutils
   iproute2
+  xvfb xauth
 )
 
 as_root() {

@@ -20,7 +20,7 @@ pub struct Restrictions {
     pub port_forwarding: bool,
     /// Agent forwarding (`ssh -A`) is allowed.
     pub agent_forwarding: bool,
-    /// X11 forwarding is allowed (sshpod never offers it).
+    /// X11 forwarding (`ssh -X`, `ssh -Y`) is allowed.
     pub x11_forwarding: bool,
     /// `~/.ssh/rc` may run (sshpod never runs one).
     pub user_rc: bool,

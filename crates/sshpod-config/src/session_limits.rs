@@ -90,7 +90,8 @@ pub struct ChannelTimeouts {
     entries: Vec<(String, Duration)>,
 }
 
-/// Channel types as OpenSSH names them in `ChannelTimeout`; sshpod opens the first three.
+/// Channel types as OpenSSH names them in `ChannelTimeout`; sshpod opens the first three and
+/// `x11-connection`.
 const CHANNEL_TYPES: &[&str] = &[
     "session",
     "direct-tcpip",

@@ -133,8 +133,10 @@ pub trait Container: Send + Sync + 'static {
         port: u16,
     ) -> impl Future<Output = Result<Self::Stream, BackendError>> + Send;
 
-    /// Listens on `host:port` inside the container (`ssh -R`); port 0 picks a free port. The
-    /// default refuses: the backend cannot listen.
+    /// Listens on `host:port` inside the container (`ssh -R`, and X11 displays on
+    /// `127.0.0.1:6000+N`); port 0 picks a free port. A port already taken must fail with
+    /// [`BackendError::Listen`], so X11 forwarding tries the next display. The default refuses:
+    /// the backend cannot listen.
     fn listen(
         &self,
         host: &str,

@@ -353,6 +353,16 @@ pub enum ChannelKind {
         /// The listener's path.
         path: String,
     },
+    /// `x11` (`ssh -X`, `ssh -Y`): a connection to a session's X11 display inside the
+    /// container, passed to the client's X server.
+    X11 {
+        /// The display number (`DISPLAY=localhost:N`).
+        display: u16,
+        /// Who connected to it, inside the container.
+        originator: String,
+        /// Their port.
+        originator_port: u16,
+    },
 }
 
 /// Why a channel open was refused.
@@ -372,7 +382,8 @@ pub enum ChannelRefusal {
 pub enum RequestRefusal {
     /// A terminal, which the login's key or certificate does not permit.
     PtyNotPermitted,
-    /// X11 forwarding, which sshpod does not offer.
+    /// X11 forwarding, refused by sshpod versions that did not offer it (kept so their records
+    /// still read).
     X11NotOffered,
     /// Agent forwarding, refused by sshpod versions that did not offer it (kept so their
     /// records still read).

@@ -1,5 +1,6 @@
-//! Listeners inside the container (`ssh -R`): the part of the backend contract that turns
-//! connections made inside the container into streams for `forwarded-tcpip` channels.
+//! Listeners inside the container (`ssh -R`, and the displays of `ssh -X`): the part of the
+//! backend contract that turns connections made inside the container into streams for
+//! `forwarded-tcpip` (or `x11`) channels.
 //!
 //! Trait objects, not associated types: only some backends can listen, and a backend that
 //! cannot keeps [`Container::listen`](crate::Container::listen)'s default, which refuses.

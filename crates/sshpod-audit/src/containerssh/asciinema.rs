@@ -174,6 +174,7 @@ impl<W: Write> AsciinemaWriter<W> {
                 | ChannelKind::DirectStreamlocal { .. }
                 | ChannelKind::ForwardedStreamlocal { .. }
                 | ChannelKind::AuthAgent
+                | ChannelKind::X11 { .. }
         ) {
             self.forwards.insert(id);
         }

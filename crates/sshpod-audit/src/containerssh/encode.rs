@@ -86,6 +86,7 @@ impl<W: Write> BinaryWriter<W> {
                         | ChannelKind::DirectStreamlocal { .. }
                         | ChannelKind::ForwardedStreamlocal { .. }
                         | ChannelKind::AuthAgent
+                        | ChannelKind::X11 { .. }
                 );
                 self.log.set_forward(info.channel, forward);
                 Ok(())

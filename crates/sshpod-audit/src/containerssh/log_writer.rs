@@ -257,6 +257,7 @@ impl<W: Write> LogWriter<W> {
                     | ChannelKind::DirectStreamlocal { .. }
                     | ChannelKind::ForwardedStreamlocal { .. }
                     | ChannelKind::AuthAgent
+                    | ChannelKind::X11 { .. }
             ),
         );
         if let ChannelKind::DirectTcpip { host, port } = kind {
@@ -495,5 +496,6 @@ fn channel_type(kind: &ChannelKind) -> &'static str {
         ChannelKind::DirectStreamlocal { .. } => "direct-streamlocal@openssh.com",
         ChannelKind::ForwardedStreamlocal { .. } => "forwarded-streamlocal@openssh.com",
         ChannelKind::AuthAgent => "auth-agent@openssh.com",
+        ChannelKind::X11 { .. } => "x11",
     }
 }

@@ -122,7 +122,8 @@ impl ConnectionFlags {
                 | ChannelKind::ForwardedTcpip { .. }
                 | ChannelKind::DirectStreamlocal { .. }
                 | ChannelKind::ForwardedStreamlocal { .. }
-                | ChannelKind::AuthAgent => FORWARD,
+                | ChannelKind::AuthAgent
+                | ChannelKind::X11 { .. } => FORWARD,
                 _ => 0,
             }),
         });

@@ -280,6 +280,16 @@ fn channel_kind(put: &mut impl FnMut(&str, Value), kind: &ChannelKind) {
             put("path", json!(path));
         }
         ChannelKind::AuthAgent => put("channelKind", json!("auth-agent")),
+        ChannelKind::X11 {
+            display,
+            originator,
+            originator_port,
+        } => {
+            put("channelKind", json!("x11"));
+            put("display", json!(display));
+            put("originator", json!(originator));
+            put("originatorPort", json!(originator_port));
+        }
     }
 }
 

@@ -214,6 +214,7 @@ impl SshpodWriter {
                     | ChannelKind::DirectStreamlocal { .. }
                     | ChannelKind::ForwardedStreamlocal { .. }
                     | ChannelKind::AuthAgent
+                    | ChannelKind::X11 { .. }
             )
         );
         let mut ops = Vec::new();

@@ -571,6 +571,7 @@ impl EventSink for Metrics {
             ChannelKind::DirectStreamlocal { .. } => "direct-streamlocal",
             ChannelKind::ForwardedStreamlocal { .. } => "forwarded-streamlocal",
             ChannelKind::AuthAgent => "auth-agent",
+            ChannelKind::X11 { .. } => "x11",
         };
         let labels = ChannelLabels { channel: kind };
         let first_output = match channel.kind {
@@ -584,7 +585,8 @@ impl EventSink for Metrics {
             | ChannelKind::ForwardedTcpip { .. }
             | ChannelKind::DirectStreamlocal { .. }
             | ChannelKind::ForwardedStreamlocal { .. }
-            | ChannelKind::AuthAgent => None,
+            | ChannelKind::AuthAgent
+            | ChannelKind::X11 { .. } => None,
         };
         Some(Box::new(CountingTap {
             received: self.families.received.get_or_create_owned(&labels),

@@ -10,3 +10,4 @@ pub(crate) mod remote_forward;
 pub(crate) mod restrict;
 pub(crate) mod security;
 pub(crate) mod session;
+pub(crate) mod x11;

@@ -1,16 +1,20 @@
 //! Remote forwarding (`ssh -R`, `tcpip-forward` and `streamlocal-forward@openssh.com`): a
 //! listener inside the container for each forward, and a `forwarded-tcpip` (or
 //! `forwarded-streamlocal@openssh.com`) channel to the client for each connection it accepts.
+//! The forwarded agent's socket and sessions' X11 displays are served the same way, with
+//! `auth-agent@openssh.com` and `x11` channels.
 //!
 //! A client holds at most [`MAX_LISTENERS`] forwards, and each forward at most
 //! [`MAX_PENDING`] connections the client has not yet taken: more are closed at once inside the
 //! container, so a flood of connections costs the server nothing.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use russh::server::Handle;
-use russh::ChannelMsg;
+use russh::server::{Handle, Msg};
+use russh::{Channel, ChannelMsg};
 use sshpod_core::{Accepted, Backend, ChannelKind, EventKind, Listener};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -45,6 +49,13 @@ pub(crate) enum ForwardTarget {
     Agent {
         /// Where it is.
         path: String,
+    },
+    /// A session's X11 display (`ssh -X`), listening on `127.0.0.1:6000+display`.
+    X11 {
+        /// The display number.
+        display: u16,
+        /// Whether it takes one connection only (the client's `single_connection`).
+        once: bool,
     },
 }
 
@@ -135,6 +146,10 @@ pub(crate) async fn serve<B: Backend>(
             accepted,
             permit,
         ));
+        if let ForwardTarget::X11 { once: true, .. } = target {
+            // The client asked for one connection: the display stops listening.
+            break;
+        }
     }
     conn.events.emit(EventKind::ListenerClosed {
         address: address.to_owned(),
@@ -144,10 +159,24 @@ pub(crate) async fn serve<B: Backend>(
 
 impl ForwardTarget {
     /// The address (or path) and port for the log and events (a socket's port is 0).
-    fn for_log(&self) -> (&str, u16) {
+    pub(crate) fn for_log(&self) -> (&str, u16) {
         match self {
             ForwardTarget::Tcp { address, port } => (address, *port),
             ForwardTarget::Unix { path } | ForwardTarget::Agent { path } => (path, 0),
+            ForwardTarget::X11 { display, .. } => (
+                "127.0.0.1",
+                crate::server::channel::x11::X11_BASE_PORT + display,
+            ),
+        }
+    }
+
+    /// The channel type's name for `ssh.channelTimeout`.
+    fn timeout_name(&self) -> &'static str {
+        match self {
+            ForwardTarget::X11 { .. } => "x11-connection",
+            ForwardTarget::Tcp { .. }
+            | ForwardTarget::Unix { .. }
+            | ForwardTarget::Agent { .. } => "forwarded-tcpip",
         }
     }
 }
@@ -163,7 +192,9 @@ async fn pass_to_client<B: Backend>(
     permit: OwnedSemaphorePermit,
 ) {
     let (address, port) = target.for_log();
-    let (kind, open) = match &target {
+    type Opening<'a> =
+        Pin<Box<dyn Future<Output = Result<Channel<Msg>, russh::Error>> + Send + 'a>>;
+    let (kind, open): (ChannelKind, Opening<'_>) = match &target {
         ForwardTarget::Tcp { address, port } => (
             ChannelKind::ForwardedTcpip {
                 address: address.clone(),
@@ -171,7 +202,7 @@ async fn pass_to_client<B: Backend>(
                 originator: accepted.originator.clone(),
                 originator_port: accepted.originator_port,
             },
-            futures_util::future::Either::Left(handle.channel_open_forwarded_tcpip(
+            Box::pin(handle.channel_open_forwarded_tcpip(
                 address.clone(),
                 u32::from(*port),
                 accepted.originator.clone(),
@@ -180,14 +211,21 @@ async fn pass_to_client<B: Backend>(
         ),
         ForwardTarget::Unix { path } => (
             ChannelKind::ForwardedStreamlocal { path: path.clone() },
-            futures_util::future::Either::Right(futures_util::future::Either::Left(
-                handle.channel_open_forwarded_streamlocal(path.clone()),
-            )),
+            Box::pin(handle.channel_open_forwarded_streamlocal(path.clone())),
         ),
         ForwardTarget::Agent { .. } => (
             ChannelKind::AuthAgent,
-            futures_util::future::Either::Right(futures_util::future::Either::Right(
-                handle.channel_open_agent(),
+            Box::pin(handle.channel_open_agent()),
+        ),
+        ForwardTarget::X11 { display, .. } => (
+            ChannelKind::X11 {
+                display: *display,
+                originator: accepted.originator.clone(),
+                originator_port: accepted.originator_port,
+            },
+            Box::pin(handle.channel_open_x11(
+                accepted.originator.clone(),
+                u32::from(accepted.originator_port),
             )),
         ),
     };
@@ -220,6 +258,8 @@ async fn pass_to_client<B: Backend>(
         stream = listener.take(accepted.id) => stream,
     };
     drop(permit);
+    // Taken: a listener that stopped (a single-connection display) may go now.
+    drop(listener);
     let stream = match stream {
         Ok(s) => s,
         Err(e) => {
@@ -238,7 +278,7 @@ async fn pass_to_client<B: Backend>(
     let taps = conn.events.taps(id, &kind);
     conn.events
         .emit_on(Some(id), EventKind::ChannelOpened { kind });
-    let limits = conn.channels.opened(id, "forwarded-tcpip", &conn.token);
+    let limits = conn.channels.opened(id, target.timeout_name(), &conn.token);
     let (sender, receiver) = input::queue(&conn.gate);
     let activity = Arc::clone(&limits.activity);
     // The channel was opened here, so its data arrives on its own read half; queued at once,

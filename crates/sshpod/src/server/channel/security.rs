@@ -191,6 +191,15 @@ impl SecurityPolicy {
         )
     }
 
+    /// Whether the client may forward X11 to the container's sessions (`ssh -X`, `ssh -Y`).
+    pub(crate) fn x11_forwarding(&self) -> Result<(), Refused> {
+        enabled(
+            self.config.forwarding.x11_forwarding_mode,
+            "security.forwarding.x11ForwardingMode",
+            "X11 forwarding",
+        )
+    }
+
     /// Whether the client may reach a Unix socket in the container (`ssh -L ...:/path`).
     pub(crate) fn socket_forwarding(&self) -> Result<(), Refused> {
         enabled(
@@ -455,6 +464,21 @@ mod tests {
             assert_eq!(rule(socket_path(bad)), Some("streamlocal path"), "{bad:?}");
         }
         assert!(socket_path(&format!("/{}", "a".repeat(110))).is_err());
+    }
+
+    #[test]
+    fn x11_forwarding_is_off_unless_its_mode_enables_it() {
+        let rule_name = Some("security.forwarding.x11ForwardingMode");
+        assert_eq!(rule(policy(|_| {}).x11_forwarding()), rule_name);
+        let filter = policy(|c| c.forwarding.x11_forwarding_mode = SecurityMode::Filter);
+        assert_eq!(
+            rule(filter.x11_forwarding()),
+            rule_name,
+            "filter has no rules"
+        );
+        let on = policy(|c| c.forwarding.x11_forwarding_mode = SecurityMode::Enable);
+        assert!(on.x11_forwarding().is_ok());
+        assert!(on.forwarding().is_err() && on.agent_forwarding().is_err());
     }
 
     #[test]

@@ -11,6 +11,7 @@ use sshpod_core::{
 
 use crate::server::channel::controls::Controls;
 use crate::server::channel::progress;
+use crate::server::channel::x11::{self, xauthority::Leftover, X11Setup};
 use crate::server::connection::{ConnectionState, NoContainer};
 use crate::server::events::{tap, Taps};
 use crate::server::io::copy::copy_to_channel;
@@ -35,6 +36,8 @@ pub(crate) struct SessionTask<B: Backend> {
     pub(crate) input: InputReceiver,
     pub(crate) control: ControlSlot,
     pub(crate) taps: Option<Taps>,
+    /// The session's X11 display, whose cookie goes into the user's Xauthority file first.
+    pub(crate) x11: Option<X11Setup>,
 }
 
 /// Why a session's process did not run to its end. `Display` is what the user is shown.
@@ -113,6 +116,22 @@ impl<B: Backend> SessionTask<B> {
         } else {
             Box::pin(self.conn.container()).await?
         };
+        if let Some(setup) = &self.x11 {
+            // As sshd runs xauth: a cookie that cannot be written is logged, and the session
+            // starts anyway (its X clients will be refused by the client's X server).
+            match Box::pin(x11::write_cookie(&*container, &self.spec.env, setup)).await {
+                Ok(Leftover::None) => {}
+                Ok(Leftover::Malformed) => tracing::warn!(
+                    display = setup.display,
+                    "the user's Xauthority file ended in a malformed entry, which was dropped"
+                ),
+                Err(error) => tracing::warn!(
+                    display = setup.display,
+                    error = &error as &dyn std::error::Error,
+                    "could not write the X11 cookie into the user's Xauthority file"
+                ),
+            }
+        }
         // Boxed, as the other futures awaited only once here: an async fn keeps a slot for
         // each in its own state for as long as it lives, and the session lives for hours.
         let process = Box::pin(container.exec(self.spec)).await.map_err(|e| {

@@ -169,6 +169,17 @@ fn log(kind: &EventKind) {
                 code = codes::SSH_NEW_CHANNEL,
                 "agent connection passed to the client"
             ),
+            ChannelKind::X11 {
+                display: number,
+                originator,
+                originator_port,
+            } => tracing::debug!(
+                code = codes::SSH_NEW_CHANNEL,
+                display = number,
+                originator,
+                originator_port,
+                "X11 connection passed to the client"
+            ),
             ChannelKind::ForwardedStreamlocal { path } => {
                 tracing::debug!(
                     code = codes::SSH_NEW_CHANNEL,
@@ -231,6 +242,17 @@ fn log(kind: &EventKind) {
                 code = codes::SSH_NEW_CHANNEL_REJECTED,
                 ?reason,
                 "agent connection refused"
+            ),
+            (
+                ChannelKind::X11 {
+                    display: number, ..
+                },
+                reason,
+            ) => tracing::info!(
+                code = codes::SSH_NEW_CHANNEL_REJECTED,
+                display = number,
+                ?reason,
+                "X11 connection refused"
             ),
             (ChannelKind::ForwardedTcpip { address, port, .. }, _) => {
                 tracing::info!(

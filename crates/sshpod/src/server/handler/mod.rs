@@ -6,6 +6,7 @@
 
 mod remote;
 mod requests;
+mod x11;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -55,6 +56,8 @@ struct SessionChannel {
     limits: ChannelLimits,
     /// Whether the client forwarded its agent to this session (`SSH_AUTH_SOCK` is set).
     agent: bool,
+    /// The session's X11 display, if the client forwards X11 to it (`DISPLAY` is set).
+    x11: Option<x11::SessionDisplay>,
 }
 
 /// A forwarding channel: its input queue (its taps are its relay's) and activity clock.
@@ -300,6 +303,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
                 taps,
                 limits,
                 agent: false,
+                x11: None,
             },
         );
         reply.accept().await;
@@ -513,16 +517,22 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
     async fn x11_request(
         &mut self,
         channel: ChannelId,
-        _single_connection: bool,
-        _x11_auth_protocol: &str,
-        _x11_auth_cookie: &str,
-        _x11_screen_number: u32,
+        single_connection: bool,
+        x11_auth_protocol: &str,
+        x11_auth_cookie: &str,
+        x11_screen_number: u32,
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        // sshpod offers no X11 forwarding, whatever the key or certificate permits. The
-        // answer must be sent: russh's default leaves the request unanswered.
-        self.refused(channel, RequestRefusal::X11NotOffered);
-        session.channel_failure(channel)?;
+        let request = (x11_auth_protocol, x11_auth_cookie, x11_screen_number);
+        // The answer must be sent: russh's default leaves the request unanswered.
+        if self
+            .forward_x11(channel, single_connection, request, session)
+            .await
+        {
+            session.channel_success(channel)?;
+        } else {
+            session.channel_failure(channel)?;
+        }
         Ok(())
     }
 

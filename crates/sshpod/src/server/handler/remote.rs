@@ -8,6 +8,7 @@ use std::time::Duration;
 use russh::server::Session;
 use russh::ChannelId;
 use sshpod_core::{Backend, BackendError, Container, EventKind, Listener, RequestRefusal};
+use tokio_util::sync::CancellationToken;
 
 use super::ConnectionHandler;
 use crate::server::channel::remote_forward::{self, ForwardTarget, MAX_LISTENERS};
@@ -197,7 +198,7 @@ impl<B: Backend> ConnectionHandler<B> {
 
     /// Waits (within [`LISTEN_TIMEOUT`], and while the connection lasts) for a listener; a
     /// failure is told to the subscribers.
-    async fn listening(
+    pub(super) async fn listening(
         &self,
         address: &str,
         port: u16,
@@ -234,13 +235,22 @@ impl<B: Backend> ConnectionHandler<B> {
     ) {
         let stop = self.conn.token.child_token();
         self.remote_forwards.add(target.clone(), stop.clone());
-        let (address, port) = match &target {
-            ForwardTarget::Tcp { address, port } => (address.clone(), *port),
-            ForwardTarget::Unix { path } | ForwardTarget::Agent { path } => (path.clone(), 0),
-        };
-        self.conn
-            .events
-            .emit(EventKind::ListenerOpened { address, port });
+        self.serve_listener(target, listener, session, stop);
+    }
+
+    /// Passes what `listener` accepts to the client until `stop` (or the connection's end).
+    pub(super) fn serve_listener(
+        &self,
+        target: ForwardTarget,
+        listener: Box<dyn Listener>,
+        session: &mut Session,
+        stop: CancellationToken,
+    ) {
+        let (address, port) = target.for_log();
+        self.conn.events.emit(EventKind::ListenerOpened {
+            address: address.to_owned(),
+            port,
+        });
         self.conn.spawn(remote_forward::serve(
             Arc::clone(&self.conn),
             session.handle(),
@@ -252,7 +262,7 @@ impl<B: Backend> ConnectionHandler<B> {
 }
 
 /// Why no listener came.
-enum Failed {
+pub(super) enum Failed {
     /// The container is not there (it failed to start, which is told already, or the
     /// connection is closing).
     NoContainer,

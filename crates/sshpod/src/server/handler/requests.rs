@@ -13,6 +13,7 @@ use super::ConnectionHandler;
 use crate::server::channel::restrict;
 use crate::server::channel::security::Refused;
 use crate::server::channel::session::SessionTask;
+use crate::server::channel::x11;
 
 impl<B: Backend> ConnectionHandler<B> {
     /// Starts the channel's process (shell, exec or subsystem) on a task.
@@ -50,10 +51,20 @@ impl<B: Backend> ConnectionHandler<B> {
         // As OpenSSH sets them, with the client's address (a trusted proxy's header's, if any).
         let (peer, local) = (self.conn.peer, self.conn.local);
         env.retain(|(name, _)| {
-            name != "SSH_CLIENT" && name != "SSH_CONNECTION" && name != "SSH_AUTH_SOCK"
+            name != "SSH_CLIENT"
+                && name != "SSH_CONNECTION"
+                && name != "SSH_AUTH_SOCK"
+                && (state.x11.is_none() || name != "DISPLAY")
         });
         if let (true, Some(socket)) = (state.agent, &self.agent_socket) {
             env.push(("SSH_AUTH_SOCK".to_owned(), socket.clone()));
+        }
+        let x11 = state.x11.as_ref().map(|x| x.setup.clone());
+        if let Some(setup) = &x11 {
+            env.push((
+                "DISPLAY".to_owned(),
+                x11::display_variable(setup.display, setup.auth.screen),
+            ));
         }
         env.push((
             "SSH_CLIENT".to_owned(),
@@ -100,6 +111,7 @@ impl<B: Backend> ConnectionHandler<B> {
             input,
             control: Arc::clone(&state.control),
             taps: state.taps.clone(),
+            x11,
         };
         self.conn.spawn(task.run());
         let _ = session.channel_success(channel);
