@@ -1,7 +1,8 @@
-"""Remote forwarding (`ssh -R`, `tcpip-forward`) on Docker, with OpenSSH, asyncssh and paramiko:
-the listener is inside the container, port 0 gets the port actually bound, each connection
-reaches the client's side with its data intact both ways, cancelling stops the listener inside,
-and every refusal (security policy, key options, bind address, limit) is told and logged."""
+"""Remote forwarding (`ssh -R`, `tcpip-forward`) on Docker and kube-sim, with OpenSSH, asyncssh
+and paramiko: the listener is inside the container or pod, port 0 gets the port actually bound,
+each connection reaches the client's side with its data intact both ways, cancelling stops the
+listener inside, a disconnect leaves no helper in a pod that stays, and every refusal (security
+policy, key options, bind address, limit) is told and logged."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import paramiko
 import pytest
 
 import harness as h
+from test_kubernetes import kube, ks, pods  # noqa: F401  (fixtures)
 
 ENABLED = {"security": {"forwarding": {"reverseForwardingMode": "enable"}}}
 MIB16 = 16 * 1024 * 1024
@@ -76,6 +78,14 @@ def pong(conn: socket.socket) -> None:
             break
         line += chunk
     conn.sendall(b"pong:" + line)
+
+
+@pytest.fixture(params=["docker", "kube-sim"])
+def start(request, scn):
+    """Starts gateways on each backend."""
+    if request.param == "docker":
+        return scn.start
+    return request.getfixturevalue("kube")
 
 
 @pytest.fixture
@@ -140,8 +150,8 @@ def refused_in_log(gw: h.Gateway, rule: str) -> None:
 # OpenSSH --------------------------------------------------------------------------------------
 
 
-def test_port_0_is_answered_with_the_port_bound_inside_and_lines_go_both_ways(scn, local):
-    gw = scn.start(ENABLED)
+def test_port_0_is_answered_with_the_port_bound_inside_and_lines_go_both_ways(start, scn, local):
+    gw = start(ENABLED)
     server = local()
     # Without a ControlMaster, as most people type it: ssh says which port it got.
     plain = scn.client(gw).ssh("true", opts=["-v", "-o", "ExitOnForwardFailure=yes", "-R", f"0:127.0.0.1:{server.port}"])
@@ -161,8 +171,8 @@ def test_port_0_is_answered_with_the_port_bound_inside_and_lines_go_both_ways(sc
     gw.wait_for_log(rf"remote forward listening inside the container.*port={port}", 10)
 
 
-def test_sixteen_mebibytes_cross_the_forward_intact_each_way(scn, local):
-    gw = scn.start(ENABLED)
+def test_sixteen_mebibytes_cross_the_forward_intact_each_way(start, scn, local):
+    gw = start(ENABLED)
     upload_digest: list[str] = []
 
     def receive(conn: socket.socket) -> None:
@@ -191,8 +201,8 @@ def test_sixteen_mebibytes_cross_the_forward_intact_each_way(scn, local):
     assert downloaded.split()[0] == hashlib.sha256(payload).hexdigest(), "client to container"
 
 
-def test_cancelling_a_forward_stops_its_listener_inside(scn, local):
-    gw = scn.start(ENABLED)
+def test_cancelling_a_forward_stops_its_listener_inside(start, scn, local):
+    gw = start(ENABLED)
     server = local()
     client, opts = master(scn, gw)
     assert forward(client, opts, f"17003:127.0.0.1:{server.port}").returncode == 0
@@ -208,8 +218,8 @@ def test_cancelling_a_forward_stops_its_listener_inside(scn, local):
     gw.wait_for_log(r"remote forward stopped listening.*port=17003", 10)
 
 
-def test_a_client_that_has_no_target_gets_the_inside_connection_closed(scn):
-    gw = scn.start(ENABLED)
+def test_a_client_that_has_no_target_gets_the_inside_connection_closed(start, scn):
+    gw = start(ENABLED)
     client, opts = master(scn, gw)
     # Nothing listens on the client's side: OpenSSH refuses the channel it is offered.
     dead = h.free_port()
@@ -227,27 +237,27 @@ def test_remote_forwarding_is_off_unless_the_policy_turns_it_on(scn, local):
     refused_in_log(gw, "security.forwarding.reverseForwardingMode")
 
 
-def test_other_bind_addresses_need_gateway_ports(scn, local):
-    gw = scn.start(ENABLED)
+def test_other_bind_addresses_need_gateway_ports(start, scn, local):
+    gw = start(ENABLED)
     server = local()
     result = scn.client(gw).ssh("true", opts=["-o", "ExitOnForwardFailure=yes",
                                               "-R", f"0.0.0.0:0:127.0.0.1:{server.port}"])
     assert result.returncode != 0 and "remote port forwarding failed" in result.stderr, result
     refused_in_log(gw, "security.forwarding.gatewayPorts")
 
-    open_gw = scn.start(h.deep_merge(ENABLED, {"security": {"forwarding": {"gatewayPorts": "clientspecified"}}}))
+    open_gw = start(h.deep_merge(ENABLED, {"security": {"forwarding": {"gatewayPorts": "clientspecified"}}}))
     client, opts = master(scn, open_gw)
     assert forward(client, opts, f"0.0.0.0:17005:127.0.0.1:{server.port}").returncode == 0
     tcp = client.ssh("cat /proc/net/tcp", opts=opts).stdout
     assert re.search(rf"00000000:{17005:04X} 00000000:0000 0A", tcp), tcp  # 0.0.0.0:17005 listening
 
 
-def test_key_options_no_port_forwarding_and_permitlisten_are_obeyed(scn, local):
+def test_key_options_no_port_forwarding_and_permitlisten_are_obeyed(start, scn, local):
     server = local()
     pub = scn.keys["alice"].with_suffix(".pub").read_text().strip()
     keys_file = scn.tmp / "authorized_keys" / "alice"
     keys_file.write_text(f"no-port-forwarding {pub}\n")
-    gw = scn.start(ENABLED)
+    gw = start(ENABLED)
     result = scn.client(gw).ssh("true", opts=["-o", "ExitOnForwardFailure=yes", "-R", f"17006:127.0.0.1:{server.port}"])
     assert result.returncode != 0 and "remote port forwarding failed" in result.stderr, result
     refused_in_log(gw, "no-port-forwarding")
@@ -269,8 +279,8 @@ def asyncssh_connect(scn, gw):
                             known_hosts=None, agent_path=None, config=None, preferred_auth="publickey")
 
 
-def test_asyncssh_remote_forward_sees_the_originator_and_a_limit_on_listeners(scn):
-    gw = scn.start(ENABLED)
+def test_asyncssh_remote_forward_sees_the_originator_and_a_limit_on_listeners(start, scn):
+    gw = start(ENABLED)
 
     async def scenario():
         async with asyncssh_connect(scn, gw) as conn:
@@ -308,8 +318,8 @@ def test_asyncssh_remote_forward_sees_the_originator_and_a_limit_on_listeners(sc
     refused_in_log(gw, "remote forward limit")
 
 
-def test_paramiko_request_port_forward(scn):
-    gw = scn.start(ENABLED)
+def test_paramiko_request_port_forward(start, scn):
+    gw = start(ENABLED)
     transport = paramiko.Transport(("127.0.0.1", gw.port))
     try:
         transport.connect(username="alice", pkey=paramiko.Ed25519Key.from_private_key_file(str(scn.keys["alice"])))
@@ -346,3 +356,27 @@ def test_paramiko_request_port_forward(scn):
         transport.cancel_port_forward("localhost", port)
     finally:
         transport.close()
+
+
+# A pod that outlives the connection ---------------------------------------------------------
+
+
+def test_a_disconnect_leaves_no_helper_running_in_a_kept_pod(kube, scn, ks, local):
+    name = f"persistent-{scn.run_id}"
+    gw = kube(h.deep_merge(ENABLED, {"kubernetes": {"pod": {
+        "mode": "persistent", "createMissingPods": True,
+        "metadata": {"name": name, "namespace": "default", "labels": {"test": scn.run_id}},
+    }}}))
+    server = local()
+    client, opts = master(scn, gw)
+    assert forward(client, opts, f"17010:127.0.0.1:{server.port}").returncode == 0
+    assert ask_inside(client, opts, 17010).stdout == "pong:ping\n"
+    assert any(" listen " in p for p in agent_processes(client, opts))
+
+    ended = client.ssh(opts=[*opts, "-O", "exit"])
+    assert ended.returncode == 0, ended
+    later = scn.client(gw)
+    h.wait_until(lambda: not agent_processes(later, []), 30, "no forwarding helper left in the pod")
+    assert not listening_inside(later, [], 17010)
+    assert [p["metadata"]["name"] for p in pods(ks, f"test={scn.run_id}")] == [name]
+    ks.kubectl("delete", "pod", name, "--wait=true")

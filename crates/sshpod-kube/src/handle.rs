@@ -14,7 +14,9 @@ use tokio::sync::Mutex;
 
 use crate::exec;
 use crate::forward::ForwardStream;
+use crate::helper::{self, HelperStream};
 use crate::lifecycle;
+use crate::listener::{self, Bind, KubeListener};
 
 /// What a session's command runs, from `pod.shellCommand`, `pod.subsystems` and
 /// `pod.disableCommand`.
@@ -58,6 +60,8 @@ pub(crate) struct PodHandle {
     ownership: Ownership,
     /// The user processes run as (`identity`), set up once the pod ran.
     identity: Option<Identity>,
+    /// Where the forwarding helper was put, once a client asked for it.
+    helper: tokio::sync::OnceCell<String>,
 }
 
 impl PodHandle {
@@ -86,6 +90,7 @@ impl PodHandle {
             lifeline: Mutex::new(None),
             ownership,
             identity: None,
+            helper: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -195,6 +200,28 @@ impl PodHandle {
             .await
             .map_err(|e| dial_error(Box::new(e)))?;
         ForwardStream::new(forwarder, port).ok_or_else(|| dial_error("no stream".into()))
+    }
+
+    /// The forwarding helper's path in the pod, copied in on first use.
+    async fn helper(&self) -> Result<&str, BackendError> {
+        let path = self
+            .helper
+            .get_or_try_init(|| async { helper::install(&self.target()).await })
+            .await?;
+        Ok(path)
+    }
+
+    /// Listens inside the pod (`ssh -R`, `-R /socket`, `-A`).
+    pub(crate) async fn listen(&self, bind: Bind<'_>) -> Result<KubeListener, BackendError> {
+        let helper = self.helper().await?;
+        // As the login's user, as sshd listens: a socket it can reach, a directory it owns.
+        listener::listen(&self.target(), helper, bind, self.identity.as_ref()).await
+    }
+
+    /// Connects to the Unix socket `path` inside the pod (`ssh -L ...:/path`).
+    pub(crate) async fn dial_unix(&self, path: &str) -> Result<HelperStream, BackendError> {
+        let helper = self.helper().await?;
+        helper::dial_unix(&self.target(), helper, path).await
     }
 
     /// Deletes the pod when this instance owns it; a persistent pod is kept.
