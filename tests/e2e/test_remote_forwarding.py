@@ -380,3 +380,16 @@ def test_a_disconnect_leaves_no_helper_running_in_a_kept_pod(kube, scn, ks, loca
     assert not listening_inside(later, [], 17010)
     assert [p["metadata"]["name"] for p in pods(ks, f"test={scn.run_id}")] == [name]
     ks.kubectl("delete", "pod", name, "--wait=true")
+
+
+def test_a_pod_with_nowhere_to_put_the_helper_refuses_with_a_short_reason(kube, scn, local):
+    read_only = {"kubernetes": {"pod": {"spec": {"containers": [{
+        "name": "shell", "image": h.GUEST_IMAGE, "securityContext": {"readOnlyRootFilesystem": True},
+    }]}}}}
+    gw = kube(h.deep_merge(ENABLED, read_only))
+    server = local()
+    client, opts = master(scn, gw)
+    refused = forward(client, opts, f"0:127.0.0.1:{server.port}")
+    assert refused.returncode != 0, refused
+    gw.wait_for_log(r"installing the forwarding helper.*no directory to put it in", 10)
+    assert client.ssh("echo still-here", opts=opts).stdout == "still-here\n", "the session goes on"
