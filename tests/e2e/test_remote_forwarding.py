@@ -368,16 +368,22 @@ def test_a_disconnect_leaves_no_helper_running_in_a_kept_pod(kube, scn, ks, loca
         "metadata": {"name": name, "namespace": "default", "labels": {"test": scn.run_id}},
     }}}))
     server = local()
+    held = local(lambda conn: conn.recv(1))  # keeps its end open until the connection goes
     client, opts = master(scn, gw)
     assert forward(client, opts, f"17010:127.0.0.1:{server.port}").returncode == 0
+    assert forward(client, opts, f"17011:127.0.0.1:{held.port}").returncode == 0
     assert ask_inside(client, opts, 17010).stdout == "pong:ping\n"
-    assert any(" listen " in p for p in agent_processes(client, opts))
+    # A process inside keeps a forwarded connection open, and idle, across the disconnect.
+    opened = inside(client, opts, "nohup sleep 600 3<>/dev/tcp/127.0.0.1/17011 >/dev/null 2>&1 &")
+    assert opened.returncode == 0, opened
+    h.wait_until(lambda: any(" take " in p for p in agent_processes(client, opts)), 20,
+                 "the held connection taken")
 
     ended = client.ssh(opts=[*opts, "-O", "exit"])
     assert ended.returncode == 0, ended
     later = scn.client(gw)
     h.wait_until(lambda: not agent_processes(later, []), 30, "no forwarding helper left in the pod")
-    assert not listening_inside(later, [], 17010)
+    assert not listening_inside(later, [], 17010) and not listening_inside(later, [], 17011)
     assert [p["metadata"]["name"] for p in pods(ks, f"test={scn.run_id}")] == [name]
     ks.kubectl("delete", "pod", name, "--wait=true")
 

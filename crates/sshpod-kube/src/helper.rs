@@ -226,6 +226,22 @@ pub(crate) struct HelperStream {
     _driver: Driver,
 }
 
+impl HelperStream {
+    /// Ends the helper's input (after what was written) and waits up to `grace` for the
+    /// helper to end; whether it did.
+    pub(crate) async fn wind_down(self, grace: std::time::Duration) -> bool {
+        let HelperStream {
+            stdout,
+            mut stdin,
+            _driver: driver,
+        } = self;
+        // Its output has nowhere to go any more; the exec is still read to its end.
+        drop(stdout);
+        let _ = stdin.shutdown().await;
+        tokio::time::timeout(grace, driver.finished()).await.is_ok()
+    }
+}
+
 impl AsyncRead for HelperStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
