@@ -204,9 +204,14 @@ impl PodHandle {
 
     /// The forwarding helper's path in the pod, copied in on first use.
     async fn helper(&self) -> Result<&str, BackendError> {
+        let after = self.config.timeouts.command_start;
         let path = self
             .helper
-            .get_or_try_init(|| async { helper::install(&self.target()).await })
+            .get_or_try_init(|| {
+                helper::within(after, "sshpod-agent install", async {
+                    helper::install(&self.target()).await
+                })
+            })
             .await?;
         Ok(path)
     }
@@ -215,13 +220,20 @@ impl PodHandle {
     pub(crate) async fn listen(&self, bind: Bind<'_>) -> Result<KubeListener, BackendError> {
         let helper = self.helper().await?;
         // As the login's user, as sshd listens: a socket it can reach, a directory it owns.
-        listener::listen(&self.target(), helper, bind, self.identity.as_ref()).await
+        let after = self.config.timeouts.command_start;
+        let target = self.target();
+        let listening = listener::listen(&target, helper, bind, self.identity.as_ref(), after);
+        helper::within(after, "sshpod-agent listen", listening).await
     }
 
     /// Connects to the Unix socket `path` inside the pod (`ssh -L ...:/path`).
     pub(crate) async fn dial_unix(&self, path: &str) -> Result<HelperStream, BackendError> {
         let helper = self.helper().await?;
-        helper::dial_unix(&self.target(), helper, path).await
+        let after = self.config.timeouts.command_start;
+        helper::within(after, "sshpod-agent dial-unix", async {
+            helper::dial_unix(&self.target(), helper, path).await
+        })
+        .await
     }
 
     /// Deletes the pod when this instance owns it; a persistent pod is kept.

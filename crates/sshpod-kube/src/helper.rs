@@ -4,12 +4,16 @@
 //! (`take`, `dial-unix`). Each exec is sshpod's own WebSocket (`remote`), so every forwarded
 //! connection has its own stream, its own flow control and its own end of input.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::AttachParams;
-use sshpod_core::{BackendError, Identity};
+use sshpod_core::{BackendError, Deadline, Identity};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::sync::oneshot;
 
 use crate::exec::Target;
 use crate::pod::exit_code;
@@ -35,6 +39,23 @@ exit 1
 
 /// The longest answer the install script gives (a path).
 const MAX_ANSWER: u64 = 4096;
+
+/// `work` (starting the helper as `program`), given up after `after`: an API server that does
+/// not answer must not hold a forward request forever.
+pub(crate) async fn within<T>(
+    after: Duration,
+    program: &str,
+    work: impl Future<Output = Result<T, BackendError>>,
+) -> Result<T, BackendError> {
+    tokio::time::timeout(after, work)
+        .await
+        .map_err(|_| BackendError::Timeout {
+            what: Deadline::Command {
+                program: program.to_owned(),
+            },
+            after,
+        })?
+}
 
 fn params(target: &Target<'_>) -> AttachParams {
     AttachParams {
@@ -110,9 +131,7 @@ pub(crate) struct Running {
     pub(crate) stdout: OutputReader,
     pub(crate) stderr: OutputReader,
     /// The exec's final Status, for a helper that could not even start.
-    status: Option<
-        tokio::sync::oneshot::Receiver<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>,
-    >,
+    status: Option<oneshot::Receiver<Status>>,
     pub(crate) driver: Driver,
 }
 
@@ -229,7 +248,7 @@ pub(crate) struct HelperStream {
 impl HelperStream {
     /// Ends the helper's input (after what was written) and waits up to `grace` for the
     /// helper to end; whether it did.
-    pub(crate) async fn wind_down(self, grace: std::time::Duration) -> bool {
+    pub(crate) async fn wind_down(self, grace: Duration) -> bool {
         let HelperStream {
             stdout,
             mut stdin,
@@ -273,6 +292,21 @@ impl AsyncWrite for HelperStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_helper_that_does_not_start_in_time_is_given_up() {
+        let after = Duration::from_secs(60);
+        let never = std::future::pending::<Result<(), BackendError>>();
+        match within(after, "sshpod-agent listen", never).await {
+            Err(BackendError::Timeout {
+                what: Deadline::Command { program },
+                after: waited,
+            }) => assert_eq!((program.as_str(), waited), ("sshpod-agent listen", after)),
+            other => panic!("expected a timeout, got {other:?}"),
+        }
+        let quick = within(after, "sshpod-agent take", async { Ok(7) }).await;
+        assert!(matches!(quick, Ok(7)));
+    }
 
     #[test]
     fn the_embedded_helper_is_a_static_executable() {

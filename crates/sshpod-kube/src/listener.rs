@@ -58,6 +58,8 @@ pub(crate) struct KubeListener {
     helper: String,
     /// Who the helpers run as: takers must be able to enter the listener's directory.
     identity: Option<Identity>,
+    /// How long taking a connection may take.
+    take_timeout: Duration,
     port: u16,
     /// The agent socket's path, for an agent listener.
     socket: Option<String>,
@@ -96,6 +98,7 @@ pub(crate) async fn listen(
     helper_path: &str,
     bind: Bind<'_>,
     identity: Option<&Identity>,
+    take_timeout: Duration,
 ) -> Result<KubeListener, BackendError> {
     let (host, port) = match bind {
         Bind::Tcp(host, port) => (host, port),
@@ -157,6 +160,7 @@ pub(crate) async fn listen(
         container: target.container.to_owned(),
         helper: helper_path.to_owned(),
         identity: identity.cloned(),
+        take_timeout,
         port,
         socket,
         dir,
@@ -209,7 +213,8 @@ impl Listener for KubeListener {
                 container: &self.container,
             };
             let path = format!("{}/{id}.sock", self.dir);
-            let stream = helper::take(&target, &self.helper, &path, self.identity.as_ref()).await?;
+            let taking = helper::take(&target, &self.helper, &path, self.identity.as_ref());
+            let stream = helper::within(self.take_timeout, "sshpod-agent take", taking).await?;
             let taken = TakenStream {
                 stream: Some(stream),
                 id,
