@@ -399,3 +399,26 @@ def test_a_pod_with_nowhere_to_put_the_helper_refuses_with_a_short_reason(kube, 
     assert refused.returncode != 0, refused
     gw.wait_for_log(r"installing the forwarding helper.*no directory to put it in", 10)
     assert client.ssh("echo still-here", opts=opts).stdout == "still-here\n", "the session goes on"
+
+
+def test_a_busybox_only_pod_under_identity_listens_as_the_user(kube, scn, local, sh_only_image):
+    # The pod runs as root and every process becomes the user through busybox's su; the image
+    # has no /tmp, so the pod gets one as an emptyDir, as read-only pods do.
+    shell = {"name": "shell", "image": sh_only_image, "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}
+    busybox_only = {"identity": {"enable": True}, "kubernetes": {"pod": {"spec": {
+        "containers": [shell], "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory"}}],
+    }}}}
+    gw = kube(h.deep_merge(ENABLED, busybox_only))
+    server = local()
+    client, opts = master(scn, gw)
+    added = forward(client, opts, f"0:127.0.0.1:{server.port}")
+    assert added.returncode == 0, added
+    port = int(added.stdout.strip())
+    # busybox nc ends at the end of its input: the input stays open until the answer is in.
+    script = ("(echo ping; i=0; while [ ! -s /tmp/answer ] && [ $i -lt 600 ]; do usleep 50000; i=$((i+1)); done)"
+              f" | busybox nc 127.0.0.1 {port} > /tmp/answer; cat /tmp/answer")
+    answer = client.ssh(script, opts=opts)
+    assert answer.stdout == "pong:ping\n", answer
+    owners = client.ssh("for p in /proc/[0-9]*; do grep -q sshpod-agent $p/cmdline 2>/dev/null && "
+                        "busybox stat -c %U $p; done", opts=opts)
+    assert owners.stdout.split() and set(owners.stdout.split()) == {"alice"}, owners
