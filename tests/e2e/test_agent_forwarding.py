@@ -1,5 +1,5 @@
-"""Agent forwarding (`ssh -A`) on Docker with OpenSSH and a test ssh-agent: `ssh-add -l` inside
-the container lists the client's key, only sessions that asked get `SSH_AUTH_SOCK`, and the
+"""Agent forwarding (`ssh -A`) on Docker and kube-sim with OpenSSH and a test ssh-agent: `ssh-add
+-l` inside the container or pod lists the client's key, only sessions that asked get `SSH_AUTH_SOCK`, and the
 security mode and `no-agent-forwarding` refuse it."""
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import subprocess
 import pytest
 
 import harness as h
+from test_kubernetes import kube, ks  # noqa: F401  (fixtures)
+from test_remote_forwarding import start  # noqa: F401  (fixture)
 
 ENABLED = {"security": {"forwarding": {"agentForwardingMode": "enable"}}}
 SHOW = "echo sock=${SSH_AUTH_SOCK:-none}; ssh-add -l"
@@ -35,8 +37,8 @@ def fingerprint(scn) -> str:
     return out.split()[1]
 
 
-def test_ssh_add_inside_lists_the_clients_key_only_in_sessions_that_asked(scn, agent):
-    gw = scn.start(ENABLED)
+def test_ssh_add_inside_lists_the_clients_key_only_in_sessions_that_asked(start, scn, agent):
+    gw = start(ENABLED)
     env = {"SSH_AUTH_SOCK": agent}
     # The master forwards the agent for the sessions whose own client asks for it.
     client = scn.client(gw)
@@ -67,3 +69,14 @@ def test_agent_forwarding_is_refused_by_the_policy_and_by_the_key(scn, agent):
     refused = scn.client(gw2).ssh(SHOW, opts=["-A"], env={"SSH_AUTH_SOCK": agent})
     assert "sock=none" in refused.stdout, refused
     gw2.wait_for_log(r"rule=\"?no-agent-forwarding", 10)
+
+
+def test_the_agent_socket_belongs_to_the_logins_own_user(start, scn, agent):
+    gw = start(h.deep_merge(ENABLED, {"identity": {"enable": True}}))
+    script = 'id -un; stat -c "%U %a" "$(dirname "$SSH_AUTH_SOCK")"; ssh-add -l'
+    result = scn.client(gw).ssh(script, opts=["-A"], env={"SSH_AUTH_SOCK": agent})
+    assert result.returncode == 0, result
+    user, directory, *keys = result.stdout.splitlines()
+    assert user == "alice", result
+    assert directory == "alice 700", "a directory only the user can enter"
+    assert any(fingerprint(scn) in line for line in keys), result

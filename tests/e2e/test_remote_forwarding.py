@@ -1,8 +1,9 @@
-"""Remote forwarding (`ssh -R`, `tcpip-forward`) on Docker, with OpenSSH, asyncssh and paramiko:
-the listener is inside the container, port 0 gets the port actually bound, each connection
-reaches the client's side with its data intact both ways, cancelling stops the listener inside,
-every refusal (security policy, key options, bind address, limit) is told and logged, and a
-client that stops taking connections has 32 waiting while the rest are closed inside."""
+"""Remote forwarding (`ssh -R`, `tcpip-forward`) on Docker and kube-sim, with OpenSSH, asyncssh
+and paramiko: the listener is inside the container or pod, port 0 gets the port actually bound,
+each connection reaches the client's side with its data intact both ways, cancelling stops the
+listener inside, a disconnect leaves no helper in a pod that stays, every refusal (security
+policy, key options, bind address, limit) is told and logged, and a client that stops taking
+connections has 32 waiting while the rest are closed inside."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import paramiko
 import pytest
 
 import harness as h
+from test_kubernetes import kube, ks, pods  # noqa: F401  (fixtures)
 
 ENABLED = {"security": {"forwarding": {"reverseForwardingMode": "enable"}}}
 MIB16 = 16 * 1024 * 1024
@@ -77,6 +79,14 @@ def pong(conn: socket.socket) -> None:
             break
         line += chunk
     conn.sendall(b"pong:" + line)
+
+
+@pytest.fixture(params=["docker", "kube-sim"])
+def start(request, scn):
+    """Starts gateways on each backend."""
+    if request.param == "docker":
+        return scn.start
+    return request.getfixturevalue("kube")
 
 
 @pytest.fixture
@@ -141,8 +151,8 @@ def refused_in_log(gw: h.Gateway, rule: str) -> None:
 # OpenSSH --------------------------------------------------------------------------------------
 
 
-def test_port_0_is_answered_with_the_port_bound_inside_and_lines_go_both_ways(scn, local):
-    gw = scn.start(ENABLED)
+def test_port_0_is_answered_with_the_port_bound_inside_and_lines_go_both_ways(start, scn, local):
+    gw = start(ENABLED)
     server = local()
     # Without a ControlMaster, as most people type it: ssh says which port it got.
     plain = scn.client(gw).ssh("true", opts=["-v", "-o", "ExitOnForwardFailure=yes", "-R", f"0:127.0.0.1:{server.port}"])
@@ -162,8 +172,8 @@ def test_port_0_is_answered_with_the_port_bound_inside_and_lines_go_both_ways(sc
     gw.wait_for_log(rf"remote forward listening inside the container.*port={port}", 10)
 
 
-def test_sixteen_mebibytes_cross_the_forward_intact_each_way(scn, local):
-    gw = scn.start(ENABLED)
+def test_sixteen_mebibytes_cross_the_forward_intact_each_way(start, scn, local):
+    gw = start(ENABLED)
     upload_digest: list[str] = []
 
     def receive(conn: socket.socket) -> None:
@@ -192,8 +202,8 @@ def test_sixteen_mebibytes_cross_the_forward_intact_each_way(scn, local):
     assert downloaded.split()[0] == hashlib.sha256(payload).hexdigest(), "client to container"
 
 
-def test_cancelling_a_forward_stops_its_listener_inside(scn, local):
-    gw = scn.start(ENABLED)
+def test_cancelling_a_forward_stops_its_listener_inside(start, scn, local):
+    gw = start(ENABLED)
     server = local()
     client, opts = master(scn, gw)
     assert forward(client, opts, f"17003:127.0.0.1:{server.port}").returncode == 0
@@ -209,8 +219,8 @@ def test_cancelling_a_forward_stops_its_listener_inside(scn, local):
     gw.wait_for_log(r"remote forward stopped listening.*port=17003", 10)
 
 
-def test_a_client_that_has_no_target_gets_the_inside_connection_closed(scn):
-    gw = scn.start(ENABLED)
+def test_a_client_that_has_no_target_gets_the_inside_connection_closed(start, scn):
+    gw = start(ENABLED)
     client, opts = master(scn, gw)
     # Nothing listens on the client's side: OpenSSH refuses the channel it is offered.
     dead = h.free_port()
@@ -228,27 +238,27 @@ def test_remote_forwarding_is_off_unless_the_policy_turns_it_on(scn, local):
     refused_in_log(gw, "security.forwarding.reverseForwardingMode")
 
 
-def test_other_bind_addresses_need_gateway_ports(scn, local):
-    gw = scn.start(ENABLED)
+def test_other_bind_addresses_need_gateway_ports(start, scn, local):
+    gw = start(ENABLED)
     server = local()
     result = scn.client(gw).ssh("true", opts=["-o", "ExitOnForwardFailure=yes",
                                               "-R", f"0.0.0.0:0:127.0.0.1:{server.port}"])
     assert result.returncode != 0 and "remote port forwarding failed" in result.stderr, result
     refused_in_log(gw, "security.forwarding.gatewayPorts")
 
-    open_gw = scn.start(h.deep_merge(ENABLED, {"security": {"forwarding": {"gatewayPorts": "clientspecified"}}}))
+    open_gw = start(h.deep_merge(ENABLED, {"security": {"forwarding": {"gatewayPorts": "clientspecified"}}}))
     client, opts = master(scn, open_gw)
     assert forward(client, opts, f"0.0.0.0:17005:127.0.0.1:{server.port}").returncode == 0
     tcp = client.ssh("cat /proc/net/tcp", opts=opts).stdout
     assert re.search(rf"00000000:{17005:04X} 00000000:0000 0A", tcp), tcp  # 0.0.0.0:17005 listening
 
 
-def test_key_options_no_port_forwarding_and_permitlisten_are_obeyed(scn, local):
+def test_key_options_no_port_forwarding_and_permitlisten_are_obeyed(start, scn, local):
     server = local()
     pub = scn.keys["alice"].with_suffix(".pub").read_text().strip()
     keys_file = scn.tmp / "authorized_keys" / "alice"
     keys_file.write_text(f"no-port-forwarding {pub}\n")
-    gw = scn.start(ENABLED)
+    gw = start(ENABLED)
     result = scn.client(gw).ssh("true", opts=["-o", "ExitOnForwardFailure=yes", "-R", f"17006:127.0.0.1:{server.port}"])
     assert result.returncode != 0 and "remote port forwarding failed" in result.stderr, result
     refused_in_log(gw, "no-port-forwarding")
@@ -270,8 +280,8 @@ def asyncssh_connect(scn, gw):
                             known_hosts=None, agent_path=None, config=None, preferred_auth="publickey")
 
 
-def test_asyncssh_remote_forward_sees_the_originator_and_a_limit_on_listeners(scn):
-    gw = scn.start(ENABLED)
+def test_asyncssh_remote_forward_sees_the_originator_and_a_limit_on_listeners(start, scn):
+    gw = start(ENABLED)
 
     async def scenario():
         async with asyncssh_connect(scn, gw) as conn:
@@ -309,8 +319,8 @@ def test_asyncssh_remote_forward_sees_the_originator_and_a_limit_on_listeners(sc
     refused_in_log(gw, "remote forward limit")
 
 
-def test_paramiko_request_port_forward(scn):
-    gw = scn.start(ENABLED)
+def test_paramiko_request_port_forward(start, scn):
+    gw = start(ENABLED)
     transport = paramiko.Transport(("127.0.0.1", gw.port))
     try:
         transport.connect(username="alice", pkey=paramiko.Ed25519Key.from_private_key_file(str(scn.keys["alice"])))
@@ -349,8 +359,8 @@ def test_paramiko_request_port_forward(scn):
         transport.close()
 
 
-def test_a_client_that_stops_taking_connections_has_32_waiting_and_the_rest_closed_inside(scn):
-    gw = scn.start(ENABLED)
+def test_a_client_that_stops_taking_connections_has_32_waiting_and_the_rest_closed_inside(start, scn):
+    gw = start(ENABLED)
     transport = paramiko.Transport(("127.0.0.1", gw.port))
     release = threading.Event()
     calls: list[tuple] = []
@@ -387,3 +397,69 @@ def test_a_client_that_stops_taking_connections_has_32_waiting_and_the_rest_clos
     finally:
         release.set()
         transport.close()
+
+
+# A pod that outlives the connection ---------------------------------------------------------
+
+
+def test_a_disconnect_leaves_no_helper_running_in_a_kept_pod(kube, scn, ks, local):
+    name = f"persistent-{scn.run_id}"
+    gw = kube(h.deep_merge(ENABLED, {"kubernetes": {"pod": {
+        "mode": "persistent", "createMissingPods": True,
+        "metadata": {"name": name, "namespace": "default", "labels": {"test": scn.run_id}},
+    }}}))
+    server = local()
+    held = local(lambda conn: conn.recv(1))  # keeps its end open until the connection goes
+    client, opts = master(scn, gw)
+    assert forward(client, opts, f"17010:127.0.0.1:{server.port}").returncode == 0
+    assert forward(client, opts, f"17011:127.0.0.1:{held.port}").returncode == 0
+    assert ask_inside(client, opts, 17010).stdout == "pong:ping\n"
+    # A process inside keeps a forwarded connection open, and idle, across the disconnect.
+    opened = inside(client, opts, "nohup sleep 600 3<>/dev/tcp/127.0.0.1/17011 >/dev/null 2>&1 &")
+    assert opened.returncode == 0, opened
+    h.wait_until(lambda: any(" take " in p for p in agent_processes(client, opts)), 20,
+                 "the held connection taken")
+
+    ended = client.ssh(opts=[*opts, "-O", "exit"])
+    assert ended.returncode == 0, ended
+    later = scn.client(gw)
+    h.wait_until(lambda: not agent_processes(later, []), 30, "no forwarding helper left in the pod")
+    assert not listening_inside(later, [], 17010) and not listening_inside(later, [], 17011)
+    assert [p["metadata"]["name"] for p in pods(ks, f"test={scn.run_id}")] == [name]
+    ks.kubectl("delete", "pod", name, "--wait=true")
+
+
+def test_a_pod_with_nowhere_to_put_the_helper_refuses_with_a_short_reason(kube, scn, local):
+    read_only = {"kubernetes": {"pod": {"spec": {"containers": [{
+        "name": "shell", "image": h.GUEST_IMAGE, "securityContext": {"readOnlyRootFilesystem": True},
+    }]}}}}
+    gw = kube(h.deep_merge(ENABLED, read_only))
+    server = local()
+    client, opts = master(scn, gw)
+    refused = forward(client, opts, f"0:127.0.0.1:{server.port}")
+    assert refused.returncode != 0, refused
+    gw.wait_for_log(r"installing the forwarding helper.*no directory to put it in", 10)
+    assert client.ssh("echo still-here", opts=opts).stdout == "still-here\n", "the session goes on"
+
+
+def test_a_busybox_only_pod_under_identity_listens_as_the_user(kube, scn, local, sh_only_image):
+    # The pod runs as root and every process becomes the user through busybox's su; the image
+    # has no /tmp, so the pod gets one as an emptyDir, as read-only pods do.
+    shell = {"name": "shell", "image": sh_only_image, "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]}
+    busybox_only = {"identity": {"enable": True}, "kubernetes": {"pod": {"spec": {
+        "containers": [shell], "volumes": [{"name": "tmp", "emptyDir": {"medium": "Memory"}}],
+    }}}}
+    gw = kube(h.deep_merge(ENABLED, busybox_only))
+    server = local()
+    client, opts = master(scn, gw)
+    added = forward(client, opts, f"0:127.0.0.1:{server.port}")
+    assert added.returncode == 0, added
+    port = int(added.stdout.strip())
+    # busybox nc ends at the end of its input: the input stays open until the answer is in.
+    script = ("(echo ping; i=0; while [ ! -s /tmp/answer ] && [ $i -lt 600 ]; do usleep 50000; i=$((i+1)); done)"
+              f" | busybox nc 127.0.0.1 {port} > /tmp/answer; cat /tmp/answer")
+    answer = client.ssh(script, opts=opts)
+    assert answer.stdout == "pong:ping\n", answer
+    owners = client.ssh("for p in /proc/[0-9]*; do grep -q sshpod-agent $p/cmdline 2>/dev/null && "
+                        "busybox stat -c %U $p; done", opts=opts)
+    assert owners.stdout.split() and set(owners.stdout.split()) == {"alice"}, owners

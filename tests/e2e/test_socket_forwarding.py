@@ -1,5 +1,5 @@
-"""Unix socket forwarding on Docker, with OpenSSH and asyncssh: `ssh -R /path:...`
-(`streamlocal-forward@openssh.com`) listens on a socket inside the container, `ssh -L
+"""Unix socket forwarding on Docker and kube-sim, with OpenSSH and asyncssh: `ssh -R /path:...`
+(`streamlocal-forward@openssh.com`) listens on a socket inside the container or pod, `ssh -L
 local:/path` (`direct-streamlocal@openssh.com`) reaches one, cancelling removes the socket, and
 each kind is refused unless its own security mode turns it on."""
 
@@ -11,7 +11,8 @@ import socket
 import asyncssh
 
 import harness as h
-from test_remote_forwarding import REFUSED, LocalServer, forward, inside, master, pong
+from test_kubernetes import kube, ks  # noqa: F401  (fixtures)
+from test_remote_forwarding import REFUSED, LocalServer, forward, inside, master, pong, start  # noqa: F401
 
 BOTH = {"security": {"forwarding": {"socketListenMode": "enable", "socketForwardingMode": "enable"}}}
 
@@ -22,8 +23,8 @@ def socket_exists(client: h.Client, opts: list[str], path: str) -> bool:
     return result.stdout.strip() == "yes"
 
 
-def test_a_socket_listener_inside_reached_through_a_local_socket_and_cancelled(scn):
-    gw = scn.start(BOTH)
+def test_a_socket_listener_inside_reached_through_a_local_socket_and_cancelled(start, scn):
+    gw = start(BOTH)
     server = LocalServer(pong)
     scn.finalizers.append(server.close)
     client, opts = master(scn, gw)
@@ -60,8 +61,8 @@ def asyncssh_connect(scn, gw):
                             known_hosts=None, agent_path=None, config=None, preferred_auth="publickey")
 
 
-def test_asyncssh_unix_server_and_connection(scn):
-    gw = scn.start(BOTH)
+def test_asyncssh_unix_server_and_connection(start, scn):
+    gw = start(BOTH)
 
     async def scenario():
         async with asyncssh_connect(scn, gw) as conn:

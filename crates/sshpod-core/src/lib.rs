@@ -45,7 +45,9 @@ pub use identity::{
 };
 pub use ids::{instance_id, same_seat, ConnectionId};
 pub use lifecycle::Lifecycle;
-pub use listen::{Accepted, ForwardedStream, ListenFuture, Listener};
+pub use listen::{
+    Accepted, ForwardedStream, ListenFuture, Listener, ListenerReport, MAX_REPORT_LINE,
+};
 pub use process::{
     BoxFuture, Command, ExitStatus, Process, ProcessControl, ProcessSpec, Signal, TerminalSize,
     TtySpec,

@@ -53,3 +53,76 @@ pub trait Listener: Send + Sync + 'static {
     /// Closes an accepted connection nobody will take.
     fn refuse(&self, id: u64);
 }
+
+/// The longest line the in-container helper reports (longer ones are not the helper's).
+pub const MAX_REPORT_LINE: u64 = 512;
+
+/// What the in-container helper's `listen` modes (`sshpod-agent listen`, `listen-unix`,
+/// `listen-agent`) report on stdout, one line each: the protocol every backend reads.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ListenerReport {
+    /// `listening PORT DIR`: bound; parked connections are `DIR/N.sock`.
+    Listening {
+        /// The port bound (0 for a Unix socket).
+        port: u16,
+        /// The helper's private directory.
+        dir: String,
+    },
+    /// `accept N ADDRESS PORT`: connection N came from ADDRESS:PORT.
+    Accept(Accepted),
+}
+
+impl ListenerReport {
+    /// Reads one report line strictly: anything else is `None`.
+    pub fn parse(line: &str) -> Option<Self> {
+        let mut words = line.trim_end_matches('\n').split(' ');
+        let report = match words.next()? {
+            "listening" => ListenerReport::Listening {
+                port: words.next()?.parse().ok()?,
+                dir: words.next().filter(|d| d.starts_with('/'))?.to_owned(),
+            },
+            "accept" => ListenerReport::Accept(Accepted {
+                id: words.next()?.parse().ok()?,
+                originator: words.next().filter(|a| !a.is_empty())?.to_owned(),
+                originator_port: words.next()?.parse().ok()?,
+            }),
+            _ => return None,
+        };
+        words.next().is_none().then_some(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_are_read_strictly() {
+        assert_eq!(
+            ListenerReport::parse("listening 40123 /tmp/sshpod-7-1f\n"),
+            Some(ListenerReport::Listening {
+                port: 40123,
+                dir: "/tmp/sshpod-7-1f".to_owned()
+            })
+        );
+        assert_eq!(
+            ListenerReport::parse("accept 3 127.0.0.1 5555\n"),
+            Some(ListenerReport::Accept(Accepted {
+                id: 3,
+                originator: "127.0.0.1".to_owned(),
+                originator_port: 5555
+            }))
+        );
+        for bad in [
+            "",
+            "listening 70000 /tmp/x",
+            "listening 1 relative",
+            "accept x 1.2.3.4 5",
+            "accept 1 1.2.3.4 5 extra",
+            "accept 1  5",
+            "hello",
+        ] {
+            assert_eq!(ListenerReport::parse(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -15,11 +15,14 @@
 //! Each accepted connection is reported as `accept N ADDRESS PORT` and parked behind the Unix
 //! socket `DIR/N.sock` until sshpod takes it with `sshpod-agent take DIR/N.sock`, which relays
 //! it like `dial` does, so every forwarded connection has its own stream. `refuse N` on stdin
-//! closes a parked connection; end of stdin stops listening, and the helper exits once its
-//! connections have ended. `sshpod-agent listen-unix PATH` does the same on the Unix socket
-//! PATH (reporting port 0, and `local 0` as every originator), and removes it when it stops.
+//! closes a parked connection; `close N` closes a taken one whose client side is gone (both
+//! ways, as sshd closes the socket of a closed channel); `stop` or the end of stdin stops
+//! listening, and the helper exits once its connections have ended. `sshpod-agent listen-unix
+//! PATH` does the same on the Unix socket PATH (reporting port 0, and `local 0` as every
+//! originator), and removes it when it stops.
 //! `sshpod-agent listen-agent` (`ssh -A`) listens on `agent.sock` in its private directory.
 
+use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::DirBuilderExt;
@@ -27,7 +30,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 fn main() -> ExitCode {
@@ -265,22 +268,39 @@ fn listen(listener: Listening, dir: Option<PathBuf>) -> ExitCode {
         return ExitCode::from(2);
     }
     let closing = Arc::new(AtomicBool::new(false));
+    let relayed = Relayed::default();
     {
-        // End of stdin (sshpod cancelled the forward or went away) stops the listener: the
-        // flag is set, then a connection of our own wakes the blocked accept.
-        let (closing, dir, wake) = (Arc::clone(&closing), dir.clone(), listener.waker());
+        // `stop` or the end of stdin (sshpod cancelled the forward or went away) stops the
+        // listener: the flag is set, then a connection of our own wakes the blocked accept.
+        let (closing, dir, relayed) = (Arc::clone(&closing), dir.clone(), Arc::clone(&relayed));
+        let mut wake = Some(listener.waker());
         std::thread::spawn(move || {
+            let mut stop = move || {
+                closing.store(true, Ordering::SeqCst);
+                if let Some(wake) = wake.take() {
+                    wake();
+                }
+            };
             for line in std::io::stdin().lock().lines() {
                 let Ok(line) = line else { break };
-                if let Some(n) = line.strip_prefix("refuse ") {
-                    if let Ok(n) = n.trim().parse::<u64>() {
-                        // Taking the parked connection and dropping it closes it.
-                        let _ = UnixStream::connect(dir.join(format!("{n}.sock")));
+                let number = |prefix: &str| line.strip_prefix(prefix)?.trim().parse::<u64>().ok();
+                if line == "stop" {
+                    stop();
+                } else if let Some(n) = number("refuse ") {
+                    // Taking the parked connection and dropping it closes it.
+                    let _ = UnixStream::connect(dir.join(format!("{n}.sock")));
+                } else if let Some(n) = number("close ") {
+                    let inside = relayed
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&n);
+                    if let Some(inside) = inside {
+                        // Wakes both relaying threads of the connection, which then end.
+                        inside.shutdown(Shutdown::Both);
                     }
                 }
             }
-            closing.store(true, Ordering::SeqCst);
-            wake();
+            stop();
         });
     }
     let mut connections: Vec<JoinHandle<()>> = Vec::new();
@@ -300,7 +320,11 @@ fn listen(listener: Listening, dir: Option<PathBuf>) -> ExitCode {
             Err(_) => continue,
         };
         connections.retain(|c| !c.is_finished());
-        connections.push(std::thread::spawn(move || park(socket, parking, &path)));
+        let relayed = Arc::clone(&relayed);
+        let number = next;
+        connections.push(std::thread::spawn(move || {
+            park(socket, parking, &path, number, &relayed);
+        }));
         if report(&format!("accept {next} {peer}")).is_err() {
             break;
         }
@@ -319,12 +343,21 @@ fn report(line: &str) -> std::io::Result<()> {
     out.flush()
 }
 
+/// The inside sockets of the connections being relayed, by number, for `close N`.
+type Relayed = Arc<Mutex<HashMap<u64, Both>>>;
+
 /// Holds one accepted connection until sshpod takes it (or refuses it), then relays it.
-fn park(inside: Both, parking: UnixListener, path: &Path) {
+fn park(inside: Both, parking: UnixListener, path: &Path, number: u64, relayed: &Relayed) {
     let taken = parking.accept();
     drop(parking);
     let _ = std::fs::remove_file(path);
     let Ok((taker, _)) = taken else { return };
+    if let Ok(handle) = inside.try_clone() {
+        relayed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(number, handle);
+    }
     let outside = Both::Unix(taker);
     let (Ok(inside_reader), Ok(outside_reader)) = (inside.try_clone(), outside.try_clone()) else {
         return;
@@ -332,6 +365,10 @@ fn park(inside: Both, parking: UnixListener, path: &Path) {
     let inward = std::thread::spawn(move || pipe(outside_reader, inside));
     pipe(inside_reader, outside);
     let _ = inward.join();
+    relayed
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&number);
 }
 
 /// Copies until EOF, then half-closes the destination.

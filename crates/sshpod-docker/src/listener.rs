@@ -3,7 +3,10 @@
 //! own exec (`sshpod-agent take`), so every forwarded connection has its own stream and flow
 //! control. Dropping the listener ends the helper's stdin, which stops it listening.
 
-use sshpod_core::{Accepted, BackendError, ForwardedStream, ListenFuture, Listener};
+use sshpod_core::{
+    Accepted, BackendError, ForwardedStream, ListenFuture, Listener, ListenerReport as Report,
+    MAX_REPORT_LINE,
+};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
 use tokio::sync::mpsc;
 
@@ -11,37 +14,8 @@ use crate::agent;
 use crate::engine::Engine;
 use crate::exec::AbortOnDrop;
 
-/// The longest report line the helper writes (longer ones are not the helper's).
-const MAX_LINE: u64 = 512;
-
 /// Refusals waiting for the helper's stdin.
 const REFUSALS_QUEUED: usize = 64;
-
-/// What the listening helper reports, one line each.
-#[derive(Debug, PartialEq, Eq)]
-enum Report {
-    /// `listening PORT DIR`: bound; parked connections are `DIR/N.sock`.
-    Listening { port: u16, dir: String },
-    /// `accept N ADDRESS PORT`: connection N came from ADDRESS:PORT.
-    Accept(Accepted),
-}
-
-fn parse(line: &str) -> Option<Report> {
-    let mut words = line.trim_end_matches('\n').split(' ');
-    let report = match words.next()? {
-        "listening" => Report::Listening {
-            port: words.next()?.parse().ok()?,
-            dir: words.next().filter(|d| d.starts_with('/'))?.to_owned(),
-        },
-        "accept" => Report::Accept(Accepted {
-            id: words.next()?.parse().ok()?,
-            originator: words.next().filter(|a| !a.is_empty())?.to_owned(),
-            originator_port: words.next()?.parse().ok()?,
-        }),
-        _ => return None,
-    };
-    words.next().is_none().then_some(report)
-}
 
 /// A listening helper in one container.
 pub(crate) struct DockerListener {
@@ -136,11 +110,15 @@ pub(crate) async fn listen(
 
 async fn next_report(reports: &mut BufReader<DuplexStream>) -> Option<Report> {
     let mut line = String::new();
-    let n = reports.take(MAX_LINE).read_line(&mut line).await.ok()?;
+    let n = reports
+        .take(MAX_REPORT_LINE)
+        .read_line(&mut line)
+        .await
+        .ok()?;
     if n == 0 {
         return None;
     }
-    parse(&line)
+    Report::parse(&line)
 }
 
 impl Listener for DockerListener {
@@ -182,40 +160,5 @@ impl Listener for DockerListener {
     fn refuse(&self, id: u64) {
         // A full queue means the helper is not reading: its connections die with it anyway.
         let _ = self.refusals.try_send(id);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reports_are_read_strictly() {
-        assert_eq!(
-            parse("listening 40123 /tmp/sshpod-7-1f\n"),
-            Some(Report::Listening {
-                port: 40123,
-                dir: "/tmp/sshpod-7-1f".to_owned()
-            })
-        );
-        assert_eq!(
-            parse("accept 3 127.0.0.1 5555\n"),
-            Some(Report::Accept(Accepted {
-                id: 3,
-                originator: "127.0.0.1".to_owned(),
-                originator_port: 5555
-            }))
-        );
-        for bad in [
-            "",
-            "listening 70000 /tmp/x",
-            "listening 1 relative",
-            "accept x 1.2.3.4 5",
-            "accept 1 1.2.3.4 5 extra",
-            "accept 1  5",
-            "hello",
-        ] {
-            assert_eq!(parse(bad), None, "{bad:?}");
-        }
     }
 }

@@ -14,7 +14,9 @@ use tokio::sync::Mutex;
 
 use crate::exec;
 use crate::forward::ForwardStream;
+use crate::helper::{self, HelperStream};
 use crate::lifecycle;
+use crate::listener::{self, Bind, KubeListener};
 
 /// What a session's command runs, from `pod.shellCommand`, `pod.subsystems` and
 /// `pod.disableCommand`.
@@ -58,6 +60,8 @@ pub(crate) struct PodHandle {
     ownership: Ownership,
     /// The user processes run as (`identity`), set up once the pod ran.
     identity: Option<Identity>,
+    /// Where the forwarding helper was put, once a client asked for it.
+    helper: tokio::sync::OnceCell<String>,
 }
 
 impl PodHandle {
@@ -86,6 +90,7 @@ impl PodHandle {
             lifeline: Mutex::new(None),
             ownership,
             identity: None,
+            helper: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -195,6 +200,40 @@ impl PodHandle {
             .await
             .map_err(|e| dial_error(Box::new(e)))?;
         ForwardStream::new(forwarder, port).ok_or_else(|| dial_error("no stream".into()))
+    }
+
+    /// The forwarding helper's path in the pod, copied in on first use.
+    async fn helper(&self) -> Result<&str, BackendError> {
+        let after = self.config.timeouts.command_start;
+        let path = self
+            .helper
+            .get_or_try_init(|| {
+                helper::within(after, "sshpod-agent install", async {
+                    helper::install(&self.target()).await
+                })
+            })
+            .await?;
+        Ok(path)
+    }
+
+    /// Listens inside the pod (`ssh -R`, `-R /socket`, `-A`).
+    pub(crate) async fn listen(&self, bind: Bind<'_>) -> Result<KubeListener, BackendError> {
+        let helper = self.helper().await?;
+        // As the login's user, as sshd listens: a socket it can reach, a directory it owns.
+        let after = self.config.timeouts.command_start;
+        let target = self.target();
+        let listening = listener::listen(&target, helper, bind, self.identity.as_ref(), after);
+        helper::within(after, "sshpod-agent listen", listening).await
+    }
+
+    /// Connects to the Unix socket `path` inside the pod (`ssh -L ...:/path`).
+    pub(crate) async fn dial_unix(&self, path: &str) -> Result<HelperStream, BackendError> {
+        let helper = self.helper().await?;
+        let after = self.config.timeouts.command_start;
+        helper::within(after, "sshpod-agent dial-unix", async {
+            helper::dial_unix(&self.target(), helper, path).await
+        })
+        .await
     }
 
     /// Deletes the pod when this instance owns it; a persistent pod is kept.

@@ -28,11 +28,13 @@ mod exec;
 mod files;
 mod forward;
 mod handle;
+mod helper;
 mod homes;
 mod identity;
 mod lease;
 mod lifecycle;
 mod limiter;
+mod listener;
 mod orphans;
 mod persistent;
 mod pod;
@@ -424,6 +426,37 @@ impl Container for KubeContainer {
         self.dial_now(host, port).await
     }
 
+    async fn listen(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<Box<dyn sshpod_core::Listener>, BackendError> {
+        self.listen_now(listener::Bind::Tcp(host, port)).await
+    }
+
+    async fn listen_unix(
+        &self,
+        path: &str,
+    ) -> Result<Box<dyn sshpod_core::Listener>, BackendError> {
+        self.listen_now(listener::Bind::Unix(path)).await
+    }
+
+    async fn listen_agent(&self) -> Result<Box<dyn sshpod_core::Listener>, BackendError> {
+        self.listen_now(listener::Bind::Agent).await
+    }
+
+    async fn dial_unix(
+        &self,
+        path: &str,
+    ) -> Result<Box<dyn sshpod_core::ForwardedStream>, BackendError> {
+        let stream = match &self.kind {
+            Kind::Pod(pod) => pod.dial_unix(path).await?,
+            Kind::User { pod, .. } => pod.dial_unix(path).await?,
+            Kind::Sessions(_) => return Err(NotPossible::ForwardingInSessionMode.into()),
+        };
+        Ok(Box::new(stream))
+    }
+
     fn info(&self) -> sshpod_core::ContainerInfo {
         self.info_now()
     }
@@ -448,6 +481,18 @@ impl KubeContainer {
             Kind::User { pod, .. } => pod.dial(host, port).await,
             Kind::Sessions(_) => Err(NotPossible::ForwardingInSessionMode.into()),
         }
+    }
+
+    async fn listen_now(
+        &self,
+        bind: listener::Bind<'_>,
+    ) -> Result<Box<dyn sshpod_core::Listener>, BackendError> {
+        let listener = match &self.kind {
+            Kind::Pod(pod) => pod.listen(bind).await?,
+            Kind::User { pod, .. } => pod.listen(bind).await?,
+            Kind::Sessions(_) => return Err(NotPossible::ForwardingInSessionMode.into()),
+        };
+        Ok(Box::new(listener))
     }
 
     fn info_now(&self) -> sshpod_core::ContainerInfo {

@@ -1,0 +1,315 @@
+//! Listeners inside a pod (`ssh -R`, `-R /socket`, `-A`): one exec of `sshpod-agent listen`
+//! per listener, which reports each connection it accepts on its stdout and parks it; each is
+//! then taken over its own exec (`sshpod-agent take`), as on Docker. Dropping the listener
+//! tells the helper to stop listening; it exits once its connections end. A taken connection
+//! dropped while the helper still relays it (its client is gone, the process inside keeps it
+//! open) is closed inside, as sshd closes the socket of a closed channel, so a disconnect
+//! leaves no helper behind in a pod that stays.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use sshpod_core::{
+    Accepted, BackendError, ForwardedStream, Identity, ListenFuture, Listener,
+    ListenerReport as Report, MAX_REPORT_LINE,
+};
+use tokio::io::{
+    AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader,
+    ReadBuf,
+};
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::exec::Target;
+use crate::helper::{self, HelperStream};
+use crate::remote::OutputReader;
+
+/// Commands waiting for the helper's stdin.
+const COMMANDS_QUEUED: usize = 64;
+
+/// How long a dropped connection's helper may take to end by itself (it relayed everything
+/// and the process inside closed too) before it is closed inside.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a stopped listener's exec is kept for its helper to finish: it ends once the
+/// connections it relays end.
+const WIND_DOWN: Duration = Duration::from_secs(30);
+
+/// Where a listener listens.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Bind<'a> {
+    /// A TCP address and port (0: any free port).
+    Tcp(&'a str, u16),
+    /// A Unix socket's path.
+    Unix(&'a str),
+    /// The forwarded agent's socket, in a private directory of the helper's choosing.
+    Agent,
+}
+
+/// A listening helper in one pod.
+pub(crate) struct KubeListener {
+    pods: Api<Pod>,
+    pod: String,
+    container: String,
+    /// The helper's path in the pod.
+    helper: String,
+    /// Who the helpers run as: takers must be able to enter the listener's directory.
+    identity: Option<Identity>,
+    /// How long taking a connection may take.
+    take_timeout: Duration,
+    port: u16,
+    /// The agent socket's path, for an agent listener.
+    socket: Option<String>,
+    dir: String,
+    reports: tokio::sync::Mutex<BufReader<OutputReader>>,
+    commands: mpsc::Sender<HelperCommand>,
+    /// Dropped with the listener: the helper is told to stop listening.
+    _stop: DropGuard,
+}
+
+/// A line for the listening helper's stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HelperCommand {
+    /// Closes a parked connection nobody will take.
+    Refuse(u64),
+    /// Closes a taken connection whose client side is gone.
+    Close(u64),
+    /// Stops listening.
+    Stop,
+}
+
+impl HelperCommand {
+    fn line(self) -> String {
+        match self {
+            HelperCommand::Refuse(id) => format!("refuse {id}\n"),
+            HelperCommand::Close(id) => format!("close {id}\n"),
+            HelperCommand::Stop => "stop\n".to_owned(),
+        }
+    }
+}
+
+/// Starts `sshpod-agent listen host port` (or `listen-unix path`, `listen-agent`) in the pod
+/// and waits until it is bound.
+pub(crate) async fn listen(
+    target: &Target<'_>,
+    helper_path: &str,
+    bind: Bind<'_>,
+    identity: Option<&Identity>,
+    take_timeout: Duration,
+) -> Result<KubeListener, BackendError> {
+    let (host, port) = match bind {
+        Bind::Tcp(host, port) => (host, port),
+        Bind::Unix(path) => (path, 0),
+        Bind::Agent => ("the agent socket", 0),
+    };
+    let listen_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Listen {
+        host: host.to_owned(),
+        port,
+        source,
+    };
+    let port_arg = port.to_string();
+    let args: &[&str] = match bind {
+        Bind::Tcp(..) => &["listen", host, &port_arg],
+        Bind::Unix(path) => &["listen-unix", path],
+        Bind::Agent => &["listen-agent"],
+    };
+    let mut running = helper::run(target, helper_path, args, identity)
+        .await
+        .map_err(listen_error)?;
+    let mut reports = BufReader::new(running.stdout);
+    let (port, dir) = match next_report(&mut reports).await {
+        Some(Report::Listening { port, dir }) => (port, dir),
+        _ => {
+            running.stdout = reports.into_inner();
+            return Err(listen_error(running.reason().await.into()));
+        }
+    };
+    let (commands, mut queued) = mpsc::channel::<HelperCommand>(COMMANDS_QUEUED);
+    let stop = CancellationToken::new();
+    let (mut stdin, driver, stopping) = (running.stdin, running.driver, stop.clone());
+    // Ends once the listener and every connection taken from it are gone; the helper's input
+    // stays open until then, for `close`.
+    tokio::spawn(async move {
+        let mut stopped = false;
+        loop {
+            let command = tokio::select! {
+                command = queued.recv() => match command {
+                    Some(command) => command,
+                    None => break,
+                },
+                () = stopping.cancelled(), if !stopped => {
+                    stopped = true;
+                    HelperCommand::Stop
+                }
+            };
+            if stdin.write_all(command.line().as_bytes()).await.is_err() {
+                break;
+            }
+        }
+        let _ = stdin.shutdown().await;
+        // The exec stays until the helper ends, so that its end of input reaches it.
+        let _ = tokio::time::timeout(WIND_DOWN, driver.finished()).await;
+    });
+    let socket = matches!(bind, Bind::Agent).then(|| format!("{dir}/agent.sock"));
+    Ok(KubeListener {
+        pods: target.pods.clone(),
+        pod: target.pod.to_owned(),
+        container: target.container.to_owned(),
+        helper: helper_path.to_owned(),
+        identity: identity.cloned(),
+        take_timeout,
+        port,
+        socket,
+        dir,
+        reports: tokio::sync::Mutex::new(reports),
+        commands,
+        _stop: stop.drop_guard(),
+    })
+}
+
+async fn next_report(reports: &mut BufReader<OutputReader>) -> Option<Report> {
+    let mut line = String::new();
+    let n = reports
+        .take(MAX_REPORT_LINE)
+        .read_line(&mut line)
+        .await
+        .ok()?;
+    if n == 0 {
+        return None;
+    }
+    Report::parse(&line)
+}
+
+impl Listener for KubeListener {
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn socket_path(&self) -> Option<&str> {
+        self.socket.as_deref()
+    }
+
+    fn accept(&self) -> ListenFuture<'_, Accepted> {
+        Box::pin(async move {
+            let mut reports = self.reports.lock().await;
+            match next_report(&mut reports).await {
+                Some(Report::Accept(accepted)) => Ok(accepted),
+                _ => Err(BackendError::Refused {
+                    what: "listening inside your pod",
+                    source: "the listener ended".into(),
+                }),
+            }
+        })
+    }
+
+    fn take(&self, id: u64) -> ListenFuture<'_, Box<dyn ForwardedStream>> {
+        Box::pin(async move {
+            let target = Target {
+                pods: &self.pods,
+                pod: &self.pod,
+                container: &self.container,
+            };
+            let path = format!("{}/{id}.sock", self.dir);
+            let taking = helper::take(&target, &self.helper, &path, self.identity.as_ref());
+            let stream = helper::within(self.take_timeout, "sshpod-agent take", taking).await?;
+            let taken = TakenStream {
+                stream: Some(stream),
+                id,
+                commands: self.commands.clone(),
+            };
+            Ok(Box::new(taken) as Box<dyn ForwardedStream>)
+        })
+    }
+
+    fn refuse(&self, id: u64) {
+        // A full queue means the helper is not reading: its connections die with it anyway.
+        let _ = self.commands.try_send(HelperCommand::Refuse(id));
+    }
+}
+
+/// A connection taken from a listener. Dropped, it ends the helper's input and, if the helper
+/// still relays after [`CLOSE_GRACE`], has the listener close the connection inside.
+struct TakenStream {
+    /// `None` once dropped.
+    stream: Option<HelperStream>,
+    id: u64,
+    commands: mpsc::Sender<HelperCommand>,
+}
+
+impl Drop for TakenStream {
+    fn drop(&mut self) {
+        let (Some(stream), Ok(runtime)) =
+            (self.stream.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let (id, commands) = (self.id, self.commands.clone());
+        runtime.spawn(async move {
+            if !stream.wind_down(CLOSE_GRACE).await {
+                let _ = commands.send(HelperCommand::Close(id)).await;
+            }
+        });
+    }
+}
+
+fn dropped() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "the connection was closed",
+    )
+}
+
+impl AsyncRead for TakenStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.stream.as_mut() {
+            Some(stream) => Pin::new(stream).poll_read(cx, buf),
+            None => Poll::Ready(Err(dropped())),
+        }
+    }
+}
+
+impl AsyncWrite for TakenStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.stream.as_mut() {
+            Some(stream) => Pin::new(stream).poll_write(cx, buf),
+            None => Poll::Ready(Err(dropped())),
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.stream.as_mut() {
+            Some(stream) => Pin::new(stream).poll_flush(cx),
+            None => Poll::Ready(Err(dropped())),
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.stream.as_mut() {
+            Some(stream) => Pin::new(stream).poll_shutdown(cx),
+            None => Poll::Ready(Err(dropped())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_are_the_lines_the_helper_reads() {
+        assert_eq!(HelperCommand::Refuse(3).line(), "refuse 3\n");
+        assert_eq!(HelperCommand::Close(12).line(), "close 12\n");
+        assert_eq!(HelperCommand::Stop.line(), "stop\n");
+    }
+}
