@@ -169,9 +169,10 @@ impl<B: Backend> ConnectionHandler<B> {
     }
 }
 
-// The authentication callbacks box their work: the SSH library keeps the connection's loop,
-// with room for its largest callback inline, for the connection's whole life, and a login's
-// webhook calls would otherwise size every idle connection.
+// The callbacks that wait (authentication, and forwards that wait for the container to
+// listen) box their work: the SSH library keeps the connection's loop, with room for its
+// largest callback inline, for the connection's whole life, and a login's webhook calls or a
+// forward's engine requests would otherwise size every idle connection.
 impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
     type Error = HandlerError;
 
@@ -364,7 +365,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         port: &mut u32,
         session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        Ok(self.remote_forward(address, port, session).await)
+        Ok(Box::pin(self.remote_forward(address, port, session)).await)
     }
 
     async fn cancel_tcpip_forward(
@@ -381,7 +382,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         socket_path: &str,
         session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        Ok(self.remote_socket_forward(socket_path, session).await)
+        Ok(Box::pin(self.remote_socket_forward(socket_path, session)).await)
     }
 
     async fn cancel_streamlocal_forward(
@@ -525,10 +526,8 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
     ) -> Result<(), Self::Error> {
         let request = (x11_auth_protocol, x11_auth_cookie, x11_screen_number);
         // The answer must be sent: russh's default leaves the request unanswered.
-        if self
-            .forward_x11(channel, single_connection, request, session)
-            .await
-        {
+        let forwarded = Box::pin(self.forward_x11(channel, single_connection, request, session));
+        if forwarded.await {
             session.channel_success(channel)?;
         } else {
             session.channel_failure(channel)?;
@@ -541,7 +540,7 @@ impl<B: Backend> russh::server::Handler for ConnectionHandler<B> {
         channel: ChannelId,
         session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        Ok(self.forward_agent(channel, session).await)
+        Ok(Box::pin(self.forward_agent(channel, session)).await)
     }
 
     async fn env_request(
