@@ -1,4 +1,5 @@
-"""X11 forwarding (`ssh -X`, `ssh -Y`) on Docker with OpenSSH, asyncssh and paramiko, against
+"""X11 forwarding (`ssh -X`, `ssh -Y`) with OpenSSH, asyncssh and paramiko (OpenSSH on kube-sim
+too, the rest on Docker: the server's part is the same on both), against
 the test's own X server (Xvfb with its own cookie): a small X client inside the container
 completes the X11 connection setup through the tunnel with the cookie sshpod wrote into the
 user's Xauthority file, a wrong cookie is refused, only sessions that asked get `DISPLAY`, a
@@ -23,6 +24,8 @@ import paramiko
 import pytest
 
 import harness as h
+from test_kubernetes import kube, ks  # noqa: F401 - fixtures
+from test_remote_forwarding import start  # noqa: F401 - a fixture: each backend
 
 ENABLED = {"security": {"forwarding": {"x11ForwardingMode": "enable"}}}
 
@@ -119,8 +122,8 @@ def trusted(yes: bool) -> list[str]:
 
 
 @pytest.mark.parametrize("mode", ["untrusted", "trusted"])
-def test_an_x_client_inside_reaches_the_clients_x_server(scn, xserver, mode):
-    gw = scn.start(ENABLED)
+def test_an_x_client_inside_reaches_the_clients_x_server(start, scn, xserver, mode):
+    gw = start(ENABLED)
     command = ("echo display=$DISPLAY; stat -c 'xauthority=%a %U' \"$HOME/.Xauthority\"; "
                "echo user=$(id -un); perl -")
     result = scn.client(gw).ssh(command, opts=trusted(mode == "trusted"), env=xserver, input=X_CLIENT)
@@ -182,8 +185,8 @@ def test_a_wrong_cookie_is_refused(scn, xserver):
     assert re.search(r"^(closed|failed: .*)$", result.stdout, re.M), result
 
 
-def test_only_sessions_that_asked_get_a_display_which_ends_with_them(scn, xserver):
-    gw = scn.start(ENABLED)
+def test_only_sessions_that_asked_get_a_display_which_ends_with_them(start, scn, xserver):
+    gw = start(ENABLED)
     client = scn.client(gw)
     opts = h.control_options(scn.control_path(client))
     # The master forwards X11 for the sessions whose own client asks for it.
