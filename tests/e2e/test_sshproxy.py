@@ -1,7 +1,8 @@
 """ContainerSSH's `sshproxy` backend: logins passed on to a real OpenSSH sshd that the test
 starts on a loopback port with its own host key and authorized_keys. Terminals, commands with
 their exit status, signals coming back as exit-signal, environment through AcceptEnv, sftp and
-scp, `ssh -L`, `ssh -R`, socket forwards and `ssh -A` passed on to the upstream server; host keys that are not trusted, a server that is down or refuses sshpod's key;
+scp, `ssh -L`, `ssh -R`, socket forwards, `ssh -A` and `ssh -X`/`-Y` passed on to the upstream
+server; host keys that are not trusted, a server that is down or refuses sshpod's key;
 `usernamePassThrough`; a config server sending one user there while the others get containers;
 and a proxied session's recording verified by `sshpod audit verify`."""
 
@@ -21,11 +22,13 @@ from pathlib import Path
 
 import asyncssh
 import pexpect
+import pytest
 
 import harness as h
 from test_audit import complete_recordings, events, recording
 from test_kubernetes import kube, ks, pods  # noqa: F401 - fixtures
 from test_remote_forwarding import forward, local, master  # noqa: F401 - `local` is a fixture
+from test_x11_forwarding import SHOW, X_CLIENT, trusted, xserver  # noqa: F401 - `xserver` is a fixture
 
 sys.path.insert(0, str(h.REPO_ROOT / "tests" / "webhook_server"))
 from containerssh_webhooks import WebhookServer  # noqa: E402
@@ -67,8 +70,10 @@ class Upstream:
     def fingerprint(self) -> str:
         return fingerprint(self.host_key.with_suffix(".pub"))
 
-    def start(self) -> "Upstream":
+    def start(self, first: tuple[str, ...] = ()) -> "Upstream":
+        # sshd keeps the first value it reads for a keyword: `first` overrides what follows.
         lines = [
+            *first,
             f"Port {self.port}",
             "ListenAddress 127.0.0.1",
             f"HostKey {self.host_key}",
@@ -85,6 +90,11 @@ class Upstream:
             "PrintLastLog no",
             "AcceptEnv LANG LC_*",
             "AllowTcpForwarding yes",
+            # `ssh -X`: sshd runs xauth with the session's environment, so the cookie goes to a
+            # file of the test's own rather than root's home.
+            "X11Forwarding yes",
+            "XAuthLocation /usr/bin/xauth",
+            f"SetEnv XAUTHORITY={self.dir / 'xauthority'}",
             "LogLevel DEBUG1",  # shows the channel requests that reach it
             "Subsystem sftp /usr/lib/openssh/sftp-server",
         ]
@@ -127,9 +137,9 @@ class Upstream:
         return section
 
 
-def upstream(scn) -> Upstream:
+def upstream(scn, first: tuple[str, ...] = ()) -> Upstream:
     server = Upstream(Path(scn.sock_dir) / "upstream")
-    server.start()
+    server.start(first)
     scn.finalizers.append(server.stop)
     # Nothing of a login may stay connected upstream once its client has gone.
     scn.leak_checks.append(lambda: h.wait_until(lambda: server.connections() == 0, h.CLEANUP_TIMEOUT,
@@ -489,3 +499,67 @@ def test_a_forwarded_agent_reaches_the_upstream_servers_sessions_that_asked(scn)
     assert re.search(r"sock=/tmp/ssh-\S+/agent\.\d+", forwarded.stdout), forwarded
     plain = scn.client(gw).ssh(show, opts=["-o", "ForwardAgent=no"], env={"SSH_AUTH_SOCK": str(sock)})
     assert "sock=none" in plain.stdout, plain
+
+
+X11_ENABLED = {"security": {"forwarding": {"x11ForwardingMode": "enable"}}}
+
+
+def session_requests(server: Upstream, request: str) -> int:
+    """How many channel requests named `request` the upstream sshd has logged."""
+    return len(re.findall(rf"server_input_channel_req: channel \d+ request {request} ", server.log))
+
+
+@pytest.mark.parametrize("mode", ["untrusted", "trusted"])
+def test_x11_is_passed_on_and_the_upstream_server_makes_the_display(scn, xserver, mode):
+    """An X client run in the upstream session (its perl: the upstream machine is this one)
+    completes the X11 setup with the test's Xvfb through sshpod; the upstream sshd made the
+    display and wrote the client's cookie with its own xauth, and sshpod made no display (no
+    forward asked upstream) and wrote no file (no session of its own there)."""
+    server = upstream(scn)
+    gw = scn.start(h.deep_merge(proxied(server), X11_ENABLED))
+    command = "echo display=$DISPLAY; echo xauthority=$XAUTHORITY; perl -"
+    result = scn.client(gw).ssh(command, opts=trusted(mode == "trusted"), env=xserver, input=X_CLIENT)
+    assert result.returncode == 0, result
+    assert re.search(r"^display=localhost:1\d\.0$", result.stdout, re.M), result
+    assert f"xauthority={server.dir / 'xauthority'}\n" in result.stdout, result
+    assert "success vendor=The X.Org Foundation\n" in result.stdout, result
+    # The x11 channel came from the upstream X client's own connection to sshd's display.
+    gw.wait_for_log(r"X11 connection passed to the client.*originator=\"?127\.0\.0\.1", 10)
+    assert session_requests(server, "x11-req") == 1, server.log
+    assert session_requests(server, "exec") == 1, "sshpod ran nothing upstream of its own"
+    assert "tcpip-forward" not in server.log, "sshpod listened upstream for a display"
+
+
+def test_only_proxied_sessions_that_asked_get_a_display(scn, xserver):
+    """On one connection: the master forwards X11, a session that did not ask has no DISPLAY,
+    and a later session that asks still reaches the X server (one listener for them all)."""
+    server = upstream(scn)
+    gw = scn.start(h.deep_merge(proxied(server), X11_ENABLED))
+    client = scn.client(gw)
+    opts = h.control_options(scn.control_path(client))
+    master = client.ssh("true", opts=[*opts, *trusted(False)], env=xserver)
+    assert master.returncode == 0, master
+    plain = client.ssh(SHOW, opts=[*opts, "-o", "ForwardX11=no"], env=xserver)
+    assert plain.stdout == "display=none\n", plain
+    for _ in range(2):
+        again = client.ssh(f"{SHOW}; perl -", opts=[*opts, *trusted(False)], env=xserver, input=X_CLIENT)
+        assert re.search(r"^display=localhost:1\d\.0$", again.stdout, re.M), again
+        assert "success vendor=The X.Org Foundation\n" in again.stdout, again
+    assert session_requests(server, "x11-req") == 3, server.log
+
+
+def test_proxied_x11_is_refused_by_the_policy_and_said_when_the_upstream_server_refuses(scn, xserver):
+    server = upstream(scn, first=("X11Forwarding no",))
+    gw = scn.start(proxied(server))
+    refused = scn.client(gw).ssh(SHOW, opts=trusted(True), env=xserver)
+    assert refused.stdout == "display=none\n", refused
+    assert "X11 forwarding request failed" in refused.stderr, refused
+    gw.wait_for_log(r"rule=\"?security\.forwarding\.x11ForwardingMode", 10)
+    assert session_requests(server, "x11-req") == 0, "refused by sshpod, not passed on"
+    # Allowed here and refused upstream: the session runs, and the user is told.
+    gw_on = scn.start(h.deep_merge(proxied(server), X11_ENABLED))
+    upstream_no = scn.client(gw_on).ssh(SHOW, opts=trusted(True), env=xserver)
+    assert upstream_no.returncode == 0, upstream_no
+    assert upstream_no.stdout == "display=none\n", upstream_no
+    assert "sshpod: the SSH server behind this one refused X11 forwarding" in upstream_no.stderr, upstream_no
+    assert session_requests(server, "x11-req") == 1, server.log

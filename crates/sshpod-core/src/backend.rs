@@ -165,6 +165,18 @@ pub trait Container: Send + Sync + 'static {
         async { Err(crate::NotPossible::SocketForwardingUnsupported.into()) }
     }
 
+    /// How this container's sessions get X11 forwarding (`ssh -X`); asked once per connection,
+    /// at its first `x11-req` the policy allows. The default, [`X11Forwarding::Display`]: the
+    /// server makes each session a display inside the container with [`listen`](Self::listen).
+    /// A backend whose sessions run on another SSH server passes the requests on instead.
+    ///
+    /// [`X11Forwarding::Display`]: crate::X11Forwarding::Display
+    fn forward_x11(
+        &self,
+    ) -> impl Future<Output = Result<crate::X11Forwarding, BackendError>> + Send {
+        async { Ok(crate::X11Forwarding::Display) }
+    }
+
     /// Connects to the Unix socket `path` inside the container (`ssh -L ...:/path`). The
     /// default refuses.
     fn dial_unix(

@@ -356,8 +356,11 @@ pub enum ChannelKind {
     /// `x11` (`ssh -X`, `ssh -Y`): a connection to a session's X11 display inside the
     /// container, passed to the client's X server.
     X11 {
-        /// The display number (`DISPLAY=localhost:N`).
-        display: u16,
+        /// The display number (`DISPLAY=localhost:N`); `None` for a display another SSH
+        /// server made (a proxied login's, [`X11Forwarding::PassedOn`]).
+        ///
+        /// [`X11Forwarding::PassedOn`]: crate::X11Forwarding::PassedOn
+        display: Option<u16>,
         /// Who connected to it, inside the container.
         originator: String,
         /// Their port.

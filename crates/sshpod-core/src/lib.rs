@@ -31,6 +31,7 @@ mod progress;
 mod read_buffer;
 pub mod tap;
 pub mod wrapper;
+mod x11;
 
 pub use backend::{Backend, Closed, ConnectionContext, Container, ContainerFile, ContainerInfo};
 pub use command::{is_env_name, CommandPolicy, CommandTable};
@@ -55,3 +56,4 @@ pub use process::{
 pub use progress::{Progress, Step};
 pub use read_buffer::{ReadBuffer, INITIAL_READ_BUFFER};
 pub use tap::{ChannelInfo, ChannelTap, OwnedTapRecord, TapRecord};
+pub use x11::{X11Forwarding, X11Request};

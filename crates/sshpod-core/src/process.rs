@@ -49,6 +49,11 @@ pub struct ProcessSpec {
     pub env: Vec<(String, String)>,
     /// A terminal, when the client asked for one.
     pub tty: Option<TtySpec>,
+    /// X11 forwarding to pass on, for a backend that does ([`X11Forwarding::PassedOn`]);
+    /// `None` otherwise, also when the server made the session's display itself.
+    ///
+    /// [`X11Forwarding::PassedOn`]: crate::X11Forwarding::PassedOn
+    pub x11: Option<crate::X11Request>,
 }
 
 /// Signals a client may send (RFC 4254 §6.9 names, without the `SIG` prefix).

@@ -34,6 +34,7 @@ async fn captured(pod: &PodHandle, line: String) -> Result<Vec<u8>, BackendError
             command: Command::Exec(line),
             env: Vec::new(),
             tty: None,
+            x11: None,
         })
         .await?;
     // No input: the step must not wait for any.

@@ -32,7 +32,7 @@ const MAX_KEY_FILE: u64 = 64 * 1024;
 pub(crate) type Upstream = Handle<UpstreamHandler>;
 
 /// The upstream connection's russh handler: it judges the host key and passes the channels
-/// the server opens for forwards to their listeners.
+/// the server opens for forwards, the agent and X11 to their listeners.
 pub(crate) struct UpstreamHandler {
     check: HostKeyCheck,
     routes: Arc<Routes>,
@@ -83,6 +83,24 @@ impl russh::client::Handler for UpstreamHandler {
         _session: &mut client::Session,
     ) -> Result<(), Self::Error> {
         self.routes.deliver(&Route::Agent, channel, reply, "", 0);
+        Ok(())
+    }
+
+    async fn server_channel_open_x11(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        originator_address: &str,
+        originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        self.routes.deliver(
+            &Route::X11,
+            channel,
+            reply,
+            originator_address,
+            originator_port,
+        );
         Ok(())
     }
 }

@@ -3,7 +3,9 @@
 //! server then opens for it is held, unanswered, in this side's [`Listener`] until sshpod's
 //! server has opened the matching channel to its client and takes it, or refuses it. So the
 //! upstream server learns a connection was refused exactly when sshpod's client refused it.
-//! `ssh -L` to a socket becomes `direct-streamlocal@openssh.com`.
+//! `ssh -L` to a socket becomes `direct-streamlocal@openssh.com`. The channels the upstream
+//! server opens to the client's agent (`ssh -A`) and to its X server (`ssh -X`) are held and
+//! passed on the same way.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +31,8 @@ pub(crate) enum Route {
     Unix(String),
     /// The client's agent, which the upstream server's sessions reach.
     Agent,
+    /// The client's X server, which the upstream server's sessions' displays reach.
+    X11,
 }
 
 /// A channel the upstream server opened for a forward, not answered yet.
@@ -155,6 +159,22 @@ pub(crate) fn listen_agent(
     ))
 }
 
+/// Takes the channels the upstream server opens to the client's X server (`ssh -X`), for
+/// every session that asked it to forward X11 (see `process.rs`).
+pub(crate) fn listen_x11(
+    upstream: &Arc<Upstream>,
+    routes: &Arc<Routes>,
+    lifecycle: &Lifecycle,
+) -> Box<dyn Listener> {
+    Box::new(ProxiedListener::new(
+        Arc::clone(upstream),
+        Arc::clone(routes),
+        lifecycle.clone(),
+        Forwarded::X11,
+        0,
+    ))
+}
+
 /// Connects to the socket `path` on the upstream server (`ssh -L ...:/path`).
 pub(crate) async fn dial_unix(
     upstream: &Upstream,
@@ -183,6 +203,8 @@ enum Forwarded {
     Unix(String),
     /// Nothing to cancel: the upstream server's agent sockets end with their sessions.
     Agent,
+    /// Nothing to cancel: the upstream server's displays end with their sessions.
+    X11,
 }
 
 impl Forwarded {
@@ -191,6 +213,7 @@ impl Forwarded {
             Forwarded::Tcp { port, .. } => Route::Tcp(*port),
             Forwarded::Unix(path) => Route::Unix(path.clone()),
             Forwarded::Agent => Route::Agent,
+            Forwarded::X11 => Route::X11,
         }
     }
 }
@@ -300,7 +323,7 @@ impl Drop for ProxiedListener {
             let _ = match forwarded {
                 Forwarded::Tcp { host, port } => upstream.cancel_tcpip_forward(host, port).await,
                 Forwarded::Unix(path) => upstream.cancel_streamlocal_forward(path).await,
-                Forwarded::Agent => Ok(()),
+                Forwarded::Agent | Forwarded::X11 => Ok(()),
             };
         });
     }

@@ -37,8 +37,12 @@
 //! - `listen_agent` takes the channels the upstream server opens to the client's agent; a
 //!   session whose client forwarded it asks the upstream server for the agent, which sets
 //!   `SSH_AUTH_SOCK` there itself.
-//!
-//! Not passed on yet: X11 forwarding; the contract's default refuses it with a clear reason.
+//! - `forward_x11` answers `PassedOn`: sshpod makes no display and writes no Xauthority file.
+//!   A session that asked for X11 forwarding sends its `x11-req` (protocol, the client's cookie
+//!   as sent, screen, single connection) upstream before its shell or command, so the upstream
+//!   server makes the display, sets `DISPLAY` and runs its own `xauth`. The `x11` channels it
+//!   opens wait in one listener per connection until sshpod's client has taken or refused each,
+//!   and keep their true originator.
 
 mod algorithms;
 mod connect;
@@ -54,7 +58,7 @@ use russh::{ChannelStream, Disconnect};
 use sshpod_config::SshProxyConfig;
 use sshpod_core::{
     Backend, BackendError, Closed, ConnectionContext, Container, ContainerInfo, ForwardedStream,
-    Lifecycle, Listener, Process, ProcessSpec,
+    Lifecycle, Listener, Process, ProcessSpec, X11Forwarding,
 };
 
 pub use routed::{Either, WithSshProxy};
@@ -186,6 +190,14 @@ impl Container for ProxiedConnection {
             &self.routes,
             &self.lifecycle,
         ))
+    }
+
+    async fn forward_x11(&self) -> Result<X11Forwarding, BackendError> {
+        Ok(X11Forwarding::PassedOn(forward::listen_x11(
+            &self.upstream,
+            &self.routes,
+            &self.lifecycle,
+        )))
     }
 
     async fn dial_unix(&self, path: &str) -> Result<Box<dyn ForwardedStream>, BackendError> {

@@ -69,6 +69,20 @@ pub(crate) async fn start(
     if agent {
         channel.agent_forward(false).await.map_err(failed)?;
     }
+    // The client forwards X11 to this session: the upstream server makes the display and
+    // writes the client's cookie, as it would for the client itself.
+    if let Some(x11) = &spec.x11 {
+        channel
+            .request_x11(
+                true,
+                x11.single_connection,
+                x11.protocol.as_str(),
+                x11.cookie.as_str(),
+                x11.screen,
+            )
+            .await
+            .map_err(failed)?;
+    }
     let variables = environment.iter().chain(&spec.env);
     let set_upstream = |name: &str| SET_UPSTREAM.contains(&name) || name == "SSH_AUTH_SOCK";
     for (name, value) in variables.filter(|(name, _)| !set_upstream(name)) {
@@ -85,17 +99,24 @@ pub(crate) async fn start(
     }
     .map_err(failed)?;
     let (mut reader, writer) = channel.split();
-    // What arrives before the answer (nothing, from OpenSSH) is kept for the output.
+    // What arrives before the answers (nothing, from OpenSSH) is kept for the output. They come
+    // in the order of the requests: X11's first, if asked.
     let mut early = Vec::new();
-    loop {
-        match reader.wait().await {
-            Some(ChannelMsg::Success) => break,
-            Some(ChannelMsg::Failure) => return Err(refused("it refused the request".into())),
-            Some(ChannelMsg::Close) | None => {
-                return Err(refused("it closed the channel".into()));
-            }
-            Some(message) => early.push(message),
+    let closed = || refused("it closed the channel".into());
+    if spec.x11.is_some() {
+        let granted = answer(&mut reader, &mut early).await.ok_or_else(closed)?;
+        if !granted {
+            // As OpenSSH's client says it; the session runs on without a display.
+            tracing::info!("the SSH server behind this one refused X11 forwarding");
+            let line = if spec.tty.is_some() { "\r\n" } else { "\n" };
+            early.push(ChannelMsg::ExtendedData {
+                data: Bytes::from(format!("{X11_REFUSED}{line}")),
+                ext: 1,
+            });
         }
+    }
+    if !answer(&mut reader, &mut early).await.ok_or_else(closed)? {
+        return Err(refused("it refused the request".into()));
     }
     let (stdout_reader, stdout) = simplex(STREAM_BUFFER);
     let (stderr_reader, stderr) = simplex(STREAM_BUFFER);
@@ -124,6 +145,22 @@ pub(crate) async fn start(
             .then(|| Box::new(stderr_reader) as Box<dyn tokio::io::AsyncRead + Send + Unpin>),
         control: Box::new(Control { writer, status }),
     })
+}
+
+/// What the user reads when the upstream server refuses a session's X11 forwarding.
+const X11_REFUSED: &str = "sshpod: the SSH server behind this one refused X11 forwarding";
+
+/// Waits for the upstream server's answer to the next request that wanted one: whether it
+/// granted it, `None` if the channel closed. Other messages are kept in `early`.
+async fn answer(reader: &mut ChannelReadHalf, early: &mut Vec<ChannelMsg>) -> Option<bool> {
+    loop {
+        match reader.wait().await {
+            Some(ChannelMsg::Success) => return Some(true),
+            Some(ChannelMsg::Failure) => return Some(false),
+            Some(ChannelMsg::Close) | None => return None,
+            Some(message) => early.push(message),
+        }
+    }
 }
 
 /// Carries an upstream channel's messages to the process's output streams and records how it

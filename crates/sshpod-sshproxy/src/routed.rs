@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use sshpod_config::Backend as BackendKind;
 use sshpod_core::{
     Backend, BackendError, Closed, ConnectionContext, Container, ContainerInfo, ForwardedStream,
-    Listener, Process, ProcessSpec,
+    Listener, Process, ProcessSpec, X11Forwarding,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -106,6 +106,13 @@ impl<L: Container, R: Container> Container for Either<L, R> {
         match self {
             Either::Left(c) => c.listen_agent().await,
             Either::Right(c) => c.listen_agent().await,
+        }
+    }
+
+    async fn forward_x11(&self) -> Result<X11Forwarding, BackendError> {
+        match self {
+            Either::Left(c) => c.forward_x11().await,
+            Either::Right(c) => c.forward_x11().await,
         }
     }
 

@@ -27,7 +27,7 @@
 //! let addr = "127.0.0.1:1".parse().unwrap();
 //! let ctx = ConnectionContext::new(ConnectionId::random(), "alice".into(), addr);
 //! let container = server_side.connect(&ctx).await.unwrap();
-//! let spec = ProcessSpec { command: Command::Exec("echo hi".into()), env: vec![], tty: None };
+//! let spec = ProcessSpec { command: Command::Exec("echo hi".into()), env: vec![], tty: None, x11: None };
 //! let mut process = container.exec(spec).await.unwrap();
 //! let mut out = String::new();
 //! process.stdout.read_to_string(&mut out).await.unwrap();

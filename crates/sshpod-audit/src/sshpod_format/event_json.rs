@@ -286,7 +286,10 @@ fn channel_kind(put: &mut impl FnMut(&str, Value), kind: &ChannelKind) {
             originator_port,
         } => {
             put("channelKind", json!("x11"));
-            put("display", json!(display));
+            // A display another SSH server made (a proxied login's) has no number here.
+            if let Some(display) = display {
+                put("display", json!(display));
+            }
             put("originator", json!(originator));
             put("originatorPort", json!(originator_port));
         }

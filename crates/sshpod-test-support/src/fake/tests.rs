@@ -25,6 +25,7 @@ fn exec(line: &str) -> ProcessSpec {
         command: Command::Exec(line.to_owned()),
         env: Vec::new(),
         tty: None,
+        x11: None,
     }
 }
 
@@ -254,18 +255,21 @@ async fn the_shell_and_known_subsystems_are_cat() {
         command: Command::Shell,
         env: Vec::new(),
         tty: None,
+        x11: None,
     };
     assert_eq!(run(&c, shell, b"ls\n").await.stdout, "ls\n");
     let sftp = ProcessSpec {
         command: Command::Subsystem("sftp".into()),
         env: Vec::new(),
         tty: None,
+        x11: None,
     };
     assert_eq!(run(&c, sftp, b"\x00\x01").await.stdout, "\x00\x01");
     let unknown = ProcessSpec {
         command: Command::Subsystem("nope".into()),
         env: Vec::new(),
         tty: None,
+        x11: None,
     };
     let err = c.exec(unknown.clone()).await.unwrap_err();
     assert!(matches!(err, BackendError::Exec { .. }), "{err:?}");

@@ -2,7 +2,8 @@
 //! listener inside the container for each forward, and a `forwarded-tcpip` (or
 //! `forwarded-streamlocal@openssh.com`) channel to the client for each connection it accepts.
 //! The forwarded agent's socket and sessions' X11 displays are served the same way, with
-//! `auth-agent@openssh.com` and `x11` channels.
+//! `auth-agent@openssh.com` and `x11` channels, and so are the X11 connections a backend that
+//! passes X11 forwarding on reports.
 //!
 //! A client holds at most [`MAX_LISTENERS`] forwards, and each forward at most
 //! [`MAX_PENDING`] connections the client has not yet taken: more are closed at once inside the
@@ -57,6 +58,9 @@ pub(crate) enum ForwardTarget {
         /// Whether it takes one connection only (the client's `single_connection`).
         once: bool,
     },
+    /// The X11 connections to displays another SSH server made for the connection's sessions
+    /// (`ssh -X` passed on by the backend), shared by them all.
+    X11PassedOn,
 }
 
 /// The remote forwards of one connection. Dropping one stops its listener.
@@ -167,13 +171,14 @@ impl ForwardTarget {
                 "127.0.0.1",
                 crate::server::channel::x11::X11_BASE_PORT + display,
             ),
+            ForwardTarget::X11PassedOn => ("x11 (passed on)", 0),
         }
     }
 
     /// The channel type's name for `ssh.channelTimeout`.
     fn timeout_name(&self) -> &'static str {
         match self {
-            ForwardTarget::X11 { .. } => "x11-connection",
+            ForwardTarget::X11 { .. } | ForwardTarget::X11PassedOn => "x11-connection",
             ForwardTarget::Tcp { .. }
             | ForwardTarget::Unix { .. }
             | ForwardTarget::Agent { .. } => "forwarded-tcpip",
@@ -217,9 +222,12 @@ async fn pass_to_client<B: Backend>(
             ChannelKind::AuthAgent,
             Box::pin(handle.channel_open_agent()),
         ),
-        ForwardTarget::X11 { display, .. } => (
+        ForwardTarget::X11 { .. } | ForwardTarget::X11PassedOn => (
             ChannelKind::X11 {
-                display: *display,
+                display: match &target {
+                    ForwardTarget::X11 { display, .. } => Some(*display),
+                    _ => None,
+                },
                 originator: accepted.originator.clone(),
                 originator_port: accepted.originator_port,
             },

@@ -175,7 +175,7 @@ fn log(kind: &EventKind) {
                 originator_port,
             } => tracing::debug!(
                 code = codes::SSH_NEW_CHANNEL,
-                display = number,
+                display = *number,
                 originator,
                 originator_port,
                 "X11 connection passed to the client"
@@ -250,7 +250,7 @@ fn log(kind: &EventKind) {
                 reason,
             ) => tracing::info!(
                 code = codes::SSH_NEW_CHANNEL_REJECTED,
-                display = number,
+                display = *number,
                 ?reason,
                 "X11 connection refused"
             ),

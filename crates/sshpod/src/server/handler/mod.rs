@@ -56,8 +56,8 @@ struct SessionChannel {
     limits: ChannelLimits,
     /// Whether the client forwarded its agent to this session (`SSH_AUTH_SOCK` is set).
     agent: bool,
-    /// The session's X11 display, if the client forwards X11 to it (`DISPLAY` is set).
-    x11: Option<x11::SessionDisplay>,
+    /// The session's X11 forwarding, if the client forwards X11 to it (`DISPLAY` is set).
+    x11: Option<x11::SessionX11>,
 }
 
 /// A forwarding channel: its input queue (its taps are its relay's) and activity clock.
@@ -81,6 +81,9 @@ pub(crate) struct ConnectionHandler<B: Backend> {
     remote_forwards: RemoteForwards,
     /// The forwarded agent's socket inside the container, once a session asked for it.
     agent_socket: Option<String>,
+    /// Whether the backend passes X11 forwarding on, and its listener for the X11 connections
+    /// runs (from the connection's first `x11-req` the backend passed on).
+    x11_passed_on: bool,
 }
 
 impl<B: Backend> ConnectionHandler<B> {
@@ -93,6 +96,7 @@ impl<B: Backend> ConnectionHandler<B> {
             security: SecurityPolicy::default(),
             remote_forwards: RemoteForwards::default(),
             agent_socket: None,
+            x11_passed_on: false,
         }
     }
 

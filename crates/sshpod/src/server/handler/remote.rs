@@ -198,12 +198,12 @@ impl<B: Backend> ConnectionHandler<B> {
 
     /// Waits (within [`LISTEN_TIMEOUT`], and while the connection lasts) for a listener; a
     /// failure is told to the subscribers.
-    pub(super) async fn listening(
+    pub(super) async fn listening<T>(
         &self,
         address: &str,
         port: u16,
-        listening: impl Future<Output = Result<Box<dyn Listener>, Failed>>,
-    ) -> Option<Box<dyn Listener>> {
+        listening: impl Future<Output = Result<T, Failed>>,
+    ) -> Option<T> {
         let listening = tokio::select! {
             () = self.conn.token.cancelled() => return None,
             listening = tokio::time::timeout(LISTEN_TIMEOUT, listening) => listening,

@@ -9,6 +9,7 @@ use russh::server::Session;
 use russh::ChannelId;
 use sshpod_core::{Backend, Command, EventKind, ProcessSpec, RequestRefusal};
 
+use super::x11::SessionX11;
 use super::ConnectionHandler;
 use crate::server::channel::restrict;
 use crate::server::channel::security::Refused;
@@ -59,7 +60,7 @@ impl<B: Backend> ConnectionHandler<B> {
         if let (true, Some(socket)) = (state.agent, &self.agent_socket) {
             env.push(("SSH_AUTH_SOCK".to_owned(), socket.clone()));
         }
-        let x11 = state.x11.as_ref().map(|x| x.setup.clone());
+        let x11 = state.x11.as_ref().and_then(|x| x.display()).cloned();
         if let Some(setup) = &x11 {
             env.push((
                 "DISPLAY".to_owned(),
@@ -107,6 +108,10 @@ impl<B: Backend> ConnectionHandler<B> {
                 command,
                 env,
                 tty: state.tty.clone(),
+                x11: match &state.x11 {
+                    Some(SessionX11::PassedOn(request)) => Some(request.clone()),
+                    _ => None,
+                },
             },
             input,
             control: Arc::clone(&state.control),

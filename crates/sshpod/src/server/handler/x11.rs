@@ -1,11 +1,12 @@
 //! X11 forwarding requests (`x11-req`): checked against the policy and the login's key, then
-//! given a display listening inside the container for as long as the session lasts.
+//! given a display listening inside the container for as long as the session lasts, or, for a
+//! backend that passes X11 forwarding on, sent on with the session's start.
 
 use std::sync::Arc;
 
 use russh::server::Session;
 use russh::ChannelId;
-use sshpod_core::{Backend, BackendError, Container};
+use sshpod_core::{Backend, BackendError, Container, Listener, X11Forwarding, X11Request};
 use tokio_util::sync::DropGuard;
 
 use super::remote::Failed;
@@ -14,11 +15,34 @@ use crate::server::channel::remote_forward::ForwardTarget;
 use crate::server::channel::security::Refused;
 use crate::server::channel::x11::{self, X11Auth, X11Setup, X11_BASE_PORT};
 
-/// A session's forwarded display; dropping it stops the display's listener.
-pub(super) struct SessionDisplay {
-    /// The display and the client's cookie, for the session's start.
-    pub(super) setup: X11Setup,
-    _listening: DropGuard,
+/// A session's X11 forwarding.
+pub(super) enum SessionX11 {
+    /// A display inside the container; dropping it stops the display's listener.
+    Display {
+        /// The display and the client's cookie, for the session's start.
+        setup: X11Setup,
+        _listening: DropGuard,
+    },
+    /// The request, for the backend to pass on with the session's start.
+    PassedOn(X11Request),
+}
+
+impl SessionX11 {
+    /// The display made inside the container, if sshpod made one.
+    pub(super) fn display(&self) -> Option<&X11Setup> {
+        match self {
+            SessionX11::Display { setup, .. } => Some(setup),
+            SessionX11::PassedOn(_) => None,
+        }
+    }
+}
+
+/// What the container answered a connection's X11 request with.
+enum Listening {
+    /// A display of the session's own.
+    Display(Box<dyn Listener>),
+    /// The backend's listener for the X11 connections of every session it passes X11 on for.
+    PassedOn(Box<dyn Listener>),
 }
 
 impl<B: Backend> ConnectionHandler<B> {
@@ -70,18 +94,73 @@ impl<B: Backend> ConnectionHandler<B> {
         {
             return false;
         }
+        // Checked, and as the client sent it: the client checks its cookie on every connection.
+        let passed_on = X11Request {
+            protocol: auth.protocol.clone(),
+            cookie: cookie.to_owned(),
+            screen,
+            single_connection,
+        };
+        let granted = if self.x11_passed_on {
+            SessionX11::PassedOn(passed_on)
+        } else {
+            match self.listen_x11().await {
+                None => return false,
+                Some(Listening::PassedOn(listener)) => {
+                    // One listener for the connection's sessions: the server that makes their
+                    // displays does not say which session a connection is for, and stops
+                    // listening on each display itself.
+                    let stop = self.conn.token.child_token();
+                    self.serve_listener(ForwardTarget::X11PassedOn, listener, session, stop);
+                    self.x11_passed_on = true;
+                    SessionX11::PassedOn(passed_on)
+                }
+                Some(Listening::Display(listener)) => {
+                    let Some(display) = listener.port().checked_sub(X11_BASE_PORT) else {
+                        return false;
+                    };
+                    let stop = self.conn.token.child_token();
+                    let target = ForwardTarget::X11 {
+                        display,
+                        once: single_connection,
+                    };
+                    self.serve_listener(target, listener, session, stop.clone());
+                    SessionX11::Display {
+                        setup: X11Setup { display, auth },
+                        _listening: stop.drop_guard(),
+                    }
+                }
+            }
+        };
+        match self.sessions.get_mut(&channel) {
+            Some(state) => {
+                state.x11 = Some(granted);
+                true
+            }
+            // The session closed while the display was being made: it goes with `granted`.
+            None => false,
+        }
+    }
+
+    /// Asks the container how it forwards X11 and, where sshpod makes the displays, listens
+    /// on the first free one.
+    async fn listen_x11(&self) -> Option<Listening> {
         let held: Vec<u16> = self
             .sessions
             .values()
-            .filter_map(|s| s.x11.as_ref().map(|x| x.setup.display))
+            .filter_map(|s| s.x11.as_ref().and_then(SessionX11::display))
+            .map(|setup| setup.display)
             .collect();
         let conn = Arc::clone(&self.conn);
         let listening = async move {
             let container = conn.container().await?;
+            if let X11Forwarding::PassedOn(listener) = container.forward_x11().await? {
+                return Ok(Listening::PassedOn(listener));
+            }
             let mut last = None;
             for display in x11::candidate_displays(&held) {
                 match container.listen("127.0.0.1", X11_BASE_PORT + display).await {
-                    Ok(listener) => return Ok(listener),
+                    Ok(listener) => return Ok(Listening::Display(listener)),
                     // Taken (by another connection's session, in a shared container): the next.
                     Err(error @ BackendError::Listen { .. }) => last = Some(error),
                     Err(error) => return Err(error.into()),
@@ -94,36 +173,11 @@ impl<B: Backend> ConnectionHandler<B> {
                 }
             })))
         };
-        let Some(listener) = self
-            .listening(
-                "an X11 display",
-                X11_BASE_PORT + x11::FIRST_DISPLAY,
-                listening,
-            )
-            .await
-        else {
-            return false;
-        };
-        let Some(display) = listener.port().checked_sub(X11_BASE_PORT) else {
-            return false;
-        };
-        let stop = self.conn.token.child_token();
-        let target = ForwardTarget::X11 {
-            display,
-            once: single_connection,
-        };
-        self.serve_listener(target, listener, session, stop.clone());
-        let granted = SessionDisplay {
-            setup: X11Setup { display, auth },
-            _listening: stop.drop_guard(),
-        };
-        match self.sessions.get_mut(&channel) {
-            Some(state) => {
-                state.x11 = Some(granted);
-                true
-            }
-            // The session closed while the display was being made: it goes with `granted`.
-            None => false,
-        }
+        self.listening(
+            "an X11 display",
+            X11_BASE_PORT + x11::FIRST_DISPLAY,
+            listening,
+        )
+        .await
     }
 }

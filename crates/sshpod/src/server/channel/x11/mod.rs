@@ -206,6 +206,7 @@ async fn run<C: Container>(
             command: Command::Exec(script.to_owned()),
             env: env.to_vec(),
             tty: None,
+            x11: None,
         })
         .await
         .map_err(XauthFailed::Run)?;
