@@ -367,4 +367,23 @@ mod tests {
         assert_eq!(name, "login-refused");
         assert_eq!(fields["password"], "hunter2");
     }
+
+    #[test]
+    fn an_x11_channel_names_its_display_only_when_sshpod_made_it() {
+        let opened = |display| EventKind::ChannelOpened {
+            kind: ChannelKind::X11 {
+                display,
+                originator: "127.0.0.1".to_owned(),
+                originator_port: 40_000,
+            },
+        };
+        let (_, own) = kind(&opened(Some(10)), false);
+        assert_eq!(own["channelKind"], "x11");
+        assert_eq!(own["display"], 10);
+        // A proxied login's display is the upstream server's: no number is made up for it.
+        let (_, passed_on) = kind(&opened(None), false);
+        assert_eq!(passed_on["channelKind"], "x11");
+        assert_eq!(passed_on["originator"], "127.0.0.1");
+        assert!(!passed_on.contains_key("display"), "{passed_on:?}");
+    }
 }
