@@ -28,7 +28,7 @@ import harness as h
 from test_audit import complete_recordings, events, recording
 from test_kubernetes import kube, ks, pods  # noqa: F401 - fixtures
 from test_remote_forwarding import forward, local, master  # noqa: F401 - `local` is a fixture
-from test_x11_forwarding import SHOW, X_CLIENT, trusted, xserver  # noqa: F401 - `xserver` is a fixture
+from test_x11_forwarding import DISPLAY_CLOSES, SHOW, X_CLIENT, trusted, xserver  # noqa: F401 - `xserver` is a fixture
 
 sys.path.insert(0, str(h.REPO_ROOT / "tests" / "webhook_server"))
 from containerssh_webhooks import WebhookServer  # noqa: E402
@@ -546,6 +546,24 @@ def test_only_proxied_sessions_that_asked_get_a_display(scn, xserver):
         assert re.search(r"^display=localhost:1\d\.0$", again.stdout, re.M), again
         assert "success vendor=The X.Org Foundation\n" in again.stdout, again
     assert session_requests(server, "x11-req") == 3, server.log
+
+
+def test_a_single_connection_is_asked_of_the_upstream_server(scn, xserver):
+    """asyncssh's `x11_single_connection` reaches the upstream sshd: one X client gets through,
+    then the upstream display stops listening while the session goes on."""
+    server = upstream(scn)
+    gw = scn.start(h.deep_merge(proxied(server), X11_ENABLED))
+
+    async def scenario():
+        async with asyncssh.connect("127.0.0.1", gw.port, username="alice",
+                                    client_keys=[str(scn.keys["alice"])], known_hosts=None,
+                                    agent_path=None, config=None, preferred_auth="publickey") as conn:
+            return await conn.run(f"perl -; {DISPLAY_CLOSES}", input=X_CLIENT, check=False,
+                                  x11_forwarding=True, x11_display=xserver["DISPLAY"],
+                                  x11_auth_path=xserver["XAUTHORITY"], x11_single_connection=True)
+    result = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert result.exit_status == 0, (result.stdout, result.stderr)
+    assert result.stdout == "success vendor=The X.Org Foundation\ndisplay-closed\n", result.stderr
 
 
 def test_proxied_x11_is_refused_by_the_policy_and_said_when_the_upstream_server_refuses(scn, xserver):
