@@ -24,6 +24,7 @@ mod ids;
 pub mod labels;
 mod lifecycle;
 mod listen;
+mod listen_control;
 pub mod per_user;
 pub mod pool;
 mod process;
@@ -48,6 +49,7 @@ pub use lifecycle::Lifecycle;
 pub use listen::{
     Accepted, ForwardedStream, ListenFuture, Listener, ListenerReport, MAX_REPORT_LINE,
 };
+pub use listen_control::{ListenerCommand, ListenerControl, TakenStream, WindDown, CLOSE_GRACE};
 pub use process::{
     BoxFuture, Command, ExitStatus, Process, ProcessControl, ProcessSpec, Signal, TerminalSize,
     TtySpec,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::AttachParams;
-use sshpod_core::{BackendError, Deadline, Identity};
+use sshpod_core::{BackendError, Deadline, Identity, WindDown};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::sync::oneshot;
 
@@ -245,10 +245,8 @@ pub(crate) struct HelperStream {
     _driver: Driver,
 }
 
-impl HelperStream {
-    /// Ends the helper's input (after what was written) and waits up to `grace` for the
-    /// helper to end; whether it did.
-    pub(crate) async fn wind_down(self, grace: Duration) -> bool {
+impl WindDown for HelperStream {
+    async fn wind_down(self, grace: Duration) -> bool {
         let HelperStream {
             stdout,
             mut stdin,
