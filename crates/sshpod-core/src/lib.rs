@@ -49,7 +49,9 @@ pub use lifecycle::Lifecycle;
 pub use listen::{
     Accepted, ForwardedStream, ListenFuture, Listener, ListenerReport, MAX_REPORT_LINE,
 };
-pub use listen_control::{ListenerCommand, ListenerControl, TakenStream, WindDown, CLOSE_GRACE};
+pub use listen_control::{
+    read_close_path, ClosedOnDrop, ListenerCommand, ListenerControl, WindDown, CLOSE_GRACE,
+};
 pub use process::{
     BoxFuture, Command, ExitStatus, Process, ProcessControl, ProcessSpec, Signal, TerminalSize,
     TtySpec,

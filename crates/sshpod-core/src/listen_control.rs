@@ -1,18 +1,22 @@
-//! Telling a listening helper what to do, the same way on every backend: the command lines
-//! its stdin reads (`refuse N`, `close N`, `stop`), the task that writes them, and the taken
-//! connection that, dropped while its helper still relays (the client is gone, the process
-//! inside keeps the connection open), has the listener close it inside, as sshd closes the
-//! socket of a closed channel. Without that, a container or pod that outlives the SSH
-//! connection (`mode: user`, `persistent`) would keep every such helper running.
+//! Telling a helper what to do, the same way on every backend: the command lines a listening
+//! helper's stdin reads (`refuse N`, `close N`, `stop`), the task that writes them, and the
+//! forwarded connection that, dropped while its helper still relays (the client is gone, the
+//! process inside keeps the connection open), is closed inside, as sshd closes the socket of a
+//! closed channel: a taken connection by the listener (`close N`), a dialled Unix socket by
+//! its helper's close socket (`sshpod-agent close PATH`). Without that, a container or pod
+//! that outlives the SSH connection (`mode: user`, `persistent`) would keep every such helper
+//! running.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::{BoxFuture, MAX_REPORT_LINE};
 
 /// Commands waiting for the helper's stdin.
 const COMMANDS_QUEUED: usize = 64;
@@ -84,12 +88,13 @@ impl ListenerControl {
 
     /// Wraps the stream of taken connection `id`, so that dropping it closes the connection
     /// inside if its helper does not end by itself.
-    pub fn taken<S: WindDown>(&self, stream: S, id: u64) -> TakenStream<S> {
-        TakenStream {
-            stream: Some(stream),
-            id,
-            commands: self.commands.clone(),
-        }
+    pub fn taken<S: WindDown>(&self, stream: S, id: u64) -> ClosedOnDrop<S> {
+        let commands = self.commands.clone();
+        ClosedOnDrop::new(stream, move || {
+            Box::pin(async move {
+                let _ = commands.send(ListenerCommand::Close(id)).await;
+            })
+        })
     }
 }
 
@@ -125,30 +130,70 @@ async fn write_commands<W>(
     let _ = stdin.shutdown().await;
 }
 
-/// A connection taken from a listener. Dropped, it winds its helper down and, if the helper
-/// still relays after [`CLOSE_GRACE`], has the listener close the connection inside.
-#[derive(Debug)]
-pub struct TakenStream<S: WindDown> {
+/// What closes a forwarded connection inside, once.
+type CloseInside = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+
+/// A forwarded connection's stream. Dropped, it winds its helper down and, if the helper
+/// still relays after [`CLOSE_GRACE`], closes the connection inside.
+pub struct ClosedOnDrop<S: WindDown> {
     /// `None` once dropped.
     stream: Option<S>,
-    id: u64,
-    commands: mpsc::Sender<ListenerCommand>,
+    close_inside: Option<CloseInside>,
 }
 
-impl<S: WindDown> Drop for TakenStream<S> {
+impl<S: WindDown> ClosedOnDrop<S> {
+    /// `stream`, whose connection `close_inside` closes inside.
+    pub fn new(
+        stream: S,
+        close_inside: impl FnOnce() -> BoxFuture<'static, ()> + Send + 'static,
+    ) -> Self {
+        ClosedOnDrop {
+            stream: Some(stream),
+            close_inside: Some(Box::new(close_inside)),
+        }
+    }
+}
+
+impl<S: WindDown> std::fmt::Debug for ClosedOnDrop<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClosedOnDrop").finish_non_exhaustive()
+    }
+}
+
+impl<S: WindDown> Drop for ClosedOnDrop<S> {
     fn drop(&mut self) {
-        let (Some(stream), Ok(runtime)) =
-            (self.stream.take(), tokio::runtime::Handle::try_current())
-        else {
+        let (Some(stream), Some(close_inside), Ok(runtime)) = (
+            self.stream.take(),
+            self.close_inside.take(),
+            tokio::runtime::Handle::try_current(),
+        ) else {
             return;
         };
-        let (id, commands) = (self.id, self.commands.clone());
         runtime.spawn(async move {
             if !stream.wind_down(CLOSE_GRACE).await {
-                let _ = commands.send(ListenerCommand::Close(id)).await;
+                close_inside().await;
             }
         });
     }
+}
+
+/// Reads what a dialling helper (`sshpod-agent dial-unix`) writes after its ready byte:
+/// `close PATH`, the socket that closes its connection inside. Reads byte by byte, so that
+/// none of the connection's data that follows is taken; `None` for anything else.
+pub async fn read_close_path<R: AsyncRead + Unpin>(output: &mut R) -> Option<String> {
+    let mut line = Vec::new();
+    while line.len() < MAX_REPORT_LINE as usize {
+        match output.read_u8().await.ok()? {
+            b'\n' => return parse_close_path(std::str::from_utf8(&line).ok()?),
+            byte => line.push(byte),
+        }
+    }
+    None
+}
+
+fn parse_close_path(line: &str) -> Option<String> {
+    let path = line.strip_prefix("close ")?;
+    (path.starts_with('/') && !path.contains(char::is_whitespace)).then(|| path.to_owned())
 }
 
 fn dropped() -> std::io::Error {
@@ -158,7 +203,7 @@ fn dropped() -> std::io::Error {
     )
 }
 
-impl<S: WindDown> AsyncRead for TakenStream<S> {
+impl<S: WindDown> AsyncRead for ClosedOnDrop<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -171,7 +216,7 @@ impl<S: WindDown> AsyncRead for TakenStream<S> {
     }
 }
 
-impl<S: WindDown> AsyncWrite for TakenStream<S> {
+impl<S: WindDown> AsyncWrite for ClosedOnDrop<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -299,6 +344,46 @@ mod tests {
         // The input stays open until both dropped connections are settled: only the one
         // whose helper did not end is closed.
         assert_eq!(received(theirs).await, "stop\nclose 7\n");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dialled_connection_still_relayed_when_dropped_is_closed_inside() {
+        let (closed_tx, closed) = tokio::sync::oneshot::channel();
+        let stuck = ClosedOnDrop::new(helper(false), move || {
+            Box::pin(async move {
+                let _ = closed_tx.send(());
+            })
+        });
+        drop(stuck);
+        assert!(closed.await.is_ok(), "closed inside");
+        let (never_tx, never) = tokio::sync::oneshot::channel::<()>();
+        let finished = ClosedOnDrop::new(helper(true), move || {
+            Box::pin(async move {
+                let _ = never_tx.send(());
+            })
+        });
+        drop(finished);
+        assert!(never.await.is_err(), "a helper that ended is left alone");
+    }
+
+    #[tokio::test]
+    async fn the_close_path_is_read_without_taking_the_data_after_it() {
+        let mut output: &[u8] = b"close /tmp/sshpod-9-a/close.sock\nHTTP/1.1 200";
+        assert_eq!(
+            read_close_path(&mut output).await.as_deref(),
+            Some("/tmp/sshpod-9-a/close.sock")
+        );
+        assert_eq!(output, b"HTTP/1.1 200");
+        for bad in [
+            &b"close relative\n"[..],
+            b"close /a b\n",
+            b"closing /a\n",
+            b"close /a",
+            &[b'x'; 600],
+        ] {
+            let mut output = bad;
+            assert_eq!(read_close_path(&mut output).await, None, "{bad:?}");
+        }
     }
 
     #[tokio::test(start_paused = true)]

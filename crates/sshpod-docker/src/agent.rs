@@ -3,7 +3,7 @@
 //! container, and once per listener (`listen HOST PORT`, see `listener`).
 
 use bollard::query_parameters::UploadToContainerOptions;
-use sshpod_core::BackendError;
+use sshpod_core::{BackendError, ClosedOnDrop};
 use tokio::io::AsyncReadExt;
 
 use crate::demux::demux;
@@ -161,12 +161,13 @@ pub(crate) async fn dial(
     running.ready().await.map_err(|why| dial_error(why.into()))
 }
 
-/// Connects to the Unix socket `path` from inside the container.
+/// Connects to the Unix socket `path` from inside the container. Dropped while the service
+/// inside still holds the connection, the stream has the helper close it.
 pub(crate) async fn dial_unix(
     engine: &Engine,
     container_id: &str,
     path: &str,
-) -> Result<ExecStream, BackendError> {
+) -> Result<ClosedOnDrop<ExecStream>, BackendError> {
     let dial_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Dial {
         host: path.to_owned(),
         port: 0,
@@ -175,7 +176,30 @@ pub(crate) async fn dial_unix(
     let running = run(engine, container_id, &["dial-unix", path])
         .await
         .map_err(dial_error)?;
-    running.ready().await.map_err(|why| dial_error(why.into()))
+    let mut stream = running
+        .ready()
+        .await
+        .map_err(|why| dial_error(why.into()))?;
+    let Some(close_path) = sshpod_core::read_close_path(&mut stream).await else {
+        return Err(dial_error("the helper did not say how to close".into()));
+    };
+    let (engine, container_id) = (engine.clone(), container_id.to_owned());
+    Ok(ClosedOnDrop::new(stream, move || {
+        Box::pin(async move { close(&engine, &container_id, &close_path).await })
+    }))
+}
+
+/// Has a dialling helper close its connection through its close socket `path`.
+async fn close(engine: &Engine, container_id: &str, path: &str) {
+    match run(engine, container_id, &["close", path]).await {
+        // Done once the helper's own exec ends.
+        Ok(Running { mut demux, .. }) => demux.finished().await,
+        Err(e) => tracing::debug!(
+            container = container_id,
+            error = &*e as &dyn std::error::Error,
+            "closing a forwarded connection inside"
+        ),
+    }
 }
 
 /// Takes a connection a listening helper parked at `path` (see `listener`).

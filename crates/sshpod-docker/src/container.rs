@@ -259,7 +259,10 @@ impl ConnectionContainer {
         crate::listener::listen(&self.engine, &self.id, bind, user.as_deref()).await
     }
 
-    pub(crate) async fn dial_unix(&self, path: &str) -> Result<ExecStream, BackendError> {
+    pub(crate) async fn dial_unix(
+        &self,
+        path: &str,
+    ) -> Result<sshpod_core::ClosedOnDrop<ExecStream>, BackendError> {
         self.agent_installed
             .get_or_try_init(|| agent::install(&self.engine, &self.id))
             .await?;
