@@ -5,24 +5,24 @@
 //! `sshpod-agent dial HOST PORT`: connects to HOST:PORT from inside the container and copies
 //! stdin to the socket and the socket to stdout, until the service closes the connection. Once
 //! connected it writes one zero byte to stdout, so sshpod can accept or refuse the SSH channel
-//! truthfully; on failure it writes the reason to stderr and exits with status 2.
+//! truthfully, then `close CLOSE\n`: a socket in a fresh private directory that, once
+//! connected to (`sshpod-agent close CLOSE`), closes the connection both ways, as sshd closes
+//! the socket of a closed channel, for a service that keeps it open after the end of input. On
+//! failure it writes the reason to stderr and exits with status 2.
 //!
 //! `sshpod-agent dial-unix PATH` does the same with the Unix socket PATH
-//! (`direct-streamlocal@openssh.com`), and after the zero byte writes `close CLOSE\n`: a
-//! socket in a fresh private directory that, once connected to (`sshpod-agent close CLOSE`),
-//! closes the connection both ways, as sshd closes the socket of a closed channel, for a
-//! service that keeps it open after the end of input.
+//! (`direct-streamlocal@openssh.com`).
 //!
 //! `sshpod-agent listen HOST PORT` (`ssh -R`): listens on HOST:PORT and writes
 //! `listening PORT DIR` to stdout (the port actually bound, and a fresh private directory).
 //! Each accepted connection is reported as `accept N ADDRESS PORT` and parked behind the Unix
 //! socket `DIR/N.sock` until sshpod takes it with `sshpod-agent take DIR/N.sock`, which relays
-//! it like `dial` does, so every forwarded connection has its own stream. `refuse N` on stdin
-//! closes a parked connection; `close N` closes a taken one whose client side is gone (both
-//! ways, as sshd closes the socket of a closed channel); `stop` or the end of stdin stops
-//! listening, and the helper exits once its connections have ended. `sshpod-agent listen-unix
-//! PATH` does the same on the Unix socket PATH (reporting port 0, and `local 0` as every
-//! originator), and removes it when it stops.
+//! it like `dial` does (without a close socket: `close N` below does that), so every forwarded
+//! connection has its own stream. `refuse N` on stdin closes a parked connection; `close N`
+//! closes a taken one whose client side is gone (both ways, as sshd closes the socket of a
+//! closed channel); `stop` or the end of stdin stops listening, and the helper exits once its
+//! connections have ended. `sshpod-agent listen-unix PATH` does the same on the Unix socket
+//! PATH (reporting port 0, and `local 0` as every originator), and removes it when it stops.
 //! `sshpod-agent listen-agent` (`ssh -A`) listens on `agent.sock` in its private directory.
 
 use std::collections::HashMap;
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
             Ok(port) => match TcpStream::connect((*host, port)) {
                 Ok(socket) => {
                     let _ = socket.set_nodelay(true);
-                    relay_stdio(Both::Tcp(socket), "")
+                    relay_closable(Both::Tcp(socket))
                 }
                 Err(e) => fail(&format!("connect {host}:{port}: {e}")),
             },

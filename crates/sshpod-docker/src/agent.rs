@@ -148,34 +148,37 @@ pub(crate) async fn dial(
     container_id: &str,
     host: &str,
     port: u16,
-) -> Result<ExecStream, BackendError> {
-    let dial_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Dial {
-        host: host.to_owned(),
-        port,
-        source,
-    };
-    let running = run(engine, container_id, &["dial", host, &port.to_string()])
-        .await
-        .map_err(dial_error)?;
-    // The helper writes one zero byte once connected, or explains on stderr and exits.
-    running.ready().await.map_err(|why| dial_error(why.into()))
+) -> Result<ClosedOnDrop<ExecStream>, BackendError> {
+    let args = ["dial", host, &port.to_string()];
+    dial_closable(engine, container_id, &args, host, port).await
 }
 
-/// Connects to the Unix socket `path` from inside the container. Dropped while the service
-/// inside still holds the connection, the stream has the helper close it.
+/// Connects to the Unix socket `path` from inside the container.
 pub(crate) async fn dial_unix(
     engine: &Engine,
     container_id: &str,
     path: &str,
 ) -> Result<ClosedOnDrop<ExecStream>, BackendError> {
+    dial_closable(engine, container_id, &["dial-unix", path], path, 0).await
+}
+
+/// Runs a dialling helper (`args`) and waits until it is connected. Dropped while the service
+/// inside still holds the connection, the stream has the helper close it.
+async fn dial_closable(
+    engine: &Engine,
+    container_id: &str,
+    args: &[&str],
+    host: &str,
+    port: u16,
+) -> Result<ClosedOnDrop<ExecStream>, BackendError> {
     let dial_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Dial {
-        host: path.to_owned(),
-        port: 0,
+        host: host.to_owned(),
+        port,
         source,
     };
-    let running = run(engine, container_id, &["dial-unix", path])
-        .await
-        .map_err(dial_error)?;
+    let running = run(engine, container_id, args).await.map_err(dial_error)?;
+    // The helper writes one zero byte once connected, then its close socket, or explains on
+    // stderr and exits.
     let mut stream = running
         .ready()
         .await
