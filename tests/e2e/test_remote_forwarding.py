@@ -1,7 +1,7 @@
 """Remote forwarding (`ssh -R`, `tcpip-forward`) on Docker and kube-sim, with OpenSSH, asyncssh
 and paramiko: the listener is inside the container or pod, port 0 gets the port actually bound,
 each connection reaches the client's side with its data intact both ways, cancelling stops the
-listener inside, a disconnect leaves no helper in a pod that stays, every refusal (security
+listener inside, a disconnect leaves no helper in a container or pod that stays, every refusal (security
 policy, key options, bind address, limit) is told and logged, and a client that stops taking
 connections has 32 waiting while the rest are closed inside."""
 
@@ -19,6 +19,7 @@ import paramiko
 import pytest
 
 import harness as h
+from test_homes import homes_config, start as homes_start, student
 from test_kubernetes import kube, ks, pods  # noqa: F401  (fixtures)
 
 ENABLED = {"security": {"forwarding": {"reverseForwardingMode": "enable"}}}
@@ -427,6 +428,31 @@ def test_a_disconnect_leaves_no_helper_running_in_a_kept_pod(kube, scn, ks, loca
     assert not listening_inside(later, [], 17010) and not listening_inside(later, [], 17011)
     assert [p["metadata"]["name"] for p in pods(ks, f"test={scn.run_id}")] == [name]
     ks.kubectl("delete", "pod", name, "--wait=true")
+
+
+def test_a_disconnect_leaves_no_helper_running_in_a_kept_user_container(scn, local):
+    user = student(scn)
+    gw = homes_start(scn, h.deep_merge(ENABLED, homes_config(grace="10m", mode="user")))
+    server = local()
+    held = local(lambda conn: conn.recv(1))  # keeps its end open until the connection goes
+    client, opts = master(scn, gw, user=user)
+    assert forward(client, opts, f"17010:127.0.0.1:{server.port}").returncode == 0
+    assert forward(client, opts, f"17011:127.0.0.1:{held.port}").returncode == 0
+    assert ask_inside(client, opts, 17010).stdout == "pong:ping\n"
+    # A process inside keeps a forwarded connection open, and idle, across the disconnect.
+    opened = inside(client, opts, "nohup sleep 600 3<>/dev/tcp/127.0.0.1/17011 >/dev/null 2>&1 &")
+    assert opened.returncode == 0, opened
+    h.wait_until(lambda: any(" take " in p for p in agent_processes(client, opts)), 20,
+                 "the held connection taken")
+    [kept] = h.containers(scn.run_id, running_only=True)
+
+    ended = client.ssh(opts=[*opts, "-O", "exit"])
+    assert ended.returncode == 0, ended
+    later = scn.client(gw, user=user)
+    h.wait_until(lambda: not agent_processes(later, []), 30, "no forwarding helper left in the container")
+    assert not listening_inside(later, [], 17010) and not listening_inside(later, [], 17011)
+    assert later.ssh("pgrep -x sleep >/dev/null && echo held").stdout == "held\n", "the process inside lives on"
+    assert h.containers(scn.run_id, running_only=True) == [kept], "the user's container stays"
 
 
 def test_a_pod_with_nowhere_to_put_the_helper_refuses_with_a_short_reason(kube, scn, local):

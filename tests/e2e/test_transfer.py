@@ -1,5 +1,6 @@
 """Moving data: sftp, scp (SFTP and legacy protocol), large streams through a command (also with
-rekeying) and local port forwarding to a server inside the container."""
+rekeying) and local port forwarding to a server inside the container, whose connection is closed
+inside once its channel is gone even when the server holds it open."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from typing import Callable
 import pytest
 
 import harness as h
+from test_homes import homes_config, start as homes_start, student
+from test_remote_forwarding import agent_processes, inside, master
 
 MiB = 1024 * 1024
 
@@ -111,3 +114,36 @@ def test_local_port_forwarding(scn):
     response = h.wait_until(fetch, 60, "an HTTP answer through the forwarded port")
     assert b" 200 " in response.split(b"\r\n", 1)[0], response
     assert b"hello-through-the-tunnel" in response, response
+
+
+# Accepts connections on 127.0.0.1:17020 and holds them open, never reading, never closing.
+HOLDING_SERVER = (
+    "nohup perl -MIO::Socket::INET -e 'my $s = IO::Socket::INET->new(LocalAddr => \"127.0.0.1:17020\", "
+    "Listen => 8, ReuseAddr => 1) or die $!; my @held; while (my $c = $s->accept) { push @held, $c }' "
+    ">/dev/null 2>&1 &"
+)
+
+
+def test_a_forwarded_connection_held_open_inside_is_closed_once_the_client_is_gone(scn):
+    user = student(scn)
+    gw = homes_start(scn, h.deep_merge(h.FORWARDING, homes_config(grace="10m", mode="user")))
+    client, opts = master(scn, gw, user=user)
+    assert inside(client, opts, HOLDING_SERVER).returncode == 0
+    h.wait_until(lambda: inside(client, opts, "exec 3<>/dev/tcp/127.0.0.1/17020").returncode == 0, 20,
+                 "the server inside listening")
+    local = free_port()
+    linked = client.ssh(opts=[*opts, "-O", "forward", "-L", f"127.0.0.1:{local}:127.0.0.1:17020"])
+    assert linked.returncode == 0, linked
+
+    def dialers(c: h.Client, o: list[str]) -> list[str]:
+        return [p for p in agent_processes(c, o) if " dial 127.0.0.1 17020" in p]
+
+    with socket.create_connection(("127.0.0.1", local), timeout=30) as conn:
+        conn.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        conn.shutdown(socket.SHUT_WR)  # the end of input; the server inside keeps its end open
+        h.wait_until(lambda: dialers(client, opts), 20, "the connection dialled inside")
+        ended = client.ssh(opts=[*opts, "-O", "exit"])
+        assert ended.returncode == 0, ended
+    later = scn.client(gw, user=user)
+    h.wait_until(lambda: not dialers(later, []), 30, "no dial helper left in the container")
+    assert later.ssh("pgrep -x perl >/dev/null && echo serving").stdout == "serving\n", "the server lives on"

@@ -24,6 +24,7 @@ mod ids;
 pub mod labels;
 mod lifecycle;
 mod listen;
+mod listen_control;
 pub mod per_user;
 pub mod pool;
 mod process;
@@ -48,6 +49,9 @@ pub use ids::{instance_id, same_seat, ConnectionId};
 pub use lifecycle::Lifecycle;
 pub use listen::{
     Accepted, ForwardedStream, ListenFuture, Listener, ListenerReport, MAX_REPORT_LINE,
+};
+pub use listen_control::{
+    read_close_path, ClosedOnDrop, ListenerCommand, ListenerControl, WindDown, CLOSE_GRACE,
 };
 pub use process::{
     BoxFuture, Command, ExitStatus, Process, ProcessControl, ProcessSpec, Signal, TerminalSize,

@@ -5,7 +5,10 @@
 //! `sshpod-agent dial HOST PORT`: connects to HOST:PORT from inside the container and copies
 //! stdin to the socket and the socket to stdout, until the service closes the connection. Once
 //! connected it writes one zero byte to stdout, so sshpod can accept or refuse the SSH channel
-//! truthfully; on failure it writes the reason to stderr and exits with status 2.
+//! truthfully, then `close CLOSE\n`: a socket in a fresh private directory that, once
+//! connected to (`sshpod-agent close CLOSE`), closes the connection both ways, as sshd closes
+//! the socket of a closed channel, for a service that keeps it open after the end of input. On
+//! failure it writes the reason to stderr and exits with status 2.
 //!
 //! `sshpod-agent dial-unix PATH` does the same with the Unix socket PATH
 //! (`direct-streamlocal@openssh.com`).
@@ -14,12 +17,12 @@
 //! `listening PORT DIR` to stdout (the port actually bound, and a fresh private directory).
 //! Each accepted connection is reported as `accept N ADDRESS PORT` and parked behind the Unix
 //! socket `DIR/N.sock` until sshpod takes it with `sshpod-agent take DIR/N.sock`, which relays
-//! it like `dial` does, so every forwarded connection has its own stream. `refuse N` on stdin
-//! closes a parked connection; `close N` closes a taken one whose client side is gone (both
-//! ways, as sshd closes the socket of a closed channel); `stop` or the end of stdin stops
-//! listening, and the helper exits once its connections have ended. `sshpod-agent listen-unix
-//! PATH` does the same on the Unix socket PATH (reporting port 0, and `local 0` as every
-//! originator), and removes it when it stops.
+//! it like `dial` does (without a close socket: `close N` below does that), so every forwarded
+//! connection has its own stream. `refuse N` on stdin closes a parked connection; `close N`
+//! closes a taken one whose client side is gone (both ways, as sshd closes the socket of a
+//! closed channel); `stop` or the end of stdin stops listening, and the helper exits once its
+//! connections have ended. `sshpod-agent listen-unix PATH` does the same on the Unix socket
+//! PATH (reporting port 0, and `local 0` as every originator), and removes it when it stops.
 //! `sshpod-agent listen-agent` (`ssh -A`) listens on `agent.sock` in its private directory.
 
 use std::collections::HashMap;
@@ -40,20 +43,25 @@ fn main() -> ExitCode {
             Ok(port) => match TcpStream::connect((*host, port)) {
                 Ok(socket) => {
                     let _ = socket.set_nodelay(true);
-                    relay_stdio(Both::Tcp(socket))
+                    relay_closable(Both::Tcp(socket))
                 }
                 Err(e) => fail(&format!("connect {host}:{port}: {e}")),
             },
             Err(_) => fail(&format!("bad port {port}")),
         },
         [_, "dial-unix", path] => match UnixStream::connect(path) {
-            Ok(socket) => relay_stdio(Both::Unix(socket)),
+            Ok(socket) => relay_closable(Both::Unix(socket)),
             Err(e) => fail(&format!("connect {path}: {e}")),
         },
         [_, "take", path] => match UnixStream::connect(path) {
-            Ok(socket) => relay_stdio(Both::Unix(socket)),
+            Ok(socket) => relay_stdio(Both::Unix(socket), ""),
             Err(e) => fail(&format!("taking the connection {path}: {e}")),
         },
+        // Connecting is the whole message; a helper that already ended is no error.
+        [_, "close", path] => {
+            let _ = UnixStream::connect(path);
+            ExitCode::SUCCESS
+        }
         [_, "listen", host, port] => match port.parse::<u16>() {
             Ok(port) => match TcpListener::bind((*host, port)) {
                 Ok(listener) => listen(Listening::Tcp(listener), None),
@@ -77,7 +85,7 @@ fn main() -> ExitCode {
         },
         _ => fail(
             "usage: sshpod-agent dial HOST PORT | dial-unix PATH | listen HOST PORT | \
-             listen-unix PATH | listen-agent | take PATH",
+             listen-unix PATH | listen-agent | take PATH | close PATH",
         ),
     }
 }
@@ -131,11 +139,40 @@ impl Write for Both {
     }
 }
 
-/// Writes the ready byte, then copies stdin to `socket` and `socket` to stdout.
-fn relay_stdio(socket: Both) -> ExitCode {
+/// Relays `socket` as [`relay_stdio`] does, with a close socket in a private directory that
+/// shuts it down both ways (which ends the relay), announced after the ready byte.
+fn relay_closable(socket: Both) -> ExitCode {
+    let (dir, closer) = match private_dir().and_then(|dir| {
+        let closer = UnixListener::bind(dir.join("close.sock"))?;
+        Ok((dir, closer))
+    }) {
+        Ok(made) => made,
+        Err(e) => return fail(&format!("making a close socket: {e}")),
+    };
+    let inside = match socket.try_clone() {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("socket: {e}")),
+    };
+    std::thread::spawn(move || {
+        if closer.accept().is_ok() {
+            inside.shutdown(Shutdown::Both);
+        }
+    });
+    let announce = format!("close {}\n", dir.join("close.sock").display());
+    let ended = relay_stdio(socket, &announce);
+    let _ = std::fs::remove_dir_all(&dir);
+    ended
+}
+
+/// Writes the ready byte and `announce`, then copies stdin to `socket` and `socket` to stdout.
+fn relay_stdio(socket: Both, announce: &str) -> ExitCode {
     {
         let mut out = std::io::stdout().lock();
-        if out.write_all(&[0]).and_then(|()| out.flush()).is_err() {
+        let ready = out
+            .write_all(&[0])
+            .and_then(|()| out.write_all(announce.as_bytes()))
+            .and_then(|()| out.flush());
+        if ready.is_err() {
             return ExitCode::from(2);
         }
     }

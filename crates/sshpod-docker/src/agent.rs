@@ -3,7 +3,7 @@
 //! container, and once per listener (`listen HOST PORT`, see `listener`).
 
 use bollard::query_parameters::UploadToContainerOptions;
-use sshpod_core::BackendError;
+use sshpod_core::{BackendError, ClosedOnDrop};
 use tokio::io::AsyncReadExt;
 
 use crate::demux::demux;
@@ -148,17 +148,9 @@ pub(crate) async fn dial(
     container_id: &str,
     host: &str,
     port: u16,
-) -> Result<ExecStream, BackendError> {
-    let dial_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Dial {
-        host: host.to_owned(),
-        port,
-        source,
-    };
-    let running = run(engine, container_id, &["dial", host, &port.to_string()])
-        .await
-        .map_err(dial_error)?;
-    // The helper writes one zero byte once connected, or explains on stderr and exits.
-    running.ready().await.map_err(|why| dial_error(why.into()))
+) -> Result<ClosedOnDrop<ExecStream>, BackendError> {
+    let args = ["dial", host, &port.to_string()];
+    dial_closable(engine, container_id, &args, host, port).await
 }
 
 /// Connects to the Unix socket `path` from inside the container.
@@ -166,16 +158,51 @@ pub(crate) async fn dial_unix(
     engine: &Engine,
     container_id: &str,
     path: &str,
-) -> Result<ExecStream, BackendError> {
+) -> Result<ClosedOnDrop<ExecStream>, BackendError> {
+    dial_closable(engine, container_id, &["dial-unix", path], path, 0).await
+}
+
+/// Runs a dialling helper (`args`) and waits until it is connected. Dropped while the service
+/// inside still holds the connection, the stream has the helper close it.
+async fn dial_closable(
+    engine: &Engine,
+    container_id: &str,
+    args: &[&str],
+    host: &str,
+    port: u16,
+) -> Result<ClosedOnDrop<ExecStream>, BackendError> {
     let dial_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Dial {
-        host: path.to_owned(),
-        port: 0,
+        host: host.to_owned(),
+        port,
         source,
     };
-    let running = run(engine, container_id, &["dial-unix", path])
+    let running = run(engine, container_id, args).await.map_err(dial_error)?;
+    // The helper writes one zero byte once connected, then its close socket, or explains on
+    // stderr and exits.
+    let mut stream = running
+        .ready()
         .await
-        .map_err(dial_error)?;
-    running.ready().await.map_err(|why| dial_error(why.into()))
+        .map_err(|why| dial_error(why.into()))?;
+    let Some(close_path) = sshpod_core::read_close_path(&mut stream).await else {
+        return Err(dial_error("the helper did not say how to close".into()));
+    };
+    let (engine, container_id) = (engine.clone(), container_id.to_owned());
+    Ok(ClosedOnDrop::new(stream, move || {
+        Box::pin(async move { close(&engine, &container_id, &close_path).await })
+    }))
+}
+
+/// Has a dialling helper close its connection through its close socket `path`.
+async fn close(engine: &Engine, container_id: &str, path: &str) {
+    match run(engine, container_id, &["close", path]).await {
+        // Done once the helper's own exec ends.
+        Ok(Running { mut demux, .. }) => demux.finished().await,
+        Err(e) => tracing::debug!(
+            container = container_id,
+            error = &*e as &dyn std::error::Error,
+            "closing a forwarded connection inside"
+        ),
+    }
 }
 
 /// Takes a connection a listening helper parked at `path` (see `listener`).

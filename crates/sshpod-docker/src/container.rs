@@ -240,7 +240,11 @@ impl ConnectionContainer {
         .await
     }
 
-    pub(crate) async fn dial(&self, host: &str, port: u16) -> Result<ExecStream, BackendError> {
+    pub(crate) async fn dial(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<sshpod_core::ClosedOnDrop<ExecStream>, BackendError> {
         self.agent_installed
             .get_or_try_init(|| agent::install(&self.engine, &self.id))
             .await?;
@@ -259,7 +263,10 @@ impl ConnectionContainer {
         crate::listener::listen(&self.engine, &self.id, bind, user.as_deref()).await
     }
 
-    pub(crate) async fn dial_unix(&self, path: &str) -> Result<ExecStream, BackendError> {
+    pub(crate) async fn dial_unix(
+        &self,
+        path: &str,
+    ) -> Result<sshpod_core::ClosedOnDrop<ExecStream>, BackendError> {
         self.agent_installed
             .get_or_try_init(|| agent::install(&self.engine, &self.id))
             .await?;

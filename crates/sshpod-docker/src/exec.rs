@@ -280,6 +280,13 @@ pub(crate) fn assemble<C: ProcessControl + DemuxOwner + 'static>(
 /// A task that ends with its owner.
 pub(crate) struct AbortOnDrop(pub(crate) JoinHandle<()>);
 
+impl AbortOnDrop {
+    /// Waits for the task to end.
+    pub(crate) async fn finished(&mut self) {
+        let _ = (&mut self.0).await;
+    }
+}
+
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();

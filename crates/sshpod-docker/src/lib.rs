@@ -550,7 +550,7 @@ enum Mode {
 }
 
 impl Container for DockerContainer {
-    type Stream = ExecStream;
+    type Stream = sshpod_core::ClosedOnDrop<ExecStream>;
 
     async fn exec(&self, spec: ProcessSpec) -> Result<Process, BackendError> {
         match &self.0 {
@@ -560,7 +560,7 @@ impl Container for DockerContainer {
         }
     }
 
-    async fn dial(&self, host: &str, port: u16) -> Result<ExecStream, BackendError> {
+    async fn dial(&self, host: &str, port: u16) -> Result<Self::Stream, BackendError> {
         match &self.0 {
             Mode::Connection(c) => c.dial(host, port).await,
             Mode::Session(_) => Err(NotPossible::ForwardingInSessionMode.into()),

@@ -1,21 +1,21 @@
 //! Listeners inside the container (`ssh -R`): one `sshpod-agent listen` per listener, which
 //! reports each connection it accepts on its stdout and parks it; each is then taken over its
 //! own exec (`sshpod-agent take`), so every forwarded connection has its own stream and flow
-//! control. Dropping the listener ends the helper's stdin, which stops it listening.
+//! control. Dropping the listener tells the helper to stop listening; it exits once its
+//! connections end. A taken connection dropped while the helper still relays it (its client
+//! is gone, the process inside keeps it open) is closed inside, as sshd closes the socket of a
+//! closed channel, so a disconnect leaves no helper behind in a container that stays
+//! (`mode: user`).
 
 use sshpod_core::{
-    Accepted, BackendError, ForwardedStream, ListenFuture, Listener, ListenerReport as Report,
-    MAX_REPORT_LINE,
+    Accepted, BackendError, ForwardedStream, ListenFuture, Listener, ListenerControl,
+    ListenerReport as Report, MAX_REPORT_LINE,
 };
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, DuplexStream};
-use tokio::sync::mpsc;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, DuplexStream};
 
 use crate::agent;
 use crate::engine::Engine;
 use crate::exec::AbortOnDrop;
-
-/// Refusals waiting for the helper's stdin.
-const REFUSALS_QUEUED: usize = 64;
 
 /// A listening helper in one container.
 pub(crate) struct DockerListener {
@@ -28,7 +28,8 @@ pub(crate) struct DockerListener {
     socket: Option<String>,
     dir: String,
     reports: tokio::sync::Mutex<BufReader<DuplexStream>>,
-    refusals: mpsc::Sender<u64>,
+    /// The helper's input; dropped with the listener, it tells the helper to stop listening.
+    control: ListenerControl,
     _demux: AbortOnDrop,
 }
 
@@ -79,21 +80,10 @@ pub(crate) async fn listen(
         Some(Report::Listening { port, dir }) => (port, dir),
         _ => return Err(listen_error(agent::reason(&mut stderr).await.into())),
     };
-    let (refusals, mut queued) = mpsc::channel::<u64>(REFUSALS_QUEUED);
-    let mut stdin = stdin;
-    // Ends when the listener is dropped: closing the helper's stdin stops it listening.
-    tokio::spawn(async move {
-        while let Some(id) = queued.recv().await {
-            if stdin
-                .write_all(format!("refuse {id}\n").as_bytes())
-                .await
-                .is_err()
-            {
-                break;
-            }
-        }
-        let _ = stdin.shutdown().await;
-    });
+    let (control, writing) = ListenerControl::new(stdin);
+    // Ends once the listener and every connection taken from it are gone; the helper's input
+    // stays open until then, for `close`.
+    tokio::spawn(writing);
     let socket = matches!(bind, Bind::Agent).then(|| format!("{dir}/agent.sock"));
     Ok(DockerListener {
         engine: engine.clone(),
@@ -103,7 +93,7 @@ pub(crate) async fn listen(
         socket,
         dir,
         reports: tokio::sync::Mutex::new(reports),
-        refusals,
+        control,
         _demux: demux,
     })
 }
@@ -153,12 +143,11 @@ impl Listener for DockerListener {
                 self.user.as_deref(),
             )
             .await?;
-            Ok(Box::new(stream) as Box<dyn ForwardedStream>)
+            Ok(Box::new(self.control.taken(stream, id)) as Box<dyn ForwardedStream>)
         })
     }
 
     fn refuse(&self, id: u64) {
-        // A full queue means the helper is not reading: its connections die with it anyway.
-        let _ = self.refusals.try_send(id);
+        self.control.refuse(id);
     }
 }

@@ -4,8 +4,10 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, DuplexStream, ReadBuf, WriteHalf};
+use sshpod_core::WindDown;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, DuplexStream, ReadBuf, WriteHalf};
 
 use crate::exec::AbortOnDrop;
 use crate::hijack::EngineStream;
@@ -28,6 +30,21 @@ impl ExecStream {
             writer,
             _demux: demux,
         }
+    }
+}
+
+impl WindDown for ExecStream {
+    async fn wind_down(self, grace: Duration) -> bool {
+        let ExecStream {
+            reader,
+            mut writer,
+            _demux: mut demux,
+        } = self;
+        // Its output has nowhere to go any more; the engine's stream is still read to its
+        // end, which comes when the helper exits.
+        drop(reader);
+        let _ = writer.shutdown().await;
+        tokio::time::timeout(grace, demux.finished()).await.is_ok()
     }
 }
 

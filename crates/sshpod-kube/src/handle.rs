@@ -227,7 +227,10 @@ impl PodHandle {
     }
 
     /// Connects to the Unix socket `path` inside the pod (`ssh -L ...:/path`).
-    pub(crate) async fn dial_unix(&self, path: &str) -> Result<HelperStream, BackendError> {
+    pub(crate) async fn dial_unix(
+        &self,
+        path: &str,
+    ) -> Result<sshpod_core::ClosedOnDrop<HelperStream>, BackendError> {
         let helper = self.helper().await?;
         let after = self.config.timeouts.command_start;
         helper::within(after, "sshpod-agent dial-unix", async {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::AttachParams;
-use sshpod_core::{BackendError, Deadline, Identity};
+use sshpod_core::{BackendError, ClosedOnDrop, Deadline, Identity, WindDown};
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
 use tokio::sync::oneshot;
 
@@ -203,12 +203,16 @@ pub(crate) async fn run(
     }
 }
 
-/// Connects to the Unix socket `path` inside the pod (`ssh -L ...:/path`).
+/// How long closing a dialled connection inside may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connects to the Unix socket `path` inside the pod (`ssh -L ...:/path`). Dropped while the
+/// service inside still holds the connection, the stream has the helper close it.
 pub(crate) async fn dial_unix(
     target: &Target<'_>,
     helper: &str,
     path: &str,
-) -> Result<HelperStream, BackendError> {
+) -> Result<ClosedOnDrop<HelperStream>, BackendError> {
     let dial_error = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Dial {
         host: path.to_owned(),
         port: 0,
@@ -217,7 +221,40 @@ pub(crate) async fn dial_unix(
     let running = run(target, helper, &["dial-unix", path], None)
         .await
         .map_err(dial_error)?;
-    running.ready().await.map_err(|why| dial_error(why.into()))
+    let mut stream = running
+        .ready()
+        .await
+        .map_err(|why| dial_error(why.into()))?;
+    let Some(close_path) = sshpod_core::read_close_path(&mut stream).await else {
+        return Err(dial_error("the helper did not say how to close".into()));
+    };
+    let (pods, pod, container) = (
+        target.pods.clone(),
+        target.pod.to_owned(),
+        target.container.to_owned(),
+    );
+    let helper = helper.to_owned();
+    Ok(ClosedOnDrop::new(stream, move || {
+        Box::pin(async move {
+            let target = Target {
+                pods: &pods,
+                pod: &pod,
+                container: &container,
+            };
+            let closing = async {
+                match run(&target, &helper, &["close", &close_path], None).await {
+                    // Done once the helper's own exec ends.
+                    Ok(running) => running.driver.finished().await,
+                    Err(e) => tracing::debug!(
+                        pod = %pod,
+                        error = &*e as &dyn std::error::Error,
+                        "closing a forwarded connection inside"
+                    ),
+                }
+            };
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, closing).await;
+        })
+    }))
 }
 
 /// Takes a connection a listening helper parked at `path` (see `listener`).
@@ -245,10 +282,8 @@ pub(crate) struct HelperStream {
     _driver: Driver,
 }
 
-impl HelperStream {
-    /// Ends the helper's input (after what was written) and waits up to `grace` for the
-    /// helper to end; whether it did.
-    pub(crate) async fn wind_down(self, grace: Duration) -> bool {
+impl WindDown for HelperStream {
+    async fn wind_down(self, grace: Duration) -> bool {
         let HelperStream {
             stdout,
             mut stdin,

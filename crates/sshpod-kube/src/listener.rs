@@ -6,33 +6,19 @@
 //! open) is closed inside, as sshd closes the socket of a closed channel, so a disconnect
 //! leaves no helper behind in a pod that stays.
 
-use std::pin::Pin;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use sshpod_core::{
-    Accepted, BackendError, ForwardedStream, Identity, ListenFuture, Listener,
+    Accepted, BackendError, ForwardedStream, Identity, ListenFuture, Listener, ListenerControl,
     ListenerReport as Report, MAX_REPORT_LINE,
 };
-use tokio::io::{
-    AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, BufReader,
-    ReadBuf,
-};
-use tokio::sync::mpsc;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
 
 use crate::exec::Target;
-use crate::helper::{self, HelperStream};
+use crate::helper;
 use crate::remote::OutputReader;
-
-/// Commands waiting for the helper's stdin.
-const COMMANDS_QUEUED: usize = 64;
-
-/// How long a dropped connection's helper may take to end by itself (it relayed everything
-/// and the process inside closed too) before it is closed inside.
-const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 /// How long a stopped listener's exec is kept for its helper to finish: it ends once the
 /// connections it relays end.
@@ -65,30 +51,8 @@ pub(crate) struct KubeListener {
     socket: Option<String>,
     dir: String,
     reports: tokio::sync::Mutex<BufReader<OutputReader>>,
-    commands: mpsc::Sender<HelperCommand>,
-    /// Dropped with the listener: the helper is told to stop listening.
-    _stop: DropGuard,
-}
-
-/// A line for the listening helper's stdin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HelperCommand {
-    /// Closes a parked connection nobody will take.
-    Refuse(u64),
-    /// Closes a taken connection whose client side is gone.
-    Close(u64),
-    /// Stops listening.
-    Stop,
-}
-
-impl HelperCommand {
-    fn line(self) -> String {
-        match self {
-            HelperCommand::Refuse(id) => format!("refuse {id}\n"),
-            HelperCommand::Close(id) => format!("close {id}\n"),
-            HelperCommand::Stop => "stop\n".to_owned(),
-        }
-    }
+    /// The helper's input; dropped with the listener, it tells the helper to stop listening.
+    control: ListenerControl,
 }
 
 /// Starts `sshpod-agent listen host port` (or `listen-unix path`, `listen-agent`) in the pod
@@ -127,29 +91,12 @@ pub(crate) async fn listen(
             return Err(listen_error(running.reason().await.into()));
         }
     };
-    let (commands, mut queued) = mpsc::channel::<HelperCommand>(COMMANDS_QUEUED);
-    let stop = CancellationToken::new();
-    let (mut stdin, driver, stopping) = (running.stdin, running.driver, stop.clone());
+    let (control, writing) = ListenerControl::new(running.stdin);
+    let driver = running.driver;
     // Ends once the listener and every connection taken from it are gone; the helper's input
     // stays open until then, for `close`.
     tokio::spawn(async move {
-        let mut stopped = false;
-        loop {
-            let command = tokio::select! {
-                command = queued.recv() => match command {
-                    Some(command) => command,
-                    None => break,
-                },
-                () = stopping.cancelled(), if !stopped => {
-                    stopped = true;
-                    HelperCommand::Stop
-                }
-            };
-            if stdin.write_all(command.line().as_bytes()).await.is_err() {
-                break;
-            }
-        }
-        let _ = stdin.shutdown().await;
+        writing.await;
         // The exec stays until the helper ends, so that its end of input reaches it.
         let _ = tokio::time::timeout(WIND_DOWN, driver.finished()).await;
     });
@@ -165,8 +112,7 @@ pub(crate) async fn listen(
         socket,
         dir,
         reports: tokio::sync::Mutex::new(reports),
-        commands,
-        _stop: stop.drop_guard(),
+        control,
     })
 }
 
@@ -215,101 +161,11 @@ impl Listener for KubeListener {
             let path = format!("{}/{id}.sock", self.dir);
             let taking = helper::take(&target, &self.helper, &path, self.identity.as_ref());
             let stream = helper::within(self.take_timeout, "sshpod-agent take", taking).await?;
-            let taken = TakenStream {
-                stream: Some(stream),
-                id,
-                commands: self.commands.clone(),
-            };
-            Ok(Box::new(taken) as Box<dyn ForwardedStream>)
+            Ok(Box::new(self.control.taken(stream, id)) as Box<dyn ForwardedStream>)
         })
     }
 
     fn refuse(&self, id: u64) {
-        // A full queue means the helper is not reading: its connections die with it anyway.
-        let _ = self.commands.try_send(HelperCommand::Refuse(id));
-    }
-}
-
-/// A connection taken from a listener. Dropped, it ends the helper's input and, if the helper
-/// still relays after [`CLOSE_GRACE`], has the listener close the connection inside.
-struct TakenStream {
-    /// `None` once dropped.
-    stream: Option<HelperStream>,
-    id: u64,
-    commands: mpsc::Sender<HelperCommand>,
-}
-
-impl Drop for TakenStream {
-    fn drop(&mut self) {
-        let (Some(stream), Ok(runtime)) =
-            (self.stream.take(), tokio::runtime::Handle::try_current())
-        else {
-            return;
-        };
-        let (id, commands) = (self.id, self.commands.clone());
-        runtime.spawn(async move {
-            if !stream.wind_down(CLOSE_GRACE).await {
-                let _ = commands.send(HelperCommand::Close(id)).await;
-            }
-        });
-    }
-}
-
-fn dropped() -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::NotConnected,
-        "the connection was closed",
-    )
-}
-
-impl AsyncRead for TakenStream {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        match self.stream.as_mut() {
-            Some(stream) => Pin::new(stream).poll_read(cx, buf),
-            None => Poll::Ready(Err(dropped())),
-        }
-    }
-}
-
-impl AsyncWrite for TakenStream {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        match self.stream.as_mut() {
-            Some(stream) => Pin::new(stream).poll_write(cx, buf),
-            None => Poll::Ready(Err(dropped())),
-        }
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.stream.as_mut() {
-            Some(stream) => Pin::new(stream).poll_flush(cx),
-            None => Poll::Ready(Err(dropped())),
-        }
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.stream.as_mut() {
-            Some(stream) => Pin::new(stream).poll_shutdown(cx),
-            None => Poll::Ready(Err(dropped())),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn commands_are_the_lines_the_helper_reads() {
-        assert_eq!(HelperCommand::Refuse(3).line(), "refuse 3\n");
-        assert_eq!(HelperCommand::Close(12).line(), "close 12\n");
-        assert_eq!(HelperCommand::Stop.line(), "stop\n");
+        self.control.refuse(id);
     }
 }
