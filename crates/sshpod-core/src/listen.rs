@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt as _, AsyncRead, AsyncReadExt as _, AsyncWrite};
 
 use crate::BackendError;
 
@@ -89,6 +89,20 @@ impl ListenerReport {
             _ => return None,
         };
         words.next().is_none().then_some(report)
+    }
+
+    /// Reads the helper's next report; `None` at its end or for a line that is not one.
+    pub async fn read_next<R: AsyncBufRead + Unpin>(reports: &mut R) -> Option<Self> {
+        let mut line = String::new();
+        let n = reports
+            .take(MAX_REPORT_LINE)
+            .read_line(&mut line)
+            .await
+            .ok()?;
+        if n == 0 {
+            return None;
+        }
+        Self::parse(&line)
     }
 }
 

@@ -9,9 +9,9 @@
 
 use sshpod_core::{
     Accepted, BackendError, ForwardedStream, ListenFuture, Listener, ListenerControl,
-    ListenerReport as Report, MAX_REPORT_LINE,
+    ListenerReport as Report,
 };
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader, DuplexStream};
+use tokio::io::{BufReader, DuplexStream};
 
 use crate::agent;
 use crate::engine::Engine;
@@ -76,7 +76,7 @@ pub(crate) async fn listen(
         .await
         .map_err(listen_error)?;
     let mut reports = BufReader::new(stdout);
-    let (port, dir) = match next_report(&mut reports).await {
+    let (port, dir) = match Report::read_next(&mut reports).await {
         Some(Report::Listening { port, dir }) => (port, dir),
         _ => return Err(listen_error(agent::reason(&mut stderr).await.into())),
     };
@@ -98,19 +98,6 @@ pub(crate) async fn listen(
     })
 }
 
-async fn next_report(reports: &mut BufReader<DuplexStream>) -> Option<Report> {
-    let mut line = String::new();
-    let n = reports
-        .take(MAX_REPORT_LINE)
-        .read_line(&mut line)
-        .await
-        .ok()?;
-    if n == 0 {
-        return None;
-    }
-    Report::parse(&line)
-}
-
 impl Listener for DockerListener {
     fn port(&self) -> u16 {
         self.port
@@ -123,7 +110,7 @@ impl Listener for DockerListener {
     fn accept(&self) -> ListenFuture<'_, Accepted> {
         Box::pin(async move {
             let mut reports = self.reports.lock().await;
-            match next_report(&mut reports).await {
+            match Report::read_next(&mut *reports).await {
                 Some(Report::Accept(accepted)) => Ok(accepted),
                 _ => Err(BackendError::Refused {
                     what: "listening inside your container",

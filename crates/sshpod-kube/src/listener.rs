@@ -12,9 +12,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use sshpod_core::{
     Accepted, BackendError, ForwardedStream, Identity, ListenFuture, Listener, ListenerControl,
-    ListenerReport as Report, MAX_REPORT_LINE,
+    ListenerReport as Report,
 };
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, BufReader};
+use tokio::io::BufReader;
 
 use crate::exec::Target;
 use crate::helper;
@@ -84,7 +84,7 @@ pub(crate) async fn listen(
         .await
         .map_err(listen_error)?;
     let mut reports = BufReader::new(running.stdout);
-    let (port, dir) = match next_report(&mut reports).await {
+    let (port, dir) = match Report::read_next(&mut reports).await {
         Some(Report::Listening { port, dir }) => (port, dir),
         _ => {
             running.stdout = reports.into_inner();
@@ -116,19 +116,6 @@ pub(crate) async fn listen(
     })
 }
 
-async fn next_report(reports: &mut BufReader<OutputReader>) -> Option<Report> {
-    let mut line = String::new();
-    let n = reports
-        .take(MAX_REPORT_LINE)
-        .read_line(&mut line)
-        .await
-        .ok()?;
-    if n == 0 {
-        return None;
-    }
-    Report::parse(&line)
-}
-
 impl Listener for KubeListener {
     fn port(&self) -> u16 {
         self.port
@@ -141,7 +128,7 @@ impl Listener for KubeListener {
     fn accept(&self) -> ListenFuture<'_, Accepted> {
         Box::pin(async move {
             let mut reports = self.reports.lock().await;
-            match next_report(&mut reports).await {
+            match Report::read_next(&mut *reports).await {
                 Some(Report::Accept(accepted)) => Ok(accepted),
                 _ => Err(BackendError::Refused {
                     what: "listening inside your pod",
