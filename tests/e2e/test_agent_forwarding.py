@@ -1,12 +1,17 @@
-"""Agent forwarding (`ssh -A`) on Docker and kube-sim with OpenSSH and a test ssh-agent: `ssh-add
+"""Agent forwarding (`ssh -A`) on Docker and kube-sim with OpenSSH, asyncssh and paramiko and a test ssh-agent: `ssh-add
 -l` inside the container or pod lists the client's key, only sessions that asked get `SSH_AUTH_SOCK`, and the
 security mode and `no-agent-forwarding` refuse it."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import subprocess
 
+import asyncssh
+import paramiko
+import paramiko.agent
 import pytest
 
 import harness as h
@@ -80,3 +85,43 @@ def test_the_agent_socket_belongs_to_the_logins_own_user(start, scn, agent):
     assert user == "alice", result
     assert directory == "alice 700", "a directory only the user can enter"
     assert any(fingerprint(scn) in line for line in keys), result
+
+
+def test_asyncssh_and_paramiko_forward_their_agent(start, scn, agent):
+    gw = start(ENABLED)
+    key = fingerprint(scn)
+
+    async def with_asyncssh() -> str:
+        async with asyncssh.connect("127.0.0.1", gw.port, username="alice", client_keys=[str(scn.keys["alice"])],
+                                    known_hosts=None, agent_path=agent, agent_forwarding=True, config=None,
+                                    preferred_auth="publickey") as conn:
+            result = await conn.run(SHOW, check=False)
+            return str(result.stdout)
+
+    shown = asyncio.run(asyncio.wait_for(with_asyncssh(), 120))
+    assert key in shown and re.search(r"sock=/\S+/agent\.sock", shown), shown
+
+    # paramiko reaches the agent SSH_AUTH_SOCK names when its handler is made.
+    saved = os.environ.get("SSH_AUTH_SOCK")
+    os.environ["SSH_AUTH_SOCK"] = agent
+    transport = paramiko.Transport(("127.0.0.1", gw.port))
+    try:
+        transport.connect(username="alice", pkey=paramiko.Ed25519Key.from_private_key_file(str(scn.keys["alice"])))
+        session = transport.open_session()
+        forwarding = paramiko.agent.AgentRequestHandler(session)
+        session.exec_command(SHOW)
+        output = b""
+        while True:
+            chunk = session.recv(4096)
+            if not chunk:
+                break
+            output += chunk
+        assert session.recv_exit_status() == 0, output
+        assert key.encode() in output and b"sock=/" in output, output
+        forwarding.close()
+    finally:
+        transport.close()
+        if saved is None:
+            os.environ.pop("SSH_AUTH_SOCK", None)
+        else:
+            os.environ["SSH_AUTH_SOCK"] = saved
