@@ -1,5 +1,5 @@
-"""X11 forwarding (`ssh -X`, `ssh -Y`) with OpenSSH, asyncssh and paramiko (OpenSSH on kube-sim
-too, the rest on Docker: the server's part is the same on both), against
+"""X11 forwarding (`ssh -X`, `ssh -Y`) on Docker and kube-sim with OpenSSH, asyncssh and paramiko,
+against
 the test's own X server (Xvfb with its own cookie): a small X client inside the container
 completes the X11 connection setup through the tunnel with the cookie sshpod wrote into the
 user's Xauthority file, a wrong cookie is refused, only sessions that asked get `DISPLAY`, a
@@ -226,10 +226,10 @@ DISPLAY_CLOSES = ("d=${DISPLAY#localhost:}; hex=$(printf '%04X' $((6000 + ${d%.*
                   "[ $i -lt 200 ] || { echo still-listening; exit 1; }; sleep 0.05; done; echo display-closed")
 
 
-def test_asyncssh_with_a_single_connection(scn, xserver):
+def test_asyncssh_with_a_single_connection(start, scn, xserver):
     """asyncssh's own X11 client side (its cookie swap, `x11_single_connection`): one X client
     gets through, and then the display stops listening while the session goes on."""
-    gw = scn.start(ENABLED)
+    gw = start(ENABLED)
 
     async def scenario():
         async with asyncssh.connect("127.0.0.1", gw.port, username="alice",
@@ -258,11 +258,11 @@ def recv_exactly(channel: paramiko.Channel, n: int) -> bytes:
     return data
 
 
-def test_paramiko_sees_its_own_cookie_and_the_originator_and_bad_requests_are_refused(scn):
+def test_paramiko_sees_its_own_cookie_and_the_originator_and_bad_requests_are_refused(start, scn):
     """paramiko plays the X server: the X client's setup arrives on an `x11` channel from
     127.0.0.1 with exactly the cookie the client sent, and its answer gets back; a cookie
     that is not hex is refused with its reason in the log."""
-    gw = scn.start(ENABLED)
+    gw = start(ENABLED)
     transport = paramiko.Transport(("127.0.0.1", gw.port))
     try:
         transport.connect(username="alice",
