@@ -143,34 +143,31 @@ pub(crate) async fn listen_unix(
 /// (`auth-agent-req@openssh.com`, see `process.rs`).
 pub(crate) const AGENT_ON_UPSTREAM: &str = "(made by the SSH server behind this one)";
 
-/// Takes the channels the upstream server opens to the client's agent (`ssh -A`). Sessions
-/// that asked for the agent ask the upstream server in turn.
-pub(crate) fn listen_agent(
-    upstream: &Arc<Upstream>,
-    routes: &Arc<Routes>,
-    lifecycle: &Lifecycle,
-) -> Box<dyn Listener> {
-    Box::new(ProxiedListener::new(
-        Arc::clone(upstream),
-        Arc::clone(routes),
-        lifecycle.clone(),
-        Forwarded::Agent,
-        0,
-    ))
+/// Channels the upstream server opens on its own, for the sessions that asked it to: to the
+/// client's agent (`ssh -A`) or to its X server (`ssh -X`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ServerOpened {
+    Agent,
+    X11,
 }
 
-/// Takes the channels the upstream server opens to the client's X server (`ssh -X`), for
-/// every session that asked it to forward X11 (see `process.rs`).
-pub(crate) fn listen_x11(
+/// Takes the channels of `kind` the upstream server opens, for every session that asked (see
+/// `process.rs`). Nothing is made upstream for it, so nothing is cancelled there.
+pub(crate) fn listen_server_opened(
     upstream: &Arc<Upstream>,
     routes: &Arc<Routes>,
     lifecycle: &Lifecycle,
+    kind: ServerOpened,
 ) -> Box<dyn Listener> {
+    let forwarded = match kind {
+        ServerOpened::Agent => Forwarded::Agent,
+        ServerOpened::X11 => Forwarded::X11,
+    };
     Box::new(ProxiedListener::new(
         Arc::clone(upstream),
         Arc::clone(routes),
         lifecycle.clone(),
-        Forwarded::X11,
+        forwarded,
         0,
     ))
 }

@@ -185,18 +185,20 @@ impl Container for ProxiedConnection {
     }
 
     async fn listen_agent(&self) -> Result<Box<dyn Listener>, BackendError> {
-        Ok(forward::listen_agent(
+        Ok(forward::listen_server_opened(
             &self.upstream,
             &self.routes,
             &self.lifecycle,
+            forward::ServerOpened::Agent,
         ))
     }
 
     async fn forward_x11(&self) -> Result<X11Forwarding, BackendError> {
-        Ok(X11Forwarding::PassedOn(forward::listen_x11(
+        Ok(X11Forwarding::PassedOn(forward::listen_server_opened(
             &self.upstream,
             &self.routes,
             &self.lifecycle,
+            forward::ServerOpened::X11,
         )))
     }
 
