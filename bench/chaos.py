@@ -110,6 +110,7 @@ DOCUMENTED = [
     r"sshpod: cannot start your container",
     r"sshpod: your (container|pod) stopped while the command ran",
     r"sshpod: your pod went away while the command ran",
+    r"sshpod: the command ended without an exit status",  # the API server away when asked why
     r"sshpod: the server is shutting down",
     r"sshpod: sessions cannot be recorded now",
     r"sshpod: the session's recording (failed|fell behind), so the session is ended",

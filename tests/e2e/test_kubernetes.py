@@ -137,6 +137,30 @@ def test_signals_reach_the_process(kube, scn):
     assert "got TERM" in output and result.exit_status == 7, (output, result)
 
 
+def test_an_exec_cut_off_from_the_api_server_is_explained_by_its_pod(scn, ks):
+    # The exec's stream breaks without an exit status; sshpod asks the API server (again,
+    # while it does not answer) what became of the pod, and tells the client that, not a
+    # guess. Here the pod was deleted while sshpod could not reach the API server.
+    cluster, _ = cluster_and_users(ks)
+    ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
+    proxy = scn.proxy(int(cluster["server"].rsplit(":", 1)[1]))
+    gw = scn.start({"backend": "kubernetes", "kubernetes": {"connection": {
+        "host": f"https://127.0.0.1:{proxy.port}", "cacert": ca, "bearerToken": ks.admin_token,
+        "serverName": "localhost"}}})
+    scn.leak_checks.append(lambda: wait_no_pods(ks))
+    session = scn.track(scn.client(gw).popen("echo started; exec sleep 600"))
+    assert h.read_line(session.stdout, h.CONTAINER_TIMEOUT) == b"started\n"
+    [pod] = pods(ks)
+
+    proxy.cut()  # the exec's stream breaks, and sshpod cannot ask yet
+    gw.wait_for_log(re.compile(r"asking for the pod of an exec that ended without a status"), 30)
+    ks.kubectl("delete", "pod", "-n", "default", pod["metadata"]["name"], "--grace-period=0")
+    proxy.resume()
+    _, stderr = session.communicate(timeout=60)
+    assert session.returncode != 0
+    assert b"sshpod: your pod went away while the command ran" in stderr, stderr
+
+
 def test_pod_that_cannot_start_is_reported_at_once_and_deleted(kube, scn, ks):
     image = f"sshpod-missing-{scn.run_id}:none"
     gw = kube({"kubernetes": {"pod": {"spec": {"containers": [{"name": "shell", "image": image}]}}}})

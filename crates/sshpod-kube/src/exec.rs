@@ -18,7 +18,7 @@ use sshpod_core::{
 };
 use tokio::io::AsyncReadExt as _;
 
-use crate::pod::exit_code;
+use crate::pod::{self, exit_code};
 use crate::remote::{self, Subresource};
 
 /// Where to run a process.
@@ -176,18 +176,59 @@ impl ExecControl {
         };
         match status.as_ref().and_then(exit_code) {
             Some(code) => Ok(self.signaller.exit_status(code)),
-            None => Err(match status {
-                Some(s) => BackendError::NoExitStatus {
-                    what: "the command".to_owned(),
-                    source: s.message.map(Into::into),
-                },
-                None => BackendError::Gone {
-                    what: Vanished::PodStopped,
-                },
-            }),
+            None => Err(without_exit_status(&self.signaller, status).await),
         }
     }
 }
+
+/// Why an exec ended without an exit code (a failure Status, or none at all), as the pod's
+/// state tells it: the API server relays a runtime's failure the same way whether the pod
+/// went or the runtime stumbled, and its socket ends the same way whether the pod stopped or
+/// the API server restarted. An API server that does not answer is asked again for a while
+/// (a restart takes seconds), never past the signal timeout.
+async fn without_exit_status(signaller: &Signaller, status: Option<Status>) -> BackendError {
+    let asking = async {
+        loop {
+            match signaller.pods.get_opt(&signaller.pod).await {
+                Ok(pod) => return pod,
+                Err(e) => {
+                    tracing::debug!(
+                        error = &e as &dyn std::error::Error,
+                        "asking for the pod of an exec that ended without a status"
+                    );
+                    tokio::time::sleep(ASK_AGAIN).await;
+                }
+            }
+        }
+    };
+    let bound = signaller.timeout.min(ASKING_AT_MOST);
+    match tokio::time::timeout(bound, asking).await {
+        Ok(None) => BackendError::Gone {
+            what: Vanished::PodDeleted,
+        },
+        Ok(Some(pod)) if pod.metadata.deletion_timestamp.is_some() => BackendError::Gone {
+            what: Vanished::PodDeleted,
+        },
+        Ok(Some(pod)) if !pod::container_running(&pod, &signaller.container) => {
+            BackendError::Gone {
+                what: Vanished::PodStopped,
+            }
+        }
+        // The pod runs, or the API server did not say: the truth is that no status came.
+        _ => BackendError::NoExitStatus {
+            what: "the command".to_owned(),
+            source: Some(match status.and_then(|s| s.message) {
+                Some(message) => message.into(),
+                None => "the API server's exec stream ended without a status".into(),
+            }),
+        },
+    }
+}
+
+/// How long to wait before asking an API server that did not answer again.
+const ASK_AGAIN: Duration = Duration::from_millis(500);
+/// How long to go on asking, at most (the signal timeout, if shorter).
+const ASKING_AT_MOST: Duration = Duration::from_secs(10);
 
 impl ProcessControl for ExecControl {
     fn resize(&self, size: TerminalSize) -> BoxFuture<'_, Result<(), BackendError>> {

@@ -214,6 +214,20 @@ pub(crate) fn console_exit_code(pod: &Pod, console: &str) -> Option<i64> {
     Some(i64::from(terminated.exit_code))
 }
 
+/// Whether `container` of `pod` is running: the pod is not being deleted, and the
+/// container's state is `running`.
+pub(crate) fn container_running(pod: &Pod, container: &str) -> bool {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return false;
+    }
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|c| c.name == container))
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|state| state.running.is_some())
+}
+
 /// What a starting pod waits for, as its user is told it: the scheduler's word while it has
 /// no node, then its console container's waiting reason.
 pub(crate) fn waiting_for(pod: &Pod, console: &str) -> Step {
@@ -378,6 +392,29 @@ mod tests {
 
     fn pod(status: serde_json::Value) -> Pod {
         serde_json::from_value(json!({"metadata": {"name": "p"}, "status": status})).unwrap()
+    }
+
+    #[test]
+    fn a_container_runs_only_while_its_state_is_running_and_the_pod_is_not_being_deleted() {
+        let state = |state: serde_json::Value| {
+            pod(json!({"phase": "Running", "containerStatuses": [
+                {"name": "shell", "image": "i", "imageID": "", "ready": true, "restartCount": 0,
+                 "state": state}]}))
+        };
+        let running = state(json!({"running": {"startedAt": "2026-01-01T00:00:00Z"}}));
+        assert!(container_running(&running, "shell"));
+        assert!(!container_running(&running, "sidecar"));
+        let terminated = state(json!({"terminated": {"exitCode": 137, "reason": "Error"}}));
+        assert!(!container_running(&terminated, "shell"));
+        let mut deleting = running.clone();
+        deleting.metadata.deletion_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Default::default()),
+        );
+        assert!(!container_running(&deleting, "shell"));
+        assert!(!container_running(
+            &pod(json!({"phase": "Pending"})),
+            "shell"
+        ));
     }
 
     #[test]
