@@ -2,11 +2,12 @@
 //!
 //! Every session holds a few output buffers for as long as it lives, and most sessions are
 //! idle most of the time. A buffer starts small and doubles each time a read fills it, up
-//! to its maximum: an idle shell keeps a few KiB per stream, a bulk transfer reaches full
+//! to its maximum: an idle shell keeps 1 KiB per stream, a bulk transfer reaches full
 //! SSH packets after a handful of reads.
 
-/// Where reads start: a terminal's screenful of output fits.
-pub const INITIAL_READ_BUFFER: usize = 4 * 1024;
+/// Where reads start: what an idle stream holds (a session has up to two). A screenful of
+/// output takes two or three reads the first time, then fits.
+pub const INITIAL_READ_BUFFER: usize = 1024;
 
 /// A buffer to read into, grown while reads fill it.
 #[derive(Debug)]

@@ -38,8 +38,10 @@ const STATUS: u8 = 3;
 const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
-/// What a read from the socket asks for. tungstenite reserves a whole frame's length when
-/// its header arrives, so large frames still arrive whole; this is what an idle session keeps.
+/// What an idle session's socket keeps, and the most one read from the TLS stream asks for:
+/// tungstenite reserves a whole frame's length when its header arrives, then fills it in
+/// reads of this size (a 32 KiB output frame takes four). Smaller saves memory per idle
+/// session but costs reads on every frame of a bulk transfer.
 const READ_BUFFER: usize = 8 * 1024;
 /// The largest message accepted from the API server (it sends at most 32 KiB of output
 /// per frame; the Status is small).
