@@ -137,10 +137,9 @@ def test_signals_reach_the_process(kube, scn):
     assert "got TERM" in output and result.exit_status == 7, (output, result)
 
 
-def test_an_exec_cut_off_from_the_api_server_is_explained_by_its_pod(scn, ks):
-    # The exec's stream breaks without an exit status; sshpod asks the API server (again,
-    # while it does not answer) what became of the pod, and tells the client that, not a
-    # guess. Here the pod was deleted while sshpod could not reach the API server.
+def gateway_behind_a_proxy(scn, ks):
+    """A gateway that reaches kube-sim through a proxy the test can cut (kubectl still reaches
+    kube-sim directly); afterwards no pod of its may be left."""
     cluster, _ = cluster_and_users(ks)
     ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
     proxy = scn.proxy(int(cluster["server"].rsplit(":", 1)[1]))
@@ -148,6 +147,14 @@ def test_an_exec_cut_off_from_the_api_server_is_explained_by_its_pod(scn, ks):
         "host": f"https://127.0.0.1:{proxy.port}", "cacert": ca, "bearerToken": ks.admin_token,
         "serverName": "localhost"}}})
     scn.leak_checks.append(lambda: wait_no_pods(ks))
+    return gw, proxy
+
+
+def test_an_exec_cut_off_from_the_api_server_is_explained_by_its_pod(scn, ks):
+    # The exec's stream breaks without an exit status; sshpod asks the API server (again,
+    # while it does not answer) what became of the pod, and tells the client that, not a
+    # guess. Here the pod was deleted while sshpod could not reach the API server.
+    gw, proxy = gateway_behind_a_proxy(scn, ks)
     session = scn.track(scn.client(gw).popen("echo started; exec sleep 600"))
     assert h.read_line(session.stdout, h.CONTAINER_TIMEOUT) == b"started\n"
     [pod] = pods(ks)
@@ -565,13 +572,7 @@ def test_connection_methods(scn, ks, method):
 
 
 def test_a_pod_whose_deletion_fails_is_deleted_once_the_api_server_answers_again(scn, ks):
-    cluster, _ = cluster_and_users(ks)
-    ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
-    proxy = scn.proxy(int(cluster["server"].rsplit(":", 1)[1]))
-    gw = scn.start({"backend": "kubernetes", "kubernetes": {"connection": {
-        "host": f"https://127.0.0.1:{proxy.port}", "cacert": ca, "bearerToken": ks.admin_token,
-        "serverName": "localhost"}}})
-    scn.leak_checks.append(lambda: wait_no_pods(ks))
+    gw, proxy = gateway_behind_a_proxy(scn, ks)
     client = scn.client(gw)
     session = scn.track(client.popen("echo started; exec sleep 600"))
     assert h.read_line(session.stdout, h.CONTAINER_TIMEOUT) == b"started\n"
