@@ -267,20 +267,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// pods can call the API (KUBERNETES_SERVICE_HOST/PORT). None (with a warning) when the engine
 /// has no bridge network or its gateway is not an address of this host (a remote engine).
 async fn pod_facing_listener(engine: &docker::Engine) -> Option<TcpListener> {
-    let network = engine
+    let network = match engine
         .docker
         .inspect_network(
             "bridge",
             None::<bollard::query_parameters::InspectNetworkOptions>,
         )
         .await
-        .ok()?;
-    let gateway = network
-        .ipam
-        .and_then(|i| i.config)
-        .into_iter()
-        .flatten()
-        .find_map(|c| c.gateway.and_then(|g| g.parse::<std::net::IpAddr>().ok()))?;
+    {
+        Ok(network) => network,
+        Err(e) => {
+            tracing::warn!(error = %e, "pods cannot reach the API: the engine has no bridge network");
+            return None;
+        }
+    };
+    let configs = network.ipam.and_then(|i| i.config).unwrap_or_default();
+    let Some(gateway) = configs.iter().find_map(|c| {
+        let subnet = c.subnet.as_deref();
+        bridge_gateway(c.gateway.as_deref(), subnet)
+    }) else {
+        tracing::warn!(
+            "pods cannot reach the API: the bridge network names no gateway or IPv4 subnet"
+        );
+        return None;
+    };
     match TcpListener::bind((gateway, 0)).await {
         Ok(l) => Some(l),
         Err(e) => {
@@ -288,6 +298,25 @@ async fn pod_facing_listener(engine: &docker::Engine) -> Option<TcpListener> {
             None
         }
     }
+}
+
+/// The bridge's gateway: as the engine names it, or else the first address of its IPv4
+/// subnet, which is what the engine gives the bridge (an engine that found its bridge
+/// already up, after a restart, may report the subnet alone).
+fn bridge_gateway(gateway: Option<&str>, subnet: Option<&str>) -> Option<std::net::IpAddr> {
+    if let Some(gateway) = gateway.and_then(|g| g.parse().ok()) {
+        return Some(gateway);
+    }
+    let (network, prefix) = subnet?.split_once('/')?;
+    let network: std::net::Ipv4Addr = network.parse().ok()?;
+    let prefix: u32 = prefix.parse().ok()?;
+    if prefix >= 31 {
+        return None;
+    }
+    let mask = u32::MAX << (32 - prefix);
+    Some(std::net::IpAddr::V4(
+        ((u32::from(network) & mask) + 1).into(),
+    ))
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
@@ -299,4 +328,29 @@ async fn wait_for_signal() -> anyhow::Result<()> {
         _ = int.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bridge_gateway;
+
+    #[test]
+    fn the_bridge_gateway_is_the_engines_or_the_first_address_of_its_subnet() {
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert_eq!(
+            bridge_gateway(Some("172.17.0.1"), Some("172.17.0.0/16")),
+            ip("172.17.0.1")
+        );
+        assert_eq!(
+            bridge_gateway(None, Some("172.17.0.0/16")),
+            ip("172.17.0.1")
+        );
+        assert_eq!(
+            bridge_gateway(None, Some("10.20.30.40/24")),
+            ip("10.20.30.1")
+        );
+        assert_eq!(bridge_gateway(None, Some("fd00::/64")), None);
+        assert_eq!(bridge_gateway(None, Some("10.0.0.0/32")), None);
+        assert_eq!(bridge_gateway(None, None), None);
+    }
 }
