@@ -191,7 +191,9 @@ def test_invalid_file_and_restart_settings_are_refused(scn):
     assert first == "refused: the configuration file is invalid; the old configuration stays", result.stdout
     assert errors == checked.stderr.strip().splitlines(), (errors, checked.stderr)
     assert re.match(rf"{re.escape(str(config_path))}:\d+:1: key `ssh2`: unknown key", errors[0]), errors
-    refusal = [r for r in records(gw) if r["code"] == "CORE_CONFIG_ERROR"]
+    # The reload's answer can come before its log line is read from sshpod's output.
+    refusal = h.wait_until(lambda: [r for r in records(gw) if r["code"] == "CORE_CONFIG_ERROR"], 30,
+                           "the refusal in the log")
     assert len(refusal) == 1 and "key `ssh2`" in refusal[0]["details"]["errors"], refusal
     assert scn.client(gw).ssh("true").returncode == 0
 
@@ -202,7 +204,8 @@ def test_invalid_file_and_restart_settings_are_refused(scn):
     result = h.run_sshpod(reload)
     assert (result.returncode, result.stdout) == (
         1, "refused: a restart is needed to change ssh.listen; the old configuration stays\n"), result
-    refusal = [r for r in records(gw) if r["code"] == "SSHPOD_RELOAD_NEEDS_RESTART"]
+    refusal = h.wait_until(lambda: [r for r in records(gw) if r["code"] == "SSHPOD_RELOAD_NEEDS_RESTART"], 30,
+                           "the refusal in the log")
     assert refusal[-1]["details"]["keys"] == "ssh.listen", refusal
     assert refusal[-1]["level"] == "error"
     # The old configuration stays whole: the level did not change either.
