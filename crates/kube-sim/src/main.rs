@@ -282,10 +282,10 @@ async fn pod_facing_listener(engine: &docker::Engine) -> Option<TcpListener> {
         }
     };
     let configs = network.ipam.and_then(|i| i.config).unwrap_or_default();
-    let Some(gateway) = configs.iter().find_map(|c| {
-        let subnet = c.subnet.as_deref();
-        bridge_gateway(c.gateway.as_deref(), subnet)
-    }) else {
+    let Some(gateway) = configs
+        .iter()
+        .find_map(|c| bridge_gateway(c.gateway.as_deref(), c.subnet.as_deref()))
+    else {
         tracing::warn!(
             "pods cannot reach the API: the bridge network names no gateway or IPv4 subnet"
         );

@@ -187,10 +187,13 @@ impl ExecControl {
 /// the API server restarted. An API server that does not answer is asked again for a while
 /// (a restart takes seconds), never past the signal timeout.
 async fn without_exit_status(signaller: &Signaller, status: Option<Status>) -> BackendError {
+    // `Some` with what the API server said of the pod; `None` when it answered with an error
+    // of its own (forbidden, say), which asking again would not change.
     let asking = async {
         loop {
             match signaller.pods.get_opt(&signaller.pod).await {
-                Ok(pod) => return pod,
+                Ok(pod) => return Some(pod),
+                Err(kube::Error::Api(_)) => return None,
                 Err(e) => {
                     tracing::debug!(
                         error = &e as &dyn std::error::Error,
@@ -203,13 +206,13 @@ async fn without_exit_status(signaller: &Signaller, status: Option<Status>) -> B
     };
     let bound = signaller.timeout.min(ASKING_AT_MOST);
     match tokio::time::timeout(bound, asking).await {
-        Ok(None) => BackendError::Gone {
+        Ok(Some(None)) => BackendError::Gone {
             what: Vanished::PodDeleted,
         },
-        Ok(Some(pod)) if pod.metadata.deletion_timestamp.is_some() => BackendError::Gone {
+        Ok(Some(Some(pod))) if pod.metadata.deletion_timestamp.is_some() => BackendError::Gone {
             what: Vanished::PodDeleted,
         },
-        Ok(Some(pod)) if !pod::container_running(&pod, &signaller.container) => {
+        Ok(Some(Some(pod))) if !pod::container_running(&pod, &signaller.container) => {
             BackendError::Gone {
                 what: Vanished::PodStopped,
             }
