@@ -9,11 +9,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
+use hyper_timeout::TimeoutConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use kube::client::retry::RetryPolicy;
+use kube::client::{Body, ClientBuilder, ConfigExt};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::Client;
 use secrecy::SecretString;
 use sshpod_config::{KubernetesConnection, DEFAULT_KUBERNETES_HOST};
 use sshpod_core::BackendError;
+use tower::retry::RetryLayer;
+use tower::util::BoxService;
+use tower::{BoxError, ServiceBuilder, ServiceExt as _};
 
 use crate::limiter::{RateLimitLayer, TokenBucket};
 use crate::token_file::{TokenFile, TokenFileLayer};
@@ -26,6 +34,10 @@ pub(crate) struct Clients {
     /// behind a burst of logins could come too late and cost the instance its pods.
     pub(crate) lease: Client,
 }
+
+/// What one of the process's clients sends its requests through.
+type ConnectionStack =
+    BoxService<http::Request<Body>, http::Response<hyper::body::Incoming>, BoxError>;
 
 /// Builds the clients. Reads files named in the configuration; talks to nobody yet.
 pub(crate) async fn build(
@@ -60,13 +72,56 @@ fn client(
     bucket: Option<Arc<TokenBucket>>,
     token_file: Option<Arc<TokenFile>>,
 ) -> Result<Client, BackendError> {
-    let builder = kube::client::ClientBuilder::try_from(config)
-        .map_err(|e| setting("kubernetes.connection", format!("{e}")))?
+    let builder = ClientBuilder::new(stack(&config)?, config.default_namespace.clone())
         .with_layer(&RateLimitLayer::new(bucket));
     Ok(match token_file {
         Some(file) => builder.with_layer(&TokenFileLayer(file)).build(),
         None => builder.build(),
     })
+}
+
+/// kube's own stack (what `ClientBuilder::try_from` builds: base URI, retries of 429/503/504,
+/// authentication, extra headers, TLS, timeouts), with one difference: its TCP connections
+/// send each write at once. kube's connector leaves Nagle's algorithm on, so a small write
+/// (a keystroke, an sftp request) behind one not yet acknowledged waited for the API server's
+/// delayed acknowledgement, on every exec socket. Go's clients (`kubectl`) and the API server
+/// itself turn it off.
+fn stack(config: &kube::Config) -> Result<ConnectionStack, BackendError> {
+    let settings = |e: kube::Error| setting("kubernetes.connection", format!("{e}"));
+    if let Some(proxy) = &config.proxy_url {
+        return Err(setting(
+            "kubernetes.connection",
+            format!("the kubeconfig names a proxy (`{proxy}`); sshpod connects to the API server directly"),
+        ));
+    }
+    let tls = config
+        .rustls_https_connector_with_connector(tcp_connector())
+        .map_err(settings)?;
+    let mut connector = TimeoutConnector::new(tls);
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(config.reset_reader_on_write);
+    let http = hyper_util::client::legacy::Builder::new(TokioExecutor::new()).build(connector);
+    let retry = config
+        .default_retry
+        .then(|| RetryLayer::new(RetryPolicy::server_retry()));
+    Ok(ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(retry)
+        .option_layer(config.auth_layer().map_err(settings)?)
+        .layer(config.extra_headers_layer().map_err(settings)?)
+        .map_err(BoxError::from)
+        .service(http)
+        .boxed())
+}
+
+/// TCP connections for either scheme (TLS goes on top), each write sent at once.
+fn tcp_connector() -> HttpConnector {
+    let mut tcp = HttpConnector::new();
+    tcp.enforce_http(false);
+    tcp.set_nodelay(true);
+    tcp
 }
 
 async fn client_config(conn: &KubernetesConnection) -> Result<kube::Config, BackendError> {
@@ -191,6 +246,26 @@ fn setting(setting: &'static str, reason: String) -> BackendError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn connections_send_each_write_at_once() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let uri = format!("http://{}", listener.local_addr().unwrap());
+        let io = tower::ServiceExt::oneshot(tcp_connector(), uri.parse().unwrap())
+            .await
+            .unwrap();
+        assert!(io.inner().nodelay().unwrap());
+    }
+
+    #[test]
+    fn a_kubeconfig_proxy_is_refused_by_name() {
+        let mut config = kube::Config::new("https://10.0.0.1".parse().unwrap());
+        config.proxy_url = Some("socks5://proxy:1080".parse().unwrap());
+        let Err(error) = stack(&config) else {
+            panic!("a proxy is refused");
+        };
+        assert!(error.to_string().contains("socks5://proxy:1080"), "{error}");
+    }
 
     #[test]
     fn cluster_urls_follow_containerssh_host_and_path() {
