@@ -3,20 +3,19 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
 use sshpod_config::{KubernetesConfig, PodMode};
 use sshpod_core::homes::Planned;
 use sshpod_core::{BackendError, ConnectionContext};
 
 use crate::handle::{Ownership, PodHandle};
 use crate::pod::{self, Owner};
+use crate::requests::PodsApi;
 use crate::{files, identity, lifecycle};
 
 /// Creates the connection's pod, waits until it runs, holds its lifeline where it needs one
 /// and writes the login's files. On error the pod is deleted again.
 pub(crate) async fn start(
-    pods: Api<Pod>,
+    pods: PodsApi,
     config: Arc<KubernetesConfig>,
     owner: &Owner,
     ctx: &ConnectionContext,
@@ -36,7 +35,7 @@ pub(crate) async fn start(
             );
     }
     let name = lifecycle::create_and_wait(
-        &pods,
+        &pods.pods(),
         &spec,
         (&console, &image),
         &config.timeouts,

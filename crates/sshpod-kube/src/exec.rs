@@ -7,10 +7,8 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::AttachParams;
-use kube::Api;
 use sshpod_core::wrapper::{kill_argv, pid_file_name, wrap_argv, DeliveredSignal};
 use sshpod_core::{
     BackendError, BoxFuture, Deadline, ExitStatus, Process, ProcessControl, Signal, TerminalSize,
@@ -20,10 +18,11 @@ use tokio::io::AsyncReadExt as _;
 
 use crate::pod::{self, exit_code};
 use crate::remote::{self, Subresource};
+use crate::requests::PodsApi;
 
 /// Where to run a process.
 pub(crate) struct Target<'a> {
-    pub(crate) pods: &'a Api<Pod>,
+    pub(crate) pods: &'a PodsApi,
     pub(crate) pod: &'a str,
     pub(crate) container: &'a str,
 }
@@ -51,12 +50,17 @@ pub(crate) async fn start(
         ..AttachParams::default()
     };
     let argv = wrap_argv(argv, &pid_file, &env, tty);
-    let mut remote = remote::open(target.pods, target.pod, Subresource::Exec(argv), &params)
-        .await
-        .map_err(|e| BackendError::Exec {
-            program: program_for_errors.clone(),
-            source: Box::new(e),
-        })?;
+    let mut remote = remote::open(
+        &target.pods.pods(),
+        target.pod,
+        Subresource::Exec(argv),
+        &params,
+    )
+    .await
+    .map_err(|e| BackendError::Exec {
+        program: program_for_errors.clone(),
+        source: Box::new(e),
+    })?;
     let stdin = remote
         .stdin
         .take()
@@ -114,7 +118,7 @@ impl Terminal {
 /// Delivers signals to a process started through the wrapper (by its PID file), and
 /// remembers the last one delivered so its exit can be reported as that signal.
 pub(crate) struct Signaller {
-    pub(crate) pods: Api<Pod>,
+    pub(crate) pods: PodsApi,
     pub(crate) pod: String,
     pub(crate) container: String,
     pub(crate) pid_file: String,
@@ -191,7 +195,7 @@ async fn without_exit_status(signaller: &Signaller, status: Option<Status>) -> B
     // of its own (forbidden, say), which asking again would not change.
     let asking = async {
         loop {
-            match signaller.pods.get_opt(&signaller.pod).await {
+            match signaller.pods.pods().get_opt(&signaller.pod).await {
                 Ok(pod) => return Some(pod),
                 Err(kube::Error::Api(_)) => return None,
                 Err(e) => {
@@ -263,6 +267,7 @@ pub(crate) async fn run_to_completion(
     let program = argv.first().cloned().unwrap_or_default();
     let mut attached = target
         .pods
+        .pods()
         .exec(target.pod, argv, &params)
         .await
         .map_err(|e| BackendError::Exec {

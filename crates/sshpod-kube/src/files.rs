@@ -55,6 +55,7 @@ async fn write_one(
     }
     let mut attached = target
         .pods
+        .pods()
         .exec(target.pod, argv, &params)
         .await
         .map_err(|e| failed(Box::new(e)))?;

@@ -3,9 +3,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{AttachParams, AttachedProcess};
-use kube::Api;
 use sshpod_config::KubernetesConfig;
 use sshpod_core::{
     BackendError, Command, CommandPolicy, CommandTable, Identity, NotPossible, Process, ProcessSpec,
@@ -17,6 +15,7 @@ use crate::forward::ForwardStream;
 use crate::helper::{self, HelperStream};
 use crate::lifecycle;
 use crate::listener::{self, Bind, KubeListener};
+use crate::requests::{PodsApi, Requests};
 
 /// What a session's command runs, from `pod.shellCommand`, `pod.subsystems` and
 /// `pod.disableCommand`.
@@ -50,7 +49,7 @@ struct Lifeline {
 
 /// One pod that sessions exec into.
 pub(crate) struct PodHandle {
-    pods: Api<Pod>,
+    pods: PodsApi,
     name: String,
     console: String,
     config: Arc<KubernetesConfig>,
@@ -74,7 +73,7 @@ impl PodHandle {
     }
 
     pub(crate) fn new(
-        pods: Api<Pod>,
+        pods: PodsApi,
         name: String,
         console: String,
         config: Arc<KubernetesConfig>,
@@ -106,10 +105,10 @@ impl PodHandle {
         self
     }
 
-    /// The same pod, reached through `pods` from now on (a login's own counted client for a
-    /// pooled pod the pool's client started).
-    pub(crate) fn with_client(mut self, pods: Api<Pod>) -> Self {
-        self.pods = pods;
+    /// The same pod, its requests counted in `requests` from now on (a login's, for a pooled
+    /// pod the pool started).
+    pub(crate) fn counting(mut self, requests: Requests) -> Self {
+        self.pods = self.pods.counting(requests);
         self
     }
 
@@ -139,9 +138,14 @@ impl PodHandle {
             tty: false,
             ..AttachParams::default()
         };
-        let mut attached = self.pods.attach(&self.name, &params).await.map_err(|e| {
-            lifecycle::start_error(image, "cannot attach to the pod", Some(Box::new(e)))
-        })?;
+        let mut attached = self
+            .pods
+            .pods()
+            .attach(&self.name, &params)
+            .await
+            .map_err(|e| {
+                lifecycle::start_error(image, "cannot attach to the pod", Some(Box::new(e)))
+            })?;
         let stdin = attached.stdin();
         *self.lifeline.lock().await = Some(Lifeline {
             _stdin: stdin,
@@ -196,6 +200,7 @@ impl PodHandle {
         };
         let forwarder = self
             .pods
+            .pods()
             .portforward(&self.name, &[port])
             .await
             .map_err(|e| dial_error(Box::new(e)))?;
@@ -247,7 +252,7 @@ impl PodHandle {
             return sshpod_core::Closed::Kept;
         }
         let stop = self.config.timeouts.pod_stop;
-        lifecycle::delete(&self.pods, &self.name, stop).await;
+        lifecycle::delete(&self.pods.pods(), &self.name, stop).await;
         sshpod_core::Closed::Removed
     }
 }
@@ -256,7 +261,7 @@ impl PodHandle {
 /// gone for the grace period.
 impl sshpod_core::per_user::Shared for PodHandle {
     async fn is_alive(&self) -> bool {
-        match self.pods.get_opt(&self.name).await {
+        match self.pods.pods().get_opt(&self.name).await {
             Ok(Some(pod)) => {
                 pod.metadata.deletion_timestamp.is_none()
                     && pod.status.and_then(|s| s.phase).as_deref() == Some("Running")

@@ -76,7 +76,7 @@ pub(crate) async fn install(target: &Target<'_>) -> Result<String, BackendError>
     };
     let argv = ["/bin/sh", "-c", INSTALL, "sshpod-install"].map(str::to_owned);
     let mut remote = remote::open(
-        target.pods,
+        &target.pods.pods(),
         target.pod,
         Subresource::Exec(argv.to_vec()),
         &params(target),
@@ -181,7 +181,7 @@ pub(crate) async fn run(
         argv = identity.run_as_argv(false, argv);
     }
     let mut remote = remote::open(
-        target.pods,
+        &target.pods.pods(),
         target.pod,
         Subresource::Exec(argv),
         &params(target),

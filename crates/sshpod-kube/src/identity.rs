@@ -28,6 +28,7 @@ pub(crate) async fn set_up(target: &Target<'_>, identity: &Identity) -> Result<(
     };
     let mut attached = target
         .pods
+        .pods()
         .exec(target.pod, identity.setup_argv(), &params)
         .await
         .map_err(|e| failed(Box::new(e)))?;

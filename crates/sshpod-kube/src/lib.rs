@@ -47,7 +47,6 @@ mod token_file;
 use std::sync::Arc;
 
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client};
 use sshpod_config::{HomesConfig, KubernetesConfig, PodMode};
@@ -63,8 +62,8 @@ pub use homes::KubeHomes;
 use lease::HeldLease;
 use orphans::Sweeper;
 use pod::Owner;
-use requests::Requests;
 pub use requests::{ApiRequests, API_REQUEST_KINDS};
+use requests::{PodsApi, Requests};
 use session::SessionPods;
 
 /// The Kubernetes backend. One value serves the whole process.
@@ -189,7 +188,7 @@ impl KubeBackend {
             tracing::warn!(reason, "the warm pool is off: no login could use it");
             return self;
         }
-        let pods: Api<Pod> = Api::namespaced(self.client.clone(), self.config.pod.namespace());
+        let pods = PodsApi::shared(&self.client, self.config.pod.namespace());
         let owner = self.owner_for(&self.config);
         self.pool = Some(pool::spawn(
             pods,
@@ -258,10 +257,9 @@ impl Backend for KubeBackend {
 
     async fn connect(&self, ctx: &ConnectionContext) -> Result<KubeContainer, BackendError> {
         let config = self.config_for(ctx);
-        // The connection's own client: what goes through it is this connection's count.
+        // What goes through it is this connection's count.
         let requests = Requests::sharing(&self.api_requests);
-        let client = requests::counted_client(&self.client, requests.clone());
-        let pods: Api<Pod> = Api::namespaced(client, config.pod.namespace());
+        let pods = PodsApi::counted(&self.client, requests.clone(), config.pod.namespace());
         let owner = self.owner_for(&config);
         if ctx.identity.is_some() && !matches!(config.pod.mode, PodMode::Connection | PodMode::User)
         {
@@ -291,9 +289,7 @@ impl Backend for KubeBackend {
             PodMode::Session | PodMode::Persistent => Vec::new(),
         };
         if !volumes.is_empty() {
-            let claims: Api<PersistentVolumeClaim> =
-                Api::namespaced(pods.clone().into_client(), config.pod.namespace());
-            homes::ensure(&claims, &volumes, &config.pod, &ctx.user).await?;
+            homes::ensure(&pods.claims(), &volumes, &config.pod, &ctx.user).await?;
         }
         let customize_line = volumes
             .iter()
@@ -303,7 +299,7 @@ impl Backend for KubeBackend {
         let kind = match config.pod.mode {
             PodMode::Connection => {
                 let claimed = match self.claim_from_pool(ctx) {
-                    Some(member) => pool::adopt(member, pods.clone(), ctx)
+                    Some(member) => pool::adopt(member, requests.clone(), ctx)
                         .await
                         .inspect_err(|e| {
                             // The member died or its setup failed: the login starts its own.

@@ -8,8 +8,6 @@
 
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
 use sshpod_core::{
     Accepted, BackendError, ForwardedStream, Identity, ListenFuture, Listener, ListenerControl,
     ListenerReport as Report,
@@ -19,6 +17,7 @@ use tokio::io::BufReader;
 use crate::exec::Target;
 use crate::helper;
 use crate::remote::OutputReader;
+use crate::requests::PodsApi;
 
 /// How long a stopped listener's exec is kept for its helper to finish: it ends once the
 /// connections it relays end.
@@ -37,7 +36,7 @@ pub(crate) enum Bind<'a> {
 
 /// A listening helper in one pod.
 pub(crate) struct KubeListener {
-    pods: Api<Pod>,
+    pods: PodsApi,
     pod: String,
     container: String,
     /// The helper's path in the pod.

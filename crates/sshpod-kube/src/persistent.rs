@@ -4,23 +4,24 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
 use sshpod_config::KubernetesConfig;
 use sshpod_core::{BackendError, ConnectionContext};
 
 use crate::handle::{Ownership, PodHandle};
+use crate::requests::PodsApi;
 use crate::{files, lifecycle, pod};
 
 /// Finds the configured pod (creating it if allowed and missing) and writes the login's
 /// files into it.
 pub(crate) async fn claim(
-    pods: Api<Pod>,
+    pods: PodsApi,
     config: Arc<KubernetesConfig>,
     ctx: &ConnectionContext,
 ) -> Result<PodHandle, BackendError> {
     let (console, image) = pod::console_of(&config.pod);
     let name = config.pod.metadata.name.clone().unwrap_or_default();
     let found = pods
+        .pods()
         .get_opt(&name)
         .await
         .map_err(|e| BackendError::Engine(Box::new(e)))?;
@@ -50,7 +51,7 @@ pub(crate) async fn claim(
                 console.args = None;
             }
             lifecycle::create_and_wait(
-                &pods,
+                &pods.pods(),
                 &spec,
                 (&console, &image),
                 &config.timeouts,

@@ -12,7 +12,6 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::Api;
 use sshpod_config::{KubernetesConfig, PoolConfig};
 use sshpod_core::per_user::Shared as _;
 use sshpod_core::pool::{Starter, WarmPool};
@@ -21,6 +20,7 @@ use tokio::sync::Semaphore;
 
 use crate::handle::{Ownership, PodHandle};
 use crate::pod::{self, Owner};
+use crate::requests::{PodsApi, Requests};
 use crate::{files, lifecycle};
 
 /// Pods the pool starts at once: refills must leave the API server and the nodes to logins.
@@ -31,7 +31,7 @@ pub(crate) type Pool = WarmPool<Members>;
 
 /// Starts a pool of `config`'s size on `lifecycle`, which deletes the members when cancelled.
 pub(crate) fn spawn(
-    pods: Api<Pod>,
+    pods: PodsApi,
     settings: Arc<KubernetesConfig>,
     owner: Owner,
     config: &PoolConfig,
@@ -53,7 +53,7 @@ pub(crate) fn spawn(
 
 /// How members are made: connection pods of the file's settings, without a login.
 pub(crate) struct Members {
-    pods: Api<Pod>,
+    pods: PodsApi,
     settings: Arc<KubernetesConfig>,
     owner: Owner,
     /// Whether each member holds a lifeline (no Lease vouches for it, or `pod.lifeline`).
@@ -71,7 +71,7 @@ impl Starter for Members {
         let (console, image) = pod::console_of(&self.settings.pod);
         let spec = member_pod(&self.settings, &self.owner, self.lifeline);
         let name = lifecycle::create_and_wait(
-            &self.pods,
+            &self.pods.pods(),
             &spec,
             (&console, &image),
             &self.settings.timeouts,
@@ -100,17 +100,16 @@ impl Starter for Members {
     }
 }
 
-/// Makes a member this login's pod, reached through the login's client `pods` (so its
-/// requests count as the connection's): the login's environment for each process, its files
+/// Makes a member this login's pod, its requests counted in the login's `requests`: the login's environment for each process, its files
 /// written. A member that stopped running since it started (evicted, deleted by hand, its
 /// idle process ended) is refused, so the login starts its own pod rather than failing at its
 /// first command. On error the member is deleted.
 pub(crate) async fn adopt(
     member: PodHandle,
-    pods: Api<Pod>,
+    requests: Requests,
     ctx: &ConnectionContext,
 ) -> Result<PodHandle, BackendError> {
-    let member = member.with_client(pods);
+    let member = member.counting(requests);
     let image = pod::console_of(&member.config().pod).1;
     if !member.is_alive().await {
         member.close().await;

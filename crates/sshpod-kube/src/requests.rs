@@ -2,10 +2,11 @@
 //! decides how many logins a cluster's API server can take; and, for the whole process, how
 //! many of each kind (verb and resource) the connections made, for the metrics.
 //!
-//! Counted where requests go out, by a tower layer, not by hand at each call: every
-//! connection gets a client of its own whose stack is [`CountLayer`] over the process's
-//! shared client (rate limit, token file, TLS connections and all). So the count is exact,
-//! whatever the code in between does, and belongs to exactly one connection.
+//! Counted where requests go out, by a tower layer, not by hand at each call: a connection's
+//! requests go through a client whose stack is [`CountLayer`] over the process's shared
+//! client (rate limit, token file, TLS connections and all). So the count is exact, whatever
+//! the code in between does, and belongs to exactly one connection. The connection holds a
+//! [`PodsApi`], which makes that client for each use rather than keeping one.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -13,8 +14,9 @@ use std::task::{Context, Poll};
 
 use futures_util::future::BoxFuture;
 use http::{Method, Request, Response, Uri};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::client::{Body, ClientBuilder};
-use kube::Client;
+use kube::{Api, Client};
 use tower::{Layer, Service};
 
 /// The kinds of request the connections make, as `verb resource` (Kubernetes' words); any
@@ -123,6 +125,66 @@ impl Requests {
     fn count<B>(&self, request: &Request<B>) {
         self.count_one();
         self.kinds.count(request.method(), request.uri());
+    }
+}
+
+/// The pods (and claims) of one namespace, as a connection or the process reaches them.
+///
+/// A connection's is counted: each [`PodsApi::pods`] is a client of its own over the shared
+/// one, counting into the connection's [`Requests`], made when asked for and dropped after
+/// use. Not one client for the connection's whole life: kube's client keeps a queue with room
+/// for 32 requests (about 11 KiB) for as long as it lives, and a connection holds its pod for
+/// hours and talks to the API server a few times. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct PodsApi {
+    shared: Client,
+    /// `None`: the process's own requests (the pool's), not counted per connection.
+    requests: Option<Requests>,
+    namespace: Arc<str>,
+}
+
+impl PodsApi {
+    /// One connection's, counted in `requests`.
+    pub(crate) fn counted(shared: &Client, requests: Requests, namespace: &str) -> Self {
+        Self {
+            shared: shared.clone(),
+            requests: Some(requests),
+            namespace: namespace.into(),
+        }
+    }
+
+    /// The process's own, through the shared client as it is.
+    pub(crate) fn shared(shared: &Client, namespace: &str) -> Self {
+        Self {
+            shared: shared.clone(),
+            requests: None,
+            namespace: namespace.into(),
+        }
+    }
+
+    /// The same namespace, counted in `requests` from now on (a pooled pod a login claims).
+    pub(crate) fn counting(&self, requests: Requests) -> Self {
+        Self {
+            requests: Some(requests),
+            ..self.clone()
+        }
+    }
+
+    fn client(&self) -> Client {
+        match &self.requests {
+            Some(requests) => counted_client(&self.shared, requests.clone()),
+            None => self.shared.clone(),
+        }
+    }
+
+    /// The namespace's pods. Keep it for one task, not for the connection's life.
+    pub(crate) fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client(), &self.namespace)
+    }
+
+    /// The namespace's persistent volume claims, on the same terms as [`Self::pods`].
+    pub(crate) fn claims(&self) -> Api<PersistentVolumeClaim> {
+        Api::namespaced(self.client(), &self.namespace)
     }
 }
 
@@ -271,6 +333,42 @@ mod tests {
         let counts: std::collections::HashMap<_, _> = kinds.snapshot().into_iter().collect();
         assert_eq!(counts["get pods"], 2);
         assert_eq!(counts["create pods"], 0);
+    }
+
+    #[tokio::test]
+    async fn a_connections_pods_count_as_its_own_and_the_pools_as_nobodys() {
+        let (client, reached) = shared(true);
+        let login = Requests::default();
+        let pool = PodsApi::shared(&client, "ns");
+        pool.pods().get("p").await.unwrap();
+        let claimed = pool.counting(login.clone());
+        claimed.pods().get("p").await.unwrap();
+        // The stand-in answers with a pod: only the count matters here.
+        let _ = claimed.claims().get_opt("c").await;
+        assert_eq!((login.total(), reached.total()), (2, 3));
+    }
+
+    /// Between requests a connection holds no client, and so none of its queues.
+    #[tokio::test]
+    async fn a_connections_pods_hold_no_client_between_requests() {
+        let (client, _) = shared(true);
+        let tasks = || {
+            tokio::runtime::Handle::current()
+                .metrics()
+                .num_alive_tasks()
+        };
+        let before = tasks();
+        let pods = PodsApi::counted(&client, Requests::default(), "ns");
+        pods.pods().get("p").await.unwrap();
+        // The request's client ends its queue's task once dropped.
+        for _ in 0..1000 {
+            if tasks() == before {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(tasks(), before, "a client outlived its request");
+        drop(pods);
     }
 
     #[test]

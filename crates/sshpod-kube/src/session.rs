@@ -24,10 +24,11 @@ use crate::exec::{missing, Signaller, Target, Terminal};
 use crate::lifecycle;
 use crate::pod;
 use crate::remote::{self, Subresource};
+use crate::requests::PodsApi;
 
 /// The session pods of one connection.
 pub(crate) struct SessionPods {
-    pods: Api<Pod>,
+    pods: PodsApi,
     config: Arc<KubernetesConfig>,
     ctx: ConnectionContext,
     owner: pod::Owner,
@@ -46,7 +47,7 @@ impl SessionPods {
     }
 
     pub(crate) fn new(
-        pods: Api<Pod>,
+        pods: PodsApi,
         config: Arc<KubernetesConfig>,
         ctx: &ConnectionContext,
         owner: &pod::Owner,
@@ -109,7 +110,7 @@ impl SessionPods {
             live.push(name.clone());
         }
         let created = lifecycle::create_and_wait(
-            &self.pods,
+            &self.pods.pods(),
             &spec,
             (&console, &image),
             &self.config.timeouts,
@@ -144,7 +145,7 @@ impl SessionPods {
     async fn discard(&self, name: &str) {
         self.forget(name);
         let stop = self.config.timeouts.pod_stop;
-        lifecycle::delete(&self.pods, name, stop).await;
+        lifecycle::delete(&self.pods.pods(), name, stop).await;
     }
 
     async fn attach(
@@ -162,7 +163,7 @@ impl SessionPods {
             tty: tty.is_some(),
             ..AttachParams::default()
         };
-        let mut attached = remote::open(&self.pods, name, Subresource::Attach, &params)
+        let mut attached = remote::open(&self.pods.pods(), name, Subresource::Attach, &params)
             .await
             .map_err(|e| BackendError::Exec {
                 program: "your session".to_owned(),
@@ -224,7 +225,7 @@ impl SessionPods {
             .unwrap_or_default();
         let stop = self.config.timeouts.pod_stop;
         for name in names {
-            lifecycle::delete(&self.pods, &name, stop).await;
+            lifecycle::delete(&self.pods.pods(), &name, stop).await;
         }
     }
 }
@@ -246,11 +247,11 @@ impl SessionControl {
             attached.finished().await;
         }
         let s = &self.signaller;
-        let code = terminated_exit_code(&s.pods, &s.pod, &s.container).await;
+        let code = terminated_exit_code(&s.pods.pods(), &s.pod, &s.container).await;
         if let Ok(mut live) = self.live.lock() {
             live.retain(|n| n != &s.pod);
         }
-        lifecycle::delete(&s.pods, &s.pod, self.pod_stop).await;
+        lifecycle::delete(&s.pods.pods(), &s.pod, self.pod_stop).await;
         code.map(|c| s.exit_status(c))
     }
 }
