@@ -67,6 +67,9 @@ struct ForwardChannel {
 }
 
 /// Per-connection handler state.
+///
+/// russh keeps the handler inline in its connection task, in more than one copy (the
+/// task's start state and its running state, each twice over): large fields are boxed.
 pub(crate) struct ConnectionHandler<B: Backend> {
     conn: Arc<ConnectionState<B>>,
     sessions: HashMap<ChannelId, SessionChannel>,
@@ -74,9 +77,9 @@ pub(crate) struct ConnectionHandler<B: Backend> {
     forwards: HashMap<ChannelId, ForwardChannel>,
     /// What the login may do (key options, certificate options); nothing restricted until a
     /// key or certificate says otherwise.
-    restrictions: Restrictions,
+    restrictions: Box<Restrictions>,
     /// What the login's configuration (`security`) allows its sessions.
-    security: SecurityPolicy,
+    security: Box<SecurityPolicy>,
     /// The client's remote forwards (`ssh -R`); they stop when this is dropped.
     remote_forwards: RemoteForwards,
     /// The forwarded agent's socket inside the container, once a session asked for it.
@@ -92,8 +95,8 @@ impl<B: Backend> ConnectionHandler<B> {
             conn,
             sessions: HashMap::new(),
             forwards: HashMap::new(),
-            restrictions: Restrictions::default(),
-            security: SecurityPolicy::default(),
+            restrictions: Box::default(),
+            security: Box::default(),
             remote_forwards: RemoteForwards::default(),
             agent_socket: None,
             x11_passed_on: false,
@@ -164,9 +167,9 @@ impl<B: Backend> ConnectionHandler<B> {
     /// Takes an authentication answer; an accepted login keeps its key's restrictions.
     fn decided(&mut self, decided: Decided) -> Auth {
         if matches!(decided.auth, Auth::Accept) {
-            self.restrictions = decided.restrictions.unwrap_or_default();
+            *self.restrictions = decided.restrictions.unwrap_or_default();
             if let Some(login) = self.conn.login() {
-                self.security = login.security.clone();
+                *self.security = login.security.clone();
             }
         }
         decided.auth
