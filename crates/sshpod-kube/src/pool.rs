@@ -100,8 +100,8 @@ impl Starter for Members {
     }
 }
 
-/// Makes a member this login's pod, its requests counted in the login's `requests`: the login's environment for each process, its files
-/// written. A member that stopped running since it started (evicted, deleted by hand, its
+/// Makes a member this login's pod, its requests counted in the login's `requests`: the
+/// login's environment for each process, its files written. A member that stopped running since it started (evicted, deleted by hand, its
 /// idle process ended) is refused, so the login starts its own pod rather than failing at its
 /// first command. On error the member is deleted.
 pub(crate) async fn adopt(
