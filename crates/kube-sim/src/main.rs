@@ -313,7 +313,8 @@ fn bridge_gateway(gateway: Option<&str>, subnet: Option<&str>) -> Option<std::ne
     if prefix >= 31 {
         return None;
     }
-    let mask = u32::MAX << (32 - prefix);
+    // A `/0` shifts every bit out.
+    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
     Some(std::net::IpAddr::V4(
         ((u32::from(network) & mask) + 1).into(),
     ))
@@ -351,6 +352,7 @@ mod tests {
         );
         assert_eq!(bridge_gateway(None, Some("fd00::/64")), None);
         assert_eq!(bridge_gateway(None, Some("10.0.0.0/32")), None);
+        assert_eq!(bridge_gateway(None, Some("10.0.0.0/0")), ip("0.0.0.1"));
         assert_eq!(bridge_gateway(None, None), None);
     }
 }
