@@ -193,9 +193,10 @@ impl ExecControl {
 async fn without_exit_status(signaller: &Signaller, status: Option<Status>) -> BackendError {
     // `Some` with what the API server said of the pod; `None` when it answered with an error
     // of its own (forbidden, say), which asking again would not change.
+    let pods = signaller.pods.pods();
     let asking = async {
         loop {
-            match signaller.pods.pods().get_opt(&signaller.pod).await {
+            match pods.get_opt(&signaller.pod).await {
                 Ok(pod) => return Some(pod),
                 Err(kube::Error::Api(_)) => return None,
                 Err(e) => {

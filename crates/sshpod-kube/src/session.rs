@@ -224,8 +224,9 @@ impl SessionPods {
             .map(|mut live| std::mem::take(&mut *live))
             .unwrap_or_default();
         let stop = self.config.timeouts.pod_stop;
+        let pods = self.pods.pods();
         for name in names {
-            lifecycle::delete(&self.pods.pods(), &name, stop).await;
+            lifecycle::delete(&pods, &name, stop).await;
         }
     }
 }
@@ -247,11 +248,12 @@ impl SessionControl {
             attached.finished().await;
         }
         let s = &self.signaller;
-        let code = terminated_exit_code(&s.pods.pods(), &s.pod, &s.container).await;
+        let pods = s.pods.pods();
+        let code = terminated_exit_code(&pods, &s.pod, &s.container).await;
         if let Ok(mut live) = self.live.lock() {
             live.retain(|n| n != &s.pod);
         }
-        lifecycle::delete(&s.pods.pods(), &s.pod, self.pod_stop).await;
+        lifecycle::delete(&pods, &s.pod, self.pod_stop).await;
         code.map(|c| s.exit_status(c))
     }
 }
